@@ -1,0 +1,51 @@
+/**
+ * Pipelines are explicit lists of passes (order matters; comments say why where it does).
+ * `runPipeline` runs them, times them, optionally checks the model after each pass, and
+ * collects the per-pass report.
+ */
+import { check } from './ir/checker.js';
+import type { Model } from './ir/graph.js';
+import { newContext, type ExplainEntry, type Pass } from './rewrite/pass.js';
+
+export interface PassReport {
+  name: string;
+  modified: boolean;
+  counts: Record<string, number>;
+  ms: number;
+}
+
+export interface PipelineReport {
+  passes: PassReport[];
+  /** Rules that matched nothing, with their best partial match (when `explain` is on). */
+  explanations: ExplainEntry[];
+}
+
+export interface PipelineOptions {
+  /** Run the checker after every pass (tests do; the CLI does it once at the end). */
+  checkEachPass?: boolean;
+  explain?: boolean;
+  /** Options passed to passes (e.g. { training: true }). */
+  options?: Record<string, unknown>;
+}
+
+/** The cleanup passes, in order. */
+export function cleanupPipeline(): Pass[] {
+  return [];
+}
+
+/** The default `optimize` pipeline. */
+export function defaultPipeline(): Pass[] {
+  return [...cleanupPipeline()];
+}
+
+export function runPipeline(model: Model, passes: Pass[], opts: PipelineOptions = {}): PipelineReport {
+  const ctx = newContext(opts.options ?? {}, opts.explain ?? false);
+  const report: PipelineReport = { passes: [], explanations: ctx.explanations };
+  for (const p of passes) {
+    const t0 = performance.now();
+    const r = p.run(model, ctx);
+    report.passes.push({ name: p.name, modified: r.modified, counts: r.counts, ms: performance.now() - t0 });
+    if (opts.checkEachPass) check(model, `after pass ${p.name}`);
+  }
+  return report;
+}
