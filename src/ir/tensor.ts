@@ -104,7 +104,7 @@ export class Tensor {
   /** The values as a typed array of the natural JS type. */
   toArray(): TypedArray {
     const b = this.bytes();
-    const copy = b.slice();
+    const copy = new Uint8Array(b); // Buffer.slice() would share the pool buffer
     const buf = copy.buffer;
     switch (this.dtype) {
       case DataType.FLOAT: return new Float32Array(buf);
