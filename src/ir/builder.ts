@@ -26,30 +26,30 @@ export interface CallOptions {
   name?: string;
 }
 
-/** Receives op calls. */
-export interface OpSink<V> {
+/** Receives op calls. `A` is the attribute map type (patterns accept constraints there). */
+export interface OpSink<V, A = Attrs> {
   isValue(x: unknown): x is V;
-  emit(opType: string, inputs: (V | null)[], attrs: Attrs, opts: CallOptions): V[];
+  emit(opType: string, inputs: (V | null)[], attrs: A, opts: CallOptions): V[];
 }
 
-export type Ops<V> = {
-  [op: string]: (...args: (V | null | undefined | Attrs)[]) => V;
+export type Ops<V, A = Attrs> = {
+  [op: string]: (...args: (V | null | undefined | A)[]) => V;
 } & {
-  call(opType: string, inputs: (V | null | undefined)[], attrs?: Attrs, opts?: CallOptions): V[];
+  call(opType: string, inputs: (V | null | undefined)[], attrs?: A, opts?: CallOptions): V[];
 };
 
-export function makeOps<V>(sink: OpSink<V>): Ops<V> {
-  const call = (opType: string, inputs: (V | null | undefined)[], attrs: Attrs = {}, opts: CallOptions = {}): V[] =>
+export function makeOps<V, A = Attrs>(sink: OpSink<V, A>): Ops<V, A> {
+  const call = (opType: string, inputs: (V | null | undefined)[], attrs: A = {} as A, opts: CallOptions = {}): V[] =>
     sink.emit(opType, inputs.map((v) => v ?? null), attrs, opts);
-  return new Proxy({ call } as Ops<V>, {
+  return new Proxy({ call } as Ops<V, A>, {
     get(target, prop) {
       if (prop === 'call') return call;
       if (typeof prop !== 'string') return undefined;
-      return (...args: (V | null | undefined | Attrs)[]) => {
-        let attrs: Attrs = {};
+      return (...args: (V | null | undefined | A)[]) => {
+        let attrs = {} as A;
         const last = args[args.length - 1];
         if (last && typeof last === 'object' && !sink.isValue(last) && Object.getPrototypeOf(last) === Object.prototype) {
-          attrs = last as Attrs;
+          attrs = last as A;
           args = args.slice(0, -1);
         }
         return call(prop, args as (V | null | undefined)[], attrs)[0];
