@@ -1,0 +1,145 @@
+/**
+ * The `cpu` backend trainer: one onnxruntime-node session runs the training-step graph
+ * (parameters, input_ids, labels → loss, grad.<param>), and AdamW updates the host copies of the
+ * parameters and moments between steps.
+ */
+import * as ort from 'onnxruntime-node';
+import { fail, OrtfuseError } from '../errors.js';
+import type { Model } from '../ir/graph.js';
+import { saveBytes } from '../onnx/io.js';
+import { DataType } from '../onnx/schema.js';
+import type { Batch } from '../data/batches.js';
+import { adamwStep, learningRate, type AdamWOptions, type ParamState, type ScheduleOptions } from './optimizer.js';
+import type { TrainState } from './checkpoint.js';
+
+/** Gradient outputs are named `grad.<parameter name>`. */
+export const GRAD_PREFIX = 'grad.';
+
+export interface TrainerOptions {
+  optimizer: AdamWOptions;
+  schedule: ScheduleOptions;
+  /** Parameters that get no weight decay (default: 1-D parameters: norm weights and biases). */
+  noDecay?: (name: string, dims: number[]) => boolean;
+  /** ORT intra-op threads (default: ORT's choice). */
+  threads?: number;
+}
+
+export interface StepResult {
+  step: number;
+  loss: number;
+  gradNorm: number;
+  lr: number;
+  ms: number;
+}
+
+export class CpuTrainer {
+  step = 0;
+  private constructor(
+    private session: ort.InferenceSession,
+    readonly params: Map<string, ParamState>,
+    private dims: Map<string, number[]>,
+    private opts: TrainerOptions,
+  ) {}
+
+  /**
+   * Create a trainer for a training-step model. `initial` gives each parameter's starting
+   * values (float32, in the layout of the parameter's graph input).
+   */
+  static async create(train: Model, initial: Map<string, Float32Array>, opts: TrainerOptions): Promise<CpuTrainer> {
+    const params = new Map<string, ParamState>();
+    const dims = new Map<string, number[]>();
+    const gradNames = new Set(train.graph.outputs.map((v) => v.name).filter((n) => n.startsWith(GRAD_PREFIX)));
+    for (const v of train.graph.inputs) {
+      if (v.name === 'input_ids' || v.name === 'labels') continue;
+      const t = v.tensorType;
+      if (!t || t.elemType !== DataType.FLOAT) fail('unsupported', `training input '${v.name}' must be float32 (got ${t ? t.elemType : 'unknown'})`);
+      const shape = t.shape ?? [];
+      if (shape.some((d) => typeof d !== 'number')) fail('unsupported', `parameter '${v.name}' has a non-static shape`);
+      const value = initial.get(v.name);
+      if (!value) fail('invalid', `no initial value for parameter '${v.name}'`);
+      const n = (shape as number[]).reduce((a, b) => a * b, 1);
+      if (value.length !== n) fail('invalid', `parameter '${v.name}': ${value.length} values for shape [${shape}]`);
+      dims.set(v.name, shape as number[]);
+      const noDecay = (opts.noDecay ?? ((_, d) => d.length <= 1))(v.name, shape as number[]);
+      params.set(v.name, { value, m: new Float32Array(n), v: new Float32Array(n), noDecay });
+      if (!gradNames.has(GRAD_PREFIX + v.name)) params.get(v.name)!.noDecay = true;
+    }
+    const so: ort.InferenceSession.SessionOptions = { logSeverityLevel: 3 };
+    if (opts.threads) so.intraOpNumThreads = opts.threads;
+    let session: ort.InferenceSession;
+    try {
+      session = await ort.InferenceSession.create(saveBytes(train), so);
+    } catch (e) {
+      return fail('runtime', `onnxruntime-node refused the training graph: ${(e as Error).message.split('\n')[0]}`, e);
+    }
+    return new CpuTrainer(session, params, dims, opts);
+  }
+
+  private feeds(batch: Batch): Record<string, ort.Tensor> {
+    const feeds: Record<string, ort.Tensor> = {
+      input_ids: new ort.Tensor('int64', batch.inputIds, [batch.batch, batch.seq]),
+      labels: new ort.Tensor('int64', batch.labels, [batch.batch, batch.seq]),
+    };
+    for (const [name, p] of this.params) feeds[name] = new ort.Tensor('float32', p.value, this.dims.get(name)!);
+    return feeds;
+  }
+
+  /** Loss and gradients for one batch, without updating (NaN/Inf reported with the tensor's name). */
+  async lossAndGrads(batch: Batch): Promise<{ loss: number; grads: Map<string, Float32Array> }> {
+    let out: ort.InferenceSession.OnnxValueMapType;
+    try {
+      out = await this.session.run(this.feeds(batch));
+    } catch (e) {
+      return fail('runtime', `step ${this.step + 1}: onnxruntime failed: ${(e as Error).message.split('\n')[0]}`, e);
+    }
+    const loss = Number((out.loss as ort.Tensor).data[0]);
+    if (!Number.isFinite(loss)) throw new OrtfuseError('runtime', `step ${this.step + 1}: loss is ${loss}`);
+    const grads = new Map<string, Float32Array>();
+    for (const name of this.params.keys()) {
+      const g = out[GRAD_PREFIX + name] as ort.Tensor | undefined;
+      if (!g) continue;
+      const data = g.data as Float32Array;
+      for (let i = 0; i < data.length; i++)
+        if (!Number.isFinite(data[i])) throw new OrtfuseError('runtime', `step ${this.step + 1}: gradient of '${name}' has ${data[i]} at index ${i}`);
+      grads.set(name, data);
+    }
+    return { loss, grads };
+  }
+
+  /** One optimisation step. */
+  async train(batch: Batch): Promise<StepResult> {
+    const t0 = performance.now();
+    const { loss, grads } = await this.lossAndGrads(batch);
+    this.step++;
+    const lr = learningRate(this.step, this.opts.schedule);
+    const gradNorm = adamwStep(this.params, grads, this.step, lr, this.opts.optimizer);
+    return { step: this.step, loss, gradNorm, lr, ms: performance.now() - t0 };
+  }
+
+  /** Mean loss over batches, no update. */
+  async evaluate(batches: Batch[]): Promise<number> {
+    let s = 0;
+    for (const b of batches) s += (await this.lossAndGrads(b)).loss;
+    return s / batches.length;
+  }
+
+  state(meta: Record<string, unknown>): TrainState {
+    return { step: this.step, params: this.params, meta };
+  }
+
+  /** Restore parameters, moments and step from a checkpoint. */
+  restore(s: TrainState): void {
+    for (const [name, p] of this.params) {
+      const q = s.params.get(name);
+      if (!q || q.value.length !== p.value.length) fail('invalid', `checkpoint does not match the model: parameter '${name}'`);
+      p.value.set(q.value);
+      p.m.set(q.m);
+      p.v.set(q.v);
+    }
+    this.step = s.step;
+  }
+
+  async release(): Promise<void> {
+    await this.session.release();
+  }
+}
