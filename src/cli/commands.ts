@@ -1,0 +1,6 @@
+/** The CLI's commands, in the order `--help` lists them. Add new commands (e.g. `train`) here. */
+import type { CliCommand } from './command.js';
+import { inspectCommand } from './inspect.js';
+import { optimizeCommand } from './optimize.js';
+
+export const COMMANDS: CliCommand[] = [optimizeCommand, inspectCommand];

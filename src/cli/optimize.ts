@@ -1,0 +1,109 @@
+/**
+ * `ortfuse optimize [in.onnx] [-o out.onnx]`: load, validate, run the default pipeline, check,
+ * save atomically (so `-o` may name the input), and report per pass. Without an input (or with
+ * --demo) it optimizes the built-in demo model.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { Command } from 'commander';
+import { fail } from '../errors.js';
+import type { Model } from '../ir/graph.js';
+import { optimize } from '../index.js';
+import { loadFile, saveFile } from '../onnx/io.js';
+import type { CliCommand, CliIO } from './command.js';
+import { demoModel } from './demo.js';
+import { version } from './program.js';
+import { formatReport, type OptimizeRunReport } from './report.js';
+
+export interface OptimizeArgs {
+  /** Input file; undefined = the demo model. */
+  input?: string;
+  output?: string;
+  /** Report as JSON to this file, or '-' for stdout. */
+  json?: string;
+  explain: boolean;
+  verbose: boolean;
+  check: boolean;
+}
+
+/** `model.onnx` -> `model.opt.onnx`. */
+export function defaultOutput(input: string): string {
+  return input.endsWith('.onnx') ? `${input.slice(0, -5)}.opt.onnx` : `${input}.opt.onnx`;
+}
+
+/** Fail before any work if `file` cannot be written (missing or read-only directory, a directory in the way). */
+function assertWritable(file: string, what: string): void {
+  const dir = path.dirname(file);
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(dir);
+  } catch {
+    return fail('io', `${what} ${file}: directory ${dir} does not exist`);
+  }
+  if (!st.isDirectory()) fail('io', `${what} ${file}: ${dir} is not a directory`);
+  try {
+    fs.accessSync(dir, fs.constants.W_OK);
+  } catch {
+    fail('io', `${what} ${file}: directory ${dir} is not writable`);
+  }
+  if (fs.existsSync(file) && fs.statSync(file).isDirectory()) fail('io', `${what} ${file}: is a directory`);
+}
+
+export const optimizeCommand: CliCommand<OptimizeArgs> = {
+  name: 'optimize',
+  configure(cmd: Command) {
+    cmd
+      .description('rewrite a model with the default pipeline (cleanup, fusions) and save it')
+      .argument('[input]', 'ONNX model file (omit it, or pass --demo, to optimize the built-in demo model)')
+      .option('-o, --output <file>', 'output model (default: <input>.opt.onnx; external data go to <output>.data)')
+      .option('--demo', 'optimize the built-in demo model (a small Qwen2-shaped training graph)')
+      .option('--json <file>', "write the report as JSON to <file> ('-' for stdout)")
+      .option('--explain', 'for every rule that matched nothing, show its best partial match and why it failed')
+      .option('--no-check', 'skip the model checker on the input and the result');
+  },
+  parse(positionals, opts) {
+    const input = positionals[0] as string | undefined;
+    if (input !== undefined && opts.demo) fail('usage', '--demo takes no input file');
+    return {
+      input,
+      output: opts.output as string | undefined,
+      json: opts.json as string | undefined,
+      explain: opts.explain === true,
+      verbose: opts.verbose === true,
+      check: opts.check !== false,
+    };
+  },
+  async run(args, io) {
+    await runOptimize(args, io);
+  },
+};
+
+async function runOptimize(args: OptimizeArgs, io: CliIO): Promise<void> {
+  const t0 = performance.now();
+  const input = args.input === undefined ? undefined : path.resolve(io.cwd, args.input);
+  const output = args.output !== undefined ? path.resolve(io.cwd, args.output) : input && defaultOutput(input);
+  const jsonFile = args.json !== undefined && args.json !== '-' ? path.resolve(io.cwd, args.json) : undefined;
+  if (output) assertWritable(output, 'output');
+  if (jsonFile) assertWritable(jsonFile, 'JSON report');
+  let model: Model;
+  let t = performance.now();
+  if (input) model = loadFile(input);
+  else model = demoModel();
+  const loadMs = performance.now() - t;
+  const { report } = optimize(model, { explain: args.explain, check: args.check, source: input ?? 'demo model' });
+  t = performance.now();
+  const saved = output ? saveFile(model, output, { location: `${path.basename(output)}.data` }) : undefined;
+  const saveMs = performance.now() - t;
+  const full: OptimizeRunReport = {
+    ortfuse: version(),
+    input: input ?? '<demo>',
+    output: saved?.model ?? null,
+    outputData: saved?.data ?? null,
+    ...report,
+    ms: { load: loadMs, save: saveMs, total: performance.now() - t0 },
+  };
+  const json = `${JSON.stringify(full, null, 2)}\n`;
+  if (jsonFile) fs.writeFileSync(jsonFile, json);
+  if (args.json === '-') io.stdout(json);
+  else io.stdout(formatReport(full, args.verbose));
+}
