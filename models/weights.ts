@@ -98,7 +98,15 @@ export class Rng {
 
   /** Fill `out` with normal(0, std). */
   fillNormal(out: Float32Array, std: number): void {
-    for (let i = 0; i < out.length; i++) out[i] = this.normal() * std;
+    let i = 0;
+    if (this.spare !== undefined && out.length > 0) out[i++] = this.normal() * std;
+    for (; i + 1 < out.length; i += 2) {
+      const r = std * Math.sqrt(-2 * Math.log(this.uniform()));
+      const th = 2 * Math.PI * this.uniform();
+      out[i] = r * Math.cos(th);
+      out[i + 1] = r * Math.sin(th);
+    }
+    if (i < out.length) out[i] = this.normal() * std;
   }
 }
 
