@@ -87,18 +87,19 @@ export interface OptimizeResult {
   bytes(): Uint8Array;
 }
 
-function allGraphs(model: Model): Graph[] {
+function allGraphs(model: Model, functions = true): Graph[] {
   const out: Graph[] = [];
   const walk = (g: Graph) => {
     out.push(g);
     for (const n of g.nodes) for (const sg of n.subgraphs()) walk(sg);
   };
   walk(model.graph);
-  for (const f of model.functions) walk(f.body);
+  if (functions) for (const f of model.functions) walk(f.body);
   return out;
 }
 
-const nodeCount = (m: Model) => allGraphs(m).reduce((s, g) => s + g.nodes.length, 0);
+/** Nodes of the main graph and its subgraphs (function bodies not counted). */
+const nodeCount = (m: Model) => allGraphs(m, false).reduce((s, g) => s + g.nodes.length, 0);
 
 function prefixed<T>(source: string, f: () => T): T {
   try {
