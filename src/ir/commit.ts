@@ -7,7 +7,7 @@
  */
 import { fail } from '../errors.js';
 import type { Graph, Node, Value } from './graph.js';
-import { isSorted, toposort } from './toposort.js';
+import { nodeDependencies, toposort } from './toposort.js';
 
 export interface Edit {
   /** Nodes to delete. Their outputs must be unused after the edit, or replaced. */
@@ -22,8 +22,13 @@ export function commit(g: Graph, edit: Edit): void {
   const remove = new Set(edit.remove ?? []);
   const add = edit.add ?? [];
   const replace = new Map(edit.replace ?? []);
-  const members = new Set(g.nodes);
-  for (const n of remove) if (!members.has(n)) fail('invalid', `commit: ${n.label} is not in graph '${g.name}'`);
+  // indexOf scans are cheaper than building a Set of all nodes on every commit.
+  let where = -1;
+  for (const n of remove) {
+    const i = g.nodes.indexOf(n);
+    if (i < 0) fail('invalid', `commit: ${n.label} is not in graph '${g.name}'`);
+    if (i > where) where = i;
+  }
   const addSet = new Set(add);
   const removedOutputs = new Set<Value>();
   for (const n of remove) for (const o of n.outputs) removedOutputs.add(o);
@@ -36,7 +41,7 @@ export function commit(g: Graph, edit: Edit): void {
   for (const [from, to] of replace) {
     if (from === to) fail('invalid', `commit: value '${from.name}' replaced by itself`);
     if (removedOutputs.has(to)) fail('invalid', `commit: replacement '${to.name}' is removed by the edit`);
-    if (to.producer && !addSet.has(to.producer) && !members.has(to.producer) && to.graph === g)
+    if (to.producer && !addSet.has(to.producer) && to.graph === g && !g.nodes.includes(to.producer))
       fail('invalid', `commit: replacement '${to.name}' is produced by a node outside the graph`);
   }
   for (const [from, to] of replace)
@@ -69,10 +74,36 @@ export function commit(g: Graph, edit: Edit): void {
   for (const n of remove) n.detachInputs();
   // Added nodes go where the last removed node was (after the pattern's inputs, before its
   // readers); a final check re-sorts in the rare case that is not a valid order.
-  let where = g.nodes.length;
-  for (let i = g.nodes.length - 1; i >= 0; i--) if (remove.has(g.nodes[i])) { where = i + 1; break; }
-  const kept = [...g.nodes.slice(0, where).filter((n) => !remove.has(n)), ...add, ...g.nodes.slice(where).filter((n) => !remove.has(n))];
+  const at = where < 0 ? g.nodes.length : where + 1;
+  const kept: Node[] = [];
+  for (let i = 0; i < g.nodes.length; i++) {
+    if (i === at) kept.push(...add);
+    if (!remove.has(g.nodes[i])) kept.push(g.nodes[i]);
+  }
+  if (at === g.nodes.length) kept.push(...add);
   g.nodes = kept;
   for (const n of remove) for (const o of n.outputs) o.producer = undefined;
-  if (!isSorted(g)) toposort(g);
+  if (!sortedAround(g, add, [...replace.values()])) toposort(g);
+}
+
+/**
+ * The graph was sorted before the edit; only the added nodes and the readers of replacement
+ * values can be out of order. Checking just those keeps a commit O(nodes) with a small constant.
+ */
+function sortedAround(g: Graph, add: Node[], targets: Value[]): boolean {
+  const here = (n: Node | undefined): number | undefined => {
+    for (let c = n; c; c = c.graph.owner) if (c.graph === g) return g.nodes.indexOf(c);
+    return undefined;
+  };
+  const after = (v: Value, i: number): boolean => v.uses().every((u) => (here(u.node) ?? Infinity) > i);
+  for (const n of add) {
+    const i = g.nodes.indexOf(n);
+    for (const v of nodeDependencies(n)) if ((here(v.producer) ?? -1) >= i) return false;
+    for (const o of n.outputs) if (!after(o, i)) return false;
+  }
+  for (const t of targets) {
+    const i = here(t.producer);
+    if (i !== undefined && !after(t, i)) return false;
+  }
+  return true;
 }
