@@ -1,0 +1,34 @@
+/** Inference rules for control flow: If (join of both branches) and Loop (body outputs -> node outputs). */
+import { DataType } from '../../onnx/schema.js';
+import type { ValueType } from '../types.js';
+import { tt, type InferRule } from './context.js';
+import { joinTypes } from './merge.js';
+
+const ifRule: InferRule = (n, c) => {
+  const branches = ['then_branch', 'else_branch'].map((name) => c.attrGraph(name));
+  const outs = branches.map((g) => (g ? c.inferSubgraph(g, []) : []));
+  return n.outputs.map((_, i) => joinTypes(outs[0][i], outs[1][i]));
+};
+
+/**
+ * Loop(M, cond, v_initial...) with body(iter, cond, v...) -> (cond, v..., scan...). Loop-carried
+ * outputs join the initial and the body's types; scan outputs get a leading unknown trip count.
+ */
+const loopRule: InferRule = (n, c) => {
+  const body = c.attrGraph('body');
+  if (!body) return [];
+  const carried = n.inputs.length - 2;
+  const inTypes: (ValueType | undefined)[] = [tt(DataType.INT64, []), tt(DataType.BOOL, [])];
+  for (let i = 0; i < carried; i++) inTypes.push(c.type(2 + i));
+  const outs = c.inferSubgraph(body, inTypes);
+  const result: (ValueType | undefined)[] = [];
+  for (let i = 0; i < carried; i++) result.push(joinTypes(c.type(2 + i), outs[1 + i]));
+  for (let k = 1 + carried; k < outs.length; k++) {
+    const t = outs[k];
+    result.push(t?.kind === 'tensor' ? tt(t.elemType, t.shape && [null, ...t.shape]) : undefined);
+  }
+  return result;
+};
+
+/** Rules keyed by op type (default ONNX domain). */
+export const CONTROL_RULES: Record<string, InferRule> = { If: ifRule, Loop: loopRule };
