@@ -1,0 +1,26 @@
+/**
+ * The fused ops of domain ai.ortfuse (version 1), in one explicit list. Each folder holds the op's
+ * schema (signature, inference, validation), its portable ONNX function body, a float64 reference
+ * and its tests. Attach bodies to a model with `ensureFunction` (custom-ops/functions.ts).
+ */
+import { fusedLinearCrossEntropy } from './fused-linear-cross-entropy/function.js';
+import { rmsNorm } from './rms-norm/function.js';
+import { rope } from './rope/function.js';
+import { swiglu } from './swiglu/function.js';
+import type { FusedOp } from './types.js';
+
+export const fusedOps: readonly FusedOp[] = [fusedLinearCrossEntropy, rmsNorm, swiglu, rope];
+
+/** The fused op called `name` (domain ai.ortfuse), if any. */
+export function findFusedOp(name: string): FusedOp | undefined {
+  return fusedOps.find((o) => o.schema.name === name);
+}
+
+export { inferFusedLinearCrossEntropy, linearCrossEntropySchema, ligerChunkSize } from './fused-linear-cross-entropy/schema.js';
+export { inferRMSNorm, rmsNormSchema } from './rms-norm/schema.js';
+export { inferSwiGLU, swigluSchema } from './swiglu/schema.js';
+export { inferRoPE, ropeSchema } from './rope/schema.js';
+export { canUseRMSNormalization23, rmsNormalization23 } from './rms-norm/function.js';
+export { canUseRotaryEmbedding23, rotaryCaches, rotaryEmbedding23 } from './rope/function.js';
+export { ensureFunction, ensureFunctions } from './functions.js';
+export { validateNode, ORTFUSE_DOMAIN, ORTFUSE_VERSION, type FusedOp, type FusedOpSchema, type Target } from './types.js';
