@@ -1,0 +1,35 @@
+/**
+ * The gradient registry: one explicit list of rule tables (no import side effects). Standard ONNX
+ * ops come from src/autodiff/rules; fused ops' rules live beside them in custom-ops/<op>/grad.ts
+ * and are listed here as they land.
+ */
+import { elementwiseRules } from './rules/elementwise.js';
+import { gatherRules } from './rules/gather.js';
+import { lossRules } from './rules/loss.js';
+import { matmulRules } from './rules/matmul.js';
+import { reduceRules } from './rules/reduce.js';
+import { shapeRules } from './rules/shape.js';
+import type { GradRule, GradTable } from './types.js';
+
+/** Ops that may sit on a path from a parameter to the loss but pass no gradient (step functions). */
+const zeroGradient: GradRule = { save: {}, grads: [] };
+const ZERO_GRADIENT_OPS = ['Floor', 'Ceil', 'Round', 'Sign', 'EyeLike', 'RandomNormalLike', 'RandomUniformLike', 'Bernoulli'];
+
+/** The key of an op in a {@link GradTable}: `opType`, or `domain::opType` outside the ONNX domain. */
+export function ruleKey(domain: string, opType: string): string {
+  return domain && domain !== 'ai.onnx' ? `${domain}::${opType}` : opType;
+}
+
+/** The standard ONNX gradient rules. */
+export function standardRules(): Map<string, GradRule> {
+  const table = new Map<string, GradRule>();
+  for (const part of [elementwiseRules, matmulRules, reduceRules, shapeRules, gatherRules, lossRules])
+    for (const [op, rule] of Object.entries(part)) table.set(op, rule);
+  for (const op of ZERO_GRADIENT_OPS) table.set(op, zeroGradient);
+  return table;
+}
+
+/** Every rule ortfuse knows: the standard table plus the fused ops' rules. */
+export function defaultRules(): GradTable {
+  return standardRules();
+}

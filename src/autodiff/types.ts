@@ -1,0 +1,78 @@
+/**
+ * The shape of a gradient rule (tfjs / tinygrad style): declarative, keyed by op type. A rule
+ * says which forward values the backward reads (`save`) and gives one function per input that
+ * builds that input's gradient from ordinary ONNX ops, or `undefined` where the input is not
+ * differentiable. Rules see the forward node only through a {@link GradContext}.
+ */
+import type { Dim } from '../ir/types.js';
+import type { Node, Value } from '../ir/graph.js';
+import type { Ops } from '../ir/builder.js';
+
+/** Builds the gradient of one input (index `i`) of the forward node; undefined = no gradient. */
+export type GradFn = (g: GradContext, i: number) => Value | undefined;
+
+export interface GradRule {
+  /**
+   * Forward values the backward reads, by index. Reading any other forward value through the
+   * context is an error, so this list is exactly what the backward keeps alive. Shapes of inputs
+   * and outputs are always available (their Shape nodes run in the forward pass).
+   */
+  save: { inputs?: number[]; outputs?: number[] };
+  /** Gradient of input `i` (undefined entries and missing trailing entries: not differentiable). */
+  grads: (GradFn | undefined)[];
+  /** For variadic ops (Concat, Sum): the gradient function of every input. */
+  variadic?: GradFn;
+}
+
+/** Rules keyed by `opType` (default ONNX domain) or `domain::opType`. */
+export type GradTable = ReadonlyMap<string, GradRule>;
+
+/** What a rule may use to build its gradient. */
+export interface GradContext {
+  readonly node: Node;
+  /** The op builder; every node it creates belongs to the backward pass. */
+  readonly op: Ops<Value>;
+  /** Default-domain opset of the model. */
+  readonly opset: number;
+  /** Forward input `i` (must be declared in `save.inputs`). */
+  x(i: number): Value;
+  /** Forward output `i` (must be declared in `save.outputs`). */
+  y(i: number): Value;
+  /** Gradient flowing into output `i` (zeros of the output's shape when none flows). */
+  dy(i?: number): Value;
+  /** True when some gradient flows into output `i`. */
+  hasDy(i: number): boolean;
+  /** Runtime shape (int64 1-D) of input `i`, computed in the forward pass. */
+  shapeX(i: number): Value;
+  /** Runtime shape (int64 1-D) of output `i`, computed in the forward pass. */
+  shapeY(i: number): Value;
+  /** Static shape of input `i`, if known. */
+  staticShapeX(i: number): Dim[] | undefined;
+  /** Static rank of input `i`; throws an 'unsupported' error naming the node if unknown. */
+  rankX(i: number): number;
+  /** Static rank of output `i`; throws if unknown. */
+  rankY(i: number): number;
+  /** Element type of input `i` (from types, or propagated). */
+  elemTypeX(i: number): number;
+  /** Element type of output `i`. */
+  elemTypeY(i: number): number;
+  /** Values of input `i` when it is a constant (initializer that is not trainable, or Constant). */
+  constX(i: number): number[] | undefined;
+  /** A scalar constant of element type `elemType`. */
+  scalar(value: number, elemType: number): Value;
+  /** An int64 constant: 1-D from an array, 0-D from a number. */
+  ints(values: number[] | number): Value;
+  /**
+   * Sum a broadcast `grad` down to the shape of input `i`. `gShape` is grad's static shape
+   * (default: output 0's), used to decide the reduction axes statically where possible.
+   */
+  sumToX(grad: Value, i: number, gShape?: Dim[]): Value;
+  /** ReduceSum over static or runtime axes, for any opset ≥ 13. */
+  reduceSum(v: Value, axes: number[] | Value, keepdims: boolean): Value;
+  /** Unsqueeze with static or runtime axes. */
+  unsqueeze(v: Value, axes: number[] | Value): Value;
+  /** Zeros shaped like input `i`, of its element type. */
+  zerosLikeX(i: number): Value;
+  /** Fail with an 'unsupported' error naming the node. */
+  unsupported(why: string): never;
+}
