@@ -8,6 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../src/cli/program.js';
+import { COMMANDS } from '../src/cli/commands.js';
 import { EXIT_CODES } from '../src/errors.js';
 import { createModel, GraphBuilder, Tensor, type Model } from '../src/ir/index.js';
 import { saveBytes, saveFile } from '../src/onnx/io.js';
@@ -184,5 +185,18 @@ describe('optimize on bad input', () => {
     expect(r.code).toBe(EXIT_CODES.parse);
     expect(r.stderr.split('\n')[0]).toMatch(/^ortfuse: error: .*empty\.onnx: file is empty, not an ONNX model$/);
     expect(r.stderr).toMatch(/\n\s+at /);
+  });
+
+  it('an unexpected internal error exits 1 with one line (stack only with --verbose)', async () => {
+    COMMANDS.push({ name: 'boom', configure: () => {}, parse: () => ({}), run: () => (null as any).field });
+    try {
+      const q = await cli(dir, 'boom');
+      expect(q.code).toBe(1);
+      expect(q.stderr).toMatch(/^ortfuse: error: internal error: Cannot read properties of null \(reading 'field'\) \(run with --verbose for the stack trace\)\n$/);
+      const v = await cli(dir, 'boom', '--verbose');
+      expect(v.stderr).toMatch(/^ortfuse: error: internal error: [^\n]+\nTypeError: [^\n]+\n\s+at /);
+    } finally {
+      COMMANDS.pop();
+    }
   });
 });
