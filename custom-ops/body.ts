@@ -60,6 +60,18 @@ export class Body {
     return this.op.call(op, [x], { axes, keepdims: keepdims ? 1 : 0, ...extra })[0];
   }
 
+  /**
+   * Bool scalar: string scalar `s` equals `literal`. Equal takes strings from opset 19; before it,
+   * Concat the two and count the distinct values with Unique (1 means equal).
+   */
+  stringEquals(s: Value, literal: string): Value {
+    const lit = this.op.Constant({ value_string: literal });
+    if (this.opset >= 19) return this.op.Equal(s, lit);
+    const one = this.const([1]);
+    const both = this.op.Concat(this.op.Reshape(s, one), this.op.Reshape(lit, one), { axis: 0 });
+    return this.op.Equal(this.op.Size(this.op.Unique(both)), this.const(1));
+  }
+
   /** Dims `start..end` of `x`'s shape as a 1-D int64 tensor (Shape-15 start/end). */
   dims(x: Value, start: number, end?: number): Value {
     return this.op.Shape(x, end === undefined ? { start } : { start, end });

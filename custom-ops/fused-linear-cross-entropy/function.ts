@@ -62,8 +62,8 @@ export function buildLinearCrossEntropy(b: Body, inputs: Value[], target: Target
   const flat = op.Reshape(rows, b.const([-1]));
   // reduction: 'none' keeps [N]; 'sum' / 'mean' reduce axis 0, 'mean' divides by the count.
   const reduction = b.attrConst('string', 'reduction');
-  const isNone = op.Equal(reduction, op.Constant({ value_string: 'none' }));
-  const isMean = op.Equal(reduction, op.Constant({ value_string: 'mean' }));
+  const isNone = b.stringEquals(reduction, 'none');
+  const isMean = b.stringEquals(reduction, 'mean');
   const nAxes = op.Reshape(op.Cast(op.Not(isNone), { to: DataType.INT64 }), b.const([1]));
   const axes = op.Slice(b.const([0]), b.const([0]), nAxes, b.const([0]));
   const total = b.reduce('ReduceSum', flat, axes, false, { noop_with_empty_axes: 1 });
@@ -86,6 +86,20 @@ function chunkRows(b: Body, p: Prepared, start: Value, end: Value, target: Targe
   return op.Where(rows(p.valid), loss, b.const(0, F32));
 }
 
+/**
+ * Liger's chunk rows next_pow2(ceil(N / ceil(V / H))) from 1-D int64 [1] dims, at run time:
+ * 2^ceil(log2(q) − 1e-9) in float64 (exact for q < 2^30).
+ */
+export function ligerChunk(b: Body, n: Value, v: Value, h: Value): Value {
+  const op = b.op;
+  const one = b.const([1]);
+  const ceilDiv = (a: Value, d: Value): Value => op.Div(op.Sub(op.Add(a, d), one), d);
+  const q = op.Cast(op.Max(ceilDiv(n, ceilDiv(v, h)), one), { to: DataType.DOUBLE });
+  const log2q = op.Div(op.Log(q), b.const(Math.LN2, DataType.DOUBLE, []));
+  const k = op.Ceil(op.Sub(log2q, b.const(1e-9, DataType.DOUBLE, [])));
+  return op.Cast(op.Pow(b.const(2, DataType.DOUBLE, []), k), { to: DataType.INT64 });
+}
+
 function loopChunks(b: Body, p: Prepared): Value {
   const op = b.op;
   const n = b.dims(p.hidden, 0, 1);
@@ -93,11 +107,7 @@ function loopChunks(b: Body, p: Prepared): Value {
   const h = b.dims(p.weight, 1, 2);
   const one = b.const([1]);
   const ceilDiv = (a: Value, d: Value): Value => op.Div(op.Sub(op.Add(a, d), one), d);
-  // Liger: next_pow2(ceil(N / ceil(V / H))), via 2^ceil(log2(q) − 1e-9) in float64 (exact for q < 2^30).
-  const q = op.Cast(op.Max(ceilDiv(n, ceilDiv(v, h)), one), { to: DataType.DOUBLE });
-  const log2q = op.Div(op.Log(q), b.const(Math.LN2, DataType.DOUBLE, []));
-  const k = op.Ceil(op.Sub(log2q, b.const(1e-9, DataType.DOUBLE, [])));
-  const auto = op.Cast(op.Pow(b.const(2, DataType.DOUBLE, []), k), { to: DataType.INT64 });
+  const auto = ligerChunk(b, n, v, h);
   const requested = op.Reshape(b.attrConst('int', 'chunk_size'), one);
   const chunk = op.Where(op.Greater(requested, b.const([0])), requested, auto);
   const trips = b.scalar(ceilDiv(n, chunk));
