@@ -34,7 +34,6 @@ interface Frame {
   known: Map<Value, KnownValue>;
   caller?: { node: Node; fn: ModelFunction; frame: Frame };
   opsets: Map<string, number>;
-  depth: number;
   visited: Set<Graph>;
 }
 
@@ -60,20 +59,21 @@ export class InferEngine {
   readonly report: InferReport = { conflicts: [], failures: [], unknownOps: [] };
   private instances = new Map<ModelFunction, Map<Value, ValueType>[]>();
   private unknown = new Set<string>();
+  private active = new Set<ModelFunction>();
 
   constructor(private model: Model, private builtins: Record<string, InferRule>, private custom: Record<string, InferRule>) {}
 
   run(): InferReport {
     const m = this.model;
-    this.graph(m.graph, { known: new Map(), opsets: m.opsetImports, depth: 0, visited: new Set() });
+    this.graph(m.graph, { known: new Map(), opsets: m.opsetImports, visited: new Set() });
     for (const fn of m.functions) {
       const opsets = new Map([...m.opsetImports, ...fn.opsetImports]);
       const insts = this.instances.get(fn);
       if (!insts?.length) {
-        this.graph(fn.body, { known: new Map(), opsets, depth: 0, visited: new Set() });
+        this.graph(fn.body, { known: new Map(), opsets, visited: new Set() });
         continue;
       }
-      const direct: Frame = { known: new Map(), opsets, depth: 0, visited: new Set() };
+      const direct: Frame = { known: new Map(), opsets, visited: new Set() };
       for (const v of bodyValues(fn.body)) {
         const t = insts.map((i) => i.get(v)).reduce((a, b) => (a && b ? joinTypes(a, b) : undefined));
         if (t) this.setType(v, t, direct, v.producer);
@@ -113,19 +113,19 @@ export class InferEngine {
     const dom = n.domain === 'ai.onnx' ? '' : n.domain;
     const rule = this.custom[`${dom}::${n.opType}`] ?? (dom === '' ? this.builtins[n.opType] : undefined);
     const c = this.context(n, f);
-    let outs: (ValueType | undefined)[] | undefined;
+    // A rule wins; a model-local function body is inferred too (typing the body, refining the
+    // outputs, and reporting where body and rule disagree).
+    const fn = dom === '' ? undefined : this.model.findFunction(n.domain, n.opType, n.overload);
+    const results: (ValueType | undefined)[][] = [];
     try {
-      if (rule) outs = rule(n, c);
-      else {
-        const fn = this.model.findFunction(n.domain, n.opType, n.overload);
-        if (fn) outs = this.callFunction(n, fn, f);
-        else this.unknown.add(`${dom}::${n.opType}`);
-      }
+      if (rule) results.push(rule(n, c));
     } catch (e) {
       this.report.failures.push({ node: n, message: `${n.label}: ${(e as Error).message}` });
     }
+    if (fn) results.push(this.callFunction(n, fn, f) ?? []);
+    else if (!rule) this.unknown.add(`${dom}::${n.opType}`);
     for (const g of n.subgraphs()) if (!f.visited.has(g)) this.graph(g, f);
-    outs?.forEach((t, i) => t && n.outputs[i] && this.setType(n.outputs[i], t, f, n));
+    for (const outs of results) outs.forEach((t, i) => t && n.outputs[i] && this.setType(n.outputs[i], t, f, n));
     const out = n.outputs[0];
     const ot = out && this.typeOf(out, f);
     // Propagation only computes integer results (integer Div truncates).
@@ -135,10 +135,11 @@ export class InferEngine {
   }
 
   private callFunction(n: Node, fn: ModelFunction, f: Frame): (ValueType | undefined)[] | undefined {
-    if (f.depth > 8) return undefined;
+    if (this.active.has(fn)) return undefined; // recursive function: not inferred
+    this.active.add(fn);
     const inst: Frame = {
       types: new Map(), known: new Map(), caller: { node: n, fn, frame: f },
-      opsets: new Map([...this.model.opsetImports, ...fn.opsetImports]), depth: f.depth + 1, visited: new Set(),
+      opsets: new Map([...this.model.opsetImports, ...fn.opsetImports]), visited: new Set(),
     };
     fn.body.inputs.forEach((v, i) => {
       const a = n.inputs[i];
@@ -147,7 +148,11 @@ export class InferEngine {
       const k = a && this.knownValue(a, f);
       if (k) inst.known.set(v, k);
     });
-    this.graph(fn.body, inst);
+    try {
+      this.graph(fn.body, inst);
+    } finally {
+      this.active.delete(fn);
+    }
     let list = this.instances.get(fn);
     if (!list) this.instances.set(fn, (list = []));
     list.push(inst.types!);

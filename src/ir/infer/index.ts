@@ -9,16 +9,17 @@
  * shapes. Ops without a rule are left untyped and listed in `report.unknownOps`.
  *
  * Fused ops (custom-ops/<op>/) register their rule in `FUSED_OP_RULES` below, keyed
- * `domain::OpType`:
- *
- *   import { fusedLinearCeInfer } from '../../../custom-ops/fused-linear-ce/infer.js';
- *   export const FUSED_OP_RULES = { 'ai.ortfuse::FusedLinearCE': fusedLinearCeInfer };
+ * `domain::OpType` (import the rule from the op's schema.ts, not from custom-ops/index.ts).
  *
  * A rule is `(node, ctx) => (ValueType | undefined)[]` (see `InferRule` and `InferContext` in
  * context.ts: ctx gives input types, shapes, known constant values and attributes). Import the
  * helpers from './context.js' and './dims.js', not from this file, to avoid an import cycle.
  * Without an entry, an op that is a model-local function is inferred through its body.
  */
+import { inferFusedLinearCrossEntropy } from '../../../custom-ops/fused-linear-cross-entropy/schema.js';
+import { inferRMSNorm } from '../../../custom-ops/rms-norm/schema.js';
+import { inferRoPE } from '../../../custom-ops/rope/schema.js';
+import { inferSwiGLU } from '../../../custom-ops/swiglu/schema.js';
 import type { Model } from '../graph.js';
 import type { InferRule } from './context.js';
 import { InferEngine, type InferReport } from './engine.js';
@@ -42,7 +43,12 @@ export const ONNX_RULES: Readonly<Record<string, InferRule>> = {
 };
 
 /** Rules of ortfuse's fused ops, keyed `domain::OpType` (one entry per custom-ops/<op>/). */
-export const FUSED_OP_RULES: Record<string, InferRule> = {};
+export const FUSED_OP_RULES: Record<string, InferRule> = {
+  'ai.ortfuse::FusedLinearCrossEntropy': inferFusedLinearCrossEntropy,
+  'ai.ortfuse::RMSNorm': inferRMSNorm,
+  'ai.ortfuse::SwiGLU': inferSwiGLU,
+  'ai.ortfuse::RoPE': inferRoPE,
+};
 
 export interface InferOptions {
   /** Extra or overriding rules keyed `domain::OpType` (`::Add` for the default domain). */

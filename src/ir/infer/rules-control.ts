@@ -12,7 +12,8 @@ const ifRule: InferRule = (n, c) => {
 
 /**
  * Loop(M, cond, v_initial...) with body(iter, cond, v...) -> (cond, v..., scan...). Loop-carried
- * outputs join the initial and the body's types; scan outputs get a leading unknown trip count.
+ * outputs join the initial and the body's types; scan outputs get a leading trip count (M when
+ * there is no condition input, else unknown).
  */
 const loopRule: InferRule = (n, c) => {
   const body = c.attrGraph('body');
@@ -23,9 +24,11 @@ const loopRule: InferRule = (n, c) => {
   const outs = c.inferSubgraph(body, inTypes);
   const result: (ValueType | undefined)[] = [];
   for (let i = 0; i < carried; i++) result.push(joinTypes(c.type(2 + i), outs[1 + i]));
+  // With no condition input the body's condition is ignored: exactly M iterations.
+  const trips = !c.has(1) && c.has(0) ? (c.value(0)?.values[0] ?? null) : null;
   for (let k = 1 + carried; k < outs.length; k++) {
     const t = outs[k];
-    result.push(t?.kind === 'tensor' ? tt(t.elemType, t.shape && [null, ...t.shape]) : undefined);
+    result.push(t?.kind === 'tensor' ? tt(t.elemType, t.shape && [trips, ...t.shape]) : undefined);
   }
   return result;
 };
