@@ -1,0 +1,160 @@
+/// <reference types="@webgpu/types" />
+/**
+ * GpuContext: what every kernel runs against. It wraps a GPUDevice that someone else created
+ * (dawn.node in tests, ORT-web's `ort.env.webgpu.device` in the backend) and adds the allocation
+ * log, one open command encoder + compute pass that kernels record into, uniform slabs (256-byte
+ * slots in mapped-at-creation buffers, unmapped at submit) and temporaries freed after submit.
+ *
+ * Ordering: dispatches in one compute pass run in order with their writes visible to the next
+ * dispatch (WebGPU synchronises storage usage between dispatches), so a chain of kernels needs no
+ * explicit barriers. Buffer copies and clears end the pass and start a new one.
+ */
+import { fail } from '../errors.js';
+import { AllocationLog, createBuffer, readBuffer, uploadBuffer, type HostArray } from './buffers.js';
+import { getPipeline, uniformBytes, type Program } from './program.js';
+
+const SLAB_BYTES = 1 << 16;
+
+interface Slab {
+  buffer: GPUBuffer;
+  bytes: Uint8Array;
+  used: number;
+}
+
+export interface GpuContextOptions {
+  log?: AllocationLog;
+  /** Use subgroup operations (default: when the device has the 'subgroups' feature). */
+  subgroups?: boolean;
+}
+
+export class GpuContext {
+  readonly log: AllocationLog;
+  /** Kernels may emit subgroup code (the device was created with 'subgroups'). */
+  readonly subgroups: boolean;
+  private readonly slot: number;
+  private encoder: GPUCommandEncoder | undefined;
+  private pass: GPUComputePassEncoder | undefined;
+  private slabs: Slab[] = [];
+  private temps: GPUBuffer[] = [];
+  private errors: string[] = [];
+  /** Dispatches recorded since creation (for benches and tests). */
+  dispatches = 0;
+
+  constructor(readonly device: GPUDevice, options: GpuContextOptions = {}) {
+    this.log = options.log ?? new AllocationLog();
+    const has = device.features.has('subgroups');
+    if (options.subgroups && !has) fail('usage', "GpuContext: subgroups requested but the device lacks the 'subgroups' feature");
+    this.subgroups = options.subgroups ?? has;
+    this.slot = Math.max(256, device.limits.minUniformBufferOffsetAlignment);
+    device.addEventListener?.('uncapturederror', (e) => this.errors.push((e as GPUUncapturedErrorEvent).error.message));
+  }
+
+  /** A padded, logged storage buffer (STORAGE | COPY_SRC | COPY_DST). */
+  buffer(label: string, bytes: number): GPUBuffer {
+    return createBuffer(this.device, this.log, label, bytes);
+  }
+
+  /** A padded, logged storage buffer holding `data`. */
+  upload(label: string, data: HostArray): GPUBuffer {
+    return uploadBuffer(this.device, this.log, label, data);
+  }
+
+  /** A buffer destroyed right after the next submit (kernel scratch). */
+  temp(label: string, bytes: number): GPUBuffer {
+    const b = this.buffer(label, bytes);
+    this.temps.push(b);
+    return b;
+  }
+
+  /** Record one dispatch of `program` with `buffers` bound in the order of its bindings. */
+  run(program: Program, buffers: readonly GPUBuffer[]): void {
+    if (buffers.length !== program.bindings.length)
+      fail('usage', `${program.name}: ${buffers.length} buffers for ${program.bindings.length} bindings (${program.bindings.map((b) => b.name).join(', ')})`);
+    program.bindings.forEach((b, i) => {
+      if (b.access === 'read_write' && buffers.some((o, j) => j !== i && o === buffers[i]))
+        fail('usage', `${program.name}: '${b.name}' is written and also bound as another input (WebGPU forbids aliasing a writable binding)`);
+    });
+    if (program.dispatch.some((d) => d === 0)) return;
+    const { pipeline, layout } = getPipeline(this.device, program);
+    const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: this.uniformSlot(uniformBytes(program.uniforms)) }];
+    buffers.forEach((buffer, i) => entries.push({ binding: i + 1, resource: { buffer } }));
+    const group = this.device.createBindGroup({ label: program.name, layout, entries });
+    const pass = this.computePass();
+    pass.setPipeline(pipeline);
+    pass.setBindGroup(0, group);
+    pass.dispatchWorkgroups(program.dispatch[0], program.dispatch[1], program.dispatch[2]);
+    this.dispatches++;
+  }
+
+  /** Record a buffer-to-buffer copy (byte offsets and size multiples of 4). */
+  copy(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, bytes: number): void {
+    this.endPass();
+    this.commandEncoder().copyBufferToBuffer(src, srcOffset, dst, dstOffset, bytes);
+  }
+
+  /** Record zero-filling of a buffer range. */
+  clear(buffer: GPUBuffer, offset = 0, bytes?: number): void {
+    this.endPass();
+    this.commandEncoder().clearBuffer(buffer, offset, bytes);
+  }
+
+  /** Submit what was recorded; frees uniform slabs and temporaries once the GPU is done with them. */
+  submit(): void {
+    if (!this.encoder) return;
+    this.endPass();
+    for (const s of this.slabs) s.buffer.unmap();
+    this.device.queue.submit([this.encoder.finish()]);
+    this.encoder = undefined;
+    for (const s of this.slabs) s.buffer.destroy();
+    for (const t of this.temps) t.destroy();
+    this.slabs = [];
+    this.temps = [];
+  }
+
+  /** Submit and wait for the queue; throws the first WebGPU validation error seen since the last sync. */
+  async sync(): Promise<void> {
+    this.submit();
+    await this.device.queue.onSubmittedWorkDone();
+    if (this.errors.length) {
+      const msg = this.errors.join('\n');
+      this.errors = [];
+      fail('runtime', `WebGPU error: ${msg}`);
+    }
+  }
+
+  /** Submit, then copy `bytes` (default all) of `buffer` back to the host. */
+  async read(buffer: GPUBuffer, bytes = buffer.size): Promise<ArrayBuffer> {
+    await this.sync();
+    return readBuffer(this.device, this.log, buffer, bytes);
+  }
+
+  async readF32(buffer: GPUBuffer, count: number): Promise<Float32Array> {
+    return new Float32Array(await this.read(buffer, count * 4));
+  }
+
+  private commandEncoder(): GPUCommandEncoder {
+    return (this.encoder ??= this.device.createCommandEncoder({ label: 'ortfuse' }));
+  }
+
+  private computePass(): GPUComputePassEncoder {
+    return (this.pass ??= this.commandEncoder().beginComputePass());
+  }
+
+  private endPass(): void {
+    this.pass?.end();
+    this.pass = undefined;
+  }
+
+  private uniformSlot(data: ArrayBuffer): GPUBufferBinding {
+    let slab = this.slabs[this.slabs.length - 1];
+    if (!slab || slab.used + this.slot > SLAB_BYTES) {
+      const buffer = createBuffer(this.device, this.log, 'uniforms', SLAB_BYTES, GPUBufferUsage.UNIFORM, true);
+      slab = { buffer, bytes: new Uint8Array(buffer.getMappedRange()), used: 0 };
+      this.slabs.push(slab);
+    }
+    slab.bytes.set(new Uint8Array(data), slab.used);
+    const binding = { buffer: slab.buffer, offset: slab.used, size: data.byteLength };
+    slab.used += this.slot;
+    return binding;
+  }
+}

@@ -1,0 +1,70 @@
+/**
+ * Shared setup of the WebGPU kernel tests: a real dawn.node device (SwiftShader on CPU-only
+ * machines), seeded random data and the relative L2 error against float64 references.
+ *
+ * Skipping: only when no adapter is found AND VK_ICD_FILENAMES is unset after we tried to point it
+ * at chromium's SwiftShader (then there is no Vulkan driver to use at all); the reason is printed.
+ * With VK_ICD_FILENAMES set, a missing adapter is a failure, not a skip.
+ */
+import { GpuContext } from '../src/webgpu/context.js';
+import { requestNodeAdapter, requestNodeDevice, useSwiftShaderIfPresent } from '../src/webgpu/node.js';
+
+export interface GpuEnv {
+  ctx?: GpuContext;
+  skip?: string;
+}
+
+let env: Promise<GpuEnv> | undefined;
+
+/** The test device, once per test process. */
+export function gpuEnv(options: { subgroups?: boolean } = {}): Promise<GpuEnv> {
+  env ??= (async () => {
+    useSwiftShaderIfPresent();
+    const adapter = await requestNodeAdapter();
+    if (!adapter) {
+      if (!process.env.VK_ICD_FILENAMES) {
+        const skip = 'NO WEBGPU ADAPTER and VK_ICD_FILENAMES unset (install chromium for SwiftShader): WebGPU kernel tests SKIPPED';
+        console.warn(`\n*** ${skip} ***\n`);
+        return { skip };
+      }
+      throw new Error(`no WebGPU adapter although VK_ICD_FILENAMES=${process.env.VK_ICD_FILENAMES}`);
+    }
+    const device = await requestNodeDevice({ subgroups: options.subgroups });
+    return { ctx: new GpuContext(device) };
+  })();
+  return env;
+}
+
+/** mulberry32: a small seeded PRNG returning floats in [0, 1). */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Float32 normal(0, scale) samples (Box-Muller). */
+export function randn(r: () => number, n: number, scale = 1): Float32Array {
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = scale * Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());
+  return out;
+}
+
+/** ‖got − want‖₂ / ‖want‖₂ (want ≠ 0), accumulated in float64. */
+export function relL2(got: ArrayLike<number>, want: ArrayLike<number>): number {
+  if (got.length !== want.length) throw new Error(`length ${got.length} vs ${want.length}`);
+  let d = 0, w = 0;
+  for (let i = 0; i < want.length; i++) {
+    d += (got[i] - want[i]) ** 2;
+    w += want[i] ** 2;
+  }
+  if (!(w > 0)) throw new Error('relL2: reference is all zeros');
+  return Math.sqrt(d / w);
+}
+
+/** Float64 copy of a float32 array. */
+export const f64 = (a: ArrayLike<number>): Float64Array => Float64Array.from(a);
