@@ -6,7 +6,7 @@
  */
 import type { Node } from '../graph.js';
 import type { Dim, TensorType } from '../types.js';
-import { broadcastShapes, normAxis, type InferContext, type KnownValue } from './context.js';
+import { broadcastShapes, isIntType, normAxis, type InferContext, type KnownValue } from './context.js';
 import { dimAdd, dimDiv, dimEq, dimMul, dimProduct, dimSub } from './dims.js';
 import { sliceLength } from './slice.js';
 
@@ -47,9 +47,12 @@ function elementwise(f: (xs: Dim[]) => Dim, arity?: number): Propagate {
 
 const numeric = (f: (a: number, b: number) => number) => ([a, b]: Dim[]): Dim => (num(a) && num(b) ? f(a, b) : null);
 
-function divide([a, b]: Dim[]): Dim {
-  if (num(a) && num(b)) return b === 0 ? null : Math.trunc(a / b);
-  return dimDiv(a, b);
+/** Integer division truncates; float division of dims is exact or unknown. */
+function divide(int: boolean) {
+  return ([a, b]: Dim[]): Dim => {
+    if (num(a) && num(b)) return b === 0 ? null : int ? Math.trunc(a / b) : a / b;
+    return dimDiv(a, b);
+  };
 }
 
 /** Equality of dims; a dim is never negative, so `S == -1` is false. */
@@ -63,6 +66,9 @@ function equal([a, b]: Dim[]): Dim {
 function extreme(pick: (a: number, b: number) => number) {
   return (xs: Dim[]): Dim => xs.reduce((a, b) => (num(a) && num(b) ? pick(a, b) : dimEq(a, b) ? a : null));
 }
+
+/** Integer Mod (fmod=0): the result takes the divisor's sign, as in Python. */
+const intMod = elementwise(numeric((a, b) => (b === 0 ? NaN : ((a % b) + b) % b)), 2);
 
 const PROPAGATE: Record<string, Propagate> = {
   Shape: (_n, c) => {
@@ -78,7 +84,7 @@ const PROPAGATE: Record<string, Propagate> = {
   },
   Cast: (n, c, out) => {
     const v = view(n, c, out);
-    return v && { shape: v.shape, values: v.values.map((d) => (num(d) ? Math.trunc(d) : d)) };
+    return v && isIntType(out?.elemType) ? { shape: v.shape, values: v.values.map((d) => (num(d) ? Math.trunc(d) : d)) } : v;
   },
   Identity: view, CastLike: view, Reshape: view, Squeeze: view, Unsqueeze: view, Flatten: view,
   Gather: (_n, c) => {
@@ -111,8 +117,8 @@ const PROPAGATE: Record<string, Propagate> = {
   Add: elementwise(([a, b]) => dimAdd(a, b), 2),
   Sub: elementwise(([a, b]) => dimSub(a, b), 2),
   Mul: elementwise(([a, b]) => dimMul(a, b), 2),
-  Div: elementwise(divide, 2),
-  Mod: elementwise(numeric((a, b) => (b === 0 ? NaN : ((a % b) + b) % b)), 2),
+  Div: (n, c, out) => elementwise(divide(isIntType(out?.elemType)), 2)(n, c, out),
+  Mod: (n, c, out) => (isIntType(out?.elemType) && !c.attrInt('fmod') ? intMod(n, c, out) : undefined),
   Neg: elementwise(([a]) => dimSub(0, a), 1),
   Abs: elementwise(([a]) => (num(a) ? Math.abs(a) : a), 1),
   Max: elementwise(extreme(Math.max)),

@@ -128,8 +128,8 @@ export class InferEngine {
     for (const outs of results) outs.forEach((t, i) => t && n.outputs[i] && this.setType(n.outputs[i], t, f, n));
     const out = n.outputs[0];
     const ot = out && this.typeOf(out, f);
-    // Propagation only computes integer results (integer Div truncates).
-    if (!out || ot?.kind !== 'tensor' || !(tracked(ot.elemType) || (n.opType === 'Constant' && dom === ''))) return;
+    // Dims are tracked in integer tensors, and in float ones that hold casted dims (Range bounds).
+    if (!out || ot?.kind !== 'tensor' || !(tracked(ot.elemType) || ot.elemType === DataType.FLOAT || ot.elemType === DataType.DOUBLE)) return;
     const known = dom === '' && n.opType === 'Constant' ? constantValue(c) : dom === '' ? propagateValue(n, c, ot) : undefined;
     if (known) f.known.set(out, known);
   }

@@ -128,3 +128,49 @@ describe('symbolic inference', () => {
     expect(report.failures.map((f) => f.message)).toEqual([expect.stringMatching(/Add.*cannot broadcast 3 with 4/)]);
   });
 });
+
+describe('data propagation through float casts', () => {
+  it('Range over a casted symbolic length, and integer vs float Div', async () => {
+    const { m, b } = setup();
+    const x = b.input('x', F, ['B', 'S', 6]);
+    const s = b.op.Gather(b.op.Shape(x), b.constant(1, { dims: [] }));
+    const pos = b.op.Range(b.constant(0, { dtype: F, dims: [] }), b.op.Cast(s, { to: F }), b.constant(1, { dtype: F, dims: [] }));
+    const d = b.op.Gather(b.op.Shape(x), b.constant([2]));
+    const intHalf = b.op.Div(d, b.constant([4]));
+    const floatHalf = b.op.Cast(b.op.Div(b.op.Cast(d, { to: F }), b.constant([4], { dtype: F })), { to: I64 });
+    const viaInt = b.op.ConstantOfShape(intHalf);
+    const viaFloat = b.op.ConstantOfShape(b.op.Mul(floatHalf, b.constant([2])));
+    const r = await compareWithOrt(m, { bindings: { B: 2, S: 5 } });
+    expect(r.mismatches).toEqual([]);
+    expect(shapeOf(pos)).toBe('FLOAT[S]');
+    expect(shapeOf(viaInt)).toBe('FLOAT[1]');
+    expect(shapeOf(viaFloat)).toBe('FLOAT[2]');
+  });
+});
+
+describe('rule registry', () => {
+  it('uses a rule passed in options (domain::op) with known input values and attributes', () => {
+    const { m, b } = setup();
+    const x = b.input('x', F, ['B', 'S', 8]);
+    const n = b.op.Gather(b.op.Shape(x), b.constant([0]));
+    const y = b.op.call('Tile2', [x, n], { factor: 3 }, { domain: 'com.example' })[0];
+    const report = inferShapes(m, {
+      rules: {
+        'com.example::Tile2': (_node, ctx) => {
+          const s = ctx.shape(0)!;
+          return [{ kind: 'tensor', elemType: ctx.elem(0)!, shape: [ctx.value(1)!.values[0], `${ctx.attrInt('factor')}*${s[1]}`, s[2]] }];
+        },
+      },
+    });
+    expect(report.unknownOps).toEqual([]);
+    expect(shapeOf(y)).toBe('FLOAT[B,3*S,8]');
+  });
+
+  it('types string and list constants', () => {
+    const { m, b } = setup();
+    const s = b.op.Constant({ value_string: 'a' });
+    const ss = b.op.Constant({ value_strings: ['a', 'b'] });
+    inferShapes(m);
+    expect([shapeOf(s), shapeOf(ss)]).toEqual(['STRING[]', 'STRING[2]']);
+  });
+});
