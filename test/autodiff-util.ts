@@ -82,7 +82,8 @@ export async function gradCheck(
   const b = new GraphBuilder(model.graph);
   const xs = specs.map((s) => b.input(s.name, s.type ?? DataType.DOUBLE, s.decl ?? s.dims));
   const y = build(b, xs);
-  const yType = y.tensorType?.elemType ?? specs[0].type ?? DataType.DOUBLE;
+  inferShapes(model);
+  const yType = y.tensorType?.elemType ?? DataType.DOUBLE;
   const r = b.input('r', yType, undefined);
   const loss = b.op.ReduceSum(b.op.Mul(y, r), { keepdims: 0 });
   b.output(loss, 'loss');

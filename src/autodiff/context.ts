@@ -75,11 +75,11 @@ export class RuleContext implements GradContext {
   }
 
   staticShapeX(i: number): Dim[] | undefined {
-    return this.input(i).tensorType?.shape;
+    return staticShape(this.input(i));
   }
 
   rankX(i: number): number {
-    return this.input(i).tensorType?.shape?.length ?? this.unsupported(`the rank of input ${i} '${this.input(i).name}' is unknown (run shape inference first)`);
+    return staticShape(this.input(i))?.length ?? this.unsupported(`the rank of input ${i} '${this.input(i).name}' is unknown (run shape inference first)`);
   }
 
   rankY(i: number): number {
@@ -111,7 +111,7 @@ export class RuleContext implements GradContext {
   sumToX(grad: Value, i: number, gShape?: Dim[]): Value {
     const x = this.input(i);
     const gs = gShape ?? this.node.outputs[0].tensorType?.shape;
-    return sumToShape(this, grad, gs, x.tensorType?.shape, () => this.shapeX(i));
+    return sumToShape(this, grad, gs, staticShape(x), () => this.shapeX(i));
   }
 
   reduceSum(v: Value, axes: number[] | Value, keepdims: boolean): Value {
@@ -134,6 +134,11 @@ export class RuleContext implements GradContext {
   zerosLikeX(i: number): Value {
     return this.op.Expand(this.scalar(0, this.elemTypeX(i)), this.shapeX(i));
   }
+}
+
+/** The static shape of a value: its type's, or an initializer's dims. */
+export function staticShape(v: Value): Dim[] | undefined {
+  return v.tensorType?.shape ?? v.initializer?.dims;
 }
 
 /** A 0-D constant tensor of `elemType` holding `value`. */

@@ -4,3 +4,8 @@
 export { addGradients, type GradientOptions, type GradientResult } from './backward.js';
 export { defaultRules, ruleKey, standardRules } from './table.js';
 export type { GradContext, GradFn, GradRule, GradTable } from './types.js';
+export { cloneModel, removeDeadCode } from './clone.js';
+export {
+  buildTrainingGraph, trainingSignature, BUFFER_PATTERNS, GRAD_IN_PREFIX, GRAD_PREFIX,
+  type TrainingGraphOptions, type TrainingSignature,
+} from './training.js';

@@ -1,0 +1,133 @@
+/**
+ * The training-step graph: (parameters…, input_ids, labels[, grad_in.<p>…]) → (loss, grad.<p>…).
+ *
+ * Naming:
+ * - each trainable parameter becomes a graph input with its initializer's name and shape;
+ * - its gradient is the graph output `grad.<name>` (`GRAD_PREFIX + name`);
+ * - with gradient accumulation, the input `grad_in.<name>` is added to it: `grad.<name>` then holds
+ *   the running sum (feed zeros on the first micro-batch);
+ * - frozen parameters and non-trainable float initializers (constants, buffers such as RoPE's
+ *   inv_freq) stay initializers and get no gradient.
+ * The loss is the only other output; outputs such as logits are dropped with the nodes only they
+ * needed. Only stock ONNX ops are added (no com.microsoft training ops), so the graph runs on stock
+ * onnxruntime-node and onnxruntime-web.
+ */
+import { fail } from '../errors.js';
+import { GraphBuilder } from '../ir/builder.js';
+import { check } from '../ir/checker.js';
+import type { Model, Value } from '../ir/graph.js';
+import { inferShapes } from '../ir/infer/index.js';
+import type { Tensor } from '../ir/tensor.js';
+import { tensorType } from '../ir/types.js';
+import { addGradients } from './backward.js';
+import { cloneModel, removeDeadCode } from './clone.js';
+import { isFloatType } from './dtype.js';
+import type { GradTable } from './types.js';
+
+/** Prefix of gradient outputs: `grad.<parameter name>`. */
+export const GRAD_PREFIX = 'grad.';
+/** Prefix of accumulated-gradient inputs (gradient accumulation): `grad_in.<parameter name>`. */
+export const GRAD_IN_PREFIX = 'grad_in.';
+
+/** Float initializers matching these are buffers, not parameters, unless named in `trainable`. */
+export const BUFFER_PATTERNS: readonly RegExp[] = [/(^|\.)inv_freq$/, /(^|\.)running_(mean|var)$/];
+
+export interface TrainingGraphOptions {
+  /** Name of the loss value (default 'loss'); it must be a float value of the model. */
+  loss?: string;
+  /**
+   * Parameters to train: names, or a predicate over float initializers. Default: every float
+   * initializer with more than one element that the loss depends on, except buffers
+   * ({@link BUFFER_PATTERNS}).
+   */
+  trainable?: readonly string[] | ((name: string, tensor: Tensor) => boolean);
+  /** Parameters kept fixed (they stay initializers, no gradient). */
+  frozen?: readonly string[];
+  /** Add `grad_in.<p>` inputs and output `grad.<p>` = grad_in + gradient. */
+  gradientAccumulation?: boolean;
+  /** Gradient rules (default: all rules ortfuse knows). */
+  rules?: GradTable;
+}
+
+/** Parameter/gradient names of a training graph built by {@link buildTrainingGraph}. */
+export interface TrainingSignature {
+  loss: string;
+  /** Trainable parameters, in graph-input order. */
+  parameters: string[];
+  /** Gradient output of each parameter. */
+  gradients: Map<string, string>;
+}
+
+/** Build the training-step graph of a forward model with a loss. The input model is not changed. */
+export function buildTrainingGraph(model: Model, opts: TrainingGraphOptions = {}): Model {
+  const m = cloneModel(model);
+  const g = m.graph;
+  const lossName = opts.loss ?? 'loss';
+  const loss = g.findValue(lossName) ?? fail('usage', `training graph: no value named '${lossName}' (graph outputs: ${g.outputs.map((v) => v.name).join(', ')})`);
+  g.outputs = [loss];
+  removeDeadCode(g);
+  inferShapes(m);
+
+  const frozen = new Set(opts.frozen ?? []);
+  const floats = g.initializers.filter((v) => isFloatType(v.initializer!.dtype));
+  for (const f of frozen) if (!floats.some((v) => v.name === f)) fail('usage', `training graph: frozen parameter '${f}' is not a float initializer the loss depends on`);
+  const explicit = Array.isArray(opts.trainable) ? new Set<string>(opts.trainable) : undefined;
+  if (explicit) for (const n of explicit) if (!floats.some((v) => v.name === n)) fail('usage', `training graph: trainable parameter '${n}' is not a float initializer the loss depends on`);
+  const pick = (v: Value): boolean => {
+    if (frozen.has(v.name)) return false;
+    if (explicit) return explicit.has(v.name);
+    const t = v.initializer!;
+    if (typeof opts.trainable === 'function') return opts.trainable(v.name, t);
+    return t.size > 1 && !BUFFER_PATTERNS.some((p) => p.test(v.name));
+  };
+  const candidates = floats.filter(pick);
+
+  const { grads } = addGradients(g, { loss, wrt: candidates, rules: opts.rules });
+  const params = candidates.filter((v) => grads.has(v));
+  if (explicit) for (const v of candidates) if (!grads.has(v)) fail('usage', `training graph: the loss '${lossName}' does not depend on parameter '${v.name}'`);
+
+  // Parameters become graph inputs (same name, same type); their data leave the model.
+  const paramSet = new Set(params);
+  g.initializers = g.initializers.filter((v) => !paramSet.has(v));
+  for (const v of params) {
+    const t = v.initializer!;
+    v.initializer = undefined;
+    v.type = tensorType(t.dtype, t.dims.slice());
+  }
+  g.inputs.push(...params);
+
+  const b = new GraphBuilder(g, { tag: 'autodiff' });
+  const claimed = new Set<Value>();
+  for (const p of params) {
+    let grad = grads.get(p)!;
+    const name = GRAD_PREFIX + p.name;
+    if (opts.gradientAccumulation) {
+      const acc = b.input(GRAD_IN_PREFIX + p.name, p.tensorType!.elemType, p.tensorType!.shape);
+      if (acc.name !== GRAD_IN_PREFIX + p.name) fail('usage', `training graph: the name '${GRAD_IN_PREFIX + p.name}' is already used`);
+      grad = b.op.Add(acc, grad);
+    } else if (claimed.has(grad) || !isBackwardValue(grad) || grad.isGraphOutput()) {
+      // Shared with another parameter's gradient, or a forward value: output a copy.
+      grad = b.op.Identity(grad);
+    }
+    claimed.add(grad);
+    const fresh = m.freshName(name);
+    if (fresh !== name) fail('usage', `training graph: the name '${name}' is already used`);
+    grad.name = fresh;
+    grad.type = p.type;
+    g.outputs.push(grad);
+  }
+  check(m, 'training graph');
+  return m;
+}
+
+/** True when `v` was created by the backward pass (so it can be renamed). */
+function isBackwardValue(v: Value): boolean {
+  return v.producer?.extra.metadata_props?.some((p: { key: string; value: string }) => p.key === 'ortfuse.rule' && p.value === 'autodiff') ?? false;
+}
+
+/** The parameters and gradient outputs of a training graph (by the naming convention). */
+export function trainingSignature(train: Model, loss = 'loss'): TrainingSignature {
+  const outs = new Set(train.graph.outputs.map((v) => v.name));
+  const parameters = train.graph.inputs.map((v) => v.name).filter((n) => outs.has(GRAD_PREFIX + n));
+  return { loss, parameters, gradients: new Map(parameters.map((p) => [p, GRAD_PREFIX + p])) };
+}
