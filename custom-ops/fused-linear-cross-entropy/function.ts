@@ -76,8 +76,8 @@ function chunkRows(b: Body, p: Prepared, start: Value, end: Value): Value {
   const op = b.op;
   const rows = (x: Value): Value => b.slice(x, start, end, 0);
   const z = op.Cast(op.Gemm(rows(p.hidden), p.weight, p.bias, { transB: 1 }), { to: F32 });
-  // Max-subtracted by hand: ORT's CPU ReduceLogSumExp was 9x slower than these four ops (1170 vs
-  // 131 ms for [4096,64]x[64,32000], chunk 256), and not every WebGPU implementation subtracts the max.
+  // Max-subtracted by hand: ORT 1.30's CPU ReduceLogSumExp took 20.8 ms on a [256, 32000] chunk vs
+  // 3.8 ms for these ops (medians of 10, interleaved), and WebGPU implementations need not subtract the max.
   const m = b.reduce('ReduceMax', z, [1], true);
   const lse = op.Add(op.Log(b.reduce('ReduceSum', op.Exp(op.Sub(z, m)), [1], true)), m);
   const zt = op.GatherElements(z, rows(p.safe), { axis: 1 });
