@@ -44,6 +44,8 @@ export interface GradCheckResult {
   errors: Record<string, number>;
   /** Per wrt input: max |numeric| (to see that the check is not vacuous). */
   scale: Record<string, number>;
+  /** Per wrt input: the analytic gradient. */
+  analytic: Record<string, number[]>;
   model: Model;
 }
 
@@ -114,10 +116,12 @@ export async function gradCheck(
   const out = await full.run(feeds);
   const errors: Record<string, number> = {};
   const scale: Record<string, number> = {};
+  const analyticAll: Record<string, number[]> = {};
   for (const [k, v] of wrt.entries()) {
     const si = specs.findIndex((s) => s.name === v.name);
     const spec = specs[si];
     const analytic = Array.from(out[names[k]].data as Float64Array, Number);
+    analyticAll[v.name] = analytic;
     const numeric: number[] = [];
     for (let e = 0; e < data[si].length; e++) {
       const x0 = data[si][e];
@@ -135,5 +139,5 @@ export async function gradCheck(
     if (analytic.length !== numeric.length) throw new Error(`gradient of ${v.name} has ${analytic.length} elements, expected ${numeric.length}`);
     errors[v.name] = Math.max(...analytic.map((a, i) => Math.abs(a - numeric[i]))) / m;
   }
-  return { errors, scale, model };
+  return { errors, scale, analytic: analyticAll, model };
 }
