@@ -58,7 +58,9 @@ describe('symbolic dims', () => {
   it('slices symbolic dims', () => {
     expect(sliceLength('S', 1, 2 ** 63, 1)).toBe('S-1');
     expect(sliceLength('S', 0, -1, 1)).toBe('S-1');
-    expect(sliceLength('S', -3, -1, 1)).toBe(2);
+    expect(sliceLength('S', -2, 2 ** 63, 1)).toBe(2);
+    expect(sliceLength('S', 0, 1, 1)).toBe(1); // symbolic dims are >= 2, as torch assumes
+    expect(sliceLength('S', -3, -1, 1)).toBeNull(); // needs S >= 3
     expect(sliceLength(32768, 0, 'S', 1)).toBe('S');
     expect(sliceLength('S', 0, 5, 1)).toBeNull();
     expect(sliceLength('S', -1, -(2 ** 63), -1)).toBe('S');

@@ -18,19 +18,21 @@ const DIR = path.resolve(import.meta.dirname, '../../../models/fixtures');
 const FILES = fs.existsSync(DIR) ? fs.readdirSync(DIR).filter((f) => f.endsWith('.onnx')).sort() : [];
 const BATCH = 2;
 const SEQ = 16;
+/** ORT 1.30's RotaryEmbedding kernel rejects this export at batch > 1 (models/fixtures/export-log.txt). */
+const ORT_BATCH: Record<string, number> = { 'qwen2-tiny-op23.onnx': 1 };
 
 function nodeOutputs(m: Model): Value[] {
   return [...m.graph.allNodes()].flatMap((n) => n.outputs).filter((v) => v.name !== '');
 }
 
 /** Feeds at batch 2, seq 16 and the bindings of the inputs' symbolic dims. */
-function feedsFor(m: Model): { feeds: Record<string, ort.Tensor>; bindings: Record<string, number> } {
+function feedsFor(m: Model, batch: number): { feeds: Record<string, ort.Tensor>; bindings: Record<string, number> } {
   const feeds: Record<string, ort.Tensor> = {};
   const bindings: Record<string, number> = {};
   for (const v of m.graph.inputs) {
     if (v.initializer) continue;
     const shape = v.tensorType?.shape ?? [];
-    const dims = shape.map((d, i) => (typeof d === 'number' ? d : i === 0 ? BATCH : SEQ));
+    const dims = shape.map((d, i) => (typeof d === 'number' ? d : i === 0 ? batch : SEQ));
     shape.forEach((d, i) => typeof d === 'string' && (bindings[d] = dims[i]));
     const n = dims.reduce((a, b) => a * b, 1);
     const values = BigInt64Array.from({ length: n }, (_, k) =>
@@ -69,9 +71,10 @@ describe.skipIf(FILES.length === 0)('inference on the exported fixtures', () => 
       expect(differ).toEqual([]);
     });
 
-    it(`${file}: inferred shapes match onnxruntime-node at batch ${BATCH}, seq ${SEQ}`, async () => {
+    const batch = ORT_BATCH[file] ?? BATCH;
+    it(`${file}: inferred shapes match onnxruntime-node at batch ${batch}, seq ${SEQ}`, async () => {
       const m = loadFile(path.join(DIR, file));
-      const { feeds, bindings } = feedsFor(m);
+      const { feeds, bindings } = feedsFor(m, batch);
       const r = await compareWithOrt(m, { feeds, bindings });
       expect(r.mismatches).toEqual([]);
       expect(r.compared).toBeGreaterThanOrEqual(m.graph.nodes.length);
