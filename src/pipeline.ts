@@ -6,6 +6,10 @@
 import { check } from './ir/checker.js';
 import type { Model } from './ir/graph.js';
 import { newContext, type ExplainEntry, type Pass } from './rewrite/pass.js';
+import { constantFold } from '../passes/constant-fold.js';
+import { cse } from '../passes/cse.js';
+import { dce } from '../passes/dce.js';
+import { removeNoops } from '../passes/remove-noops.js';
 
 export interface PassReport {
   name: string;
@@ -30,7 +34,16 @@ export interface PipelineOptions {
 
 /** The cleanup passes, in order. */
 export function cleanupPipeline(): Pass[] {
-  return [];
+  return [
+    // First: folding turns shape plumbing (Shape/Gather/Concat/...) into initializers, which
+    // makes Reshape targets constant for remove-noops and gives CSE identical constants to merge.
+    constantFold,
+    // Before CSE: dropping Identity/Cast/Reshape no-ops exposes duplicates hidden behind them.
+    removeNoops,
+    cse,
+    // Last: removes what the passes above left unread (folded-away nodes, merged initializers).
+    dce,
+  ];
 }
 
 /** The default `optimize` pipeline. */

@@ -76,3 +76,27 @@ export function maxAbsDiff(a: ort.Tensor, b: ort.Tensor): number {
   }
   return m;
 }
+
+/**
+ * Run `pass` on `model` and compare: the checker passes, ORT (optimisations disabled) gives the
+ * same outputs on seeded random feeds (same dtypes and shapes; |diff| <= tol), and a second run
+ * changes nothing. Returns the first run's result and the op counts before and after.
+ */
+export async function checkPass(
+  model: Model,
+  pass: { run(m: Model, ctx: any): { modified: boolean; counts: Record<string, number> } },
+  opts: { seed?: number; dims?: Record<string, number>; tol?: number } = {},
+) {
+  const { checkModel } = await import('../ir/checker.js');
+  const { newContext } = await import('./pass.js');
+  const feeds = randomFeeds(model, opts.seed ?? 1, opts.dims);
+  const expected = await runOrt(model, feeds);
+  const before = opCounts(model);
+  const result = pass.run(model, newContext());
+  const problems = checkModel(model);
+  const after = opCounts(model);
+  const actual = await runOrt(model, feeds);
+  const diffs = actual.map((t, i) => maxAbsDiff(t, expected[i]));
+  const second = pass.run(model, newContext());
+  return { result, before, after, problems, diffs, second, outputs: actual };
+}

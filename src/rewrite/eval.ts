@@ -1,0 +1,356 @@
+/**
+ * Evaluation of small constant subgraphs in JS (for constant folding): the shape and index ops
+ * of exported graphs. Results keep ONNX's element types exactly: integer arithmetic wraps like
+ * the C++ kernels, float32 results are rounded to float32, Range accumulates in its own type.
+ * Returns undefined for anything it does not handle exactly (unknown op or dtype, integer
+ * division by zero, float16 data, ...).
+ */
+import { DataType } from '../onnx/schema.js';
+import type { Node } from '../ir/graph.js';
+import { numel, Tensor } from '../ir/tensor.js';
+import type { Dim } from '../ir/types.js';
+
+type Scalar = number | bigint;
+type Data = Scalar[];
+
+/** Largest tensor (elements) read or produced by folding. */
+export const FOLD_LIMIT = 1024;
+
+const INT_BITS: Record<number, [number, boolean]> = {
+  [DataType.INT8]: [8, true], [DataType.INT16]: [16, true], [DataType.INT32]: [32, true], [DataType.INT64]: [64, true],
+  [DataType.UINT8]: [8, false], [DataType.UINT16]: [16, false], [DataType.UINT32]: [32, false], [DataType.UINT64]: [64, false],
+};
+const FLOATS = new Set<number>([DataType.FLOAT, DataType.DOUBLE]);
+const isBig = (t: number): boolean => t === DataType.INT64 || t === DataType.UINT64;
+
+/** Element types folding supports (float16/bfloat16 and strings are left alone). */
+export function foldableType(t: number): boolean {
+  return t in INT_BITS || FLOATS.has(t) || t === DataType.BOOL;
+}
+
+class Skip extends Error {}
+const skip = (): never => {
+  throw new Skip();
+};
+
+function data(t: Tensor): Data {
+  if (!foldableType(t.dtype) || t.size > FOLD_LIMIT) skip();
+  return Array.from(t.toArray() as ArrayLike<Scalar>);
+}
+
+function make(dtype: number, dims: number[], values: Data): Tensor {
+  if (numel(dims) > FOLD_LIMIT) skip();
+  return Tensor.from(dtype, dims, values as number[]);
+}
+
+/** Wrap an exact integer result to the type's width, as a C++ kernel would. */
+function wrap(dtype: number, v: bigint): Scalar {
+  const [bits, signed] = INT_BITS[dtype];
+  const w = signed ? BigInt.asIntN(bits, v) : BigInt.asUintN(bits, v);
+  return isBig(dtype) ? w : Number(w);
+}
+
+function ints(t: Tensor | undefined): number[] | undefined {
+  return t ? data(t).map(Number) : undefined;
+}
+
+function strides(dims: number[]): number[] {
+  const s = new Array<number>(dims.length);
+  let acc = 1;
+  for (let i = dims.length - 1; i >= 0; i--) {
+    s[i] = acc;
+    acc *= dims[i];
+  }
+  return s;
+}
+
+/** Multidirectional (numpy) broadcast of shapes. */
+function broadcastDims(shapes: number[][]): number[] {
+  const rank = Math.max(...shapes.map((s) => s.length));
+  const out: number[] = [];
+  for (let i = 0; i < rank; i++) {
+    let d = 1;
+    for (const s of shapes) {
+      const x = s[s.length - rank + i] ?? 1;
+      if (x !== 1) {
+        if (d !== 1 && d !== x) skip();
+        d = x;
+      }
+    }
+    out.push(d);
+  }
+  return out;
+}
+
+/** For each output element, the flat index into an input of shape `dims` broadcast to `out`. */
+function bcastIndex(out: number[], dims: number[]): number[] {
+  const n = numel(out);
+  const st = strides(dims);
+  const idx = new Array<number>(n);
+  const off = out.length - dims.length;
+  for (let k = 0; k < n; k++) {
+    let rem = k;
+    let j = 0;
+    for (let a = out.length - 1; a >= 0; a--) {
+      const c = rem % out[a];
+      rem = (rem - c) / out[a];
+      const ia = a - off;
+      if (ia >= 0 && dims[ia] !== 1) j += c * st[ia];
+    }
+    idx[k] = j;
+  }
+  return idx;
+}
+
+function elementwise(ts: Tensor[], outType: number, f: (...xs: Scalar[]) => Scalar): Tensor {
+  const out = broadcastDims(ts.map((t) => t.dims));
+  const ds = ts.map(data);
+  const idx = ts.map((t) => bcastIndex(out, t.dims));
+  const res: Data = [];
+  for (let k = 0; k < numel(out); k++) res.push(f(...ds.map((d, i) => d[idx[i][k]])));
+  return make(outType, out, res);
+}
+
+function arith(op: string, dtype: number, a: Scalar, b: Scalar): Scalar {
+  if (FLOATS.has(dtype)) {
+    const x = Number(a), y = Number(b);
+    switch (op) {
+      case 'Add': return x + y;
+      case 'Sub': return x - y;
+      case 'Mul': return x * y;
+      default: return x / y;
+    }
+  }
+  if (!(dtype in INT_BITS)) skip();
+  const x = BigInt(a), y = BigInt(b);
+  switch (op) {
+    case 'Add': return wrap(dtype, x + y);
+    case 'Sub': return wrap(dtype, x - y);
+    case 'Mul': return wrap(dtype, x * y);
+    default: return y === 0n ? skip() : wrap(dtype, x / y); // C++ integer division truncates
+  }
+}
+
+function compare(op: string, a: Scalar, b: Scalar): number {
+  switch (op) {
+    case 'Equal': return a === b ? 1 : 0;
+    case 'Less': return a < b ? 1 : 0;
+    default: return a > b ? 1 : 0;
+  }
+}
+
+/** static_cast semantics for the conversions folding accepts. */
+function castTo(to: number, from: number, v: Scalar): Scalar {
+  if (to === DataType.BOOL) return Number(v) !== 0 ? 1 : 0;
+  if (FLOATS.has(to)) return Number(v);
+  if (!(to in INT_BITS)) skip();
+  if (FLOATS.has(from)) {
+    const x = Number(v);
+    if (!Number.isFinite(x)) skip(); // undefined behaviour in C++: leave it to the runtime
+    const tr = BigInt(Math.trunc(x));
+    if (wrap(to, tr) !== (isBig(to) ? tr : Number(tr))) skip(); // out of range: same
+    return wrap(to, tr);
+  }
+  return wrap(to, BigInt(v));
+}
+
+function axisOf(a: number, rank: number): number {
+  const r = a < 0 ? a + rank : a;
+  if (r < 0 || r >= rank) skip();
+  return r;
+}
+
+/** The axes of Unsqueeze/Squeeze/ReduceX: input 1 (opset >= 13) or the `axes` attribute. */
+function axesOf(n: Node, ins: (Tensor | undefined)[]): number[] | undefined {
+  return ins[1] ? ints(ins[1]) : n.attributes.has('axes') ? n.attrInts('axes') : undefined;
+}
+
+function reshape(t: Tensor, dims: number[]): Tensor {
+  return make(t.dtype, dims, data(t));
+}
+
+/**
+ * Evaluate node `n` on constant inputs (`ins[i]` undefined where input i is absent).
+ * `inShape` is the (possibly symbolic) shape of input 0 (for Shape/Size, whose data is not needed).
+ */
+export function evalNode(n: Node, ins: (Tensor | undefined)[], inShape?: Dim[]): Tensor[] | undefined {
+  try {
+    return evalOp(n, ins, inShape);
+  } catch (e) {
+    if (e instanceof Skip) return undefined;
+    throw e;
+  }
+}
+
+function evalOp(n: Node, ins: (Tensor | undefined)[], inShape?: Dim[]): Tensor[] | undefined {
+  const [a, b] = ins;
+  const need = (t: Tensor | undefined): Tensor => t ?? skip();
+  switch (n.opType) {
+    case 'Identity': return need(a).size > FOLD_LIMIT ? undefined : [a!];
+    case 'Shape': case 'Size': {
+      if (!inShape || !inShape.every((d): d is number => typeof d === 'number')) return undefined;
+      if (n.opType === 'Size') return [make(DataType.INT64, [], [BigInt(numel(inShape))])];
+      const r = inShape.length;
+      const clamp = (x: number): number => Math.min(Math.max(x < 0 ? x + r : x, 0), r);
+      const s = clamp(n.attrInt('start', 0));
+      const e = clamp(n.attrInt('end', r));
+      const dims = inShape.slice(s, Math.max(s, e));
+      return [make(DataType.INT64, [dims.length], dims.map(BigInt))];
+    }
+    case 'Cast': {
+      const to = n.attrInt('to');
+      const t = need(a);
+      if (!foldableType(to)) return undefined;
+      return [make(to, t.dims, data(t).map((v) => castTo(to, t.dtype, v)))];
+    }
+    case 'Add': case 'Sub': case 'Mul': case 'Div': {
+      const dt = need(a).dtype;
+      if (need(b).dtype !== dt) return undefined;
+      return [elementwise([a!, b!], dt, (x, y) => arith(n.opType, dt, x, y))];
+    }
+    case 'Equal': case 'Less': case 'Greater':
+      if (need(a).dtype !== need(b).dtype) return undefined;
+      return [elementwise([a!, b!], DataType.BOOL, (x, y) => compare(n.opType, x, y))];
+    case 'Not': return [elementwise([need(a)], DataType.BOOL, (x) => (Number(x) ? 0 : 1))];
+    case 'Neg': {
+      const dt = need(a).dtype;
+      return [elementwise([a!], dt, (x) => (FLOATS.has(dt) ? -Number(x) : arith('Sub', dt, isBig(dt) ? 0n : 0, x)))];
+    }
+    case 'Where': return [elementwise([need(a), need(b), need(ins[2])], b!.dtype, (c, x, y) => (Number(c) ? x : y))];
+    case 'Expand': return [expandTo(need(a), broadcastDims([a!.dims, ints(need(b))!]))];
+    case 'Concat': {
+      const ts = ins.map(need);
+      const r = ts[0].dims.length;
+      const ax = axisOf(n.attrInt('axis'), r);
+      if (ts.some((t) => t.dtype !== ts[0].dtype || t.dims.length !== r)) return undefined;
+      const outer = numel(ts[0].dims.slice(0, ax));
+      const res: Data = [];
+      const ds = ts.map(data);
+      for (let o = 0; o < outer; o++)
+        ts.forEach((t, i) => {
+          const chunk = numel(t.dims.slice(ax));
+          res.push(...ds[i].slice(o * chunk, (o + 1) * chunk));
+        });
+      const dims = ts[0].dims.slice();
+      dims[ax] = ts.reduce((s, t) => s + t.dims[ax], 0);
+      return [make(ts[0].dtype, dims, res)];
+    }
+    case 'Gather': {
+      const t = need(a);
+      const ax = axisOf(n.attrInt('axis', 0), t.dims.length);
+      const idx = ints(need(b))!.map((i) => (i < 0 ? i + t.dims[ax] : i));
+      if (idx.some((i) => i < 0 || i >= t.dims[ax])) return undefined;
+      const d = data(t);
+      const outer = numel(t.dims.slice(0, ax));
+      const inner = numel(t.dims.slice(ax + 1));
+      const res: Data = [];
+      for (let o = 0; o < outer; o++)
+        for (const i of idx) res.push(...d.slice((o * t.dims[ax] + i) * inner, (o * t.dims[ax] + i + 1) * inner));
+      return [make(t.dtype, [...t.dims.slice(0, ax), ...b!.dims, ...t.dims.slice(ax + 1)], res)];
+    }
+    case 'Unsqueeze': {
+      const t = need(a);
+      const axes = axesOf(n, ins) ?? skip();
+      const r = t.dims.length + axes.length;
+      const norm = axes.map((x) => axisOf(x, r)).sort((x, y) => x - y);
+      const dims = t.dims.slice();
+      for (const x of norm) dims.splice(x, 0, 1);
+      return [reshape(t, dims)];
+    }
+    case 'Squeeze': {
+      const t = need(a);
+      const axes = axesOf(n, ins)?.map((x) => axisOf(x, t.dims.length));
+      if (axes?.some((x) => t.dims[x] !== 1)) return undefined;
+      return [reshape(t, t.dims.filter((d, i) => (axes ? !axes.includes(i) : d !== 1)))];
+    }
+    case 'Reshape': {
+      const t = need(a);
+      const shape = ints(need(b))!;
+      const allowZero = n.attrInt('allowzero', 0) === 1;
+      const dims = shape.map((d, i) => (d === 0 && !allowZero ? t.dims[i] ?? skip() : d));
+      const known = dims.filter((d) => d !== -1);
+      if (dims.length - known.length > 1) return undefined;
+      const k = numel(known);
+      const dimsOut = dims.map((d) => (d === -1 ? (k ? t.size / k : skip()) : d));
+      if (numel(dimsOut) !== t.size || dimsOut.some((d) => !Number.isInteger(d))) return undefined;
+      return [reshape(t, dimsOut)];
+    }
+    case 'Slice': return slice(n, ins);
+    case 'Range': {
+      const [s, l, d] = [need(a), need(b), need(ins[2])];
+      const dt = s.dtype;
+      const [start, limit, delta] = [data(s)[0], data(l)[0], data(d)[0]];
+      if (FLOATS.has(dt)) {
+        const f = dt === DataType.FLOAT ? Math.fround : (x: number) => x;
+        const count = Math.max(Math.ceil(f(Number(limit) - Number(start)) / Number(delta)), 0);
+        if (count > FOLD_LIMIT) return undefined;
+        const res: number[] = [];
+        for (let i = 0, v = Number(start); i < count; i++, v = f(v + Number(delta))) res.push(v);
+        return [make(dt, [count], res)];
+      }
+      if (!(dt in INT_BITS) || BigInt(delta) === 0n) return undefined;
+      const diff = BigInt(limit) - BigInt(start);
+      const dl = BigInt(delta);
+      const count = Number(diff / dl + (diff % dl !== 0n && diff > 0n === dl > 0n ? 1n : 0n));
+      if (count > FOLD_LIMIT) return undefined;
+      const res: Data = [];
+      for (let i = 0; i < Math.max(count, 0); i++) res.push(wrap(dt, BigInt(start) + BigInt(i) * dl));
+      return [make(dt, [Math.max(count, 0)], res)];
+    }
+    case 'ConstantOfShape': {
+      const dims = ints(need(a))!;
+      const v = n.attrTensor('value') ?? Tensor.from(DataType.FLOAT, [1], [0]);
+      const fill = data(v)[0];
+      return [make(v.dtype, dims, new Array(numel(dims)).fill(fill))];
+    }
+    default: return undefined;
+  }
+}
+
+function expandTo(t: Tensor, out: number[]): Tensor {
+  const d = data(t);
+  const idx = bcastIndex(out, t.dims);
+  return make(t.dtype, out, idx.map((i) => d[i]));
+}
+
+/** Slice-10+ (starts, ends, axes, steps as inputs), with ONNX's clamping rules. */
+function slice(n: Node, ins: (Tensor | undefined)[]): Tensor[] | undefined {
+  const t = ins[0] ?? skip();
+  if (!ins[1] || !ins[2]) return undefined; // Slice-1 (attributes) is not folded
+  const r = t.dims.length;
+  const starts = ints(ins[1])!, ends = ints(ins[2])!;
+  const axes = ints(ins[3]) ?? starts.map((_, i) => i);
+  const steps = ints(ins[4]) ?? starts.map(() => 1);
+  const st = t.dims.map(() => 0), en = t.dims.slice(), sp = t.dims.map(() => 1);
+  axes.forEach((ax0, i) => {
+    const ax = axisOf(ax0, r);
+    const dim = t.dims[ax];
+    const step = steps[i];
+    if (step === 0) skip();
+    let s = starts[i] < 0 ? starts[i] + dim : starts[i];
+    let e = ends[i] < 0 ? ends[i] + dim : ends[i];
+    if (step > 0) {
+      s = Math.min(Math.max(s, 0), dim);
+      e = Math.min(Math.max(e, 0), dim);
+    } else {
+      s = Math.min(Math.max(s, 0), dim - 1);
+      e = Math.min(Math.max(e, -1), dim - 1);
+    }
+    [st[ax], en[ax], sp[ax]] = [s, e, step];
+  });
+  const outDims = t.dims.map((_, ax) => Math.max(0, Math.ceil((en[ax] - st[ax]) / sp[ax])));
+  const d = data(t);
+  const inStr = strides(t.dims);
+  const res: Data = [];
+  const total = numel(outDims);
+  for (let k = 0; k < total; k++) {
+    let rem = k, j = 0;
+    for (let ax = r - 1; ax >= 0; ax--) {
+      const c = rem % outDims[ax];
+      rem = (rem - c) / outDims[ax];
+      j += (st[ax] + c * sp[ax]) * inStr[ax];
+    }
+    res.push(d[j]);
+  }
+  return [make(t.dtype, outDims, res)];
+}
