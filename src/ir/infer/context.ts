@@ -44,10 +44,11 @@ export interface InferContext {
   attrTensor(name: string): Tensor | undefined;
   attrGraph(name: string): Graph | undefined;
   /**
-   * Infer a subgraph (Loop/If body) whose formal inputs get `inputTypes` where they are untyped;
-   * returns the types of its outputs.
+   * Infer a subgraph (Loop/If body) whose formal inputs are refined with `inputTypes`; returns the
+   * types of its outputs. With `tentative`, every type, known value and report entry it produced
+   * is undone afterwards (to find a fixed point of loop-carried types first).
    */
-  inferSubgraph(g: Graph, inputTypes: (ValueType | undefined)[]): (ValueType | undefined)[];
+  inferSubgraph(g: Graph, inputTypes: (ValueType | undefined)[], opts?: { tentative?: boolean }): (ValueType | undefined)[];
 }
 
 /**

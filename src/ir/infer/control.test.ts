@@ -44,6 +44,22 @@ describe('control flow and functions', () => {
     expect(shapeOf(scan)).toBe('FLOAT[1,2]');
   });
 
+  it('Loop: a carried value that grows gets unknown dims, not its initial shape', () => {
+    const m = createModel();
+    const b = new GraphBuilder(m.graph);
+    const x = b.input('x', F, [2, 3]);
+    const { g: body, b: bb, ins } = subgraph(m, ['i', 'cond', 'acc', 'fixed']);
+    const grown = bb.op.Concat(ins[2], x, { axis: 0 });
+    const same = bb.op.Add(ins[3], x);
+    body.outputs.push(bb.op.Identity(ins[1]), grown, same);
+    const [final, kept] = b.op.call('Loop', [b.constant(4, { dims: [] }), null, x, x], { body }, { outputs: 2 });
+    body.owner = final.producer;
+    const report = inferShapes(m);
+    expect(report.conflicts).toEqual([]);
+    expect([final, ins[2], grown].map(shapeOf)).toEqual(['FLOAT[?,3]', 'FLOAT[?,3]', 'FLOAT[?,3]']);
+    expect([kept, ins[3], same].map(shapeOf)).toEqual(['FLOAT[2,3]', 'FLOAT[2,3]', 'FLOAT[2,3]']);
+  });
+
   it('If: outputs join both branches', async () => {
     const m = createModel();
     const b = new GraphBuilder(m.graph);

@@ -159,6 +159,23 @@ export class InferEngine {
     return fn.body.outputs.map((v) => this.typeOf(v, inst));
   }
 
+  /** A function that restores the types and known values of `g`'s values and the report. */
+  private snapshot(g: Graph, f: Frame): () => void {
+    const values = bodyValues(g);
+    const types = values.map((v) => (f.types ? f.types.get(v) : v.type));
+    const known = values.map((v) => f.known.get(v));
+    const [nc, nf] = [this.report.conflicts.length, this.report.failures.length];
+    return () => {
+      values.forEach((v, i) => {
+        if (f.types) types[i] ? f.types.set(v, types[i]!) : f.types.delete(v);
+        else v.type = types[i];
+        known[i] ? f.known.set(v, known[i]!) : f.known.delete(v);
+      });
+      this.report.conflicts.length = nc;
+      this.report.failures.length = nf;
+    };
+  }
+
   private context(n: Node, f: Frame): InferContext {
     const input = (i: number): Value | null => n.inputs[i] ?? null;
     const type = (i: number): TensorType | undefined => {
@@ -194,10 +211,13 @@ export class InferEngine {
       attrString: (name) => typed(name, 'STRING', (s: Uint8Array) => new TextDecoder().decode(s)),
       attrTensor: (name) => typed(name, 'TENSOR', (t: Tensor) => t),
       attrGraph: (name) => typed(name, 'GRAPH', (g: Graph) => g),
-      inferSubgraph: (g, inputTypes) => {
+      inferSubgraph: (g, inputTypes, opts) => {
+        const undo = opts?.tentative ? this.snapshot(g, f) : undefined;
         inputTypes.forEach((t, i) => t && g.inputs[i] && this.setType(g.inputs[i], t, f));
         this.graph(g, f);
-        return g.outputs.map((v) => this.typeOf(v, f));
+        const outs = g.outputs.map((v) => this.typeOf(v, f));
+        undo?.();
+        return outs;
       },
     };
   }

@@ -1,6 +1,6 @@
 /** Inference rules for control flow: If (join of both branches) and Loop (body outputs -> node outputs). */
 import { DataType } from '../../onnx/schema.js';
-import type { ValueType } from '../types.js';
+import { formatType, type ValueType } from '../types.js';
 import { tt, type InferRule } from './context.js';
 import { joinTypes } from './merge.js';
 
@@ -19,9 +19,18 @@ const loopRule: InferRule = (n, c) => {
   const body = c.attrGraph('body');
   if (!body) return [];
   const carried = n.inputs.length - 2;
-  const inTypes: (ValueType | undefined)[] = [tt(DataType.INT64, []), tt(DataType.BOOL, [])];
-  for (let i = 0; i < carried; i++) inTypes.push(c.type(2 + i));
-  const outs = c.inferSubgraph(body, inTypes);
+  const head = [tt(DataType.INT64, []), tt(DataType.BOOL, [])];
+  // Loop-carried types: iterate join(input, body output) to a fixed point (shapes may change
+  // from one iteration to the next), then infer the body for real with the stable types.
+  let state: (ValueType | undefined)[] = Array.from({ length: carried }, (_, i) => c.type(2 + i));
+  for (let round = 0; ; round++) {
+    const probe = c.inferSubgraph(body, [...head, ...state], { tentative: true });
+    const next = state.map((t, i) => joinTypes(t, probe[1 + i]));
+    if (next.every((t, i) => formatType(t) === formatType(state[i]))) break;
+    state = round < 2 ? next : next.map((t) => (t?.kind === 'tensor' ? tt(t.elemType) : t));
+    if (round >= 2) break;
+  }
+  const outs = c.inferSubgraph(body, [...head, ...state]);
   const result: (ValueType | undefined)[] = [];
   for (let i = 0; i < carried; i++) result.push(joinTypes(c.type(2 + i), outs[1 + i]));
   // With no condition input the body's condition is ignored: exactly M iterations.
