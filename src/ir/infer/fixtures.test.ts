@@ -7,10 +7,10 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
-import { loadFile } from '../../onnx/io.js';
+import { loadFile, saveBytes } from '../../onnx/io.js';
 import type { Model, Value } from '../graph.js';
 import { formatType } from '../types.js';
-import { dimEq } from './dims.js';
+import { dimEq, evalDim } from './dims.js';
 import { inferShapes, isFullType } from './index.js';
 import { compareWithOrt } from './test-helpers.js';
 
@@ -78,6 +78,12 @@ describe.skipIf(FILES.length === 0)('inference on the exported fixtures', () => 
       const r = await compareWithOrt(m, { feeds, bindings });
       expect(r.mismatches).toEqual([]);
       expect(r.compared).toBeGreaterThanOrEqual(m.graph.nodes.length);
+      // The inferred types, saved as value_info, are accepted by ORT's own inference.
+      const session = await ort.InferenceSession.create(saveBytes(m), { graphOptimizationLevel: 'disabled' });
+      const out = await session.run(feeds);
+      const logits = m.graph.outputs.find((v) => v.name === 'logits')!;
+      expect(out.logits.dims).toEqual([batch, SEQ, evalDim(logits.tensorType!.shape![2], bindings)]);
+      await session.release();
     });
   }
 });
