@@ -6,6 +6,6 @@ export { defaultRules, ruleKey, standardRules } from './table.js';
 export type { GradContext, GradFn, GradRule, GradTable } from './types.js';
 export { cloneModel, removeDeadCode } from './clone.js';
 export {
-  buildTrainingGraph, trainingSignature, BUFFER_PATTERNS, GRAD_IN_PREFIX, GRAD_PREFIX,
+  buildTrainingGraph, trainingSignature, BUFFER_PATTERNS, PARAMETER_NAME, GRAD_IN_PREFIX, GRAD_PREFIX,
   type TrainingGraphOptions, type TrainingSignature,
 } from './training.js';

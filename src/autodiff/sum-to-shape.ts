@@ -46,7 +46,6 @@ export function planSumTo(g: Dim[] | undefined, x: Dim[] | undefined): Plan {
 export function sumToShape(ctx: GradContext, grad: Value, gShape: Dim[] | undefined, xShape: Dim[] | undefined, xRuntimeShape: () => Value): Value {
   const op = ctx.op;
   const plan = planSumTo(gShape, xShape);
-  if (process.env.AD_DEBUG && plan.kind === 'dynamic') console.log('dynamic', ctx.node.label, JSON.stringify(gShape), JSON.stringify(xShape));
   if (plan.kind === 'same') return grad;
   if (plan.kind === 'static') {
     let r = ctx.reduceSum(grad, plan.axes, true);

@@ -32,12 +32,19 @@ export const GRAD_IN_PREFIX = 'grad_in.';
 /** Float initializers matching these are buffers, not parameters, unless named in `trainable`. */
 export const BUFFER_PATTERNS: readonly RegExp[] = [/(^|\.)inv_freq$/, /(^|\.)running_(mean|var)$/];
 
+/**
+ * A parameter's name as exporters write it: a module path (`model.layers.0.mlp.up_proj.weight`,
+ * torch state_dict keys). Lifted constants and buffers get other names (`val_6`, `expand_2`).
+ */
+export const PARAMETER_NAME = /^[A-Za-z_]\w*(\.\w+)+$/;
+
 export interface TrainingGraphOptions {
   /** Name of the loss value (default 'loss'); it must be a float value of the model. */
   loss?: string;
   /**
    * Parameters to train: names, or a predicate over float initializers. Default: every float
-   * initializer with more than one element that the loss depends on, except buffers
+   * initializer with more than one element that the loss depends on, named like a module path
+   * ({@link PARAMETER_NAME}; when no initializer is, any name), except buffers
    * ({@link BUFFER_PATTERNS}).
    */
   trainable?: readonly string[] | ((name: string, tensor: Tensor) => boolean);
@@ -73,12 +80,13 @@ export function buildTrainingGraph(model: Model, opts: TrainingGraphOptions = {}
   for (const f of frozen) if (!floats.some((v) => v.name === f)) fail('usage', `training graph: frozen parameter '${f}' is not a float initializer the loss depends on`);
   const explicit = Array.isArray(opts.trainable) ? new Set<string>(opts.trainable) : undefined;
   if (explicit) for (const n of explicit) if (!floats.some((v) => v.name === n)) fail('usage', `training graph: trainable parameter '${n}' is not a float initializer the loss depends on`);
+  const dotted = floats.some((v) => PARAMETER_NAME.test(v.name));
   const pick = (v: Value): boolean => {
     if (frozen.has(v.name)) return false;
     if (explicit) return explicit.has(v.name);
     const t = v.initializer!;
     if (typeof opts.trainable === 'function') return opts.trainable(v.name, t);
-    return t.size > 1 && !BUFFER_PATTERNS.some((p) => p.test(v.name));
+    return t.size > 1 && (!dotted || PARAMETER_NAME.test(v.name)) && !BUFFER_PATTERNS.some((p) => p.test(v.name));
   };
   const candidates = floats.filter(pick);
 
