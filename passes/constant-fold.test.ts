@@ -17,6 +17,7 @@ describe('constant-fold', () => {
     const big = b.constant(Array.from({ length: 2048 }, (_, i) => i), { dtype: I64, dims: [2048], name: 'big' });
     const i64 = (v: number[], dims?: number[]) => b.constant(v, { dtype: I64, dims });
     const f32 = (v: number[], dims?: number[]) => b.constant(v, { dtype: F, dims });
+    const fconst = (v: number[]) => b.op.Constant({ value: Tensor.from(F, [v.length], v) }); // not a parameter
     // [-1, 16] from Shape(w)[1]: the exporter's shape plumbing
     const d1 = b.op.Gather(b.op.Shape(w), i64([1], []), { axis: 0 });
     const u = b.op.Unsqueeze(d1, i64([0]));
@@ -36,26 +37,27 @@ describe('constant-fold', () => {
     b.output(b.op.Slice(r, i64([2]), i64([10]), i64([0]), i64([2])), 'slice');
     b.output(b.op.Slice(r, i64([-1]), i64([-100]), i64([0]), i64([-3])), 'slice_back');
     b.output(b.op.Cast(b.op.Div(i64([-7, 7, 9]), i64([2, -2, 4])), { to: I32 }), 'int_div');
-    b.output(b.op.Div(f32([1, 2]), f32([3, 7])), 'float_div');
+    b.output(b.op.Div(fconst([1, 2]), fconst([3, 7])), 'float_div');
     b.output(b.op.Range(f32([0.1], []), f32([1.05], []), f32([0.1], [])), 'float_range');
-    b.output(b.op.Cast(f32([-2.7, 2.7, 0, 1e9]), { to: I32 }), 'trunc');
-    b.output(b.op.Cast(f32([0, 0.5, -1]), { to: BOOL }), 'to_bool');
+    b.output(b.op.Cast(fconst([-2.7, 2.7, 0, 1e9]), { to: I32 }), 'trunc');
+    b.output(b.op.Cast(fconst([0, 0.5, -1]), { to: BOOL }), 'to_bool');
     b.output(b.op.Mul(b.constant([2147483647], { dtype: I32, dims: [] }), b.constant([2], { dtype: I32, dims: [] })), 'wrap');
-    // Large weight: never read.
+    // Large weight: never read. Float weight (a possible parameter): not folded into a copy.
     b.output(b.op.Cast(b.op.Identity(big), { to: F }), 'big_f');
+    b.output(b.op.Unsqueeze(f32([1, 2, 3]), i64([0])), 'param');
 
     const res = await checkPass(m, constantFold, { dims: { B: 3 } });
     expect(res.problems).toEqual([]);
     expect(res.after).toEqual({
-      Reshape: 2, MatMul: 1, Add: 3, Mul: 1, Shape: 1, Gather: 1, Unsqueeze: 1, Concat: 1,
-      Constant: 8, Identity: 1, Cast: 1,
+      Reshape: 2, MatMul: 1, Add: 3, Mul: 1, Shape: 1, Gather: 1, Concat: 1,
+      Constant: 8, Identity: 1, Cast: 1, Unsqueeze: 2,
     });
     expect(res.result.counts).toMatchObject({ Shape: 2, Gather: 1, Range: 2, Cast: 4, Slice: 2, ConstantOfShape: 1, Expand: 1, Where: 1, Equal: 1 });
     expect(res.diffs).toEqual(res.diffs.map(() => 0));
     expect(res.second).toEqual({ modified: false, counts: {} });
     // Folded values keep exact types; initializers of folded values are small.
-    expect(m.graph.outputs.slice(1, -1).map((o) => o.tensorType?.elemType)).toEqual([I64, I64, I32, F, F, I32, BOOL, I32]);
-    expect(m.graph.outputs.slice(1, -1).every((o) => o.producer?.opType === 'Constant')).toBe(true);
+    expect(m.graph.outputs.slice(1, -2).map((o) => o.tensorType?.elemType)).toEqual([I64, I64, I32, F, F, I32, BOOL, I32]);
+    expect(m.graph.outputs.slice(1, -2).every((o) => o.producer?.opType === 'Constant')).toBe(true);
     expect(Array.from(res.outputs[5].data as Float32Array)).toHaveLength(10); // float32 accumulation, as ORT
     expect(m.graph.initializers.find((v) => v.name === 'big')!.initializer!.size).toBe(2048);
   });

@@ -5,7 +5,8 @@
  * Gather, Concat, Unsqueeze, Squeeze, Slice, Cast, Add/Sub/Mul/Div, Neg, Range, Equal/Less/Greater,
  * Not, Where, Expand, ConstantOfShape, Reshape, Identity) and replaced by an initializer; Constant
  * nodes become initializers. Only tensors of at most FOLD_LIMIT elements are read or made, so
- * large weights are never touched. Function bodies cannot hold initializers: there (and for
+ * large weights are never touched, and float initializers of more than one element (possible
+ * parameters) are not read at all. Function bodies cannot hold initializers: there (and for
  * graph outputs) the result is a Constant node.
  */
 import { GraphBuilder } from '../src/ir/builder.js';
@@ -13,7 +14,7 @@ import { commit } from '../src/ir/commit.js';
 import { Value, type Graph, type Model, type Node } from '../src/ir/graph.js';
 import type { Tensor } from '../src/ir/tensor.js';
 import { tensorType } from '../src/ir/types.js';
-import { constantNodeTensor, constantTensor } from '../src/rewrite/constant.js';
+import { constantNodeTensor, constantTensor, isParameterLike } from '../src/rewrite/constant.js';
 import { evalNode } from '../src/rewrite/eval.js';
 import type { Pass, PassResult } from '../src/rewrite/pass.js';
 import { graphsOf } from '../src/rewrite/rule.js';
@@ -38,7 +39,9 @@ function isFunctionBody(g: Graph): boolean {
 function foldGraph(g: Graph, counts: Record<string, number>): void {
   const inFunction = isFunctionBody(g);
   const known = new Map<Value, Tensor>();
-  const constOf = (v: Value | null): Tensor | undefined => (v ? known.get(v) ?? constantTensor(v) : undefined);
+  // Parameter-like initializers (float, > 1 element) are not folded into copies: training needs them.
+  const constOf = (v: Value | null): Tensor | undefined =>
+    v ? known.get(v) ?? (isParameterLike(v) ? undefined : constantTensor(v)) : undefined;
   const folds: { node: Node; results: Tensor[] }[] = [];
   for (const n of g.nodes) {
     if ((n.domain !== '' && n.domain !== 'ai.onnx') || n.subgraphs().length) continue;

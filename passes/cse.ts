@@ -1,15 +1,16 @@
 /**
  * cse — common subexpression elimination: two nodes with the same op, domain, overload,
  * attributes, output count and (canonical) inputs compute the same values, so the later one is
- * removed and its readers use the earlier one's outputs. Small identical initializers (not graph
- * inputs or outputs) are merged first, so folded shape constants repeated per layer unify.
+ * removed and its readers use the earlier one's outputs. Small identical initializers are merged
+ * first, so folded shape constants repeated per layer unify; not graph inputs or outputs, nor
+ * float initializers of more than one element (possible parameters: equal at init is not tied).
  * Not for nodes with subgraphs, nor non-deterministic ops (Random*, Multinomial, Dropout in
  * training mode).
  */
 import { commit } from '../src/ir/commit.js';
 import type { Attr, Graph, Model, Node, Value } from '../src/ir/graph.js';
 import { Tensor } from '../src/ir/tensor.js';
-import { constantNumbers } from '../src/rewrite/constant.js';
+import { constantNumbers, isParameterLike } from '../src/rewrite/constant.js';
 import type { Pass, PassResult } from '../src/rewrite/pass.js';
 import { graphsOf } from '../src/rewrite/rule.js';
 import { nonZero } from './dce.js';
@@ -39,7 +40,7 @@ function mergeInitializers(g: Graph): number {
   const seen = new Map<string, Value>();
   const replace: [Value, Value][] = [];
   for (const v of g.initializers) {
-    if (v.isGraphInput() || v.isGraphOutput()) continue;
+    if (v.isGraphInput() || v.isGraphOutput() || isParameterLike(v)) continue;
     const key = tensorKey(v.initializer!);
     if (key === undefined) continue;
     const first = seen.get(key);

@@ -32,6 +32,18 @@ export function constantNodeTensor(n: Node): Tensor | undefined {
   return undefined;
 }
 
+const FLOAT_TYPES = new Set<number>([DataType.FLOAT, DataType.DOUBLE, DataType.FLOAT16, DataType.BFLOAT16]);
+
+/**
+ * A float initializer of more than one element may be a trainable parameter (autodiff turns
+ * such initializers into inputs): cleanup passes must not fold it into a copy or merge it with
+ * an equal-valued one, which would drop or tie the parameter.
+ */
+export function isParameterLike(v: Value): boolean {
+  const t = v.initializer;
+  return t !== undefined && FLOAT_TYPES.has(t.dtype) && t.size > 1;
+}
+
 /** A constant's values as numbers when it has at most `limit` elements. */
 export function constantNumbers(v: Value | null | undefined, limit = 1024): number[] | undefined {
   const t = constantTensor(v);
