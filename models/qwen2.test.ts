@@ -36,7 +36,9 @@ describe('buildQwen2 (random weights)', () => {
     expect(m.graph.outputs.map((v) => v.name)).toEqual(['loss', 'logits']);
     const names = new Set(m.graph.initializers.map((v) => v.name));
     for (const p of qwen2Parameters(TINY)) expect(names.has(p.name)).toBe(true);
-    expect(names.has('lm_head.weight')).toBe(false);
+    // Tied: the one table is called lm_head.weight, as the exporter names it.
+    expect(names.has('model.embed_tokens.weight')).toBe(false);
+    expect(m.graph.nodes.find((n) => n.opType === 'Gather')!.inputs[0]!.name).toBe('lm_head.weight');
   });
 
   it('tiny random model: loss near ln(vocab) at init, ignore_index labels excluded', async () => {
@@ -100,8 +102,8 @@ describe('buildQwen2 (random weights)', () => {
 
   it('rejects a weights map that lacks a parameter or has the wrong size', () => {
     const values = new Map<string, Float32Array>();
-    expect(() => buildQwen2(TINY, { weights: values })).toThrow(/weights map has no tensor 'model.embed_tokens.weight'/);
-    values.set('model.embed_tokens.weight', new Float32Array(3));
-    expect(() => buildQwen2(TINY, { weights: values })).toThrow(/'model.embed_tokens.weight' has 3 values, expected 32768/);
+    expect(() => buildQwen2(TINY, { weights: values })).toThrow(/weights map has no tensor 'model.layers.0.self_attn.q_proj.weight'/);
+    values.set('model.layers.0.self_attn.q_proj.weight', new Float32Array(3));
+    expect(() => buildQwen2(TINY, { weights: values })).toThrow(/'model.layers.0.self_attn.q_proj.weight' has 3 values, expected 4096 for shape \[64,64\]/);
   });
 });

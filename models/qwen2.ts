@@ -1,17 +1,19 @@
 /**
  * The Qwen2ForCausalLM training graph (input_ids, labels) -> (loss, logits), node for node as
- * torch 2.11's dynamo exporter writes it (see DESIGN.md, "What the exporters produce", and the
- * real exports in models/fixtures): embedding Gather, RoPE tables from MatMul(inv_freq,
- * positions), a boolean causal mask, decoder layers with decomposed attention, final RMSNorm,
- * lm_head MatMul (transposed tied embedding), label shift and SoftmaxCrossEntropyLoss.
+ * torch 2.11's dynamo exporter writes it from transformers 5.17 (DESIGN.md, "What the exporters
+ * produce"; the real exports in models/fixtures): opset 20, IR 10, graph `main_graph`, inputs
+ * int64 [batch, seq], parameters as initializers under their module names, constants as
+ * deduplicated initializers. Prelude (positions, packed-sequence causal mask, RoPE tables) in
+ * qwen2-mask.ts, decoder layers in qwen2-layer.ts; here the final RMSNorm, lm_head MatMul with
+ * the transposed (tied) weight, and the loss tail.
  */
-import { fail } from '../src/errors.js';
 import { DataType } from '../src/onnx/schema.js';
 import { createModel, GraphBuilder } from '../src/ir/builder.js';
 import type { Model, Value } from '../src/ir/graph.js';
-import { Tensor } from '../src/ir/tensor.js';
-import { headDim, parseConfig, type Qwen2Config } from './config.js';
-import { decoderLayer, rmsNorm, type LayerContext } from './qwen2-layer.js';
+import { parseConfig, type Qwen2Config } from './config.js';
+import { BuildContext, INT64_MAX } from './qwen2-context.js';
+import { decoderLayer, rmsNorm } from './qwen2-layer.js';
+import { prelude } from './qwen2-mask.js';
 import { qwen2Parameters, WeightWriter, type ExternalOption, type WeightsOption } from './weights.js';
 
 /** Options of `buildQwen2`. */
@@ -57,6 +59,7 @@ export function buildQwen2(config: Qwen2Config, opts: BuildOptions = {}): Model 
 function build(c: Qwen2Config, writer: WeightWriter, loss: 'sce' | 'nll'): Model {
   const model = createModel({ opset: EXPORT_OPSET, irVersion: EXPORT_IR_VERSION, producer: 'pytorch' });
   model.producerVersion = '2.11.0';
+  model.graph.name = 'main_graph';
   const b = new GraphBuilder(model.graph);
   const op = b.op;
   const { batch, seq } = DIM_NAMES;
@@ -65,60 +68,38 @@ function build(c: Qwen2Config, writer: WeightWriter, loss: 'sce' | 'nll'): Model
 
   const params = new Map<string, Value>();
   for (const p of qwen2Parameters(c)) params.set(p.name, b.initializer(p.name, writer.tensor(p)));
-  const w = (name: string): Value => params.get(name) ?? fail('invalid', `internal: no parameter '${name}'`);
+  const ctx = new BuildContext(b, c, params);
+  const lmHead = ctx.w('lm_head.weight');
+  const embedTable = c.tie_word_embeddings ? lmHead : ctx.w('model.embed_tokens.weight');
 
-  const hd = headDim(c);
-  const ctx: LayerContext = { b, config: c, w, ints: (v) => b.constant(v), float: (v) => scalar(b, v) };
-  const ints = ctx.ints;
-
-  const embeds = op.Gather(w('model.embed_tokens.weight'), inputIds, { axis: 0 });
-
-  // Positions: arange(seq), position_ids = arange[None].
-  const seqLen = op.Gather(op.Shape(inputIds), ints(1), { axis: 0 });
-  const zero = b.constant(0, { name: 'zero' });
-  const one = b.constant(1, { name: 'one' });
-  const cachePos = op.Range(zero, seqLen, one);
-  const positionIds = op.Unsqueeze(cachePos, ints([0]));
-
-  // Rotary tables: freqs = (inv_freq[None, :, None] @ position_ids[:, None, :]).T; emb = cat(freqs, freqs).
-  const invFreq = Array.from({ length: hd / 2 }, (_, i) => 1 / Math.pow(c.rope_theta, (2 * i) / hd));
-  const invFreqV = b.initializer('model.rotary_emb.inv_freq', Tensor.from(DataType.FLOAT, [1, hd / 2, 1], invFreq));
-  const posF = op.Cast(op.Unsqueeze(positionIds, ints([1])), { to: DataType.FLOAT });
-  const freqs = op.Transpose(op.MatMul(invFreqV, posF), { perm: [0, 2, 1] });
-  const emb = op.Concat(freqs, freqs, { axis: -1 });
-  const cos = op.Unsqueeze(op.Cos(emb), ints([1]));
-  const sin = op.Unsqueeze(op.Sin(emb), ints([1]));
-
-  // Causal mask (bool [batch, 1, seq, seq]): kv_idx <= q_idx.
-  const mask2d = op.LessOrEqual(op.Unsqueeze(cachePos, ints([0])), op.Unsqueeze(cachePos, ints([1])));
-  const batchLen = op.Gather(op.Shape(inputIds), ints([0]), { axis: 0 });
-  const seqLen1 = op.Unsqueeze(seqLen, ints([0]));
-  const maskShape = op.Concat(batchLen, ints([1]), seqLen1, seqLen1, { axis: 0 });
-  const mask = op.Expand(op.Unsqueeze(mask2d, ints([0, 1])), maskShape);
-
-  let h = embeds;
-  for (let l = 0; l < c.num_hidden_layers; l++) h = decoderLayer(ctx, l, h, { cos, sin, mask });
-  h = rmsNorm(ctx, h, w('model.norm.weight'));
-
-  const lmHead = c.tie_word_embeddings ? w('model.embed_tokens.weight') : w('lm_head.weight');
+  const pre = prelude(ctx, inputIds, labels, embedTable);
+  let h = pre.embeds;
+  for (let l = 0; l < c.num_hidden_layers; l++) h = decoderLayer(ctx, l, h, pre);
+  h = rmsNorm(ctx, h, ctx.w('model.norm.weight'));
   const logits = op.MatMul(h, op.Transpose(lmHead, { perm: [1, 0] }));
 
-  // Label shift: labels = pad(labels, (0, 1), -100)[..., 1:]; cross entropy over [batch*seq, vocab].
-  const padded = op.Pad(labels, ints([0, 0, 0, 1]), b.constant(-100, { name: 'ignore_index' }));
-  const shifted = op.Slice(padded, ints([1]), ints([Number.MAX_SAFE_INTEGER]), ints([1]));
-  const flatLabels = op.Reshape(shifted, ints([-1]));
-  const flatLogits = op.Reshape(logits, ints([-1, c.vocab_size]));
-  const lossV =
-    loss === 'sce'
-      ? op.SoftmaxCrossEntropyLoss(flatLogits, flatLabels, { ignore_index: -100, reduction: 'mean' })
-      : op.NegativeLogLikelihoodLoss(op.LogSoftmax(flatLogits, { axis: 1 }), flatLabels, { ignore_index: -100, reduction: 'mean' });
-  const lossOut = b.output(lossV, 'loss');
-  lossOut.type = { kind: 'tensor', elemType: DataType.FLOAT, shape: [] };
-  const logitsOut = b.output(logits, 'logits');
-  logitsOut.type = { kind: 'tensor', elemType: DataType.FLOAT, shape: [batch, seq, c.vocab_size] };
+  const lossV = loss === 'sce' ? sceLoss(ctx, logits, labels) : nllLoss(ctx, logits, labels);
+  b.output(lossV, 'loss').type = { kind: 'tensor', elemType: DataType.FLOAT, shape: [] };
+  b.output(logits, 'logits').type = { kind: 'tensor', elemType: DataType.FLOAT, shape: [batch, seq, c.vocab_size] };
   return model;
 }
 
-function scalar(b: GraphBuilder, v: number): Value {
-  return b.constant(v, { dtype: DataType.FLOAT, dims: [] });
+/** transformers' ForCausalLMLoss: labels = pad(labels, (0, 1), -100)[..., 1:]; mean CE over kept tokens. */
+function sceLoss(ctx: BuildContext, logits: Value, labels: Value): Value {
+  const op = ctx.op;
+  const padded = op.Pad(labels, ctx.ints([0, 0, 0, 1]), ctx.int(-100), { mode: 'constant' });
+  const shifted = op.Slice(padded, ctx.ints([1]), ctx.ints([INT64_MAX]), ctx.ints([1]), ctx.ints([1]));
+  const flatLogits = op.Reshape(logits, ctx.ints([-1, ctx.config.vocab_size]), { allowzero: 1 });
+  const flatLabels = op.Reshape(shifted, ctx.ints([-1]), { allowzero: 1 });
+  return op.SoftmaxCrossEntropyLoss(flatLogits, flatLabels, { ignore_index: -100, reduction: 'mean' });
+}
+
+/** The fixture's explicit variant: nll_loss(log_softmax(logits[:, :-1]), labels[:, 1:]). */
+function nllLoss(ctx: BuildContext, logits: Value, labels: Value): Value {
+  const op = ctx.op;
+  const head = op.Slice(logits, ctx.ints([0]), ctx.ints([-1]), ctx.ints([1]), ctx.ints([1]));
+  const shifted = op.Slice(labels, ctx.ints([1]), ctx.ints([INT64_MAX]), ctx.ints([1]), ctx.ints([1]));
+  const logp = op.Reshape(op.LogSoftmax(head, { axis: -1 }), ctx.ints([-1, ctx.config.vocab_size]), { allowzero: 1 });
+  const flatLabels = op.Reshape(shifted, ctx.ints([-1]), { allowzero: 1 });
+  return op.NegativeLogLikelihoodLoss(logp, flatLabels, { ignore_index: -100, reduction: 'mean' });
 }

@@ -21,14 +21,21 @@ export interface ParamSpec {
   init: Init;
 }
 
-/** Every parameter of Qwen2ForCausalLM in `named_parameters()` order (tied lm_head omitted). */
+/**
+ * Every parameter of Qwen2ForCausalLM, named and ordered as torch's exporter writes the
+ * initializers: `model.embed_tokens.weight` (untied only), the layers, `model.norm.weight`,
+ * `lm_head.weight`. With tied embeddings the one shared table is called `lm_head.weight` (the
+ * exporter keeps the last name of a tied parameter) and feeds both the embedding Gather and the
+ * lm_head MatMul.
+ */
 export function qwen2Parameters(c: Qwen2Config): ParamSpec[] {
   const H = c.hidden_size;
   const kv = c.num_key_value_heads * headDim(c);
   const q = c.num_attention_heads * headDim(c);
   const I = c.intermediate_size;
   const bias = c.attention_bias ?? true;
-  const out: ParamSpec[] = [{ name: 'model.embed_tokens.weight', dims: [c.vocab_size, H], init: 'normal' }];
+  const out: ParamSpec[] = [];
+  if (!c.tie_word_embeddings) out.push({ name: 'model.embed_tokens.weight', dims: [c.vocab_size, H], init: 'normal' });
   for (let l = 0; l < c.num_hidden_layers; l++) {
     const p = `model.layers.${l}`;
     out.push({ name: `${p}.self_attn.q_proj.weight`, dims: [q, H], init: 'normal' });
@@ -45,7 +52,7 @@ export function qwen2Parameters(c: Qwen2Config): ParamSpec[] {
     out.push({ name: `${p}.post_attention_layernorm.weight`, dims: [H], init: 'ones' });
   }
   out.push({ name: 'model.norm.weight', dims: [H], init: 'ones' });
-  if (!c.tie_word_embeddings) out.push({ name: 'lm_head.weight', dims: [c.vocab_size, H], init: 'normal' });
+  out.push({ name: 'lm_head.weight', dims: [c.vocab_size, H], init: 'normal' });
   return out;
 }
 
