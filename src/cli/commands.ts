@@ -2,5 +2,6 @@
 import type { CliCommand } from './command.js';
 import { inspectCommand } from './inspect.js';
 import { optimizeCommand } from './optimize.js';
+import { trainCommand } from './train.js';
 
-export const COMMANDS: CliCommand[] = [optimizeCommand, inspectCommand];
+export const COMMANDS: CliCommand[] = [optimizeCommand, inspectCommand, trainCommand];

@@ -1,0 +1,94 @@
+/**
+ * A training run on the `cpu` backend: text → token batches → training steps with AdamW, with
+ * validation, checkpoints and a per-step record. The CLI (`ortfuse train`) and tests drive it.
+ */
+import type { Model } from '../ir/graph.js';
+import { batches, checkVocab, split, type Batch } from '../data/batches.js';
+import type { Tokenizer } from '../data/tokenizer.js';
+import { loadCheckpoint, saveCheckpoint } from './checkpoint.js';
+import { prepareTraining, type PreparedTraining } from './session.js';
+import { CpuTrainer } from './trainer.js';
+import { fail } from '../errors.js';
+
+export interface TrainOptions {
+  steps: number;
+  batch: number;
+  seq: number;
+  lr: number;
+  seed: number;
+  fuse: boolean;
+  warmup?: number;
+  weightDecay?: number;
+  maxGradNorm?: number;
+  /** Validation every N steps (0 = only at the end). */
+  evalEvery?: number;
+  /** Validation batches per evaluation. */
+  evalBatches?: number;
+  checkpoint?: string;
+  resume?: string;
+  /** Stop (and checkpoint) after this step, keeping the schedule of `steps` (for resumable runs). */
+  stopAfter?: number;
+  threads?: number;
+}
+
+export interface StepRecord {
+  step: number;
+  loss: number;
+  lr: number;
+  gradNorm: number;
+  ms: number;
+  tokensPerSecond: number;
+  /** Peak resident set size of this process so far, MiB. */
+  peakRssMiB: number;
+  valLoss?: number;
+}
+
+export interface TrainHooks {
+  onStart?(info: { parameters: number; prepared: PreparedTraining; startStep: number }): void;
+  onStep?(r: StepRecord): void;
+}
+
+export function peakRssMiB(): number {
+  return process.resourceUsage().maxRSS / 1024;
+}
+
+export async function runTraining(model: Model, text: string, tok: Tokenizer, o: TrainOptions, hooks: TrainHooks = {}): Promise<StepRecord[]> {
+  if (!(o.steps > 0 && o.batch > 0 && o.seq > 1)) fail('usage', `--steps, --batch must be positive and --seq at least 2 (got ${o.steps}, ${o.batch}, ${o.seq})`);
+  const prepared = prepareTraining(model, { fuse: o.fuse });
+  const ids = tok.encode(text);
+  checkVocab(ids, prepared.vocab, tok.name);
+  const ds = split(ids, o.seq);
+  const trainer = await CpuTrainer.create(prepared.train, prepared.initial, {
+    optimizer: { lr: o.lr, weightDecay: o.weightDecay ?? 0.01, maxGradNorm: o.maxGradNorm ?? 1 },
+    schedule: { lr: o.lr, warmupSteps: o.warmup ?? Math.min(10, Math.floor(o.steps / 10)), totalSteps: o.steps },
+    threads: o.threads,
+  });
+  const stream = batches(ds.train, o.batch, o.seq, o.seed);
+  const val: Batch[] = [];
+  const vs = batches(ds.validation, o.batch, o.seq, o.seed + 1);
+  for (let i = 0; i < (o.evalBatches ?? 2); i++) val.push(vs.next().value!);
+  if (o.resume) {
+    trainer.restore(loadCheckpoint(o.resume));
+    for (let i = 0; i < trainer.step; i++) stream.next();
+  }
+  const nParams = [...trainer.params.values()].reduce((s, p) => s + p.value.length, 0);
+  hooks.onStart?.({ parameters: nParams, prepared, startStep: trainer.step });
+  const records: StepRecord[] = [];
+  try {
+    const last = Math.min(o.steps, o.stopAfter ?? o.steps);
+    while (trainer.step < last) {
+      const r = await trainer.train(stream.next().value!);
+      const rec: StepRecord = {
+        step: r.step, loss: r.loss, lr: r.lr, gradNorm: r.gradNorm, ms: r.ms,
+        tokensPerSecond: (o.batch * o.seq * 1000) / r.ms, peakRssMiB: peakRssMiB(),
+      };
+      if ((o.evalEvery && r.step % o.evalEvery === 0) || r.step === o.steps) rec.valLoss = await trainer.evaluate(val);
+      records.push(rec);
+      hooks.onStep?.(rec);
+    }
+    if (o.checkpoint) saveCheckpoint(o.checkpoint, trainer.state({ seed: o.seed, batch: o.batch, seq: o.seq }));
+  } finally {
+    await trainer.release();
+  }
+  return records;
+}
