@@ -76,7 +76,7 @@ export function session(model: Model): Promise<ort.InferenceSession> {
 export async function gradCheck(
   specs: InputSpec[],
   build: (b: GraphBuilder, xs: Value[]) => Value,
-  opts: { opset?: number; h?: number; seed?: number } = {},
+  opts: { opset?: number; h?: number; seed?: number; prepare?: (m: Model) => void } = {},
 ): Promise<GradCheckResult> {
   const rand = rng(opts.seed ?? 7);
   const data = specs.map((s) => s.data ?? Array.from({ length: s.dims.reduce((a, b) => a * b, 1) }, () => (s.lo ?? -1) + ((s.hi ?? 1) - (s.lo ?? -1)) * rand()));
@@ -84,6 +84,7 @@ export async function gradCheck(
   const b = new GraphBuilder(model.graph);
   const xs = specs.map((s) => b.input(s.name, s.type ?? DataType.DOUBLE, s.decl ?? s.dims));
   const y = build(b, xs);
+  opts.prepare?.(model);
   inferShapes(model);
   const yType = y.tensorType?.elemType ?? DataType.DOUBLE;
   const r = b.input('r', yType, undefined);

@@ -10,6 +10,16 @@ import { matmulRules } from './rules/matmul.js';
 import { reduceRules } from './rules/reduce.js';
 import { shapeRules } from './rules/shape.js';
 import type { GradRule, GradTable } from './types.js';
+import { rmsNormGrad } from '../../custom-ops/rms-norm/grad.js';
+import { ropeGrad } from '../../custom-ops/rope/grad.js';
+import { swigluGrad } from '../../custom-ops/swiglu/grad.js';
+
+/** Rules of the fused ops (custom-ops/<op>/grad.ts), keyed `ai.ortfuse::<op>`. */
+const FUSED_RULES: Record<string, GradRule> = {
+  'ai.ortfuse::RMSNorm': rmsNormGrad,
+  'ai.ortfuse::SwiGLU': swigluGrad,
+  'ai.ortfuse::RoPE': ropeGrad,
+};
 
 /** Ops that may sit on a path from a parameter to the loss but pass no gradient (step functions). */
 const zeroGradient: GradRule = { save: {}, grads: [] };
@@ -31,5 +41,7 @@ export function standardRules(): Map<string, GradRule> {
 
 /** Every rule ortfuse knows: the standard table plus the fused ops' rules. */
 export function defaultRules(): GradTable {
-  return standardRules();
+  const table = standardRules();
+  for (const [key, rule] of Object.entries(FUSED_RULES)) table.set(key, rule);
+  return table;
 }
