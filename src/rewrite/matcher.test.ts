@@ -79,6 +79,20 @@ describe('matcher', () => {
     expect(opCounts(m).Mul).toBe(1);
   });
 
+  it('matches absent optional inputs with the anonymous wildcard only', () => {
+    const loose = defineRule({ name: 'test-slice', pattern: p.Slice(x, c([0]), v(), v(), v()), rewrite: (b, m) => b.op.Identity(m.values.x) });
+    const strict = defineRule({ name: 'test-slice3', pattern: p.Slice(x, c([0]), v()), rewrite: (b, m) => b.op.Identity(m.values.x) });
+    const m = model((b, x) => {
+      const [s, e] = [b.constant([0]), b.constant([4])];
+      return [b.op.Slice(x, s, e), b.op.Slice(x, s, e, b.constant([1]), b.constant([1]))];
+    });
+    expect(run(m, [strict], true).counts).toEqual({ 'test-slice3': 1 });
+    const r = run(m, [strict], true);
+    expect(r.explanations[0].reason).toMatch(/Slice at node '.*' has 5 inputs, the pattern expects 3/);
+    expect(run(m, [loose]).counts).toEqual({ 'test-slice': 1 });
+    expect(opCounts(m)).toEqual({ Identity: 2 });
+  });
+
   it('does not fuse when an intermediate value has another reader (unless shared)', () => {
     const m = model((b, x) => {
       const s = b.op.Sigmoid(x);

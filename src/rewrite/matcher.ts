@@ -156,8 +156,8 @@ export class Matcher {
     }
     if (pv instanceof POut) return yield* this.node(pv, val, where);
     if (pv instanceof PVar) {
+      if (!pv.name) return yield; // the anonymous wildcard also matches an absent optional input
       if (!val) return this.fail(`${where}: expected a value, found no input`);
-      if (!pv.name) return yield;
       return yield* this.bind(pv.name, val, where);
     }
     if (pv instanceof PNamed) {

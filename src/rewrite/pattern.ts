@@ -116,7 +116,11 @@ class PatternSink {
 /** The pattern op builder: `p.Mul(x, p.Sigmoid(x))`, `p.call('RMSNorm', [x, w], {}, { domain })`. */
 export const p: Ops<PValue, PatternAttrs> = makeOps<PValue, PatternAttrs>(new PatternSink());
 
-/** A pattern variable; `v()` is an anonymous wildcard. */
+/**
+ * A pattern variable; `v()` is an anonymous wildcard that also matches an absent optional input
+ * (`p.Slice(x, v(), v(), v(), v())` matches Slice with or without axes/steps). Pattern inputs
+ * beyond the ones written must be absent on the node; `null` requires an absent input.
+ */
 export function v(name?: string): PVar {
   return new PVar(name);
 }

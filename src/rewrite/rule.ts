@@ -5,7 +5,22 @@
  *   - `rewrite(b, match, facts)`: builds the replacement with `b` (a staged GraphBuilder whose
  *     nodes are tagged with the rule name) and returns the values replacing the pattern outputs.
  * `rulePass` applies rules to the main graph, subgraphs and function bodies until nothing
- * changes, committing each rewrite through `commit` (all or nothing).
+ * changes, committing each rewrite through `commit` (all or nothing). Example:
+ *
+ *   const x = v('x');
+ *   export const fuseSilu = defineRule({
+ *     name: 'fuse-silu',
+ *     pattern: p.Mul(x, p.Sigmoid(x)),                       // x * sigmoid(x), either order
+ *     check: (m) => {
+ *       const s = checkShape(m.values.x, ['...', 'D']);
+ *       return s.ok ? ok({ d: s.dims.D }) : no(s.reason, s.value);
+ *     },
+ *     rewrite: (b, m, facts) => b.op.call('SiLU', [m.values.x], {}, { domain: 'ai.ortfuse' })[0],
+ *   });
+ *   export const fusions = rulePass('fusions', [fuseSilu]);
+ *
+ * The matched nodes are removed (except shared ones still read elsewhere); Constant nodes
+ * matched by `c(...)` stay for dce.
  */
 import { fail, OrtfuseError } from '../errors.js';
 import { GraphBuilder } from '../ir/builder.js';
