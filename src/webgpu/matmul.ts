@@ -18,10 +18,14 @@
  * from (TM + TN)·16 workgroup-memory reads. TM, TN ∈ {1, 2, 4, 8} are picked from M and N (a chunk
  * of 8 rows against a vocab of 151936 gets a 16×128 tile). Bounds are checked on every load and
  * store, so any M, N, K works.
+ *
+ * Split-K: when M×N has too few tiles to fill the GPU but K is long (grad_x = dlogits·W of one
+ * chunk: 32×896 outputs over K = 151936), S workgroup slices (dispatch z) each reduce a K range
+ * into a [S, M, N] scratch, and a second kernel sums the slices into C (with alpha, accumulating).
  */
 import { fail } from '../errors.js';
 import type { GpuContext } from './context.js';
-import type { Program } from './program.js';
+import { dispatch1d, type Program } from './program.js';
 
 /** An operand: a buffer, an element offset and the row stride (elements) of its stored layout. */
 export interface MatrixView {
@@ -44,6 +48,8 @@ export interface MatmulArgs {
   alpha?: number;
   /** Override the register block (tests and benches); default chosen from M and N. */
   tile?: { tm: number; tn: number };
+  /** Override the number of K slices (1 = no split); default from the tile count and K. */
+  splitK?: number;
 }
 
 const BK = 16;
@@ -51,21 +57,34 @@ const BK = 16;
 /** Register block per invocation for an M×N product. */
 export function chooseTile(m: number, n: number): { tm: number; tn: number } {
   const pick = (d: number) => (d >= 128 ? 8 : d >= 64 ? 4 : d >= 32 ? 2 : 1);
-  const tm = pick(m);
-  return { tm, tn: Math.max(pick(n), tm >= 8 ? 8 : 4) };
+  return { tm: pick(m), tn: pick(n) };
+}
+
+/** Workgroups below which a long K is split (about two per SM on a large GPU). */
+const FILL_GROUPS = 256;
+/** Shortest K range per slice. */
+const MIN_SLICE = 512;
+
+/** Number of K slices for an M×N×K product with the given tile. */
+export function chooseSplitK(m: number, n: number, k: number, tile: { tm: number; tn: number }): number {
+  const tiles = Math.ceil(m / (16 * tile.tm)) * Math.ceil(n / (16 * tile.tn));
+  if (tiles >= FILL_GROUPS) return 1;
+  return Math.max(1, Math.min(Math.ceil(FILL_GROUPS / tiles), Math.floor(k / MIN_SLICE), 64));
 }
 
 /** The program for one GEMM (see header). */
-export function matmulProgram(args: MatmulArgs): Program {
-  const { m, n, k, transA = false, transB = false, accumulate = false, alpha = 1 } = args;
+export function matmulProgram(args: MatmulArgs, split = 1): Program {
+  const { m, n, k, transA = false, transB = false, alpha = 1 } = args;
+  const accumulate = split === 1 && (args.accumulate ?? false);
   const { tm, tn } = args.tile ?? chooseTile(m, n);
+  const slice = Math.ceil(Math.ceil(k / split) / BK) * BK;
   if (![1, 2, 4, 8].includes(tm) || ![1, 2, 4, 8].includes(tn)) fail('usage', `matmul: tile ${tm}x${tn} is not in {1,2,4,8}`);
   const bm = 16 * tm, bn = 16 * tn;
   return {
     name: 'matmul',
     cacheKey: `f32;${transA ? 'T' : 'N'}${transB ? 'T' : 'N'};acc=${accumulate ? 1 : 0};tile=${tm}x${tn}`,
     workgroupSize: [16, 16],
-    dispatch: [Math.ceil(n / bn), Math.ceil(m / bm), 1],
+    dispatch: [Math.ceil(n / bn), Math.ceil(m / bm), split],
     uniforms: [
       { name: 'M', type: 'u32', value: m },
       { name: 'N', type: 'u32', value: n },
@@ -76,7 +95,9 @@ export function matmulProgram(args: MatmulArgs): Program {
       { name: 'offA', type: 'u32', value: args.a.offset ?? 0 },
       { name: 'offB', type: 'u32', value: args.b.offset ?? 0 },
       { name: 'offC', type: 'u32', value: args.c.offset ?? 0 },
-      { name: 'alpha', type: 'f32', value: alpha },
+      { name: 'alpha', type: 'f32', value: split === 1 ? alpha : 1 },
+      // K range of slice z: [z·slice, min(K, (z+1)·slice)); C of slice z starts at offC + z·M·ldc
+      { name: 'slice', type: 'u32', value: slice },
     ],
     bindings: [
       { name: 'A', access: 'read', type: 'f32' },
@@ -84,27 +105,32 @@ export function matmulProgram(args: MatmulArgs): Program {
       { name: 'C', access: 'read_write', type: 'f32' },
     ],
     source: () => {
+      // Everything over i < TM, j < TN is unrolled here (scalar accumulators acc_i_j), so no
+      // compiler has to keep a dynamically indexed array in registers.
+      const I = [...Array(tm).keys()], J = [...Array(tn).keys()];
       // Tile loads: linear index e = lidx + 256·i over the BM×BK (A) or BK×BN (B) tile, split so
       // that consecutive invocations walk the operand's contiguous axis.
-      const loadA = transA
-        ? `let kk = e / ${bm}u; let mm = e % ${bm}u;  // A stored [K, M]
+      const loadA = (i: number) => transA
+        ? `{ let e = lidx + ${256 * i}u; let kk = e / ${bm}u; let mm = e % ${bm}u; // A stored [K, M]
       let gm = row0 + mm; let gk = k0 + kk;
-      var va = 0.0; if (gm < u.M && gk < u.K) { va = A[u.offA + gk * u.lda + gm]; }
-      As[kk * ${bm}u + mm] = va;`
-        : `let mm = e / ${BK}u; let kk = e % ${BK}u;  // A stored [M, K]
+      var v = 0.0; if (gm < u.M && gk < kEnd) { v = A[u.offA + gk * u.lda + gm]; }
+      As[kk * ${bm}u + mm] = v; }`
+        : `{ let e = lidx + ${256 * i}u; let mm = e / ${BK}u; let kk = e % ${BK}u; // A stored [M, K]
       let gm = row0 + mm; let gk = k0 + kk;
-      var va = 0.0; if (gm < u.M && gk < u.K) { va = A[u.offA + gm * u.lda + gk]; }
-      As[kk * ${bm}u + mm] = va;`;
-      const loadB = transB
-        ? `let nn = e / ${BK}u; let kk = e % ${BK}u;  // B stored [N, K]
+      var v = 0.0; if (gm < u.M && gk < kEnd) { v = A[u.offA + gm * u.lda + gk]; }
+      As[kk * ${bm}u + mm] = v; }`;
+      const loadB = (j: number) => transB
+        ? `{ let e = lidx + ${256 * j}u; let nn = e / ${BK}u; let kk = e % ${BK}u; // B stored [N, K]
       let gn = col0 + nn; let gk = k0 + kk;
-      var vb = 0.0; if (gn < u.N && gk < u.K) { vb = B[u.offB + gn * u.ldb + gk]; }
-      Bs[kk * ${bn}u + nn] = vb;`
-        : `let kk = e / ${bn}u; let nn = e % ${bn}u;  // B stored [K, N]
+      var v = 0.0; if (gn < u.N && gk < kEnd) { v = B[u.offB + gn * u.ldb + gk]; }
+      Bs[kk * ${bn}u + nn] = v; }`
+        : `{ let e = lidx + ${256 * j}u; let kk = e / ${bn}u; let nn = e % ${bn}u; // B stored [K, N]
       let gn = col0 + nn; let gk = k0 + kk;
-      var vb = 0.0; if (gn < u.N && gk < u.K) { vb = B[u.offB + gk * u.ldb + gn]; }
-      Bs[kk * ${bn}u + nn] = vb;`;
-      const store = accumulate ? 'C[idx] = C[idx] + u.alpha * acc[i][j];' : 'C[idx] = u.alpha * acc[i][j];';
+      var v = 0.0; if (gn < u.N && gk < kEnd) { v = B[u.offB + gk * u.ldb + gn]; }
+      Bs[kk * ${bn}u + nn] = v; }`;
+      const store = (i: number, j: number) => `
+  { let gm = row0 + ty + ${16 * i}u; let gn = col0 + tx + ${16 * j}u;
+    if (gm < u.M && gn < u.N) { let idx = offC + gm * u.ldc + gn; C[idx] = ${accumulate ? 'C[idx] + ' : ''}u.alpha * acc_${i}_${j}; } }`;
       return {
         decls: `
 var<workgroup> As: array<f32, ${bm * BK}>;
@@ -112,36 +138,20 @@ var<workgroup> Bs: array<f32, ${BK * bn}>;`,
         main: `
   let tx = lid.x; let ty = lid.y;
   let row0 = wid.y * ${bm}u; let col0 = wid.x * ${bn}u;
-  var acc: array<array<f32, ${tn}>, ${tm}>;
-  var a: array<f32, ${tm}>;
-  var b: array<f32, ${tn}>;
-  for (var k0 = 0u; k0 < u.K; k0 += ${BK}u) {
-    for (var i = 0u; i < ${tm}u; i++) {
-      let e = lidx + 256u * i;
-      ${loadA}
-    }
-    for (var j = 0u; j < ${tn}u; j++) {
-      let e = lidx + 256u * j;
-      ${loadB}
-    }
+  let kBegin = wid.z * u.slice; let kEnd = min(u.K, kBegin + u.slice);
+  let offC = u.offC + wid.z * u.M * u.ldc;
+  ${I.flatMap((i) => J.map((j) => `var acc_${i}_${j} = 0.0;`)).join(' ')}
+  for (var k0 = kBegin; k0 < kEnd; k0 += ${BK}u) {
+    ${I.map(loadA).join('\n    ')}
+    ${J.map(loadB).join('\n    ')}
     workgroupBarrier();
     for (var kk = 0u; kk < ${BK}u; kk++) {
-      for (var i = 0u; i < ${tm}u; i++) { a[i] = As[kk * ${bm}u + ty + 16u * i]; }
-      for (var j = 0u; j < ${tn}u; j++) { b[j] = Bs[kk * ${bn}u + tx + 16u * j]; }
-      for (var i = 0u; i < ${tm}u; i++) {
-        for (var j = 0u; j < ${tn}u; j++) { acc[i][j] = fma(a[i], b[j], acc[i][j]); }
-      }
+      ${I.map((i) => `let a${i} = As[kk * ${bm}u + ty + ${16 * i}u];`).join(' ')}
+      ${J.map((j) => `let b${j} = Bs[kk * ${bn}u + tx + ${16 * j}u];`).join(' ')}
+      ${I.map((i) => J.map((j) => `acc_${i}_${j} = fma(a${i}, b${j}, acc_${i}_${j});`).join(' ')).join('\n      ')}
     }
     workgroupBarrier();
-  }
-  for (var i = 0u; i < ${tm}u; i++) {
-    let gm = row0 + ty + 16u * i;
-    if (gm >= u.M) { break; }
-    for (var j = 0u; j < ${tn}u; j++) {
-      let gn = col0 + tx + 16u * j;
-      if (gn < u.N) { let idx = u.offC + gm * u.ldc + gn; ${store} }
-    }
-  }`,
+  }${I.flatMap((i) => J.map((j) => store(i, j))).join('')}`,
       };
     },
   };
@@ -161,5 +171,44 @@ export function matmul(ctx: GpuContext, args: MatmulArgs): void {
   need(args.b, transB ? n : k, transB ? k : n, 'B');
   need(args.c, m, n, 'C');
   if (m === 0 || n === 0) return;
-  ctx.run(matmulProgram(args), [args.a.buffer, args.b.buffer, args.c.buffer]);
+  const split = Math.max(1, Math.min(args.splitK ?? chooseSplitK(m, n, k, args.tile ?? chooseTile(m, n)), Math.ceil(k / BK)));
+  if (split === 1) {
+    ctx.run(matmulProgram(args), [args.a.buffer, args.b.buffer, args.c.buffer]);
+    return;
+  }
+  const partial = ctx.temp('matmul.splitK', split * m * n * 4);
+  ctx.run(matmulProgram({ ...args, c: { buffer: partial, ld: n } }, split), [args.a.buffer, args.b.buffer, partial]);
+  ctx.run(splitSumProgram(m, n, split, args), [partial, args.c.buffer]);
+}
+
+/** C = alpha·Σ_z P[z] (+ C): the second step of split-K. */
+function splitSumProgram(m: number, n: number, split: number, args: MatmulArgs): Program {
+  const acc = args.accumulate ?? false;
+  return {
+    name: 'matmul_splitk_sum',
+    cacheKey: `f32;acc=${acc ? 1 : 0}`,
+    workgroupSize: [256],
+    dispatch: dispatch1d(Math.ceil((m * n) / 256)),
+    uniforms: [
+      { name: 'M', type: 'u32', value: m },
+      { name: 'N', type: 'u32', value: n },
+      { name: 'S', type: 'u32', value: split },
+      { name: 'ldc', type: 'u32', value: args.c.ld },
+      { name: 'offC', type: 'u32', value: args.c.offset ?? 0 },
+      { name: 'alpha', type: 'f32', value: args.alpha ?? 1 },
+    ],
+    bindings: [
+      { name: 'P', access: 'read', type: 'f32' },
+      { name: 'C', access: 'read_write', type: 'f32' },
+    ],
+    source: () => ({
+      main: `
+  let i = flatWorkgroup(wid, nwg) * 256u + lidx;
+  if (i >= u.M * u.N) { return; }
+  var s = 0.0;
+  for (var z = 0u; z < u.S; z++) { s += P[z * u.M * u.N + i]; }
+  let idx = u.offC + (i / u.N) * u.ldc + i % u.N;
+  ${acc ? 'C[idx] = C[idx] + u.alpha * s;' : 'C[idx] = u.alpha * s;'}`,
+    }),
+  };
 }

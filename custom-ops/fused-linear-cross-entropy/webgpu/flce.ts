@@ -1,0 +1,113 @@
+/// <reference types="@webgpu/types" />
+/**
+ * FusedLinearCrossEntropy on WebGPU: loss and, in the same pass, the gradients of hidden, weight
+ * (and bias), chunk by chunk so that at most one [chunk, V] logits tile exists (Liger-Kernel's
+ * fused_linear_cross_entropy; math in ./programs.ts and ../schema.ts). Per chunk of rows r0..r1:
+ *
+ *   z      = hidden[r0:r1] · weightᵀ                 shared matmul, NT         → logits tile [C, V]
+ *   z → dz (in place), rowLoss[r0:r1]                flce_rows (fp32 log-sum-exp)
+ *   gradBias   (+)= Σ_r dz                           flce_bias_grad
+ *   gradHidden[r0:r1] = dz · weight                   shared matmul, NN (split-K)
+ *   gradWeight (+)= dzᵀ · hidden[r0:r1]               shared matmul, TN, accumulating
+ *
+ * then loss = Σ rowLoss / n (mean) or Σ rowLoss (sum); 'none' returns rowLoss itself. Chunk
+ * C = Liger's next_pow2(ceil(N / ceil(V / H))) unless given. The gradients already include
+ * gradOutput (a scalar, or [N] for 'none'; 1 when absent), so the backward of the op is a no-op when
+ * gradOutput is known up front (as in a training step) — else call this once more with it.
+ */
+import { fail } from '../../../src/errors.js';
+import type { GpuContext } from '../../../src/webgpu/context.js';
+import { matmul } from '../../../src/webgpu/matmul.js';
+import { checkBuffer, checkDims, checkU32 } from '../../../src/webgpu/validate.js';
+import { ligerChunkSize, type Reduction } from '../schema.js';
+import { biasGradProgram, countProgram, lossProgram, rowProgram, type LabelType } from './programs.js';
+
+export interface FlceArgs {
+  /** [N, H] */
+  hidden: GPUBuffer;
+  /** [V, H] (nn.Linear layout) */
+  weight: GPUBuffer;
+  /** [V], optional */
+  bias?: GPUBuffer;
+  /** [N] int64 (ONNX) or int32 */
+  labels: GPUBuffer;
+  labelType?: LabelType;
+  n: number;
+  h: number;
+  v: number;
+  ignoreIndex?: number;
+  reduction?: Reduction;
+  labelSmoothing?: number;
+  /** Rows per chunk (default: Liger's rule). */
+  chunkRows?: number;
+  /** Compute gradients (default true); false = loss only. */
+  grads?: boolean;
+  /** Scalar ('mean'/'sum') or [N] ('none') buffer multiplying the gradients; absent = 1. */
+  gradOutput?: GPUBuffer;
+  /** gradWeight/gradBias += instead of = (gradient accumulation, tied embeddings). */
+  accumulate?: boolean;
+  /** Output buffers to fill (allocated when absent). */
+  out?: Partial<FlceOutputs>;
+}
+
+export interface FlceOutputs {
+  /** [1] for 'mean'/'sum', [N] for 'none'. */
+  loss: GPUBuffer;
+  /** Absent when grads = false. */
+  gradHidden?: GPUBuffer;
+  gradWeight?: GPUBuffer;
+  gradBias?: GPUBuffer;
+  /** [4] f32: non-ignored valid label count, invalid label count (rows treated as ignored). */
+  stats: GPUBuffer;
+  /** Rows per chunk used. */
+  chunkRows: number;
+}
+
+/** Record the fused loss (+ gradients) on `ctx`; read the outputs after `ctx.sync()`. */
+export function fusedLinearCrossEntropy(ctx: GpuContext, a: FlceArgs): FlceOutputs {
+  const K = 'FusedLinearCrossEntropy';
+  const { n, h, v } = a;
+  checkDims(K, { n, h, v });
+  const reduction = a.reduction ?? 'mean';
+  if (!['mean', 'sum', 'none'].includes(reduction)) fail('usage', `${K}: reduction '${reduction}' is not mean, sum or none`);
+  const eps = a.labelSmoothing ?? 0;
+  if (!(eps >= 0 && eps <= 1)) fail('usage', `${K}: label_smoothing=${eps} must be in [0, 1]`);
+  const labelType = a.labelType ?? 'int64';
+  const ignoreIndex = a.ignoreIndex ?? -100;
+  if (!Number.isInteger(ignoreIndex) || Math.abs(ignoreIndex) >= 2 ** 31) fail('usage', `${K}: ignore_index=${ignoreIndex} must be an i32`);
+  const grads = a.grads ?? true;
+  const chunk = Math.min(n, a.chunkRows ?? ligerChunkSize(n, v, h));
+  checkDims(K, { chunkRows: chunk });
+  checkU32(K, 'weight', v * h);
+  checkU32(K, 'logits chunk', chunk * v);
+  checkBuffer(K, 'hidden', a.hidden, n * h);
+  checkBuffer(K, 'weight', a.weight, v * h);
+  if (a.bias) checkBuffer(K, 'bias', a.bias, v);
+  checkBuffer(K, 'labels', a.labels, labelType === 'int64' ? 2 * n : n);
+  const gradMode = !grads || !a.gradOutput ? 'none' : reduction === 'none' ? 'rows' : 'scalar';
+  if (a.gradOutput) checkBuffer(K, 'gradOutput', a.gradOutput, gradMode === 'rows' ? n : 1);
+  const o = a.out ?? {};
+  const rowLoss = reduction === 'none' ? (o.loss ? checkBuffer(K, 'loss', o.loss, n) : ctx.buffer('flce.loss', n * 4)) : ctx.temp('flce.rowLoss', n * 4);
+  const loss = reduction === 'none' ? rowLoss : o.loss ? checkBuffer(K, 'loss', o.loss, 1) : ctx.buffer('flce.loss', 4);
+  const stats = o.stats ? checkBuffer(K, 'stats', o.stats, 4) : ctx.buffer('flce.stats', 16);
+  const gradHidden = o.gradHidden ? checkBuffer(K, 'gradHidden', o.gradHidden, n * h) : grads ? ctx.buffer('flce.gradHidden', n * h * 4) : undefined;
+  const gradWeight = o.gradWeight ? checkBuffer(K, 'gradWeight', o.gradWeight, v * h) : grads ? ctx.buffer('flce.gradWeight', v * h * 4) : undefined;
+  const gradBias = !a.bias || !grads ? undefined : o.gradBias ? checkBuffer(K, 'gradBias', o.gradBias, v) : ctx.buffer('flce.gradBias', v * 4);
+  const logits = ctx.temp('flce.logitsChunk', chunk * v * 4);
+  const sg = ctx.subgroups;
+
+  ctx.run(countProgram(sg, labelType, n, v, ignoreIndex), [a.labels, stats]);
+  for (let r0 = 0, c = 0; r0 < n; r0 += chunk, c++) {
+    const rows = Math.min(chunk, n - r0);
+    matmul(ctx, { m: rows, n: v, k: h, a: { buffer: a.hidden, offset: r0 * h, ld: h }, b: { buffer: a.weight, ld: h }, c: { buffer: logits, ld: v }, transB: true });
+    const row = rowProgram({ sg, labelType, hasBias: !!a.bias, grads, gradMode, mean: reduction === 'mean', rows, row0: r0, v, ignoreIndex, labelSmoothing: eps });
+    ctx.run(row, [logits, ...(a.bias ? [a.bias] : []), a.labels, stats, ...(gradMode !== 'none' ? [a.gradOutput!] : []), rowLoss]);
+    if (!grads) continue;
+    const acc = c > 0 || (a.accumulate ?? false);
+    if (gradBias) ctx.run(biasGradProgram(rows, v, acc), [logits, gradBias]);
+    matmul(ctx, { m: rows, n: h, k: v, a: { buffer: logits, ld: v }, b: { buffer: a.weight, ld: h }, c: { buffer: gradHidden!, offset: r0 * h, ld: h } });
+    matmul(ctx, { m: v, n: h, k: rows, a: { buffer: logits, ld: v }, b: { buffer: a.hidden, offset: r0 * h, ld: h }, c: { buffer: gradWeight!, ld: h }, transA: true, accumulate: acc });
+  }
+  if (reduction !== 'none') ctx.run(lossProgram(sg, n, reduction === 'mean'), [rowLoss, stats, loss]);
+  return { loss, gradHidden, gradWeight, gradBias, stats, chunkRows: chunk };
+}
