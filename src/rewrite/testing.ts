@@ -5,7 +5,9 @@
 import * as ort from 'onnxruntime-node';
 import { DataType } from '../onnx/schema.js';
 import { saveBytes } from '../onnx/io.js';
+import { checkModel } from '../ir/checker.js';
 import type { Model } from '../ir/graph.js';
+import { newContext, type Pass } from './pass.js';
 
 /** Count of nodes per op type in the main graph (`{ Mul: 3, Sigmoid: 1 }`). */
 export function opCounts(model: Model): Record<string, number> {
@@ -84,11 +86,9 @@ export function maxAbsDiff(a: ort.Tensor, b: ort.Tensor): number {
  */
 export async function checkPass(
   model: Model,
-  pass: { run(m: Model, ctx: any): { modified: boolean; counts: Record<string, number> } },
+  pass: Pass,
   opts: { seed?: number; dims?: Record<string, number>; tol?: number } = {},
 ) {
-  const { checkModel } = await import('../ir/checker.js');
-  const { newContext } = await import('./pass.js');
   const feeds = randomFeeds(model, opts.seed ?? 1, opts.dims);
   const expected = await runOrt(model, feeds);
   const before = opCounts(model);
