@@ -35,3 +35,33 @@ describe('fused-op gradient rules vs finite differences (float64)', () => {
     expect(Object.keys(r.errors)).toHaveLength(specs.length);
   });
 });
+
+const lceSpecs = (withBias: boolean, labels: number[]): InputSpec[] => [
+  { name: 'hidden', dims: [labels.length, 4], type: DataType.FLOAT, decl: ['N', 4] },
+  { name: 'weight', dims: [7, 4], type: DataType.FLOAT },
+  ...(withBias ? [{ name: 'bias', dims: [7], type: DataType.FLOAT }] : []),
+  { name: 'labels', dims: [labels.length], type: DataType.INT64, data: labels },
+];
+
+// The op computes in float32 (its loss is float32 by definition), so these use float32 finite
+// differences (h = 1e-2) and a 2e-3 tolerance; several chunks via chunk_size = 2.
+describe('FusedLinearCrossEntropy gradient vs finite differences (float32)', () => {
+  const labels = [3, -100, 0, 6, 2, -100, 1];
+  it.each([
+    ['mean, ignore rows, 4 chunks, bias', true, { chunk_size: 2 }],
+    ['sum, label smoothing, no bias', false, { reduction: 'sum', label_smoothing: { float: 0.1 }, chunk_size: 3 }],
+    ['none, Liger chunk rule', true, { reduction: 'none' }],
+  ] as const)('%s', async (_n, withBias, attrs) => {
+    const r = await gradCheck(lceSpecs(withBias, labels), (b, xs) => {
+      const [h, w, ...rest] = xs;
+      const bias = withBias ? rest[0] : null;
+      const l = rest[rest.length - 1];
+      return b.op.call('FusedLinearCrossEntropy', [h, w, bias, l], attrs, { domain: 'ai.ortfuse' })[0];
+    }, { prepare, h: 1e-2 });
+    for (const n of Object.keys(r.errors)) {
+      expect(r.scale[n]).toBeGreaterThan(1e-6);
+      expect(r.errors[n], `d/d${n}`).toBeLessThan(2e-3);
+    }
+    expect(Object.keys(r.errors)).toHaveLength(withBias ? 3 : 2);
+  });
+});
