@@ -26,6 +26,13 @@ const cases: Case[] = [
 ];
 
 describe('fused-op gradient rules vs finite differences (float64)', () => {
+  it('ONNX RMSNormalization-23 (the same rule)', async () => {
+    const r = await gradCheck([{ name: 'x', dims: [2, 3, 6], decl: ['B', 'S', 6] }, { name: 'w', dims: [6] }],
+      (b, [x, w]) => b.op.RMSNormalization(x, w, { axis: -1, epsilon: { float: 1e-6 }, stash_type: DataType.DOUBLE }), { opset: 23 });
+    expect(r.errors.x).toBeLessThan(1e-6);
+    expect(r.errors.w).toBeLessThan(1e-6);
+  });
+
   it.each(cases)('%s', async (_name, specs, build) => {
     const r = await gradCheck(specs, build, { prepare });
     for (const n of Object.keys(r.errors)) {

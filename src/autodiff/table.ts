@@ -32,11 +32,22 @@ export function ruleKey(domain: string, opType: string): string {
   return domain && domain !== 'ai.onnx' ? `${domain}::${opType}` : opType;
 }
 
+/** ONNX RMSNormalization-23 over the last axis is ai.ortfuse::RMSNorm (same attributes). */
+const rmsNormalization: GradRule = {
+  save: rmsNormGrad.save,
+  grads: rmsNormGrad.grads.map((fn) => fn && ((g, i) => {
+    const axis = g.node.attrInt('axis', -1);
+    if (axis !== -1 && axis !== g.rankX(0) - 1) g.unsupported(`RMSNormalization over axis ${axis} (only the last axis is differentiated)`);
+    return fn(g, i);
+  })),
+};
+
 /** The standard ONNX gradient rules. */
 export function standardRules(): Map<string, GradRule> {
   const table = new Map<string, GradRule>();
   for (const part of [elementwiseRules, matmulRules, reduceRules, shapeRules, gatherRules, lossRules])
     for (const [op, rule] of Object.entries(part)) table.set(op, rule);
+  table.set('RMSNormalization', rmsNormalization);
   for (const op of ZERO_GRADIENT_OPS) table.set(op, zeroGradient);
   return table;
 }
