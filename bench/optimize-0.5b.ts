@@ -91,31 +91,52 @@ async function main(): Promise<void> {
   const measures: Measure[] = [];
   const cli = tryBuild();
   const self = fileURLToPath(import.meta.url);
+  const cliJson = path.join(os.tmpdir(), `ortfuse-opt-0.5b-${process.pid}.json`);
   for (let i = 0; i < runs; i++) {
-    if (cli) measures.push(timed('cli', process.execPath, [path.join(root, 'dist/src/cli/main.js'), 'optimize', input, '-o', output, '--json', path.join(os.tmpdir(), 'ortfuse-opt-0.5b.json')]));
+    if (cli) {
+      const m = timed('cli', process.execPath, [path.join(root, 'dist/src/cli/main.js'), 'optimize', input, '-o', output, '--json', cliJson]);
+      const report = JSON.parse(fs.readFileSync(cliJson, 'utf8'));
+      m.inner = { ...report.ms, passes: report.passes?.map((p: { name: string; ms: number }) => `${p.name} ${Math.round(p.ms)}`) };
+      measures.push(m);
+    }
     measures.push(timed('library', process.execPath, ['--import', 'tsx', self, '--child', input, output]));
   }
-  for (const m of measures) if (m.path === 'cli') m.inner = JSON.parse(fs.readFileSync(path.join(os.tmpdir(), 'ortfuse-opt-0.5b.json'), 'utf8')).ms;
-  const best = (p: Measure['path']) => measures.filter((m) => m.path === p).sort((a, b) => a.wallS - b.wallS)[0];
-  const headline = best(cli ? 'cli' : 'library')!;
+  fs.rmSync(cliJson, { force: true });
+  // Headline: the median run (saving 2 GB is at the mercy of the page cache's writeback).
+  const median = (p: Measure['path']) => {
+    const ms = measures.filter((m) => m.path === p).sort((a, b) => a.wallS - b.wallS);
+    return ms[(ms.length - 1) >> 1];
+  };
+  const headline = median(cli ? 'cli' : 'library')!;
+  const worst = measures.reduce((a, m) => (m.wallS > a.wallS ? m : a));
+  const worstRss = Math.max(...measures.map((m) => m.peakRssMB));
   const result = {
     date: new Date().toISOString(),
     machine: { cpus: os.cpus().length, cpu: os.cpus()[0]?.model, memGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version },
-    model: { file: path.relative(root, input), weightsBytes: dataBytes, generatedNow: gen.generatedNow, generateS: gen.genS },
+    commit: spawnSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: root, encoding: 'utf8' }).stdout.trim(),
+    pipeline: (measures.find((m) => m.path === 'library')?.inner?.passes as { name: string }[] | undefined)?.map((p) => p.name),
+    model: { file: path.relative(root, input), weightsBytes: dataBytes, nodes: measures.find((m) => m.path === 'library')?.inner?.nodes, generatedNow: gen.generatedNow, generateS: gen.genS && +gen.genS.toFixed(1) },
     target: { wallS: TARGET_S, peakRssMB: TARGET_MB },
-    headline: { path: headline.path, wallS: +headline.wallS.toFixed(2), peakRssMB: Math.round(headline.peakRssMB) },
-    pass: headline.wallS < TARGET_S && headline.peakRssMB < TARGET_MB,
+    headline: { path: headline.path, statistic: 'median', wallS: +headline.wallS.toFixed(2), peakRssMB: Math.round(headline.peakRssMB) },
+    worst: { wallS: +worst.wallS.toFixed(2), peakRssMB: Math.round(worstRss) },
+    pass: worst.wallS < TARGET_S && worstRss < TARGET_MB,
     runs: measures.map((m) => ({ ...m, wallS: +m.wallS.toFixed(2), peakRssMB: Math.round(m.peakRssMB) })),
   };
   fs.mkdirSync(resultsDir, { recursive: true });
   fs.writeFileSync(path.join(resultsDir, 'optimize-0.5b.json'), `${JSON.stringify(result, null, 2)}\n`);
-  const rows = result.runs.map((m) => `| ${m.path} | ${m.wallS} | ${m.peakRssMB} | ${JSON.stringify(m.inner ?? {}).replace(/\|/g, '/').slice(0, 160)} |`);
+  const phases = (m: Measure) => {
+    const i = m.inner ?? {};
+    const ms = (k: string) => (typeof i[k] === 'number' ? Math.round(i[k] as number) : '-');
+    return m.path === 'cli' ? `load ${ms('load')}, passes+check ${Math.round(Number(i.total) - Number(i.load) - Number(i.save))}, save ${ms('save')}` : `load ${ms('loadMs')}, passes+check ${ms('passesMs')}, save ${ms('saveMs')}`;
+  };
+  const rows = measures.map((m) => `| ${m.path} | ${m.wallS.toFixed(2)} | ${Math.round(m.peakRssMB)} | ${phases(m)} |`);
   fs.writeFileSync(path.join(resultsDir, 'optimize-0.5b.md'), [
     '# optimize on the Qwen2-0.5B-shaped training graph',
     '',
-    `Model: \`${result.model.file}\` built by models/generate.ts (seed 0), ${(dataBytes / 2 ** 30).toFixed(2)} GiB of fp32 external weights.`,
+    `Model: \`${result.model.file}\` (${result.model.nodes} nodes) built by models/generate.ts (seed 0), ${(dataBytes / 2 ** 30).toFixed(2)} GiB of fp32 external weights${gen.genS ? `, generated in ${gen.genS.toFixed(1)} s` : ''}.`,
+    `Pipeline at commit ${result.commit}: ${result.pipeline?.join(' → ') ?? '?'}.`,
     `Machine: ${result.machine.cpus} cores (${result.machine.cpu}), ${result.machine.memGiB} GiB, Node ${result.machine.node}. Each run is a fresh process under /usr/bin/time -v; the page cache was warm.`,
-    `Target (issue 2, acceptance 3): under ${TARGET_S} s and under ${TARGET_MB} MB peak RSS. Result: **${result.pass ? 'met' : 'NOT met'}** — ${headline.path}: ${result.headline.wallS} s, ${result.headline.peakRssMB} MB.`,
+    `Target (issue 2, acceptance 3): under ${TARGET_S} s and under ${TARGET_MB} MB peak RSS. Result: **${result.pass ? 'met' : 'NOT met'}** by every run — median ${headline.path} run ${result.headline.wallS} s, ${result.headline.peakRssMB} MB peak RSS; worst run ${result.worst.wallS} s, worst peak RSS ${result.worst.peakRssMB} MB. Nearly all the time is the streamed copy of the 1.84 GiB of weights into the output's external data file.`,
     '',
     '| path | wall s | peak RSS MB | phases (ms) |',
     '|---|---|---|---|',

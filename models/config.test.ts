@@ -41,6 +41,14 @@ describe('Qwen2Config', () => {
     expect(usageError(() => resolveConfig(path.join(dir, 'nope.json')))).toMatch(/unknown config .*nope\.json/);
   });
 
+  it('models/configs/*.json are the presets, and the fixture configs equal the tiny preset', () => {
+    const here = path.dirname(new URL(import.meta.url).pathname);
+    expect(loadConfigFile(path.join(here, 'configs/qwen2-0.5b.json'))).toEqual(QWEN2_0_5B);
+    expect(loadConfigFile(path.join(here, 'configs/qwen2-tiny.json'))).toEqual(TINY);
+    expect(loadConfigFile(path.join(here, 'fixtures/qwen2-tiny.json'))).toEqual(TINY);
+    expect(loadConfigFile(path.join(here, 'fixtures/qwen2-tiny-untied.json'))).toEqual({ ...TINY, tie_word_embeddings: false });
+  });
+
   it('takes rope_theta from transformers 5 rope_parameters', () => {
     const { rope_theta: _, ...rest } = hfQwen2_05b;
     expect(parseConfig({ ...rest, rope_parameters: { rope_type: 'default', rope_theta: 5e5 } }).rope_theta).toBe(5e5);
