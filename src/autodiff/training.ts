@@ -124,6 +124,7 @@ export function buildTrainingGraph(model: Model, opts: TrainingGraphOptions = {}
     grad.type = p.type;
     g.outputs.push(grad);
   }
+  removeDeadCode(g); // backward pieces no output needs (e.g. gradients of frozen paths)
   check(m, 'training graph');
   return m;
 }
