@@ -7,6 +7,7 @@ import { checkModel } from '../src/ir/checker.js';
 import { loadFile, saveBytes } from '../src/onnx/io.js';
 import { TINY, type Qwen2Config } from './config.js';
 import { buildQwen2 } from './qwen2.js';
+import { generate } from './generate.js';
 import { saveExternalModel } from './save.js';
 import { qwen2Parameters, Rng } from './weights.js';
 
@@ -98,6 +99,17 @@ describe('buildQwen2 (random weights)', () => {
     const sce = await runLoss(saveBytes(buildQwen2(cfg, { seed: 4 })), ids, ids, [B, S]);
     expect(fromFile.loss).toBe(inMemory.loss);
     expect(Math.abs(sce.loss - inMemory.loss)).toBeLessThan(1e-5);
+  });
+
+  it('generate() writes <out> and <out>.data that ORT runs', async () => {
+    const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'ortfuse-gen-')), 'tiny.onnx');
+    const r = generate(TINY, out, { seed: 8 });
+    expect(r.data).toBe(`${out}.data`);
+    expect(r.dataBytes).toBe(fs.statSync(`${out}.data`).size);
+    const ids = randomTokens(16, TINY.vocab_size, 2);
+    const fromFile = await runLoss(out, ids, ids, [2, 8]);
+    const inMemory = await runLoss(saveBytes(buildQwen2(TINY, { seed: 8 })), ids, ids, [2, 8]);
+    expect(fromFile.loss).toBe(inMemory.loss);
   });
 
   it('rejects a weights map that lacks a parameter or has the wrong size', () => {
