@@ -1,0 +1,120 @@
+/**
+ * Issue 5, acceptance 4 (kernel part): the WebGPU FusedLinearCrossEntropy kernel's rate against the
+ * shared matmul on the same shapes (target ≥ 60%).
+ *
+ *   npx tsx bench/flce-webgpu.ts                       # small shapes, runs on SwiftShader here
+ *   npx tsx bench/flce-webgpu.ts --preset qwen2-0.5b   # N = 8·512, H = 896, V = 151936 (GPU machine)
+ *   options: --n --h --v --chunk --iters --warmup --json FILE
+ *
+ * FLCE does three GEMMs of 2·N·H·V flops each (logits x·Wᵀ, grad_x = dz·W, grad_W += dzᵀ·x) plus the
+ * row-wise log-sum-exp; its rate is 6·N·H·V / time. The reference is the shared matmul on the logits
+ * GEMM of the whole batch ([N, H]·[V, H]ᵀ, as an unfused graph would run it; when N·V floats exceed
+ * one storage binding, the largest row count that fits). Also shown: each stage at the chunk shape
+ * FLCE actually runs, to see where the time goes. Times are wall clock around queue completion,
+ * averaged over --iters after --warmup runs.
+ */
+import fs from 'node:fs';
+import { fusedLinearCrossEntropy } from '../custom-ops/fused-linear-cross-entropy/webgpu/flce.js';
+import { rowProgram } from '../custom-ops/fused-linear-cross-entropy/webgpu/programs.js';
+import { ligerChunkSize } from '../custom-ops/fused-linear-cross-entropy/schema.js';
+import { GpuContext } from '../src/webgpu/context.js';
+import { matmul, type MatmulArgs } from '../src/webgpu/matmul.js';
+import { requestNodeDevice, useSwiftShaderIfPresent } from '../src/webgpu/node.js';
+
+const PRESETS: Record<string, { n: number; h: number; v: number }> = {
+  small: { n: 256, h: 64, v: 4096 },
+  'qwen2-0.5b': { n: 8 * 512, h: 896, v: 151936 },
+  'qwen2-0.5b-8x256': { n: 8 * 256, h: 896, v: 151936 },
+};
+
+function args(): Record<string, string> {
+  const out: Record<string, string> = {};
+  const a = process.argv.slice(2);
+  for (let i = 0; i < a.length; i++) if (a[i].startsWith('--')) out[a[i].slice(2)] = a[i + 1]?.startsWith('--') || a[i + 1] === undefined ? 'true' : a[++i];
+  return out;
+}
+
+const opt = args();
+const shape = { ...PRESETS[opt.preset ?? 'small'] };
+if (!PRESETS[opt.preset ?? 'small']) throw new Error(`unknown preset ${opt.preset} (${Object.keys(PRESETS).join(', ')})`);
+for (const k of ['n', 'h', 'v'] as const) if (opt[k]) shape[k] = Number(opt[k]);
+const { n, h, v } = shape;
+const chunk = Number(opt.chunk ?? ligerChunkSize(n, v, h));
+const iters = Number(opt.iters ?? (opt.preset ? 5 : 1)), warmup = Number(opt.warmup ?? 1);
+
+// SwiftShader only where there is no GPU device node (this CPU-only machine, CI).
+const hasGpu = fs.existsSync('/dev/nvidiactl') || (fs.existsSync('/dev/dri') && fs.readdirSync('/dev/dri').some((f) => f.startsWith('renderD')));
+if (!hasGpu) useSwiftShaderIfPresent();
+const device = await requestNodeDevice();
+const ctx = new GpuContext(device);
+const info = (device as GPUDevice & { adapterInfo?: GPUAdapterInfo }).adapterInfo;
+
+/** Fill a buffer with small pseudo-random values on the GPU side (no host upload of V·H floats). */
+function filled(label: string, count: number, seed: number): GPUBuffer {
+  const data = new Float32Array(count);
+  let s = seed >>> 0;
+  for (let i = 0; i < count; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    data[i] = (s / 2 ** 32 - 0.5) * 0.2;
+  }
+  return ctx.upload(label, data);
+}
+
+async function time(f: () => void): Promise<number> {
+  for (let i = 0; i < warmup; i++) f();
+  await ctx.sync();
+  const t0 = performance.now();
+  for (let i = 0; i < iters; i++) f();
+  await ctx.sync();
+  return (performance.now() - t0) / iters;
+}
+
+const hidden = filled('hidden', n * h, 1), weight = filled('weight', v * h, 2);
+const labels = ctx.upload('labels', BigInt64Array.from({ length: n }, (_, i) => BigInt((i * 7919) % v)));
+const out = { gradHidden: ctx.buffer('gradHidden', n * h * 4), gradWeight: ctx.buffer('gradWeight', v * h * 4), loss: ctx.buffer('loss', 4), stats: ctx.buffer('stats', 16) };
+
+const rows: { what: string; shape: string; ms: number; flops: number }[] = [];
+const tFlce = await time(() => fusedLinearCrossEntropy(ctx, { hidden, weight, labels, n, h, v, chunkRows: chunk, out }));
+rows.push({ what: 'FLCE fwd+bwd (3 GEMMs + LSE)', shape: `N=${n} H=${h} V=${v} chunk=${chunk}`, ms: tFlce, flops: 6 * n * h * v });
+
+const maxRows = Math.floor(Math.min(device.limits.maxStorageBufferBindingSize, device.limits.maxBufferSize) / (v * 4));
+const refRows = Math.min(n, maxRows >= n ? n : Math.max(1, Math.floor(maxRows / 256) * 256));
+const logitsFull = ctx.buffer('logits[N,V] (matmul reference only)', refRows * v * 4);
+const mm = (a: MatmulArgs) => () => matmul(ctx, a);
+const tRef = await time(mm({ m: refRows, n: v, k: h, a: { buffer: hidden, ld: h }, b: { buffer: weight, ld: h }, c: { buffer: logitsFull, ld: v }, transB: true }));
+rows.push({ what: 'matmul x·Wᵀ, whole batch (reference)', shape: `${refRows}x${v}x${h}`, ms: tRef, flops: 2 * refRows * h * v });
+logitsFull.destroy();
+
+// The stages at the chunk shape, as FLCE runs them (per chunk; FLCE runs ceil(N / chunk) of each).
+const z = ctx.buffer('chunk logits', chunk * v * 4);
+const stats = ctx.upload('stats', Float32Array.of(n, 0, 0, 0));
+const rowLoss = ctx.buffer('rowLoss', n * 4);
+const stages: [string, string, () => void, number][] = [
+  ['  chunk: logits x·Wᵀ (NT)', `${chunk}x${v}x${h}`, mm({ m: chunk, n: v, k: h, a: { buffer: hidden, ld: h }, b: { buffer: weight, ld: h }, c: { buffer: z, ld: v }, transB: true }), 2 * chunk * h * v],
+  ['  chunk: log-sum-exp + dz (rows)', `${chunk}x${v}`, () => ctx.run(rowProgram({ sg: ctx.subgroups, labelType: 'int64', hasBias: false, grads: true, gradMode: 'none', mean: true, rows: chunk, row0: 0, v, ignoreIndex: -100, labelSmoothing: 0 }), [z, labels, stats, rowLoss]), 0],
+  ['  chunk: grad_x = dz·W (NN, split-K)', `${chunk}x${h}x${v}`, mm({ m: chunk, n: h, k: v, a: { buffer: z, ld: v }, b: { buffer: weight, ld: h }, c: { buffer: out.gradHidden, ld: h } }), 2 * chunk * h * v],
+  ['  chunk: grad_W += dzᵀ·x (TN acc)', `${v}x${h}x${chunk}`, mm({ m: v, n: h, k: chunk, a: { buffer: z, ld: v }, b: { buffer: hidden, ld: h }, c: { buffer: out.gradWeight, ld: h }, transA: true, accumulate: true }), 2 * chunk * h * v],
+];
+for (const [what, s, f, flops] of stages) rows.push({ what, shape: s, ms: await time(f), flops });
+
+// A bigger chunk (more logits memory) trades memory for GEMM efficiency: shown for the record.
+const big = Math.min(n, chunk * 4);
+const tBig = await time(() => fusedLinearCrossEntropy(ctx, { hidden, weight, labels, n, h, v, chunkRows: big, out }));
+rows.push({ what: 'FLCE with chunk x4 (for comparison)', shape: `chunk=${big}`, ms: tBig, flops: 6 * n * h * v });
+
+const refRate = rows[1].flops / rows[1].ms / 1e6;
+const table = [
+  `FLCE WebGPU bench — ${info ? `${info.vendor} ${info.architecture} ${info.description}`.trim() : 'adapter'}; subgroups=${ctx.subgroups}; iters=${iters}`,
+  '',
+  '| what | shape | ms | GFLOP/s | % of matmul |',
+  '|---|---|---|---|---|',
+  ...rows.map((r) => {
+    const rate = r.flops ? r.flops / r.ms / 1e6 : 0;
+    return `| ${r.what} | ${r.shape} | ${r.ms.toFixed(2)} | ${r.flops ? rate.toFixed(rate < 100 ? 2 : 0) : '-'} | ${r.flops ? ((100 * rate) / refRate).toFixed(0) + '%' : '-'} |`;
+  }),
+  '',
+  `FLCE rate / matmul rate = ${((100 * rows[0].flops) / rows[0].ms / 1e6 / refRate).toFixed(1)}% (target ≥ 60%; chunk = Liger's rule unless --chunk)`,
+].join('\n');
+console.log(table);
+if (opt.json) fs.writeFileSync(opt.json, JSON.stringify({ shape: { n, h, v, chunk }, subgroups: ctx.subgroups, adapter: info && { vendor: info.vendor, architecture: info.architecture, description: info.description }, rows }, null, 2));
+process.exit(0);
