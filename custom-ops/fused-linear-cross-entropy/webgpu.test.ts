@@ -118,6 +118,8 @@ describe.skipIf(!env.ctx)('FusedLinearCrossEntropy WGSL kernel vs float64 refere
     console.info(`vocab ${v}: ${recs.length} allocations, largest '${largest.label}' ${largest.size} B; N·V·4 = ${n * v * 4} B`);
     expect(recs.find((r) => r.label === 'flce.logitsChunk')?.size).toBe(chunkRows * v * 4);
     expect(recs.every((r) => r.size < n * v * 4)).toBe(true);
+    // one logits chunk and one split-K scratch serve all chunks
+    expect(recs.filter((r) => r.label === 'flce.logitsChunk' || r.label === 'matmul.splitK').length).toBe(2);
     expect(out.chunkRows).toBe(chunkRows);
   });
 

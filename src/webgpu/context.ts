@@ -36,6 +36,7 @@ export class GpuContext {
   private pass: GPUComputePassEncoder | undefined;
   private slabs: Slab[] = [];
   private temps: GPUBuffer[] = [];
+  private scratches = new Map<string, GPUBuffer>();
   private errors: string[] = [];
   /** Dispatches recorded since creation (for benches and tests). */
   dispatches = 0;
@@ -63,6 +64,19 @@ export class GpuContext {
   temp(label: string, bytes: number): GPUBuffer {
     const b = this.buffer(label, bytes);
     this.temps.push(b);
+    return b;
+  }
+
+  /**
+   * Scratch shared by every use of `label` until the next submit: reused when big enough (the
+   * dispatches that use it run in order), else replaced by a bigger temp. A chunk loop that needs
+   * scratch per chunk thus holds one buffer, not one per chunk.
+   */
+  scratch(label: string, bytes: number): GPUBuffer {
+    const have = this.scratches.get(label);
+    if (have && have.size >= bytes) return have;
+    const b = this.temp(label, bytes);
+    this.scratches.set(label, b);
     return b;
   }
 
@@ -109,6 +123,7 @@ export class GpuContext {
     for (const t of this.temps) t.destroy();
     this.slabs = [];
     this.temps = [];
+    this.scratches.clear();
   }
 
   /** Submit and wait for the queue; throws the first WebGPU validation error seen since the last sync. */
@@ -146,6 +161,7 @@ export class GpuContext {
   }
 
   private uniformSlot(data: ArrayBuffer): GPUBufferBinding {
+    if (data.byteLength > this.slot) fail('usage', `uniforms of ${data.byteLength} bytes exceed the ${this.slot}-byte slot`);
     let slab = this.slabs[this.slabs.length - 1];
     if (!slab || slab.used + this.slot > SLAB_BYTES) {
       const buffer = createBuffer(this.device, this.log, 'uniforms', SLAB_BYTES, GPUBufferUsage.UNIFORM, true);

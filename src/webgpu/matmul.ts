@@ -176,7 +176,7 @@ export function matmul(ctx: GpuContext, args: MatmulArgs): void {
     ctx.run(matmulProgram(args), [args.a.buffer, args.b.buffer, args.c.buffer]);
     return;
   }
-  const partial = ctx.temp('matmul.splitK', split * m * n * 4);
+  const partial = ctx.scratch('matmul.splitK', split * m * n * 4);
   ctx.run(matmulProgram({ ...args, c: { buffer: partial, ld: n } }, split), [args.a.buffer, args.b.buffer, partial]);
   ctx.run(splitSumProgram(m, n, split, args), [partial, args.c.buffer]);
 }

@@ -93,7 +93,7 @@ export function fusedLinearCrossEntropy(ctx: GpuContext, a: FlceArgs): FlceOutpu
   const gradHidden = o.gradHidden ? checkBuffer(K, 'gradHidden', o.gradHidden, n * h) : grads ? ctx.buffer('flce.gradHidden', n * h * 4) : undefined;
   const gradWeight = o.gradWeight ? checkBuffer(K, 'gradWeight', o.gradWeight, v * h) : grads ? ctx.buffer('flce.gradWeight', v * h * 4) : undefined;
   const gradBias = !a.bias || !grads ? undefined : o.gradBias ? checkBuffer(K, 'gradBias', o.gradBias, v) : ctx.buffer('flce.gradBias', v * 4);
-  const logits = ctx.temp('flce.logitsChunk', chunk * v * 4);
+  const logits = ctx.scratch('flce.logitsChunk', chunk * v * 4);
   const sg = ctx.subgroups;
 
   ctx.run(countProgram(sg, labelType, n, v, ignoreIndex), [a.labels, stats]);

@@ -103,7 +103,7 @@ export function rmsNormBackward(ctx: GpuContext, a: RmsNormBackwardArgs): { dx: 
   const dWeight = a.dWeight ? checkBuffer(k, 'dWeight', a.dWeight, d) : ctx.buffer('rmsnorm.dWeight', d * 4);
   const perGroup = Math.ceil(rows / Math.min(rows, RMSNORM_BWD_GROUPS));
   const groups = Math.ceil(rows / perGroup);
-  const partial = ctx.temp('rmsnorm.dWeightPartial', groups * d * 4);
+  const partial = ctx.scratch('rmsnorm.dWeightPartial', groups * d * 4);
   const sg = ctx.subgroups;
   const rowsProgram: Program = {
     name: 'rmsnorm_bwd_rows',
