@@ -3,7 +3,7 @@ import { GpuContext } from '../../src/webgpu/context.js';
 import { gpuEnv, randn, relL2, rng } from '../../test/webgpu-helpers.js';
 import { linearCrossEntropyGradRef, linearCrossEntropyRef, type LinearCEOptions } from './reference.js';
 import { ligerChunkSize } from './schema.js';
-import { fusedLinearCrossEntropy, type FlceArgs } from './webgpu/flce.js';
+import { fusedLinearCrossEntropy, gpuChunkRows, type FlceArgs } from './webgpu/flce.js';
 
 const env = await gpuEnv();
 
@@ -58,14 +58,23 @@ function expectClose(err: { loss: number; dHidden?: number; dWeight?: number; dB
   for (const e of [err.dHidden, err.dWeight, err.dBias]) if (e !== undefined) expect(e).toBeLessThan(1e-4);
 }
 
+describe('gpuChunkRows', () => {
+  it('takes Liger\'s rule, at least 256 rows, at most one storage binding', () => {
+    expect(gpuChunkRows(103, 1000, 32, 2 ** 31)).toBe(103);
+    expect(gpuChunkRows(4096, 151936, 896, 2 ** 31 - 4)).toBe(256);
+    expect(gpuChunkRows(262144, 32000, 64, 2 ** 31)).toBe(1024);
+    expect(gpuChunkRows(4096, 151936, 896, 100 * 151936 * 4)).toBe(100);
+  });
+});
+
 describe.skipIf(!env.ctx)('FusedLinearCrossEntropy WGSL kernel vs float64 reference (dawn.node)', () => {
   const base = env.ctx!;
   const variants = base.subgroups ? [base, new GpuContext(base.device, { log: base.log, subgroups: false })] : [base];
 
   for (const ctx of variants)
     it(`mean, ignored rows, Liger chunk that does not divide N (subgroups=${ctx.subgroups})`, async () => {
-      const c: Case = { seed: 1, n: 103, h: 32, v: 1000, opts: {}, ignoreEvery: 5 };
-      expect(ligerChunkSize(103, 1000, 32)).toBe(4);
+      const c: Case = { seed: 1, n: 103, h: 32, v: 1000, opts: {}, ignoreEvery: 5, chunkRows: ligerChunkSize(103, 1000, 32) };
+      expect(c.chunkRows).toBe(4);
       const { err, out } = await check(ctx, c);
       expect(out.chunkRows).toBe(4);
       expectClose(err);
