@@ -1,7 +1,7 @@
 /**
  * `ortfuse train [model.onnx] --steps N --batch B --seq T --lr X [--text FILE] [--no-fuse]
  * [--seed N] [--json FILE] [--plot FILE]`: train an exported model with labels → loss (fused
- * unless --no-fuse) on the cpu backend, with a progress bar, a JSON record per step and the loss
+ * unless --no-fuse) on the cpu or webgpu backend, with a progress bar, a JSON record per step and the loss
  * curve as SVG. Without a model, the built-in tiny Qwen2 trains on Moby Dick.
  */
 import * as fs from 'node:fs';
@@ -12,7 +12,7 @@ import { fail } from '../errors.js';
 import { loadFile } from '../onnx/io.js';
 import { mobyDick, readText } from '../data/corpus.js';
 import { getTokenizer } from '../data/tokenizer.js';
-import { runTraining, type StepRecord, type TrainOptions } from '../runtime/train.js';
+import { BACKENDS, runTraining, type StepRecord, type TrainOptions } from '../runtime/train.js';
 import { lossChartSvg } from '../report/plot.js';
 import type { CliCommand, CliIO } from './command.js';
 import { demoModel } from './demo.js';
@@ -51,7 +51,7 @@ export const trainCommand: CliCommand<TrainArgs> = {
       .option('--weight-decay <x>', 'AdamW weight decay', '0.01')
       .option('--clip <x>', 'clip the global gradient norm (0 = off)', '1')
       .option('--eval-every <n>', 'validation loss every N steps (always at the end)', '0')
-      .option('--backend <name>', 'cpu (onnxruntime-node)', 'cpu')
+      .option('--backend <name>', 'cpu (onnxruntime-node) or webgpu (onnxruntime-web WebGPU EP on dawn.node)', 'cpu')
       .option('--json <file>', 'write one JSON record per step (JSON lines)')
       .option('--plot <file>', 'loss curve as SVG (default: <json>.svg when --json is given)')
       .option('--checkpoint <file>', 'write a checkpoint at the end')
@@ -87,7 +87,7 @@ export const trainCommand: CliCommand<TrainArgs> = {
 };
 
 async function runTrain(a: TrainArgs, io: CliIO): Promise<void> {
-  if (a.backend !== 'cpu') fail('usage', `--backend ${a.backend}: only 'cpu' is available in this build`);
+  if (!(BACKENDS as readonly string[]).includes(a.backend)) fail('usage', `--backend ${a.backend}: expected one of ${BACKENDS.join(', ')}`);
   const resolve = (f?: string) => (f === undefined ? undefined : path.resolve(io.cwd, f));
   const model = a.input ? loadFile(resolve(a.input)!) : demoModel();
   const text = a.text ? readText(resolve(a.text)!) : mobyDick();
@@ -103,13 +103,13 @@ async function runTrain(a: TrainArgs, io: CliIO): Promise<void> {
   const records: StepRecord[] = await runTraining(model, text, tok, { ...a, checkpoint: resolve(a.checkpoint), resume: resolve(a.resume) }, {
     onStart({ parameters, prepared, startStep }) {
       const fused = prepared.report?.passes.reduce((s, p) => s + Object.values(p.counts).reduce((x, y) => x + y, 0), 0) ?? 0;
-      io.stdout(`training ${a.input ?? 'built-in tiny Qwen2'}: ${(parameters / 1e6).toFixed(2)}M parameters, ${a.fuse ? `fused (${fused} rewrites)` : 'unfused'}, batch ${a.batch}×${a.seq}, ${a.steps} steps, tokenizer ${tok.name}\n`);
+      io.stdout(`training ${a.input ?? 'built-in tiny Qwen2'}: ${(parameters / 1e6).toFixed(2)}M parameters, ${a.fuse ? `fused (${fused} rewrites)` : 'unfused'}, batch ${a.batch}×${a.seq}, ${a.steps} steps, tokenizer ${tok.name}, backend ${a.backend}\n`);
       bar?.start(a.steps, startStep, { loss: '-', tps: '-', rss: '-' });
     },
     onStep(r) {
       if (jsonFile) fs.appendFileSync(jsonFile, `${JSON.stringify(r)}\n`);
       if (bar) bar.update(r.step, { loss: r.loss.toFixed(4), tps: r.tokensPerSecond.toFixed(0), rss: r.peakRssMiB.toFixed(0) });
-      else io.stdout(`step ${r.step} loss ${r.loss.toFixed(4)}${r.valLoss !== undefined ? ` val ${r.valLoss.toFixed(4)}` : ''} lr ${r.lr.toExponential(2)} ${r.tokensPerSecond.toFixed(0)} tok/s peak ${r.peakRssMiB.toFixed(0)} MiB\n`);
+      else io.stdout(`step ${r.step} loss ${r.loss.toFixed(4)}${r.valLoss !== undefined ? ` val ${r.valLoss.toFixed(4)}` : ''} lr ${r.lr.toExponential(2)} ${r.tokensPerSecond.toFixed(0)} tok/s peak ${r.peakRssMiB.toFixed(0)} MiB${r.peakGpuMiB !== undefined ? `, GPU ${r.peakGpuMiB.toFixed(1)} MiB` : ''}\n`);
     },
   });
   bar?.stop();

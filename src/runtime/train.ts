@@ -1,5 +1,5 @@
 /**
- * A training run on the `cpu` backend: text → token batches → training steps with AdamW, with
+ * A training run on the `cpu` or `webgpu` backend: text → token batches → training steps with AdamW, with
  * validation, checkpoints and a per-step record. The CLI (`ortfuse train`) and tests drive it.
  */
 import type { Model } from '../ir/graph.js';
@@ -7,8 +7,22 @@ import { batches, checkVocab, split, type Batch } from '../data/batches.js';
 import type { Tokenizer } from '../data/tokenizer.js';
 import { loadCheckpoint, saveCheckpoint } from './checkpoint.js';
 import { prepareTraining, type PreparedTraining } from './session.js';
-import { CpuTrainer } from './trainer.js';
+import { CpuTrainer, type StepResult, type TrainerOptions } from './trainer.js';
+import type { TrainState } from './checkpoint.js';
 import { fail } from '../errors.js';
+
+/** What runTraining needs of a backend's trainer (CpuTrainer, WebGpuTrainer). */
+export interface Trainer {
+  step: number;
+  train(batch: Batch): Promise<StepResult>;
+  evaluate(batches: Batch[]): Promise<number>;
+  state(meta: Record<string, unknown>): TrainState | Promise<TrainState>;
+  restore(s: TrainState): void;
+  release(): Promise<void>;
+}
+
+/** Backends of `ortfuse train`. */
+export const BACKENDS = ['cpu', 'webgpu'] as const;
 
 export interface TrainOptions {
   steps: number;
@@ -29,6 +43,8 @@ export interface TrainOptions {
   /** Stop (and checkpoint) after this step, keeping the schedule of `steps` (for resumable runs). */
   stopAfter?: number;
   threads?: number;
+  /** cpu (default) or webgpu (onnxruntime-web's WebGPU EP; in Node on dawn.node). */
+  backend?: string;
 }
 
 export interface StepRecord {
@@ -41,6 +57,8 @@ export interface StepRecord {
   /** Peak resident set size of this process so far, MiB. */
   peakRssMiB: number;
   valLoss?: number;
+  /** webgpu: most GPU memory in live buffers so far (ORT's pool and ours), MiB. */
+  peakGpuMiB?: number;
 }
 
 export interface TrainHooks {
@@ -54,15 +72,26 @@ export function peakRssMiB(): number {
 
 export async function runTraining(model: Model, text: string, tok: Tokenizer, o: TrainOptions, hooks: TrainHooks = {}): Promise<StepRecord[]> {
   if (!(o.steps > 0 && o.batch > 0 && o.seq > 1)) fail('usage', `--steps, --batch must be positive and --seq at least 2 (got ${o.steps}, ${o.batch}, ${o.seq})`);
-  const prepared = prepareTraining(model, { fuse: o.fuse });
+  const backend = o.backend ?? 'cpu';
+  if (backend !== 'cpu' && backend !== 'webgpu') fail('usage', `--backend ${backend}: expected one of ${BACKENDS.join(', ')}`);
+  const prepared = prepareTraining(model, { fuse: o.fuse, target: backend });
   const ids = tok.encode(text);
   checkVocab(ids, prepared.vocab, tok.name);
   const ds = split(ids, o.seq);
-  const trainer = await CpuTrainer.create(prepared.train, prepared.initial, {
+  const topts: TrainerOptions = {
     optimizer: { lr: o.lr, weightDecay: o.weightDecay ?? 0.01, maxGradNorm: o.maxGradNorm ?? 1 },
     schedule: { lr: o.lr, warmupSteps: o.warmup ?? Math.min(10, Math.floor(o.steps / 10)), totalSteps: o.steps },
     threads: o.threads,
-  });
+  };
+  let trainer: Trainer;
+  let gpuPeak: (() => number) | undefined;
+  if (backend === 'webgpu') {
+    // Loaded only here: the cpu path never starts Dawn or ORT-web.
+    const wg = await import('./webgpu/node.js');
+    const { meter } = await wg.nodeOrtWeb();
+    gpuPeak = () => meter.peak / 2 ** 20;
+    trainer = await wg.createNodeWebGpuTrainer(prepared.train, prepared.initial, topts);
+  } else trainer = await CpuTrainer.create(prepared.train, prepared.initial, topts);
   const stream = batches(ds.train, o.batch, o.seq, o.seed);
   const val: Batch[] = [];
   const vs = batches(ds.validation, o.batch, o.seq, o.seed + 1);
@@ -71,7 +100,7 @@ export async function runTraining(model: Model, text: string, tok: Tokenizer, o:
     trainer.restore(loadCheckpoint(o.resume));
     for (let i = 0; i < trainer.step; i++) stream.next();
   }
-  const nParams = [...trainer.params.values()].reduce((s, p) => s + p.value.length, 0);
+  const nParams = [...prepared.initial.values()].reduce((s, p) => s + p.length, 0);
   hooks.onStart?.({ parameters: nParams, prepared, startStep: trainer.step });
   const records: StepRecord[] = [];
   try {
@@ -82,11 +111,12 @@ export async function runTraining(model: Model, text: string, tok: Tokenizer, o:
         step: r.step, loss: r.loss, lr: r.lr, gradNorm: r.gradNorm, ms: r.ms,
         tokensPerSecond: (o.batch * o.seq * 1000) / r.ms, peakRssMiB: peakRssMiB(),
       };
+      if (gpuPeak) rec.peakGpuMiB = gpuPeak();
       if ((o.evalEvery && r.step % o.evalEvery === 0) || r.step === o.steps) rec.valLoss = await trainer.evaluate(val);
       records.push(rec);
       hooks.onStep?.(rec);
     }
-    if (o.checkpoint) saveCheckpoint(o.checkpoint, trainer.state({ seed: o.seed, batch: o.batch, seq: o.seq }));
+    if (o.checkpoint) saveCheckpoint(o.checkpoint, await trainer.state({ seed: o.seed, batch: o.batch, seq: o.seq }));
   } finally {
     await trainer.release();
   }

@@ -1,0 +1,61 @@
+/**
+ * The `webgpu` backend in Node: onnxruntime-web's WebGPU build on dawn.node, with the shims of
+ * src/webgpu/node.ts (Vulkan loader, writeBuffer copy of SharedArrayBuffer views, --liftoff-only),
+ * and the training spec (graph bytes + parameters) made from an IR model.
+ */
+import * as fs from 'node:fs';
+import type { Model } from '../../ir/graph.js';
+import { saveBytes } from '../../onnx/io.js';
+import { DataType } from '../../onnx/schema.js';
+import { fail } from '../../errors.js';
+import { loadDawn, useLiftoffOnly, useSwiftShaderIfPresent } from '../../webgpu/node.js';
+import type { TrainerOptions } from '../trainer.js';
+import { memoryMeter, type MemoryMeter } from './memory.js';
+import { WebGpuTrainer, type OrtWeb, type ParamSpec, type TrainingSpec } from './trainer.js';
+
+const ICD_DIRS = ['/usr/share/vulkan/icd.d', '/etc/vulkan/icd.d', '/usr/local/share/vulkan/icd.d'];
+
+/** A system Vulkan driver is installed (an ICD manifest in the standard places). */
+function hasSystemVulkanDriver(): boolean {
+  return ICD_DIRS.some((d) => fs.existsSync(d) && fs.readdirSync(d).some((f) => f.endsWith('.json')));
+}
+
+let loaded: Promise<{ ort: OrtWeb; meter: MemoryMeter }> | undefined;
+
+/**
+ * onnxruntime-web (webgpu build) ready to run in this process, once. Without a system Vulkan
+ * driver (CPU-only machines), Dawn uses chromium's SwiftShader when it is installed.
+ */
+export function nodeOrtWeb(): Promise<{ ort: OrtWeb; meter: MemoryMeter }> {
+  loaded ??= (async () => {
+    if (!hasSystemVulkanDriver()) useSwiftShaderIfPresent();
+    useLiftoffOnly();
+    await loadDawn();
+    const meter = memoryMeter();
+    const ort = (await import('onnxruntime-web/webgpu')) as unknown as OrtWeb;
+    ort.env.wasm.numThreads = 1;
+    return { ort, meter };
+  })();
+  return loaded;
+}
+
+/** Graph bytes and parameters (graph inputs other than input_ids and labels, in graph order). */
+export function trainingSpec(train: Model, initial: Map<string, Float32Array>): TrainingSpec {
+  const params: ParamSpec[] = [];
+  for (const v of train.graph.inputs) {
+    if (v.name === 'input_ids' || v.name === 'labels') continue;
+    const t = v.tensorType;
+    if (!t || t.elemType !== DataType.FLOAT) fail('unsupported', `training input '${v.name}' must be float32`);
+    const dims = t.shape ?? [];
+    if (dims.some((d) => typeof d !== 'number')) fail('unsupported', `parameter '${v.name}' has a non-static shape`);
+    const value = initial.get(v.name) ?? fail('invalid', `no initial value for parameter '${v.name}'`);
+    params.push({ name: v.name, dims: dims as number[], value });
+  }
+  return { model: saveBytes(train), params };
+}
+
+/** A WebGpuTrainer in Node for a training-step model (same arguments as CpuTrainer.create). */
+export async function createNodeWebGpuTrainer(train: Model, initial: Map<string, Float32Array>, opts: TrainerOptions): Promise<WebGpuTrainer> {
+  const { ort } = await nodeOrtWeb();
+  return WebGpuTrainer.create(ort, trainingSpec(train, initial), opts);
+}

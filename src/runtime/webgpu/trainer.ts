@@ -1,0 +1,205 @@
+/// <reference types="@webgpu/types" />
+/**
+ * The `webgpu` backend trainer: onnxruntime-web's WebGPU EP runs the training-step graph
+ * (parameters, input_ids, labels → loss, grad.<param>) and our WGSL kernels clip and apply AdamW on
+ * ORT's own GPUDevice. Runs in the browser and in Node (dawn.node; see ./node.ts). No Node imports.
+ *
+ * Buffers and lifetimes (DESIGN.md "Zero-copy gotchas"):
+ * - owned by the trainer for its whole life: per parameter a value, m and v buffer (16-byte padded
+ *   STORAGE, created on ORT's device after the session exists), the norm partials, the 16-byte stats
+ *   buffer [loss, norm, clip, 0] and one MAP_READ staging buffer for it; freed in release().
+ * - parameters enter ORT as Tensor.fromGpuBuffer views of the value buffers (ORT does not own them).
+ * - ORT's outputs (loss, gradients) are gpu-buffer tensors from ORT's pool, alive only within one
+ *   step: our kernels (norm, clip, AdamW) and the loss copy are recorded and submitted, and only
+ *   then is each output disposed, so ORT's next use of the buffer is queued after our reads.
+ * - the host sees one 16-byte readback per step (loss and gradient norm), nothing else.
+ */
+import type * as Ort from 'onnxruntime-web';
+import { fail, OrtfuseError } from '../../errors.js';
+import type { Batch } from '../../data/batches.js';
+import { adamw, type AdamWTensor } from '../../webgpu/adamw.js';
+import { GpuContext } from '../../webgpu/context.js';
+import { AllocationLog, createBuffer } from '../../webgpu/buffers.js';
+import type { TrainState } from '../checkpoint.js';
+import { learningRate, type ParamState } from '../optimizer.js';
+import type { StepResult, TrainerOptions } from '../trainer.js';
+import { clipByGlobalNorm, partialCount } from './grad-norm.js';
+
+export type OrtWeb = typeof Ort;
+
+/** Gradient outputs are named `grad.<parameter name>` (src/autodiff/training.ts). */
+const GRAD = 'grad.';
+
+/** One parameter of the training graph. */
+export interface ParamSpec {
+  name: string;
+  dims: number[];
+  /** Initial float32 values (length = product of dims). */
+  value: Float32Array;
+}
+
+/** What the trainer needs: the serialized training graph and its parameters. */
+export interface TrainingSpec {
+  model: Uint8Array;
+  params: ParamSpec[];
+}
+
+interface GpuParam {
+  name: string;
+  dims: number[];
+  size: number;
+  value: GPUBuffer;
+  m: GPUBuffer;
+  v: GPUBuffer;
+  feed: Ort.Tensor;
+  hasGrad: boolean;
+  noDecay: boolean;
+}
+
+export class WebGpuTrainer {
+  step = 0;
+  readonly log: AllocationLog;
+
+  private constructor(
+    private readonly ort: OrtWeb,
+    private readonly session: Ort.InferenceSession,
+    readonly ctx: GpuContext,
+    private readonly params: GpuParam[],
+    private readonly partials: GPUBuffer,
+    private readonly stats: GPUBuffer,
+    private readonly staging: GPUBuffer,
+    private readonly opts: TrainerOptions,
+  ) {
+    this.log = ctx.log;
+  }
+
+  /** Create the session, then the parameter and optimizer buffers on ORT's device. */
+  static async create(ort: OrtWeb, spec: TrainingSpec, opts: TrainerOptions): Promise<WebGpuTrainer> {
+    let session: Ort.InferenceSession;
+    try {
+      session = await ort.InferenceSession.create(spec.model, {
+        executionProviders: ['webgpu'],
+        preferredOutputLocation: 'gpu-buffer',
+        logSeverityLevel: 3,
+      });
+    } catch (e) {
+      return fail('runtime', `onnxruntime-web (webgpu) refused the training graph: ${(e as Error).message.split('\n')[0]}`, e);
+    }
+    const device = ort.env.webgpu.device as unknown as GPUDevice | undefined;
+    if (!device) return fail('runtime', 'onnxruntime-web created no WebGPU device (is the webgpu EP available here?)');
+    const ctx = new GpuContext(device);
+    const outputs = new Set(session.outputNames);
+    if (!outputs.has('loss')) fail('invalid', "the training graph has no 'loss' output");
+    const params: GpuParam[] = [];
+    let partialsLen = 0;
+    for (const p of spec.params) {
+      const size = p.dims.reduce((a, b) => a * b, 1);
+      if (p.value.length !== size) fail('invalid', `parameter '${p.name}': ${p.value.length} values for shape [${p.dims}]`);
+      const hasGrad = outputs.has(GRAD + p.name);
+      const noDecay = !hasGrad || (opts.noDecay ?? ((_, d) => d.length <= 1))(p.name, p.dims);
+      const value = ctx.upload(`param ${p.name}`, p.value);
+      const feed = ort.Tensor.fromGpuBuffer(value as never, { dataType: 'float32', dims: p.dims });
+      params.push({ name: p.name, dims: p.dims, size, value, m: ctx.buffer(`m ${p.name}`, size * 4), v: ctx.buffer(`v ${p.name}`, size * 4), feed, hasGrad, noDecay });
+      if (hasGrad) partialsLen += partialCount(size);
+    }
+    const partials = ctx.buffer('grad-norm partials', partialsLen * 4);
+    const stats = ctx.buffer('stats [loss, norm, clip]', 16);
+    const staging = createBuffer(device, ctx.log, 'stats readback', 16, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST);
+    await ctx.sync();
+    return new WebGpuTrainer(ort, session, ctx, params, partials, stats, staging, opts);
+  }
+
+  /** Parameter elements in total. */
+  get parameterCount(): number {
+    return this.params.reduce((s, p) => s + p.size, 0);
+  }
+
+  private async run(batch: Batch): Promise<Ort.InferenceSession.OnnxValueMapType> {
+    const { Tensor } = this.ort;
+    const feeds: Record<string, Ort.Tensor> = {
+      input_ids: new Tensor('int64', batch.inputIds, [batch.batch, batch.seq]),
+      labels: new Tensor('int64', batch.labels, [batch.batch, batch.seq]),
+    };
+    for (const p of this.params) feeds[p.name] = p.feed;
+    try {
+      return await this.session.run(feeds);
+    } catch (e) {
+      return fail('runtime', `step ${this.step + 1}: onnxruntime-web failed: ${(e as Error).message.split('\n')[0]}`, e);
+    }
+  }
+
+  private gpuOutput(out: Ort.InferenceSession.OnnxValueMapType, name: string): GPUBuffer {
+    const t = out[name] as Ort.Tensor;
+    if (t.location !== 'gpu-buffer') fail('runtime', `output '${name}' came back on '${t.location}', not on the GPU`);
+    return t.gpuBuffer as unknown as GPUBuffer;
+  }
+
+  /** Copy the loss (stats[0] ← loss) and read back [loss, norm, clip]; disposes `out` after submit. */
+  private async finish(out: Ort.InferenceSession.OnnxValueMapType): Promise<Float32Array> {
+    this.ctx.copy(this.gpuOutput(out, 'loss'), 0, this.stats, 0, 4);
+    this.ctx.copy(this.stats, 0, this.staging, 0, 16);
+    this.ctx.submit();
+    // Everything that reads ORT's outputs is on the queue: hand them back to ORT's pool.
+    for (const t of Object.values(out)) (t as Ort.Tensor).dispose();
+    await this.ctx.sync();
+    await this.staging.mapAsync(GPUMapMode.READ);
+    const s = new Float32Array(this.staging.getMappedRange().slice(0));
+    this.staging.unmap();
+    if (!Number.isFinite(s[0])) throw new OrtfuseError('runtime', `step ${this.step + 1}: loss is ${s[0]}`);
+    return s;
+  }
+
+  /** One optimisation step: loss and gradients (ORT), clip and AdamW (ours), all on the GPU. */
+  async train(batch: Batch): Promise<StepResult> {
+    const t0 = performance.now();
+    const out = await this.run(batch);
+    const t = this.step + 1;
+    const lr = learningRate(t, this.opts.schedule);
+    const o = this.opts.optimizer;
+    const withGrad = this.params.filter((p) => p.hasGrad);
+    const grads = withGrad.map((p) => ({ p, grad: this.gpuOutput(out, GRAD + p.name) }));
+    clipByGlobalNorm(this.ctx, grads.map((g) => ({ grad: g.grad, size: g.p.size })), this.partials, this.stats, o.maxGradNorm ?? 0);
+    const tensors: AdamWTensor[] = grads.map(({ p, grad }) => ({ param: p.value, grad, m: p.m, v: p.v, size: p.size, noDecay: p.noDecay }));
+    adamw(this.ctx, tensors, { step: t, lr, beta1: o.beta1 ?? 0.9, beta2: o.beta2 ?? 0.999, eps: o.eps ?? 1e-8, weightDecay: o.weightDecay ?? 0 });
+    const s = await this.finish(out);
+    if (!Number.isFinite(s[1]))
+      throw new OrtfuseError('runtime', `step ${t}: the gradient norm is ${s[1]} (a gradient holds NaN or Inf); the parameters are no longer valid`);
+    this.step = t;
+    return { step: t, loss: s[0], gradNorm: s[1], lr, ms: performance.now() - t0 };
+  }
+
+  /** Mean loss over batches, no update. */
+  async evaluate(batches: Batch[]): Promise<number> {
+    let sum = 0;
+    for (const b of batches) sum += (await this.finish(await this.run(b)))[0];
+    return sum / batches.length;
+  }
+
+  /** Parameters and moments copied back to the host (for checkpoints). */
+  async state(meta: Record<string, unknown>): Promise<TrainState> {
+    const params = new Map<string, ParamState>();
+    for (const p of this.params) {
+      const [value, m, v] = [await this.ctx.readF32(p.value, p.size), await this.ctx.readF32(p.m, p.size), await this.ctx.readF32(p.v, p.size)];
+      params.set(p.name, { value, m, v, noDecay: p.noDecay });
+    }
+    return { step: this.step, params, meta };
+  }
+
+  /** Restore parameters, moments and step from a checkpoint. */
+  restore(s: TrainState): void {
+    const q = this.ctx.device.queue;
+    for (const p of this.params) {
+      const c = s.params.get(p.name);
+      if (!c || c.value.length !== p.size) fail('invalid', `checkpoint does not match the model: parameter '${p.name}'`);
+      for (const [dst, src] of [[p.value, c.value], [p.m, c.m], [p.v, c.v]] as const) q.writeBuffer(dst, 0, src as Float32Array<ArrayBuffer>);
+    }
+    this.step = s.step;
+  }
+
+  /** Release the session, then destroy every buffer the trainer owns. */
+  async release(): Promise<void> {
+    await this.session.release();
+    for (const p of this.params) for (const b of [p.value, p.m, p.v]) b.destroy();
+    for (const b of [this.partials, this.stats, this.staging]) b.destroy();
+  }
+}
