@@ -109,6 +109,11 @@ export class WebGpuTrainer {
     return new WebGpuTrainer(ort, session, ctx, params, partials, stats, staging, opts);
   }
 
+  /** Bytes of the buffers the trainer holds for its whole life (parameters, moments, norm scratch). */
+  get residentBytes(): number {
+    return this.params.reduce((s, p) => s + p.value.size + p.m.size + p.v.size, 0) + this.partials.size + this.stats.size + this.staging.size;
+  }
+
   /** Parameter elements in total. */
   get parameterCount(): number {
     return this.params.reduce((s, p) => s + p.size, 0);

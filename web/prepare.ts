@@ -1,0 +1,43 @@
+/**
+ * Build-time assets of the page (run by the vite plugin in vite.config.ts, in Node with tsx): the
+ * tiny Qwen2's fused training-step graph for the webgpu target, its initial parameters, and the
+ * Moby Dick excerpt it trains on — the same model, graph and text as the Node backends use for
+ * `buildQwen2(TINY, { seed })` and `mobyDick().slice(0, chars)`.
+ *
+ *   tsx web/prepare.ts <outDir> [seed] [chars]
+ *   → train.onnx, params.bin (float32, parameters back to back), manifest.json, text.txt
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { buildQwen2 } from '../models/qwen2.js';
+import { TINY } from '../models/config.js';
+import { mobyDick } from '../src/data/corpus.js';
+import { prepareTraining } from '../src/runtime/session.js';
+import { trainingSpec } from '../src/runtime/webgpu/node.js';
+
+export interface Manifest {
+  model: string;
+  seed: number;
+  chars: number;
+  params: { name: string; dims: number[]; offset: number; length: number }[];
+}
+
+const [outDir, seedArg = '1', charsArg = '100000'] = process.argv.slice(2);
+if (!outDir) throw new Error('usage: prepare.ts <outDir> [seed] [chars]');
+const seed = Number(seedArg), chars = Number(charsArg);
+const prepared = prepareTraining(buildQwen2(TINY, { seed }), { fuse: true, target: 'webgpu' });
+const spec = trainingSpec(prepared.train, prepared.initial);
+fs.mkdirSync(outDir, { recursive: true });
+fs.writeFileSync(path.join(outDir, 'train.onnx'), spec.model);
+const total = spec.params.reduce((s, p) => s + p.value.length, 0);
+const all = new Float32Array(total);
+const manifest: Manifest = { model: 'Qwen2 tiny', seed, chars, params: [] };
+let offset = 0;
+for (const p of spec.params) {
+  all.set(p.value, offset);
+  manifest.params.push({ name: p.name, dims: p.dims, offset, length: p.value.length });
+  offset += p.value.length;
+}
+fs.writeFileSync(path.join(outDir, 'params.bin'), new Uint8Array(all.buffer));
+fs.writeFileSync(path.join(outDir, 'manifest.json'), JSON.stringify(manifest));
+fs.writeFileSync(path.join(outDir, 'text.txt'), mobyDick().slice(0, chars));
