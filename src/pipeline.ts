@@ -9,6 +9,9 @@ import { newContext, type ExplainEntry, type Pass } from './rewrite/pass.js';
 import { constantFold } from '../passes/constant-fold.js';
 import { cse } from '../passes/cse.js';
 import { dce } from '../passes/dce.js';
+import { fuseRmsNormPass } from '../passes/fuse-rms-norm.js';
+import { fuseRopePass } from '../passes/fuse-rope.js';
+import { fuseSwigluPass } from '../passes/fuse-swiglu.js';
 import { removeNoops } from '../passes/remove-noops.js';
 
 export interface PassReport {
@@ -46,9 +49,22 @@ export function cleanupPipeline(): Pass[] {
   ];
 }
 
-/** The default `optimize` pipeline. */
+/** The fusion passes, in order. */
+export function fusionPipeline(): Pass[] {
+  return [
+    // RMSNorm, SwiGLU and RoPE match disjoint nodes (their order among themselves is free).
+    // They run before linear-CE: the first of them infers shapes on untyped (builder-made)
+    // graphs, which linear-CE's size checks read, and the lm_head's hidden input is then the
+    // output of one fused RMSNorm node rather than the tail of the unfused chain.
+    fuseRmsNormPass,
+    fuseSwigluPass,
+    fuseRopePass,
+  ];
+}
+
+/** The default `optimize` pipeline: cleanup (CSE shares the RoPE cos/sin) → fusions → cleanup. */
 export function defaultPipeline(): Pass[] {
-  return [...cleanupPipeline()];
+  return [...cleanupPipeline(), ...fusionPipeline(), ...cleanupPipeline()];
 }
 
 export function runPipeline(model: Model, passes: Pass[], opts: PipelineOptions = {}): PipelineReport {
