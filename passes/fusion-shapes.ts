@@ -3,14 +3,15 @@
  * SwiGLU's equal gate/up shapes, RoPE's head dim and split point); exported graphs carry them,
  * graphs made by a builder often do not. `shapedRulePass` runs shape inference (src/ir/infer)
  * first, but only when a node a rule is anchored near (`triggers`) has an untyped input or output,
- * so typed models, and models without the pattern, are left exactly as they are.
+ * and puts the old types back when no rule fired, so models without the pattern stay exactly as
+ * they were.
  * For `--explain`, a rule that fired nowhere says nothing when the graph already holds the ops it
  * fuses into (`fusedInto`: an opset-23 export with RMSNormalization, a model optimized before):
  * there is nothing left to fuse, and its best partial match elsewhere would only be noise.
  */
-import type { Model } from '../src/ir/graph.js';
+import type { Model, Value } from '../src/ir/graph.js';
 import { dimEq, inferShapes } from '../src/ir/infer/index.js';
-import type { Dim } from '../src/ir/types.js';
+import type { Dim, ValueType } from '../src/ir/types.js';
 import type { Pass } from '../src/rewrite/pass.js';
 import { graphsOf, rulePass, type Rule } from '../src/rewrite/rule.js';
 
@@ -22,9 +23,10 @@ export function shapedRulePass(name: string, rules: Rule<any>[], triggers: strin
   return {
     name,
     run(model, ctx) {
-      if (needsShapes(model, ops)) inferShapes(model);
+      const saved = needsShapes(model, ops) ? inferKeepingOld(model) : undefined;
       const before = ctx.explanations.length;
       const r = inner.run(model, ctx);
+      if (saved && !r.modified) for (const [v, t] of saved) v.type = t;
       if (ctx.explanations.length > before && graphsOf(model).some((g) => g.nodes.some((n) => done.has(n.opType)))) {
         const mine = new Set(rules.map((x) => x.name));
         const kept = ctx.explanations.slice(before).filter((e) => !mine.has(e.rule));
@@ -33,6 +35,14 @@ export function shapedRulePass(name: string, rules: Rule<any>[], triggers: strin
       return r;
     },
   };
+}
+
+/** Infer shapes; returns the node outputs' types before, to put back. */
+function inferKeepingOld(model: Model): Map<Value, ValueType | undefined> {
+  const old = new Map<Value, ValueType | undefined>();
+  for (const g of graphsOf(model)) for (const n of g.nodes) for (const o of n.outputs) old.set(o, o.type);
+  inferShapes(model);
+  return old;
 }
 
 function needsShapes(model: Model, ops: Set<string>): boolean {
