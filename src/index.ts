@@ -16,6 +16,7 @@ import { loadBytes, loadFile, saveBytes, saveFile, type SaveOptions } from './on
 import { defaultPipeline, runPipeline, type PipelineReport } from './pipeline.js';
 import type { Pass } from './rewrite/pass.js';
 import { summarize, type ModelSummary } from './cli/summary.js';
+import { ensureFunctions } from '../custom-ops/functions.js';
 
 export { OrtfuseError, EXIT_CODES, type ErrorCode } from './errors.js';
 export * from './ir/index.js';
@@ -66,6 +67,17 @@ export interface OptimizeOptions {
   explain?: boolean;
   /** Options passed to the passes. */
   options?: Record<string, unknown>;
+  /**
+   * A model for training: drop-logits removes a logits output that only sits beside a fused loss
+   * (sets `options.training`). Default false: inference and eval keep every output.
+   */
+  training?: boolean;
+  /**
+   * Attach the fused ops' portable ONNX function bodies for this target after the passes, so any
+   * ONNX Runtime runs the result: 'cpu' (default; Loop over row chunks) or 'webgpu' (Loop-free);
+   * null: attach nothing.
+   */
+  target?: 'cpu' | 'webgpu' | null;
   /** Names the model in error messages (default: the file name, or 'model'). */
   source?: string;
 }
@@ -135,8 +147,10 @@ export function optimize(input: Model | Uint8Array | string, opts: OptimizeOptio
   const tValidate = performance.now() - t;
   t = performance.now();
   const pipeline = runPipeline(model, opts.passes ?? defaultPipeline(), {
-    explain: opts.explain, checkEachPass: opts.checkEachPass, options: opts.options,
+    explain: opts.explain, checkEachPass: opts.checkEachPass, options: opts.training ? { ...opts.options, training: true } : opts.options,
   });
+  // Last, after every pass: a function's opset imports must equal the model's.
+  if (opts.target !== null) ensureFunctions(model, opts.target ?? 'cpu');
   const tPasses = performance.now() - t;
   t = performance.now();
   if (doCheck) check(model, `${source} after optimization`);

@@ -9,6 +9,8 @@ import { newContext, type ExplainEntry, type Pass } from './rewrite/pass.js';
 import { constantFold } from '../passes/constant-fold.js';
 import { cse } from '../passes/cse.js';
 import { dce } from '../passes/dce.js';
+import { dropLogits } from '../passes/drop-logits.js';
+import { fuseLinearCrossEntropyPass } from '../passes/fuse-linear-cross-entropy.js';
 import { fuseRmsNormPass } from '../passes/fuse-rms-norm.js';
 import { fuseRopePass } from '../passes/fuse-rope.js';
 import { fuseSwigluPass } from '../passes/fuse-swiglu.js';
@@ -59,6 +61,11 @@ export function fusionPipeline(): Pass[] {
     fuseRmsNormPass,
     fuseSwigluPass,
     fuseRopePass,
+    // Last of the fusions: it reads the lm_head's hidden input as left by the rules above.
+    fuseLinearCrossEntropyPass,
+    // After linear-CE (it recognises the logits by the fused loss's weight); only with
+    // options.training / options.dropLogits. The cleanup after it removes the lm_head MatMul.
+    dropLogits,
   ];
 }
 

@@ -24,6 +24,10 @@ export interface OptimizeArgs {
   explain: boolean;
   verbose: boolean;
   check: boolean;
+  /** Portable bodies of fused ops for this target. */
+  target: 'cpu' | 'webgpu';
+  /** Drop a logits output beside a fused loss (training use). */
+  dropLogits: boolean;
 }
 
 /** `model.onnx` -> `model.opt.onnx`. */
@@ -59,11 +63,15 @@ export const optimizeCommand: CliCommand<OptimizeArgs> = {
       .option('--demo', 'optimize the built-in demo model (a small Qwen2-shaped training graph)')
       .option('--json <file>', "write the report as JSON to <file> ('-' for stdout)")
       .option('--explain', 'for every rule that matched nothing, show its best partial match and why it failed')
-      .option('--no-check', 'skip the model checker on the input and the result');
+      .option('--no-check', 'skip the model checker on the input and the result')
+      .option('--target <target>', "fused ops' portable bodies for: cpu (Loop over row chunks) or webgpu (no Loop)", 'cpu')
+      .option('--drop-logits', 'drop a logits output that only sits beside the fused loss (for training; kept by default)');
   },
   parse(positionals, opts) {
     const input = positionals[0] as string | undefined;
     if (input !== undefined && opts.demo) fail('usage', '--demo takes no input file');
+    const target = (opts.target ?? 'cpu') as string;
+    if (target !== 'cpu' && target !== 'webgpu') fail('usage', `--target must be cpu or webgpu, got '${target}'`);
     return {
       input,
       output: opts.output as string | undefined,
@@ -71,6 +79,8 @@ export const optimizeCommand: CliCommand<OptimizeArgs> = {
       explain: opts.explain === true,
       verbose: opts.verbose === true,
       check: opts.check !== false,
+      target,
+      dropLogits: opts.dropLogits === true,
     };
   },
   async run(args, io) {
@@ -90,7 +100,9 @@ async function runOptimize(args: OptimizeArgs, io: CliIO): Promise<void> {
   if (input) model = loadFile(input);
   else model = demoModel();
   const loadMs = performance.now() - t;
-  const { report } = optimize(model, { explain: args.explain, check: args.check, source: input ?? 'demo model' });
+  const { report } = optimize(model, {
+    explain: args.explain, check: args.check, source: input ?? 'demo model', target: args.target, options: { dropLogits: args.dropLogits },
+  });
   t = performance.now();
   const saved = output ? saveFile(model, output, { location: `${path.basename(output)}.data` }) : undefined;
   const saveMs = performance.now() - t;
