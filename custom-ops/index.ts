@@ -4,12 +4,13 @@
  * and its tests. Attach bodies to a model with `ensureFunction` (custom-ops/functions.ts).
  */
 import { fusedLinearCrossEntropy } from './fused-linear-cross-entropy/function.js';
+import { fusedLinearCrossEntropyWithGrad } from './fused-linear-cross-entropy/with-grad.js';
 import { rmsNorm } from './rms-norm/function.js';
 import { rope } from './rope/function.js';
 import { swiglu } from './swiglu/function.js';
 import type { FusedOp } from './types.js';
 
-export const fusedOps: readonly FusedOp[] = [fusedLinearCrossEntropy, rmsNorm, swiglu, rope];
+export const fusedOps: readonly FusedOp[] = [fusedLinearCrossEntropy, fusedLinearCrossEntropyWithGrad, rmsNorm, swiglu, rope];
 
 /** The fused op called `name` (domain ai.ortfuse), if any. */
 export function findFusedOp(name: string): FusedOp | undefined {
@@ -17,6 +18,7 @@ export function findFusedOp(name: string): FusedOp | undefined {
 }
 
 export { inferFusedLinearCrossEntropy, linearCrossEntropySchema, ligerChunkSize } from './fused-linear-cross-entropy/schema.js';
+export { inferFusedLinearCrossEntropyWithGrad, linearCrossEntropyWithGradSchema } from './fused-linear-cross-entropy/with-grad-schema.js';
 export { inferRMSNorm, rmsNormSchema } from './rms-norm/schema.js';
 export { inferSwiGLU, swigluSchema } from './swiglu/schema.js';
 export { inferRoPE, ropeSchema } from './rope/schema.js';

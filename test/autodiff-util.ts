@@ -76,7 +76,7 @@ export function session(model: Model): Promise<ort.InferenceSession> {
 export async function gradCheck(
   specs: InputSpec[],
   build: (b: GraphBuilder, xs: Value[]) => Value,
-  opts: { opset?: number; h?: number; seed?: number; prepare?: (m: Model) => void } = {},
+  opts: { opset?: number; h?: number; seed?: number; prepare?: (m: Model) => void; inForward?: boolean } = {},
 ): Promise<GradCheckResult> {
   const rand = rng(opts.seed ?? 7);
   const data = specs.map((s) => s.data ?? Array.from({ length: s.dims.reduce((a, b) => a * b, 1) }, () => (s.lo ?? -1) + ((s.hi ?? 1) - (s.lo ?? -1)) * rand()));
@@ -104,7 +104,8 @@ export async function gradCheck(
   const isFloat = (s: InputSpec) => (s.type ?? DataType.DOUBLE) === DataType.DOUBLE || s.type === DataType.FLOAT;
   const wrt = specs.map((s, k) => ((s.wrt ?? isFloat(s)) ? xs[k] : undefined)).filter((v): v is Value => !!v);
   const lossSession = await session(model);
-  const { grads } = addGradients(model.graph, { loss, wrt });
+  const { grads } = addGradients(model.graph, { loss, wrt, inForward: opts.inForward });
+  opts.prepare?.(model); // again: the backward may call ops the forward did not (in-forward gradients)
   const names: string[] = [];
   for (const v of wrt) {
     const g = grads.get(v);

@@ -1,20 +1,29 @@
 /**
- * Gradient of ai.ortfuse::FusedLinearCrossEntropy (math in schema.ts), chunked like the forward so
+ * Gradients of ai.ortfuse::FusedLinearCrossEntropy (math in schema.ts).
+ *
+ * In-forward (Liger-Kernel; the default for 'mean' and 'sum'): the training-graph builder swaps the
+ * node for FusedLinearCrossEntropyWithGrad (with-grad.ts), which returns grad_hidden, grad_weight
+ * and grad_bias from its forward chunk loop; the backward multiplies them by the incoming dloss
+ * (nothing at all when dloss is the constant 1).
+ *
+ * Backward-only (reduction 'none', or autodiff with inForward: false), chunked like the forward so
  * that a [c, V] logits chunk is the largest temporary: a Loop over row chunks recomputes the chunk's
  * logits z = h_c·Wᵀ + b (fp32) and
  *   dZ  = k_i · (softmax(z) − ε/V − (1 − ε)·onehot(y_i))     k_i = scale·[y_i ≠ ignore_index]
  *   dH_c = dZ·W,   dW += dZᵀ·h_c,   db += Σ_rows dZ
  * with scale = dy / #valid ('mean'; 1 when no row counts), dy ('sum') or dy_i ('none').
  * The one-hot is a ScatterElements(add) of −(1 − ε)·k_i. One Loop serves all three input gradients.
- * Unlike Liger, the logits are recomputed in the backward (one extra lm_head matmul) rather than the
- * gradients being produced during the forward pass: the op's signature has the loss as its only
- * output. The Loop suits the cpu target; WebGPU targets need an unrolled chain (not done yet).
+ * This costs one extra lm_head matmul. The Loop suits the cpu target; on WebGPU targets it runs on
+ * the CPU (only the in-forward op has an unrolled body).
  */
 import type { GradContext, GradFn, GradRule } from '../../src/autodiff/types.js';
+import { replaceForwardNode } from '../../src/autodiff/in-forward.js';
 import type { Node, Value } from '../../src/ir/graph.js';
 import { DataType } from '../../src/onnx/schema.js';
 import { Body } from '../body.js';
 import { ligerChunk } from './function.js';
+import { linearCrossEntropyWithGradSchema } from './with-grad-schema.js';
+import { ORTFUSE_DOMAIN, validateNode } from '../types.js';
 
 const F32 = DataType.FLOAT;
 const done = new WeakMap<Node, (Value | undefined)[]>();
@@ -93,7 +102,35 @@ function backward(g: GradContext): (Value | undefined)[] {
 
 const pick = (k: number): GradFn => (g) => backward(g)[k];
 
+/** 'mean' / 'sum' nodes become FusedLinearCrossEntropyWithGrad (same inputs, attributes and loss value). */
+function inForward(node: Node): Node | undefined {
+  const reduction = node.attr('reduction') ? node.attrString('reduction') : 'mean';
+  if (reduction !== 'mean' && reduction !== 'sum') return undefined;
+  const s = linearCrossEntropyWithGradSchema;
+  const n = replaceForwardNode(node, s.name, ORTFUSE_DOMAIN, s.outputs.slice(1).map((o) => ({ name: o.name })));
+  validateNode(s, n).forEach((t, i) => {
+    if (i > 0) n.outputs[i].type = t;
+  });
+  return n;
+}
+
 export const linearCrossEntropyGrad: GradRule = {
   save: { inputs: [0, 1, 2, 3] },
   grads: [pick(0), pick(1), pick(2)],
+  inForward,
+};
+
+/** ∂loss/∂input_i = dloss · output_{i+1} of FusedLinearCrossEntropyWithGrad. */
+const scaled = (i: number): GradFn => (g) => {
+  const grad = g.y(i + 1);
+  const c = g.dyConst();
+  if (c?.length === 1 && c[0] === 1) return grad;
+  const t = g.elemTypeX(0);
+  const dy = g.dy();
+  return g.op.Mul(t === F32 ? dy : g.op.Cast(dy, { to: t }), grad);
+};
+
+export const linearCrossEntropyWithGradGrad: GradRule = {
+  save: { outputs: [1, 2, 3] },
+  grads: [scaled(0), scaled(1), scaled(2)],
 };

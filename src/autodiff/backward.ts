@@ -29,6 +29,12 @@ export interface GradientOptions {
   rules?: GradTable;
   /** Name prefix and `ortfuse.rule` tag of the nodes created (default 'autodiff'). */
   tag?: string;
+  /**
+   * Let rules with an `inForward` hook move their gradient into the forward pass (default true):
+   * FusedLinearCrossEntropy becomes FusedLinearCrossEntropyWithGrad, as Liger-Kernel. False keeps
+   * the backward-only rules (linear-CE then recomputes each chunk's logits in the backward).
+   */
+  inForward?: boolean;
 }
 
 export interface GradientResult {
@@ -50,7 +56,7 @@ export function addGradients(graph: Graph, opts: GradientOptions): GradientResul
   const types = new Map<Value, number | undefined>();
   const elemType = (v: Value) => elemTypeOf(v, types);
   const wrt = new Set(opts.wrt);
-  const forward = graph.nodes.slice();
+  let forward = graph.nodes.slice();
 
   // Values that depend on a wrt value through float values, and values the loss depends on.
   const fromWrt = new Set<Value>(opts.wrt);
@@ -63,6 +69,18 @@ export function addGradients(graph: Graph, opts: GradientOptions): GradientResul
     if (n.outputs.some((o) => toLoss.has(o))) for (const v of n.inputs) if (v) toLoss.add(v);
   }
   const active = (v: Value | null): v is Value => !!v && fromWrt.has(v) && toLoss.has(v) && isFloatType(elemType(v));
+  const activeInputs = (n: Node): number[] => n.inputs.map((v, i) => (active(v) ? i : -1)).filter((i) => i >= 0);
+
+  // In-forward gradients: swap nodes before any backward node reads them (output values are kept,
+  // so the sets above stay valid).
+  if (opts.inForward !== false) {
+    for (const n of forward) {
+      const hook = rules.get(ruleKey(n.domain, n.opType))?.inForward;
+      const targets = hook && n.outputs.some((o) => toLoss.has(o)) ? activeInputs(n) : [];
+      if (targets.length) hook!(n, targets);
+    }
+    forward = graph.nodes.slice();
+  }
 
   const contributions = new Map<Value, Value[]>();
   const summed = new Map<Value, Value>();
@@ -136,7 +154,7 @@ export function addGradients(graph: Graph, opts: GradientOptions): GradientResul
   for (let k = forward.length - 1; k >= 0; k--) {
     const n = forward[k];
     if (!n.outputs.some((o) => contributions.has(o))) continue;
-    const targets = n.inputs.map((v, i) => (active(v) ? i : -1)).filter((i) => i >= 0);
+    const targets = activeInputs(n);
     if (!targets.length) continue;
     const rule = rules.get(ruleKey(n.domain, n.opType)) ?? fail('unsupported', `autodiff: no gradient rule for ${n.label}, which lies between a parameter and the loss`);
     const ctx = new RuleContext(n, rule, state);

@@ -57,6 +57,11 @@ export class RuleContext implements GradContext {
     return o !== undefined && this.s.gradOf(o) !== undefined;
   }
 
+  dyConst(i = 0): number[] | undefined {
+    const g = this.s.gradOf(this.node.outputs[i]);
+    return g ? this.s.constValues(g) : undefined;
+  }
+
   dy(i = 0): Value {
     const o = this.node.outputs[i];
     const g = this.s.gradOf(o);

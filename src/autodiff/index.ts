@@ -5,6 +5,7 @@ export { addGradients, type GradientOptions, type GradientResult } from './backw
 export { defaultRules, ruleKey, standardRules } from './table.js';
 export type { GradContext, GradFn, GradRule, GradTable } from './types.js';
 export { cloneModel, removeDeadCode } from './clone.js';
+export { replaceForwardNode, AUTODIFF_TAG } from './in-forward.js';
 export {
   buildTrainingGraph, trainingSignature, BUFFER_PATTERNS, PARAMETER_NAME, GRAD_IN_PREFIX, GRAD_PREFIX,
   type TrainingGraphOptions, type TrainingSignature,

@@ -10,7 +10,7 @@ import { matmulRules } from './rules/matmul.js';
 import { reduceRules } from './rules/reduce.js';
 import { shapeRules } from './rules/shape.js';
 import type { GradRule, GradTable } from './types.js';
-import { linearCrossEntropyGrad } from '../../custom-ops/fused-linear-cross-entropy/grad.js';
+import { linearCrossEntropyGrad, linearCrossEntropyWithGradGrad } from '../../custom-ops/fused-linear-cross-entropy/grad.js';
 import { rmsNormGrad } from '../../custom-ops/rms-norm/grad.js';
 import { ropeGrad } from '../../custom-ops/rope/grad.js';
 import { swigluGrad } from '../../custom-ops/swiglu/grad.js';
@@ -18,6 +18,7 @@ import { swigluGrad } from '../../custom-ops/swiglu/grad.js';
 /** Rules of the fused ops (custom-ops/<op>/grad.ts), keyed `ai.ortfuse::<op>`. */
 const FUSED_RULES: Record<string, GradRule> = {
   'ai.ortfuse::FusedLinearCrossEntropy': linearCrossEntropyGrad,
+  'ai.ortfuse::FusedLinearCrossEntropyWithGrad': linearCrossEntropyWithGradGrad,
   'ai.ortfuse::RMSNorm': rmsNormGrad,
   'ai.ortfuse::SwiGLU': swigluGrad,
   'ai.ortfuse::RoPE': ropeGrad,

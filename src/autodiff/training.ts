@@ -22,6 +22,7 @@ import { tensorType } from '../ir/types.js';
 import { addGradients } from './backward.js';
 import { cloneModel, removeDeadCode } from './clone.js';
 import { isFloatType } from './dtype.js';
+import { AUTODIFF_TAG } from './in-forward.js';
 import type { GradTable } from './types.js';
 
 /** Prefix of gradient outputs: `grad.<parameter name>`. */
@@ -54,6 +55,11 @@ export interface TrainingGraphOptions {
   gradientAccumulation?: boolean;
   /** Gradient rules (default: all rules ortfuse knows). */
   rules?: GradTable;
+  /**
+   * In-forward gradients where a rule offers them (default true): linear-CE computes its
+   * gradients inside its forward chunk loop (Liger). False: backward-only rules (for comparison).
+   */
+  inForward?: boolean;
 }
 
 /** Parameter/gradient names of a training graph built by {@link buildTrainingGraph}. */
@@ -90,7 +96,7 @@ export function buildTrainingGraph(model: Model, opts: TrainingGraphOptions = {}
   };
   const candidates = floats.filter(pick);
 
-  const { grads } = addGradients(g, { loss, wrt: candidates, rules: opts.rules });
+  const { grads } = addGradients(g, { loss, wrt: candidates, rules: opts.rules, inForward: opts.inForward });
   const params = candidates.filter((v) => grads.has(v));
   if (explicit) for (const v of candidates) if (!grads.has(v)) fail('usage', `training graph: the loss '${lossName}' does not depend on parameter '${v.name}'`);
 
@@ -131,7 +137,7 @@ export function buildTrainingGraph(model: Model, opts: TrainingGraphOptions = {}
 
 /** True when `v` was created by the backward pass (so it can be renamed). */
 function isBackwardValue(v: Value): boolean {
-  return v.producer?.extra.metadata_props?.some((p: { key: string; value: string }) => p.key === 'ortfuse.rule' && p.value === 'autodiff') ?? false;
+  return v.producer?.extra.metadata_props?.some((p: { key: string; value: string }) => p.key === 'ortfuse.rule' && p.value === AUTODIFF_TAG) ?? false;
 }
 
 /** The parameters and gradient outputs of a training graph (by the naming convention). */

@@ -22,6 +22,13 @@ export interface GradRule {
   grads: (GradFn | undefined)[];
   /** For variadic ops (Concat, Sum): the gradient function of every input. */
   variadic?: GradFn;
+  /**
+   * In-forward gradients (Liger-Kernel's linear-CE): before the backward pass is built, replace the
+   * forward node by one that also computes the gradients of the inputs `wrt` during the forward
+   * pass (see {@link replaceForwardNode}); the new node's own rule then only scales them by the
+   * incoming gradient. Returns the new node, or undefined to keep this one.
+   */
+  inForward?: (node: Node, wrt: number[]) => Node | undefined;
 }
 
 /** Rules keyed by `opType` (default ONNX domain) or `domain::opType`. */
@@ -40,6 +47,8 @@ export interface GradContext {
   y(i: number): Value;
   /** Gradient flowing into output `i` (zeros of the output's shape when none flows). */
   dy(i?: number): Value;
+  /** Values of the gradient flowing into output `i` when it is a small constant (e.g. the seed 1). */
+  dyConst(i?: number): number[] | undefined;
   /** True when some gradient flows into output `i`. */
   hasDy(i: number): boolean;
   /** Runtime shape (int64 1-D) of input `i`, computed in the forward pass. */

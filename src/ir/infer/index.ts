@@ -17,6 +17,7 @@
  * Without an entry, an op that is a model-local function is inferred through its body.
  */
 import { inferFusedLinearCrossEntropy } from '../../../custom-ops/fused-linear-cross-entropy/schema.js';
+import { inferFusedLinearCrossEntropyWithGrad } from '../../../custom-ops/fused-linear-cross-entropy/with-grad-schema.js';
 import { inferRMSNorm } from '../../../custom-ops/rms-norm/schema.js';
 import { inferRoPE } from '../../../custom-ops/rope/schema.js';
 import { inferSwiGLU } from '../../../custom-ops/swiglu/schema.js';
@@ -45,6 +46,7 @@ export const ONNX_RULES: Readonly<Record<string, InferRule>> = {
 /** Rules of ortfuse's fused ops, keyed `domain::OpType` (one entry per custom-ops/<op>/). */
 export const FUSED_OP_RULES: Record<string, InferRule> = {
   'ai.ortfuse::FusedLinearCrossEntropy': inferFusedLinearCrossEntropy,
+  'ai.ortfuse::FusedLinearCrossEntropyWithGrad': inferFusedLinearCrossEntropyWithGrad,
   'ai.ortfuse::RMSNorm': inferRMSNorm,
   'ai.ortfuse::SwiGLU': inferSwiGLU,
   'ai.ortfuse::RoPE': inferRoPE,
