@@ -1,8 +1,11 @@
 /**
  * Training graphs of the real torch exports (models/fixtures/qwen2-tiny*.onnx, torch 2.11 dynamo)
  * against torch's loss and every parameter's gradient from the fixture's .json, in
- * onnxruntime-node (fp32: loss relative error < 1e-5, gradient relative L2 error < 1e-3). The
- * graphs contain no com.microsoft op, and load and run in onnxruntime-web (wasm).
+ * onnxruntime-node (fp32: loss relative error < 1e-5, gradient relative L2 error < 1e-3), unfused
+ * and fused (the default pipeline with training: RMSNorm, SwiGLU, RoPE, linear-CE with in-forward
+ * gradients, drop-logits; 'cpu' bodies). The graphs contain no com.microsoft op (the fused ones only
+ * ai.ortfuse ops whose bodies they carry), and load and run in onnxruntime-web (wasm), the fused
+ * ones also with the 'webgpu' bodies (unrolled linear-CE, no Loop).
  * qwen2-tiny-op23 is not here: ORT 1.30 cannot run its forward pass (RotaryEmbedding-23 rejects
  * the exported cos/sin cache shapes; see the fixture's ort_error).
  */
@@ -13,6 +16,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { buildTrainingGraph, GRAD_PREFIX, trainingSignature } from '../src/autodiff/index.js';
 import type { Model } from '../src/ir/index.js';
 import { loadFile, saveBytes } from '../src/onnx/io.js';
+import { prepareTraining } from '../src/runtime/session.js';
 
 const DIR = new URL('../models/fixtures/', import.meta.url).pathname;
 const FIXTURES = ['qwen2-tiny', 'qwen2-tiny-untied', 'qwen2-tiny-nll'];
@@ -51,18 +55,31 @@ describe.skipIf(present.length === 0)('training graphs of the torch fixtures', (
     ortw.env.wasm.numThreads = 1;
   });
 
-  describe.each(present)('%s', (name) => {
+  const modes = present.flatMap((name) => [[name, 'unfused'], [name, 'fused']] as const);
+  describe.each(modes)('%s %s', (name, mode) => {
     const model = loadFile(`${DIR}${name}.onnx`);
     const fx = JSON.parse(fs.readFileSync(`${DIR}${name}.json`, 'utf8')) as Fixture;
     const torchParams = Object.keys(fx.grads).sort();
-    const train = buildTrainingGraph(model);
+    const fused = mode === 'fused';
+    const train = fused ? prepareTraining(loadFile(`${DIR}${name}.onnx`), { fuse: true }).train : buildTrainingGraph(model);
     const bytes = saveBytes(train);
 
-    it('trains exactly torch\'s parameters (default selection) and uses only stock ops', () => {
+    it('trains exactly torch\'s parameters (default selection) and uses only stock ops (+ ai.ortfuse with bodies)', () => {
       expect(trainingSignature(train).parameters.sort()).toEqual(torchParams);
-      const domains = new Set(train.graph.nodes.map((n) => n.domain || 'ai.onnx'));
-      expect([...domains]).toEqual(['ai.onnx']);
+      const ops = new Map<string, number>();
+      for (const n of train.graph.nodes) ops.set(`${n.domain || 'ai.onnx'}::${n.opType}`, (ops.get(`${n.domain || 'ai.onnx'}::${n.opType}`) ?? 0) + 1);
+      const domains = new Set([...ops.keys()].map((k) => k.split('::')[0]));
+      expect([...domains].sort()).toEqual(fused ? ['ai.onnx', 'ai.ortfuse'] : ['ai.onnx']);
       expect(train.opsetImports.has('com.microsoft')).toBe(false);
+      for (const f of train.functions) for (const n of f.body.allNodes()) expect(n.domain === '' || n.domain === 'ai.onnx', `${f.name}: ${n.opType}`).toBe(true);
+      if (fused) {
+        // 2 layers: 2 RMSNorm each + the final one, q and k RoPE, one SwiGLU; the loss with its gradients
+        expect(Object.fromEntries([...ops].filter(([k]) => k.startsWith('ai.ortfuse')))).toEqual({
+          'ai.ortfuse::RMSNorm': 5, 'ai.ortfuse::RoPE': 4, 'ai.ortfuse::SwiGLU': 2, 'ai.ortfuse::FusedLinearCrossEntropyWithGrad': 1,
+        });
+        expect(train.functions.map((f) => f.name).sort()).toEqual(['FusedLinearCrossEntropyWithGrad', 'RMSNorm', 'RoPE', 'SwiGLU']);
+        expect(ops.has('ai.onnx::SoftmaxCrossEntropyLoss') || ops.has('ai.onnx::NegativeLogLikelihoodLoss')).toBe(false);
+      }
     });
 
     it('matches torch\'s loss and every parameter gradient (onnxruntime-node)', async () => {
@@ -84,6 +101,16 @@ describe.skipIf(present.length === 0)('training graphs of the torch fixtures', (
       expect(Math.abs(Number(out.loss.data[0]) - fx.loss) / fx.loss).toBeLessThan(1e-5);
       const p = torchParams[0];
       expect(relL2(out[GRAD_PREFIX + p].data as Float32Array, (fx.grads[p].data as number[]).flat(Infinity as 1) as number[])).toBeLessThan(1e-3);
+    });
+
+    it.runIf(fused)("with the 'webgpu' bodies (no Loop) loads and runs in onnxruntime-web (wasm)", async () => {
+      const web = prepareTraining(loadFile(`${DIR}${name}.onnx`), { fuse: true, target: 'webgpu' }).train;
+      for (const f of web.functions) expect([...f.body.allNodes()].some((n) => n.opType === 'Loop'), f.name).toBe(false);
+      const s = await ortw.InferenceSession.create(saveBytes(web));
+      const out = await s.run(feeds(ortw, model, fx) as any);
+      expect(Math.abs(Number(out.loss.data[0]) - fx.loss) / fx.loss).toBeLessThan(1e-5);
+      for (const p of torchParams)
+        expect(relL2(out[GRAD_PREFIX + p].data as Float32Array, (fx.grads[p].data as number[]).flat(Infinity as 1) as number[]), p).toBeLessThan(1e-3);
     });
   });
 });
