@@ -60,6 +60,12 @@ export interface TrainingGraphOptions {
    * gradients inside its forward chunk loop (Liger). False: backward-only rules (for comparison).
    */
   inForward?: boolean;
+  /**
+   * Keep each trainable parameter's initial value as the default of its graph input (an
+   * initializer of the same name, which ONNX Runtime lets a feed override), so the written step
+   * graph carries its weights and runs with only input_ids and labels fed. Default false.
+   */
+  parameterDefaults?: boolean;
 }
 
 /** Parameter/gradient names of a training graph built by {@link buildTrainingGraph}. */
@@ -102,10 +108,10 @@ export function buildTrainingGraph(model: Model, opts: TrainingGraphOptions = {}
 
   // Parameters become graph inputs (same name, same type); their data leave the model.
   const paramSet = new Set(params);
-  g.initializers = g.initializers.filter((v) => !paramSet.has(v));
+  if (!opts.parameterDefaults) g.initializers = g.initializers.filter((v) => !paramSet.has(v));
   for (const v of params) {
     const t = v.initializer!;
-    v.initializer = undefined;
+    if (!opts.parameterDefaults) v.initializer = undefined;
     v.type = tensorType(t.dtype, t.dims.slice());
   }
   g.inputs.push(...params);

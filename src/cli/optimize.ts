@@ -1,6 +1,7 @@
 /**
  * `ortfuse optimize [in.onnx] [-o out.onnx]`: load, validate, run the default pipeline, check,
- * save atomically (so `-o` may name the input), and report per pass. Without an input (or with
+ * save atomically (so `-o` may name the input), and report per pass. With `--train` the output is
+ * the training-step graph (fused unless `--no-fuse`) with the fused ops' bodies attached. Without an input (or with
  * --demo) it optimizes the built-in demo model.
  */
 import * as fs from 'node:fs';
@@ -9,6 +10,9 @@ import type { Command } from 'commander';
 import { fail } from '../errors.js';
 import type { Model } from '../ir/graph.js';
 import { optimize } from '../index.js';
+import { buildTrainingGraph } from '../autodiff/index.js';
+import { check } from '../ir/checker.js';
+import { ensureFunctions } from '../../custom-ops/functions.js';
 import { loadFile, saveFile } from '../onnx/io.js';
 import type { CliCommand, CliIO } from './command.js';
 import { demoModel } from './demo.js';
@@ -28,6 +32,10 @@ export interface OptimizeArgs {
   target: 'cpu' | 'webgpu';
   /** Drop a logits output beside a fused loss (training use). */
   dropLogits: boolean;
+  /** Write the training-step graph (autodiff after the passes). */
+  train: boolean;
+  /** Run the fusion pipeline (false: --no-fuse, with --train only). */
+  fuse: boolean;
 }
 
 /** `model.onnx` -> `model.opt.onnx`. */
@@ -65,13 +73,16 @@ export const optimizeCommand: CliCommand<OptimizeArgs> = {
       .option('--explain', 'for every rule that matched nothing, show its best partial match and why it failed')
       .option('--no-check', 'skip the model checker on the input and the result')
       .option('--target <target>', "fused ops' portable bodies for: cpu (Loop over row chunks) or webgpu (no Loop)", 'cpu')
-      .option('--drop-logits', 'drop a logits output that only sits beside the fused loss (for training; kept by default)');
+      .option('--drop-logits', 'drop a logits output that only sits beside the fused loss (for training; kept by default)')
+      .option('--train', "write the training-step graph: (parameters, input_ids, labels) -> (loss, grad.<param>), parameters as inputs defaulting to the model's weights")
+      .option('--no-fuse', 'with --train: build the step graph from the model as it is (no passes)');
   },
   parse(positionals, opts) {
     const input = positionals[0] as string | undefined;
     if (input !== undefined && opts.demo) fail('usage', '--demo takes no input file');
     const target = (opts.target ?? 'cpu') as string;
     if (target !== 'cpu' && target !== 'webgpu') fail('usage', `--target must be cpu or webgpu, got '${target}'`);
+    if (opts.fuse === false && opts.train !== true) fail('usage', '--no-fuse only applies with --train');
     return {
       input,
       output: opts.output as string | undefined,
@@ -81,6 +92,8 @@ export const optimizeCommand: CliCommand<OptimizeArgs> = {
       check: opts.check !== false,
       target,
       dropLogits: opts.dropLogits === true,
+      train: opts.train === true,
+      fuse: opts.fuse !== false,
     };
   },
   async run(args, io) {
@@ -101,8 +114,16 @@ async function runOptimize(args: OptimizeArgs, io: CliIO): Promise<void> {
   else model = demoModel();
   const loadMs = performance.now() - t;
   const { report } = optimize(model, {
-    explain: args.explain, check: args.check, source: input ?? 'demo model', target: args.target, options: { dropLogits: args.dropLogits },
+    explain: args.explain, check: args.check, source: input ?? 'demo model', options: { dropLogits: args.dropLogits },
+    // --train: bodies are attached to the step graph (autodiff adds ops), the passes run as for training
+    target: args.train ? null : args.target, training: args.train, passes: args.train && !args.fuse ? [] : undefined,
   });
+  if (args.train) {
+    model = buildTrainingGraph(model, { parameterDefaults: true });
+    ensureFunctions(model, args.target);
+    if (args.check) check(model, 'training graph');
+    report.nodesAfter = model.graph.nodes.length;
+  }
   t = performance.now();
   const saved = output ? saveFile(model, output, { location: `${path.basename(output)}.data` }) : undefined;
   const saveMs = performance.now() - t;
