@@ -55,7 +55,9 @@ export function buildLinearCrossEntropy(b: Body, inputs: Value[], target: Target
   // so that an absent bias needs no special case.
   const wmean = b.reduce('ReduceMean', weight, [0], true);
   const zerosH = op.CastLike(op.ConstantOfShape(op.Concat(b.const([1]), b.dims(weight, 1, 2), { axis: 0 })), hidden);
-  const bmean = b.reduce('ReduceMean', op.Gemm(zerosH, weight, bias, { transB: 1 }), [0, 1], false);
+  // keepdims: a [1, 1] C, not a scalar: onnxruntime-node 1.30's WebGPU EP aborts the process on a
+  // Gemm with a rank-0 C once the product is larger than a few tiles (checked on SwiftShader).
+  const bmean = b.reduce('ReduceMean', op.Gemm(zerosH, weight, bias, { transB: 1 }), [0, 1], true);
   const zmean = op.Cast(op.Gemm(hidden, wmean, bmean, { transB: 1 }), { to: F32 });
   const p: Prepared = { hidden, weight, bias, safe, valid, zmean, eps, keep };
 
