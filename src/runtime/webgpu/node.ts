@@ -11,6 +11,7 @@ import { fail } from '../../errors.js';
 import { loadDawn, useLiftoffOnly, useSwiftShaderIfPresent } from '../../webgpu/node.js';
 import type { TrainerOptions } from '../trainer.js';
 import { memoryMeter, type MemoryMeter } from './memory.js';
+import { splitAtFlce } from './segments.js';
 import { WebGpuTrainer, type OrtWeb, type ParamSpec, type TrainingSpec } from './trainer.js';
 
 const ICD_DIRS = ['/usr/share/vulkan/icd.d', '/etc/vulkan/icd.d', '/usr/local/share/vulkan/icd.d'];
@@ -39,8 +40,17 @@ export function nodeOrtWeb(): Promise<{ ort: OrtWeb; meter: MemoryMeter }> {
   return loaded;
 }
 
-/** Graph bytes and parameters (graph inputs other than input_ids and labels, in graph order). */
-export function trainingSpec(train: Model, initial: Map<string, Float32Array>): TrainingSpec {
+/** Per-op policy: our kernel or ORT running the op's portable body. */
+export interface OpPolicy {
+  /** FusedLinearCrossEntropy: 'kernel' (default; split the graph around it) or 'ort'. */
+  flce?: 'kernel' | 'ort';
+}
+
+/**
+ * Graph bytes and parameters (graph inputs other than input_ids and labels, in graph order), and
+ * the segments around FusedLinearCrossEntropy when the policy runs our kernel and the graph has one.
+ */
+export function trainingSpec(train: Model, initial: Map<string, Float32Array>, policy: OpPolicy = {}): TrainingSpec {
   const params: ParamSpec[] = [];
   for (const v of train.graph.inputs) {
     if (v.name === 'input_ids' || v.name === 'labels') continue;
@@ -51,11 +61,13 @@ export function trainingSpec(train: Model, initial: Map<string, Float32Array>): 
     const value = initial.get(v.name) ?? fail('invalid', `no initial value for parameter '${v.name}'`);
     params.push({ name: v.name, dims: dims as number[], value });
   }
-  return { model: saveBytes(train), params };
+  const split = (policy.flce ?? 'kernel') === 'kernel' ? splitAtFlce(train) : undefined;
+  const flce = split && { a: saveBytes(split.a), b: saveBytes(split.b), cut: split.cut };
+  return { model: saveBytes(train), params, flce };
 }
 
 /** A WebGpuTrainer in Node for a training-step model (same arguments as CpuTrainer.create). */
-export async function createNodeWebGpuTrainer(train: Model, initial: Map<string, Float32Array>, opts: TrainerOptions): Promise<WebGpuTrainer> {
+export async function createNodeWebGpuTrainer(train: Model, initial: Map<string, Float32Array>, opts: TrainerOptions, policy: OpPolicy = {}): Promise<WebGpuTrainer> {
   const { ort } = await nodeOrtWeb();
-  return WebGpuTrainer.create(ort, trainingSpec(train, initial), opts);
+  return WebGpuTrainer.create(ort, trainingSpec(train, initial, policy), opts);
 }

@@ -24,8 +24,10 @@ import type { TrainState } from '../checkpoint.js';
 import { learningRate, type ParamState } from '../optimizer.js';
 import type { StepResult, TrainerOptions } from '../trainer.js';
 import { clipByGlobalNorm, partialCount } from './grad-norm.js';
+import type { FlceCut } from './segments.js';
+import { FlceSegments, SingleSession, type OrtWeb, type StepOutputs, type StepRunner } from './steps.js';
 
-export type OrtWeb = typeof Ort;
+export type { OrtWeb } from './steps.js';
 
 /** Gradient outputs are named `grad.<parameter name>` (src/autodiff/training.ts). */
 const GRAD = 'grad.';
@@ -42,6 +44,11 @@ export interface ParamSpec {
 export interface TrainingSpec {
   model: Uint8Array;
   params: ParamSpec[];
+  /**
+   * Per-op policy 'kernel' for FusedLinearCrossEntropy: the graph split around it (./segments.ts);
+   * the trainer then runs A → our FLCE kernel → B instead of `model`.
+   */
+  flce?: { a: Uint8Array; b: Uint8Array; cut: FlceCut };
 }
 
 interface GpuParam {
@@ -62,7 +69,7 @@ export class WebGpuTrainer {
 
   private constructor(
     private readonly ort: OrtWeb,
-    private readonly session: Ort.InferenceSession,
+    private readonly runner: StepRunner,
     readonly ctx: GpuContext,
     private readonly params: GpuParam[],
     private readonly partials: GPUBuffer,
@@ -73,23 +80,22 @@ export class WebGpuTrainer {
     this.log = ctx.log;
   }
 
-  /** Create the session, then the parameter and optimizer buffers on ORT's device. */
+  /** Create the session(s), then the parameter and optimizer buffers on ORT's device. */
   static async create(ort: OrtWeb, spec: TrainingSpec, opts: TrainerOptions): Promise<WebGpuTrainer> {
-    let session: Ort.InferenceSession;
-    try {
-      session = await ort.InferenceSession.create(spec.model, {
-        executionProviders: ['webgpu'],
-        preferredOutputLocation: 'gpu-buffer',
-        logSeverityLevel: 3,
-      });
-    } catch (e) {
-      return fail('runtime', `onnxruntime-web (webgpu) refused the training graph: ${(e as Error).message.split('\n')[0]}`, e);
-    }
+    const open = async (bytes: Uint8Array, what: string): Promise<Ort.InferenceSession> => {
+      try {
+        return await ort.InferenceSession.create(bytes, { executionProviders: ['webgpu'], preferredOutputLocation: 'gpu-buffer', logSeverityLevel: 3 });
+      } catch (e) {
+        return fail('runtime', `onnxruntime-web (webgpu) refused ${what}: ${(e as Error).message.split('\n')[0]}`, e);
+      }
+    };
+    const sessions = spec.flce ? [await open(spec.flce.a, 'segment A'), await open(spec.flce.b, 'segment B')] : [await open(spec.model, 'the training graph')];
     const device = ort.env.webgpu.device as unknown as GPUDevice | undefined;
     if (!device) return fail('runtime', 'onnxruntime-web created no WebGPU device (is the webgpu EP available here?)');
     const ctx = new GpuContext(device);
-    const outputs = new Set(session.outputNames);
-    if (!outputs.has('loss')) fail('invalid', "the training graph has no 'loss' output");
+    const runner: StepRunner = spec.flce ? new FlceSegments(ort, ctx, sessions[0], sessions[1], spec.flce.cut) : new SingleSession(sessions[0]);
+    const outputs = new Set(sessions[sessions.length - 1].outputNames);
+    if (!spec.flce && !outputs.has('loss')) fail('invalid', "the training graph has no 'loss' output");
     const params: GpuParam[] = [];
     let partialsLen = 0;
     for (const p of spec.params) {
@@ -106,7 +112,7 @@ export class WebGpuTrainer {
     const stats = ctx.buffer('stats [loss, norm, clip]', 16);
     const staging = createBuffer(device, ctx.log, 'stats readback', 16, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST);
     await ctx.sync();
-    return new WebGpuTrainer(ort, session, ctx, params, partials, stats, staging, opts);
+    return new WebGpuTrainer(ort, runner, ctx, params, partials, stats, staging, opts);
   }
 
   /** Bytes of the buffers the trainer holds for its whole life (parameters, moments, norm scratch). */
@@ -119,7 +125,7 @@ export class WebGpuTrainer {
     return this.params.reduce((s, p) => s + p.size, 0);
   }
 
-  private async run(batch: Batch): Promise<Ort.InferenceSession.OnnxValueMapType> {
+  private async run(batch: Batch): Promise<StepOutputs> {
     const { Tensor } = this.ort;
     const feeds: Record<string, Ort.Tensor> = {
       input_ids: new Tensor('int64', batch.inputIds, [batch.batch, batch.seq]),
@@ -127,25 +133,19 @@ export class WebGpuTrainer {
     };
     for (const p of this.params) feeds[p.name] = p.feed;
     try {
-      return await this.session.run(feeds);
+      return await this.runner.run(feeds);
     } catch (e) {
       return fail('runtime', `step ${this.step + 1}: onnxruntime-web failed: ${(e as Error).message.split('\n')[0]}`, e);
     }
   }
 
-  private gpuOutput(out: Ort.InferenceSession.OnnxValueMapType, name: string): GPUBuffer {
-    const t = out[name] as Ort.Tensor;
-    if (t.location !== 'gpu-buffer') fail('runtime', `output '${name}' came back on '${t.location}', not on the GPU`);
-    return t.gpuBuffer as unknown as GPUBuffer;
-  }
-
-  /** Copy the loss (stats[0] ← loss) and read back [loss, norm, clip]; disposes `out` after submit. */
-  private async finish(out: Ort.InferenceSession.OnnxValueMapType): Promise<Float32Array> {
-    this.ctx.copy(this.gpuOutput(out, 'loss'), 0, this.stats, 0, 4);
+  /** Copy the loss (stats[0] ← loss) and read back [loss, norm, clip]; releases `out` after submit. */
+  private async finish(out: StepOutputs): Promise<Float32Array> {
+    this.ctx.copy(out.loss, 0, this.stats, 0, 4);
     this.ctx.copy(this.stats, 0, this.staging, 0, 16);
     this.ctx.submit();
-    // Everything that reads ORT's outputs is on the queue: hand them back to ORT's pool.
-    for (const t of Object.values(out)) (t as Ort.Tensor).dispose();
+    // Everything that reads the step's outputs is on the queue: hand them back (ORT's pool, ours).
+    out.release();
     await this.ctx.sync();
     await this.staging.mapAsync(GPUMapMode.READ);
     const s = new Float32Array(this.staging.getMappedRange().slice(0));
@@ -162,7 +162,7 @@ export class WebGpuTrainer {
     const lr = learningRate(t, this.opts.schedule);
     const o = this.opts.optimizer;
     const withGrad = this.params.filter((p) => p.hasGrad);
-    const grads = withGrad.map((p) => ({ p, grad: this.gpuOutput(out, GRAD + p.name) }));
+    const grads = withGrad.map((p) => ({ p, grad: out.grads.get(GRAD + p.name) ?? fail('runtime', `no gradient '${GRAD + p.name}'`) }));
     clipByGlobalNorm(this.ctx, grads.map((g) => ({ grad: g.grad, size: g.p.size })), this.partials, this.stats, o.maxGradNorm ?? 0);
     const tensors: AdamWTensor[] = grads.map(({ p, grad }) => ({ param: p.value, grad, m: p.m, v: p.v, size: p.size, noDecay: p.noDecay }));
     adamw(this.ctx, tensors, { step: t, lr, beta1: o.beta1 ?? 0.9, beta2: o.beta2 ?? 0.999, eps: o.eps ?? 1e-8, weightDecay: o.weightDecay ?? 0 });
@@ -203,7 +203,7 @@ export class WebGpuTrainer {
 
   /** Release the session, then destroy every buffer the trainer owns. */
   async release(): Promise<void> {
-    await this.session.release();
+    await this.runner.release();
     for (const p of this.params) for (const b of [p.value, p.m, p.v]) b.destroy();
     for (const b of [this.partials, this.stats, this.staging]) b.destroy();
   }
