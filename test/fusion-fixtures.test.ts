@@ -16,6 +16,7 @@ import { QWEN2_0_5B, TINY, type Qwen2Config } from '../models/config.js';
 import { buildQwen2 } from '../models/qwen2.js';
 import { qwen2Parameters } from '../models/weights.js';
 import { createModel, GraphBuilder } from '../src/ir/builder.js';
+import { checkModel } from '../src/ir/checker.js';
 import type { Model } from '../src/ir/graph.js';
 import { DataType } from '../src/onnx/schema.js';
 import { loadBytes, loadFile, saveBytes } from '../src/onnx/io.js';
@@ -130,6 +131,7 @@ describe('fuse-rms-norm, fuse-swiglu, fuse-rope on builder graphs', () => {
     const ms = performance.now() - t0;
     expectFused(m, QWEN2_0_5B.num_hidden_layers, report);
     expect(ms).toBeLessThan(5000);
+    expect(checkModel(m)).toEqual([]);
     expectIdempotent(m, structure);
   });
 });
