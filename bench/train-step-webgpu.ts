@@ -1,0 +1,142 @@
+/**
+ * Issue 5, acceptance 4: a full training step (forward, backward, clip, AdamW) of Qwen2-0.5B on the
+ * `webgpu` backend (onnxruntime-web's WebGPU EP in Node on dawn.node + our WGSL kernels), fused and
+ * unfused, at 8×256 and 8×512: peak GPU memory and tok/s next to the PyTorch / Liger-Kernel figures
+ * of ../shared/ANCHORS.md (same config, fp32, H100).
+ *
+ *   node --liftoff-only dist/bench/train-step-webgpu.js [--runs fused:8x256,unfused:8x256,...] [--steps 3] [--out DIR]
+ *
+ * Each run is its own child process (fresh device). GPU memory: nvidia-smi sampled every 50 ms
+ * during the child, minus the idle reading before it; also the bytes of live WebGPU buffers counted
+ * at createBuffer/destroy (ORT's pool and ours). The first step (shader compiles) is a warm-up;
+ * tok/s is the mean of the others. Random token ids (seeded): the machine has no corpus.
+ */
+import { spawn, execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** fp32 rows of ANCHORS.md (torch 2.11 + transformers 5.17, Liger-Kernel 0.8.2, H100). */
+const ANCHORS: Record<string, { plainGiB: number; ligerGiB: number; plainTokS: number; ligerTokS: number }> = {
+  '8x256': { plainGiB: 16.16, ligerGiB: 11.32, plainTokS: 11827, ligerTokS: 6332 },
+  '8x512': { plainGiB: 28.04, ligerGiB: 17.36, plainTokS: 12067, ligerTokS: 8619 },
+};
+
+interface ChildResult {
+  variant: string;
+  batch: number;
+  seq: number;
+  stepMs: number[];
+  tokensPerSecond: number;
+  losses: number[];
+  webgpuPeakMiB: number;
+  largestBufferMiB: number;
+  prepareMs: number;
+  nodes: number;
+  error?: string;
+}
+
+function arg(name: string, dflt: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 && process.argv[i + 1] ? process.argv[i + 1] : dflt;
+}
+
+async function child(variant: string, batch: number, seq: number, steps: number): Promise<ChildResult> {
+  const { buildQwen2 } = await import('../models/qwen2.js');
+  const { PRESETS } = await import('../models/config.js');
+  const config = PRESETS[arg('config', '0.5b')];
+  const { prepareTraining } = await import('../src/runtime/session.js');
+  const { nodeOrtWeb, trainingSpec } = await import('../src/runtime/webgpu/node.js');
+  const { WebGpuTrainer } = await import('../src/runtime/webgpu/trainer.js');
+  const { rng } = await import('../src/data/batches.js');
+  const t0 = performance.now();
+  const prepared = prepareTraining(buildQwen2(config, { seed: 0 }), { fuse: variant === 'fused', target: 'webgpu' });
+  const prepareMs = performance.now() - t0;
+  const { ort, meter } = await nodeOrtWeb();
+  const trainer = await WebGpuTrainer.create(ort, trainingSpec(prepared.train, prepared.initial), {
+    optimizer: { lr: 1e-4, weightDecay: 0.01, maxGradNorm: 1 },
+    schedule: { lr: 1e-4, warmupSteps: 0, totalSteps: steps },
+  });
+  const r = rng(7);
+  const stepMs: number[] = [];
+  const losses: number[] = [];
+  for (let s = 0; s < steps; s++) {
+    const ids = new BigInt64Array(batch * seq);
+    for (let i = 0; i < ids.length; i++) ids[i] = BigInt(Math.floor(r() * config.vocab_size));
+    const t = performance.now();
+    const res = await trainer.train({ inputIds: ids, labels: ids.slice(), batch, seq });
+    stepMs.push(performance.now() - t);
+    losses.push(res.loss);
+  }
+  const measured = stepMs.slice(1);
+  const mean = measured.reduce((a, b) => a + b, 0) / Math.max(1, measured.length);
+  await trainer.release();
+  return {
+    variant, batch, seq, stepMs, losses, tokensPerSecond: (batch * seq * 1000) / mean,
+    webgpuPeakMiB: meter.peak / 2 ** 20, largestBufferMiB: meter.largest / 2 ** 20, prepareMs, nodes: prepared.train.graph.nodes.length,
+  };
+}
+
+/** GPU memory in use (MiB) per nvidia-smi, or NaN where there is none (SwiftShader smoke runs). */
+function gpuUsedMiB(): number {
+  try {
+    return Number(execFileSync('nvidia-smi', ['--query-gpu=memory.used', '--format=csv,noheader,nounits']).toString().trim().split('\n')[0]);
+  } catch {
+    return NaN;
+  }
+}
+
+async function parent(): Promise<void> {
+  const runs = arg('runs', 'unfused:8x256,fused:8x256,unfused:8x512,fused:8x512').split(',');
+  const steps = arg('steps', '3');
+  const out = arg('out', 'bench/results');
+  const self = fileURLToPath(import.meta.url);
+  const results: (ChildResult & { gpuPeakMiB?: number })[] = [];
+  for (const run of runs) {
+    const [variant, shape] = run.split(':');
+    const [b, t] = shape.split('x');
+    const idle = gpuUsedMiB();
+    let peak = idle;
+    const smi = spawn('nvidia-smi', ['--query-gpu=memory.used', '--format=csv,noheader,nounits', '-lms', '50']);
+    smi.on('error', () => undefined);
+    smi.stdout.on('data', (d: Buffer) => { for (const l of d.toString().split('\n')) if (l.trim()) peak = Math.max(peak, Number(l)); });
+    const res = await new Promise<ChildResult>((resolve) => {
+      const c = spawn(process.execPath, ['--liftoff-only', '--max-old-space-size=16384', self, '--child', variant, b, t, steps, '--config', arg('config', '0.5b')], { stdio: ['ignore', 'pipe', 'inherit'] });
+      let text = '';
+      c.stdout.on('data', (d: Buffer) => (text += d.toString()));
+      c.on('close', (code) => {
+        const line = text.trim().split('\n').pop() ?? '';
+        try {
+          resolve(JSON.parse(line));
+        } catch {
+          resolve({ variant, batch: +b, seq: +t, stepMs: [], tokensPerSecond: 0, losses: [], webgpuPeakMiB: 0, largestBufferMiB: 0, prepareMs: 0, nodes: 0, error: `exit ${code}: ${text.slice(-500)}` });
+        }
+      });
+    });
+    smi.kill();
+    results.push({ ...res, gpuPeakMiB: peak - idle });
+    console.log(JSON.stringify(results[results.length - 1]));
+  }
+  const rows = results.map((r) => {
+    const a = ANCHORS[`${r.batch}x${r.seq}`];
+    const gib = (r.gpuPeakMiB ?? 0) / 1024;
+    return `| ${r.batch}×${r.seq} | ${r.variant} | ${r.error ? 'failed' : gib.toFixed(2)} | ${(r.webgpuPeakMiB / 1024).toFixed(2)} | ${r.error ? '-' : r.tokensPerSecond.toFixed(0)} | ${r.stepMs.map((x) => x.toFixed(0)).join(', ')} | ${a ? `${a.plainGiB} / ${a.ligerGiB}` : '-'} | ${a ? `${a.plainTokS} / ${a.ligerTokS}` : '-'} |`;
+  });
+  const md = [
+    '| B×T | ortfuse | peak GPU GiB (nvidia-smi) | WebGPU buffers peak GiB | tok/s | step ms (first = warm-up) | PyTorch / Liger GiB | PyTorch / Liger tok/s |',
+    '|---|---|---|---|---|---|---|---|',
+    ...rows,
+  ].join('\n');
+  console.log(md);
+  fs.mkdirSync(out, { recursive: true });
+  fs.writeFileSync(path.join(out, 'train-step-webgpu.json'), JSON.stringify(results, null, 2));
+  fs.writeFileSync(path.join(out, 'train-step-webgpu.table.md'), `${md}\n`);
+}
+
+const ci = process.argv.indexOf('--child');
+if (ci > 0) {
+  const [variant, b, t, steps] = process.argv.slice(ci + 1);
+  child(variant, +b, +t, +steps)
+    .then((r) => { console.log(JSON.stringify(r)); process.exit(0); })
+    .catch((e) => { console.log(JSON.stringify({ variant, batch: +b, seq: +t, stepMs: [], tokensPerSecond: 0, losses: [], webgpuPeakMiB: 0, largestBufferMiB: 0, prepareMs: 0, nodes: 0, error: String(e?.message ?? e).slice(0, 800) })); process.exit(1); });
+} else await parent();
