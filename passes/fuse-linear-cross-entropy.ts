@@ -109,7 +109,9 @@ export interface LinearCEFacts {
 }
 
 const attr = (n: Node, name: string): unknown => attrJs(n.attributes.get(name));
-const shapeOf = (x: Value | null | undefined) => x?.tensorType?.shape;
+/** A value's shape; an initializer's own dims where the model gives it no type (loaded external data). */
+const shapeOf = (x: Value | null | undefined) => x?.tensorType?.shape ?? x?.initializer?.dims;
+const elemOf = (x: Value) => x.tensorType?.elemType ?? x.initializer?.dtype;
 const isLast = (axis: number, rank: number | undefined) => axis === -1 || (rank !== undefined && axis === rank - 1);
 
 function checkLinearCE(m: Match): CheckResult<LinearCEFacts> {
@@ -174,7 +176,7 @@ function checkLinearCE(m: Match): CheckResult<LinearCEFacts> {
     }
   }
   if (!rank2 && rank !== 2) return no(`the loss reads rank-${rank} logits without a Reshape to [-1, ${V}] (classes would be axis 1)`, logits);
-  const elem = casted ? F : weight.tensorType?.elemType;
+  const elem = casted ? F : elemOf(weight);
   if (elem !== F) return no('the loss is not computed in float32 (no Cast to float)', logits);
 
   // The loss: labels, ignore_index, reduction.

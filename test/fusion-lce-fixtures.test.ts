@@ -10,6 +10,8 @@
  * The original loss is onnxruntime-node CPU on the unfused graph (and torch's, for the fixtures).
  */
 import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import * as ortw from 'onnxruntime-web';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -19,6 +21,7 @@ import { QWEN2_0_5B, TINY, type Qwen2Config } from '../models/config.js';
 import { buildQwen2 } from '../models/qwen2.js';
 import { qwen2Parameters } from '../models/weights.js';
 import type { Model } from '../src/ir/graph.js';
+import { runCli } from '../src/cli/program.js';
 import { loadBytes, loadFile, saveBytes } from '../src/onnx/io.js';
 import { defaultPipeline, runPipeline } from '../src/pipeline.js';
 import { opCounts } from '../src/rewrite/testing.js';
@@ -155,5 +158,32 @@ describe('fuse-linear-cross-entropy on the builder’s 0.5B graph (structure onl
     const { counts } = optimizeAndCount(t, { training: true });
     expect(counts['drop-logits']).toBe(1);
     expect(t.graph.outputs.map((o) => o.name)).toEqual(['loss']);
+  });
+});
+
+describe('ortfuse optimize: --target, --drop-logits, explain', () => {
+  it('attaches the bodies for the target; --drop-logits leaves only the loss; a second run changes nothing', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ortfuse-lce-'));
+    try {
+      let out = '';
+      const io = { stdout: (t: string) => void (out += t), stderr: (t: string) => void (out += t), cwd: dir };
+      expect(await runCli(['optimize', `${DIR}qwen2-tiny.onnx`, '-o', 'a.onnx', '--target', 'webgpu', '--drop-logits', '--explain'], io)).toBe(0);
+      expect(out).toMatch(/fuse-linear-cross-entropy=1/);
+      expect(out).toMatch(/drop-logits=1/);
+      expect(out).not.toMatch(/fuse-linear-cross-entropy: best partial match/);
+      const m = loadFile(path.join(dir, 'a.onnx'));
+      expect(m.graph.outputs.map((o) => o.name)).toEqual(['loss']);
+      const body = m.functions.find((f) => f.name === 'FusedLinearCrossEntropy')!;
+      expect(String(body.extra.doc_string)).toMatch(/target=webgpu/);
+      expect(rel(await loss(m, fixtureJson('qwen2-tiny'), 2, 'web-wasm'), fixtureJson('qwen2-tiny').loss)).toBeLessThan(1e-5);
+      out = '';
+      expect(await runCli(['optimize', 'a.onnx', '-o', 'b.onnx', '--target', 'webgpu', '--json', '-'], io)).toBe(0);
+      const again = JSON.parse(out) as { passes: { modified: boolean; counts: object }[] };
+      expect(again.passes.filter((p) => p.modified || Object.keys(p.counts).length)).toEqual([]);
+      expect(Buffer.from(fs.readFileSync(path.join(dir, 'b.onnx'))).equals(fs.readFileSync(path.join(dir, 'a.onnx')))).toBe(true);
+      expect(await runCli(['optimize', 'a.onnx', '--target', 'cuda'], io)).not.toBe(0);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
