@@ -130,6 +130,8 @@ function loadGraph(c: LoadContext, gp: any, parent: Scope | undefined, owner: No
     const name = tp.name ?? '';
     const v = scope.values.get(name) ?? define(name, 'initializer');
     v.initializer = Tensor.fromProto(tp, c.baseDir);
+    // An initializer's type is its tensor's (value_info rarely lists them; external data never does).
+    v.type ??= { kind: 'tensor', elemType: v.initializer.dtype, shape: v.initializer.dims.slice() };
     g.initializers.push(v);
   }
   for (const sp of gp.sparse_initializer ?? []) {
