@@ -1,9 +1,13 @@
 /**
  * Portable ONNX function bodies of ai.ortfuse::FusedLinearCrossEntropyWithGrad (math in
  * with-grad-schema.ts): loss and gradients in one pass over row chunks, as Liger-Kernel. Per chunk
- * of c rows: z = h_c·Wᵀ + b (fp32) → max-subtracted log-sum-exp → row losses → dZ (ignored rows
- * zero, scaled by k_i, label smoothing) → grad_hidden rows dZ·W, grad_weight += dZᵀ·h_c,
- * grad_bias += Σ dZ. A [c, V] logits chunk is the largest temporary besides the [V, H] accumulator.
+ * of c rows: z = h_c·Wᵀ + b (fp32) → P = softmax(z) (lse = max z − log max P, since the largest
+ * entry of P is 1/Σ exp(z − max z)) → row losses → Q = P − (1 − ε)·onehot(y) (one ScatterElements)
+ * → grad_hidden rows k ⊙ (Q·W − (ε/V)·Σ_c W_c), grad_weight += Qᵀ·(k ⊙ h_c), grad_bias += kᵀ·Q.
+ * k scales the [c, H] side and the ε/V term is rank one, so a chunk holds only three [c, V]
+ * tensors (z, P, Q; ORT's CPU EP keeps a Loop iteration's [c, V] intermediates alive). The ε/V
+ * parts of grad_weight and grad_bias, −(ε/V)·1 ⊗ kᵀ·hidden and −(ε/V)·Σk, are the accumulators'
+ * initial values (no extra [V, H] tensor).
  *
  * - 'cpu': a Loop over chunks of `chunk_size` rows (0 = Liger's rule). grad_weight and grad_bias
  *   are loop-carried accumulators (grad_weight through Gemm's C input, so one [V, H] result per
@@ -24,43 +28,48 @@ import { linearCrossEntropyWithGradSchema } from './with-grad-schema.js';
 const F32 = DataType.FLOAT;
 
 interface Prepared {
-  hidden: Value;
   weight: Value;
   bias: Value;
-  /** [N, 1] labels with ignored rows set to class 0. */
-  safe: Value;
-  /** [N, 1] float32 k_i (0 on ignored rows). */
-  k: Value;
-  /** float32 scalars ε, −(1 − ε) and ε / V. */
+  /** float32 scalars ε and −(1 − ε). */
   eps: Value;
   negKeep: Value;
-  epsOverV: Value;
+  /** [1, H] (ε/V)·Σ_c W_c, element type of hidden. */
+  dhShift: Value;
 }
 
-/** One chunk's loss sum (scalar), grad_hidden rows [c, H], dZ (element type of hidden) and its rows of hidden. */
+/** Per-row inputs of the chunks: hidden [N, H], k [N, 1] (float32 and hidden's type), safe labels [N, 1]. */
+interface Rows {
+  hidden: Value;
+  kF: Value;
+  kT: Value;
+  safe: Value;
+}
+
+/** One chunk: its loss sum (scalar), grad_hidden rows [c, H], and the operands of its weight/bias updates. */
 interface ChunkGrads {
   lossSum: Value;
   dh: Value;
-  dz: Value;
-  hc: Value;
+  /** Q [c, V] in hidden's type. */
+  q: Value;
+  /** k ⊙ h_c [c, H]. */
+  kh: Value;
+  kT: Value;
 }
 
-function chunk(b: Body, p: Prepared, hc: Value, kc: Value, sc: Value): ChunkGrads {
+function chunk(b: Body, p: Prepared, r: Rows): ChunkGrads {
   const op = b.op;
-  const z = op.Cast(op.Gemm(hc, p.weight, p.bias, { transB: 1 }), { to: F32 });
+  const z = op.Cast(op.Gemm(r.hidden, p.weight, p.bias, { transB: 1 }), { to: F32 });
   const m = b.reduce('ReduceMax', z, [1], true);
-  const e = op.Exp(op.Sub(z, m));
-  const s = b.reduce('ReduceSum', e, [1], true);
-  const lse = op.Add(op.Log(s), m);
-  const zt = op.GatherElements(z, sc, { axis: 1 });
+  const zt = op.GatherElements(z, r.safe, { axis: 1 });
   const zmean = b.reduce('ReduceMean', z, [1], true);
+  const sm = op.Softmax(z, { axis: 1 });
+  const lse = op.Sub(m, op.Log(b.reduce('ReduceMax', sm, [1], true)));
   const rows = op.Add(op.Sub(lse, zt), op.Mul(p.eps, op.Sub(zt, zmean))); // lse − (1−ε)·z_y − ε·mean(z)
-  const valid = op.Greater(kc, b.const(0, F32));
-  const lossSum = b.reduce('ReduceSum', op.Where(valid, rows, b.const(0, F32)), [0, 1], false);
-  const soft = op.Mul(op.Sub(op.Div(e, s), p.epsOverV), kc);
-  const dzF = op.ScatterElements(soft, sc, op.Mul(kc, p.negKeep), { axis: 1, reduction: 'add' });
-  const dz = op.CastLike(dzF, hc);
-  return { lossSum, dh: op.MatMul(dz, p.weight), dz, hc };
+  const lossSum = b.reduce('ReduceSum', op.Where(op.Greater(r.kF, b.const(0, F32)), rows, b.const(0, F32)), [0, 1], false);
+  const qF = op.ScatterElements(sm, r.safe, op.Expand(p.negKeep, op.Shape(r.safe)), { axis: 1, reduction: 'add' });
+  const q = op.CastLike(qF, r.hidden);
+  const dh = op.Mul(op.Sub(op.MatMul(q, p.weight), p.dhShift), r.kT);
+  return { lossSum, dh, q, kh: op.Mul(r.hidden, r.kT), kT: r.kT };
 }
 
 export function buildLinearCrossEntropyWithGrad(b: Body, inputs: Value[], target: Target, opts: BodyOptions): Value[] {
@@ -72,23 +81,28 @@ export function buildLinearCrossEntropyWithGrad(b: Body, inputs: Value[], target
   const count = b.reduce('ReduceSum', validF, [0], false);
   const isMean = b.stringEquals(b.attrConst('string', 'reduction'), 'mean');
   const one = b.const(1, F32);
-  const kScale = op.Where(isMean, op.Div(one, op.Max(count, one)), one);
   const eps = b.attrConst('float', 'label_smoothing');
-  const vF = op.Cast(b.scalar(b.dims(weight, 0, 1)), { to: F32 });
+  const epsOverV = op.Div(eps, op.Cast(b.scalar(b.dims(weight, 0, 1)), { to: F32 }));
+  const kF = op.Unsqueeze(op.Mul(validF, op.Where(isMean, op.Div(one, op.Max(count, one)), one)), b.const([1]));
+  const kT = op.CastLike(kF, hidden);
+  const epsT = op.CastLike(epsOverV, hidden);
   const p: Prepared = {
-    hidden, weight, bias,
-    safe: op.Unsqueeze(op.Where(valid1, labels, b.const(0)), b.const([1])),
-    k: op.Unsqueeze(op.Mul(validF, kScale), b.const([1])),
-    eps, negKeep: op.Sub(eps, one), epsOverV: op.Div(eps, vF),
+    weight, bias, eps, negKeep: op.Sub(eps, one),
+    dhShift: op.Mul(epsT, b.reduce('ReduceSum', weight, [0], true)),
   };
-  const [total, dh, dw, db] = target === 'cpu' ? loopChunks(b, p) : unrolledChunks(b, p, opts.numChunks ?? DEFAULT_NUM_CHUNKS);
+  const rows: Rows = { hidden, kF, kT, safe: op.Unsqueeze(op.Where(valid1, labels, b.const(0)), b.const([1])) };
+  // Accumulators start at the ε/V terms: −(ε/V)·1 ⊗ kᵀ·hidden [V, H] and −(ε/V)·Σk [1, V].
+  const negEps = op.Neg(epsT);
+  const dw0 = op.Expand(op.Mul(negEps, op.Gemm(kT, hidden, { transA: 1 })), op.Shape(weight));
+  const db0 = op.Expand(op.Mul(negEps, b.reduce('ReduceSum', kT, [0, 1], false)), op.Concat(b.const([1]), b.dims(weight, 0, 1), { axis: 0 }));
+  const [total, dh, dw, db] = target === 'cpu' ? loopChunks(b, rows, p, [dw0, db0]) : unrolledChunks(b, rows, p, [dw0, db0], opts.numChunks ?? DEFAULT_NUM_CHUNKS);
   const loss = op.Div(total, op.Where(isMean, count, one)); // NaN for 'mean' when every label is ignored (torch)
-  return [loss, dh, dw, db];
+  return [loss, dh, dw, op.Reshape(db, b.const([-1]))];
 }
 
-function loopChunks(b: Body, p: Prepared): Value[] {
+function loopChunks(b: Body, r: Rows, p: Prepared, [dw0, db0]: Value[]): Value[] {
   const op = b.op;
-  const n = b.dims(p.hidden, 0, 1);
+  const n = b.dims(r.hidden, 0, 1);
   const h = b.dims(p.weight, 1, 2);
   const one = b.const([1]);
   const requested = op.Reshape(b.attrConst('int', 'chunk_size'), one);
@@ -96,57 +110,59 @@ function loopChunks(b: Body, p: Prepared): Value[] {
   const trips = op.Div(op.Sub(op.Add(n, c), one), c);
   const zero = b.const([0]);
   const pads = op.Concat(zero, zero, op.Sub(op.Mul(trips, c), n), zero, { axis: 0 });
-  const hp = op.Pad(p.hidden, pads);
-  const kp = op.Pad(p.k, pads);
-  const sp = op.Pad(p.safe, pads);
+  const padded: Rows = { hidden: op.Pad(r.hidden, pads), kF: op.Pad(r.kF, pads), kT: op.Pad(r.kT, pads), safe: op.Pad(r.safe, pads) };
 
-  const zeroT = op.CastLike(b.const(0, F32), p.hidden);
-  const init = [b.const(0, F32), op.Expand(zeroT, op.Shape(p.weight)), op.Expand(zeroT, b.dims(p.weight, 0, 1))];
   const { body, iter, carried } = b.loopBody('linear_ce_grad_chunk', [
-    { name: 'loss_acc', elem: F32, shape: [] }, { name: 'dw_acc', elem: 0, shape: [null, null] }, { name: 'db_acc', elem: 0, shape: [null] },
+    { name: 'loss_acc', elem: F32, shape: [] }, { name: 'dw_acc', elem: 0 }, { name: 'db_acc', elem: 0 },
   ]);
-  carried[1].type = undefined; // element type of hidden (the body is type-polymorphic): ORT infers it from the Loop's inputs
+  carried[1].type = undefined; // hidden's element type (the body is type-polymorphic): ORT takes it from the Loop's inputs
   carried[2].type = undefined;
   const o = body.op;
   const start = o.Mul(o.Unsqueeze(iter, body.const([0])), c);
   const end = o.Add(start, c);
-  const rows = (x: Value): Value => body.slice(x, start, end, 0);
-  const g = chunk(body, p, rows(hp), rows(kp), rows(sp));
+  const slice = (x: Value): Value => body.slice(x, start, end, 0);
+  const g = chunk(body, p, { hidden: slice(padded.hidden), kF: slice(padded.kF), kT: slice(padded.kT), safe: slice(padded.safe) });
   const outs = [
     o.Add(carried[0], g.lossSum),
-    o.Gemm(g.dz, g.hc, carried[1], { transA: 1 }),
-    o.Add(carried[2], body.reduce('ReduceSum', g.dz, [0], false)),
+    o.Gemm(g.q, g.kh, carried[1], { transA: 1 }),
+    o.Gemm(g.kT, g.q, carried[2], { transA: 1 }),
     g.dh,
   ];
   body.b.output(o.Identity(body.graph.inputs[1]));
   for (const v of outs) body.b.output(v);
-  const res = op.call('Loop', [b.scalar(trips), null, ...init], { body: body.graph }, { outputs: 4 });
+  const res = op.call('Loop', [b.scalar(trips), null, b.const(0, F32), dw0, db0], { body: body.graph }, { outputs: 4 });
   body.graph.owner = res[0].producer;
   const dh = b.slice(op.Reshape(res[3], op.Concat(b.const([-1]), h, { axis: 0 })), zero, n, 0);
   return [res[0], dh, res[1], res[2]];
 }
 
-function unrolledChunks(b: Body, p: Prepared, k: number): Value[] {
+function unrolledChunks(b: Body, r: Rows, p: Prepared, [dw0, db0]: Value[], k: number): Value[] {
   if (!Number.isInteger(k) || k < 1) fail('usage', `FusedLinearCrossEntropyWithGrad webgpu body: num_chunks must be a positive integer, got ${k}`);
   const op = b.op;
-  const n = b.dims(p.hidden, 0, 1);
+  const n = b.dims(r.hidden, 0, 1);
   const c = op.Div(op.Add(n, b.const([k - 1])), b.const([k]));
+  const inf = b.const(Infinity, F32);
   let total: Value | undefined;
-  let dw: Value | undefined;
-  let db: Value | undefined;
+  let dw = dw0;
+  let db = db0;
   const dh: Value[] = [];
   for (let i = 0; i < k; i++) {
-    const start = i === 0 ? b.const([0]) : op.Mul(c, b.const([i]));
+    // Chunk i starts only after chunk i − 1's accumulators exist: its start index carries a
+    // zero computed from them (Greater(x, +inf) is false even for NaN), so no runtime
+    // schedules all chunks' [c, V] logits at once.
+    const after = i === 0 ? b.const([0]) : op.Reshape(op.Cast(op.Greater(op.CastLike(op.Add(
+      b.slice(b.slice(dw, b.const([0]), b.const([1]), 0), b.const([0]), b.const([1]), 1),
+      b.slice(db, b.const([0]), b.const([1]), 1)), inf), inf), { to: DataType.INT64 }), b.const([1]));
+    const start = i === 0 ? after : op.Add(op.Mul(c, b.const([i])), after);
     const end = op.Add(start, c);
-    const rows = (x: Value): Value => b.slice(x, start, end, 0);
-    const g = chunk(b, p, rows(p.hidden), rows(p.k), rows(p.safe));
-    const dbi = b.reduce('ReduceSum', g.dz, [0], false);
+    const slice = (x: Value): Value => b.slice(x, start, end, 0);
+    const g = chunk(b, p, { hidden: slice(r.hidden), kF: slice(r.kF), kT: slice(r.kT), safe: slice(r.safe) });
     total = total ? op.Add(total, g.lossSum) : g.lossSum;
-    dw = dw ? op.Gemm(g.dz, g.hc, dw, { transA: 1 }) : op.Gemm(g.dz, g.hc, { transA: 1 });
-    db = db ? op.Add(db, dbi) : dbi;
+    dw = op.Gemm(g.q, g.kh, dw, { transA: 1 });
+    db = op.Gemm(g.kT, g.q, db, { transA: 1 });
     dh.push(g.dh);
   }
-  return [total!, dh.length === 1 ? dh[0] : op.Concat(...dh, { axis: 0 }), dw!, db!];
+  return [total!, dh.length === 1 ? dh[0] : op.Concat(...dh, { axis: 0 }), dw, db];
 }
 
 export const fusedLinearCrossEntropyWithGrad: FusedOp = {
