@@ -36,7 +36,7 @@ export const linearCrossEntropyWithGradSchema: FusedOpSchema = {
   ],
   attributes: base.attributes.map((a) => (a.name === 'reduction'
     ? { ...a, values: ['mean', 'sum'] as const, doc: "'mean' over non-ignored rows or 'sum' ('none' has no in-forward gradient)" }
-    : a)),
+    : a.name === 'chunk_size' ? { ...a, doc: 'cpu body: rows per chunk; 0 = max(Liger rule, 256), at most N' } : a)),
   check: checkWithGrad,
 };
 

@@ -9,7 +9,7 @@
  * parts of grad_weight and grad_bias, −(ε/V)·1 ⊗ kᵀ·hidden and −(ε/V)·Σk, are the accumulators'
  * initial values (no extra [V, H] tensor).
  *
- * - 'cpu': a Loop over chunks of `chunk_size` rows (0 = Liger's rule). grad_weight and grad_bias
+ * - 'cpu': a Loop over chunks of `chunk_size` rows (0 = max(Liger's rule, 256), at most N). grad_weight and grad_bias
  *   are loop-carried accumulators (grad_weight through Gemm's C input, so one [V, H] result per
  *   chunk), the loss sum a carried scalar, and the grad_hidden rows a scan output. Scan outputs
  *   need equal shapes, so hidden, k and the labels are zero-padded to a whole number of chunks
@@ -26,6 +26,13 @@ import { fusedLinearCrossEntropy, ligerChunk, DEFAULT_NUM_CHUNKS } from './funct
 import { linearCrossEntropyWithGradSchema } from './with-grad-schema.js';
 
 const F32 = DataType.FLOAT;
+/**
+ * 'cpu' default chunk: max(Liger's rule, 256) rows (at most N). Liger's rule targets GPU memory; on
+ * the CPU EP its small chunks re-read and re-write the [V, H] grad_weight accumulator per chunk:
+ * [4096, 896] x [896, 151936] loss+grads took 37 s at its 32 rows, 33 s at 128, 26 s at 512
+ * (unfused: 32 s), for +0.3 / +0.6 GB (bench/results/train-flce-rss.md).
+ */
+export const MIN_CPU_CHUNK = 256;
 
 interface Prepared {
   weight: Value;
@@ -106,7 +113,8 @@ function loopChunks(b: Body, r: Rows, p: Prepared, [dw0, db0]: Value[]): Value[]
   const h = b.dims(p.weight, 1, 2);
   const one = b.const([1]);
   const requested = op.Reshape(b.attrConst('int', 'chunk_size'), one);
-  const c = op.Where(op.Greater(requested, b.const([0])), requested, ligerChunk(b, n, b.dims(p.weight, 0, 1), h));
+  const auto = op.Max(op.Min(op.Max(ligerChunk(b, n, b.dims(p.weight, 0, 1), h), b.const([MIN_CPU_CHUNK])), n), one);
+  const c = op.Where(op.Greater(requested, b.const([0])), requested, auto);
   const trips = op.Div(op.Sub(op.Add(n, c), one), c);
   const zero = b.const([0]);
   const pads = op.Concat(zero, zero, op.Sub(op.Mul(trips, c), n), zero, { axis: 0 });
@@ -146,14 +154,14 @@ function unrolledChunks(b: Body, r: Rows, p: Prepared, [dw0, db0]: Value[], k: n
   let dw = dw0;
   let db = db0;
   const dh: Value[] = [];
+  let token = b.const(0, F32);
   for (let i = 0; i < k; i++) {
-    // Chunk i starts only after chunk i − 1's accumulators exist: its start index carries a
-    // zero computed from them (Greater(x, +inf) is false even for NaN), so no runtime
-    // schedules all chunks' [c, V] logits at once.
-    const after = i === 0 ? b.const([0]) : op.Reshape(op.Cast(op.Greater(op.CastLike(op.Add(
-      b.slice(b.slice(dw, b.const([0]), b.const([1]), 0), b.const([0]), b.const([1]), 1),
-      b.slice(db, b.const([0]), b.const([1]), 1)), inf), inf), { to: DataType.INT64 }), b.const([1]));
-    const start = i === 0 ? after : op.Add(op.Mul(c, b.const([i])), after);
+    // Chunk i starts only once chunk i − 1 is complete (its loss, grad_hidden rows and both
+    // accumulators): its start index adds a zero computed from them (Greater(x, +inf) is false,
+    // NaN included). Otherwise a runtime may order all chunks' logits first and defer their loss
+    // and grad_hidden reads to the end, keeping every [c, V] tensor alive.
+    const after = op.Reshape(op.Cast(op.Greater(token, inf), { to: DataType.INT64 }), b.const([1]));
+    const start = op.Add(op.Mul(c, b.const([i])), after);
     const end = op.Add(start, c);
     const slice = (x: Value): Value => b.slice(x, start, end, 0);
     const g = chunk(b, p, { hidden: slice(r.hidden), kF: slice(r.kF), kT: slice(r.kT), safe: slice(r.safe) });
@@ -161,6 +169,8 @@ function unrolledChunks(b: Body, r: Rows, p: Prepared, [dw0, db0]: Value[], k: n
     dw = op.Gemm(g.q, g.kh, dw, { transA: 1 });
     db = op.Gemm(g.kT, g.q, db, { transA: 1 });
     dh.push(g.dh);
+    const corner = (x: Value): Value => b.reduce('ReduceSum', b.slice(b.slice(x, b.const([0]), b.const([1]), 0), b.const([0]), b.const([1]), 1), [0, 1], false);
+    token = op.Add(op.Add(total, op.CastLike(op.Add(op.Add(corner(dw), corner(db)), b.reduce('ReduceSum', g.dh, [0, 1], false)), inf)), token);
   }
   return [total!, dh.length === 1 ? dh[0] : op.Concat(...dh, { axis: 0 }), dw, db];
 }
