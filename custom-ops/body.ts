@@ -72,6 +72,16 @@ export class Body {
     return this.op.Equal(this.op.Size(this.op.Unique(both)), this.const(1));
   }
 
+  /**
+   * Bool scalar: the calling node's string attribute `name` equals `literal`. When the value is
+   * known when the body is built (`known`, from BodyOptions), a constant: string Equal has no
+   * kernel in onnxruntime-web's WebGPU build, so webgpu bodies must not compare strings at run time.
+   */
+  attrStringIs(name: string, literal: string, known?: string): Value {
+    if (known !== undefined) return this.op.Constant({ value: Tensor.from(DataType.BOOL, [], [known === literal ? 1 : 0]) });
+    return this.stringEquals(this.attrConst('string', name), literal);
+  }
+
   /** Dims `start..end` of `x`'s shape as a 1-D int64 tensor (Shape-15 start/end). */
   dims(x: Value, start: number, end?: number): Value {
     return this.op.Shape(x, end === undefined ? { start } : { start, end });

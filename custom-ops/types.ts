@@ -63,6 +63,8 @@ export interface FusedOpSchema {
 export interface BodyOptions {
   /** Linear-CE on webgpu: the number of unrolled chunks. */
   numChunks?: number;
+  /** Linear-CE: the `reduction` every caller uses, settled when the body is built (see Body.attrStringIs). */
+  reduction?: string;
 }
 
 /** A fused op: its schema and a builder of its portable ONNX function body. */

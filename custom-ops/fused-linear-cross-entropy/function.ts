@@ -64,9 +64,8 @@ export function buildLinearCrossEntropy(b: Body, inputs: Value[], target: Target
   const rows = target === 'cpu' ? loopChunks(b, p) : unrolledChunks(b, p, opts.numChunks ?? DEFAULT_NUM_CHUNKS);
   const flat = op.Reshape(rows, b.const([-1]));
   // reduction: 'none' keeps [N]; 'sum' / 'mean' reduce axis 0, 'mean' divides by the count.
-  const reduction = b.attrConst('string', 'reduction');
-  const isNone = b.stringEquals(reduction, 'none');
-  const isMean = b.stringEquals(reduction, 'mean');
+  const isNone = b.attrStringIs('reduction', 'none', opts.reduction);
+  const isMean = b.attrStringIs('reduction', 'mean', opts.reduction);
   const nAxes = op.Reshape(op.Cast(op.Not(isNone), { to: DataType.INT64 }), b.const([1]));
   const axes = op.Slice(b.const([0]), b.const([0]), nAxes, b.const([0]));
   const total = b.reduce('ReduceSum', flat, axes, false, { noop_with_empty_axes: 1 });
@@ -134,12 +133,19 @@ function unrolledChunks(b: Body, p: Prepared, k: number): Value {
   return parts.length === 1 ? parts[0] : op.Concat(...parts, { axis: 0 });
 }
 
-/** num_chunks for the webgpu body from the model's nodes (they must agree; 0 = default). */
+/**
+ * Body options from the model's nodes: the reduction when every caller uses the same one (else it
+ * is compared at run time, which the webgpu build of onnxruntime-web cannot do), and for webgpu
+ * num_chunks (they must agree; 0 = default).
+ */
 function bodyOptions(nodes: Node[], target: Target): BodyOptions {
-  if (target !== 'webgpu') return {};
+  const reductions = new Set(nodes.map((n) => n.attrString('reduction', 'mean')));
+  const reduction = reductions.size === 1 ? [...reductions][0] : undefined;
+  if (target !== 'webgpu') return { reduction };
+  if (reduction === undefined && nodes.length > 1) fail('unsupported', `FusedLinearCrossEntropy nodes use different reductions (${[...reductions].join(', ')}); the webgpu body needs one`);
   const ks = new Set(nodes.map((n) => n.attrInt('num_chunks', 0)).filter((k) => k > 0));
   if (ks.size > 1) fail('unsupported', `FusedLinearCrossEntropy nodes ask for different num_chunks (${[...ks].join(', ')}); one webgpu body serves them all`);
-  return { numChunks: ks.size ? [...ks][0] : DEFAULT_NUM_CHUNKS };
+  return { numChunks: ks.size ? [...ks][0] : DEFAULT_NUM_CHUNKS, reduction };
 }
 
 export const fusedLinearCrossEntropy: FusedOp = {

@@ -86,7 +86,7 @@ export function buildLinearCrossEntropyWithGrad(b: Body, inputs: Value[], target
   const valid1 = op.Not(op.Equal(labels, b.attrConst('int', 'ignore_index')));
   const validF = op.Cast(valid1, { to: F32 });
   const count = b.reduce('ReduceSum', validF, [0], false);
-  const isMean = b.stringEquals(b.attrConst('string', 'reduction'), 'mean');
+  const isMean = b.attrStringIs('reduction', 'mean', opts.reduction);
   const one = b.const(1, F32);
   const eps = b.attrConst('float', 'label_smoothing');
   const epsOverV = op.Div(eps, op.Cast(b.scalar(b.dims(weight, 0, 1)), { to: F32 }));
