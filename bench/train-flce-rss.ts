@@ -69,6 +69,7 @@ async function child(variant: Variant, n: number, h: number, v: number, chunk: n
     labels: new ort.Tensor('int64', BigInt64Array.from({ length: n }, (_, i) => BigInt(i % 10 === 0 ? -100 : (i * 7919) % v)), [n]),
   };
   const before = process.resourceUsage().maxRSS / 1024;
+  // ARENA=0: ORT without its CPU arena; ORT_OPT: graphOptimizationLevel
   const s = await ort.InferenceSession.create(bytes, { logSeverityLevel: 3, enableCpuMemArena: process.env.ARENA !== '0', ...(process.env.ORT_OPT ? { graphOptimizationLevel: process.env.ORT_OPT as 'disabled' } : {}) });
   const t0 = performance.now();
   const out = await s.run(feeds);
