@@ -48,7 +48,7 @@ async function child(variant: string, batch: number, seq: number, steps: number)
   const { prepareTraining } = await import('../src/runtime/session.js');
   const { nodeOrtWeb, trainingSpec } = await import('../src/runtime/webgpu/node.js');
   const { WebGpuTrainer } = await import('../src/runtime/webgpu/trainer.js');
-  const { rng } = await import('../src/data/batches.js');
+  const { rng } = await import('../src/random.js');
   const t0 = performance.now();
   const prepared = prepareTraining(buildQwen2(config, { seed: 0 }), { fuse: variant === 'fused', target: 'webgpu' });
   const prepareMs = performance.now() - t0;

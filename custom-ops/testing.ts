@@ -11,25 +11,8 @@ import { DataType } from '../src/onnx/schema.js';
 import { saveBytes } from '../src/onnx/io.js';
 import { ensureFunction } from './functions.js';
 import { ORTFUSE_DOMAIN, type BodyOptions, type FusedOp, type Target } from './types.js';
-
-/** mulberry32: a small seeded PRNG in [0, 1). */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** `n` normal samples times `scale`, rounded to float32 (so the float64 reference sees the same inputs). */
-export function randn(r: () => number, n: number, scale = 1): Float32Array {
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) out[i] = scale * Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());
-  return out;
-}
+export { rng, randn } from '../src/random.js';
+import { rng, randn } from '../src/random.js';
 
 /** max |got − want| / max |want|. */
 export function relErr(got: ArrayLike<number>, want: ArrayLike<number>): number {

@@ -11,18 +11,8 @@ import type { Dim } from '../src/ir/types.js';
 import { inferShapes } from '../src/ir/infer/index.js';
 import { saveBytes } from '../src/onnx/io.js';
 import { DataType } from '../src/onnx/schema.js';
-
-/** Deterministic uniform [0, 1) generator (mulberry32). */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { rng } from '../src/random.js';
+import { rng } from '../src/random.js';
 
 export interface InputSpec {
   name: string;

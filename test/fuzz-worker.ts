@@ -10,6 +10,7 @@ import { runCli } from '../src/cli/program.js';
 import { checkModel, createModel, Graph, GraphBuilder, Tensor } from '../src/ir/index.js';
 import { loadFile, saveBytes } from '../src/onnx/io.js';
 import { DataType } from '../src/onnx/schema.js';
+import { rng } from '../src/random.js';
 
 /** x -> MatMul(w) -> Relu -> If(sum > 0: y + bias, else y - bias), with a Constant node. */
 export function fuzzFixture(): Uint8Array {
@@ -33,17 +34,6 @@ export function fuzzFixture(): Uint8Array {
   thenG.owner = elseG.owner = z.producer;
   b.output(z, 'z');
   return saveBytes(m);
-}
-
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function mutate(src: Uint8Array, seed: number): { bytes: Uint8Array; what: string } {

@@ -8,6 +8,8 @@
  */
 import { GpuContext } from '../src/webgpu/context.js';
 import { requestNodeAdapter, requestNodeDevice, useSwiftShaderIfPresent } from '../src/webgpu/node.js';
+export { rng, randn } from '../src/random.js';
+import { rng, randn } from '../src/random.js';
 
 export interface GpuEnv {
   ctx?: GpuContext;
@@ -33,25 +35,6 @@ export function gpuEnv(options: { subgroups?: boolean } = {}): Promise<GpuEnv> {
     return { ctx: new GpuContext(device) };
   })();
   return env;
-}
-
-/** mulberry32: a small seeded PRNG returning floats in [0, 1). */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** Float32 normal(0, scale) samples (Box-Muller). */
-export function randn(r: () => number, n: number, scale = 1): Float32Array {
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) out[i] = scale * Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());
-  return out;
 }
 
 /** ‖got − want‖₂ / ‖want‖₂ (want ≠ 0), accumulated in float64. */

@@ -4,24 +4,14 @@
  * tail of the stream is the validation split. Batch order is a seeded shuffle of the windows.
  */
 import { fail } from '../errors.js';
+export { rng } from '../random.js';
+import { rng } from '../random.js';
 
 export interface Batch {
   inputIds: BigInt64Array;
   labels: BigInt64Array;
   batch: number;
   seq: number;
-}
-
-/** Deterministic PRNG (mulberry32). */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 export interface Dataset {

@@ -8,24 +8,14 @@ import { saveBytes } from '../onnx/io.js';
 import { checkModel } from '../ir/checker.js';
 import type { Model } from '../ir/graph.js';
 import { newContext, type Pass } from './pass.js';
+export { rng } from '../random.js';
+import { rng } from '../random.js';
 
 /** Count of nodes per op type in the main graph (`{ Mul: 3, Sigmoid: 1 }`). */
 export function opCounts(model: Model): Record<string, number> {
   const out: Record<string, number> = {};
   for (const n of model.graph.nodes) out[n.opType] = (out[n.opType] ?? 0) + 1;
   return out;
-}
-
-/** A seeded PRNG (mulberry32) giving floats in [0, 1). */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /**

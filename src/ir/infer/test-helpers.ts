@@ -11,24 +11,14 @@ import { formatType, type Dim } from '../types.js';
 import { evalDim } from './dims.js';
 import { inferShapes } from './index.js';
 import type { InferReport } from './engine.js';
+export { rng } from '../../random.js';
+import { rng } from '../../random.js';
 
 const ORT_TYPES: Record<string, number> = {
   float32: DataType.FLOAT, float64: DataType.DOUBLE, float16: DataType.FLOAT16, int64: DataType.INT64,
   int32: DataType.INT32, int16: DataType.INT16, int8: DataType.INT8, uint8: DataType.UINT8, bool: DataType.BOOL,
   uint16: DataType.UINT16, uint32: DataType.UINT32, uint64: DataType.UINT64,
 };
-
-/** A deterministic pseudo-random generator (mulberry32). */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** A feed tensor for a graph input: random floats, zeros for integers, unless given. */
 export function feedFor(v: Value, dims: number[], rand = rng(1)): ort.Tensor {
