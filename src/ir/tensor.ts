@@ -105,20 +105,7 @@ export class Tensor {
   toArray(): TypedArray {
     const b = this.bytes();
     const copy = new Uint8Array(b); // Buffer.slice() would share the pool buffer
-    const buf = copy.buffer;
-    switch (this.dtype) {
-      case DataType.FLOAT: return new Float32Array(buf);
-      case DataType.DOUBLE: return new Float64Array(buf);
-      case DataType.INT8: return new Int8Array(buf);
-      case DataType.UINT8: case DataType.BOOL: return new Uint8Array(buf);
-      case DataType.INT16: return new Int16Array(buf);
-      case DataType.UINT16: case DataType.FLOAT16: case DataType.BFLOAT16: return new Uint16Array(buf);
-      case DataType.INT32: return new Int32Array(buf);
-      case DataType.UINT32: return new Uint32Array(buf);
-      case DataType.INT64: return new BigInt64Array(buf);
-      case DataType.UINT64: return new BigUint64Array(buf);
-      default: return fail('unsupported', `cannot read values of element type ${dataTypeName(this.dtype)}`);
-    }
+    return new (arrayType(this.dtype, 'read values of'))(copy.buffer);
   }
 
   /** Values as JS numbers (64-bit integers converted; use for shapes and indices). */
@@ -132,20 +119,23 @@ export class Tensor {
   }
 }
 
+type TypedArrayType = new (lengthOrBuffer: number | ArrayBuffer) => TypedArray;
+
+/** The JS array type holding each element type (16-bit floats as their raw bits). */
+const ARRAY_TYPES: Partial<Record<number, TypedArrayType>> = {
+  [DataType.FLOAT]: Float32Array, [DataType.DOUBLE]: Float64Array, [DataType.INT8]: Int8Array,
+  [DataType.UINT8]: Uint8Array, [DataType.BOOL]: Uint8Array, [DataType.INT16]: Int16Array,
+  [DataType.UINT16]: Uint16Array, [DataType.FLOAT16]: Uint16Array, [DataType.BFLOAT16]: Uint16Array,
+  [DataType.INT32]: Int32Array, [DataType.UINT32]: Uint32Array, [DataType.INT64]: BigInt64Array,
+  [DataType.UINT64]: BigUint64Array,
+};
+
+function arrayType(dtype: number, what: string): TypedArrayType {
+  return ARRAY_TYPES[dtype] ?? fail('unsupported', `cannot ${what} element type ${dataTypeName(dtype)}`);
+}
+
 function makeTyped(dtype: number, n: number): TypedArray {
-  switch (dtype) {
-    case DataType.FLOAT: return new Float32Array(n);
-    case DataType.DOUBLE: return new Float64Array(n);
-    case DataType.INT8: return new Int8Array(n);
-    case DataType.UINT8: case DataType.BOOL: return new Uint8Array(n);
-    case DataType.INT16: return new Int16Array(n);
-    case DataType.UINT16: case DataType.FLOAT16: case DataType.BFLOAT16: return new Uint16Array(n);
-    case DataType.INT32: return new Int32Array(n);
-    case DataType.UINT32: return new Uint32Array(n);
-    case DataType.INT64: return new BigInt64Array(n);
-    case DataType.UINT64: return new BigUint64Array(n);
-    default: return fail('unsupported', `cannot create a tensor of element type ${dataTypeName(dtype)}`);
-  }
+  return new (arrayType(dtype, 'create a tensor of'))(n);
 }
 
 function coerce(dtype: number, v: number | bigint): number | bigint {
