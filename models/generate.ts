@@ -4,13 +4,13 @@
  * `--config` is a preset (tiny, 0.5b) or a Qwen2Config JSON file. Weights go to `<out>.data`,
  * generated and written tensor by tensor.
  */
+import { saveFile } from '../src/onnx/io.js';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { EXIT_CODES, fail, OrtfuseError } from '../src/errors.js';
 import { resolveConfig, type Qwen2Config } from './config.js';
 import { buildQwen2 } from './qwen2.js';
-import { saveExternalModel } from './save.js';
 
 export interface GenerateResult {
   model: string;
@@ -27,7 +27,7 @@ export function generate(config: Qwen2Config, out: string, opts: { seed?: number
   fs.mkdirSync(dir, { recursive: true });
   const dataName = `${path.basename(out)}.data`;
   const model = buildQwen2(config, { seed: opts.seed ?? 0, loss: opts.loss, external: { dir, file: dataName } });
-  saveExternalModel(model, out);
+  saveFile(model, out, { referenceInPlace: true, externalData: false });
   const data = path.join(dir, dataName);
   return { model: path.resolve(out), data, dataBytes: fs.statSync(data).size, nodes: model.graph.nodes.length, ms: performance.now() - t0 };
 }

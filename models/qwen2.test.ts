@@ -4,11 +4,10 @@ import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
 import { checkModel } from '../src/ir/checker.js';
-import { loadFile, saveBytes } from '../src/onnx/io.js';
+import { loadFile, saveBytes, saveFile } from '../src/onnx/io.js';
 import { TINY, type Qwen2Config } from './config.js';
 import { buildQwen2 } from './qwen2.js';
 import { generate } from './generate.js';
-import { saveExternalModel } from './save.js';
 import { qwen2Parameters, Rng } from './weights.js';
 
 /** Run a model (bytes or file) on input_ids/labels; ORT graph optimisations off. */
@@ -86,7 +85,7 @@ describe('buildQwen2 (random weights)', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ortfuse-qwen2-'));
     const ext = buildQwen2(cfg, { seed: 4, loss: 'nll', external: { dir, file: 'm.onnx.data' } });
     expect(ext.graph.initializers.filter((v) => v.initializer!.external).length).toBe(qwen2Parameters(cfg).length);
-    saveExternalModel(ext, path.join(dir, 'm.onnx'));
+    saveFile(ext, path.join(dir, 'm.onnx'), { referenceInPlace: true, externalData: false });
     const elems = qwen2Parameters(cfg).reduce((s, p) => s + p.dims.reduce((a, b) => a * b, 1), 0);
     expect(fs.statSync(path.join(dir, 'm.onnx.data')).size).toBeGreaterThanOrEqual(elems * 4);
     expect(fs.statSync(path.join(dir, 'm.onnx')).size).toBeLessThan(64 * 1024);

@@ -40,7 +40,7 @@ export const EXPORT_IR_VERSION = 10;
 
 /**
  * Build the Qwen2 training graph. With `external`, weights are written to the data file tensor
- * by tensor and the returned model's initializers reference it (save with `saveExternalModel`).
+ * by tensor and the returned model's initializers reference it (save with `saveFile(model, file, { referenceInPlace: true, externalData: false })`).
  */
 export function buildQwen2(config: Qwen2Config, opts: BuildOptions = {}): Model {
   const c = parseConfig(config, 'buildQwen2 config');

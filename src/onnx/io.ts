@@ -90,6 +90,11 @@ export interface SaveOptions {
   location?: string;
   /** Tensors smaller than this stay embedded (default 1024 bytes). */
   sizeThreshold?: number;
+  /**
+   * Reference external tensors whose data file already lies beside the output where they are,
+   * instead of copying them (for builders that streamed the weights there). Default false.
+   */
+  referenceInPlace?: boolean;
 }
 
 function usesExternal(model: Model): boolean {
@@ -106,6 +111,17 @@ function embedded(t: Tensor, name: string): any {
   const p: any = { dims: t.dims.map(toLong), data_type: t.dtype, name, raw_data: t.bytes() };
   if (t.proto?.doc_string) p.doc_string = t.proto.doc_string;
   return p;
+}
+
+/** A TensorProto referencing an external tensor's bytes where they already are. */
+function inPlace(t: Tensor, name: string): any {
+  const ref = t.external!;
+  const kv = [
+    { key: 'location', value: path.basename(ref.file) },
+    { key: 'offset', value: String(ref.offset) },
+    { key: 'length', value: String(ref.length ?? t.byteLength) },
+  ];
+  return { dims: t.dims.map(toLong), data_type: t.dtype, name, external_data: kv, data_location: 1 };
 }
 
 /** Serialize to bytes with every tensor embedded (what InferenceSession.create takes). */
@@ -169,10 +185,16 @@ class ExternalWriter {
     }
   }
 
+  private closed = false;
+
+  /** Close every file (idempotent, so error paths can call it too). */
   close(): void {
+    if (this.closed) return;
+    this.closed = true;
     for (const fd of this.readFds.values()) fs.closeSync(fd);
     fs.closeSync(this.fd);
   }
+
 }
 
 /**
@@ -192,17 +214,26 @@ export function saveFile(model: Model, file: string, opts: SaveOptions = {}): { 
   const dataFile = path.join(dir, location);
   const tmpData = dataFile + tag;
   let writer: ExternalWriter | undefined;
+  const inPlaceFiles = new Set<string>();
+  const sink: TensorSink = (t, name) => {
+    if (opts.referenceInPlace && t.external && path.dirname(t.external.file) === dir) {
+      inPlaceFiles.add(path.resolve(t.external.file));
+      return inPlace(t, name);
+    }
+    if (!external || !(t.external || t.byteLength >= threshold)) return embedded(t, name);
+    writer ??= new ExternalWriter(tmpData, location);
+    return writer.write(t, name);
+  };
   try {
-    if (external) writer = new ExternalWriter(tmpData, location);
-    const sink: TensorSink = (t, name) =>
-      writer && (t.external || t.byteLength >= threshold) ? writer.write(t, name) : embedded(t, name);
     const bytes = ModelProtoType.encode(modelToProto(model, sink)).finish();
     writer?.close();
+    if (writer && inPlaceFiles.has(dataFile)) fail('usage', `${file}: external data '${location}' would overwrite weights referenced in place; choose another location`);
     fs.writeFileSync(tmpModel, bytes);
     if (writer) fs.renameSync(tmpData, dataFile);
     fs.renameSync(tmpModel, path.resolve(file));
     return { model: path.resolve(file), data: writer ? dataFile : undefined };
   } catch (e) {
+    writer?.close();
     for (const f of [tmpModel, tmpData]) fs.rmSync(f, { force: true });
     if (e instanceof OrtfuseError) throw e;
     const code = (e as NodeJS.ErrnoException).code;
