@@ -22,6 +22,8 @@ export interface TrainerOptions {
   noDecay?: (name: string, dims: number[]) => boolean;
   /** ORT intra-op threads (default: ORT's choice). */
   threads?: number;
+  /** Extra onnxruntime-node session options (e.g. { enableMemPattern: false } for big models). */
+  session?: ort.InferenceSession.SessionOptions;
 }
 
 export interface StepResult {
@@ -64,7 +66,7 @@ export class CpuTrainer {
       params.set(v.name, { value, m: new Float32Array(n), v: new Float32Array(n), noDecay });
       if (!gradNames.has(GRAD_PREFIX + v.name)) params.get(v.name)!.noDecay = true;
     }
-    const so: ort.InferenceSession.SessionOptions = { logSeverityLevel: 3 };
+    const so: ort.InferenceSession.SessionOptions = { logSeverityLevel: 3, ...opts.session };
     if (opts.threads) so.intraOpNumThreads = opts.threads;
     let session: ort.InferenceSession;
     try {
