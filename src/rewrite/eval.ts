@@ -104,6 +104,7 @@ function bcastIndex(out: number[], dims: number[]): number[] {
 
 function elementwise(ts: Tensor[], outType: number, f: (...xs: Scalar[]) => Scalar): Tensor {
   const out = broadcastDims(ts.map((t) => t.dims));
+  if (numel(out) > FOLD_LIMIT) skip();
   const ds = ts.map(data);
   const idx = ts.map((t) => bcastIndex(out, t.dims));
   const res: Data = [];
@@ -308,6 +309,7 @@ function evalOp(n: Node, ins: (Tensor | undefined)[], inShape?: Dim[]): Tensor[]
 }
 
 function expandTo(t: Tensor, out: number[]): Tensor {
+  if (numel(out) > FOLD_LIMIT) skip();
   const d = data(t);
   const idx = bcastIndex(out, t.dims);
   return make(t.dtype, out, idx.map((i) => d[i]));

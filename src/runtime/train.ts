@@ -90,7 +90,8 @@ export async function runTraining(model: Model, text: string, tok: Tokenizer, o:
     const wg = await import('./webgpu/node.js');
     const { meter } = await wg.nodeOrtWeb();
     gpuPeak = () => meter.peak / 2 ** 20;
-    trainer = await wg.createNodeWebGpuTrainer(prepared.train, prepared.initial, topts);
+    // One batch shape per run: the graph is specialised to it (shape plumbing folded away).
+    trainer = await wg.createNodeWebGpuTrainer(prepared.train, prepared.initial, topts, {}, { batch: o.batch, seq: o.seq });
   } else trainer = await CpuTrainer.create(prepared.train, prepared.initial, topts);
   const stream = batches(ds.train, o.batch, o.seq, o.seed);
   const val: Batch[] = [];

@@ -12,7 +12,15 @@ import { loadDawn, useLiftoffOnly, useSwiftShaderIfPresent } from '../../webgpu/
 import type { TrainerOptions } from '../trainer.js';
 import { memoryMeter, type MemoryMeter } from './memory.js';
 import { splitAtFlce } from './segments.js';
-import { WebGpuTrainer, type OrtWeb, type ParamSpec, type TrainingSpec } from './trainer.js';
+import { WebGpuTrainer, type OrtWeb, type ParamSpec, type SpecShape, type TrainingSpec } from './trainer.js';
+import { cloneModel } from '../../autodiff/clone.js';
+import { newContext } from '../../rewrite/pass.js';
+import { specializeShapes } from '../../../passes/specialize-shapes.js';
+import { transposePairPass } from '../../../passes/transpose-pair.js';
+import { transposeOfGemmPass } from '../../../passes/transpose-of-gemm.js';
+import { dce } from '../../../passes/dce.js';
+
+export type { SpecShape } from './trainer.js';
 
 const ICD_DIRS = ['/usr/share/vulkan/icd.d', '/etc/vulkan/icd.d', '/usr/local/share/vulkan/icd.d'];
 
@@ -49,8 +57,10 @@ export interface OpPolicy {
 /**
  * Graph bytes and parameters (graph inputs other than input_ids and labels, in graph order), and
  * the segments around FusedLinearCrossEntropy when the policy runs our kernel and the graph has one.
+ * With `shape`, the graph is specialised to batches of exactly [batch, seq] first
+ * (passes/specialize-shapes.ts: the shape plumbing becomes constants, not per-step CPU nodes).
  */
-export function trainingSpec(train: Model, initial: Map<string, Float32Array>, policy: OpPolicy = {}): TrainingSpec {
+export function trainingSpec(train: Model, initial: Map<string, Float32Array>, policy: OpPolicy = {}, shape?: SpecShape): TrainingSpec {
   const params: ParamSpec[] = [];
   for (const v of train.graph.inputs) {
     if (v.name === 'input_ids' || v.name === 'labels') continue;
@@ -61,13 +71,30 @@ export function trainingSpec(train: Model, initial: Map<string, Float32Array>, p
     const value = initial.get(v.name) ?? fail('invalid', `no initial value for parameter '${v.name}'`);
     params.push({ name: v.name, dims: dims as number[], value });
   }
+  train = webgpuGraph(train, shape);
   const split = (policy.flce ?? 'kernel') === 'kernel' ? splitAtFlce(train) : undefined;
   const flce = split && { a: saveBytes(split.a), b: saveBytes(split.b), cut: split.cut };
-  return { model: saveBytes(train), params, flce };
+  return { model: saveBytes(train), params, flce, shape };
+}
+
+/**
+ * The copy of a training graph that the webgpu backend runs: fewer kernels per step (the backward's
+ * Transpose pairs and transposed weight-gradient Gemms folded), and with `shape`, specialised to
+ * batches of exactly [batch, seq].
+ */
+export function webgpuGraph(train: Model, shape?: SpecShape): Model {
+  const m = cloneModel(train);
+  const ctx = newContext();
+  for (const p of [transposePairPass, transposeOfGemmPass, dce]) p.run(m, ctx);
+  if (!shape) return m;
+  const dims = [shape.batch, shape.seq];
+  const inputs = Object.fromEntries(['input_ids', 'labels'].filter((n) => m.graph.inputs.some((v) => v.name === n)).map((n) => [n, dims]));
+  specializeShapes(inputs).run(m, ctx);
+  return m;
 }
 
 /** A WebGpuTrainer in Node for a training-step model (same arguments as CpuTrainer.create). */
-export async function createNodeWebGpuTrainer(train: Model, initial: Map<string, Float32Array>, opts: TrainerOptions, policy: OpPolicy = {}): Promise<WebGpuTrainer> {
+export async function createNodeWebGpuTrainer(train: Model, initial: Map<string, Float32Array>, opts: TrainerOptions, policy: OpPolicy = {}, shape?: SpecShape): Promise<WebGpuTrainer> {
   const { ort } = await nodeOrtWeb();
-  return WebGpuTrainer.create(ort, trainingSpec(train, initial, policy), opts);
+  return WebGpuTrainer.create(ort, trainingSpec(train, initial, policy, shape), opts);
 }

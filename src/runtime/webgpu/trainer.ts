@@ -49,6 +49,14 @@ export interface TrainingSpec {
    * the trainer then runs A → our FLCE kernel → B instead of `model`.
    */
   flce?: { a: Uint8Array; b: Uint8Array; cut: FlceCut };
+  /** The graph is specialised to batches of exactly this shape (src/runtime/webgpu/node.ts). */
+  shape?: SpecShape;
+}
+
+/** A batch shape [batch, seq]. */
+export interface SpecShape {
+  batch: number;
+  seq: number;
 }
 
 interface GpuParam {
@@ -76,6 +84,7 @@ export class WebGpuTrainer {
     private readonly stats: GPUBuffer,
     private readonly staging: GPUBuffer,
     private readonly opts: TrainerOptions,
+    private readonly shape?: SpecShape,
   ) {
     this.log = ctx.log;
   }
@@ -112,7 +121,7 @@ export class WebGpuTrainer {
     const stats = ctx.buffer('stats [loss, norm, clip]', 16);
     const staging = createBuffer(device, ctx.log, 'stats readback', 16, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST);
     await ctx.sync();
-    return new WebGpuTrainer(ort, runner, ctx, params, partials, stats, staging, opts);
+    return new WebGpuTrainer(ort, runner, ctx, params, partials, stats, staging, opts, spec.shape);
   }
 
   /** Bytes of the buffers the trainer holds for its whole life (parameters, moments, norm scratch). */
@@ -127,6 +136,8 @@ export class WebGpuTrainer {
 
   private async run(batch: Batch): Promise<StepOutputs> {
     const { Tensor } = this.ort;
+    if (this.shape && (batch.batch !== this.shape.batch || batch.seq !== this.shape.seq))
+      fail('invalid', `the training graph is specialised to batches of ${this.shape.batch}x${this.shape.seq}, not ${batch.batch}x${batch.seq}`);
     const feeds: Record<string, Ort.Tensor> = {
       input_ids: new Tensor('int64', batch.inputIds, [batch.batch, batch.seq]),
       labels: new Tensor('int64', batch.labels, [batch.batch, batch.seq]),

@@ -1,0 +1,203 @@
+/**
+ * Where onnxruntime-web's WebGPU EP runs the webgpu backend's training step: for each ORT segment
+ * the backend runs (FLCE split: segment A and B; else the whole graph), which nodes ORT places on
+ * the CPU EP (wasm) and how many Memcpy nodes it inserts, read from ORT's verbose log (session
+ * option logSeverityLevel 0) as /work/shared/experiments/ndrive.cjs does. The tiny Qwen2 with its
+ * weights and the 0.5B structure (weights in /dev/null, never read: placement does not depend on
+ * sizes). Optionally times training steps of the tiny model (SwiftShader here).
+ *
+ *   npx tsx bench/webgpu-placement.ts [--configs tiny,0.5b] [--shape 2x32] [--steps 20] [--out bench/results]
+ *
+ * Every session is created in a child process (ORT-web's log goes to that process's stderr).
+ */
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { PRESETS, type Qwen2Config } from '../models/config.js';
+import { buildQwen2 } from '../models/qwen2.js';
+import { qwen2Parameters } from '../models/weights.js';
+import type { Model } from '../src/ir/graph.js';
+import { loadBytes } from '../src/onnx/io.js';
+import { prepareTraining } from '../src/runtime/session.js';
+import { defaultPipeline, runPipeline } from '../src/pipeline.js';
+import { buildTrainingGraph, trainingSignature } from '../src/autodiff/index.js';
+import { ensureFunctions } from '../custom-ops/functions.js';
+import { trainingSpec, type SpecShape } from '../src/runtime/webgpu/node.js';
+
+const SELF = fileURLToPath(import.meta.url);
+
+function arg(name: string, dflt: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 && process.argv[i + 1] ? process.argv[i + 1] : dflt;
+}
+
+export interface Placement {
+  segment: string;
+  /** Nodes of the segment as we wrote it. */
+  graphNodes: number;
+  /** Nodes per EP after ORT's optimisations, by op type (Memcpy nodes included). */
+  byEp: Record<string, Record<string, number>>;
+  /** Names of the CPU EP's nodes (as ORT names them after its optimisations). */
+  cpuNodes: string[];
+  memcpyFromHost: number;
+  memcpyToHost: number;
+  error?: string;
+}
+
+/** Node placement from ORT's verbose log (session_state.cc VerifyEachNodeIsAssignedToAnEp). */
+export function parsePlacement(log: string): Pick<Placement, 'byEp' | 'cpuNodes' | 'memcpyFromHost' | 'memcpyToHost'> {
+  const byEp: Record<string, Record<string, number>> = {};
+  const cpuNodes: string[] = [];
+  let ep: string | undefined;
+  for (const line of log.split('\n')) {
+    const i = line.indexOf('VerifyEachNodeIsAssignedToAnEp]');
+    if (i < 0) continue;
+    const text = line.slice(i + 'VerifyEachNodeIsAssignedToAnEp]'.length);
+    const head = /Node\(s\) placed on \[(\w+)\]/.exec(text);
+    if (head) {
+      ep = head[1].replace('ExecutionProvider', '');
+      byEp[ep] ??= {};
+      continue;
+    }
+    const node = /^\s+(\S+) \((.*)\)\s*$/.exec(text);
+    if (!node || !ep) continue;
+    byEp[ep][node[1]] = (byEp[ep][node[1]] ?? 0) + 1;
+    if (ep === 'CPU') cpuNodes.push(`${node[1]}:${node[2]}`);
+  }
+  const count = (op: string) => Object.values(byEp).reduce((s, c) => s + (c[op] ?? 0), 0);
+  return { byEp, cpuNodes, memcpyFromHost: count('MemcpyFromHost'), memcpyToHost: count('MemcpyToHost') };
+}
+
+/** The 0.5B-style graph with its weights in /dev/null (zero pages, never read). */
+function structureOnly(config: Qwen2Config): Model {
+  const specs = qwen2Parameters(config);
+  const size = (d: number[]) => d.reduce((a, b) => a * b, 1);
+  const zeros = new Float32Array(Math.max(...specs.map((p) => size(p.dims))));
+  const weights = new Map(specs.map((p) => [p.name, zeros.subarray(0, size(p.dims))]));
+  return buildQwen2(config, { weights, external: { dir: '/dev', file: 'null' } });
+}
+
+/** prepareTraining (fused, webgpu) without reading the weights: initial values are empty arrays. */
+function prepareStructure(model: Model): { train: Model; initial: Map<string, Float32Array> } {
+  runPipeline(model, defaultPipeline(), { options: { training: true } });
+  const train = buildTrainingGraph(model);
+  ensureFunctions(train, 'webgpu');
+  return { train, initial: new Map(trainingSignature(train).parameters.map((p) => [p, new Float32Array(0)])) };
+}
+
+/** The segments the webgpu backend runs for `config`, as ONNX bytes. */
+function segments(configName: string, shape: SpecShape | undefined): { name: string; bytes: Uint8Array; nodes: number }[] {
+  const config = PRESETS[configName];
+  const model = configName === 'tiny' ? buildQwen2(config, { seed: 1 }) : structureOnly(config);
+  const { train, initial } = configName === 'tiny' ? prepareTraining(model, { fuse: true, target: 'webgpu' }) : prepareStructure(model);
+  const spec = trainingSpec(train, initial, {}, shape);
+  const nodes = (b: Uint8Array) => loadBytes(b).graph.nodes.length;
+  if (spec.flce) return [{ name: 'A', bytes: spec.flce.a, nodes: nodes(spec.flce.a) }, { name: 'B', bytes: spec.flce.b, nodes: nodes(spec.flce.b) }];
+  return [{ name: 'model', bytes: spec.model, nodes: nodes(spec.model) }];
+}
+
+/** Child: create one webgpu session with verbose logging (stderr), then exit. */
+async function childCreate(file: string): Promise<void> {
+  const { nodeOrtWeb } = await import('../src/runtime/webgpu/node.js');
+  const { ort } = await nodeOrtWeb();
+  ort.env.logLevel = 'verbose';
+  const s = await ort.InferenceSession.create(new Uint8Array(fs.readFileSync(file)), {
+    executionProviders: ['webgpu'], preferredOutputLocation: 'gpu-buffer', logSeverityLevel: 0, logVerbosityLevel: 0,
+  } as never);
+  await s.release();
+  process.exit(0);
+}
+
+/** Child: ms per training step of the tiny model at B×T (webgpu backend, random ids). */
+async function childSteps(b: number, t: number, steps: number, specialize: boolean): Promise<void> {
+  const { nodeOrtWeb } = await import('../src/runtime/webgpu/node.js');
+  const { WebGpuTrainer } = await import('../src/runtime/webgpu/trainer.js');
+  const { rng } = await import('../src/random.js');
+  const config = PRESETS.tiny;
+  const p = prepareTraining(buildQwen2(config, { seed: 1 }), { fuse: true, target: 'webgpu' });
+  const { ort } = await nodeOrtWeb();
+  const trainer = await WebGpuTrainer.create(ort, trainingSpec(p.train, p.initial, {}, specialize ? { batch: b, seq: t } : undefined), {
+    optimizer: { lr: 1e-3, weightDecay: 0.01, maxGradNorm: 1 }, schedule: { lr: 1e-3, warmupSteps: 0, totalSteps: steps },
+  });
+  const r = rng(7);
+  const ms: number[] = [];
+  const losses: number[] = [];
+  for (let s = 0; s < steps; s++) {
+    const ids = new BigInt64Array(b * t);
+    for (let i = 0; i < ids.length; i++) ids[i] = BigInt(Math.floor(r() * config.vocab_size));
+    const res = await trainer.train({ inputIds: ids, labels: ids.slice(), batch: b, seq: t });
+    ms.push(res.ms);
+    losses.push(res.loss);
+  }
+  await trainer.release();
+  console.log('RESULT ' + JSON.stringify({ ms, losses }));
+  process.exit(0);
+}
+
+function spawnChild(args: string[]): { stdout: string; stderr: string; status: number | null } {
+  const r = spawnSync(process.execPath, [...process.execArgv, SELF, ...args], { encoding: 'utf8', maxBuffer: 1 << 30, timeout: 900_000 });
+  return { stdout: r.stdout ?? '', stderr: r.stderr ?? '', status: r.status };
+}
+
+function placementOf(configName: string, shape: SpecShape | undefined, dir: string): Placement[] {
+  return segments(configName, shape).map(({ name, bytes, nodes }) => {
+    const file = path.join(dir, `${configName}-${name}.onnx`);
+    fs.writeFileSync(file, bytes);
+    const r = spawnChild(['--child-create', file]);
+    const p = parsePlacement(r.stderr);
+    const error = r.status === 0 ? undefined : (r.stderr.split('\n').filter((l) => /error/i.test(l)).pop() ?? `exit ${r.status}`).slice(0, 300);
+    return { segment: name, graphNodes: nodes, ...p, error };
+  });
+}
+
+function table(rows: Placement[]): string {
+  const out = ['| segment | nodes (ours) | ORT nodes on WebGPU | on CPU | MemcpyFromHost | MemcpyToHost | CPU nodes by op |', '|---|---|---|---|---|---|---|'];
+  for (const r of rows) {
+    const sum = (c: Record<string, number> | undefined) => Object.values(c ?? {}).reduce((a, b) => a + b, 0);
+    const cpu = Object.entries(r.byEp.CPU ?? {}).sort((a, b) => b[1] - a[1]).map(([op, n]) => `${op} ${n}`).join(', ');
+    out.push(`| ${r.segment} | ${r.graphNodes} | ${sum(r.byEp.WebGpu)} | ${sum(r.byEp.CPU)} | ${r.memcpyFromHost} | ${r.memcpyToHost} | ${r.error ? `ERROR ${r.error}` : cpu || '-'} |`);
+  }
+  return out.join('\n');
+}
+
+async function main(): Promise<void> {
+  if (process.argv.includes('--child-create')) return childCreate(arg('child-create', ''));
+  const [b, t] = arg('shape', '2x32').split('x').map(Number);
+  if (process.argv.includes('--child-steps')) return childSteps(b, t, +arg('steps', '20'), process.argv.includes('--specialize'));
+  const outDir = arg('out', path.join(path.dirname(SELF), 'results'));
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wgpu-placement-'));
+  const report: Record<string, unknown> = {};
+  const lines: string[] = [];
+  for (const configName of arg('configs', 'tiny,0.5b').split(',')) {
+    for (const specialize of [false, true]) {
+      const shape = specialize ? { batch: b, seq: t } : undefined;
+      const rows = placementOf(configName, shape, dir);
+      const key = `${configName}${specialize ? ` specialised ${b}x${t}` : ' dynamic'}`;
+      report[key] = rows;
+      lines.push(`### ${key}`, '', table(rows), '');
+      console.log(`${key}\n${table(rows)}\n`);
+    }
+  }
+  const steps = +arg('steps', '0');
+  if (steps > 0)
+    for (const specialize of [false, true]) {
+      const r = spawnChild(['--child-steps', '--shape', `${b}x${t}`, '--steps', String(steps), ...(specialize ? ['--specialize'] : [])]);
+      const line = r.stdout.split('\n').find((l) => l.startsWith('RESULT '));
+      const res = line ? JSON.parse(line.slice(7)) : { error: r.stderr.slice(-500) };
+      const key = `tiny steps ${b}x${t}${specialize ? ' specialised' : ' dynamic'}`;
+      report[key] = res;
+      const ms: number[] = res.ms ?? [];
+      const rest = ms.slice(2);
+      const mean = rest.reduce((a, c) => a + c, 0) / Math.max(1, rest.length);
+      const summary = res.ms ? `${key}: ${(1000 / mean).toFixed(2)} steps/s (mean ${mean.toFixed(0)} ms of steps 3..${ms.length}; first ${ms.slice(0, 2).map((x) => x.toFixed(0)).join(', ')} ms); losses ${res.losses[0].toFixed(4)} → ${res.losses[res.losses.length - 1].toFixed(4)}` : `${key}: ERROR ${res.error}`;
+      lines.push(summary, '');
+      console.log(summary);
+    }
+  fs.mkdirSync(outDir, { recursive: true });
+  fs.writeFileSync(path.join(outDir, 'webgpu-placement.json'), JSON.stringify(report, null, 1));
+  fs.writeFileSync(path.join(outDir, 'webgpu-placement.tables.md'), lines.join('\n'));
+}
+
+await main();
