@@ -183,7 +183,10 @@ async function main(): Promise<void> {
     byKey.set(row.key, row);
     const rows = [...byKey.values()].sort((x, y) => x.batch * x.seq - y.batch * y.seq || x.variant.localeCompare(y.variant));
     fs.writeFileSync(RESULTS, `${JSON.stringify({ machine: '2 cores, 24 GB (no swap)', node: process.version, rows }, null, 2)}\n`);
-    fs.writeFileSync(RESULTS.replace(/\.json$/, '.md'), table(rows));
+    // Hand-written notes (from a '## Reading' heading on) survive the rewrite.
+    const md = RESULTS.replace(/\.json$/, '.md');
+    const notes = fs.existsSync(md) ? fs.readFileSync(md, 'utf8').split(/(?=^## Reading)/m)[1] ?? '' : '';
+    fs.writeFileSync(md, `${table(rows)}${notes ? `\n${notes}` : ''}`);
   }
 }
 
