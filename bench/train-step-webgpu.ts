@@ -53,7 +53,7 @@ async function child(variant: string, batch: number, seq: number, steps: number)
   const prepared = prepareTraining(buildQwen2(config, { seed: 0 }), { fuse: variant === 'fused', target: 'webgpu' });
   const prepareMs = performance.now() - t0;
   const { ort, meter } = await nodeOrtWeb();
-  const trainer = await WebGpuTrainer.create(ort, trainingSpec(prepared.train, prepared.initial), {
+  const trainer = await WebGpuTrainer.create(ort, trainingSpec(prepared.train, prepared.initial, {}, { batch, seq }), {
     optimizer: { lr: 1e-4, weightDecay: 0.01, maxGradNorm: 1 },
     schedule: { lr: 1e-4, warmupSteps: 0, totalSteps: steps },
   });
