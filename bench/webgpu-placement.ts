@@ -6,7 +6,11 @@
  * weights and the 0.5B structure (weights in /dev/null, never read: placement does not depend on
  * sizes). Optionally times training steps of the tiny model (SwiftShader here).
  *
- *   npx tsx bench/webgpu-placement.ts [--configs tiny,0.5b] [--shape 2x32] [--steps 20] [--out bench/results]
+ *   npx tsx bench/webgpu-placement.ts [--configs tiny,0.5b] [--shape 2x32] [--steps 20] [--out bench/results] [--tag NAME]
+ *
+ * Rows: 'dynamic' = the graph as the backend runs it without a batch shape; 'specialised BxT' =
+ * with trainingSpec's shape (passes/specialize-shapes). Steps: the tiny model, both ways, with
+ * per-step counts of dispatches, submits, writeBuffers and readbacks (ORT's and ours).
  *
  * Every session is created in a child process (ORT-web's log goes to that process's stderr).
  */
@@ -121,19 +125,42 @@ async function childSteps(b: number, t: number, steps: number, specialize: boole
   const trainer = await WebGpuTrainer.create(ort, trainingSpec(p.train, p.initial, {}, specialize ? { batch: b, seq: t } : undefined), {
     optimizer: { lr: 1e-3, weightDecay: 0.01, maxGradNorm: 1 }, schedule: { lr: 1e-3, warmupSteps: 0, totalSteps: steps },
   });
+  const calls = countGpuCalls();
   const r = rng(7);
   const ms: number[] = [];
   const losses: number[] = [];
+  const perStep: Record<string, number>[] = [];
   for (let s = 0; s < steps; s++) {
+    const before = { ...calls };
     const ids = new BigInt64Array(b * t);
     for (let i = 0; i < ids.length; i++) ids[i] = BigInt(Math.floor(r() * config.vocab_size));
     const res = await trainer.train({ inputIds: ids, labels: ids.slice(), batch: b, seq: t });
     ms.push(res.ms);
     losses.push(res.loss);
+    perStep.push(Object.fromEntries(Object.entries(calls).map(([k, n]) => [k, n - before[k]])));
   }
   await trainer.release();
-  console.log('RESULT ' + JSON.stringify({ ms, losses }));
+  console.log('RESULT ' + JSON.stringify({ ms, losses, calls: perStep[perStep.length - 1] }));
   process.exit(0);
+}
+
+/** Counts of WebGPU calls (ORT's and ours) that cost per-call time: dispatches, submits, uploads, readbacks. */
+function countGpuCalls(): Record<string, number> {
+  const counts: Record<string, number> = { dispatches: 0, submits: 0, writeBuffers: 0, readbacks: 0 };
+  const g = globalThis as unknown as Record<string, { prototype: Record<string, (...a: unknown[]) => unknown> }>;
+  const wrap = (cls: string, method: string, key: string) => {
+    const proto = g[cls].prototype;
+    const orig = proto[method];
+    proto[method] = function (this: unknown, ...a: unknown[]) {
+      counts[key]++;
+      return orig.apply(this, a);
+    };
+  };
+  wrap('GPUComputePassEncoder', 'dispatchWorkgroups', 'dispatches');
+  wrap('GPUQueue', 'submit', 'submits');
+  wrap('GPUQueue', 'writeBuffer', 'writeBuffers');
+  wrap('GPUBuffer', 'mapAsync', 'readbacks');
+  return counts;
 }
 
 function spawnChild(args: string[]): { stdout: string; stderr: string; status: number | null } {
@@ -174,7 +201,7 @@ async function main(): Promise<void> {
     for (const specialize of [false, true]) {
       const shape = specialize ? { batch: b, seq: t } : undefined;
       const rows = placementOf(configName, shape, dir);
-      const key = `${configName}${specialize ? ` specialised ${b}x${t}` : ' dynamic'}`;
+      const key = `${configName}${specialize ? ` specialised ${b}x${t}` : ' dynamic'}`
       report[key] = rows;
       lines.push(`### ${key}`, '', table(rows), '');
       console.log(`${key}\n${table(rows)}\n`);
@@ -191,13 +218,15 @@ async function main(): Promise<void> {
       const ms: number[] = res.ms ?? [];
       const rest = ms.slice(2);
       const mean = rest.reduce((a, c) => a + c, 0) / Math.max(1, rest.length);
-      const summary = res.ms ? `${key}: ${(1000 / mean).toFixed(2)} steps/s (mean ${mean.toFixed(0)} ms of steps 3..${ms.length}; first ${ms.slice(0, 2).map((x) => x.toFixed(0)).join(', ')} ms); losses ${res.losses[0].toFixed(4)} → ${res.losses[res.losses.length - 1].toFixed(4)}` : `${key}: ERROR ${res.error}`;
+      const best = Math.min(...rest);
+      const summary = res.ms ? `${key}: ${(1000 / mean).toFixed(2)} steps/s (mean ${mean.toFixed(0)} ms, best ${best.toFixed(0)} ms of steps 3..${ms.length}; first ${ms[0].toFixed(0)} ms); per step ${JSON.stringify(res.calls)}; losses ${res.losses[0].toFixed(4)} → ${res.losses[res.losses.length - 1].toFixed(4)}` : `${key}: ERROR ${res.error}`;
       lines.push(summary, '');
       console.log(summary);
     }
   fs.mkdirSync(outDir, { recursive: true });
-  fs.writeFileSync(path.join(outDir, 'webgpu-placement.json'), JSON.stringify(report, null, 1));
-  fs.writeFileSync(path.join(outDir, 'webgpu-placement.tables.md'), lines.join('\n'));
+  const tag = arg('tag', '') && `-${arg('tag', '')}`;
+  fs.writeFileSync(path.join(outDir, `webgpu-placement${tag}.json`), JSON.stringify(report, null, 1));
+  fs.writeFileSync(path.join(outDir, `webgpu-placement${tag}.tables.md`), lines.join('\n'));
 }
 
 await main();
