@@ -6,9 +6,9 @@
 import { describe, expect, it } from 'vitest';
 import type { GraphBuilder, Value } from '../src/ir/index.js';
 import { DataType } from '../src/onnx/schema.js';
-import { gradCheck, type InputSpec } from './autodiff-util.js';
+import { gradCheck, runGradCases as run, type GradCase, type InputSpec } from './autodiff-util.js';
 
-type Case = [name: string, specs: InputSpec[], build: (b: GraphBuilder, xs: Value[]) => Value, tol?: number];
+type Case = GradCase;
 
 const x = (dims: number[], extra: Partial<InputSpec> = {}): InputSpec => ({ name: 'x', dims, ...extra });
 const ints = (name: string, dims: number[], data: number[]): InputSpec => ({ name, dims, data, type: DataType.INT64 });
@@ -76,17 +76,6 @@ const losses: Case[] = [
   ['NLL none, [N, C, d]', [x([2, 5, 3]), ints('l', [2, 3], [0, 4, 2, 1, 1, 3])], (b, [s, l]) => b.op.NegativeLogLikelihoodLoss(s, l, { reduction: 'none' })],
 ];
 
-function run(cases: Case[]): void {
-  it.each(cases)('%s', async (_name, specs, build, tol) => {
-    const r = await gradCheck(specs, build);
-    const names = Object.keys(r.errors);
-    expect(names.length).toBeGreaterThan(0);
-    for (const n of names) {
-      expect(r.scale[n], `gradient of ${n} is all zeros: the check would be vacuous`).toBeGreaterThan(1e-12);
-      expect(r.errors[n], `relative error of d/d${n}`).toBeLessThan(tol ?? 1e-6);
-    }
-  });
-}
 
 describe('autodiff rules vs finite differences (float64)', () => {
   describe('data movement', () => run(shapes));

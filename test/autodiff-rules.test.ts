@@ -7,9 +7,9 @@
 import { describe, expect, it } from 'vitest';
 import type { GraphBuilder, Value } from '../src/ir/index.js';
 import { DataType } from '../src/onnx/schema.js';
-import { gradCheck, type InputSpec } from './autodiff-util.js';
+import { runGradCases as run, type GradCase, type InputSpec } from './autodiff-util.js';
 
-type Case = [name: string, specs: InputSpec[], build: (b: GraphBuilder, xs: Value[]) => Value, tol?: number, h?: number];
+type Case = GradCase;
 
 const x = (dims: number[], extra: Partial<InputSpec> = {}): InputSpec => ({ name: 'x', dims, ...extra });
 const a = (dims: number[], extra: Partial<InputSpec> = {}): InputSpec => ({ name: 'a', dims, ...extra });
@@ -84,17 +84,6 @@ const matmuls: Case[] = [
   ['Gemm transB', [a([3, 4]), bIn([5, 4])], (b, [p, q]) => b.op.Gemm(p, q, { transB: 1 })],
 ];
 
-function run(cases: Case[]): void {
-  it.each(cases)('%s', async (_name, specs, build, tol, h) => {
-    const r = await gradCheck(specs, build, { h });
-    const names = Object.keys(r.errors);
-    expect(names.length).toBeGreaterThan(0);
-    for (const n of names) {
-      expect(r.scale[n], `gradient of ${n} is all zeros: the check would be vacuous`).toBeGreaterThan(1e-12);
-      expect(r.errors[n], `relative error of d/d${n}`).toBeLessThan(tol ?? 1e-6);
-    }
-  });
-}
 
 describe('autodiff rules vs finite differences (float64)', () => {
   describe('elementwise', () => run(elementwise));

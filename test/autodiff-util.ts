@@ -4,6 +4,7 @@
  * difference of the same graph's loss. The loss is Σ y·r with a fixed random r, so every output
  * element matters.
  */
+import { expect, it } from 'vitest';
 import * as ort from 'onnxruntime-node';
 import { addGradients } from '../src/autodiff/index.js';
 import { createModel, GraphBuilder, type Model, type Value } from '../src/ir/index.js';
@@ -132,4 +133,20 @@ export async function gradCheck(
     errors[v.name] = Math.max(...analytic.map((a, i) => Math.abs(a - numeric[i]))) / m;
   }
   return { errors, scale, analytic: analyticAll, model };
+}
+
+/** A finite-difference case: name, inputs, graph builder, tolerance (default 1e-6), step h. */
+export type GradCase = [name: string, specs: InputSpec[], build: (b: GraphBuilder, xs: Value[]) => Value, tol?: number, h?: number];
+
+/** One test per case: every differentiable input's gradient is non-zero and within tolerance. */
+export function runGradCases(cases: GradCase[]): void {
+  it.each(cases)('%s', async (_name, specs, build, tol, h) => {
+    const r = await gradCheck(specs, build, { h });
+    const names = Object.keys(r.errors);
+    expect(names.length).toBeGreaterThan(0);
+    for (const n of names) {
+      expect(r.scale[n], `gradient of ${n} is all zeros: the check would be vacuous`).toBeGreaterThan(1e-12);
+      expect(r.errors[n], `relative error of d/d${n}`).toBeLessThan(tol ?? 1e-6);
+    }
+  });
 }
