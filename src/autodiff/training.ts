@@ -24,11 +24,9 @@ import { cloneModel, removeDeadCode } from './clone.js';
 import { isFloatType } from './dtype.js';
 import { AUTODIFF_TAG } from './in-forward.js';
 import type { GradTable } from './types.js';
+import { GRAD_IN_PREFIX, GRAD_PREFIX } from './names.js';
 
-/** Prefix of gradient outputs: `grad.<parameter name>`. */
-export const GRAD_PREFIX = 'grad.';
-/** Prefix of accumulated-gradient inputs (gradient accumulation): `grad_in.<parameter name>`. */
-export const GRAD_IN_PREFIX = 'grad_in.';
+export { GRAD_IN_PREFIX, GRAD_PREFIX };
 
 /** Float initializers matching these are buffers, not parameters, unless named in `trainable`. */
 export const BUFFER_PATTERNS: readonly RegExp[] = [/(^|\.)inv_freq$/, /(^|\.)running_(mean|var)$/];

@@ -11,9 +11,10 @@ import { DataType } from '../onnx/schema.js';
 import type { Batch } from '../data/batches.js';
 import { adamwStep, learningRate, type AdamWOptions, type ParamState, type ScheduleOptions } from './optimizer.js';
 import type { TrainState } from './checkpoint.js';
+import { GRAD_PREFIX } from '../autodiff/names.js';
 
-/** Gradient outputs are named `grad.<parameter name>`. */
-export const GRAD_PREFIX = 'grad.';
+/** Gradient outputs are named `grad.<parameter name>` (src/autodiff/names.ts). */
+export { GRAD_PREFIX };
 
 export interface TrainerOptions {
   optimizer: AdamWOptions;

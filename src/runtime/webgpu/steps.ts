@@ -10,6 +10,7 @@
  * outputs and the kernel's gradient buffers are released as soon as B's run is queued.
  */
 import type * as Ort from 'onnxruntime-web';
+import { GRAD_PREFIX } from '../../autodiff/names.js';
 import { fail } from '../../errors.js';
 import type { GpuContext } from '../../webgpu/context.js';
 import { fusedLinearCrossEntropy } from '../../../custom-ops/fused-linear-cross-entropy/webgpu/flce.js';
@@ -41,7 +42,7 @@ const pick = (feeds: Record<string, Ort.Tensor>, names: readonly string[]) => Ob
 
 function collect(out: Outputs, loss: GPUBuffer | undefined): { loss: GPUBuffer; grads: Map<string, GPUBuffer> } {
   const grads = new Map<string, GPUBuffer>();
-  for (const [name, t] of Object.entries(out)) if (name.startsWith('grad.')) grads.set(name, gpuBufferOf(t as Ort.Tensor, name));
+  for (const [name, t] of Object.entries(out)) if (name.startsWith(GRAD_PREFIX)) grads.set(name, gpuBufferOf(t as Ort.Tensor, name));
   return { loss: loss ?? gpuBufferOf(out.loss as Ort.Tensor, 'loss'), grads };
 }
 

@@ -16,6 +16,7 @@
  */
 import type * as Ort from 'onnxruntime-web';
 import { fail, OrtfuseError } from '../../errors.js';
+import { GRAD_PREFIX } from '../../autodiff/names.js';
 import type { Batch } from '../../data/batches.js';
 import { adamw, type AdamWTensor } from '../../webgpu/adamw.js';
 import { GpuContext } from '../../webgpu/context.js';
@@ -29,8 +30,7 @@ import { FlceSegments, SingleSession, type OrtWeb, type StepOutputs, type StepRu
 
 export type { OrtWeb } from './steps.js';
 
-/** Gradient outputs are named `grad.<parameter name>` (src/autodiff/training.ts). */
-const GRAD = 'grad.';
+
 
 /** One parameter of the training graph. */
 export interface ParamSpec {
@@ -110,7 +110,7 @@ export class WebGpuTrainer {
     for (const p of spec.params) {
       const size = p.dims.reduce((a, b) => a * b, 1);
       if (p.value.length !== size) fail('invalid', `parameter '${p.name}': ${p.value.length} values for shape [${p.dims}]`);
-      const hasGrad = outputs.has(GRAD + p.name);
+      const hasGrad = outputs.has(GRAD_PREFIX + p.name);
       const noDecay = !hasGrad || (opts.noDecay ?? ((_, d) => d.length <= 1))(p.name, p.dims);
       const value = ctx.upload(`param ${p.name}`, p.value);
       const feed = ort.Tensor.fromGpuBuffer(value as never, { dataType: 'float32', dims: p.dims });
@@ -173,7 +173,7 @@ export class WebGpuTrainer {
     const lr = learningRate(t, this.opts.schedule);
     const o = this.opts.optimizer;
     const withGrad = this.params.filter((p) => p.hasGrad);
-    const grads = withGrad.map((p) => ({ p, grad: out.grads.get(GRAD + p.name) ?? fail('runtime', `no gradient '${GRAD + p.name}'`) }));
+    const grads = withGrad.map((p) => ({ p, grad: out.grads.get(GRAD_PREFIX + p.name) ?? fail('runtime', `no gradient '${GRAD_PREFIX + p.name}'`) }));
     clipByGlobalNorm(this.ctx, grads.map((g) => ({ grad: g.grad, size: g.p.size })), this.partials, this.stats, o.maxGradNorm ?? 0);
     const tensors: AdamWTensor[] = grads.map(({ p, grad }) => ({ param: p.value, grad, m: p.m, v: p.v, size: p.size, noDecay: p.noDecay }));
     adamw(this.ctx, tensors, { step: t, lr, beta1: o.beta1 ?? 0.9, beta2: o.beta2 ?? 0.999, eps: o.eps ?? 1e-8, weightDecay: o.weightDecay ?? 0 });
