@@ -84,6 +84,21 @@ function fillDefaults(model: Model, op: FusedOp): void {
       if (!n.attr(a.name)) n.setAttr(makeAttr(a.name, a.type === 'FLOAT' ? { float: Number(a.default) } : a.default));
 }
 
+/**
+ * The target the model's ai.ortfuse bodies were built for (read from their stamp), or undefined
+ * when it carries none. Fails when bodies of different targets are mixed.
+ */
+export function bodiesTarget(model: Model): Target | undefined {
+  const targets = new Set<Target>();
+  for (const f of model.functions) {
+    if (f.domain !== ORTFUSE_DOMAIN) continue;
+    const m = /^ortfuse portable body; target=(\w+);/.exec(String(f.extra.doc_string ?? ''));
+    if (m) targets.add(m[1] as Target);
+  }
+  if (targets.size > 1) fail('invalid', `the model carries ${ORTFUSE_DOMAIN} bodies for several targets (${[...targets].join(', ')})`);
+  return targets.values().next().value;
+}
+
 /** Ensure the body of every fused op the main graph calls, for `target`. Returns the ops' names. */
 export function ensureFunctions(model: Model, target: Target): string[] {
   const used = fusedOps.filter((o) => callers(model, o).length > 0);

@@ -1,51 +1,29 @@
 /**
- * Gradient of ai.ortfuse::RMSNorm, y = w · cast(n), n = xs·r, r = 1/sqrt(mean(xs²) + ε), xs = x in
- * stash_type. The per-row r ([..., 1], stash_type) is recomputed from the saved x; no [..., D]
- * intermediate is kept from the forward pass.
- *   d w = Σ_rows dy·n            d n = dy·w
- *   d x = r · (d n − n · mean(d n · n))      (computed in stash_type, cast back to x's type)
+ * Gradient of ai.ortfuse::RMSNorm (and of ONNX RMSNormalization-23 over the last axis, through
+ * src/autodiff/table.ts): one ai.ortfuse::RMSNormGrad(dy, x, weight) -> (dx, dweight) node serves
+ * both input gradients (math in grad-schema.ts, body in grad-function.ts). rstd is recomputed from
+ * the saved x inside the op; no [..., D] intermediate is kept from the forward pass. With a frozen
+ * weight the node is still emitted and dweight goes unused.
  */
+import { sharedGrads } from '../../src/autodiff/shared.js';
 import type { GradContext, GradRule } from '../../src/autodiff/types.js';
 import type { Value } from '../../src/ir/graph.js';
+import { DataType } from '../../src/onnx/schema.js';
+import { gradNode } from '../grad-ops.js';
+import { rmsNormGradSchema } from './grad-schema.js';
 
-interface Normalized {
-  /** x in stash_type */
-  n: Value;
-  r: Value;
-  stash: number;
+/** epsilon's default: RMSNorm's (schema.ts), or RMSNormalization-23's (1e-5, the ONNX spec). */
+function epsilon(g: GradContext): number {
+  return g.node.attrFloat('epsilon', g.node.opType === 'RMSNormalization' && g.node.domain !== 'ai.ortfuse' ? 1e-5 : 1e-6);
 }
 
-function normalize(g: GradContext): Normalized {
-  const op = g.op;
-  const stash = g.node.attrInt('stash_type', 1);
-  const x = g.x(0);
-  const xs = g.elemTypeX(0) === stash ? x : op.Cast(x, { to: stash });
-  const eps = g.scalar(g.node.attrFloat('epsilon', 1e-6), stash);
-  const ms = op.ReduceMean(op.Mul(xs, xs), g.ints([-1]), { keepdims: 1 });
-  const r = op.Reciprocal(op.Sqrt(op.Add(ms, eps)));
-  return { n: op.Mul(xs, r), r, stash };
-}
+const emit = sharedGrads((g): Value[] =>
+  gradNode(g, rmsNormGradSchema, [g.dy(), g.x(0), g.x(1)], {
+    epsilon: { float: epsilon(g) },
+    stash_type: g.node.attrInt('stash_type', DataType.FLOAT),
+  }, [0, 1]));
 
 export const rmsNormGrad: GradRule = {
   save: { inputs: [0, 1] },
-  grads: [
-    (g) => {
-      const op = g.op;
-      const { n, r, stash } = normalize(g);
-      const t = g.elemTypeX(0);
-      let dn = op.Mul(g.dy(), g.x(1));
-      if (t !== stash) dn = op.Cast(dn, { to: stash });
-      const proj = op.ReduceMean(op.Mul(dn, n), g.ints([-1]), { keepdims: 1 });
-      const dx = op.Mul(r, op.Sub(dn, op.Mul(n, proj)));
-      return t === stash ? dx : op.Cast(dx, { to: t });
-    },
-    (g) => {
-      const op = g.op;
-      const { n, stash } = normalize(g);
-      const t = g.elemTypeX(0); // weight shares x's element type
-      const prod = op.Mul(g.dy(), t === stash ? n : op.Cast(n, { to: t }));
-      const rank = g.rankX(0);
-      return rank > 1 ? g.reduceSum(prod, Array.from({ length: rank - 1 }, (_, k) => k), false) : prod;
-    },
-  ],
+  grads: [emit(0), emit(1)],
 };

@@ -1,11 +1,12 @@
 /**
- * Gradient of ai.ortfuse::RoPE, y = x·cos + rot(x)·sin with rot(x) = concat(−x₂, x₁). rot's
- * adjoint is rotᵀ(z) = concat(z₂, −z₁), so
- *   d x   = dy·cos + rotᵀ(dy·sin)       (the rotation by −θ)
- *   d cos = Σ_broadcast dy·x,  d sin = Σ_broadcast dy·rot(x)   (only when cos/sin are trained)
+ * Gradient of ai.ortfuse::RoPE, y = x·cos + rot(x)·sin with rot(x) = concat(−x₂, x₁):
+ *   d x   = ai.ortfuse::RoPEGrad(dy, cos, sin) = dy·cos + rotᵀ(dy·sin)   (the rotation by −θ; one node)
+ *   d cos = Σ_broadcast dy·x,  d sin = Σ_broadcast dy·rot(x)   (stock ops; only when cos/sin are trained)
  */
 import type { GradContext, GradRule } from '../../src/autodiff/types.js';
 import type { Value } from '../../src/ir/graph.js';
+import { gradNode } from '../grad-ops.js';
+import { ropeGradSchema } from './grad-schema.js';
 
 function halves(g: GradContext, v: Value): [Value, Value] {
   const op = g.op;
@@ -18,11 +19,7 @@ function halves(g: GradContext, v: Value): [Value, Value] {
 export const ropeGrad: GradRule = {
   save: { inputs: [0, 1, 2] },
   grads: [
-    (g) => {
-      const op = g.op;
-      const [z1, z2] = halves(g, op.Mul(g.dy(), g.x(2)));
-      return op.Add(op.Mul(g.dy(), g.x(1)), op.Concat(z2, op.Neg(z1), { axis: -1 }));
-    },
+    (g) => gradNode(g, ropeGradSchema, [g.dy(), g.x(1), g.x(2)], {}, [0])[0],
     (g, i) => g.sumToX(g.op.Mul(g.dy(), g.x(0)), i),
     (g, i) => {
       const [x1, x2] = halves(g, g.x(0));

@@ -12,7 +12,7 @@
  */
 import { DataType } from '../../src/onnx/schema.js';
 import { tensorType, type TensorType } from '../../src/ir/types.js';
-import { expectInput, inferRule, invalid, ORTFUSE_DOMAIN, ORTFUSE_VERSION, sameDim, sameElem, type FusedOpSchema } from '../types.js';
+import { expectInput, inferRule, invalid, ORTFUSE_DOMAIN, ORTFUSE_VERSION, sameDim, sameElem, type FusedOpSchema, type IoSpec } from '../types.js';
 
 const FLOATS = [DataType.FLOAT, DataType.FLOAT16, DataType.BFLOAT16, DataType.DOUBLE] as const;
 
@@ -27,28 +27,34 @@ export const ropeSchema: FusedOpSchema = {
   ],
   outputs: [{ name: 'y', types: FLOATS, doc: '[B, heads, S, D]' }],
   attributes: [],
-  check(types: (TensorType | undefined)[], _attrs, where: string): TensorType[] {
-    const s = ropeSchema;
-    const [tx, tc, ts] = types;
-    const xs = expectInput(where, s.inputs[0], tx, 4);
-    const cs = expectInput(where, s.inputs[1], tc, 4);
-    const ss = expectInput(where, s.inputs[2], ts, 4);
-    const elem = sameElem(where, ['x', 'cos'], tx, tc);
-    sameElem(where, ['cos', 'sin'], tc, ts);
-    if (cs && ss) cs.forEach((d, i) => sameDim(where, `cos [${cs.join(',')}] and sin [${ss.join(',')}] differ at axis ${i}`, d, ss[i]));
-    const d = xs?.[3];
-    if (typeof d === 'number' && d % 2 !== 0) invalid(where, `x [${xs!.join(',')}] has an odd last dim; rotate-half needs it even`);
-    const out = xs?.slice();
-    if (xs && cs) {
-      if (cs[1] !== 1 && cs[1] !== null) invalid(where, `cos [${cs.join(',')}] must have 1 at axis 1 (broadcast over heads)`);
-      for (const i of [0, 2, 3]) {
-        if (i === 0 && cs[0] === 1) continue;
-        out![i] = sameDim(where, `cos [${cs.join(',')}] does not broadcast to x [${xs.join(',')}] at axis ${i}`, xs[i], cs[i]);
-      }
-    }
-    return [tensorType(elem, out)];
-  },
+  check: (types, _attrs, where) => checkRotation(where, ropeSchema.inputs, types),
 };
+
+/**
+ * Types of RoPE's output (and RoPEGrad's dx): `specs` names the rotated input (x, or dy) and cos,
+ * sin; the result has the rotated input's shape, dims refined by cos/sin where they do not broadcast.
+ */
+export function checkRotation(where: string, specs: readonly IoSpec[], types: (TensorType | undefined)[]): TensorType[] {
+  const [tx, tc, ts] = types;
+  const xn = specs[0].name;
+  const xs = expectInput(where, specs[0], tx, 4);
+  const cs = expectInput(where, specs[1], tc, 4);
+  const ss = expectInput(where, specs[2], ts, 4);
+  const elem = sameElem(where, [xn, 'cos'], tx, tc);
+  sameElem(where, ['cos', 'sin'], tc, ts);
+  if (cs && ss) cs.forEach((d, i) => sameDim(where, `cos [${cs.join(',')}] and sin [${ss.join(',')}] differ at axis ${i}`, d, ss[i]));
+  const d = xs?.[3];
+  if (typeof d === 'number' && d % 2 !== 0) invalid(where, `${xn} [${xs!.join(',')}] has an odd last dim; rotate-half needs it even`);
+  const out = xs?.slice();
+  if (xs && cs) {
+    if (cs[1] !== 1 && cs[1] !== null) invalid(where, `cos [${cs.join(',')}] must have 1 at axis 1 (broadcast over heads)`);
+    for (const i of [0, 2, 3]) {
+      if (i === 0 && cs[0] === 1) continue;
+      out![i] = sameDim(where, `cos [${cs.join(',')}] does not broadcast to ${xn} [${xs.join(',')}] at axis ${i}`, xs[i], cs[i]);
+    }
+  }
+  return [tensorType(elem, out)];
+}
 
 /** Shape-inference rule for src/ir/infer (domain::op table). */
 export const inferRoPE = inferRule(ropeSchema);

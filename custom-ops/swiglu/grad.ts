@@ -1,21 +1,16 @@
 /**
- * Gradient of ai.ortfuse::SwiGLU, y = g·σ(g)·u. Saves only the two pre-activations and recomputes
- * the sigmoid (as Liger):
- *   s = σ(g);  d gate = dy·u·s·(1 + g·(1 − s));  d up = dy·g·s
+ * Gradient of ai.ortfuse::SwiGLU, y = g·σ(g)·u: one ai.ortfuse::SwiGLUGrad(dy, gate, up) ->
+ * (dgate, dup) node serves both input gradients (math in grad-schema.ts, body in
+ * grad-function.ts). Only the two pre-activations are saved; the sigmoid is recomputed (as Liger).
  */
+import { sharedGrads } from '../../src/autodiff/shared.js';
 import type { GradRule } from '../../src/autodiff/types.js';
+import { gradNode } from '../grad-ops.js';
+import { swigluGradSchema } from './grad-schema.js';
+
+const emit = sharedGrads((g) => gradNode(g, swigluGradSchema, [g.dy(), g.x(0), g.x(1)], {}, [0, 1]));
 
 export const swigluGrad: GradRule = {
   save: { inputs: [0, 1] },
-  grads: [
-    (g) => {
-      const op = g.op;
-      const gate = g.x(0);
-      const s = op.Sigmoid(gate);
-      const one = g.scalar(1, g.elemTypeX(0));
-      const dsilu = op.Mul(s, op.Add(one, op.Mul(gate, op.Sub(one, s))));
-      return op.Mul(op.Mul(g.dy(), g.x(1)), dsilu);
-    },
-    (g) => g.op.Mul(g.dy(), g.op.Mul(g.x(0), g.op.Sigmoid(g.x(0)))),
-  ],
+  grads: [emit(0), emit(1)],
 };

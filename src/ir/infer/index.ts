@@ -18,8 +18,11 @@
  */
 import { inferFusedLinearCrossEntropy } from '../../../custom-ops/fused-linear-cross-entropy/schema.js';
 import { inferFusedLinearCrossEntropyWithGrad } from '../../../custom-ops/fused-linear-cross-entropy/with-grad-schema.js';
+import { inferRMSNormGrad } from '../../../custom-ops/rms-norm/grad-schema.js';
 import { inferRMSNorm } from '../../../custom-ops/rms-norm/schema.js';
+import { inferRoPEGrad } from '../../../custom-ops/rope/grad-schema.js';
 import { inferRoPE } from '../../../custom-ops/rope/schema.js';
+import { inferSwiGLUGrad } from '../../../custom-ops/swiglu/grad-schema.js';
 import { inferSwiGLU } from '../../../custom-ops/swiglu/schema.js';
 import type { Model } from '../graph.js';
 import type { InferRule } from './context.js';
@@ -50,6 +53,9 @@ export const FUSED_OP_RULES: Record<string, InferRule> = {
   'ai.ortfuse::RMSNorm': inferRMSNorm,
   'ai.ortfuse::SwiGLU': inferSwiGLU,
   'ai.ortfuse::RoPE': inferRoPE,
+  'ai.ortfuse::RMSNormGrad': inferRMSNormGrad,
+  'ai.ortfuse::SwiGLUGrad': inferSwiGLUGrad,
+  'ai.ortfuse::RoPEGrad': inferRoPEGrad,
 };
 
 export interface InferOptions {
