@@ -27,12 +27,23 @@ describe.skipIf(!env.ctx)('RMSNorm WGSL kernels vs float64 reference (dawn.node)
         const eR = relL2(await ctx.readF32(rstd, rows), ref.rstd);
         const eX = relL2(await ctx.readF32(g.dx, rows * d), gref.dx);
         const eW = relL2(await ctx.readF32(g.dWeight, d), gref.dWeight.map((v) => v + 1));
+        // RMSNormGrad(dy, x, weight): rstd recomputed from x inside the kernel.
+        const h = rmsNormBackward(ctx, { x: xb, weight: wb, eps, dy: ctx.upload('dy', dy), rows, d });
+        const eX2 = relL2(await ctx.readF32(h.dx, rows * d), gref.dx);
+        const eW2 = relL2(await ctx.readF32(h.dWeight, d), gref.dWeight);
+        expect(eX2).toBeLessThan(1e-4);
+        expect(eW2).toBeLessThan(1e-4);
         console.info(`rmsnorm rows=${rows} d=${d} sg=${ctx.subgroups}: y ${eY.toExponential(2)} rstd ${eR.toExponential(2)} dx ${eX.toExponential(2)} dW ${eW.toExponential(2)}`);
         expect(eY).toBeLessThan(1e-5);
         expect(eR).toBeLessThan(1e-5);
         expect(eX).toBeLessThan(1e-4);
         expect(eW).toBeLessThan(1e-4);
       });
+
+  it('needs eps when it recomputes rstd', () => {
+    const x = base.buffer('x', 64 * 4);
+    expect(() => rmsNormBackward(base, { x, weight: x, dy: x, rows: 8, d: 8 })).toThrow(/RMSNormGrad: without a saved rstd, eps must be given/);
+  });
 
   it('rejects a rstd buffer that is too small', () => {
     const x = base.buffer('x', 64 * 4);

@@ -4,7 +4,7 @@
  *
  *   forward:  rstd_r = (mean_j x_rj² + eps)^(−1/2)   (saved, one fp32 per row)
  *             y_rj   = w_j · (x_rj · rstd_r)
- *   backward: c_r    = rstd_r² · mean_j(dy_rj · w_j · x_rj)
+ *   backward: c_r    = rstd_r² · mean_j(dy_rj · w_j · x_rj)   (rstd saved, or recomputed from x)
  *             dx_rj  = rstd_r · (dy_rj · w_j − x_rj · c_r)
  *             dw_j   = Σ_r dy_rj · x_rj · rstd_r
  *
@@ -12,6 +12,7 @@
  * G workgroups each take a contiguous block of rows, write dx and accumulate their dw partial in
  * the row of a [G, D] scratch that only they touch; a second kernel sums the G partials per column.
  */
+import { fail } from '../../../src/errors.js';
 import type { GpuContext } from '../../../src/webgpu/context.js';
 import { dispatch1d, type Program } from '../../../src/webgpu/program.js';
 import { reduceArgs, reductionWgsl } from '../../../src/webgpu/reduce.js';
@@ -79,7 +80,9 @@ export function rmsNormForward(ctx: GpuContext, a: RmsNormForwardArgs): { y: GPU
 export interface RmsNormBackwardArgs {
   x: GPUBuffer;
   weight: GPUBuffer;
-  rstd: GPUBuffer;
+  /** The forward's saved rstd [rows]; absent: recomputed from x with `eps` (RMSNormGrad's inputs). */
+  rstd?: GPUBuffer;
+  eps?: number;
   dy: GPUBuffer;
   rows: number;
   d: number;
@@ -98,7 +101,9 @@ export function rmsNormBackward(ctx: GpuContext, a: RmsNormBackwardArgs): { dx: 
   checkBuffer(k, 'x', a.x, rows * d);
   checkBuffer(k, 'dy', a.dy, rows * d);
   checkBuffer(k, 'weight', a.weight, d);
-  checkBuffer(k, 'rstd', a.rstd, rows);
+  const recompute = !a.rstd;
+  if (recompute && !(Number(a.eps) >= 0)) fail('usage', `${k}: without a saved rstd, eps must be given (got ${a.eps})`);
+  if (a.rstd) checkBuffer(k, 'rstd', a.rstd, rows);
   const dx = a.dx ? checkBuffer(k, 'dx', a.dx, rows * d) : ctx.buffer('rmsnorm.dx', rows * d * 4);
   const dWeight = a.dWeight ? checkBuffer(k, 'dWeight', a.dWeight, d) : ctx.buffer('rmsnorm.dWeight', d * 4);
   const perGroup = Math.ceil(rows / Math.min(rows, RMSNORM_BWD_GROUPS));
@@ -107,7 +112,7 @@ export function rmsNormBackward(ctx: GpuContext, a: RmsNormBackwardArgs): { dx: 
   const sg = ctx.subgroups;
   const rowsProgram: Program = {
     name: 'rmsnorm_bwd_rows',
-    cacheKey: 'f32',
+    cacheKey: `f32;recompute=${recompute ? 1 : 0}`,
     workgroupSize: [WG],
     subgroups: sg,
     dispatch: dispatch1d(groups),
@@ -115,11 +120,12 @@ export function rmsNormBackward(ctx: GpuContext, a: RmsNormBackwardArgs): { dx: 
       { name: 'rows', type: 'u32', value: rows },
       { name: 'd', type: 'u32', value: d },
       { name: 'perGroup', type: 'u32', value: perGroup },
+      { name: 'eps', type: 'f32', value: a.eps ?? 0 },
     ],
     bindings: [
       { name: 'x', access: 'read', type: 'f32' },
       { name: 'w', access: 'read', type: 'f32' },
-      { name: 'rstd', access: 'read', type: 'f32' },
+      ...(recompute ? [] : [{ name: 'rstd', access: 'read', type: 'f32' } as const]),
       { name: 'dy', access: 'read', type: 'f32' },
       { name: 'dx', access: 'read_write', type: 'f32' },
       { name: 'partial', access: 'read_write', type: 'f32' },
@@ -133,7 +139,11 @@ export function rmsNormBackward(ctx: GpuContext, a: RmsNormBackwardArgs): { dx: 
   let pbase = g * u.d;
   for (var r = r0; r < r1; r++) {
     let base = r * u.d;
-    let rs = rstd[r];
+    ${recompute
+        ? `var ss = 0.0;
+    for (var j = lidx; j < u.d; j += ${WG}u) { let v = x[base + j]; ss = fma(v, v, ss); }
+    let rs = 1.0 / sqrt(wg_sum(ss, ${reduceArgs(sg)}) / f32(u.d) + u.eps);`
+        : 'let rs = rstd[r];'}
     var dot = 0.0;
     for (var j = lidx; j < u.d; j += ${WG}u) { dot = fma(dy[base + j] * w[j], x[base + j], dot); }
     let c = rs * rs * wg_sum(dot, ${reduceArgs(sg)}) / f32(u.d);
@@ -146,7 +156,7 @@ export function rmsNormBackward(ctx: GpuContext, a: RmsNormBackwardArgs): { dx: 
   }`,
     }),
   };
-  ctx.run(rowsProgram, [a.x, a.weight, a.rstd, a.dy, dx, partial]);
+  ctx.run(rowsProgram, [a.x, a.weight, ...(a.rstd ? [a.rstd] : []), a.dy, dx, partial]);
   const sumProgram: Program = {
     name: 'rmsnorm_bwd_dweight',
     cacheKey: `f32;acc=${a.accumulate ? 1 : 0}`,
