@@ -73,11 +73,14 @@ describe.skipIf(present.length === 0)('training graphs of the torch fixtures', (
       expect(train.opsetImports.has('com.microsoft')).toBe(false);
       for (const f of train.functions) for (const n of f.body.allNodes()) expect(n.domain === '' || n.domain === 'ai.onnx', `${f.name}: ${n.opType}`).toBe(true);
       if (fused) {
-        // 2 layers: 2 RMSNorm each + the final one, q and k RoPE, one SwiGLU; the loss with its gradients
+        // 2 layers: 2 RMSNorm each + the final one, q and k RoPE, one SwiGLU, each with one backward
+        // op; the loss with its gradients
         expect(Object.fromEntries([...ops].filter(([k]) => k.startsWith('ai.ortfuse')))).toEqual({
           'ai.ortfuse::RMSNorm': 5, 'ai.ortfuse::RoPE': 4, 'ai.ortfuse::SwiGLU': 2, 'ai.ortfuse::FusedLinearCrossEntropyWithGrad': 1,
+          'ai.ortfuse::RMSNormGrad': 5, 'ai.ortfuse::RoPEGrad': 4, 'ai.ortfuse::SwiGLUGrad': 2,
         });
-        expect(train.functions.map((f) => f.name).sort()).toEqual(['FusedLinearCrossEntropyWithGrad', 'RMSNorm', 'RoPE', 'SwiGLU']);
+        expect(train.functions.map((f) => f.name).sort()).toEqual(
+          ['FusedLinearCrossEntropyWithGrad', 'RMSNorm', 'RMSNormGrad', 'RoPE', 'RoPEGrad', 'SwiGLU', 'SwiGLUGrad']);
         expect(ops.has('ai.onnx::SoftmaxCrossEntropyLoss') || ops.has('ai.onnx::NegativeLogLikelihoodLoss')).toBe(false);
       }
     });
