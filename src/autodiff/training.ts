@@ -17,15 +17,14 @@ import { bodiesTarget, ensureFunctions } from '../../custom-ops/functions.js';
 import { fail } from '../errors.js';
 import { GraphBuilder } from '../ir/builder.js';
 import { check } from '../ir/checker.js';
-import type { Model, Node, Value } from '../ir/graph.js';
+import type { Model, Value } from '../ir/graph.js';
 import { inferShapes } from '../ir/infer/index.js';
 import type { Tensor } from '../ir/tensor.js';
 import { tensorType } from '../ir/types.js';
 import { addGradients } from './backward.js';
 import { cloneModel, removeDeadCode } from './clone.js';
 import { isFloatType } from './dtype.js';
-import { AUTODIFF_TAG, IN_FORWARD_KEY } from './in-forward.js';
-import { recomputeInBackward, type RecomputeOptions } from './recompute.js';
+import { AUTODIFF_TAG } from './in-forward.js';
 import type { GradTable } from './types.js';
 import { GRAD_IN_PREFIX, GRAD_PREFIX } from './names.js';
 
@@ -67,13 +66,6 @@ export interface TrainingGraphOptions {
    * graph carries its weights and runs with only input_ids and labels fed. Default false.
    */
   parameterDefaults?: boolean;
-  /**
-   * Recompute cheap forward values in the backward instead of keeping them alive between the
-   * passes (./recompute.ts): transposed weights, reshapes, SwiGLU and RMSNorm outputs, attention
-   * probabilities. Default true. Sessions running the graph must disable ONNX Runtime's CSE
-   * ({@link NO_CSE_SESSION_CONFIG}) or it merges the clones back.
-   */
-  recompute?: boolean | RecomputeOptions;
 }
 
 /** Parameter/gradient names of a training graph built by {@link buildTrainingGraph}. */
@@ -152,14 +144,9 @@ export function buildTrainingGraph(model: Model, opts: TrainingGraphOptions = {}
   return m;
 }
 
-/** True when node `n` carries the metadata entry `key` = `value`. */
-function hasMeta(n: Node, key: string, value: string): boolean {
-  return n.extra.metadata_props?.some((p: { key: string; value: string }) => p.key === key && p.value === value) ?? false;
-}
-
 /** True when `v` was created by the backward pass (so it can be renamed). */
 function isBackwardValue(v: Value): boolean {
-  return !!v.producer && hasMeta(v.producer, 'ortfuse.rule', AUTODIFF_TAG);
+  return v.producer?.extra.metadata_props?.some((p: { key: string; value: string }) => p.key === 'ortfuse.rule' && p.value === AUTODIFF_TAG) ?? false;
 }
 
 /** The parameters and gradient outputs of a training graph (by the naming convention). */
