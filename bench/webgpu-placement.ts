@@ -6,7 +6,14 @@
  * weights and the 0.5B structure (weights in /dev/null, never read: placement does not depend on
  * sizes). Optionally times training steps of the tiny model (SwiftShader here).
  *
- *   npx tsx bench/webgpu-placement.ts [--configs tiny,0.5b] [--shape 2x32] [--steps 20] [--out bench/results] [--tag NAME]
+ *   npx tsx bench/webgpu-placement.ts [--configs tiny,0.5b] [--variants fused,unfused,unfused-raw] [--shape 2x32]
+ *                                     [--steps 20] [--out bench/results] [--tag NAME]
+ *
+ * Variants: 'fused' (default) = prepareTraining(.., { fuse: true, target: 'webgpu' }); 'unfused' =
+ * { fuse: false, target: 'webgpu' } (the loss lowered for the GPU, passes/lower-softmax-cross-entropy);
+ * 'unfused-raw' = the unfused graph as exported, loss op not lowered (what the webgpu target ran
+ * before that pass). Each row also lists the CPU-placed nodes that read or write a tensor of V
+ * (vocab) elements or more (shapes from our graph, by ORT's node name): none may be [N, V].
  *
  * Rows: 'dynamic' = the graph as the backend runs it without a batch shape; 'specialised BxT' =
  * with trainingSpec's shape (passes/specialize-shapes). Steps: the tiny model, both ways, with
@@ -24,10 +31,10 @@ import { buildQwen2 } from '../models/qwen2.js';
 import { qwen2Parameters } from '../models/weights.js';
 import type { Model } from '../src/ir/graph.js';
 import { loadBytes } from '../src/onnx/io.js';
-import { prepareTraining } from '../src/runtime/session.js';
-import { defaultPipeline, runPipeline } from '../src/pipeline.js';
-import { buildTrainingGraph, trainingSignature } from '../src/autodiff/index.js';
-import { ensureFunctions } from '../custom-ops/functions.js';
+import { inferShapes } from '../src/ir/infer/index.js';
+import { formatShape } from '../src/ir/types.js';
+import { prepareTraining, trainingGraph } from '../src/runtime/session.js';
+import { trainingSignature } from '../src/autodiff/index.js';
 import { trainingSpec, type SpecShape } from '../src/runtime/webgpu/node.js';
 
 const SELF = fileURLToPath(import.meta.url);
@@ -47,8 +54,14 @@ export interface Placement {
   cpuNodes: string[];
   memcpyFromHost: number;
   memcpyToHost: number;
+  /** CPU nodes reading or writing a tensor of at least V elements (or with a V-sized dim where shapes are symbolic): `op:name [shapes]`. */
+  cpuLarge: string[];
+  /** CPU nodes whose names ORT made (its own rewrites, inlined function bodies): not looked up, by op. */
+  cpuUnresolved: Record<string, number>;
   error?: string;
 }
+
+export type Variant = 'fused' | 'unfused' | 'unfused-raw';
 
 /** Node placement from ORT's verbose log (session_state.cc VerifyEachNodeIsAssignedToAnEp). */
 export function parsePlacement(log: string): Pick<Placement, 'byEp' | 'cpuNodes' | 'memcpyFromHost' | 'memcpyToHost'> {
@@ -83,23 +96,55 @@ function structureOnly(config: Qwen2Config): Model {
   return buildQwen2(config, { weights, external: { dir: '/dev', file: 'null' } });
 }
 
-/** prepareTraining (fused, webgpu) without reading the weights: initial values are empty arrays. */
-function prepareStructure(model: Model): { train: Model; initial: Map<string, Float32Array> } {
-  runPipeline(model, defaultPipeline(), { options: { training: true } });
-  const train = buildTrainingGraph(model);
-  ensureFunctions(train, 'webgpu');
-  return { train, initial: new Map(trainingSignature(train).parameters.map((p) => [p, new Float32Array(0)])) };
+/** The training graph of a variant (trainingGraph reads no weights: initial values are empty arrays for the 0.5B). */
+function prepareVariant(model: Model, variant: Variant, readWeights: boolean): { train: Model; initial: Map<string, Float32Array> } {
+  const opts = { fuse: variant === 'fused', target: variant === 'unfused-raw' ? undefined : ('webgpu' as const) };
+  if (readWeights && variant !== 'unfused-raw') return prepareTraining(model, opts as { fuse: boolean; target: 'webgpu' });
+  const { train } = trainingGraph(model, opts);
+  const sig = trainingSignature(train).parameters;
+  if (!readWeights) return { train, initial: new Map(sig.map((p) => [p, new Float32Array(0)])) };
+  const values = new Map(model.graph.initializers.map((v) => [v.name, v.initializer!]));
+  return { train, initial: new Map(sig.map((p) => [p, values.get(p)!.toArray() as Float32Array])) };
 }
 
 /** The segments the webgpu backend runs for `config`, as ONNX bytes. */
-function segments(configName: string, shape: SpecShape | undefined): { name: string; bytes: Uint8Array; nodes: number }[] {
+function segments(configName: string, variant: Variant, shape: SpecShape | undefined): { name: string; bytes: Uint8Array; nodes: number }[] {
   const config = PRESETS[configName];
-  const model = configName === 'tiny' ? buildQwen2(config, { seed: 1 }) : structureOnly(config);
-  const { train, initial } = configName === 'tiny' ? prepareTraining(model, { fuse: true, target: 'webgpu' }) : prepareStructure(model);
+  const tiny = configName === 'tiny';
+  const model = tiny ? buildQwen2(config, { seed: 1 }) : structureOnly(config);
+  const { train, initial } = prepareVariant(model, variant, tiny);
   const spec = trainingSpec(train, initial, {}, shape);
   const nodes = (b: Uint8Array) => loadBytes(b).graph.nodes.length;
-  if (spec.flce) return [{ name: 'A', bytes: spec.flce.a, nodes: nodes(spec.flce.a) }, { name: 'B', bytes: spec.flce.b, nodes: nodes(spec.flce.b) }];
+  if (spec.stages) return spec.stages.segments.map((bytes, i) => ({ name: String.fromCharCode(65 + i), bytes, nodes: nodes(bytes) }));
   return [{ name: 'model', bytes: spec.model, nodes: nodes(spec.model) }];
+}
+
+/**
+ * CPU nodes of `cpuNodes` ("op:name") with a tensor of >= `vocab` elements, by our graph's shapes;
+ * nodes ORT named itself (not in our graph) are counted by op as unresolved.
+ */
+export function largeCpuNodes(bytes: Uint8Array, cpuNodes: string[], vocab: number): { large: string[]; unresolved: Record<string, number> } {
+  const m = loadBytes(bytes);
+  inferShapes(m);
+  const byName = new Map(m.graph.nodes.map((n) => [n.name, n]));
+  const out: string[] = [];
+  const unresolved: Record<string, number> = {};
+  for (const entry of cpuNodes) {
+    const [op, name] = [entry.slice(0, entry.indexOf(':')), entry.slice(entry.indexOf(':') + 1)];
+    const n = byName.get(name);
+    if (!n) {
+      unresolved[op] = (unresolved[op] ?? 0) + 1;
+      continue;
+    }
+    const shapes = [...n.inputs, ...n.outputs].filter((v) => v).map((v) => v!.tensorType?.shape);
+    const large = shapes.some((sh) => {
+      if (!sh) return false;
+      if (sh.every((d) => typeof d === 'number')) return (sh as number[]).reduce((a, b) => a * b, 1) >= vocab;
+      return sh.includes(vocab);
+    });
+    if (large) out.push(`${op}:${name} ${shapes.map((sh) => formatShape(sh)).join(' ')}`);
+  }
+  return { large: out, unresolved };
 }
 
 /** Child: create one webgpu session with verbose logging (stderr), then exit. */
@@ -115,12 +160,12 @@ async function childCreate(file: string): Promise<void> {
 }
 
 /** Child: ms per training step of the tiny model at B×T (webgpu backend, random ids). */
-async function childSteps(b: number, t: number, steps: number, specialize: boolean): Promise<void> {
+async function childSteps(b: number, t: number, steps: number, specialize: boolean, variant: Variant): Promise<void> {
   const { nodeOrtWeb } = await import('../src/runtime/webgpu/node.js');
   const { WebGpuTrainer } = await import('../src/runtime/webgpu/trainer.js');
   const { rng } = await import('../src/random.js');
   const config = PRESETS.tiny;
-  const p = prepareTraining(buildQwen2(config, { seed: 1 }), { fuse: true, target: 'webgpu' });
+  const p = prepareVariant(buildQwen2(config, { seed: 1 }), variant, true);
   const { ort } = await nodeOrtWeb();
   const trainer = await WebGpuTrainer.create(ort, trainingSpec(p.train, p.initial, {}, specialize ? { batch: b, seq: t } : undefined), {
     optimizer: { lr: 1e-3, weightDecay: 0.01, maxGradNorm: 1 }, schedule: { lr: 1e-3, warmupSteps: 0, totalSteps: steps },
@@ -168,23 +213,24 @@ function spawnChild(args: string[]): { stdout: string; stderr: string; status: n
   return { stdout: r.stdout ?? '', stderr: r.stderr ?? '', status: r.status };
 }
 
-function placementOf(configName: string, shape: SpecShape | undefined, dir: string): Placement[] {
-  return segments(configName, shape).map(({ name, bytes, nodes }) => {
-    const file = path.join(dir, `${configName}-${name}.onnx`);
+function placementOf(configName: string, variant: Variant, shape: SpecShape | undefined, dir: string): Placement[] {
+  return segments(configName, variant, shape).map(({ name, bytes, nodes }) => {
+    const file = path.join(dir, `${configName}-${variant}-${name}.onnx`);
     fs.writeFileSync(file, bytes);
     const r = spawnChild(['--child-create', file]);
     const p = parsePlacement(r.stderr);
     const error = r.status === 0 ? undefined : (r.stderr.split('\n').filter((l) => /error/i.test(l)).pop() ?? `exit ${r.status}`).slice(0, 300);
-    return { segment: name, graphNodes: nodes, ...p, error };
+    const { large, unresolved } = largeCpuNodes(bytes, p.cpuNodes, PRESETS[configName].vocab_size);
+    return { segment: name, graphNodes: nodes, ...p, cpuLarge: large, cpuUnresolved: unresolved, error };
   });
 }
 
 function table(rows: Placement[]): string {
-  const out = ['| segment | nodes (ours) | ORT nodes on WebGPU | on CPU | MemcpyFromHost | MemcpyToHost | CPU nodes by op |', '|---|---|---|---|---|---|---|'];
+  const out = ['| segment | nodes (ours) | ORT nodes on WebGPU | on CPU | MemcpyFromHost | MemcpyToHost | CPU nodes by op | CPU nodes with a tensor of >= V elements | CPU nodes named by ORT (not looked up) |', '|---|---|---|---|---|---|---|---|---|'];
   for (const r of rows) {
     const sum = (c: Record<string, number> | undefined) => Object.values(c ?? {}).reduce((a, b) => a + b, 0);
     const cpu = Object.entries(r.byEp.CPU ?? {}).sort((a, b) => b[1] - a[1]).map(([op, n]) => `${op} ${n}`).join(', ');
-    out.push(`| ${r.segment} | ${r.graphNodes} | ${sum(r.byEp.WebGpu)} | ${sum(r.byEp.CPU)} | ${r.memcpyFromHost} | ${r.memcpyToHost} | ${r.error ? `ERROR ${r.error}` : cpu || '-'} |`);
+    out.push(`| ${r.segment} | ${r.graphNodes} | ${sum(r.byEp.WebGpu)} | ${sum(r.byEp.CPU)} | ${r.memcpyFromHost} | ${r.memcpyToHost} | ${r.error ? `ERROR ${r.error}` : cpu || '-'} | ${r.cpuLarge.join('; ') || 'none'} | ${Object.entries(r.cpuUnresolved).map(([op, n]) => `${op} ${n}`).join(', ') || '-'} |`);
   }
   return out.join('\n');
 }
@@ -192,28 +238,32 @@ function table(rows: Placement[]): string {
 async function main(): Promise<void> {
   if (process.argv.includes('--child-create')) return childCreate(arg('child-create', ''));
   const [b, t] = arg('shape', '2x32').split('x').map(Number);
-  if (process.argv.includes('--child-steps')) return childSteps(b, t, +arg('steps', '20'), process.argv.includes('--specialize'));
+  if (process.argv.includes('--child-steps')) return childSteps(b, t, +arg('steps', '20'), process.argv.includes('--specialize'), arg('variant', 'fused') as Variant);
+  const variants = arg('variants', 'fused').split(',') as Variant[];
+  for (const v of variants) if (!['fused', 'unfused', 'unfused-raw'].includes(v)) throw new Error(`--variants: unknown variant '${v}' (fused, unfused, unfused-raw)`);
+  const label = (v: Variant) => (v === 'fused' ? '' : ` ${v}`);
   const outDir = arg('out', path.join(path.dirname(SELF), 'results'));
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wgpu-placement-'));
   const report: Record<string, unknown> = {};
   const lines: string[] = [];
-  for (const configName of arg('configs', 'tiny,0.5b').split(',')) {
+  for (const configName of arg('configs', 'tiny,0.5b').split(','))
+    for (const variant of variants)
     for (const specialize of [false, true]) {
       const shape = specialize ? { batch: b, seq: t } : undefined;
-      const rows = placementOf(configName, shape, dir);
-      const key = `${configName}${specialize ? ` specialised ${b}x${t}` : ' dynamic'}`
+      const rows = placementOf(configName, variant, shape, dir);
+      const key = `${configName}${label(variant)}${specialize ? ` specialised ${b}x${t}` : ' dynamic'}`;
       report[key] = rows;
       lines.push(`### ${key}`, '', table(rows), '');
       console.log(`${key}\n${table(rows)}\n`);
     }
-  }
   const steps = +arg('steps', '0');
   if (steps > 0)
+    for (const variant of variants)
     for (const specialize of [false, true]) {
-      const r = spawnChild(['--child-steps', '--shape', `${b}x${t}`, '--steps', String(steps), ...(specialize ? ['--specialize'] : [])]);
+      const r = spawnChild(['--child-steps', '--shape', `${b}x${t}`, '--steps', String(steps), '--variant', variant, ...(specialize ? ['--specialize'] : [])]);
       const line = r.stdout.split('\n').find((l) => l.startsWith('RESULT '));
       const res = line ? JSON.parse(line.slice(7)) : { error: r.stderr.slice(-500) };
-      const key = `tiny steps ${b}x${t}${specialize ? ' specialised' : ' dynamic'}`;
+      const key = `tiny${label(variant)} steps ${b}x${t}${specialize ? ' specialised' : ' dynamic'}`;
       report[key] = res;
       const ms: number[] = res.ms ?? [];
       const rest = ms.slice(2);

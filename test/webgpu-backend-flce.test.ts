@@ -12,7 +12,7 @@ import { DataType } from '../src/onnx/schema.js';
 import type { Batch } from '../src/data/batches.js';
 import { CpuTrainer, type TrainerOptions } from '../src/runtime/trainer.js';
 import { createNodeWebGpuTrainer, nodeOrtWeb } from '../src/runtime/webgpu/node.js';
-import { splitAtFlce } from '../src/runtime/webgpu/segments.js';
+import { splitStages, type KernelCall } from '../src/runtime/webgpu/segments.js';
 import { gpuEnv, randn, rng } from './webgpu-helpers.js';
 
 const env = await gpuEnv();
@@ -64,14 +64,21 @@ async function losses(v: number, h: number, chunk: number, b: number, t: number,
 
 describe.skipIf(!env.ctx)('webgpu backend: FusedLinearCrossEntropy as our kernel between ORT segments', () => {
   it('splits the graph: A ends at the kernel inputs, B starts from its gradients; no Loop and no FLCE node left', () => {
-    const split = splitAtFlce(training(512, 32, 16, 'webgpu').train)!;
+    const split = splitStages(training(512, 32, 16, 'webgpu').train, { flce: 'kernel' })!;
     expect(split).toBeDefined();
-    for (const seg of [split.a, split.b])
+    expect(split.plan.steps.map((s) => (s.kind === 'ort' ? `ort${s.segment}` : s.call.op))).toEqual(['ort0', 'flce', 'ort1']);
+    const [a, b] = split.segments;
+    for (const seg of split.segments)
       for (const n of seg.graph.nodes) expect(n.domain === 'ai.ortfuse' || n.opType === 'Loop', n.label).toBe(false);
-    expect(split.a.graph.outputs.slice(0, 2).map((v) => v.name)).toEqual([split.cut.hidden, split.cut.labels]);
-    expect(split.b.graph.inputs.map((v) => v.name)).toContain(split.cut.dHidden);
-    expect(split.b.graph.outputs.map((v) => v.name).sort()).toEqual(['grad.model.embed_tokens.weight', 'grad.model.mlp.weight']);
-    expect(split.cut).toMatchObject({ weight: 'model.embed_tokens.weight', chunkRows: 16, reduction: 'mean' });
+    const call = (split.plan.steps[1] as { call: KernelCall }).call;
+    const [hidden, weight, , labels] = call.inputs;
+    expect(a.graph.outputs.map((v) => v.name)).toEqual(expect.arrayContaining([hidden, labels]));
+    expect(b.graph.inputs.map((v) => v.name)).toContain(call.outputs[1]);
+    // The tied table's gradient is the sum of the embedding's and the kernel's: B adds them.
+    expect(b.graph.outputs.map((v) => v.name).sort()).toEqual(['grad.model.embed_tokens.weight', 'grad.model.mlp.weight']);
+    expect(split.plan.outputs.sort()).toEqual(['grad.model.embed_tokens.weight', 'grad.model.mlp.weight', 'loss']);
+    expect(weight).toBe('model.embed_tokens.weight');
+    expect(call.attrs).toMatchObject({ chunkRows: 16, reduction: 'mean' });
   });
 
   it('the kernel policy matches the cpu backend within 1e-4 for 5 steps', async () => {

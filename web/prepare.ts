@@ -5,7 +5,8 @@
  * `buildQwen2(TINY, { seed })` and `mobyDick().slice(0, chars)`.
  *
  *   tsx web/prepare.ts <outDir> [seed] [chars]
- *   → train.onnx, a.onnx + b.onnx (FLCE segments), params.bin (float32, parameters back to back), manifest.json, text.txt
+ *   → train.onnx, segments.bin (the ORT segments of the stage plan, back to back), params.bin (float32,
+ *     parameters back to back), manifest.json, text.txt
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -14,15 +15,15 @@ import { TINY } from '../models/config.js';
 import { mobyDick } from '../src/data/corpus.js';
 import { prepareTraining } from '../src/runtime/session.js';
 import { trainingSpec } from '../src/runtime/webgpu/node.js';
-import type { FlceCut } from '../src/runtime/webgpu/segments.js';
+import type { StagePlan } from '../src/runtime/webgpu/segments.js';
 
 export interface Manifest {
   model: string;
   seed: number;
   chars: number;
   params: { name: string; dims: number[]; offset: number; length: number }[];
-  /** FLCE policy 'kernel': the segments around it (a.onnx, b.onnx) and the cut. */
-  flce?: FlceCut;
+  /** Some op on our kernel (default policy: FLCE): the stage plan; segment i is bytes segments[i] of segments.bin. */
+  stages?: { plan: StagePlan; segments: { offset: number; length: number }[] };
 }
 
 const [outDir, seedArg = '1', charsArg = '100000'] = process.argv.slice(2);
@@ -34,10 +35,12 @@ fs.mkdirSync(outDir, { recursive: true });
 fs.writeFileSync(path.join(outDir, 'train.onnx'), spec.model);
 const total = spec.params.reduce((s, p) => s + p.value.length, 0);
 const all = new Float32Array(total);
-const manifest: Manifest = { model: 'Qwen2 tiny', seed, chars, params: [], flce: spec.flce?.cut };
-// Always written (empty without a split) so the page's file list is fixed.
-fs.writeFileSync(path.join(outDir, 'a.onnx'), spec.flce?.a ?? new Uint8Array());
-fs.writeFileSync(path.join(outDir, 'b.onnx'), spec.flce?.b ?? new Uint8Array());
+const manifest: Manifest = { model: 'Qwen2 tiny', seed, chars, params: [] };
+// Always written (empty without stages) so the page's file list is fixed.
+const segs = spec.stages?.segments ?? [];
+let at = 0;
+if (spec.stages) manifest.stages = { plan: spec.stages.plan, segments: segs.map((b) => ({ offset: (at += b.length) - b.length, length: b.length })) };
+fs.writeFileSync(path.join(outDir, 'segments.bin'), Buffer.concat(segs));
 let offset = 0;
 for (const p of spec.params) {
   all.set(p.value, offset);

@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { defineConfig, type Plugin } from 'vite';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const FILES = ['train.onnx', 'a.onnx', 'b.onnx', 'params.bin', 'manifest.json', 'text.txt'];
+const FILES = ['train.onnx', 'segments.bin', 'params.bin', 'manifest.json', 'text.txt'];
 
 /** Run web/prepare.ts once per build and serve/emit its outputs under /data/. */
 function trainingAssets(): Plugin {

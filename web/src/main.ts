@@ -11,14 +11,14 @@ import * as ort from 'onnxruntime-web/webgpu';
 import { batches, split } from '../../src/data/batches.js';
 import { memoryMeter } from '../../src/runtime/webgpu/memory.js';
 import { WebGpuTrainer, type ParamSpec } from '../../src/runtime/webgpu/trainer.js';
-import type { FlceCut } from '../../src/runtime/webgpu/segments.js';
+import type { StagePlan } from '../../src/runtime/webgpu/segments.js';
 import { drawLossChart } from './chart.js';
 
 interface Manifest {
   seed: number;
   chars: number;
   params: { name: string; dims: number[]; offset: number; length: number }[];
-  flce?: FlceCut;
+  stages?: { plan: StagePlan; segments: { offset: number; length: number }[] };
 }
 
 interface PageRecord {
@@ -57,11 +57,12 @@ async function train(): Promise<void> {
     fetchBytes('manifest.json').then((b) => JSON.parse(new TextDecoder().decode(b)) as Manifest),
     fetchBytes('text.txt').then((b) => new TextDecoder().decode(b)),
   ]);
-  const flce = manifest.flce && { a: new Uint8Array(await fetchBytes('a.onnx')), b: new Uint8Array(await fetchBytes('b.onnx')), cut: manifest.flce };
+  const segBytes = manifest.stages && new Uint8Array(await fetchBytes('segments.bin'));
+  const stages = manifest.stages && { plan: manifest.stages.plan, segments: manifest.stages.segments.map((s) => segBytes!.subarray(s.offset, s.offset + s.length)) };
   const values = new Float32Array(params);
   const specs: ParamSpec[] = manifest.params.map((p) => ({ name: p.name, dims: p.dims, value: values.subarray(p.offset, p.offset + p.length) }));
   $('status').textContent = 'creating the session';
-  const trainer = await WebGpuTrainer.create(ort as never, { model: new Uint8Array(model), params: specs, flce }, {
+  const trainer = await WebGpuTrainer.create(ort as never, { model: new Uint8Array(model), params: specs, stages }, {
     optimizer: { lr: o.lr, weightDecay: 0.01, maxGradNorm: 1 },
     schedule: { lr: o.lr, warmupSteps: warmup, totalSteps: o.steps },
   });

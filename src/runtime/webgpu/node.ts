@@ -11,7 +11,7 @@ import { fail } from '../../errors.js';
 import { loadDawn, useLiftoffOnly, useSwiftShaderIfPresent } from '../../webgpu/node.js';
 import type { TrainerOptions } from '../trainer.js';
 import { memoryMeter, type MemoryMeter } from './memory.js';
-import { splitAtFlce } from './segments.js';
+import { splitStages, type OpPolicy } from './segments.js';
 import { WebGpuTrainer, type OrtWeb, type ParamSpec, type SpecShape, type TrainingSpec } from './trainer.js';
 import { cloneModel } from '../../autodiff/clone.js';
 import { newContext } from '../../rewrite/pass.js';
@@ -21,6 +21,7 @@ import { transposeOfGemmPass } from '../../../passes/transpose-of-gemm.js';
 import { dce } from '../../../passes/dce.js';
 
 export type { SpecShape } from './trainer.js';
+export { formatKernels, parseKernels, type OpPolicy } from './segments.js';
 
 const ICD_DIRS = ['/usr/share/vulkan/icd.d', '/etc/vulkan/icd.d', '/usr/local/share/vulkan/icd.d'];
 
@@ -48,15 +49,10 @@ export function nodeOrtWeb(): Promise<{ ort: OrtWeb; meter: MemoryMeter }> {
   return loaded;
 }
 
-/** Per-op policy: our kernel or ORT running the op's portable body. */
-export interface OpPolicy {
-  /** FusedLinearCrossEntropy: 'kernel' (default; split the graph around it) or 'ort'. */
-  flce?: 'kernel' | 'ort';
-}
-
 /**
  * Graph bytes and parameters (graph inputs other than input_ids and labels, in graph order), and
- * the segments around FusedLinearCrossEntropy when the policy runs our kernel and the graph has one.
+ * the stages (ORT segments and our kernels, ./segments.ts) when the policy runs some fused op of
+ * the graph as our kernel (default: FusedLinearCrossEntropy only; `parseKernels` reads --kernels).
  * With `shape`, the graph is specialised to batches of exactly [batch, seq] first
  * (passes/specialize-shapes.ts: the shape plumbing becomes constants, not per-step CPU nodes).
  */
@@ -72,9 +68,9 @@ export function trainingSpec(train: Model, initial: Map<string, Float32Array>, p
     params.push({ name: v.name, dims: dims as number[], value });
   }
   train = webgpuGraph(train, shape);
-  const split = (policy.flce ?? 'kernel') === 'kernel' ? splitAtFlce(train) : undefined;
-  const flce = split && { a: saveBytes(split.a), b: saveBytes(split.b), cut: split.cut };
-  return { model: saveBytes(train), params, flce, shape };
+  const split = splitStages(train, policy);
+  const stages = split && { segments: split.segments.map(saveBytes), plan: split.plan };
+  return { model: saveBytes(train), params, stages, shape };
 }
 
 /**

@@ -1,131 +1,368 @@
 /**
- * Splitting a training-step graph around its FusedLinearCrossEntropy node, so that our WGSL FLCE
- * kernel (loss and the hidden/weight/bias gradients in one chunked pass, never [N, V]) runs
- * instead of the portable forward body and the gradient Loop (which ORT's WebGPU EP would run on
- * the CPU):
+ * Splitting a training-step graph into stages for the webgpu backend's per-op policy: the fused
+ * ops whose policy is 'kernel' (FusedLinearCrossEntropy(WithGrad), RMSNorm(Grad), SwiGLU(Grad),
+ * RoPE(Grad)) run as our WGSL kernels, everything else in ONNX Runtime segments between them:
  *
- *   A (ORT):  params, input_ids, labels → hidden [N,H], labels [N], and the forward values B needs
- *   kernel:   FLCE(hidden, weight, bias?, labels) → loss, dHidden, dWeight, dBias
- *   B (ORT):  params, the values from A, dHidden/dWeight/dBias → grad.<param>
+ *   ORT segment 0 → kernel group 0 → ORT segment 1 → kernel group 1 → … → ORT segment S
  *
- * B is the training graph with the FLCE gradient Loop's outputs turned into inputs and every node
- * that A computes cut away; A is the training graph pruned to what the kernel and B read. Values
- * cross by name, as gpu-buffer tensors (zero-copy).
+ * A value made by segment k is ready for kernel group k and segment k's later nodes; one made by
+ * kernel group k for later kernels of group k and for segment k+1. Stages are counted on the
+ * earliest schedule (so kernels of the same depth share one group and a Qwen2 layer costs about 4
+ * segments forward and 4 backward, not one per node); then each node moves to the latest stage
+ * its readers allow (recomputed activations are made where the backward reads them), except nodes
+ * that feed only graph outputs (weight gradients), which stay early. Nodes computed from
+ * constants alone are copied into every segment that reads them instead of crossing stages.
+ *
+ * A segment is a model with exactly the inputs it reads (parameters, batch, values of earlier
+ * stages) and the outputs that later stages or the trainer read; it passes the IR checker. Values
+ * cross by name, as gpu-buffer tensors (./steps.ts).
  */
 import { fail } from '../../errors.js';
-import { Value, type Graph, type Model, type Node } from '../../ir/graph.js';
-import { tensorType } from '../../ir/types.js';
+import { check } from '../../ir/checker.js';
+import { modelFromProto } from '../../ir/from-proto.js';
+import type { Model, Node, Value } from '../../ir/graph.js';
+import { modelToProto, typeToProto } from '../../ir/to-proto.js';
+import type { Tensor } from '../../ir/tensor.js';
+import { isSorted, nodeDependencies, toposort } from '../../ir/toposort.js';
+import { toLong } from '../../ir/long.js';
 import { DataType } from '../../onnx/schema.js';
-import { cloneModel, removeDeadCode } from '../../autodiff/clone.js';
 
+/** Fused ops that the policy can hand to our kernels. */
+export type PolicyOp = 'flce' | 'rmsNorm' | 'swiglu' | 'rope';
+export const POLICY_OPS: readonly PolicyOp[] = ['flce', 'rmsNorm', 'swiglu', 'rope'];
+
+/** Per-op policy: our kernel or ORT running the op's portable body. */
+export type OpPolicy = Partial<Record<PolicyOp, 'kernel' | 'ort'>>;
+
+/** Kernel kinds (forward and backward of each fused op). */
+export type KernelOp = 'flce' | 'rmsNorm' | 'rmsNormGrad' | 'swiglu' | 'swigluGrad' | 'rope' | 'ropeGrad';
+
+/** One node run by our kernels: value names by the op's input/output order (null = absent/unused). */
+export interface KernelCall {
+  op: KernelOp;
+  /** The node's label, for errors. */
+  node: string;
+  inputs: (string | null)[];
+  outputs: (string | null)[];
+  attrs: Record<string, number | string>;
+}
+
+export type Step =
+  | { kind: 'ort'; segment: number }
+  | { kind: 'kernel'; call: KernelCall };
+
+/**
+ * How a step runs, JSON-serialisable (the page ships it in its manifest). Steps in order; a
+ * kernel step's commands are submitted before the next 'ort' step (or at the end).
+ */
+export interface StagePlan {
+  steps: Step[];
+  /** For every value that crosses steps: the index of its last reading step (−1 = never read). */
+  lastUse: Record<string, number>;
+  /** The training graph's outputs (loss, grad.<param>): kept until the step's release(). */
+  outputs: string[];
+  /** ORT segments in order (their index in `segments`). */
+  segmentCount: number;
+}
+
+export interface StagedGraph {
+  plan: StagePlan;
+  segments: Model[];
+}
+
+const ORTFUSE = 'ai.ortfuse';
 /** Body name of the FLCE gradient Loop (custom-ops/fused-linear-cross-entropy/grad.ts). */
 const GRAD_LOOP = 'linear_ce_grad_chunk';
 
-export interface FlceCut {
-  /** Names of the kernel's inputs (bias absent when the node has none). */
-  hidden: string;
-  weight: string;
-  bias?: string;
-  labels: string;
-  ignoreIndex: number;
-  labelSmoothing: number;
-  reduction: 'mean' | 'sum';
-  /** The node's chunk_size (rows per chunk; absent = the kernel's GPU rule). */
-  chunkRows?: number;
-  /** B's inputs that the kernel produces. */
-  dHidden: string;
-  dWeight?: string;
-  dBias?: string;
+interface OpRule {
+  policy: PolicyOp;
+  op: KernelOp;
+  /** Why this node cannot run as our kernel, or its attributes. */
+  read(n: Node): { why: string } | { attrs: Record<string, number | string> };
 }
 
-export interface FlceSplit {
-  a: Model;
-  b: Model;
-  cut: FlceCut;
-  /** A's outputs (hidden and labels first), each an input of B or of the kernel. */
-  crossing: string[];
-}
+const floatInputs = (n: Node, count: number): string | undefined => {
+  for (let i = 0; i < count; i++) {
+    const e = n.input(i)?.tensorType?.elemType;
+    if (e !== DataType.FLOAT) return `input ${i} '${n.input(i)?.name}' is not float32`;
+  }
+  return undefined;
+};
 
-const findNode = (g: Graph, pred: (n: Node) => boolean): Node[] => g.nodes.filter(pred);
+const rms = (op: KernelOp, count: number): OpRule => ({
+  policy: 'rmsNorm', op,
+  read(n) {
+    const why = floatInputs(n, count);
+    if (why) return { why };
+    if (n.attrInt('stash_type', DataType.FLOAT) !== DataType.FLOAT) return { why: 'stash_type is not FLOAT' };
+    return { attrs: { epsilon: n.attrFloat('epsilon', 1e-6) } };
+  },
+});
 
-/** Replace value `v` of graph `g` by a graph input of the same name (its producer becomes dead). */
-function toInput(g: Graph, v: Value, type = v.type): void {
-  const input = new Value(g, v.name);
-  input.type = type ?? (v.producer?.opType === 'Shape' ? tensorType(DataType.INT64, [null]) : undefined);
-  if (!input.type) fail('unsupported', `cannot cut the training graph at '${v.name}': its type is unknown`);
-  v.name = g.model.freshName(`${v.name}.cut`);
-  g.replaceAllUses(v, input);
-  g.inputs.push(input);
+const plain = (policy: PolicyOp, op: KernelOp, count: number): OpRule => ({
+  policy, op,
+  read: (n) => { const why = floatInputs(n, count); return why ? { why } : { attrs: {} }; },
+});
+
+const flceRule: OpRule = {
+  policy: 'flce', op: 'flce',
+  read(n) {
+    const why = floatInputs(n, 2);
+    if (why) return { why };
+    const reduction = n.attrString('reduction', 'mean');
+    if (reduction !== 'mean' && reduction !== 'sum') return { why: `reduction '${reduction}' (the kernel does mean or sum)` };
+    return {
+      attrs: {
+        reduction, ignoreIndex: n.attrInt('ignore_index', -100), labelSmoothing: n.attrFloat('label_smoothing', 0),
+        chunkRows: n.attrInt('chunk_size', 0),
+      },
+    };
+  },
+};
+
+/** ai.ortfuse op type → kernel (the grad ops: custom-ops/<op>/grad.ts). */
+const RULES: Record<string, OpRule> = {
+  FusedLinearCrossEntropyWithGrad: flceRule,
+  FusedLinearCrossEntropy: flceRule,
+  RMSNorm: rms('rmsNorm', 2),
+  RMSNormGrad: rms('rmsNormGrad', 3),
+  SwiGLU: plain('swiglu', 'swiglu', 2),
+  SwiGLUGrad: plain('swiglu', 'swigluGrad', 3),
+  RoPE: plain('rope', 'rope', 3),
+  RoPEGrad: plain('rope', 'ropeGrad', 3),
+};
+
+/** The policy with defaults filled in (FLCE: kernel; the others: ort until measured). */
+export function resolvePolicy(p: OpPolicy = {}): Required<OpPolicy> {
+  return { flce: p.flce ?? 'kernel', rmsNorm: p.rmsNorm ?? 'ort', swiglu: p.swiglu ?? 'ort', rope: p.rope ?? 'ort' };
 }
 
 /**
- * The A/kernel/B split of a training graph with exactly one FusedLinearCrossEntropy(WithGrad) node
- * whose loss is the graph's `loss` ('mean' or 'sum'); undefined when the graph has no such node.
+ * `--kernels` syntax: 'all', 'none', or a comma list of flce, rmsnorm, swiglu, rope (the listed ops
+ * run as our kernels, the others in ORT).
  */
-export function splitAtFlce(train: Model): FlceSplit | undefined {
+export function parseKernels(spec: string): Required<OpPolicy> {
+  const names: Record<string, PolicyOp> = { flce: 'flce', rmsnorm: 'rmsNorm', swiglu: 'swiglu', rope: 'rope' };
+  const list = spec.trim().toLowerCase();
+  const chosen = new Set<PolicyOp>(list === 'all' ? POLICY_OPS : []);
+  if (list !== 'all' && list !== 'none' && list !== '')
+    for (const w of list.split(',').map((s) => s.trim()).filter(Boolean))
+      chosen.add(names[w] ?? fail('usage', `--kernels: unknown op '${w}' (expected all, none or a list of ${Object.keys(names).join(', ')})`));
+  return Object.fromEntries(POLICY_OPS.map((k) => [k, chosen.has(k) ? 'kernel' : 'ort'])) as Required<OpPolicy>;
+}
+
+/** The policy as the `--kernels` list ('none' when every op runs in ORT). */
+export function formatKernels(p: OpPolicy): string {
+  const r = resolvePolicy(p);
+  const on = POLICY_OPS.filter((k) => r[k] === 'kernel').map((k) => k.toLowerCase());
+  return on.length ? on.join(',') : 'none';
+}
+
+/** The kernel calls of `train` under `policy` (graph order), with the nodes they replace. */
+function kernelCalls(train: Model, policy: Required<OpPolicy>): Map<Node, KernelCall> {
   const g = train.graph;
-  const of = (op: string) => findNode(g, (n) => n.domain === 'ai.ortfuse' && n.opType === op);
-  // In-forward gradients (FusedLinearCrossEntropyWithGrad: loss, dHidden, dWeight, dBias), or the
-  // forward node plus the gradient Loop of custom-ops/fused-linear-cross-entropy/grad.ts.
-  const withGrad = of('FusedLinearCrossEntropyWithGrad');
-  let node: Node;
-  let dValues: Value[];
-  if (withGrad.length === 1) {
-    node = withGrad[0];
-    dValues = node.outputs.slice(1);
-  } else {
-    const flce = of('FusedLinearCrossEntropy');
-    const loops = findNode(g, (n) => n.opType === 'Loop' && n.subgraphs()[0]?.name === GRAD_LOOP);
-    if (withGrad.length || flce.length !== 1 || loops.length !== 1) return undefined;
-    node = flce[0];
-    dValues = loops[0].outputs;
+  const calls = new Map<Node, KernelCall>();
+  for (const n of g.nodes) {
+    if (n.domain !== ORTFUSE) continue;
+    const rule = RULES[n.opType];
+    if (!rule || policy[rule.policy] !== 'kernel') continue;
+    const r = rule.read(n);
+    if ('why' in r) fail('unsupported', `webgpu kernel policy: ${n.label} cannot run as our ${rule.op} kernel: ${r.why} (run ${rule.policy} in ORT instead)`);
+    const used = (v: Value) => (v.useCount > 0 || v.isGraphOutput() ? v.name : null);
+    let outputs = n.outputs.map(used);
+    if (n.opType === 'FusedLinearCrossEntropy') {
+      // The forward node plus the gradient Loop of custom-ops/fused-linear-cross-entropy/grad.ts,
+      // which starts from d loss = 1: only valid when the node's output is the graph's loss.
+      const loops = g.nodes.filter((m) => m.opType === 'Loop' && m.subgraphs()[0]?.name === GRAD_LOOP);
+      if (loops.length !== 1 || n.outputs[0].name !== 'loss' || !n.outputs[0].isGraphOutput())
+        fail('unsupported', `webgpu kernel policy: ${n.label} cannot be cut: expected its output to be the graph's 'loss' and one gradient Loop '${GRAD_LOOP}', found ${loops.length}`);
+      outputs = [used(n.outputs[0]), ...loops[0].outputs.map(used)];
+      calls.set(loops[0], { op: 'flce', node: loops[0].label, inputs: [], outputs: [], attrs: {} }); // absorbed
+    }
+    calls.set(n, { op: rule.op, node: n.label, inputs: n.inputs.map((v) => v?.name ?? null), outputs, attrs: r.attrs });
   }
-  if (node.outputs[0].name !== 'loss') return undefined;
-  const reduction = node.attrString('reduction', 'mean');
-  if (reduction !== 'mean' && reduction !== 'sum') return undefined;
-  const [hidden, weight, bias, labels] = [0, 1, 2, 3].map((i) => node.input(i));
-  if (!hidden || !weight || !labels) fail('invalid', `${node.label}: missing input`);
-  const dNames = dValues.map((o) => (o.useCount > 0 || o.isGraphOutput() ? o.name : undefined));
+  return calls;
+}
 
-  // A: the training graph pruned to the kernel's inputs.
-  const a = cloneModel(train);
-  const kernelIn = [hidden.name, labels.name].filter((n) => !a.graph.inputs.some((i) => i.name === n));
-  a.graph.outputs = kernelIn.map((n) => a.graph.findValue(n)!);
-  removeDeadCode(a.graph);
-  const inA = new Set<string>();
-  for (const n of a.graph.nodes) for (const o of n.outputs) inA.add(o.name);
+/** Embedded tensors for segment protos (saveBytes embeds everything anyway). */
+const sink = (t: Tensor, name: string): any =>
+  (!t.external && t.proto && t.proto.name === name ? t.proto : { dims: t.dims.map(toLong), data_type: t.dtype, name, raw_data: t.bytes() });
 
-  // B: the Loop's outputs become inputs; the forward loss goes; A's values become inputs.
-  const b = cloneModel(train);
-  const bg = b.graph;
-  // d(hidden), d(weight), d(bias) have their inputs' types.
-  dNames.forEach((name, i) => name && toInput(bg, bg.findValue(name)!, [hidden, weight, bias][i]?.type));
-  bg.outputs = bg.outputs.filter((v) => v.name !== 'loss');
-  removeDeadCode(bg);
-  const crossing = new Set(kernelIn);
-  for (const n of bg.nodes) {
-    if (n.outputs.some((o) => inA.has(o.name))) continue;
-    for (const v of n.inputs) if (v && inA.has(v.name)) crossing.add(v.name);
-    for (const sg of n.subgraphs()) for (const v of sg.outerReferences()) if (inA.has(v.name)) crossing.add(v.name);
+/**
+ * The stages of `train` under `policy`; undefined when no node runs as our kernel (then one ORT
+ * session runs the whole graph). Throws, naming the node or value, when the graph cannot be cut.
+ */
+export function splitStages(train: Model, policyIn: OpPolicy = {}): StagedGraph | undefined {
+  const policy = resolvePolicy(policyIn);
+  const g = train.graph;
+  if (!isSorted(g)) toposort(g);
+  const calls = kernelCalls(train, policy);
+  const absorbed = new Set([...calls].filter(([, c]) => c.inputs.length === 0).map(([n]) => n));
+  for (const n of absorbed) calls.delete(n);
+  if (calls.size === 0) return undefined;
+
+  // Live nodes: what the graph outputs depend on (absorbed Loops are replaced by the kernel).
+  const live = new Set<Node>();
+  const liveValues = new Set<Value>(g.outputs);
+  for (let k = g.nodes.length - 1; k >= 0; k--) {
+    const n = g.nodes[k];
+    if (absorbed.has(n)) continue;
+    const outs = calls.get(n)?.op === 'flce' && n.opType === 'FusedLinearCrossEntropy'
+      ? [n.outputs[0], ...[...absorbed][0].outputs] : n.outputs;
+    if (!outs.some((o) => liveValues.has(o))) continue;
+    live.add(n);
+    for (const v of nodeDependencies(n)) liveValues.add(v);
   }
-  for (const v of bg.outputs) if (inA.has(v.name)) crossing.add(v.name);
-  for (const name of crossing) {
-    const v = bg.findValue(name);
-    if (v && v.producer) toInput(bg, v);
+  // Producer of each value (the FLCE node also produces the absorbed Loop's outputs).
+  const producer = new Map<Value, Node>();
+  for (const n of g.nodes) if (live.has(n)) for (const o of n.outputs) producer.set(o, n);
+  for (const loop of absorbed) {
+    const flce = [...calls.keys()].find((n) => n.opType === 'FusedLinearCrossEntropy')!;
+    for (const o of loop.outputs) producer.set(o, flce);
   }
-  removeDeadCode(bg);
-  const left = bg.nodes.find((n) => n.outputs.some((o) => inA.has(o.name)));
-  if (left) fail('invalid', `FLCE split: ${left.label} is computed in both segments`);
-  // B declares only what it reads; A returns everything the kernel or B reads.
-  bg.inputs = bg.inputs.filter((v) => v.useCount > 0 || v.isGraphOutput() || dNames.includes(v.name));
-  a.graph.outputs = [...crossing].map((n) => a.graph.findValue(n) ?? fail('invalid', `FLCE split: A does not compute '${n}'`));
-  for (const v of a.graph.outputs) if (!v.type) v.type = bg.findValue(v.name)?.type;
-  const cut: FlceCut = {
-    hidden: hidden.name, weight: weight.name, bias: bias?.name, labels: labels.name,
-    ignoreIndex: node.attrInt('ignore_index', -100), labelSmoothing: node.attrFloat('label_smoothing', 0),
-    chunkRows: node.attrInt('chunk_size', 0) || undefined, reduction,
-    dHidden: dNames[0] ?? fail('invalid', 'FLCE split: the gradient of hidden is unused'),
-    dWeight: dNames[1], dBias: bias ? dNames[2] : undefined,
-  };
-  return { a, b, cut, crossing: [...crossing] };
+
+  // Constant-only nodes: copied into each segment that reads them (those whose values a kernel or
+  // the trainer reads are ordinary nodes of segment 0, whose values cross from there).
+  const exported = new Set<Value>(g.outputs);
+  for (const n of calls.keys()) for (const v of nodeDependencies(n)) exported.add(v);
+  const constant = new Set<Node>();
+  for (const n of g.nodes)
+    if (live.has(n) && !calls.has(n) && !n.outputs.some((o) => exported.has(o))
+      && nodeDependencies(n).every((v) => v.initializer || (producer.has(v) && constant.has(producer.get(v)!))))
+      constant.add(n);
+
+  // Earliest stage: ORT nodes in segment `stage`, kernels in group `stage` (after that segment).
+  const stage = new Map<Node, number>();
+  for (const n of g.nodes) {
+    if (!live.has(n)) continue;
+    const isKernel = calls.has(n);
+    let s = 0;
+    for (const v of nodeDependencies(n)) {
+      const p = producer.get(v);
+      if (!p || constant.has(p)) {
+        if (!v.initializer && !v.isGraphInput() && !p) fail('invalid', `stage split: ${n.label} reads '${v.name}', which nothing computes`);
+        continue;
+      }
+      const ps = stage.get(p)!;
+      s = Math.max(s, calls.has(p) && !isKernel ? ps + 1 : ps);
+    }
+    stage.set(n, s);
+  }
+  const last = Math.max(0, ...[...stage.entries()].filter(([n]) => !constant.has(n)).map(([, s]) => s));
+  // Then as late as the readers allow (recomputed forward values are made where the backward
+  // needs them, not kept from the forward); nodes that only feed graph outputs stay early, so
+  // their inputs are freed early. The stage count is that of the earliest schedule.
+  const readers = new Map<Node, Node[]>();
+  for (const n of g.nodes)
+    if (live.has(n) && !constant.has(n))
+      for (const v of nodeDependencies(n)) { const p = producer.get(v); if (p) readers.set(p, [...(readers.get(p) ?? []), n]); }
+  for (let k = g.nodes.length - 1; k >= 0; k--) {
+    const n = g.nodes[k];
+    if (!live.has(n) || constant.has(n)) continue;
+    let bound = Infinity;
+    for (const r of readers.get(n) ?? []) bound = Math.min(bound, calls.has(n) && !calls.has(r) ? stage.get(r)! - 1 : stage.get(r)!);
+    if (bound < Infinity) stage.set(n, bound);
+  }
+
+  // Steps in order; each value's reading steps.
+  const steps: Step[] = [];
+  const stepOf = new Map<Node, number>();
+  const segNodes: Node[][] = [];
+  for (let s = 0; s <= last; s++) {
+    const ort = g.nodes.filter((n) => live.has(n) && !calls.has(n) && !constant.has(n) && stage.get(n) === s);
+    if (ort.length) {
+      const idx = steps.push({ kind: 'ort', segment: segNodes.length }) - 1;
+      segNodes.push(ort);
+      for (const n of ort) stepOf.set(n, idx);
+    }
+    for (const n of g.nodes)
+      if (calls.has(n) && stage.get(n) === s) stepOf.set(n, steps.push({ kind: 'kernel', call: calls.get(n)! }) - 1);
+  }
+  const lastUse: Record<string, number> = {};
+  const crossing = new Set<Value>();
+  for (const n of g.nodes) {
+    const at = stepOf.get(n);
+    if (at === undefined) continue;
+    for (const v of nodeDependencies(n)) {
+      const p = producer.get(v);
+      if (!p || constant.has(p) || stepOf.get(p) === at) continue;
+      crossing.add(v);
+      lastUse[v.name] = Math.max(lastUse[v.name] ?? -1, at);
+    }
+  }
+  for (const v of g.outputs) {
+    if (!producer.get(v)) fail('unsupported', `stage split: graph output '${v.name}' is not computed by any node`);
+    crossing.add(v);
+  }
+  // Kernel outputs nobody reads are released right after their kernel.
+  const outNames = new Set(g.outputs.map((v) => v.name));
+  for (const [n, c] of calls) for (const o of c.outputs) if (o && !(o in lastUse) && !outNames.has(o)) lastUse[o] = stepOf.get(n)!;
+
+  const full = modelToProto(train, sink);
+  const protoOf = new Map<Node, any>();
+  g.nodes.forEach((n, i) => protoOf.set(n, full.graph.node[i]));
+  const valueInfo = new Map<string, any>((full.graph.value_info ?? []).map((vi: any) => [vi.name, vi]));
+  const inits = new Map<string, any>((full.graph.initializer ?? []).map((t: any) => [t.name, t]));
+  const fns = new Map<string, any>((full.functions ?? []).map((f: any) => [`${f.domain ?? ''}::${f.name}`, f]));
+
+  const segments = segNodes.map((nodes, k) => {
+    const own = new Set(nodes);
+    // Constant nodes this segment reads, copied in (transitively).
+    const body = new Set<Node>(own);
+    const pull = (n: Node) => {
+      for (const v of nodeDependencies(n)) {
+        const p = producer.get(v);
+        if (p && constant.has(p) && !body.has(p)) { body.add(p); pull(p); }
+      }
+    };
+    for (const n of [...body]) pull(n);
+    const order = g.nodes.filter((n) => body.has(n));
+    const made = new Set<Value>(order.flatMap((n) => n.outputs));
+    const inputs: Value[] = [];
+    const initializers = new Set<string>();
+    for (const n of order)
+      for (const v of nodeDependencies(n)) {
+        if (made.has(v) || inputs.includes(v)) continue;
+        if (v.initializer) initializers.add(v.name);
+        else inputs.push(v);
+      }
+    const outputs = order.filter((n) => own.has(n)).flatMap((n) => n.outputs).filter((v) => crossing.has(v));
+    for (const v of [...inputs, ...outputs])
+      if (!v.type) fail('unsupported', `stage split: cannot cut at '${v.name}' (${producer.get(v)?.label ?? 'graph input'}): its type is unknown`);
+    const called = new Set<string>();
+    const call = (ps: any[]) => {
+      for (const p of ps) {
+        const key = `${p.domain ?? ''}::${p.op_type}`;
+        const f = fns.get(key);
+        if (f && !called.has(key)) { called.add(key); call(f.node ?? []); }
+        for (const a of p.attribute ?? []) for (const sg of [a.g, ...(a.graphs ?? [])]) if (sg) call(sg.node ?? []);
+      }
+    };
+    const nodeProtos = order.map((n) => protoOf.get(n));
+    call(nodeProtos);
+    const proto = {
+      ...full,
+      graph: {
+        name: `segment_${k}`,
+        node: nodeProtos,
+        input: inputs.map((v) => ({ name: v.name, type: typeToProto(v.type!) })),
+        output: outputs.map((v) => ({ name: v.name, type: typeToProto(v.type!) })),
+        initializer: [...initializers].map((n) => inits.get(n)),
+        value_info: [...made].filter((v) => !outputs.includes(v) && valueInfo.has(v.name)).map((v) => valueInfo.get(v.name)),
+      },
+      functions: (full.functions ?? []).filter((f: any) => called.has(`${f.domain ?? ''}::${f.name}`)),
+    };
+    const m = modelFromProto(proto, { source: `segment ${k}` });
+    check(m, `stage split: segment ${k}`);
+    return m;
+  });
+  // Outputs of segments the plan reads must all be declared.
+  const declared = new Set(segments.flatMap((m) => m.graph.outputs.map((v) => v.name)));
+  for (const [n, c] of calls) for (const v of c.inputs) {
+    if (!v) continue;
+    const val = n.graph.findValue(v);
+    if (val && producer.has(val) && !calls.has(producer.get(val)!) && !declared.has(v))
+      fail('invalid', `stage split: ${c.node} reads '${v}', which no segment returns`);
+  }
+  return { plan: { steps, lastUse, outputs: g.outputs.map((v) => v.name), segmentCount: segments.length }, segments };
 }

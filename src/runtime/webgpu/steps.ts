@@ -1,20 +1,24 @@
 /// <reference types="@webgpu/types" />
 /**
  * How one training step's loss and gradients are produced on the GPU (the per-op policy):
- * - 'ort': one ORT session runs the whole training graph (fused ops as portable bodies).
- * - 'kernel' for FusedLinearCrossEntropy: ORT segment A → our FLCE kernel → ORT segment B
- *   (./segments.ts), zero-copy: A's outputs feed the kernel and B as the same GPU buffers.
+ * - every op 'ort': one ORT session runs the whole training graph (fused ops as portable bodies).
+ * - some op 'kernel': the stage plan of ./segments.ts, ORT segment 0 → kernel group 0 → ORT
+ *   segment 1 → …, zero-copy: ORT outputs feed our kernels and later segments as the same GPU
+ *   buffers, our kernels' buffers enter ORT as Tensor.fromGpuBuffer views.
  *
- * Lifetimes: everything a step returns (ORT outputs, the kernel's buffers) stays valid until its
- * `release()`, which the trainer calls right after submitting the commands that read them; A's
- * outputs and the kernel's gradient buffers are released as soon as B's run is queued.
+ * Lifetimes (DESIGN.md "Zero-copy gotchas"): a value that crosses steps is released (ORT output
+ * dispose(), our buffer destroy()) right after the commands of its last reader are submitted — an
+ * ORT run has submitted when it resolves, a kernel group when the runner submits it — never
+ * before. The graph's outputs (loss, gradients) stay valid until StepOutputs.release(), which the
+ * trainer calls after submitting the commands that read them.
  */
 import type * as Ort from 'onnxruntime-web';
 import { GRAD_PREFIX } from '../../autodiff/names.js';
 import { fail } from '../../errors.js';
 import type { GpuContext } from '../../webgpu/context.js';
-import { fusedLinearCrossEntropy } from '../../../custom-ops/fused-linear-cross-entropy/webgpu/flce.js';
-import type { FlceCut } from './segments.js';
+import type { HostArray } from '../../webgpu/buffers.js';
+import { runKernel, type GpuValue } from './kernel-nodes.js';
+import type { KernelCall, StagePlan } from './segments.js';
 
 export type OrtWeb = typeof Ort;
 type Outputs = Ort.InferenceSession.OnnxValueMapType;
@@ -62,51 +66,147 @@ export class SingleSession implements StepRunner {
   }
 }
 
-/** Segment A → FLCE kernel → segment B. */
-export class FlceSegments implements StepRunner {
+/** A value alive within a step: where it is and how to hand it back. */
+interface Slot {
+  value: GpuValue;
+  /** The ORT tensor (an output, or our buffer wrapped for a feed; made on first ORT read). */
+  tensor?: Ort.Tensor;
+  release(): void;
+}
+
+/** Time spent per kind of step (host side: ORT runs until they resolve, kernel recording + submit). */
+export interface StageTimes {
+  steps: number;
+  ortRuns: number;
+  ortMs: number;
+  kernelGroups: number;
+  kernelMs: number;
+}
+
+/** The stage plan: ORT segments and our kernels, in order (./segments.ts). */
+export class StagedSteps implements StepRunner {
+  readonly times: StageTimes = { steps: 0, ortRuns: 0, ortMs: 0, kernelGroups: 0, kernelMs: 0 };
+  private readonly outputs: Set<string>;
+
   constructor(
     private readonly ort: OrtWeb,
     private readonly ctx: GpuContext,
-    private readonly a: Ort.InferenceSession,
-    private readonly b: Ort.InferenceSession,
-    private readonly cut: FlceCut,
-  ) {}
+    private readonly sessions: Ort.InferenceSession[],
+    private readonly plan: StagePlan,
+  ) {
+    if (sessions.length !== plan.segmentCount) fail('invalid', `stage plan: ${plan.segmentCount} segments but ${sessions.length} sessions`);
+    this.outputs = new Set(plan.outputs);
+  }
+
+  /** Names of the graph outputs the plan produces (loss, grad.<param>). */
+  get outputNames(): string[] {
+    return [...this.outputs];
+  }
 
   async run(feeds: Record<string, Ort.Tensor>): Promise<StepOutputs> {
-    const { cut, ctx } = this;
-    const outA = await this.a.run(pick(feeds, this.a.inputNames));
-    const tensor = (n: string): Ort.Tensor => (outA[n] as Ort.Tensor | undefined) ?? feeds[n] ?? fail('runtime', `FLCE segments: no value '${n}'`);
-    const hidden = tensor(cut.hidden), weight = tensor(cut.weight);
-    const [n, h] = hidden.dims as number[];
-    const v = (weight.dims as number[])[0];
-    const r = fusedLinearCrossEntropy(ctx, {
-      hidden: gpuBufferOf(hidden, cut.hidden), weight: gpuBufferOf(weight, cut.weight),
-      bias: cut.bias ? gpuBufferOf(tensor(cut.bias), cut.bias) : undefined,
-      labels: gpuBufferOf(tensor(cut.labels), cut.labels), labelType: 'int64',
-      n, h, v, ignoreIndex: cut.ignoreIndex, labelSmoothing: cut.labelSmoothing, reduction: cut.reduction, chunkRows: cut.chunkRows,
-    });
-    // B's reads of the kernel's outputs must be queued after the kernel.
-    ctx.submit();
-    const { Tensor } = this.ort;
-    const fromGpu = (buf: GPUBuffer | undefined, dims: number[]) => Tensor.fromGpuBuffer(buf as never, { dataType: 'float32', dims });
-    const kernelOut: Record<string, Ort.Tensor> = { [cut.dHidden]: fromGpu(r.gradHidden, [n, h]) };
-    if (cut.dWeight) kernelOut[cut.dWeight] = fromGpu(r.gradWeight, [v, h]);
-    if (cut.dBias) kernelOut[cut.dBias] = fromGpu(r.gradBias, [v]);
-    const feedsB: Record<string, Ort.Tensor> = {};
-    for (const name of this.b.inputNames) feedsB[name] = kernelOut[name] ?? tensor(name);
-    let outB: Outputs;
+    const { ctx, plan } = this;
+    const live = new Map<string, Slot>();
+    let pendingDrop: GPUBuffer[] = [];
+    const releaseRead = (from: number, to: number) => {
+      for (const [name, slot] of live) {
+        const last = plan.lastUse[name];
+        if (last !== undefined && last >= from && last <= to && !this.outputs.has(name)) {
+          live.delete(name);
+          slot.release();
+        }
+      }
+    };
+    const gpuValue = (name: string): GpuValue | undefined => {
+      const slot = live.get(name);
+      if (slot) return slot.value;
+      const t = feeds[name];
+      if (!t) return undefined;
+      if (t.location === 'gpu-buffer') return { buffer: t.gpuBuffer as unknown as GPUBuffer, dims: t.dims, type: t.type };
+      // A host feed read by a kernel (labels straight from the batch): uploaded for this group.
+      const buffer = ctx.upload(`feed ${name}`, t.data as HostArray);
+      pendingDrop.push(buffer);
+      return { buffer, dims: t.dims, type: t.type };
+    };
+    const ortTensor = (name: string): Ort.Tensor => {
+      const slot = live.get(name);
+      if (!slot) return feeds[name] ?? fail('runtime', `stage plan: no value '${name}'`);
+      slot.tensor ??= this.ort.Tensor.fromGpuBuffer(slot.value.buffer as never, { dataType: slot.value.type as 'float32', dims: slot.value.dims });
+      return slot.tensor;
+    };
+    let groupStart = -1;
     try {
-      outB = await this.b.run(feedsB);
-    } finally {
-      // B's commands are queued: A's outputs and the kernel's gradients have had their last use.
-      disposeAll(outA);
-      for (const buf of [r.gradHidden, r.gradWeight, r.gradBias, r.stats]) buf?.destroy();
+      for (let i = 0; i < plan.steps.length; i++) {
+        const step = plan.steps[i];
+        if (step.kind === 'ort') {
+          const session = this.sessions[step.segment];
+          const t0 = performance.now();
+          const out = await session.run(Object.fromEntries(session.inputNames.map((n) => [n, ortTensor(n)])));
+          this.times.ortMs += performance.now() - t0;
+          this.times.ortRuns++;
+          for (const [name, v] of Object.entries(out)) {
+            const t = v as Ort.Tensor;
+            live.get(name)?.release();
+            live.set(name, { value: { buffer: gpuBufferOf(t, name), dims: t.dims, type: t.type }, tensor: t, release: () => t.dispose() });
+          }
+          // The run has submitted its commands: values it read last go back.
+          releaseRead(i, i);
+          continue;
+        }
+        const t0 = performance.now();
+        if (groupStart < 0) groupStart = i;
+        this.kernel(step.call, i, live, gpuValue, pendingDrop);
+        const next = plan.steps[i + 1];
+        if (!next || next.kind === 'ort') {
+          ctx.submit();
+          releaseRead(groupStart, i);
+          for (const b of pendingDrop) b.destroy();
+          pendingDrop = [];
+          groupStart = -1;
+          this.times.kernelGroups++;
+        }
+        this.times.kernelMs += performance.now() - t0;
+      }
+    } catch (e) {
+      // Recorded commands may read what we hand back: submit them first.
+      ctx.submit();
+      for (const slot of live.values()) slot.release();
+      for (const b of pendingDrop) b.destroy();
+      throw e;
     }
-    return { ...collect(outB, r.loss), release: () => { disposeAll(outB); r.loss.destroy(); } };
+    this.times.steps++;
+    // Values nothing reads any more (all their readers are queued).
+    for (const [name, slot] of live) if (!this.outputs.has(name)) { live.delete(name); slot.release(); }
+    const grads = new Map<string, GPUBuffer>();
+    for (const [name, slot] of live) if (name.startsWith(GRAD_PREFIX)) grads.set(name, slot.value.buffer);
+    const loss = live.get('loss') ?? fail('runtime', "stage plan: no 'loss' value at the end of the step");
+    return { loss: loss.value.buffer, grads, release: () => { for (const slot of live.values()) slot.release(); live.clear(); } };
+  }
+
+  /** Record one kernel node; its outputs join `live` (in-place RoPE takes over its input's slot). */
+  private kernel(call: KernelCall, at: number, live: Map<string, Slot>, gpuValue: (n: string) => GpuValue | undefined, drop: GPUBuffer[]): void {
+    const inputs = call.inputs.map((n) => (n ? gpuValue(n) : undefined));
+    const mayReuse = (i: number) => {
+      const n = call.inputs[i];
+      return !!n && live.has(n) && this.plan.lastUse[n] === at && !this.outputs.has(n) && call.inputs.indexOf(n) === call.inputs.lastIndexOf(n);
+    };
+    const r = runKernel(this.ctx, call, inputs, mayReuse);
+    drop.push(...r.drop);
+    let inherited: Slot | undefined;
+    if (r.reused !== undefined) {
+      const n = call.inputs[r.reused]!;
+      inherited = live.get(n);
+      live.delete(n);
+    }
+    r.outputs.forEach((v, i) => {
+      const name = call.outputs[i];
+      if (!v || !name) return;
+      // In place: the input's buffer and tensor (an ORT output stays ORT's own tensor) carry on.
+      if (i === 0 && inherited) live.set(name, { value: v, tensor: inherited.tensor, release: inherited.release });
+      else live.set(name, { value: v, release: () => v.buffer.destroy() });
+    });
   }
 
   async release(): Promise<void> {
-    await this.a.release();
-    await this.b.release();
+    for (const s of this.sessions) await s.release();
   }
 }

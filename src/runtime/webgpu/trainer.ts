@@ -25,8 +25,8 @@ import type { TrainState } from '../checkpoint.js';
 import { learningRate, type ParamState } from '../optimizer.js';
 import type { StepResult, TrainerOptions } from '../trainer.js';
 import { clipByGlobalNorm, partialCount } from './grad-norm.js';
-import type { FlceCut } from './segments.js';
-import { FlceSegments, SingleSession, type OrtWeb, type StepOutputs, type StepRunner } from './steps.js';
+import type { StagePlan } from './segments.js';
+import { SingleSession, StagedSteps, type OrtWeb, type StepOutputs, type StepRunner } from './steps.js';
 
 export type { OrtWeb } from './steps.js';
 
@@ -45,10 +45,10 @@ export interface TrainingSpec {
   model: Uint8Array;
   params: ParamSpec[];
   /**
-   * Per-op policy 'kernel' for FusedLinearCrossEntropy: the graph split around it (./segments.ts);
-   * the trainer then runs A → our FLCE kernel → B instead of `model`.
+   * Per-op policy 'kernel' for some fused op: the graph split into ORT segments and our kernels
+   * (./segments.ts); the trainer then runs the plan instead of `model`.
    */
-  flce?: { a: Uint8Array; b: Uint8Array; cut: FlceCut };
+  stages?: { segments: Uint8Array[]; plan: StagePlan };
   /** The graph is specialised to batches of exactly this shape (src/runtime/webgpu/node.ts). */
   shape?: SpecShape;
 }
@@ -77,7 +77,8 @@ export class WebGpuTrainer {
 
   private constructor(
     private readonly ort: OrtWeb,
-    private readonly runner: StepRunner,
+    /** What runs a step: one session, or the stage plan (its `times` say where the time went). */
+    readonly runner: StepRunner,
     readonly ctx: GpuContext,
     private readonly params: GpuParam[],
     private readonly partials: GPUBuffer,
@@ -98,13 +99,15 @@ export class WebGpuTrainer {
         return fail('runtime', `onnxruntime-web (webgpu) refused ${what}: ${(e as Error).message.split('\n')[0]}`, e);
       }
     };
-    const sessions = spec.flce ? [await open(spec.flce.a, 'segment A'), await open(spec.flce.b, 'segment B')] : [await open(spec.model, 'the training graph')];
+    const sessions: Ort.InferenceSession[] = [];
+    if (spec.stages) for (const [i, bytes] of spec.stages.segments.entries()) sessions.push(await open(bytes, `segment ${i}`));
+    else sessions.push(await open(spec.model, 'the training graph'));
     const device = ort.env.webgpu.device as unknown as GPUDevice | undefined;
     if (!device) return fail('runtime', 'onnxruntime-web created no WebGPU device (is the webgpu EP available here?)');
     const ctx = new GpuContext(device);
-    const runner: StepRunner = spec.flce ? new FlceSegments(ort, ctx, sessions[0], sessions[1], spec.flce.cut) : new SingleSession(sessions[0]);
-    const outputs = new Set(sessions[sessions.length - 1].outputNames);
-    if (!spec.flce && !outputs.has('loss')) fail('invalid', "the training graph has no 'loss' output");
+    const runner = spec.stages ? new StagedSteps(ort, ctx, sessions, spec.stages.plan) : new SingleSession(sessions[0]);
+    const outputs = new Set(runner instanceof StagedSteps ? runner.outputNames : sessions[0].outputNames);
+    if (!outputs.has('loss')) fail('invalid', "the training graph has no 'loss' output");
     const params: GpuParam[] = [];
     let partialsLen = 0;
     for (const p of spec.params) {
