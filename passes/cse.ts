@@ -5,8 +5,9 @@
  * first, so folded shape constants repeated per layer unify; not graph inputs or outputs, nor
  * float initializers of more than one element (possible parameters: equal at init is not tied).
  * Not for nodes with subgraphs, nor non-deterministic ops (Random*, Multinomial, Dropout in
- * training mode).
+ * training mode), nor a backward recomputation with its forward original.
  */
+import { isRecomputeNode } from '../src/autodiff/recompute.js';
 import { commit } from '../src/ir/commit.js';
 import type { Attr, Graph, Model, Node, Value } from '../src/ir/graph.js';
 import { Tensor } from '../src/ir/tensor.js';
@@ -85,7 +86,9 @@ function nodeKey(n: Node, id: (v: Value) => number): string | undefined {
     attrs.push(`${a.name}:${a.type}=${k}`);
   }
   const ins = n.inputs.map((v) => (v ? id(v) : '-')).join(',');
-  return `${n.domain}|${n.opType}|${n.overload ?? ''}|${n.outputs.length}|${attrs.join(';')}|${ins}`;
+  // A recomputation clone (src/autodiff/recompute.ts) exists to NOT share its forward original's value.
+  const phase = isRecomputeNode(n) ? 'recompute' : '';
+  return `${phase}|${n.domain}|${n.opType}|${n.overload ?? ''}|${n.outputs.length}|${attrs.join(';')}|${ins}`;
 }
 
 function cseGraph(g: Graph): number {

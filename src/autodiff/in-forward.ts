@@ -10,6 +10,9 @@ import type { ValueType } from '../ir/types.js';
 /** The tag (`ortfuse.rule`) of nodes the autodiff creates, forward swaps included. */
 export const AUTODIFF_TAG = 'autodiff';
 
+/** Metadata key marking a forward node swapped in by {@link replaceForwardNode} (it runs in the forward pass). */
+export const IN_FORWARD_KEY = 'ortfuse.in_forward';
+
 /**
  * Replace `node` by `domain::opType` with the same inputs and attributes, the same output values
  * first, then one new value per entry of `extra` (named `<node>/<name>`, typed as given).
@@ -28,6 +31,6 @@ export function replaceForwardNode(node: Node, opType: string, domain: string, e
   const n = g.addNode(opType, inputs, [...outputs, ...values], {
     domain, name: node.name || undefined, attrs: [...node.attributes.values()], before: g.nodes[at],
   });
-  n.extra = { ...node.extra, metadata_props: [{ key: 'ortfuse.rule', value: AUTODIFF_TAG }] };
+  n.extra = { ...node.extra, metadata_props: [{ key: 'ortfuse.rule', value: AUTODIFF_TAG }, { key: IN_FORWARD_KEY, value: '1' }] };
   return n;
 }

@@ -17,14 +17,15 @@ import { bodiesTarget, ensureFunctions } from '../../custom-ops/functions.js';
 import { fail } from '../errors.js';
 import { GraphBuilder } from '../ir/builder.js';
 import { check } from '../ir/checker.js';
-import type { Model, Value } from '../ir/graph.js';
+import type { Model, Node, Value } from '../ir/graph.js';
 import { inferShapes } from '../ir/infer/index.js';
 import type { Tensor } from '../ir/tensor.js';
 import { tensorType } from '../ir/types.js';
 import { addGradients } from './backward.js';
 import { cloneModel, removeDeadCode } from './clone.js';
 import { isFloatType } from './dtype.js';
-import { AUTODIFF_TAG } from './in-forward.js';
+import { AUTODIFF_TAG, IN_FORWARD_KEY } from './in-forward.js';
+import { recomputeInBackward, type RecomputeOptions } from './recompute.js';
 import type { GradTable } from './types.js';
 import { GRAD_IN_PREFIX, GRAD_PREFIX } from './names.js';
 
@@ -66,6 +67,13 @@ export interface TrainingGraphOptions {
    * graph carries its weights and runs with only input_ids and labels fed. Default false.
    */
   parameterDefaults?: boolean;
+  /**
+   * Recompute cheap forward values in the backward instead of keeping them alive between the
+   * passes (./recompute.ts): transposed weights, reshapes, SwiGLU and RMSNorm outputs, attention
+   * probabilities. Default true. Sessions running the graph must disable ONNX Runtime's CSE
+   * ({@link NO_CSE_SESSION_CONFIG}) or it merges the clones back.
+   */
+  recompute?: boolean | RecomputeOptions;
 }
 
 /** Parameter/gradient names of a training graph built by {@link buildTrainingGraph}. */
@@ -137,6 +145,11 @@ export function buildTrainingGraph(model: Model, opts: TrainingGraphOptions = {}
     g.outputs.push(grad);
   }
   removeDeadCode(g); // backward pieces no output needs (e.g. gradients of frozen paths)
+  if (opts.recompute ?? true) {
+    const backward = (n: Node) => hasMeta(n, 'ortfuse.rule', AUTODIFF_TAG) && !hasMeta(n, IN_FORWARD_KEY, '1');
+    recomputeInBackward(g, backward, typeof opts.recompute === 'object' ? opts.recompute : {});
+    removeDeadCode(g);
+  }
   // A forward model that carries fused-op bodies gets those of the backward ops too (same target).
   const target = bodiesTarget(m);
   if (target) ensureFunctions(m, target);
@@ -144,9 +157,14 @@ export function buildTrainingGraph(model: Model, opts: TrainingGraphOptions = {}
   return m;
 }
 
+/** True when node `n` carries the metadata entry `key` = `value`. */
+function hasMeta(n: Node, key: string, value: string): boolean {
+  return n.extra.metadata_props?.some((p: { key: string; value: string }) => p.key === key && p.value === value) ?? false;
+}
+
 /** True when `v` was created by the backward pass (so it can be renamed). */
 function isBackwardValue(v: Value): boolean {
-  return v.producer?.extra.metadata_props?.some((p: { key: string; value: string }) => p.key === 'ortfuse.rule' && p.value === AUTODIFF_TAG) ?? false;
+  return !!v.producer && hasMeta(v.producer, 'ortfuse.rule', AUTODIFF_TAG);
 }
 
 /** The parameters and gradient outputs of a training graph (by the naming convention). */

@@ -12,6 +12,7 @@ import type { Batch } from '../data/batches.js';
 import { adamwStep, learningRate, type AdamWOptions, type ParamState, type ScheduleOptions } from './optimizer.js';
 import type { TrainState } from './checkpoint.js';
 import { GRAD_PREFIX } from '../autodiff/names.js';
+import { NO_CSE_SESSION_CONFIG } from '../autodiff/recompute.js';
 
 /** Gradient outputs are named `grad.<parameter name>` (src/autodiff/names.ts). */
 export { GRAD_PREFIX };
@@ -67,7 +68,8 @@ export class CpuTrainer {
       params.set(v.name, { value, m: new Float32Array(n), v: new Float32Array(n), noDecay });
       if (!gradNames.has(GRAD_PREFIX + v.name)) params.get(v.name)!.noDecay = true;
     }
-    const so: ort.InferenceSession.SessionOptions = { logSeverityLevel: 3, ...opts.session };
+    // Recomputed backward values must not be merged back into the forward ones (src/autodiff/recompute.ts).
+    const so: ort.InferenceSession.SessionOptions = { logSeverityLevel: 3, extra: NO_CSE_SESSION_CONFIG, ...opts.session };
     if (opts.threads) so.intraOpNumThreads = opts.threads;
     let session: ort.InferenceSession;
     try {

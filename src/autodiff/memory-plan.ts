@@ -1,0 +1,78 @@
+/**
+ * A static estimate of a graph's activation memory: run the nodes in graph order, allocate each
+ * output when its node runs and free it after its last reader, as a runtime with a per-tensor
+ * allocator does (graph inputs and initializers not counted; graph outputs live to the end).
+ * Used to compare training graphs (recomputation on/off, fused/unfused) without running them;
+ * ONNX Runtime's real peak is higher (its order and arena differ), the ranking is what counts.
+ */
+import type { Graph, Node, Value } from '../ir/graph.js';
+import { DataType } from '../onnx/schema.js';
+
+export interface MemoryPlan {
+  /** Most bytes alive at once. */
+  peakBytes: number;
+  /** The node at which the peak is reached. */
+  peakNode?: Node;
+  /** Values alive at the peak, by producer op type and shape, largest first. */
+  atPeak: { what: string; count: number; bytes: number }[];
+  /** Values whose shape is not static (not counted). */
+  unknown: number;
+}
+
+const ELEM_BYTES: Record<number, number> = {
+  [DataType.DOUBLE]: 8, [DataType.INT64]: 8, [DataType.UINT64]: 8,
+  [DataType.FLOAT16]: 2, [DataType.BFLOAT16]: 2, [DataType.INT16]: 2, [DataType.UINT16]: 2,
+  [DataType.BOOL]: 1, [DataType.INT8]: 1, [DataType.UINT8]: 1,
+};
+
+/** Bytes of a statically shaped tensor value; undefined when its shape is not static. */
+export function tensorBytes(v: Value): number | undefined {
+  const t = v.tensorType;
+  if (!t?.shape || t.shape.some((d) => typeof d !== 'number')) return undefined;
+  return (t.shape as number[]).reduce((a, b) => a * b, ELEM_BYTES[t.elemType] ?? 4);
+}
+
+/** Peak live bytes of `g` run in node order (see the file header). */
+export function memoryPlan(g: Graph): MemoryPlan {
+  const nodes = g.nodes;
+  const last = new Map<Value, number>();
+  nodes.forEach((n, i) => {
+    for (const v of n.inputs) if (v) last.set(v, i);
+    for (const sg of n.subgraphs()) for (const v of sg.outerReferences()) last.set(v, i);
+  });
+  const outputs = new Set(g.outputs);
+  const alive = new Map<Value, number>();
+  let live = 0, peak = 0, unknown = 0;
+  let peakNode: Node | undefined;
+  let snapshot: Value[] = [];
+  const free = (v: Value) => {
+    const b = alive.get(v);
+    if (b === undefined || outputs.has(v)) return;
+    alive.delete(v);
+    live -= b;
+  };
+  nodes.forEach((n, i) => {
+    for (const o of n.outputs) {
+      const b = tensorBytes(o);
+      if (b === undefined) { unknown++; continue; }
+      alive.set(o, b);
+      live += b;
+    }
+    if (live > peak) {
+      peak = live;
+      peakNode = n;
+      snapshot = [...alive.keys()];
+    }
+    for (const v of n.inputs) if (v && last.get(v) === i) free(v);
+    for (const o of n.outputs) if (!last.has(o)) free(o);
+  });
+  const groups = new Map<string, { what: string; count: number; bytes: number }>();
+  for (const v of snapshot) {
+    const what = `${v.producer?.opType ?? 'input'} [${v.tensorType?.shape?.join(',')}]${outputs.has(v) ? ' (output)' : ''}`;
+    const e = groups.get(what) ?? { what, count: 0, bytes: 0 };
+    e.count++;
+    e.bytes += tensorBytes(v)!;
+    groups.set(what, e);
+  }
+  return { peakBytes: peak, peakNode, atPeak: [...groups.values()].sort((a, b) => b.bytes - a.bytes), unknown };
+}
