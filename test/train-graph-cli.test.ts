@@ -58,7 +58,9 @@ describe('ortfuse optimize --train', () => {
     const fused = m.graph.nodes.filter((n) => n.domain === 'ai.ortfuse').map((n) => n.opType);
     if (mode === 'fused') {
       expect(fused).toContain('FusedLinearCrossEntropyWithGrad');
-      expect(m.functions.map((f) => f.name).sort()).toEqual(['FusedLinearCrossEntropyWithGrad', 'RMSNorm', 'RoPE', 'SwiGLU']);
+      expect(m.functions.map((f) => f.name).sort()).toEqual([
+        'FusedLinearCrossEntropyWithGrad', 'RMSNorm', 'RMSNormGrad', 'RoPE', 'RoPEGrad', 'SwiGLU', 'SwiGLUGrad',
+      ]);
       expect(stdout).toMatch(/fuse-linear-cross-entropy/);
     } else expect(fused).toEqual([]);
     expect(m.graph.outputs.map((v) => v.name).sort()).toEqual(['loss', ...Object.keys(fx.grads).map((p) => `grad.${p}`)].sort());
