@@ -1,6 +1,6 @@
 /**
  * `ortfuse train [model.onnx] --steps N --batch B --seq T --lr X [--text FILE] [--no-fuse]
- * [--seed N] [--json FILE] [--plot FILE]`: train an exported model with labels → loss (fused
+ * [--seed N] [--json FILE] [--plot FILE] [--backend cpu|webgpu] [--kernels all|none|flce,rmsnorm,swiglu,rope]`: train an exported model with labels → loss (fused
  * unless --no-fuse) on the cpu or webgpu backend, with a progress bar, a JSON record per step and the loss
  * curve as SVG. Without a model, the built-in tiny Qwen2 trains on Moby Dick.
  */
@@ -52,6 +52,7 @@ export const trainCommand: CliCommand<TrainArgs> = {
       .option('--clip <x>', 'clip the global gradient norm (0 = off)', '1')
       .option('--eval-every <n>', 'validation loss every N steps (always at the end)', '0')
       .option('--backend <name>', 'cpu (onnxruntime-node) or webgpu (onnxruntime-web WebGPU EP on dawn.node)', 'cpu')
+      .option('--kernels <ops>', "webgpu: fused ops run as our WGSL kernels between ORT segments: all, none or a list of flce, rmsnorm, swiglu, rope (default flce)")
       .option('--json <file>', 'write one JSON record per step (JSON lines)')
       .option('--plot <file>', 'loss curve as SVG (default: <json>.svg when --json is given)')
       .option('--checkpoint <file>', 'write a checkpoint at the end')
@@ -78,6 +79,7 @@ export const trainCommand: CliCommand<TrainArgs> = {
       checkpoint: o.checkpoint as string | undefined,
       resume: o.resume as string | undefined,
       backend: o.backend as string,
+      kernels: o.kernels as string | undefined,
       progress: o.progress !== false,
     };
   },
@@ -103,7 +105,7 @@ async function runTrain(a: TrainArgs, io: CliIO): Promise<void> {
   const records: StepRecord[] = await runTraining(model, text, tok, { ...a, checkpoint: resolve(a.checkpoint), resume: resolve(a.resume) }, {
     onStart({ parameters, prepared, startStep }) {
       const fused = prepared.report?.passes.reduce((s, p) => s + Object.values(p.counts).reduce((x, y) => x + y, 0), 0) ?? 0;
-      io.stdout(`training ${a.input ?? 'built-in tiny Qwen2'}: ${(parameters / 1e6).toFixed(2)}M parameters, ${a.fuse ? `fused (${fused} rewrites)` : 'unfused'}, batch ${a.batch}×${a.seq}, ${a.steps} steps, tokenizer ${tok.name}, backend ${a.backend}\n`);
+      io.stdout(`training ${a.input ?? 'built-in tiny Qwen2'}: ${(parameters / 1e6).toFixed(2)}M parameters, ${a.fuse ? `fused (${fused} rewrites)` : 'unfused'}, batch ${a.batch}×${a.seq}, ${a.steps} steps, tokenizer ${tok.name}, backend ${a.backend}${a.kernels !== undefined ? ` (kernels: ${a.kernels})` : ''}\n`);
       bar?.start(a.steps, startStep, { loss: '-', tps: '-', rss: '-' });
     },
     onStep(r) {

@@ -45,6 +45,8 @@ export interface TrainOptions {
   threads?: number;
   /** cpu (default) or webgpu (onnxruntime-web's WebGPU EP; in Node on dawn.node). */
   backend?: string;
+  /** webgpu: fused ops run as our kernels ('all', 'none' or a list of flce, rmsnorm, swiglu, rope; default flce). */
+  kernels?: string;
 }
 
 export interface StepRecord {
@@ -74,6 +76,7 @@ export async function runTraining(model: Model, text: string, tok: Tokenizer, o:
   if (!(o.steps > 0 && o.batch > 0 && o.seq > 1)) fail('usage', `--steps, --batch must be positive and --seq at least 2 (got ${o.steps}, ${o.batch}, ${o.seq})`);
   const backend = o.backend ?? 'cpu';
   if (backend !== 'cpu' && backend !== 'webgpu') fail('usage', `--backend ${backend}: expected one of ${BACKENDS.join(', ')}`);
+  if (o.kernels !== undefined && backend !== 'webgpu') fail('usage', `--kernels is an option of --backend webgpu (got --backend ${backend})`);
   const prepared = prepareTraining(model, { fuse: o.fuse, target: backend });
   const ids = tok.encode(text);
   checkVocab(ids, prepared.vocab, tok.name);
@@ -91,7 +94,8 @@ export async function runTraining(model: Model, text: string, tok: Tokenizer, o:
     const { meter } = await wg.nodeOrtWeb();
     gpuPeak = () => meter.peak / 2 ** 20;
     // One batch shape per run: the graph is specialised to it (shape plumbing folded away).
-    trainer = await wg.createNodeWebGpuTrainer(prepared.train, prepared.initial, topts, {}, { batch: o.batch, seq: o.seq });
+    const policy = o.kernels === undefined ? {} : wg.parseKernels(o.kernels);
+    trainer = await wg.createNodeWebGpuTrainer(prepared.train, prepared.initial, topts, policy, { batch: o.batch, seq: o.seq });
   } else trainer = await CpuTrainer.create(prepared.train, prepared.initial, topts);
   const stream = batches(ds.train, o.batch, o.seq, o.seed);
   const val: Batch[] = [];

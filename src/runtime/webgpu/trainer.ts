@@ -194,6 +194,22 @@ export class WebGpuTrainer {
     return sum / batches.length;
   }
 
+  /** Loss and gradients of one batch copied back to the host, no update (for tests and checks). */
+  async gradients(batch: Batch): Promise<{ loss: number; grads: Map<string, Float32Array> }> {
+    const out = await this.run(batch);
+    try {
+      const grads = new Map<string, Float32Array>();
+      for (const p of this.params) {
+        const g = out.grads.get(GRAD_PREFIX + p.name);
+        if (g) grads.set(p.name, await this.ctx.readF32(g, p.size));
+      }
+      return { loss: (await this.ctx.readF32(out.loss, 1))[0], grads };
+    } finally {
+      this.ctx.submit();
+      out.release();
+    }
+  }
+
   /** Parameters and moments copied back to the host (for checkpoints). */
   async state(meta: Record<string, unknown>): Promise<TrainState> {
     const params = new Map<string, ParamState>();
