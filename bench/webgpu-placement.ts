@@ -208,9 +208,17 @@ function countGpuCalls(): Record<string, number> {
   return counts;
 }
 
+/** Run this script as a child; its stderr (ORT's verbose log) goes to a file: wasm's synchronous writes to a full pipe fail with EAGAIN. */
 function spawnChild(args: string[]): { stdout: string; stderr: string; status: number | null } {
-  const r = spawnSync(process.execPath, [...process.execArgv, SELF, ...args], { encoding: 'utf8', maxBuffer: 1 << 30, timeout: 900_000 });
-  return { stdout: r.stdout ?? '', stderr: r.stderr ?? '', status: r.status };
+  const errFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'wgpu-placement-log-')), 'stderr.log');
+  const fd = fs.openSync(errFile, 'w');
+  try {
+    const r = spawnSync(process.execPath, [...process.execArgv, SELF, ...args], { encoding: 'utf8', maxBuffer: 1 << 30, timeout: 900_000, stdio: ['ignore', 'pipe', fd] });
+    return { stdout: r.stdout ?? '', stderr: fs.readFileSync(errFile, 'utf8'), status: r.status };
+  } finally {
+    fs.closeSync(fd);
+    fs.rmSync(path.dirname(errFile), { recursive: true, force: true });
+  }
 }
 
 function placementOf(configName: string, variant: Variant, shape: SpecShape | undefined, dir: string): Placement[] {
