@@ -25,7 +25,7 @@ if (!haveChromium) console.warn(`\n*** ${CHROMIUM} missing (apt-get install chro
 const run = { steps: 20, batch: 2, seq: 32, lr: 3e-3, seed: 5, warmup: 2 };
 
 interface PageState {
-  records: { step: number; loss: number; gpuLiveMiB: number }[];
+  records: { step: number; loss: number; gpuLiveMiB: number; ms: number }[];
   done: boolean;
   error?: string;
 }
@@ -69,6 +69,9 @@ describe.skipIf(!haveChromium)('the training page in headless chromium (WebGPU o
     expect(state.error, state.error).toBeUndefined();
     expect(errors).toEqual([]);
     expect(state.records.map((r) => r.step)).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
+    const later = state.records.slice(2).map((r) => r.ms);
+    const mean = later.reduce((a, b) => a + b, 0) / later.length;
+    console.log(`page: ${(1000 / mean).toFixed(2)} steps/s (mean ${mean.toFixed(0)} ms of steps 3..20, best ${Math.min(...later).toFixed(0)} ms, first ${state.records[0].ms.toFixed(0)} ms)`);
 
     const cpu = await runTraining(buildQwen2(TINY, { seed: 1 }), mobyDick().slice(0, 100_000), await getTokenizer('bytes'),
       { ...run, fuse: true, backend: 'cpu' });

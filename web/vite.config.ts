@@ -2,6 +2,8 @@
  * The training page: `npx vite build --config web/vite.config.ts` → web/dist (or `vite` for dev).
  * A plugin prepares the model, parameters and text at build start (web/prepare.ts, in Node) and
  * emits them as static files; the server needs COOP/COEP (ORT-web's SharedArrayBuffer).
+ * Environment: ORTFUSE_WEB_SEED (model seed, 1), ORTFUSE_WEB_CHARS (100000), ORTFUSE_WEB_SHAPE (the
+ * batch shape the graph is specialised to, 2x32).
  */
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -21,7 +23,8 @@ function trainingAssets(): Plugin {
     buildStart() {
       dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ortfuse-web-'));
       const seed = process.env.ORTFUSE_WEB_SEED ?? '1', chars = process.env.ORTFUSE_WEB_CHARS ?? '100000';
-      execFileSync(process.execPath, ['--import', 'tsx', path.join(here, 'prepare.ts'), dir, seed, chars], { cwd: path.join(here, '..'), stdio: 'inherit' });
+      const shape = process.env.ORTFUSE_WEB_SHAPE ?? '2x32';
+      execFileSync(process.execPath, ['--import', 'tsx', path.join(here, 'prepare.ts'), dir, seed, chars, shape], { cwd: path.join(here, '..'), stdio: 'inherit' });
       if (this.meta.watchMode) return;
       for (const f of FILES) this.emitFile({ type: 'asset', fileName: `data/${f}`, source: fs.readFileSync(path.join(dir, f)) });
     },

@@ -5,6 +5,8 @@
  * AdamW as `ortfuse train` (src/runtime/train.ts), draws the loss and shows GPU memory in use.
  *
  * Query: ?steps=N&batch=B&seq=T&lr=X&seed=S&warmup=W&auto=1 (auto: start without the button).
+ * The graph is specialised to the build's batch shape (manifest.shape, ORTFUSE_WEB_SHAPE): batch and
+ * seq default to it, and another shape is refused with the way to rebuild.
  * Results for tests: window.ortfuse = { records, done, error }.
  */
 import * as ort from 'onnxruntime-web/webgpu';
@@ -18,6 +20,7 @@ interface Manifest {
   seed: number;
   chars: number;
   params: { name: string; dims: number[]; offset: number; length: number }[];
+  shape: { batch: number; seq: number };
   stages?: { plan: StagePlan; segments: { offset: number; length: number }[] };
 }
 
@@ -36,7 +39,7 @@ const state: { records: PageRecord[]; done: boolean; error?: string } = { record
 const $ = (id: string) => document.getElementById(id)!;
 const q = new URLSearchParams(location.search);
 const opt = (k: string, d: number) => (q.has(k) ? Number(q.get(k)) : d);
-const o = { steps: opt('steps', 50), batch: opt('batch', 2), seq: opt('seq', 32), lr: opt('lr', 3e-3), seed: opt('seed', 5) };
+const o = { steps: opt('steps', 50), lr: opt('lr', 3e-3), seed: opt('seed', 5) };
 const warmup = opt('warmup', Math.min(10, Math.floor(o.steps / 10)));
 const MiB = (b: number) => (b / 2 ** 20).toFixed(2);
 
@@ -59,10 +62,13 @@ async function train(): Promise<void> {
   ]);
   const segBytes = manifest.stages && new Uint8Array(await fetchBytes('segments.bin'));
   const stages = manifest.stages && { plan: manifest.stages.plan, segments: manifest.stages.segments.map((s) => segBytes!.subarray(s.offset, s.offset + s.length)) };
+  const { batch, seq } = manifest.shape;
+  if (opt('batch', batch) !== batch || opt('seq', seq) !== seq)
+    throw new Error(`this build's training graph is specialised to batches of ${batch}x${seq}, not ${opt('batch', batch)}x${opt('seq', seq)}: rebuild with ORTFUSE_WEB_SHAPE=${opt('batch', batch)}x${opt('seq', seq)}`);
   const values = new Float32Array(params);
   const specs: ParamSpec[] = manifest.params.map((p) => ({ name: p.name, dims: p.dims, value: values.subarray(p.offset, p.offset + p.length) }));
   $('status').textContent = 'creating the session';
-  const trainer = await WebGpuTrainer.create(ort as never, { model: new Uint8Array(model), params: specs, stages }, {
+  const trainer = await WebGpuTrainer.create(ort as never, { model: new Uint8Array(model), params: specs, stages, shape: manifest.shape }, {
     optimizer: { lr: o.lr, weightDecay: 0.01, maxGradNorm: 1 },
     schedule: { lr: o.lr, warmupSteps: warmup, totalSteps: o.steps },
   });
@@ -70,7 +76,7 @@ async function train(): Promise<void> {
   $('adapter').textContent = (info && `${info.vendor} ${info.architecture} ${info.description}`.trim()) || 'WebGPU';
   // Bytes tokenizer (UTF-8 bytes), as getTokenizer('bytes') in src/data/tokenizer.ts.
   const ids = Array.from(new TextEncoder().encode(text));
-  const stream = batches(split(ids, o.seq).train, o.batch, o.seq, o.seed);
+  const stream = batches(split(ids, seq).train, batch, seq, o.seed);
   $('status').textContent = 'training';
   try {
     for (let i = 0; i < o.steps; i++) {
