@@ -4,7 +4,12 @@
  * unfused, at 8×256 and 8×512: peak GPU memory and tok/s next to the PyTorch / Liger-Kernel figures
  * of ../shared/ANCHORS.md (same config, fp32, H100).
  *
- *   node --liftoff-only dist/bench/train-step-webgpu.js [--runs fused:8x256,unfused:8x256,...] [--steps 3] [--out DIR]
+ *   node --liftoff-only dist/bench/train-step-webgpu.js [--runs fused:8x256,unfused:8x256:all,...] [--steps 3] [--out DIR] [--config 0.5b|tiny]
+ *
+ * A run is variant:BxT[:kernels], kernels as `ortfuse train --kernels` (all, none, or a '+'-joined
+ * list of flce, rmsnorm, swiglu, rope — '+' because ',' separates runs; default: the backend's
+ * default policy). Per run: ORT segments, ORT runs per step and host ms per ORT run (the
+ * per-session-run overhead), host ms recording our kernel groups.
  *
  * Each run is its own child process (fresh device). GPU memory: nvidia-smi sampled every 50 ms
  * during the child, minus the idle reading before it; also the bytes of live WebGPU buffers counted
@@ -33,6 +38,13 @@ interface ChildResult {
   largestBufferMiB: number;
   prepareMs: number;
   nodes: number;
+  /** The per-op policy as a --kernels list, and what the stage plan did (undefined: one session). */
+  kernels?: string;
+  segments?: number;
+  kernelNodes?: number;
+  ortRunsPerStep?: number;
+  msPerOrtRun?: number;
+  kernelMsPerStep?: number;
   error?: string;
 }
 
@@ -41,23 +53,27 @@ function arg(name: string, dflt: string): string {
   return i > 0 && process.argv[i + 1] ? process.argv[i + 1] : dflt;
 }
 
-async function child(variant: string, batch: number, seq: number, steps: number): Promise<ChildResult> {
+async function child(variant: string, batch: number, seq: number, steps: number, kernels: string): Promise<ChildResult> {
   const { buildQwen2 } = await import('../models/qwen2.js');
   const { PRESETS } = await import('../models/config.js');
   const config = PRESETS[arg('config', '0.5b')];
   const { prepareTraining } = await import('../src/runtime/session.js');
-  const { nodeOrtWeb, trainingSpec } = await import('../src/runtime/webgpu/node.js');
+  const { nodeOrtWeb, trainingSpec, parseKernels, formatKernels } = await import('../src/runtime/webgpu/node.js');
   const { WebGpuTrainer } = await import('../src/runtime/webgpu/trainer.js');
+  const { StagedSteps } = await import('../src/runtime/webgpu/steps.js');
+  const policy = kernels ? parseKernels(kernels.replace(/\+/g, ',')) : {};
   const { rng } = await import('../src/random.js');
   const t0 = performance.now();
   const prepared = prepareTraining(buildQwen2(config, { seed: 0 }), { fuse: variant === 'fused', target: 'webgpu' });
   const prepareMs = performance.now() - t0;
   const { ort, meter } = await nodeOrtWeb();
-  const trainer = await WebGpuTrainer.create(ort, trainingSpec(prepared.train, prepared.initial, {}, { batch, seq }), {
+  const spec = trainingSpec(prepared.train, prepared.initial, policy, { batch, seq });
+  const trainer = await WebGpuTrainer.create(ort, spec, {
     optimizer: { lr: 1e-4, weightDecay: 0.01, maxGradNorm: 1 },
     schedule: { lr: 1e-4, warmupSteps: 0, totalSteps: steps },
   });
   const r = rng(7);
+  const warm = { steps: 0, ortRuns: 0, ortMs: 0, kernelMs: 0 };
   const stepMs: number[] = [];
   const losses: number[] = [];
   for (let s = 0; s < steps; s++) {
@@ -67,13 +83,23 @@ async function child(variant: string, batch: number, seq: number, steps: number)
     const res = await trainer.train({ inputIds: ids, labels: ids.slice(), batch, seq });
     stepMs.push(performance.now() - t);
     losses.push(res.loss);
+    // Stage times without the warm-up step (shader compiles).
+    if (s === 0 && trainer.runner instanceof StagedSteps) Object.assign(warm, trainer.runner.times);
   }
   const measured = stepMs.slice(1);
   const mean = measured.reduce((a, b) => a + b, 0) / Math.max(1, measured.length);
+  const runner = trainer.runner;
+  const staged = runner instanceof StagedSteps ? {
+    segments: spec.stages!.segments.length, kernelNodes: spec.stages!.plan.steps.filter((x) => x.kind === 'kernel').length,
+    ortRunsPerStep: (runner.times.ortRuns - warm.ortRuns) / (runner.times.steps - warm.steps),
+    msPerOrtRun: (runner.times.ortMs - warm.ortMs) / (runner.times.ortRuns - warm.ortRuns),
+    kernelMsPerStep: (runner.times.kernelMs - warm.kernelMs) / (runner.times.steps - warm.steps),
+  } : { segments: 1, ortRunsPerStep: 1 };
   await trainer.release();
   return {
     variant, batch, seq, stepMs, losses, tokensPerSecond: (batch * seq * 1000) / mean,
     webgpuPeakMiB: meter.peak / 2 ** 20, largestBufferMiB: meter.largest / 2 ** 20, prepareMs, nodes: prepared.train.graph.nodes.length,
+    kernels: formatKernels(policy), ...staged,
   };
 }
 
@@ -93,7 +119,7 @@ async function parent(): Promise<void> {
   const self = fileURLToPath(import.meta.url);
   const results: (ChildResult & { gpuPeakMiB?: number })[] = [];
   for (const run of runs) {
-    const [variant, shape] = run.split(':');
+    const [variant, shape, kernels = ''] = run.split(':');
     const [b, t] = shape.split('x');
     const idle = gpuUsedMiB();
     let peak = idle;
@@ -101,7 +127,8 @@ async function parent(): Promise<void> {
     smi.on('error', () => undefined);
     smi.stdout.on('data', (d: Buffer) => { for (const l of d.toString().split('\n')) if (l.trim()) peak = Math.max(peak, Number(l)); });
     const res = await new Promise<ChildResult>((resolve) => {
-      const c = spawn(process.execPath, ['--liftoff-only', '--max-old-space-size=16384', self, '--child', variant, b, t, steps, '--config', arg('config', '0.5b')], { stdio: ['ignore', 'pipe', 'inherit'] });
+      // execArgv: a loader the parent runs under (tsx) runs the child too.
+      const c = spawn(process.execPath, [...process.execArgv, '--liftoff-only', '--max-old-space-size=16384', self, '--child', variant, b, t, steps, kernels || '-', '--config', arg('config', '0.5b')], { stdio: ['ignore', 'pipe', 'inherit'] });
       let text = '';
       c.stdout.on('data', (d: Buffer) => (text += d.toString()));
       c.on('close', (code) => {
@@ -120,11 +147,11 @@ async function parent(): Promise<void> {
   const rows = results.map((r) => {
     const a = ANCHORS[`${r.batch}x${r.seq}`];
     const gib = (r.gpuPeakMiB ?? 0) / 1024;
-    return `| ${r.batch}×${r.seq} | ${r.variant} | ${r.error ? 'failed' : gib.toFixed(2)} | ${(r.webgpuPeakMiB / 1024).toFixed(2)} | ${r.error ? '-' : r.tokensPerSecond.toFixed(0)} | ${r.stepMs.map((x) => x.toFixed(0)).join(', ')} | ${a ? `${a.plainGiB} / ${a.ligerGiB}` : '-'} | ${a ? `${a.plainTokS} / ${a.ligerTokS}` : '-'} |`;
+    return `| ${r.batch}×${r.seq} | ${r.variant} | ${r.kernels ?? '-'} | ${r.segments ?? '-'} | ${r.msPerOrtRun?.toFixed(1) ?? '-'} | ${r.error ? 'failed' : gib.toFixed(2)} | ${(r.webgpuPeakMiB / 1024).toFixed(2)} | ${r.error ? '-' : r.tokensPerSecond.toFixed(0)} | ${r.stepMs.map((x) => x.toFixed(0)).join(', ')} | ${a ? `${a.plainGiB} / ${a.ligerGiB}` : '-'} | ${a ? `${a.plainTokS} / ${a.ligerTokS}` : '-'} |`;
   });
   const md = [
-    '| B×T | ortfuse | peak GPU GiB (nvidia-smi) | WebGPU buffers peak GiB | tok/s | step ms (first = warm-up) | PyTorch / Liger GiB | PyTorch / Liger tok/s |',
-    '|---|---|---|---|---|---|---|---|',
+    '| B×T | ortfuse | kernels | ORT segments | host ms per ORT run | peak GPU GiB (nvidia-smi) | WebGPU buffers peak GiB | tok/s | step ms (first = warm-up) | PyTorch / Liger GiB | PyTorch / Liger tok/s |',
+    '|---|---|---|---|---|---|---|---|---|---|---|',
     ...rows,
   ].join('\n');
   console.log(md);
@@ -135,8 +162,8 @@ async function parent(): Promise<void> {
 
 const ci = process.argv.indexOf('--child');
 if (ci > 0) {
-  const [variant, b, t, steps] = process.argv.slice(ci + 1);
-  child(variant, +b, +t, +steps)
+  const [variant, b, t, steps, kernels] = process.argv.slice(ci + 1);
+  child(variant, +b, +t, +steps, kernels === '-' ? '' : kernels)
     .then((r) => { console.log(JSON.stringify(r)); process.exit(0); })
     .catch((e) => { console.log(JSON.stringify({ variant, batch: +b, seq: +t, stepMs: [], tokensPerSecond: 0, losses: [], webgpuPeakMiB: 0, largestBufferMiB: 0, prepareMs: 0, nodes: 0, error: String(e?.message ?? e).slice(0, 800) })); process.exit(1); });
 } else await parent();
