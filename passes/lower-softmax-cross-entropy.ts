@@ -27,7 +27,8 @@
  * the label-side ops (Equal, Not, Where, Cast on int [N]) touch only [N]-sized tensors.
  * The max is only for range (exp(s) ≤ e, Σ ≥ 1), and lse − s[label] does not depend on it, so it
  * goes through Floor, whose gradient rule is zero: autodiff builds no ReduceMax backward.
- * ORT-web's ReduceLogSumExp need not subtract a max itself: s < 1 already.
+ * The shift is needed: ORT-web 1.30's WebGPU ReduceLogSumExp sums exp(x) unshifted (measured: a row
+ * of logits ≈ 5000 gives +Infinity); with s < 1 every term is ≤ e and the sum ≥ 1.
  *
  * 'mean' with nothing counted (every label ignored, or zero weights): ORT's op gives NaN; so does
  * this lowering, but its gradient is zero, as autodiff's SoftmaxCrossEntropyLoss rule gives
