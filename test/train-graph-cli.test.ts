@@ -79,6 +79,16 @@ describe('ortfuse optimize --train', () => {
     expectTorch(await s.run(feeds(ortw) as never));
   });
 
+  it('--target webgpu --no-fuse: the loss is lowered to ops with WebGPU kernels (no SoftmaxCrossEntropyLoss), same numbers', async () => {
+    const { file } = await optimizeTrain('--target', 'webgpu', '--no-fuse');
+    const ops = new Set(loadFile(file).graph.nodes.map((n) => n.opType));
+    for (const op of ['SoftmaxCrossEntropyLoss', 'NegativeLogLikelihoodLoss', 'LogSoftmax']) expect(ops.has(op), op).toBe(false);
+    expect(ops.has('ReduceLogSumExp')).toBe(true);
+    const s = await ort.InferenceSession.create(file);
+    expectTorch(await s.run(feeds(ort)));
+    await s.release();
+  });
+
   it('--no-fuse without --train is a usage error', async () => {
     let stderr = '';
     const code = await runCli(['optimize', FIXTURE, '--no-fuse'], { stdout: () => {}, stderr: (t) => void (stderr += t), cwd: os.tmpdir() });

@@ -13,6 +13,8 @@ import { optimize } from '../index.js';
 import { buildTrainingGraph } from '../autodiff/index.js';
 import { check } from '../ir/checker.js';
 import { ensureFunctions } from '../../custom-ops/functions.js';
+import { lowerSoftmaxCrossEntropyPass } from '../../passes/lower-softmax-cross-entropy.js';
+import { newContext } from '../rewrite/pass.js';
 import { loadFile, saveFile } from '../onnx/io.js';
 import type { CliCommand, CliIO } from './command.js';
 import { demoModel } from './demo.js';
@@ -119,6 +121,8 @@ async function runOptimize(args: OptimizeArgs, io: CliIO): Promise<void> {
     target: args.train ? null : args.target, training: args.train, passes: args.train && !args.fuse ? [] : undefined,
   });
   if (args.train) {
+    // The webgpu target's loss must run on the GPU (SoftmaxCrossEntropyLoss has no WebGPU kernel).
+    if (args.target === 'webgpu') lowerSoftmaxCrossEntropyPass.run(model, newContext());
     model = buildTrainingGraph(model, { parameterDefaults: true });
     ensureFunctions(model, args.target);
     if (args.check) check(model, 'training graph');
