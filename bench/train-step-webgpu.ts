@@ -6,7 +6,8 @@
  *
  *   node --liftoff-only dist/bench/train-step-webgpu.js [--runs fused:8x256,unfused:8x256:all,...] [--steps 3] [--out DIR] [--config 0.5b|tiny]
  *
- * A run is variant:BxT[:kernels], kernels as `ortfuse train --kernels` (all, none, or a '+'-joined
+ * A run is variant:BxT[:kernels], variant fused or unfused, with `-keep` (fused-keep): the backward
+ * keeps its forward values instead of recomputing the cheap ones (src/autodiff/recompute.ts); kernels as `ortfuse train --kernels` (all, none, or a '+'-joined
  * list of flce, rmsnorm, swiglu, rope — '+' because ',' separates runs; default: the backend's
  * default policy). Per run: ORT segments, ORT runs per step and host ms per ORT run (the
  * per-session-run overhead), host ms recording our kernel groups.
@@ -64,7 +65,7 @@ async function child(variant: string, batch: number, seq: number, steps: number,
   const policy = kernels ? parseKernels(kernels.replace(/\+/g, ',')) : {};
   const { rng } = await import('../src/random.js');
   const t0 = performance.now();
-  const prepared = prepareTraining(buildQwen2(config, { seed: 0 }), { fuse: variant === 'fused', target: 'webgpu' });
+  const prepared = prepareTraining(buildQwen2(config, { seed: 0 }), { fuse: variant.startsWith('fused'), target: 'webgpu', recompute: !variant.endsWith('-keep') });
   const prepareMs = performance.now() - t0;
   const { ort, meter } = await nodeOrtWeb();
   const spec = trainingSpec(prepared.train, prepared.initial, policy, { batch, seq });

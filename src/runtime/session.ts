@@ -43,6 +43,8 @@ export function vocabSize(model: Model): number {
 export interface TrainingGraphOptions {
   fuse: boolean;
   target?: 'cpu' | 'webgpu';
+  /** Recompute cheap forward values in the backward (default true; src/autodiff/recompute.ts). */
+  recompute?: boolean;
 }
 
 /**
@@ -60,7 +62,7 @@ export function trainingGraph(model: Model, opts: TrainingGraphOptions): { train
     const r = lowerSoftmaxCrossEntropyPass.run(model, newContext());
     report?.passes.push({ name: lowerSoftmaxCrossEntropyPass.name, modified: r.modified, counts: r.counts, ms: performance.now() - t0 });
   }
-  const train = buildTrainingGraph(model);
+  const train = buildTrainingGraph(model, { recompute: opts.recompute ?? true });
   ensureFunctions(train, opts.target ?? 'cpu');
   return { train, report };
 }

@@ -17,6 +17,7 @@
 import type * as Ort from 'onnxruntime-web';
 import { fail, OrtfuseError } from '../../errors.js';
 import { GRAD_PREFIX } from '../../autodiff/names.js';
+import { NO_CSE_SESSION_CONFIG } from '../../autodiff/recompute.js';
 import type { Batch } from '../../data/batches.js';
 import { adamw, type AdamWTensor } from '../../webgpu/adamw.js';
 import { GpuContext } from '../../webgpu/context.js';
@@ -94,7 +95,8 @@ export class WebGpuTrainer {
   static async create(ort: OrtWeb, spec: TrainingSpec, opts: TrainerOptions): Promise<WebGpuTrainer> {
     const open = async (bytes: Uint8Array, what: string): Promise<Ort.InferenceSession> => {
       try {
-        return await ort.InferenceSession.create(bytes, { executionProviders: ['webgpu'], preferredOutputLocation: 'gpu-buffer', logSeverityLevel: 3 });
+        // No CSE: it would merge the backward's recomputations back into the forward values (src/autodiff/recompute.ts).
+        return await ort.InferenceSession.create(bytes, { executionProviders: ['webgpu'], preferredOutputLocation: 'gpu-buffer', logSeverityLevel: 3, extra: NO_CSE_SESSION_CONFIG });
       } catch (e) {
         return fail('runtime', `onnxruntime-web (webgpu) refused ${what}: ${(e as Error).message.split('\n')[0]}`, e);
       }
