@@ -52,7 +52,7 @@ export const trainCommand: CliCommand<TrainArgs> = {
       .option('--clip <x>', 'clip the global gradient norm (0 = off)', '1')
       .option('--eval-every <n>', 'validation loss every N steps (always at the end)', '0')
       .option('--backend <name>', 'cpu (onnxruntime-node) or webgpu (onnxruntime-web WebGPU EP on dawn.node)', 'cpu')
-      .option('--kernels <ops>', "webgpu: fused ops run as our WGSL kernels between ORT segments: all, none or a list of flce, rmsnorm, swiglu, rope (default flce)")
+      .option('--kernels <ops>', "webgpu: fused ops run as our WGSL kernels between ORT segments: all, none or a list of flce, rmsnorm, swiglu, rope (default flce,swiglu)")
       .option('--json <file>', 'write one JSON record per step (JSON lines)')
       .option('--plot <file>', 'loss curve as SVG (default: <json>.svg when --json is given)')
       .option('--checkpoint <file>', 'write a checkpoint at the end')

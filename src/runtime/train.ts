@@ -45,7 +45,7 @@ export interface TrainOptions {
   threads?: number;
   /** cpu (default) or webgpu (onnxruntime-web's WebGPU EP; in Node on dawn.node). */
   backend?: string;
-  /** webgpu: fused ops run as our kernels ('all', 'none' or a list of flce, rmsnorm, swiglu, rope; default flce). */
+  /** webgpu: fused ops run as our kernels ('all', 'none' or a list of flce, rmsnorm, swiglu, rope; default flce,swiglu). */
   kernels?: string;
 }
 

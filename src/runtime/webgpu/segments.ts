@@ -132,9 +132,15 @@ const RULES: Record<string, OpRule> = {
   RoPEGrad: plain('rope', 'ropeGrad', 3),
 };
 
-/** The policy with defaults filled in (FLCE: kernel; the others: ort until measured). */
+/**
+ * The policy with defaults filled in, as measured on an H100 (bench/results/train-step-webgpu-h100.md):
+ * FLCE and SwiGLU as our kernels (48 more ORT segments; the 0.5B step at 8×512 drops from 27 to
+ * 18 GiB, about Liger's memory, for ~10% of FLCE-only's speed); RMSNorm and RoPE as ORT running
+ * their bodies (as kernels they add 48-146 segment runs of ~7-13 ms host time each, more than the
+ * bodies cost). `{ swiglu: 'ort' }` is the speed-first choice.
+ */
 export function resolvePolicy(p: OpPolicy = {}): Required<OpPolicy> {
-  return { flce: p.flce ?? 'kernel', rmsNorm: p.rmsNorm ?? 'ort', swiglu: p.swiglu ?? 'ort', rope: p.rope ?? 'ort' };
+  return { flce: p.flce ?? 'kernel', rmsNorm: p.rmsNorm ?? 'ort', swiglu: p.swiglu ?? 'kernel', rope: p.rope ?? 'ort' };
 }
 
 /**
