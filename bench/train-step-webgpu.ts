@@ -7,9 +7,9 @@
  *   node --liftoff-only dist/bench/train-step-webgpu.js [--runs fused:8x256,unfused:8x256:all,...] [--steps 3] [--out DIR] [--config 0.5b|tiny]
  *
  * A run is variant:BxT[:kernels], variant fused or unfused, with `-keep` (fused-keep): the backward
- * keeps its forward values instead of recomputing the cheap ones (src/autodiff/recompute.ts); kernels as `ortfuse train --kernels` (all, none, or a '+'-joined
- * list of flce, rmsnorm, swiglu, rope — '+' because ',' separates runs; default: the backend's
- * default policy). Per run: ORT segments, ORT runs per step and host ms per ORT run (the
+ * keeps its forward values instead of recomputing the cheap ones (src/autodiff/recompute.ts); kernels as `ortfuse train --kernels` (all, none, default, or a '+'-joined
+ * list of flce, rmsnorm, swiglu, rope and op=kernel|ort|native — '+' because ',' separates runs; e.g.
+ * fused:8x512:default+rmsnorm=native+rope=native; default: the backend's default policy). Per run: ORT segments, ORT runs per step and host ms per ORT run (the
  * per-session-run overhead), host ms recording our kernel groups.
  *
  * Each run is its own child process (fresh device). GPU memory: nvidia-smi sampled every 50 ms

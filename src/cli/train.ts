@@ -1,6 +1,6 @@
 /**
  * `ortfuse train [model.onnx] --steps N --batch B --seq T --lr X [--text FILE] [--no-fuse]
- * [--seed N] [--json FILE] [--plot FILE] [--backend cpu|webgpu] [--kernels all|none|flce,rmsnorm,swiglu,rope]`: train an exported model with labels → loss (fused
+ * [--seed N] [--json FILE] [--plot FILE] [--backend cpu|webgpu] [--kernels all|none|default|flce,rmsnorm,swiglu,rope|op=kernel|ort|native,...]`: train an exported model with labels → loss (fused
  * unless --no-fuse) on the cpu or webgpu backend, with a progress bar, a JSON record per step and the loss
  * curve as SVG. Without a model, the built-in tiny Qwen2 trains on Moby Dick.
  */
@@ -52,7 +52,7 @@ export const trainCommand: CliCommand<TrainArgs> = {
       .option('--clip <x>', 'clip the global gradient norm (0 = off)', '1')
       .option('--eval-every <n>', 'validation loss every N steps (always at the end)', '0')
       .option('--backend <name>', 'cpu (onnxruntime-node) or webgpu (onnxruntime-web WebGPU EP on dawn.node)', 'cpu')
-      .option('--kernels <ops>', "webgpu: fused ops run as our WGSL kernels between ORT segments: all, none or a list of flce, rmsnorm, swiglu, rope (default flce,swiglu)")
+      .option('--kernels <ops>', "webgpu: per fused op, our WGSL kernel between ORT segments, ORT running its ONNX body, or (rmsnorm, rope) 'native' = ONNX RMSNormalization-23 / RotaryEmbedding-23 run by ORT: a comma list read left to right from all-in-ORT — all, none, default (= flce,swiglu), an op name (flce, rmsnorm, swiglu, rope: our kernel) or op=kernel|ort|native; e.g. default,rmsnorm=native,rope=native (default: flce,swiglu)")
       .option('--json <file>', 'write one JSON record per step (JSON lines)')
       .option('--plot <file>', 'loss curve as SVG (default: <json>.svg when --json is given)')
       .option('--checkpoint <file>', 'write a checkpoint at the end')

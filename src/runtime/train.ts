@@ -45,7 +45,7 @@ export interface TrainOptions {
   threads?: number;
   /** cpu (default) or webgpu (onnxruntime-web's WebGPU EP; in Node on dawn.node). */
   backend?: string;
-  /** webgpu: fused ops run as our kernels ('all', 'none' or a list of flce, rmsnorm, swiglu, rope; default flce,swiglu). */
+  /** webgpu: per-op policy as `--kernels` ('all', 'none', 'default', op names and op=kernel|ort|native, e.g. 'default,rmsnorm=native,rope=native'; default flce,swiglu): src/runtime/webgpu/segments.ts parseKernels. */
   kernels?: string;
 }
 

@@ -11,7 +11,7 @@ import { fail } from '../../errors.js';
 import { loadDawn, useLiftoffOnly, useSwiftShaderIfPresent } from '../../webgpu/node.js';
 import type { TrainerOptions } from '../trainer.js';
 import { memoryMeter, type MemoryMeter } from './memory.js';
-import { splitStages, type OpPolicy } from './segments.js';
+import { nativeOps, splitStages, type OpPolicy } from './segments.js';
 import { WebGpuTrainer, type OrtWeb, type ParamSpec, type SpecShape, type TrainingSpec } from './trainer.js';
 import { cloneModel } from '../../autodiff/clone.js';
 import { newContext } from '../../rewrite/pass.js';
@@ -19,6 +19,7 @@ import { specializeShapes } from '../../../passes/specialize-shapes.js';
 import { transposePairPass } from '../../../passes/transpose-pair.js';
 import { transposeOfGemmPass } from '../../../passes/transpose-of-gemm.js';
 import { dce } from '../../../passes/dce.js';
+import { fusedNodes, lowerToOnnx23Pass, ONNX23, whyNotLowered } from '../../../passes/lower-to-onnx-23.js';
 
 export type { SpecShape } from './trainer.js';
 export { formatKernels, parseKernels, type OpPolicy } from './segments.js';
@@ -67,7 +68,7 @@ export function trainingSpec(train: Model, initial: Map<string, Float32Array>, p
     const value = initial.get(v.name) ?? fail('invalid', `no initial value for parameter '${v.name}'`);
     params.push({ name: v.name, dims: dims as number[], value });
   }
-  train = webgpuGraph(train, shape);
+  train = webgpuGraph(train, shape, policy);
   const split = splitStages(train, policy);
   const stages = split && { segments: split.segments.map(saveBytes), plan: split.plan };
   return { model: saveBytes(train), params, stages, shape };
@@ -75,17 +76,28 @@ export function trainingSpec(train: Model, initial: Map<string, Float32Array>, p
 
 /**
  * The copy of a training graph that the webgpu backend runs: fewer kernels per step (the backward's
- * Transpose pairs and transposed weight-gradient Gemms folded), and with `shape`, specialised to
- * batches of exactly [batch, seq].
+ * Transpose pairs and transposed weight-gradient Gemms folded), with `shape`, specialised to
+ * batches of exactly [batch, seq], and the forward nodes of the ops whose policy is 'native' as
+ * ONNX opset-23 ops (passes/lower-to-onnx-23.ts; this copy's opset becomes 23). A node that
+ * cannot be lowered fails, naming it.
  */
-export function webgpuGraph(train: Model, shape?: SpecShape): Model {
+export function webgpuGraph(train: Model, shape?: SpecShape, policy: OpPolicy = {}): Model {
   const m = cloneModel(train);
   const ctx = newContext();
   for (const p of [transposePairPass, transposeOfGemmPass, dce]) p.run(m, ctx);
-  if (!shape) return m;
-  const dims = [shape.batch, shape.seq];
-  const inputs = Object.fromEntries(['input_ids', 'labels'].filter((n) => m.graph.inputs.some((v) => v.name === n)).map((n) => [n, dims]));
-  specializeShapes(inputs).run(m, ctx);
+  if (shape) {
+    const dims = [shape.batch, shape.seq];
+    const inputs = Object.fromEntries(['input_ids', 'labels'].filter((n) => m.graph.inputs.some((v) => v.name === n)).map((n) => [n, dims]));
+    specializeShapes(inputs).run(m, ctx);
+  }
+  const native = nativeOps(policy);
+  if (native.length) {
+    lowerToOnnx23Pass(native).run(m, ctx);
+    for (const n of fusedNodes(m, native)) {
+      const op = native.find((k) => ONNX23[k].fused === n.opType)!;
+      fail('unsupported', `webgpu native policy: ${n.label} cannot run as ONNX ${ONNX23[op].onnx}-23: ${whyNotLowered(n) ?? 'not lowered'} (run ${op} in ORT or as our kernel instead)`);
+    }
+  }
   return m;
 }
 

@@ -31,8 +31,17 @@ import { DataType } from '../../onnx/schema.js';
 export type PolicyOp = 'flce' | 'rmsNorm' | 'swiglu' | 'rope';
 export const POLICY_OPS: readonly PolicyOp[] = ['flce', 'rmsNorm', 'swiglu', 'rope'];
 
-/** Per-op policy: our kernel or ORT running the op's portable body. */
-export type OpPolicy = Partial<Record<PolicyOp, 'kernel' | 'ort'>>;
+/** Ops that can also run as ONNX opset-23 ops in ORT ('native': passes/lower-to-onnx-23.ts). */
+export type NativeOp = 'rmsNorm' | 'rope';
+export const NATIVE_OPS: readonly NativeOp[] = ['rmsNorm', 'rope'];
+
+/**
+ * Per-op policy: 'kernel' = our WGSL kernel between ORT segments; 'ort' = ORT runs the op's
+ * portable body; 'native' (RMSNorm, RoPE) = the forward nodes become ONNX RMSNormalization-23 /
+ * RotaryEmbedding-23, one ORT kernel each inside the segment (their backward nodes run as bodies).
+ */
+export type OpPolicy = { flce?: 'kernel' | 'ort'; swiglu?: 'kernel' | 'ort'; rmsNorm?: 'kernel' | 'ort' | 'native'; rope?: 'kernel' | 'ort' | 'native' };
+type Choice = 'kernel' | 'ort' | 'native';
 
 /** Kernel kinds (forward and backward of each fused op). */
 export type KernelOp = 'flce' | 'rmsNorm' | 'rmsNormGrad' | 'swiglu' | 'swigluGrad' | 'rope' | 'ropeGrad';
@@ -140,27 +149,51 @@ const RULES: Record<string, OpRule> = {
  * bodies cost). `{ swiglu: 'ort' }` is the speed-first choice.
  */
 export function resolvePolicy(p: OpPolicy = {}): Required<OpPolicy> {
+  for (const k of ['flce', 'swiglu'] as const)
+    if ((p[k] as Choice | undefined) === 'native') fail('usage', `webgpu policy: ${k} has no ONNX op to run as 'native' (only ${NATIVE_OPS.join(', ')})`);
   return { flce: p.flce ?? 'kernel', rmsNorm: p.rmsNorm ?? 'ort', swiglu: p.swiglu ?? 'kernel', rope: p.rope ?? 'ort' };
 }
 
-/**
- * `--kernels` syntax: 'all', 'none', or a comma list of flce, rmsnorm, swiglu, rope (the listed ops
- * run as our kernels, the others in ORT).
- */
-export function parseKernels(spec: string): Required<OpPolicy> {
-  const names: Record<string, PolicyOp> = { flce: 'flce', rmsnorm: 'rmsNorm', swiglu: 'swiglu', rope: 'rope' };
-  const list = spec.trim().toLowerCase();
-  const chosen = new Set<PolicyOp>(list === 'all' ? POLICY_OPS : []);
-  if (list !== 'all' && list !== 'none' && list !== '')
-    for (const w of list.split(',').map((s) => s.trim()).filter(Boolean))
-      chosen.add(names[w] ?? fail('usage', `--kernels: unknown op '${w}' (expected all, none or a list of ${Object.keys(names).join(', ')})`));
-  return Object.fromEntries(POLICY_OPS.map((k) => [k, chosen.has(k) ? 'kernel' : 'ort'])) as Required<OpPolicy>;
+/** The ops whose policy is 'native'. */
+export function nativeOps(p: OpPolicy): NativeOp[] {
+  const r = resolvePolicy(p);
+  return NATIVE_OPS.filter((k) => r[k] === 'native');
 }
 
-/** The policy as the `--kernels` list ('none' when every op runs in ORT). */
+const OP_NAMES: Record<string, PolicyOp> = { flce: 'flce', rmsnorm: 'rmsNorm', swiglu: 'swiglu', rope: 'rope' };
+
+/**
+ * `--kernels` syntax: a comma list read left to right, starting from every op in ORT:
+ *   - `all` / `none`: every op as our kernel / in ORT; `default`: the defaults of `resolvePolicy`;
+ *   - `op` (flce, rmsnorm, swiglu, rope): that op as our kernel;
+ *   - `op=kernel|ort|native`: that op so ('native' for rmsnorm and rope only).
+ * E.g. 'flce,swiglu' (the default), 'default,rmsnorm=native,rope=native', 'all,rope=ort'.
+ */
+export function parseKernels(spec: string): Required<OpPolicy> {
+  const policy: Record<PolicyOp, Choice> = { flce: 'ort', rmsNorm: 'ort', swiglu: 'ort', rope: 'ort' };
+  const usage = (why: string): never =>
+    fail('usage', `--kernels: ${why} (expected all, none, default, or a list of ${Object.keys(OP_NAMES).join(', ')}, each optionally =kernel, =ort or =native)`);
+  for (const w of spec.toLowerCase().split(',').map((s) => s.trim()).filter(Boolean)) {
+    if (w === 'all' || w === 'none') for (const k of POLICY_OPS) policy[k] = w === 'all' ? 'kernel' : 'ort';
+    else if (w === 'default') Object.assign(policy, resolvePolicy({}));
+    else {
+      const [name, choice = 'kernel', ...rest] = w.split('=').map((s) => s.trim());
+      const op = OP_NAMES[name] ?? usage(`unknown op '${name}'`);
+      if (rest.length || !['kernel', 'ort', 'native'].includes(choice)) usage(`'${w}': unknown choice '${[choice, ...rest].join('=')}'`);
+      if (choice === 'native' && !(NATIVE_OPS as readonly string[]).includes(op)) usage(`'${w}': only rmsnorm and rope can run as 'native' (ONNX RMSNormalization-23, RotaryEmbedding-23)`);
+      policy[op] = choice as Choice;
+    }
+  }
+  return policy as Required<OpPolicy>;
+}
+
+/** The policy as a `--kernels` list: the ops on our kernels, then `op=native` ('none' when all run in ORT). */
 export function formatKernels(p: OpPolicy): string {
   const r = resolvePolicy(p);
-  const on = POLICY_OPS.filter((k) => r[k] === 'kernel').map((k) => k.toLowerCase());
+  const on = [
+    ...POLICY_OPS.filter((k) => r[k] === 'kernel').map((k) => k.toLowerCase()),
+    ...POLICY_OPS.filter((k) => r[k] === 'native').map((k) => `${k.toLowerCase()}=native`),
+  ];
   return on.length ? on.join(',') : 'none';
 }
 
