@@ -37,6 +37,7 @@ import { GraphBuilder } from '../src/ir/builder.js';
 import { commit } from '../src/ir/commit.js';
 import { Tensor } from '../src/ir/tensor.js';
 import type { Graph, Model, Node, Value } from '../src/ir/graph.js';
+import { dimEq, inferShapes } from '../src/ir/infer/index.js';
 import { constantNumbers, constantTensor } from '../src/rewrite/constant.js';
 import type { Pass, PassResult } from '../src/rewrite/pass.js';
 import { p, v } from '../src/rewrite/pattern.js';
@@ -235,14 +236,13 @@ function cacheSource(cache: Value | null): Value | undefined {
   return ours(s, 'Squeeze') ? s.inputs[0] ?? undefined : undefined;
 }
 
-/** Caches an earlier rewrite built from the same cos/sin for an x of the same static batch. */
+/** Caches an earlier rewrite built from the same cos/sin for an x of provably the same batch. */
 function sharedCaches(g: Graph, x: Value, cos: Value, sin: Value): [Value, Value] | undefined {
-  const B = x.tensorType?.shape?.[0];
-  if (typeof B !== 'number') return undefined;
+  const B = x.tensorType?.shape?.[0] ?? null;
   for (const n of g.nodes) {
     if (!ours(n, 'RotaryEmbedding')) continue;
     const [nx, cc, sc] = n.inputs;
-    if (cacheSource(cc) === cos && cacheSource(sc) === sin && nx?.tensorType?.shape?.[0] === B) return [cc!, sc!];
+    if (cacheSource(cc) === cos && cacheSource(sc) === sin && dimEq(nx?.tensorType?.shape?.[0] ?? null, B)) return [cc!, sc!];
   }
   return undefined;
 }
@@ -262,7 +262,10 @@ export function lowerToOnnx23Pass(ops: readonly Onnx23Op[] = ['rmsNorm', 'rope']
   return {
     name: NAME,
     run(model, ctx): PassResult {
-      if (!ops.length || !fusedNodes(model, ops).some((n) => !whyNotLowered(n))) return { modified: false, counts: {} };
+      const nodes = fusedNodes(model, ops);
+      // Builders' graphs may lack the shapes the checks read; exported and training graphs have them.
+      if (nodes.some((n) => n.inputs.some((i) => i && !i.tensorType?.shape))) inferShapes(model);
+      if (!nodes.some((n) => !whyNotLowered(n))) return { modified: false, counts: {} };
       const raised = raiseOpsetTo23(model);
       const r = inner.run(model, ctx);
       return { modified: raised || r.modified, counts: r.counts };
