@@ -27,8 +27,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PRESETS, type Qwen2Config } from '../models/config.js';
-import { buildQwen2 } from '../models/qwen2.js';
-import { qwen2Parameters } from '../models/weights.js';
+import { buildQwen2, buildQwen2Structure } from '../models/qwen2.js';
 import type { Model } from '../src/ir/graph.js';
 import { loadBytes } from '../src/onnx/io.js';
 import { inferShapes } from '../src/ir/infer/index.js';
@@ -87,14 +86,6 @@ export function parsePlacement(log: string): Pick<Placement, 'byEp' | 'cpuNodes'
   return { byEp, cpuNodes, memcpyFromHost: count('MemcpyFromHost'), memcpyToHost: count('MemcpyToHost') };
 }
 
-/** The 0.5B-style graph with its weights in /dev/null (zero pages, never read). */
-function structureOnly(config: Qwen2Config): Model {
-  const specs = qwen2Parameters(config);
-  const size = (d: number[]) => d.reduce((a, b) => a * b, 1);
-  const zeros = new Float32Array(Math.max(...specs.map((p) => size(p.dims))));
-  const weights = new Map(specs.map((p) => [p.name, zeros.subarray(0, size(p.dims))]));
-  return buildQwen2(config, { weights, external: { dir: '/dev', file: 'null' } });
-}
 
 /** The training graph of a variant (trainingGraph reads no weights: initial values are empty arrays for the 0.5B). */
 function prepareVariant(model: Model, variant: Variant, readWeights: boolean): { train: Model; initial: Map<string, Float32Array> } {
@@ -111,7 +102,7 @@ function prepareVariant(model: Model, variant: Variant, readWeights: boolean): {
 function segments(configName: string, variant: Variant, shape: SpecShape | undefined): { name: string; bytes: Uint8Array; nodes: number }[] {
   const config = PRESETS[configName];
   const tiny = configName === 'tiny';
-  const model = tiny ? buildQwen2(config, { seed: 1 }) : structureOnly(config);
+  const model = tiny ? buildQwen2(config, { seed: 1 }) : buildQwen2Structure(config);
   const { train, initial } = prepareVariant(model, variant, tiny);
   const spec = trainingSpec(train, initial, {}, shape);
   const nodes = (b: Uint8Array) => loadBytes(b).graph.nodes.length;

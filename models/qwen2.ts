@@ -103,3 +103,15 @@ function nllLoss(ctx: BuildContext, logits: Value, labels: Value): Value {
   const flatLabels = op.Reshape(shifted, ctx.ints([-1]), { allowzero: 1 });
   return op.NegativeLogLikelihoodLoss(logp, flatLabels, { ignore_index: -100, reduction: 'mean' });
 }
+
+/**
+ * The model's graph with every weight in /dev/null (never-touched zero pages, written nowhere):
+ * for tests and benches that need the structure of a large model, not its values.
+ */
+export function buildQwen2Structure(config: Qwen2Config): Model {
+  const specs = qwen2Parameters(config);
+  const size = (d: number[]) => d.reduce((a, b) => a * b, 1);
+  const zeros = new Float32Array(Math.max(...specs.map((p) => size(p.dims))));
+  const weights = new Map(specs.map((p) => [p.name, zeros.subarray(0, size(p.dims))]));
+  return buildQwen2(config, { weights, external: { dir: '/dev', file: 'null' } });
+}

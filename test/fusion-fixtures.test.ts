@@ -13,8 +13,7 @@ import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
 import { ensureFunctions } from '../custom-ops/functions.js';
 import { QWEN2_0_5B, TINY, type Qwen2Config } from '../models/config.js';
-import { buildQwen2 } from '../models/qwen2.js';
-import { qwen2Parameters } from '../models/weights.js';
+import { buildQwen2, buildQwen2Structure } from '../models/qwen2.js';
 import { createModel, GraphBuilder } from '../src/ir/builder.js';
 import { checkModel } from '../src/ir/checker.js';
 import type { Model } from '../src/ir/graph.js';
@@ -61,14 +60,6 @@ async function loss(m: Model, fx: FixtureJson, rows: number): Promise<number> {
   }
 }
 
-/** The 0.5B graph with its weights in /dev/null: never-touched zero pages, written nowhere. */
-function structureOnly(config: Qwen2Config): Model {
-  const specs = qwen2Parameters(config);
-  const size = (d: number[]) => d.reduce((a, b) => a * b, 1);
-  const zeros = new Float32Array(Math.max(...specs.map((p) => size(p.dims))));
-  const weights = new Map(specs.map((p) => [p.name, zeros.subarray(0, size(p.dims))]));
-  return buildQwen2(config, { weights, external: { dir: '/dev', file: 'null' } });
-}
 
 /** Nodes (op, inputs, outputs, attributes), value types and initializer names, for graphs whose weights cannot be read. */
 function structure(m: Model): string {
@@ -125,7 +116,7 @@ describe('fuse-rms-norm, fuse-swiglu, fuse-rope on builder graphs', () => {
   });
 
   it('0.5B (structure only): counts, fast, idempotent', () => {
-    const m = structureOnly(QWEN2_0_5B);
+    const m = buildQwen2Structure(QWEN2_0_5B);
     const t0 = performance.now();
     const report = runPipeline(m, defaultPipeline(), { explain: true });
     const ms = performance.now() - t0;

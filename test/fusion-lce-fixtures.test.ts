@@ -18,8 +18,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { ensureFunctions } from '../custom-ops/functions.js';
 import type { Target } from '../custom-ops/types.js';
 import { QWEN2_0_5B, TINY, type Qwen2Config } from '../models/config.js';
-import { buildQwen2 } from '../models/qwen2.js';
-import { qwen2Parameters } from '../models/weights.js';
+import { buildQwen2, buildQwen2Structure } from '../models/qwen2.js';
 import type { Model } from '../src/ir/graph.js';
 import { runCli } from '../src/cli/program.js';
 import { loadBytes, loadFile, saveBytes } from '../src/onnx/io.js';
@@ -137,24 +136,16 @@ describe('fuse-linear-cross-entropy on real exports and builder graphs', () => {
   });
 });
 
-/** The 0.5B graph with its weights in /dev/null: never-touched zero pages, written nowhere. */
-function structureOnly(config: Qwen2Config): Model {
-  const specs = qwen2Parameters(config);
-  const size = (d: number[]) => d.reduce((a, b) => a * b, 1);
-  const zeros = new Float32Array(Math.max(...specs.map((p) => size(p.dims))));
-  const weights = new Map(specs.map((p) => [p.name, zeros.subarray(0, size(p.dims))]));
-  return buildQwen2(config, { weights, external: { dir: '/dev', file: 'null' } });
-}
 
 describe('fuse-linear-cross-entropy on the builder’s 0.5B graph (structure only)', () => {
   it('one fused loss over the tied [151936, 896] weight; training drops the logits', () => {
-    const m = structureOnly(QWEN2_0_5B);
+    const m = buildQwen2Structure(QWEN2_0_5B);
     optimizeAndCount(m);
     const fused = m.graph.nodes.find((n) => n.opType === 'FusedLinearCrossEntropy')!;
     expect(fused.inputs[1]!.name).toBe('lm_head.weight');
     expect(fused.inputs[1]!.tensorType?.shape).toEqual([151936, 896]);
     expect(m.graph.outputs.map((o) => o.name)).toEqual(['loss', 'logits']);
-    const t = structureOnly(QWEN2_0_5B);
+    const t = buildQwen2Structure(QWEN2_0_5B);
     const { counts } = optimizeAndCount(t, { training: true });
     expect(counts['drop-logits']).toBe(1);
     expect(t.graph.outputs.map((o) => o.name)).toEqual(['loss']);
