@@ -12,6 +12,7 @@ import type { Model } from '../ir/graph.js';
 import { optimize } from '../index.js';
 import { buildTrainingGraph } from '../autodiff/index.js';
 import { adoptExport } from '../runtime/session.js';
+import { nanGuardPass } from '../../passes/nan-guard.js';
 import { check } from '../ir/checker.js';
 import { ensureFunctions } from '../../custom-ops/functions.js';
 import { lowerSoftmaxCrossEntropyPass } from '../../passes/lower-softmax-cross-entropy.js';
@@ -125,7 +126,7 @@ async function runOptimize(args: OptimizeArgs, io: CliIO): Promise<void> {
   });
   if (args.train) {
     // The webgpu target's loss must run on the GPU (SoftmaxCrossEntropyLoss has no WebGPU kernel).
-    if (args.target === 'webgpu') lowerSoftmaxCrossEntropyPass.run(model, newContext());
+    if (args.target === 'webgpu') for (const pass of [lowerSoftmaxCrossEntropyPass, nanGuardPass]) pass.run(model, newContext());
     const names = new Set(discovery!.parameters.map((p) => p.name));
     model = buildTrainingGraph(model, { parameterDefaults: true, trainable: (name) => names.has(name) });
     ensureFunctions(model, args.target);

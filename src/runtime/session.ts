@@ -1,6 +1,7 @@
 /**
  * Preparing a training run: fuse the forward model (unless told not to), lower what the target
- * cannot run on its device (webgpu: the loss ops, passes/lower-softmax-cross-entropy), build the
+ * cannot run on its device (webgpu: the loss ops, passes/lower-softmax-cross-entropy, and sdpa's
+ * IsNaN guard, passes/nan-guard), build the
  * training-step graph (autodiff), attach the fused ops' portable bodies, and read the initial
  * parameter values.
  */
@@ -12,6 +13,7 @@ import { buildTrainingGraph, trainingSignature } from '../autodiff/index.js';
 import { ensureFunctions } from '../../custom-ops/functions.js';
 import { newContext } from '../rewrite/pass.js';
 import { lowerSoftmaxCrossEntropyPass } from '../../passes/lower-softmax-cross-entropy.js';
+import { nanGuardPass } from '../../passes/nan-guard.js';
 import { discoverParameters, type ParameterDiscovery } from '../params/discover.js';
 import { adoptParameters, nameLoss } from '../params/adopt.js';
 import { selectParameters, type ParameterReport, type Selection } from '../params/select.js';
@@ -78,11 +80,12 @@ export function adoptExport(model: Model): ParameterDiscovery {
 export function trainingGraph(model: Model, opts: TrainingGraphOptions): { train: Model; report?: PipelineReport } {
   let report: PipelineReport | undefined;
   if (opts.fuse) report = runPipeline(model, defaultPipeline(), { options: { training: true } });
-  if (opts.target === 'webgpu') {
-    const t0 = performance.now();
-    const r = lowerSoftmaxCrossEntropyPass.run(model, newContext());
-    report?.passes.push({ name: lowerSoftmaxCrossEntropyPass.name, modified: r.modified, counts: r.counts, ms: performance.now() - t0 });
-  }
+  if (opts.target === 'webgpu')
+    for (const pass of [lowerSoftmaxCrossEntropyPass, nanGuardPass]) {
+      const t0 = performance.now();
+      const r = pass.run(model, newContext());
+      report?.passes.push({ name: pass.name, modified: r.modified, counts: r.counts, ms: performance.now() - t0 });
+    }
   const chosen = opts.parameters;
   const train = buildTrainingGraph(model, { recompute: opts.recompute ?? true, trainable: chosen && ((name) => chosen.has(name)) });
   ensureFunctions(train, opts.target ?? 'cpu');
