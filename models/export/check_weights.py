@@ -58,6 +58,8 @@ if a.onnx:
     names = [i.name for i in s.get_inputs()]
     out["onnxruntime"] = float(s.run(None, dict(zip(names, [ids.numpy(), labels.numpy()])))[0])
 ok = not out["missing"] and not out["unexpected"]
+if a.expect is None and "onnxruntime" in out:
+    a.expect = out["onnxruntime"]  # the loss of the model ortfuse saved, run by onnxruntime
 if a.expect is not None:
     out["expect"] = a.expect
     for k in ("from_pretrained", "load_state_dict", "onnxruntime"):
