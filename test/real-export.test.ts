@@ -59,6 +59,20 @@ describe('parameter discovery on torch exports', () => {
   });
 });
 
+describe('parameter discovery without the exporter\'s record (graph roles)', () => {
+  it('the default export stripped of its node records: every weight by its role, the folded inv_freq not', () => {
+    const m = load('qwen2-default-tied');
+    for (const n of m.graph.nodes) n.extra.metadata_props = [];
+    const d = discoverParameters(m);
+    expect(d.method).toBe('graph-roles');
+    const floats = m.graph.initializers.filter((v) => v.initializer!.dtype === 1 && v.initializer!.size > 1).map((v) => v.name);
+    // lm_head.weight, 14 folded val_N weights, the merged q bias, k/v bias and norm weight (one tensor each: without a record nothing says they were distinct)
+    expect(d.parameters.map((p) => p.name).sort()).toEqual(floats.filter((n) => n !== 'expand_2').sort());
+    expect(d.parameters).toHaveLength(18);
+    expect(d.nonParameters.filter((p) => p.size > 1).map((p) => p.name)).toEqual(['expand_2']);
+  });
+});
+
 describe.each(['unfused', 'fused'] as const)('default-settings exports train like torch (%s)', (mode) => {
   it.each(['qwen2-default-tied', 'qwen2-default-gqa', 'qwen2-default-static'])('%s: gradient of every torch parameter (rel L2 < 1e-3)', async (stem) => {
     const fx = fixture(stem);
