@@ -197,20 +197,17 @@ export async function runTraining(model: Model, text: string, tok: Tokenizer, o:
   if (backend === 'webgpu') {
     // Loaded only here: the cpu path never starts Dawn or ORT-web.
     const wg = await import('./webgpu/node.js');
-    const { describeDevice } = await import('./webgpu/adapter.js');
-    const { ort, meter } = await wg.nodeOrtWeb();
+    const { nodeAdapterSummary } = await import('./webgpu/adapter.js');
+    const { meter } = await wg.nodeOrtWeb();
     gpuPeak = () => meter.peak / 2 ** 20;
+    const adapter = await nodeAdapterSummary();
+    info = { name: 'webgpu', device: adapter.name, software: adapter.software, precision: 'fp32' };
+    // Before the graph is specialised to the batch shape (which folds [T, T] masks into constants).
+    memory = checkMemory(prepared, o, nParams, { bytes: adapter.maxBufferBytes, adapter: adapter.name });
+    if (adapter.software) checkMemory(prepared, o, nParams); // a software adapter's buffers are host memory
     // One batch shape per run: the graph is specialised to it (shape plumbing folded away).
     const policy = o.kernels === undefined ? {} : wg.parseKernels(o.kernels);
     trainer = await wg.createNodeWebGpuTrainer(prepared.train, prepared.initial, topts, policy, { batch: o.batch, seq: o.seq });
-    const adapter = describeDevice(ort.env.webgpu.device as unknown as GPUDevice);
-    info = { name: 'webgpu', device: adapter.name, software: adapter.software, precision: 'fp32' };
-    try {
-      memory = checkMemory(prepared, o, nParams, { bytes: adapter.maxBufferBytes, adapter: adapter.name });
-    } catch (e) {
-      await trainer.release();
-      throw e;
-    }
   } else {
     trainer = await CpuTrainer.create(prepared.train, prepared.initial, topts);
     info = { name: 'cpu', device: 'onnxruntime-node CPU EP', precision: 'fp32' };

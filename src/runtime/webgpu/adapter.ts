@@ -1,7 +1,8 @@
 /// <reference types="@webgpu/types" />
 /**
- * What the webgpu backend runs on, for the train header and the memory check: the adapter's name
- * (vendor, architecture, description of the GPUAdapterInfo that ORT-web keeps on its device),
+ * What the webgpu backend runs on, for the train header and the memory check (made before ORT-web
+ * creates its device, which takes the adapter's buffer limits): the adapter's name (vendor,
+ * architecture, description of its GPUAdapterInfo),
  * whether it is a software adapter (SwiftShader, llvmpipe/lavapipe, WARP, or flagged as a fallback
  * adapter), and the largest buffer a kernel may bind.
  */
@@ -15,15 +16,27 @@ export interface AdapterSummary {
   maxBufferBytes: number;
 }
 
+import { fail } from '../../errors.js';
+
 const SOFTWARE = /swiftshader|llvmpipe|lavapipe|softpipe|software|microsoft basic render|\bwarp\b/i;
 
-/** Summary of ORT-web's device (`ort.env.webgpu.device`; Dawn sets `adapterInfo` on it). */
-export function describeDevice(device: GPUDevice): AdapterSummary {
-  const info = ((device as unknown as { adapterInfo?: GPUAdapterInfo }).adapterInfo ?? {}) as Partial<GPUAdapterInfo> & { isFallbackAdapter?: boolean };
+/** Summary of a WebGPU adapter (its info and limits). */
+export function describeAdapter(adapter: GPUAdapter): AdapterSummary {
+  const info = (adapter.info ?? {}) as Partial<GPUAdapterInfo> & { isFallbackAdapter?: boolean };
   const words = [info.vendor, info.architecture].filter((s) => s).join(' ');
   const detail = info.description || info.device || '';
   const name = [words, detail && `(${detail})`].filter((s) => s).join(' ') || 'unknown adapter';
-  const software = info.isFallbackAdapter === true || SOFTWARE.test(`${info.vendor} ${info.architecture} ${info.description} ${info.device}`);
-  const l = device.limits;
+  const fallback = info.isFallbackAdapter === true || (adapter as unknown as { isFallbackAdapter?: boolean }).isFallbackAdapter === true;
+  const software = fallback || SOFTWARE.test(`${info.vendor} ${info.architecture} ${info.description} ${info.device}`);
+  const l = adapter.limits;
   return { name, software, maxBufferBytes: Math.min(l.maxBufferSize, l.maxStorageBufferBindingSize) };
+}
+
+/** The adapter dawn.node offers in this process (the one ORT-web will use), summarised; fails in one line when there is none. */
+export async function nodeAdapterSummary(): Promise<AdapterSummary> {
+  const { requestNodeAdapter, preloadVulkanLoader } = await import('../../webgpu/node.js');
+  const adapter = await requestNodeAdapter();
+  if (!adapter)
+    return fail('runtime', `no WebGPU adapter in Node (dawn.node; Vulkan loader: ${preloadVulkanLoader()}, VK_ICD_FILENAMES=${process.env.VK_ICD_FILENAMES ?? 'unset'}); use --backend cpu, or install a Vulkan driver (or Debian's chromium for SwiftShader)`);
+  return describeAdapter(adapter);
 }
