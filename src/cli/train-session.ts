@@ -2,7 +2,8 @@
  * The process side of `ortfuse train`: the progress bar and the terminal state it changes (hidden
  * cursor, line wrap off — restored on every exit path), Ctrl-C / SIGTERM (the first finishes the
  * step and saves a checkpoint, a second quits at once), JSON lines written only once there is a
- * record (a run that fails earlier leaves an existing file as it was), and the resume command.
+ * record (a run that fails earlier leaves an existing file as it was; a resumed run continues the
+ * file), and the resume command.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -81,14 +82,37 @@ export class StopSignals {
   }
 }
 
-/** JSON lines: the file is created (or truncated) with the first record, not before. */
+/**
+ * JSON lines: the file is written only with the first record, not before. A fresh run replaces
+ * it; a resumed run (`begin(step)` with the checkpoint's step) keeps the records up to that step
+ * and drops later ones (written after the checkpoint by the run that stopped), so the file again
+ * holds the whole run, once.
+ */
 export class JsonLines {
   private started = false;
+  private keepUpTo = 0;
+  /** Records kept from the run that wrote the checkpoint. */
+  previous: StepRecord[] = [];
 
   constructor(readonly file: string) {}
 
+  begin(resumedAt: number): void {
+    this.keepUpTo = resumedAt;
+  }
+
   write(r: StepRecord): void {
-    fs.writeFileSync(this.file, `${JSON.stringify(r)}\n`, { flag: this.started ? 'a' : 'w' });
+    if (!this.started && this.keepUpTo > 0 && fs.existsSync(this.file)) {
+      for (const line of fs.readFileSync(this.file, 'utf8').split('\n')) {
+        try {
+          const rec = JSON.parse(line) as StepRecord;
+          if (typeof rec.step === 'number' && rec.step <= this.keepUpTo) this.previous.push(rec);
+        } catch {
+          // not a record (an empty or cut line): dropped
+        }
+      }
+    }
+    const text = `${[...(this.started ? [] : this.previous), r].map((x) => JSON.stringify(x)).join('\n')}\n`;
+    fs.writeFileSync(this.file, text, { flag: this.started ? 'a' : 'w' });
     this.started = true;
   }
 }

@@ -137,6 +137,7 @@ async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
         io.stdout(`training ${a.input ?? 'built-in tiny Qwen2'}: ${(parameters / 1e6).toFixed(2)}M parameters, ${a.fuse ? `fused (${fused} rewrites)` : 'unfused'}, batch ${a.batch}×${a.seq}${accum > 1 ? ` × ${accum} micro-batches` : ''}, ${a.steps} steps, tokenizer ${tok.name}, ${where}, ${backend.precision}, step memory about ${gib(memory.bytes)} (estimate)\n`);
         io.stdout(`  lr ${a.lr} (warm-up ${a.warmup ?? defaultWarmup(a.steps)}, ${a.schedule ?? 'cosine'}${a.schedule === 'constant' ? '' : ` to ${a.minLrRatio ?? 0.1} x`}), weight decay ${a.weightDecay}, clip ${a.maxGradNorm}, seed ${a.seed}${startStep ? `, resuming after step ${startStep}` : ''}\n`);
         if (backend.software) io.stderr(`ortfuse: warning: ${backend.device} is a software adapter (WebGPU on the CPU): training runs far slower than with --backend cpu\n`);
+        json?.begin(c.resume ? startStep : 0);
         signals.install();
         view.start(a.steps, startStep);
       },
@@ -157,7 +158,7 @@ async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
   const last = records[records.length - 1];
   if (last) io.stdout(`${stopped ? 'stopped' : 'done'}: loss ${records[0].loss.toFixed(4)} → ${last.loss.toFixed(4)}${last.valLoss !== undefined ? `, validation ${last.valLoss.toFixed(4)}` : ''}\n`);
   if (c.plot && records.length) {
-    fs.writeFileSync(c.plot, await lossChartSvg([{ name: a.fuse ? 'fused' : 'unfused', points: records }]));
+    fs.writeFileSync(c.plot, await lossChartSvg([{ name: a.fuse ? 'fused' : 'unfused', points: [...(json?.previous ?? []), ...records] }]));
     io.stdout(`loss curve: ${c.plot}\n`);
   }
   if (!stopped) return 0;

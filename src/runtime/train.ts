@@ -155,7 +155,7 @@ function checkMemory(prepared: PreparedTraining, o: TrainOptions, nParams: numbe
 }
 
 export async function runTraining(model: Model, text: string, tok: Tokenizer, o: TrainOptions, hooks: TrainHooks = {}): Promise<StepRecord[]> {
-  checkOptions({ ...o, schedule: o.schedule });
+  checkOptions(o);
   const backend = o.backend ?? 'cpu';
   const accum = o.gradAccum ?? 1;
   if (backend !== 'cpu' && backend !== 'webgpu') fail('usage', `--backend ${backend}: expected one of ${BACKENDS.join(', ')}`);
