@@ -138,6 +138,11 @@ describe('ortfuse train refuses bad input before the first step', () => {
     await expectRefused(['other.onnx', '--tokenizer', 'bytes', '--steps', '20', '--batch', '2', '--seq', '32', '--resume', 'ck10.bin'], 'usage', /the checkpoint is of another model \(parameter '[^']+' is \[\d+,\d+\] there, \[\d+,\d+\] here\)/);
   });
 
+  it('the output of optimize --train (already a training-step graph)', async () => {
+    expect((await cli(dir, 'optimize', '--demo', '--train', '-o', 'step.onnx')).code).toBe(0);
+    await expectRefused(['step.onnx', ...SMALL], 'usage', /the model is already a training-step graph \(\d+ 'grad\.\*' outputs, as `ortfuse optimize --train` writes\): train the exported model it was made from/);
+  });
+
   it('a binary --text', async () => {
     const bin = Buffer.alloc(4096);
     for (let i = 0; i < bin.length; i++) bin[i] = (i * 7919) % 256;

@@ -7,6 +7,14 @@
  */
 import { fail } from '../errors.js';
 import type { Model } from '../ir/graph.js';
+import { GRAD_PREFIX } from '../autodiff/names.js';
+
+/** Fail (usage) when the model is already a training-step graph (`optimize --train` output). */
+export function checkNotTrainingGraph(model: Model): void {
+  const grads = model.graph.outputs.filter((v) => v.name.startsWith(GRAD_PREFIX)).length;
+  if (grads)
+    fail('usage', `the model is already a training-step graph (${grads} '${GRAD_PREFIX}*' outputs, as \`ortfuse optimize --train\` writes): train the exported model it was made from`);
+}
 
 /** Positions of the model's RoPE table, when it has one as an initializer; undefined otherwise. */
 export function maxPositions(model: Model): { positions: number; where: string } | undefined {

@@ -18,7 +18,7 @@ import { loadCheckpoint, readCheckpointHeader } from './checkpoint.js';
 import type { TrainState } from './checkpoint.js';
 import { CheckpointFiles } from './checkpoint-files.js';
 import { gib, largestFitting, memoryLimit, stepMemoryModel, type StepMemory } from './memory-estimate.js';
-import { checkBatchShape } from './model-limits.js';
+import { checkBatchShape, checkNotTrainingGraph } from './model-limits.js';
 import type { ScheduleKind } from './optimizer.js';
 import { checkOptions, checkResume, checkResumeModel, runSettings, type ParamShapes } from './run-checks.js';
 import { prepareTraining, vocabSize, type PreparedTraining } from './session.js';
@@ -165,6 +165,7 @@ export async function runTraining(model: Model, text: string, tok: Tokenizer, o:
   const settings = runSettings(o);
   const resumed = o.resume ? readCheckpointHeader(o.resume) : undefined;
   if (resumed) checkResume(o.resume!, resumed, settings);
+  checkNotTrainingGraph(model);
   checkBatchShape(model, o.batch, o.seq);
   // Data before the graph: a text too short or out of vocabulary fails here, in seconds.
   const vocab = vocabSize(model);
