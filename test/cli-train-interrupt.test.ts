@@ -105,6 +105,17 @@ describe('ortfuse train stopped early', () => {
     expect(loadCheckpoint(path.join(dir, 'mt.bin')).step).toBe(1);
   }, 60_000);
 
+  it('a failure mid-run in a terminal restores it too (cursor shown, line wrap on) before the error line', async () => {
+    const r = await runUntil(['train', '--steps', '20', '--batch', '2', '--seq', '32', '--lr', '1e30', '--clip', '0', '--warmup', '0'], { pty: true, after: Infinity, signal: 'SIGINT' });
+    expect(r.code, r.out).toBe(EXIT_CODES.diverged);
+    const hide = r.out.indexOf('\x1b[?25l');
+    expect(hide).toBeGreaterThanOrEqual(0);
+    const show = r.out.lastIndexOf('\x1b[?25h');
+    expect(show).toBeGreaterThan(hide);
+    expect(r.out.lastIndexOf('\x1b[?7h')).toBeGreaterThan(r.out.lastIndexOf('\x1b[?7l'));
+    expect(r.out.indexOf('ortfuse: error: step')).toBeGreaterThan(show);
+  }, 60_000);
+
   it('a NaN loss stops the run with exit 8, naming the step, and keeps the state before it', () => {
     const r = spawnSync(NODE[0], [...NODE.slice(1), 'train', '--steps', '20', '--batch', '2', '--seq', '32', '--lr', '1e30', '--clip', '0', '--warmup', '0', '--no-progress', '--checkpoint', 'nan.bin'], { cwd: dir, encoding: 'utf8' });
     expect(r.status).toBe(EXIT_CODES.diverged);
