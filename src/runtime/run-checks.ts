@@ -74,7 +74,6 @@ export function checkOptions(o: CheckedOptions): void {
   if (o.minLrRatio !== undefined && !(o.minLrRatio >= 0 && o.minLrRatio <= 1)) fail('usage', `--min-lr-ratio must be between 0 and 1 (got ${o.minLrRatio})`);
   if (o.schedule !== undefined && !(SCHEDULES as readonly string[]).includes(o.schedule))
     fail('usage', `--schedule ${o.schedule}: expected one of ${SCHEDULES.join(', ')}`);
-  if (o.warmup !== undefined && o.warmup > o.steps) fail('usage', `--warmup ${o.warmup} is longer than --steps ${o.steps}`);
 }
 
 /** The settings a checkpoint records and a resumed run must match, with defaults resolved. */

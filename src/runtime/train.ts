@@ -155,12 +155,12 @@ function checkMemory(prepared: PreparedTraining, o: TrainOptions, nParams: numbe
 }
 
 export async function runTraining(model: Model, text: string, tok: Tokenizer, o: TrainOptions, hooks: TrainHooks = {}): Promise<StepRecord[]> {
-  checkOptions(o);
   const backend = o.backend ?? 'cpu';
   const accum = o.gradAccum ?? 1;
   if (backend !== 'cpu' && backend !== 'webgpu') fail('usage', `--backend ${backend}: expected one of ${BACKENDS.join(', ')}`);
   if (o.kernels !== undefined && backend !== 'webgpu') fail('usage', `--kernels is an option of --backend webgpu (got --backend ${backend})`);
   if (accum > 1 && backend !== 'cpu') fail('usage', `--grad-accum is an option of --backend cpu (got --backend ${backend})`);
+  checkOptions(o);
   if ((o.saveEvery || o.keepLast) && !o.checkpoint) fail('usage', '--save-every and --keep-last need --checkpoint FILE');
   const settings = runSettings(o);
   const resumed = o.resume ? readCheckpointHeader(o.resume) : undefined;
@@ -198,10 +198,10 @@ export async function runTraining(model: Model, text: string, tok: Tokenizer, o:
   if (backend === 'webgpu') {
     // Loaded only here: the cpu path never starts Dawn or ORT-web.
     const wg = await import('./webgpu/node.js');
-    const { nodeAdapterSummary } = await import('./webgpu/adapter.js');
-    const { meter } = await wg.nodeOrtWeb();
+    const { ortWebGpuSummary } = await import('./webgpu/adapter.js');
+    const { ort, meter } = await wg.nodeOrtWeb();
     gpuPeak = () => meter.peak / 2 ** 20;
-    const adapter = await nodeAdapterSummary();
+    const adapter = await ortWebGpuSummary(ort);
     info = { name: 'webgpu', device: adapter.name, software: adapter.software, precision: 'fp32' };
     // Before the graph is specialised to the batch shape (which folds [T, T] masks into constants).
     memory = checkMemory(prepared, o, nParams, { bytes: adapter.maxBufferBytes, adapter: adapter.name });

@@ -17,6 +17,7 @@ export interface AdapterSummary {
 }
 
 import { fail } from '../../errors.js';
+import type { OrtWeb } from './steps.js';
 
 const SOFTWARE = /swiftshader|llvmpipe|lavapipe|softpipe|software|microsoft basic render|\bwarp\b/i;
 
@@ -32,11 +33,25 @@ export function describeAdapter(adapter: GPUAdapter): AdapterSummary {
   return { name, software, maxBufferBytes: Math.min(l.maxBufferSize, l.maxStorageBufferBindingSize) };
 }
 
-/** The adapter dawn.node offers in this process (the one ORT-web will use), summarised; fails in one line when there is none. */
-export async function nodeAdapterSummary(): Promise<AdapterSummary> {
+/** Summary of a device (its adapter's info, which Dawn and ORT-web keep as `adapterInfo`, and its own limits). */
+export function describeDevice(device: GPUDevice): AdapterSummary {
+  const info = (device as unknown as { adapterInfo?: GPUAdapterInfo }).adapterInfo;
+  return describeAdapter({ info, limits: device.limits } as unknown as GPUAdapter);
+}
+
+/**
+ * What ORT-web's WebGPU EP runs on in this process: its device once it has one; before that, the
+ * adapter dawn.node offers, which is then handed to ORT-web (`env.webgpu.adapter`) so that it
+ * creates its device on the same adapter rather than requesting another. Fails in one line when
+ * there is no adapter.
+ */
+export async function ortWebGpuSummary(ort: OrtWeb): Promise<AdapterSummary> {
+  const device = ort.env.webgpu.device as unknown as GPUDevice | undefined;
+  if (device && typeof (device as { limits?: unknown }).limits === 'object') return describeDevice(device);
   const { requestNodeAdapter, preloadVulkanLoader } = await import('../../webgpu/node.js');
   const adapter = await requestNodeAdapter();
   if (!adapter)
     return fail('runtime', `no WebGPU adapter in Node (dawn.node; Vulkan loader: ${preloadVulkanLoader()}, VK_ICD_FILENAMES=${process.env.VK_ICD_FILENAMES ?? 'unset'}); use --backend cpu, or install a Vulkan driver (or Debian's chromium for SwiftShader)`);
+  (ort.env.webgpu as { adapter?: unknown }).adapter = adapter;
   return describeAdapter(adapter);
 }
