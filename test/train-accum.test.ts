@@ -4,6 +4,9 @@
  * (-100) in different amounts per micro-batch (an unweighted mean of the micro-batch losses would
  * not); and a run of 2 micro-batches of 2 follows a run of batches of 4 on the same windows.
  */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { buildQwen2 } from '../models/qwen2.js';
 import { TINY } from '../models/config.js';
@@ -73,5 +76,19 @@ describe('gradient accumulation', () => {
       expect(Math.abs(accum[i].loss - four[i].loss) / four[i].loss, `step ${i + 1}`).toBeLessThan(1e-4);
       expect(accum[i].lr).toBe(four[i].lr);
     }
+  });
+
+  it('a run with --grad-accum 2 stopped at step 2 and resumed is bit-identical to the uninterrupted run', async () => {
+    const tok = await getTokenizer('bytes');
+    const text = mobyDick().slice(0, 100_000);
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'accum-'));
+    const o = { steps: 5, batch: 2, seq: 32, lr: 3e-3, seed: 4, fuse: true, gradAccum: 2 };
+    const full = await runTraining(buildQwen2(TINY, { seed: 2 }), text, tok, o);
+    const ck = path.join(dir, 'a.ckpt');
+    await runTraining(buildQwen2(TINY, { seed: 2 }), text, tok, { ...o, stopAfter: 2, checkpoint: ck });
+    const rest = await runTraining(buildQwen2(TINY, { seed: 2 }), text, tok, { ...o, resume: ck });
+    expect(rest.map((r) => r.step)).toEqual([3, 4, 5]);
+    expect(rest.map((r) => r.loss)).toEqual(full.slice(2).map((r) => r.loss));
+    await expect(runTraining(buildQwen2(TINY, { seed: 2 }), text, tok, { ...o, gradAccum: 4, resume: ck })).rejects.toThrow(/written with --grad-accum 2, this run has --grad-accum 4/);
   });
 });
