@@ -87,6 +87,14 @@ describe.skipIf(!env.ctx)('webgpu backend in Node (dawn.node)', () => {
       const code = await runCli(['train', '--backend', backend, '--steps', '3', '--batch', '2', '--seq', '16', '--json', `${backend}.jsonl`, '--no-progress'],
         { stdout: (t) => void (stdout += t), stderr: (t) => void (stdout += t), cwd: dir });
       expect(code, stdout).toBe(0);
+      // The header says what runs: backend, adapter (and whether it is a software one, with a warning), kernels, precision.
+      if (backend === 'webgpu') {
+        expect(stdout).toMatch(/backend webgpu on [^\n]+, kernels default \(flce,swiglu\), fp32, step memory about [\d.]+ GiB \(estimate\)\n/);
+        if (/swiftshader/i.test(stdout)) {
+          expect(stdout).toMatch(/backend webgpu on [^\n]*swiftshader[^\n]* \(software adapter\)/i);
+          expect(stdout).toMatch(/ortfuse: warning: [^\n]+ is a software adapter \(WebGPU on the CPU\): training runs far slower than with --backend cpu\n/);
+        }
+      } else expect(stdout).toMatch(/backend cpu \(onnxruntime-node CPU EP\), fp32/);
       return fs.readFileSync(path.join(dir, `${backend}.jsonl`), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
     };
     const [g, c] = [await run('webgpu'), await run('cpu')];
@@ -94,6 +102,11 @@ describe.skipIf(!env.ctx)('webgpu backend in Node (dawn.node)', () => {
     expect(Object.keys(g[0]).sort()).toEqual([...Object.keys(c[0]), 'peakGpuMiB'].sort());
     g.forEach((r, i) => expect(Math.abs(r.loss - c[i].loss)).toBeLessThan(1e-4));
     expect(fs.existsSync(path.join(dir, 'webgpu.svg'))).toBe(true);
+  });
+
+  it('refuses a step whose largest tensor exceeds the adapter\'s largest buffer, before building the session', async () => {
+    await expect(runTraining(buildQwen2(TINY, { seed: 1 }), text, await getTokenizer('bytes'), { ...base, backend: 'webgpu', batch: 2, seq: 20_000 }))
+      .rejects.toThrow(/--batch 2 --seq 20000: the step's largest tensor \(.*\) needs [\d.]+ GiB, more than the largest buffer of the adapter .* \([\d.]+ GiB\); the largest batch shape that fits is --batch 1 --seq \d+/);
   });
 
   it('rejects an unknown backend', async () => {

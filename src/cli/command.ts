@@ -11,6 +11,8 @@ export interface CliIO {
   stderr(text: string): void;
   /** Working directory relative paths resolve against (default process.cwd()). */
   cwd: string;
+  /** The command line (without node and script), as runCli received it. */
+  argv?: string[];
 }
 
 /** Options every command understands. */
@@ -24,8 +26,8 @@ export interface CliCommand<Args = any> {
   configure(cmd: Command): void;
   /** Turn commander's positional arguments and options into the action's input. */
   parse(positionals: unknown[], opts: Record<string, unknown>): Args;
-  /** Run the command; throw OrtfuseError for user-facing failures. */
-  run(args: Args, io: CliIO): Promise<void> | void;
+  /** Run the command; throw OrtfuseError for user-facing failures. A number returned is the exit code. */
+  run(args: Args, io: CliIO): Promise<void | number> | void | number;
 }
 
 /** Process streams as CliIO. */

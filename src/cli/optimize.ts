@@ -18,6 +18,7 @@ import { ensureFunctions } from '../../custom-ops/functions.js';
 import { lowerSoftmaxCrossEntropyPass } from '../../passes/lower-softmax-cross-entropy.js';
 import { newContext } from '../rewrite/pass.js';
 import { loadFile, saveFile } from '../onnx/io.js';
+import { assertWritable } from './writable.js';
 import type { CliCommand, CliIO } from './command.js';
 import { demoModel } from './demo.js';
 import { version } from './program.js';
@@ -45,24 +46,6 @@ export interface OptimizeArgs {
 /** `model.onnx` -> `model.opt.onnx`. */
 export function defaultOutput(input: string): string {
   return input.endsWith('.onnx') ? `${input.slice(0, -5)}.opt.onnx` : `${input}.opt.onnx`;
-}
-
-/** Fail before any work if `file` cannot be written (missing or read-only directory, a directory in the way). */
-function assertWritable(file: string, what: string): void {
-  const dir = path.dirname(file);
-  let st: fs.Stats;
-  try {
-    st = fs.statSync(dir);
-  } catch {
-    return fail('io', `${what} ${file}: directory ${dir} does not exist`);
-  }
-  if (!st.isDirectory()) fail('io', `${what} ${file}: ${dir} is not a directory`);
-  try {
-    fs.accessSync(dir, fs.constants.W_OK);
-  } catch {
-    fail('io', `${what} ${file}: directory ${dir} is not writable`);
-  }
-  if (fs.existsSync(file) && fs.statSync(file).isDirectory()) fail('io', `${what} ${file}: is a directory`);
 }
 
 export const optimizeCommand: CliCommand<OptimizeArgs> = {

@@ -24,7 +24,7 @@ export function version(): string {
   return '0.0.0';
 }
 
-function buildProgram(io: CliIO): Command {
+function buildProgram(io: CliIO, exit: { code: number }): Command {
   const out = { writeOut: io.stdout, writeErr: io.stderr, outputError: () => {} };
   const program = new Command('ortfuse')
     .description('Fuse linear+cross-entropy, RMSNorm, SwiGLU and RoPE in ONNX training graphs for stock ONNX Runtime')
@@ -38,7 +38,8 @@ function buildProgram(io: CliIO): Command {
     cmd.option('--verbose', 'more detail; stack traces on errors');
     cmd.action(async (...a: unknown[]) => {
       const self = a[a.length - 1] as Command;
-      await c.run(c.parse(a.slice(0, -2), self.opts()), io);
+      const code = await c.run(c.parse(a.slice(0, -2), self.opts()), io);
+      if (typeof code === 'number') exit.code = code;
     });
   }
   return program;
@@ -49,14 +50,15 @@ const oneLine = (s: string) => s.replace(/\s*\n\s*/g, ' ').trim();
 /** Run the CLI on `argv` (without node and script); returns the exit code. */
 export async function runCli(argv: string[], io: CliIO = processIO()): Promise<number> {
   const verbose = argv.includes('--verbose');
-  const program = buildProgram(io);
+  const exit = { code: 0 };
+  const program = buildProgram({ argv, ...io }, exit);
   if (argv.length === 0) {
     io.stderr(program.helpInformation());
     return EXIT_CODES.usage;
   }
   try {
     await program.parseAsync(argv, { from: 'user' });
-    return 0;
+    return exit.code;
   } catch (e) {
     if (e instanceof CommanderError) {
       if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version') return 0;

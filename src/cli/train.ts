@@ -2,26 +2,36 @@
  * `ortfuse train [model.onnx] --steps N --batch B --seq T --lr X [--text FILE] [--no-fuse]
  * [--seed N] [--json FILE] [--plot FILE] [--backend cpu|webgpu] [--kernels all|none|default|flce,rmsnorm,swiglu,rope|op=kernel|ort|native,...]`: train an exported model with labels → loss (fused
  * unless --no-fuse) on the cpu or webgpu backend, with a progress bar, a JSON record per step and the loss
- * curve as SVG. Without a model, the built-in tiny Qwen2 trains on Moby Dick.
+ * curve as SVG. Without a model, the built-in tiny Qwen2 trains on Moby Dick. Checks run before
+ * the first step (./train-preflight.ts, src/runtime/train.ts); Ctrl-C saves a checkpoint and
+ * prints the command that resumes (./train-session.ts).
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
-import { fail } from '../errors.js';
+import { fail, SIGNAL_EXIT_CODES } from '../errors.js';
 import { loadFile } from '../onnx/io.js';
-import { mobyDick, readText } from '../data/corpus.js';
 import { getTokenizer } from '../data/tokenizer.js';
-import { BACKENDS, runTraining, type StepRecord, type TrainOptions } from '../runtime/train.js';
+import { vocabSize } from '../runtime/session.js';
+import { defaultWarmup } from '../runtime/run-checks.js';
+import { runTraining, type StepRecord, type StopInfo, type TrainOptions } from '../runtime/train.js';
+import type { ScheduleKind } from '../runtime/optimizer.js';
+import { gib } from '../runtime/memory-estimate.js';
 import { lossChartSvg } from '../report/plot.js';
 import type { CliCommand, CliIO } from './command.js';
 import { demoModel } from './demo.js';
 import { describeParameters } from '../params/select.js';
+import { preflight } from './train-preflight.js';
+import { freeCheckpointName, JsonLines, ProgressView, resumeCommand, StopSignals } from './train-session.js';
 
 export interface TrainArgs extends TrainOptions {
   input?: string;
   text?: string;
-  tokenizer: string;
+  /** --eval-text FILE (the option evalText of TrainOptions holds its contents). */
+  evalTextFile?: string;
+  /** qwen, bytes, or undefined: qwen when the model's vocabulary holds Qwen2's, else bytes. */
+  tokenizer?: string;
+  maxTime?: string;
   json?: string;
   plot?: string;
   backend: string;
@@ -30,6 +40,7 @@ export interface TrainArgs extends TrainOptions {
 
 function num(v: unknown, name: string, int = true): number {
   const n = Number(v);
+  if (v === undefined) return undefined as unknown as number;
   if (!Number.isFinite(n) || (int && !Number.isInteger(n))) fail('usage', `--${name} must be ${int ? 'an integer' : 'a number'} (got '${v}')`);
   return n;
 }
@@ -47,15 +58,20 @@ export const trainCommand: CliCommand<TrainArgs> = {
       .option('--steps <n>', 'optimizer steps', '50')
       .option('--batch <n>', 'sequences per batch', '4')
       .option('--seq <n>', 'tokens per sequence', '64')
-      .option('--lr <x>', 'peak learning rate (AdamW; warm-up then cosine)', '1e-3')
+      .option('--lr <x>', 'peak learning rate (AdamW; warm-up then --schedule)', '1e-3')
+      .option('--grad-accum <n>', 'micro-batches of --batch sequences per optimizer step (cpu; loss and gradients weighted by target tokens)', '1')
       .option('--text <file>', 'UTF-8 training text (default: Moby Dick)')
-      .option('--tokenizer <kind>', 'qwen (Qwen2 BPE) or bytes (UTF-8 bytes, ids 0-255)')
+      .option('--eval-text <file>', 'UTF-8 validation text (default: the last 5% of the training text)')
+      .option('--tokenizer <kind>', 'qwen (Qwen2 BPE) or bytes (UTF-8 bytes, ids 0-255) (default: qwen when the model\'s vocabulary holds Qwen2\'s, else bytes)')
       .option('--no-fuse', 'train the graph as exported, without the fusions')
       .option('--seed <n>', 'seed for batch order', '0')
-      .option('--warmup <n>', 'warm-up steps')
+      .option('--warmup <n>', 'warm-up steps (default: min(10, steps/10))')
+      .option('--schedule <kind>', 'learning rate after the warm-up: cosine, linear (both down to --min-lr-ratio x lr) or constant', 'cosine')
+      .option('--min-lr-ratio <x>', 'final learning rate of the cosine and linear schedules, as a fraction of --lr', '0.1')
       .option('--weight-decay <x>', 'AdamW weight decay', '0.01')
       .option('--clip <x>', 'clip the global gradient norm (0 = off)', '1')
       .option('--eval-every <n>', 'validation loss every N steps (always at the end)', '0')
+      .option('--max-time <duration>', 'stop cleanly with a checkpoint once a step ends after this long, e.g. 90s, 30m, 2h')
       .option('--backend <name>', 'cpu (onnxruntime-node) or webgpu (onnxruntime-web WebGPU EP on dawn.node)', 'cpu')
       .option('--kernels <ops>', "webgpu: per fused op, our WGSL kernel between ORT segments, ORT running its ONNX body, or (rmsnorm, rope) 'native' = ONNX RMSNormalization-23 / RotaryEmbedding-23 run by ORT: a comma list read left to right from all-in-ORT — all, none, default (= flce,swiglu), an op name (flce, rmsnorm, swiglu, rope: our kernel) or op=kernel|ort|native; e.g. default,rmsnorm=native,rope=native (default: flce,swiglu)")
       .option('--json <file>', 'write one JSON record per step (JSON lines)')
@@ -64,8 +80,10 @@ export const trainCommand: CliCommand<TrainArgs> = {
       .option('--freeze <globs>', "keep parameters matching these globs fixed (comma-separated, e.g. 'model.embed_tokens.weight')")
       .option('--save-weights <file>', 'write the trained weights as safetensors under the torch names at the end (transformers load_state_dict / from_pretrained)')
       .option('--save-model <file>', 'write the exported ONNX model with the trained weights at the end (runs in any ONNX Runtime)')
-      .option('--checkpoint <file>', 'write a checkpoint at the end')
-      .option('--resume <file>', 'resume from a checkpoint')
+      .option('--checkpoint <file>', 'write a checkpoint at the end, every --save-every steps, and when stopped early')
+      .option('--save-every <n>', 'write --checkpoint every N steps (0 = only at the end and when stopped)', '0')
+      .option('--keep-last <k>', 'also keep the last K periodic checkpoints as <stem>.step-NNNNNN<ext>', '0')
+      .option('--resume <file>', 'resume from a checkpoint (same model, batch shape, seed and optimizer settings)')
       .option('--no-progress', 'no progress bar (one line per step instead)');
   },
   parse(positionals, o) {
@@ -80,9 +98,16 @@ export const trainCommand: CliCommand<TrainArgs> = {
       warmup: o.warmup === undefined ? undefined : num(o.warmup, 'warmup'),
       weightDecay: num(o.weightDecay, 'weight-decay', false),
       maxGradNorm: num(o.clip, 'clip', false),
+      schedule: o.schedule as ScheduleKind,
+      minLrRatio: num(o.minLrRatio, 'min-lr-ratio', false),
+      gradAccum: num(o.gradAccum, 'grad-accum'),
       evalEvery: num(o.evalEvery, 'eval-every'),
+      saveEvery: num(o.saveEvery, 'save-every'),
+      keepLast: num(o.keepLast, 'keep-last'),
+      maxTime: o.maxTime as string | undefined,
       text: o.text as string | undefined,
-      tokenizer: (o.tokenizer as string | undefined) ?? (positionals[0] ? 'qwen' : 'bytes'),
+      evalTextFile: o.evalText as string | undefined,
+      tokenizer: (o.tokenizer as string | undefined) ?? (positionals[0] ? undefined : 'bytes'),
       json: o.json as string | undefined,
       plot: (o.plot as string | undefined) ?? (o.json ? `${String(o.json).replace(/\.jsonl?$/, '')}.svg` : undefined),
       checkpoint: o.checkpoint as string | undefined,
@@ -97,45 +122,63 @@ export const trainCommand: CliCommand<TrainArgs> = {
     };
   },
   async run(a, io) {
-    await runTrain(a, io);
+    return runTrain(a, io);
   },
 };
 
-async function runTrain(a: TrainArgs, io: CliIO): Promise<void> {
-  if (!(BACKENDS as readonly string[]).includes(a.backend)) fail('usage', `--backend ${a.backend}: expected one of ${BACKENDS.join(', ')}`);
-  const resolve = (f?: string) => (f === undefined ? undefined : path.resolve(io.cwd, f));
-  const model = a.input ? loadFile(resolve(a.input)!) : demoModel();
-  const text = a.text ? readText(resolve(a.text)!) : mobyDick();
-  const tok = await getTokenizer(a.tokenizer);
-  const jsonFile = resolve(a.json);
-  if (jsonFile) fs.writeFileSync(jsonFile, '');
-  const bar = a.progress && process.stderr.isTTY
-    ? new cliProgress.SingleBar({
-      format: 'step {value}/{total} |{bar}| loss {loss} | {tps} tok/s | peak {rss} MiB | ETA {eta_formatted}',
-      hideCursor: true,
-    }, cliProgress.Presets.shades_classic)
-    : undefined;
-  const records: StepRecord[] = await runTraining(model, text, tok, { ...a, checkpoint: resolve(a.checkpoint), resume: resolve(a.resume), saveWeights: resolve(a.saveWeights), saveModel: resolve(a.saveModel) }, {
-    onStart({ parameters, prepared, startStep }) {
-      const fused = prepared.report?.passes.reduce((s, p) => s + Object.values(p.counts).reduce((x, y) => x + y, 0), 0) ?? 0;
-      io.stdout(`training ${a.input ?? 'built-in tiny Qwen2'}: ${(parameters / 1e6).toFixed(2)}M parameters, ${a.fuse ? `fused (${fused} rewrites)` : 'unfused'}, batch ${a.batch}×${a.seq}, ${a.steps} steps, tokenizer ${tok.name}, backend ${a.backend}${a.kernels !== undefined ? ` (kernels: ${a.kernels})` : ''}\n`);
-      for (const line of describeParameters(prepared.parameterReport)) io.stdout(`${line}\n`);
-      bar?.start(a.steps, startStep, { loss: '-', tps: '-', rss: '-' });
-    },
-    onStep(r) {
-      if (jsonFile) fs.appendFileSync(jsonFile, `${JSON.stringify(r)}\n`);
-      if (bar) bar.update(r.step, { loss: r.loss.toFixed(4), tps: r.tokensPerSecond.toFixed(0), rss: r.peakRssMiB.toFixed(0) });
-      else io.stdout(`step ${r.step} loss ${r.loss.toFixed(4)}${r.valLoss !== undefined ? ` val ${r.valLoss.toFixed(4)}` : ''} lr ${r.lr.toExponential(2)} ${r.tokensPerSecond.toFixed(0)} tok/s peak ${r.peakRssMiB.toFixed(0)} MiB${r.peakGpuMiB !== undefined ? `, GPU ${r.peakGpuMiB.toFixed(1)} MiB` : ''}\n`);
-    },
-  });
-  bar?.stop();
-  const last = records[records.length - 1];
-  if (last) io.stdout(`done: loss ${records[0].loss.toFixed(4)} → ${last.loss.toFixed(4)}${last.valLoss !== undefined ? `, validation ${last.valLoss.toFixed(4)}` : ''}\n`);
-  const plot = resolve(a.plot);
-  if (a.saveWeights) io.stdout(`weights: ${resolve(a.saveWeights)}\n`);
-  if (a.saveModel) io.stdout(`model: ${resolve(a.saveModel)}\n`);
-  if (plot) {
-    fs.writeFileSync(plot, await lossChartSvg([{ name: a.fuse ? 'fused' : 'unfused', points: records }]));
-    io.stdout(`loss curve: ${plot}\n`);
+async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
+  const c = preflight(a, io.cwd);
+  const model = c.model ? loadFile(c.model) : demoModel();
+  const tok = await getTokenizer(a.tokenizer ?? (vocabSize(model) >= 151643 ? 'qwen' : 'bytes'));
+  const json = c.json ? new JsonLines(c.json) : undefined;
+  const view = new ProgressView(a.progress && process.stderr.isTTY === true);
+  const signals = new StopSignals(() => view.stop());
+  const shown = (f: string) => (path.relative(io.cwd, f).startsWith('..') ? f : path.relative(io.cwd, f));
+  let stopped: StopInfo | undefined;
+  let records: StepRecord[];
+  try {
+    records = await runTraining(model, c.text, tok, {
+      ...a, checkpoint: c.checkpoint, resume: c.resume, evalText: c.evalText, maxTimeMs: c.maxTimeMs, saveWeights: c.saveWeights, saveModel: c.saveModel,
+      fallbackCheckpoint: () => freeCheckpointName(io.cwd),
+    }, {
+      onStart({ parameters, prepared, startStep, backend, memory }) {
+        const fused = prepared.report?.passes.reduce((s, p) => s + Object.values(p.counts).reduce((x, y) => x + y, 0), 0) ?? 0;
+        const accum = a.gradAccum ?? 1;
+        const where = backend.name === 'webgpu'
+          ? `backend webgpu on ${backend.device}${backend.software ? ' (software adapter)' : ''}, kernels ${a.kernels ?? 'default (flce,swiglu)'}`
+          : `backend cpu (${backend.device})`;
+        io.stdout(`training ${a.input ?? 'built-in tiny Qwen2'}: ${(parameters / 1e6).toFixed(2)}M parameters, ${a.fuse ? `fused (${fused} rewrites)` : 'unfused'}, batch ${a.batch}×${a.seq}${accum > 1 ? ` × ${accum} micro-batches` : ''}, ${a.steps} steps, tokenizer ${tok.name}, ${where}, ${backend.precision}, step memory about ${gib(memory.bytes)} (estimate)\n`);
+        io.stdout(`  lr ${a.lr} (warm-up ${a.warmup ?? defaultWarmup(a.steps)}, ${a.schedule ?? 'cosine'}${a.schedule === 'constant' ? '' : ` to ${a.minLrRatio ?? 0.1} x`}), weight decay ${a.weightDecay}, clip ${a.maxGradNorm}, seed ${a.seed}${startStep ? `, resuming after step ${startStep}` : ''}\n`);
+        for (const line of describeParameters(prepared.parameterReport)) io.stdout(`${line}\n`);
+        if (backend.software) io.stderr(`ortfuse: warning: ${backend.device} is a software adapter (WebGPU on the CPU): training runs far slower than with --backend cpu\n`);
+        json?.begin(c.resume ? startStep : 0);
+        signals.install();
+        view.start(a.steps, startStep);
+      },
+      onStep(r) {
+        json?.write(r);
+        if (view.enabled) view.update(r);
+        else io.stdout(`step ${r.step} loss ${r.loss.toFixed(4)}${r.valLoss !== undefined ? ` val ${r.valLoss.toFixed(4)}` : ''} lr ${r.lr.toExponential(2)} ${r.tokensPerSecond.toFixed(0)} tok/s peak ${r.peakRssMiB.toFixed(0)} MiB${r.peakGpuMiB !== undefined ? `, GPU ${r.peakGpuMiB.toFixed(1)} MiB` : ''}\n`);
+      },
+      stopRequested: () => signals.requested,
+      onStop(s) {
+        stopped = s;
+      },
+    });
+  } finally {
+    view.stop();
+    signals.dispose();
   }
+  const last = records[records.length - 1];
+  if (last) io.stdout(`${stopped ? 'stopped' : 'done'}: loss ${records[0].loss.toFixed(4)} → ${last.loss.toFixed(4)}${last.valLoss !== undefined ? `, validation ${last.valLoss.toFixed(4)}` : ''}\n`);
+  if (c.saveWeights && !stopped) io.stdout(`weights: ${shown(c.saveWeights)}\n`);
+  if (c.saveModel && !stopped) io.stdout(`model: ${shown(c.saveModel)}\n`);
+  if (c.plot && records.length) {
+    fs.writeFileSync(c.plot, await lossChartSvg([{ name: a.fuse ? 'fused' : 'unfused', points: [...(json?.previous ?? []), ...records] }]));
+    io.stdout(`loss curve: ${c.plot}\n`);
+  }
+  if (!stopped) return 0;
+  const why = stopped.reason === 'max-time' ? `stopped at --max-time ${a.maxTime}` : `interrupted by ${stopped.reason}`;
+  io.stderr(`ortfuse: ${why} after step ${stopped.step} of ${a.steps}; checkpoint ${shown(stopped.checkpoint)}; resume with: ${resumeCommand(io.argv ?? [], shown(stopped.checkpoint))}\n`);
+  return stopped.reason === 'max-time' ? 0 : SIGNAL_EXIT_CODES[stopped.reason as 'SIGINT' | 'SIGTERM'] ?? 130;
 }

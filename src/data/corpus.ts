@@ -10,15 +10,25 @@ export function mobyDick(): string {
   return chapters.map((c) => c.text).join('\n\n');
 }
 
-/** Read a UTF-8 text file for training, with a clear error when it is missing or empty. */
-export function readText(file: string): string {
-  let text: string;
+/**
+ * Read a UTF-8 text file for training, with a clear error when it is missing, empty or not text:
+ * any NUL byte, or more than 1% of the characters undecodable as UTF-8 (a binary file, another
+ * encoding). `what` names the option in messages (default --text).
+ */
+export function readText(file: string, what = '--text'): string {
+  let bytes: Buffer;
   try {
-    text = fs.readFileSync(file, 'utf8');
+    bytes = fs.readFileSync(file);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    return fail('io', `--text ${file}: ${code === 'ENOENT' ? 'no such file' : `cannot read (${code})`}`, e);
+    return fail('io', `${what} ${file}: ${code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a directory' : `cannot read (${code})`}`, e);
   }
-  if (text.trim().length === 0) fail('usage', `--text ${file}: the file is empty`);
+  const nul = bytes.indexOf(0);
+  if (nul >= 0) fail('usage', `${what} ${file}: not a text file (NUL byte at offset ${nul}; a binary file?)`);
+  const text = bytes.toString('utf8');
+  let bad = 0;
+  for (let i = text.indexOf('\uFFFD'); i >= 0; i = text.indexOf('\uFFFD', i + 1)) bad++;
+  if (bad > 0.01 * text.length) fail('usage', `${what} ${file}: not UTF-8 text (${bad} of ${text.length} characters undecodable)`);
+  if (text.trim().length === 0) fail('usage', `${what} ${file}: the file is empty`);
   return text;
 }

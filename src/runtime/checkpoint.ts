@@ -74,18 +74,34 @@ export function saveCheckpoint(file: string, s: TrainState): void {
   }
 }
 
+/** A checkpoint's step and metadata, without reading the parameters (for checks before any work). */
+export function readCheckpointHeader(file: string): { step: number; meta: Record<string, unknown>; params: { name: string; length: number }[] } {
+  return readCheckpoint(file, false) as Header;
+}
+
 export function loadCheckpoint(file: string): TrainState {
+  return readCheckpoint(file, true) as TrainState;
+}
+
+function readCheckpoint(file: string, withParams: boolean): TrainState | Header {
   let fd: number;
   try {
     fd = fs.openSync(file, 'r');
   } catch (e) {
-    return fail('io', `checkpoint ${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : 'cannot read'}`, e);
+    const code = (e as NodeJS.ErrnoException).code;
+    return fail('io', `checkpoint ${file}: ${code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a directory' : 'cannot read'}`, e);
   }
   try {
     const len = Buffer.alloc(4);
-    if (fs.readSync(fd, len, 0, 4, null) !== 4) fail('parse', `checkpoint ${file} is empty or truncated`);
+    let got: number;
+    try {
+      got = fs.readSync(fd, len, 0, 4, null);
+    } catch (e) {
+      return fail('io', `checkpoint ${file}: cannot read (${(e as NodeJS.ErrnoException).code})`, e);
+    }
+    if (got !== 4) fail('parse', `checkpoint ${file} is empty or truncated`);
     const n = len.readUInt32LE();
-    const json = Buffer.alloc(n);
+    const json = Buffer.alloc(Math.min(n, 1 << 28));
     if (n > 1 << 28 || fs.readSync(fd, json, 0, n, null) !== n) fail('parse', `checkpoint ${file} has a broken header`);
     let h: Header;
     try {
@@ -94,6 +110,7 @@ export function loadCheckpoint(file: string): TrainState {
       return fail('parse', `checkpoint ${file} has a broken header`);
     }
     if (h.magic !== MAGIC) fail('parse', `${file} is not an ortfuse checkpoint`);
+    if (!withParams) return h;
     const params = new Map<string, ParamState>();
     for (const p of h.params) {
       const value = readAll(fd, p.length, file);

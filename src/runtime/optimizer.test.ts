@@ -53,4 +53,14 @@ describe('AdamW', () => {
     expect(learningRate(110, s)).toBeCloseTo(1e-4, 12);
     expect(learningRate(500, s)).toBeCloseTo(1e-4, 12);
   });
+
+  it('linear and constant schedules after the same warm-up', () => {
+    const s = { lr: 1e-3, warmupSteps: 10, totalSteps: 110, minRatio: 0.1 };
+    expect(learningRate(5, { ...s, kind: 'linear' })).toBeCloseTo(0.5e-3, 12);
+    expect(learningRate(60, { ...s, kind: 'linear' })).toBeCloseTo(0.55e-3, 12);
+    expect(learningRate(110, { ...s, kind: 'linear' })).toBeCloseTo(1e-4, 12);
+    expect(learningRate(35, { ...s, kind: 'linear' })).toBeCloseTo(1e-3 - 0.9e-3 * 0.25, 12);
+    expect(learningRate(5, { ...s, kind: 'constant' })).toBeCloseTo(0.5e-3, 12);
+    for (const t of [10, 60, 110, 500]) expect(learningRate(t, { ...s, kind: 'constant' })).toBe(1e-3);
+  });
 });

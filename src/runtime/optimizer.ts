@@ -1,7 +1,7 @@
 /**
  * AdamW (decoupled weight decay, bias-corrected moments; Loshchilov & Hutter,
- * https://arxiv.org/abs/1711.05101), global-norm gradient clipping and a linear warm-up +
- * cosine learning-rate schedule, on host Float32Arrays (the `cpu` backend).
+ * https://arxiv.org/abs/1711.05101), global-norm gradient clipping and a linear warm-up followed by
+ * a cosine, linear or constant learning-rate schedule, on host Float32Arrays (the `cpu` backend).
  *
  *   m ← β1·m + (1−β1)·g,  v ← β2·v + (1−β2)·g²
  *   p ← p − lr·( m/(1−β1ᵗ) / (√(v/(1−β2ᵗ)) + ε) + wd·p )
@@ -22,16 +22,25 @@ export interface ScheduleOptions {
   lr: number;
   warmupSteps: number;
   totalSteps: number;
-  /** Final learning rate as a fraction of the peak (default 0.1). */
+  /** Final learning rate as a fraction of the peak (default 0.1; not used by 'constant'). */
   minRatio?: number;
+  /** Decay after the warm-up (default 'cosine'). */
+  kind?: ScheduleKind;
 }
 
-/** Learning rate at 1-based step `t`: linear warm-up, then cosine decay to minRatio·lr. */
+/** Learning-rate decay after the warm-up. */
+export const SCHEDULES = ['cosine', 'linear', 'constant'] as const;
+export type ScheduleKind = (typeof SCHEDULES)[number];
+
+/** Learning rate at 1-based step `t`: linear warm-up, then cosine or linear decay to minRatio·lr, or constant. */
 export function learningRate(t: number, s: ScheduleOptions): number {
   const min = (s.minRatio ?? 0.1) * s.lr;
   if (s.warmupSteps > 0 && t <= s.warmupSteps) return (s.lr * t) / s.warmupSteps;
+  const kind = s.kind ?? 'cosine';
+  if (kind === 'constant') return s.lr;
   const span = Math.max(1, s.totalSteps - s.warmupSteps);
   const p = Math.min(1, (t - s.warmupSteps) / span);
+  if (kind === 'linear') return s.lr - (s.lr - min) * p;
   return min + 0.5 * (s.lr - min) * (1 + Math.cos(Math.PI * p));
 }
 

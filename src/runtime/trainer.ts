@@ -28,6 +28,19 @@ export interface TrainerOptions {
   session?: ort.InferenceSession.SessionOptions;
 }
 
+/** The label a loss ignores (torch's and ONNX's default ignore_index). */
+export const IGNORE_INDEX = -100n;
+
+/**
+ * Target tokens a batch's mean loss runs over: labels[b, t] other than IGNORE_INDEX for t >= 1
+ * (the model shifts labels by one, as Hugging Face causal-LM heads and their exports do).
+ */
+export function targetTokens(b: Batch): number {
+  let n = 0;
+  for (let r = 0; r < b.batch; r++) for (let t = 1; t < b.seq; t++) if (b.labels[r * b.seq + t] !== IGNORE_INDEX) n++;
+  return n;
+}
+
 export interface StepResult {
   step: number;
   loss: number;
@@ -71,7 +84,8 @@ export class CpuTrainer {
     // Recomputed backward values must not be merged back into the forward ones (src/autodiff/recompute.ts).
     // enableMemPattern off: with it ORT allocates one block for the planned peak on the second run, on
     // top of the first run's arena (the 0.5B step at 8×256 then outgrows 24 GB; bench/results/train-step-0.5b.md).
-    const so: ort.InferenceSession.SessionOptions = { logSeverityLevel: 3, enableMemPattern: false, extra: NO_CSE_SESSION_CONFIG, ...opts.session };
+    // Fatal-only native log: failures reach the user as one line through the thrown error.
+    const so: ort.InferenceSession.SessionOptions = { logSeverityLevel: 4, enableMemPattern: false, extra: NO_CSE_SESSION_CONFIG, ...opts.session };
     if (opts.threads) so.intraOpNumThreads = opts.threads;
     let session: ort.InferenceSession;
     try {
@@ -100,23 +114,50 @@ export class CpuTrainer {
       return fail('runtime', `step ${this.step + 1}: onnxruntime failed: ${(e as Error).message.split('\n')[0]}`, e);
     }
     const loss = Number((out.loss as ort.Tensor).data[0]);
-    if (!Number.isFinite(loss)) throw new OrtfuseError('runtime', `step ${this.step + 1}: loss is ${loss}`);
+    if (!Number.isFinite(loss)) throw new OrtfuseError('diverged', `step ${this.step + 1}: the loss is ${loss}`);
     const grads = new Map<string, Float32Array>();
     for (const name of this.params.keys()) {
       const g = out[GRAD_PREFIX + name] as ort.Tensor | undefined;
       if (!g) continue;
       const data = g.data as Float32Array;
       for (let i = 0; i < data.length; i++)
-        if (!Number.isFinite(data[i])) throw new OrtfuseError('runtime', `step ${this.step + 1}: gradient of '${name}' has ${data[i]} at index ${i}`);
+        if (!Number.isFinite(data[i])) throw new OrtfuseError('diverged', `step ${this.step + 1}: the gradient of '${name}' has ${data[i]} at index ${i}`);
       grads.set(name, data);
     }
     return { loss, grads };
   }
 
-  /** One optimisation step. */
-  async train(batch: Batch): Promise<StepResult> {
+  /**
+   * Loss and gradients of one step made of micro-batches (gradient accumulation): each micro-batch's
+   * mean loss and gradient weighted by its count of target tokens (`targetTokens`), so the result
+   * is the mean over all their target tokens, as for the concatenated batch. One micro-batch: as
+   * lossAndGrads.
+   */
+  async accumulate(micro: Batch[]): Promise<{ loss: number; grads: Map<string, Float32Array> }> {
+    if (micro.length === 1) return this.lossAndGrads(micro[0]);
+    const counts = micro.map(targetTokens);
+    const total = counts.reduce((a, b) => a + b, 0);
+    if (total === 0) fail('usage', `step ${this.step + 1}: every label of the step's ${micro.length} micro-batches is ignored (${IGNORE_INDEX})`);
+    let loss = 0;
+    const sums = new Map<string, Float32Array>();
+    for (const [i, b] of micro.entries()) {
+      if (counts[i] === 0) continue; // its mean loss is 0/0; it adds nothing to the sum
+      const w = counts[i] / total;
+      const r = await this.lossAndGrads(b);
+      loss += w * r.loss;
+      for (const [name, g] of r.grads) {
+        let acc = sums.get(name);
+        if (!acc) sums.set(name, (acc = new Float32Array(g.length)));
+        for (let j = 0; j < g.length; j++) acc[j] += w * g[j];
+      }
+    }
+    return { loss, grads: sums };
+  }
+
+  /** One optimisation step on a batch, or on micro-batches whose gradients are accumulated. */
+  async train(batch: Batch | Batch[]): Promise<StepResult> {
     const t0 = performance.now();
-    const { loss, grads } = await this.lossAndGrads(batch);
+    const { loss, grads } = await this.accumulate(Array.isArray(batch) ? batch : [batch]);
     this.step++;
     const lr = learningRate(this.step, this.opts.schedule);
     const gradNorm = adamwStep(this.params, grads, this.step, lr, this.opts.optimizer);

@@ -166,7 +166,7 @@ export class WebGpuTrainer {
     await this.staging.mapAsync(GPUMapMode.READ);
     const s = new Float32Array(this.staging.getMappedRange().slice(0));
     this.staging.unmap();
-    if (!Number.isFinite(s[0])) throw new OrtfuseError('runtime', `step ${this.step + 1}: loss is ${s[0]}`);
+    if (!Number.isFinite(s[0])) throw new OrtfuseError('diverged', `step ${this.step + 1}: the loss is ${s[0]}`);
     return s;
   }
 
@@ -184,7 +184,7 @@ export class WebGpuTrainer {
     adamw(this.ctx, tensors, { step: t, lr, beta1: o.beta1 ?? 0.9, beta2: o.beta2 ?? 0.999, eps: o.eps ?? 1e-8, weightDecay: o.weightDecay ?? 0 });
     const s = await this.finish(out);
     if (!Number.isFinite(s[1]))
-      throw new OrtfuseError('runtime', `step ${t}: the gradient norm is ${s[1]} (a gradient holds NaN or Inf); the parameters are no longer valid`);
+      throw new OrtfuseError('diverged', `step ${t}: the gradient norm is ${s[1]} (a gradient holds NaN or Inf); the parameters are no longer valid`);
     this.step = t;
     return { step: t, loss: s[0], gradNorm: s[1], lr, ms: performance.now() - t0 };
   }

@@ -1,0 +1,61 @@
+/**
+ * `ortfuse train` checks before the model is even loaded: backend and option ranges, every output
+ * path writable (and none of them an input), the texts readable and text, the checkpoint to
+ * resume readable, --max-time a duration. The runtime then checks what needs the model
+ * (src/runtime/train.ts). Nothing is written here.
+ */
+import * as path from 'node:path';
+import { fail } from '../errors.js';
+import { mobyDick, readText } from '../data/corpus.js';
+import { readCheckpointHeader } from '../runtime/checkpoint.js';
+import { checkOptions } from '../runtime/run-checks.js';
+import { BACKENDS, type TrainOptions } from '../runtime/train.js';
+import { parseDuration } from './train-session.js';
+import { assertWritable } from './writable.js';
+
+/** The CLI's train arguments as far as the checks need them. */
+export interface PreflightArgs extends TrainOptions {
+  input?: string;
+  text?: string;
+  evalTextFile?: string;
+  json?: string;
+  plot?: string;
+  maxTime?: string;
+  backend: string;
+}
+
+export interface Checked {
+  /** Absolute paths. */
+  model?: string;
+  json?: string;
+  plot?: string;
+  checkpoint?: string;
+  resume?: string;
+  saveWeights?: string;
+  saveModel?: string;
+  text: string;
+  evalText?: string;
+  maxTimeMs?: number;
+}
+
+export function preflight(a: PreflightArgs, cwd: string): Checked {
+  if (!(BACKENDS as readonly string[]).includes(a.backend)) fail('usage', `--backend ${a.backend}: expected one of ${BACKENDS.join(', ')}`);
+  checkOptions(a);
+  const maxTimeMs = a.maxTime === undefined ? undefined : parseDuration(a.maxTime) ?? fail('usage', `--max-time ${a.maxTime}: expected a duration such as 90s, 30m or 2h`);
+  const abs = (f?: string) => (f === undefined ? undefined : path.resolve(cwd, f));
+  const c: Checked = { model: abs(a.input), json: abs(a.json), plot: abs(a.plot), checkpoint: abs(a.checkpoint), resume: abs(a.resume), saveWeights: abs(a.saveWeights), saveModel: abs(a.saveModel), text: '', maxTimeMs };
+  const inputs = new Map([[c.model, '--model'], [abs(a.text), '--text'], [abs(a.evalTextFile), '--eval-text']]);
+  const outputs: [string | undefined, string][] = [[c.json, '--json'], [c.plot, '--plot'], [c.checkpoint, '--checkpoint'], [c.saveWeights, '--save-weights'], [c.saveModel, '--save-model']];
+  const seen = new Map<string, string>();
+  for (const [file, flag] of outputs) {
+    if (!file) continue;
+    assertWritable(file, flag);
+    if (inputs.has(file)) fail('usage', `${flag} ${file} is also the ${inputs.get(file)} input; it would be overwritten`);
+    if (seen.has(file)) fail('usage', `${flag} and ${seen.get(file)} name the same file ${file}`);
+    seen.set(file, flag);
+  }
+  if (c.resume) readCheckpointHeader(c.resume);
+  c.text = a.text ? readText(abs(a.text)!, '--text') : mobyDick();
+  if (a.evalTextFile) c.evalText = readText(abs(a.evalTextFile)!, '--eval-text');
+  return c;
+}
