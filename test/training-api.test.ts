@@ -8,7 +8,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { createTrainer, demoModel, mobyDick, textBatches, toBatch, getTokenizer, OrtfuseError, type StepInfo } from '../src/index.js';
+import * as ort from 'onnxruntime-node';
+import { createTrainer, demoModel, mobyDick, textBatches, toBatch, getTokenizer, save, setParameters, OrtfuseError, type StepInfo } from '../src/index.js';
 import { buildQwen2 } from '../models/qwen2.js';
 import { TINY } from '../models/config.js';
 import { runTraining } from '../src/runtime/train.js';
@@ -100,6 +101,23 @@ describe('training API (cpu)', () => {
     const r = await t.step(toBatch([[1, 2, 3, 4, 5, 6], [7, 8, 9, 10, 11, 12]], [[1, 2, 3, -100, -100, -100], [7, 8, 9, 10, 11, 12]]));
     expect(r.loss).toBeGreaterThan(5);
     await t.dispose();
+  });
+
+  it("setParameters puts the trained weights into the exported model: an onnxruntime-node session of it gives the trainer's loss", async () => {
+    const t = await createTrainer(demoModel(), opts);
+    const data = await textBatches(text, shape);
+    for (let i = 0; i < 5; i++) await t.step(data.train.next().value!);
+    const b = data.validation[0];
+    const want = await t.evaluate([b]);
+    const model = setParameters(demoModel(), await t.parameters());
+    const session = await ort.InferenceSession.create(save(model));
+    const feeds = { input_ids: new ort.Tensor('int64', b.inputIds, [b.batch, b.seq]), labels: new ort.Tensor('int64', b.labels, [b.batch, b.seq]) };
+    const got = Number((await session.run(feeds)).loss.data[0]);
+    const untrained = await ort.InferenceSession.create(save(demoModel()));
+    expect(Math.abs(got - want)).toBeLessThan(1e-4);
+    expect(Number((await untrained.run(feeds)).loss.data[0])).toBeGreaterThan(want + 0.5);
+    await Promise.all([session.release(), untrained.release(), t.dispose()]);
+    expect(() => setParameters(demoModel(), new Map([['nope', new Float32Array(1)]]))).toThrow(/the model has no initializer 'nope'/);
   });
 
   it('refuses bad options, batches and overlapping calls with one line before running', async () => {
