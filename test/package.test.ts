@@ -12,13 +12,15 @@
  * registry only for what is missing; ONNXRUNTIME_NODE_INSTALL=skip stops onnxruntime-node's
  * postinstall from downloading CUDA binaries (npm 11 does not run dependencies' install scripts
  * without approval anyway; npm 10 does). The peers are optional: a project without
- * onnxruntime-node gets one line naming the package to install, from the API and from the CLI.
+ * onnxruntime-node gets one line naming the package to install, from the API and from the CLI; with
+ * onnxruntime-web and webgpu added, the webgpu backend trains from the tarball too.
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { gpuEnv } from './webgpu-helpers.js';
 
 const root = path.resolve(import.meta.dirname, '..');
 const ortVersion = JSON.parse(fs.readFileSync(path.join(root, 'node_modules/onnxruntime-node/package.json'), 'utf8')).version as string;
@@ -55,6 +57,15 @@ function readmeExample(): string {
 const WEBGPU = `import { createTrainer, demoModel } from 'ortfuse';
 try { await createTrainer(demoModel(), { backend: 'webgpu' }); } catch (e) { console.log(e.code + ': ' + e.message); }
 `;
+
+const WEBGPU_TRAIN = `import { createTrainer, demoModel, mobyDick, textBatches } from 'ortfuse';
+const t = await createTrainer(demoModel(), { backend: 'webgpu', batch: 2, seq: 32, lr: 3e-3, steps: 2 });
+const d = await textBatches(mobyDick().slice(0, 100000), { tokenizer: 'bytes', batch: 2, seq: 32, vocab: t.vocab });
+for (let i = 0; i < 2; i++) console.log((await t.step(d.train.next().value)).loss);
+await t.dispose();
+`;
+
+const gpu = await gpuEnv();
 
 describe('the packed package in a fresh project', () => {
   let dir = '';
@@ -97,6 +108,18 @@ describe('the packed package in a fresh project', () => {
     fs.writeFileSync(path.join(app, 'webgpu.mjs'), WEBGPU);
     expect(ok('node', ['webgpu.mjs'], app).trim()).toBe("usage: backend 'webgpu' needs the package webgpu, which is not installed: npm install onnxruntime-web webgpu");
   });
+
+  it.skipIf(!gpu.ctx)('with onnxruntime-web and webgpu installed, the webgpu backend trains from the tarball', () => {
+    const app = path.join(dir, 'app');
+    const web = JSON.parse(fs.readFileSync(path.join(root, 'node_modules/onnxruntime-web/package.json'), 'utf8')).version;
+    const dawn = JSON.parse(fs.readFileSync(path.join(root, 'node_modules/webgpu/package.json'), 'utf8')).version;
+    ok('npm', ['install', `onnxruntime-web@${web}`, `webgpu@${dawn}`, '--prefer-offline', '--no-audit', '--no-fund'], app);
+    fs.writeFileSync(path.join(app, 'webgpu-train.mjs'), WEBGPU_TRAIN);
+    const losses = ok('node', ['webgpu-train.mjs'], app).trim().split('\n').map(Number);
+    expect(losses.length).toBe(2);
+    expect(losses[0]).toBeGreaterThan(5.5);
+    expect(losses[1]).toBeLessThan(losses[0]);
+  }, 180_000);
 
   it('without onnxruntime-node: the API and the CLI say to install it', () => {
     const bare = path.join(dir, 'bare');
