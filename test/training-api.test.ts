@@ -44,6 +44,8 @@ describe('training API (cpu)', () => {
       const r = await t.step(data.train.next().value!);
       expect(r).toMatchObject({ step: i + 1 });
       expect(r.tokensPerSecond).toBeGreaterThan(0);
+      expect(r.peakRssMiB).toBeGreaterThan(0);
+      expect(r.peakGpuMiB).toBeUndefined();
     }
     expect(t.globalStep).toBe(8);
     expect(events.map((r) => r.loss)).toEqual(cli.map((r) => r.loss));
@@ -164,7 +166,11 @@ describe.skipIf(!env.ctx)('training API (webgpu, dawn.node)', () => {
     const ort = await import('onnxruntime-web/webgpu');
     const t = await createTrainer(buildQwen2(TINY, { seed: 1 }), { ...opts, backend: 'webgpu', ort, kernels: 'none', batch: 2, seq: 32 });
     const data = await textBatches(text, shape);
-    for (let i = 0; i < 3; i++) expect(Math.abs((await t.step(data.train.next().value!)).loss - cpu[i])).toBeLessThan(1e-4);
+    for (let i = 0; i < 3; i++) {
+      const r = await t.step(data.train.next().value!);
+      expect(Math.abs(r.loss - cpu[i])).toBeLessThan(1e-4);
+      expect(r.peakGpuMiB).toBeGreaterThan(0.4); // at least the parameters and moments (107k x 3 floats)
+    }
     // The caller's ORT-web holds the trainer's device: their sessions run beside it.
     expect(ort.env.webgpu.device).toBeDefined();
     await expect(t.step(toBatch([[1, 2, 3, 4]]))).rejects.toThrow(/specialised to batches of 2x32 \(options batch, seq\), not 1x4/);

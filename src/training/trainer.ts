@@ -24,6 +24,7 @@ import type { Batch } from '../data/batches.js';
 import { loadCheckpoint, saveCheckpoint } from '../runtime/checkpoint.js';
 import { prepareTraining } from '../runtime/session.js';
 import type { Trainer as BackendTrainer } from '../runtime/train.js';
+import type { MemoryMeter } from '../runtime/webgpu/memory.js';
 import type { TrainerOptions } from '../runtime/trainer.js';
 import { withPeers } from './peers.js';
 import { resolveOptions, type ResolvedOptions, type TrainerConfig } from './options.js';
@@ -44,6 +45,10 @@ export interface StepInfo {
   ms: number;
   /** Tokens of the batch per second of this step. */
   tokensPerSecond: number;
+  /** Peak resident set size of this process so far, MiB. */
+  peakRssMiB: number;
+  /** webgpu: most GPU memory in live buffers so far (ORT's pool and ours), MiB. */
+  peakGpuMiB?: number;
 }
 
 /** Events of a trainer and what they carry. */
@@ -53,6 +58,9 @@ export interface TrainerEvents {
   save: { step: number; file: string };
   load: { step: number; file: string };
 }
+
+/** As runTraining's record (src/runtime/train.ts, not imported: it loads onnxruntime-node). */
+const peakRssMiB = () => process.resourceUsage().maxRSS / 1024;
 
 type Listener<K extends keyof TrainerEvents> = (e: TrainerEvents[K]) => void;
 
@@ -74,6 +82,7 @@ export class Trainer {
     readonly vocab: number,
     /** What the fusion passes did (undefined with `fuse: false`). */
     readonly report: PipelineReport | undefined,
+    private readonly gpuMeter: MemoryMeter | undefined,
   ) {}
 
   /** @internal Use createTrainer. */
@@ -87,14 +96,16 @@ export class Trainer {
       session: o.sessionOptions as TrainerOptions['session'],
     };
     let inner: BackendTrainer;
+    let meter: MemoryMeter | undefined;
     if (o.backend === 'webgpu') {
       inner = await withPeers('webgpu', async () => {
         const wg = await import('../runtime/webgpu/node.js');
         const policy = o.kernels === undefined ? {} : wg.parseKernels(o.kernels);
         const shape = o.batch !== undefined && o.seq !== undefined ? { batch: o.batch, seq: o.seq } : undefined;
+        // Dawn as navigator.gpu (and the memory meter) before ORT-web creates its device.
+        meter = await wg.nodeWebGpu();
         if (!o.ort) return wg.createNodeWebGpuTrainer(prepared.train, prepared.initial, topts, policy, shape);
         // The caller's onnxruntime-web: its env (and the GPUDevice it creates) are shared with their sessions.
-        if (!(globalThis as { navigator?: { gpu?: unknown } }).navigator?.gpu) await wg.nodeWebGpu();
         const { WebGpuTrainer } = await import('../runtime/webgpu/trainer.js');
         return WebGpuTrainer.create(o.ort as never, wg.trainingSpec(prepared.train, prepared.initial, policy, shape), topts);
       });
@@ -102,7 +113,7 @@ export class Trainer {
       inner = await withPeers('cpu', async () => (await import('../runtime/trainer.js')).CpuTrainer.create(prepared.train, prepared.initial, topts));
     }
     const count = [...prepared.initial.values()].reduce((s, p) => s + p.length, 0);
-    return new Trainer(inner, o, prepared.parameters, count, prepared.vocab, prepared.report);
+    return new Trainer(inner, o, prepared.parameters, count, prepared.vocab, prepared.report, meter);
   }
 
   /** Optimizer steps taken so far (restored by `load`). */
@@ -159,7 +170,8 @@ export class Trainer {
     return this.exclusive('step()', async () => {
       this.checkBatch(batch, `step ${this.inner.step + 1}`);
       const r = await this.inner.train(batch);
-      const info: StepInfo = { ...r, tokensPerSecond: (batch.batch * batch.seq * 1000) / r.ms };
+      const info: StepInfo = { ...r, tokensPerSecond: (batch.batch * batch.seq * 1000) / r.ms, peakRssMiB: peakRssMiB() };
+      if (this.gpuMeter) info.peakGpuMiB = this.gpuMeter.peak / 2 ** 20;
       this.emit('step', info);
       return info;
     });
