@@ -4,7 +4,11 @@
  * unfused, at 8×256 and 8×512: peak GPU memory and tok/s next to the PyTorch / Liger-Kernel figures
  * of ../shared/ANCHORS.md (same config, fp32, H100).
  *
- *   node --liftoff-only dist/bench/train-step-webgpu.js [--runs fused:8x256,unfused:8x256:all,...] [--steps 3] [--out DIR] [--config 0.5b|tiny]
+ *   node --liftoff-only dist/bench/train-step-webgpu.js [--runs fused:8x256,unfused:8x256:all,...] [--steps 3] [--out DIR] [--config 0.5b|tiny] [--model FILE]
+ *
+ * With --model, a run may end in `:export` (e.g. fused:8x512:default:export): that run trains the
+ * exported model FILE (e.g. a default-settings torch export; parameters adopted as `ortfuse train`
+ * does) instead of the models/ builder graph of --config, so both sit side by side in one table.
  *
  * A run is variant:BxT[:kernels], variant fused or unfused, with `-keep` (fused-keep): the backward
  * keeps its forward values instead of recomputing the cheap ones (src/autodiff/recompute.ts); kernels as `ortfuse train --kernels` (all, none, default, or a '+'-joined
@@ -30,6 +34,8 @@ const ANCHORS: Record<string, { plainGiB: number; ligerGiB: number; plainTokS: n
 
 interface ChildResult {
   variant: string;
+  /** 'builder' (models/ graph of --config) or 'export' (--model FILE). */
+  source?: string;
   batch: number;
   seq: number;
   stepMs: number[];
@@ -54,7 +60,7 @@ function arg(name: string, dflt: string): string {
   return i > 0 && process.argv[i + 1] ? process.argv[i + 1] : dflt;
 }
 
-async function child(variant: string, batch: number, seq: number, steps: number, kernels: string): Promise<ChildResult> {
+async function child(variant: string, batch: number, seq: number, steps: number, kernels: string, modelFile?: string): Promise<ChildResult> {
   const { buildQwen2 } = await import('../models/qwen2.js');
   const { PRESETS } = await import('../models/config.js');
   const config = PRESETS[arg('config', '0.5b')];
@@ -65,7 +71,8 @@ async function child(variant: string, batch: number, seq: number, steps: number,
   const policy = kernels ? parseKernels(kernels.replace(/\+/g, ',')) : {};
   const { rng } = await import('../src/random.js');
   const t0 = performance.now();
-  const prepared = prepareTraining(buildQwen2(config, { seed: 0 }), { fuse: variant.startsWith('fused'), target: 'webgpu', recompute: !variant.endsWith('-keep') });
+  const { loadFile } = await import('../src/onnx/io.js');
+  const prepared = prepareTraining(modelFile ? loadFile(modelFile) : buildQwen2(config, { seed: 0 }), { fuse: variant.startsWith('fused'), target: 'webgpu', recompute: !variant.endsWith('-keep') });
   const prepareMs = performance.now() - t0;
   const { ort, meter } = await nodeOrtWeb();
   const spec = trainingSpec(prepared.train, prepared.initial, policy, { batch, seq });
@@ -79,7 +86,7 @@ async function child(variant: string, batch: number, seq: number, steps: number,
   const losses: number[] = [];
   for (let s = 0; s < steps; s++) {
     const ids = new BigInt64Array(batch * seq);
-    for (let i = 0; i < ids.length; i++) ids[i] = BigInt(Math.floor(r() * config.vocab_size));
+    for (let i = 0; i < ids.length; i++) ids[i] = BigInt(Math.floor(r() * prepared.vocab));
     const t = performance.now();
     const res = await trainer.train({ inputIds: ids, labels: ids.slice(), batch, seq });
     stepMs.push(performance.now() - t);
@@ -120,7 +127,7 @@ async function parent(): Promise<void> {
   const self = fileURLToPath(import.meta.url);
   const results: (ChildResult & { gpuPeakMiB?: number })[] = [];
   for (const run of runs) {
-    const [variant, shape, kernels = ''] = run.split(':');
+    const [variant, shape, kernels = '', source = 'builder'] = run.split(':');
     const [b, t] = shape.split('x');
     const idle = gpuUsedMiB();
     let peak = idle;
@@ -129,7 +136,7 @@ async function parent(): Promise<void> {
     smi.stdout.on('data', (d: Buffer) => { for (const l of d.toString().split('\n')) if (l.trim()) peak = Math.max(peak, Number(l)); });
     const res = await new Promise<ChildResult>((resolve) => {
       // execArgv: a loader the parent runs under (tsx) runs the child too.
-      const c = spawn(process.execPath, [...process.execArgv, '--liftoff-only', '--max-old-space-size=16384', self, '--child', variant, b, t, steps, kernels || '-', '--config', arg('config', '0.5b')], { stdio: ['ignore', 'pipe', 'inherit'] });
+      const c = spawn(process.execPath, [...process.execArgv, '--liftoff-only', '--max-old-space-size=16384', self, '--child', variant, b, t, steps, kernels || '-', source === 'export' ? arg('model', '') : '-', '--config', arg('config', '0.5b')], { stdio: ['ignore', 'pipe', 'inherit'] });
       let text = '';
       c.stdout.on('data', (d: Buffer) => (text += d.toString()));
       c.on('close', (code) => {
@@ -142,13 +149,13 @@ async function parent(): Promise<void> {
       });
     });
     smi.kill();
-    results.push({ ...res, gpuPeakMiB: peak - idle });
+    results.push({ ...res, source, gpuPeakMiB: peak - idle });
     console.log(JSON.stringify(results[results.length - 1]));
   }
   const rows = results.map((r) => {
     const a = ANCHORS[`${r.batch}x${r.seq}`];
     const gib = (r.gpuPeakMiB ?? 0) / 1024;
-    return `| ${r.batch}×${r.seq} | ${r.variant} | ${r.kernels ?? '-'} | ${r.segments ?? '-'} | ${r.msPerOrtRun?.toFixed(1) ?? '-'} | ${r.error ? 'failed' : gib.toFixed(2)} | ${(r.webgpuPeakMiB / 1024).toFixed(2)} | ${r.error ? '-' : r.tokensPerSecond.toFixed(0)} | ${r.stepMs.map((x) => x.toFixed(0)).join(', ')} | ${a ? `${a.plainGiB} / ${a.ligerGiB}` : '-'} | ${a ? `${a.plainTokS} / ${a.ligerTokS}` : '-'} |`;
+    return `| ${r.batch}×${r.seq} | ${r.variant}${r.source === 'export' ? ' (torch export)' : ''} | ${r.kernels ?? '-'} | ${r.segments ?? '-'} | ${r.msPerOrtRun?.toFixed(1) ?? '-'} | ${r.error ? 'failed' : gib.toFixed(2)} | ${(r.webgpuPeakMiB / 1024).toFixed(2)} | ${r.error ? '-' : r.tokensPerSecond.toFixed(0)} | ${r.stepMs.map((x) => x.toFixed(0)).join(', ')} | ${a ? `${a.plainGiB} / ${a.ligerGiB}` : '-'} | ${a ? `${a.plainTokS} / ${a.ligerTokS}` : '-'} |`;
   });
   const md = [
     '| B×T | ortfuse | kernels | ORT segments | host ms per ORT run | peak GPU GiB (nvidia-smi) | WebGPU buffers peak GiB | tok/s | step ms (first = warm-up) | PyTorch / Liger GiB | PyTorch / Liger tok/s |',
@@ -163,8 +170,8 @@ async function parent(): Promise<void> {
 
 const ci = process.argv.indexOf('--child');
 if (ci > 0) {
-  const [variant, b, t, steps, kernels] = process.argv.slice(ci + 1);
-  child(variant, +b, +t, +steps, kernels === '-' ? '' : kernels)
+  const [variant, b, t, steps, kernels, model] = process.argv.slice(ci + 1);
+  child(variant, +b, +t, +steps, kernels === '-' ? '' : kernels, model === '-' ? undefined : model)
     .then((r) => { console.log(JSON.stringify(r)); process.exit(0); })
     .catch((e) => { console.log(JSON.stringify({ variant, batch: +b, seq: +t, stepMs: [], tokensPerSecond: 0, losses: [], webgpuPeakMiB: 0, largestBufferMiB: 0, prepareMs: 0, nodes: 0, error: String(e?.message ?? e).slice(0, 800) })); process.exit(1); });
 } else await parent();

@@ -6,7 +6,7 @@
  * weights and the 0.5B structure (weights in /dev/null, never read: placement does not depend on
  * sizes). Optionally times training steps of the tiny model (SwiftShader here).
  *
- *   npx tsx bench/webgpu-placement.ts [--configs tiny,0.5b] [--variants fused,unfused,unfused-raw] [--shape 2x32]
+ *   npx tsx bench/webgpu-placement.ts [--configs tiny,0.5b,file:model.onnx] [--variants fused,unfused,unfused-raw] [--shape 2x32]
  *                                     [--steps 20] [--out bench/results] [--tag NAME]
  *
  * Variants: 'fused' (default) = prepareTraining(.., { fuse: true, target: 'webgpu' }); 'unfused' =
@@ -29,7 +29,7 @@ import { fileURLToPath } from 'node:url';
 import { PRESETS, type Qwen2Config } from '../models/config.js';
 import { buildQwen2, buildQwen2Structure } from '../models/qwen2.js';
 import type { Model } from '../src/ir/graph.js';
-import { loadBytes } from '../src/onnx/io.js';
+import { loadBytes, loadFile } from '../src/onnx/io.js';
 import { inferShapes } from '../src/ir/infer/index.js';
 import { formatShape } from '../src/ir/types.js';
 import { prepareTraining, trainingGraph } from '../src/runtime/session.js';
@@ -100,9 +100,11 @@ function prepareVariant(model: Model, variant: Variant, readWeights: boolean): {
 
 /** The segments the webgpu backend runs for `config`, as ONNX bytes. */
 function segments(configName: string, variant: Variant, shape: SpecShape | undefined): { name: string; bytes: Uint8Array; nodes: number }[] {
+  // file:PATH — an exported model (e.g. a default-settings torch export), weights read
+  const file = configName.startsWith('file:') ? configName.slice(5) : undefined;
   const config = PRESETS[configName];
-  const tiny = configName === 'tiny';
-  const model = tiny ? buildQwen2(config, { seed: 1 }) : buildQwen2Structure(config);
+  const tiny = configName === 'tiny' || !!file;
+  const model = file ? loadFile(file) : tiny ? buildQwen2(config, { seed: 1 }) : buildQwen2Structure(config);
   const { train, initial } = prepareVariant(model, variant, tiny);
   const spec = trainingSpec(train, initial, {}, shape);
   const nodes = (b: Uint8Array) => loadBytes(b).graph.nodes.length;
@@ -214,12 +216,12 @@ function spawnChild(args: string[]): { stdout: string; stderr: string; status: n
 
 function placementOf(configName: string, variant: Variant, shape: SpecShape | undefined, dir: string): Placement[] {
   return segments(configName, variant, shape).map(({ name, bytes, nodes }) => {
-    const file = path.join(dir, `${configName}-${variant}-${name}.onnx`);
+    const file = path.join(dir, `${configName.replace(/[^\w.-]/g, "_")}-${variant}-${name}.onnx`);
     fs.writeFileSync(file, bytes);
     const r = spawnChild(['--child-create', file]);
     const p = parsePlacement(r.stderr);
     const error = r.status === 0 ? undefined : (r.stderr.split('\n').filter((l) => /error/i.test(l)).pop() ?? `exit ${r.status}`).slice(0, 300);
-    const { large, unresolved } = largeCpuNodes(bytes, p.cpuNodes, PRESETS[configName].vocab_size);
+    const { large, unresolved } = largeCpuNodes(bytes, p.cpuNodes, PRESETS[configName]?.vocab_size ?? 256);
     return { segment: name, graphNodes: nodes, ...p, cpuLarge: large, cpuUnresolved: unresolved, error };
   });
 }

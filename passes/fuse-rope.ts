@@ -18,6 +18,7 @@
 import { rotaryCaches, rotaryEmbedding23, canUseRotaryEmbedding23 } from '../custom-ops/rope/function.js';
 import { ORTFUSE_DOMAIN } from '../custom-ops/types.js';
 import type { Graph, Node, Value } from '../src/ir/graph.js';
+import type { Tensor } from '../src/ir/tensor.js';
 import { dimEq } from '../src/ir/infer/index.js';
 import { formatShape } from '../src/ir/types.js';
 import { constantNumbers } from '../src/rewrite/constant.js';
@@ -104,6 +105,10 @@ const KEEPS_LAST_AXIS = new Set(['Unsqueeze', 'Squeeze', 'Expand', 'Cast', 'Iden
  * a = Concat(f, f) on the last axis and the chain leaves that axis alone.
  */
 function cosSinPair(cos: Value, sin: Value): { halvesRepeat: boolean } | string {
+  // Static-shape exports fold the whole cos/sin chain into constants: the fused op takes any
+  // cos/sin values as they are; RotaryEmbedding-23 needs the halves to repeat, checked on the data.
+  const ct = cos.initializer, st = sin.initializer;
+  if (ct && st && ct.dims.join() === st.dims.join()) return { halvesRepeat: halvesRepeat(ct) && halvesRepeat(st) };
   let a = cos;
   let b = sin;
   let keepsLast = true;
@@ -125,6 +130,15 @@ function cosSinPair(cos: Value, sin: Value): { halvesRepeat: boolean } | string 
     b = nb.inputs[0]!;
   }
   return `cos '${cos.name}' and sin '${sin.name}' are not Cos and Sin of the same angles`;
+}
+
+/** True when the last axis of float tensor `t` is two equal halves (Concat(f, f) folded). */
+function halvesRepeat(t: Tensor): boolean {
+  const d = t.dims[t.dims.length - 1];
+  if (d === undefined || d % 2 !== 0) return false;
+  const a = t.toArray() as Float32Array;
+  for (let r = 0; r < a.length; r += d) for (let i = 0; i < d / 2; i++) if (a[r + i] !== a[r + d / 2 + i]) return false;
+  return true;
 }
 
 /** Same domain, attributes and inputs after the first (the same value or equal small constants). */

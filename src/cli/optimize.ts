@@ -11,6 +11,8 @@ import { fail } from '../errors.js';
 import type { Model } from '../ir/graph.js';
 import { optimize } from '../index.js';
 import { buildTrainingGraph } from '../autodiff/index.js';
+import { adoptExport } from '../runtime/session.js';
+import { nanGuardPass } from '../../passes/nan-guard.js';
 import { check } from '../ir/checker.js';
 import { ensureFunctions } from '../../custom-ops/functions.js';
 import { lowerSoftmaxCrossEntropyPass } from '../../passes/lower-softmax-cross-entropy.js';
@@ -115,6 +117,8 @@ async function runOptimize(args: OptimizeArgs, io: CliIO): Promise<void> {
   if (input) model = loadFile(input);
   else model = demoModel();
   const loadMs = performance.now() - t;
+  // --train: every parameter of a torch export as its own initializer under its torch name (src/params).
+  const discovery = args.train ? adoptExport(model) : undefined;
   const { report } = optimize(model, {
     explain: args.explain, check: args.check, source: input ?? 'demo model', options: { dropLogits: args.dropLogits },
     // --train: bodies are attached to the step graph (autodiff adds ops), the passes run as for training
@@ -122,8 +126,9 @@ async function runOptimize(args: OptimizeArgs, io: CliIO): Promise<void> {
   });
   if (args.train) {
     // The webgpu target's loss must run on the GPU (SoftmaxCrossEntropyLoss has no WebGPU kernel).
-    if (args.target === 'webgpu') lowerSoftmaxCrossEntropyPass.run(model, newContext());
-    model = buildTrainingGraph(model, { parameterDefaults: true });
+    if (args.target === 'webgpu') for (const pass of [lowerSoftmaxCrossEntropyPass, nanGuardPass]) pass.run(model, newContext());
+    const names = new Set(discovery!.parameters.map((p) => p.name));
+    model = buildTrainingGraph(model, { parameterDefaults: true, trainable: (name) => names.has(name) });
     ensureFunctions(model, args.target);
     if (args.check) check(model, 'training graph');
     report.nodesAfter = model.graph.nodes.length;

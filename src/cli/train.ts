@@ -16,6 +16,7 @@ import { BACKENDS, runTraining, type StepRecord, type TrainOptions } from '../ru
 import { lossChartSvg } from '../report/plot.js';
 import type { CliCommand, CliIO } from './command.js';
 import { demoModel } from './demo.js';
+import { describeParameters } from '../params/select.js';
 
 export interface TrainArgs extends TrainOptions {
   input?: string;
@@ -31,6 +32,10 @@ function num(v: unknown, name: string, int = true): number {
   const n = Number(v);
   if (!Number.isFinite(n) || (int && !Number.isInteger(n))) fail('usage', `--${name} must be ${int ? 'an integer' : 'a number'} (got '${v}')`);
   return n;
+}
+
+function globs(v: unknown): string[] | undefined {
+  return v === undefined ? undefined : String(v).split(',').map((g) => g.trim()).filter((g) => g.length > 0);
 }
 
 export const trainCommand: CliCommand<TrainArgs> = {
@@ -55,6 +60,10 @@ export const trainCommand: CliCommand<TrainArgs> = {
       .option('--kernels <ops>', "webgpu: per fused op, our WGSL kernel between ORT segments, ORT running its ONNX body, or (rmsnorm, rope) 'native' = ONNX RMSNormalization-23 / RotaryEmbedding-23 run by ORT: a comma list read left to right from all-in-ORT — all, none, default (= flce,swiglu), an op name (flce, rmsnorm, swiglu, rope: our kernel) or op=kernel|ort|native; e.g. default,rmsnorm=native,rope=native (default: flce,swiglu)")
       .option('--json <file>', 'write one JSON record per step (JSON lines)')
       .option('--plot <file>', 'loss curve as SVG (default: <json>.svg when --json is given)')
+      .option('--trainable <globs>', "train only parameters matching these globs (comma-separated; torch names where the export records them, e.g. 'model.layers.*.mlp.*'; default: all)")
+      .option('--freeze <globs>', "keep parameters matching these globs fixed (comma-separated, e.g. 'model.embed_tokens.weight')")
+      .option('--save-weights <file>', 'write the trained weights as safetensors under the torch names at the end (transformers load_state_dict / from_pretrained)')
+      .option('--save-model <file>', 'write the exported ONNX model with the trained weights at the end (runs in any ONNX Runtime)')
       .option('--checkpoint <file>', 'write a checkpoint at the end')
       .option('--resume <file>', 'resume from a checkpoint')
       .option('--no-progress', 'no progress bar (one line per step instead)');
@@ -77,6 +86,10 @@ export const trainCommand: CliCommand<TrainArgs> = {
       json: o.json as string | undefined,
       plot: (o.plot as string | undefined) ?? (o.json ? `${String(o.json).replace(/\.jsonl?$/, '')}.svg` : undefined),
       checkpoint: o.checkpoint as string | undefined,
+      trainable: globs(o.trainable),
+      freeze: globs(o.freeze),
+      saveWeights: o.saveWeights as string | undefined,
+      saveModel: o.saveModel as string | undefined,
       resume: o.resume as string | undefined,
       backend: o.backend as string,
       kernels: o.kernels as string | undefined,
@@ -102,10 +115,11 @@ async function runTrain(a: TrainArgs, io: CliIO): Promise<void> {
       hideCursor: true,
     }, cliProgress.Presets.shades_classic)
     : undefined;
-  const records: StepRecord[] = await runTraining(model, text, tok, { ...a, checkpoint: resolve(a.checkpoint), resume: resolve(a.resume) }, {
+  const records: StepRecord[] = await runTraining(model, text, tok, { ...a, checkpoint: resolve(a.checkpoint), resume: resolve(a.resume), saveWeights: resolve(a.saveWeights), saveModel: resolve(a.saveModel) }, {
     onStart({ parameters, prepared, startStep }) {
       const fused = prepared.report?.passes.reduce((s, p) => s + Object.values(p.counts).reduce((x, y) => x + y, 0), 0) ?? 0;
       io.stdout(`training ${a.input ?? 'built-in tiny Qwen2'}: ${(parameters / 1e6).toFixed(2)}M parameters, ${a.fuse ? `fused (${fused} rewrites)` : 'unfused'}, batch ${a.batch}×${a.seq}, ${a.steps} steps, tokenizer ${tok.name}, backend ${a.backend}${a.kernels !== undefined ? ` (kernels: ${a.kernels})` : ''}\n`);
+      for (const line of describeParameters(prepared.parameterReport)) io.stdout(`${line}\n`);
       bar?.start(a.steps, startStep, { loss: '-', tps: '-', rss: '-' });
     },
     onStep(r) {
@@ -118,6 +132,8 @@ async function runTrain(a: TrainArgs, io: CliIO): Promise<void> {
   const last = records[records.length - 1];
   if (last) io.stdout(`done: loss ${records[0].loss.toFixed(4)} → ${last.loss.toFixed(4)}${last.valLoss !== undefined ? `, validation ${last.valLoss.toFixed(4)}` : ''}\n`);
   const plot = resolve(a.plot);
+  if (a.saveWeights) io.stdout(`weights: ${resolve(a.saveWeights)}\n`);
+  if (a.saveModel) io.stdout(`model: ${resolve(a.saveModel)}\n`);
   if (plot) {
     fs.writeFileSync(plot, await lossChartSvg([{ name: a.fuse ? 'fused' : 'unfused', points: records }]));
     io.stdout(`loss curve: ${plot}\n`);

@@ -320,6 +320,11 @@ export class Model {
     this.names.add(name);
   }
 
+  /** Free a value name that nothing uses any more (a renamed or removed value). */
+  releaseName(name: string): void {
+    this.names.delete(name);
+  }
+
   reserveNodeName(name: string): void {
     this.nodeNames.add(name);
   }

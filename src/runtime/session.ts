@@ -1,6 +1,7 @@
 /**
  * Preparing a training run: fuse the forward model (unless told not to), lower what the target
- * cannot run on its device (webgpu: the loss ops, passes/lower-softmax-cross-entropy), build the
+ * cannot run on its device (webgpu: the loss ops, passes/lower-softmax-cross-entropy, and sdpa's
+ * IsNaN guard, passes/nan-guard), build the
  * training-step graph (autodiff), attach the fused ops' portable bodies, and read the initial
  * parameter values.
  */
@@ -12,6 +13,10 @@ import { buildTrainingGraph, trainingSignature } from '../autodiff/index.js';
 import { ensureFunctions } from '../../custom-ops/functions.js';
 import { newContext } from '../rewrite/pass.js';
 import { lowerSoftmaxCrossEntropyPass } from '../../passes/lower-softmax-cross-entropy.js';
+import { nanGuardPass } from '../../passes/nan-guard.js';
+import { discoverParameters, type ParameterDiscovery } from '../params/discover.js';
+import { adoptParameters, nameLoss } from '../params/adopt.js';
+import { selectParameters, type ParameterReport, type Selection } from '../params/select.js';
 
 export interface PreparedTraining {
   /** The training-step graph (parameters, input_ids, labels → loss, grad.<p>). */
@@ -23,6 +28,10 @@ export interface PreparedTraining {
   /** The optimize report when the model was fused. */
   report?: PipelineReport;
   parameters: string[];
+  /** What trains, what is frozen, what is a buffer (src/params/select.ts). */
+  parameterReport: ParameterReport;
+  /** The parameters as discovered (torch names, aliases of tied weights, shapes). */
+  discovery: ParameterDiscovery;
 }
 
 /** Vocabulary size: rows of the table gathered by `input_ids`. */
@@ -45,6 +54,20 @@ export interface TrainingGraphOptions {
   target?: 'cpu' | 'webgpu';
   /** Recompute cheap forward values in the backward (default true; src/autodiff/recompute.ts). */
   recompute?: boolean;
+  /** Parameters to train, by name (default: buildTrainingGraph's own choice). */
+  parameters?: ReadonlySet<string>;
+}
+
+/**
+ * Make an exported model's parameters explicit (src/params): find them (the exporter's record, or
+ * graph roles), untie initializers the exporter merged, undo folded transposes, name them by their
+ * torch names, and name the loss `loss`. Changes `model`; returns what it found.
+ */
+export function adoptExport(model: Model): ParameterDiscovery {
+  const discovery = discoverParameters(model);
+  adoptParameters(model, discovery);
+  nameLoss(model);
+  return discovery;
 }
 
 /**
@@ -57,26 +80,38 @@ export interface TrainingGraphOptions {
 export function trainingGraph(model: Model, opts: TrainingGraphOptions): { train: Model; report?: PipelineReport } {
   let report: PipelineReport | undefined;
   if (opts.fuse) report = runPipeline(model, defaultPipeline(), { options: { training: true } });
-  if (opts.target === 'webgpu') {
-    const t0 = performance.now();
-    const r = lowerSoftmaxCrossEntropyPass.run(model, newContext());
-    report?.passes.push({ name: lowerSoftmaxCrossEntropyPass.name, modified: r.modified, counts: r.counts, ms: performance.now() - t0 });
-  }
-  const train = buildTrainingGraph(model, { recompute: opts.recompute ?? true });
+  if (opts.target === 'webgpu')
+    for (const pass of [lowerSoftmaxCrossEntropyPass, nanGuardPass]) {
+      const t0 = performance.now();
+      const r = pass.run(model, newContext());
+      report?.passes.push({ name: pass.name, modified: r.modified, counts: r.counts, ms: performance.now() - t0 });
+    }
+  const chosen = opts.parameters;
+  const train = buildTrainingGraph(model, { recompute: opts.recompute ?? true, trainable: chosen && ((name) => chosen.has(name)) });
   ensureFunctions(train, opts.target ?? 'cpu');
   return { train, report };
 }
 
-export function prepareTraining(model: Model, opts: TrainingGraphOptions): PreparedTraining {
+export function prepareTraining(model: Model, opts: TrainingGraphOptions & Selection): PreparedTraining {
+  const discovery = adoptExport(model);
+  const selected = selectParameters(discovery, opts);
   const vocab = vocabSize(model);
   for (const name of ['input_ids', 'labels', 'loss'])
     if (!model.graph.findValue(name)) fail('invalid', `the model must have inputs input_ids and labels and a 'loss' value (missing '${name}')`);
   // buildTrainingGraph works on a copy: the model keeps its initializers for the initial values.
-  const { train, report } = trainingGraph(model, opts);
+  const { train, report } = trainingGraph(model, { fuse: opts.fuse, target: opts.target, recompute: opts.recompute, parameters: new Set(selected.trained.map((p) => p.name)) });
   const values = new Map<string, Float32Array>();
   for (const v of model.graph.initializers) if (v.initializer!.dtype === DataType.FLOAT) values.set(v.name, v.initializer!.toArray() as Float32Array);
   const sig = trainingSignature(train);
   const initial = new Map<string, Float32Array>();
   for (const p of sig.parameters) initial.set(p, values.get(p) ?? fail('invalid', `parameter '${p}' has no float32 initial value`));
-  return { train, initial, vocab, report, parameters: sig.parameters };
+  // Parameters the loss does not reach get no gradient: they count as frozen.
+  const got = new Set(sig.parameters);
+  const parameterReport: ParameterReport = {
+    ...selected,
+    trained: selected.trained.filter((p) => got.has(p.name)),
+    frozen: [...selected.frozen, ...selected.trained.filter((p) => !got.has(p.name))],
+  };
+  parameterReport.trainedFloats = parameterReport.trained.reduce((s, p) => s + p.size, 0);
+  return { train, initial, vocab, report, parameters: sig.parameters, parameterReport, discovery };
 }

@@ -10,6 +10,9 @@ import { prepareTraining, type PreparedTraining } from './session.js';
 import { CpuTrainer, type StepResult, type TrainerOptions } from './trainer.js';
 import type { TrainState } from './checkpoint.js';
 import { fail } from '../errors.js';
+import { cloneModel } from '../autodiff/clone.js';
+import { saveTrainedModel, saveWeights } from '../params/export.js';
+import { adoptExport } from './session.js';
 
 /** What runTraining needs of a backend's trainer (CpuTrainer, WebGpuTrainer). */
 export interface Trainer {
@@ -45,6 +48,14 @@ export interface TrainOptions {
   threads?: number;
   /** cpu (default) or webgpu (onnxruntime-web's WebGPU EP; in Node on dawn.node). */
   backend?: string;
+  /** Globs of parameters to train (torch names where the export records them; default all). */
+  trainable?: string[];
+  /** Globs of parameters to keep fixed. */
+  freeze?: string[];
+  /** Write the trained weights as safetensors under the torch names at the end. */
+  saveWeights?: string;
+  /** Write the model (the export's graph) with the trained weights as ONNX at the end. */
+  saveModel?: string;
   /** webgpu: per-op policy as `--kernels` ('all', 'none', 'default', op names and op=kernel|ort|native, e.g. 'default,rmsnorm=native,rope=native'; default flce,swiglu): src/runtime/webgpu/segments.ts parseKernels. */
   kernels?: string;
 }
@@ -77,7 +88,9 @@ export async function runTraining(model: Model, text: string, tok: Tokenizer, o:
   const backend = o.backend ?? 'cpu';
   if (backend !== 'cpu' && backend !== 'webgpu') fail('usage', `--backend ${backend}: expected one of ${BACKENDS.join(', ')}`);
   if (o.kernels !== undefined && backend !== 'webgpu') fail('usage', `--kernels is an option of --backend webgpu (got --backend ${backend})`);
-  const prepared = prepareTraining(model, { fuse: o.fuse, target: backend });
+  // The export's graph with torch-named parameters, kept aside (tensors shared) for --save-model.
+  const forward = o.saveModel ? (adoptExport(model), cloneModel(model)) : undefined;
+  const prepared = prepareTraining(model, { fuse: o.fuse, target: backend, trainable: o.trainable, freeze: o.freeze });
   const ids = tok.encode(text);
   checkVocab(ids, prepared.vocab, tok.name);
   const ds = split(ids, o.seq);
@@ -121,7 +134,13 @@ export async function runTraining(model: Model, text: string, tok: Tokenizer, o:
       records.push(rec);
       hooks.onStep?.(rec);
     }
-    if (o.checkpoint) saveCheckpoint(o.checkpoint, await trainer.state({ seed: o.seed, batch: o.batch, seq: o.seq }));
+    if (o.checkpoint || o.saveWeights || o.saveModel) {
+      const state = await trainer.state({ seed: o.seed, batch: o.batch, seq: o.seq });
+      if (o.checkpoint) saveCheckpoint(o.checkpoint, state);
+      const trained = new Map([...state.params].map(([name, p]) => [name, p.value]));
+      if (o.saveWeights) saveWeights(o.saveWeights, model, prepared.discovery, trained, { step: String(trainer.step) });
+      if (o.saveModel) saveTrainedModel(o.saveModel, forward!, trained);
+    }
   } finally {
     await trainer.release();
   }

@@ -69,7 +69,9 @@ export class CpuTrainer {
       if (!gradNames.has(GRAD_PREFIX + v.name)) params.get(v.name)!.noDecay = true;
     }
     // Recomputed backward values must not be merged back into the forward ones (src/autodiff/recompute.ts).
-    const so: ort.InferenceSession.SessionOptions = { logSeverityLevel: 3, extra: NO_CSE_SESSION_CONFIG, ...opts.session };
+    // enableMemPattern off: with it ORT allocates one block for the planned peak on the second run, on
+    // top of the first run's arena (the 0.5B step at 8×256 then outgrows 24 GB; bench/results/train-step-0.5b.md).
+    const so: ort.InferenceSession.SessionOptions = { logSeverityLevel: 3, enableMemPattern: false, extra: NO_CSE_SESSION_CONFIG, ...opts.session };
     if (opts.threads) so.intraOpNumThreads = opts.threads;
     let session: ort.InferenceSession;
     try {

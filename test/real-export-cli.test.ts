@@ -1,0 +1,82 @@
+/**
+ * `ortfuse train` on a default-settings torch export (models/fixtures/default): says what it trains,
+ * honours --trainable/--freeze, and gives the weights back — safetensors under the torch names
+ * (torch layout, the tied embedding once) and the exported ONNX with the trained weights, which
+ * onnxruntime-node runs to the same loss as ortfuse's training graph.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { afterAll, describe, expect, it } from 'vitest';
+import { runCli } from '../src/cli/program.js';
+import { loadFile } from '../src/onnx/io.js';
+import { loadSafetensors } from '../src/params/safetensors.js';
+import { prepareTraining } from '../src/runtime/session.js';
+import { CpuTrainer } from '../src/runtime/trainer.js';
+
+const DIR = new URL('../models/fixtures/default/', import.meta.url).pathname;
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ortfuse-real-'));
+afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+async function cli(...argv: string[]) {
+  let stdout = '', stderr = '';
+  const code = await runCli(argv, { stdout: (t) => void (stdout += t), stderr: (t) => void (stderr += t), cwd: tmp });
+  return { code, stdout, stderr };
+}
+
+const fx = (stem: string) => JSON.parse(fs.readFileSync(`${DIR}${stem}.json`, 'utf8'));
+const TRAIN = ['--steps', '4', '--batch', '2', '--seq', '32', '--tokenizer', 'bytes', '--no-progress'];
+
+describe('ortfuse train on default-settings torch exports', () => {
+  it('trains every parameter, saves safetensors under torch names and an ONNX model that ORT runs to the same loss', async () => {
+    const stem = 'qwen2-default-tied';
+    const r = await cli('train', `${DIR}${stem}.onnx`, ...TRAIN, '--save-weights', 'w.safetensors', '--save-model', 'm.onnx');
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/trained 0\.11M of 0\.11M float parameters \(26 tensors, names from the exporter's record\)/);
+    const info = fx(stem);
+    // safetensors: every torch parameter once (the tied lm_head is model.embed_tokens.weight), torch layout
+    const st = loadSafetensors(path.join(tmp, 'w.safetensors')).tensors;
+    expect(new Map([...st].map(([k, v]) => [k, v.shape]))).toEqual(new Map(Object.entries(info.parameters)));
+    // the weights changed from the export's
+    const initial = prepareTraining(loadFile(`${DIR}${stem}.onnx`), { fuse: false }).initial;
+    expect(st.get('model.layers.1.mlp.down_proj.weight')!.data).not.toEqual(initial.get('model.layers.1.mlp.down_proj.weight'));
+    // the saved model: same interface as the export, trained weights = the safetensors
+    const saved = loadFile(path.join(tmp, 'm.onnx'));
+    for (const [name, t] of st) expect(saved.graph.initializers.find((v) => v.name === name)!.initializer!.toArray(), name).toEqual(t.data);
+    const ids = BigInt64Array.from(info.inputs.input_ids.flat().map(BigInt));
+    const labels = BigInt64Array.from(info.inputs.labels.flat().map(BigInt));
+    const s = await ort.InferenceSession.create(path.join(tmp, 'm.onnx'), { logSeverityLevel: 3 });
+    const out = await s.run({ input_ids: new ort.Tensor('int64', ids, [2, 16]), labels: new ort.Tensor('int64', labels, [2, 16]) });
+    const ortLoss = Number((out[s.outputNames[0]] as ort.Tensor).data[0]);
+    await s.release();
+    // ortfuse's own training graph on the saved weights gives the same loss
+    const p = prepareTraining(saved, { fuse: true, target: 'cpu' });
+    const t = await CpuTrainer.create(p.train, p.initial, { optimizer: { lr: 1 }, schedule: { lr: 1, warmupSteps: 0, totalSteps: 1 } });
+    const { loss } = await t.lossAndGrads({ inputIds: ids, labels, batch: 2, seq: 16 });
+    await t.release();
+    expect(Math.abs(loss - ortLoss)).toBeLessThan(1e-5);
+    expect(Math.abs(loss - info.loss)).toBeGreaterThan(1e-4); // trained, not the export's loss
+  }, 60_000);
+
+  it('--trainable / --freeze choose by torch name; a run training under half the weights says so', async () => {
+    const r = await cli('train', `${DIR}qwen2-default-gqa.onnx`, ...TRAIN, '--steps', '1', '--trainable', 'model.layers.*.mlp.*', '--freeze', 'model.layers.2.*');
+    expect(r.code).toBe(0);
+    // 2 layers × 3 × 56 × 128 MLP weights of 115,296 float values
+    expect(r.stdout).toMatch(/trained 43008 of 0.12M float parameters \(6 tensors.*frozen: model\.embed_tokens\.weight/);
+    expect(r.stdout).toMatch(/warning: fewer than half of the model's float values train/);
+    const bad = await cli('train', `${DIR}qwen2-default-gqa.onnx`, ...TRAIN, '--trainable', 'model.layer.*');
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--trainable 'model.layer.\*' matches no parameter/);
+  }, 60_000);
+
+  it('inspect --params lists torch names, shapes, tied aliases and the initializers they come from', async () => {
+    const r = await cli('inspect', '--params', `${DIR}qwen2-default-tied.onnx`);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/parameters \(26 tensors, 107072 values; names from the exporter's record\)/);
+    expect(r.stdout).toMatch(/model\.embed_tokens\.weight\s+\[512, 64\]\s+tied: lm_head\.weight/);
+    expect(r.stdout).toMatch(/model\.layers\.0\.self_attn\.v_proj\.bias\s+\[32\]\s+← model\.layers\.0\.self_attn\.k_proj\.bias/);
+    expect(r.stdout).toMatch(/model\.layers\.0\.self_attn\.q_proj\.weight\s+\[64, 64\]\s+← val_\d+ \(transposed\)/);
+  });
+});

@@ -1,0 +1,104 @@
+/**
+ * Default-settings torch exports (models/fixtures/default, `torch.onnx.export(..., dynamo=True)`
+ * with the exporter's optimizer on: folded `val_N` transposes, merged initializers) train every
+ * torch parameter, under its torch name, with torch's gradients; and 50 steps of ortfuse's AdamW
+ * follow torch's AdamW run on the same batches. References: the fixture's .safetensors
+ * (`grad.<torch name>`, fp32 torch on CPU) and .json (loss, parameters, the 50-step run).
+ */
+import * as fs from 'node:fs';
+import { gunzipSync } from 'node:zlib';
+import { describe, expect, it } from 'vitest';
+import { loadBytes, loadFile } from '../src/onnx/io.js';
+import { prepareTraining } from '../src/runtime/session.js';
+import { CpuTrainer } from '../src/runtime/trainer.js';
+import { discoverParameters } from '../src/params/discover.js';
+import { loadSafetensors } from '../src/params/safetensors.js';
+import type { Batch } from '../src/data/batches.js';
+
+const DIR = new URL('../models/fixtures/default/', import.meta.url).pathname;
+
+interface Fixture {
+  loss: number;
+  parameters: Record<string, number[]>;
+  inputs: { input_ids: number[][]; labels: number[][] };
+  config: { tie_word_embeddings: boolean; num_hidden_layers: number };
+  run?: {
+    settings: { steps: number; warmup: number; lr: number; weight_decay: number; clip: number; min_ratio: number };
+    losses: number[];
+    batches: { input_ids: number[][]; labels: number[][] }[];
+  };
+}
+
+const fixture = (stem: string): Fixture => JSON.parse(fs.readFileSync(`${DIR}${stem}.json`, 'utf8'));
+const load = (stem: string) => (fs.existsSync(`${DIR}${stem}.onnx`) ? loadFile(`${DIR}${stem}.onnx`) : loadBytes(gunzipSync(fs.readFileSync(`${DIR}${stem}.onnx.gz`))));
+
+function batch(b: { input_ids: number[][]; labels: number[][] }): Batch {
+  const i64 = (rows: number[][]) => BigInt64Array.from(rows.flat().map((v) => BigInt(v)));
+  return { inputIds: i64(b.input_ids), labels: i64(b.labels), batch: b.input_ids.length, seq: b.input_ids[0].length };
+}
+
+function relL2(got: Float32Array, want: Float32Array): number {
+  let num = 0, den = 0;
+  for (let i = 0; i < want.length; i++) {
+    num += (got[i] - want[i]) ** 2;
+    den += want[i] ** 2;
+  }
+  return Math.sqrt(num / den);
+}
+
+describe('parameter discovery on torch exports', () => {
+  // default optimizer; static shapes; optimize=False; opset 18 (GQA, sdpa); opset 23 (RMSNormalization-23, RotaryEmbedding-23)
+  it.each(['qwen2-default-tied', 'qwen2-default-gqa', 'qwen2-default-static', 'qwen2-noopt-tied', 'qwen2-op18-gqa', 'qwen2-op23-tied'])('%s: every torch parameter, by name and shape, no buffer', (stem) => {
+    const fx = fixture(stem);
+    const d = discoverParameters(load(stem));
+    expect(d.method).toBe('torch-record');
+    expect(new Map(d.parameters.map((p) => [p.name, p.shape]))).toEqual(new Map(Object.entries(fx.parameters)));
+    // tied: one parameter that the lm_head reads too
+    if (fx.config.tie_word_embeddings) expect(d.parameters.find((p) => p.name === 'model.embed_tokens.weight')!.aliases).toEqual(['lm_head.weight']);
+    for (const p of d.nonParameters) expect(p.name).not.toMatch(/(weight|bias)$/);
+  });
+});
+
+describe.each(['unfused', 'fused'] as const)('default-settings exports train like torch (%s)', (mode) => {
+  it.each(['qwen2-default-tied', 'qwen2-default-gqa', 'qwen2-default-static'])('%s: gradient of every torch parameter (rel L2 < 1e-3)', async (stem) => {
+    const fx = fixture(stem);
+    const grads = loadSafetensors(`${DIR}${stem === 'qwen2-default-static' ? 'qwen2-default-tied' : stem}.safetensors`).tensors;
+    const prepared = prepareTraining(load(stem), { fuse: mode === 'fused', target: 'cpu' });
+    expect(prepared.parameters.sort()).toEqual(Object.keys(fx.parameters).sort());
+    expect(prepared.parameterReport.frozen).toEqual([]);
+    if (mode === 'fused') {
+      const fired = (rule: string) => prepared.report!.passes.reduce((s, p) => s + (p.counts[rule] ?? 0), 0);
+      expect([fired('fuse-linear-cross-entropy'), fired('fuse-rms-norm'), fired('fuse-swiglu'), fired('fuse-rope')]).toEqual([1, 2 * fx.config.num_hidden_layers + 1, fx.config.num_hidden_layers, 2 * fx.config.num_hidden_layers]);
+    }
+    const t = await CpuTrainer.create(prepared.train, prepared.initial, { optimizer: { lr: 1e-3 }, schedule: { lr: 1e-3, warmupSteps: 0, totalSteps: 1 } });
+    const { loss, grads: got } = await t.lossAndGrads(batch(fx.inputs));
+    expect(Math.abs(loss - fx.loss) / fx.loss).toBeLessThan(1e-5);
+    let worst = 0;
+    for (const name of Object.keys(fx.parameters)) {
+      const want = grads.get(`grad.${name}`)!;
+      const err = relL2(got.get(name)!, want.data);
+      worst = Math.max(worst, err);
+      expect(err, name).toBeLessThan(1e-3);
+    }
+    console.log(`${stem} ${mode}: ${prepared.parameters.length} parameters, loss ${loss} (torch ${fx.loss}), worst gradient rel L2 ${worst.toExponential(2)}`);
+    await t.release();
+  });
+});
+
+describe('50 AdamW steps against torch', () => {
+  it.each([['qwen2-default-tied', 'fused'], ['qwen2-default-gqa', 'fused'], ['qwen2-default-gqa', 'unfused']])('%s: every step\'s loss within 1e-3 (%s)', async (stem, mode) => {
+    const fx = fixture(stem);
+    const r = fx.run!;
+    const prepared = prepareTraining(load(stem), { fuse: mode === 'fused', target: 'cpu' });
+    const t = await CpuTrainer.create(prepared.train, prepared.initial, {
+      optimizer: { lr: r.settings.lr, weightDecay: r.settings.weight_decay, maxGradNorm: r.settings.clip },
+      schedule: { lr: r.settings.lr, warmupSteps: r.settings.warmup, totalSteps: r.settings.steps, minRatio: r.settings.min_ratio },
+    });
+    const losses: number[] = [];
+    for (const b of r.batches) losses.push((await t.train(batch(b))).loss);
+    const worst = Math.max(...losses.map((l, i) => Math.abs(l - r.losses[i])));
+    console.log(`${stem} ${mode}: 50 steps ${losses[0].toFixed(5)} -> ${losses[49].toFixed(5)} (torch ${r.losses[0].toFixed(5)} -> ${r.losses[49].toFixed(5)}), worst |dloss| ${worst.toExponential(2)}`);
+    for (let i = 0; i < losses.length; i++) expect(Math.abs(losses[i] - r.losses[i]), `step ${i + 1}`).toBeLessThan(1e-3);
+    await t.release();
+  }, 120_000);
+});
