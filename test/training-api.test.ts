@@ -9,11 +9,12 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import * as ort from 'onnxruntime-node';
-import { createTrainer, demoModel, mobyDick, textBatches, toBatch, getTokenizer, save, setParameters, OrtfuseError, type StepInfo } from '../src/index.js';
+import { createTrainer, demoModel, mobyDick, textBatches, toBatch, getTokenizer, save, OrtfuseError, type StepInfo } from '../src/index.js';
 import { buildQwen2 } from '../models/qwen2.js';
 import { TINY } from '../models/config.js';
 import { runTraining } from '../src/runtime/train.js';
 import { gpuEnv } from './webgpu-helpers.js';
+import { loadSafetensors } from '../src/params/safetensors.js';
 
 const text = mobyDick().slice(0, 100_000);
 const opts = { lr: 3e-3, steps: 8, warmup: 2 };
@@ -105,21 +106,46 @@ describe('training API (cpu)', () => {
     await t.dispose();
   });
 
-  it("setParameters puts the trained weights into the exported model: an onnxruntime-node session of it gives the trainer's loss", async () => {
+  it("exportModel/saveModel: the export with the trained weights gives the trainer's loss in an onnxruntime-node session; saveWeights: safetensors under the torch names", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'api-'));
     const t = await createTrainer(demoModel(), opts);
     const data = await textBatches(text, shape);
     for (let i = 0; i < 5; i++) await t.step(data.train.next().value!);
     const b = data.validation[0];
     const want = await t.evaluate([b]);
-    const model = setParameters(demoModel(), await t.parameters());
-    const session = await ort.InferenceSession.create(save(model));
     const feeds = { input_ids: new ort.Tensor('int64', b.inputIds, [b.batch, b.seq]), labels: new ort.Tensor('int64', b.labels, [b.batch, b.seq]) };
-    const got = Number((await session.run(feeds)).loss.data[0]);
-    const untrained = await ort.InferenceSession.create(save(demoModel()));
-    expect(Math.abs(got - want)).toBeLessThan(1e-4);
-    expect(Number((await untrained.run(feeds)).loss.data[0])).toBeGreaterThan(want + 0.5);
-    await Promise.all([session.release(), untrained.release(), t.dispose()]);
-    expect(() => setParameters(demoModel(), new Map([['nope', new Float32Array(1)]]))).toThrow(/the model has no initializer 'nope'/);
+    const lossOf = async (bytes: Uint8Array) => {
+      const session = await ort.InferenceSession.create(bytes, { logSeverityLevel: 3 });
+      const loss = Number((await session.run(feeds)).loss.data[0]);
+      await session.release();
+      return loss;
+    };
+    const exported = await t.exportModel();
+    expect(exported.graph.outputs.map((v) => v.name)).toEqual(['loss', 'logits']); // the export's graph, not the fused one
+    expect(Math.abs((await lossOf(save(exported))) - want)).toBeLessThan(1e-4);
+    await t.saveModel(path.join(dir, 'trained.onnx'));
+    expect(Math.abs((await lossOf(fs.readFileSync(path.join(dir, 'trained.onnx')))) - want)).toBeLessThan(1e-4);
+    expect(await lossOf(save(demoModel()))).toBeGreaterThan(want + 0.5);
+    await t.saveWeights(path.join(dir, 'trained.safetensors'));
+    const { tensors, metadata } = loadSafetensors(path.join(dir, 'trained.safetensors'));
+    expect(metadata.step).toBe('5');
+    const p = await t.parameters();
+    expect(tensors.get('model.norm.weight')!.data).toEqual(p.get('model.norm.weight'));
+    await t.dispose();
+  });
+
+  it('trains only what trainable/freeze select; the parameter report says so', async () => {
+    const t = await createTrainer(demoModel(), { ...opts, freeze: 'model.layers.0.*', trainable: ['model.layers.*', 'model.norm.weight'] });
+    expect(t.parameterNames).toEqual([...t.parameterNames].filter((n) => n.startsWith('model.layers.1.') || n === 'model.norm.weight'));
+    expect(t.parameterNames.length).toBe(13);
+    expect(t.parameterReport.frozen.map((p) => p.name)).toContain('lm_head.weight');
+    const before = await t.parameters();
+    const data = await textBatches(text, shape);
+    await t.step(data.train.next().value!);
+    const after = await t.parameters();
+    for (const [name, v] of after) expect(v).not.toEqual(before.get(name));
+    await t.dispose();
+    await expect(createTrainer(demoModel(), { freeze: 'nothing.*' })).rejects.toThrow(/--freeze 'nothing\.\*' matches no parameter/);
   });
 
   it('refuses bad options, batches and overlapping calls with one line before running', async () => {
@@ -133,6 +159,7 @@ describe('training API (cpu)', () => {
       [{ backend: 'webgpu', threads: 2 }, /option threads is an option of backend 'cpu'/],
       [{ backend: 'webgpu', batch: 2 }, /options batch and seq go together/],
       [{ learningRate: 1 }, /unknown option 'learningRate'/],
+      [{ freeze: [''] }, /option freeze must be a glob or an array of globs/],
       [{ backend: 'webgpu', ort: {} }, /option ort must be the onnxruntime-web module/],
     ];
     for (const [config, msg] of bad) {

@@ -21,6 +21,10 @@ export interface TrainerConfig {
   clip?: number;
   /** Fuse linear+cross-entropy, RMSNorm, SwiGLU and RoPE before building the step (default true). */
   fuse?: boolean;
+  /** Globs of parameters to train, as `--trainable` (torch names where the export records them; default all). */
+  trainable?: string | string[];
+  /** Globs of parameters to keep fixed, as `--freeze` (default none). */
+  freeze?: string | string[];
   /** webgpu: the fused ops that run as ortfuse's WGSL kernels, as `--kernels` (default 'flce,swiglu'). */
   kernels?: string;
   /** webgpu: specialise the step graph to batches of exactly batch x seq (both or neither; default: not specialised). */
@@ -49,9 +53,11 @@ export interface ResolvedOptions extends TrainerConfig {
   weightDecay: number;
   clip: number;
   fuse: boolean;
+  trainable?: string[];
+  freeze?: string[];
 }
 
-const KNOWN = new Set(['backend', 'lr', 'steps', 'warmup', 'weightDecay', 'clip', 'fuse', 'kernels', 'batch', 'seq', 'threads', 'sessionOptions', 'ort', 'noDecay']);
+const KNOWN = new Set(['backend', 'lr', 'steps', 'warmup', 'weightDecay', 'clip', 'fuse', 'trainable', 'freeze', 'kernels', 'batch', 'seq', 'threads', 'sessionOptions', 'ort', 'noDecay']);
 
 function int(v: unknown, name: string, min: number): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < min) fail('usage', `option ${name} must be an integer ≥ ${min} (got ${String(v)})`);
@@ -61,6 +67,13 @@ function int(v: unknown, name: string, min: number): number {
 function num(v: unknown, name: string, ok: (x: number) => boolean, what: string): number {
   if (typeof v !== 'number' || !Number.isFinite(v) || !ok(v)) fail('usage', `option ${name} must be ${what} (got ${String(v)})`);
   return v;
+}
+
+function globs(v: unknown, name: string): string[] | undefined {
+  if (v === undefined) return undefined;
+  const list = typeof v === 'string' ? [v] : v;
+  if (!Array.isArray(list) || list.some((g) => typeof g !== 'string' || g === '')) fail('usage', `option ${name} must be a glob or an array of globs (got ${JSON.stringify(v)})`);
+  return list as string[];
 }
 
 /** Check the options and fill in the defaults. */
@@ -79,6 +92,8 @@ export function resolveOptions(c: TrainerConfig): ResolvedOptions {
     weightDecay: num(c.weightDecay ?? 0.01, 'weightDecay', (x) => x >= 0, 'a number ≥ 0'),
     clip: num(c.clip ?? 1, 'clip', (x) => x >= 0, 'a number ≥ 0 (0 = off)'),
     fuse: c.fuse ?? true,
+    trainable: globs(c.trainable, 'trainable'),
+    freeze: globs(c.freeze, 'freeze'),
   };
   if (typeof o.fuse !== 'boolean') fail('usage', `option fuse must be true or false (got ${String(o.fuse)})`);
   if (o.warmup > steps) fail('usage', `option warmup (${o.warmup}) is longer than the schedule (steps ${steps})`);

@@ -22,7 +22,12 @@ import { loadBytes, loadFile } from '../onnx/io.js';
 import type { PipelineReport } from '../pipeline.js';
 import type { Batch } from '../data/batches.js';
 import { loadCheckpoint, saveCheckpoint } from '../runtime/checkpoint.js';
-import { prepareTraining } from '../runtime/session.js';
+import { adoptExport, prepareTraining } from '../runtime/session.js';
+import { cloneModel } from '../autodiff/clone.js';
+import type { ParameterDiscovery } from '../params/discover.js';
+import { saveTrainedModel, saveWeights } from '../params/export.js';
+import type { ParameterReport } from '../params/select.js';
+import { setParameters } from './weights.js';
 import type { Trainer as BackendTrainer } from '../runtime/train.js';
 import type { MemoryMeter } from '../runtime/webgpu/memory.js';
 import type { TrainerOptions } from '../runtime/trainer.js';
@@ -82,12 +87,17 @@ export class Trainer {
     readonly vocab: number,
     /** What the fusion passes did (undefined with `fuse: false`). */
     readonly report: PipelineReport | undefined,
+    /** What trains, what is frozen, what is a buffer or constant (trainable / freeze). */
+    readonly parameterReport: ParameterReport,
+    private readonly discovery: ParameterDiscovery,
+    /** A fresh copy of the exported model with its parameters adopted (names as parameterNames). */
+    private readonly forward: () => Model,
     private readonly gpuMeter: MemoryMeter | undefined,
   ) {}
 
   /** @internal Use createTrainer. */
-  static async open(model: Model, o: ResolvedOptions): Promise<Trainer> {
-    const prepared = prepareTraining(model, { fuse: o.fuse, target: o.backend });
+  static async open(model: Model, o: ResolvedOptions, forward: () => Model): Promise<Trainer> {
+    const prepared = prepareTraining(model, { fuse: o.fuse, target: o.backend, trainable: o.trainable, freeze: o.freeze });
     const topts: TrainerOptions = {
       optimizer: { lr: o.lr, weightDecay: o.weightDecay, maxGradNorm: o.clip },
       schedule: { lr: o.lr, warmupSteps: o.warmup, totalSteps: o.steps },
@@ -113,7 +123,7 @@ export class Trainer {
       inner = await withPeers('cpu', async () => (await import('../runtime/trainer.js')).CpuTrainer.create(prepared.train, prepared.initial, topts));
     }
     const count = [...prepared.initial.values()].reduce((s, p) => s + p.length, 0);
-    return new Trainer(inner, o, prepared.parameters, count, prepared.vocab, prepared.report, meter);
+    return new Trainer(inner, o, prepared.parameters, count, prepared.vocab, prepared.report, prepared.parameterReport, prepared.discovery, forward, meter);
   }
 
   /** Optimizer steps taken so far (restored by `load`). */
@@ -219,6 +229,28 @@ export class Trainer {
     });
   }
 
+  /**
+   * The exported model (its graph as given: inputs, outputs, loss) with the trained values, e.g. for
+   * `ort.InferenceSession.create(save(model))` in your own pipeline. Parameters are named as
+   * `parameterNames` (torch names where the export records them).
+   */
+  async exportModel(): Promise<Model> {
+    return setParameters(this.forward(), await this.parameters());
+  }
+
+  /** Write `exportModel()` as ONNX (atomic; external data when large), as `ortfuse train --save-model`. */
+  async saveModel(file: string): Promise<void> {
+    saveTrainedModel(file, this.forward(), await this.parameters());
+  }
+
+  /**
+   * Write every parameter (frozen ones with their initial values) as safetensors under the torch
+   * names, as `ortfuse train --save-weights` (transformers' load_state_dict / from_pretrained read it).
+   */
+  async saveWeights(file: string): Promise<void> {
+    saveWeights(file, this.forward(), this.discovery, await this.parameters(), { step: String(this.inner.step) });
+  }
+
   /** Release the session(s) and GPU buffers; the trainer cannot be used afterwards. */
   async dispose(): Promise<void> {
     if (this.disposed) return;
@@ -230,11 +262,21 @@ export class Trainer {
 
 /**
  * Create a trainer for an exported model given as a file path, bytes, or a loaded `Model` (a Model
- * is fused in place, as `optimize` does). Options and defaults are `ortfuse train`'s (./options.ts).
+ * is fused in place, as `optimize` does, after a copy is kept for exportModel). Options and
+ * defaults are `ortfuse train`'s (./options.ts).
  */
 export async function createTrainer(model: string | Uint8Array | Model, config: TrainerConfig = {}): Promise<Trainer> {
   const o = resolveOptions(config);
-  const m = typeof model === 'string' ? loadFile(model) : model instanceof Uint8Array ? loadBytes(model) : model;
+  const read = typeof model === 'string' ? () => loadFile(model) : model instanceof Uint8Array ? () => loadBytes(model) : undefined;
+  const m = read ? read() : model;
   if (!m || typeof m !== 'object' || !('graph' in m)) fail('usage', `createTrainer() takes a model file path, bytes or a Model, not ${typeof model}`);
-  return Trainer.open(m, o);
+  // For exportModel/saveModel/saveWeights: read the file or bytes again then, or keep a copy of the given Model (tensor data shared).
+  const adopted = (x: Model) => (adoptExport(x), x);
+  let forward: () => Model;
+  if (read) forward = () => adopted(read());
+  else {
+    const copy = cloneModel(adopted(m));
+    forward = () => cloneModel(copy);
+  }
+  return Trainer.open(m, o, forward);
 }

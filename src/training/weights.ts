@@ -1,8 +1,7 @@
 /**
- * Trained weights back into a model: parameters are the forward model's float32 initializers under
- * their own names (the step graph takes them as inputs), so `setParameters(load('model.onnx'),
- * await trainer.parameters())` gives the exported model with the trained values, ready for
- * `InferenceSession.create(save(model))` in an existing ONNX Runtime pipeline.
+ * Trained weights back into a model (Trainer.exportModel): parameters are float32 initializers of
+ * the adopted export (src/runtime/session.ts adoptExport) under their own names; the step graph
+ * takes them as inputs.
  */
 import { fail } from '../errors.js';
 import type { Model } from '../ir/graph.js';
