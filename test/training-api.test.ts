@@ -134,6 +134,22 @@ describe('training API (cpu)', () => {
     await t.dispose();
   });
 
+  it('a default torch export (tied, sdpa): trains from its file; exportModel keeps its graph and gives the trainer\'s loss', async () => {
+    const t = await createTrainer(path.join(import.meta.dirname, '../models/fixtures/default/qwen2-default-tied.onnx'), opts);
+    expect(t.parameterReport.method).toBe('torch-record');
+    expect(t.parameterNames).toContain('model.embed_tokens.weight');
+    const data = await textBatches(text, { ...shape, seq: 16, vocab: t.vocab });
+    const losses: number[] = [];
+    for (let i = 0; i < 4; i++) losses.push((await t.step(data.train.next().value!)).loss);
+    expect(losses[3]).toBeLessThan(losses[0]);
+    const b = data.validation[0];
+    const want = await t.evaluate([b]);
+    const session = await ort.InferenceSession.create(save(await t.exportModel()), { logSeverityLevel: 3 });
+    const out = await session.run({ input_ids: new ort.Tensor('int64', b.inputIds, [b.batch, b.seq]), labels: new ort.Tensor('int64', b.labels, [b.batch, b.seq]) });
+    expect(Math.abs(Number(out.loss.data[0]) - want)).toBeLessThan(1e-5);
+    await Promise.all([session.release(), t.dispose()]);
+  });
+
   it('trains only what trainable/freeze select; the parameter report says so', async () => {
     const t = await createTrainer(demoModel(), { ...opts, freeze: 'model.layers.0.*', trainable: ['model.layers.*', 'model.norm.weight'] });
     expect(t.parameterNames).toEqual([...t.parameterNames].filter((n) => n.startsWith('model.layers.1.') || n === 'model.norm.weight'));
