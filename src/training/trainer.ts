@@ -81,7 +81,7 @@ export class Trainer {
     readonly options: Readonly<ResolvedOptions>,
     /** Names of the trained parameters (graph inputs of the step graph), in graph order. */
     readonly parameterNames: readonly string[],
-    /** Parameter elements in total. */
+    /** Elements of the trained parameters (parameterReport.totalFloats counts the whole model). */
     readonly parameterCount: number,
     /** Vocabulary size of the model: token ids must be below it. */
     readonly vocab: number,
