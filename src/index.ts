@@ -7,6 +7,9 @@
  * const { bytes, report } = optimize('model.onnx');
  * const session = await ort.InferenceSession.create(bytes());
  * ```
+ *
+ * Training from code: `createTrainer` (src/training/). Nothing here imports onnxruntime-node,
+ * onnxruntime-web or dawn.node: a backend loads its runtime when a trainer starts.
  */
 import { fail, OrtfuseError } from './errors.js';
 import { check } from './ir/checker.js';
@@ -25,6 +28,7 @@ export type { SaveOptions } from './onnx/io.js';
 export { runPipeline, defaultPipeline, cleanupPipeline, type PipelineReport, type PassReport, type PipelineOptions } from './pipeline.js';
 export type { Pass, PassResult, PassContext, ExplainEntry } from './rewrite/pass.js';
 export type { ModelSummary, ValueSummary, OpCount } from './cli/summary.js';
+export * from './training/index.js';
 
 /**
  * Load a model from a file (external data referenced, read lazily) or from bytes.

@@ -32,17 +32,27 @@ function hasSystemVulkanDriver(): boolean {
 }
 
 let loaded: Promise<{ ort: OrtWeb; meter: MemoryMeter }> | undefined;
+let dawnReady: Promise<MemoryMeter> | undefined;
 
 /**
- * onnxruntime-web (webgpu build) ready to run in this process, once. Without a system Vulkan
- * driver (CPU-only machines), Dawn uses chromium's SwiftShader when it is installed.
+ * WebGPU for onnxruntime-web in this process, once: dawn.node as `navigator.gpu` with its shims and
+ * the GPU memory meter, ready for any onnxruntime-web module (ours or a caller's). Without a system
+ * Vulkan driver (CPU-only machines), Dawn uses chromium's SwiftShader when it is installed.
  */
-export function nodeOrtWeb(): Promise<{ ort: OrtWeb; meter: MemoryMeter }> {
-  loaded ??= (async () => {
+export function nodeWebGpu(): Promise<MemoryMeter> {
+  dawnReady ??= (async () => {
     if (!hasSystemVulkanDriver()) useSwiftShaderIfPresent();
     useLiftoffOnly();
     await loadDawn();
-    const meter = memoryMeter();
+    return memoryMeter();
+  })();
+  return dawnReady;
+}
+
+/** onnxruntime-web (webgpu build) ready to run in this process, once (see nodeWebGpu). */
+export function nodeOrtWeb(): Promise<{ ort: OrtWeb; meter: MemoryMeter }> {
+  loaded ??= (async () => {
+    const meter = await nodeWebGpu();
     const ort = (await import('onnxruntime-web/webgpu')) as unknown as OrtWeb;
     ort.env.wasm.numThreads = 1;
     return { ort, meter };

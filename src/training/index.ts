@@ -1,0 +1,10 @@
+/** The training API (see ./trainer.ts) and the data helpers its examples use. */
+export { createTrainer, Trainer, type StepInfo, type TrainerEvents } from './trainer.js';
+export type { ParameterReport } from '../params/select.js';
+export type { TrainerConfig, BackendName } from './options.js';
+export { textBatches, toBatch, type TextBatches, type TextBatchesOptions } from './data.js';
+export { BACKEND_PEERS } from './peers.js';
+export { getTokenizer, type Tokenizer } from '../data/tokenizer.js';
+export { mobyDick } from '../data/corpus.js';
+export { batches, split, type Batch, type Dataset } from '../data/batches.js';
+export { demoModel } from '../cli/demo.js';

@@ -1,0 +1,112 @@
+/**
+ * Options of `createTrainer`, named and defaulted as `ortfuse train`'s (src/cli/train.ts), checked
+ * before anything is built: one usage error naming the option.
+ */
+import { fail } from '../errors.js';
+
+export type BackendName = 'cpu' | 'webgpu';
+
+export interface TrainerConfig {
+  /** 'cpu' (onnxruntime-node) or 'webgpu' (onnxruntime-web's WebGPU EP; in Node on dawn.node). Default 'cpu'. */
+  backend?: BackendName;
+  /** Peak learning rate of AdamW (default 1e-3). */
+  lr?: number;
+  /** Length of the schedule in steps: linear warm-up, then cosine decay to 0.1·lr at this step (default 50). */
+  steps?: number;
+  /** Warm-up steps (default min(10, floor(steps / 10))). */
+  warmup?: number;
+  /** AdamW's decoupled weight decay; none for 1-D parameters (norm weights, biases) (default 0.01). */
+  weightDecay?: number;
+  /** Clip the global gradient norm to this (0 = off; default 1). */
+  clip?: number;
+  /** Fuse linear+cross-entropy, RMSNorm, SwiGLU and RoPE before building the step (default true). */
+  fuse?: boolean;
+  /** Globs of parameters to train, as `--trainable` (torch names where the export records them; default all). */
+  trainable?: string | string[];
+  /** Globs of parameters to keep fixed, as `--freeze` (default none). */
+  freeze?: string | string[];
+  /** webgpu: the fused ops that run as ortfuse's WGSL kernels, as `--kernels` (default 'flce,swiglu'). */
+  kernels?: string;
+  /** webgpu: specialise the step graph to batches of exactly batch x seq (both or neither; default: not specialised). */
+  batch?: number;
+  seq?: number;
+  /** cpu: ORT intra-op threads (default: ORT's choice). */
+  threads?: number;
+  /** cpu: extra onnxruntime-node session options (e.g. { enableMemPattern: false } for big models). */
+  sessionOptions?: Record<string, unknown>;
+  /**
+   * webgpu: the onnxruntime-web module to train on (`import * as ort from 'onnxruntime-web/webgpu'`),
+   * so the trainer shares its `ort.env` and GPUDevice with the caller's sessions. Default: ortfuse
+   * imports onnxruntime-web/webgpu itself (the same module a caller importing that path gets).
+   */
+  ort?: object;
+  /** Parameters without weight decay (default: 1-D ones). */
+  noDecay?: (name: string, dims: number[]) => boolean;
+}
+
+/** TrainerConfig with its defaults filled in. */
+export interface ResolvedOptions extends TrainerConfig {
+  backend: BackendName;
+  lr: number;
+  steps: number;
+  warmup: number;
+  weightDecay: number;
+  clip: number;
+  fuse: boolean;
+  trainable?: string[];
+  freeze?: string[];
+}
+
+const KNOWN = new Set(['backend', 'lr', 'steps', 'warmup', 'weightDecay', 'clip', 'fuse', 'trainable', 'freeze', 'kernels', 'batch', 'seq', 'threads', 'sessionOptions', 'ort', 'noDecay']);
+
+function int(v: unknown, name: string, min: number): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min) fail('usage', `option ${name} must be an integer ≥ ${min} (got ${String(v)})`);
+  return v;
+}
+
+function num(v: unknown, name: string, ok: (x: number) => boolean, what: string): number {
+  if (typeof v !== 'number' || !Number.isFinite(v) || !ok(v)) fail('usage', `option ${name} must be ${what} (got ${String(v)})`);
+  return v;
+}
+
+function globs(v: unknown, name: string): string[] | undefined {
+  if (v === undefined) return undefined;
+  const list = typeof v === 'string' ? [v] : v;
+  if (!Array.isArray(list) || list.some((g) => typeof g !== 'string' || g === '')) fail('usage', `option ${name} must be a glob or an array of globs (got ${JSON.stringify(v)})`);
+  return list as string[];
+}
+
+/** Check the options and fill in the defaults. */
+export function resolveOptions(c: TrainerConfig): ResolvedOptions {
+  if (c === null || typeof c !== 'object') fail('usage', 'createTrainer() options must be an object');
+  for (const k of Object.keys(c)) if (!KNOWN.has(k)) fail('usage', `unknown option '${k}' (options: ${[...KNOWN].join(', ')})`);
+  const backend = c.backend ?? 'cpu';
+  if (backend !== 'cpu' && backend !== 'webgpu') fail('usage', `option backend must be 'cpu' or 'webgpu' (got ${String(backend)})`);
+  const steps = int(c.steps ?? 50, 'steps', 1);
+  const o: ResolvedOptions = {
+    ...c,
+    backend,
+    steps,
+    lr: num(c.lr ?? 1e-3, 'lr', (x) => x > 0, 'a number > 0'),
+    warmup: int(c.warmup ?? Math.min(10, Math.floor(steps / 10)), 'warmup', 0),
+    weightDecay: num(c.weightDecay ?? 0.01, 'weightDecay', (x) => x >= 0, 'a number ≥ 0'),
+    clip: num(c.clip ?? 1, 'clip', (x) => x >= 0, 'a number ≥ 0 (0 = off)'),
+    fuse: c.fuse ?? true,
+    trainable: globs(c.trainable, 'trainable'),
+    freeze: globs(c.freeze, 'freeze'),
+  };
+  if (typeof o.fuse !== 'boolean') fail('usage', `option fuse must be true or false (got ${String(o.fuse)})`);
+  if (o.warmup > steps) fail('usage', `option warmup (${o.warmup}) is longer than the schedule (steps ${steps})`);
+  if ((c.batch === undefined) !== (c.seq === undefined)) fail('usage', 'options batch and seq go together (the batch shape the webgpu step graph is specialised to)');
+  if (c.batch !== undefined) int(c.batch, 'batch', 1);
+  if (c.seq !== undefined) int(c.seq, 'seq', 2);
+  if (c.threads !== undefined) int(c.threads, 'threads', 1);
+  const webgpuOnly = (['kernels', 'ort'] as const).filter((k) => c[k] !== undefined);
+  if (backend !== 'webgpu' && webgpuOnly.length) fail('usage', `option ${webgpuOnly[0]} is an option of backend 'webgpu' (got backend '${backend}')`);
+  const cpuOnly = (['threads', 'sessionOptions'] as const).filter((k) => c[k] !== undefined);
+  if (backend !== 'cpu' && cpuOnly.length) fail('usage', `option ${cpuOnly[0]} is an option of backend 'cpu' (got backend '${backend}')`);
+  if (c.kernels !== undefined && typeof c.kernels !== 'string') fail('usage', `option kernels must be a string like 'flce,swiglu' (got ${typeof c.kernels})`);
+  if (c.ort !== undefined && typeof (c.ort as { InferenceSession?: unknown }).InferenceSession !== 'function')
+    fail('usage', "option ort must be the onnxruntime-web module (import * as ort from 'onnxruntime-web/webgpu')");
+  return o;
+}

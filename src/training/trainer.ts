@@ -1,0 +1,282 @@
+/**
+ * The training API: `createTrainer(model, options)` fuses an exported model (inputs input_ids and
+ * labels, a `loss` output), builds its training-step graph and opens a backend trainer — `cpu`
+ * (onnxruntime-node; src/runtime/trainer.ts) or `webgpu` (onnxruntime-web's WebGPU EP, in Node on
+ * dawn.node; src/runtime/webgpu/) — with the same AdamW, schedule and defaults as `ortfuse train`.
+ *
+ * ```ts
+ * const t = await createTrainer('model.onnx', { lr: 1e-4, steps: 1000 });
+ * t.on('step', (r) => console.log(r.step, r.loss));
+ * const data = await textBatches(text, { batch: 4, seq: 64, vocab: t.vocab });
+ * for (let i = 0; i < 1000; i++) await t.step(data.train.next().value!);
+ * await t.save('run.ckpt');
+ * await t.dispose();
+ * ```
+ *
+ * The backends' runtimes are imported only here, when a trainer starts (the cpu path never loads
+ * Dawn or onnxruntime-web); a missing one is a one-line error naming the package (./peers.ts).
+ */
+import { fail } from '../errors.js';
+import type { Model } from '../ir/graph.js';
+import { loadBytes, loadFile } from '../onnx/io.js';
+import type { PipelineReport } from '../pipeline.js';
+import type { Batch } from '../data/batches.js';
+import { loadCheckpoint, saveCheckpoint } from '../runtime/checkpoint.js';
+import { adoptExport, prepareTraining } from '../runtime/session.js';
+import { cloneModel } from '../autodiff/clone.js';
+import type { ParameterDiscovery } from '../params/discover.js';
+import { saveTrainedModel, saveWeights } from '../params/export.js';
+import type { ParameterReport } from '../params/select.js';
+import { setParameters } from './weights.js';
+import type { Trainer as BackendTrainer } from '../runtime/train.js';
+import type { MemoryMeter } from '../runtime/webgpu/memory.js';
+import type { TrainerOptions } from '../runtime/trainer.js';
+import { withPeers } from './peers.js';
+import { resolveOptions, type ResolvedOptions, type TrainerConfig } from './options.js';
+
+export type { TrainerConfig } from './options.js';
+
+/** What `step` returns and the 'step' event carries. */
+export interface StepInfo {
+  /** 1-based number of this optimizer step. */
+  step: number;
+  /** Mean loss of the batch (before the update). */
+  loss: number;
+  /** Global L2 norm of the gradients before clipping. */
+  gradNorm: number;
+  /** Learning rate used for this step. */
+  lr: number;
+  /** Wall time of the step, milliseconds. */
+  ms: number;
+  /** Tokens of the batch per second of this step. */
+  tokensPerSecond: number;
+  /** Peak resident set size of this process so far, MiB. */
+  peakRssMiB: number;
+  /** webgpu: most GPU memory in live buffers so far (ORT's pool and ours), MiB. */
+  peakGpuMiB?: number;
+}
+
+/** Events of a trainer and what they carry. */
+export interface TrainerEvents {
+  step: StepInfo;
+  evaluate: { step: number; loss: number; batches: number };
+  save: { step: number; file: string };
+  load: { step: number; file: string };
+}
+
+/** As runTraining's record (src/runtime/train.ts, not imported: it loads onnxruntime-node). */
+const peakRssMiB = () => process.resourceUsage().maxRSS / 1024;
+
+type Listener<K extends keyof TrainerEvents> = (e: TrainerEvents[K]) => void;
+
+/** A model being trained; create one with `createTrainer`. */
+export class Trainer {
+  private listeners = new Map<keyof TrainerEvents, Set<Listener<never>>>();
+  private busy: string | undefined;
+  private disposed = false;
+
+  private constructor(
+    private readonly inner: BackendTrainer,
+    /** The options in effect, every default filled in. */
+    readonly options: Readonly<ResolvedOptions>,
+    /** Names of the trained parameters (graph inputs of the step graph), in graph order. */
+    readonly parameterNames: readonly string[],
+    /** Elements of the trained parameters (parameterReport.totalFloats counts the whole model). */
+    readonly parameterCount: number,
+    /** Vocabulary size of the model: token ids must be below it. */
+    readonly vocab: number,
+    /** What the fusion passes did (undefined with `fuse: false`). */
+    readonly report: PipelineReport | undefined,
+    /** What trains, what is frozen, what is a buffer or constant (trainable / freeze). */
+    readonly parameterReport: ParameterReport,
+    private readonly discovery: ParameterDiscovery,
+    /** A fresh copy of the exported model with its parameters adopted (names as parameterNames). */
+    private readonly forward: () => Model,
+    private readonly gpuMeter: MemoryMeter | undefined,
+  ) {}
+
+  /** @internal Use createTrainer. */
+  static async open(model: Model, o: ResolvedOptions, forward: () => Model): Promise<Trainer> {
+    const prepared = prepareTraining(model, { fuse: o.fuse, target: o.backend, trainable: o.trainable, freeze: o.freeze });
+    const topts: TrainerOptions = {
+      optimizer: { lr: o.lr, weightDecay: o.weightDecay, maxGradNorm: o.clip },
+      schedule: { lr: o.lr, warmupSteps: o.warmup, totalSteps: o.steps },
+      threads: o.threads,
+      noDecay: o.noDecay,
+      session: o.sessionOptions as TrainerOptions['session'],
+    };
+    let inner: BackendTrainer;
+    let meter: MemoryMeter | undefined;
+    if (o.backend === 'webgpu') {
+      inner = await withPeers('webgpu', async () => {
+        const wg = await import('../runtime/webgpu/node.js');
+        const policy = o.kernels === undefined ? {} : wg.parseKernels(o.kernels);
+        const shape = o.batch !== undefined && o.seq !== undefined ? { batch: o.batch, seq: o.seq } : undefined;
+        // Dawn as navigator.gpu (and the memory meter) before ORT-web creates its device.
+        meter = await wg.nodeWebGpu();
+        if (!o.ort) return wg.createNodeWebGpuTrainer(prepared.train, prepared.initial, topts, policy, shape);
+        // The caller's onnxruntime-web: its env (and the GPUDevice it creates) are shared with their sessions.
+        const { WebGpuTrainer } = await import('../runtime/webgpu/trainer.js');
+        return WebGpuTrainer.create(o.ort as never, wg.trainingSpec(prepared.train, prepared.initial, policy, shape), topts);
+      });
+    } else {
+      inner = await withPeers('cpu', async () => (await import('../runtime/trainer.js')).CpuTrainer.create(prepared.train, prepared.initial, topts));
+    }
+    const count = [...prepared.initial.values()].reduce((s, p) => s + p.length, 0);
+    return new Trainer(inner, o, prepared.parameters, count, prepared.vocab, prepared.report, prepared.parameterReport, prepared.discovery, forward, meter);
+  }
+
+  /** Optimizer steps taken so far (restored by `load`). */
+  get globalStep(): number {
+    return this.inner.step;
+  }
+
+  /** Listen to an event; returns the function that removes the listener. */
+  on<K extends keyof TrainerEvents>(event: K, fn: Listener<K>): () => void {
+    let set = this.listeners.get(event);
+    if (!set) this.listeners.set(event, (set = new Set()));
+    set.add(fn as Listener<never>);
+    return () => this.off(event, fn);
+  }
+
+  off<K extends keyof TrainerEvents>(event: K, fn: Listener<K>): void {
+    this.listeners.get(event)?.delete(fn as Listener<never>);
+  }
+
+  private emit<K extends keyof TrainerEvents>(event: K, e: TrainerEvents[K]): void {
+    for (const fn of this.listeners.get(event) ?? []) (fn as Listener<K>)(e);
+  }
+
+  /** One call at a time: steps share the parameters. */
+  private async exclusive<T>(what: string, f: () => Promise<T>): Promise<T> {
+    if (this.disposed) fail('usage', `${what}: the trainer was disposed`);
+    if (this.busy) fail('usage', `${what} called while ${this.busy} is running: await each call before the next`);
+    this.busy = what;
+    try {
+      return await f();
+    } finally {
+      this.busy = undefined;
+    }
+  }
+
+  private checkBatch(b: Batch, what: string): void {
+    if (!b || !(b.inputIds instanceof BigInt64Array) || !(b.labels instanceof BigInt64Array))
+      fail('usage', `${what}: a batch is { inputIds, labels: BigInt64Array, batch, seq } (see textBatches, toBatch)`);
+    const n = b.batch * b.seq;
+    if (!(b.batch >= 1 && b.seq >= 2) || b.inputIds.length !== n || b.labels.length !== n)
+      fail('usage', `${what}: batch ${b.batch}x${b.seq} needs ${n} input ids and labels (got ${b.inputIds.length} and ${b.labels.length})`);
+    const { batch, seq } = this.options;
+    if (this.options.backend === 'webgpu' && batch !== undefined && (b.batch !== batch || b.seq !== seq))
+      fail('usage', `${what}: the webgpu step graph is specialised to batches of ${batch}x${seq} (options batch, seq), not ${b.batch}x${b.seq}`);
+    const v = BigInt(this.vocab);
+    for (let i = 0; i < n; i++) {
+      const id = b.inputIds[i];
+      if (id < 0n || id >= v) fail('usage', `${what}: token id ${id} at position ${i} is outside the model's vocabulary (0..${this.vocab - 1})`);
+    }
+  }
+
+  /** One optimizer step on `batch`: loss and gradients, clipping, AdamW; emits 'step'. */
+  step(batch: Batch): Promise<StepInfo> {
+    return this.exclusive('step()', async () => {
+      this.checkBatch(batch, `step ${this.inner.step + 1}`);
+      const r = await this.inner.train(batch);
+      const info: StepInfo = { ...r, tokensPerSecond: (batch.batch * batch.seq * 1000) / r.ms, peakRssMiB: peakRssMiB() };
+      if (this.gpuMeter) info.peakGpuMiB = this.gpuMeter.peak / 2 ** 20;
+      this.emit('step', info);
+      return info;
+    });
+  }
+
+  /** Mean loss over `batches` without updating; emits 'evaluate'. */
+  evaluate(batches: Batch[]): Promise<number> {
+    return this.exclusive('evaluate()', async () => {
+      if (!Array.isArray(batches) || batches.length === 0) fail('usage', 'evaluate() takes a non-empty array of batches');
+      batches.forEach((b, i) => this.checkBatch(b, `evaluate() batch ${i}`));
+      const loss = await this.inner.evaluate(batches);
+      this.emit('evaluate', { step: this.inner.step, loss, batches: batches.length });
+      return loss;
+    });
+  }
+
+  /**
+   * Write a checkpoint (parameters, AdamW moments, step; atomically: temporary file + rename). The
+   * format is `ortfuse train --checkpoint`'s, so either side resumes the other's.
+   */
+  save(file: string): Promise<void> {
+    return this.exclusive('save()', async () => {
+      const o = this.options;
+      saveCheckpoint(file, await this.inner.state({ backend: o.backend, lr: o.lr, steps: o.steps, warmup: o.warmup, weightDecay: o.weightDecay, clip: o.clip, fuse: o.fuse, batch: o.batch, seq: o.seq }));
+      this.emit('save', { step: this.inner.step, file });
+    });
+  }
+
+  /** Restore parameters, moments and step from a checkpoint of this model. */
+  load(file: string): Promise<void> {
+    return this.exclusive('load()', async () => {
+      const s = loadCheckpoint(file);
+      const extra = [...s.params.keys()].filter((n) => !this.parameterNames.includes(n));
+      if (extra.length) fail('invalid', `checkpoint ${file} does not match the model: it has parameter '${extra[0]}', which the model does not`);
+      this.inner.restore(s);
+      this.emit('load', { step: s.step, file });
+    });
+  }
+
+  /** Copies of the current parameter values, by name (read back from the GPU on webgpu). */
+  parameters(): Promise<Map<string, Float32Array>> {
+    return this.exclusive('parameters()', async () => {
+      const s = await this.inner.state({});
+      return new Map([...s.params].map(([name, p]) => [name, p.value.slice()]));
+    });
+  }
+
+  /**
+   * The exported model (its graph as given: inputs, outputs, loss) with the trained values, e.g. for
+   * `ort.InferenceSession.create(save(model))` in your own pipeline. Parameters are named as
+   * `parameterNames` (torch names where the export records them).
+   */
+  async exportModel(): Promise<Model> {
+    return setParameters(this.forward(), await this.parameters());
+  }
+
+  /** Write `exportModel()` as ONNX (atomic; external data when large), as `ortfuse train --save-model`. */
+  async saveModel(file: string): Promise<void> {
+    saveTrainedModel(file, this.forward(), await this.parameters());
+  }
+
+  /**
+   * Write every parameter (frozen ones with their initial values) as safetensors under the torch
+   * names, as `ortfuse train --save-weights` (transformers' load_state_dict / from_pretrained read it).
+   */
+  async saveWeights(file: string): Promise<void> {
+    saveWeights(file, this.forward(), this.discovery, await this.parameters(), { step: String(this.inner.step) });
+  }
+
+  /** Release the session(s) and GPU buffers; the trainer cannot be used afterwards. */
+  async dispose(): Promise<void> {
+    if (this.disposed) return;
+    if (this.busy) fail('usage', `dispose() called while ${this.busy} is running: await it first`);
+    this.disposed = true;
+    await this.inner.release();
+  }
+}
+
+/**
+ * Create a trainer for an exported model given as a file path, bytes, or a loaded `Model` (a Model
+ * is fused in place, as `optimize` does, after a copy is kept for exportModel). Options and
+ * defaults are `ortfuse train`'s (./options.ts).
+ */
+export async function createTrainer(model: string | Uint8Array | Model, config: TrainerConfig = {}): Promise<Trainer> {
+  const o = resolveOptions(config);
+  const read = typeof model === 'string' ? () => loadFile(model) : model instanceof Uint8Array ? () => loadBytes(model) : undefined;
+  const m = read ? read() : model;
+  if (!m || typeof m !== 'object' || !('graph' in m)) fail('usage', `createTrainer() takes a model file path, bytes or a Model, not ${typeof model}`);
+  // For exportModel/saveModel/saveWeights: read the file or bytes again then, or keep a copy of the given Model (tensor data shared).
+  const adopted = (x: Model) => (adoptExport(x), x);
+  let forward: () => Model;
+  if (read) forward = () => adopted(read());
+  else {
+    const copy = cloneModel(adopted(m));
+    forward = () => cloneModel(copy);
+  }
+  return Trainer.open(m, o, forward);
+}
