@@ -98,7 +98,9 @@ export function loadDawn(options: string[] = []): Promise<GPU> {
     const g = globalThis as Record<string, unknown>;
     for (const [k, v] of Object.entries(mod.globals)) if (!(k in g)) g[k] = v;
     installWriteBufferShim((mod.globals.GPUQueue as { prototype: GPUQueue }).prototype);
-    const gpu = mod.create(options);
+    // ORTFUSE_DAWN_FLAGS: extra create() flags, ';'-separated (e.g. 'enable-dawn-features=skip_validation'), for measurements.
+    const extra = process.env.ORTFUSE_DAWN_FLAGS?.split(';').filter((f) => f.length > 0) ?? [];
+    const gpu = mod.create([...options, ...extra]);
     const nav = g.navigator as { gpu?: GPU } | undefined;
     if (!nav) g.navigator = { gpu };
     else if (!nav.gpu) {
