@@ -34,14 +34,24 @@ export function saveWeights(file: string, model: Model, discovery: ParameterDisc
   return sd.size;
 }
 
+/**
+ * Replace the initializers named in `params` with those values (float32, same element count; the
+ * arrays are used, not copied). Every name must be a float32 initializer of the model's main graph.
+ * Returns the model.
+ */
+export function setParameters(model: Model, params: ReadonlyMap<string, Float32Array>): Model {
+  const byName = new Map(model.graph.initializers.map((v) => [v.name, v]));
+  for (const [name, value] of params) {
+    const v = byName.get(name) ?? fail('invalid', `setParameters: the model has no initializer '${name}' (parameters come from the model the trainer was created with)`);
+    const t = v.initializer!;
+    if (t.dtype !== DataType.FLOAT) fail('invalid', `setParameters: initializer '${name}' is not float32`);
+    if (!(value instanceof Float32Array) || value.length !== t.size) fail('invalid', `setParameters: '${name}' has shape [${t.dims}] (${t.size} values), got ${value?.length} values`);
+    v.initializer = Tensor.from(DataType.FLOAT, t.dims.slice(), value);
+  }
+  return model;
+}
+
 /** Put the trained values into `model`'s initializers (in place) and save it (atomic; external data when large). */
 export function saveTrainedModel(file: string, model: Model, trained: ReadonlyMap<string, Float32Array>): { model: string; data?: string } {
-  for (const v of model.graph.initializers) {
-    const data = trained.get(v.name);
-    if (!data) continue;
-    const t = v.initializer!;
-    if (t.size !== data.length) fail('invalid', `cannot save the model: parameter '${v.name}' has ${data.length} trained values for shape [${t.dims}]`);
-    v.initializer = Tensor.from(DataType.FLOAT, t.dims.slice(), data);
-  }
-  return saveFile(model, file, { externalData: 'auto' });
+  return saveFile(setParameters(model, trained), file, { externalData: 'auto' });
 }
