@@ -32,7 +32,7 @@ import { GRAD_IN_PREFIX, GRAD_PREFIX } from './names.js';
 export { GRAD_IN_PREFIX, GRAD_PREFIX };
 
 /** Float initializers matching these are buffers, not parameters, unless named in `trainable`. */
-export const BUFFER_PATTERNS: readonly RegExp[] = [/(^|\.)inv_freq$/, /(^|\.)running_(mean|var)$/];
+export const BUFFER_PATTERNS: readonly RegExp[] = [/(^|\.)inv_freq$/, /(^|\.)running_(mean|var)$/, /(^|\.)(cos|sin)_cached$/];
 
 /**
  * A parameter's name as exporters write it: a module path (`model.layers.0.mlp.up_proj.weight`,

@@ -14,6 +14,7 @@
  */
 import type { Model, Node, Value } from '../ir/graph.js';
 import { isFloatType } from '../autodiff/dtype.js';
+import { BUFFER_PATTERNS, PARAMETER_NAME } from '../autodiff/training.js';
 import { dottedName, placeholderKind, torchRecord } from './torch-record.js';
 
 /** One read of a parameter: `node.input(index)` is `value`, in torch layout or transposed. */
@@ -45,11 +46,6 @@ export interface ParameterDiscovery {
   method: 'torch-record' | 'graph-roles';
 }
 
-/** Float initializers matching these are buffers, not parameters (when no record says otherwise). */
-export const BUFFER_PATTERNS: readonly RegExp[] = [/(^|\.)inv_freq$/, /(^|\.)running_(mean|var)$/, /(^|\.)(cos|sin)_cached$/];
-
-/** A parameter's name as exporters write it: a module path (`model.layers.0.mlp.up_proj.weight`). */
-export const PARAMETER_NAME = /^[A-Za-z_]\w*(\.\w+)+$/;
 
 const ADD_LIKE = new Set(['Add', 'Sub']);
 
