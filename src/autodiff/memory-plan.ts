@@ -17,9 +17,15 @@ export interface MemoryPlan {
   atPeak: { what: string; count: number; bytes: number }[];
   /** Values whose shape is not static (not counted). */
   unknown: number;
+  /** The largest single value (bytes and a description). */
+  largest: { bytes: number; what: string };
 }
 
-const ELEM_BYTES: Record<number, number> = {
+/** Bytes of a value, or undefined where its size is not known. */
+export type SizeOf = (v: Value) => number | undefined;
+
+/** Bytes of one element by ONNX data type (4 when not listed). */
+export const ELEM_BYTES: Record<number, number> = {
   [DataType.DOUBLE]: 8, [DataType.INT64]: 8, [DataType.UINT64]: 8,
   [DataType.FLOAT16]: 2, [DataType.BFLOAT16]: 2, [DataType.INT16]: 2, [DataType.UINT16]: 2,
   [DataType.BOOL]: 1, [DataType.INT8]: 1, [DataType.UINT8]: 1,
@@ -32,19 +38,28 @@ export function tensorBytes(v: Value): number | undefined {
   return (t.shape as number[]).reduce((a, b) => a * b, ELEM_BYTES[t.elemType] ?? 4);
 }
 
-/** Peak live bytes of `g` run in node order (see the file header). */
-export function memoryPlan(g: Graph): MemoryPlan {
-  const nodes = g.nodes;
+/** Index of each value's last reader in `g`'s node order (subgraph reads count for their node). */
+export function lastUses(g: Graph): Map<Value, number> {
   const last = new Map<Value, number>();
-  nodes.forEach((n, i) => {
+  g.nodes.forEach((n, i) => {
     for (const v of n.inputs) if (v) last.set(v, i);
     for (const sg of n.subgraphs()) for (const v of sg.outerReferences()) last.set(v, i);
   });
+  return last;
+}
+
+/**
+ * Peak live bytes of `g` run in node order (see the file header). `sizeOf` (default: static shapes)
+ * may evaluate symbolic shapes; `last` = lastUses(g), when computed once for several sizes.
+ */
+export function memoryPlan(g: Graph, sizeOf: SizeOf = tensorBytes, last = lastUses(g)): MemoryPlan {
+  const nodes = g.nodes;
   const outputs = new Set(g.outputs);
   const alive = new Map<Value, number>();
   let live = 0, peak = 0, unknown = 0;
   let peakNode: Node | undefined;
   let snapshot: Value[] = [];
+  let largest = { bytes: 0, what: '' };
   const free = (v: Value) => {
     const b = alive.get(v);
     if (b === undefined || outputs.has(v)) return;
@@ -53,10 +68,11 @@ export function memoryPlan(g: Graph): MemoryPlan {
   };
   nodes.forEach((n, i) => {
     for (const o of n.outputs) {
-      const b = tensorBytes(o);
+      const b = sizeOf(o);
       if (b === undefined) { unknown++; continue; }
       alive.set(o, b);
       live += b;
+      if (b > largest.bytes) largest = { bytes: b, what: `${n.opType} output '${o.name}'` };
     }
     if (live > peak) {
       peak = live;
@@ -71,8 +87,8 @@ export function memoryPlan(g: Graph): MemoryPlan {
     const what = `${v.producer?.opType ?? 'input'} [${v.tensorType?.shape?.join(',')}]${outputs.has(v) ? ' (output)' : ''}`;
     const e = groups.get(what) ?? { what, count: 0, bytes: 0 };
     e.count++;
-    e.bytes += tensorBytes(v)!;
+    e.bytes += sizeOf(v) ?? 0;
     groups.set(what, e);
   }
-  return { peakBytes: peak, peakNode, atPeak: [...groups.values()].sort((a, b) => b.bytes - a.bytes), unknown };
+  return { peakBytes: peak, peakNode, atPeak: [...groups.values()].sort((a, b) => b.bytes - a.bytes), unknown, largest };
 }

@@ -15,16 +15,9 @@
  */
 import type { Graph, Value } from '../ir/graph.js';
 import { evalDim } from '../ir/infer/index.js';
-import { DataType } from '../onnx/schema.js';
+import { ELEM_BYTES, lastUses, memoryPlan } from '../autodiff/memory-plan.js';
 
 const GiB = 2 ** 30;
-
-/** Bytes of one element by ONNX data type (4 when not listed). */
-const ELEM_BYTES: Record<number, number> = {
-  [DataType.DOUBLE]: 8, [DataType.INT64]: 8, [DataType.UINT64]: 8,
-  [DataType.FLOAT16]: 2, [DataType.BFLOAT16]: 2, [DataType.INT16]: 2, [DataType.UINT16]: 2,
-  [DataType.BOOL]: 1, [DataType.INT8]: 1, [DataType.UINT8]: 1,
-};
 
 export interface StepMemory {
   /** Estimated peak bytes of the step (see the file header). */
@@ -47,13 +40,7 @@ export interface StepMemoryModel {
  */
 export function stepMemoryModel(g: Graph, parameters: number): StepMemoryModel {
   const ids = g.inputs.find((v) => v.name === 'input_ids')?.tensorType?.shape ?? [];
-  const nodes = g.nodes;
-  const last = new Map<Value, number>();
-  nodes.forEach((n, i) => {
-    for (const v of n.inputs) if (v) last.set(v, i);
-    for (const sg of n.subgraphs()) for (const v of sg.outerReferences()) last.set(v, i);
-  });
-  const outputs = new Set(g.outputs);
+  const last = lastUses(g); // liveness once; sizes per batch shape
   return {
     at(batch, seq) {
       const bindings: Record<string, number> = {};
@@ -70,28 +57,8 @@ export function stepMemoryModel(g: Graph, parameters: number): StepMemoryModel {
         }
         return n;
       };
-      const alive = new Map<Value, number>();
-      let live = 0, peak = 0;
-      let largest = { bytes: 0, what: '' };
-      const free = (v: Value) => {
-        const b = alive.get(v);
-        if (b === undefined || outputs.has(v)) return;
-        alive.delete(v);
-        live -= b;
-      };
-      nodes.forEach((n, i) => {
-        for (const o of n.outputs) {
-          const b = size(o);
-          if (b === undefined) continue;
-          alive.set(o, b);
-          live += b;
-          if (b > largest.bytes) largest = { bytes: b, what: `${n.opType} output '${o.name}'` };
-        }
-        peak = Math.max(peak, live);
-        for (const v of n.inputs) if (v && last.get(v) === i) free(v);
-        for (const o of n.outputs) if (!last.has(o)) free(o);
-      });
-      return { bytes: 6 * 4 * parameters + 1.5 * peak + 256 * 2 ** 20, activationBytes: peak, largest };
+      const plan = memoryPlan(g, size, last);
+      return { bytes: 6 * 4 * parameters + 1.5 * plan.peakBytes + 256 * 2 ** 20, activationBytes: plan.peakBytes, largest: plan.largest };
     },
   };
 }
