@@ -7,19 +7,13 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runCli } from '../src/cli/program.js';
+import { cli } from './cli-helpers.js';
 import { COMMANDS } from '../src/cli/commands.js';
 import { EXIT_CODES } from '../src/errors.js';
 import { createModel, GraphBuilder, Tensor, type Model } from '../src/ir/index.js';
 import { saveBytes, saveFile } from '../src/onnx/io.js';
 import { DataType, ModelProtoType } from '../src/onnx/schema.js';
 
-async function cli(cwd: string, ...argv: string[]) {
-  let stdout = '';
-  let stderr = '';
-  const code = await runCli(argv, { stdout: (t) => void (stdout += t), stderr: (t) => void (stderr += t), cwd });
-  return { code, stdout, stderr };
-}
 
 /** x[batch,4] -> MatMul(w) -> Relu -> Add(b) -> y, with a 4 KiB initializer for external data. */
 function smallModel(): Model {

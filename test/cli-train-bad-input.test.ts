@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runCli } from '../src/cli/program.js';
+import { cli } from './cli-helpers.js';
 import { EXIT_CODES } from '../src/errors.js';
 import { GraphBuilder, Tensor } from '../src/ir/index.js';
 import { tensorType } from '../src/ir/types.js';
@@ -18,12 +18,6 @@ import { DataType } from '../src/onnx/schema.js';
 import { buildQwen2 } from '../models/qwen2.js';
 import { TINY } from '../models/config.js';
 
-async function cli(cwd: string, ...argv: string[]) {
-  let stdout = '';
-  let stderr = '';
-  const code = await runCli(argv, { stdout: (t) => void (stdout += t), stderr: (t) => void (stderr += t), cwd });
-  return { code, stdout, stderr };
-}
 
 let dir: string;
 const SMALL = ['--steps', '5', '--batch', '2', '--seq', '32', '--no-progress'];

@@ -8,15 +8,9 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runCli } from '../src/cli/program.js';
+import { cli } from './cli-helpers.js';
 import type { StepRecord } from '../src/runtime/train.js';
 
-async function cli(cwd: string, ...argv: string[]) {
-  let stdout = '';
-  let stderr = '';
-  const code = await runCli(argv, { stdout: (t) => void (stdout += t), stderr: (t) => void (stderr += t), cwd });
-  return { code, stdout, stderr };
-}
 
 let dir: string;
 beforeAll(() => {

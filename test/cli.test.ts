@@ -5,17 +5,12 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as ort from 'onnxruntime-node';
-import { runCli, version } from '../src/cli/program.js';
+import { version } from '../src/cli/program.js';
+import { cli } from './cli-helpers.js';
 import { createModel, Graph, GraphBuilder, Tensor, checkModel, type Model } from '../src/ir/index.js';
 import { loadFile, saveBytes, saveFile } from '../src/onnx/io.js';
 import { DataType } from '../src/onnx/schema.js';
 
-async function cli(cwd: string, ...argv: string[]) {
-  let stdout = '';
-  let stderr = '';
-  const code = await runCli(argv, { stdout: (t) => void (stdout += t), stderr: (t) => void (stderr += t), cwd });
-  return { code, stdout, stderr };
-}
 
 /** x[batch,64] -> MatMul(w: 16 KiB) -> Add(bias) -> Relu -> y, plus a model-local function. */
 function fixture(): Model {

@@ -9,7 +9,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { afterAll, describe, expect, it } from 'vitest';
-import { runCli } from '../src/cli/program.js';
+import { cli as runCliIn } from './cli-helpers.js';
 import { loadFile } from '../src/onnx/io.js';
 import { loadSafetensors } from '../src/params/safetensors.js';
 import { prepareTraining } from '../src/runtime/session.js';
@@ -19,11 +19,7 @@ const DIR = new URL('../models/fixtures/default/', import.meta.url).pathname;
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ortfuse-real-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-async function cli(...argv: string[]) {
-  let stdout = '', stderr = '';
-  const code = await runCli(argv, { stdout: (t) => void (stdout += t), stderr: (t) => void (stderr += t), cwd: tmp });
-  return { code, stdout, stderr };
-}
+const cli = (...argv: string[]) => runCliIn(tmp, ...argv);
 
 const fx = (stem: string) => JSON.parse(fs.readFileSync(`${DIR}${stem}.json`, 'utf8'));
 const TRAIN = ['--steps', '4', '--batch', '2', '--seq', '32', '--tokenizer', 'bytes', '--no-progress'];
