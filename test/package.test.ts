@@ -119,7 +119,7 @@ describe('the packed package in a fresh project', () => {
     expect(losses.length).toBe(2);
     expect(losses[0]).toBeGreaterThan(5.5);
     expect(losses[1]).toBeLessThan(losses[0]);
-  }, 180_000);
+  }, 300_000);
 
   it('without onnxruntime-node: the API and the CLI say to install it', () => {
     const bare = path.join(dir, 'bare');

@@ -90,6 +90,39 @@ describe('training API (cpu)', () => {
     await expect(b.step(data.train.next().value!)).rejects.toThrow(/the trainer was disposed/);
   });
 
+  it("schedule, minLrRatio and micro-batches (gradient accumulation) follow `ortfuse train --schedule linear --min-lr-ratio 0.2 --grad-accum 2` bit for bit; a CLI checkpoint resumes here", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'api-'));
+    const run = { ...opts, schedule: 'linear' as const, minLrRatio: 0.2 };
+    const cliOpts = { ...run, batch: 2, seq: 32, seed: 5, fuse: true, gradAccum: 2 };
+    const tok = await getTokenizer('bytes');
+    const cli = await runTraining(buildQwen2(TINY, { seed: 1 }), text, tok, cliOpts);
+    const t = await createTrainer(buildQwen2(TINY, { seed: 1 }), run);
+    const data = await textBatches(text, shape);
+    const micro = () => [data.train.next().value!, data.train.next().value!];
+    const api: { loss: number; lr: number }[] = [];
+    for (let i = 0; i < 8; i++) api.push(await t.step(micro()));
+    expect(api.map((r) => r.loss)).toEqual(cli.map((r) => r.loss));
+    expect(api.map((r) => r.lr)).toEqual(cli.map((r) => r.lr));
+    await t.dispose();
+    // `ortfuse train` stopped at step 4 with a checkpoint; the library loads it and continues.
+    const ck = path.join(dir, 'cli.ckpt');
+    await runTraining(buildQwen2(TINY, { seed: 1 }), text, tok, { ...cliOpts, stopAfter: 4, checkpoint: ck });
+    const u = await createTrainer(buildQwen2(TINY, { seed: 1 }), run);
+    await u.load(ck);
+    const rest = await textBatches(text, shape);
+    for (let i = 0; i < 8; i++) rest.train.next();
+    const tail: number[] = [];
+    for (let i = 0; i < 4; i++) tail.push((await u.step([rest.train.next().value!, rest.train.next().value!])).loss);
+    expect(tail).toEqual(cli.slice(4).map((r) => r.loss));
+    await u.dispose();
+    const v = await createTrainer(buildQwen2(TINY, { seed: 1 }), { ...run, lr: 2e-3 });
+    await expect(v.load(ck)).rejects.toThrow(/the checkpoint was written with lr 0.003; this trainer has lr 0.002/);
+    await v.dispose();
+    const w = await createTrainer(buildQwen2(TINY, { seed: 1 }), { ...run, freeze: 'lm_head.weight' });
+    await expect(w.load(ck)).rejects.toThrow(/the checkpoint is of another model \(it has parameter 'lm_head.weight', which this one does not\)/);
+    await w.dispose();
+  });
+
   it('takes the model as a file path or bytes, batches from token rows, and trains with fuse: false', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'api-'));
     const { save } = await import('../src/index.js');
@@ -176,6 +209,8 @@ describe('training API (cpu)', () => {
       [{ backend: 'webgpu', batch: 2 }, /options batch and seq go together/],
       [{ learningRate: 1 }, /unknown option 'learningRate'/],
       [{ freeze: [''] }, /option freeze must be a glob or an array of globs/],
+      [{ schedule: 'step' }, /option schedule must be 'cosine', 'linear' or 'constant'/],
+      [{ minLrRatio: 2 }, /option minLrRatio must be a number between 0 and 1/],
       [{ backend: 'webgpu', ort: {} }, /option ort must be the onnxruntime-web module/],
     ];
     for (const [config, msg] of bad) {
@@ -220,5 +255,5 @@ describe.skipIf(!env.ctx)('training API (webgpu, dawn.node)', () => {
     const p = await t.parameters();
     expect([...p.keys()]).toEqual(t.parameterNames);
     await t.dispose();
-  });
+  }, 300_000); // SwiftShader on a busy 2-core machine: ~40 s idle, ~110 s measured under load
 });

@@ -11,10 +11,14 @@ export interface TrainerConfig {
   backend?: BackendName;
   /** Peak learning rate of AdamW (default 1e-3). */
   lr?: number;
-  /** Length of the schedule in steps: linear warm-up, then cosine decay to 0.1·lr at this step (default 50). */
+  /** Length of the schedule in steps: linear warm-up, then the decay (`schedule`) ends at this step (default 50). */
   steps?: number;
   /** Warm-up steps (default min(10, floor(steps / 10))). */
   warmup?: number;
+  /** Decay after the warm-up: 'cosine' or 'linear' down to minLrRatio·lr at `steps`, or 'constant' (default 'cosine'). */
+  schedule?: 'cosine' | 'linear' | 'constant';
+  /** Final learning rate of cosine/linear as a fraction of lr (default 0.1). */
+  minLrRatio?: number;
   /** AdamW's decoupled weight decay; none for 1-D parameters (norm weights, biases) (default 0.01). */
   weightDecay?: number;
   /** Clip the global gradient norm to this (0 = off; default 1). */
@@ -50,6 +54,8 @@ export interface ResolvedOptions extends TrainerConfig {
   lr: number;
   steps: number;
   warmup: number;
+  schedule: 'cosine' | 'linear' | 'constant';
+  minLrRatio: number;
   weightDecay: number;
   clip: number;
   fuse: boolean;
@@ -57,7 +63,7 @@ export interface ResolvedOptions extends TrainerConfig {
   freeze?: string[];
 }
 
-const KNOWN = new Set(['backend', 'lr', 'steps', 'warmup', 'weightDecay', 'clip', 'fuse', 'trainable', 'freeze', 'kernels', 'batch', 'seq', 'threads', 'sessionOptions', 'ort', 'noDecay']);
+const KNOWN = new Set(['backend', 'lr', 'steps', 'warmup', 'schedule', 'minLrRatio', 'weightDecay', 'clip', 'fuse', 'trainable', 'freeze', 'kernels', 'batch', 'seq', 'threads', 'sessionOptions', 'ort', 'noDecay']);
 
 function int(v: unknown, name: string, min: number): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < min) fail('usage', `option ${name} must be an integer ≥ ${min} (got ${String(v)})`);
@@ -89,12 +95,15 @@ export function resolveOptions(c: TrainerConfig): ResolvedOptions {
     steps,
     lr: num(c.lr ?? 1e-3, 'lr', (x) => x > 0, 'a number > 0'),
     warmup: int(c.warmup ?? Math.min(10, Math.floor(steps / 10)), 'warmup', 0),
+    schedule: c.schedule ?? 'cosine',
+    minLrRatio: num(c.minLrRatio ?? 0.1, 'minLrRatio', (x) => x >= 0 && x <= 1, 'a number between 0 and 1'),
     weightDecay: num(c.weightDecay ?? 0.01, 'weightDecay', (x) => x >= 0, 'a number ≥ 0'),
     clip: num(c.clip ?? 1, 'clip', (x) => x >= 0, 'a number ≥ 0 (0 = off)'),
     fuse: c.fuse ?? true,
     trainable: globs(c.trainable, 'trainable'),
     freeze: globs(c.freeze, 'freeze'),
   };
+  if (!['cosine', 'linear', 'constant'].includes(o.schedule)) fail('usage', `option schedule must be 'cosine', 'linear' or 'constant' (got ${String(o.schedule)})`);
   if (typeof o.fuse !== 'boolean') fail('usage', `option fuse must be true or false (got ${String(o.fuse)})`);
   if (o.warmup > steps) fail('usage', `option warmup (${o.warmup}) is longer than the schedule (steps ${steps})`);
   if ((c.batch === undefined) !== (c.seq === undefined)) fail('usage', 'options batch and seq go together (the batch shape the webgpu step graph is specialised to)');

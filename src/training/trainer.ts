@@ -73,6 +73,8 @@ export class Trainer {
   private listeners = new Map<keyof TrainerEvents, Set<Listener<never>>>();
   private busy: string | undefined;
   private disposed = false;
+  /** Shape of the last step (recorded in checkpoints). */
+  private last: { batch?: number; seq?: number; gradAccum: number } = { gradAccum: 1 };
 
   private constructor(
     private readonly inner: BackendTrainer,
@@ -92,6 +94,8 @@ export class Trainer {
     /** A fresh copy of the exported model with its parameters adopted (names as parameterNames). */
     private readonly forward: () => Model,
     private readonly gpuMeter: MemoryMeter | undefined,
+    /** Parameter shapes, by name. */
+    private readonly shapes: Map<string, number[]>,
   ) {}
 
   /** @internal Use createTrainer. */
@@ -99,7 +103,7 @@ export class Trainer {
     const prepared = prepareTraining(model, { fuse: o.fuse, target: o.backend, trainable: o.trainable, freeze: o.freeze });
     const topts: TrainerOptions = {
       optimizer: { lr: o.lr, weightDecay: o.weightDecay, maxGradNorm: o.clip },
-      schedule: { lr: o.lr, warmupSteps: o.warmup, totalSteps: o.steps },
+      schedule: { lr: o.lr, warmupSteps: o.warmup, totalSteps: o.steps, kind: o.schedule, minRatio: o.minLrRatio },
       threads: o.threads,
       noDecay: o.noDecay,
       session: o.sessionOptions as TrainerOptions['session'],
@@ -122,7 +126,8 @@ export class Trainer {
       inner = await withPeers('cpu', async () => (await import('../runtime/trainer.js')).CpuTrainer.create(prepared.train, prepared.initial, topts));
     }
     const count = [...prepared.initial.values()].reduce((s, p) => s + p.length, 0);
-    return new Trainer(inner, o, prepared.parameters, count, prepared.vocab, prepared.report, prepared.parameterReport, prepared.discovery, forward, meter);
+    const shapes = new Map(prepared.train.graph.inputs.filter((v) => prepared.initial.has(v.name)).map((v) => [v.name, (v.tensorType?.shape ?? []) as number[]]));
+    return new Trainer(inner, o, prepared.parameters, count, prepared.vocab, prepared.report, prepared.parameterReport, prepared.discovery, forward, meter, shapes);
   }
 
   /** Optimizer steps taken so far (restored by `load`). */
@@ -174,12 +179,22 @@ export class Trainer {
     }
   }
 
-  /** One optimizer step on `batch`: loss and gradients, clipping, AdamW; emits 'step'. */
-  step(batch: Batch): Promise<StepInfo> {
+  /**
+   * One optimizer step on `batch`: loss and gradients, clipping, AdamW; emits 'step'. An array of
+   * micro-batches (cpu) accumulates their gradients first, each weighted by its count of target
+   * tokens, so the step equals one step on all of them together (as `--grad-accum`).
+   */
+  step(batch: Batch | Batch[]): Promise<StepInfo> {
     return this.exclusive('step()', async () => {
-      this.checkBatch(batch, `step ${this.inner.step + 1}`);
-      const r = await this.inner.train(batch);
-      const info: StepInfo = { ...r, tokensPerSecond: (batch.batch * batch.seq * 1000) / r.ms, peakRssMiB: peakRssMiB() };
+      const what = `step ${this.inner.step + 1}`;
+      const micro = Array.isArray(batch) ? batch : [batch];
+      if (micro.length === 0) fail('usage', `${what}: an empty array of micro-batches`);
+      if (micro.length > 1 && this.options.backend !== 'cpu') fail('usage', `${what}: micro-batches (gradient accumulation) are a feature of backend 'cpu'`);
+      micro.forEach((b, i) => this.checkBatch(b, micro.length > 1 ? `${what}, micro-batch ${i}` : what));
+      const r = await (micro.length > 1 ? (this.inner as unknown as { train(b: Batch[]): ReturnType<BackendTrainer['train']> }).train(micro) : this.inner.train(micro[0]));
+      const tokens = micro.reduce((s, b) => s + b.batch * b.seq, 0);
+      this.last = { batch: micro[0].batch, seq: micro[0].seq, gradAccum: micro.length };
+      const info: StepInfo = { ...r, tokensPerSecond: (tokens * 1000) / r.ms, peakRssMiB: peakRssMiB() };
       if (this.gpuMeter) info.peakGpuMiB = this.gpuMeter.peak / 2 ** 20;
       this.emit('step', info);
       return info;
@@ -197,24 +212,44 @@ export class Trainer {
     });
   }
 
+  /** The settings a checkpoint records (as `ortfuse train`'s: src/runtime/run-checks.ts RunSettings). */
+  private settings(): Record<string, unknown> {
+    const o = this.options;
+    return { batch: this.last.batch ?? o.batch, seq: this.last.seq ?? o.seq, gradAccum: this.last.gradAccum, lr: o.lr, warmup: o.warmup, steps: o.steps, schedule: o.schedule, minLrRatio: o.minLrRatio, weightDecay: o.weightDecay, clip: o.clip };
+  }
+
   /**
-   * Write a checkpoint (parameters, AdamW moments, step; atomically: temporary file + rename). The
-   * format is `ortfuse train --checkpoint`'s, so either side resumes the other's.
+   * Write a checkpoint (parameters, AdamW moments, step, the optimizer settings and parameter
+   * shapes; atomically: temporary file + rename), in the format of `ortfuse train --checkpoint`.
    */
   save(file: string): Promise<void> {
     return this.exclusive('save()', async () => {
-      const o = this.options;
-      saveCheckpoint(file, await this.inner.state({ backend: o.backend, lr: o.lr, steps: o.steps, warmup: o.warmup, weightDecay: o.weightDecay, clip: o.clip, fuse: o.fuse, batch: o.batch, seq: o.seq }));
+      const s = await this.inner.state({});
+      const params = [...s.params].map(([name, p]) => [name, this.shapes.get(name) ?? [p.value.length]]);
+      saveCheckpoint(file, { ...s, meta: { backend: this.options.backend, settings: this.settings(), params } });
       this.emit('save', { step: this.inner.step, file });
     });
   }
 
-  /** Restore parameters, moments and step from a checkpoint of this model. */
+  /**
+   * Restore parameters, moments and step from a checkpoint (this API's or `ortfuse train`'s). Refused
+   * in one line when it is of another model (parameter names, sizes) or was written with other
+   * optimizer settings (lr, warmup, steps, schedule, minLrRatio, weightDecay, clip), under which the
+   * continued run would not be the one that was saved. Batches are the caller's: not checked.
+   */
   load(file: string): Promise<void> {
     return this.exclusive('load()', async () => {
       const s = loadCheckpoint(file);
-      const extra = [...s.params.keys()].filter((n) => !this.parameterNames.includes(n));
-      if (extra.length) fail('invalid', `checkpoint ${file} does not match the model: it has parameter '${extra[0]}', which the model does not`);
+      const mine = new Map(this.parameterNames.map((n) => [n, this.shapes.get(n)!.reduce((a, b) => a * b, 1)]));
+      for (const [n, p] of s.params)
+        if (mine.get(n) !== p.value.length) fail('usage', `load ${file}: the checkpoint is of another model (${mine.has(n) ? `parameter '${n}' has ${p.value.length} values there, ${mine.get(n)} here` : `it has parameter '${n}', which this one does not`})`);
+      for (const n of mine.keys()) if (!s.params.has(n)) fail('usage', `load ${file}: the checkpoint is of another model (it has no parameter '${n}')`);
+      const saved = s.meta.settings as Record<string, unknown> | undefined;
+      if (saved) {
+        const now = this.settings();
+        const diff = ['lr', 'warmup', 'steps', 'schedule', 'minLrRatio', 'weightDecay', 'clip'].filter((k) => saved[k] !== undefined && saved[k] !== now[k]);
+        if (diff.length) fail('usage', `load ${file}: the checkpoint was written with ${diff.map((k) => `${k} ${saved[k]}`).join(', ')}; this trainer has ${diff.map((k) => `${k} ${now[k]}`).join(', ')} (create it with the same options)`);
+      }
       this.inner.restore(s);
       this.emit('load', { step: s.step, file });
     });
