@@ -4,6 +4,7 @@
  * 'ort' runs the portable body in one session. Both match the cpu backend; at vocab 151936 no
  * buffer of [B*T, V] floats is ever created (our allocation log and the device-wide meter).
  */
+import { FUSED_OPS } from '../custom-ops/registry.js';
 import { describe, expect, it } from 'vitest';
 import { buildTrainingGraph, trainingSignature } from '../src/autodiff/index.js';
 import { ensureFunctions } from '../custom-ops/functions.js';
@@ -36,7 +37,7 @@ function flceModel(v: number, h: number, chunk: number): Model {
 function training(v: number, h: number, chunk: number, target: 'cpu' | 'webgpu') {
   const m = flceModel(v, h, chunk);
   const values = new Map(m.graph.initializers.map((x) => [x.name, x.initializer!.toArray() as Float32Array]));
-  const train = buildTrainingGraph(m);
+  const train = buildTrainingGraph(m, { ops: FUSED_OPS });
   ensureFunctions(train, target);
   return { train, initial: new Map(trainingSignature(train).parameters.map((p) => [p, values.get(p)!])) };
 }

@@ -20,10 +20,10 @@ import type { GradContext, GradFn, GradRule } from '../../src/autodiff/types.js'
 import { replaceForwardNode } from '../../src/autodiff/in-forward.js';
 import type { Node, Value } from '../../src/ir/graph.js';
 import { DataType } from '../../src/onnx/schema.js';
-import { Body } from '../body.js';
+import { Body } from '../../src/fused/body.js';
 import { ligerChunk } from './function.js';
 import { linearCrossEntropyWithGradSchema } from './with-grad-schema.js';
-import { ORTFUSE_DOMAIN, validateNode } from '../types.js';
+import { ORTFUSE_DOMAIN, validateNode } from '../../src/fused/types.js';
 
 const F32 = DataType.FLOAT;
 const done = new WeakMap<Node, (Value | undefined)[]>();

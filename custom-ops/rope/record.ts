@@ -1,0 +1,9 @@
+/** RoPE and its backward op RoPEGrad, as listed in custom-ops/registry.ts. */
+import type { FusedOpRecord } from '../../src/ops/record.js';
+import { rope } from './function.js';
+import { ropeGrad } from './grad.js';
+import { ropeGradOp } from './grad-function.js';
+
+export const ropeRecord: FusedOpRecord = { ...rope, grad: ropeGrad };
+
+export const ropeGradRecord: FusedOpRecord = { ...ropeGradOp };

@@ -1,0 +1,9 @@
+/** SwiGLU and its backward op SwiGLUGrad, as listed in custom-ops/registry.ts. */
+import type { FusedOpRecord } from '../../src/ops/record.js';
+import { swiglu } from './function.js';
+import { swigluGrad } from './grad.js';
+import { swigluGradOp } from './grad-function.js';
+
+export const swigluRecord: FusedOpRecord = { ...swiglu, grad: swigluGrad };
+
+export const swigluGradRecord: FusedOpRecord = { ...swigluGradOp };
