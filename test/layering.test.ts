@@ -94,13 +94,7 @@ const RULES: Rule[] = [
  * Imports that still run against a rule, each with the reason it stays (file -> imported path).
  * Empty: keep it so; an entry here is a debt to pay, not a way to silence the test.
  */
-const ALLOWED: ReadonlySet<string> = new Set<string>([
-  // The WebGPU kernel dispatch (a switch over the ops) until the records carry their kernel entries.
-  'src/runtime/webgpu/kernel-nodes.ts -> custom-ops/fused-linear-cross-entropy/webgpu/flce.ts',
-  'src/runtime/webgpu/kernel-nodes.ts -> custom-ops/rms-norm/webgpu/rms-norm.ts',
-  'src/runtime/webgpu/kernel-nodes.ts -> custom-ops/rope/webgpu/rope.ts',
-  'src/runtime/webgpu/kernel-nodes.ts -> custom-ops/swiglu/webgpu/swiglu.ts',
-]);
+const ALLOWED: ReadonlySet<string> = new Set<string>([]);
 
 /** Rule violations among `imports`, as 'from:line -> to (why)'. */
 export function violations(imports: Import[], allowed: ReadonlySet<string> = ALLOWED): string[] {

@@ -6,7 +6,8 @@ import type { FusedOpRecord } from '../../src/ops/record.js';
 import { fusedLinearCrossEntropy } from './function.js';
 import { linearCrossEntropyGrad, linearCrossEntropyWithGradGrad } from './grad.js';
 import { fusedLinearCrossEntropyWithGrad } from './with-grad.js';
+import { flceKernel } from './webgpu/entry.js';
 
-export const linearCrossEntropyRecord: FusedOpRecord = { ...fusedLinearCrossEntropy, grad: linearCrossEntropyGrad };
+export const linearCrossEntropyRecord: FusedOpRecord = { ...fusedLinearCrossEntropy, grad: linearCrossEntropyGrad, webgpu: flceKernel };
 
-export const linearCrossEntropyWithGradRecord: FusedOpRecord = { ...fusedLinearCrossEntropyWithGrad, grad: linearCrossEntropyWithGradGrad };
+export const linearCrossEntropyWithGradRecord: FusedOpRecord = { ...fusedLinearCrossEntropyWithGrad, grad: linearCrossEntropyWithGradGrad, webgpu: flceKernel };

@@ -3,7 +3,8 @@ import type { FusedOpRecord } from '../../src/ops/record.js';
 import { rope } from './function.js';
 import { ropeGrad } from './grad.js';
 import { ropeGradOp } from './grad-function.js';
+import { ropeGradKernel, ropeKernel } from './webgpu/entry.js';
 
-export const ropeRecord: FusedOpRecord = { ...rope, grad: ropeGrad };
+export const ropeRecord: FusedOpRecord = { ...rope, grad: ropeGrad, webgpu: ropeKernel };
 
-export const ropeGradRecord: FusedOpRecord = { ...ropeGradOp };
+export const ropeGradRecord: FusedOpRecord = { ...ropeGradOp, webgpu: ropeGradKernel };

@@ -3,7 +3,8 @@ import type { FusedOpRecord } from '../../src/ops/record.js';
 import { swiglu } from './function.js';
 import { swigluGrad } from './grad.js';
 import { swigluGradOp } from './grad-function.js';
+import { swigluGradKernel, swigluKernel } from './webgpu/entry.js';
 
-export const swigluRecord: FusedOpRecord = { ...swiglu, grad: swigluGrad };
+export const swigluRecord: FusedOpRecord = { ...swiglu, grad: swigluGrad, webgpu: swigluKernel };
 
-export const swigluGradRecord: FusedOpRecord = { ...swigluGradOp };
+export const swigluGradRecord: FusedOpRecord = { ...swigluGradOp, webgpu: swigluGradKernel };

@@ -20,6 +20,7 @@ import { transposePairPass } from '../../../passes/transpose-pair.js';
 import { transposeOfGemmPass } from '../../../passes/transpose-of-gemm.js';
 import { dce } from '../../../passes/dce.js';
 import { fusedNodes, lowerToOnnx23Pass, ONNX23, whyNotLowered } from '../../../passes/lower-to-onnx-23.js';
+import { FUSED_OPS } from '../../../custom-ops/registry.js';
 
 export type { SpecShape } from './trainer.js';
 export { formatKernels, parseKernels, type OpPolicy } from './segments.js';
@@ -69,7 +70,7 @@ export function trainingSpec(train: Model, initial: Map<string, Float32Array>, p
     params.push({ name: v.name, dims: dims as number[], value });
   }
   train = webgpuGraph(train, shape, policy);
-  const split = splitStages(train, policy);
+  const split = splitStages(train, policy, FUSED_OPS);
   const stages = split && { segments: split.segments.map(saveBytes), plan: split.plan };
   return { model: saveBytes(train), params, stages, shape };
 }
@@ -104,5 +105,5 @@ export function webgpuGraph(train: Model, shape?: SpecShape, policy: OpPolicy = 
 /** A WebGpuTrainer in Node for a training-step model (same arguments as CpuTrainer.create). */
 export async function createNodeWebGpuTrainer(train: Model, initial: Map<string, Float32Array>, opts: TrainerOptions, policy: OpPolicy = {}, shape?: SpecShape): Promise<WebGpuTrainer> {
   const { ort } = await nodeOrtWeb();
-  return WebGpuTrainer.create(ort, trainingSpec(train, initial, policy, shape), opts);
+  return WebGpuTrainer.create(ort, trainingSpec(train, initial, policy, shape), opts, FUSED_OPS);
 }

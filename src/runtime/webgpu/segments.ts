@@ -1,7 +1,7 @@
 /**
  * Splitting a training-step graph into stages for the webgpu backend's per-op policy: the fused
- * ops whose policy is 'kernel' (FusedLinearCrossEntropy(WithGrad), RMSNorm(Grad), SwiGLU(Grad),
- * RoPE(Grad)) run as our WGSL kernels, everything else in ONNX Runtime segments between them:
+ * ops whose policy is 'kernel' (those whose record carries a WebGPU kernel: src/ops/kernel.ts) run
+ * as our WGSL kernels, everything else in ONNX Runtime segments between them:
  *
  *   ORT segment 0 → kernel group 0 → ORT segment 1 → kernel group 1 → … → ORT segment S
  *
@@ -25,7 +25,10 @@ import { modelToProto, typeToProto } from '../../ir/to-proto.js';
 import type { Tensor } from '../../ir/tensor.js';
 import { isSorted, nodeDependencies, toposort } from '../../ir/toposort.js';
 import { toLong } from '../../ir/long.js';
-import { DataType } from '../../onnx/schema.js';
+import type { KernelCall } from '../../ops/kernel.js';
+import type { FusedOpRecord } from '../../ops/record.js';
+
+export type { KernelCall } from '../../ops/kernel.js';
 
 /** Fused ops that the policy can hand to our kernels. */
 export type PolicyOp = 'flce' | 'rmsNorm' | 'swiglu' | 'rope';
@@ -43,18 +46,8 @@ export const NATIVE_OPS: readonly NativeOp[] = ['rmsNorm', 'rope'];
 export type OpPolicy = { flce?: 'kernel' | 'ort'; swiglu?: 'kernel' | 'ort'; rmsNorm?: 'kernel' | 'ort' | 'native'; rope?: 'kernel' | 'ort' | 'native' };
 type Choice = 'kernel' | 'ort' | 'native';
 
-/** Kernel kinds (forward and backward of each fused op). */
-export type KernelOp = 'flce' | 'rmsNorm' | 'rmsNormGrad' | 'swiglu' | 'swigluGrad' | 'rope' | 'ropeGrad';
-
-/** One node run by our kernels: value names by the op's input/output order (null = absent/unused). */
-export interface KernelCall {
-  op: KernelOp;
-  /** The node's label, for errors. */
-  node: string;
-  inputs: (string | null)[];
-  outputs: (string | null)[];
-  attrs: Record<string, number | string>;
-}
+/** A kernel's name in the plan (WebGpuKernel.name: 'flce', 'rmsNorm', 'rmsNormGrad', …). */
+export type KernelOp = string;
 
 export type Step =
   | { kind: 'ort'; segment: number }
@@ -82,64 +75,6 @@ export interface StagedGraph {
 const ORTFUSE = 'ai.ortfuse';
 /** Body name of the FLCE gradient Loop (custom-ops/fused-linear-cross-entropy/grad.ts). */
 const GRAD_LOOP = 'linear_ce_grad_chunk';
-
-interface OpRule {
-  policy: PolicyOp;
-  op: KernelOp;
-  /** Why this node cannot run as our kernel, or its attributes. */
-  read(n: Node): { why: string } | { attrs: Record<string, number | string> };
-}
-
-const floatInputs = (n: Node, count: number): string | undefined => {
-  for (let i = 0; i < count; i++) {
-    const e = n.input(i)?.tensorType?.elemType;
-    if (e !== DataType.FLOAT) return `input ${i} '${n.input(i)?.name}' is not float32`;
-  }
-  return undefined;
-};
-
-const rms = (op: KernelOp, count: number): OpRule => ({
-  policy: 'rmsNorm', op,
-  read(n) {
-    const why = floatInputs(n, count);
-    if (why) return { why };
-    if (n.attrInt('stash_type', DataType.FLOAT) !== DataType.FLOAT) return { why: 'stash_type is not FLOAT' };
-    return { attrs: { epsilon: n.attrFloat('epsilon', 1e-6) } };
-  },
-});
-
-const plain = (policy: PolicyOp, op: KernelOp, count: number): OpRule => ({
-  policy, op,
-  read: (n) => { const why = floatInputs(n, count); return why ? { why } : { attrs: {} }; },
-});
-
-const flceRule: OpRule = {
-  policy: 'flce', op: 'flce',
-  read(n) {
-    const why = floatInputs(n, 2);
-    if (why) return { why };
-    const reduction = n.attrString('reduction', 'mean');
-    if (reduction !== 'mean' && reduction !== 'sum') return { why: `reduction '${reduction}' (the kernel does mean or sum)` };
-    return {
-      attrs: {
-        reduction, ignoreIndex: n.attrInt('ignore_index', -100), labelSmoothing: n.attrFloat('label_smoothing', 0),
-        chunkRows: n.attrInt('chunk_size', 0),
-      },
-    };
-  },
-};
-
-/** ai.ortfuse op type → kernel (the grad ops: custom-ops/<op>/grad.ts). */
-const RULES: Record<string, OpRule> = {
-  FusedLinearCrossEntropyWithGrad: flceRule,
-  FusedLinearCrossEntropy: flceRule,
-  RMSNorm: rms('rmsNorm', 2),
-  RMSNormGrad: rms('rmsNormGrad', 3),
-  SwiGLU: plain('swiglu', 'swiglu', 2),
-  SwiGLUGrad: plain('swiglu', 'swigluGrad', 3),
-  RoPE: plain('rope', 'rope', 3),
-  RoPEGrad: plain('rope', 'ropeGrad', 3),
-};
 
 /**
  * The policy with defaults filled in, as measured on an H100 (bench/results/train-step-webgpu-h100.md):
@@ -198,15 +133,16 @@ export function formatKernels(p: OpPolicy): string {
 }
 
 /** The kernel calls of `train` under `policy` (graph order), with the nodes they replace. */
-function kernelCalls(train: Model, policy: Required<OpPolicy>): Map<Node, KernelCall> {
+function kernelCalls(train: Model, policy: Required<OpPolicy>, ops: readonly FusedOpRecord[]): Map<Node, KernelCall> {
   const g = train.graph;
+  const kernels = new Map(ops.flatMap((o) => (o.webgpu ? [[o.schema.name, o.webgpu] as const] : [])));
   const calls = new Map<Node, KernelCall>();
   for (const n of g.nodes) {
     if (n.domain !== ORTFUSE) continue;
-    const rule = RULES[n.opType];
-    if (!rule || policy[rule.policy] !== 'kernel') continue;
+    const rule = kernels.get(n.opType);
+    if (!rule || policy[rule.policy as PolicyOp] !== 'kernel') continue;
     const r = rule.read(n);
-    if ('why' in r) fail('unsupported', `webgpu kernel policy: ${n.label} cannot run as our ${rule.op} kernel: ${r.why} (run ${rule.policy} in ORT instead)`);
+    if ('why' in r) fail('unsupported', `webgpu kernel policy: ${n.label} cannot run as our ${rule.name} kernel: ${r.why} (run ${rule.policy} in ORT instead)`);
     const used = (v: Value) => (v.useCount > 0 || v.isGraphOutput() ? v.name : null);
     let outputs = n.outputs.map(used);
     if (n.opType === 'FusedLinearCrossEntropy') {
@@ -218,7 +154,7 @@ function kernelCalls(train: Model, policy: Required<OpPolicy>): Map<Node, Kernel
       outputs = [used(n.outputs[0]), ...loops[0].outputs.map(used)];
       calls.set(loops[0], { op: 'flce', node: loops[0].label, inputs: [], outputs: [], attrs: {} }); // absorbed
     }
-    calls.set(n, { op: rule.op, node: n.label, inputs: n.inputs.map((v) => v?.name ?? null), outputs, attrs: r.attrs });
+    calls.set(n, { op: rule.name, node: n.label, inputs: n.inputs.map((v) => v?.name ?? null), outputs, attrs: r.attrs });
   }
   return calls;
 }
@@ -228,14 +164,15 @@ const sink = (t: Tensor, name: string): any =>
   (!t.external && t.proto && t.proto.name === name ? t.proto : { dims: t.dims.map(toLong), data_type: t.dtype, name, raw_data: t.bytes() });
 
 /**
- * The stages of `train` under `policy`; undefined when no node runs as our kernel (then one ORT
- * session runs the whole graph). Throws, naming the node or value, when the graph cannot be cut.
+ * The stages of `train` under `policy`, for the kernels of `ops` (FUSED_OPS of
+ * custom-ops/registry.ts); undefined when no node runs as our kernel (then one ORT session runs
+ * the whole graph). Throws, naming the node or value, when the graph cannot be cut.
  */
-export function splitStages(train: Model, policyIn: OpPolicy = {}): StagedGraph | undefined {
+export function splitStages(train: Model, policyIn: OpPolicy, ops: readonly FusedOpRecord[]): StagedGraph | undefined {
   const policy = resolvePolicy(policyIn);
   const g = train.graph;
   if (!isSorted(g)) toposort(g);
-  const calls = kernelCalls(train, policy);
+  const calls = kernelCalls(train, policy, ops);
   const absorbed = new Set([...calls].filter(([, c]) => c.inputs.length === 0).map(([n]) => n));
   for (const n of absorbed) calls.delete(n);
   if (calls.size === 0) return undefined;
