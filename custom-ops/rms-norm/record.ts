@@ -9,6 +9,7 @@ export const rmsNormRecord: FusedOpRecord = {
   ...rmsNorm,
   grad: rmsNormGrad,
   webgpu: rmsNormKernel,
+  recomputable: true,
   // ONNX RMSNormalization-23 over the last axis is this op (same attributes).
   standardGrads: { RMSNormalization: rmsNormalizationGrad },
 };

@@ -5,6 +5,6 @@ import { ropeGrad } from './grad.js';
 import { ropeGradOp } from './grad-function.js';
 import { ropeGradKernel, ropeKernel } from './webgpu/entry.js';
 
-export const ropeRecord: FusedOpRecord = { ...rope, grad: ropeGrad, webgpu: ropeKernel };
+export const ropeRecord: FusedOpRecord = { ...rope, grad: ropeGrad, webgpu: ropeKernel, recomputable: true };
 
 export const ropeGradRecord: FusedOpRecord = { ...ropeGradOp, webgpu: ropeGradKernel };

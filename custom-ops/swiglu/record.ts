@@ -5,6 +5,6 @@ import { swigluGrad } from './grad.js';
 import { swigluGradOp } from './grad-function.js';
 import { swigluGradKernel, swigluKernel } from './webgpu/entry.js';
 
-export const swigluRecord: FusedOpRecord = { ...swiglu, grad: swigluGrad, webgpu: swigluKernel };
+export const swigluRecord: FusedOpRecord = { ...swiglu, grad: swigluGrad, webgpu: swigluKernel, recomputable: true };
 
 export const swigluGradRecord: FusedOpRecord = { ...swigluGradOp, webgpu: swigluGradKernel };

@@ -155,7 +155,7 @@ export function buildTrainingGraph(model: Model, opts: TrainingGraphOptions): Mo
   removeDeadCode(g); // backward pieces no output needs (e.g. gradients of frozen paths)
   if (opts.recompute ?? true) {
     const backward = (n: Node) => hasMeta(n, 'ortfuse.rule', AUTODIFF_TAG) && !hasMeta(n, IN_FORWARD_KEY, '1');
-    recomputeInBackward(g, backward, typeof opts.recompute === 'object' ? opts.recompute : {});
+    recomputeInBackward(g, backward, typeof opts.recompute === 'object' ? opts.recompute : {}, opts.ops);
     removeDeadCode(g);
   }
   // A forward model that carries fused-op bodies gets those of the backward ops too (same target).

@@ -96,4 +96,6 @@ export interface DifferentiableOp extends FusedOp {
   grad?: GradRule;
   /** Rules for standard ONNX ops that this op's rule also serves, keyed by op type. */
   standardGrads?: Readonly<Record<string, GradRule>>;
+  /** Cheap enough to recompute in the backward instead of keeping its output (./recompute.ts). */
+  recomputable?: boolean;
 }

@@ -41,12 +41,22 @@ export interface KernelOutputs {
 /** Why a node cannot run as the kernel, or the attributes the kernel reads. */
 export type KernelRead = { why: string } | { attrs: Record<string, number | string> };
 
+/** A `--kernels` policy (src/runtime/webgpu/policy.ts): it hands an op's kernels (forward and backward) to us. */
+export interface KernelPolicy {
+  /** The key in OpPolicy ('flce', 'rmsNorm'); lowercased, the word of `--kernels`. */
+  key: string;
+  /** The choice when none is given (measured: bench/results/train-step-webgpu-h100.md). */
+  default: 'kernel' | 'ort';
+  /** The ONNX op the forward op can also run as ('native', passes/lower-to-onnx-23.ts), e.g. 'RMSNormalization-23'. */
+  native?: string;
+}
+
 /** The WebGPU kernel of one fused op (forward or backward). */
 export interface WebGpuKernel {
   /** The kernel's name in a stage plan (KernelCall.op), e.g. 'rmsNormGrad'. */
   name: string;
-  /** The policy key that hands the op to this kernel (OpPolicy in segments.ts: 'flce', 'rmsNorm', …). */
-  policy: string;
+  /** The policy that hands the op to this kernel (shared by an op's forward and backward kernels). */
+  policy: KernelPolicy;
   /** Whether `n` can run as this kernel, and its attributes. */
   read(n: Node): KernelRead;
   /**

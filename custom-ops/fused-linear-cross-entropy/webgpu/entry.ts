@@ -5,8 +5,11 @@
  */
 import { fail } from '../../../src/errors.js';
 import type { Node } from '../../../src/ir/graph.js';
-import { elementCount, f32, floatInputs, kernelIo, type KernelRead, type WebGpuKernel } from '../../../src/ops/kernel.js';
+import { elementCount, f32, floatInputs, kernelIo, type KernelPolicy, type KernelRead, type WebGpuKernel } from '../../../src/ops/kernel.js';
 import { fusedLinearCrossEntropy } from './flce.js';
+
+/** Our kernel by default: no [N, V] logits anywhere (bench/results/train-step-webgpu-h100.md). */
+const policy: KernelPolicy = { key: 'flce', default: 'kernel' };
 
 function read(n: Node): KernelRead {
   const why = floatInputs(n, 2);
@@ -22,7 +25,7 @@ function read(n: Node): KernelRead {
 }
 
 export const flceKernel: WebGpuKernel = {
-  name: 'flce', policy: 'flce', read,
+  name: 'flce', policy, read,
   run(ctx, call, inputs) {
     const { where, drop, need, keep } = kernelIo(call, inputs);
     const hidden = need(0, 'hidden'), weight = need(1, 'weight');

@@ -3,7 +3,7 @@
 import { fail } from '../../../src/errors.js';
 import type { Node } from '../../../src/ir/graph.js';
 import { DataType } from '../../../src/onnx/schema.js';
-import { elementCount, f32, floatInputs, kernelIo, type KernelRead, type WebGpuKernel } from '../../../src/ops/kernel.js';
+import { elementCount, f32, floatInputs, kernelIo, type KernelPolicy, type KernelRead, type WebGpuKernel } from '../../../src/ops/kernel.js';
 import { rmsNormBackward, rmsNormForward } from './rms-norm.js';
 
 function read(count: number) {
@@ -34,5 +34,11 @@ function kernel(back: boolean): WebGpuKernel['run'] {
   };
 }
 
-export const rmsNormKernel: WebGpuKernel = { name: 'rmsNorm', policy: 'rmsNorm', read: read(2), run: kernel(false) };
-export const rmsNormGradKernel: WebGpuKernel = { name: 'rmsNormGrad', policy: 'rmsNorm', read: read(3), run: kernel(true) };
+/**
+ * In ORT by default: as kernels RMSNorm and its gradient add 48-146 segment runs of ~7-13 ms host
+ * time each per 0.5B step, more than the bodies cost (bench/results/train-step-webgpu-h100.md).
+ */
+const policy: KernelPolicy = { key: 'rmsNorm', default: 'ort', native: 'RMSNormalization-23' };
+
+export const rmsNormKernel: WebGpuKernel = { name: 'rmsNorm', policy, read: read(2), run: kernel(false) };
+export const rmsNormGradKernel: WebGpuKernel = { name: 'rmsNormGrad', policy, read: read(3), run: kernel(true) };

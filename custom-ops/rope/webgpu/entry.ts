@@ -6,7 +6,7 @@
  */
 import { fail } from '../../../src/errors.js';
 import type { Node } from '../../../src/ir/graph.js';
-import { elementCount, f32, floatInputs, kernelIo, type KernelRead, type WebGpuKernel } from '../../../src/ops/kernel.js';
+import { elementCount, f32, floatInputs, kernelIo, type KernelPolicy, type KernelRead, type WebGpuKernel } from '../../../src/ops/kernel.js';
 import { ropeBackward, ropeForward } from './rope.js';
 
 const read = (n: Node): KernelRead => { const why = floatInputs(n, 3); return why ? { why } : { attrs: {} }; };
@@ -33,5 +33,8 @@ function kernel(back: boolean): WebGpuKernel['run'] {
   };
 }
 
-export const ropeKernel: WebGpuKernel = { name: 'rope', policy: 'rope', read, run: kernel(false) };
-export const ropeGradKernel: WebGpuKernel = { name: 'ropeGrad', policy: 'rope', read, run: kernel(true) };
+/** In ORT by default, as RMSNorm (more segment runs than the bodies cost: bench/results/train-step-webgpu-h100.md). */
+const policy: KernelPolicy = { key: 'rope', default: 'ort', native: 'RotaryEmbedding-23' };
+
+export const ropeKernel: WebGpuKernel = { name: 'rope', policy, read, run: kernel(false) };
+export const ropeGradKernel: WebGpuKernel = { name: 'ropeGrad', policy, read, run: kernel(true) };

@@ -27,24 +27,9 @@ import { isSorted, nodeDependencies, toposort } from '../../ir/toposort.js';
 import { toLong } from '../../ir/long.js';
 import type { KernelCall } from '../../ops/kernel.js';
 import type { FusedOpRecord } from '../../ops/record.js';
+import { resolvePolicy, type Choice, type OpPolicy } from './policy.js';
 
 export type { KernelCall } from '../../ops/kernel.js';
-
-/** Fused ops that the policy can hand to our kernels. */
-export type PolicyOp = 'flce' | 'rmsNorm' | 'swiglu' | 'rope';
-export const POLICY_OPS: readonly PolicyOp[] = ['flce', 'rmsNorm', 'swiglu', 'rope'];
-
-/** Ops that can also run as ONNX opset-23 ops in ORT ('native': passes/lower-to-onnx-23.ts). */
-export type NativeOp = 'rmsNorm' | 'rope';
-export const NATIVE_OPS: readonly NativeOp[] = ['rmsNorm', 'rope'];
-
-/**
- * Per-op policy: 'kernel' = our WGSL kernel between ORT segments; 'ort' = ORT runs the op's
- * portable body; 'native' (RMSNorm, RoPE) = the forward nodes become ONNX RMSNormalization-23 /
- * RotaryEmbedding-23, one ORT kernel each inside the segment (their backward nodes run as bodies).
- */
-export type OpPolicy = { flce?: 'kernel' | 'ort'; swiglu?: 'kernel' | 'ort'; rmsNorm?: 'kernel' | 'ort' | 'native'; rope?: 'kernel' | 'ort' | 'native' };
-type Choice = 'kernel' | 'ort' | 'native';
 
 /** A kernel's name in the plan (WebGpuKernel.name: 'flce', 'rmsNorm', 'rmsNormGrad', …). */
 export type KernelOp = string;
@@ -76,73 +61,17 @@ const ORTFUSE = 'ai.ortfuse';
 /** Body name of the FLCE gradient Loop (custom-ops/fused-linear-cross-entropy/grad.ts). */
 const GRAD_LOOP = 'linear_ce_grad_chunk';
 
-/**
- * The policy with defaults filled in, as measured on an H100 (bench/results/train-step-webgpu-h100.md):
- * FLCE and SwiGLU as our kernels (48 more ORT segments; the 0.5B step at 8×512 drops from 27 to
- * 18 GiB, about Liger's memory, for ~10% of FLCE-only's speed); RMSNorm and RoPE as ORT running
- * their bodies (as kernels they add 48-146 segment runs of ~7-13 ms host time each, more than the
- * bodies cost). `{ swiglu: 'ort' }` is the speed-first choice.
- */
-export function resolvePolicy(p: OpPolicy = {}): Required<OpPolicy> {
-  for (const k of ['flce', 'swiglu'] as const)
-    if ((p[k] as Choice | undefined) === 'native') fail('usage', `webgpu policy: ${k} has no ONNX op to run as 'native' (only ${NATIVE_OPS.join(', ')})`);
-  return { flce: p.flce ?? 'kernel', rmsNorm: p.rmsNorm ?? 'ort', swiglu: p.swiglu ?? 'kernel', rope: p.rope ?? 'ort' };
-}
-
-/** The ops whose policy is 'native'. */
-export function nativeOps(p: OpPolicy): NativeOp[] {
-  const r = resolvePolicy(p);
-  return NATIVE_OPS.filter((k) => r[k] === 'native');
-}
-
-const OP_NAMES: Record<string, PolicyOp> = { flce: 'flce', rmsnorm: 'rmsNorm', swiglu: 'swiglu', rope: 'rope' };
-
-/**
- * `--kernels` syntax: a comma list read left to right, starting from every op in ORT:
- *   - `all` / `none`: every op as our kernel / in ORT; `default`: the defaults of `resolvePolicy`;
- *   - `op` (flce, rmsnorm, swiglu, rope): that op as our kernel;
- *   - `op=kernel|ort|native`: that op so ('native' for rmsnorm and rope only).
- * E.g. 'flce,swiglu' (the default), 'default,rmsnorm=native,rope=native', 'all,rope=ort'.
- */
-export function parseKernels(spec: string): Required<OpPolicy> {
-  const policy: Record<PolicyOp, Choice> = { flce: 'ort', rmsNorm: 'ort', swiglu: 'ort', rope: 'ort' };
-  const usage = (why: string): never =>
-    fail('usage', `--kernels: ${why} (expected all, none, default, or a list of ${Object.keys(OP_NAMES).join(', ')}, each optionally =kernel, =ort or =native)`);
-  for (const w of spec.toLowerCase().split(',').map((s) => s.trim()).filter(Boolean)) {
-    if (w === 'all' || w === 'none') for (const k of POLICY_OPS) policy[k] = w === 'all' ? 'kernel' : 'ort';
-    else if (w === 'default') Object.assign(policy, resolvePolicy({}));
-    else {
-      const [name, choice = 'kernel', ...rest] = w.split('=').map((s) => s.trim());
-      const op = OP_NAMES[name] ?? usage(`unknown op '${name}'`);
-      if (rest.length || !['kernel', 'ort', 'native'].includes(choice)) usage(`'${w}': unknown choice '${[choice, ...rest].join('=')}'`);
-      if (choice === 'native' && !(NATIVE_OPS as readonly string[]).includes(op)) usage(`'${w}': only rmsnorm and rope can run as 'native' (ONNX RMSNormalization-23, RotaryEmbedding-23)`);
-      policy[op] = choice as Choice;
-    }
-  }
-  return policy as Required<OpPolicy>;
-}
-
-/** The policy as a `--kernels` list: the ops on our kernels, then `op=native` ('none' when all run in ORT). */
-export function formatKernels(p: OpPolicy): string {
-  const r = resolvePolicy(p);
-  const on = [
-    ...POLICY_OPS.filter((k) => r[k] === 'kernel').map((k) => k.toLowerCase()),
-    ...POLICY_OPS.filter((k) => r[k] === 'native').map((k) => `${k.toLowerCase()}=native`),
-  ];
-  return on.length ? on.join(',') : 'none';
-}
-
 /** The kernel calls of `train` under `policy` (graph order), with the nodes they replace. */
-function kernelCalls(train: Model, policy: Required<OpPolicy>, ops: readonly FusedOpRecord[]): Map<Node, KernelCall> {
+function kernelCalls(train: Model, policy: Record<string, Choice>, ops: readonly FusedOpRecord[]): Map<Node, KernelCall> {
   const g = train.graph;
   const kernels = new Map(ops.flatMap((o) => (o.webgpu ? [[o.schema.name, o.webgpu] as const] : [])));
   const calls = new Map<Node, KernelCall>();
   for (const n of g.nodes) {
     if (n.domain !== ORTFUSE) continue;
     const rule = kernels.get(n.opType);
-    if (!rule || policy[rule.policy as PolicyOp] !== 'kernel') continue;
+    if (!rule || policy[rule.policy.key] !== 'kernel') continue;
     const r = rule.read(n);
-    if ('why' in r) fail('unsupported', `webgpu kernel policy: ${n.label} cannot run as our ${rule.name} kernel: ${r.why} (run ${rule.policy} in ORT instead)`);
+    if ('why' in r) fail('unsupported', `webgpu kernel policy: ${n.label} cannot run as our ${rule.name} kernel: ${r.why} (run ${rule.policy.key} in ORT instead)`);
     const used = (v: Value) => (v.useCount > 0 || v.isGraphOutput() ? v.name : null);
     let outputs = n.outputs.map(used);
     if (n.opType === 'FusedLinearCrossEntropy') {
@@ -169,7 +98,7 @@ const sink = (t: Tensor, name: string): any =>
  * the whole graph). Throws, naming the node or value, when the graph cannot be cut.
  */
 export function splitStages(train: Model, policyIn: OpPolicy, ops: readonly FusedOpRecord[]): StagedGraph | undefined {
-  const policy = resolvePolicy(policyIn);
+  const policy = resolvePolicy(policyIn, ops);
   const g = train.graph;
   if (!isSorted(g)) toposort(g);
   const calls = kernelCalls(train, policy, ops);
