@@ -60,6 +60,12 @@ export interface WebGpuKernel {
   /** Whether `n` can run as this kernel, and its attributes. */
   read(n: Node): KernelRead;
   /**
+   * Other nodes of `n`'s graph that the same kernel call computes (their outputs follow n's in the
+   * call's outputs), e.g. linear-CE's backward Loop; throws, naming `n`, when the graph cannot be
+   * cut so. Default: none.
+   */
+  absorbs?(n: Node): Node[];
+  /**
    * Record the kernel's commands for `call` on `ctx` (the runner submits each kernel group).
    * `inputs` by the call's input order; `mayReuse(i)`: input i is read by nothing after this call
    * (its buffer may be overwritten).

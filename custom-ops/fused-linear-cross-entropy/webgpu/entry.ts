@@ -6,6 +6,7 @@
 import { fail } from '../../../src/errors.js';
 import type { Node } from '../../../src/ir/graph.js';
 import { elementCount, f32, floatInputs, kernelIo, type KernelPolicy, type KernelRead, type WebGpuKernel } from '../../../src/ops/kernel.js';
+import { GRAD_LOOP } from '../grad.js';
 import { fusedLinearCrossEntropy } from './flce.js';
 
 /** Our kernel by default: no [N, V] logits anywhere (bench/results/train-step-webgpu-h100.md). */
@@ -24,8 +25,20 @@ function read(n: Node): KernelRead {
   };
 }
 
+/**
+ * The forward node plus the gradient Loop of ../grad.ts (the backward-only rule), which starts from
+ * d loss = 1: only valid when the node's output is the graph's loss. WithGrad computes its own.
+ */
+function absorbs(n: Node): Node[] {
+  if (n.opType !== 'FusedLinearCrossEntropy') return [];
+  const loops = n.graph.nodes.filter((m) => m.opType === 'Loop' && m.subgraphs()[0]?.name === GRAD_LOOP);
+  if (loops.length !== 1 || n.outputs[0].name !== 'loss' || !n.outputs[0].isGraphOutput())
+    fail('unsupported', `webgpu kernel policy: ${n.label} cannot be cut: expected its output to be the graph's 'loss' and one gradient Loop '${GRAD_LOOP}', found ${loops.length}`);
+  return loops;
+}
+
 export const flceKernel: WebGpuKernel = {
-  name: 'flce', policy, read,
+  name: 'flce', policy, read, absorbs,
   run(ctx, call, inputs) {
     const { where, drop, need, keep } = kernelIo(call, inputs);
     const hidden = need(0, 'hidden'), weight = need(1, 'weight');

@@ -58,14 +58,16 @@ export interface StagedGraph {
 }
 
 const ORTFUSE = 'ai.ortfuse';
-/** Body name of the FLCE gradient Loop (custom-ops/fused-linear-cross-entropy/grad.ts). */
-const GRAD_LOOP = 'linear_ce_grad_chunk';
 
-/** The kernel calls of `train` under `policy` (graph order), with the nodes they replace. */
-function kernelCalls(train: Model, policy: Record<string, Choice>, ops: readonly FusedOpRecord[]): Map<Node, KernelCall> {
+/**
+ * The kernel calls of `train` under `policy` (graph order), with the nodes they replace, and the
+ * nodes a call absorbs (WebGpuKernel.absorbs) with the node whose call computes them.
+ */
+function kernelCalls(train: Model, policy: Record<string, Choice>, ops: readonly FusedOpRecord[]): { calls: Map<Node, KernelCall>; absorbedBy: Map<Node, Node> } {
   const g = train.graph;
   const kernels = new Map(ops.flatMap((o) => (o.webgpu ? [[o.schema.name, o.webgpu] as const] : [])));
   const calls = new Map<Node, KernelCall>();
+  const absorbedBy = new Map<Node, Node>();
   for (const n of g.nodes) {
     if (n.domain !== ORTFUSE) continue;
     const rule = kernels.get(n.opType);
@@ -73,19 +75,13 @@ function kernelCalls(train: Model, policy: Record<string, Choice>, ops: readonly
     const r = rule.read(n);
     if ('why' in r) fail('unsupported', `webgpu kernel policy: ${n.label} cannot run as our ${rule.name} kernel: ${r.why} (run ${rule.policy.key} in ORT instead)`);
     const used = (v: Value) => (v.useCount > 0 || v.isGraphOutput() ? v.name : null);
-    let outputs = n.outputs.map(used);
-    if (n.opType === 'FusedLinearCrossEntropy') {
-      // The forward node plus the gradient Loop of custom-ops/fused-linear-cross-entropy/grad.ts,
-      // which starts from d loss = 1: only valid when the node's output is the graph's loss.
-      const loops = g.nodes.filter((m) => m.opType === 'Loop' && m.subgraphs()[0]?.name === GRAD_LOOP);
-      if (loops.length !== 1 || n.outputs[0].name !== 'loss' || !n.outputs[0].isGraphOutput())
-        fail('unsupported', `webgpu kernel policy: ${n.label} cannot be cut: expected its output to be the graph's 'loss' and one gradient Loop '${GRAD_LOOP}', found ${loops.length}`);
-      outputs = [used(n.outputs[0]), ...loops[0].outputs.map(used)];
-      calls.set(loops[0], { op: 'flce', node: loops[0].label, inputs: [], outputs: [], attrs: {} }); // absorbed
-    }
+    const absorbed = rule.absorbs?.(n) ?? [];
+    for (const m of absorbed) absorbedBy.set(m, n);
+    const outputs = [n, ...absorbed].flatMap((m) => m.outputs.map(used));
     calls.set(n, { op: rule.name, node: n.label, inputs: n.inputs.map((v) => v?.name ?? null), outputs, attrs: r.attrs });
   }
-  return calls;
+  for (const m of absorbedBy.keys()) calls.delete(m); // a node both absorbed and a call of its own: absorbed
+  return { calls, absorbedBy };
 }
 
 /** Embedded tensors for segment protos (saveBytes embeds everything anyway). */
@@ -101,30 +97,26 @@ export function splitStages(train: Model, policyIn: OpPolicy, ops: readonly Fuse
   const policy = resolvePolicy(policyIn, ops);
   const g = train.graph;
   if (!isSorted(g)) toposort(g);
-  const calls = kernelCalls(train, policy, ops);
-  const absorbed = new Set([...calls].filter(([, c]) => c.inputs.length === 0).map(([n]) => n));
-  for (const n of absorbed) calls.delete(n);
+  const { calls, absorbedBy } = kernelCalls(train, policy, ops);
   if (calls.size === 0) return undefined;
+  const absorbed = new Set(absorbedBy.keys());
+  const absorbedOf = (n: Node) => [...absorbedBy].filter(([, owner]) => owner === n).map(([m]) => m);
 
-  // Live nodes: what the graph outputs depend on (absorbed Loops are replaced by the kernel).
+  // Live nodes: what the graph outputs depend on (absorbed nodes are replaced by their kernel).
   const live = new Set<Node>();
   const liveValues = new Set<Value>(g.outputs);
   for (let k = g.nodes.length - 1; k >= 0; k--) {
     const n = g.nodes[k];
     if (absorbed.has(n)) continue;
-    const outs = calls.get(n)?.op === 'flce' && n.opType === 'FusedLinearCrossEntropy'
-      ? [n.outputs[0], ...[...absorbed][0].outputs] : n.outputs;
+    const outs = calls.has(n) ? [n, ...absorbedOf(n)].flatMap((m) => m.outputs) : n.outputs;
     if (!outs.some((o) => liveValues.has(o))) continue;
     live.add(n);
     for (const v of nodeDependencies(n)) liveValues.add(v);
   }
-  // Producer of each value (the FLCE node also produces the absorbed Loop's outputs).
+  // Producer of each value (a kernel node also produces the outputs of the nodes it absorbs).
   const producer = new Map<Value, Node>();
   for (const n of g.nodes) if (live.has(n)) for (const o of n.outputs) producer.set(o, n);
-  for (const loop of absorbed) {
-    const flce = [...calls.keys()].find((n) => n.opType === 'FusedLinearCrossEntropy')!;
-    for (const o of loop.outputs) producer.set(o, flce);
-  }
+  for (const [m, owner] of absorbedBy) for (const o of m.outputs) producer.set(o, owner);
 
   // Constant-only nodes: copied into each segment that reads them (those whose values a kernel or
   // the trainer reads are ordinary nodes of segment 0, whose values cross from there).
