@@ -18,7 +18,8 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as ort from 'onnxruntime-node';
 import { ensureFunctions } from '../custom-ops/functions.js';
-import { addGradients } from '../src/autodiff/index.js';
+import { FUSED_INFER_RULES, FUSED_OPS } from '../custom-ops/registry.js';
+import { addGradients, gradTable } from '../src/autodiff/index.js';
 import { createModel, GraphBuilder, type Model } from '../src/ir/index.js';
 import { inferShapes } from '../src/ir/infer/index.js';
 import { saveBytes } from '../src/onnx/io.js';
@@ -42,8 +43,8 @@ function build(variant: Variant, h: number, v: number, chunk: number): Model {
     ? b.op.SoftmaxCrossEntropyLoss(b.op.MatMul(x, b.op.Transpose(w, { perm: [1, 0] })), y, { reduction: 'mean', ignore_index: -100 })
     : b.op.call('FusedLinearCrossEntropy', [x, w, null, y], { chunk_size: chunk, num_chunks: 8 }, { domain: 'ai.ortfuse' })[0];
   b.output(loss, 'loss');
-  inferShapes(m);
-  const { grads } = addGradients(m.graph, { loss, wrt: [x, w], inForward: variant !== 'recompute' });
+  inferShapes(m, { rules: FUSED_INFER_RULES });
+  const { grads } = addGradients(m.graph, { loss, wrt: [x, w], rules: gradTable(FUSED_OPS), inForward: variant !== 'recompute' });
   b.output(b.op.Identity(grads.get(x)!), 'grad_hidden');
   b.output(b.op.Identity(grads.get(w)!), 'grad_weight');
   ensureFunctions(m, variant === 'liger-webgpu' ? 'webgpu' : 'cpu');

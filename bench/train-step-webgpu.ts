@@ -67,6 +67,7 @@ async function child(variant: string, batch: number, seq: number, steps: number,
   const { prepareTraining } = await import('../src/runtime/session.js');
   const { nodeOrtWeb, trainingSpec, parseKernels, formatKernels } = await import('../src/runtime/webgpu/node.js');
   const { WebGpuTrainer } = await import('../src/runtime/webgpu/trainer.js');
+  const { FUSED_OPS } = await import('../custom-ops/registry.js');
   const { StagedSteps } = await import('../src/runtime/webgpu/steps.js');
   const policy = kernels ? parseKernels(kernels.replace(/\+/g, ',')) : {};
   const { rng } = await import('../src/random.js');
@@ -79,7 +80,7 @@ async function child(variant: string, batch: number, seq: number, steps: number,
   const trainer = await WebGpuTrainer.create(ort, spec, {
     optimizer: { lr: 1e-4, weightDecay: 0.01, maxGradNorm: 1 },
     schedule: { lr: 1e-4, warmupSteps: 0, totalSteps: steps },
-  });
+  }, FUSED_OPS);
   const r = rng(7);
   const warm = { steps: 0, ortRuns: 0, ortMs: 0, kernelMs: 0 };
   const stepMs: number[] = [];

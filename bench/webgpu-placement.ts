@@ -30,6 +30,7 @@ import { PRESETS, type Qwen2Config } from '../models/config.js';
 import { buildQwen2, buildQwen2Structure } from '../models/qwen2.js';
 import type { Model } from '../src/ir/graph.js';
 import { loadBytes, loadFile } from '../src/onnx/io.js';
+import { FUSED_INFER_RULES, FUSED_OPS } from '../custom-ops/registry.js';
 import { inferShapes } from '../src/ir/infer/index.js';
 import { formatShape } from '../src/ir/types.js';
 import { prepareTraining, trainingGraph } from '../src/runtime/session.js';
@@ -118,7 +119,7 @@ function segments(configName: string, variant: Variant, shape: SpecShape | undef
  */
 export function largeCpuNodes(bytes: Uint8Array, cpuNodes: string[], vocab: number): { large: string[]; unresolved: Record<string, number> } {
   const m = loadBytes(bytes);
-  inferShapes(m);
+  inferShapes(m, { rules: FUSED_INFER_RULES });
   const byName = new Map(m.graph.nodes.map((n) => [n.name, n]));
   const out: string[] = [];
   const unresolved: Record<string, number> = {};
@@ -162,7 +163,7 @@ async function childSteps(b: number, t: number, steps: number, specialize: boole
   const { ort } = await nodeOrtWeb();
   const trainer = await WebGpuTrainer.create(ort, trainingSpec(p.train, p.initial, {}, specialize ? { batch: b, seq: t } : undefined), {
     optimizer: { lr: 1e-3, weightDecay: 0.01, maxGradNorm: 1 }, schedule: { lr: 1e-3, warmupSteps: 0, totalSteps: steps },
-  });
+  }, FUSED_OPS);
   const calls = countGpuCalls();
   const r = rng(7);
   const ms: number[] = [];

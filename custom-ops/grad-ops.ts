@@ -7,7 +7,7 @@ import type { Value } from '../src/ir/graph.js';
 import type { GradContext } from '../src/autodiff/types.js';
 import { fail } from '../src/errors.js';
 import { formatShape, type Dim } from '../src/ir/types.js';
-import { invalid, ORTFUSE_DOMAIN, ORTFUSE_VERSION, sameDim, type FusedOpSchema } from './types.js';
+import { invalid, ORTFUSE_DOMAIN, ORTFUSE_VERSION, sameDim, type FusedOpSchema } from '../src/fused/types.js';
 
 /**
  * Call `schema` on `inputs` from rule context `g`: one ai.ortfuse node; output k gets the type of

@@ -6,7 +6,7 @@ import { checkModel, createModel, GraphBuilder, type Model, type Node } from '..
 import type { Attrs as BuilderAttrs } from '../src/ir/builder.js';
 import { ensureFunction } from './functions.js';
 import type { IoDecl } from './testing.js';
-import { ORTFUSE_DOMAIN, type FusedOp, type Target } from './types.js';
+import { ORTFUSE_DOMAIN, type FusedOp, type Target } from '../src/fused/types.js';
 
 /** One call of `op` with every output a graph output (named as given), body for `target` attached. */
 export function fusedModelN(op: FusedOp, inputs: IoDecl[], attrs: BuilderAttrs, target: Target, outputs: IoDecl[], opset = 20): Model {

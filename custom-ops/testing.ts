@@ -10,7 +10,7 @@ import type { Dim } from '../src/ir/types.js';
 import { DataType } from '../src/onnx/schema.js';
 import { saveBytes } from '../src/onnx/io.js';
 import { ensureFunction } from './functions.js';
-import { ORTFUSE_DOMAIN, type BodyOptions, type FusedOp, type Target } from './types.js';
+import { ORTFUSE_DOMAIN, type BodyOptions, type FusedOp, type Target } from '../src/fused/types.js';
 export { rng, randn } from '../src/random.js';
 import { rng, randn } from '../src/random.js';
 

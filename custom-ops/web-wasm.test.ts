@@ -13,7 +13,7 @@ import { ropeRef } from './rope/reference.js';
 import { swiglu } from './swiglu/function.js';
 import { swigluRef } from './swiglu/reference.js';
 import { fusedModel, randn, relErr, rng } from './testing.js';
-import type { Target } from './types.js';
+import type { Target } from '../src/fused/types.js';
 
 const F = DataType.FLOAT;
 

@@ -16,7 +16,7 @@ export const dce: Pass = {
   run(model: Model): PassResult {
     const counts = { nodes: 0, initializers: 0 };
     // Top-level graphs only: dceGraph recurses into subgraphs itself (inner first).
-    for (const g of graphsOf(model)) if (!g.owner) dceGraph(g, counts);
+    for (const g of graphsOf(model, { subgraphs: false })) dceGraph(g, counts);
     return { modified: counts.nodes + counts.initializers > 0, counts: nonZero(counts) };
   },
 };

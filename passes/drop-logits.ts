@@ -14,7 +14,7 @@
  */
 import type { Model, Node, Value } from '../src/ir/graph.js';
 import type { Pass, PassResult } from '../src/rewrite/pass.js';
-import { ORTFUSE_DOMAIN } from '../custom-ops/types.js';
+import { ORTFUSE_DOMAIN } from '../src/fused/types.js';
 
 export const NAME = 'drop-logits';
 

@@ -9,7 +9,7 @@ import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
 import { ensureFunctions } from '../custom-ops/functions.js';
 import { randn, relErr, rng } from '../custom-ops/testing.js';
-import type { Target } from '../custom-ops/types.js';
+import type { Target } from '../src/fused/types.js';
 import { createModel, GraphBuilder } from '../src/ir/builder.js';
 import { checkModel } from '../src/ir/checker.js';
 import type { Model, Value } from '../src/ir/graph.js';

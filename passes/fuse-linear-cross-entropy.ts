@@ -31,7 +31,7 @@
  * 2-D lm_head (a 3-D weight, a batched product), a float16 loss without the Cast to float (the
  * fused loss is float32), and (the matcher's rule) intermediates read outside the pattern.
  */
-import { ORTFUSE_DOMAIN } from '../custom-ops/types.js';
+import { ORTFUSE_DOMAIN } from '../src/fused/types.js';
 import type { Node, Value } from '../src/ir/graph.js';
 import type { GraphBuilder } from '../src/ir/builder.js';
 import { DataType } from '../src/onnx/schema.js';

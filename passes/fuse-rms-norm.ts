@@ -16,7 +16,7 @@
  * type than x's, and (the matcher's rule) any intermediate read outside the pattern.
  */
 import { canUseRMSNormalization23, rmsNormalization23 } from '../custom-ops/rms-norm/function.js';
-import { ORTFUSE_DOMAIN } from '../custom-ops/types.js';
+import { ORTFUSE_DOMAIN } from '../src/fused/types.js';
 import type { Value } from '../src/ir/graph.js';
 import { DataType, dataTypeName } from '../src/onnx/schema.js';
 import { constantNumbers } from '../src/rewrite/constant.js';

@@ -16,7 +16,7 @@
  * Concat(x1, −x2), a slice over another axis or with a step, cos/sin that are not such a pair.
  */
 import { rotaryCaches, rotaryEmbedding23, canUseRotaryEmbedding23 } from '../custom-ops/rope/function.js';
-import { ORTFUSE_DOMAIN } from '../custom-ops/types.js';
+import { ORTFUSE_DOMAIN } from '../src/fused/types.js';
 import type { Graph, Node, Value } from '../src/ir/graph.js';
 import type { Tensor } from '../src/ir/tensor.js';
 import { dimEq } from '../src/ir/infer/index.js';

@@ -9,7 +9,7 @@
  * than the gate, a silu read elsewhere too (the matcher's consumer rule), and gate/up shapes not
  * provably equal (the fused op does not broadcast).
  */
-import { ORTFUSE_DOMAIN } from '../custom-ops/types.js';
+import { ORTFUSE_DOMAIN } from '../src/fused/types.js';
 import { formatShape } from '../src/ir/types.js';
 import { p, v } from '../src/rewrite/pattern.js';
 import { defineRule, no, ok } from '../src/rewrite/rule.js';

@@ -9,6 +9,7 @@
  * fuses into (`fusedInto`: an opset-23 export with RMSNormalization, a model optimized before):
  * there is nothing left to fuse, and its best partial match elsewhere would only be noise.
  */
+import { FUSED_INFER_RULES } from '../custom-ops/registry.js';
 import type { Model, Value } from '../src/ir/graph.js';
 import { dimEq, inferShapes } from '../src/ir/infer/index.js';
 import type { Dim, ValueType } from '../src/ir/types.js';
@@ -41,7 +42,7 @@ export function shapedRulePass(name: string, rules: Rule<any>[], triggers: strin
 function inferKeepingOld(model: Model): Map<Value, ValueType | undefined> {
   const old = new Map<Value, ValueType | undefined>();
   for (const g of graphsOf(model)) for (const n of g.nodes) for (const o of n.outputs) old.set(o, o.type);
-  inferShapes(model);
+  inferShapes(model, { rules: FUSED_INFER_RULES });
   return old;
 }
 

@@ -1,7 +1,7 @@
 import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
 import { ensureFunctions } from '../custom-ops/functions.js';
-import { ORTFUSE_DOMAIN } from '../custom-ops/types.js';
+import { ORTFUSE_DOMAIN } from '../src/fused/types.js';
 import { cloneModel } from '../src/autodiff/clone.js';
 import { createModel, GraphBuilder } from '../src/ir/builder.js';
 import { checkModel } from '../src/ir/checker.js';

@@ -29,15 +29,17 @@
  * float8 — or reword docs), so it refuses models below 20 and models holding those ops. Meant for a
  * backend's private copy of a graph (src/runtime/webgpu/node.ts), never for the user's model.
  */
+import { FUSED_INFER_RULES } from '../custom-ops/registry.js';
 import { rmsNormalization23 } from '../custom-ops/rms-norm/function.js';
 import { rotaryCaches, rotaryEmbedding23 } from '../custom-ops/rope/function.js';
-import { ORTFUSE_DOMAIN } from '../custom-ops/types.js';
+import { ORTFUSE_DOMAIN } from '../src/fused/types.js';
 import { fail } from '../src/errors.js';
 import { GraphBuilder } from '../src/ir/builder.js';
 import { commit } from '../src/ir/commit.js';
 import { Tensor } from '../src/ir/tensor.js';
 import type { Graph, Model, Node, Value } from '../src/ir/graph.js';
 import { dimEq, inferShapes } from '../src/ir/infer/index.js';
+import { modelGraphs } from '../src/ir/walk.js';
 import { constantNumbers, constantTensor } from '../src/rewrite/constant.js';
 import type { Pass, PassResult } from '../src/rewrite/pass.js';
 import { p, v } from '../src/rewrite/pattern.js';
@@ -72,9 +74,7 @@ export function raiseOpsetTo23(model: Model): boolean {
   const from = model.opset('') ?? fail('unsupported', `${NAME}: the model imports no default-domain opset`);
   if (from >= 23) return false;
   if (from < MIN_OPSET) fail('unsupported', `${NAME}: the model imports opset ${from}; raising it to 23 is checked only from opset ${MIN_OPSET}`);
-  const graphs: Graph[] = [...graphsOf(model)];
-  const walk = (g: Graph): void => { graphs.push(g); for (const n of g.nodes) for (const sg of n.subgraphs()) walk(sg); };
-  for (const f of model.functions) if (f.domain === ORTFUSE_DOMAIN) walk(f.body);
+  const graphs = [...graphsOf(model), ...modelGraphs(model, { main: false, functions: (f) => f.domain === ORTFUSE_DOMAIN })];
   for (const g of graphs)
     for (const n of g.nodes) {
       const at = n.domain === '' || n.domain === 'ai.onnx' ? MEANING_CHANGED[n.opType] : undefined;
@@ -264,7 +264,7 @@ export function lowerToOnnx23Pass(ops: readonly Onnx23Op[] = ['rmsNorm', 'rope']
     run(model, ctx): PassResult {
       const nodes = fusedNodes(model, ops);
       // Builders' graphs may lack the shapes the checks read; exported and training graphs have them.
-      if (nodes.some((n) => n.inputs.some((i) => i && !i.tensorType?.shape))) inferShapes(model);
+      if (nodes.some((n) => n.inputs.some((i) => i && !i.tensorType?.shape))) inferShapes(model, { rules: FUSED_INFER_RULES });
       if (!nodes.some((n) => !whyNotLowered(n))) return { modified: false, counts: {} };
       const raised = raiseOpsetTo23(model);
       const r = inner.run(model, ctx);

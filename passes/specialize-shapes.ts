@@ -10,8 +10,10 @@
  * valid for inputs of exactly these shapes. Function bodies stay generic (ORT folds inside them
  * once inlined, from the static shapes).
  */
+import { FUSED_INFER_RULES } from '../custom-ops/registry.js';
 import { fail } from '../src/errors.js';
 import type { Graph, Model, Value } from '../src/ir/graph.js';
+import { modelGraphs } from '../src/ir/walk.js';
 import { evalDim, inferShapes } from '../src/ir/infer/index.js';
 import { tensorType, type Dim } from '../src/ir/types.js';
 import type { Pass, PassContext, PassResult } from '../src/rewrite/pass.js';
@@ -30,8 +32,8 @@ export function specializeShapes(shapes: Record<string, number[]>): Pass {
     run(model: Model, ctx: PassContext): PassResult {
       const bindings = bindInputs(model.graph, shapes);
       let changedTypes = 0;
-      for (const g of mainGraphs(model.graph)) for (const v of valuesOf(g)) if (bindType(v, bindings)) changedTypes++;
-      inferShapes(model);
+      for (const g of modelGraphs(model)) for (const v of valuesOf(g)) if (bindType(v, bindings)) changedTypes++;
+      inferShapes(model, { rules: FUSED_INFER_RULES });
       const counts: Record<string, number> = { inputs: Object.keys(shapes).length, types: changedTypes };
       for (let round = 0; round < MAX_ROUNDS; round++) {
         let modified = false;
@@ -68,11 +70,6 @@ function bindInputs(g: Graph, shapes: Record<string, number[]>): Record<string, 
   return bindings;
 }
 
-function mainGraphs(g: Graph): Graph[] {
-  const out = [g];
-  for (const n of g.nodes) for (const sg of n.subgraphs()) out.push(...mainGraphs(sg));
-  return out;
-}
 
 function valuesOf(g: Graph): Set<Value> {
   const vs = new Set<Value>([...g.inputs, ...g.outputs]);

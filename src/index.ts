@@ -15,10 +15,11 @@ import { fail, OrtfuseError } from './errors.js';
 import { check } from './ir/checker.js';
 import type { Graph, Model } from './ir/graph.js';
 import { isSorted, toposort } from './ir/toposort.js';
+import { modelGraphs } from './ir/walk.js';
 import { loadBytes, loadFile, saveBytes, saveFile, type SaveOptions } from './onnx/io.js';
 import { defaultPipeline, runPipeline, type PipelineReport } from './pipeline.js';
 import type { Pass } from './rewrite/pass.js';
-import { summarize, type ModelSummary } from './cli/summary.js';
+import { summarize, type ModelSummary } from './ir/summary.js';
 import { ensureFunctions } from '../custom-ops/functions.js';
 
 export { OrtfuseError, EXIT_CODES, type ErrorCode } from './errors.js';
@@ -27,7 +28,7 @@ export { DataType, dataTypeName } from './onnx/schema.js';
 export type { SaveOptions } from './onnx/io.js';
 export { runPipeline, defaultPipeline, cleanupPipeline, type PipelineReport, type PassReport, type PipelineOptions } from './pipeline.js';
 export type { Pass, PassResult, PassContext, ExplainEntry } from './rewrite/pass.js';
-export type { ModelSummary, ValueSummary, OpCount } from './cli/summary.js';
+export type { ModelSummary, ValueSummary, OpCount } from './ir/summary.js';
 export * from './training/index.js';
 
 /**
@@ -103,16 +104,7 @@ export interface OptimizeResult {
   bytes(): Uint8Array;
 }
 
-function allGraphs(model: Model, functions = true): Graph[] {
-  const out: Graph[] = [];
-  const walk = (g: Graph) => {
-    out.push(g);
-    for (const n of g.nodes) for (const sg of n.subgraphs()) walk(sg);
-  };
-  walk(model.graph);
-  if (functions) for (const f of model.functions) walk(f.body);
-  return out;
-}
+const allGraphs = (model: Model, functions = true): Graph[] => modelGraphs(model, { functions });
 
 /** Nodes of the main graph and its subgraphs (function bodies not counted). */
 const nodeCount = (m: Model) => allGraphs(m, false).reduce((s, g) => s + g.nodes.length, 0);

@@ -4,6 +4,7 @@
  * (FusedLinearCrossEntropy → ...WithGrad, backward = scaling only) against finite differences and
  * against the backward-only (recompute) rule.
  */
+import { FUSED_INFER_RULES, FUSED_OPS } from '../custom-ops/registry.js';
 import { describe, expect, it } from 'vitest';
 import type * as ort from 'onnxruntime-node';
 import { ensureFunctions } from '../custom-ops/index.js';
@@ -11,9 +12,9 @@ import { fusedLinearCrossEntropyWithGrad } from '../custom-ops/fused-linear-cros
 import { linearCrossEntropyGradRef, linearCrossEntropyRef } from '../custom-ops/fused-linear-cross-entropy/reference.js';
 import { ensureFunction } from '../custom-ops/functions.js';
 import { f32, i64, randn, relErr, rng, runOrt } from '../custom-ops/testing.js';
-import { validateNode, type Target } from '../custom-ops/types.js';
+import { validateNode, type Target } from '../src/fused/types.js';
 import { linearCrossEntropyWithGradSchema } from '../custom-ops/fused-linear-cross-entropy/with-grad-schema.js';
-import { addGradients } from '../src/autodiff/index.js';
+import { addGradients, gradTable } from '../src/autodiff/index.js';
 import { checkModel, createModel, GraphBuilder, type Model } from '../src/ir/index.js';
 import { inferShapes } from '../src/ir/infer/index.js';
 import { DataType } from '../src/onnx/schema.js';
@@ -35,7 +36,7 @@ function withGradModel(c: Case, target: Target): Model {
   const ops = new Set([...fn.body.allNodes()].map((n) => n.opType));
   if (target === 'webgpu') for (const bad of ['Loop', 'LogSoftmax', 'OneHot', 'SoftmaxCrossEntropyLoss']) expect(ops.has(bad), bad).toBe(false);
   else expect(ops.has('Loop')).toBe(true);
-  inferShapes(m);
+  inferShapes(m, { rules: FUSED_INFER_RULES });
   expect(checkModel(m).map((p) => p.message)).toEqual([]);
   return m;
 }
@@ -129,8 +130,8 @@ describe('training-graph swap: FusedLinearCrossEntropy → ...WithGrad', () => {
       const l = b.op.call('FusedLinearCrossEntropy', [h, w, null, y], { reduction }, { domain: 'ai.ortfuse' })[0];
       const loss = reduction === 'none' ? b.op.ReduceSum(l, { keepdims: 0 }) : l;
       b.output(loss, 'loss');
-      inferShapes(m);
-      return { m, r: addGradients(m.graph, { loss, wrt: [h, w] }), h, w };
+      inferShapes(m, { rules: FUSED_INFER_RULES });
+      return { m, r: addGradients(m.graph, { loss, wrt: [h, w], rules: gradTable(FUSED_OPS) }), h, w };
     };
     const { m, r, h, w } = build('mean');
     expect(r.nodes).toHaveLength(0);

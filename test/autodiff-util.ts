@@ -6,7 +6,8 @@
  */
 import { expect, it } from 'vitest';
 import * as ort from 'onnxruntime-node';
-import { addGradients } from '../src/autodiff/index.js';
+import { FUSED_INFER_RULES, FUSED_OPS } from '../custom-ops/registry.js';
+import { addGradients, gradTable } from '../src/autodiff/index.js';
 import { createModel, GraphBuilder, type Model, type Value } from '../src/ir/index.js';
 import type { Dim } from '../src/ir/types.js';
 import { inferShapes } from '../src/ir/infer/index.js';
@@ -76,7 +77,7 @@ export async function gradCheck(
   const xs = specs.map((s) => b.input(s.name, s.type ?? DataType.DOUBLE, s.decl ?? s.dims));
   const y = build(b, xs);
   opts.prepare?.(model);
-  inferShapes(model);
+  inferShapes(model, { rules: FUSED_INFER_RULES });
   const yType = y.tensorType?.elemType ?? DataType.DOUBLE;
   const r = b.input('r', yType, undefined);
   const loss = b.op.ReduceSum(b.op.Mul(y, r), { keepdims: 0 });
@@ -91,11 +92,11 @@ export async function gradCheck(
   feeds.r = makeTensor(yType, yDims, rVals);
   model.graph.outputs = [loss];
 
-  inferShapes(model);
+  inferShapes(model, { rules: FUSED_INFER_RULES });
   const isFloat = (s: InputSpec) => (s.type ?? DataType.DOUBLE) === DataType.DOUBLE || s.type === DataType.FLOAT;
   const wrt = specs.map((s, k) => ((s.wrt ?? isFloat(s)) ? xs[k] : undefined)).filter((v): v is Value => !!v);
   const lossSession = await session(model);
-  const { grads } = addGradients(model.graph, { loss, wrt, inForward: opts.inForward });
+  const { grads } = addGradients(model.graph, { loss, wrt, rules: gradTable(FUSED_OPS), inForward: opts.inForward });
   opts.prepare?.(model); // again: the backward may call ops the forward did not (in-forward gradients)
   const names: string[] = [];
   for (const v of wrt) {

@@ -16,7 +16,7 @@ import * as ort from 'onnxruntime-node';
 import * as ortw from 'onnxruntime-web';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ensureFunctions } from '../custom-ops/functions.js';
-import type { Target } from '../custom-ops/types.js';
+import type { Target } from '../src/fused/types.js';
 import { QWEN2_0_5B, TINY, type Qwen2Config } from '../models/config.js';
 import { buildQwen2, buildQwen2Structure } from '../models/qwen2.js';
 import type { Model } from '../src/ir/graph.js';

@@ -5,6 +5,7 @@
  * backwards remains. A frozen norm weight still gets one node (dweight unused). One step on
  * onnxruntime-node agrees with the unfused graph.
  */
+import { FUSED_OPS } from '../custom-ops/registry.js';
 import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
 import { ensureFunctions } from '../custom-ops/functions.js';
@@ -58,7 +59,7 @@ describe('backward fused ops in the tiny Qwen2 training graph', () => {
     const m = fusedForward();
     const norms = fusedNodes(m, 'RMSNorm').map((n) => n.inputs[1]!.name);
     expect(norms).toHaveLength(2 * L + 1);
-    const train = buildTrainingGraph(m, { frozen: norms });
+    const train = buildTrainingGraph(m, { ops: FUSED_OPS, frozen: norms });
     const grads = fusedNodes(train, 'RMSNormGrad');
     expect(grads).toHaveLength(2 * L + 1);
     for (const g of grads) {
@@ -69,11 +70,11 @@ describe('backward fused ops in the tiny Qwen2 training graph', () => {
   });
 
   it('buildTrainingGraph attaches the backward bodies when the forward model carries bodies (same target), not otherwise', () => {
-    const bare = buildTrainingGraph(fusedForward());
+    const bare = buildTrainingGraph(fusedForward(), { ops: FUSED_OPS });
     expect(bare.functions).toHaveLength(0);
     const m = fusedForward();
     ensureFunctions(m, 'webgpu');
-    const train = buildTrainingGraph(m);
+    const train = buildTrainingGraph(m, { ops: FUSED_OPS });
     for (const op of Object.values(PAIRS)) expect(train.functions.find((f) => f.name === op)?.extra.doc_string, op).toContain('target=webgpu;');
   });
 

@@ -9,6 +9,7 @@
  * qwen2-tiny-op23 is not here: ORT 1.30 cannot run its forward pass (RotaryEmbedding-23 rejects
  * the exported cos/sin cache shapes; see the fixture's ort_error).
  */
+import { FUSED_OPS } from '../custom-ops/registry.js';
 import * as fs from 'node:fs';
 import * as ort from 'onnxruntime-node';
 import * as ortw from 'onnxruntime-web';
@@ -69,7 +70,7 @@ describe.skipIf(present.length === 0)('training graphs of the torch fixtures', (
     const torchParams = (fused ? Object.keys(fx.param_to_initializer) : Object.keys(fx.grads)).sort();
     const onnx = (p: string) => (fused ? fx.param_to_initializer[p] : p);
     const grad = (p: string) => (fx.grads[onnx(p)].data as number[]).flat(Infinity as 1) as number[];
-    const train = fused ? prepareTraining(loadFile(`${DIR}${name}.onnx`), { fuse: true }).train : buildTrainingGraph(model);
+    const train = fused ? prepareTraining(loadFile(`${DIR}${name}.onnx`), { fuse: true }).train : buildTrainingGraph(model, { ops: FUSED_OPS });
     const bytes = saveBytes(train);
 
     it('trains exactly torch\'s parameters (default selection) and uses only stock ops (+ ai.ortfuse with bodies)', () => {

@@ -4,6 +4,7 @@
  * naming, frozen parameters, gradient accumulation, dropped outputs. The torch fixtures:
  * train-graph-fixtures.test.ts.
  */
+import { FUSED_OPS } from '../custom-ops/registry.js';
 import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
 import { buildTrainingGraph, GRAD_IN_PREFIX, GRAD_PREFIX, trainingSignature } from '../src/autodiff/index.js';
@@ -65,7 +66,7 @@ function feeds(params: Map<string, number[]>, dims: Map<string, number[]>): Reco
 describe('buildTrainingGraph', () => {
   it('gives every parameter its finite-difference gradient (float64, tied embedding)', async () => {
     const model = tinyModel();
-    const train = buildTrainingGraph(model);
+    const train = buildTrainingGraph(model, { ops: FUSED_OPS });
     const sig = trainingSignature(train);
     expect(sig.parameters.sort()).toEqual(['model.embed.weight', 'model.mlp.bias', 'model.mlp.weight', 'model.norm.weight', 'model.q.weight']);
     expect(train.graph.outputs[0].name).toBe('loss');
@@ -103,8 +104,8 @@ describe('buildTrainingGraph', () => {
 
   it('keeps frozen parameters as initializers and accumulates gradients on request', async () => {
     const model = tinyModel();
-    const plain = buildTrainingGraph(model);
-    const train = buildTrainingGraph(model, { frozen: ['model.q.weight'], gradientAccumulation: true });
+    const plain = buildTrainingGraph(model, { ops: FUSED_OPS });
+    const train = buildTrainingGraph(model, { ops: FUSED_OPS, frozen: ['model.q.weight'], gradientAccumulation: true });
     const inputs = train.graph.inputs.map((v) => v.name);
     expect(inputs).not.toContain('model.q.weight');
     expect(train.graph.initializers.map((v) => v.name)).toContain('model.q.weight');
@@ -128,9 +129,9 @@ describe('buildTrainingGraph', () => {
 
   it('rejects unknown, non-float or unreachable parameter names', () => {
     const model = tinyModel();
-    expect(() => buildTrainingGraph(model, { trainable: ['nope'] })).toThrow(/trainable parameter 'nope'/);
-    expect(() => buildTrainingGraph(model, { trainable: ['model.aux.weight'] })).toThrow(/'model.aux.weight' is not a float initializer the loss depends on/);
-    expect(() => buildTrainingGraph(model, { frozen: ['nope'] })).toThrow(/frozen parameter 'nope'/);
-    expect(() => buildTrainingGraph(model, { loss: 'nope' })).toThrow(/no value named 'nope'/);
+    expect(() => buildTrainingGraph(model, { ops: FUSED_OPS, trainable: ['nope'] })).toThrow(/trainable parameter 'nope'/);
+    expect(() => buildTrainingGraph(model, { ops: FUSED_OPS, trainable: ['model.aux.weight'] })).toThrow(/'model.aux.weight' is not a float initializer the loss depends on/);
+    expect(() => buildTrainingGraph(model, { ops: FUSED_OPS, frozen: ['nope'] })).toThrow(/frozen parameter 'nope'/);
+    expect(() => buildTrainingGraph(model, { ops: FUSED_OPS, loss: 'nope' })).toThrow(/no value named 'nope'/);
   });
 });

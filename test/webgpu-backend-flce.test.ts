@@ -4,6 +4,7 @@
  * 'ort' runs the portable body in one session. Both match the cpu backend; at vocab 151936 no
  * buffer of [B*T, V] floats is ever created (our allocation log and the device-wide meter).
  */
+import { FUSED_OPS } from '../custom-ops/registry.js';
 import { describe, expect, it } from 'vitest';
 import { buildTrainingGraph, trainingSignature } from '../src/autodiff/index.js';
 import { ensureFunctions } from '../custom-ops/functions.js';
@@ -36,7 +37,7 @@ function flceModel(v: number, h: number, chunk: number): Model {
 function training(v: number, h: number, chunk: number, target: 'cpu' | 'webgpu') {
   const m = flceModel(v, h, chunk);
   const values = new Map(m.graph.initializers.map((x) => [x.name, x.initializer!.toArray() as Float32Array]));
-  const train = buildTrainingGraph(m);
+  const train = buildTrainingGraph(m, { ops: FUSED_OPS });
   ensureFunctions(train, target);
   return { train, initial: new Map(trainingSignature(train).parameters.map((p) => [p, values.get(p)!])) };
 }
@@ -64,7 +65,7 @@ async function losses(v: number, h: number, chunk: number, b: number, t: number,
 
 describe.skipIf(!env.ctx)('webgpu backend: FusedLinearCrossEntropy as our kernel between ORT segments', () => {
   it('splits the graph: A ends at the kernel inputs, B starts from its gradients; no Loop and no FLCE node left', () => {
-    const split = splitStages(training(512, 32, 16, 'webgpu').train, { flce: 'kernel' })!;
+    const split = splitStages(training(512, 32, 16, 'webgpu').train, { flce: 'kernel' }, FUSED_OPS)!;
     expect(split).toBeDefined();
     expect(split.plan.steps.map((s) => (s.kind === 'ort' ? `ort${s.segment}` : s.call.op))).toEqual(['ort0', 'flce', 'ort1']);
     const [a, b] = split.segments;

@@ -5,6 +5,7 @@
  * all-ORT policy's, the stage count stays about 8 per layer, GPU memory does not grow across
  * steps, and a graph that cannot be split fails naming the node.
  */
+import { FUSED_OPS } from '../custom-ops/registry.js';
 import { describe, expect, it } from 'vitest';
 import { buildQwen2 } from '../models/qwen2.js';
 import { TINY } from '../models/config.js';
@@ -35,7 +36,7 @@ describe('stage split of the tiny Qwen2 step', () => {
   it('every fused node runs as our kernel; about 8 ORT segments per layer; each segment passes the checker', () => {
     const p = prepareTraining(buildQwen2(TINY, { seed: 1 }), { fuse: true, target: 'webgpu' });
     const train = webgpuGraph(p.train, { batch: 2, seq: 32 });
-    const s = splitStages(train, ALL)!;
+    const s = splitStages(train, ALL, FUSED_OPS)!;
     const kernels = s.plan.steps.flatMap((st) => (st.kind === 'kernel' ? [st.call.op] : []));
     const byOp = (op: KernelOp) => kernels.filter((k) => k === op).length;
     const inGraph = (t: string) => train.graph.nodes.filter((n) => n.domain === 'ai.ortfuse' && n.opType === t).length;
@@ -53,8 +54,8 @@ describe('stage split of the tiny Qwen2 step', () => {
     expect(s.segments.length).toBeGreaterThanOrEqual(6 * L);
     for (const seg of s.segments) for (const n of seg.graph.nodes) expect(n.domain, n.label).not.toBe('ai.ortfuse');
     // FLCE alone: two segments, as before.
-    expect(splitStages(train, parseKernels('flce'))!.segments).toHaveLength(2);
-    expect(splitStages(train, parseKernels('none'))).toBeUndefined();
+    expect(splitStages(train, parseKernels('flce'), FUSED_OPS)!.segments).toHaveLength(2);
+    expect(splitStages(train, parseKernels('none'), FUSED_OPS)).toBeUndefined();
   });
 
   it('a node our kernel cannot run fails naming the node', () => {
@@ -63,8 +64,8 @@ describe('stage split of the tiny Qwen2 step', () => {
     const x = b.input('x', DataType.FLOAT, [4, 8]);
     const w = b.input('w', DataType.FLOAT, [8]);
     b.output(b.op.call('RMSNorm', [x, w], { epsilon: 1e-6, stash_type: DataType.DOUBLE }, { domain: 'ai.ortfuse', name: 'norm_f64' })[0], 'loss');
-    expect(() => splitStages(m, { rmsNorm: 'kernel' })).toThrow(/node 'norm_f64' \(ai\.ortfuse::RMSNorm\) cannot run as our rmsNorm kernel: stash_type is not FLOAT/);
-    expect(splitStages(m, { rmsNorm: 'ort' })).toBeUndefined();
+    expect(() => splitStages(m, { rmsNorm: 'kernel' }, FUSED_OPS)).toThrow(/node 'norm_f64' \(ai\.ortfuse::RMSNorm\) cannot run as our rmsNorm kernel: stash_type is not FLOAT/);
+    expect(splitStages(m, { rmsNorm: 'ort' }, FUSED_OPS)).toBeUndefined();
   });
 
   it('--kernels: unknown names are usage errors', () => {

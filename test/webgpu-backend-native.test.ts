@@ -9,6 +9,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { FUSED_OPS } from '../custom-ops/registry.js';
 import { describe, expect, it } from 'vitest';
 import { TINY } from '../models/config.js';
 import { buildQwen2 } from '../models/qwen2.js';
@@ -57,8 +58,8 @@ describe('the tiny Qwen2 step under rmsnorm=native, rope=native', () => {
     expect(p.train.opset('')).toBe(20);
     expect(ort.opset('')).toBe(20);
     // Same stages as the default policy (FLCE and SwiGLU kernels): the native ops add none.
-    const a = splitStages(ort, parseKernels('default'))!;
-    const b = splitStages(native, NATIVE)!;
+    const a = splitStages(ort, parseKernels('default'), FUSED_OPS)!;
+    const b = splitStages(native, NATIVE, FUSED_OPS)!;
     expect(b.segments.length).toBe(a.segments.length);
     expect(b.plan.steps.length).toBe(a.plan.steps.length);
     for (const seg of b.segments) expect(seg.opset(''), 'segment opset').toBe(23);

@@ -19,8 +19,8 @@
 import { DataType } from '../../src/onnx/schema.js';
 import type { Node, Value } from '../../src/ir/graph.js';
 import { fail } from '../../src/errors.js';
-import type { Body } from '../body.js';
-import type { BodyOptions, FusedOp, Target } from '../types.js';
+import type { Body } from '../../src/fused/body.js';
+import type { BodyOptions, FusedOp, Target } from '../../src/fused/types.js';
 import { linearCrossEntropySchema } from './schema.js';
 
 const F32 = DataType.FLOAT;

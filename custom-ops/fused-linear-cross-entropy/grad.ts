@@ -20,10 +20,13 @@ import type { GradContext, GradFn, GradRule } from '../../src/autodiff/types.js'
 import { replaceForwardNode } from '../../src/autodiff/in-forward.js';
 import type { Node, Value } from '../../src/ir/graph.js';
 import { DataType } from '../../src/onnx/schema.js';
-import { Body } from '../body.js';
+import { Body } from '../../src/fused/body.js';
 import { ligerChunk } from './function.js';
 import { linearCrossEntropyWithGradSchema } from './with-grad-schema.js';
-import { ORTFUSE_DOMAIN, validateNode } from '../types.js';
+import { ORTFUSE_DOMAIN, validateNode } from '../../src/fused/types.js';
+
+/** Name of the backward rule's chunk Loop body (the webgpu kernel absorbs that Loop: webgpu/entry.ts). */
+export const GRAD_LOOP = 'linear_ce_grad_chunk';
 
 const F32 = DataType.FLOAT;
 const done = new WeakMap<Node, (Value | undefined)[]>();
@@ -70,7 +73,7 @@ function backward(g: GradContext): (Value | undefined)[] {
     { name: 'dw_acc', elem: t, shape: [null, null] },
     ...(bias ? [{ name: 'db_acc', elem: t, shape: [null] }] : []),
   ];
-  const { body, iter, carried: cin } = b.loopBody('linear_ce_grad_chunk', carried);
+  const { body, iter, carried: cin } = b.loopBody(GRAD_LOOP, carried);
   const o = body.op;
   const start = o.Mul(o.Unsqueeze(iter, body.const([0])), chunk);
   const end = o.Add(start, chunk);

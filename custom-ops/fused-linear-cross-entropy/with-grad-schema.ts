@@ -17,7 +17,7 @@
  */
 import { DataType } from '../../src/onnx/schema.js';
 import { tensorType, type TensorType } from '../../src/ir/types.js';
-import { inferRule, invalid, ORTFUSE_DOMAIN, ORTFUSE_VERSION, type Attrs, type FusedOpSchema } from '../types.js';
+import { inferRule, invalid, ORTFUSE_DOMAIN, ORTFUSE_VERSION, type Attrs, type FusedOpSchema } from '../../src/fused/types.js';
 import { linearCrossEntropySchema } from './schema.js';
 
 const base = linearCrossEntropySchema;

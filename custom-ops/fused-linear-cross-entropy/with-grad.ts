@@ -20,8 +20,8 @@
 import { fail } from '../../src/errors.js';
 import { DataType } from '../../src/onnx/schema.js';
 import type { Value } from '../../src/ir/graph.js';
-import type { Body } from '../body.js';
-import type { BodyOptions, FusedOp, Target } from '../types.js';
+import type { Body } from '../../src/fused/body.js';
+import type { BodyOptions, FusedOp, Target } from '../../src/fused/types.js';
 import { fusedLinearCrossEntropy, ligerChunk, DEFAULT_NUM_CHUNKS } from './function.js';
 import { linearCrossEntropyWithGradSchema } from './with-grad-schema.js';
 

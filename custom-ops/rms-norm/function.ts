@@ -8,8 +8,8 @@
 import { DataType } from '../../src/onnx/schema.js';
 import type { GraphBuilder } from '../../src/ir/builder.js';
 import type { Model, Value } from '../../src/ir/graph.js';
-import type { Body } from '../body.js';
-import type { FusedOp } from '../types.js';
+import type { Body } from '../../src/fused/body.js';
+import type { FusedOp } from '../../src/fused/types.js';
 import { rmsNormSchema } from './schema.js';
 
 export function buildRMSNorm(b: Body, [x, weight]: Value[]): Value[] {

@@ -7,8 +7,8 @@
  * Flatten to [rows, D] sums every leading axis whatever x's rank (the body is shared by all callers).
  */
 import type { Value } from '../../src/ir/graph.js';
-import type { Body } from '../body.js';
-import type { FusedOp } from '../types.js';
+import type { Body } from '../../src/fused/body.js';
+import type { FusedOp } from '../../src/fused/types.js';
 import { rmsNormGradSchema } from './grad-schema.js';
 
 export function buildRMSNormGrad(b: Body, [dy, x, weight]: Value[]): Value[] {

@@ -11,7 +11,7 @@
  * weight's ([D]). The webgpu backend runs our kernel (custom-ops/rms-norm/webgpu) in its place.
  */
 import { tensorType, type TensorType } from '../../src/ir/types.js';
-import { expectInput, inferRule, ORTFUSE_DOMAIN, ORTFUSE_VERSION, sameElem, type Attrs, type FusedOpSchema } from '../types.js';
+import { expectInput, inferRule, ORTFUSE_DOMAIN, ORTFUSE_VERSION, sameElem, type Attrs, type FusedOpSchema } from '../../src/fused/types.js';
 import { rmsNormSchema } from './schema.js';
 import { sameShape } from '../grad-ops.js';
 

@@ -1,3 +1,4 @@
+import { FUSED_INFER_RULES } from '../registry.js';
 import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
 import { createModel, GraphBuilder } from '../../src/ir/index.js';
@@ -5,7 +6,7 @@ import { inferShapes } from '../../src/ir/infer/index.js';
 import { DataType } from '../../src/onnx/schema.js';
 import { fusedModelN, lonelyNode } from '../grad-testing.js';
 import { f32, randn, relErr, rng, runOrt } from '../testing.js';
-import { ORTFUSE_DOMAIN, validateNode, type Target } from '../types.js';
+import { ORTFUSE_DOMAIN, validateNode, type Target } from '../../src/fused/types.js';
 import { rmsNormGradOp } from './grad-function.js';
 import { rmsNormGradRef } from './reference.js';
 
@@ -89,7 +90,7 @@ describe('RMSNormGrad body vs float64 reference', () => {
     const b = new GraphBuilder(m.graph);
     const [dx, dw] = b.op.call('RMSNormGrad', [b.input('dy', F, ['B', null, 64]), b.input('x', F, ['B', 'S', null]), b.input('w', F, [64])], {},
       { domain: ORTFUSE_DOMAIN, outputs: 2 });
-    inferShapes(m);
+    inferShapes(m, { rules: FUSED_INFER_RULES });
     expect(dx.tensorType).toMatchObject({ elemType: F, shape: ['B', 'S', 64] });
     expect(dw.tensorType).toMatchObject({ elemType: F, shape: [64] });
   });

@@ -1,6 +1,6 @@
 /**
- * Gradient of ai.ortfuse::RMSNorm (and of ONNX RMSNormalization-23 over the last axis, through
- * src/autodiff/table.ts): one ai.ortfuse::RMSNormGrad(dy, x, weight) -> (dx, dweight) node serves
+ * Gradient of ai.ortfuse::RMSNorm (and of ONNX RMSNormalization-23 over the last axis: the op
+ * record's standardGrads): one ai.ortfuse::RMSNormGrad(dy, x, weight) -> (dx, dweight) node serves
  * both input gradients (math in grad-schema.ts, body in grad-function.ts). rstd is recomputed from
  * the saved x inside the op; no [..., D] intermediate is kept from the forward pass. With a frozen
  * weight the node is still emitted and dweight goes unused.
@@ -26,4 +26,14 @@ const emit = sharedGrads((g): Value[] =>
 export const rmsNormGrad: GradRule = {
   save: { inputs: [0, 1] },
   grads: [emit(0), emit(1)],
+};
+
+/** ONNX RMSNormalization-23 over the last axis is ai.ortfuse::RMSNorm (same attributes). */
+export const rmsNormalizationGrad: GradRule = {
+  save: rmsNormGrad.save,
+  grads: rmsNormGrad.grads.map((fn) => fn && ((g, i) => {
+    const axis = g.node.attrInt('axis', -1);
+    if (axis !== -1 && axis !== g.rankX(0) - 1) g.unsupported(`RMSNormalization over axis ${axis} (only the last axis is differentiated)`);
+    return fn(g, i);
+  })),
 };

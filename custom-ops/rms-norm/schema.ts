@@ -16,7 +16,7 @@ import { DataType } from '../../src/onnx/schema.js';
 import { tensorType, type TensorType } from '../../src/ir/types.js';
 import {
   expectInput, inferRule, invalid, ORTFUSE_DOMAIN, ORTFUSE_VERSION, sameDim, sameElem, type Attrs, type FusedOpSchema,
-} from '../types.js';
+} from '../../src/fused/types.js';
 
 const FLOATS = [DataType.FLOAT, DataType.FLOAT16, DataType.BFLOAT16, DataType.DOUBLE] as const;
 

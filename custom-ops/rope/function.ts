@@ -8,8 +8,8 @@ import type { GraphBuilder } from '../../src/ir/builder.js';
 import type { Model, Value } from '../../src/ir/graph.js';
 import { Tensor } from '../../src/ir/tensor.js';
 import { DataType } from '../../src/onnx/schema.js';
-import type { Body } from '../body.js';
-import type { FusedOp } from '../types.js';
+import type { Body } from '../../src/fused/body.js';
+import type { FusedOp } from '../../src/fused/types.js';
 import { ropeSchema } from './schema.js';
 
 export function buildRoPE(b: Body, [x, cos, sin]: Value[]): Value[] {

@@ -4,8 +4,8 @@
  *   dx = dy·cos + Concat(u2, −u1)
  */
 import type { Value } from '../../src/ir/graph.js';
-import type { Body } from '../body.js';
-import type { FusedOp } from '../types.js';
+import type { Body } from '../../src/fused/body.js';
+import type { FusedOp } from '../../src/fused/types.js';
 import { ropeGradSchema } from './grad-schema.js';
 
 export function buildRoPEGrad(b: Body, [dy, cos, sin]: Value[]): Value[] {

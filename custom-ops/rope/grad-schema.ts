@@ -8,7 +8,7 @@
  * type. Gradients of cos/sin (untrained in Qwen2) are not part of the op. The webgpu backend runs
  * our kernel (custom-ops/rope/webgpu) in its place.
  */
-import { inferRule, ORTFUSE_DOMAIN, ORTFUSE_VERSION, type FusedOpSchema } from '../types.js';
+import { inferRule, ORTFUSE_DOMAIN, ORTFUSE_VERSION, type FusedOpSchema } from '../../src/fused/types.js';
 import { checkRotation, ropeSchema } from './schema.js';
 
 const [x, cos, sin] = ropeSchema.inputs;

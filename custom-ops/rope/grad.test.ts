@@ -1,10 +1,11 @@
+import { FUSED_INFER_RULES } from '../registry.js';
 import { describe, expect, it } from 'vitest';
 import { createModel, GraphBuilder } from '../../src/ir/index.js';
 import { inferShapes } from '../../src/ir/infer/index.js';
 import { DataType } from '../../src/onnx/schema.js';
 import { fusedModelN, lonelyNode } from '../grad-testing.js';
 import { f32, randn, relErr, rng, runOrt } from '../testing.js';
-import { ORTFUSE_DOMAIN, validateNode, type Target } from '../types.js';
+import { ORTFUSE_DOMAIN, validateNode, type Target } from '../../src/fused/types.js';
 import { ropeGradOp } from './grad-function.js';
 import { ropeGradRef, type RopeShape } from './reference.js';
 
@@ -50,7 +51,7 @@ describe('RoPEGrad body vs float64 reference', () => {
     const b = new GraphBuilder(m.graph);
     const [dx] = b.op.call('RoPEGrad', [b.input('dy', F, ['B', 14, null, 64]), b.input('c', F, [1, 1, 'S', 64]), b.input('s', F, [1, 1, 'S', 64])], {},
       { domain: ORTFUSE_DOMAIN });
-    inferShapes(m);
+    inferShapes(m, { rules: FUSED_INFER_RULES });
     expect(dx.tensorType).toMatchObject({ elemType: F, shape: ['B', 14, 'S', 64] });
   });
 });

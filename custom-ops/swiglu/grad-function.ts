@@ -4,8 +4,8 @@
  */
 import { DataType } from '../../src/onnx/schema.js';
 import type { Value } from '../../src/ir/graph.js';
-import type { Body } from '../body.js';
-import type { FusedOp } from '../types.js';
+import type { Body } from '../../src/fused/body.js';
+import type { FusedOp } from '../../src/fused/types.js';
 import { swigluGradSchema } from './grad-schema.js';
 
 export function buildSwiGLUGrad(b: Body, [dy, gate, up]: Value[]): Value[] {

@@ -9,7 +9,7 @@
  */
 import { tensorType, type TensorType } from '../../src/ir/types.js';
 import { sameShape } from '../grad-ops.js';
-import { expectInput, inferRule, ORTFUSE_DOMAIN, ORTFUSE_VERSION, sameElem, type FusedOpSchema } from '../types.js';
+import { expectInput, inferRule, ORTFUSE_DOMAIN, ORTFUSE_VERSION, sameElem, type FusedOpSchema } from '../../src/fused/types.js';
 import { swigluSchema } from './schema.js';
 
 const fwd = swigluSchema;

@@ -1,10 +1,11 @@
+import { FUSED_INFER_RULES } from '../registry.js';
 import { describe, expect, it } from 'vitest';
 import { createModel, GraphBuilder } from '../../src/ir/index.js';
 import { inferShapes } from '../../src/ir/infer/index.js';
 import { DataType } from '../../src/onnx/schema.js';
 import { fusedModelN, lonelyNode } from '../grad-testing.js';
 import { f32, randn, relErr, rng, runOrt } from '../testing.js';
-import { ORTFUSE_DOMAIN, validateNode, type Target } from '../types.js';
+import { ORTFUSE_DOMAIN, validateNode, type Target } from '../../src/fused/types.js';
 import { swigluGradOp } from './grad-function.js';
 import { swigluGradRef } from './reference.js';
 
@@ -48,7 +49,7 @@ describe('SwiGLUGrad body vs float64 reference', () => {
     const b = new GraphBuilder(m.graph);
     const [dg, du] = b.op.call('SwiGLUGrad', [b.input('dy', F, ['B', null, 64]), b.input('g', F, [null, 'S', 64]), b.input('u', F, ['B', 'S', null])], {},
       { domain: ORTFUSE_DOMAIN, outputs: 2 });
-    inferShapes(m);
+    inferShapes(m, { rules: FUSED_INFER_RULES });
     expect(dg.tensorType).toMatchObject({ elemType: F, shape: ['B', 'S', 64] });
     expect(du.tensorType).toMatchObject({ elemType: F, shape: ['B', 'S', 64] });
   });

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { createModel, GraphBuilder } from '../../src/ir/index.js';
 import { DataType } from '../../src/onnx/schema.js';
-import { ORTFUSE_DOMAIN, validateNode, type Target } from '../types.js';
+import { ORTFUSE_DOMAIN, validateNode, type Target } from '../../src/fused/types.js';
 import { f32, finiteDiff, fusedModel, randn, relErr, rng, runOrt } from '../testing.js';
 import { swiglu } from './function.js';
 import { swigluGradRef, swigluRef } from './reference.js';

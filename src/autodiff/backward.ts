@@ -15,7 +15,7 @@ import { isSorted, toposort } from '../ir/toposort.js';
 import { DataType } from '../onnx/schema.js';
 import { RuleContext, scalarTensor, type BackwardState } from './context.js';
 import { elemTypeOf, isFloatType } from './dtype.js';
-import { defaultRules, ruleKey } from './table.js';
+import { ruleKey, standardRules } from './table.js';
 import type { GradTable } from './types.js';
 
 export interface GradientOptions {
@@ -25,7 +25,7 @@ export interface GradientOptions {
   wrt: Value[];
   /** The gradient of `loss` to start from (default: ones shaped like `loss`). */
   seed?: Value;
-  /** Gradient rules (default: {@link defaultRules}). */
+  /** Gradient rules (default: the standard ONNX ops' only; with fused ops: gradTable(ops)). */
   rules?: GradTable;
   /** Name prefix and `ortfuse.rule` tag of the nodes created (default 'autodiff'). */
   tag?: string;
@@ -51,7 +51,7 @@ export interface GradientResult {
 export function addGradients(graph: Graph, opts: GradientOptions): GradientResult {
   if (!isSorted(graph)) toposort(graph);
   const opset = graph.model.opset('') ?? fail('invalid', 'autodiff: the model does not import the ONNX domain');
-  const rules = opts.rules ?? defaultRules();
+  const rules = opts.rules ?? standardRules();
   const b = new GraphBuilder(graph, { tag: opts.tag ?? 'autodiff' });
   const types = new Map<Value, number | undefined>();
   const elemType = (v: Value) => elemTypeOf(v, types);

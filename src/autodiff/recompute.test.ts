@@ -4,6 +4,7 @@
  * activation peak (./memory-plan.ts), attention probabilities and SwiGLU outputs recomputed, no
  * projection recomputed, and our CSE (run by specialize-shapes) not merging the clones back.
  */
+import { FUSED_OPS } from '../../custom-ops/registry.js';
 import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
 import { ensureFunctions } from '../../custom-ops/functions.js';
@@ -28,7 +29,7 @@ function graphs(fused: boolean): { on: Model; off: Model; params: Map<string, Fl
   if (fused) runPipeline(model, defaultPipeline(), { options: { training: true } });
   const params = new Map<string, Float32Array>();
   for (const v of model.graph.initializers) if (v.initializer!.dtype === DataType.FLOAT) params.set(v.name, v.initializer!.toArray() as Float32Array);
-  const [on, off] = [buildTrainingGraph(model), buildTrainingGraph(model, { recompute: false })];
+  const [on, off] = [buildTrainingGraph(model, { ops: FUSED_OPS }), buildTrainingGraph(model, { ops: FUSED_OPS, recompute: false })];
   for (const m of [on, off]) ensureFunctions(m, 'cpu');
   return { on, off, params };
 }

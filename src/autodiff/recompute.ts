@@ -23,13 +23,16 @@
  */
 import type { Graph, Node, Value } from '../ir/graph.js';
 import { DataType } from '../onnx/schema.js';
+import type { DifferentiableOp } from './types.js';
 
-/** Ops whose outputs may be recomputed (no subgraphs, deterministic, cheap next to a projection). */
+/**
+ * ONNX ops whose outputs may be recomputed (no subgraphs, deterministic, cheap next to a
+ * projection); fused ops join them through their records (DifferentiableOp.recomputable).
+ */
 const RECOMPUTABLE = new Set([
   'Transpose', 'Reshape', 'Squeeze', 'Unsqueeze', 'Expand', 'Identity', 'Cast', 'Slice', 'Concat', 'Gather',
   'Add', 'Sub', 'Mul', 'Div', 'Neg', 'Sqrt', 'Reciprocal', 'Pow', 'Exp', 'Sigmoid', 'Tanh', 'Where',
   'Softmax', 'MatMul',
-  'ai.ortfuse::SwiGLU', 'ai.ortfuse::RMSNorm', 'ai.ortfuse::RoPE',
 ]);
 
 /**
@@ -82,7 +85,10 @@ function sizeBytes(v: Value, symbolic: number): number | undefined {
  * Clone cheap forward producers of saved values into the backward (see the file header).
  * `isBackward` tells the backward's nodes; the graph must be in topological order.
  */
-export function recomputeInBackward(g: Graph, isBackward: (n: Node) => boolean, opts: RecomputeOptions = {}): RecomputeReport {
+export function recomputeInBackward(
+  g: Graph, isBackward: (n: Node) => boolean, opts: RecomputeOptions = {}, ops: readonly DifferentiableOp[] = [],
+): RecomputeReport {
+  const allowed = new Set([...RECOMPUTABLE, ...ops.filter((o) => o.recomputable).map((o) => `${o.schema.domain}::${o.schema.name}`)]);
   const maxDepth = opts.maxDepth ?? 6;
   const minBytes = opts.minBytes ?? 64 * 1024;
   const order = new Map(g.nodes.map((n, i) => [n, i]));
@@ -104,7 +110,7 @@ export function recomputeInBackward(g: Graph, isBackward: (n: Node) => boolean, 
     (v.isGraphInput() && !v.name.match(/^(input_ids|labels|attention_mask|position_ids)$/)) || !!v.initializer ||
     (!!v.producer && VIEW_OPS.has(v.producer.opType) && !!v.producer.input(0) && weightLike(v.producer.input(0)!));
   const recomputable = (n: Node): boolean => {
-    if (!RECOMPUTABLE.has(key(n)) || n.subgraphs().length) return false;
+    if (!allowed.has(key(n)) || n.subgraphs().length) return false;
     // A projection reads a weight: recomputing it costs a full matmul. Attention's q·kᵀ and p·v do not.
     if (n.opType === 'MatMul') return n.inputs.every((v) => v && !weightLike(v));
     return true;

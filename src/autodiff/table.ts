@@ -1,7 +1,7 @@
 /**
  * The gradient registry: one explicit list of rule tables (no import side effects). Standard ONNX
- * ops come from src/autodiff/rules; fused ops' rules live beside them in custom-ops/<op>/grad.ts
- * and are listed here as they land.
+ * ops come from src/autodiff/rules; fused ops' rules live beside the ops in custom-ops/<op>/grad.ts
+ * and arrive with the op records the caller passes in ({@link gradTable}).
  */
 import { elementwiseRules } from './rules/elementwise.js';
 import { gatherRules } from './rules/gather.js';
@@ -9,20 +9,7 @@ import { lossRules } from './rules/loss.js';
 import { matmulRules } from './rules/matmul.js';
 import { reduceRules } from './rules/reduce.js';
 import { shapeRules } from './rules/shape.js';
-import type { GradRule, GradTable } from './types.js';
-import { linearCrossEntropyGrad, linearCrossEntropyWithGradGrad } from '../../custom-ops/fused-linear-cross-entropy/grad.js';
-import { rmsNormGrad } from '../../custom-ops/rms-norm/grad.js';
-import { ropeGrad } from '../../custom-ops/rope/grad.js';
-import { swigluGrad } from '../../custom-ops/swiglu/grad.js';
-
-/** Rules of the fused ops (custom-ops/<op>/grad.ts), keyed `ai.ortfuse::<op>`. */
-const FUSED_RULES: Record<string, GradRule> = {
-  'ai.ortfuse::FusedLinearCrossEntropy': linearCrossEntropyGrad,
-  'ai.ortfuse::FusedLinearCrossEntropyWithGrad': linearCrossEntropyWithGradGrad,
-  'ai.ortfuse::RMSNorm': rmsNormGrad,
-  'ai.ortfuse::SwiGLU': swigluGrad,
-  'ai.ortfuse::RoPE': ropeGrad,
-};
+import type { DifferentiableOp, GradRule, GradTable } from './types.js';
 
 /** Ops that may sit on a path from a parameter to the loss but pass no gradient (step functions). */
 const zeroGradient: GradRule = { save: {}, grads: [] };
@@ -33,29 +20,24 @@ export function ruleKey(domain: string, opType: string): string {
   return domain && domain !== 'ai.onnx' ? `${domain}::${opType}` : opType;
 }
 
-/** ONNX RMSNormalization-23 over the last axis is ai.ortfuse::RMSNorm (same attributes). */
-const rmsNormalization: GradRule = {
-  save: rmsNormGrad.save,
-  grads: rmsNormGrad.grads.map((fn) => fn && ((g, i) => {
-    const axis = g.node.attrInt('axis', -1);
-    if (axis !== -1 && axis !== g.rankX(0) - 1) g.unsupported(`RMSNormalization over axis ${axis} (only the last axis is differentiated)`);
-    return fn(g, i);
-  })),
-};
-
 /** The standard ONNX gradient rules. */
 export function standardRules(): Map<string, GradRule> {
   const table = new Map<string, GradRule>();
   for (const part of [elementwiseRules, matmulRules, reduceRules, shapeRules, gatherRules, lossRules])
     for (const [op, rule] of Object.entries(part)) table.set(op, rule);
-  table.set('RMSNormalization', rmsNormalization);
   for (const op of ZERO_GRADIENT_OPS) table.set(op, zeroGradient);
   return table;
 }
 
-/** Every rule ortfuse knows: the standard table plus the fused ops' rules. */
-export function defaultRules(): GradTable {
+/**
+ * The standard table plus the rules `ops` bring: each op's own rule (keyed `domain::name`) and the
+ * standard ONNX ops it also serves (RMSNorm's rule differentiates RMSNormalization-23).
+ */
+export function gradTable(ops: readonly DifferentiableOp[]): GradTable {
   const table = standardRules();
-  for (const [key, rule] of Object.entries(FUSED_RULES)) table.set(key, rule);
+  for (const op of ops) {
+    if (op.grad) table.set(ruleKey(op.schema.domain, op.schema.name), op.grad);
+    for (const [key, rule] of Object.entries(op.standardGrads ?? {})) table.set(key, rule);
+  }
   return table;
 }

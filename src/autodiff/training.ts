@@ -11,10 +11,12 @@
  * The loss is the only other output; outputs such as logits are dropped with the nodes only they
  * needed. Only stock ONNX ops and ai.ortfuse ops are added (no com.microsoft training ops), so the
  * graph runs on stock onnxruntime-node and onnxruntime-web once the fused ops' bodies are attached
- * (ensureFunctions; done here for the target of the bodies the forward model already carries).
+ * (ensureFunctions; done here, for `opts.ops`, for the target of the bodies the forward model already
+ * carries).
  */
-import { bodiesTarget, ensureFunctions } from '../../custom-ops/functions.js';
 import { fail } from '../errors.js';
+import { bodiesTarget, ensureFunctions } from '../fused/functions.js';
+import { inferRules } from '../fused/types.js';
 import { GraphBuilder } from '../ir/builder.js';
 import { check } from '../ir/checker.js';
 import type { Model, Node, Value } from '../ir/graph.js';
@@ -26,7 +28,8 @@ import { cloneModel, removeDeadCode } from './clone.js';
 import { isFloatType } from './dtype.js';
 import { AUTODIFF_TAG, IN_FORWARD_KEY } from './in-forward.js';
 import { recomputeInBackward, type RecomputeOptions } from './recompute.js';
-import type { GradTable } from './types.js';
+import { gradTable } from './table.js';
+import type { DifferentiableOp, GradTable } from './types.js';
 import { GRAD_IN_PREFIX, GRAD_PREFIX } from './names.js';
 
 export { GRAD_IN_PREFIX, GRAD_PREFIX };
@@ -41,6 +44,11 @@ export const BUFFER_PATTERNS: readonly RegExp[] = [/(^|\.)inv_freq$/, /(^|\.)run
 export const PARAMETER_NAME = /^[A-Za-z_]\w*(\.\w+)+$/;
 
 export interface TrainingGraphOptions {
+  /**
+   * The fused ops the model may call, with their shape and gradient rules and portable bodies
+   * (the callers pass FUSED_OPS of custom-ops/registry.ts).
+   */
+  ops: readonly DifferentiableOp[];
   /** Name of the loss value (default 'loss'); it must be a float value of the model. */
   loss?: string;
   /**
@@ -54,7 +62,7 @@ export interface TrainingGraphOptions {
   frozen?: readonly string[];
   /** Add `grad_in.<p>` inputs and output `grad.<p>` = grad_in + gradient. */
   gradientAccumulation?: boolean;
-  /** Gradient rules (default: all rules ortfuse knows). */
+  /** Gradient rules (default: the standard ONNX rules and those of `ops`: gradTable(ops)). */
   rules?: GradTable;
   /**
    * In-forward gradients where a rule offers them (default true): linear-CE computes its
@@ -86,14 +94,14 @@ export interface TrainingSignature {
 }
 
 /** Build the training-step graph of a forward model with a loss. The input model is not changed. */
-export function buildTrainingGraph(model: Model, opts: TrainingGraphOptions = {}): Model {
+export function buildTrainingGraph(model: Model, opts: TrainingGraphOptions): Model {
   const m = cloneModel(model);
   const g = m.graph;
   const lossName = opts.loss ?? 'loss';
   const loss = g.findValue(lossName) ?? fail('usage', `training graph: no value named '${lossName}' (graph outputs: ${g.outputs.map((v) => v.name).join(', ')})`);
   g.outputs = [loss];
   removeDeadCode(g);
-  inferShapes(m);
+  inferShapes(m, { rules: inferRules(opts.ops) });
 
   const frozen = new Set(opts.frozen ?? []);
   const floats = g.initializers.filter((v) => isFloatType(v.initializer!.dtype));
@@ -110,7 +118,7 @@ export function buildTrainingGraph(model: Model, opts: TrainingGraphOptions = {}
   };
   const candidates = floats.filter(pick);
 
-  const { grads } = addGradients(g, { loss, wrt: candidates, rules: opts.rules, inForward: opts.inForward });
+  const { grads } = addGradients(g, { loss, wrt: candidates, rules: opts.rules ?? gradTable(opts.ops), inForward: opts.inForward });
   const params = candidates.filter((v) => grads.has(v));
   if (explicit) for (const v of candidates) if (!grads.has(v)) fail('usage', `training graph: the loss '${lossName}' does not depend on parameter '${v.name}'`);
 
@@ -147,12 +155,12 @@ export function buildTrainingGraph(model: Model, opts: TrainingGraphOptions = {}
   removeDeadCode(g); // backward pieces no output needs (e.g. gradients of frozen paths)
   if (opts.recompute ?? true) {
     const backward = (n: Node) => hasMeta(n, 'ortfuse.rule', AUTODIFF_TAG) && !hasMeta(n, IN_FORWARD_KEY, '1');
-    recomputeInBackward(g, backward, typeof opts.recompute === 'object' ? opts.recompute : {});
+    recomputeInBackward(g, backward, typeof opts.recompute === 'object' ? opts.recompute : {}, opts.ops);
     removeDeadCode(g);
   }
   // A forward model that carries fused-op bodies gets those of the backward ops too (same target).
   const target = bodiesTarget(m);
-  if (target) ensureFunctions(m, target);
+  if (target) ensureFunctions(m, target, opts.ops);
   check(m, 'training graph');
   return m;
 }

@@ -7,6 +7,7 @@
 import type { Dim } from '../ir/types.js';
 import type { Node, Value } from '../ir/graph.js';
 import type { Ops } from '../ir/builder.js';
+import type { FusedOp } from '../fused/types.js';
 
 /** Builds the gradient of one input (index `i`) of the forward node; undefined = no gradient. */
 export type GradFn = (g: GradContext, i: number) => Value | undefined;
@@ -84,4 +85,17 @@ export interface GradContext {
   zerosLikeX(i: number): Value;
   /** Fail with an 'unsupported' error naming the node. */
   unsupported(why: string): never;
+}
+
+/**
+ * A fused op as autodiff sees it: its schema and portable body (src/fused) and its gradient rule.
+ * The op records of custom-ops/ (src/ops/record.ts) are these; callers pass the list in.
+ */
+export interface DifferentiableOp extends FusedOp {
+  /** The op's gradient rule (backward-only ops such as RMSNormGrad have none). */
+  grad?: GradRule;
+  /** Rules for standard ONNX ops that this op's rule also serves, keyed by op type. */
+  standardGrads?: Readonly<Record<string, GradRule>>;
+  /** Cheap enough to recompute in the backward instead of keeping its output (./recompute.ts). */
+  recomputable?: boolean;
 }

@@ -5,7 +5,7 @@ import { loadFile } from '../onnx/io.js';
 import type { CliCommand } from './command.js';
 import type { Model } from '../ir/graph.js';
 import { discoverParameters, type ParameterDiscovery } from '../params/discover.js';
-import { formatSummary, summarize } from './summary.js';
+import { formatSummary, summarize } from '../ir/summary.js';
 
 export interface InspectArgs {
   input: string;

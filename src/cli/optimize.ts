@@ -14,13 +14,13 @@ import { buildTrainingGraph } from '../autodiff/index.js';
 import { adoptExport } from '../runtime/session.js';
 import { nanGuardPass } from '../../passes/nan-guard.js';
 import { check } from '../ir/checker.js';
-import { ensureFunctions } from '../../custom-ops/functions.js';
+import { ensureFunctions, FUSED_OPS } from '../../custom-ops/index.js';
 import { lowerSoftmaxCrossEntropyPass } from '../../passes/lower-softmax-cross-entropy.js';
 import { newContext } from '../rewrite/pass.js';
 import { loadFile, saveFile } from '../onnx/io.js';
 import { assertWritable } from './writable.js';
 import type { CliCommand, CliIO } from './command.js';
-import { demoModel } from './demo.js';
+import { demoModel } from '../training/demo.js';
 import { version } from './program.js';
 import { formatReport, type OptimizeRunReport } from './report.js';
 
@@ -111,7 +111,7 @@ async function runOptimize(args: OptimizeArgs, io: CliIO): Promise<void> {
     // The webgpu target's loss must run on the GPU (SoftmaxCrossEntropyLoss has no WebGPU kernel).
     if (args.target === 'webgpu') for (const pass of [lowerSoftmaxCrossEntropyPass, nanGuardPass]) pass.run(model, newContext());
     const names = new Set(discovery!.parameters.map((p) => p.name));
-    model = buildTrainingGraph(model, { parameterDefaults: true, trainable: (name) => names.has(name) });
+    model = buildTrainingGraph(model, { ops: FUSED_OPS, parameterDefaults: true, trainable: (name) => names.has(name) });
     ensureFunctions(model, args.target);
     if (args.check) check(model, 'training graph');
     report.nodesAfter = model.graph.nodes.length;

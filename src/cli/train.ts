@@ -19,7 +19,7 @@ import type { ScheduleKind } from '../runtime/optimizer.js';
 import { gib } from '../runtime/memory-estimate.js';
 import { lossChartSvg } from '../report/plot.js';
 import type { CliCommand, CliIO } from './command.js';
-import { demoModel } from './demo.js';
+import { demoModel } from '../training/demo.js';
 import { describeParameters } from '../params/select.js';
 import { preflight } from './train-preflight.js';
 import { freeCheckpointName, JsonLines, ProgressView, resumeCommand, StopSignals } from './train-session.js';

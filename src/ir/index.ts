@@ -5,3 +5,4 @@ export * from './builder.js';
 export * from './commit.js';
 export * from './toposort.js';
 export * from './checker.js';
+export * from './walk.js';

@@ -27,6 +27,7 @@ import { GraphBuilder } from '../ir/builder.js';
 import { commit } from '../ir/commit.js';
 import type { Graph, Model, Node, Value } from '../ir/graph.js';
 import { tensorType } from '../ir/types.js';
+import { modelGraphs } from '../ir/walk.js';
 import { Matcher, STAGE, type Failure, type Match } from './matcher.js';
 import { patternOutputs, patternSize, rootOps, type Pattern } from './pattern.js';
 import type { Pass, PassContext, PassResult } from './pass.js';
@@ -60,16 +61,12 @@ export function defineRule<F>(r: Rule<F>): Rule<F> {
 /** Domains whose model-local functions are our own fused-op bodies: never rewritten. */
 const OWN_FUNCTION_DOMAINS = new Set(['ai.ortfuse']);
 
-/** Every graph a rule pass visits: main graph, function bodies (not ours), and their subgraphs. */
-export function graphsOf(model: Model): Graph[] {
-  const out: Graph[] = [];
-  const walk = (g: Graph): void => {
-    out.push(g);
-    for (const n of g.nodes) for (const sg of n.subgraphs()) walk(sg);
-  };
-  walk(model.graph);
-  for (const f of model.functions) if (!OWN_FUNCTION_DOMAINS.has(f.domain)) walk(f.body);
-  return out;
+/**
+ * Every graph a rule pass visits: main graph, function bodies (not ours), and their subgraphs
+ * (only the top-level ones with `subgraphs: false`).
+ */
+export function graphsOf(model: Model, opts: { subgraphs?: boolean } = {}): Graph[] {
+  return modelGraphs(model, { functions: (f) => !OWN_FUNCTION_DOMAINS.has(f.domain), subgraphs: opts.subgraphs });
 }
 
 interface Compiled {

@@ -10,7 +10,7 @@ import type { Model } from '../ir/graph.js';
 import { DataType } from '../onnx/schema.js';
 import { defaultPipeline, runPipeline, type PipelineReport } from '../pipeline.js';
 import { buildTrainingGraph, trainingSignature } from '../autodiff/index.js';
-import { ensureFunctions } from '../../custom-ops/functions.js';
+import { ensureFunctions, FUSED_OPS } from '../../custom-ops/index.js';
 import { newContext } from '../rewrite/pass.js';
 import { lowerSoftmaxCrossEntropyPass } from '../../passes/lower-softmax-cross-entropy.js';
 import { nanGuardPass } from '../../passes/nan-guard.js';
@@ -87,7 +87,7 @@ export function trainingGraph(model: Model, opts: TrainingGraphOptions): { train
       report?.passes.push({ name: pass.name, modified: r.modified, counts: r.counts, ms: performance.now() - t0 });
     }
   const chosen = opts.parameters;
-  const train = buildTrainingGraph(model, { recompute: opts.recompute ?? true, trainable: chosen && ((name) => chosen.has(name)) });
+  const train = buildTrainingGraph(model, { ops: FUSED_OPS, recompute: opts.recompute ?? true, trainable: chosen && ((name) => chosen.has(name)) });
   ensureFunctions(train, opts.target ?? 'cpu');
   return { train, report };
 }

@@ -7,4 +7,4 @@ export { BACKEND_PEERS } from './peers.js';
 export { getTokenizer, type Tokenizer } from '../data/tokenizer.js';
 export { mobyDick } from '../data/corpus.js';
 export { batches, split, type Batch, type Dataset } from '../data/batches.js';
-export { demoModel } from '../cli/demo.js';
+export { demoModel } from './demo.js';

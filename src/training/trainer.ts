@@ -117,10 +117,8 @@ export class Trainer {
         const shape = o.batch !== undefined && o.seq !== undefined ? { batch: o.batch, seq: o.seq } : undefined;
         // Dawn as navigator.gpu (and the memory meter) before ORT-web creates its device.
         meter = await wg.nodeWebGpu();
-        if (!o.ort) return wg.createNodeWebGpuTrainer(prepared.train, prepared.initial, topts, policy, shape);
-        // The caller's onnxruntime-web: its env (and the GPUDevice it creates) are shared with their sessions.
-        const { WebGpuTrainer } = await import('../runtime/webgpu/trainer.js');
-        return WebGpuTrainer.create(o.ort as never, wg.trainingSpec(prepared.train, prepared.initial, policy, shape), topts);
+        // With the caller's onnxruntime-web, its env (and the GPUDevice it creates) are shared with their sessions.
+        return wg.createNodeWebGpuTrainer(prepared.train, prepared.initial, topts, policy, shape, o.ort as never);
       });
     } else {
       inner = await withPeers('cpu', async () => (await import('../runtime/trainer.js')).CpuTrainer.create(prepared.train, prepared.initial, topts));

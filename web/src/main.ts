@@ -14,6 +14,7 @@ import { batches, split } from '../../src/data/batches.js';
 import { memoryMeter } from '../../src/runtime/webgpu/memory.js';
 import { WebGpuTrainer, type ParamSpec } from '../../src/runtime/webgpu/trainer.js';
 import type { StagePlan } from '../../src/runtime/webgpu/segments.js';
+import { FUSED_OPS } from '../../custom-ops/registry.js';
 import { drawLossChart } from './chart.js';
 
 interface Manifest {
@@ -71,7 +72,7 @@ async function train(): Promise<void> {
   const trainer = await WebGpuTrainer.create(ort as never, { model: new Uint8Array(model), params: specs, stages, shape: manifest.shape }, {
     optimizer: { lr: o.lr, weightDecay: 0.01, maxGradNorm: 1 },
     schedule: { lr: o.lr, warmupSteps: warmup, totalSteps: o.steps },
-  });
+  }, FUSED_OPS);
   const info = (trainer.ctx.device as GPUDevice & { adapterInfo?: GPUAdapterInfo }).adapterInfo;
   $('adapter').textContent = (info && `${info.vendor} ${info.architecture} ${info.description}`.trim()) || 'WebGPU';
   // Bytes tokenizer (UTF-8 bytes), as getTokenizer('bytes') in src/data/tokenizer.ts.

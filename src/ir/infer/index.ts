@@ -8,22 +8,15 @@
  * shape tensors are propagated so runtime-computed Reshape/Expand targets still give symbolic
  * shapes. Ops without a rule are left untyped and listed in `report.unknownOps`.
  *
- * Fused ops (custom-ops/<op>/) register their rule in `FUSED_OP_RULES` below, keyed
- * `domain::OpType` (import the rule from the op's schema.ts, not from custom-ops/index.ts).
+ * Rules of ops outside the ONNX domain arrive through `opts.rules`, keyed `domain::OpType`: the
+ * fused ops' rules come from the caller (`FUSED_INFER_RULES` of custom-ops/registry.ts); the IR
+ * knows no op of its own beyond ONNX.
  *
  * A rule is `(node, ctx) => (ValueType | undefined)[]` (see `InferRule` and `InferContext` in
  * context.ts: ctx gives input types, shapes, known constant values and attributes). Import the
  * helpers from './context.js' and './dims.js', not from this file, to avoid an import cycle.
  * Without an entry, an op that is a model-local function is inferred through its body.
  */
-import { inferFusedLinearCrossEntropy } from '../../../custom-ops/fused-linear-cross-entropy/schema.js';
-import { inferFusedLinearCrossEntropyWithGrad } from '../../../custom-ops/fused-linear-cross-entropy/with-grad-schema.js';
-import { inferRMSNormGrad } from '../../../custom-ops/rms-norm/grad-schema.js';
-import { inferRMSNorm } from '../../../custom-ops/rms-norm/schema.js';
-import { inferRoPEGrad } from '../../../custom-ops/rope/grad-schema.js';
-import { inferRoPE } from '../../../custom-ops/rope/schema.js';
-import { inferSwiGLUGrad } from '../../../custom-ops/swiglu/grad-schema.js';
-import { inferSwiGLU } from '../../../custom-ops/swiglu/schema.js';
 import type { Model } from '../graph.js';
 import type { InferRule } from './context.js';
 import { InferEngine, type InferReport } from './engine.js';
@@ -46,20 +39,11 @@ export const ONNX_RULES: Readonly<Record<string, InferRule>> = {
   ...CONTROL_RULES,
 };
 
-/** Rules of ortfuse's fused ops, keyed `domain::OpType` (one entry per custom-ops/<op>/). */
-export const FUSED_OP_RULES: Record<string, InferRule> = {
-  'ai.ortfuse::FusedLinearCrossEntropy': inferFusedLinearCrossEntropy,
-  'ai.ortfuse::FusedLinearCrossEntropyWithGrad': inferFusedLinearCrossEntropyWithGrad,
-  'ai.ortfuse::RMSNorm': inferRMSNorm,
-  'ai.ortfuse::SwiGLU': inferSwiGLU,
-  'ai.ortfuse::RoPE': inferRoPE,
-  'ai.ortfuse::RMSNormGrad': inferRMSNormGrad,
-  'ai.ortfuse::SwiGLUGrad': inferSwiGLUGrad,
-  'ai.ortfuse::RoPEGrad': inferRoPEGrad,
-};
-
 export interface InferOptions {
-  /** Extra or overriding rules keyed `domain::OpType` (`::Add` for the default domain). */
+  /**
+   * Extra or overriding rules keyed `domain::OpType` (`::Add` for the default domain), e.g. the
+   * fused ops' (FUSED_INFER_RULES). Without a rule, a model-local function is inferred through its body.
+   */
   rules?: Record<string, InferRule>;
 }
 
@@ -69,5 +53,5 @@ export interface InferOptions {
  * ones; disagreements are returned as conflicts. Never throws for an unknown or malformed node.
  */
 export function inferShapes(model: Model, opts: InferOptions = {}): InferReport {
-  return new InferEngine(model, ONNX_RULES, { ...FUSED_OP_RULES, ...opts.rules }).run();
+  return new InferEngine(model, ONNX_RULES, { ...opts.rules }).run();
 }

@@ -11,7 +11,9 @@ import { fail } from '../../errors.js';
 import { loadDawn, useLiftoffOnly, useSwiftShaderIfPresent } from '../../webgpu/node.js';
 import type { TrainerOptions } from '../trainer.js';
 import { memoryMeter, type MemoryMeter } from './memory.js';
-import { nativeOps, splitStages, type OpPolicy } from './segments.js';
+import * as policies from './policy.js';
+import type { OpPolicy } from './policy.js';
+import { splitStages } from './segments.js';
 import { WebGpuTrainer, type OrtWeb, type ParamSpec, type SpecShape, type TrainingSpec } from './trainer.js';
 import { cloneModel } from '../../autodiff/clone.js';
 import { newContext } from '../../rewrite/pass.js';
@@ -20,9 +22,15 @@ import { transposePairPass } from '../../../passes/transpose-pair.js';
 import { transposeOfGemmPass } from '../../../passes/transpose-of-gemm.js';
 import { dce } from '../../../passes/dce.js';
 import { fusedNodes, lowerToOnnx23Pass, ONNX23, whyNotLowered } from '../../../passes/lower-to-onnx-23.js';
+import { FUSED_OPS } from '../../../custom-ops/registry.js';
 
 export type { SpecShape } from './trainer.js';
-export { formatKernels, parseKernels, type OpPolicy } from './segments.js';
+export type { OpPolicy } from './policy.js';
+
+/** `--kernels` as a policy, for the registered fused ops (./policy.ts). */
+export const parseKernels = (spec: string) => policies.parseKernels(spec, FUSED_OPS);
+/** The policy as a `--kernels` list, for the registered fused ops (./policy.ts). */
+export const formatKernels = (p: OpPolicy) => policies.formatKernels(p, FUSED_OPS);
 
 const ICD_DIRS = ['/usr/share/vulkan/icd.d', '/etc/vulkan/icd.d', '/usr/local/share/vulkan/icd.d'];
 
@@ -79,7 +87,7 @@ export function trainingSpec(train: Model, initial: Map<string, Float32Array>, p
     params.push({ name: v.name, dims: dims as number[], value });
   }
   train = webgpuGraph(train, shape, policy);
-  const split = splitStages(train, policy);
+  const split = splitStages(train, policy, FUSED_OPS);
   const stages = split && { segments: split.segments.map(saveBytes), plan: split.plan };
   return { model: saveBytes(train), params, stages, shape };
 }
@@ -100,7 +108,7 @@ export function webgpuGraph(train: Model, shape?: SpecShape, policy: OpPolicy = 
     const inputs = Object.fromEntries(['input_ids', 'labels'].filter((n) => m.graph.inputs.some((v) => v.name === n)).map((n) => [n, dims]));
     specializeShapes(inputs).run(m, ctx);
   }
-  const native = nativeOps(policy);
+  const native = policies.nativeOps(policy, FUSED_OPS).map((k) => (k in ONNX23 ? (k as keyof typeof ONNX23) : fail('unsupported', `webgpu native policy: passes/lower-to-onnx-23.ts cannot lower '${k}'`)));
   if (native.length) {
     lowerToOnnx23Pass(native).run(m, ctx);
     for (const n of fusedNodes(m, native)) {
@@ -112,7 +120,7 @@ export function webgpuGraph(train: Model, shape?: SpecShape, policy: OpPolicy = 
 }
 
 /** A WebGpuTrainer in Node for a training-step model (same arguments as CpuTrainer.create). */
-export async function createNodeWebGpuTrainer(train: Model, initial: Map<string, Float32Array>, opts: TrainerOptions, policy: OpPolicy = {}, shape?: SpecShape): Promise<WebGpuTrainer> {
-  const { ort } = await nodeOrtWeb();
-  return WebGpuTrainer.create(ort, trainingSpec(train, initial, policy, shape), opts);
+export async function createNodeWebGpuTrainer(train: Model, initial: Map<string, Float32Array>, opts: TrainerOptions, policy: OpPolicy = {}, shape?: SpecShape, ort?: OrtWeb): Promise<WebGpuTrainer> {
+  // A caller's onnxruntime-web (its env and GPUDevice shared with their sessions), else ours.
+  return WebGpuTrainer.create(ort ?? (await nodeOrtWeb()).ort, trainingSpec(train, initial, policy, shape), opts, FUSED_OPS);
 }

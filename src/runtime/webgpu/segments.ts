@@ -1,7 +1,7 @@
 /**
  * Splitting a training-step graph into stages for the webgpu backend's per-op policy: the fused
- * ops whose policy is 'kernel' (FusedLinearCrossEntropy(WithGrad), RMSNorm(Grad), SwiGLU(Grad),
- * RoPE(Grad)) run as our WGSL kernels, everything else in ONNX Runtime segments between them:
+ * ops whose policy is 'kernel' (those whose record carries a WebGPU kernel: src/ops/kernel.ts) run
+ * as our WGSL kernels, everything else in ONNX Runtime segments between them:
  *
  *   ORT segment 0 → kernel group 0 → ORT segment 1 → kernel group 1 → … → ORT segment S
  *
@@ -25,36 +25,14 @@ import { modelToProto, typeToProto } from '../../ir/to-proto.js';
 import type { Tensor } from '../../ir/tensor.js';
 import { isSorted, nodeDependencies, toposort } from '../../ir/toposort.js';
 import { toLong } from '../../ir/long.js';
-import { DataType } from '../../onnx/schema.js';
+import type { KernelCall } from '../../ops/kernel.js';
+import type { FusedOpRecord } from '../../ops/record.js';
+import { resolvePolicy, type Choice, type OpPolicy } from './policy.js';
 
-/** Fused ops that the policy can hand to our kernels. */
-export type PolicyOp = 'flce' | 'rmsNorm' | 'swiglu' | 'rope';
-export const POLICY_OPS: readonly PolicyOp[] = ['flce', 'rmsNorm', 'swiglu', 'rope'];
+export type { KernelCall } from '../../ops/kernel.js';
 
-/** Ops that can also run as ONNX opset-23 ops in ORT ('native': passes/lower-to-onnx-23.ts). */
-export type NativeOp = 'rmsNorm' | 'rope';
-export const NATIVE_OPS: readonly NativeOp[] = ['rmsNorm', 'rope'];
-
-/**
- * Per-op policy: 'kernel' = our WGSL kernel between ORT segments; 'ort' = ORT runs the op's
- * portable body; 'native' (RMSNorm, RoPE) = the forward nodes become ONNX RMSNormalization-23 /
- * RotaryEmbedding-23, one ORT kernel each inside the segment (their backward nodes run as bodies).
- */
-export type OpPolicy = { flce?: 'kernel' | 'ort'; swiglu?: 'kernel' | 'ort'; rmsNorm?: 'kernel' | 'ort' | 'native'; rope?: 'kernel' | 'ort' | 'native' };
-type Choice = 'kernel' | 'ort' | 'native';
-
-/** Kernel kinds (forward and backward of each fused op). */
-export type KernelOp = 'flce' | 'rmsNorm' | 'rmsNormGrad' | 'swiglu' | 'swigluGrad' | 'rope' | 'ropeGrad';
-
-/** One node run by our kernels: value names by the op's input/output order (null = absent/unused). */
-export interface KernelCall {
-  op: KernelOp;
-  /** The node's label, for errors. */
-  node: string;
-  inputs: (string | null)[];
-  outputs: (string | null)[];
-  attrs: Record<string, number | string>;
-}
+/** A kernel's name in the plan (WebGpuKernel.name: 'flce', 'rmsNorm', 'rmsNormGrad', …). */
+export type KernelOp = string;
 
 export type Step =
   | { kind: 'ort'; segment: number }
@@ -80,147 +58,30 @@ export interface StagedGraph {
 }
 
 const ORTFUSE = 'ai.ortfuse';
-/** Body name of the FLCE gradient Loop (custom-ops/fused-linear-cross-entropy/grad.ts). */
-const GRAD_LOOP = 'linear_ce_grad_chunk';
-
-interface OpRule {
-  policy: PolicyOp;
-  op: KernelOp;
-  /** Why this node cannot run as our kernel, or its attributes. */
-  read(n: Node): { why: string } | { attrs: Record<string, number | string> };
-}
-
-const floatInputs = (n: Node, count: number): string | undefined => {
-  for (let i = 0; i < count; i++) {
-    const e = n.input(i)?.tensorType?.elemType;
-    if (e !== DataType.FLOAT) return `input ${i} '${n.input(i)?.name}' is not float32`;
-  }
-  return undefined;
-};
-
-const rms = (op: KernelOp, count: number): OpRule => ({
-  policy: 'rmsNorm', op,
-  read(n) {
-    const why = floatInputs(n, count);
-    if (why) return { why };
-    if (n.attrInt('stash_type', DataType.FLOAT) !== DataType.FLOAT) return { why: 'stash_type is not FLOAT' };
-    return { attrs: { epsilon: n.attrFloat('epsilon', 1e-6) } };
-  },
-});
-
-const plain = (policy: PolicyOp, op: KernelOp, count: number): OpRule => ({
-  policy, op,
-  read: (n) => { const why = floatInputs(n, count); return why ? { why } : { attrs: {} }; },
-});
-
-const flceRule: OpRule = {
-  policy: 'flce', op: 'flce',
-  read(n) {
-    const why = floatInputs(n, 2);
-    if (why) return { why };
-    const reduction = n.attrString('reduction', 'mean');
-    if (reduction !== 'mean' && reduction !== 'sum') return { why: `reduction '${reduction}' (the kernel does mean or sum)` };
-    return {
-      attrs: {
-        reduction, ignoreIndex: n.attrInt('ignore_index', -100), labelSmoothing: n.attrFloat('label_smoothing', 0),
-        chunkRows: n.attrInt('chunk_size', 0),
-      },
-    };
-  },
-};
-
-/** ai.ortfuse op type → kernel (the grad ops: custom-ops/<op>/grad.ts). */
-const RULES: Record<string, OpRule> = {
-  FusedLinearCrossEntropyWithGrad: flceRule,
-  FusedLinearCrossEntropy: flceRule,
-  RMSNorm: rms('rmsNorm', 2),
-  RMSNormGrad: rms('rmsNormGrad', 3),
-  SwiGLU: plain('swiglu', 'swiglu', 2),
-  SwiGLUGrad: plain('swiglu', 'swigluGrad', 3),
-  RoPE: plain('rope', 'rope', 3),
-  RoPEGrad: plain('rope', 'ropeGrad', 3),
-};
 
 /**
- * The policy with defaults filled in, as measured on an H100 (bench/results/train-step-webgpu-h100.md):
- * FLCE and SwiGLU as our kernels (48 more ORT segments; the 0.5B step at 8×512 drops from 27 to
- * 18 GiB, about Liger's memory, for ~10% of FLCE-only's speed); RMSNorm and RoPE as ORT running
- * their bodies (as kernels they add 48-146 segment runs of ~7-13 ms host time each, more than the
- * bodies cost). `{ swiglu: 'ort' }` is the speed-first choice.
+ * The kernel calls of `train` under `policy` (graph order), with the nodes they replace, and the
+ * nodes a call absorbs (WebGpuKernel.absorbs) with the node whose call computes them.
  */
-export function resolvePolicy(p: OpPolicy = {}): Required<OpPolicy> {
-  for (const k of ['flce', 'swiglu'] as const)
-    if ((p[k] as Choice | undefined) === 'native') fail('usage', `webgpu policy: ${k} has no ONNX op to run as 'native' (only ${NATIVE_OPS.join(', ')})`);
-  return { flce: p.flce ?? 'kernel', rmsNorm: p.rmsNorm ?? 'ort', swiglu: p.swiglu ?? 'kernel', rope: p.rope ?? 'ort' };
-}
-
-/** The ops whose policy is 'native'. */
-export function nativeOps(p: OpPolicy): NativeOp[] {
-  const r = resolvePolicy(p);
-  return NATIVE_OPS.filter((k) => r[k] === 'native');
-}
-
-const OP_NAMES: Record<string, PolicyOp> = { flce: 'flce', rmsnorm: 'rmsNorm', swiglu: 'swiglu', rope: 'rope' };
-
-/**
- * `--kernels` syntax: a comma list read left to right, starting from every op in ORT:
- *   - `all` / `none`: every op as our kernel / in ORT; `default`: the defaults of `resolvePolicy`;
- *   - `op` (flce, rmsnorm, swiglu, rope): that op as our kernel;
- *   - `op=kernel|ort|native`: that op so ('native' for rmsnorm and rope only).
- * E.g. 'flce,swiglu' (the default), 'default,rmsnorm=native,rope=native', 'all,rope=ort'.
- */
-export function parseKernels(spec: string): Required<OpPolicy> {
-  const policy: Record<PolicyOp, Choice> = { flce: 'ort', rmsNorm: 'ort', swiglu: 'ort', rope: 'ort' };
-  const usage = (why: string): never =>
-    fail('usage', `--kernels: ${why} (expected all, none, default, or a list of ${Object.keys(OP_NAMES).join(', ')}, each optionally =kernel, =ort or =native)`);
-  for (const w of spec.toLowerCase().split(',').map((s) => s.trim()).filter(Boolean)) {
-    if (w === 'all' || w === 'none') for (const k of POLICY_OPS) policy[k] = w === 'all' ? 'kernel' : 'ort';
-    else if (w === 'default') Object.assign(policy, resolvePolicy({}));
-    else {
-      const [name, choice = 'kernel', ...rest] = w.split('=').map((s) => s.trim());
-      const op = OP_NAMES[name] ?? usage(`unknown op '${name}'`);
-      if (rest.length || !['kernel', 'ort', 'native'].includes(choice)) usage(`'${w}': unknown choice '${[choice, ...rest].join('=')}'`);
-      if (choice === 'native' && !(NATIVE_OPS as readonly string[]).includes(op)) usage(`'${w}': only rmsnorm and rope can run as 'native' (ONNX RMSNormalization-23, RotaryEmbedding-23)`);
-      policy[op] = choice as Choice;
-    }
-  }
-  return policy as Required<OpPolicy>;
-}
-
-/** The policy as a `--kernels` list: the ops on our kernels, then `op=native` ('none' when all run in ORT). */
-export function formatKernels(p: OpPolicy): string {
-  const r = resolvePolicy(p);
-  const on = [
-    ...POLICY_OPS.filter((k) => r[k] === 'kernel').map((k) => k.toLowerCase()),
-    ...POLICY_OPS.filter((k) => r[k] === 'native').map((k) => `${k.toLowerCase()}=native`),
-  ];
-  return on.length ? on.join(',') : 'none';
-}
-
-/** The kernel calls of `train` under `policy` (graph order), with the nodes they replace. */
-function kernelCalls(train: Model, policy: Required<OpPolicy>): Map<Node, KernelCall> {
+function kernelCalls(train: Model, policy: Record<string, Choice>, ops: readonly FusedOpRecord[]): { calls: Map<Node, KernelCall>; absorbedBy: Map<Node, Node> } {
   const g = train.graph;
+  const kernels = new Map(ops.flatMap((o) => (o.webgpu ? [[o.schema.name, o.webgpu] as const] : [])));
   const calls = new Map<Node, KernelCall>();
+  const absorbedBy = new Map<Node, Node>();
   for (const n of g.nodes) {
     if (n.domain !== ORTFUSE) continue;
-    const rule = RULES[n.opType];
-    if (!rule || policy[rule.policy] !== 'kernel') continue;
+    const rule = kernels.get(n.opType);
+    if (!rule || policy[rule.policy.key] !== 'kernel') continue;
     const r = rule.read(n);
-    if ('why' in r) fail('unsupported', `webgpu kernel policy: ${n.label} cannot run as our ${rule.op} kernel: ${r.why} (run ${rule.policy} in ORT instead)`);
+    if ('why' in r) fail('unsupported', `webgpu kernel policy: ${n.label} cannot run as our ${rule.name} kernel: ${r.why} (run ${rule.policy.key} in ORT instead)`);
     const used = (v: Value) => (v.useCount > 0 || v.isGraphOutput() ? v.name : null);
-    let outputs = n.outputs.map(used);
-    if (n.opType === 'FusedLinearCrossEntropy') {
-      // The forward node plus the gradient Loop of custom-ops/fused-linear-cross-entropy/grad.ts,
-      // which starts from d loss = 1: only valid when the node's output is the graph's loss.
-      const loops = g.nodes.filter((m) => m.opType === 'Loop' && m.subgraphs()[0]?.name === GRAD_LOOP);
-      if (loops.length !== 1 || n.outputs[0].name !== 'loss' || !n.outputs[0].isGraphOutput())
-        fail('unsupported', `webgpu kernel policy: ${n.label} cannot be cut: expected its output to be the graph's 'loss' and one gradient Loop '${GRAD_LOOP}', found ${loops.length}`);
-      outputs = [used(n.outputs[0]), ...loops[0].outputs.map(used)];
-      calls.set(loops[0], { op: 'flce', node: loops[0].label, inputs: [], outputs: [], attrs: {} }); // absorbed
-    }
-    calls.set(n, { op: rule.op, node: n.label, inputs: n.inputs.map((v) => v?.name ?? null), outputs, attrs: r.attrs });
+    const absorbed = rule.absorbs?.(n) ?? [];
+    for (const m of absorbed) absorbedBy.set(m, n);
+    const outputs = [n, ...absorbed].flatMap((m) => m.outputs.map(used));
+    calls.set(n, { op: rule.name, node: n.label, inputs: n.inputs.map((v) => v?.name ?? null), outputs, attrs: r.attrs });
   }
-  return calls;
+  for (const m of absorbedBy.keys()) calls.delete(m); // a node both absorbed and a call of its own: absorbed
+  return { calls, absorbedBy };
 }
 
 /** Embedded tensors for segment protos (saveBytes embeds everything anyway). */
@@ -228,37 +89,34 @@ const sink = (t: Tensor, name: string): any =>
   (!t.external && t.proto && t.proto.name === name ? t.proto : { dims: t.dims.map(toLong), data_type: t.dtype, name, raw_data: t.bytes() });
 
 /**
- * The stages of `train` under `policy`; undefined when no node runs as our kernel (then one ORT
- * session runs the whole graph). Throws, naming the node or value, when the graph cannot be cut.
+ * The stages of `train` under `policy`, for the kernels of `ops` (FUSED_OPS of
+ * custom-ops/registry.ts); undefined when no node runs as our kernel (then one ORT session runs
+ * the whole graph). Throws, naming the node or value, when the graph cannot be cut.
  */
-export function splitStages(train: Model, policyIn: OpPolicy = {}): StagedGraph | undefined {
-  const policy = resolvePolicy(policyIn);
+export function splitStages(train: Model, policyIn: OpPolicy, ops: readonly FusedOpRecord[]): StagedGraph | undefined {
+  const policy = resolvePolicy(policyIn, ops);
   const g = train.graph;
   if (!isSorted(g)) toposort(g);
-  const calls = kernelCalls(train, policy);
-  const absorbed = new Set([...calls].filter(([, c]) => c.inputs.length === 0).map(([n]) => n));
-  for (const n of absorbed) calls.delete(n);
+  const { calls, absorbedBy } = kernelCalls(train, policy, ops);
   if (calls.size === 0) return undefined;
+  const absorbed = new Set(absorbedBy.keys());
+  const absorbedOf = (n: Node) => [...absorbedBy].filter(([, owner]) => owner === n).map(([m]) => m);
 
-  // Live nodes: what the graph outputs depend on (absorbed Loops are replaced by the kernel).
+  // Live nodes: what the graph outputs depend on (absorbed nodes are replaced by their kernel).
   const live = new Set<Node>();
   const liveValues = new Set<Value>(g.outputs);
   for (let k = g.nodes.length - 1; k >= 0; k--) {
     const n = g.nodes[k];
     if (absorbed.has(n)) continue;
-    const outs = calls.get(n)?.op === 'flce' && n.opType === 'FusedLinearCrossEntropy'
-      ? [n.outputs[0], ...[...absorbed][0].outputs] : n.outputs;
+    const outs = calls.has(n) ? [n, ...absorbedOf(n)].flatMap((m) => m.outputs) : n.outputs;
     if (!outs.some((o) => liveValues.has(o))) continue;
     live.add(n);
     for (const v of nodeDependencies(n)) liveValues.add(v);
   }
-  // Producer of each value (the FLCE node also produces the absorbed Loop's outputs).
+  // Producer of each value (a kernel node also produces the outputs of the nodes it absorbs).
   const producer = new Map<Value, Node>();
   for (const n of g.nodes) if (live.has(n)) for (const o of n.outputs) producer.set(o, n);
-  for (const loop of absorbed) {
-    const flce = [...calls.keys()].find((n) => n.opType === 'FusedLinearCrossEntropy')!;
-    for (const o of loop.outputs) producer.set(o, flce);
-  }
+  for (const [m, owner] of absorbedBy) for (const o of m.outputs) producer.set(o, owner);
 
   // Constant-only nodes: copied into each segment that reads them (those whose values a kernel or
   // the trainer reads are ordinary nodes of segment 0, whose values cross from there).

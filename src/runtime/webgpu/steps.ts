@@ -17,6 +17,7 @@ import { GRAD_PREFIX } from '../../autodiff/names.js';
 import { fail } from '../../errors.js';
 import type { GpuContext } from '../../webgpu/context.js';
 import type { HostArray } from '../../webgpu/buffers.js';
+import type { WebGpuKernel } from '../../ops/kernel.js';
 import { runKernel, type GpuValue } from './kernel-nodes.js';
 import type { KernelCall, StagePlan } from './segments.js';
 
@@ -93,6 +94,8 @@ export class StagedSteps implements StepRunner {
     private readonly ctx: GpuContext,
     private readonly sessions: Ort.InferenceSession[],
     private readonly plan: StagePlan,
+    /** The kernels the plan's kernel steps name (webgpuKernels of src/ops/record.ts). */
+    private readonly kernels: ReadonlyMap<string, WebGpuKernel>,
   ) {
     if (sessions.length !== plan.segmentCount) fail('invalid', `stage plan: ${plan.segmentCount} segments but ${sessions.length} sessions`);
     this.outputs = new Set(plan.outputs);
@@ -189,7 +192,7 @@ export class StagedSteps implements StepRunner {
       const n = call.inputs[i];
       return !!n && live.has(n) && this.plan.lastUse[n] === at && !this.outputs.has(n) && call.inputs.indexOf(n) === call.inputs.lastIndexOf(n);
     };
-    const r = runKernel(this.ctx, call, inputs, mayReuse);
+    const r = runKernel(this.kernels, this.ctx, call, inputs, mayReuse);
     drop.push(...r.drop);
     let inherited: Slot | undefined;
     if (r.reused !== undefined) {

@@ -27,6 +27,7 @@ import { learningRate, type ParamState } from '../optimizer.js';
 import type { StepResult, TrainerOptions } from '../trainer.js';
 import { clipByGlobalNorm, partialCount } from './grad-norm.js';
 import type { StagePlan } from './segments.js';
+import { webgpuKernels, type FusedOpRecord } from '../../ops/record.js';
 import { SingleSession, StagedSteps, type OrtWeb, type StepOutputs, type StepRunner } from './steps.js';
 
 export type { OrtWeb } from './steps.js';
@@ -91,8 +92,11 @@ export class WebGpuTrainer {
     this.log = ctx.log;
   }
 
-  /** Create the session(s), then the parameter and optimizer buffers on ORT's device. */
-  static async create(ort: OrtWeb, spec: TrainingSpec, opts: TrainerOptions): Promise<WebGpuTrainer> {
+  /**
+   * Create the session(s), then the parameter and optimizer buffers on ORT's device. `ops`: the
+   * fused ops whose kernels a stage plan calls (FUSED_OPS of custom-ops/registry.ts).
+   */
+  static async create(ort: OrtWeb, spec: TrainingSpec, opts: TrainerOptions, ops: readonly FusedOpRecord[]): Promise<WebGpuTrainer> {
     const open = async (bytes: Uint8Array, what: string): Promise<Ort.InferenceSession> => {
       try {
         // No CSE: it would merge the backward's recomputations back into the forward values (src/autodiff/recompute.ts).
@@ -107,7 +111,7 @@ export class WebGpuTrainer {
     const device = ort.env.webgpu.device as unknown as GPUDevice | undefined;
     if (!device) return fail('runtime', 'onnxruntime-web created no WebGPU device (is the webgpu EP available here?)');
     const ctx = new GpuContext(device);
-    const runner = spec.stages ? new StagedSteps(ort, ctx, sessions, spec.stages.plan) : new SingleSession(sessions[0]);
+    const runner = spec.stages ? new StagedSteps(ort, ctx, sessions, spec.stages.plan, webgpuKernels(ops)) : new SingleSession(sessions[0]);
     const outputs = new Set(runner instanceof StagedSteps ? runner.outputNames : sessions[0].outputNames);
     if (!outputs.has('loss')) fail('invalid', "the training graph has no 'loss' output");
     const params: GpuParam[] = [];

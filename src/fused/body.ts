@@ -4,12 +4,12 @@
  * `ref_attr_name`; reductions are emitted in the form the model's opset expects (axes as an
  * attribute before opset 18, as an input from 18 on — ReduceSum from 13).
  */
-import { fail } from '../src/errors.js';
-import { DataType } from '../src/onnx/schema.js';
-import { GraphBuilder, type Attrs as BuilderAttrs } from '../src/ir/builder.js';
-import { Graph, Value, type Attr, type AttrType } from '../src/ir/graph.js';
-import { Tensor } from '../src/ir/tensor.js';
-import { tensorType, type Dim } from '../src/ir/types.js';
+import { fail } from '../errors.js';
+import { DataType } from '../onnx/schema.js';
+import { GraphBuilder, type Attrs as BuilderAttrs } from '../ir/builder.js';
+import { Graph, Value, type Attr, type AttrType } from '../ir/graph.js';
+import { Tensor } from '../ir/tensor.js';
+import { tensorType, type Dim } from '../ir/types.js';
 
 /** Lowest default-domain opset the bodies support (Shape start/end and CastLike need 15). */
 export const MIN_BODY_OPSET = 15;

@@ -1,4 +1,4 @@
-/** The built-in model of `ortfuse optimize --demo`: the tiny Qwen2 training graph (models/qwen2.ts). */
+/** The built-in model (`ortfuse optimize --demo`, `ortfuse train` without a model, the training API's examples): the tiny Qwen2 training graph (models/qwen2.ts). */
 import { buildQwen2 } from '../../models/qwen2.js';
 import { TINY } from '../../models/config.js';
 import type { Model } from '../ir/graph.js';

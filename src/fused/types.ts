@@ -3,10 +3,10 @@
  * builder contract, and helpers that read a node's attributes and input types with one-line errors
  * naming the op, the node and the offending shape.
  */
-import { fail } from '../src/errors.js';
-import { dataTypeName } from '../src/onnx/schema.js';
-import type { Node, Value } from '../src/ir/graph.js';
-import { formatShape, type Dim, type TensorType } from '../src/ir/types.js';
+import { fail } from '../errors.js';
+import { dataTypeName } from '../onnx/schema.js';
+import type { Node, Value } from '../ir/graph.js';
+import { formatShape, type Dim, type TensorType } from '../ir/types.js';
 import type { Body } from './body.js';
 
 export const ORTFUSE_DOMAIN = 'ai.ortfuse';
@@ -121,6 +121,11 @@ export function validateNode(schema: FusedOpSchema, node: Node): TensorType[] {
 export function inferRule(schema: FusedOpSchema) {
   return (node: Node, ctx: InferCtxLike): TensorType[] =>
     schema.check(schema.inputs.map((_, i) => ctx.type(i)), ctxAttrs(schema, ctx), node.label);
+}
+
+/** The inference rules of `ops` for inferShapes' `rules`, keyed `domain::OpType`. */
+export function inferRules(ops: readonly FusedOp[]): Record<string, ReturnType<typeof inferRule>> {
+  return Object.fromEntries(ops.map((o) => [`${o.schema.domain}::${o.schema.name}`, inferRule(o.schema)]));
 }
 
 // ---- helpers for `check` implementations ----

@@ -1,8 +1,9 @@
 /** What `ortfuse inspect` reports about a model, as data (for --json) and as text. */
 import { dataTypeName } from '../onnx/schema.js';
-import type { Graph, Model, Value } from '../ir/graph.js';
-import type { Dim } from '../ir/types.js';
-import { formatShape } from '../ir/types.js';
+import type { Model, Value } from './graph.js';
+import type { Dim } from './types.js';
+import { modelGraphs } from './walk.js';
+import { formatShape } from './types.js';
 
 export interface ValueSummary {
   name: string;
@@ -53,17 +54,12 @@ function valueSummary(v: Value): ValueSummary {
   return { name: v.name, type: t ? describeType(t.proto) : '?' };
 }
 
-function walk(g: Graph, f: (g: Graph) => void): void {
-  f(g);
-  for (const n of g.nodes) for (const sg of n.subgraphs()) walk(sg, f);
-}
-
 /** Summarize a model (external data are not read). */
 export function summarize(model: Model): ModelSummary {
   const ops = new Map<string, OpCount>();
   const params = { tensors: 0, elements: 0, bytes: 0, externalBytes: 0, byType: {} as Record<string, number> };
   let nodes = 0;
-  walk(model.graph, (g) => {
+  for (const g of modelGraphs(model)) {
     for (const n of g.nodes) {
       nodes++;
       const domain = n.domain === 'ai.onnx' ? '' : n.domain;
@@ -81,7 +77,7 @@ export function summarize(model: Model): ModelSummary {
       const ty = dataTypeName(t.dtype);
       params.byType[ty] = (params.byType[ty] ?? 0) + t.size;
     }
-  });
+  }
   const inits = new Set(model.graph.initializers);
   return {
     irVersion: model.irVersion,

@@ -1,0 +1,27 @@
+/**
+ * The fused ops of domain ai.ortfuse (version 1), in one explicit list: one record per op
+ * (custom-ops/<op>/record.ts; the record type is src/ops/record.ts). Adding an op = its folder and
+ * one line here. The callers at the top (src/pipeline.ts, the CLI, the runtime entry points, the
+ * passes) hand this list to src/ir, src/autodiff and src/runtime; nothing under src/ imports an op.
+ */
+import { inferRules } from '../src/fused/types.js';
+import type { FusedOpRecord } from '../src/ops/record.js';
+import { linearCrossEntropyRecord, linearCrossEntropyWithGradRecord } from './fused-linear-cross-entropy/record.js';
+import { rmsNormGradRecord, rmsNormRecord } from './rms-norm/record.js';
+import { ropeGradRecord, ropeRecord } from './rope/record.js';
+import { swigluGradRecord, swigluRecord } from './swiglu/record.js';
+
+/** Forward ops, then the backward ops the gradient rules emit (RMSNormGrad, SwiGLUGrad, RoPEGrad). */
+export const FUSED_OPS: readonly FusedOpRecord[] = [
+  linearCrossEntropyRecord,
+  linearCrossEntropyWithGradRecord,
+  rmsNormRecord,
+  swigluRecord,
+  ropeRecord,
+  rmsNormGradRecord,
+  swigluGradRecord,
+  ropeGradRecord,
+];
+
+/** Shape/type rules of every fused op, for inferShapes' `rules`. */
+export const FUSED_INFER_RULES = inferRules(FUSED_OPS);
