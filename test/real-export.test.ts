@@ -14,6 +14,7 @@ import { CpuTrainer } from '../src/runtime/trainer.js';
 import { discoverParameters } from '../src/params/discover.js';
 import { loadSafetensors } from '../src/params/safetensors.js';
 import type { Batch } from '../src/data/batches.js';
+import { relL2 } from './numerics.js';
 
 const DIR = new URL('../models/fixtures/default/', import.meta.url).pathname;
 
@@ -37,14 +38,6 @@ function batch(b: { input_ids: number[][]; labels: number[][] }): Batch {
   return { inputIds: i64(b.input_ids), labels: i64(b.labels), batch: b.input_ids.length, seq: b.input_ids[0].length };
 }
 
-function relL2(got: Float32Array, want: Float32Array): number {
-  let num = 0, den = 0;
-  for (let i = 0; i < want.length; i++) {
-    num += (got[i] - want[i]) ** 2;
-    den += want[i] ** 2;
-  }
-  return Math.sqrt(num / den);
-}
 
 describe('parameter discovery on torch exports', () => {
   // default optimizer; static shapes; optimize=False; opset 18 (GQA, sdpa); opset 23 (RMSNormalization-23, RotaryEmbedding-23)

@@ -16,17 +16,10 @@ import type { Batch } from '../src/data/batches.js';
 import { prepareTraining } from '../src/runtime/session.js';
 import { CpuTrainer, IGNORE_INDEX, targetTokens } from '../src/runtime/trainer.js';
 import { runTraining } from '../src/runtime/train.js';
+import { relL2 } from './numerics.js';
 
 const B = 4, T = 32;
 
-function relL2(a: Float32Array, b: Float32Array): number {
-  let num = 0, den = 0;
-  for (let i = 0; i < a.length; i++) {
-    num += (a[i] - b[i]) ** 2;
-    den += b[i] ** 2;
-  }
-  return Math.sqrt(num / den);
-}
 
 /** Rows of text with -100 in different amounts per row: none, half, all but 3, the first 10. */
 function batchWithIgnored(): Batch {

@@ -12,6 +12,7 @@ import * as ortw from 'onnxruntime-web';
 import { describe, expect, it } from 'vitest';
 import { runCli } from '../src/cli/program.js';
 import { loadFile } from '../src/onnx/io.js';
+import { relL2 } from './numerics.js';
 
 const FIXTURE = new URL('../models/fixtures/qwen2-tiny.onnx', import.meta.url).pathname;
 const fx = JSON.parse(fs.readFileSync(FIXTURE.replace(/\.onnx$/, '.json'), 'utf8')) as {
@@ -40,15 +41,6 @@ function feeds(T: typeof ort | typeof ortw): Record<string, ort.Tensor> {
   return { input_ids: new T.Tensor('int64', i64(fx.inputs.input_ids), dims), labels: new T.Tensor('int64', i64(fx.inputs.labels), dims) } as Record<string, ort.Tensor>;
 }
 
-function relL2(got: Float32Array, want: number[]): number {
-  let num = 0;
-  let den = 0;
-  want.forEach((w, i) => {
-    num += (got[i] - w) ** 2;
-    den += w ** 2;
-  });
-  return Math.sqrt(num / den);
-}
 
 function expectTorch(out: Record<string, { data: unknown }>): void {
   expect(Math.abs(Number((out.loss.data as Float32Array)[0]) - fx.loss) / fx.loss).toBeLessThan(1e-5);

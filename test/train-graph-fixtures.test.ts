@@ -19,6 +19,7 @@ import type { Model } from '../src/ir/index.js';
 import { loadFile, saveBytes } from '../src/onnx/io.js';
 import { isRecomputeNode } from '../src/autodiff/recompute.js';
 import { prepareTraining } from '../src/runtime/session.js';
+import { relL2 } from './numerics.js';
 
 const DIR = new URL('../models/fixtures/', import.meta.url).pathname;
 const FIXTURES = ['qwen2-tiny', 'qwen2-tiny-untied', 'qwen2-tiny-nll'];
@@ -44,15 +45,6 @@ function feeds(T: typeof ort | typeof ortw, model: Model, fx: Fixture, params: s
   return f;
 }
 
-function relL2(got: Float32Array, want: number[]): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < want.length; i++) {
-    num += (got[i] - want[i]) ** 2;
-    den += want[i] ** 2;
-  }
-  return Math.sqrt(num / den);
-}
 
 describe.skipIf(present.length === 0)('training graphs of the torch fixtures', () => {
   beforeAll(() => {

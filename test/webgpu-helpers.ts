@@ -37,17 +37,7 @@ export function gpuEnv(options: { subgroups?: boolean } = {}): Promise<GpuEnv> {
   return env;
 }
 
-/** ‖got − want‖₂ / ‖want‖₂ (want ≠ 0), accumulated in float64. */
-export function relL2(got: ArrayLike<number>, want: ArrayLike<number>): number {
-  if (got.length !== want.length) throw new Error(`length ${got.length} vs ${want.length}`);
-  let d = 0, w = 0;
-  for (let i = 0; i < want.length; i++) {
-    d += (got[i] - want[i]) ** 2;
-    w += want[i] ** 2;
-  }
-  if (!(w > 0)) throw new Error('relL2: reference is all zeros');
-  return Math.sqrt(d / w);
-}
+export { relL2 } from './numerics.js';
 
 /** Float64 copy of a float32 array. */
 export const f64 = (a: ArrayLike<number>): Float64Array => Float64Array.from(a);
