@@ -25,7 +25,7 @@ export function encodeSafetensors(tensors: Map<string, NamedTensor>, metadata: R
   }
   let json = JSON.stringify(header);
   json += ' '.repeat((8 - ((json.length + 8) % 8)) % 8); // keep the data 8-byte aligned
-  const head = Buffer.from(json, 'utf8');
+  const head = new TextEncoder().encode(json);
   const out = new Uint8Array(8 + head.length + off);
   new DataView(out.buffer).setBigUint64(0, BigInt(head.length), true);
   out.set(head, 8);
@@ -44,7 +44,7 @@ export function decodeSafetensors(bytes: Uint8Array, file = 'safetensors'): { te
   if (n > bytes.length - 8) fail('parse', `${file}: not a safetensors file (header length ${n})`);
   let header: Record<string, any>;
   try {
-    header = JSON.parse(Buffer.from(bytes.subarray(8, 8 + n)).toString('utf8'));
+    header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + n)));
   } catch {
     return fail('parse', `${file}: not a safetensors file (header is not JSON)`);
   }

@@ -63,8 +63,15 @@ export interface TrainerEvents {
   load: { step: number; file: string };
 }
 
-/** As runTraining's record (src/runtime/train.ts, not imported: it loads onnxruntime-node). */
-const peakRssMiB = () => process.resourceUsage().maxRSS / 1024;
+/** As runTraining's record (src/runtime/train.ts, not imported: it loads onnxruntime-node); 0 in a browser. */
+const peakRssMiB = () => (typeof process === 'undefined' ? 0 : process.resourceUsage().maxRSS / 1024);
+
+/** Elements of the trained parameters. */
+const count = (initial: Map<string, Float32Array>) => [...initial.values()].reduce((s, p) => s + p.length, 0);
+
+/** Parameter shapes of a step graph, by name. */
+const shapesOf = (p: { train: Model; initial: Map<string, Float32Array> }) =>
+  new Map(p.train.graph.inputs.filter((v) => p.initial.has(v.name)).map((v) => [v.name, (v.tensorType?.shape ?? []) as number[]]));
 
 type Listener<K extends keyof TrainerEvents> = (e: TrainerEvents[K]) => void;
 
@@ -111,6 +118,14 @@ export class Trainer {
     let inner: BackendTrainer;
     let meter: MemoryMeter | undefined;
     if (o.backend === 'webgpu') {
+      const browser = await import('../runtime/webgpu/browser.js');
+      if (browser.notNode()) {
+        // A browser: its own navigator.gpu, the page's onnxruntime-web (o.ort) or the bundled one.
+        const policy = o.kernels === undefined ? {} : (await import('../runtime/webgpu/node.js')).parseKernels(o.kernels);
+        const shape = o.batch !== undefined && o.seq !== undefined ? { batch: o.batch, seq: o.seq } : undefined;
+        const made = await browser.createBrowserWebGpuTrainer(prepared.train, prepared.initial, topts, policy, shape, o.ort as never);
+        return new Trainer(made.trainer, o, prepared.parameters, count(prepared.initial), prepared.vocab, prepared.report, prepared.parameterReport, prepared.discovery, forward, made.meter, shapesOf(prepared));
+      }
       inner = await withPeers('webgpu', async () => {
         const wg = await import('../runtime/webgpu/node.js');
         const policy = o.kernels === undefined ? {} : wg.parseKernels(o.kernels);
@@ -123,9 +138,7 @@ export class Trainer {
     } else {
       inner = await withPeers('cpu', async () => (await import('../runtime/trainer.js')).CpuTrainer.create(prepared.train, prepared.initial, topts));
     }
-    const count = [...prepared.initial.values()].reduce((s, p) => s + p.length, 0);
-    const shapes = new Map(prepared.train.graph.inputs.filter((v) => prepared.initial.has(v.name)).map((v) => [v.name, (v.tensorType?.shape ?? []) as number[]]));
-    return new Trainer(inner, o, prepared.parameters, count, prepared.vocab, prepared.report, prepared.parameterReport, prepared.discovery, forward, meter, shapes);
+    return new Trainer(inner, o, prepared.parameters, count(prepared.initial), prepared.vocab, prepared.report, prepared.parameterReport, prepared.discovery, forward, meter, shapesOf(prepared));
   }
 
   /** Optimizer steps taken so far (restored by `load`). */
