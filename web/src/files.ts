@@ -6,6 +6,7 @@
 import { fail } from '../../src/errors.js';
 import type { Model } from '../../src/ir/graph.js';
 import { loadBytes } from '../../src/onnx/io.js';
+import { logitsOutput } from './sample.js';
 
 const bytesOf = async (f: Blob) => new Uint8Array(await f.arrayBuffer());
 const names = (vs: { name: string }[]) => vs.map((v) => v.name).join(', ') || 'none';
@@ -24,7 +25,7 @@ export function checkCausalLm(m: Model, source: string): { logits: boolean } {
   if (scalar.length === 0) fail('invalid', `${source} is not a causal-LM training export: no scalar loss output (outputs: ${names(g.outputs)}); ${hint}`);
   const extra = inputs.filter((v) => v.name !== 'input_ids' && v.name !== 'labels');
   if (extra.length) fail('unsupported', `${source}: inputs ${names(extra)} besides input_ids and labels; the page feeds only those two`);
-  return { logits: g.outputs.some((v) => v.name === 'logits') };
+  return { logits: logitsOutput(m) !== undefined };
 }
 
 /** Read the picked files: exactly one .onnx; the others are its external data, by file name. */
