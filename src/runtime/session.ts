@@ -17,6 +17,8 @@ import { nanGuardPass } from '../../passes/nan-guard.js';
 import { discoverParameters, type ParameterDiscovery } from '../params/discover.js';
 import { adoptParameters, nameLoss } from '../params/adopt.js';
 import { selectParameters, type ParameterReport, type Selection } from '../params/select.js';
+import { addLora, type LoraAdapters } from '../params/lora.js';
+import type { ResolvedLora } from '../params/lora-config.js';
 
 export interface PreparedTraining {
   /** The training-step graph (parameters, input_ids, labels → loss, grad.<p>). */
@@ -32,6 +34,8 @@ export interface PreparedTraining {
   parameterReport: ParameterReport;
   /** The parameters as discovered (torch names, aliases of tied weights, shapes). */
   discovery: ParameterDiscovery;
+  /** With `lora`: the adapters added (only their A and B train). */
+  lora?: LoraAdapters;
 }
 
 /** Vocabulary size: rows of the table gathered by `input_ids`. */
@@ -92,9 +96,18 @@ export function trainingGraph(model: Model, opts: TrainingGraphOptions): { train
   return { train, report };
 }
 
-export function prepareTraining(model: Model, opts: TrainingGraphOptions & Selection): PreparedTraining {
+/** With `lora`, adapters are added to the adopted model (src/params/lora.ts) and only they train. */
+export function prepareTraining(model: Model, opts: TrainingGraphOptions & Selection & { lora?: ResolvedLora; baseModel?: string }): PreparedTraining {
   const discovery = adoptExport(model);
+  if (opts.lora && (opts.trainable?.length || opts.freeze?.length)) fail('usage', 'lora trains only the adapters: trainable/freeze (--trainable/--freeze) do not apply');
   const selected = selectParameters(discovery, opts);
+  const lora = opts.lora && addLora(model, discovery, opts.lora, opts.baseModel);
+  if (lora) {
+    const size = (p: { shape: number[] }) => p.shape.reduce((a, b) => a * b, 1);
+    selected.frozen = [...selected.frozen, ...selected.trained];
+    selected.trained = lora.modules.flatMap((m) => [{ name: m.a, shape: [lora.r, m.in] }, { name: m.b, shape: [m.out, lora.r] }]).map((p) => ({ ...p, size: size(p) }));
+    selected.totalFloats += selected.trained.reduce((s2, p) => s2 + p.size, 0);
+  }
   const vocab = vocabSize(model);
   for (const name of ['input_ids', 'labels', 'loss'])
     if (!model.graph.findValue(name)) fail('invalid', `the model must have inputs input_ids and labels and a 'loss' value (missing '${name}')`);
@@ -113,5 +126,5 @@ export function prepareTraining(model: Model, opts: TrainingGraphOptions & Selec
     frozen: [...selected.frozen, ...selected.trained.filter((p) => !got.has(p.name))],
   };
   parameterReport.trainedFloats = parameterReport.trained.reduce((s, p) => s + p.size, 0);
-  return { train, initial, vocab, report, parameters: sig.parameters, parameterReport, discovery };
+  return { train, initial, vocab, report, parameters: sig.parameters, parameterReport, discovery, lora };
 }
