@@ -14,6 +14,7 @@
 import * as ort from 'onnxruntime-web/webgpu';
 import { createTrainer, type Trainer } from '../../src/training/trainer.js';
 import { textBatches } from '../../src/training/data.js';
+import { parseLoraSpec } from '../../src/params/lora-config.js';
 import { memoryMeter } from '../../src/runtime/webgpu/memory.js';
 import { describeDevice } from '../../src/runtime/webgpu/adapter.js';
 import type { Batch } from '../../src/data/batches.js';
@@ -36,13 +37,6 @@ interface PageState {
   /** Loss of the first training batch after training (trainer.evaluate), for comparing a reloaded adapter. */
   firstBatchLoss?: number;
   downloads: string[];
-  downloadError?: string;
-}
-
-/** The LoRA contract of the training API (createTrainer's `lora` option; src/training). */
-interface LoraFiles {
-  adapterFiles(): Promise<Map<string, Uint8Array>>;
-  weightsFile(o?: { merge?: boolean }): Promise<Uint8Array>;
 }
 
 const state: PageState = { records: [], done: false, samples: {}, downloads: [] };
@@ -71,7 +65,7 @@ async function run(): Promise<void> {
   const int = (id: string, what: string, min: number) => num(id, what, (x) => Number.isInteger(x) && x >= min);
   const o = { steps: int('steps', 'steps', 1), batch: int('batch', 'batch', 1), seq: int('seq', 'seq', 2), lr: num('lr', 'learning rate', (x) => x > 0), seed: int('seed', 'seed', 0) };
   const warmup = input('warmup').value === '' ? undefined : int('warmup', 'warm-up steps', 0);
-  const lora = $<HTMLSelectElement>('mode').value === 'lora' ? input('lora-spec').value : undefined;
+  const loraSpec = $<HTMLSelectElement>('mode').value === 'lora' ? input('lora-spec').value : undefined;
 
   say('reading the model');
   const picked = input('use-files').checked;
@@ -79,20 +73,21 @@ async function run(): Promise<void> {
   if (picked && modelFiles.length === 0) throw new Error('no model picked: choose the .onnx file and its external data file(s), or the built-in tiny model');
   const m = picked ? await readModelFiles(modelFiles) : await builtinModel();
   state.model = m.source;
+  // adapter_config.json's base_model_name_or_path: the picked file's stem.
+  const lora = loraSpec === undefined ? undefined : { ...parseLoraSpec(loraSpec), baseModel: m.source.replace(/\.onnx$/i, '') };
   const textFile = input('text-file').files?.[0];
   const text = textFile ? await textFile.text() : await (await fetch('./data/text.txt')).text();
   if (text.length === 0) throw new Error(`${textFile?.name ?? 'the text'} is empty`);
 
   say('building the training step (fuse, autodiff, stage plan) and the sessions');
-  const config = { backend: 'webgpu' as const, ort, lr: o.lr, steps: o.steps, warmup, batch: o.batch, seq: o.seq, ...(lora ? { lora } : {}) };
-  const trainer = await createTrainer(m.model, config as Parameters<typeof createTrainer>[1]);
+  const trainer = await createTrainer(m.model, { backend: 'webgpu', ort, lr: o.lr, steps: o.steps, warmup, batch: o.batch, seq: o.seq, lora });
   try {
     const device = ort.env.webgpu.device as unknown as GPUDevice | undefined;
     $('adapter').textContent = device ? describeDevice(device).name : 'WebGPU';
     const tok = await pageTokenizer(trainer.vocab);
     state.tokenizer = tok.name;
     $('tokenizer').textContent = `${tok.name} (model vocabulary ${trainer.vocab})`;
-    $('trained').textContent = `${trainer.parameterCount.toLocaleString()} values in ${trainer.parameterNames.length} tensors${lora ? ` (LoRA ${lora})` : ''}`;
+    $('trained').textContent = `${trainer.parameterCount.toLocaleString()} values in ${trainer.parameterNames.length} tensors${lora ? ` (LoRA ${loraSpec})` : ''}`;
     const data = await textBatches(text, { tokenizer: tok, batch: o.batch, seq: o.seq, seed: o.seed, vocab: trainer.vocab });
 
     const prompt = tok.encode(input('prompt').value);
@@ -133,14 +128,8 @@ async function run(): Promise<void> {
 
 /** LoRA: the adapter (PEFT's two files) and the merged weights; full: the weights. Safetensors under the torch names, as the CLI writes. */
 async function offerDownloads(trainer: Trainer, lora: boolean): Promise<void> {
-  const api = trainer as unknown as Partial<LoraFiles>;
-  if (!api.weightsFile || (lora && !api.adapterFiles)) {
-    state.downloadError = 'this build of the training API has no adapterFiles()/weightsFile(): nothing to download';
-    $('downloads').textContent = state.downloadError;
-    return;
-  }
-  const files = new Map<string, Uint8Array>(lora ? await api.adapterFiles!() : []);
-  files.set('model.safetensors', await api.weightsFile(lora ? { merge: true } : {}));
+  const files = new Map<string, Uint8Array>(lora ? await trainer.adapterFiles() : []);
+  files.set('model.safetensors', await trainer.weightsFile({ merge: lora }));
   showDownloads($('downloads'), files);
   state.downloads = [...files.keys()];
 }
