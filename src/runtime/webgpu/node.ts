@@ -14,7 +14,6 @@ import { memoryMeter, type MemoryMeter } from './memory.js';
 import * as policies from './policy.js';
 import type { OpPolicy } from './policy.js';
 import { splitStages } from './segments.js';
-import { feedFrozenFusedInputs } from './frozen.js';
 import { WebGpuTrainer, type OrtWeb, type ParamSpec, type SpecShape, type TrainingSpec } from './trainer.js';
 import { cloneModel } from '../../autodiff/clone.js';
 import { newContext } from '../../rewrite/pass.js';
@@ -87,8 +86,6 @@ export function trainingSpec(train: Model, initial: Map<string, Float32Array>, p
     const value = initial.get(v.name) ?? fail('invalid', `no initial value for parameter '${v.name}'`);
     params.push({ name: v.name, dims: dims as number[], value });
   }
-  train = cloneModel(train);
-  params.push(...feedFrozenFusedInputs(train));
   train = webgpuGraph(train, shape, policy);
   const split = splitStages(train, policy, FUSED_OPS);
   const stages = split && { segments: split.segments.map(saveBytes), plan: split.plan };

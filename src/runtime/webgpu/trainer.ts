@@ -40,8 +40,6 @@ export interface ParamSpec {
   dims: number[];
   /** Initial float32 values (length = product of dims). */
   value: Float32Array;
-  /** A frozen weight fed as an input (./frozen.ts): uploaded once, no moments, never updated or saved. */
-  frozen?: boolean;
 }
 
 /** What the trainer needs: the serialized training graph and its parameters. */
@@ -90,8 +88,6 @@ export class WebGpuTrainer {
     private readonly staging: GPUBuffer,
     private readonly opts: TrainerOptions,
     private readonly shape?: SpecShape,
-    /** Frozen weights fed as inputs: their buffers and feeds. */
-    private readonly frozen: { value: GPUBuffer; name: string; feed: Ort.Tensor }[] = [],
   ) {
     this.log = ctx.log;
   }
@@ -120,15 +116,9 @@ export class WebGpuTrainer {
     if (!outputs.has('loss')) fail('invalid', "the training graph has no 'loss' output");
     const params: GpuParam[] = [];
     let partialsLen = 0;
-    const frozen: { value: GPUBuffer; name: string; feed: Ort.Tensor }[] = [];
     for (const p of spec.params) {
       const size = p.dims.reduce((a, b) => a * b, 1);
       if (p.value.length !== size) fail('invalid', `parameter '${p.name}': ${p.value.length} values for shape [${p.dims}]`);
-      if (p.frozen) {
-        const value = ctx.upload(`frozen ${p.name}`, p.value);
-        frozen.push({ name: p.name, value, feed: ort.Tensor.fromGpuBuffer(value as never, { dataType: 'float32', dims: p.dims }) });
-        continue;
-      }
       const hasGrad = outputs.has(GRAD_PREFIX + p.name);
       const noDecay = !hasGrad || (opts.noDecay ?? ((_, d) => d.length <= 1))(p.name, p.dims);
       const value = ctx.upload(`param ${p.name}`, p.value);
@@ -140,12 +130,12 @@ export class WebGpuTrainer {
     const stats = ctx.buffer('stats [loss, norm, clip]', 16);
     const staging = createBuffer(device, ctx.log, 'stats readback', 16, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST);
     await ctx.sync();
-    return new WebGpuTrainer(ort, runner, ctx, params, partials, stats, staging, opts, spec.shape, frozen);
+    return new WebGpuTrainer(ort, runner, ctx, params, partials, stats, staging, opts, spec.shape);
   }
 
   /** Bytes of the buffers the trainer holds for its whole life (parameters, moments, norm scratch). */
   get residentBytes(): number {
-    return this.params.reduce((s, p) => s + p.value.size + p.m.size + p.v.size, 0) + this.frozen.reduce((s, f) => s + f.value.size, 0) + this.partials.size + this.stats.size + this.staging.size;
+    return this.params.reduce((s, p) => s + p.value.size + p.m.size + p.v.size, 0) + this.partials.size + this.stats.size + this.staging.size;
   }
 
   /** Parameter elements in total. */
@@ -161,7 +151,7 @@ export class WebGpuTrainer {
       input_ids: new Tensor('int64', batch.inputIds, [batch.batch, batch.seq]),
       labels: new Tensor('int64', batch.labels, [batch.batch, batch.seq]),
     };
-    for (const p of [...this.params, ...this.frozen]) feeds[p.name] = p.feed;
+    for (const p of this.params) feeds[p.name] = p.feed;
     try {
       return await this.runner.run(feeds);
     } catch (e) {
@@ -251,7 +241,6 @@ export class WebGpuTrainer {
   async release(): Promise<void> {
     await this.runner.release();
     for (const p of this.params) for (const b of [p.value, p.m, p.v]) b.destroy();
-    for (const f of this.frozen) f.value.destroy();
     for (const b of [this.partials, this.stats, this.staging]) b.destroy();
   }
 }
