@@ -36,6 +36,9 @@ export interface TrainArgs extends TrainOptions {
   plot?: string;
   backend: string;
   progress: boolean;
+  /** --lora SETTINGS and --lora-init DIR, resolved into `lora` by the preflight. */
+  loraSpec?: string;
+  loraInit?: string;
 }
 
 function num(v: unknown, name: string, int = true): number {
@@ -79,7 +82,11 @@ export const trainCommand: CliCommand<TrainArgs> = {
       .option('--trainable <globs>', "train only parameters matching these globs (comma-separated; torch names where the export records them, e.g. 'model.layers.*.mlp.*'; default: all)")
       .option('--freeze <globs>', "keep parameters matching these globs fixed (comma-separated, e.g. 'model.embed_tokens.weight')")
       .option('--save-weights <file>', 'write the trained weights as safetensors under the torch names at the end (transformers load_state_dict / from_pretrained)')
-      .option('--save-model <file>', 'write the exported ONNX model with the trained weights at the end (runs in any ONNX Runtime)')
+      .option('--save-model <file>', 'write the exported ONNX model with the trained weights at the end (runs in any ONNX Runtime; with --lora: needs --merge)')
+      .option('--lora <settings>', "train low-rank adapters on a frozen model: r=16,alpha=32,dropout=0,targets=q,k,v,o,gate,up,down (targets: short names q k v o gate up down, or globs on torch module names; defaults r=8, alpha=8, all seven)")
+      .option('--lora-init <dir>', 'start the adapters from a PEFT adapter directory (adapter_model.safetensors, adapter_config.json); implies --lora')
+      .option('--save-adapter <dir>', 'with --lora: write the trained adapter as PEFT files (adapter_model.safetensors, adapter_config.json) into DIR at the end')
+      .option('--merge', 'with --lora: --save-weights and --save-model get the merged weights W + s·B·A')
       .option('--checkpoint <file>', 'write a checkpoint at the end, every --save-every steps, and when stopped early')
       .option('--save-every <n>', 'write --checkpoint every N steps (0 = only at the end and when stopped)', '0')
       .option('--keep-last <k>', 'also keep the last K periodic checkpoints as <stem>.step-NNNNNN<ext>', '0')
@@ -115,6 +122,10 @@ export const trainCommand: CliCommand<TrainArgs> = {
       freeze: globs(o.freeze),
       saveWeights: o.saveWeights as string | undefined,
       saveModel: o.saveModel as string | undefined,
+      loraSpec: o.lora as string | undefined,
+      loraInit: o.loraInit as string | undefined,
+      saveAdapter: o.saveAdapter as string | undefined,
+      merge: o.merge === true,
       resume: o.resume as string | undefined,
       backend: o.backend as string,
       kernels: o.kernels as string | undefined,
@@ -138,7 +149,7 @@ async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
   let records: StepRecord[];
   try {
     records = await runTraining(model, c.text, tok, {
-      ...a, checkpoint: c.checkpoint, resume: c.resume, evalText: c.evalText, maxTimeMs: c.maxTimeMs, saveWeights: c.saveWeights, saveModel: c.saveModel,
+      ...a, checkpoint: c.checkpoint, resume: c.resume, evalText: c.evalText, maxTimeMs: c.maxTimeMs, saveWeights: c.saveWeights, saveModel: c.saveModel, lora: c.lora, saveAdapter: c.saveAdapter,
       fallbackCheckpoint: () => freeCheckpointName(io.cwd),
     }, {
       onStart({ parameters, prepared, startStep, backend, memory }) {
@@ -173,6 +184,7 @@ async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
   if (last) io.stdout(`${stopped ? 'stopped' : 'done'}: loss ${records[0].loss.toFixed(4)} → ${last.loss.toFixed(4)}${last.valLoss !== undefined ? `, validation ${last.valLoss.toFixed(4)}` : ''}\n`);
   if (c.saveWeights && !stopped) io.stdout(`weights: ${shown(c.saveWeights)}\n`);
   if (c.saveModel && !stopped) io.stdout(`model: ${shown(c.saveModel)}\n`);
+  if (c.saveAdapter && !stopped) io.stdout(`adapter: ${shown(c.saveAdapter)}\n`);
   if (c.plot && records.length) {
     fs.writeFileSync(c.plot, await lossChartSvg([{ name: a.fuse ? 'fused' : 'unfused', points: [...(json?.previous ?? []), ...records] }]));
     io.stdout(`loss curve: ${c.plot}\n`);

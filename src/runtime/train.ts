@@ -18,6 +18,10 @@ import { loadCheckpoint, readCheckpointHeader } from './checkpoint.js';
 import type { TrainState } from './checkpoint.js';
 import { cloneModel } from '../autodiff/clone.js';
 import { saveTrainedModel, saveWeights } from '../params/export.js';
+import { weightsToWrite } from '../params/lora.js';
+import type { ResolvedLora } from '../params/lora-config.js';
+import { adapterFiles } from '../params/adapter.js';
+import { saveAdapterDir } from '../params/adapter-dir.js';
 import { adoptExport } from './session.js';
 import { CheckpointFiles } from './checkpoint-files.js';
 import { gib, largestFitting, memoryLimit, stepMemoryModel, type StepMemory } from './memory-estimate.js';
@@ -82,8 +86,14 @@ export interface TrainOptions {
   freeze?: string[];
   /** Write the trained weights as safetensors under the torch names at the end. */
   saveWeights?: string;
-  /** Write the model (the export's graph) with the trained weights as ONNX at the end. */
+  /** Write the model (the export's graph) with the trained weights as ONNX at the end (with lora: merged). */
   saveModel?: string;
+  /** Train LoRA adapters on a frozen model (src/params/lora.ts). */
+  lora?: ResolvedLora;
+  /** With lora: write the adapter (PEFT's two files) into this directory at the end. */
+  saveAdapter?: string;
+  /** With lora: --save-weights writes W + s·B·A instead of the base weights. */
+  merge?: boolean;
   /** webgpu: per-op policy as `--kernels` ('all', 'none', 'default', op names and op=kernel|ort|native, e.g. 'default,rmsnorm=native,rope=native'; default flce,swiglu): src/runtime/webgpu/segments.ts parseKernels. */
   kernels?: string;
   /** Refuse a batch shape whose step is estimated not to fit (default true). */
@@ -193,7 +203,7 @@ export async function runTraining(model: Model, text: string, tok: Tokenizer, o:
 
   // The export's graph with torch-named parameters, kept aside (tensors shared) for --save-model.
   const forward = o.saveModel ? (adoptExport(model), cloneModel(model)) : undefined;
-  const prepared = prepareTraining(model, { fuse: o.fuse, target: backend, trainable: o.trainable, freeze: o.freeze });
+  const prepared = prepareTraining(model, { fuse: o.fuse, target: backend, trainable: o.trainable, freeze: o.freeze, lora: o.lora });
   const nParams = [...prepared.initial.values()].reduce((s, p) => s + p.length, 0);
   const shapes: ParamShapes = prepared.train.graph.inputs
     .filter((v) => prepared.initial.has(v.name))
@@ -267,12 +277,14 @@ export async function runTraining(model: Model, text: string, tok: Tokenizer, o:
       }
       if (files && o.saveEvery && trainer.step % o.saveEvery === 0) files.save(await trainer.state(meta()), true);
     }
-    if (files || o.saveWeights || o.saveModel) {
+    if (files || o.saveWeights || o.saveModel || o.saveAdapter) {
       const state = await trainer.state(meta());
       if (files) files.save(state);
       const trained = new Map([...state.params].map(([name, p]) => [name, p.value]));
-      if (o.saveWeights) saveWeights(o.saveWeights, model, prepared.discovery, trained, { step: String(trainer.step) });
-      if (o.saveModel) saveTrainedModel(o.saveModel, forward!, trained);
+      // With lora, `model` holds the adapters' nodes and the base weights under their torch names.
+      if (o.saveWeights) saveWeights(o.saveWeights, model, prepared.discovery, weightsToWrite(prepared.lora, o.merge ?? false, model, trained), { step: String(trainer.step) });
+      if (o.saveModel) saveTrainedModel(o.saveModel, forward!, weightsToWrite(prepared.lora, true, model, trained));
+      if (o.saveAdapter && prepared.lora) saveAdapterDir(o.saveAdapter, adapterFiles(prepared.lora, trained));
     }
   } finally {
     await trainer.release();

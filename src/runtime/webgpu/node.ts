@@ -14,6 +14,7 @@ import { memoryMeter, type MemoryMeter } from './memory.js';
 import * as policies from './policy.js';
 import type { OpPolicy } from './policy.js';
 import { splitStages } from './segments.js';
+import { frozenToInputs } from './frozen.js';
 import { WebGpuTrainer, type OrtWeb, type ParamSpec, type SpecShape, type TrainingSpec } from './trainer.js';
 import { cloneModel } from '../../autodiff/clone.js';
 import { newContext } from '../../rewrite/pass.js';
@@ -77,13 +78,16 @@ export function nodeOrtWeb(): Promise<{ ort: OrtWeb; meter: MemoryMeter }> {
  */
 export function trainingSpec(train: Model, initial: Map<string, Float32Array>, policy: OpPolicy = {}, shape?: SpecShape): TrainingSpec {
   const params: ParamSpec[] = [];
+  // Frozen parameters as fed inputs without gradient (./frozen.ts).
+  train = cloneModel(train);
+  const frozen = frozenToInputs(train);
   for (const v of train.graph.inputs) {
     if (v.name === 'input_ids' || v.name === 'labels') continue;
     const t = v.tensorType;
     if (!t || t.elemType !== DataType.FLOAT) fail('unsupported', `training input '${v.name}' must be float32`);
     const dims = t.shape ?? [];
     if (dims.some((d) => typeof d !== 'number')) fail('unsupported', `parameter '${v.name}' has a non-static shape`);
-    const value = initial.get(v.name) ?? fail('invalid', `no initial value for parameter '${v.name}'`);
+    const value = initial.get(v.name) ?? frozen.get(v.name) ?? fail('invalid', `no initial value for parameter '${v.name}'`);
     params.push({ name: v.name, dims: dims as number[], value });
   }
   train = webgpuGraph(train, shape, policy);

@@ -66,8 +66,9 @@ interface GpuParam {
   dims: number[];
   size: number;
   value: GPUBuffer;
-  m: GPUBuffer;
-  v: GPUBuffer;
+  /** AdamW moments: none for a frozen input (no gradient output). */
+  m?: GPUBuffer;
+  v?: GPUBuffer;
   feed: Ort.Tensor;
   hasGrad: boolean;
   noDecay: boolean;
@@ -123,7 +124,8 @@ export class WebGpuTrainer {
       const noDecay = !hasGrad || (opts.noDecay ?? ((_, d) => d.length <= 1))(p.name, p.dims);
       const value = ctx.upload(`param ${p.name}`, p.value);
       const feed = ort.Tensor.fromGpuBuffer(value as never, { dataType: 'float32', dims: p.dims });
-      params.push({ name: p.name, dims: p.dims, size, value, m: ctx.buffer(`m ${p.name}`, size * 4), v: ctx.buffer(`v ${p.name}`, size * 4), feed, hasGrad, noDecay });
+      const moment = (k: string) => (hasGrad ? ctx.buffer(`${k} ${p.name}`, size * 4) : undefined);
+      params.push({ name: p.name, dims: p.dims, size, value, m: moment('m'), v: moment('v'), feed, hasGrad, noDecay });
       if (hasGrad) partialsLen += partialCount(size);
     }
     const partials = ctx.buffer('grad-norm partials', partialsLen * 4);
@@ -135,7 +137,7 @@ export class WebGpuTrainer {
 
   /** Bytes of the buffers the trainer holds for its whole life (parameters, moments, norm scratch). */
   get residentBytes(): number {
-    return this.params.reduce((s, p) => s + p.value.size + p.m.size + p.v.size, 0) + this.partials.size + this.stats.size + this.staging.size;
+    return this.params.reduce((s, p) => s + p.value.size + (p.m?.size ?? 0) + (p.v?.size ?? 0), 0) + this.partials.size + this.stats.size + this.staging.size;
   }
 
   /** Parameter elements in total. */
@@ -184,7 +186,7 @@ export class WebGpuTrainer {
     const withGrad = this.params.filter((p) => p.hasGrad);
     const grads = withGrad.map((p) => ({ p, grad: out.grads.get(GRAD_PREFIX + p.name) ?? fail('runtime', `no gradient '${GRAD_PREFIX + p.name}'`) }));
     clipByGlobalNorm(this.ctx, grads.map((g) => ({ grad: g.grad, size: g.p.size })), this.partials, this.stats, o.maxGradNorm ?? 0);
-    const tensors: AdamWTensor[] = grads.map(({ p, grad }) => ({ param: p.value, grad, m: p.m, v: p.v, size: p.size, noDecay: p.noDecay }));
+    const tensors: AdamWTensor[] = grads.map(({ p, grad }) => ({ param: p.value, grad, m: p.m!, v: p.v!, size: p.size, noDecay: p.noDecay }));
     adamw(this.ctx, tensors, { step: t, lr, beta1: o.beta1 ?? 0.9, beta2: o.beta2 ?? 0.999, eps: o.eps ?? 1e-8, weightDecay: o.weightDecay ?? 0 });
     const s = await this.finish(out);
     if (!Number.isFinite(s[1]))
@@ -216,10 +218,11 @@ export class WebGpuTrainer {
     }
   }
 
-  /** Parameters and moments copied back to the host (for checkpoints). */
+  /** Trained parameters and their moments copied back to the host (for checkpoints; frozen inputs are not state). */
   async state(meta: Record<string, unknown>): Promise<TrainState> {
     const params = new Map<string, ParamState>();
     for (const p of this.params) {
+      if (!p.m || !p.v) continue;
       const [value, m, v] = [await this.ctx.readF32(p.value, p.size), await this.ctx.readF32(p.m, p.size), await this.ctx.readF32(p.v, p.size)];
       params.set(p.name, { value, m, v, noDecay: p.noDecay });
     }
@@ -230,6 +233,7 @@ export class WebGpuTrainer {
   restore(s: TrainState): void {
     const q = this.ctx.device.queue;
     for (const p of this.params) {
+      if (!p.m || !p.v) continue;
       const c = s.params.get(p.name);
       if (!c || c.value.length !== p.size) fail('invalid', `checkpoint does not match the model: parameter '${p.name}'`);
       for (const [dst, src] of [[p.value, c.value], [p.m, c.m], [p.v, c.v]] as const) q.writeBuffer(dst, 0, src as Float32Array<ArrayBuffer>);
@@ -240,7 +244,7 @@ export class WebGpuTrainer {
   /** Release the session, then destroy every buffer the trainer owns. */
   async release(): Promise<void> {
     await this.runner.release();
-    for (const p of this.params) for (const b of [p.value, p.m, p.v]) b.destroy();
+    for (const p of this.params) for (const b of [p.value, p.m, p.v]) b?.destroy();
     for (const b of [this.partials, this.stats, this.staging]) b.destroy();
   }
 }
