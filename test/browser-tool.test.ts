@@ -4,9 +4,8 @@
  * (models/fixtures/default/qwen2-default-tied.onnx) saved with external data, and a text file.
  * Bad picks give one clear line on the page (no ONNX, not an ONNX, missing external data, not a
  * causal LM). Then LoRA fine-tuning of the picked model: the loss falls, the greedy sample changes,
- * the adapter downloads (playwright download event), and the library started from it
- * (createTrainer's lora.init, what `ortfuse train --lora-init DIR` reads) gives the page's loss of
- * batch 1 (1e-4).
+ * the adapter downloads (playwright download event), and the CLI started from it
+ * (`ortfuse train --lora-init DIR`) gives the page's loss of batch 1 (1e-4).
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -18,9 +17,7 @@ import { DataType } from '../src/onnx/schema.js';
 import { loadFile, saveBytes, saveFile } from '../src/onnx/io.js';
 import { mobyDick } from '../src/data/corpus.js';
 import { buildPage, CHROMIUM, launchChromium, serveStatic } from './browser-serve.js';
-import { createTrainer } from '../src/training/trainer.js';
-import { textBatches } from '../src/training/data.js';
-import { parseLoraSpec } from '../src/params/lora-config.js';
+import { cli } from './cli-helpers.js';
 
 const FIXTURE = path.join(path.dirname(new URL(import.meta.url).pathname), '../models/fixtures/default/qwen2-default-tied.onnx');
 const run = { steps: 12, batch: 2, seq: 32, lr: 2e-2, seed: 3, warmup: 1 };
@@ -88,7 +85,7 @@ describe.skipIf(!fs.existsSync(CHROMIUM))('the page as a tool: picked model and 
       state = await train(page, [onnx, data], text, settings);
       for (const name of state.downloads) {
         const [download] = await Promise.all([page.waitForEvent('download'), page.click(`#downloads a[data-file="${name}"]`)]);
-        await download.saveAs(path.join(adapterDir, name));
+        await download.saveAs(path.join(name.startsWith('adapter_') ? adapterDir : tmp, name));
       }
     } finally {
       await browser.close();
@@ -112,17 +109,19 @@ describe.skipIf(!fs.existsSync(CHROMIUM))('the page as a tool: picked model and 
     expect(state.samples.before).toHaveLength(12);
     expect(state.samples.after).toHaveLength(12);
     expect(state.samples.after).not.toEqual(state.samples.before);
-    expect(state.downloads).toEqual(expect.arrayContaining(['adapter_model.safetensors', 'adapter_config.json']));
+    expect(state.downloads.sort()).toEqual(['adapter_config.json', 'adapter_model.safetensors', 'model.safetensors']);
+    const config = JSON.parse(fs.readFileSync(path.join(adapterDir, 'adapter_config.json'), 'utf8'));
+    expect([config.peft_type, config.r, config.lora_alpha, config.base_model_name_or_path]).toEqual(['LORA', 4, 8, 'model']);
 
-    // The downloaded adapter in the library (cpu backend): the loss of batch 1 with it equals the page's after training.
-    const files = new Map(fs.readdirSync(adapterDir).map((f) => [f, new Uint8Array(fs.readFileSync(path.join(adapterDir, f)))]));
-    const reloaded = await createTrainer(onnx, { backend: 'cpu', lora: { ...parseLoraSpec(LORA), init: files } });
-    const batch1 = (await textBatches(fs.readFileSync(text, 'utf8'), { tokenizer: 'bytes', batch: run.batch, seq: run.seq, seed: run.seed })).train.next().value!;
-    const libLoss = await reloaded.evaluate([batch1]);
-    await reloaded.dispose();
-    console.log(`batch 1 after training: page ${state.firstBatchLoss} (webgpu), library from the adapter ${libLoss} (cpu); first page loss ${losses[0]}`);
-    expect(Math.abs(libLoss - state.firstBatchLoss!)).toBeLessThan(1e-4);
-    expect(Math.abs(libLoss - losses[0])).toBeGreaterThan(0.05);
+    // The CLI started from the downloaded adapter: its step 1 loss (before the update) is the loss of batch 1 with the adapter.
+    const json = path.join(tmp, 'cli.jsonl');
+    const r = await cli(tmp, 'train', onnx, '--lora-init', adapterDir, '--text', text, '--tokenizer', 'bytes', '--steps', '1',
+      '--batch', String(run.batch), '--seq', String(run.seq), '--seed', String(run.seed), '--json', json, '--no-progress');
+    expect(r.code, r.stderr).toBe(0);
+    const cliLoss = JSON.parse(fs.readFileSync(json, 'utf8').split('\n')[0]).loss as number;
+    console.log(`batch 1 after training: page ${state.firstBatchLoss} (webgpu), CLI --lora-init ${cliLoss} (cpu); first page loss ${losses[0]}`);
+    expect(Math.abs(cliLoss - state.firstBatchLoss!)).toBeLessThan(1e-4);
+    expect(Math.abs(cliLoss - losses[0])).toBeGreaterThan(0.05);
     fs.rmSync(tmp, { recursive: true, force: true });
   });
 });
