@@ -25,6 +25,7 @@ const pageQuery = { ...run, model: 'tiny', mode: 'full', sample: 0, auto: 1 };
 
 interface PageState {
   records: { step: number; loss: number; gpuLiveMiB: number; ms: number }[];
+  downloads: string[];
   done: boolean;
   error?: string;
 }
@@ -79,5 +80,6 @@ describe.skipIf(!haveChromium)('the training page in headless chromium (WebGPU o
     expect(state.records[9].gpuLiveMiB).toBeGreaterThan(1);
     expect(mem).toMatch(/\d+\.\d+ MiB live \(peak \d+\.\d+ MiB/);
     expect(pixels).toBeGreaterThan(200);
+    expect(state.downloads).toEqual(['model.safetensors']);
   });
 });

@@ -21,5 +21,12 @@ export async function pageTokenizer(vocab: number): Promise<PageTokenizer> {
   }
   if (vocab < 256) fail('unsupported', `the model's vocabulary has ${vocab} ids: the page tokenizes with UTF-8 bytes (256 ids) or Qwen2's BPE (${QWEN_VOCAB}+ ids)`);
   const t = await getTokenizer('bytes');
-  return { ...t, show: (ids) => ids.map((i) => (i < 256 ? t.decode([i]) : `⟨${i}⟩`)).join('') };
+  // Runs of byte ids decode together (a character may take several bytes).
+  const show = (ids: number[]) => ids.reduce<number[][]>((runs, i) => {
+    const last = runs[runs.length - 1];
+    if (last && i < 256 && last[0] < 256) last.push(i);
+    else runs.push([i]);
+    return runs;
+  }, []).map((r) => (r[0] < 256 ? t.decode(r) : `⟨${r[0]}⟩`)).join('');
+  return { ...t, show };
 }
