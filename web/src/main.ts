@@ -99,7 +99,7 @@ async function run(): Promise<void> {
       say(`sampling (${which} training)`);
       const ids = await greedySample(ort as never, await trainer.exportModel(), prompt, sampleN);
       state.samples[which] = ids;
-      $(`sample-${which}`).textContent = tok.show(ids);
+      $(`sample-${which}`).textContent = JSON.stringify(tok.show(ids));
     };
     if (!m.logits) $('sample-before').textContent = 'the model has no logits output: no samples';
     await sample('before');
