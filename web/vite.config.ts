@@ -47,6 +47,7 @@ export default defineConfig({
     // The Node-only runtimes that the training API imports lazily for backend 'cpu' and Dawn: never loaded by the page.
     rollupOptions: { external: ['onnxruntime-node', 'webgpu'] },
   },
-  server: { headers: isolation },
+  // The project and its node_modules wherever it really lies (a symlinked node_modules: ORT-web's wasm is served from there).
+  server: { headers: isolation, fs: { allow: [path.join(here, '..'), fs.realpathSync(path.join(here, '../node_modules'))] } },
   preview: { headers: isolation },
 });
