@@ -6,6 +6,7 @@
  * ONNX Runtime's real peak is higher (its order and arena differ), the ranking is what counts.
  */
 import type { Graph, Node, Value } from '../ir/graph.js';
+import { evalDim } from '../ir/infer/index.js';
 import { DataType } from '../onnx/schema.js';
 
 export interface MemoryPlan {
@@ -36,6 +37,30 @@ export function tensorBytes(v: Value): number | undefined {
   const t = v.tensorType;
   if (!t?.shape || t.shape.some((d) => typeof d !== 'number')) return undefined;
   return (t.shape as number[]).reduce((a, b) => a * b, ELEM_BYTES[t.elemType] ?? 4);
+}
+
+/** Dims of `v` with input_ids' symbolic dims bound to [batch, seq]; undefined where one stays unknown. */
+export type DimsOf = (v: Value) => number[] | undefined;
+
+/** Dims and bytes of `g`'s values at batch shape [batch, seq] (input_ids' symbolic dims bound). */
+export function boundShapes(g: Graph, batch: number, seq: number): { dims: DimsOf; size: SizeOf } {
+  const ids = g.inputs.find((v) => v.name === 'input_ids')?.tensorType?.shape ?? [];
+  const bindings: Record<string, number> = {};
+  if (typeof ids[0] === 'string') bindings[ids[0]] = batch;
+  if (typeof ids[1] === 'string') bindings[ids[1]] = seq;
+  const dims: DimsOf = (v) => {
+    const shape = v.tensorType?.shape;
+    if (!shape) return undefined;
+    const out: number[] = [];
+    for (const d of shape) {
+      const x = evalDim(d, bindings);
+      if (x === null) return undefined;
+      out.push(x);
+    }
+    return out;
+  };
+  const size: SizeOf = (v) => dims(v)?.reduce((a, b) => a * b, ELEM_BYTES[v.tensorType!.elemType] ?? 4);
+  return { dims, size };
 }
 
 /** Index of each value's last reader in `g`'s node order (subgraph reads count for their node). */

@@ -88,6 +88,11 @@ export interface TrainOptions {
   kernels?: string;
   /** Refuse a batch shape whose step is estimated not to fit (default true). */
   checkMemory?: boolean;
+  /**
+   * Bytes one step may use (cpu: peak RSS; webgpu: live GPU buffers): the backward's recomputation
+   * is planned to fit (src/autodiff/recompute-plan.ts), or the run is refused before it starts.
+   */
+  memoryBudget?: number;
 }
 
 export interface StepRecord {
@@ -193,7 +198,8 @@ export async function runTraining(model: Model, text: string, tok: Tokenizer, o:
 
   // The export's graph with torch-named parameters, kept aside (tensors shared) for --save-model.
   const forward = o.saveModel ? (adoptExport(model), cloneModel(model)) : undefined;
-  const prepared = prepareTraining(model, { fuse: o.fuse, target: backend, trainable: o.trainable, freeze: o.freeze });
+  const memoryRequest = { batch: o.batch, seq: o.seq, backend, budget: o.memoryBudget } as const;
+  const prepared = prepareTraining(model, { fuse: o.fuse, target: backend, trainable: o.trainable, freeze: o.freeze, memory: memoryRequest });
   const nParams = [...prepared.initial.values()].reduce((s, p) => s + p.length, 0);
   const shapes: ParamShapes = prepared.train.graph.inputs
     .filter((v) => prepared.initial.has(v.name))
