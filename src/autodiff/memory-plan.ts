@@ -75,11 +75,13 @@ export function lastUses(g: Graph): Map<Value, number> {
 
 /**
  * Peak live bytes of `g` run in node order (see the file header). `sizeOf` (default: static shapes)
- * may evaluate symbolic shapes; `last` = lastUses(g), when computed once for several sizes.
+ * may evaluate symbolic shapes; `last` = lastUses(g), when computed once for several sizes;
+ * `opts.freeOutputs`: graph outputs consumed as soon as they are made (gradients applied at once).
  */
-export function memoryPlan(g: Graph, sizeOf: SizeOf = tensorBytes, last = lastUses(g)): MemoryPlan {
+export function memoryPlan(g: Graph, sizeOf: SizeOf = tensorBytes, last = lastUses(g), opts: { freeOutputs?: (v: Value) => boolean } = {}): MemoryPlan {
   const nodes = g.nodes;
-  const outputs = new Set(g.outputs);
+  // Outputs live to the end, except those the caller takes away as soon as they are made (after their last reader).
+  const outputs = new Set(g.outputs.filter((v) => !opts.freeOutputs?.(v)));
   const alive = new Map<Value, number>();
   let live = 0, peak = 0, unknown = 0;
   let peakNode: Node | undefined;

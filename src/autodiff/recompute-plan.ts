@@ -18,7 +18,7 @@
  * as the prefix grows). A budget below the peak with every candidate recomputed cannot be met:
  * the planner says so, with that smallest budget.
  */
-import type { Model, Node } from '../ir/graph.js';
+import type { Model, Node, Value } from '../ir/graph.js';
 import { fail } from '../errors.js';
 import { cloneModel } from './clone.js';
 import { boundShapes, memoryPlan, type DimsOf } from './memory-plan.js';
@@ -38,6 +38,8 @@ export interface PlanRequest {
   budget?: number;
   /** What a refusal names as the budget (default 'the memory budget'). */
   budgetName?: string;
+  /** Graph outputs taken away as soon as they are made (gradients applied between segments): not kept to the end. */
+  freeOutputs?: (v: Value) => boolean;
 }
 
 export interface RecomputePlan {
@@ -76,12 +78,13 @@ interface Applied {
 }
 
 /** `base` (a training graph built with recompute: false) with `opts` recomputed, measured at the batch shape. */
-function applied(base: Model, opts: RecomputeOptions, ops: readonly DifferentiableOp[], batch: number, seq: number): Applied {
+function applied(base: Model, opts: RecomputeOptions, ops: readonly DifferentiableOp[], req: PlanRequest): Applied {
+  const { batch, seq } = req;
   const train = cloneModel(base);
   const report = recomputeTrainingGraph(train, opts, ops);
   const { dims, size } = boundShapes(train.graph, batch, seq);
   const flops = report.chosen.reduce((s, c) => s + c.cloned.reduce((t, n) => t + nodeFlops(n, dims), 0), 0);
-  return { train, report, activationBytes: memoryPlan(train.graph, size).peakBytes, flops };
+  return { train, report, activationBytes: memoryPlan(train.graph, size, undefined, { freeOutputs: req.freeOutputs }).peakBytes, flops };
 }
 
 const GiB = 2 ** 30;
@@ -105,11 +108,11 @@ export function planRecompute(base: Model, ops: readonly DifferentiableOp[], req
     overhead: a.flops / req.stepFlops,
     minimumBytes,
   });
-  if (req.budget === undefined) return plan(applied(base, {}, ops, batch, seq));
+  if (req.budget === undefined) return plan(applied(base, {}, ops, req));
 
   // Every candidate, priced: the most the planner can recompute.
   const most = { projections: true, maxDepth: 8 } as const;
-  const all = applied(base, most, ops, batch, seq);
+  const all = applied(base, most, ops, req);
   const { dims, size } = boundShapes(all.train.graph, batch, seq);
   const priced = all.report.chosen.map((c) => ({
     name: c.value.name,
@@ -123,7 +126,7 @@ export function planRecompute(base: Model, ops: readonly DifferentiableOp[], req
     fail('resources', `${req.budgetName ?? 'the memory budget'} ${gib(budget)} does not fit a ${batch}x${seq} step: predicted peak ${gib(minimumBytes)} even with every recomputation (${all.report.values} values); the smallest budget that can be met is ${gib(Math.ceil(minimumBytes / 2 ** 20) * 2 ** 20)} (${Math.ceil(minimumBytes / 2 ** 20)}MiB)`);
   const prefix = (k: number) => {
     const take = new Set(priced.slice(0, k).map((c) => c.name));
-    return applied(base, { ...most, accept: (v) => take.has(v.name) }, ops, batch, seq);
+    return applied(base, { ...most, accept: (v) => take.has(v.name) }, ops, req);
   };
   // Shortest prefix within the budget; the full list fits (checked above).
   let lo = 0, hi = priced.length;

@@ -19,6 +19,8 @@ export interface MemoryRequest {
   backend: MemoryBackend;
   /** Bytes; undefined: default recomputation, the plan only reports. */
   budget?: number;
+  /** Gradients are applied and handed back as soon as they are made (webgpu stage plan without clipping). */
+  gradientsApplied?: boolean;
 }
 
 /** Float32 parameter elements of a training graph (inputs with a gradient output). */
@@ -40,6 +42,7 @@ export function planMemory(base: Model, req: MemoryRequest): RecomputePlan {
     budgetName: '--memory-budget',
     predict: (act) => stepPeak(req.backend, parameters, act),
     stepFlops: 6 * parameters * req.batch * req.seq,
+    freeOutputs: req.gradientsApplied ? (v) => v.name.startsWith(GRAD_PREFIX) : undefined,
   });
 }
 

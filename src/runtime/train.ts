@@ -26,6 +26,8 @@ import type { ScheduleKind } from './optimizer.js';
 import { checkOptions, checkResume, checkResumeModel, runSettings, type ParamShapes } from './run-checks.js';
 import { prepareTraining, vocabSize, type PreparedTraining } from './session.js';
 import { CpuTrainer, type StepResult, type TrainerOptions } from './trainer.js';
+import { parseKernels } from './webgpu/policy.js';
+import { FUSED_OPS } from '../../custom-ops/index.js';
 
 /** What runTraining needs of a backend's trainer (CpuTrainer, WebGpuTrainer). */
 export interface Trainer {
@@ -198,7 +200,9 @@ export async function runTraining(model: Model, text: string, tok: Tokenizer, o:
 
   // The export's graph with torch-named parameters, kept aside (tensors shared) for --save-model.
   const forward = o.saveModel ? (adoptExport(model), cloneModel(model)) : undefined;
-  const memoryRequest = { batch: o.batch, seq: o.seq, backend, budget: o.memoryBudget } as const;
+  // webgpu without clipping on a stage plan (any op on our kernel; the default): AdamW per gradient between segments.
+  const gradientsApplied = backend === 'webgpu' && settings.clip === 0 && Object.values(parseKernels(o.kernels ?? 'default', FUSED_OPS)).includes('kernel');
+  const memoryRequest = { batch: o.batch, seq: o.seq, backend, budget: o.memoryBudget, gradientsApplied } as const;
   const prepared = prepareTraining(model, { fuse: o.fuse, target: backend, trainable: o.trainable, freeze: o.freeze, memory: memoryRequest });
   const nParams = [...prepared.initial.values()].reduce((s, p) => s + p.length, 0);
   const shapes: ParamShapes = prepared.train.graph.inputs

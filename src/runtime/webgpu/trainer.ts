@@ -53,6 +53,11 @@ export interface TrainingSpec {
   stages?: { segments: Uint8Array[]; plan: StagePlan };
   /** The graph is specialised to batches of exactly this shape (src/runtime/webgpu/node.ts). */
   shape?: SpecShape;
+  /**
+   * ORT's storage buffer cache (WebGPU EP storageBufferCacheMode; default ORT's 'bucket', sizes
+   * rounded up to buckets): 'simple' reuses exact sizes, 'disabled' destroys a buffer once unused.
+   */
+  bufferCache?: 'disabled' | 'lazyRelease' | 'simple' | 'bucket';
 }
 
 /** A batch shape [batch, seq]. */
@@ -100,7 +105,8 @@ export class WebGpuTrainer {
     const open = async (bytes: Uint8Array, what: string): Promise<Ort.InferenceSession> => {
       try {
         // No CSE: it would merge the backward's recomputations back into the forward values (src/autodiff/recompute.ts).
-        return await ort.InferenceSession.create(bytes, { executionProviders: ['webgpu'], preferredOutputLocation: 'gpu-buffer', logSeverityLevel: 3, extra: NO_CSE_SESSION_CONFIG });
+        const ep = spec.bufferCache ? { name: 'webgpu' as const, storageBufferCacheMode: spec.bufferCache } : 'webgpu';
+        return await ort.InferenceSession.create(bytes, { executionProviders: [ep], preferredOutputLocation: 'gpu-buffer', logSeverityLevel: 3, extra: NO_CSE_SESSION_CONFIG });
       } catch (e) {
         return fail('runtime', `onnxruntime-web (webgpu) refused ${what}: ${(e as Error).message.split('\n')[0]}`, e);
       }
