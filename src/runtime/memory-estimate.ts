@@ -46,8 +46,8 @@ export function stepPeak(backend: MemoryBackend, parameters: number, activationB
 }
 
 /** Calibration of the webgpu rule (bench/results/memory-budget.md). */
-export const WEBGPU_ACTIVATION_SCALE = 1.08;
-export const WEBGPU_OVERHEAD = 3.8 * GiB;
+export const WEBGPU_ACTIVATION_SCALE = 1.31;
+export const WEBGPU_OVERHEAD = 2.02 * GiB;
 
 /**
  * The estimator for a training-step graph with `parameters` float32 parameter elements. Symbolic

@@ -96,6 +96,11 @@ export class StagedSteps implements StepRunner {
    * back right after (and is then absent from StepOutputs.grads). Unset: gradients live to the end.
    */
   onGradient?: (name: string, buffer: GPUBuffer) => void;
+  /**
+   * Wait for the GPU after every this many ORT runs (0 = never): the host otherwise runs ahead and
+   * buffers handed back stay allocated until the GPU has passed the commands that read them.
+   */
+  syncEvery = 0;
 
   constructor(
     private readonly ort: OrtWeb,
@@ -173,6 +178,7 @@ export class StagedSteps implements StepRunner {
           // The run has submitted its commands: values it read last go back.
           releaseRead(i, i);
           applyFinished(i);
+          if (this.syncEvery > 0 && this.times.ortRuns % this.syncEvery === 0) await ctx.sync();
           continue;
         }
         const t0 = performance.now();
