@@ -14,10 +14,11 @@
  * (VmHWM), with 2 intra-op threads as on the 2-core box. The first step is a warm-up; tok/s is the
  * mean of the others. Random token ids (seeded).
  */
-import { spawn, execFileSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { samplePeak } from './nvidia-smi.js';
 
 const GiB = 2 ** 30;
 
@@ -104,14 +105,6 @@ async function child(run: string, steps: number): Promise<Result> {
   return { run, ...r, plan, stepMs, losses, tokensPerSecond: (r.batch * r.seq * 1000 * times.length) / times.reduce((a, b) => a + b, 0), measuredGiB };
 }
 
-function gpuUsedMiB(): number {
-  try {
-    return Number(execFileSync('nvidia-smi', ['--query-gpu=memory.used', '--format=csv,noheader,nounits']).toString().trim().split('\n')[0]);
-  } catch {
-    return NaN;
-  }
-}
-
 async function parent(): Promise<void> {
   const runs = arg('runs', 'webgpu:8x512,webgpu:8x512:12:0').split(',');
   const out = arg('out', 'bench/results');
@@ -120,11 +113,7 @@ async function parent(): Promise<void> {
   const results: Result[] = [];
   for (const run of runs) {
     const gpu = run.startsWith('webgpu');
-    const idle = gpu ? gpuUsedMiB() : NaN;
-    let peak = idle;
-    const smi = gpu ? spawn('nvidia-smi', ['--query-gpu=memory.used', '--format=csv,noheader,nounits', '-lms', '50']) : undefined;
-    smi?.on('error', () => undefined);
-    smi?.stdout.on('data', (d: Buffer) => { for (const l of d.toString().split('\n')) if (l.trim()) peak = Math.max(peak, Number(l)); });
+    const smi = gpu ? samplePeak() : undefined;
     const res = await new Promise<Result>((resolve) => {
       const c = spawn(process.execPath, [...process.execArgv, '--liftoff-only', '--expose-gc', '--max-old-space-size=32768', self, '--child', run, arg('steps', '3'), '--config', arg('config', '0.5b')], { stdio: ['ignore', 'pipe', 'inherit'] });
       let text = '';
@@ -137,8 +126,7 @@ async function parent(): Promise<void> {
         }
       });
     });
-    smi?.kill();
-    if (gpu) res.nvidiaSmiGiB = (peak - idle) / 1024;
+    if (smi) res.nvidiaSmiGiB = smi.stop() / 1024;
     results.push(res);
     console.log(JSON.stringify(res));
   }
