@@ -6,6 +6,9 @@
  * naming the smallest one it can (which it then meets); and on the webgpu backend (a stage plan,
  * no clipping) AdamW applied per parameter between segments trains as AdamW after the step does.
  */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
 import { TINY } from '../models/config.js';
@@ -24,6 +27,7 @@ import { StagedSteps } from '../src/runtime/webgpu/steps.js';
 import { batches, split } from '../src/data/batches.js';
 import { DataType } from '../src/onnx/schema.js';
 import { gpuEnv, relL2 } from './webgpu-helpers.js';
+import { cli } from './cli-helpers.js';
 
 const [B, T] = [2, 48];
 
@@ -101,6 +105,19 @@ describe('recompute planner (cpu backend, tiny Qwen2)', () => {
     expect(parseSize('12GiB')).toBe(12 * 2 ** 30);
     expect(parseSize('16GB')).toBe(16e9);
     expect(parseSize('12 parsecs')).toBeUndefined();
+  });
+
+  it('ortfuse train: --memory-budget too small exits 9 before any step; a fitting one prints the plan in the header', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ortfuse-budget-'));
+    const args = ['train', '--steps', '1', '--batch', '2', '--seq', '32', '--no-progress'];
+    const bad = await cli(dir, ...args, '--memory-budget', '1MiB');
+    expect(bad.code).toBe(9);
+    expect(bad.stdout).toBe('');
+    expect(bad.stderr).toMatch(/--memory-budget 1\.0 MiB does not fit a 2x32 step: .* the smallest budget that can be met is .*MiB\)/);
+    expect((await cli(dir, ...args, '--memory-budget', '12 parsecs')).stderr).toMatch(/--memory-budget 12 parsecs: expected a size/);
+    const ok = await cli(dir, ...args, '--memory-budget', '2GiB');
+    expect(ok.code).toBe(0);
+    expect(ok.stdout).toMatch(/^ {2}memory: memory budget 2\.00 GiB \(smallest possible .*\): 0 values recomputed .* predicted peak .* recompute overhead 0\.0% of the step's FLOPs$/m);
   });
 });
 
