@@ -8,7 +8,7 @@
  * A run is backend:BxT[:budget GiB|-[:clip[:cache[:sync]]]]: clip 1 (default) clips the global norm (all
  * gradients live to the end of the step); clip 0 applies AdamW per parameter between segments on
  * the webgpu stage plan; cache = ORT-web's storageBufferCacheMode (default ORT's 'bucket'); sync N
- * waits for the GPU every N ORT runs (StagedSteps.syncEvery).
+ * waits for the GPU every N ORT runs (TrainerOptions.syncEvery).
  * Each run is its own child process. webgpu: live WebGPU buffers (createBuffer/destroy, ORT's pool
  * included) and nvidia-smi sampled every 50 ms minus the idle reading; cpu: the child's peak RSS
  * (VmHWM), with 2 intra-op threads as on the 2-core box. The first step is a warm-up; tok/s is the
@@ -76,13 +76,10 @@ async function child(run: string, steps: number): Promise<Result> {
     const { nodeOrtWeb, trainingSpec, parseKernels } = await import('../src/runtime/webgpu/node.js');
     const { WebGpuTrainer } = await import('../src/runtime/webgpu/trainer.js');
     const { FUSED_OPS } = await import('../custom-ops/registry.js');
-    const { StagedSteps } = await import('../src/runtime/webgpu/steps.js');
     const { ort, meter } = await nodeOrtWeb();
     const spec = trainingSpec(prepared.train, prepared.initial, parseKernels('default'), { batch: r.batch, seq: r.seq });
     spec.bufferCache = r.cache as typeof spec.bufferCache;
-    const t = await WebGpuTrainer.create(ort, spec, opts, FUSED_OPS);
-    if (t.runner instanceof StagedSteps) t.runner.syncEvery = r.sync;
-    trainer = t;
+    trainer = await WebGpuTrainer.create(ort, spec, { ...opts, syncEvery: r.sync }, FUSED_OPS);
     measured = () => meter.peak;
   } else {
     const { CpuTrainer } = await import('../src/runtime/trainer.js');

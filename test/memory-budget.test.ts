@@ -28,6 +28,7 @@ import { batches, split } from '../src/data/batches.js';
 import { DataType } from '../src/onnx/schema.js';
 import { gpuEnv, relL2 } from './webgpu-helpers.js';
 import { cli } from './cli-helpers.js';
+import { createTrainer } from '../src/training/index.js';
 
 const [B, T] = [2, 48];
 
@@ -115,6 +116,9 @@ describe('recompute planner (cpu backend, tiny Qwen2)', () => {
     expect(bad.stdout).toBe('');
     expect(bad.stderr).toMatch(/--memory-budget 1\.0 MiB does not fit a 2x32 step: .* the smallest budget that can be met is .*MiB\)/);
     expect((await cli(dir, ...args, '--memory-budget', '12 parsecs')).stderr).toMatch(/--memory-budget 12 parsecs: expected a size/);
+    // The library: createTrainer refuses the same way, and needs the batch shape.
+    await expect(createTrainer(buildQwen2(TINY, { seed: 3 }), { batch: 2, seq: 32, memoryBudget: 2 ** 20 })).rejects.toThrow(/does not fit a 2x32 step/);
+    await expect(createTrainer(buildQwen2(TINY, { seed: 3 }), { memoryBudget: 2 ** 30 })).rejects.toThrow(/option memoryBudget needs batch and seq/);
     const ok = await cli(dir, ...args, '--memory-budget', '2GiB');
     expect(ok.code).toBe(0);
     expect(ok.stdout).toMatch(/^ {2}memory: memory budget 2\.00 GiB \(smallest possible .*\): 0 values recomputed .* predicted peak .* recompute overhead 0\.0% of the step's FLOPs$/m);

@@ -26,8 +26,7 @@ import type { ScheduleKind } from './optimizer.js';
 import { checkOptions, checkResume, checkResumeModel, runSettings, type ParamShapes } from './run-checks.js';
 import { prepareTraining, vocabSize, type PreparedTraining } from './session.js';
 import { CpuTrainer, type StepResult, type TrainerOptions } from './trainer.js';
-import { parseKernels } from './webgpu/policy.js';
-import { FUSED_OPS } from '../../custom-ops/index.js';
+import { BUDGET_SYNC_EVERY, gradientsAppliedEarly } from './memory-budget.js';
 
 /** What runTraining needs of a backend's trainer (CpuTrainer, WebGpuTrainer). */
 export interface Trainer {
@@ -200,8 +199,7 @@ export async function runTraining(model: Model, text: string, tok: Tokenizer, o:
 
   // The export's graph with torch-named parameters, kept aside (tensors shared) for --save-model.
   const forward = o.saveModel ? (adoptExport(model), cloneModel(model)) : undefined;
-  // webgpu without clipping on a stage plan (any op on our kernel; the default): AdamW per gradient between segments.
-  const gradientsApplied = backend === 'webgpu' && settings.clip === 0 && Object.values(parseKernels(o.kernels ?? 'default', FUSED_OPS)).includes('kernel');
+  const gradientsApplied = gradientsAppliedEarly(backend, settings.clip, o.kernels);
   const memoryRequest = { batch: o.batch, seq: o.seq, backend, budget: o.memoryBudget, gradientsApplied } as const;
   const prepared = prepareTraining(model, { fuse: o.fuse, target: backend, trainable: o.trainable, freeze: o.freeze, memory: memoryRequest });
   const nParams = [...prepared.initial.values()].reduce((s, p) => s + p.length, 0);
@@ -214,6 +212,7 @@ export async function runTraining(model: Model, text: string, tok: Tokenizer, o:
     optimizer: { lr: o.lr, weightDecay: settings.weightDecay, maxGradNorm: settings.clip },
     schedule: { lr: o.lr, warmupSteps: settings.warmup, totalSteps: o.steps, kind: settings.schedule, minRatio: settings.minLrRatio },
     threads: o.threads,
+    syncEvery: o.memoryBudget === undefined ? 0 : BUDGET_SYNC_EVERY,
   };
   let trainer: Trainer;
   let gpuPeak: (() => number) | undefined;
@@ -231,11 +230,7 @@ export async function runTraining(model: Model, text: string, tok: Tokenizer, o:
     if (adapter.software) checkMemory(prepared, o, nParams); // a software adapter's buffers are host memory
     // One batch shape per run: the graph is specialised to it (shape plumbing folded away).
     const policy = o.kernels === undefined ? {} : wg.parseKernels(o.kernels);
-    const t = await wg.createNodeWebGpuTrainer(prepared.train, prepared.initial, topts, policy, { batch: o.batch, seq: o.seq });
-    // Under a budget, wait for the GPU every 4 ORT runs: buffers handed back are freed before the
-    // host runs ahead (nvidia-smi 2.3 → 0.75 GiB above the live buffers at 8×512: bench/results/memory-budget.md).
-    if (o.memoryBudget !== undefined && 'syncEvery' in t.runner) t.runner.syncEvery = 4;
-    trainer = t;
+    trainer = await wg.createNodeWebGpuTrainer(prepared.train, prepared.initial, topts, policy, { batch: o.batch, seq: o.seq });
   } else {
     trainer = await CpuTrainer.create(prepared.train, prepared.initial, topts);
     info = { name: 'cpu', device: 'onnxruntime-node CPU EP', precision: 'fp32' };
