@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import { fail } from '../errors.js';
 import { mobyDick, readText } from '../data/corpus.js';
 import { readCheckpointHeader } from '../runtime/checkpoint.js';
+import { BACKEND_PEERS } from '../runtime/peers.js';
 import { checkOptions } from '../runtime/run-checks.js';
 import { BACKENDS, type TrainOptions } from '../runtime/train.js';
 import { parseDuration } from './train-session.js';
@@ -41,6 +42,7 @@ export interface Checked {
 export function preflight(a: PreflightArgs, cwd: string): Checked {
   if (!(BACKENDS as readonly string[]).includes(a.backend)) fail('usage', `--backend ${a.backend}: expected one of ${BACKENDS.join(', ')}`);
   checkOptions(a);
+  checkPeers(a.backend as keyof typeof BACKEND_PEERS);
   const maxTimeMs = a.maxTime === undefined ? undefined : parseDuration(a.maxTime) ?? fail('usage', `--max-time ${a.maxTime}: expected a duration such as 90s, 30m or 2h`);
   const abs = (f?: string) => (f === undefined ? undefined : path.resolve(cwd, f));
   const c: Checked = { model: abs(a.input), json: abs(a.json), plot: abs(a.plot), checkpoint: abs(a.checkpoint), resume: abs(a.resume), saveWeights: abs(a.saveWeights), saveModel: abs(a.saveModel), text: '', maxTimeMs };
@@ -58,4 +60,17 @@ export function preflight(a: PreflightArgs, cwd: string): Checked {
   c.text = a.text ? readText(abs(a.text)!, '--text') : mobyDick();
   if (a.evalTextFile) c.evalText = readText(abs(a.evalTextFile)!, '--eval-text');
   return c;
+}
+
+/** The backend's optional peer packages are installed (resolved, not loaded: nothing starts here). */
+function checkPeers(backend: keyof typeof BACKEND_PEERS): void {
+  const missing = BACKEND_PEERS[backend].filter((p) => {
+    try {
+      import.meta.resolve(p);
+      return false;
+    } catch {
+      return true;
+    }
+  });
+  if (missing.length) fail('usage', `backend '${backend}' needs the package${missing.length > 1 ? 's' : ''} ${missing.join(', ')}, which ${missing.length > 1 ? 'are' : 'is'} not installed: npm install ${BACKEND_PEERS[backend].join(' ')}`);
 }

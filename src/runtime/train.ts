@@ -25,7 +25,8 @@ import { checkBatchShape, checkNotTrainingGraph } from './model-limits.js';
 import type { ScheduleKind } from './optimizer.js';
 import { checkOptions, checkResume, checkResumeModel, runSettings, type ParamShapes } from './run-checks.js';
 import { prepareTraining, vocabSize, type PreparedTraining } from './session.js';
-import { CpuTrainer, type StepResult, type TrainerOptions } from './trainer.js';
+import type { CpuTrainer, StepResult, TrainerOptions } from './trainer.js';
+import { withPeers } from './peers.js';
 import { BUDGET_SYNC_EVERY, gradientsAppliedEarly } from './memory-budget.js';
 
 /** What runTraining needs of a backend's trainer (CpuTrainer, WebGpuTrainer). */
@@ -232,6 +233,8 @@ export async function runTraining(model: Model, text: string, tok: Tokenizer, o:
     const policy = o.kernels === undefined ? {} : wg.parseKernels(o.kernels);
     trainer = await wg.createNodeWebGpuTrainer(prepared.train, prepared.initial, topts, policy, { batch: o.batch, seq: o.seq });
   } else {
+    // Loaded only here: optimize/inspect and the webgpu backend run without onnxruntime-node.
+    const { CpuTrainer } = await withPeers('cpu', () => import('./trainer.js'));
     trainer = await CpuTrainer.create(prepared.train, prepared.initial, topts);
     info = { name: 'cpu', device: 'onnxruntime-node CPU EP', precision: 'fp32' };
   }

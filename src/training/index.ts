@@ -3,7 +3,7 @@ export { createTrainer, Trainer, type StepInfo, type TrainerEvents } from './tra
 export type { ParameterReport } from '../params/select.js';
 export type { TrainerConfig, BackendName } from './options.js';
 export { textBatches, toBatch, type TextBatches, type TextBatchesOptions } from './data.js';
-export { BACKEND_PEERS } from './peers.js';
+export { BACKEND_PEERS } from '../runtime/peers.js';
 export { getTokenizer, type Tokenizer } from '../data/tokenizer.js';
 export { mobyDick } from '../data/corpus.js';
 export { batches, split, type Batch, type Dataset } from '../data/batches.js';

@@ -31,7 +31,7 @@ import type { ParameterReport } from '../params/select.js';
 import type { Trainer as BackendTrainer } from '../runtime/train.js';
 import type { MemoryMeter } from '../runtime/webgpu/memory.js';
 import type { TrainerOptions } from '../runtime/trainer.js';
-import { withPeers } from './peers.js';
+import { withPeers } from '../runtime/peers.js';
 import { resolveOptions, type ResolvedOptions, type TrainerConfig } from './options.js';
 
 export type { TrainerConfig } from './options.js';
