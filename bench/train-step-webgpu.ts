@@ -21,10 +21,11 @@
  * at createBuffer/destroy (ORT's pool and ours). The first step (shader compiles) is a warm-up;
  * tok/s is the mean of the others. Random token ids (seeded): the machine has no corpus.
  */
-import { spawn, execFileSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { samplePeak } from './nvidia-smi.js';
 
 /** fp32 rows of ANCHORS.md (torch 2.11 + transformers 5.17, Liger-Kernel 0.8.2, H100). */
 const ANCHORS: Record<string, { plainGiB: number; ligerGiB: number; plainTokS: number; ligerTokS: number }> = {
@@ -112,15 +113,6 @@ async function child(variant: string, batch: number, seq: number, steps: number,
   };
 }
 
-/** GPU memory in use (MiB) per nvidia-smi, or NaN where there is none (SwiftShader smoke runs). */
-function gpuUsedMiB(): number {
-  try {
-    return Number(execFileSync('nvidia-smi', ['--query-gpu=memory.used', '--format=csv,noheader,nounits']).toString().trim().split('\n')[0]);
-  } catch {
-    return NaN;
-  }
-}
-
 async function parent(): Promise<void> {
   const runs = arg('runs', 'unfused:8x256,fused:8x256,unfused:8x512,fused:8x512').split(',');
   const steps = arg('steps', '3');
@@ -130,11 +122,7 @@ async function parent(): Promise<void> {
   for (const run of runs) {
     const [variant, shape, kernels = '', source = 'builder'] = run.split(':');
     const [b, t] = shape.split('x');
-    const idle = gpuUsedMiB();
-    let peak = idle;
-    const smi = spawn('nvidia-smi', ['--query-gpu=memory.used', '--format=csv,noheader,nounits', '-lms', '50']);
-    smi.on('error', () => undefined);
-    smi.stdout.on('data', (d: Buffer) => { for (const l of d.toString().split('\n')) if (l.trim()) peak = Math.max(peak, Number(l)); });
+    const smi = samplePeak();
     const res = await new Promise<ChildResult>((resolve) => {
       // execArgv: a loader the parent runs under (tsx) runs the child too.
       const c = spawn(process.execPath, [...process.execArgv, '--liftoff-only', '--max-old-space-size=16384', self, '--child', variant, b, t, steps, kernels || '-', source === 'export' ? arg('model', '') : '-', '--config', arg('config', '0.5b')], { stdio: ['ignore', 'pipe', 'inherit'] });
@@ -149,8 +137,7 @@ async function parent(): Promise<void> {
         }
       });
     });
-    smi.kill();
-    results.push({ ...res, source, gpuPeakMiB: peak - idle });
+    results.push({ ...res, source, gpuPeakMiB: smi.stop() });
     console.log(JSON.stringify(results[results.length - 1]));
   }
   const rows = results.map((r) => {

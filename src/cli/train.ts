@@ -17,6 +17,8 @@ import { defaultWarmup } from '../runtime/run-checks.js';
 import { runTraining, type StepRecord, type StopInfo, type TrainOptions } from '../runtime/train.js';
 import type { ScheduleKind } from '../runtime/optimizer.js';
 import { gib } from '../runtime/memory-estimate.js';
+import { parseSize } from '../runtime/memory-budget.js';
+import { describePlan } from '../autodiff/recompute-plan.js';
 import { lossChartSvg } from '../report/plot.js';
 import type { CliCommand, CliIO } from './command.js';
 import { demoModel } from '../training/demo.js';
@@ -75,6 +77,7 @@ export const trainCommand: CliCommand<TrainArgs> = {
       .option('--clip <x>', 'clip the global gradient norm (0 = off)', '1')
       .option('--eval-every <n>', 'validation loss every N steps (always at the end)', '0')
       .option('--max-time <duration>', 'stop cleanly with a checkpoint once a step ends after this long, e.g. 90s, 30m, 2h')
+      .option('--memory-budget <size>', 'fit one step into SIZE (e.g. 12GiB; cpu: peak RSS, webgpu: GPU buffers): the backward recomputes what a cost model picks (least extra work); refused before training when it cannot fit')
       .option('--backend <name>', 'cpu (onnxruntime-node) or webgpu (onnxruntime-web WebGPU EP on dawn.node)', 'cpu')
       .option('--kernels <ops>', "webgpu: per fused op, our WGSL kernel between ORT segments, ORT running its ONNX body, or (rmsnorm, rope) 'native' = ONNX RMSNormalization-23 / RotaryEmbedding-23 run by ORT: a comma list read left to right from all-in-ORT — all, none, default (= flce,swiglu), an op name (flce, rmsnorm, swiglu, rope: our kernel) or op=kernel|ort|native; e.g. default,rmsnorm=native,rope=native (default: flce,swiglu)")
       .option('--json <file>', 'write one JSON record per step (JSON lines)')
@@ -129,6 +132,7 @@ export const trainCommand: CliCommand<TrainArgs> = {
       resume: o.resume as string | undefined,
       backend: o.backend as string,
       kernels: o.kernels as string | undefined,
+      memoryBudget: o.memoryBudget === undefined ? undefined : parseSize(String(o.memoryBudget)) ?? fail('usage', `--memory-budget ${o.memoryBudget}: expected a size such as 12GiB, 800MiB or 16GB`),
       progress: o.progress !== false,
     };
   },
@@ -160,6 +164,7 @@ async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
           : `backend cpu (${backend.device})`;
         io.stdout(`training ${a.input ?? 'built-in tiny Qwen2'}: ${(parameters / 1e6).toFixed(2)}M parameters, ${a.fuse ? `fused (${fused} rewrites)` : 'unfused'}, batch ${a.batch}×${a.seq}${accum > 1 ? ` × ${accum} micro-batches` : ''}, ${a.steps} steps, tokenizer ${tok.name}, ${where}, ${backend.precision}, step memory about ${gib(memory.bytes)} (estimate)\n`);
         io.stdout(`  lr ${a.lr} (warm-up ${a.warmup ?? defaultWarmup(a.steps)}, ${a.schedule ?? 'cosine'}${a.schedule === 'constant' ? '' : ` to ${a.minLrRatio ?? 0.1} x`}), weight decay ${a.weightDecay}, clip ${a.maxGradNorm}, seed ${a.seed}${startStep ? `, resuming after step ${startStep}` : ''}\n`);
+        if (prepared.memory) io.stdout(`  ${describePlan(prepared.memory, a.memoryBudget)}\n`);
         for (const line of describeParameters(prepared.parameterReport)) io.stdout(`${line}\n`);
         if (backend.software) io.stderr(`ortfuse: warning: ${backend.device} is a software adapter (WebGPU on the CPU): training runs far slower than with --backend cpu\n`);
         json?.begin(c.resume ? startStep : 0);

@@ -19,6 +19,8 @@ import { adoptParameters, nameLoss } from '../params/adopt.js';
 import { selectParameters, type ParameterReport, type Selection } from '../params/select.js';
 import { addLora, type LoraAdapters } from '../params/lora.js';
 import type { ResolvedLora } from '../params/lora-config.js';
+import type { RecomputePlan } from '../autodiff/recompute-plan.js';
+import { planMemory, type MemoryRequest } from './memory-budget.js';
 
 export interface PreparedTraining {
   /** The training-step graph (parameters, input_ids, labels → loss, grad.<p>). */
@@ -36,6 +38,8 @@ export interface PreparedTraining {
   discovery: ParameterDiscovery;
   /** With `lora`: the adapters added (only their A and B train). */
   lora?: LoraAdapters;
+  /** What the backward recomputes and the predicted peak, when planned (TrainingGraphOptions.memory). */
+  memory?: RecomputePlan;
 }
 
 /** Vocabulary size: rows of the table gathered by `input_ids`. */
@@ -60,6 +64,8 @@ export interface TrainingGraphOptions {
   recompute?: boolean;
   /** Parameters to train, by name (default: buildTrainingGraph's own choice). */
   parameters?: ReadonlySet<string>;
+  /** Plan the recomputation for this batch shape and backend, to `budget` when given (./memory-budget.ts). */
+  memory?: MemoryRequest;
 }
 
 /**
@@ -81,7 +87,7 @@ export function adoptExport(model: Model): ParameterDiscovery {
  * match) are lowered BEFORE autodiff to ops ORT-web's WebGPU EP runs on the GPU, so the backward
  * is built from those ops too. Reads no weights.
  */
-export function trainingGraph(model: Model, opts: TrainingGraphOptions): { train: Model; report?: PipelineReport } {
+export function trainingGraph(model: Model, opts: TrainingGraphOptions): { train: Model; report?: PipelineReport; memory?: RecomputePlan } {
   let report: PipelineReport | undefined;
   if (opts.fuse) report = runPipeline(model, defaultPipeline(), { options: { training: true } });
   if (opts.target === 'webgpu')
@@ -91,9 +97,11 @@ export function trainingGraph(model: Model, opts: TrainingGraphOptions): { train
       report?.passes.push({ name: pass.name, modified: r.modified, counts: r.counts, ms: performance.now() - t0 });
     }
   const chosen = opts.parameters;
-  const train = buildTrainingGraph(model, { ops: FUSED_OPS, recompute: opts.recompute ?? true, trainable: chosen && ((name) => chosen.has(name)) });
+  const built = buildTrainingGraph(model, { ops: FUSED_OPS, recompute: opts.memory ? false : opts.recompute ?? true, trainable: chosen && ((name) => chosen.has(name)) });
+  const memory = opts.memory && planMemory(built, opts.memory);
+  const train = memory?.train ?? built;
   ensureFunctions(train, opts.target ?? 'cpu');
-  return { train, report };
+  return { train, report, memory };
 }
 
 /** With `lora`, adapters are added to the adopted model (src/params/lora.ts) and only they train. */
@@ -112,7 +120,7 @@ export function prepareTraining(model: Model, opts: TrainingGraphOptions & Selec
   for (const name of ['input_ids', 'labels', 'loss'])
     if (!model.graph.findValue(name)) fail('invalid', `the model must have inputs input_ids and labels and a 'loss' value (missing '${name}')`);
   // buildTrainingGraph works on a copy: the model keeps its initializers for the initial values.
-  const { train, report } = trainingGraph(model, { fuse: opts.fuse, target: opts.target, recompute: opts.recompute, parameters: new Set(selected.trained.map((p) => p.name)) });
+  const { train, report, memory } = trainingGraph(model, { fuse: opts.fuse, target: opts.target, recompute: opts.recompute, memory: opts.memory, parameters: new Set(selected.trained.map((p) => p.name)) });
   const values = new Map<string, Float32Array>();
   for (const v of model.graph.initializers) if (v.initializer!.dtype === DataType.FLOAT) values.set(v.name, v.initializer!.toArray() as Float32Array);
   const sig = trainingSignature(train);
@@ -126,5 +134,5 @@ export function prepareTraining(model: Model, opts: TrainingGraphOptions & Selec
     frozen: [...selected.frozen, ...selected.trained.filter((p) => !got.has(p.name))],
   };
   parameterReport.trainedFloats = parameterReport.trained.reduce((s, p) => s + p.size, 0);
-  return { train, initial, vocab, report, parameters: sig.parameters, parameterReport, discovery, lora };
+  return { train, initial, vocab, report, parameters: sig.parameters, parameterReport, discovery, lora, memory };
 }

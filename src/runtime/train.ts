@@ -31,6 +31,7 @@ import { checkOptions, checkResume, checkResumeModel, runSettings, type ParamSha
 import { prepareTraining, vocabSize, type PreparedTraining } from './session.js';
 import type { CpuTrainer, StepResult, TrainerOptions } from './trainer.js';
 import { withPeers } from './peers.js';
+import { BUDGET_SYNC_EVERY, gradientsAppliedEarly } from './memory-budget.js';
 
 /** What runTraining needs of a backend's trainer (CpuTrainer, WebGpuTrainer). */
 export interface Trainer {
@@ -99,6 +100,11 @@ export interface TrainOptions {
   kernels?: string;
   /** Refuse a batch shape whose step is estimated not to fit (default true). */
   checkMemory?: boolean;
+  /**
+   * Bytes one step may use (cpu: peak RSS; webgpu: live GPU buffers): the backward's recomputation
+   * is planned to fit (src/autodiff/recompute-plan.ts), or the run is refused before it starts.
+   */
+  memoryBudget?: number;
 }
 
 export interface StepRecord {
@@ -204,7 +210,9 @@ export async function runTraining(model: Model, text: string, tok: Tokenizer, o:
 
   // The export's graph with torch-named parameters, kept aside (tensors shared) for --save-model.
   const forward = o.saveModel ? (adoptExport(model), cloneModel(model)) : undefined;
-  const prepared = prepareTraining(model, { fuse: o.fuse, target: backend, trainable: o.trainable, freeze: o.freeze, lora: o.lora });
+  const gradientsApplied = gradientsAppliedEarly(backend, settings.clip, o.kernels);
+  const memoryRequest = { batch: o.batch, seq: o.seq, backend, budget: o.memoryBudget, gradientsApplied } as const;
+  const prepared = prepareTraining(model, { fuse: o.fuse, target: backend, trainable: o.trainable, freeze: o.freeze, lora: o.lora, memory: memoryRequest });
   const nParams = [...prepared.initial.values()].reduce((s, p) => s + p.length, 0);
   const shapes: ParamShapes = prepared.train.graph.inputs
     .filter((v) => prepared.initial.has(v.name))
@@ -215,6 +223,7 @@ export async function runTraining(model: Model, text: string, tok: Tokenizer, o:
     optimizer: { lr: o.lr, weightDecay: settings.weightDecay, maxGradNorm: settings.clip },
     schedule: { lr: o.lr, warmupSteps: settings.warmup, totalSteps: o.steps, kind: settings.schedule, minRatio: settings.minLrRatio },
     threads: o.threads,
+    syncEvery: o.memoryBudget === undefined ? 0 : BUDGET_SYNC_EVERY,
   };
   let trainer: Trainer;
   let gpuPeak: (() => number) | undefined;

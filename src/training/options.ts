@@ -53,6 +53,12 @@ export interface TrainerConfig {
    * init? }` (src/params/lora-config.ts). `init`: a PEFT adapter's files to start from.
    */
   lora?: string | LoraOptions;
+  /**
+   * Bytes one step of batch x seq may use (cpu: peak RSS; webgpu: live GPU buffers), as
+   * `--memory-budget`: the backward's recomputation is planned to fit, or createTrainer refuses
+   * (error 'resources') naming the smallest budget that can be met. Needs batch and seq.
+   */
+  memoryBudget?: number;
 }
 
 /** TrainerConfig with its defaults filled in. */
@@ -71,7 +77,7 @@ export interface ResolvedOptions extends Omit<TrainerConfig, 'lora'> {
   freeze?: string[];
 }
 
-const KNOWN = new Set(['backend', 'lr', 'steps', 'warmup', 'schedule', 'minLrRatio', 'weightDecay', 'clip', 'fuse', 'trainable', 'freeze', 'kernels', 'batch', 'seq', 'threads', 'sessionOptions', 'ort', 'noDecay', 'lora']);
+const KNOWN = new Set(['backend', 'lr', 'steps', 'warmup', 'schedule', 'minLrRatio', 'weightDecay', 'clip', 'fuse', 'trainable', 'freeze', 'kernels', 'batch', 'seq', 'threads', 'sessionOptions', 'ort', 'noDecay', 'lora', 'memoryBudget']);
 
 function int(v: unknown, name: string, min: number): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < min) fail('usage', `option ${name} must be an integer ≥ ${min} (got ${String(v)})`);
@@ -120,6 +126,10 @@ export function resolveOptions(c: TrainerConfig): ResolvedOptions {
   if (c.batch !== undefined) int(c.batch, 'batch', 1);
   if (c.seq !== undefined) int(c.seq, 'seq', 2);
   if (c.threads !== undefined) int(c.threads, 'threads', 1);
+  if (c.memoryBudget !== undefined) {
+    num(c.memoryBudget, 'memoryBudget', (x) => x > 0, 'a number of bytes > 0');
+    if (c.batch === undefined) fail('usage', 'option memoryBudget needs batch and seq (the recomputation is planned for one batch shape)');
+  }
   const webgpuOnly = (['kernels', 'ort'] as const).filter((k) => c[k] !== undefined);
   if (backend !== 'webgpu' && webgpuOnly.length) fail('usage', `option ${webgpuOnly[0]} is an option of backend 'webgpu' (got backend '${backend}')`);
   const cpuOnly = (['threads', 'sessionOptions'] as const).filter((k) => c[k] !== undefined);

@@ -23,6 +23,7 @@ import type { PipelineReport } from '../pipeline.js';
 import type { Batch } from '../data/batches.js';
 import { loadCheckpoint, saveCheckpoint } from '../runtime/checkpoint.js';
 import { adoptExport, prepareTraining } from '../runtime/session.js';
+import { BUDGET_SYNC_EVERY, gradientsAppliedEarly } from '../runtime/memory-budget.js';
 import { cloneModel } from '../autodiff/clone.js';
 import type { ParameterDiscovery } from '../params/discover.js';
 import { saveTrainedModel, setParameters } from '../params/export.js';
@@ -115,13 +116,15 @@ export class Trainer {
 
   /** @internal Use createTrainer. */
   static async open(model: Model, o: ResolvedOptions, forward: () => Model): Promise<Trainer> {
-    const prepared = prepareTraining(model, { fuse: o.fuse, target: o.backend, trainable: o.trainable, freeze: o.freeze, lora: o.lora });
+    const budget = o.memoryBudget === undefined ? undefined : { batch: o.batch!, seq: o.seq!, backend: o.backend, budget: o.memoryBudget, gradientsApplied: gradientsAppliedEarly(o.backend, o.clip, o.kernels) };
+    const prepared = prepareTraining(model, { fuse: o.fuse, target: o.backend, trainable: o.trainable, freeze: o.freeze, lora: o.lora, memory: budget });
     const topts: TrainerOptions = {
       optimizer: { lr: o.lr, weightDecay: o.weightDecay, maxGradNorm: o.clip },
       schedule: { lr: o.lr, warmupSteps: o.warmup, totalSteps: o.steps, kind: o.schedule, minRatio: o.minLrRatio },
       threads: o.threads,
       noDecay: o.noDecay,
       session: o.sessionOptions as TrainerOptions['session'],
+      syncEvery: budget ? BUDGET_SYNC_EVERY : 0,
     };
     let inner: BackendTrainer;
     let meter: MemoryMeter | undefined;

@@ -82,12 +82,25 @@ export interface StageTimes {
   ortMs: number;
   kernelGroups: number;
   kernelMs: number;
+  /** Gradients handed to onGradient (applied between segments) so far. */
+  gradientsEarly: number;
 }
 
 /** The stage plan: ORT segments and our kernels, in order (./segments.ts). */
 export class StagedSteps implements StepRunner {
-  readonly times: StageTimes = { steps: 0, ortRuns: 0, ortMs: 0, kernelGroups: 0, kernelMs: 0 };
+  readonly times: StageTimes = { steps: 0, ortRuns: 0, ortMs: 0, kernelGroups: 0, kernelMs: 0, gradientsEarly: 0 };
   private readonly outputs: Set<string>;
+  /**
+   * Called with each gradient output as soon as the step that makes it has submitted and no later
+   * step reads it; it must record and submit the commands that read the buffer, which is handed
+   * back right after (and is then absent from StepOutputs.grads). Unset: gradients live to the end.
+   */
+  onGradient?: (name: string, buffer: GPUBuffer) => void;
+  /**
+   * Wait for the GPU after every this many ORT runs (0 = never): the host otherwise runs ahead and
+   * buffers handed back stay allocated until the GPU has passed the commands that read them.
+   */
+  syncEvery = 0;
 
   constructor(
     private readonly ort: OrtWeb,
@@ -136,6 +149,17 @@ export class StagedSteps implements StepRunner {
       slot.tensor ??= this.ort.Tensor.fromGpuBuffer(slot.value.buffer as never, { dataType: slot.value.type as 'float32', dims: slot.value.dims });
       return slot.tensor;
     };
+    const applyFinished = (at: number) => {
+      if (!this.onGradient) return;
+      for (const [name, slot] of live)
+        // Final (no later step reads it) and its parameter is read by no later step either.
+        if (name.startsWith(GRAD_PREFIX) && this.outputs.has(name) && (plan.lastUse[name] ?? -1) <= at && (plan.inputLastUse?.[name.slice(GRAD_PREFIX.length)] ?? Infinity) <= at) {
+          this.onGradient(name, slot.value.buffer);
+          this.times.gradientsEarly++;
+          live.delete(name);
+          slot.release();
+        }
+    };
     let groupStart = -1;
     try {
       for (let i = 0; i < plan.steps.length; i++) {
@@ -153,6 +177,8 @@ export class StagedSteps implements StepRunner {
           }
           // The run has submitted its commands: values it read last go back.
           releaseRead(i, i);
+          applyFinished(i);
+          if (this.syncEvery > 0 && this.times.ortRuns % this.syncEvery === 0) await ctx.sync();
           continue;
         }
         const t0 = performance.now();
@@ -165,6 +191,7 @@ export class StagedSteps implements StepRunner {
           for (const b of pendingDrop) b.destroy();
           pendingDrop = [];
           groupStart = -1;
+          applyFinished(i);
           this.times.kernelGroups++;
         }
         this.times.kernelMs += performance.now() - t0;

@@ -25,7 +25,7 @@ import { AllocationLog, createBuffer } from '../../webgpu/buffers.js';
 import type { TrainState } from '../checkpoint.js';
 import { learningRate, type ParamState } from '../optimizer.js';
 import type { StepResult, TrainerOptions } from '../trainer.js';
-import { clipByGlobalNorm, partialCount } from './grad-norm.js';
+import { clipByGlobalNorm, finalizeNorm, partialCount, sumSquares } from './grad-norm.js';
 import type { StagePlan } from './segments.js';
 import { webgpuKernels, type FusedOpRecord } from '../../ops/record.js';
 import { SingleSession, StagedSteps, type OrtWeb, type StepOutputs, type StepRunner } from './steps.js';
@@ -53,6 +53,11 @@ export interface TrainingSpec {
   stages?: { segments: Uint8Array[]; plan: StagePlan };
   /** The graph is specialised to batches of exactly this shape (src/runtime/webgpu/node.ts). */
   shape?: SpecShape;
+  /**
+   * ORT's storage buffer cache (WebGPU EP storageBufferCacheMode; default ORT's 'bucket', sizes
+   * rounded up to buckets): 'simple' reuses exact sizes, 'disabled' destroys a buffer once unused.
+   */
+  bufferCache?: 'disabled' | 'lazyRelease' | 'simple' | 'bucket';
 }
 
 /** A batch shape [batch, seq]. */
@@ -101,7 +106,8 @@ export class WebGpuTrainer {
     const open = async (bytes: Uint8Array, what: string): Promise<Ort.InferenceSession> => {
       try {
         // No CSE: it would merge the backward's recomputations back into the forward values (src/autodiff/recompute.ts).
-        return await ort.InferenceSession.create(bytes, { executionProviders: ['webgpu'], preferredOutputLocation: 'gpu-buffer', logSeverityLevel: 3, extra: NO_CSE_SESSION_CONFIG });
+        const ep = spec.bufferCache ? { name: 'webgpu' as const, storageBufferCacheMode: spec.bufferCache } : 'webgpu';
+        return await ort.InferenceSession.create(bytes, { executionProviders: [ep], preferredOutputLocation: 'gpu-buffer', logSeverityLevel: 3, extra: NO_CSE_SESSION_CONFIG });
       } catch (e) {
         return fail('runtime', `onnxruntime-web (webgpu) refused ${what}: ${(e as Error).message.split('\n')[0]}`, e);
       }
@@ -113,6 +119,7 @@ export class WebGpuTrainer {
     if (!device) return fail('runtime', 'onnxruntime-web created no WebGPU device (is the webgpu EP available here?)');
     const ctx = new GpuContext(device);
     const runner = spec.stages ? new StagedSteps(ort, ctx, sessions, spec.stages.plan, webgpuKernels(ops)) : new SingleSession(sessions[0]);
+    if (runner instanceof StagedSteps) runner.syncEvery = opts.syncEvery ?? 0;
     const outputs = new Set(runner instanceof StagedSteps ? runner.outputNames : sessions[0].outputNames);
     if (!outputs.has('loss')) fail('invalid', "the training graph has no 'loss' output");
     const params: GpuParam[] = [];
@@ -176,18 +183,52 @@ export class WebGpuTrainer {
     return s;
   }
 
-  /** One optimisation step: loss and gradients (ORT), clip and AdamW (ours), all on the GPU. */
+  /**
+   * One optimisation step: loss and gradients (ORT), clip and AdamW (ours), all on the GPU. Without
+   * clipping (maxGradNorm 0) on a stage plan, each parameter's AdamW runs as soon as its gradient is
+   * final, between segments, and the gradient goes back to ORT's pool at once, so the full gradient
+   * set never lives at once (the norm is still reported). Global-norm clipping needs every gradient
+   * before the first update: then all live to the end of the step, as before.
+   */
   async train(batch: Batch): Promise<StepResult> {
     const t0 = performance.now();
-    const out = await this.run(batch);
     const t = this.step + 1;
     const lr = learningRate(t, this.opts.schedule);
     const o = this.opts.optimizer;
+    const hp = { step: t, lr, beta1: o.beta1 ?? 0.9, beta2: o.beta2 ?? 0.999, eps: o.eps ?? 1e-8, weightDecay: o.weightDecay ?? 0 };
     const withGrad = this.params.filter((p) => p.hasGrad);
-    const grads = withGrad.map((p) => ({ p, grad: out.grads.get(GRAD_PREFIX + p.name) ?? fail('runtime', `no gradient '${GRAD_PREFIX + p.name}'`) }));
-    clipByGlobalNorm(this.ctx, grads.map((g) => ({ grad: g.grad, size: g.p.size })), this.partials, this.stats, o.maxGradNorm ?? 0);
-    const tensors: AdamWTensor[] = grads.map(({ p, grad }) => ({ param: p.value, grad, m: p.m!, v: p.v!, size: p.size, noDecay: p.noDecay }));
-    adamw(this.ctx, tensors, { step: t, lr, beta1: o.beta1 ?? 0.9, beta2: o.beta2 ?? 0.999, eps: o.eps ?? 1e-8, weightDecay: o.weightDecay ?? 0 });
+    const early = this.runner instanceof StagedSteps && !(o.maxGradNorm ?? 0) ? this.runner : undefined;
+    const base = new Map<GpuParam, number>();
+    let count = 0;
+    for (const p of withGrad) (base.set(p, count), (count += partialCount(p.size)));
+    const apply = (p: GpuParam, grad: GPUBuffer) => {
+      sumSquares(this.ctx, { grad, size: p.size }, this.partials, base.get(p)!);
+      adamw(this.ctx, [{ param: p.value, grad, m: p.m!, v: p.v!, size: p.size, noDecay: p.noDecay }], hp);
+    };
+    const byGrad = new Map(withGrad.map((p) => [GRAD_PREFIX + p.name, p]));
+    const applied = new Set<GpuParam>();
+    if (early)
+      early.onGradient = (name, grad) => {
+        const p = byGrad.get(name);
+        if (!p) return;
+        apply(p, grad);
+        applied.add(p);
+        this.ctx.submit();
+      };
+    let out: StepOutputs;
+    try {
+      out = await this.run(batch);
+    } finally {
+      if (early) early.onGradient = undefined;
+    }
+    const rest = withGrad.filter((p) => !applied.has(p)).map((p) => ({ p, grad: out.grads.get(GRAD_PREFIX + p.name) ?? fail('runtime', `no gradient '${GRAD_PREFIX + p.name}'`) }));
+    if (early) {
+      for (const { p, grad } of rest) apply(p, grad);
+      finalizeNorm(this.ctx, count, this.partials, this.stats, 0);
+    } else {
+      clipByGlobalNorm(this.ctx, rest.map((g) => ({ grad: g.grad, size: g.p.size })), this.partials, this.stats, o.maxGradNorm ?? 0);
+      adamw(this.ctx, rest.map(({ p, grad }) => ({ param: p.value, grad, m: p.m!, v: p.v!, size: p.size, noDecay: p.noDecay })), hp);
+    }
     const s = await this.finish(out);
     if (!Number.isFinite(s[1]))
       throw new OrtfuseError('diverged', `step ${t}: the gradient norm is ${s[1]} (a gradient holds NaN or Inf); the parameters are no longer valid`);
