@@ -3,21 +3,9 @@ import { adamw } from '../src/webgpu/adamw.js';
 import { padTo16 } from '../src/webgpu/buffers.js';
 import { matmul, type MatmulArgs } from '../src/webgpu/matmul.js';
 import { generateWgsl, pipelineCount, type Program } from '../src/webgpu/program.js';
-import { gpuEnv, randn, relL2, rng } from './webgpu-helpers.js';
+import { gemmRef, gpuEnv, randn, relL2, rng } from './webgpu-helpers.js';
 
 const env = await gpuEnv();
-
-/** Float64 C = alpha·op(A)·op(B) (+ C0). */
-function gemmRef(m: number, n: number, k: number, A: Float32Array, B: Float32Array, ta: boolean, tb: boolean, alpha: number, C0?: Float32Array): Float64Array {
-  const C = new Float64Array(m * n);
-  for (let i = 0; i < m; i++)
-    for (let j = 0; j < n; j++) {
-      let s = 0;
-      for (let p = 0; p < k; p++) s += A[ta ? p * m + i : i * k + p] * B[tb ? j * k + p : p * n + j];
-      C[i * n + j] = alpha * s + (C0 ? C0[i * n + j] : 0);
-    }
-  return C;
-}
 
 describe('program description', () => {
   it('generates the uniform struct and bindings from one list', () => {
@@ -80,7 +68,7 @@ describe.skipIf(!env.ctx)('shared matmul and AdamW on dawn.node', () => {
   it('rejects an operand that does not fit its buffer', () => {
     const b = ctx.buffer('b', 64);
     expect(() => matmul(ctx, { m: 4, n: 4, k: 4, a: { buffer: b, ld: 4, offset: 8 }, b: { buffer: b, ld: 4 }, c: { buffer: ctx.buffer('c', 64), ld: 4 } }))
-      .toThrow(/matmul: A needs 24 floats but its buffer holds 16/);
+      .toThrow(/matmul: A needs 24 elements but its buffer holds 16/);
   });
 
   it('AdamW: 3 steps over an arena (merged dispatch) and a separate no-decay tensor vs float64', async () => {

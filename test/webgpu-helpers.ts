@@ -41,3 +41,15 @@ export { relL2 } from './numerics.js';
 
 /** Float64 copy of a float32 array. */
 export const f64 = (a: ArrayLike<number>): Float64Array => Float64Array.from(a);
+
+/** Float64 C = alpha·op(A)·op(B) (+ C0). */
+export function gemmRef(m: number, n: number, k: number, A: Float32Array, B: Float32Array, ta: boolean, tb: boolean, alpha: number, C0?: Float32Array): Float64Array {
+  const C = new Float64Array(m * n);
+  for (let i = 0; i < m; i++)
+    for (let j = 0; j < n; j++) {
+      let s = 0;
+      for (let p = 0; p < k; p++) s += A[ta ? p * m + i : i * k + p] * B[tb ? j * k + p : p * n + j];
+      C[i * n + j] = alpha * s + (C0 ? C0[i * n + j] : 0);
+    }
+  return C;
+}
