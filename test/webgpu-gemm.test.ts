@@ -9,6 +9,9 @@ import { describe, expect, it } from 'vitest';
 import { gemmF16, gemmF16Program, gemmF32, gemmF32Program, pickF16Config } from '../src/webgpu/gemm.js';
 import type { MatmulArgs } from '../src/webgpu/matmul.js';
 import { generateWgsl } from '../src/webgpu/program.js';
+import { GpuContext } from '../src/webgpu/context.js';
+import { requestNodeDevice } from '../src/webgpu/node.js';
+import { GpuTimer } from '../src/webgpu/timing.js';
 import { gemmRef, gpuEnv, randn, relL2, rng } from './webgpu-helpers.js';
 
 const env = await gpuEnv();
@@ -49,6 +52,33 @@ describe.skipIf(!env.ctx)('step GEMM, fp32 (gemm_f32) vs float64', () => {
     const b = ctx.buffer('b', 64);
     expect(() => gemmF16(ctx, { m: 2, n: 2, k: 2, a: { buffer: b, ld: 2 }, b: { buffer: b, ld: 2 }, c: { buffer: ctx.buffer('c', 64), ld: 2 } }, { config: { M: 16, N: 16, K: 16 } }))
       .toThrow(/chromium-experimental-subgroup-matrix/);
+  });
+});
+
+describe.skipIf(!env.ctx)('GPU timestamps per span (GpuTimer)', () => {
+  it('times labelled spans and leaves their results intact', async () => {
+    const device = await requestNodeDevice({ features: ['timestamp-query'] });
+    if (!device.features.has('timestamp-query')) return console.warn('adapter without timestamp-query: GpuTimer not checked');
+    const ctx = new GpuContext(device);
+    const timer = new GpuTimer(ctx);
+    const r = rng(5), m = 64, n = 48, k = 32;
+    const A = randn(r, m * k), B = randn(r, k * n);
+    const a = ctx.upload('A', A), b = ctx.upload('B', B), c1 = ctx.buffer('C1', m * n * 4), c2 = ctx.buffer('C2', m * n * 4);
+    const args = { m, n, k, a: { buffer: a, ld: k }, b: { buffer: b, ld: n } };
+    timer.begin('one');
+    gemmF32(ctx, { ...args, c: { buffer: c1, ld: n } });
+    timer.begin('two');
+    gemmF32(ctx, { ...args, c: { buffer: c2, ld: n } });
+    gemmF32(ctx, { ...args, c: { buffer: c2, ld: n }, accumulate: true });
+    timer.end();
+    const ms = await timer.read();
+    expect([...ms.keys()]).toEqual(['one', 'two']);
+    for (const v of ms.values()) expect(Number.isFinite(v) && v >= 0).toBe(true);
+    expect((await timer.read()).size).toBe(0);
+    const want = gemmRef(m, n, k, A, B, false, false, 1);
+    expect(relL2(await ctx.readF32(c1, m * n), want)).toBeLessThan(1e-5);
+    expect(relL2(await ctx.readF32(c2, m * n), want.map((x) => 2 * x))).toBeLessThan(1e-5);
+    timer.destroy();
   });
 });
 

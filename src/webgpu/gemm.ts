@@ -220,7 +220,7 @@ export function gemmF32(ctx: GpuContext, args: MatmulArgs): void {
 /** Validate and record an f16-operand, f32-accumulate GEMM on subgroup matrices (see header). */
 export function gemmF16(ctx: GpuContext, args: MatmulArgs, opts: F16Options): void {
   if (!ctx.device.features.has('chromium-experimental-subgroup-matrix' as GPUFeatureName) || !ctx.device.features.has('shader-f16'))
-    fail('usage', "gemm_f16: the device lacks 'chromium-experimental-subgroup-matrix' or 'shader-f16' (dawn.node: see requestNodeDevice's matrices option)");
+    fail('usage', "gemm_f16: the device lacks 'chromium-experimental-subgroup-matrix' or 'shader-f16' (dawn.node: create it with DAWN_F16_MATRIX_TOGGLES and request both features)");
   checkMatmulArgs('gemm_f16', args, opts.halfOperands ? 2 : 4);
   if (args.m === 0 || args.n === 0) return;
   const { small, split } = plan(args);
