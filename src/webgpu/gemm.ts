@@ -139,6 +139,20 @@ const mLoad = (s: MatrixSyntax, t: string, ptr: string, off: string, stride: str
 const mStore = (s: MatrixSyntax, ptr: string, off: string, v: string, stride: string) =>
   s === 'bool' ? `subgroupMatrixStore(${ptr}, ${off}, ${v}, false, ${stride})` : `subgroupMatrixStore<row_major>(${ptr}, ${off}, ${v}, ${stride})`;
 
+/** The spelling of subgroupMatrixLoad this device's WGSL compiler accepts (undefined: neither). */
+export async function probeMatrixSyntax(device: GPUDevice, config: MatrixConfig): Promise<MatrixSyntax | undefined> {
+  for (const syntax of ['bool', 'template'] as const) {
+    const load = mLoad(syntax, `subgroup_matrix_left<f16, ${config.K}, ${config.M}>`, '&w', '0u', `${config.K}u`);
+    const code = `enable f16;\nenable chromium_experimental_subgroup_matrix;\nvar<workgroup> w: array<f16, 1024>;
+@compute @workgroup_size(32) fn main() { let l = ${load}; _ = l; }`;
+    device.pushErrorScope('validation');
+    const info = await device.createShaderModule({ code }).getCompilationInfo();
+    await device.popErrorScope();
+    if (!info.messages.some((m) => m.type === 'error')) return syntax;
+  }
+  return undefined;
+}
+
 export interface F16Options {
   config: MatrixConfig;
   syntax?: MatrixSyntax;
