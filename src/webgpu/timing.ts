@@ -13,7 +13,9 @@ export class GpuTimer {
   private readonly querySet: GPUQuerySet;
   private readonly labels: string[] = [];
 
+  /** `capacity` spans between reads: at most 2048 (WebGPU allows 4096 queries per set). */
   constructor(private readonly ctx: GpuContext, private readonly capacity = 256) {
+    if (capacity > 2048) fail('usage', `GpuTimer: capacity ${capacity} > 2048 (4096 timestamp queries per set)`);
     if (!ctx.device.features.has('timestamp-query')) fail('usage', "GpuTimer: the device lacks the 'timestamp-query' feature");
     this.querySet = ctx.device.createQuerySet({ type: 'timestamp', count: 2 * capacity });
   }

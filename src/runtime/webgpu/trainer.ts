@@ -96,11 +96,13 @@ export class WebGpuTrainer {
    * Create the session(s), then the parameter and optimizer buffers on ORT's device. `ops`: the
    * fused ops whose kernels a stage plan calls (FUSED_OPS of custom-ops/registry.ts).
    */
-  static async create(ort: OrtWeb, spec: TrainingSpec, opts: TrainerOptions, ops: readonly FusedOpRecord[]): Promise<WebGpuTrainer> {
+  static async create(ort: OrtWeb, spec: TrainingSpec, opts: TrainerOptions, ops: readonly FusedOpRecord[], epOptions: Record<string, string> = {}): Promise<WebGpuTrainer> {
+    // `epOptions` (e.g. { validationMode: 'disabled' }) reach ORT-web's WebGPU EP only as an EP object.
+    const ep = Object.keys(epOptions).length ? [{ name: 'webgpu', ...epOptions }] : ['webgpu'];
     const open = async (bytes: Uint8Array, what: string): Promise<Ort.InferenceSession> => {
       try {
         // No CSE: it would merge the backward's recomputations back into the forward values (src/autodiff/recompute.ts).
-        return await ort.InferenceSession.create(bytes, { executionProviders: ['webgpu'], preferredOutputLocation: 'gpu-buffer', logSeverityLevel: 3, extra: NO_CSE_SESSION_CONFIG });
+        return await ort.InferenceSession.create(bytes, { executionProviders: ep as Ort.InferenceSession.ExecutionProviderConfig[], preferredOutputLocation: 'gpu-buffer', logSeverityLevel: 3, extra: NO_CSE_SESSION_CONFIG });
       } catch (e) {
         return fail('runtime', `onnxruntime-web (webgpu) refused ${what}: ${(e as Error).message.split('\n')[0]}`, e);
       }
