@@ -3,7 +3,7 @@ import { adamw } from '../src/webgpu/adamw.js';
 import { padTo16 } from '../src/webgpu/buffers.js';
 import { matmul, type MatmulArgs } from '../src/webgpu/matmul.js';
 import { generateWgsl, pipelineCount, type Program } from '../src/webgpu/program.js';
-import { gemmRef, gpuEnv, randn, relL2, rng } from './webgpu-helpers.js';
+import { gemmError, gpuEnv, randn, relL2, rng } from './webgpu-helpers.js';
 
 const env = await gpuEnv();
 
@@ -36,16 +36,7 @@ describe.skipIf(!env.ctx)('shared matmul and AdamW on dawn.node', () => {
   ];
   for (const [name, m, n, k, opt] of cases)
     it(`${name}: ${m}x${n}x${k}`, async () => {
-      const r = rng(m * n + k);
-      const ta = opt.transA ?? false, tb = opt.transB ?? false;
-      const A = randn(r, m * k), B = randn(r, k * n), C0 = randn(r, m * n);
-      // Operands as views at offsets into larger buffers, as linear-CE addresses its chunks.
-      const pad = 7;
-      const a = ctx.upload('A', Float32Array.from([...new Float32Array(pad), ...A]));
-      const c = ctx.upload('C', Float32Array.from([...new Float32Array(pad), ...C0]));
-      matmul(ctx, { m, n, k, a: { buffer: a, offset: pad, ld: ta ? m : k }, b: { buffer: ctx.upload('B', B), ld: tb ? k : n }, c: { buffer: c, offset: pad, ld: n }, alpha: 0.75, ...opt });
-      const got = (await ctx.readF32(c, pad + m * n)).subarray(pad);
-      const e = relL2(got, gemmRef(m, n, k, A, B, ta, tb, 0.75, opt.accumulate ? C0 : undefined));
+      const e = await gemmError(ctx, matmul, m, n, k, opt);
       console.info(`matmul ${name} ${m}x${n}x${k}: ${e.toExponential(2)}`);
       expect(e).toBeLessThan(1e-5);
     });

@@ -12,7 +12,7 @@ import { generateWgsl } from '../src/webgpu/program.js';
 import { GpuContext } from '../src/webgpu/context.js';
 import { requestNodeDevice } from '../src/webgpu/node.js';
 import { GpuTimer } from '../src/webgpu/timing.js';
-import { gemmRef, gpuEnv, randn, relL2, rng } from './webgpu-helpers.js';
+import { gemmError, gemmRef, gpuEnv, randn, relL2, rng } from './webgpu-helpers.js';
 
 const env = await gpuEnv();
 
@@ -28,15 +28,7 @@ describe.skipIf(!env.ctx)('step GEMM, fp32 (gemm_f32) vs float64', () => {
   ];
   for (const [name, m, n, k, opt] of cases)
     it(`${name}: ${m}x${n}x${k}`, async () => {
-      const r = rng(m + 3 * n + 7 * k);
-      const ta = opt.transA ?? false, tb = opt.transB ?? false;
-      const A = randn(r, m * k), B = randn(r, k * n), C0 = randn(r, m * n);
-      const pad = 5;
-      const a = ctx.upload('A', Float32Array.from([...new Float32Array(pad), ...A]));
-      const c = ctx.upload('C', Float32Array.from([...new Float32Array(pad), ...C0]));
-      gemmF32(ctx, { m, n, k, a: { buffer: a, offset: pad, ld: ta ? m : k }, b: { buffer: ctx.upload('B', B), ld: tb ? k : n }, c: { buffer: c, offset: pad, ld: n }, alpha: 0.5, ...opt });
-      const got = (await ctx.readF32(c, pad + m * n)).subarray(pad);
-      const e = relL2(got, gemmRef(m, n, k, A, B, ta, tb, 0.5, opt.accumulate ? C0 : undefined));
+      const e = await gemmError(ctx, gemmF32, m, n, k, opt);
       console.info(`gemm_f32 ${name} ${m}x${n}x${k}: ${e.toExponential(2)}`);
       expect(e).toBeLessThan(1e-5);
     });
