@@ -137,6 +137,8 @@ const SETTINGS: Record<string, { dawn?: string; ep?: Record<string, string>; lif
   'dawn-skip-validation': { dawn: 'enable-dawn-features=skip_validation', liftoff: true },
   'ort-validation-disabled': { ep: { validationMode: 'disabled' }, liftoff: true },
   both: { dawn: 'enable-dawn-features=skip_validation', ep: { validationMode: 'disabled' }, liftoff: true },
+  'no-liftoff': { liftoff: false },
+  'ort-validation-disabled-no-liftoff': { ep: { validationMode: 'disabled' }, liftoff: false },
   'both-no-liftoff': { dawn: 'enable-dawn-features=skip_validation', ep: { validationMode: 'disabled' }, liftoff: false },
 };
 

@@ -182,10 +182,11 @@ export function gemmF16Program(args: MatmulArgs, split: number, opts: F16Options
     extensions: ['f16', 'chromium_experimental_subgroup_matrix'],
     source: () => {
       const acc = (i: number, j: number) => `acc${i}_${j}`;
-      const steps = range(bk / ck).map((s) => `
+      const steps = range(bk / ck).map((s) => ` {
       ${range(mt).map((i) => `let l${i} = ${mLoad(syntax, L, '&As', `(sr * ${sgm}u + ${i * cm}u) * ${pa}u + ${s * ck}u`, `${pa}u`)};`).join('\n      ')}
       ${range(nt).map((j) => `let r${j} = ${mLoad(syntax, R, '&Bs', `${s * ck * pb}u + sc * ${sgn}u + ${j * cn}u`, `${pb}u`)};`).join('\n      ')}
-      ${range(mt).map((i) => range(nt).map((j) => `${acc(i, j)} = subgroupMatrixMultiplyAccumulate(l${i}, r${j}, ${acc(i, j)});`).join(' ')).join('\n      ')}`).join('');
+      ${range(mt).map((i) => range(nt).map((j) => `${acc(i, j)} = subgroupMatrixMultiplyAccumulate(l${i}, r${j}, ${acc(i, j)});`).join(' ')).join('\n      ')}
+    }`).join('');
       const epilogue = range(mt).flatMap((i) => range(nt).map((j) => `
   ${mStore(syntax, '&Cs', `sg * ${cm * cn}u`, acc(i, j), `${cn}u`)};
   workgroupBarrier();
