@@ -31,6 +31,8 @@ function arg(name: string, dflt: string): string {
 /** --scale S divides every size by S (a smoke run on SwiftShader: --scale 32). */
 const SCALE = Number(arg('scale', '1'));
 const MAX = (4096 * 4864) / SCALE ** 2;
+/** --only-f16: just our subgroup-matrix kernels (no ORT, no torch). */
+const ONLY_F16 = process.argv.includes('--only-f16');
 
 /** The step's GEMMs: per projection (output N, input K) forward X·Wᵀ, input grad dY·W, weight grad dYᵀ·X. */
 function cases(): Case[] {
@@ -86,8 +88,9 @@ async function childOurs(reps: number): Promise<Row[]> {
   const configs = info.subgroupMatrixConfigs ?? [];
   console.error(`adapter: ${info.vendor} ${info.architecture} ${info.description}; features ${features.filter((f) => device.features.has(f)).join(', ')}; matrix configs ${JSON.stringify(configs.map((c) => ({ componentType: c.componentType, resultComponentType: c.resultComponentType, M: c.M, N: c.N, K: c.K })))}`);
   const config = pickF16Config(configs);
-  const syntax = config ? await probeMatrixSyntax(device, config) : undefined;
-  console.error(`f16 config ${JSON.stringify(config)}, syntax ${syntax}`);
+  const probe = config ? await probeMatrixSyntax(device, config) : { syntax: undefined, messages: [] };
+  const syntax = probe.syntax;
+  console.error(`f16 config ${JSON.stringify(config)}, syntax ${syntax}; compiler errors of the other spellings:\n${probe.messages.join('\n')}`);
   const ctx = new GpuContext(device);
   const timer = new GpuTimer(ctx);
   const r = rng(1);
@@ -100,7 +103,7 @@ async function childOurs(reps: number): Promise<Row[]> {
     m: c.m, n: c.n, k: c.k, transA: c.form === 'TN', transB: c.form === 'NT',
     a: { buffer: a, ld: c.form === 'TN' ? c.m : c.k }, b: { buffer: b, ld: c.form === 'NT' ? c.k : c.n }, c: { buffer: C, ld: c.n },
   });
-  const variants: [string, Run, boolean][] = [
+  const variants: [string, Run, boolean][] = ONLY_F16 ? [] : [
     ['matmul (shared, fp32)', (c, a, b) => matmul(ctx, view(c, a, b)), false],
     ['gemm_f32', (c, a, b) => gemmF32(ctx, view(c, a, b)), false],
   ];
@@ -125,7 +128,7 @@ async function childOurs(reps: number): Promise<Row[]> {
         const ms = (await timer.read()).get(impl)! / reps;
         rows.push({ ...c, impl, ms, err });
       } catch (e) {
-        rows.push({ ...c, impl, error: String((e as Error).message ?? e).slice(0, 300) });
+        rows.push({ ...c, impl, error: String((e as Error).message ?? e).slice(0, 1500) });
       }
       console.error(JSON.stringify(rows[rows.length - 1]));
     }
@@ -202,11 +205,11 @@ async function parent(): Promise<void> {
   const self = fileURLToPath(import.meta.url);
   const node = [process.execPath, ...process.execArgv, '--liftoff-only', '--max-old-space-size=8192', self];
   const rows: Row[] = [];
-  for (const which of ['ours', 'ort']) {
-    const text = await runChild([...node, '--child', which, '--reps', reps, '--scale', String(SCALE)]);
+  for (const which of ONLY_F16 ? ['ours'] : ['ours', 'ort']) {
+    const text = await runChild([...node, '--child', which, '--reps', reps, '--scale', String(SCALE), ...(ONLY_F16 ? ['--only-f16'] : [])]);
     try { rows.push(...(JSON.parse(text.trim().split('\n').pop()!) as Row[])); } catch { console.error(`child ${which} failed: ${text.slice(-400)}`); }
   }
-  const torchText = await runChild([arg('python', 'python3'), arg('torch', 'bench/matmul_torch.py'), reps], JSON.stringify(cases()));
+  const torchText = ONLY_F16 ? '' : await runChild([arg('python', 'python3'), arg('torch', 'bench/matmul_torch.py'), reps], JSON.stringify(cases()));
   let torchInfo = '';
   for (const line of torchText.split('\n').filter((l) => l.trim().startsWith('{'))) {
     const j = JSON.parse(line);

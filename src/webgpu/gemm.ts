@@ -22,7 +22,7 @@
 import { fail } from '../errors.js';
 import type { GpuContext } from './context.js';
 import { checkMatmulArgs, chooseSplitK, gemmUniforms, runGemm, type MatmulArgs } from './matmul.js';
-import type { BindingDecl, Program } from './program.js';
+import { generateWgsl, type BindingDecl, type Program } from './program.js';
 
 const WG = 256;
 /** Workgroups that fill a large GPU (132 SMs on an H100/H200). */
@@ -139,18 +139,23 @@ const mLoad = (s: MatrixSyntax, t: string, ptr: string, off: string, stride: str
 const mStore = (s: MatrixSyntax, ptr: string, off: string, v: string, stride: string) =>
   s === 'bool' ? `subgroupMatrixStore(${ptr}, ${off}, ${v}, false, ${stride})` : `subgroupMatrixStore<row_major>(${ptr}, ${off}, ${v}, ${stride})`;
 
-/** The spelling of subgroupMatrixLoad this device's WGSL compiler accepts (undefined: neither). */
-export async function probeMatrixSyntax(device: GPUDevice, config: MatrixConfig): Promise<MatrixSyntax | undefined> {
-  for (const syntax of ['bool', 'template'] as const) {
-    const load = mLoad(syntax, `subgroup_matrix_left<f16, ${config.K}, ${config.M}>`, '&w', '0u', `${config.K}u`);
-    const code = `enable f16;\nenable chromium_experimental_subgroup_matrix;\nvar<workgroup> w: array<f16, 1024>;
-@compute @workgroup_size(32) fn main() { let l = ${load}; _ = l; }`;
+/**
+ * The spelling of the matrix builtins this device's WGSL compiler accepts, found by compiling the
+ * real kernel in each; `messages` holds the compiler's errors of the spellings that failed.
+ */
+export async function probeMatrixSyntax(device: GPUDevice, config: MatrixConfig): Promise<{ syntax?: MatrixSyntax; messages: string[] }> {
+  const view = { buffer: undefined as unknown as GPUBuffer, ld: 256 };
+  const messages: string[] = [];
+  for (const syntax of ['template', 'bool'] as const) {
+    const code = generateWgsl(gemmF16Program({ m: 256, n: 256, k: 256, a: view, b: view, c: view, transB: true }, 1, { config, syntax }));
     device.pushErrorScope('validation');
     const info = await device.createShaderModule({ code }).getCompilationInfo();
     await device.popErrorScope();
-    if (!info.messages.some((m) => m.type === 'error')) return syntax;
+    const errors = info.messages.filter((m) => m.type === 'error').map((m) => `${syntax} ${m.lineNum}:${m.linePos} ${m.message}`);
+    if (!errors.length) return { syntax, messages };
+    messages.push(...errors);
   }
-  return undefined;
+  return { messages };
 }
 
 export interface F16Options {
