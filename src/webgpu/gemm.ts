@@ -185,6 +185,9 @@ export function gemmF16Program(args: MatmulArgs, split: number, opts: F16Options
     uniforms: gemmUniforms(args, split, slice),
     bindings: bindings(opts.halfOperands ? 'f16' : 'f32'),
     extensions: ['f16', 'chromium_experimental_subgroup_matrix'],
+    // Matrix offsets derive from lidx / 32 (the subgroup's index): uniform within each subgroup
+    // when subgroups are 32 consecutive invocations (NVIDIA), which the analysis cannot see.
+    diagnosticsOff: ['chromium.subgroup_matrix_uniformity'],
     source: () => {
       const acc = (i: number, j: number) => `acc${i}_${j}`;
       const steps = range(bk / ck).map((s) => ` {

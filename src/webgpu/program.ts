@@ -37,6 +37,8 @@ export interface Program {
   subgroups?: boolean;
   /** Further WGSL extensions to enable (e.g. 'f16', 'chromium_experimental_subgroup_matrix'). */
   extensions?: readonly string[];
+  /** WGSL diagnostics to turn off, e.g. 'chromium.subgroup_matrix_uniformity'. */
+  diagnosticsOff?: readonly string[];
   /**
    * WGSL after the generated declarations: helper functions and `var<workgroup>`s in `decls`,
    * and the entry body, which sees `gid`, `lid`, `lidx`, `wid`, `nwg` (and `sg_size`, `sg_lane`),
@@ -67,6 +69,7 @@ export function generateWgsl(p: Program): string {
   const lines: string[] = [];
   if (p.subgroups) lines.push('enable subgroups;');
   for (const e of p.extensions ?? []) lines.push(`enable ${e};`);
+  for (const d of p.diagnosticsOff ?? []) lines.push(`diagnostic(off, ${d});`);
   const u = p.uniforms.length ? p.uniforms : [{ name: 'unused', type: 'u32' as const, value: 0 }];
   lines.push(`struct Uniforms {\n${u.map((x) => `  ${x.name}: ${x.type},`).join('\n')}\n};`);
   lines.push('@group(0) @binding(0) var<uniform> u: Uniforms;');
