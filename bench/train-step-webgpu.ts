@@ -65,7 +65,7 @@ function arg(name: string, dflt: string): string {
   return i > 0 && process.argv[i + 1] ? process.argv[i + 1] : dflt;
 }
 
-async function child(variant: string, batch: number, seq: number, steps: number, kernels: string, modelFile?: string, epOptions: Record<string, string> = {}, profile = false): Promise<ChildResult> {
+async function child(variant: string, batch: number, seq: number, steps: number, kernels: string, modelFile?: string, epOptions?: Record<string, string>, profile = false): Promise<ChildResult> {
   const { buildQwen2 } = await import('../models/qwen2.js');
   const { PRESETS } = await import('../models/config.js');
   const config = PRESETS[arg('config', '0.5b')];
@@ -133,7 +133,10 @@ async function child(variant: string, batch: number, seq: number, steps: number,
  * flags (ORTFUSE_DAWN_FLAGS), ORT-web WebGPU EP options, and V8's --liftoff-only for ORT's wasm.
  */
 const SETTINGS: Record<string, { dawn?: string; ep?: Record<string, string>; liftoff: boolean }> = {
+  // default = the trainer's EP options (DEFAULT_EP_OPTIONS: validationMode 'disabled' since
+  // issue 12); ort-default = none, ORT-web's own default (what 'default' meant in earlier results).
   default: { liftoff: true },
+  'ort-default': { ep: {}, liftoff: true },
   'dawn-skip-validation': { dawn: 'enable-dawn-features=skip_validation', liftoff: true },
   'ort-validation-disabled': { ep: { validationMode: 'disabled' }, liftoff: true },
   both: { dawn: 'enable-dawn-features=skip_validation', ep: { validationMode: 'disabled' }, liftoff: true },
@@ -181,7 +184,7 @@ async function parent(): Promise<void> {
     smi.stdout.on('data', (d: Buffer) => { for (const l of d.toString().split('\n')) if (l.trim()) peak = Math.max(peak, Number(l)); });
     const res = await new Promise<ChildResult>((resolve) => {
       // execArgv: a loader the parent runs under (tsx) runs the child too.
-      const childArgs = [self, '--child', variant, b, t, steps, kernels || '-', source === 'export' ? arg('model', '') : '-', '--config', arg('config', '0.5b'), '--ep', JSON.stringify(set.ep ?? {}), ...(process.argv.includes('--profile') ? ['--profile'] : [])];
+      const childArgs = [self, '--child', variant, b, t, steps, kernels || '-', source === 'export' ? arg('model', '') : '-', '--config', arg('config', '0.5b'), ...(set.ep ? ['--ep', JSON.stringify(set.ep)] : []), ...(process.argv.includes('--profile') ? ['--profile'] : [])];
       const env = { ...process.env, ...(set.dawn ? { ORTFUSE_DAWN_FLAGS: set.dawn } : {}), ...(set.liftoff ? {} : { ORTFUSE_NO_LIFTOFF: '1' }) };
       const c = spawn(process.execPath, [...process.execArgv, ...(set.liftoff ? ['--liftoff-only'] : []), '--max-old-space-size=16384', ...childArgs], { stdio: ['ignore', 'pipe', 'inherit'], env });
       let text = '';
@@ -219,7 +222,7 @@ async function parent(): Promise<void> {
 const ci = process.argv.indexOf('--child');
 if (ci > 0) {
   const [variant, b, t, steps, kernels, model] = process.argv.slice(ci + 1);
-  child(variant, +b, +t, +steps, kernels === '-' ? '' : kernels, model === '-' ? undefined : model, JSON.parse(arg('ep', '{}')), process.argv.includes('--profile'))
+  child(variant, +b, +t, +steps, kernels === '-' ? '' : kernels, model === '-' ? undefined : model, process.argv.includes('--ep') ? JSON.parse(arg('ep', '{}')) : undefined, process.argv.includes('--profile'))
     .then((r) => { console.log(JSON.stringify(r)); process.exit(0); })
     .catch((e) => { console.log(JSON.stringify({ variant, batch: +b, seq: +t, stepMs: [], tokensPerSecond: 0, losses: [], webgpuPeakMiB: 0, largestBufferMiB: 0, prepareMs: 0, nodes: 0, error: String(e?.message ?? e).slice(0, 800) })); process.exit(1); });
 } else await parent();
