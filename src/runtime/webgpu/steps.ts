@@ -86,9 +86,21 @@ export interface StageTimes {
   gradientsEarly: number;
 }
 
+/**
+ * Measurement hooks around the stages of a step (bench/step-profile.ts): awaited after each ORT
+ * run (with its host ms) and after each submitted kernel group; called before each kernel.
+ */
+export interface StageProbe {
+  afterOrt(segment: number, hostMs: number): Promise<void>;
+  beforeKernel(call: KernelCall): void;
+  afterGroup(): Promise<void>;
+}
+
 /** The stage plan: ORT segments and our kernels, in order (./segments.ts). */
 export class StagedSteps implements StepRunner {
   readonly times: StageTimes = { steps: 0, ortRuns: 0, ortMs: 0, kernelGroups: 0, kernelMs: 0, gradientsEarly: 0 };
+  /** Set by a profiler; unset in training (no waits). */
+  probe?: StageProbe;
   private readonly outputs: Set<string>;
   /**
    * Called with each gradient output as soon as the step that makes it has submitted and no later
@@ -168,8 +180,10 @@ export class StagedSteps implements StepRunner {
           const session = this.sessions[step.segment];
           const t0 = performance.now();
           const out = await session.run(Object.fromEntries(session.inputNames.map((n) => [n, ortTensor(n)])));
-          this.times.ortMs += performance.now() - t0;
+          const ms = performance.now() - t0;
+          this.times.ortMs += ms;
           this.times.ortRuns++;
+          if (this.probe) await this.probe.afterOrt(step.segment, ms);
           for (const [name, v] of Object.entries(out)) {
             const t = v as Ort.Tensor;
             live.get(name)?.release();
@@ -183,6 +197,7 @@ export class StagedSteps implements StepRunner {
         }
         const t0 = performance.now();
         if (groupStart < 0) groupStart = i;
+        this.probe?.beforeKernel(step.call);
         this.kernel(step.call, i, live, gpuValue, pendingDrop);
         const next = plan.steps[i + 1];
         if (!next || next.kind === 'ort') {
@@ -195,6 +210,7 @@ export class StagedSteps implements StepRunner {
           this.times.kernelGroups++;
         }
         this.times.kernelMs += performance.now() - t0;
+        if (this.probe && (!next || next.kind === 'ort')) await this.probe.afterGroup();
       }
     } catch (e) {
       // Recorded commands may read what we hand back: submit them first.
