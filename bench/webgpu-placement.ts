@@ -35,7 +35,7 @@ import { inferShapes } from '../src/ir/infer/index.js';
 import { formatShape } from '../src/ir/types.js';
 import { prepareTraining, trainingGraph } from '../src/runtime/session.js';
 import { trainingSignature } from '../src/autodiff/index.js';
-import { trainingSpec, type SpecShape } from '../src/runtime/webgpu/node.js';
+import { trainingSpec, type SpecShape } from '../src/runtime/webgpu/training-spec.js';
 
 const SELF = fileURLToPath(import.meta.url);
 
@@ -143,7 +143,7 @@ export function largeCpuNodes(bytes: Uint8Array, cpuNodes: string[], vocab: numb
 
 /** Child: create one webgpu session with verbose logging (stderr), then exit. */
 async function childCreate(file: string): Promise<void> {
-  const { nodeOrtWeb } = await import('../src/runtime/webgpu/node.js');
+  const { nodeOrtWeb } = await import('../src/runtime/webgpu/training-spec.js');
   const { ort } = await nodeOrtWeb();
   ort.env.logLevel = 'verbose';
   const s = await ort.InferenceSession.create(new Uint8Array(fs.readFileSync(file)), {
@@ -155,7 +155,7 @@ async function childCreate(file: string): Promise<void> {
 
 /** Child: ms per training step of the tiny model at B×T (webgpu backend, random ids). */
 async function childSteps(b: number, t: number, steps: number, specialize: boolean, variant: Variant): Promise<void> {
-  const { nodeOrtWeb } = await import('../src/runtime/webgpu/node.js');
+  const { nodeOrtWeb } = await import('../src/runtime/webgpu/training-spec.js');
   const { WebGpuTrainer } = await import('../src/runtime/webgpu/trainer.js');
   const { rng } = await import('../src/random.js');
   const config = PRESETS.tiny;

@@ -27,7 +27,7 @@
  * 20 to 23 every ONNX op keeps its meaning except the ones in MEANING_CHANGED (checked against the
  * ONNX changelog: the other 21/22/23 versions only add element types — int4, bfloat16, float4,
  * float8 — or reword docs), so it refuses models below 20 and models holding those ops. Meant for a
- * backend's private copy of a graph (src/runtime/webgpu/node.ts), never for the user's model.
+ * backend's private copy of a graph (src/runtime/webgpu/training-spec.ts), never for the user's model.
  */
 import { FUSED_INFER_RULES } from '../custom-ops/registry.js';
 import { rmsNormalization23 } from '../custom-ops/rms-norm/function.js';

@@ -9,7 +9,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { chromium, type BrowserContext } from 'playwright-core';
-import { SWIFTSHADER_ICD } from '../src/webgpu/node.js';
+import { SWIFTSHADER_ICD } from '../src/webgpu/dawn-node.js';
 
 export const CHROMIUM = '/usr/bin/chromium';
 

@@ -7,7 +7,7 @@
  * With VK_ICD_FILENAMES set, a missing adapter is a failure, not a skip.
  */
 import { GpuContext } from '../src/webgpu/context.js';
-import { requestNodeAdapter, requestNodeDevice, useSwiftShaderIfPresent } from '../src/webgpu/node.js';
+import { requestNodeAdapter, requestNodeDevice, useSwiftShaderIfPresent } from '../src/webgpu/dawn-node.js';
 export { rng, randn } from '../src/random.js';
 import { rng, randn } from '../src/random.js';
 

@@ -17,8 +17,8 @@ import { buildQwen2 } from '../models/qwen2.js';
 import { TINY } from '../models/config.js';
 import { mobyDick } from '../src/data/corpus.js';
 import { prepareTraining } from '../src/runtime/session.js';
-import { trainingSpec } from '../src/runtime/webgpu/node.js';
-import type { StagePlan } from '../src/runtime/webgpu/segments.js';
+import { trainingSpec } from '../src/runtime/webgpu/training-spec.js';
+import type { StagePlan } from '../src/runtime/webgpu/stage-split.js';
 
 export interface Manifest {
   model: string;

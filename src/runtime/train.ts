@@ -84,7 +84,7 @@ export interface TrainOptions {
   saveWeights?: string;
   /** Write the model (the export's graph) with the trained weights as ONNX at the end. */
   saveModel?: string;
-  /** webgpu: per-op policy as `--kernels` ('all', 'none', 'default', op names and op=kernel|ort|native, e.g. 'default,rmsnorm=native,rope=native'; default flce,swiglu): src/runtime/webgpu/segments.ts parseKernels. */
+  /** webgpu: per-op policy as `--kernels` ('all', 'none', 'default', op names and op=kernel|ort|native, e.g. 'default,rmsnorm=native,rope=native'; default flce,swiglu): src/runtime/webgpu/policy.ts parseKernels. */
   kernels?: string;
   /** Refuse a batch shape whose step is estimated not to fit (default true). */
   checkMemory?: boolean;
@@ -210,7 +210,7 @@ export async function runTraining(model: Model, text: string, tok: Tokenizer, o:
   let info: BackendInfo;
   if (backend === 'webgpu') {
     // Loaded only here: the cpu path never starts Dawn or ORT-web.
-    const wg = await import('./webgpu/node.js');
+    const wg = await import('./webgpu/training-spec.js');
     const { ortWebGpuSummary } = await import('./webgpu/adapter.js');
     const { ort, meter } = await wg.nodeOrtWeb();
     gpuPeak = () => meter.peak / 2 ** 20;

@@ -6,5 +6,5 @@ export { AllocationLog, padTo16, type AllocationRecord, type HostArray } from '.
 export { GpuContext, type GpuContextOptions } from './context.js';
 export { adamw, type AdamWStep, type AdamWTensor } from './adamw.js';
 export { matmul, type MatmulArgs, type MatrixView } from './matmul.js';
-export { loadDawn, installWriteBufferShim, preloadVulkanLoader, requestNodeAdapter, requestNodeDevice, useLiftoffOnly, useSwiftShaderIfPresent } from './node.js';
+export { loadDawn, installWriteBufferShim, preloadVulkanLoader, requestNodeAdapter, requestNodeDevice, useLiftoffOnly, useSwiftShaderIfPresent } from './dawn-node.js';
 export { dispatch1d, generateWgsl, pipelineCount, type Program, type Uniform } from './program.js';

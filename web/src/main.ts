@@ -13,7 +13,7 @@ import * as ort from 'onnxruntime-web/webgpu';
 import { batches, split } from '../../src/data/batches.js';
 import { memoryMeter } from '../../src/runtime/webgpu/memory.js';
 import { WebGpuTrainer, type ParamSpec } from '../../src/runtime/webgpu/trainer.js';
-import type { StagePlan } from '../../src/runtime/webgpu/segments.js';
+import type { StagePlan } from '../../src/runtime/webgpu/stage-split.js';
 import { FUSED_OPS } from '../../custom-ops/registry.js';
 import { drawLossChart } from './chart.js';
 

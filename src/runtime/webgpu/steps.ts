@@ -2,7 +2,7 @@
 /**
  * How one training step's loss and gradients are produced on the GPU (the per-op policy):
  * - every op 'ort': one ORT session runs the whole training graph (fused ops as portable bodies).
- * - some op 'kernel': the stage plan of ./segments.ts, ORT segment 0 → kernel group 0 → ORT
+ * - some op 'kernel': the stage plan of ./stage-split.ts, ORT segment 0 → kernel group 0 → ORT
  *   segment 1 → …, zero-copy: ORT outputs feed our kernels and later segments as the same GPU
  *   buffers, our kernels' buffers enter ORT as Tensor.fromGpuBuffer views.
  *
@@ -18,8 +18,8 @@ import { fail } from '../../errors.js';
 import type { GpuContext } from '../../webgpu/context.js';
 import type { HostArray } from '../../webgpu/buffers.js';
 import type { WebGpuKernel } from '../../ops/kernel.js';
-import { runKernel, type GpuValue } from './kernel-nodes.js';
-import type { KernelCall, StagePlan } from './segments.js';
+import { runKernel, type GpuValue } from './run-kernel.js';
+import type { KernelCall, StagePlan } from './stage-split.js';
 
 export type OrtWeb = typeof Ort;
 type Outputs = Ort.InferenceSession.OnnxValueMapType;
@@ -84,7 +84,7 @@ export interface StageTimes {
   kernelMs: number;
 }
 
-/** The stage plan: ORT segments and our kernels, in order (./segments.ts). */
+/** The stage plan: ORT segments and our kernels, in order (./stage-split.ts). */
 export class StagedSteps implements StepRunner {
   readonly times: StageTimes = { steps: 0, ortRuns: 0, ortMs: 0, kernelGroups: 0, kernelMs: 0 };
   private readonly outputs: Set<string>;

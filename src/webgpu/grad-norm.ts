@@ -9,8 +9,8 @@
  * stats is a 16-byte buffer [loss, norm, scale, 0]; the trainer copies the loss into slot 0 and
  * reads the four floats back once per step.
  */
-import type { GpuContext } from '../../webgpu/context.js';
-import { dispatch1d, type Program } from '../../webgpu/program.js';
+import type { GpuContext } from './context.js';
+import { dispatch1d, type Program } from './program.js';
 
 const WG = 256;
 /** Workgroups per tensor of the sum-of-squares pass (each strides over its share). */

@@ -1,6 +1,6 @@
 /**
  * The `webgpu` backend in Node: onnxruntime-web's WebGPU build on dawn.node, with the shims of
- * src/webgpu/node.ts (Vulkan loader, writeBuffer copy of SharedArrayBuffer views, --liftoff-only),
+ * src/webgpu/dawn-node.ts (Vulkan loader, writeBuffer copy of SharedArrayBuffer views, --liftoff-only),
  * and the training spec (graph bytes + parameters) made from an IR model.
  */
 import * as fs from 'node:fs';
@@ -8,12 +8,12 @@ import type { Model } from '../../ir/graph.js';
 import { saveBytes } from '../../onnx/io.js';
 import { DataType } from '../../onnx/schema.js';
 import { fail } from '../../errors.js';
-import { loadDawn, useLiftoffOnly, useSwiftShaderIfPresent } from '../../webgpu/node.js';
+import { loadDawn, useLiftoffOnly, useSwiftShaderIfPresent } from '../../webgpu/dawn-node.js';
 import type { TrainerOptions } from '../trainer.js';
 import { memoryMeter, type MemoryMeter } from './memory.js';
 import * as policies from './policy.js';
 import type { OpPolicy } from './policy.js';
-import { splitStages } from './segments.js';
+import { splitStages } from './stage-split.js';
 import { WebGpuTrainer, type OrtWeb, type ParamSpec, type SpecShape, type TrainingSpec } from './trainer.js';
 import { cloneModel } from '../../autodiff/clone.js';
 import { newContext } from '../../rewrite/pass.js';
@@ -70,7 +70,7 @@ export function nodeOrtWeb(): Promise<{ ort: OrtWeb; meter: MemoryMeter }> {
 
 /**
  * Graph bytes and parameters (graph inputs other than input_ids and labels, in graph order), and
- * the stages (ORT segments and our kernels, ./segments.ts) when the policy runs some fused op of
+ * the stages (ORT segments and our kernels, ./stage-split.ts) when the policy runs some fused op of
  * the graph as our kernel (default: FusedLinearCrossEntropy only; `parseKernels` reads --kernels).
  * With `shape`, the graph is specialised to batches of exactly [batch, seq] first
  * (passes/specialize-shapes.ts: the shape plumbing becomes constants, not per-step CPU nodes).
