@@ -65,7 +65,8 @@ async function child(variant: string, batch: number, seq: number, steps: number,
   const { PRESETS } = await import('../models/config.js');
   const config = PRESETS[arg('config', '0.5b')];
   const { prepareTraining } = await import('../src/runtime/session.js');
-  const { nodeOrtWeb, trainingSpec, parseKernels, formatKernels } = await import('../src/runtime/webgpu/training-spec.js');
+  const { nodeOrtWeb } = await import('../src/runtime/webgpu/ort-web-node.js');
+  const { trainingSpec, parseKernels, formatKernels } = await import('../src/runtime/webgpu/training-spec.js');
   const { WebGpuTrainer } = await import('../src/runtime/webgpu/trainer.js');
   const { FUSED_OPS } = await import('../custom-ops/registry.js');
   const { StagedSteps } = await import('../src/runtime/webgpu/steps.js');

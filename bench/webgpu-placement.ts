@@ -143,7 +143,7 @@ export function largeCpuNodes(bytes: Uint8Array, cpuNodes: string[], vocab: numb
 
 /** Child: create one webgpu session with verbose logging (stderr), then exit. */
 async function childCreate(file: string): Promise<void> {
-  const { nodeOrtWeb } = await import('../src/runtime/webgpu/training-spec.js');
+  const { nodeOrtWeb } = await import('../src/runtime/webgpu/ort-web-node.js');
   const { ort } = await nodeOrtWeb();
   ort.env.logLevel = 'verbose';
   const s = await ort.InferenceSession.create(new Uint8Array(fs.readFileSync(file)), {
@@ -155,7 +155,7 @@ async function childCreate(file: string): Promise<void> {
 
 /** Child: ms per training step of the tiny model at B×T (webgpu backend, random ids). */
 async function childSteps(b: number, t: number, steps: number, specialize: boolean, variant: Variant): Promise<void> {
-  const { nodeOrtWeb } = await import('../src/runtime/webgpu/training-spec.js');
+  const { nodeOrtWeb } = await import('../src/runtime/webgpu/ort-web-node.js');
   const { WebGpuTrainer } = await import('../src/runtime/webgpu/trainer.js');
   const { rng } = await import('../src/random.js');
   const config = PRESETS.tiny;

@@ -12,7 +12,7 @@ import { createModel, GraphBuilder, Tensor, type Model } from '../src/ir/index.j
 import { DataType } from '../src/onnx/schema.js';
 import type { Batch } from '../src/data/batches.js';
 import { CpuTrainer, type TrainerOptions } from '../src/runtime/trainer.js';
-import { createNodeWebGpuTrainer, nodeOrtWeb } from '../src/runtime/webgpu/training-spec.js';
+import { createNodeWebGpuTrainer, nodeOrtWeb } from '../src/runtime/webgpu/ort-web-node.js';
 import { splitStages, type KernelCall } from '../src/runtime/webgpu/stage-split.js';
 import { gpuEnv, randn, rng } from './webgpu-helpers.js';
 

@@ -210,7 +210,8 @@ export async function runTraining(model: Model, text: string, tok: Tokenizer, o:
   let info: BackendInfo;
   if (backend === 'webgpu') {
     // Loaded only here: the cpu path never starts Dawn or ORT-web.
-    const wg = await import('./webgpu/training-spec.js');
+    const wg = await import('./webgpu/ort-web-node.js');
+    const { parseKernels } = await import('./webgpu/training-spec.js');
     const { ortWebGpuSummary } = await import('./webgpu/adapter.js');
     const { ort, meter } = await wg.nodeOrtWeb();
     gpuPeak = () => meter.peak / 2 ** 20;
@@ -220,7 +221,7 @@ export async function runTraining(model: Model, text: string, tok: Tokenizer, o:
     memory = checkMemory(prepared, o, nParams, { bytes: adapter.maxBufferBytes, adapter: adapter.name });
     if (adapter.software) checkMemory(prepared, o, nParams); // a software adapter's buffers are host memory
     // One batch shape per run: the graph is specialised to it (shape plumbing folded away).
-    const policy = o.kernels === undefined ? {} : wg.parseKernels(o.kernels);
+    const policy = o.kernels === undefined ? {} : parseKernels(o.kernels);
     trainer = await wg.createNodeWebGpuTrainer(prepared.train, prepared.initial, topts, policy, { batch: o.batch, seq: o.seq });
   } else {
     trainer = await CpuTrainer.create(prepared.train, prepared.initial, topts);

@@ -112,8 +112,9 @@ export class Trainer {
     let meter: MemoryMeter | undefined;
     if (o.backend === 'webgpu') {
       inner = await withPeers('webgpu', async () => {
-        const wg = await import('../runtime/webgpu/training-spec.js');
-        const policy = o.kernels === undefined ? {} : wg.parseKernels(o.kernels);
+        const wg = await import('../runtime/webgpu/ort-web-node.js');
+        const { parseKernels } = await import('../runtime/webgpu/training-spec.js');
+        const policy = o.kernels === undefined ? {} : parseKernels(o.kernels);
         const shape = o.batch !== undefined && o.seq !== undefined ? { batch: o.batch, seq: o.seq } : undefined;
         // Dawn as navigator.gpu (and the memory meter) before ORT-web creates its device.
         meter = await wg.nodeWebGpu();

@@ -2,7 +2,7 @@
 /**
  * The `webgpu` backend trainer: onnxruntime-web's WebGPU EP runs the training-step graph
  * (parameters, input_ids, labels → loss, grad.<param>) and our WGSL kernels clip and apply AdamW on
- * ORT's own GPUDevice. Runs in the browser and in Node (dawn.node; see ./training-spec.ts). No Node imports.
+ * ORT's own GPUDevice. Runs in the browser and in Node (dawn.node; see ./ort-web-node.ts). No Node imports.
  *
  * Buffers and lifetimes (DESIGN.md "Zero-copy gotchas"):
  * - owned by the trainer for its whole life: per parameter a value, m and v buffer (16-byte padded
