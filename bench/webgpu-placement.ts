@@ -2,7 +2,7 @@
  * Where onnxruntime-web's WebGPU EP runs the webgpu backend's training step: for each ORT segment
  * the backend runs (FLCE split: segment A and B; else the whole graph), which nodes ORT places on
  * the CPU EP (wasm) and how many Memcpy nodes it inserts, read from ORT's verbose log (session
- * option logSeverityLevel 0) as /work/shared/experiments/ndrive.cjs does. The tiny Qwen2 with its
+ * option logSeverityLevel 0). The tiny Qwen2 with its
  * weights and the 0.5B structure (weights in /dev/null, never read: placement does not depend on
  * sizes). Optionally times training steps of the tiny model (SwiftShader here).
  *

@@ -1,6 +1,6 @@
 /**
  * lower-to-onnx-23 — the forward fused ops that ONNX opset 23 has as single ops become those ops,
- * so an EP with kernels for them (onnxruntime-web's WebGPU EP, DESIGN.md) runs one kernel per node
+ * so an EP with kernels for them (onnxruntime-web's WebGPU EP) runs one kernel per node
  * instead of the fused op's function body:
  *
  *   ai.ortfuse::RMSNorm(x, w; epsilon, stash_type=FLOAT)

@@ -6,7 +6,7 @@
  *   segment 1 → …, zero-copy: ORT outputs feed our kernels and later segments as the same GPU
  *   buffers, our kernels' buffers enter ORT as Tensor.fromGpuBuffer views.
  *
- * Lifetimes (DESIGN.md "Zero-copy gotchas"): a value that crosses steps is released (ORT output
+ * Lifetimes (docs/runtime.md, "Zero-copy lifetimes"): a value that crosses steps is released (ORT output
  * dispose(), our buffer destroy()) right after the commands of its last reader are submitted — an
  * ORT run has submitted when it resolves, a kernel group when the runner submits it — never
  * before. The graph's outputs (loss, gradients) stay valid until StepOutputs.release(), which the

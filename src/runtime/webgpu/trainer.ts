@@ -4,7 +4,7 @@
  * (parameters, input_ids, labels → loss, grad.<param>) and our WGSL kernels clip and apply AdamW on
  * ORT's own GPUDevice. Runs in the browser and in Node (dawn.node; see ./ort-web-node.ts). No Node imports.
  *
- * Buffers and lifetimes (DESIGN.md "Zero-copy gotchas"):
+ * Buffers and lifetimes (docs/runtime.md, "Zero-copy lifetimes"):
  * - owned by the trainer for its whole life: per parameter a value, m and v buffer (16-byte padded
  *   STORAGE, created on ORT's device after the session exists), the norm partials, the 16-byte stats
  *   buffer [loss, norm, clip, 0] and one MAP_READ staging buffer for it; freed in release().
