@@ -21,10 +21,12 @@
  * at createBuffer/destroy (ORT's pool and ours). The first step (shader compiles) is a warm-up;
  * tok/s is the mean of the others. Random token ids (seeded): the machine has no corpus.
  */
-import { spawn, execFileSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { samplePeak } from './nvidia-smi.js';
+import { StepProfiler, type StepProfile } from './stage-probe.js';
 
 /** PyTorch and Liger-Kernel fp32 figures (torch 2.11 + transformers 5.17, Liger-Kernel 0.8.2, H100; bench/anchor_torch.py measures the PyTorch side). */
 const ANCHORS: Record<string, { plainGiB: number; ligerGiB: number; plainTokS: number; ligerTokS: number }> = {
@@ -52,6 +54,10 @@ interface ChildResult {
   ortRunsPerStep?: number;
   msPerOrtRun?: number;
   kernelMsPerStep?: number;
+  /** --profile: one extra step with a GPU wait after every stage (bench/stage-probe.ts). */
+  profile?: StepProfile & { stepMs: number };
+  /** --settings: the name of the cheap-settings row (Dawn flags, ORT EP options, --liftoff-only). */
+  setting?: string;
   error?: string;
 }
 
@@ -60,7 +66,7 @@ function arg(name: string, dflt: string): string {
   return i > 0 && process.argv[i + 1] ? process.argv[i + 1] : dflt;
 }
 
-async function child(variant: string, batch: number, seq: number, steps: number, kernels: string, modelFile?: string): Promise<ChildResult> {
+async function child(variant: string, batch: number, seq: number, steps: number, kernels: string, modelFile?: string, epOptions?: Record<string, string>, profile = false): Promise<ChildResult> {
   const { buildQwen2 } = await import('../models/qwen2.js');
   const { PRESETS } = await import('../models/config.js');
   const config = PRESETS[arg('config', '0.5b')];
@@ -81,7 +87,7 @@ async function child(variant: string, batch: number, seq: number, steps: number,
   const trainer = await WebGpuTrainer.create(ort, spec, {
     optimizer: { lr: 1e-4, weightDecay: 0.01, maxGradNorm: 1 },
     schedule: { lr: 1e-4, warmupSteps: 0, totalSteps: steps },
-  }, FUSED_OPS);
+  }, FUSED_OPS, epOptions);
   const r = rng(7);
   const warm = { steps: 0, ortRuns: 0, ortMs: 0, kernelMs: 0 };
   const stepMs: number[] = [];
@@ -96,6 +102,17 @@ async function child(variant: string, batch: number, seq: number, steps: number,
     // Stage times without the warm-up step (shader compiles).
     if (s === 0 && trainer.runner instanceof StagedSteps) Object.assign(warm, trainer.runner.times);
   }
+  let stepProfile: (StepProfile & { stepMs: number }) | undefined;
+  if (profile && trainer.runner instanceof StagedSteps) {
+    // One more step with a wait after every stage (bench/stage-probe.ts); not in tok/s.
+    const profiler = new StepProfiler(trainer.ctx);
+    trainer.runner.probe = profiler;
+    const ids = new BigInt64Array(batch * seq).map((_, i) => BigInt(i % prepared.vocab));
+    const t = performance.now();
+    await trainer.train({ inputIds: ids, labels: ids.slice(), batch, seq });
+    stepProfile = { ...profiler.result(), stepMs: performance.now() - t };
+    trainer.runner.probe = undefined;
+  }
   const measured = stepMs.slice(1);
   const mean = measured.reduce((a, b) => a + b, 0) / Math.max(1, measured.length);
   const runner = trainer.runner;
@@ -109,17 +126,36 @@ async function child(variant: string, batch: number, seq: number, steps: number,
   return {
     variant, batch, seq, stepMs, losses, tokensPerSecond: (batch * seq * 1000) / mean,
     webgpuPeakMiB: meter.peak / 2 ** 20, largestBufferMiB: meter.largest / 2 ** 20, prepareMs, nodes: prepared.train.graph.nodes.length,
-    kernels: formatKernels(policy), ...staged,
+    kernels: formatKernels(policy), ...staged, profile: stepProfile,
   };
 }
 
-/** GPU memory in use (MiB) per nvidia-smi, or NaN where there is none (SwiftShader smoke runs). */
-function gpuUsedMiB(): number {
-  try {
-    return Number(execFileSync('nvidia-smi', ['--query-gpu=memory.used', '--format=csv,noheader,nounits']).toString().trim().split('\n')[0]);
-  } catch {
-    return NaN;
-  }
+/**
+ * --settings (comma-separated names): the cheap settings of issue 12 side by side — Dawn create()
+ * flags (ORTFUSE_DAWN_FLAGS), ORT-web WebGPU EP options, and V8's --liftoff-only for ORT's wasm.
+ */
+const SETTINGS: Record<string, { dawn?: string; ep?: Record<string, string>; liftoff: boolean }> = {
+  // default = the trainer's EP options (DEFAULT_EP_OPTIONS: validationMode 'disabled' since
+  // issue 12); ort-default = none, ORT-web's own default (what 'default' meant in earlier results).
+  default: { liftoff: true },
+  'ort-default': { ep: {}, liftoff: true },
+  'dawn-skip-validation': { dawn: 'enable-dawn-features=skip_validation', liftoff: true },
+  'ort-validation-disabled': { ep: { validationMode: 'disabled' }, liftoff: true },
+  both: { dawn: 'enable-dawn-features=skip_validation', ep: { validationMode: 'disabled' }, liftoff: true },
+  'no-liftoff': { liftoff: false },
+  'ort-validation-disabled-no-liftoff': { ep: { validationMode: 'disabled' }, liftoff: false },
+  'both-no-liftoff': { dawn: 'enable-dawn-features=skip_validation', ep: { validationMode: 'disabled' }, liftoff: false },
+};
+
+/** --profile: the profiled step of each run (bench/stage-probe.ts), one row each. */
+function profileTable(results: ChildResult[]): string[] {
+  const p = results.filter((r) => r.profile);
+  if (!p.length) return [];
+  const f = (x: number) => x.toFixed(0);
+  return ['', 'Profiled step (a GPU wait after every stage; ms): ORT host = until run() resolved, ORT wait = then until the queue drained; our kernels GPU = timestamp queries per op (else wait).', '',
+    '| B×T | setting | step ms (profiled) | ORT runs | ORT host | ORT wait | our kernel calls / dispatches | our kernels GPU ms by op | kernel wait | top segments [seg, host, wait] |',
+    '|---|---|---|---|---|---|---|---|---|---|',
+    ...p.map((r) => { const q = r.profile!; return `| ${r.batch}×${r.seq} | ${r.setting ?? 'default'} | ${f(q.stepMs)} | ${q.ortRuns} | ${f(q.ortHostMs)} | ${f(q.ortWaitMs)} | ${q.kernelCalls} / ${q.dispatches} | ${q.kernelGpuMs ? Object.entries(q.kernelGpuMs).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ') : 'no timestamp-query'} | ${f(q.kernelWaitMs)} | ${q.topSegments.map((x) => `[${x[0]}, ${f(x[1])}, ${f(x[2])}]`).join(' ')} |`; })];
 }
 
 async function parent(): Promise<void> {
@@ -128,17 +164,18 @@ async function parent(): Promise<void> {
   const out = arg('out', 'bench/results');
   const self = fileURLToPath(import.meta.url);
   const results: (ChildResult & { gpuPeakMiB?: number })[] = [];
-  for (const run of runs) {
+  const settings = arg('settings', 'default').split(',');
+  for (const name of settings) if (!SETTINGS[name]) throw new Error(`--settings: unknown '${name}' (${Object.keys(SETTINGS).join(', ')})`);
+  for (const run of runs) for (const setting of settings) {
+    const set = SETTINGS[setting];
     const [variant, shape, kernels = '', source = 'builder'] = run.split(':');
     const [b, t] = shape.split('x');
-    const idle = gpuUsedMiB();
-    let peak = idle;
-    const smi = spawn('nvidia-smi', ['--query-gpu=memory.used', '--format=csv,noheader,nounits', '-lms', '50']);
-    smi.on('error', () => undefined);
-    smi.stdout.on('data', (d: Buffer) => { for (const l of d.toString().split('\n')) if (l.trim()) peak = Math.max(peak, Number(l)); });
+    const smi = samplePeak();
     const res = await new Promise<ChildResult>((resolve) => {
       // execArgv: a loader the parent runs under (tsx) runs the child too.
-      const c = spawn(process.execPath, [...process.execArgv, '--liftoff-only', '--max-old-space-size=16384', self, '--child', variant, b, t, steps, kernels || '-', source === 'export' ? arg('model', '') : '-', '--config', arg('config', '0.5b')], { stdio: ['ignore', 'pipe', 'inherit'] });
+      const childArgs = [self, '--child', variant, b, t, steps, kernels || '-', source === 'export' ? arg('model', '') : '-', '--config', arg('config', '0.5b'), ...(set.ep ? ['--ep', JSON.stringify(set.ep)] : []), ...(process.argv.includes('--profile') ? ['--profile'] : [])];
+      const env = { ...process.env, ...(set.dawn ? { ORTFUSE_DAWN_FLAGS: set.dawn } : {}), ...(set.liftoff ? {} : { ORTFUSE_NO_LIFTOFF: '1' }) };
+      const c = spawn(process.execPath, [...process.execArgv, ...(set.liftoff ? ['--liftoff-only'] : []), '--max-old-space-size=16384', ...childArgs], { stdio: ['ignore', 'pipe', 'inherit'], env });
       let text = '';
       c.stdout.on('data', (d: Buffer) => (text += d.toString()));
       c.on('close', (code) => {
@@ -150,19 +187,19 @@ async function parent(): Promise<void> {
         }
       });
     });
-    smi.kill();
-    results.push({ ...res, source, gpuPeakMiB: peak - idle });
+    results.push({ ...res, source, setting, gpuPeakMiB: smi.stop() });
     console.log(JSON.stringify(results[results.length - 1]));
   }
   const rows = results.map((r) => {
     const a = ANCHORS[`${r.batch}x${r.seq}`];
     const gib = (r.gpuPeakMiB ?? 0) / 1024;
-    return `| ${r.batch}×${r.seq} | ${r.variant}${r.source === 'export' ? ' (torch export)' : ''} | ${r.kernels ?? '-'} | ${r.segments ?? '-'} | ${r.msPerOrtRun?.toFixed(1) ?? '-'} | ${r.error ? 'failed' : gib.toFixed(2)} | ${(r.webgpuPeakMiB / 1024).toFixed(2)} | ${r.error ? '-' : r.tokensPerSecond.toFixed(0)} | ${r.stepMs.map((x) => x.toFixed(0)).join(', ')} | ${a ? `${a.plainGiB} / ${a.ligerGiB}` : '-'} | ${a ? `${a.plainTokS} / ${a.ligerTokS}` : '-'} |`;
+    return `| ${r.batch}×${r.seq} | ${r.variant}${r.source === 'export' ? ' (torch export)' : ''} | ${r.setting ?? 'default'} | ${r.kernels ?? '-'} | ${r.segments ?? '-'} | ${r.msPerOrtRun?.toFixed(1) ?? '-'} | ${r.error ? 'failed' : gib.toFixed(2)} | ${(r.webgpuPeakMiB / 1024).toFixed(2)} | ${r.error ? '-' : r.tokensPerSecond.toFixed(0)} | ${r.stepMs.map((x) => x.toFixed(0)).join(', ')} | ${a ? `${a.plainGiB} / ${a.ligerGiB}` : '-'} | ${a ? `${a.plainTokS} / ${a.ligerTokS}` : '-'} |`;
   });
   const md = [
-    '| B×T | ortfuse | kernels | ORT segments | host ms per ORT run | peak GPU GiB (nvidia-smi) | WebGPU buffers peak GiB | tok/s | step ms (first = warm-up) | PyTorch / Liger GiB | PyTorch / Liger tok/s |',
-    '|---|---|---|---|---|---|---|---|---|---|---|',
+    '| B×T | ortfuse | setting | kernels | ORT segments | host ms per ORT run | peak GPU GiB (nvidia-smi) | WebGPU buffers peak GiB | tok/s | step ms (first = warm-up) | PyTorch / Liger GiB | PyTorch / Liger tok/s |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|',
     ...rows,
+    ...profileTable(results),
   ].join('\n');
   console.log(md);
   fs.mkdirSync(out, { recursive: true });
@@ -173,7 +210,7 @@ async function parent(): Promise<void> {
 const ci = process.argv.indexOf('--child');
 if (ci > 0) {
   const [variant, b, t, steps, kernels, model] = process.argv.slice(ci + 1);
-  child(variant, +b, +t, +steps, kernels === '-' ? '' : kernels, model === '-' ? undefined : model)
+  child(variant, +b, +t, +steps, kernels === '-' ? '' : kernels, model === '-' ? undefined : model, process.argv.includes('--ep') ? JSON.parse(arg('ep', '{}')) : undefined, process.argv.includes('--profile'))
     .then((r) => { console.log(JSON.stringify(r)); process.exit(0); })
     .catch((e) => { console.log(JSON.stringify({ variant, batch: +b, seq: +t, stepMs: [], tokensPerSecond: 0, losses: [], webgpuPeakMiB: 0, largestBufferMiB: 0, prepareMs: 0, nodes: 0, error: String(e?.message ?? e).slice(0, 800) })); process.exit(1); });
 } else await parent();

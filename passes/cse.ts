@@ -32,9 +32,16 @@ export const cse: Pass = {
   },
 };
 
+/** Base64 of bytes with the web's btoa (no Buffer: the pass also runs in browsers). */
+function base64(b: Uint8Array): string {
+  let s = '';
+  for (let i = 0; i < b.length; i += 8192) s += String.fromCharCode(...b.subarray(i, i + 8192));
+  return btoa(s);
+}
+
 function tensorKey(t: Tensor): string | undefined {
   if (!t.inMemory || t.byteLength > HASH_LIMIT) return undefined;
-  return `${t.dtype}[${t.dims}]${Buffer.from(t.bytes()).toString('base64')}`;
+  return `${t.dtype}[${t.dims}]${base64(t.bytes())}`;
 }
 
 function mergeInitializers(g: Graph): number {
@@ -61,8 +68,8 @@ function attrKey(a: Attr): string | undefined {
   switch (a.type) {
     case 'INT': case 'FLOAT': return num(a.value);
     case 'INTS': case 'FLOATS': return (a.value as unknown[]).map(num).join(',');
-    case 'STRING': return Buffer.from(a.value as Uint8Array).toString('base64');
-    case 'STRINGS': return (a.value as Uint8Array[]).map((s) => Buffer.from(s).toString('base64')).join(',');
+    case 'STRING': return base64(a.value as Uint8Array);
+    case 'STRINGS': return (a.value as Uint8Array[]).map(base64).join(',');
     case 'TENSOR': return a.value instanceof Tensor ? tensorKey(a.value) : undefined;
     default: return undefined; // graphs, sparse tensors, type protos: not compared
   }

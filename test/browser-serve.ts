@@ -8,10 +8,21 @@ import * as http from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { AddressInfo } from 'node:net';
+import { fileURLToPath } from 'node:url';
 import { chromium, type BrowserContext } from 'playwright-core';
+import { build } from 'vite';
 import { SWIFTSHADER_ICD } from '../src/webgpu/dawn-node.js';
 
 export const CHROMIUM = '/usr/bin/chromium';
+
+/** Build the page (web/, vite) into a new temporary folder; returns it and the build's seconds. */
+export async function buildPage(): Promise<{ dir: string; seconds: number }> {
+  const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ortfuse-web-dist-'));
+  const t0 = performance.now();
+  await build({ configFile: path.join(root, 'web/vite.config.ts'), logLevel: 'error', build: { outDir: dir } });
+  return { dir, seconds: (performance.now() - t0) / 1000 };
+}
 
 const TYPES: Record<string, string> = {
   '.html': 'text/html', '.js': 'text/javascript', '.mjs': 'text/javascript', '.wasm': 'application/wasm',

@@ -12,7 +12,8 @@
  * registry only for what is missing; ONNXRUNTIME_NODE_INSTALL=skip stops onnxruntime-node's
  * postinstall from downloading CUDA binaries (npm 11 does not run dependencies' install scripts
  * without approval anyway; npm 10 does). The peers are optional: a project without
- * onnxruntime-node gets one line naming the package to install, from the API and from the CLI; with
+ * onnxruntime-node gets one line naming the package to install, from the API and from `train` (the
+ * CLI's other commands run without it); with
  * onnxruntime-web and webgpu added, the webgpu backend trains from the tarball too.
  */
 import { spawnSync } from 'node:child_process';
@@ -126,8 +127,13 @@ describe('the packed package in a fresh project', () => {
     project(bare, [path.join(dir, pack.filename)]);
     fs.writeFileSync(path.join(bare, 'cpu.mjs'), WEBGPU.replace("{ backend: 'webgpu' }", '{}'));
     expect(ok('node', ['cpu.mjs'], bare).trim()).toBe("usage: backend 'cpu' needs the package onnxruntime-node, which is not installed: npm install onnxruntime-node");
-    const cli = run(path.join(bare, 'node_modules/.bin/ortfuse'), ['--version'], bare);
+    // The CLI itself runs (optimize and inspect need no runtime); cpu training stops before any work.
+    const bin = path.join(bare, 'node_modules/.bin/ortfuse');
+    expect(ok(bin, ['--version'], bare).trim()).toMatch(/^\d+\.\d+\.\d+/);
+    const cli = run(bin, ['train', '--steps', '1', '--json', 'run.json'], bare);
     expect(cli.code).toBe(2);
-    expect(cli.stderr).toBe('ortfuse: error: the CLI needs onnxruntime-node (a peer dependency), which is not installed: npm install onnxruntime-node\n');
+    expect(cli.stdout).toBe('');
+    expect(cli.stderr).toBe("ortfuse: error: backend 'cpu' needs the package onnxruntime-node, which is not installed: npm install onnxruntime-node\n");
+    expect(fs.existsSync(path.join(bare, 'run.json'))).toBe(false);
   }, 120_000);
 });

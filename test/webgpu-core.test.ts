@@ -3,21 +3,9 @@ import { adamw } from '../src/webgpu/adamw.js';
 import { padTo16 } from '../src/webgpu/buffers.js';
 import { matmul, type MatmulArgs } from '../src/webgpu/matmul.js';
 import { generateWgsl, pipelineCount, type Program } from '../src/webgpu/program.js';
-import { gpuEnv, randn, relL2, rng } from './webgpu-helpers.js';
+import { gemmError, gpuEnv, randn, relL2, rng } from './webgpu-helpers.js';
 
 const env = await gpuEnv();
-
-/** Float64 C = alpha·op(A)·op(B) (+ C0). */
-function gemmRef(m: number, n: number, k: number, A: Float32Array, B: Float32Array, ta: boolean, tb: boolean, alpha: number, C0?: Float32Array): Float64Array {
-  const C = new Float64Array(m * n);
-  for (let i = 0; i < m; i++)
-    for (let j = 0; j < n; j++) {
-      let s = 0;
-      for (let p = 0; p < k; p++) s += A[ta ? p * m + i : i * k + p] * B[tb ? j * k + p : p * n + j];
-      C[i * n + j] = alpha * s + (C0 ? C0[i * n + j] : 0);
-    }
-  return C;
-}
 
 describe('program description', () => {
   it('generates the uniform struct and bindings from one list', () => {
@@ -48,16 +36,7 @@ describe.skipIf(!env.ctx)('shared matmul and AdamW on dawn.node', () => {
   ];
   for (const [name, m, n, k, opt] of cases)
     it(`${name}: ${m}x${n}x${k}`, async () => {
-      const r = rng(m * n + k);
-      const ta = opt.transA ?? false, tb = opt.transB ?? false;
-      const A = randn(r, m * k), B = randn(r, k * n), C0 = randn(r, m * n);
-      // Operands as views at offsets into larger buffers, as linear-CE addresses its chunks.
-      const pad = 7;
-      const a = ctx.upload('A', Float32Array.from([...new Float32Array(pad), ...A]));
-      const c = ctx.upload('C', Float32Array.from([...new Float32Array(pad), ...C0]));
-      matmul(ctx, { m, n, k, a: { buffer: a, offset: pad, ld: ta ? m : k }, b: { buffer: ctx.upload('B', B), ld: tb ? k : n }, c: { buffer: c, offset: pad, ld: n }, alpha: 0.75, ...opt });
-      const got = (await ctx.readF32(c, pad + m * n)).subarray(pad);
-      const e = relL2(got, gemmRef(m, n, k, A, B, ta, tb, 0.75, opt.accumulate ? C0 : undefined));
+      const e = await gemmError(ctx, matmul, m, n, k, opt);
       console.info(`matmul ${name} ${m}x${n}x${k}: ${e.toExponential(2)}`);
       expect(e).toBeLessThan(1e-5);
     });
@@ -80,7 +59,7 @@ describe.skipIf(!env.ctx)('shared matmul and AdamW on dawn.node', () => {
   it('rejects an operand that does not fit its buffer', () => {
     const b = ctx.buffer('b', 64);
     expect(() => matmul(ctx, { m: 4, n: 4, k: 4, a: { buffer: b, ld: 4, offset: 8 }, b: { buffer: b, ld: 4 }, c: { buffer: ctx.buffer('c', 64), ld: 4 } }))
-      .toThrow(/matmul: A needs 24 floats but its buffer holds 16/);
+      .toThrow(/matmul: A needs 24 elements but its buffer holds 16/);
   });
 
   it('AdamW: 3 steps over an arena (merged dispatch) and a separate no-decay tensor vs float64', async () => {

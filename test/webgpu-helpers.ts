@@ -7,6 +7,7 @@
  * With VK_ICD_FILENAMES set, a missing adapter is a failure, not a skip.
  */
 import { GpuContext } from '../src/webgpu/context.js';
+import type { MatmulArgs } from '../src/webgpu/matmul.js';
 import { requestNodeAdapter, requestNodeDevice, useSwiftShaderIfPresent } from '../src/webgpu/dawn-node.js';
 export { rng, randn } from '../src/random.js';
 import { rng, randn } from '../src/random.js';
@@ -38,6 +39,36 @@ export function gpuEnv(options: { subgroups?: boolean } = {}): Promise<GpuEnv> {
 }
 
 export { relL2 } from './numerics.js';
+import { relL2 } from './numerics.js';
 
 /** Float64 copy of a float32 array. */
 export const f64 = (a: ArrayLike<number>): Float64Array => Float64Array.from(a);
+
+/** Float64 C = alpha·op(A)·op(B) (+ C0). */
+export function gemmRef(m: number, n: number, k: number, A: Float32Array, B: Float32Array, ta: boolean, tb: boolean, alpha: number, C0?: Float32Array): Float64Array {
+  const C = new Float64Array(m * n);
+  for (let i = 0; i < m; i++)
+    for (let j = 0; j < n; j++) {
+      let s = 0;
+      for (let p = 0; p < k; p++) s += A[ta ? p * m + i : i * k + p] * B[tb ? j * k + p : p * n + j];
+      C[i * n + j] = alpha * s + (C0 ? C0[i * n + j] : 0);
+    }
+  return C;
+}
+
+/**
+ * Relative L2 error against float64 of one GEMM by `gemm` on random operands (seeded by the sizes),
+ * A and C as views at an element offset into larger buffers, as linear-CE addresses its chunks;
+ * alpha 0.75, C's old values added when `opt.accumulate`.
+ */
+export async function gemmError(ctx: GpuContext, gemm: (ctx: GpuContext, args: MatmulArgs) => void, m: number, n: number, k: number, opt: Partial<MatmulArgs>): Promise<number> {
+  const r = rng(m * n + k);
+  const ta = opt.transA ?? false, tb = opt.transB ?? false;
+  const A = randn(r, m * k), B = randn(r, k * n), C0 = randn(r, m * n);
+  const pad = 7;
+  const a = ctx.upload('A', Float32Array.from([...new Float32Array(pad), ...A]));
+  const c = ctx.upload('C', Float32Array.from([...new Float32Array(pad), ...C0]));
+  gemm(ctx, { m, n, k, a: { buffer: a, offset: pad, ld: ta ? m : k }, b: { buffer: ctx.upload('B', B), ld: tb ? k : n }, c: { buffer: c, offset: pad, ld: n }, alpha: 0.75, ...opt });
+  const got = (await ctx.readF32(c, pad + m * n)).subarray(pad);
+  return relL2(got, gemmRef(m, n, k, A, B, ta, tb, 0.75, opt.accumulate ? C0 : undefined));
+}

@@ -6,6 +6,7 @@
  * ONNX Runtime's real peak is higher (its order and arena differ), the ranking is what counts.
  */
 import type { Graph, Node, Value } from '../ir/graph.js';
+import { evalDim } from '../ir/infer/index.js';
 import { DataType } from '../onnx/schema.js';
 
 export interface MemoryPlan {
@@ -38,6 +39,30 @@ export function tensorBytes(v: Value): number | undefined {
   return (t.shape as number[]).reduce((a, b) => a * b, ELEM_BYTES[t.elemType] ?? 4);
 }
 
+/** Dims of `v` with input_ids' symbolic dims bound to [batch, seq]; undefined where one stays unknown. */
+export type DimsOf = (v: Value) => number[] | undefined;
+
+/** Dims and bytes of `g`'s values at batch shape [batch, seq] (input_ids' symbolic dims bound). */
+export function boundShapes(g: Graph, batch: number, seq: number): { dims: DimsOf; size: SizeOf } {
+  const ids = g.inputs.find((v) => v.name === 'input_ids')?.tensorType?.shape ?? [];
+  const bindings: Record<string, number> = {};
+  if (typeof ids[0] === 'string') bindings[ids[0]] = batch;
+  if (typeof ids[1] === 'string') bindings[ids[1]] = seq;
+  const dims: DimsOf = (v) => {
+    const shape = v.tensorType?.shape;
+    if (!shape) return undefined;
+    const out: number[] = [];
+    for (const d of shape) {
+      const x = evalDim(d, bindings);
+      if (x === null) return undefined;
+      out.push(x);
+    }
+    return out;
+  };
+  const size: SizeOf = (v) => dims(v)?.reduce((a, b) => a * b, ELEM_BYTES[v.tensorType!.elemType] ?? 4);
+  return { dims, size };
+}
+
 /** Index of each value's last reader in `g`'s node order (subgraph reads count for their node). */
 export function lastUses(g: Graph): Map<Value, number> {
   const last = new Map<Value, number>();
@@ -50,11 +75,13 @@ export function lastUses(g: Graph): Map<Value, number> {
 
 /**
  * Peak live bytes of `g` run in node order (see the file header). `sizeOf` (default: static shapes)
- * may evaluate symbolic shapes; `last` = lastUses(g), when computed once for several sizes.
+ * may evaluate symbolic shapes; `last` = lastUses(g), when computed once for several sizes;
+ * `opts.freeOutputs`: graph outputs consumed as soon as they are made (gradients applied at once).
  */
-export function memoryPlan(g: Graph, sizeOf: SizeOf = tensorBytes, last = lastUses(g)): MemoryPlan {
+export function memoryPlan(g: Graph, sizeOf: SizeOf = tensorBytes, last = lastUses(g), opts: { freeOutputs?: (v: Value) => boolean } = {}): MemoryPlan {
   const nodes = g.nodes;
-  const outputs = new Set(g.outputs);
+  // Outputs live to the end, except those the caller takes away as soon as they are made (after their last reader).
+  const outputs = new Set(g.outputs.filter((v) => !opts.freeOutputs?.(v)));
   const alive = new Map<Value, number>();
   let live = 0, peak = 0, unknown = 0;
   let peakNode: Node | undefined;

@@ -46,6 +46,13 @@ export interface RecomputeOptions {
   maxDepth?: number;
   /** Values smaller than this many bytes stay saved (default 64 KiB; symbolic dims count 1024). */
   minBytes?: number;
+  /**
+   * Also recompute projections (MatMul of an activation and a weight): a full matmul each, so only
+   * when a memory budget asks for it (./recompute-plan.ts). Default false.
+   */
+  projections?: boolean;
+  /** Only saved values for which this returns true are recomputed (default: all that qualify). */
+  accept?: (v: Value) => boolean;
 }
 
 export interface RecomputeReport {
@@ -55,6 +62,11 @@ export interface RecomputeReport {
   nodes: number;
   /** Bytes of the recomputed values, symbolic dims counted as 1 (per batch row and token, then). */
   bytes: number;
+  /**
+   * Each recomputed value (in the order chosen) with the forward nodes cloned for it first (a
+   * node shared by several values is listed with the first); for cost models.
+   */
+  chosen: { value: Value; cloned: Node[] }[];
 }
 
 /** The `ortfuse.rule` tag of the clones. */
@@ -112,10 +124,11 @@ export function recomputeInBackward(
   const recomputable = (n: Node): boolean => {
     if (!allowed.has(key(n)) || n.subgraphs().length) return false;
     // A projection reads a weight: recomputing it costs a full matmul. Attention's q·kᵀ and p·v do not.
-    if (n.opType === 'MatMul') return n.inputs.every((v) => v && !weightLike(v));
+    if (n.opType === 'MatMul') return opts.projections || n.inputs.every((v) => v && !weightLike(v));
     return true;
   };
   const rank = (v: Value) => sizeBytes(v, 1024) ?? Infinity;
+  const firstRead = (v: Value) => Math.min(...backwardReads(v).map((u) => order.get(u.node)!));
   /** Values the backward keeps alive: saved ones, and forward values kept longer for a recomputation. */
   const kept = new Set(saved);
   const chosen = new Set<Value>();
@@ -124,18 +137,20 @@ export function recomputeInBackward(
    * Plan the recomputation of `v`: forward values to clone (into `clone`) and forward values that
    * must then stay alive into the backward (into `extend`). False when `v` cannot be recomputed.
    */
-  const plan = (v: Value, depth: number, clone: Set<Value>, extend: Set<Value>): boolean => {
+  const plan = (v: Value, depth: number, clone: Set<Value>, extend: Set<Value>, reuse: Set<Value>): boolean => {
     const p = v.producer!;
     if (depth > maxDepth || !recomputable(p) || v.isGraphOutput() || pinned.has(v)) return false;
     clone.add(v);
     for (const u of p.inputs) {
+      if (u && toClone.has(u)) reuse.add(u);
       if (!u || available(u) || clone.has(u) || extend.has(u) || (kept.has(u) && !chosen.has(u)) || toClone.has(u)) continue;
       if (!forward(u)) return false;
       // Recompute u too where possible, else keep it alive (paid once, however many read it).
-      const c = new Set(clone), e = new Set(extend);
-      if (plan(u, depth + 1, c, e)) {
+      const c = new Set(clone), e = new Set(extend), r = new Set(reuse);
+      if (plan(u, depth + 1, c, e, r)) {
         for (const x of c) clone.add(x);
         for (const x of e) extend.add(x);
+        for (const x of r) reuse.add(x);
       } else extend.add(u);
     }
     return true;
@@ -144,20 +159,30 @@ export function recomputeInBackward(
   const candidates = [...saved].filter((v) => !pinned.has(v) && !v.isGraphOutput() && rank(v) >= minBytes);
   candidates.sort((a, b) => rank(b) - rank(a));
   let bytes = 0;
+  const report: RecomputeReport['chosen'] = [];
+  // Where each clone will be placed: before the first backward read of the first root needing it.
+  const placedAt = new Map<Value, number>();
   for (const v of candidates) {
-    const clone = new Set<Value>(), extend = new Set<Value>();
-    if (!plan(v, 0, clone, extend)) continue;
+    if (opts.accept && !opts.accept(v)) continue;
+    const clone = new Set<Value>(), extend = new Set<Value>(), reuse = new Set<Value>();
+    if (!plan(v, 0, clone, extend, reuse)) continue;
     // Worth it only when what stays alive longer is much smaller than what is freed.
     const cost = [...extend].reduce((s, u) => s + rank(u), 0);
     if (cost * 4 > rank(v)) continue;
+    // With projections, chains may reach back through the residual stream: a value whose clones
+    // would move another value's clone chain earlier (to this value's first read) stays saved,
+    // else one layer's recomputation drags every earlier layer's to the start of the backward.
+    const at = firstRead(v);
+    if (opts.projections && [...reuse].some((u) => placedAt.get(u)! > at)) continue;
+    for (const u of clone) placedAt.set(u, Math.min(placedAt.get(u) ?? Infinity, at));
     chosen.add(v);
+    report.push({ value: v, cloned: [...clone].filter((u) => !toClone.has(u)).map((u) => u.producer!) });
     for (const u of clone) toClone.add(u);
     for (const u of extend) kept.add(u);
     bytes += sizeBytes(v, 1) ?? 0;
   }
   // Clone in the order of each value's first backward read, so a clone shared by two chains is
   // always placed before both readers.
-  const firstRead = (v: Value) => Math.min(...backwardReads(v).map((u) => order.get(u.node)!));
   const roots = [...chosen].sort((a, b) => firstRead(a) - firstRead(b));
   const clones = new Map<Value, Value>();
   let nodes = 0;
@@ -179,5 +204,5 @@ export function recomputeInBackward(
     const c = cloneOf(v, reads[0].node);
     for (const u of reads) u.node.setInput(u.index, c);
   }
-  return { values: chosen.size, nodes, bytes };
+  return { values: chosen.size, nodes, bytes, chosen: report };
 }

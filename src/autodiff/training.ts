@@ -27,7 +27,7 @@ import { addGradients } from './backward.js';
 import { cloneModel, removeDeadCode } from './clone.js';
 import { isFloatType } from './dtype.js';
 import { AUTODIFF_TAG, IN_FORWARD_KEY } from './in-forward.js';
-import { recomputeInBackward, type RecomputeOptions } from './recompute.js';
+import { recomputeInBackward, type RecomputeOptions, type RecomputeReport } from './recompute.js';
 import { gradTable } from './table.js';
 import type { DifferentiableOp, GradTable } from './types.js';
 import { GRAD_IN_PREFIX, GRAD_PREFIX } from './names.js';
@@ -153,16 +153,23 @@ export function buildTrainingGraph(model: Model, opts: TrainingGraphOptions): Mo
     g.outputs.push(grad);
   }
   removeDeadCode(g); // backward pieces no output needs (e.g. gradients of frozen paths)
-  if (opts.recompute ?? true) {
-    const backward = (n: Node) => hasMeta(n, 'ortfuse.rule', AUTODIFF_TAG) && !hasMeta(n, IN_FORWARD_KEY, '1');
-    recomputeInBackward(g, backward, typeof opts.recompute === 'object' ? opts.recompute : {}, opts.ops);
-    removeDeadCode(g);
-  }
+  if (opts.recompute ?? true) recomputeTrainingGraph(m, typeof opts.recompute === 'object' ? opts.recompute : {}, opts.ops);
   // A forward model that carries fused-op bodies gets those of the backward ops too (same target).
   const target = bodiesTarget(m);
   if (target) ensureFunctions(m, target, opts.ops);
   check(m, 'training graph');
   return m;
+}
+
+/**
+ * Recompute forward values in the backward of a training graph built with `recompute: false`
+ * (./recompute.ts; the graph is changed). The memory planner (./recompute-plan.ts) calls it on copies.
+ */
+export function recomputeTrainingGraph(m: Model, opts: RecomputeOptions, ops: readonly DifferentiableOp[]): RecomputeReport {
+  const backward = (n: Node) => hasMeta(n, 'ortfuse.rule', AUTODIFF_TAG) && !hasMeta(n, IN_FORWARD_KEY, '1');
+  const report = recomputeInBackward(m.graph, backward, opts, ops);
+  removeDeadCode(m.graph);
+  return report;
 }
 
 /** True when node `n` carries the metadata entry `key` = `value`. */

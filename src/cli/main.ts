@@ -2,9 +2,10 @@
 /** The `ortfuse` executable. */
 import { processIO } from './command.js';
 import { EXIT_CODES } from '../errors.js';
-import { missingPackage } from '../training/peers.js';
+import { missingPackage } from '../runtime/peers.js';
 
-// onnxruntime-node is an optional peer dependency (package.json); the CLI loads it with its commands.
+// onnxruntime-node is an optional peer dependency (package.json), loaded only when the cpu backend
+// trains; this catch is for an install whose own modules are broken.
 let program: typeof import('./program.js');
 try {
   program = await import('./program.js');

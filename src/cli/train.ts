@@ -17,6 +17,8 @@ import { defaultWarmup } from '../runtime/run-checks.js';
 import { runTraining, type StepRecord, type StopInfo, type TrainOptions } from '../runtime/train.js';
 import type { ScheduleKind } from '../runtime/optimizer.js';
 import { gib } from '../runtime/memory-estimate.js';
+import { parseSize } from '../runtime/memory-budget.js';
+import { describePlan } from '../autodiff/recompute-plan.js';
 import { lossChartSvg } from '../report/plot.js';
 import type { CliCommand, CliIO } from './command.js';
 import { demoModel } from '../training/demo.js';
@@ -36,6 +38,9 @@ export interface TrainArgs extends TrainOptions {
   plot?: string;
   backend: string;
   progress: boolean;
+  /** --lora SETTINGS and --lora-init DIR, resolved into `lora` by the preflight. */
+  loraSpec?: string;
+  loraInit?: string;
 }
 
 function num(v: unknown, name: string, int = true): number {
@@ -72,6 +77,7 @@ export const trainCommand: CliCommand<TrainArgs> = {
       .option('--clip <x>', 'clip the global gradient norm (0 = off)', '1')
       .option('--eval-every <n>', 'validation loss every N steps (always at the end)', '0')
       .option('--max-time <duration>', 'stop cleanly with a checkpoint once a step ends after this long, e.g. 90s, 30m, 2h')
+      .option('--memory-budget <size>', 'fit one step into SIZE (e.g. 12GiB; cpu: peak RSS, webgpu: GPU buffers): the backward recomputes what a cost model picks (least extra work); refused before training when it cannot fit')
       .option('--backend <name>', 'cpu (onnxruntime-node) or webgpu (onnxruntime-web WebGPU EP on dawn.node)', 'cpu')
       .option('--kernels <ops>', "webgpu: per fused op, our WGSL kernel between ORT segments, ORT running its ONNX body, or (rmsnorm, rope) 'native' = ONNX RMSNormalization-23 / RotaryEmbedding-23 run by ORT: a comma list read left to right from all-in-ORT — all, none, default (= flce,swiglu), an op name (flce, rmsnorm, swiglu, rope: our kernel) or op=kernel|ort|native; e.g. default,rmsnorm=native,rope=native (default: flce,swiglu)")
       .option('--json <file>', 'write one JSON record per step (JSON lines)')
@@ -79,7 +85,11 @@ export const trainCommand: CliCommand<TrainArgs> = {
       .option('--trainable <globs>', "train only parameters matching these globs (comma-separated; torch names where the export records them, e.g. 'model.layers.*.mlp.*'; default: all)")
       .option('--freeze <globs>', "keep parameters matching these globs fixed (comma-separated, e.g. 'model.embed_tokens.weight')")
       .option('--save-weights <file>', 'write the trained weights as safetensors under the torch names at the end (transformers load_state_dict / from_pretrained)')
-      .option('--save-model <file>', 'write the exported ONNX model with the trained weights at the end (runs in any ONNX Runtime)')
+      .option('--save-model <file>', 'write the exported ONNX model with the trained weights at the end (runs in any ONNX Runtime; with --lora: needs --merge)')
+      .option('--lora <settings>', "train low-rank adapters on a frozen model: r=16,alpha=32,dropout=0,targets=q,k,v,o,gate,up,down (targets: short names q k v o gate up down, or globs on torch module names; defaults r=8, alpha=8, all seven)")
+      .option('--lora-init <dir>', 'start the adapters from a PEFT adapter directory (adapter_model.safetensors, adapter_config.json); implies --lora')
+      .option('--save-adapter <dir>', 'with --lora: write the trained adapter as PEFT files (adapter_model.safetensors, adapter_config.json) into DIR at the end')
+      .option('--merge', 'with --lora: --save-weights and --save-model get the merged weights W + s·B·A')
       .option('--checkpoint <file>', 'write a checkpoint at the end, every --save-every steps, and when stopped early')
       .option('--save-every <n>', 'write --checkpoint every N steps (0 = only at the end and when stopped)', '0')
       .option('--keep-last <k>', 'also keep the last K periodic checkpoints as <stem>.step-NNNNNN<ext>', '0')
@@ -115,9 +125,14 @@ export const trainCommand: CliCommand<TrainArgs> = {
       freeze: globs(o.freeze),
       saveWeights: o.saveWeights as string | undefined,
       saveModel: o.saveModel as string | undefined,
+      loraSpec: o.lora as string | undefined,
+      loraInit: o.loraInit as string | undefined,
+      saveAdapter: o.saveAdapter as string | undefined,
+      merge: o.merge === true,
       resume: o.resume as string | undefined,
       backend: o.backend as string,
       kernels: o.kernels as string | undefined,
+      memoryBudget: o.memoryBudget === undefined ? undefined : parseSize(String(o.memoryBudget)) ?? fail('usage', `--memory-budget ${o.memoryBudget}: expected a size such as 12GiB, 800MiB or 16GB`),
       progress: o.progress !== false,
     };
   },
@@ -138,7 +153,7 @@ async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
   let records: StepRecord[];
   try {
     records = await runTraining(model, c.text, tok, {
-      ...a, checkpoint: c.checkpoint, resume: c.resume, evalText: c.evalText, maxTimeMs: c.maxTimeMs, saveWeights: c.saveWeights, saveModel: c.saveModel,
+      ...a, checkpoint: c.checkpoint, resume: c.resume, evalText: c.evalText, maxTimeMs: c.maxTimeMs, saveWeights: c.saveWeights, saveModel: c.saveModel, lora: c.lora, saveAdapter: c.saveAdapter,
       fallbackCheckpoint: () => freeCheckpointName(io.cwd),
     }, {
       onStart({ parameters, prepared, startStep, backend, memory }) {
@@ -149,6 +164,7 @@ async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
           : `backend cpu (${backend.device})`;
         io.stdout(`training ${a.input ?? 'built-in tiny Qwen2'}: ${(parameters / 1e6).toFixed(2)}M parameters, ${a.fuse ? `fused (${fused} rewrites)` : 'unfused'}, batch ${a.batch}×${a.seq}${accum > 1 ? ` × ${accum} micro-batches` : ''}, ${a.steps} steps, tokenizer ${tok.name}, ${where}, ${backend.precision}, step memory about ${gib(memory.bytes)} (estimate)\n`);
         io.stdout(`  lr ${a.lr} (warm-up ${a.warmup ?? defaultWarmup(a.steps)}, ${a.schedule ?? 'cosine'}${a.schedule === 'constant' ? '' : ` to ${a.minLrRatio ?? 0.1} x`}), weight decay ${a.weightDecay}, clip ${a.maxGradNorm}, seed ${a.seed}${startStep ? `, resuming after step ${startStep}` : ''}\n`);
+        if (prepared.memory) io.stdout(`  ${describePlan(prepared.memory, a.memoryBudget)}\n`);
         for (const line of describeParameters(prepared.parameterReport)) io.stdout(`${line}\n`);
         if (backend.software) io.stderr(`ortfuse: warning: ${backend.device} is a software adapter (WebGPU on the CPU): training runs far slower than with --backend cpu\n`);
         json?.begin(c.resume ? startStep : 0);
@@ -173,6 +189,7 @@ async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
   if (last) io.stdout(`${stopped ? 'stopped' : 'done'}: loss ${records[0].loss.toFixed(4)} → ${last.loss.toFixed(4)}${last.valLoss !== undefined ? `, validation ${last.valLoss.toFixed(4)}` : ''}\n`);
   if (c.saveWeights && !stopped) io.stdout(`weights: ${shown(c.saveWeights)}\n`);
   if (c.saveModel && !stopped) io.stdout(`model: ${shown(c.saveModel)}\n`);
+  if (c.saveAdapter && !stopped) io.stdout(`adapter: ${shown(c.saveAdapter)}\n`);
   if (c.plot && records.length) {
     fs.writeFileSync(c.plot, await lossChartSvg([{ name: a.fuse ? 'fused' : 'unfused', points: [...(json?.previous ?? []), ...records] }]));
     io.stdout(`loss curve: ${c.plot}\n`);

@@ -13,6 +13,7 @@ import { modelToProto, type TensorSink } from '../ir/to-proto.js';
 import type { Model } from '../ir/graph.js';
 import type { Tensor } from '../ir/tensor.js';
 import { toLong } from '../ir/long.js';
+import { inlineExternalData, type ExternalFiles } from './external-bytes.js';
 
 /** Protobuf messages cannot exceed 2 GiB; above this, tensors must go to external data. */
 const PROTO_LIMIT = 2 ** 31 - 1;
@@ -33,10 +34,14 @@ export function decodeModelProto(bytes: Uint8Array, source = '<bytes>'): any {
   return p;
 }
 
-/** Load a model from bytes. `baseDir` resolves external data locations. */
-export function loadBytes(bytes: Uint8Array, opts: { baseDir?: string; source?: string } = {}): Model {
+/**
+ * Load a model from bytes. `baseDir` resolves external data locations; `externalData` gives the
+ * external data files as bytes instead, by file name (read in, as if the model had them embedded).
+ */
+export function loadBytes(bytes: Uint8Array, opts: { baseDir?: string; source?: string; externalData?: ExternalFiles } = {}): Model {
   const source = opts.source ?? '<bytes>';
   const p = decodeModelProto(bytes, source);
+  if (opts.externalData) inlineExternalData(p, opts.externalData, source);
   return modelFromProto(p, { baseDir: opts.baseDir, source });
 }
 

@@ -13,19 +13,10 @@ import { Tensor } from '../ir/tensor.js';
 import { DataType } from '../onnx/schema.js';
 import { saveFile } from '../onnx/io.js';
 import type { ParameterDiscovery } from './discover.js';
-import { saveSafetensors, type NamedTensor } from './safetensors.js';
+import { saveSafetensors } from './safetensors.js';
+import { stateDict } from './state-dict.js';
 
-/** Every parameter of `model` (adopted: initializers named like `discovery`'s parameters), trained values where given. */
-export function stateDict(model: Model, discovery: ParameterDiscovery, trained: ReadonlyMap<string, Float32Array>): Map<string, NamedTensor> {
-  const out = new Map<string, NamedTensor>();
-  for (const p of discovery.parameters) {
-    const v = model.graph.initializers.find((x) => x.name === p.name);
-    const data = trained.get(p.name) ?? (v && v.initializer!.dtype === DataType.FLOAT ? (v.initializer!.toArray() as Float32Array) : undefined);
-    if (!data) fail('invalid', `cannot save parameter '${p.name}': no float32 value`);
-    out.set(p.name, { shape: p.shape, data });
-  }
-  return out;
-}
+export { stateDict };
 
 /** Write the state dict as safetensors (atomic). */
 export function saveWeights(file: string, model: Model, discovery: ParameterDiscovery, trained: ReadonlyMap<string, Float32Array>, metadata: Record<string, string> = {}): number {

@@ -62,7 +62,8 @@ export function describeParameters(r: ParameterReport): string[] {
     + (r.frozen.length ? `; frozen: ${summarizeNames(r.frozen.map((p) => p.name))}` : '')
     + (r.nonParameters.some((p) => p.size > 1) ? `; not parameters: ${summarizeNames(r.nonParameters.filter((p) => p.size > 1).map((p) => `${p.name} (${p.kind})`))}` : ''),
   ];
-  if (r.trainedFloats * 2 < r.totalFloats)
+  const adapters = r.trained.length > 0 && r.trained.every((p) => /\.lora_[AB]\.weight$/.test(p.name)); // LoRA: few train by design
+  if (r.trainedFloats * 2 < r.totalFloats && !adapters)
     lines.push(`warning: fewer than half of the model's float values train (${millions(r.trainedFloats)} of ${millions(r.totalFloats)}); check --trainable/--freeze, or list what was found with 'ortfuse inspect --params'`);
   return lines;
 }

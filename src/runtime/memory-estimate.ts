@@ -14,8 +14,7 @@
  * buffer, checked against the largest single tensor of the step.
  */
 import type { Graph, Value } from '../ir/graph.js';
-import { evalDim } from '../ir/infer/index.js';
-import { ELEM_BYTES, lastUses, memoryPlan } from '../autodiff/memory-plan.js';
+import { boundShapes, lastUses, memoryPlan } from '../autodiff/memory-plan.js';
 
 const GiB = 2 ** 30;
 
@@ -33,32 +32,35 @@ export interface StepMemoryModel {
   at(batch: number, seq: number): StepMemory;
 }
 
+export type MemoryBackend = 'cpu' | 'webgpu';
+
+/**
+ * Predicted peak of a step from its parameter count and the peak of its static activation plan:
+ * cpu, peak RSS (the file header's rule); webgpu, bytes in live WebGPU buffers: the trainer's
+ * parameters and AdamW moments (3 · 4 · parameters) + WEBGPU_ACTIVATION_SCALE · the plan (whose
+ * graph outputs include the gradients) + WEBGPU_OVERHEAD (ORT's pool beyond the plan, uniforms).
+ */
+export function stepPeak(backend: MemoryBackend, parameters: number, activationBytes: number): number {
+  if (backend === 'cpu') return 6 * 4 * parameters + 1.5 * activationBytes + 256 * 2 ** 20;
+  return 3 * 4 * parameters + WEBGPU_ACTIVATION_SCALE * activationBytes + WEBGPU_OVERHEAD;
+}
+
+/** Calibration of the webgpu rule (bench/results/memory-budget.md). */
+export const WEBGPU_ACTIVATION_SCALE = 1.31;
+export const WEBGPU_OVERHEAD = 2.02 * GiB;
+
 /**
  * The estimator for a training-step graph with `parameters` float32 parameter elements. Symbolic
  * dims of input_ids ([batch, seq]) are bound to the shape asked for; values whose size still
  * cannot be evaluated are not counted.
  */
 export function stepMemoryModel(g: Graph, parameters: number): StepMemoryModel {
-  const ids = g.inputs.find((v) => v.name === 'input_ids')?.tensorType?.shape ?? [];
   const last = lastUses(g); // liveness once; sizes per batch shape
   return {
     at(batch, seq) {
-      const bindings: Record<string, number> = {};
-      if (typeof ids[0] === 'string') bindings[ids[0]] = batch;
-      if (typeof ids[1] === 'string') bindings[ids[1]] = seq;
-      const size = (v: Value): number | undefined => {
-        const t = v.tensorType;
-        if (!t?.shape) return undefined;
-        let n = ELEM_BYTES[t.elemType] ?? 4;
-        for (const d of t.shape) {
-          const x = evalDim(d, bindings);
-          if (x === null) return undefined;
-          n *= x;
-        }
-        return n;
-      };
+      const { size } = boundShapes(g, batch, seq);
       const plan = memoryPlan(g, size, last);
-      return { bytes: 6 * 4 * parameters + 1.5 * plan.peakBytes + 256 * 2 ** 20, activationBytes: plan.peakBytes, largest: plan.largest };
+      return { bytes: stepPeak('cpu', parameters, plan.peakBytes), activationBytes: plan.peakBytes, largest: plan.largest };
     },
   };
 }

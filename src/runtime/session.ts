@@ -17,6 +17,10 @@ import { nanGuardPass } from '../../passes/nan-guard.js';
 import { discoverParameters, type ParameterDiscovery } from '../params/discover.js';
 import { adoptParameters, nameLoss } from '../params/adopt.js';
 import { selectParameters, type ParameterReport, type Selection } from '../params/select.js';
+import { addLora, type LoraAdapters } from '../params/lora.js';
+import type { ResolvedLora } from '../params/lora-config.js';
+import type { RecomputePlan } from '../autodiff/recompute-plan.js';
+import { planMemory, type MemoryRequest } from './memory-budget.js';
 
 export interface PreparedTraining {
   /** The training-step graph (parameters, input_ids, labels → loss, grad.<p>). */
@@ -32,6 +36,10 @@ export interface PreparedTraining {
   parameterReport: ParameterReport;
   /** The parameters as discovered (torch names, aliases of tied weights, shapes). */
   discovery: ParameterDiscovery;
+  /** With `lora`: the adapters added (only their A and B train). */
+  lora?: LoraAdapters;
+  /** What the backward recomputes and the predicted peak, when planned (TrainingGraphOptions.memory). */
+  memory?: RecomputePlan;
 }
 
 /** Vocabulary size: rows of the table gathered by `input_ids`. */
@@ -56,6 +64,8 @@ export interface TrainingGraphOptions {
   recompute?: boolean;
   /** Parameters to train, by name (default: buildTrainingGraph's own choice). */
   parameters?: ReadonlySet<string>;
+  /** Plan the recomputation for this batch shape and backend, to `budget` when given (./memory-budget.ts). */
+  memory?: MemoryRequest;
 }
 
 /**
@@ -77,7 +87,7 @@ export function adoptExport(model: Model): ParameterDiscovery {
  * match) are lowered BEFORE autodiff to ops ORT-web's WebGPU EP runs on the GPU, so the backward
  * is built from those ops too. Reads no weights.
  */
-export function trainingGraph(model: Model, opts: TrainingGraphOptions): { train: Model; report?: PipelineReport } {
+export function trainingGraph(model: Model, opts: TrainingGraphOptions): { train: Model; report?: PipelineReport; memory?: RecomputePlan } {
   let report: PipelineReport | undefined;
   if (opts.fuse) report = runPipeline(model, defaultPipeline(), { options: { training: true } });
   if (opts.target === 'webgpu')
@@ -87,19 +97,30 @@ export function trainingGraph(model: Model, opts: TrainingGraphOptions): { train
       report?.passes.push({ name: pass.name, modified: r.modified, counts: r.counts, ms: performance.now() - t0 });
     }
   const chosen = opts.parameters;
-  const train = buildTrainingGraph(model, { ops: FUSED_OPS, recompute: opts.recompute ?? true, trainable: chosen && ((name) => chosen.has(name)) });
+  const built = buildTrainingGraph(model, { ops: FUSED_OPS, recompute: opts.memory ? false : opts.recompute ?? true, trainable: chosen && ((name) => chosen.has(name)) });
+  const memory = opts.memory && planMemory(built, opts.memory);
+  const train = memory?.train ?? built;
   ensureFunctions(train, opts.target ?? 'cpu');
-  return { train, report };
+  return { train, report, memory };
 }
 
-export function prepareTraining(model: Model, opts: TrainingGraphOptions & Selection): PreparedTraining {
+/** With `lora`, adapters are added to the adopted model (src/params/lora.ts) and only they train. */
+export function prepareTraining(model: Model, opts: TrainingGraphOptions & Selection & { lora?: ResolvedLora; baseModel?: string }): PreparedTraining {
   const discovery = adoptExport(model);
+  if (opts.lora && (opts.trainable?.length || opts.freeze?.length)) fail('usage', 'lora trains only the adapters: trainable/freeze (--trainable/--freeze) do not apply');
   const selected = selectParameters(discovery, opts);
+  const lora = opts.lora && addLora(model, discovery, opts.lora, opts.baseModel);
+  if (lora) {
+    const size = (p: { shape: number[] }) => p.shape.reduce((a, b) => a * b, 1);
+    selected.frozen = [...selected.frozen, ...selected.trained];
+    selected.trained = lora.modules.flatMap((m) => [{ name: m.a, shape: [lora.r, m.in] }, { name: m.b, shape: [m.out, lora.r] }]).map((p) => ({ ...p, size: size(p) }));
+    selected.totalFloats += selected.trained.reduce((s2, p) => s2 + p.size, 0);
+  }
   const vocab = vocabSize(model);
   for (const name of ['input_ids', 'labels', 'loss'])
     if (!model.graph.findValue(name)) fail('invalid', `the model must have inputs input_ids and labels and a 'loss' value (missing '${name}')`);
   // buildTrainingGraph works on a copy: the model keeps its initializers for the initial values.
-  const { train, report } = trainingGraph(model, { fuse: opts.fuse, target: opts.target, recompute: opts.recompute, parameters: new Set(selected.trained.map((p) => p.name)) });
+  const { train, report, memory } = trainingGraph(model, { fuse: opts.fuse, target: opts.target, recompute: opts.recompute, memory: opts.memory, parameters: new Set(selected.trained.map((p) => p.name)) });
   const values = new Map<string, Float32Array>();
   for (const v of model.graph.initializers) if (v.initializer!.dtype === DataType.FLOAT) values.set(v.name, v.initializer!.toArray() as Float32Array);
   const sig = trainingSignature(train);
@@ -113,5 +134,5 @@ export function prepareTraining(model: Model, opts: TrainingGraphOptions & Selec
     frozen: [...selected.frozen, ...selected.trained.filter((p) => !got.has(p.name))],
   };
   parameterReport.trainedFloats = parameterReport.trained.reduce((s, p) => s + p.size, 0);
-  return { train, initial, vocab, report, parameters: sig.parameters, parameterReport, discovery };
+  return { train, initial, vocab, report, parameters: sig.parameters, parameterReport, discovery, lora, memory };
 }

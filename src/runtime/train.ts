@@ -18,6 +18,10 @@ import { loadCheckpoint, readCheckpointHeader } from './checkpoint.js';
 import type { TrainState } from './checkpoint.js';
 import { cloneModel } from '../autodiff/clone.js';
 import { saveTrainedModel, saveWeights } from '../params/export.js';
+import { weightsToWrite } from '../params/lora.js';
+import type { ResolvedLora } from '../params/lora-config.js';
+import { adapterFiles } from '../params/adapter.js';
+import { saveAdapterDir } from '../params/adapter-dir.js';
 import { adoptExport } from './session.js';
 import { CheckpointFiles } from './checkpoint-files.js';
 import { gib, largestFitting, memoryLimit, stepMemoryModel, type StepMemory } from './memory-estimate.js';
@@ -25,7 +29,9 @@ import { checkBatchShape, checkNotTrainingGraph } from './model-limits.js';
 import type { ScheduleKind } from './optimizer.js';
 import { checkOptions, checkResume, checkResumeModel, runSettings, type ParamShapes } from './run-checks.js';
 import { prepareTraining, vocabSize, type PreparedTraining } from './session.js';
-import { CpuTrainer, type StepResult, type TrainerOptions } from './trainer.js';
+import type { CpuTrainer, StepResult, TrainerOptions } from './trainer.js';
+import { withPeers } from './peers.js';
+import { BUDGET_SYNC_EVERY, gradientsAppliedEarly } from './memory-budget.js';
 
 /** What runTraining needs of a backend's trainer (CpuTrainer, WebGpuTrainer). */
 export interface Trainer {
@@ -82,12 +88,23 @@ export interface TrainOptions {
   freeze?: string[];
   /** Write the trained weights as safetensors under the torch names at the end. */
   saveWeights?: string;
-  /** Write the model (the export's graph) with the trained weights as ONNX at the end. */
+  /** Write the model (the export's graph) with the trained weights as ONNX at the end (with lora: merged). */
   saveModel?: string;
+  /** Train LoRA adapters on a frozen model (src/params/lora.ts). */
+  lora?: ResolvedLora;
+  /** With lora: write the adapter (PEFT's two files) into this directory at the end. */
+  saveAdapter?: string;
+  /** With lora: --save-weights writes W + s·B·A instead of the base weights. */
+  merge?: boolean;
   /** webgpu: per-op policy as `--kernels` ('all', 'none', 'default', op names and op=kernel|ort|native, e.g. 'default,rmsnorm=native,rope=native'; default flce,swiglu): src/runtime/webgpu/policy.ts parseKernels. */
   kernels?: string;
   /** Refuse a batch shape whose step is estimated not to fit (default true). */
   checkMemory?: boolean;
+  /**
+   * Bytes one step may use (cpu: peak RSS; webgpu: live GPU buffers): the backward's recomputation
+   * is planned to fit (src/autodiff/recompute-plan.ts), or the run is refused before it starts.
+   */
+  memoryBudget?: number;
 }
 
 export interface StepRecord {
@@ -193,7 +210,9 @@ export async function runTraining(model: Model, text: string, tok: Tokenizer, o:
 
   // The export's graph with torch-named parameters, kept aside (tensors shared) for --save-model.
   const forward = o.saveModel ? (adoptExport(model), cloneModel(model)) : undefined;
-  const prepared = prepareTraining(model, { fuse: o.fuse, target: backend, trainable: o.trainable, freeze: o.freeze });
+  const gradientsApplied = gradientsAppliedEarly(backend, settings.clip, o.kernels);
+  const memoryRequest = { batch: o.batch, seq: o.seq, backend, budget: o.memoryBudget, gradientsApplied } as const;
+  const prepared = prepareTraining(model, { fuse: o.fuse, target: backend, trainable: o.trainable, freeze: o.freeze, lora: o.lora, memory: memoryRequest });
   const nParams = [...prepared.initial.values()].reduce((s, p) => s + p.length, 0);
   const shapes: ParamShapes = prepared.train.graph.inputs
     .filter((v) => prepared.initial.has(v.name))
@@ -204,6 +223,7 @@ export async function runTraining(model: Model, text: string, tok: Tokenizer, o:
     optimizer: { lr: o.lr, weightDecay: settings.weightDecay, maxGradNorm: settings.clip },
     schedule: { lr: o.lr, warmupSteps: settings.warmup, totalSteps: o.steps, kind: settings.schedule, minRatio: settings.minLrRatio },
     threads: o.threads,
+    syncEvery: o.memoryBudget === undefined ? 0 : BUDGET_SYNC_EVERY,
   };
   let trainer: Trainer;
   let gpuPeak: (() => number) | undefined;
@@ -224,6 +244,8 @@ export async function runTraining(model: Model, text: string, tok: Tokenizer, o:
     const policy = o.kernels === undefined ? {} : parseKernels(o.kernels);
     trainer = await wg.createNodeWebGpuTrainer(prepared.train, prepared.initial, topts, policy, { batch: o.batch, seq: o.seq });
   } else {
+    // Loaded only here: optimize/inspect and the webgpu backend run without onnxruntime-node.
+    const { CpuTrainer } = await withPeers('cpu', () => import('./trainer.js'));
     trainer = await CpuTrainer.create(prepared.train, prepared.initial, topts);
     info = { name: 'cpu', device: 'onnxruntime-node CPU EP', precision: 'fp32' };
   }
@@ -268,12 +290,14 @@ export async function runTraining(model: Model, text: string, tok: Tokenizer, o:
       }
       if (files && o.saveEvery && trainer.step % o.saveEvery === 0) files.save(await trainer.state(meta()), true);
     }
-    if (files || o.saveWeights || o.saveModel) {
+    if (files || o.saveWeights || o.saveModel || o.saveAdapter) {
       const state = await trainer.state(meta());
       if (files) files.save(state);
       const trained = new Map([...state.params].map(([name, p]) => [name, p.value]));
-      if (o.saveWeights) saveWeights(o.saveWeights, model, prepared.discovery, trained, { step: String(trainer.step) });
-      if (o.saveModel) saveTrainedModel(o.saveModel, forward!, trained);
+      // With lora, `model` holds the adapters' nodes and the base weights under their torch names.
+      if (o.saveWeights) saveWeights(o.saveWeights, model, prepared.discovery, weightsToWrite(prepared.lora, o.merge ?? false, model, trained), { step: String(trainer.step) });
+      if (o.saveModel) saveTrainedModel(o.saveModel, forward!, weightsToWrite(prepared.lora, true, model, trained));
+      if (o.saveAdapter && prepared.lora) saveAdapterDir(o.saveAdapter, adapterFiles(prepared.lora, trained));
     }
   } finally {
     await trainer.release();

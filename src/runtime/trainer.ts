@@ -26,6 +26,8 @@ export interface TrainerOptions {
   threads?: number;
   /** Extra onnxruntime-node session options (e.g. { enableMemPattern: false } for big models). */
   session?: ort.InferenceSession.SessionOptions;
+  /** webgpu stage plan: wait for the GPU every this many ORT runs (0 = never; src/runtime/webgpu/steps.ts syncEvery). */
+  syncEvery?: number;
 }
 
 /** The label a loss ignores (torch's and ONNX's default ignore_index). */

@@ -3,6 +3,7 @@
  * before anything is built: one usage error naming the option.
  */
 import { fail } from '../errors.js';
+import { resolveLora, type LoraOptions, type ResolvedLora } from '../params/lora-config.js';
 
 export type BackendName = 'cpu' | 'webgpu';
 
@@ -46,10 +47,23 @@ export interface TrainerConfig {
   ort?: object;
   /** Parameters without weight decay (default: 1-D ones). */
   noDecay?: (name: string, dims: number[]) => boolean;
+  /**
+   * LoRA: freeze the model and train low-rank adapters on its projections, as `--lora`:
+   * `'r=16,alpha=32,dropout=0,targets=q,k,v,o,gate,up,down'` or `{ r, alpha?, dropout?, targets?,
+   * init? }` (src/params/lora-config.ts). `init`: a PEFT adapter's files to start from.
+   */
+  lora?: string | LoraOptions;
+  /**
+   * Bytes one step of batch x seq may use (cpu: peak RSS; webgpu: live GPU buffers), as
+   * `--memory-budget`: the backward's recomputation is planned to fit, or createTrainer refuses
+   * (error 'resources') naming the smallest budget that can be met. Needs batch and seq.
+   */
+  memoryBudget?: number;
 }
 
 /** TrainerConfig with its defaults filled in. */
-export interface ResolvedOptions extends TrainerConfig {
+export interface ResolvedOptions extends Omit<TrainerConfig, 'lora'> {
+  lora?: ResolvedLora;
   backend: BackendName;
   lr: number;
   steps: number;
@@ -63,7 +77,7 @@ export interface ResolvedOptions extends TrainerConfig {
   freeze?: string[];
 }
 
-const KNOWN = new Set(['backend', 'lr', 'steps', 'warmup', 'schedule', 'minLrRatio', 'weightDecay', 'clip', 'fuse', 'trainable', 'freeze', 'kernels', 'batch', 'seq', 'threads', 'sessionOptions', 'ort', 'noDecay']);
+const KNOWN = new Set(['backend', 'lr', 'steps', 'warmup', 'schedule', 'minLrRatio', 'weightDecay', 'clip', 'fuse', 'trainable', 'freeze', 'kernels', 'batch', 'seq', 'threads', 'sessionOptions', 'ort', 'noDecay', 'lora', 'memoryBudget']);
 
 function int(v: unknown, name: string, min: number): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < min) fail('usage', `option ${name} must be an integer ≥ ${min} (got ${String(v)})`);
@@ -102,7 +116,9 @@ export function resolveOptions(c: TrainerConfig): ResolvedOptions {
     fuse: c.fuse ?? true,
     trainable: globs(c.trainable, 'trainable'),
     freeze: globs(c.freeze, 'freeze'),
+    lora: c.lora === undefined ? undefined : resolveLora(c.lora),
   };
+  if (o.lora && (o.trainable || o.freeze)) fail('usage', `option ${o.trainable ? 'trainable' : 'freeze'} does not apply with lora (only the adapters train)`);
   if (!['cosine', 'linear', 'constant'].includes(o.schedule)) fail('usage', `option schedule must be 'cosine', 'linear' or 'constant' (got ${String(o.schedule)})`);
   if (typeof o.fuse !== 'boolean') fail('usage', `option fuse must be true or false (got ${String(o.fuse)})`);
   if (o.warmup > steps) fail('usage', `option warmup (${o.warmup}) is longer than the schedule (steps ${steps})`);
@@ -110,6 +126,10 @@ export function resolveOptions(c: TrainerConfig): ResolvedOptions {
   if (c.batch !== undefined) int(c.batch, 'batch', 1);
   if (c.seq !== undefined) int(c.seq, 'seq', 2);
   if (c.threads !== undefined) int(c.threads, 'threads', 1);
+  if (c.memoryBudget !== undefined) {
+    num(c.memoryBudget, 'memoryBudget', (x) => x > 0, 'a number of bytes > 0');
+    if (c.batch === undefined) fail('usage', 'option memoryBudget needs batch and seq (the recomputation is planned for one batch shape)');
+  }
   const webgpuOnly = (['kernels', 'ort'] as const).filter((k) => c[k] !== undefined);
   if (backend !== 'webgpu' && webgpuOnly.length) fail('usage', `option ${webgpuOnly[0]} is an option of backend 'webgpu' (got backend '${backend}')`);
   const cpuOnly = (['threads', 'sessionOptions'] as const).filter((k) => c[k] !== undefined);

@@ -23,14 +23,21 @@ import type { PipelineReport } from '../pipeline.js';
 import type { Batch } from '../data/batches.js';
 import { loadCheckpoint, saveCheckpoint } from '../runtime/checkpoint.js';
 import { adoptExport, prepareTraining } from '../runtime/session.js';
+import { BUDGET_SYNC_EVERY, gradientsAppliedEarly } from '../runtime/memory-budget.js';
 import { cloneModel } from '../autodiff/clone.js';
 import type { ParameterDiscovery } from '../params/discover.js';
-import { saveTrainedModel, saveWeights, setParameters } from '../params/export.js';
+import { saveTrainedModel, setParameters } from '../params/export.js';
+import { stateDict } from '../params/state-dict.js';
+import { encodeSafetensors } from '../params/safetensors-bytes.js';
+import { weightsToWrite, type LoraAdapters } from '../params/lora.js';
+import { adapterFiles } from '../params/adapter.js';
+import { saveAdapterDir } from '../params/adapter-dir.js';
+import { writeFileAtomic } from '../params/safetensors.js';
 import type { ParameterReport } from '../params/select.js';
 import type { Trainer as BackendTrainer } from '../runtime/train.js';
 import type { MemoryMeter } from '../runtime/webgpu/memory.js';
 import type { TrainerOptions } from '../runtime/trainer.js';
-import { withPeers } from './peers.js';
+import { withPeers } from '../runtime/peers.js';
 import { resolveOptions, type ResolvedOptions, type TrainerConfig } from './options.js';
 
 export type { TrainerConfig } from './options.js';
@@ -63,8 +70,15 @@ export interface TrainerEvents {
   load: { step: number; file: string };
 }
 
-/** As runTraining's record (src/runtime/train.ts, not imported: it loads onnxruntime-node). */
-const peakRssMiB = () => process.resourceUsage().maxRSS / 1024;
+/** As runTraining's record (src/runtime/train.ts, not imported: it loads onnxruntime-node); 0 in a browser. */
+const peakRssMiB = () => (typeof process === 'undefined' ? 0 : process.resourceUsage().maxRSS / 1024);
+
+/** Elements of the trained parameters. */
+const count = (initial: Map<string, Float32Array>) => [...initial.values()].reduce((s, p) => s + p.length, 0);
+
+/** Parameter shapes of a step graph, by name. */
+const shapesOf = (p: { train: Model; initial: Map<string, Float32Array> }) =>
+  new Map(p.train.graph.inputs.filter((v) => p.initial.has(v.name)).map((v) => [v.name, (v.tensorType?.shape ?? []) as number[]]));
 
 type Listener<K extends keyof TrainerEvents> = (e: TrainerEvents[K]) => void;
 
@@ -96,21 +110,33 @@ export class Trainer {
     private readonly gpuMeter: MemoryMeter | undefined,
     /** Parameter shapes, by name. */
     private readonly shapes: Map<string, number[]>,
+    /** With option lora: the adapters (modules, r, alpha, scale); parameterNames are their A and B. */
+    readonly lora?: LoraAdapters,
   ) {}
 
   /** @internal Use createTrainer. */
   static async open(model: Model, o: ResolvedOptions, forward: () => Model): Promise<Trainer> {
-    const prepared = prepareTraining(model, { fuse: o.fuse, target: o.backend, trainable: o.trainable, freeze: o.freeze });
+    const budget = o.memoryBudget === undefined ? undefined : { batch: o.batch!, seq: o.seq!, backend: o.backend, budget: o.memoryBudget, gradientsApplied: gradientsAppliedEarly(o.backend, o.clip, o.kernels) };
+    const prepared = prepareTraining(model, { fuse: o.fuse, target: o.backend, trainable: o.trainable, freeze: o.freeze, lora: o.lora, memory: budget });
     const topts: TrainerOptions = {
       optimizer: { lr: o.lr, weightDecay: o.weightDecay, maxGradNorm: o.clip },
       schedule: { lr: o.lr, warmupSteps: o.warmup, totalSteps: o.steps, kind: o.schedule, minRatio: o.minLrRatio },
       threads: o.threads,
       noDecay: o.noDecay,
       session: o.sessionOptions as TrainerOptions['session'],
+      syncEvery: budget ? BUDGET_SYNC_EVERY : 0,
     };
     let inner: BackendTrainer;
     let meter: MemoryMeter | undefined;
     if (o.backend === 'webgpu') {
+      const browser = await import('../runtime/webgpu/browser.js');
+      if (browser.notNode()) {
+        // A browser: its own navigator.gpu, the page's onnxruntime-web (o.ort) or the bundled one.
+        const policy = o.kernels === undefined ? {} : (await import('../runtime/webgpu/training-spec.js')).parseKernels(o.kernels);
+        const shape = o.batch !== undefined && o.seq !== undefined ? { batch: o.batch, seq: o.seq } : undefined;
+        const made = await browser.createBrowserWebGpuTrainer(prepared.train, prepared.initial, topts, policy, shape, o.ort as never);
+        return new Trainer(made.trainer, o, prepared.parameters, count(prepared.initial), prepared.vocab, prepared.report, prepared.parameterReport, prepared.discovery, forward, made.meter, shapesOf(prepared), prepared.lora);
+      }
       inner = await withPeers('webgpu', async () => {
         const wg = await import('../runtime/webgpu/ort-web-node.js');
         const { parseKernels } = await import('../runtime/webgpu/training-spec.js');
@@ -124,9 +150,7 @@ export class Trainer {
     } else {
       inner = await withPeers('cpu', async () => (await import('../runtime/trainer.js')).CpuTrainer.create(prepared.train, prepared.initial, topts));
     }
-    const count = [...prepared.initial.values()].reduce((s, p) => s + p.length, 0);
-    const shapes = new Map(prepared.train.graph.inputs.filter((v) => prepared.initial.has(v.name)).map((v) => [v.name, (v.tensorType?.shape ?? []) as number[]]));
-    return new Trainer(inner, o, prepared.parameters, count, prepared.vocab, prepared.report, prepared.parameterReport, prepared.discovery, forward, meter, shapes);
+    return new Trainer(inner, o, prepared.parameters, count(prepared.initial), prepared.vocab, prepared.report, prepared.parameterReport, prepared.discovery, forward, meter, shapesOf(prepared), prepared.lora);
   }
 
   /** Optimizer steps taken so far (restored by `load`). */
@@ -265,23 +289,49 @@ export class Trainer {
   /**
    * The exported model (its graph as given: inputs, outputs, loss) with the trained values, e.g. for
    * `ort.InferenceSession.create(save(model))` in your own pipeline. Parameters are named as
-   * `parameterNames` (torch names where the export records them).
+   * `parameterNames` (torch names where the export records them). With lora: the adapters merged
+   * into the base weights (W + s·B·A; the graph has no adapter nodes).
    */
   async exportModel(): Promise<Model> {
-    return setParameters(this.forward(), await this.parameters());
+    const m = this.forward();
+    return setParameters(m, weightsToWrite(this.lora, true, m, await this.parameters()));
   }
 
-  /** Write `exportModel()` as ONNX (atomic; external data when large), as `ortfuse train --save-model`. */
+  /** Write `exportModel()` as ONNX (atomic; external data when large), as `ortfuse train --save-model` (with lora: `--merge`). */
   async saveModel(file: string): Promise<void> {
-    saveTrainedModel(file, this.forward(), await this.parameters());
+    const m = this.forward();
+    saveTrainedModel(file, m, weightsToWrite(this.lora, true, m, await this.parameters()));
   }
 
   /**
-   * Write every parameter (frozen ones with their initial values) as safetensors under the torch
-   * names, as `ortfuse train --save-weights` (transformers' load_state_dict / from_pretrained read it).
+   * Every parameter as safetensors bytes under the torch names (frozen ones with their initial
+   * values), which transformers' load_state_dict / from_pretrained read. With lora the base weights
+   * are written: as loaded, or with `merge: true` as W + s·B·A.
    */
-  async saveWeights(file: string): Promise<void> {
-    saveWeights(file, this.forward(), this.discovery, await this.parameters(), { step: String(this.inner.step) });
+  async weightsFile(opts: { merge?: boolean } = {}): Promise<Uint8Array> {
+    if (opts.merge && !this.lora) fail('usage', 'weightsFile({ merge: true }): merge needs a trainer created with option lora');
+    const m = this.forward();
+    const values = weightsToWrite(this.lora, opts.merge ?? false, m, await this.parameters());
+    return encodeSafetensors(stateDict(m, this.discovery, values), { format: 'pt', producer: 'ortfuse', step: String(this.inner.step) });
+  }
+
+  /** Write `weightsFile(opts)` to `file` (atomic), as `ortfuse train --save-weights` (and `--merge`). */
+  async saveWeights(file: string, opts: { merge?: boolean } = {}): Promise<void> {
+    writeFileAtomic(file, await this.weightsFile(opts));
+  }
+
+  /**
+   * The LoRA adapter as PEFT's files: 'adapter_model.safetensors' (`base_model.model.<module>.lora_A.weight`
+   * [r, in], `.lora_B.weight` [out, r]) and 'adapter_config.json' — what `PeftModel.from_pretrained` loads.
+   */
+  async adapterFiles(): Promise<Map<string, Uint8Array>> {
+    if (!this.lora) fail('usage', 'adapterFiles(): the trainer has no adapters (create it with option lora)');
+    return adapterFiles(this.lora, await this.parameters());
+  }
+
+  /** Node: write `adapterFiles()` into directory `dir` (created if missing), as `ortfuse train --save-adapter DIR`. */
+  async saveAdapter(dir: string): Promise<void> {
+    saveAdapterDir(dir, await this.adapterFiles());
   }
 
   /** Release the session(s) and GPU buffers; the trainer cannot be used afterwards. */
@@ -302,6 +352,7 @@ export async function createTrainer(model: string | Uint8Array | Model, config: 
   const o = resolveOptions(config);
   const read = typeof model === 'string' ? () => loadFile(model) : model instanceof Uint8Array ? () => loadBytes(model) : undefined;
   const m = read ? read() : model;
+  if (o.lora && typeof model === 'string') o.lora.baseModel ??= model.replace(/^.*[\\/]/, '').replace(/\.onnx$/, '');
   if (!m || typeof m !== 'object' || !('graph' in m)) fail('usage', `createTrainer() takes a model file path, bytes or a Model, not ${typeof model}`);
   // For exportModel/saveModel/saveWeights: read the file or bytes again then, or keep a copy of the given Model (tensor data shared).
   const adopted = (x: Model) => (adoptExport(x), x);

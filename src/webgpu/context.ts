@@ -37,6 +37,7 @@ export class GpuContext {
   private slabs: Slab[] = [];
   private temps: GPUBuffer[] = [];
   private scratches = new Map<string, GPUBuffer>();
+  private passTimestamps: GPUComputePassTimestampWrites | undefined;
   private errors: string[] = [];
   /** Dispatches recorded since creation (for benches and tests). */
   dispatches = 0;
@@ -112,6 +113,15 @@ export class GpuContext {
     this.commandEncoder().clearBuffer(buffer, offset, bytes);
   }
 
+  /**
+   * Put what is recorded from here until the next `timestamps(undefined)` (or copy/clear, which
+   * end the pass) in one compute pass whose GPU begin/end times go to `writes` (./timing.ts).
+   */
+  timestamps(writes: GPUComputePassTimestampWrites | undefined): void {
+    this.endPass();
+    this.passTimestamps = writes;
+  }
+
   /** Submit what was recorded; frees uniform slabs and temporaries once the GPU is done with them. */
   submit(): void {
     if (!this.encoder) return;
@@ -152,7 +162,11 @@ export class GpuContext {
   }
 
   private computePass(): GPUComputePassEncoder {
-    return (this.pass ??= this.commandEncoder().beginComputePass());
+    if (!this.pass) {
+      this.pass = this.commandEncoder().beginComputePass(this.passTimestamps ? { timestampWrites: this.passTimestamps } : {});
+      this.passTimestamps = undefined; // one pass per request: a later pass must not overwrite them
+    }
+    return this.pass;
   }
 
   private endPass(): void {

@@ -113,9 +113,17 @@ export function loadDawn(options: string[] = []): Promise<GPU> {
   return dawn;
 }
 
+/**
+ * dawn.node create() flag under which NVIDIA's Vulkan driver offers 'shader-f16' and
+ * 'chromium-experimental-subgroup-matrix' (Dawn blocks both there otherwise; ../shared/ANCHORS.md).
+ */
+export const DAWN_F16_MATRIX_TOGGLES = 'enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia,use_vulkan_memory_model';
+
 export interface NodeDeviceOptions {
   /** Request the 'subgroups' feature when the adapter offers it (default true). */
   subgroups?: boolean;
+  /** Further features to request where the adapter offers them (e.g. 'shader-f16', 'timestamp-query'). */
+  features?: string[];
   /** dawn.node create() options, e.g. ['backend=vulkan'] (first load only). */
   dawnOptions?: string[];
 }
@@ -136,6 +144,7 @@ export async function requestNodeDevice(options: NodeDeviceOptions = {}): Promis
     fail('runtime', `no WebGPU adapter in Node (dawn.node; Vulkan loader: ${preloadVulkanLoader()}, VK_ICD_FILENAMES=${process.env.VK_ICD_FILENAMES ?? 'unset'})`);
   const features: GPUFeatureName[] = [];
   if (options.subgroups !== false && adapter.features.has('subgroups')) features.push('subgroups');
+  for (const f of options.features ?? []) if (adapter.features.has(f)) features.push(f as GPUFeatureName);
   const l = adapter.limits;
   return adapter.requestDevice({
     requiredFeatures: features,

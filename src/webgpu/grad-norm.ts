@@ -111,11 +111,19 @@ export interface NormTensor {
  */
 export function clipByGlobalNorm(ctx: GpuContext, grads: readonly NormTensor[], partials: GPUBuffer, stats: GPUBuffer, maxNorm: number): void {
   let base = 0;
-  for (const t of grads) {
-    const groups = partialCount(t.size);
-    ctx.run(sumSquaresProgram(t.size, base, groups, ctx.subgroups), [t.grad, partials]);
-    base += groups;
-  }
-  ctx.run(finalizeProgram(base, maxNorm, ctx.subgroups), [partials, stats]);
+  for (const t of grads) base += sumSquares(ctx, t, partials, base);
+  finalizeNorm(ctx, base, partials, stats, maxNorm);
   if (maxNorm > 0) for (const t of grads) ctx.run(scaleProgram(t.size), [t.grad, stats]);
+}
+
+/** Record one gradient's sum-of-squares partials into `partials` from `base`; returns how many. */
+export function sumSquares(ctx: GpuContext, t: NormTensor, partials: GPUBuffer, base: number): number {
+  const groups = partialCount(t.size);
+  ctx.run(sumSquaresProgram(t.size, base, groups, ctx.subgroups), [t.grad, partials]);
+  return groups;
+}
+
+/** Record: the norm of the first `count` partials into stats[1], the clip factor (for `maxNorm`) into stats[2]. */
+export function finalizeNorm(ctx: GpuContext, count: number, partials: GPUBuffer, stats: GPUBuffer, maxNorm: number): void {
+  ctx.run(finalizeProgram(count, maxNorm, ctx.subgroups), [partials, stats]);
 }

@@ -25,7 +25,7 @@
  */
 import { fail } from '../errors.js';
 import type { GpuContext } from './context.js';
-import { dispatch1d, type Program } from './program.js';
+import { dispatch1d, type Program, type Uniform } from './program.js';
 
 /** An operand: a buffer, an element offset and the row stride (elements) of its stored layout. */
 export interface MatrixView {
@@ -72,9 +72,33 @@ export function chooseSplitK(m: number, n: number, k: number, tile: { tm: number
   return Math.max(1, Math.min(Math.ceil(FILL_GROUPS / tiles), Math.floor(k / MIN_SLICE), 64));
 }
 
+/**
+ * The uniforms of a GEMM program (one list for every GEMM kernel): sizes, leading dimensions,
+ * element offsets, alpha (1 for the slices of a split-K: the sum applies it) and the K range per
+ * slice (`slice`, a multiple of the kernel's K step); slice z writes C at offC + z·M·ldc.
+ */
+export function gemmUniforms(args: MatmulArgs, split: number, slice: number): Uniform[] {
+  const alpha = args.alpha ?? 1;
+  const { m, n, k } = args;
+  return [
+    { name: 'M', type: 'u32', value: m },
+    { name: 'N', type: 'u32', value: n },
+    { name: 'K', type: 'u32', value: k },
+    { name: 'lda', type: 'u32', value: args.a.ld },
+    { name: 'ldb', type: 'u32', value: args.b.ld },
+    { name: 'ldc', type: 'u32', value: args.c.ld },
+    { name: 'offA', type: 'u32', value: args.a.offset ?? 0 },
+    { name: 'offB', type: 'u32', value: args.b.offset ?? 0 },
+    { name: 'offC', type: 'u32', value: args.c.offset ?? 0 },
+    { name: 'alpha', type: 'f32', value: split === 1 ? alpha : 1 },
+    // K range of slice z: [z·slice, min(K, (z+1)·slice)); C of slice z starts at offC + z·M·ldc
+    { name: 'slice', type: 'u32', value: slice },
+  ];
+}
+
 /** The program for one GEMM (see header). */
 export function matmulProgram(args: MatmulArgs, split = 1): Program {
-  const { m, n, k, transA = false, transB = false, alpha = 1 } = args;
+  const { m, n, k, transA = false, transB = false } = args;
   const accumulate = split === 1 && (args.accumulate ?? false);
   const { tm, tn } = args.tile ?? chooseTile(m, n);
   const slice = Math.ceil(Math.ceil(k / split) / BK) * BK;
@@ -85,20 +109,7 @@ export function matmulProgram(args: MatmulArgs, split = 1): Program {
     cacheKey: `f32;${transA ? 'T' : 'N'}${transB ? 'T' : 'N'};acc=${accumulate ? 1 : 0};tile=${tm}x${tn}`,
     workgroupSize: [16, 16],
     dispatch: [Math.ceil(n / bn), Math.ceil(m / bm), split],
-    uniforms: [
-      { name: 'M', type: 'u32', value: m },
-      { name: 'N', type: 'u32', value: n },
-      { name: 'K', type: 'u32', value: k },
-      { name: 'lda', type: 'u32', value: args.a.ld },
-      { name: 'ldb', type: 'u32', value: args.b.ld },
-      { name: 'ldc', type: 'u32', value: args.c.ld },
-      { name: 'offA', type: 'u32', value: args.a.offset ?? 0 },
-      { name: 'offB', type: 'u32', value: args.b.offset ?? 0 },
-      { name: 'offC', type: 'u32', value: args.c.offset ?? 0 },
-      { name: 'alpha', type: 'f32', value: split === 1 ? alpha : 1 },
-      // K range of slice z: [z·slice, min(K, (z+1)·slice)); C of slice z starts at offC + z·M·ldc
-      { name: 'slice', type: 'u32', value: slice },
-    ],
+    uniforms: gemmUniforms(args, split, slice),
     bindings: [
       { name: 'A', access: 'read', type: 'f32' },
       { name: 'B', access: 'read', type: 'f32' },
@@ -157,27 +168,42 @@ var<workgroup> Bs: array<f32, ${BK * bn}>;`,
   };
 }
 
-/** Validate and record one GEMM on `ctx` (see header). */
-export function matmul(ctx: GpuContext, args: MatmulArgs): void {
+/** Fail with a readable message when the sizes or views of a GEMM do not fit (`bytesAB`: operand element size). */
+export function checkMatmulArgs(kernel: string, args: MatmulArgs, bytesAB = 4): void {
   const { m, n, k, transA = false, transB = false } = args;
   for (const [name, d] of [['M', m], ['N', n], ['K', k]] as const)
-    if (!Number.isInteger(d) || d < 0) fail('usage', `matmul: ${name}=${d} must be a non-negative integer`);
-  const need = (v: MatrixView, rows: number, cols: number, what: string) => {
-    if (v.ld < cols) fail('usage', `matmul: ${what} leading dimension ${v.ld} < its row length ${cols}`);
+    if (!Number.isInteger(d) || d < 0) fail('usage', `${kernel}: ${name}=${d} must be a non-negative integer`);
+  const need = (v: MatrixView, rows: number, cols: number, what: string, bytes: number) => {
+    if (v.ld < cols) fail('usage', `${kernel}: ${what} leading dimension ${v.ld} < its row length ${cols}`);
     const last = (v.offset ?? 0) + (rows > 0 ? (rows - 1) * v.ld + cols : 0);
-    if (last * 4 > v.buffer.size) fail('usage', `matmul: ${what} needs ${last} floats but its buffer holds ${v.buffer.size / 4}`);
+    if (last * bytes > v.buffer.size) fail('usage', `${kernel}: ${what} needs ${last} elements but its buffer holds ${v.buffer.size / bytes}`);
   };
-  need(args.a, transA ? k : m, transA ? m : k, 'A');
-  need(args.b, transB ? n : k, transB ? k : n, 'B');
-  need(args.c, m, n, 'C');
+  need(args.a, transA ? k : m, transA ? m : k, 'A', bytesAB);
+  need(args.b, transB ? n : k, transB ? k : n, 'B', bytesAB);
+  need(args.c, m, n, 'C', 4);
+}
+
+/** Validate and record one GEMM on `ctx` (see header). */
+export function matmul(ctx: GpuContext, args: MatmulArgs): void {
+  const { m, n, k } = args;
+  checkMatmulArgs('matmul', args);
   if (m === 0 || n === 0) return;
   const split = Math.max(1, Math.min(args.splitK ?? chooseSplitK(m, n, k, args.tile ?? chooseTile(m, n)), Math.ceil(k / BK)));
+  runGemm(ctx, args, split, matmulProgram);
+}
+
+/**
+ * Record a GEMM program on `ctx`: at once when `split` is 1, else its K slices into a
+ * [split, M, N] scratch and their sum into C (alpha and accumulation applied by the sum).
+ */
+export function runGemm(ctx: GpuContext, args: MatmulArgs, split: number, program: (args: MatmulArgs, split: number) => Program): void {
+  const { m, n } = args;
   if (split === 1) {
-    ctx.run(matmulProgram(args), [args.a.buffer, args.b.buffer, args.c.buffer]);
+    ctx.run(program(args, 1), [args.a.buffer, args.b.buffer, args.c.buffer]);
     return;
   }
   const partial = ctx.scratch('matmul.splitK', split * m * n * 4);
-  ctx.run(matmulProgram({ ...args, c: { buffer: partial, ld: n } }, split), [args.a.buffer, args.b.buffer, partial]);
+  ctx.run(program({ ...args, c: { buffer: partial, ld: n } }, split), [args.a.buffer, args.b.buffer, partial]);
   ctx.run(splitSumProgram(m, n, split, args), [partial, args.c.buffer]);
 }
 

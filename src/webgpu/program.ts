@@ -15,7 +15,7 @@ export interface Uniform {
   value: number;
 }
 
-export type StorageType = 'f32' | 'u32' | 'i32';
+export type StorageType = 'f32' | 'u32' | 'i32' | 'f16';
 
 export interface BindingDecl {
   name: string;
@@ -35,6 +35,10 @@ export interface Program {
   bindings: readonly BindingDecl[];
   /** Use subgroup builtins: the entry point then gets `sg_size` and `sg_lane`. */
   subgroups?: boolean;
+  /** Further WGSL extensions to enable (e.g. 'f16', 'chromium_experimental_subgroup_matrix'). */
+  extensions?: readonly string[];
+  /** WGSL diagnostics to turn off, e.g. 'chromium.subgroup_matrix_uniformity'. */
+  diagnosticsOff?: readonly string[];
   /**
    * WGSL after the generated declarations: helper functions and `var<workgroup>`s in `decls`,
    * and the entry body, which sees `gid`, `lid`, `lidx`, `wid`, `nwg` (and `sg_size`, `sg_lane`),
@@ -64,6 +68,8 @@ export function generateWgsl(p: Program): string {
   const { decls = '', main } = p.source();
   const lines: string[] = [];
   if (p.subgroups) lines.push('enable subgroups;');
+  for (const e of p.extensions ?? []) lines.push(`enable ${e};`);
+  for (const d of p.diagnosticsOff ?? []) lines.push(`diagnostic(off, ${d});`);
   const u = p.uniforms.length ? p.uniforms : [{ name: 'unused', type: 'u32' as const, value: 0 }];
   lines.push(`struct Uniforms {\n${u.map((x) => `  ${x.name}: ${x.type},`).join('\n')}\n};`);
   lines.push('@group(0) @binding(0) var<uniform> u: Uniforms;');
@@ -103,7 +109,7 @@ export function uniformBytes(uniforms: readonly Uniform[]): ArrayBuffer {
 /** Pipeline identity: name, key, and the (name, type) signature of uniforms and bindings. */
 export function pipelineKey(p: Program): string {
   const sig = p.uniforms.map((x) => `${x.name}:${x.type}`).join(',') + '|' + p.bindings.map((b) => `${b.name}:${b.access}:${b.type}`).join(',');
-  return `${p.name}[${p.cacheKey}]wg=${p.workgroupSize.join('x')}${p.subgroups ? ',sg' : ''}|${sig}`;
+  return `${p.name}[${p.cacheKey}]wg=${p.workgroupSize.join('x')}${p.subgroups ? ',sg' : ''}${(p.extensions ?? []).map((e) => `,${e}`).join('')}|${sig}`;
 }
 
 export interface CompiledProgram {

@@ -1,106 +1,156 @@
 /// <reference types="@webgpu/types" />
 /**
- * The training page: loads the build-time training graph and parameters (web/prepare.ts), trains
- * on the bundled Moby Dick excerpt with the bytes tokenizer and the same batches, schedule and
- * AdamW as `ortfuse train` (src/runtime/train.ts), draws the loss and shows GPU memory in use.
+ * The training page: pick an exported model (an .onnx file and its external data) or the built-in
+ * tiny one, and a text file (default: the bundled Moby Dick excerpt); choose full or LoRA
+ * fine-tuning, the batch shape, steps and learning rate; train on WebGPU with the library's
+ * training API (createTrainer, backend 'webgpu', this page's onnxruntime-web) — the same pipeline,
+ * batches, schedule and AdamW as `ortfuse train` — with the live loss chart and GPU memory; a
+ * greedy sample before and after training; download the adapter (PEFT) or the weights.
  *
- * Query: ?steps=N&batch=B&seq=T&lr=X&seed=S&warmup=W&auto=1 (auto: start without the button).
- * The graph is specialised to the build's batch shape (manifest.shape, ORTFUSE_WEB_SHAPE): batch and
- * seq default to it, and another shape is refused with the way to rebuild.
- * Results for tests: window.ortfuse = { records, done, error }.
+ * Query (sets the controls): ?model=tiny|files&mode=full|lora&lora=SPEC&steps=N&batch=B&seq=T&lr=X
+ * &seed=S&warmup=W&prompt=TEXT&sample=N&auto=1 (auto: train on load, built-in model and text).
+ * Results for tests: window.ortfuse (PageState).
  */
 import * as ort from 'onnxruntime-web/webgpu';
-import { batches, split } from '../../src/data/batches.js';
+import { createTrainer, type Trainer } from '../../src/training/trainer.js';
+import { textBatches } from '../../src/training/data.js';
+import { parseLoraSpec } from '../../src/params/lora-config.js';
 import { memoryMeter } from '../../src/runtime/webgpu/memory.js';
-import { WebGpuTrainer, type ParamSpec } from '../../src/runtime/webgpu/trainer.js';
-import type { StagePlan } from '../../src/runtime/webgpu/stage-split.js';
-import { FUSED_OPS } from '../../custom-ops/registry.js';
+import { describeDevice } from '../../src/runtime/webgpu/adapter.js';
+import type { Batch } from '../../src/data/batches.js';
 import { drawLossChart } from './chart.js';
+import { builtinModel, readModelFiles } from './files.js';
+import { greedySample } from './sample.js';
+import { showDownloads } from './download.js';
+import { pageTokenizer } from './tokenizer.js';
 
-interface Manifest {
-  seed: number;
-  chars: number;
-  params: { name: string; dims: number[]; offset: number; length: number }[];
-  shape: { batch: number; seq: number };
-  stages?: { plan: StagePlan; segments: { offset: number; length: number }[] };
+interface PageRecord { step: number; loss: number; gradNorm: number; lr: number; ms: number; gpuLiveMiB: number }
+
+/** What the page did, for tests: window.ortfuse. */
+interface PageState {
+  records: PageRecord[];
+  done: boolean;
+  error?: string;
+  model?: string;
+  tokenizer?: string;
+  samples: { before?: number[]; after?: number[] };
+  /** Loss of the first training batch after training (trainer.evaluate), for comparing a reloaded adapter. */
+  firstBatchLoss?: number;
+  downloads: string[];
 }
 
-interface PageRecord {
-  step: number;
-  loss: number;
-  gradNorm: number;
-  lr: number;
-  ms: number;
-  gpuLiveMiB: number;
-}
+const state: PageState = { records: [], done: false, samples: {}, downloads: [] };
+(window as unknown as { ortfuse: PageState }).ortfuse = state;
+/** For tests: the ids the page's tokenizer for a model of vocabulary `vocab` gives `text`. */
+(window as unknown as { ortfuseTokenize: unknown }).ortfuseTokenize = async (vocab: number, text: string) => (await pageTokenizer(vocab)).encode(text);
 
-const state: { records: PageRecord[]; done: boolean; error?: string } = { records: [], done: false };
-(window as unknown as { ortfuse: typeof state }).ortfuse = state;
-
-const $ = (id: string) => document.getElementById(id)!;
+const $ = <T extends HTMLElement = HTMLElement>(id: string) => document.getElementById(id) as T;
+const input = (id: string) => $<HTMLInputElement>(id);
 const q = new URLSearchParams(location.search);
-const opt = (k: string, d: number) => (q.has(k) ? Number(q.get(k)) : d);
-const o = { steps: opt('steps', 50), lr: opt('lr', 3e-3), seed: opt('seed', 5) };
-const warmup = opt('warmup', Math.min(10, Math.floor(o.steps / 10)));
+for (const [k, id] of [['steps', 'steps'], ['batch', 'batch'], ['seq', 'seq'], ['lr', 'lr'], ['seed', 'seed'], ['warmup', 'warmup'], ['prompt', 'prompt'], ['sample', 'sample-tokens'], ['lora', 'lora-spec'], ['mode', 'mode']] as const)
+  if (q.has(k)) input(id).value = q.get(k)!;
+if (q.get('model') === 'files') input('use-files').checked = true;
 const MiB = (b: number) => (b / 2 ** 20).toFixed(2);
 
-async function fetchBytes(name: string): Promise<ArrayBuffer> {
-  const r = await fetch(`./data/${name}`);
-  if (!r.ok) throw new Error(`GET data/${name}: ${r.status}`);
-  return r.arrayBuffer();
+function num(id: string, what: string, ok: (x: number) => boolean): number {
+  const v = Number(input(id).value);
+  if (!Number.isFinite(v) || !ok(v)) throw new Error(`${what}: '${input(id).value}' is not valid`);
+  return v;
 }
 
-async function train(): Promise<void> {
-  if (!navigator.gpu) throw new Error('this browser has no WebGPU (navigator.gpu is missing)');
-  // Before ORT creates its device, so its buffers are counted too.
-  const meter = memoryMeter();
+const say = (s: string) => { $('status').textContent = s; };
+
+async function run(): Promise<void> {
+  if (!navigator.gpu) throw new Error('this browser has no WebGPU (navigator.gpu is missing): use a browser with WebGPU enabled');
+  const meter = memoryMeter(); // before ORT creates its device, so its buffers are counted too
   ort.env.wasm.numThreads = 1;
-  $('status').textContent = 'loading model';
-  const [model, params, manifest, text] = await Promise.all([
-    fetchBytes('train.onnx'), fetchBytes('params.bin'),
-    fetchBytes('manifest.json').then((b) => JSON.parse(new TextDecoder().decode(b)) as Manifest),
-    fetchBytes('text.txt').then((b) => new TextDecoder().decode(b)),
-  ]);
-  const segBytes = manifest.stages && new Uint8Array(await fetchBytes('segments.bin'));
-  const stages = manifest.stages && { plan: manifest.stages.plan, segments: manifest.stages.segments.map((s) => segBytes!.subarray(s.offset, s.offset + s.length)) };
-  const { batch, seq } = manifest.shape;
-  if (opt('batch', batch) !== batch || opt('seq', seq) !== seq)
-    throw new Error(`this build's training graph is specialised to batches of ${batch}x${seq}, not ${opt('batch', batch)}x${opt('seq', seq)}: rebuild with ORTFUSE_WEB_SHAPE=${opt('batch', batch)}x${opt('seq', seq)}`);
-  const values = new Float32Array(params);
-  const specs: ParamSpec[] = manifest.params.map((p) => ({ name: p.name, dims: p.dims, value: values.subarray(p.offset, p.offset + p.length) }));
-  $('status').textContent = 'creating the session';
-  const trainer = await WebGpuTrainer.create(ort as never, { model: new Uint8Array(model), params: specs, stages, shape: manifest.shape }, {
-    optimizer: { lr: o.lr, weightDecay: 0.01, maxGradNorm: 1 },
-    schedule: { lr: o.lr, warmupSteps: warmup, totalSteps: o.steps },
-  }, FUSED_OPS);
-  const info = (trainer.ctx.device as GPUDevice & { adapterInfo?: GPUAdapterInfo }).adapterInfo;
-  $('adapter').textContent = (info && `${info.vendor} ${info.architecture} ${info.description}`.trim()) || 'WebGPU';
-  // Bytes tokenizer (UTF-8 bytes), as getTokenizer('bytes') in src/data/tokenizer.ts.
-  const ids = Array.from(new TextEncoder().encode(text));
-  const stream = batches(split(ids, seq).train, batch, seq, o.seed);
-  $('status').textContent = 'training';
+  const int = (id: string, what: string, min: number) => num(id, what, (x) => Number.isInteger(x) && x >= min);
+  const o = { steps: int('steps', 'steps', 1), batch: int('batch', 'batch', 1), seq: int('seq', 'seq', 2), lr: num('lr', 'learning rate', (x) => x > 0), seed: int('seed', 'seed', 0) };
+  const warmup = input('warmup').value === '' ? undefined : int('warmup', 'warm-up steps', 0);
+  const loraSpec = $<HTMLSelectElement>('mode').value === 'lora' ? input('lora-spec').value : undefined;
+
+  say('reading the model');
+  const picked = input('use-files').checked;
+  const modelFiles = Array.from(input('model-files').files ?? []);
+  if (picked && modelFiles.length === 0) throw new Error('no model picked: choose the .onnx file and its external data file(s), or the built-in tiny model');
+  const m = picked ? await readModelFiles(modelFiles) : await builtinModel();
+  state.model = m.source;
+  // adapter_config.json's base_model_name_or_path: the picked file's stem.
+  const lora = loraSpec === undefined ? undefined : { ...parseLoraSpec(loraSpec), baseModel: m.source.replace(/\.onnx$/i, '') };
+  const textFile = input('text-file').files?.[0];
+  const text = textFile ? await textFile.text() : await (await fetch('./data/text.txt')).text();
+  if (text.length === 0) throw new Error(`${textFile?.name ?? 'the text'} is empty`);
+
+  say('building the training step (fuse, autodiff, stage plan) and the sessions');
+  const trainer = await createTrainer(m.model, { backend: 'webgpu', ort, lr: o.lr, steps: o.steps, warmup, batch: o.batch, seq: o.seq, lora });
   try {
+    const device = ort.env.webgpu.device as unknown as GPUDevice | undefined;
+    $('adapter').textContent = device ? describeDevice(device).name : 'WebGPU';
+    const tok = await pageTokenizer(trainer.vocab);
+    state.tokenizer = tok.name;
+    $('tokenizer').textContent = `${tok.name} (model vocabulary ${trainer.vocab})`;
+    $('trained').textContent = `${trainer.parameterCount.toLocaleString()} values in ${trainer.parameterNames.length} tensors${lora ? ` (LoRA ${loraSpec})` : ''}`;
+    const data = await textBatches(text, { tokenizer: tok, batch: o.batch, seq: o.seq, seed: o.seed, vocab: trainer.vocab });
+
+    const prompt = tok.encode(input('prompt').value);
+    const sampleN = int('sample-tokens', 'sample length', 0);
+    const sample = async (which: 'before' | 'after') => {
+      if (!m.logits || sampleN === 0) return;
+      say(`sampling (${which} training)`);
+      const ids = await greedySample(ort as never, await trainer.exportModel(), prompt, sampleN);
+      state.samples[which] = ids;
+      $(`sample-${which}`).textContent = JSON.stringify(tok.show(ids));
+    };
+    if (!m.logits) $('sample-before').textContent = 'the model has no logits output: no samples';
+    await sample('before');
+
+    say('training');
+    let first: Batch | undefined;
     for (let i = 0; i < o.steps; i++) {
-      const r = await trainer.train(stream.next().value!);
-      state.records.push({ ...r, gpuLiveMiB: meter.live / 2 ** 20 });
-      $('step').textContent = `${r.step} / ${o.steps} (${r.ms.toFixed(0)} ms)`;
+      const b = data.train.next().value!;
+      first ??= b;
+      const r = await trainer.step(b);
+      state.records.push({ step: r.step, loss: r.loss, gradNorm: r.gradNorm, lr: r.lr, ms: r.ms, gpuLiveMiB: meter.live / 2 ** 20 });
+      $('step').textContent = `${r.step} / ${o.steps} (${r.ms.toFixed(0)} ms, ${r.tokensPerSecond.toFixed(0)} tok/s)`;
       $('loss').textContent = r.loss.toFixed(4);
-      $('mem').textContent = `${MiB(meter.live)} MiB live (peak ${MiB(meter.peak)} MiB, ${meter.buffers} buffers; ORT's pool + ours), of which the trainer's: ${MiB(trainer.residentBytes)} MiB (parameters, AdamW moments, norm scratch)`;
-      drawLossChart($('chart') as HTMLCanvasElement, state.records.map((x) => x.loss), o.steps);
+      $('mem').textContent = `${MiB(meter.live)} MiB live (peak ${MiB(meter.peak)} MiB, ${meter.buffers} buffers; ORT's pool + the trainer's)`;
+      drawLossChart($<HTMLCanvasElement>('chart'), state.records.map((x) => x.loss), o.steps);
     }
+    state.firstBatchLoss = await trainer.evaluate([first!]);
+    $('first-loss').textContent = state.firstBatchLoss.toFixed(6);
+    await sample('after');
+
+    say('preparing the downloads');
+    await offerDownloads(trainer, lora !== undefined);
+    say('done');
   } finally {
-    await trainer.release();
+    await trainer.dispose();
   }
-  $('status').textContent = 'done';
+}
+
+/** LoRA: the adapter (PEFT's two files) and the merged weights; full: the weights. Safetensors under the torch names, as the CLI writes. */
+async function offerDownloads(trainer: Trainer, lora: boolean): Promise<void> {
+  const files = new Map<string, Uint8Array>(lora ? await trainer.adapterFiles() : []);
+  files.set('model.safetensors', await trainer.weightsFile({ merge: lora }));
+  showDownloads($('downloads'), files);
+  state.downloads = [...files.keys()];
 }
 
 function start(): void {
-  ($('start') as HTMLButtonElement).disabled = true;
-  train().catch((e: Error) => {
+  $<HTMLButtonElement>('start').disabled = true;
+  $('error').textContent = '';
+  Object.assign(state, { records: [], done: false, error: undefined, samples: {}, downloads: [], firstBatchLoss: undefined });
+  for (const id of ['sample-before', 'sample-after', 'first-loss', 'step', 'loss']) $(id).textContent = '–';
+  $('downloads').replaceChildren();
+  run().catch((e: Error) => {
     state.error = e.message;
-    $('error').textContent = e.stack ?? e.message;
-    $('status').textContent = 'failed';
-  }).finally(() => { state.done = true; });
+    $('error').textContent = e.message;
+    console.error(e);
+    say('failed');
+  }).finally(() => {
+    state.done = true;
+    $<HTMLButtonElement>('start').disabled = false;
+  });
 }
 
 $('start').addEventListener('click', start);

@@ -32,7 +32,7 @@ let dawnReady: Promise<MemoryMeter> | undefined;
 export function nodeWebGpu(): Promise<MemoryMeter> {
   dawnReady ??= (async () => {
     if (!hasSystemVulkanDriver()) useSwiftShaderIfPresent();
-    useLiftoffOnly();
+    if (process.env.ORTFUSE_NO_LIFTOFF !== '1') useLiftoffOnly(); // =1: measure V8's tiering (bench/train-step-webgpu --settings)
     await loadDawn();
     return memoryMeter();
   })();

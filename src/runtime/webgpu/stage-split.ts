@@ -48,6 +48,8 @@ export interface StagePlan {
   lastUse: Record<string, number>;
   /** The training graph's outputs (loss, grad.<param>): kept until the step's release(). */
   outputs: string[];
+  /** For each graph input (parameters, batch): the index of its last reading step. */
+  inputLastUse?: Record<string, number>;
   /** ORT segments in order (their index in `segments`). */
   segmentCount: number;
 }
@@ -176,12 +178,14 @@ export function splitStages(train: Model, policyIn: OpPolicy, ops: readonly Fuse
       if (calls.has(n) && stage.get(n) === s) stepOf.set(n, steps.push({ kind: 'kernel', call: calls.get(n)! }) - 1);
   }
   const lastUse: Record<string, number> = {};
+  const inputLastUse: Record<string, number> = {};
   const crossing = new Set<Value>();
   for (const n of g.nodes) {
     const at = stepOf.get(n);
     if (at === undefined) continue;
     for (const v of nodeDependencies(n)) {
       const p = producer.get(v);
+      if (v.isGraphInput()) inputLastUse[v.name] = Math.max(inputLastUse[v.name] ?? -1, at);
       if (!p || constant.has(p) || stepOf.get(p) === at) continue;
       crossing.add(v);
       lastUse[v.name] = Math.max(lastUse[v.name] ?? -1, at);
@@ -261,5 +265,5 @@ export function splitStages(train: Model, policyIn: OpPolicy, ops: readonly Fuse
     if (val && producer.has(val) && !calls.has(producer.get(val)!) && !declared.has(v))
       fail('invalid', `stage split: ${c.node} reads '${v}', which no segment returns`);
   }
-  return { plan: { steps, lastUse, outputs: g.outputs.map((v) => v.name), segmentCount: segments.length }, segments };
+  return { plan: { steps, lastUse, outputs: g.outputs.map((v) => v.name), inputLastUse, segmentCount: segments.length }, segments };
 }

@@ -82,12 +82,37 @@ export interface StageTimes {
   ortMs: number;
   kernelGroups: number;
   kernelMs: number;
+  /** Gradients handed to onGradient (applied between segments) so far. */
+  gradientsEarly: number;
+}
+
+/**
+ * Measurement hooks around the stages of a step (bench/step-profile.ts): awaited after each ORT
+ * run (with its host ms) and after each submitted kernel group; called before each kernel.
+ */
+export interface StageProbe {
+  afterOrt(segment: number, hostMs: number): Promise<void>;
+  beforeKernel(call: KernelCall): void;
+  afterGroup(): Promise<void>;
 }
 
 /** The stage plan: ORT segments and our kernels, in order (./stage-split.ts). */
 export class StagedSteps implements StepRunner {
-  readonly times: StageTimes = { steps: 0, ortRuns: 0, ortMs: 0, kernelGroups: 0, kernelMs: 0 };
+  readonly times: StageTimes = { steps: 0, ortRuns: 0, ortMs: 0, kernelGroups: 0, kernelMs: 0, gradientsEarly: 0 };
+  /** Set by a profiler; unset in training (no waits). */
+  probe?: StageProbe;
   private readonly outputs: Set<string>;
+  /**
+   * Called with each gradient output as soon as the step that makes it has submitted and no later
+   * step reads it; it must record and submit the commands that read the buffer, which is handed
+   * back right after (and is then absent from StepOutputs.grads). Unset: gradients live to the end.
+   */
+  onGradient?: (name: string, buffer: GPUBuffer) => void;
+  /**
+   * Wait for the GPU after every this many ORT runs (0 = never): the host otherwise runs ahead and
+   * buffers handed back stay allocated until the GPU has passed the commands that read them.
+   */
+  syncEvery = 0;
 
   constructor(
     private readonly ort: OrtWeb,
@@ -136,6 +161,17 @@ export class StagedSteps implements StepRunner {
       slot.tensor ??= this.ort.Tensor.fromGpuBuffer(slot.value.buffer as never, { dataType: slot.value.type as 'float32', dims: slot.value.dims });
       return slot.tensor;
     };
+    const applyFinished = (at: number) => {
+      if (!this.onGradient) return;
+      for (const [name, slot] of live)
+        // Final (no later step reads it) and its parameter is read by no later step either.
+        if (name.startsWith(GRAD_PREFIX) && this.outputs.has(name) && (plan.lastUse[name] ?? -1) <= at && (plan.inputLastUse?.[name.slice(GRAD_PREFIX.length)] ?? Infinity) <= at) {
+          this.onGradient(name, slot.value.buffer);
+          this.times.gradientsEarly++;
+          live.delete(name);
+          slot.release();
+        }
+    };
     let groupStart = -1;
     try {
       for (let i = 0; i < plan.steps.length; i++) {
@@ -144,8 +180,10 @@ export class StagedSteps implements StepRunner {
           const session = this.sessions[step.segment];
           const t0 = performance.now();
           const out = await session.run(Object.fromEntries(session.inputNames.map((n) => [n, ortTensor(n)])));
-          this.times.ortMs += performance.now() - t0;
+          const ms = performance.now() - t0;
+          this.times.ortMs += ms;
           this.times.ortRuns++;
+          if (this.probe) await this.probe.afterOrt(step.segment, ms);
           for (const [name, v] of Object.entries(out)) {
             const t = v as Ort.Tensor;
             live.get(name)?.release();
@@ -153,10 +191,13 @@ export class StagedSteps implements StepRunner {
           }
           // The run has submitted its commands: values it read last go back.
           releaseRead(i, i);
+          applyFinished(i);
+          if (this.syncEvery > 0 && this.times.ortRuns % this.syncEvery === 0) await ctx.sync();
           continue;
         }
         const t0 = performance.now();
         if (groupStart < 0) groupStart = i;
+        this.probe?.beforeKernel(step.call);
         this.kernel(step.call, i, live, gpuValue, pendingDrop);
         const next = plan.steps[i + 1];
         if (!next || next.kind === 'ort') {
@@ -165,9 +206,11 @@ export class StagedSteps implements StepRunner {
           for (const b of pendingDrop) b.destroy();
           pendingDrop = [];
           groupStart = -1;
+          applyFinished(i);
           this.times.kernelGroups++;
         }
         this.times.kernelMs += performance.now() - t0;
+        if (this.probe && (!next || next.kind === 'ort')) await this.probe.afterGroup();
       }
     } catch (e) {
       // Recorded commands may read what we hand back: submit them first.

@@ -11,6 +11,7 @@ import { fail } from '../../errors.js';
 import * as policies from './policy.js';
 import type { OpPolicy } from './policy.js';
 import { splitStages } from './stage-split.js';
+import { frozenToInputs } from './frozen.js';
 import type { ParamSpec, SpecShape, TrainingSpec } from './trainer.js';
 import { cloneModel } from '../../autodiff/clone.js';
 import { newContext } from '../../rewrite/pass.js';
@@ -38,13 +39,16 @@ export const formatKernels = (p: OpPolicy) => policies.formatKernels(p, FUSED_OP
  */
 export function trainingSpec(train: Model, initial: Map<string, Float32Array>, policy: OpPolicy = {}, shape?: SpecShape): TrainingSpec {
   const params: ParamSpec[] = [];
+  // Frozen parameters as fed inputs without gradient (./frozen.ts).
+  train = cloneModel(train);
+  const frozen = frozenToInputs(train);
   for (const v of train.graph.inputs) {
     if (v.name === 'input_ids' || v.name === 'labels') continue;
     const t = v.tensorType;
     if (!t || t.elemType !== DataType.FLOAT) fail('unsupported', `training input '${v.name}' must be float32`);
     const dims = t.shape ?? [];
     if (dims.some((d) => typeof d !== 'number')) fail('unsupported', `parameter '${v.name}' has a non-static shape`);
-    const value = initial.get(v.name) ?? fail('invalid', `no initial value for parameter '${v.name}'`);
+    const value = initial.get(v.name) ?? frozen.get(v.name) ?? fail('invalid', `no initial value for parameter '${v.name}'`);
     params.push({ name: v.name, dims: dims as number[], value });
   }
   train = webgpuGraph(train, shape, policy);

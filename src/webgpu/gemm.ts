@@ -1,0 +1,251 @@
+/// <reference types="@webgpu/types" />
+/**
+ * GEMMs for the training step's projections (issue 12): M = B·T rows (2048-4096) against
+ * K, N ∈ {128, 896, 4864}, in the three forms of a linear layer — forward Y = X·Wᵀ (NT), input
+ * gradient dX = dY·W (NN), weight gradient dW = dYᵀ·X (TN, K = B·T). Same arguments, views and
+ * split-K as ./matmul.ts (`MatmulArgs`); two kernels:
+ *
+ * - `gemmF32`: fp32, a 128×128 tile per 256-invocation workgroup, 8×8 outputs per invocation in
+ *   two 4×4 quadrants (rows 4·ty + i and 64 + 4·ty + i, likewise columns), so each K step reads
+ *   four vec4s from workgroup memory for 64 FMAs. The staged tiles are stored [k][m] with a
+ *   132-float row pitch, which keeps the transposing stores of a row-major operand at most 2-way
+ *   bank-conflicted. No subgroup operations: on NVIDIA the vec4 broadcast reads already serve a warp.
+ * - `gemmF16`: tensor cores through `chromium_experimental_subgroup_matrix` — f16 operands (fp32
+ *   or f16 in memory, rounded to f16 when staged), f32 accumulation. Eight subgroups of 32 lanes
+ *   per workgroup in a 2×4 grid; each owns a (mt·cm)×(nt·cn) block of cm×cn result matrices of the
+ *   adapter's f16→f32 config (`pickF16Config`). The epilogue goes through one cm×cn workgroup slot
+ *   per subgroup, so bounds, alpha and accumulation are plain per-element code and any M, N, K works.
+ *
+ * Both drop to a 64×64 tile when the 128×128 grid would leave the GPU's SMs idle (N = 128 rows of
+ * K/V projections), and split K on top when even that is too few workgroups (dW of small N).
+ */
+import { fail } from '../errors.js';
+import type { GpuContext } from './context.js';
+import { checkMatmulArgs, chooseSplitK, gemmUniforms, runGemm, type MatmulArgs } from './matmul.js';
+import { generateWgsl, type BindingDecl, type Program } from './program.js';
+
+const WG = 256;
+/** Workgroups that fill a large GPU (132 SMs on an H100/H200). */
+const FILL = 132;
+
+const bindings = (t: 'f32' | 'f16'): BindingDecl[] => [
+  { name: 'A', access: 'read', type: t },
+  { name: 'B', access: 'read', type: t },
+  { name: 'C', access: 'read_write', type: 'f32' },
+];
+const range = (n: number) => [...Array(n).keys()];
+
+/**
+ * The WGSL lines that stage one operand tile into workgroup memory: `count` elements per
+ * invocation, consecutive invocations walking the operand's contiguous axis. `rows`×`cols` is the
+ * tile in the operand's own orientation (op(A) is rows = M, cols = K; op(B) rows = K, cols = N);
+ * `store(r, c, v)` writes one element. Out-of-range elements are zero.
+ */
+function stageTile(o: { name: 'A' | 'B'; trans: boolean; rows: number; cols: number; zero: string; cast: string; store: (r: string, c: string, v: string) => string }): string {
+  const { name, rows, cols } = o;
+  // Stored layout: A is [M, K] (or [K, M] when transposed), B is [K, N] (or [N, K]); so the
+  // stored outer axis is the tile's column axis exactly when the operand is transposed.
+  const kMajor = o.trans;
+  const inner = kMajor ? rows : cols; // tile extent along the stored contiguous axis
+  const r0 = name === 'A' ? 'row0' : 'k0', c0 = name === 'A' ? 'k0' : 'col0';
+  const rLim = name === 'A' ? 'u.M' : 'kEnd', cLim = name === 'A' ? 'kEnd' : 'u.N';
+  const ld = name === 'A' ? 'u.lda' : 'u.ldb', off = name === 'A' ? 'u.offA' : 'u.offB';
+  return range((rows * cols) / WG).map((i) => {
+    const e = `(lidx + ${WG * i}u)`;
+    const [r, c] = kMajor ? [`${e} % ${inner}u`, `${e} / ${inner}u`] : [`${e} / ${inner}u`, `${e} % ${inner}u`];
+    const addr = kMajor ? `${off} + (${c0} + c) * ${ld} + ${r0} + r` : `${off} + (${r0} + r) * ${ld} + ${c0} + c`;
+    return `{ let r = ${r}; let c = ${c}; var v = ${o.zero};
+      if (${r0} + r < ${rLim} && ${c0} + c < ${cLim}) { v = ${o.cast}(${name}[${addr}]); }
+      ${o.store('r', 'c', 'v')} }`;
+  }).join('\n    ');
+}
+
+/** Common head of both kernels: tile origin, K range of this slice, C offset of this slice. */
+const HEAD = (bm: number, bn: number) => `
+  let row0 = wid.y * ${bm}u; let col0 = wid.x * ${bn}u;
+  let kBegin = wid.z * u.slice; let kEnd = min(u.K, kBegin + u.slice);
+  let offC = u.offC + wid.z * u.M * u.ldc;`;
+
+const cStore = (accumulate: boolean, gm: string, gn: string, v: string) =>
+  `if (${gm} < u.M && ${gn} < u.N) { let idx = offC + ${gm} * u.ldc + ${gn}; C[idx] = ${accumulate ? 'C[idx] + ' : ''}u.alpha * ${v}; }`;
+
+/** fp32 program; `small` = 64×64 tile (4×4 per invocation) instead of 128×128 (8×8). */
+export function gemmF32Program(args: MatmulArgs, split: number, small = false): Program {
+  const { transA = false, transB = false } = args;
+  const accumulate = split === 1 && (args.accumulate ?? false);
+  const q = small ? 1 : 2; // 4×4 quadrants per invocation along each axis
+  const bm = 64 * q, bn = 64 * q, bk = 16, pitch = bm + 4; // pitch in floats (bm = bn)
+  const slice = Math.ceil(Math.ceil(args.k / split) / bk) * bk;
+  return {
+    name: 'gemm_f32',
+    cacheKey: `${transA ? 'T' : 'N'}${transB ? 'T' : 'N'};acc=${accumulate ? 1 : 0};tile=${bm}`,
+    workgroupSize: [WG],
+    dispatch: [Math.ceil(args.n / bn), Math.ceil(args.m / bm), split],
+    uniforms: gemmUniforms(args, split, slice),
+    bindings: bindings('f32'),
+    source: () => {
+      const P4 = pitch / 4;
+      // As is [k][m]: A's (r = m, c = k) goes to row c; Bs is [k][n]: B's (r = k, c = n) to row r.
+      const putA = (r: string, c: string, v: string) => `As[(${c}) * ${P4}u + (${r}) / 4u][(${r}) % 4u] = ${v};`;
+      const putB = (r: string, c: string, v: string) => `Bs[(${r}) * ${P4}u + (${c}) / 4u][(${c}) % 4u] = ${v};`;
+      const I = range(4 * q);
+      // Element i of the invocation's rows: quadrant i/4 (offset 16·quadrant vec4s), component i%4.
+      const frag = (v: string, i: number) => `${v}${i >> 2}[${i & 3}]`;
+      return {
+        decls: `
+var<workgroup> As: array<vec4<f32>, ${bk * P4}>; // [k][m], pitch ${pitch} floats
+var<workgroup> Bs: array<vec4<f32>, ${bk * P4}>; // [k][n]`,
+        main: `
+  let tx = lidx % 16u; let ty = lidx / 16u;${HEAD(bm, bn)}
+  ${I.flatMap((i) => I.map((j) => `var c${i}_${j} = 0.0;`)).join(' ')}
+  for (var k0 = kBegin; k0 < kEnd; k0 += ${bk}u) {
+    ${stageTile({ name: 'A', trans: transA, rows: bm, cols: bk, zero: '0.0', cast: 'f32', store: putA })}
+    ${stageTile({ name: 'B', trans: transB, rows: bk, cols: bn, zero: '0.0', cast: 'f32', store: putB })}
+    workgroupBarrier();
+    for (var kk = 0u; kk < ${bk}u; kk++) {
+      ${range(q).map((h) => `let a${h} = As[kk * ${P4}u + ${16 * h}u + ty]; let b${h} = Bs[kk * ${P4}u + ${16 * h}u + tx];`).join(' ')}
+      ${I.map((i) => I.map((j) => `c${i}_${j} = fma(${frag('a', i)}, ${frag('b', j)}, c${i}_${j});`).join(' ')).join('\n      ')}
+    }
+    workgroupBarrier();
+  }
+  ${I.flatMap((i) => I.map((j) => cStore(accumulate, `(row0 + ${64 * (i >> 2)}u + 4u * ty + ${i & 3}u)`, `(col0 + ${64 * (j >> 2)}u + 4u * tx + ${j & 3}u)`, `c${i}_${j}`))).join('\n  ')}`,
+      };
+    },
+  };
+}
+
+/** One f16 × f16 → f32 subgroup-matrix shape of the adapter (GPUAdapterInfo.subgroupMatrixConfigs). */
+export interface MatrixConfig {
+  M: number;
+  N: number;
+  K: number;
+}
+
+/** The f16→f32 config to use (the largest M·N·K whose sides divide the kernel's blocks), or undefined. */
+export function pickF16Config(configs: readonly { componentType: string; resultComponentType: string; M: number; N: number; K: number }[]): MatrixConfig | undefined {
+  const ok = configs.filter((c) => c.componentType === 'f16' && c.resultComponentType === 'f32' && 32 % c.M === 0 && 16 % c.N === 0 && 32 % c.K === 0);
+  ok.sort((a, b) => b.M * b.N * b.K - a.M * a.N * a.K);
+  return ok[0] ? { M: ok[0].M, N: ok[0].N, K: ok[0].K } : undefined;
+}
+
+/**
+ * WGSL spelling of subgroupMatrixLoad/Store: 'bool' = (ptr, offset, col_major, stride) as Dawn
+ * first shipped it; 'template' = the later <T, row_major>(ptr, offset, stride) form.
+ */
+export type MatrixSyntax = 'bool' | 'template';
+
+const mLoad = (s: MatrixSyntax, t: string, ptr: string, off: string, stride: string) =>
+  s === 'bool' ? `subgroupMatrixLoad<${t}>(${ptr}, ${off}, false, ${stride})` : `subgroupMatrixLoad<${t}, row_major>(${ptr}, ${off}, ${stride})`;
+const mStore = (s: MatrixSyntax, ptr: string, off: string, v: string, stride: string) =>
+  s === 'bool' ? `subgroupMatrixStore(${ptr}, ${off}, ${v}, false, ${stride})` : `subgroupMatrixStore<row_major>(${ptr}, ${off}, ${v}, ${stride})`;
+
+/**
+ * The spelling of the matrix builtins this device's WGSL compiler accepts, found by compiling the
+ * real kernel in each; `messages` holds the compiler's errors of the spellings that failed.
+ */
+export async function probeMatrixSyntax(device: GPUDevice, config: MatrixConfig): Promise<{ syntax?: MatrixSyntax; messages: string[] }> {
+  const view = { buffer: undefined as unknown as GPUBuffer, ld: 256 };
+  const messages: string[] = [];
+  for (const syntax of ['template', 'bool'] as const) {
+    const code = generateWgsl(gemmF16Program({ m: 256, n: 256, k: 256, a: view, b: view, c: view, transB: true }, 1, { config, syntax }));
+    device.pushErrorScope('validation');
+    const info = await device.createShaderModule({ code }).getCompilationInfo();
+    await device.popErrorScope();
+    const errors = info.messages.filter((m) => m.type === 'error').map((m) => `${syntax} ${m.lineNum}:${m.linePos} ${m.message}`);
+    if (!errors.length) return { syntax, messages };
+    messages.push(...errors);
+  }
+  return { messages };
+}
+
+export interface F16Options {
+  config: MatrixConfig;
+  syntax?: MatrixSyntax;
+  /** Operands A and B are f16 in memory (default f32, rounded to f16 when staged). */
+  halfOperands?: boolean;
+}
+
+/** Subgroup-matrix program (see header); `small` = 64×64 workgroup tile instead of 128×128. */
+export function gemmF16Program(args: MatmulArgs, split: number, opts: F16Options, small = false): Program {
+  const { transA = false, transB = false } = args;
+  const { M: cm, N: cn, K: ck } = opts.config;
+  const syntax = opts.syntax ?? 'bool';
+  const accumulate = split === 1 && (args.accumulate ?? false);
+  const sgm = small ? 32 : 64, sgn = small ? 16 : 32; // rows, columns per subgroup (2×4 subgroups)
+  const mt = sgm / cm, nt = sgn / cn, bm = 2 * sgm, bn = 4 * sgn, bk = 32;
+  if (!Number.isInteger(mt) || !Number.isInteger(nt) || bk % ck) fail('usage', `gemm_f16: subgroup matrix ${cm}x${cn}x${ck} does not tile a ${sgm}x${sgn}x${bk} block`);
+  const pa = bk + 8, pb = bn + 8; // row pitches (f16 elements; multiples of 8 = 16 bytes)
+  const slice = Math.ceil(Math.ceil(args.k / split) / bk) * bk;
+  const L = `subgroup_matrix_left<f16, ${ck}, ${cm}>`, R = `subgroup_matrix_right<f16, ${cn}, ${ck}>`;
+  return {
+    name: 'gemm_f16_sgmatrix',
+    cacheKey: `${transA ? 'T' : 'N'}${transB ? 'T' : 'N'};acc=${accumulate ? 1 : 0};tile=${bm};cfg=${cm}x${cn}x${ck};${syntax};in=${opts.halfOperands ? 'f16' : 'f32'}`,
+    workgroupSize: [WG],
+    dispatch: [Math.ceil(args.n / bn), Math.ceil(args.m / bm), split],
+    uniforms: gemmUniforms(args, split, slice),
+    bindings: bindings(opts.halfOperands ? 'f16' : 'f32'),
+    extensions: ['f16', 'chromium_experimental_subgroup_matrix'],
+    // Matrix offsets derive from lidx / 32 (the subgroup's index): uniform within each subgroup
+    // when subgroups are 32 consecutive invocations (NVIDIA), which the analysis cannot see.
+    diagnosticsOff: ['chromium.subgroup_matrix_uniformity'],
+    source: () => {
+      const acc = (i: number, j: number) => `acc${i}_${j}`;
+      const steps = range(bk / ck).map((s) => ` {
+      ${range(mt).map((i) => `let l${i} = ${mLoad(syntax, L, '&As', `(sr * ${sgm}u + ${i * cm}u) * ${pa}u + ${s * ck}u`, `${pa}u`)};`).join('\n      ')}
+      ${range(nt).map((j) => `let r${j} = ${mLoad(syntax, R, '&Bs', `${s * ck * pb}u + sc * ${sgn}u + ${j * cn}u`, `${pb}u`)};`).join('\n      ')}
+      ${range(mt).map((i) => range(nt).map((j) => `${acc(i, j)} = subgroupMatrixMultiplyAccumulate(l${i}, r${j}, ${acc(i, j)});`).join(' ')).join('\n      ')}
+    }`).join('');
+      const epilogue = range(mt).flatMap((i) => range(nt).map((j) => `
+  ${mStore(syntax, '&Cs', `sg * ${cm * cn}u`, acc(i, j), `${cn}u`)};
+  workgroupBarrier();
+  for (var t = lane; t < ${cm * cn}u; t += 32u) {
+    let gm = row0 + sr * ${sgm}u + ${i * cm}u + t / ${cn}u; let gn = col0 + sc * ${sgn}u + ${j * cn}u + t % ${cn}u;
+    ${cStore(accumulate, 'gm', 'gn', `Cs[sg * ${cm * cn}u + t]`)}
+  }
+  workgroupBarrier();`)).join('');
+      return {
+        decls: `
+var<workgroup> As: array<f16, ${bm * pa}>; // [m][k]
+var<workgroup> Bs: array<f16, ${bk * pb}>; // [k][n]
+var<workgroup> Cs: array<f32, ${8 * cm * cn}>; // one result matrix per subgroup (epilogue)`,
+        main: `
+  let sg = lidx / 32u; let lane = lidx % 32u; let sr = sg / 4u; let sc = sg % 4u;${HEAD(bm, bn)}
+  ${range(mt).flatMap((i) => range(nt).map((j) => `var ${acc(i, j)} = subgroup_matrix_result<f32, ${cn}, ${cm}>();`)).join(' ')}
+  for (var k0 = kBegin; k0 < kEnd; k0 += ${bk}u) {
+    ${stageTile({ name: 'A', trans: transA, rows: bm, cols: bk, zero: 'f16(0.0)', cast: 'f16', store: (r, c, v) => `As[(${r}) * ${pa}u + ${c}] = ${v};` })}
+    ${stageTile({ name: 'B', trans: transB, rows: bk, cols: bn, zero: 'f16(0.0)', cast: 'f16', store: (r, c, v) => `Bs[(${r}) * ${pb}u + ${c}] = ${v};` })}
+    workgroupBarrier();${steps}
+    workgroupBarrier();
+  }${epilogue}`,
+      };
+    },
+  };
+}
+
+/** Tile size (small or not) and K slices for an M×N×K product on 128×128 / 64×64 tiles. */
+function plan(args: MatmulArgs): { small: boolean; split: number } {
+  const { m, n, k } = args;
+  // args.tile (tests, benches) forces the size: tm = 8 is the 128×128 tile, anything less 64×64.
+  const small = args.tile ? args.tile.tm < 8 : Math.ceil(m / 128) * Math.ceil(n / 128) < FILL;
+  const t = small ? 4 : 8; // chooseSplitK counts tiles of 16·t
+  const split = args.splitK ?? chooseSplitK(m, n, k, { tm: t, tn: t });
+  return { small, split: Math.max(1, Math.min(split, Math.ceil(k / 32))) };
+}
+
+/** Validate and record an fp32 GEMM (see header). */
+export function gemmF32(ctx: GpuContext, args: MatmulArgs): void {
+  checkMatmulArgs('gemm_f32', args);
+  if (args.m === 0 || args.n === 0) return;
+  const { small, split } = plan(args);
+  runGemm(ctx, args, split, (a, s) => gemmF32Program(a, s, small));
+}
+
+/** Validate and record an f16-operand, f32-accumulate GEMM on subgroup matrices (see header). */
+export function gemmF16(ctx: GpuContext, args: MatmulArgs, opts: F16Options): void {
+  if (!ctx.device.features.has('chromium-experimental-subgroup-matrix' as GPUFeatureName) || !ctx.device.features.has('shader-f16'))
+    fail('usage', "gemm_f16: the device lacks 'chromium-experimental-subgroup-matrix' or 'shader-f16' (dawn.node: create it with DAWN_F16_MATRIX_TOGGLES and request both features)");
+  checkMatmulArgs('gemm_f16', args, opts.halfOperands ? 2 : 4);
+  if (args.m === 0 || args.n === 0) return;
+  const { small, split } = plan(args);
+  runGemm(ctx, args, split, (a, s) => gemmF16Program(a, s, opts, small));
+}
