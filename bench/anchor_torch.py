@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """PyTorch fp32 anchor in the same call as ortfuse's runs: Qwen2-0.5B config (random init, sdpa,
 tied), full training step (forward with labels, backward, fused AdamW), peak
-torch.cuda.max_memory_allocated and tok/s over `--steps` timed steps after 2 warm-up steps, as
-../shared/ANCHORS.md measured it (Liger-Kernel is not installed on the GPU machine; its figures come
-from ANCHORS.md, measured on the same kind of machine).
+torch.cuda.max_memory_allocated and tok/s over `--steps` timed steps after 2 warm-up steps, as the
+ANCHORS figures of bench/train-step-webgpu.ts were measured (Liger-Kernel is not installed on the
+GPU machine; its figures there were measured on the same kind of machine).
 
   python3 bench/anchor_torch.py --shapes 8x256,8x512 [--steps 4]
 """

@@ -19,7 +19,7 @@ import { rowProgram } from '../custom-ops/fused-linear-cross-entropy/webgpu/prog
 import { ligerChunkSize } from '../custom-ops/fused-linear-cross-entropy/schema.js';
 import { GpuContext } from '../src/webgpu/context.js';
 import { matmul, type MatmulArgs } from '../src/webgpu/matmul.js';
-import { requestNodeDevice, useSwiftShaderIfPresent } from '../src/webgpu/node.js';
+import { requestNodeDevice, useSwiftShaderIfPresent } from '../src/webgpu/dawn-node.js';
 
 const PRESETS: Record<string, { n: number; h: number; v: number }> = {
   small: { n: 256, h: 64, v: 4096 },

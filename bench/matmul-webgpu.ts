@@ -75,7 +75,7 @@ function sampledError(c: Case, A: Float32Array, B: Float32Array, C: Float32Array
 }
 
 async function childOurs(reps: number): Promise<Row[]> {
-  const { requestNodeAdapter, requestNodeDevice, useSwiftShaderIfPresent, DAWN_F16_MATRIX_TOGGLES } = await import('../src/webgpu/node.js');
+  const { requestNodeAdapter, requestNodeDevice, useSwiftShaderIfPresent, DAWN_F16_MATRIX_TOGGLES } = await import('../src/webgpu/dawn-node.js');
   if (!process.env.VK_DRIVER_FILES) useSwiftShaderIfPresent(); // smoke runs on CPU-only machines
   const { GpuContext } = await import('../src/webgpu/context.js');
   const { GpuTimer } = await import('../src/webgpu/timing.js');
@@ -136,9 +136,9 @@ async function childOurs(reps: number): Promise<Row[]> {
 }
 
 async function childOrt(reps: number): Promise<Row[]> {
-  const { DAWN_F16_MATRIX_TOGGLES } = await import('../src/webgpu/node.js');
+  const { DAWN_F16_MATRIX_TOGGLES } = await import('../src/webgpu/dawn-node.js');
   process.env.ORTFUSE_DAWN_FLAGS ??= DAWN_F16_MATRIX_TOGGLES; // so the adapter offers shader-f16
-  const { nodeOrtWeb } = await import('../src/runtime/webgpu/node.js');
+  const { nodeOrtWeb } = await import('../src/runtime/webgpu/ort-web-node.js');
   const { createModel, GraphBuilder } = await import('../src/ir/index.js');
   const { saveBytes } = await import('../src/onnx/io.js');
   const { DataType } = await import('../src/onnx/schema.js');

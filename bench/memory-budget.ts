@@ -73,7 +73,8 @@ async function child(run: string, steps: number): Promise<Result> {
   let trainer: { train(b: { inputIds: BigInt64Array; labels: BigInt64Array; batch: number; seq: number }): Promise<{ loss: number }>; release(): Promise<void> };
   let measured: () => number;
   if (r.backend === 'webgpu') {
-    const { nodeOrtWeb, trainingSpec, parseKernels } = await import('../src/runtime/webgpu/node.js');
+    const { nodeOrtWeb } = await import('../src/runtime/webgpu/ort-web-node.js');
+    const { trainingSpec, parseKernels } = await import('../src/runtime/webgpu/training-spec.js');
     const { WebGpuTrainer } = await import('../src/runtime/webgpu/trainer.js');
     const { FUSED_OPS } = await import('../custom-ops/registry.js');
     const { ort, meter } = await nodeOrtWeb();

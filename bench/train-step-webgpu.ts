@@ -2,7 +2,7 @@
  * Issue 5, acceptance 4: a full training step (forward, backward, clip, AdamW) of Qwen2-0.5B on the
  * `webgpu` backend (onnxruntime-web's WebGPU EP in Node on dawn.node + our WGSL kernels), fused and
  * unfused, at 8×256 and 8×512: peak GPU memory and tok/s next to the PyTorch / Liger-Kernel figures
- * of ../shared/ANCHORS.md (same config, fp32, H100).
+ * for the same config (ANCHORS below: fp32, H100).
  *
  *   node --liftoff-only dist/bench/train-step-webgpu.js [--runs fused:8x256,unfused:8x256:all,...] [--steps 3] [--out DIR] [--config 0.5b|tiny] [--model FILE]
  *
@@ -28,7 +28,7 @@ import { fileURLToPath } from 'node:url';
 import { samplePeak } from './nvidia-smi.js';
 import { StepProfiler, type StepProfile } from './stage-probe.js';
 
-/** fp32 rows of ANCHORS.md (torch 2.11 + transformers 5.17, Liger-Kernel 0.8.2, H100). */
+/** PyTorch and Liger-Kernel fp32 figures (torch 2.11 + transformers 5.17, Liger-Kernel 0.8.2, H100; bench/anchor_torch.py measures the PyTorch side). */
 const ANCHORS: Record<string, { plainGiB: number; ligerGiB: number; plainTokS: number; ligerTokS: number }> = {
   '8x256': { plainGiB: 16.16, ligerGiB: 11.32, plainTokS: 11827, ligerTokS: 6332 },
   '8x512': { plainGiB: 28.04, ligerGiB: 17.36, plainTokS: 12067, ligerTokS: 8619 },
@@ -71,7 +71,8 @@ async function child(variant: string, batch: number, seq: number, steps: number,
   const { PRESETS } = await import('../models/config.js');
   const config = PRESETS[arg('config', '0.5b')];
   const { prepareTraining } = await import('../src/runtime/session.js');
-  const { nodeOrtWeb, trainingSpec, parseKernels, formatKernels } = await import('../src/runtime/webgpu/node.js');
+  const { nodeOrtWeb } = await import('../src/runtime/webgpu/ort-web-node.js');
+  const { trainingSpec, parseKernels, formatKernels } = await import('../src/runtime/webgpu/training-spec.js');
   const { WebGpuTrainer } = await import('../src/runtime/webgpu/trainer.js');
   const { FUSED_OPS } = await import('../custom-ops/registry.js');
   const { StagedSteps } = await import('../src/runtime/webgpu/steps.js');

@@ -2,7 +2,7 @@
  * Where onnxruntime-web's WebGPU EP runs the webgpu backend's training step: for each ORT segment
  * the backend runs (FLCE split: segment A and B; else the whole graph), which nodes ORT places on
  * the CPU EP (wasm) and how many Memcpy nodes it inserts, read from ORT's verbose log (session
- * option logSeverityLevel 0) as /work/shared/experiments/ndrive.cjs does. The tiny Qwen2 with its
+ * option logSeverityLevel 0). The tiny Qwen2 with its
  * weights and the 0.5B structure (weights in /dev/null, never read: placement does not depend on
  * sizes). Optionally times training steps of the tiny model (SwiftShader here).
  *
@@ -35,7 +35,7 @@ import { inferShapes } from '../src/ir/infer/index.js';
 import { formatShape } from '../src/ir/types.js';
 import { prepareTraining, trainingGraph } from '../src/runtime/session.js';
 import { trainingSignature } from '../src/autodiff/index.js';
-import { trainingSpec, type SpecShape } from '../src/runtime/webgpu/node.js';
+import { trainingSpec, type SpecShape } from '../src/runtime/webgpu/training-spec.js';
 
 const SELF = fileURLToPath(import.meta.url);
 
@@ -143,7 +143,7 @@ export function largeCpuNodes(bytes: Uint8Array, cpuNodes: string[], vocab: numb
 
 /** Child: create one webgpu session with verbose logging (stderr), then exit. */
 async function childCreate(file: string): Promise<void> {
-  const { nodeOrtWeb } = await import('../src/runtime/webgpu/node.js');
+  const { nodeOrtWeb } = await import('../src/runtime/webgpu/ort-web-node.js');
   const { ort } = await nodeOrtWeb();
   ort.env.logLevel = 'verbose';
   const s = await ort.InferenceSession.create(new Uint8Array(fs.readFileSync(file)), {
@@ -155,7 +155,7 @@ async function childCreate(file: string): Promise<void> {
 
 /** Child: ms per training step of the tiny model at B×T (webgpu backend, random ids). */
 async function childSteps(b: number, t: number, steps: number, specialize: boolean, variant: Variant): Promise<void> {
-  const { nodeOrtWeb } = await import('../src/runtime/webgpu/node.js');
+  const { nodeOrtWeb } = await import('../src/runtime/webgpu/ort-web-node.js');
   const { WebGpuTrainer } = await import('../src/runtime/webgpu/trainer.js');
   const { rng } = await import('../src/random.js');
   const config = PRESETS.tiny;

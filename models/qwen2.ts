@@ -1,7 +1,7 @@
 /**
  * The Qwen2ForCausalLM training graph (input_ids, labels) -> (loss, logits), node for node as
- * torch 2.11's dynamo exporter writes it from transformers 5.17 (DESIGN.md, "What the exporters
- * produce"; the real exports in models/fixtures): opset 20, IR 10, graph `main_graph`, inputs
+ * torch 2.11's dynamo exporter writes it from transformers 5.17 (docs/architecture.md, "What the
+ * exporters produce"; the real exports in models/fixtures): opset 20, IR 10, graph `main_graph`, inputs
  * int64 [batch, seq], parameters as initializers under their module names, constants as
  * deduplicated initializers. Prelude (positions, packed-sequence causal mask, RoPE tables) in
  * qwen2-mask.ts, decoder layers in qwen2-layer.ts; here the final RMSNorm, lm_head MatMul with

@@ -15,11 +15,10 @@
  * matched cos/sin values, so q and k share them. Not fused: halves split elsewhere than D/2,
  * Concat(x1, −x2), a slice over another axis or with a step, cos/sin that are not such a pair.
  */
-import { rotaryCaches, rotaryEmbedding23, canUseRotaryEmbedding23 } from '../custom-ops/rope/function.js';
+import { rotaryCaches, rotaryEmbedding23, canUseRotaryEmbedding23, sharedRotaryCaches } from '../custom-ops/rope/function.js';
 import { ORTFUSE_DOMAIN } from '../src/fused/types.js';
-import type { Graph, Node, Value } from '../src/ir/graph.js';
+import type { Node, Value } from '../src/ir/graph.js';
 import type { Tensor } from '../src/ir/tensor.js';
-import { dimEq } from '../src/ir/infer/index.js';
 import { formatShape } from '../src/ir/types.js';
 import { constantNumbers } from '../src/rewrite/constant.js';
 import { attrJs } from '../src/rewrite/matcher.js';
@@ -71,7 +70,7 @@ export const fuseRope = defineRule<RopeFacts>({
   rewrite(b, m, f) {
     const { x, cos, sin } = m.values;
     if (!f.onnx23) return b.op.call('RoPE', [x, cos, sin], {}, { domain: ORTFUSE_DOMAIN })[0];
-    const [cc, sc] = sharedCaches(m.graph, x, cos, sin) ?? rotaryCaches(b, x, cos, sin);
+    const [cc, sc] = sharedRotaryCaches(m.graph, NAME, x, cos, sin) ?? rotaryCaches(b, x, cos, sin);
     return rotaryEmbedding23(b, x, cc, sc);
   },
 });
@@ -152,26 +151,4 @@ function sameNodeArgs(a: Node, b: Node): boolean {
     const cb = constantNumbers(vb, 64);
     return !!ca && !!cb && ca.length === cb.length && ca.every((z, j) => z === cb[j]);
   });
-}
-
-const isOurs = (n: Node | undefined, op: string): n is Node =>
-  !!n && n.opType === op && !!n.extra.metadata_props?.some((q: { key: string; value: string }) => q.key === 'ortfuse.rule' && q.value === NAME);
-
-/** The cos (sin) value a cache made by `rotaryCaches` was built from: Expand(Slice(Squeeze(v))). */
-function cacheSource(cache: Value | null): Value | undefined {
-  const e = cache?.producer;
-  const s = isOurs(e, 'Expand') ? e.inputs[0]?.producer : undefined;
-  const q = isOurs(s, 'Slice') ? s.inputs[0]?.producer : undefined;
-  return isOurs(q, 'Squeeze') ? q.inputs[0] ?? undefined : undefined;
-}
-
-/** Caches an earlier rewrite built from the same cos/sin for an x of the same batch size. */
-function sharedCaches(g: Graph, x: Value, cos: Value, sin: Value): [Value, Value] | undefined {
-  const batch = x.tensorType?.shape?.[0] ?? null;
-  for (const n of g.nodes) {
-    if (!isOurs(n, 'RotaryEmbedding')) continue;
-    const [nx, cc, sc] = n.inputs;
-    if (cacheSource(cc) === cos && cacheSource(sc) === sin && dimEq(nx?.tensorType?.shape?.[0] ?? null, batch)) return [cc!, sc!];
-  }
-  return undefined;
 }

@@ -10,7 +10,7 @@ import { saveBytes } from '../src/onnx/io.js';
 import { DataType } from '../src/onnx/schema.js';
 import { newContext } from '../src/rewrite/pass.js';
 import { opCounts, randomFeeds, rng, runOrt } from '../src/rewrite/testing.js';
-import { nodeOrtWeb } from '../src/runtime/webgpu/node.js';
+import { nodeOrtWeb } from '../src/runtime/webgpu/ort-web-node.js';
 import { gpuEnv, relL2 } from '../test/webgpu-helpers.js';
 import { lowerToOnnx23Pass, raiseOpsetTo23, whyNotLowered } from './lower-to-onnx-23.js';
 

@@ -1,6 +1,6 @@
 /**
  * lower-to-onnx-23 — the forward fused ops that ONNX opset 23 has as single ops become those ops,
- * so an EP with kernels for them (onnxruntime-web's WebGPU EP, DESIGN.md) runs one kernel per node
+ * so an EP with kernels for them (onnxruntime-web's WebGPU EP) runs one kernel per node
  * instead of the fused op's function body:
  *
  *   ai.ortfuse::RMSNorm(x, w; epsilon, stash_type=FLOAT)
@@ -27,18 +27,18 @@
  * 20 to 23 every ONNX op keeps its meaning except the ones in MEANING_CHANGED (checked against the
  * ONNX changelog: the other 21/22/23 versions only add element types — int4, bfloat16, float4,
  * float8 — or reword docs), so it refuses models below 20 and models holding those ops. Meant for a
- * backend's private copy of a graph (src/runtime/webgpu/node.ts), never for the user's model.
+ * backend's private copy of a graph (src/runtime/webgpu/training-spec.ts), never for the user's model.
  */
 import { FUSED_INFER_RULES } from '../custom-ops/registry.js';
 import { rmsNormalization23 } from '../custom-ops/rms-norm/function.js';
-import { rotaryCaches, rotaryEmbedding23 } from '../custom-ops/rope/function.js';
+import { rotaryCaches, rotaryEmbedding23, sharedRotaryCaches } from '../custom-ops/rope/function.js';
 import { ORTFUSE_DOMAIN } from '../src/fused/types.js';
 import { fail } from '../src/errors.js';
 import { GraphBuilder } from '../src/ir/builder.js';
 import { commit } from '../src/ir/commit.js';
 import { Tensor } from '../src/ir/tensor.js';
 import type { Graph, Model, Node, Value } from '../src/ir/graph.js';
-import { dimEq, inferShapes } from '../src/ir/infer/index.js';
+import { inferShapes } from '../src/ir/infer/index.js';
 import { modelGraphs } from '../src/ir/walk.js';
 import { constantNumbers, constantTensor } from '../src/rewrite/constant.js';
 import type { Pass, PassResult } from '../src/rewrite/pass.js';
@@ -205,7 +205,7 @@ export function lowerToOnnx23Rule(ops: readonly Onnx23Op[]) {
       const { x } = m.values;
       if (f.op === 'rmsNorm') return rmsNormalization23(b, x, m.values.w, f.epsilon);
       const { cos, sin } = m.values;
-      const [cc, sc] = sharedCaches(m.graph, x, cos, sin) ?? caches(b, x, cos, sin);
+      const [cc, sc] = sharedRotaryCaches(m.graph, NAME, x, cos, sin) ?? caches(b, x, cos, sin);
       return rotaryEmbedding23(b, x, cc, sc);
     },
   });
@@ -223,28 +223,6 @@ function caches(b: GraphBuilder, x: Value, cos: Value, sin: Value): [Value, Valu
     return cb === B ? half : b.op.Expand(half, i64([B, S, D / 2]));
   };
   return [cache(cos), cache(sin)];
-}
-
-const ours = (n: Node | undefined, op: string): n is Node =>
-  !!n && n.opType === op && !!n.extra.metadata_props?.some((q: { key: string; value: string }) => q.key === 'ortfuse.rule' && q.value === NAME);
-
-/** The cos/sin a cache of this rule was built from: [Expand](Slice(Squeeze(t))). */
-function cacheSource(cache: Value | null): Value | undefined {
-  let n = cache?.producer;
-  if (ours(n, 'Expand')) n = n.inputs[0]?.producer;
-  const s = ours(n, 'Slice') ? n.inputs[0]?.producer : undefined;
-  return ours(s, 'Squeeze') ? s.inputs[0] ?? undefined : undefined;
-}
-
-/** Caches an earlier rewrite built from the same cos/sin for an x of provably the same batch. */
-function sharedCaches(g: Graph, x: Value, cos: Value, sin: Value): [Value, Value] | undefined {
-  const B = x.tensorType?.shape?.[0] ?? null;
-  for (const n of g.nodes) {
-    if (!ours(n, 'RotaryEmbedding')) continue;
-    const [nx, cc, sc] = n.inputs;
-    if (cacheSource(cc) === cos && cacheSource(sc) === sin && dimEq(nx?.tensorType?.shape?.[0] ?? null, B)) return [cc!, sc!];
-  }
-  return undefined;
 }
 
 /** Forward nodes of `ops` in the main graph (where the fused ops of a training graph live). */

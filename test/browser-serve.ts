@@ -1,7 +1,7 @@
 /**
  * Test helpers for the page: a static server for web/dist on 127.0.0.1 with COOP/COEP (ORT-web
  * needs cross-origin isolation), and Debian's chromium launched headless with WebGPU on
- * SwiftShader (flags from DESIGN.md) through playwright-core.
+ * SwiftShader (flags in docs/runtime.md) through playwright-core.
  */
 import * as fs from 'node:fs';
 import * as http from 'node:http';
@@ -11,7 +11,7 @@ import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { chromium, type BrowserContext } from 'playwright-core';
 import { build } from 'vite';
-import { SWIFTSHADER_ICD } from '../src/webgpu/node.js';
+import { SWIFTSHADER_ICD } from '../src/webgpu/dawn-node.js';
 
 export const CHROMIUM = '/usr/bin/chromium';
 
@@ -50,7 +50,7 @@ export async function serveStatic(root: string): Promise<{ url: string; close: (
   return { url: `http://127.0.0.1:${port}/`, close: () => new Promise((r) => srv.close(() => r())) };
 }
 
-/** Chromium flags: WebGPU on SwiftShader's Vulkan (DESIGN.md), no network chatter or first-run UI. */
+/** Chromium flags: WebGPU on SwiftShader's Vulkan (docs/runtime.md), no network chatter or first-run UI. */
 export const CHROMIUM_ARGS = [
   '--enable-unsafe-webgpu', '--enable-features=Vulkan', '--use-vulkan=swiftshader', '--use-webgpu-adapter=swiftshader',
   '--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run',

@@ -24,7 +24,7 @@ import { runCli } from '../src/cli/program.js';
 import { loadBytes, loadFile, saveBytes } from '../src/onnx/io.js';
 import { defaultPipeline, runPipeline } from '../src/pipeline.js';
 import { opCounts } from '../src/rewrite/testing.js';
-import { preloadVulkanLoader, SWIFTSHADER_ICD, useSwiftShaderIfPresent } from '../src/webgpu/node.js';
+import { preloadVulkanLoader, SWIFTSHADER_ICD, useSwiftShaderIfPresent } from '../src/webgpu/dawn-node.js';
 
 const DIR = new URL('../models/fixtures/', import.meta.url).pathname;
 const RULE = 'fuse-linear-cross-entropy';

@@ -10,7 +10,7 @@ import { describe, expect, it } from 'vitest';
 import { ensureFunctions } from '../custom-ops/functions.js';
 import { loadFile, saveBytes } from '../src/onnx/io.js';
 import { defaultPipeline, runPipeline } from '../src/pipeline.js';
-import { nodeOrtWeb } from '../src/runtime/webgpu/node.js';
+import { nodeOrtWeb } from '../src/runtime/webgpu/ort-web-node.js';
 import { gpuEnv } from './webgpu-helpers.js';
 
 const env = await gpuEnv();

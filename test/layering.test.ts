@@ -6,12 +6,15 @@
  *   src/rewrite                         the rewrite engine: knows no pass
  *   src/fused                           the fused-op contract (schema, portable body, attaching bodies)
  *   src/autodiff                        autodiff: knows no runtime, receives the fused ops' rules
- *   src/webgpu                          the WebGPU device, programs and shared kernels
+ *   src/webgpu                          the WebGPU device, programs and shared kernels: knows
+ *                                       nothing of ortfuse but src/errors (no IR, no op, no runtime)
  *   src/ops                             the fused-op record type (what each layer needs of an op)
- *   custom-ops/<op>/ + registry.ts      the ops, one folder each, listed once
+ *   custom-ops/<op>/ + registry.ts      the ops, one folder each, listed once; an op's kernels
+ *                                       (<op>/webgpu/) build on src/webgpu, src/ops and the IR only
  *   passes/                             one rewrite per file
  *   src/pipeline.ts, src/index.ts,      the top: they hand the op list (custom-ops/registry.ts)
- *   src/runtime, src/cli, …             to the layers below
+ *   src/runtime, src/cli, …             to the layers below; src/runtime/webgpu (the staged
+ *                                       trainer) knows no CLI and no training API
  *
  * Nothing under src/ imports a particular op (custom-ops/<op>/…), and no two units (a folder of
  * src/, a file at src/'s root, passes/, custom-ops/) import each other, directly or around a cycle.
@@ -88,6 +91,9 @@ const RULES: Rule[] = [
   { why: 'nothing under src/ imports a particular op (src/ receives the list: custom-ops/registry.ts)', from: /^src\//, to: /^custom-ops\/[^/]+\// },
   { why: 'the ops know no runtime, CLI or pass', from: /^custom-ops\//, to: /^passes\/|^src\/(runtime|cli|pipeline\.ts|index\.ts)/ },
   { why: 'passes know no runtime or CLI', from: /^passes\//, to: /^src\/(runtime|cli|pipeline\.ts|index\.ts)/ },
+  { why: 'src/webgpu (device, programs, shared kernels) knows nothing of ortfuse but src/errors', from: /^src\/webgpu\//, to: /^(custom-ops|passes)\/|^src\/(?!webgpu\/|errors\.ts$)/ },
+  { why: "an op's WebGPU kernels build on src/webgpu, src/ops and the IR only", from: /^custom-ops\/[^/]+\/webgpu\//, to: /^passes\/|^src\/(?!(webgpu|ops|ir)\/|errors\.ts$|onnx\/schema\.ts$)/ },
+  { why: 'the staged webgpu trainer (src/runtime/webgpu) knows no CLI and no training API', from: /^src\/runtime\/webgpu\//, to: /^src\/(cli|training)\// },
 ];
 
 /**
@@ -135,6 +141,24 @@ export function unitCycles(imports: Import[]): string[] {
   return cycles;
 }
 
+/**
+ * The files a bundle starting at `entry` (repo path) contains: relative imports followed from file
+ * to file, type-only imports left out (the compiler erases them); `dynamic: false` leaves out
+ * `import()`s too (what loads with the entry, not in lazy chunks).
+ */
+export function bundled(entry: string, read = (f: string) => fs.readFileSync(path.join(ROOT, f), 'utf8'), dynamic = true): string[] {
+  const seen = new Set<string>([entry]);
+  for (const f of seen) {
+    let code = read(f).replace(/^\s*(import|export)\s+type\s[^;]*;/gm, '');
+    if (!dynamic) code = code.replace(/import\(\s*['"][^'"]+['"]\s*\)/g, '');
+    for (const i of importsOf(f, code)) seen.add(i.to);
+  }
+  return [...seen];
+}
+
+/** Node built-ins a file imports (`node:fs`, …), statically or dynamically. */
+export const nodeImports = (text: string): string[] => [...text.matchAll(/(?:from\s+|import\(\s*)['"](node:[^'"]+)['"]/g)].map((m) => m[1]);
+
 function allImports(): Import[] {
   return SCANNED.flatMap(sources).flatMap((f) => importsOf(f, fs.readFileSync(path.join(ROOT, f), 'utf8')));
 }
@@ -160,12 +184,44 @@ describe('layering', () => {
     expect([...ALLOWED].filter((a) => !seen.has(a))).toEqual([]);
   });
 
+  // The IR's external-data reader (src/ir/tensor.ts, node:fs) is bundled too; vite stubs it, and
+  // the page never loads external data. The WebGPU code the page runs must not need Node at all,
+  // except the Node entry (ORT-web on dawn.node), which the training API imports dynamically on its
+  // Node path only (src/training/trainer.ts: browser.notNode()).
+  it('the WebGPU code the browser page bundles imports no Node module', () => {
+    const nodeOnly = ['src/runtime/webgpu/ort-web-node.ts', 'src/webgpu/dawn-node.ts'];
+    const files = bundled('web/src/main.ts').filter((f) => /^src\/(runtime\/)?webgpu\/|^custom-ops\/[^/]+\/webgpu\//.test(f));
+    expect(files).toContain('src/runtime/webgpu/trainer.ts');
+    expect(files).toContain('custom-ops/rms-norm/webgpu/rms-norm.ts');
+    const rest = files.filter((f) => !nodeOnly.includes(f));
+    expect(rest.flatMap((f) => nodeImports(fs.readFileSync(path.join(ROOT, f), 'utf8')).map((m) => `${f} -> ${m}`))).toEqual([]);
+    // The Node entry is reached by dynamic imports only (a lazy chunk the page never loads).
+    const statically = bundled('web/src/main.ts', undefined, false);
+    expect(nodeOnly.filter((f) => statically.includes(f))).toEqual([]);
+    // The check can fail: a value import of the Node entry pulls node:fs in; a type-only one does not.
+    const fake = (extra: string) => (f: string) => (f === 'web/src/main.ts' ? extra : fs.readFileSync(path.join(ROOT, f), 'utf8'));
+    expect(bundled('web/src/main.ts', fake("import { nodeOrtWeb } from '../../src/runtime/webgpu/ort-web-node.js';"))).toContain('src/runtime/webgpu/ort-web-node.ts');
+    expect(bundled('web/src/main.ts', fake("import type { OrtWeb } from '../../src/runtime/webgpu/ort-web-node.js';"))).toEqual(['web/src/main.ts']);
+    expect(nodeImports("import * as fs from 'node:fs';\nconst v8 = await import('node:v8');")).toEqual(['node:fs', 'node:v8']);
+  });
+
   it('catches a bad import and a cycle (the check can fail)', () => {
     const bad = importsOf('src/ir/graph.ts', "import { FUSED_OPS } from '../../custom-ops/rms-norm/record.js';\nexport { x } from '../runtime/session.js';");
     expect(violations(bad).map((v) => v.split(' (')[0])).toEqual([
       'src/ir/graph.ts:1 -> custom-ops/rms-norm/record.ts',
       'src/ir/graph.ts:1 -> custom-ops/rms-norm/record.ts',
       'src/ir/graph.ts:2 -> src/runtime/session.ts',
+    ]);
+    const gpu = [
+      ...importsOf('src/webgpu/matmul.ts', "import type { Node } from '../ir/graph.js';\nimport { fail } from '../errors.js';"),
+      ...importsOf('custom-ops/rope/webgpu/rope.ts', "import { adamw } from '../../../src/webgpu/adamw.js';\nimport { StagedSteps } from '../../../src/runtime/webgpu/steps.js';"),
+      ...importsOf('src/runtime/webgpu/steps.ts', "import type { TrainOptions } from '../../training/options.js';"),
+    ];
+    expect(violations(gpu).map((v) => v.split(' (')[0])).toEqual([
+      'src/webgpu/matmul.ts:1 -> src/ir/graph.ts',
+      'custom-ops/rope/webgpu/rope.ts:2 -> src/runtime/webgpu/steps.ts',
+      'custom-ops/rope/webgpu/rope.ts:2 -> src/runtime/webgpu/steps.ts',
+      'src/runtime/webgpu/steps.ts:1 -> src/training/options.ts',
     ]);
     const loop = [...imports, ...importsOf('src/ir/checker.ts', "import type { Pass } from '../rewrite/pass.js';")];
     expect(unitCycles(loop).some((c) => c.startsWith('src/ir -> src/rewrite -> src/ir') || c.startsWith('src/rewrite -> src/ir -> src/rewrite'))).toBe(true);

@@ -12,8 +12,8 @@ import { createModel, GraphBuilder, Tensor, type Model } from '../src/ir/index.j
 import { DataType } from '../src/onnx/schema.js';
 import type { Batch } from '../src/data/batches.js';
 import { CpuTrainer, type TrainerOptions } from '../src/runtime/trainer.js';
-import { createNodeWebGpuTrainer, nodeOrtWeb } from '../src/runtime/webgpu/node.js';
-import { splitStages, type KernelCall } from '../src/runtime/webgpu/segments.js';
+import { createNodeWebGpuTrainer, nodeOrtWeb } from '../src/runtime/webgpu/ort-web-node.js';
+import { splitStages, type KernelCall } from '../src/runtime/webgpu/stage-split.js';
 import { gpuEnv, randn, rng } from './webgpu-helpers.js';
 
 const env = await gpuEnv();

@@ -16,8 +16,9 @@ import { getTokenizer } from '../src/data/tokenizer.js';
 import { batches, split } from '../src/data/batches.js';
 import { prepareTraining } from '../src/runtime/session.js';
 import { runTraining, type TrainOptions } from '../src/runtime/train.js';
-import { createNodeWebGpuTrainer, nodeOrtWeb, parseKernels, webgpuGraph } from '../src/runtime/webgpu/node.js';
-import { splitStages, type KernelOp } from '../src/runtime/webgpu/segments.js';
+import { createNodeWebGpuTrainer, nodeOrtWeb } from '../src/runtime/webgpu/ort-web-node.js';
+import { parseKernels, webgpuGraph } from '../src/runtime/webgpu/training-spec.js';
+import { splitStages, type KernelOp } from '../src/runtime/webgpu/stage-split.js';
 import { StagedSteps } from '../src/runtime/webgpu/steps.js';
 import { gpuEnv, relL2 } from './webgpu-helpers.js';
 

@@ -18,8 +18,8 @@ import { getTokenizer } from '../src/data/tokenizer.js';
 import { saveBytes } from '../src/onnx/io.js';
 import { prepareTraining } from '../src/runtime/session.js';
 import { runTraining, type TrainOptions } from '../src/runtime/train.js';
-import { formatKernels, parseKernels, webgpuGraph } from '../src/runtime/webgpu/node.js';
-import { splitStages } from '../src/runtime/webgpu/segments.js';
+import { formatKernels, parseKernels, webgpuGraph } from '../src/runtime/webgpu/training-spec.js';
+import { splitStages } from '../src/runtime/webgpu/stage-split.js';
 import { gpuEnv } from './webgpu-helpers.js';
 
 const env = await gpuEnv();

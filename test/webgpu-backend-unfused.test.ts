@@ -21,7 +21,7 @@ import { saveBytes } from '../src/onnx/io.js';
 import { DataType } from '../src/onnx/schema.js';
 import { newContext } from '../src/rewrite/pass.js';
 import { randn, rng } from '../src/random.js';
-import { nodeOrtWeb } from '../src/runtime/webgpu/node.js';
+import { nodeOrtWeb } from '../src/runtime/webgpu/ort-web-node.js';
 import { buildQwen2 } from '../models/qwen2.js';
 import { TINY } from '../models/config.js';
 import { runCli } from '../src/cli/program.js';

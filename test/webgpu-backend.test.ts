@@ -17,7 +17,7 @@ import { runCli } from '../src/cli/program.js';
 import { mobyDick } from '../src/data/corpus.js';
 import { getTokenizer } from '../src/data/tokenizer.js';
 import { runTraining, type TrainOptions } from '../src/runtime/train.js';
-import { nodeOrtWeb } from '../src/runtime/webgpu/node.js';
+import { nodeOrtWeb } from '../src/runtime/webgpu/ort-web-node.js';
 import { gpuEnv } from './webgpu-helpers.js';
 
 const env = await gpuEnv();

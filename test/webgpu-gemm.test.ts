@@ -10,7 +10,7 @@ import { gemmF16, gemmF16Program, gemmF32, gemmF32Program, pickF16Config } from 
 import type { MatmulArgs } from '../src/webgpu/matmul.js';
 import { generateWgsl } from '../src/webgpu/program.js';
 import { GpuContext } from '../src/webgpu/context.js';
-import { requestNodeDevice } from '../src/webgpu/node.js';
+import { requestNodeDevice } from '../src/webgpu/dawn-node.js';
 import { GpuTimer } from '../src/webgpu/timing.js';
 import { gemmError, gemmRef, gpuEnv, randn, relL2, rng } from './webgpu-helpers.js';
 

@@ -8,7 +8,7 @@
  */
 import { GpuContext } from '../src/webgpu/context.js';
 import type { MatmulArgs } from '../src/webgpu/matmul.js';
-import { requestNodeAdapter, requestNodeDevice, useSwiftShaderIfPresent } from '../src/webgpu/node.js';
+import { requestNodeAdapter, requestNodeDevice, useSwiftShaderIfPresent } from '../src/webgpu/dawn-node.js';
 export { rng, randn } from '../src/random.js';
 import { rng, randn } from '../src/random.js';
 

@@ -1,6 +1,6 @@
 /**
  * Our kernels on onnxruntime-web's own GPUDevice inside Node (dawn.node + the shims of
- * src/webgpu/node.ts): an ORT output buffer goes through our WGSL SwiGLU and back into ORT with
+ * src/webgpu/dawn-node.ts): an ORT output buffer goes through our WGSL SwiGLU and back into ORT with
  * Tensor.fromGpuBuffer, with no download in between.
  */
 import { describe, expect, it } from 'vitest';
@@ -9,7 +9,7 @@ import { createModel, GraphBuilder } from '../src/ir/index.js';
 import { saveBytes } from '../src/onnx/io.js';
 import { DataType } from '../src/onnx/schema.js';
 import { GpuContext } from '../src/webgpu/context.js';
-import { useLiftoffOnly } from '../src/webgpu/node.js';
+import { useLiftoffOnly } from '../src/webgpu/dawn-node.js';
 import { gpuEnv } from './webgpu-helpers.js';
 
 const env = await gpuEnv();

@@ -4,7 +4,7 @@
  * for node placement), then exits.
  */
 import * as fs from 'node:fs';
-import { nodeOrtWeb } from '../src/runtime/webgpu/node.js';
+import { nodeOrtWeb } from '../src/runtime/webgpu/ort-web-node.js';
 
 const { ort } = await nodeOrtWeb();
 ort.env.logLevel = 'verbose';

@@ -7,7 +7,8 @@ import { Body } from '../../src/fused/body.js';
 import { ensureFunction } from '../functions.js';
 import { ORTFUSE_DOMAIN, validateNode, type Target } from '../../src/fused/types.js';
 import { f32, finiteDiff, fusedModel, i64, randn, relErr, rng, runOrt } from '../testing.js';
-import { fusedLinearCrossEntropy, ligerChunk } from './function.js';
+import { fusedLinearCrossEntropy } from './function.js';
+import { ligerChunk } from './chunks.js';
 import { linearCrossEntropyGradRef, linearCrossEntropyRef, type LinearCEOptions } from './reference.js';
 import { ligerChunkSize, type Reduction } from './schema.js';
 

@@ -1,7 +1,8 @@
 /**
  * Peak RSS of one linear+cross-entropy loss on onnxruntime-node's CPU EP, fused body vs the
  * unfused MatMul + SoftmaxCrossEntropyLoss graph. Each variant runs in its own child process
- * (peak RSS is per process). Not a test: the numbers go into notes; bench/ does the real bench.
+ * (peak RSS is per process). Not a test: a quick check by hand; bench/loss-memory.ts and
+ * bench/train-flce-rss.ts are the measurements (bench/results/).
  *
  *   npx tsx custom-ops/fused-linear-cross-entropy/measure-rss.ts [N H V]
  */

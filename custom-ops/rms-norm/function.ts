@@ -3,7 +3,7 @@
  *   Cast(x, to=@stash_type) → Mul(xs, xs) → ReduceMean(-1) → Add(eps) → Sqrt → Reciprocal → Mul(xs)
  *   → CastLike(x) → Mul(weight).
  * Also the emitter for ONNX RMSNormalization-23, which the fusion pass uses where the model's
- * opset allows it (checked: onnxruntime-node 1.30 CPU runs it; DESIGN.md: WebGPU EPs too).
+ * opset allows it (checked: onnxruntime-node 1.30 CPU runs it; onnxruntime-web's WebGPU EP has a kernel for it).
  */
 import { DataType } from '../../src/onnx/schema.js';
 import type { GraphBuilder } from '../../src/ir/builder.js';

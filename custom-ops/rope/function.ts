@@ -4,8 +4,9 @@
  *   y = x * cos + Concat(−x2, x1) * sin
  * Also the emitter for ONNX RotaryEmbedding-23, which the fusion pass may use where the opset allows.
  */
-import type { GraphBuilder } from '../../src/ir/builder.js';
-import type { Model, Value } from '../../src/ir/graph.js';
+import { madeBy, type GraphBuilder } from '../../src/ir/builder.js';
+import type { Graph, Model, Value } from '../../src/ir/graph.js';
+import { dimEq } from '../../src/ir/infer/index.js';
 import { Tensor } from '../../src/ir/tensor.js';
 import { DataType } from '../../src/onnx/schema.js';
 import type { Body } from '../../src/fused/body.js';
@@ -44,6 +45,27 @@ export function rotaryCaches(b: GraphBuilder, x: Value, cos: Value, sin: Value):
     return b.op.Expand(c, b.op.Concat(batch, b.op.Shape(c, { start: 1 }), { axis: 0 }));
   };
   return [cache(cos), cache(sin)];
+}
+
+/**
+ * Caches that an earlier rewrite of rule `rule` built from the same cos/sin for an x of provably the
+ * same batch (so q and k share one pair): the cos/sin inputs of its RotaryEmbedding nodes, traced
+ * back through its own [Expand](Slice(Squeeze(t))) to t.
+ */
+export function sharedRotaryCaches(g: Graph, rule: string, x: Value, cos: Value, sin: Value): [Value, Value] | undefined {
+  const source = (cache: Value | null): Value | undefined => {
+    let n = cache?.producer;
+    if (madeBy(n, 'Expand', rule)) n = n.inputs[0]?.producer;
+    const s = madeBy(n, 'Slice', rule) ? n.inputs[0]?.producer : undefined;
+    return madeBy(s, 'Squeeze', rule) ? s.inputs[0] ?? undefined : undefined;
+  };
+  const batch = x.tensorType?.shape?.[0] ?? null;
+  for (const n of g.nodes) {
+    if (!madeBy(n, 'RotaryEmbedding', rule)) continue;
+    const [nx, cc, sc] = n.inputs;
+    if (source(cc) === cos && source(sc) === sin && dimEq(nx?.tensorType?.shape?.[0] ?? null, batch)) return [cc!, sc!];
+  }
+  return undefined;
 }
 
 export function rotaryEmbedding23(b: GraphBuilder, x: Value, cosCache: Value, sinCache: Value): Value {

@@ -12,7 +12,7 @@ import type { Body } from './body.js';
 export const ORTFUSE_DOMAIN = 'ai.ortfuse';
 export const ORTFUSE_VERSION = 1;
 
-/** Which runtime a portable body is written for (see DESIGN.md "Fused ops"). */
+/** Which runtime a portable body is written for (docs/runtime.md: 'webgpu' bodies avoid Loop and the ops WebGPU EPs run on the CPU). */
 export type Target = 'cpu' | 'webgpu';
 
 export type AttrKind = 'INT' | 'FLOAT' | 'STRING';

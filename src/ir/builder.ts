@@ -103,6 +103,11 @@ export interface BuilderOptions {
   staged?: boolean;
 }
 
+/** `n` is an `op` node a GraphBuilder with `tag: rule` created (its metadata `ortfuse.rule`). */
+export function madeBy(n: Node | null | undefined, op: string, rule: string): n is Node {
+  return !!n && n.opType === op && !!n.extra.metadata_props?.some((q: { key: string; value: string }) => q.key === 'ortfuse.rule' && q.value === rule);
+}
+
 /** Builds nodes into a graph. */
 export class GraphBuilder implements OpSink<Value> {
   readonly op: Ops<Value>;

@@ -2,7 +2,7 @@
 /**
  * What the webgpu backend needs of a fused op that has a WGSL kernel: which `--kernels` policy
  * hands it to the kernel, whether a node can run there (and its attributes), and the entry that
- * records the kernel's commands for one node of the stage plan (src/runtime/webgpu/segments.ts).
+ * records the kernel's commands for one node of the stage plan (src/runtime/webgpu/stage-split.ts).
  * Each op's entry lives in custom-ops/<op>/webgpu/entry.ts and reaches the runtime through the
  * op's record (src/ops/record.ts).
  */

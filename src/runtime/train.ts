@@ -96,7 +96,7 @@ export interface TrainOptions {
   saveAdapter?: string;
   /** With lora: --save-weights writes W + s·B·A instead of the base weights. */
   merge?: boolean;
-  /** webgpu: per-op policy as `--kernels` ('all', 'none', 'default', op names and op=kernel|ort|native, e.g. 'default,rmsnorm=native,rope=native'; default flce,swiglu): src/runtime/webgpu/segments.ts parseKernels. */
+  /** webgpu: per-op policy as `--kernels` ('all', 'none', 'default', op names and op=kernel|ort|native, e.g. 'default,rmsnorm=native,rope=native'; default flce,swiglu): src/runtime/webgpu/policy.ts parseKernels. */
   kernels?: string;
   /** Refuse a batch shape whose step is estimated not to fit (default true). */
   checkMemory?: boolean;
@@ -230,7 +230,8 @@ export async function runTraining(model: Model, text: string, tok: Tokenizer, o:
   let info: BackendInfo;
   if (backend === 'webgpu') {
     // Loaded only here: the cpu path never starts Dawn or ORT-web.
-    const wg = await import('./webgpu/node.js');
+    const wg = await import('./webgpu/ort-web-node.js');
+    const { parseKernels } = await import('./webgpu/training-spec.js');
     const { ortWebGpuSummary } = await import('./webgpu/adapter.js');
     const { ort, meter } = await wg.nodeOrtWeb();
     gpuPeak = () => meter.peak / 2 ** 20;
@@ -240,7 +241,7 @@ export async function runTraining(model: Model, text: string, tok: Tokenizer, o:
     memory = checkMemory(prepared, o, nParams, { bytes: adapter.maxBufferBytes, adapter: adapter.name });
     if (adapter.software) checkMemory(prepared, o, nParams); // a software adapter's buffers are host memory
     // One batch shape per run: the graph is specialised to it (shape plumbing folded away).
-    const policy = o.kernels === undefined ? {} : wg.parseKernels(o.kernels);
+    const policy = o.kernels === undefined ? {} : parseKernels(o.kernels);
     trainer = await wg.createNodeWebGpuTrainer(prepared.train, prepared.initial, topts, policy, { batch: o.batch, seq: o.seq });
   } else {
     // Loaded only here: optimize/inspect and the webgpu backend run without onnxruntime-node.

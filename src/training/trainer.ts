@@ -132,14 +132,15 @@ export class Trainer {
       const browser = await import('../runtime/webgpu/browser.js');
       if (browser.notNode()) {
         // A browser: its own navigator.gpu, the page's onnxruntime-web (o.ort) or the bundled one.
-        const policy = o.kernels === undefined ? {} : (await import('../runtime/webgpu/node.js')).parseKernels(o.kernels);
+        const policy = o.kernels === undefined ? {} : (await import('../runtime/webgpu/training-spec.js')).parseKernels(o.kernels);
         const shape = o.batch !== undefined && o.seq !== undefined ? { batch: o.batch, seq: o.seq } : undefined;
         const made = await browser.createBrowserWebGpuTrainer(prepared.train, prepared.initial, topts, policy, shape, o.ort as never);
         return new Trainer(made.trainer, o, prepared.parameters, count(prepared.initial), prepared.vocab, prepared.report, prepared.parameterReport, prepared.discovery, forward, made.meter, shapesOf(prepared), prepared.lora);
       }
       inner = await withPeers('webgpu', async () => {
-        const wg = await import('../runtime/webgpu/node.js');
-        const policy = o.kernels === undefined ? {} : wg.parseKernels(o.kernels);
+        const wg = await import('../runtime/webgpu/ort-web-node.js');
+        const { parseKernels } = await import('../runtime/webgpu/training-spec.js');
+        const policy = o.kernels === undefined ? {} : parseKernels(o.kernels);
         const shape = o.batch !== undefined && o.seq !== undefined ? { batch: o.batch, seq: o.seq } : undefined;
         // Dawn as navigator.gpu (and the memory meter) before ORT-web creates its device.
         meter = await wg.nodeWebGpu();

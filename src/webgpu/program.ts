@@ -1,6 +1,6 @@
 /// <reference types="@webgpu/types" />
 /**
- * A compute program, as onnxruntime's JS WebGPU ops describe one (STYLE.md "A kernel"): name,
+ * A compute program, as onnxruntime's JS WebGPU ops describe one (docs/runtime.md, "Kernels policy"): name,
  * cache key (dtypes and attributes only), dispatch size, uniforms and WGSL. Each uniform is
  * declared once as {name, type, value}; both the WGSL struct `u` and the uniform bytes are generated
  * from that list. Storage bindings are declared the same way. Shapes live in uniforms, so one

@@ -48,7 +48,7 @@ export function describeDevice(device: GPUDevice): AdapterSummary {
 export async function ortWebGpuSummary(ort: OrtWeb): Promise<AdapterSummary> {
   const device = ort.env.webgpu.device as unknown as GPUDevice | undefined;
   if (device && typeof (device as { limits?: unknown }).limits === 'object') return describeDevice(device);
-  const { requestNodeAdapter, preloadVulkanLoader } = await import('../../webgpu/node.js');
+  const { requestNodeAdapter, preloadVulkanLoader } = await import('../../webgpu/dawn-node.js');
   const adapter = await requestNodeAdapter();
   if (!adapter)
     return fail('runtime', `no WebGPU adapter in Node (dawn.node; Vulkan loader: ${preloadVulkanLoader()}, VK_ICD_FILENAMES=${process.env.VK_ICD_FILENAMES ?? 'unset'}); use --backend cpu, or install a Vulkan driver (or Debian's chromium for SwiftShader)`);

@@ -1,9 +1,8 @@
 /// <reference types="@webgpu/types" />
 /**
  * The `webgpu` backend in a browser: the page's onnxruntime-web (webgpu build) on the browser's own
- * `navigator.gpu`, no Dawn and no shims. The training spec is made as in Node (./node.ts's
- * trainingSpec and parseKernels, which touch no file: bundlers stub node.ts's `node:` imports, and
- * nothing here calls the functions that use them).
+ * `navigator.gpu`, no Dawn and no shims. The training spec is made as in Node (./training-spec.ts,
+ * which has no Node imports).
  */
 import type { Model } from '../../ir/graph.js';
 import { fail } from '../../errors.js';
@@ -11,7 +10,7 @@ import type { TrainerOptions } from '../trainer.js';
 import { memoryMeter, type MemoryMeter } from './memory.js';
 import type { OpPolicy } from './policy.js';
 import { WebGpuTrainer, type OrtWeb, type SpecShape } from './trainer.js';
-import { trainingSpec } from './node.js';
+import { trainingSpec } from './training-spec.js';
 import { FUSED_OPS } from '../../../custom-ops/registry.js';
 
 /** True outside Node (a browser or a worker): no `process.versions.node`. */

@@ -38,7 +38,7 @@ const METER = Symbol.for('ortfuse.memoryMeter');
 
 /**
  * The realm's meter, installing it on first use. `classes` defaults to the globals GPUDevice and
- * GPUBuffer (dawn.node's once src/webgpu/node.ts loadDawn has run; the browser's in a page).
+ * GPUBuffer (dawn.node's once src/webgpu/dawn-node.ts loadDawn has run; the browser's in a page).
  */
 export function memoryMeter(classes?: Classes): MemoryMeter {
   const c = classes ?? (globalThis as unknown as Classes);

@@ -1,9 +1,9 @@
 /**
  * The webgpu backend's per-op policy and its `--kernels` syntax. The policy keys, their defaults
  * and which ops may run 'native' come from the fused ops' records (WebGpuKernel.policy,
- * src/ops/kernel.ts); the callers pass the records in (src/runtime/webgpu/node.ts binds FUSED_OPS).
+ * src/ops/kernel.ts); the callers pass the records in (src/runtime/webgpu/training-spec.ts binds FUSED_OPS).
  *
- * Per-op choices: 'kernel' = our WGSL kernel between ORT segments (./segments.ts); 'ort' = ORT
+ * Per-op choices: 'kernel' = our WGSL kernel between ORT segments (./stage-split.ts); 'ort' = ORT
  * runs the op's portable body; 'native' (RMSNorm, RoPE) = the forward nodes become ONNX
  * RMSNormalization-23 / RotaryEmbedding-23, one ORT kernel each inside the segment (their backward
  * nodes run as bodies; passes/lower-to-onnx-23.ts).

@@ -2,11 +2,11 @@
 /**
  * How one training step's loss and gradients are produced on the GPU (the per-op policy):
  * - every op 'ort': one ORT session runs the whole training graph (fused ops as portable bodies).
- * - some op 'kernel': the stage plan of ./segments.ts, ORT segment 0 → kernel group 0 → ORT
+ * - some op 'kernel': the stage plan of ./stage-split.ts, ORT segment 0 → kernel group 0 → ORT
  *   segment 1 → …, zero-copy: ORT outputs feed our kernels and later segments as the same GPU
  *   buffers, our kernels' buffers enter ORT as Tensor.fromGpuBuffer views.
  *
- * Lifetimes (DESIGN.md "Zero-copy gotchas"): a value that crosses steps is released (ORT output
+ * Lifetimes (docs/runtime.md, "Zero-copy lifetimes"): a value that crosses steps is released (ORT output
  * dispose(), our buffer destroy()) right after the commands of its last reader are submitted — an
  * ORT run has submitted when it resolves, a kernel group when the runner submits it — never
  * before. The graph's outputs (loss, gradients) stay valid until StepOutputs.release(), which the
@@ -18,8 +18,8 @@ import { fail } from '../../errors.js';
 import type { GpuContext } from '../../webgpu/context.js';
 import type { HostArray } from '../../webgpu/buffers.js';
 import type { WebGpuKernel } from '../../ops/kernel.js';
-import { runKernel, type GpuValue } from './kernel-nodes.js';
-import type { KernelCall, StagePlan } from './segments.js';
+import { runKernel, type GpuValue } from './run-kernel.js';
+import type { KernelCall, StagePlan } from './stage-split.js';
 
 export type OrtWeb = typeof Ort;
 type Outputs = Ort.InferenceSession.OnnxValueMapType;
@@ -96,7 +96,7 @@ export interface StageProbe {
   afterGroup(): Promise<void>;
 }
 
-/** The stage plan: ORT segments and our kernels, in order (./segments.ts). */
+/** The stage plan: ORT segments and our kernels, in order (./stage-split.ts). */
 export class StagedSteps implements StepRunner {
   readonly times: StageTimes = { steps: 0, ortRuns: 0, ortMs: 0, kernelGroups: 0, kernelMs: 0, gradientsEarly: 0 };
   /** Set by a profiler; unset in training (no waits). */

@@ -2,9 +2,9 @@
 /**
  * The `webgpu` backend trainer: onnxruntime-web's WebGPU EP runs the training-step graph
  * (parameters, input_ids, labels → loss, grad.<param>) and our WGSL kernels clip and apply AdamW on
- * ORT's own GPUDevice. Runs in the browser and in Node (dawn.node; see ./node.ts). No Node imports.
+ * ORT's own GPUDevice. Runs in the browser and in Node (dawn.node; see ./ort-web-node.ts). No Node imports.
  *
- * Buffers and lifetimes (DESIGN.md "Zero-copy gotchas"):
+ * Buffers and lifetimes (docs/runtime.md, "Zero-copy lifetimes"):
  * - owned by the trainer for its whole life: per parameter a value, m and v buffer (16-byte padded
  *   STORAGE, created on ORT's device after the session exists), the norm partials, the 16-byte stats
  *   buffer [loss, norm, clip, 0] and one MAP_READ staging buffer for it; freed in release().
@@ -25,8 +25,8 @@ import { AllocationLog, createBuffer } from '../../webgpu/buffers.js';
 import type { TrainState } from '../checkpoint.js';
 import { learningRate, type ParamState } from '../optimizer.js';
 import type { StepResult, TrainerOptions } from '../trainer.js';
-import { clipByGlobalNorm, finalizeNorm, partialCount, sumSquares } from './grad-norm.js';
-import type { StagePlan } from './segments.js';
+import { clipByGlobalNorm, finalizeNorm, partialCount, sumSquares } from '../../webgpu/grad-norm.js';
+import type { StagePlan } from './stage-split.js';
 import { webgpuKernels, type FusedOpRecord } from '../../ops/record.js';
 import { SingleSession, StagedSteps, type OrtWeb, type StepOutputs, type StepRunner } from './steps.js';
 
@@ -48,10 +48,10 @@ export interface TrainingSpec {
   params: ParamSpec[];
   /**
    * Per-op policy 'kernel' for some fused op: the graph split into ORT segments and our kernels
-   * (./segments.ts); the trainer then runs the plan instead of `model`.
+   * (./stage-split.ts); the trainer then runs the plan instead of `model`.
    */
   stages?: { segments: Uint8Array[]; plan: StagePlan };
-  /** The graph is specialised to batches of exactly this shape (src/runtime/webgpu/node.ts). */
+  /** The graph is specialised to batches of exactly this shape (src/runtime/webgpu/training-spec.ts). */
   shape?: SpecShape;
   /**
    * ORT's storage buffer cache (WebGPU EP storageBufferCacheMode; default ORT's 'bucket', sizes

@@ -1,7 +1,7 @@
 /// <reference types="@webgpu/types" />
 /**
  * A GPUDevice in plain Node through dawn.node (the `webgpu` npm package), with the shims that
- * onnxruntime-web needs there (see /work/shared/experiments/q4_node_ortweb.mjs):
+ * onnxruntime-web needs there (docs/runtime.md, "ORT-web in Node"):
  *
  * - Vulkan loader: Dawn dlopens `libvulkan.so.1`. Where the system has none (CI machines that only
  *   installed Debian's chromium), we preload chromium's copy so Dawn's dlopen finds it by soname.

@@ -4,13 +4,14 @@
  *
  *   partials[base_t + w] = Σ g_t[k]²   over the grid-stride slice of workgroup w of tensor t
  *   stats[1] = ‖g‖₂ = √Σ partials,  stats[2] = s = (max > 0 ∧ ‖g‖ > max) ? max / (‖g‖ + 1e-6) : 1
- *   g_t ← s · g_t                     (in place, before AdamW; same rule as optimizer.ts)
+ *   g_t ← s · g_t                     (in place, before AdamW; same rule as src/runtime/optimizer.ts)
  *
  * stats is a 16-byte buffer [loss, norm, scale, 0]; the trainer copies the loss into slot 0 and
  * reads the four floats back once per step.
  */
-import type { GpuContext } from '../../webgpu/context.js';
-import { dispatch1d, type Program } from '../../webgpu/program.js';
+import type { GpuContext } from './context.js';
+import { dispatch1d, type Program } from './program.js';
+import { reduceArgs, reductionWgsl } from './reduce.js';
 
 const WG = 256;
 /** Workgroups per tensor of the sum-of-squares pass (each strides over its share). */
@@ -21,23 +22,12 @@ export function partialCount(n: number): number {
   return Math.max(1, Math.min(MAX_GROUPS, Math.ceil(n / WG)));
 }
 
-const REDUCE = `
-var<workgroup> acc: array<f32, ${WG}>;
-fn reduceWorkgroup(lidx: u32, x: f32) -> f32 {
-  acc[lidx] = x;
-  workgroupBarrier();
-  for (var s = ${WG / 2}u; s > 0u; s = s >> 1u) {
-    if (lidx < s) { acc[lidx] = acc[lidx] + acc[lidx + s]; }
-    workgroupBarrier();
-  }
-  return acc[0];
-}`;
-
-function sumSquaresProgram(n: number, base: number, groups: number): Program {
+function sumSquaresProgram(n: number, base: number, groups: number, sg: boolean): Program {
   return {
     name: 'grad-norm.sumsq',
     cacheKey: 'f32',
     workgroupSize: [WG],
+    subgroups: sg,
     dispatch: [groups, 1, 1],
     uniforms: [
       { name: 'n', type: 'u32', value: n },
@@ -49,21 +39,22 @@ function sumSquaresProgram(n: number, base: number, groups: number): Program {
       { name: 'partials', access: 'read_write', type: 'f32' },
     ],
     source: () => ({
-      decls: REDUCE,
+      decls: reductionWgsl(WG, sg),
       main: `
   var s = 0.0;
   for (var k = wid.x * ${WG}u + lidx; k < u.n; k = k + u.stride) { let x = g[k]; s = s + x * x; }
-  let total = reduceWorkgroup(lidx, s);
+  let total = wg_sum(s, ${reduceArgs(sg)});
   if (lidx == 0u) { partials[u.base + wid.x] = total; }`,
     }),
   };
 }
 
-function finalizeProgram(count: number, maxNorm: number): Program {
+function finalizeProgram(count: number, maxNorm: number, sg: boolean): Program {
   return {
     name: 'grad-norm.finalize',
     cacheKey: 'f32',
     workgroupSize: [WG],
+    subgroups: sg,
     dispatch: [1, 1, 1],
     uniforms: [
       { name: 'count', type: 'u32', value: count },
@@ -74,11 +65,11 @@ function finalizeProgram(count: number, maxNorm: number): Program {
       { name: 'stats', access: 'read_write', type: 'f32' },
     ],
     source: () => ({
-      decls: REDUCE,
+      decls: reductionWgsl(WG, sg),
       main: `
   var s = 0.0;
   for (var k = lidx; k < u.count; k = k + ${WG}u) { s = s + partials[k]; }
-  let total = reduceWorkgroup(lidx, s);
+  let total = wg_sum(s, ${reduceArgs(sg)});
   if (lidx == 0u) {
     let norm = sqrt(total);
     stats[1] = norm;
@@ -128,11 +119,11 @@ export function clipByGlobalNorm(ctx: GpuContext, grads: readonly NormTensor[], 
 /** Record one gradient's sum-of-squares partials into `partials` from `base`; returns how many. */
 export function sumSquares(ctx: GpuContext, t: NormTensor, partials: GPUBuffer, base: number): number {
   const groups = partialCount(t.size);
-  ctx.run(sumSquaresProgram(t.size, base, groups), [t.grad, partials]);
+  ctx.run(sumSquaresProgram(t.size, base, groups, ctx.subgroups), [t.grad, partials]);
   return groups;
 }
 
 /** Record: the norm of the first `count` partials into stats[1], the clip factor (for `maxNorm`) into stats[2]. */
 export function finalizeNorm(ctx: GpuContext, count: number, partials: GPUBuffer, stats: GPUBuffer, maxNorm: number): void {
-  ctx.run(finalizeProgram(count, maxNorm), [partials, stats]);
+  ctx.run(finalizeProgram(count, maxNorm, ctx.subgroups), [partials, stats]);
 }

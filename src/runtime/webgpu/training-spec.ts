@@ -1,21 +1,18 @@
 /**
- * The `webgpu` backend in Node: onnxruntime-web's WebGPU build on dawn.node, with the shims of
- * src/webgpu/node.ts (Vulkan loader, writeBuffer copy of SharedArrayBuffer views, --liftoff-only),
- * and the training spec (graph bytes + parameters) made from an IR model.
+ * What the webgpu backend runs, made from an IR training graph: the backend's own copy of the graph
+ * (`webgpuGraph`), its parameters and, under a per-op policy (./policy.ts, bound here to the
+ * registered fused ops), the stage split (./stage-split.ts). Used in Node (./ort-web-node.ts) and
+ * ahead of time for the browser page (web/prepare.ts); no Node imports.
  */
-import * as fs from 'node:fs';
 import type { Model } from '../../ir/graph.js';
 import { saveBytes } from '../../onnx/io.js';
 import { DataType } from '../../onnx/schema.js';
 import { fail } from '../../errors.js';
-import { loadDawn, useLiftoffOnly, useSwiftShaderIfPresent } from '../../webgpu/node.js';
-import type { TrainerOptions } from '../trainer.js';
-import { memoryMeter, type MemoryMeter } from './memory.js';
 import * as policies from './policy.js';
 import type { OpPolicy } from './policy.js';
-import { splitStages } from './segments.js';
+import { splitStages } from './stage-split.js';
 import { frozenToInputs } from './frozen.js';
-import { WebGpuTrainer, type OrtWeb, type ParamSpec, type SpecShape, type TrainingSpec } from './trainer.js';
+import type { ParamSpec, SpecShape, TrainingSpec } from './trainer.js';
 import { cloneModel } from '../../autodiff/clone.js';
 import { newContext } from '../../rewrite/pass.js';
 import { specializeShapes } from '../../../passes/specialize-shapes.js';
@@ -33,45 +30,9 @@ export const parseKernels = (spec: string) => policies.parseKernels(spec, FUSED_
 /** The policy as a `--kernels` list, for the registered fused ops (./policy.ts). */
 export const formatKernels = (p: OpPolicy) => policies.formatKernels(p, FUSED_OPS);
 
-const ICD_DIRS = ['/usr/share/vulkan/icd.d', '/etc/vulkan/icd.d', '/usr/local/share/vulkan/icd.d'];
-
-/** A system Vulkan driver is installed (an ICD manifest in the standard places). */
-function hasSystemVulkanDriver(): boolean {
-  return ICD_DIRS.some((d) => fs.existsSync(d) && fs.readdirSync(d).some((f) => f.endsWith('.json')));
-}
-
-let loaded: Promise<{ ort: OrtWeb; meter: MemoryMeter }> | undefined;
-let dawnReady: Promise<MemoryMeter> | undefined;
-
-/**
- * WebGPU for onnxruntime-web in this process, once: dawn.node as `navigator.gpu` with its shims and
- * the GPU memory meter, ready for any onnxruntime-web module (ours or a caller's). Without a system
- * Vulkan driver (CPU-only machines), Dawn uses chromium's SwiftShader when it is installed.
- */
-export function nodeWebGpu(): Promise<MemoryMeter> {
-  dawnReady ??= (async () => {
-    if (!hasSystemVulkanDriver()) useSwiftShaderIfPresent();
-    if (process.env.ORTFUSE_NO_LIFTOFF !== '1') useLiftoffOnly(); // =1: measure V8's tiering (bench/train-step-webgpu --settings)
-    await loadDawn();
-    return memoryMeter();
-  })();
-  return dawnReady;
-}
-
-/** onnxruntime-web (webgpu build) ready to run in this process, once (see nodeWebGpu). */
-export function nodeOrtWeb(): Promise<{ ort: OrtWeb; meter: MemoryMeter }> {
-  loaded ??= (async () => {
-    const meter = await nodeWebGpu();
-    const ort = (await import('onnxruntime-web/webgpu')) as unknown as OrtWeb;
-    ort.env.wasm.numThreads = 1;
-    return { ort, meter };
-  })();
-  return loaded;
-}
-
 /**
  * Graph bytes and parameters (graph inputs other than input_ids and labels, in graph order), and
- * the stages (ORT segments and our kernels, ./segments.ts) when the policy runs some fused op of
+ * the stages (ORT segments and our kernels, ./stage-split.ts) when the policy runs some fused op of
  * the graph as our kernel (default: FusedLinearCrossEntropy only; `parseKernels` reads --kernels).
  * With `shape`, the graph is specialised to batches of exactly [batch, seq] first
  * (passes/specialize-shapes.ts: the shape plumbing becomes constants, not per-step CPU nodes).
@@ -121,10 +82,4 @@ export function webgpuGraph(train: Model, shape?: SpecShape, policy: OpPolicy = 
     }
   }
   return m;
-}
-
-/** A WebGpuTrainer in Node for a training-step model (same arguments as CpuTrainer.create). */
-export async function createNodeWebGpuTrainer(train: Model, initial: Map<string, Float32Array>, opts: TrainerOptions, policy: OpPolicy = {}, shape?: SpecShape, ort?: OrtWeb): Promise<WebGpuTrainer> {
-  // A caller's onnxruntime-web (its env and GPUDevice shared with their sessions), else ours.
-  return WebGpuTrainer.create(ort ?? (await nodeOrtWeb()).ort, trainingSpec(train, initial, policy, shape), opts, FUSED_OPS);
 }

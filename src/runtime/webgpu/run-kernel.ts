@@ -1,6 +1,6 @@
 /// <reference types="@webgpu/types" />
 /**
- * Runs a kernel node of the stage plan (./segments.ts) through the fused op's entry
+ * Runs a kernel node of the stage plan (./stage-split.ts) through the fused op's entry
  * (custom-ops/<op>/webgpu/entry.ts, reached through the records the caller passes): dims come from
  * the runtime tensors, outputs are new 16-byte padded STORAGE buffers (ours), except where an
  * entry works in place (RoPE). Commands are only recorded here; the runner submits each kernel group.
