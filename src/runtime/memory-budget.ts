@@ -11,7 +11,7 @@ import { fail } from '../errors.js';
 import { planRecompute, type RecomputePlan } from '../autodiff/recompute-plan.js';
 import { GRAD_PREFIX } from '../autodiff/index.js';
 import { FUSED_OPS } from '../../custom-ops/index.js';
-import { stepPeak, type MemoryBackend } from './memory-estimate.js';
+import { frozenElements, stepPeak, type MemoryBackend } from './memory-estimate.js';
 import { parseKernels } from './webgpu/policy.js';
 
 export interface MemoryRequest {
@@ -51,12 +51,13 @@ function trainedElements(train: Model): number {
 export function planMemory(base: Model, req: MemoryRequest): RecomputePlan {
   if (req.budget !== undefined && !(req.budget > 0)) fail('usage', `--memory-budget must be a positive size (got ${req.budget} bytes)`);
   const parameters = trainedElements(base);
+  const frozen = frozenElements(base.graph);
   return planRecompute(base, FUSED_OPS, {
     batch: req.batch,
     seq: req.seq,
     budget: req.budget,
     budgetName: '--memory-budget',
-    predict: (act) => stepPeak(req.backend, parameters, act),
+    predict: (act) => stepPeak(req.backend, parameters, act, frozen),
     stepFlops: 6 * parameters * req.batch * req.seq,
     freeOutputs: req.gradientsApplied ? (v) => v.name.startsWith(GRAD_PREFIX) : undefined,
   });

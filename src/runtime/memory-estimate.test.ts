@@ -8,7 +8,7 @@ import { buildQwen2Structure } from '../../models/qwen2.js';
 import { QWEN2_0_5B } from '../../models/config.js';
 import { qwen2Parameters } from '../../models/weights.js';
 import { trainingGraph } from './session.js';
-import { largestFitting, memoryLimit, stepMemoryModel } from './memory-estimate.js';
+import { FROZEN_COPIES, frozenElements, largestFitting, memoryLimit, stepMemoryModel } from './memory-estimate.js';
 
 const GiB = 2 ** 30;
 
@@ -24,6 +24,16 @@ describe('step memory estimate', () => {
     }
     expect(models.get(false)!.at(8, 384).bytes / GiB).toBeGreaterThan(21);
     expect(models.get(false)!.at(8, 384).largest.what).toMatch(/logits/);
+  }, 60_000);
+
+  it('counts the weights that do not train (--freeze, LoRA): the frozen base is in the estimate', () => {
+    // Only the final norm trains: the other 494M floats stay initializers of the step graph.
+    const g = trainingGraph(buildQwen2Structure(QWEN2_0_5B), { fuse: true, parameters: new Set(['model.norm.weight']) }).train.graph;
+    const frozen = frozenElements(g);
+    expect(frozen).toBeGreaterThan(params - 1000);
+    const e = stepMemoryModel(g, 896).at(8, 256);
+    expect(e.bytes).toBeGreaterThan(FROZEN_COPIES.cpu * 4 * frozen);
+    expect(e.bytes - e.activationBytes * 1.5).toBeLessThan(FROZEN_COPIES.cpu * 4 * frozen + GiB);
   }, 60_000);
 
   it('largestFitting: the most sequences at the asked length, else the longest single sequence', () => {

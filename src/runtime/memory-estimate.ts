@@ -14,6 +14,8 @@
  * buffer, checked against the largest single tensor of the step.
  */
 import type { Graph, Value } from '../ir/graph.js';
+import { DataType } from '../onnx/schema.js';
+import { numel } from '../ir/tensor.js';
 import { boundShapes, lastUses, memoryPlan } from '../autodiff/memory-plan.js';
 
 const GiB = 2 ** 30;
@@ -40,9 +42,22 @@ export type MemoryBackend = 'cpu' | 'webgpu';
  * parameters and AdamW moments (3 · 4 · parameters) + WEBGPU_ACTIVATION_SCALE · the plan (whose
  * graph outputs include the gradients) + WEBGPU_OVERHEAD (ORT's pool beyond the plan, uniforms).
  */
-export function stepPeak(backend: MemoryBackend, parameters: number, activationBytes: number): number {
-  if (backend === 'cpu') return 6 * 4 * parameters + 1.5 * activationBytes + 256 * 2 ** 20;
-  return 3 * 4 * parameters + WEBGPU_ACTIVATION_SCALE * activationBytes + WEBGPU_OVERHEAD;
+export function stepPeak(backend: MemoryBackend, parameters: number, activationBytes: number, frozen = 0): number {
+  if (backend === 'cpu') return 6 * 4 * parameters + FROZEN_COPIES.cpu * 4 * frozen + 1.5 * activationBytes + 256 * 2 ** 20;
+  return 3 * 4 * parameters + FROZEN_COPIES.webgpu * 4 * frozen + WEBGPU_ACTIVATION_SCALE * activationBytes + WEBGPU_OVERHEAD;
+}
+
+/**
+ * Copies of a float that does not train (a frozen weight under --freeze or LoRA, a constant): no
+ * gradient and no moments, but on the cpu the model's initializer in JS and ORT's own copy of it;
+ * on webgpu its GPU buffer (src/runtime/webgpu/frozen.ts). Not calibrated on a measured run: the
+ * calibrations above are full fine-tunes, where these are small constants only.
+ */
+export const FROZEN_COPIES = { cpu: 2, webgpu: 1 } as const;
+
+/** Float elements of the step graph that do not train: its float32 initializers. */
+export function frozenElements(g: Graph): number {
+  return g.initializers.filter((v) => v.initializer!.dtype === DataType.FLOAT).reduce((s, v) => s + numel(v.initializer!.dims), 0);
 }
 
 /** Calibration of the webgpu rule (bench/results/memory-budget.md). */
@@ -56,11 +71,12 @@ export const WEBGPU_OVERHEAD = 2.02 * GiB;
  */
 export function stepMemoryModel(g: Graph, parameters: number): StepMemoryModel {
   const last = lastUses(g); // liveness once; sizes per batch shape
+  const frozen = frozenElements(g);
   return {
     at(batch, seq) {
       const { size } = boundShapes(g, batch, seq);
       const plan = memoryPlan(g, size, last);
-      return { bytes: stepPeak('cpu', parameters, plan.peakBytes), activationBytes: plan.peakBytes, largest: plan.largest };
+      return { bytes: stepPeak('cpu', parameters, plan.peakBytes, frozen), activationBytes: plan.peakBytes, largest: plan.largest };
     },
   };
 }
