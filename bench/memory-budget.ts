@@ -3,7 +3,7 @@
  * fused, fp32) under `--memory-budget`: the planner's prediction (src/autodiff/recompute-plan.ts)
  * next to the measured peak, and tok/s next to the budget-free run.
  *
- *   node --liftoff-only dist/bench/memory-budget.js --runs webgpu:8x512,webgpu:8x512:12:0:simple,cpu:8x512:16 [--steps 3] [--out DIR] [--config 0.5b|tiny]
+ *   node --liftoff-only dist/bench/memory-budget.js --runs webgpu:8x512,webgpu:8x512:12:0:simple,cpu:8x512:16 [--steps 3] [--out DIR] [--config 0.5b|tiny] [--unfused]
  *
  * A run is backend:BxT[:budget GiB|-[:clip[:cache[:sync]]]]: clip 1 (default) clips the global norm (all
  * gradients live to the end of the step); clip 0 applies AdamW per parameter between segments on
@@ -19,6 +19,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { samplePeak } from './nvidia-smi.js';
+import { BUDGET_CPU_SESSION } from '../src/runtime/memory-budget.js';
 
 const GiB = 2 ** 30;
 
@@ -63,13 +64,13 @@ async function child(run: string, steps: number): Promise<Result> {
   const t0 = performance.now();
   const staged = r.backend === 'webgpu' && r.clip === 0;
   const prepared = prepareTraining(buildQwen2(PRESETS[arg('config', '0.5b')], { seed: 0 }), {
-    fuse: true, target: r.backend,
+    fuse: !process.argv.includes('--unfused'), target: r.backend,
     memory: { batch: r.batch, seq: r.seq, backend: r.backend, budget: r.budgetGiB === undefined ? undefined : r.budgetGiB * GiB, gradientsApplied: staged },
   });
   const m = prepared.memory!;
   const plan = { values: m.values, matmuls: m.matmuls, nodes: m.nodes, activationGiB: m.activationBytes / GiB, predictedGiB: m.predictedBytes / GiB, overhead: m.overhead, minimumGiB: m.minimumBytes && m.minimumBytes / GiB, planMs: performance.now() - t0 };
   console.error(`${run}: planned in ${plan.planMs.toFixed(0)} ms: ${JSON.stringify(plan)}`);
-  const opts = { optimizer: { lr: 1e-4, weightDecay: 0.01, maxGradNorm: r.clip }, schedule: { lr: 1e-4, warmupSteps: 0, totalSteps: steps }, threads: 2 };
+  const opts = { optimizer: { lr: 1e-4, weightDecay: 0.01, maxGradNorm: r.clip }, schedule: { lr: 1e-4, warmupSteps: 0, totalSteps: steps }, threads: 2, session: r.budgetGiB === undefined ? undefined : BUDGET_CPU_SESSION };
   let trainer: { train(b: { inputIds: BigInt64Array; labels: BigInt64Array; batch: number; seq: number }): Promise<{ loss: number }>; release(): Promise<void> };
   let measured: () => number;
   if (r.backend === 'webgpu') {
@@ -113,7 +114,7 @@ async function parent(): Promise<void> {
     const gpu = run.startsWith('webgpu');
     const smi = gpu ? samplePeak() : undefined;
     const res = await new Promise<Result>((resolve) => {
-      const c = spawn(process.execPath, [...process.execArgv, '--liftoff-only', '--expose-gc', '--max-old-space-size=32768', self, '--child', run, arg('steps', '3'), '--config', arg('config', '0.5b')], { stdio: ['ignore', 'pipe', 'inherit'] });
+      const c = spawn(process.execPath, [...process.execArgv, '--liftoff-only', '--expose-gc', '--max-old-space-size=32768', self, '--child', run, arg('steps', '3'), '--config', arg('config', '0.5b'), ...(process.argv.includes('--unfused') ? ['--unfused'] : [])], { stdio: ['ignore', 'pipe', 'inherit'] });
       let text = '';
       c.stdout.on('data', (d: Buffer) => (text += d.toString()));
       c.on('close', (code) => {

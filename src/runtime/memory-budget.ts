@@ -39,6 +39,14 @@ export function gradientsAppliedEarly(backend: string, clip: number, kernels: st
  */
 export const BUDGET_SYNC_EVERY = 4;
 
+/**
+ * Under a budget, the cpu backend's session runs without onnxruntime-node's CPU arena: the arena
+ * keeps its high-water mark (and fragments), which the plan cannot see. 0.5B fused 8×512 at 16 GiB,
+ * peak RSS 19.00 GiB with the arena vs 14.99 without (predicted 15.93), step 91 → 129 s on 2 cores
+ * (bench/results/memory-budget.md).
+ */
+export const BUDGET_CPU_SESSION = { enableCpuMemArena: false } as const;
+
 /** Float32 parameter elements of a training graph (inputs with a gradient output). */
 function trainedElements(train: Model): number {
   const outs = new Set(train.graph.outputs.map((v) => v.name));

@@ -23,7 +23,7 @@ import type { PipelineReport } from '../pipeline.js';
 import type { Batch } from '../data/batches.js';
 import { loadCheckpoint, saveCheckpoint } from '../runtime/checkpoint.js';
 import { adoptExport, prepareTraining } from '../runtime/session.js';
-import { BUDGET_SYNC_EVERY, gradientsAppliedEarly } from '../runtime/memory-budget.js';
+import { BUDGET_CPU_SESSION, BUDGET_SYNC_EVERY, gradientsAppliedEarly } from '../runtime/memory-budget.js';
 import { cloneModel } from '../autodiff/clone.js';
 import type { ParameterDiscovery } from '../params/discover.js';
 import { saveTrainedModel, setParameters } from '../params/export.js';
@@ -123,7 +123,7 @@ export class Trainer {
       schedule: { lr: o.lr, warmupSteps: o.warmup, totalSteps: o.steps, kind: o.schedule, minRatio: o.minLrRatio },
       threads: o.threads,
       noDecay: o.noDecay,
-      session: o.sessionOptions as TrainerOptions['session'],
+      session: { ...(budget ? BUDGET_CPU_SESSION : {}), ...o.sessionOptions } as TrainerOptions['session'],
       syncEvery: budget ? BUDGET_SYNC_EVERY : 0,
     };
     let inner: BackendTrainer;
