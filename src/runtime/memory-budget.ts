@@ -47,6 +47,11 @@ export const BUDGET_SYNC_EVERY = 4;
  */
 export const BUDGET_CPU_SESSION = { enableCpuMemArena: false } as const;
 
+/** The trainer settings a memory budget brings (both backends read the ones that apply to them). */
+export function budgetTrainerOptions(budgeted: boolean): { syncEvery: number; session?: { enableCpuMemArena: false } } {
+  return budgeted ? { syncEvery: BUDGET_SYNC_EVERY, session: BUDGET_CPU_SESSION } : { syncEvery: 0 };
+}
+
 /** Float32 parameter elements of a training graph (inputs with a gradient output). */
 function trainedElements(train: Model): number {
   const outs = new Set(train.graph.outputs.map((v) => v.name));

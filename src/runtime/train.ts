@@ -31,7 +31,7 @@ import { checkOptions, checkResume, checkResumeModel, runSettings, type ParamSha
 import { prepareTraining, vocabSize, type PreparedTraining } from './session.js';
 import type { CpuTrainer, StepResult, TrainerOptions } from './trainer.js';
 import { withPeers } from './peers.js';
-import { BUDGET_CPU_SESSION, BUDGET_SYNC_EVERY, gradientsAppliedEarly } from './memory-budget.js';
+import { budgetTrainerOptions, gradientsAppliedEarly } from './memory-budget.js';
 
 /** What runTraining needs of a backend's trainer (CpuTrainer, WebGpuTrainer). */
 export interface Trainer {
@@ -223,8 +223,7 @@ export async function runTraining(model: Model, text: string, tok: Tokenizer, o:
     optimizer: { lr: o.lr, weightDecay: settings.weightDecay, maxGradNorm: settings.clip },
     schedule: { lr: o.lr, warmupSteps: settings.warmup, totalSteps: o.steps, kind: settings.schedule, minRatio: settings.minLrRatio },
     threads: o.threads,
-    syncEvery: o.memoryBudget === undefined ? 0 : BUDGET_SYNC_EVERY,
-    session: o.memoryBudget === undefined ? undefined : BUDGET_CPU_SESSION,
+    ...budgetTrainerOptions(o.memoryBudget !== undefined),
   };
   let trainer: Trainer;
   let gpuPeak: (() => number) | undefined;

@@ -23,7 +23,7 @@ import type { PipelineReport } from '../pipeline.js';
 import type { Batch } from '../data/batches.js';
 import { loadCheckpoint, saveCheckpoint } from '../runtime/checkpoint.js';
 import { adoptExport, prepareTraining } from '../runtime/session.js';
-import { BUDGET_CPU_SESSION, BUDGET_SYNC_EVERY, gradientsAppliedEarly } from '../runtime/memory-budget.js';
+import { budgetTrainerOptions, gradientsAppliedEarly } from '../runtime/memory-budget.js';
 import { cloneModel } from '../autodiff/clone.js';
 import type { ParameterDiscovery } from '../params/discover.js';
 import { saveTrainedModel, setParameters } from '../params/export.js';
@@ -118,13 +118,14 @@ export class Trainer {
   static async open(model: Model, o: ResolvedOptions, forward: () => Model): Promise<Trainer> {
     const budget = o.memoryBudget === undefined ? undefined : { batch: o.batch!, seq: o.seq!, backend: o.backend, budget: o.memoryBudget, gradientsApplied: gradientsAppliedEarly(o.backend, o.clip, o.kernels) };
     const prepared = prepareTraining(model, { fuse: o.fuse, target: o.backend, trainable: o.trainable, freeze: o.freeze, lora: o.lora, memory: budget });
+    const budgeted = budgetTrainerOptions(!!budget);
     const topts: TrainerOptions = {
       optimizer: { lr: o.lr, weightDecay: o.weightDecay, maxGradNorm: o.clip },
       schedule: { lr: o.lr, warmupSteps: o.warmup, totalSteps: o.steps, kind: o.schedule, minRatio: o.minLrRatio },
       threads: o.threads,
       noDecay: o.noDecay,
-      session: { ...(budget ? BUDGET_CPU_SESSION : {}), ...o.sessionOptions } as TrainerOptions['session'],
-      syncEvery: budget ? BUDGET_SYNC_EVERY : 0,
+      syncEvery: budgeted.syncEvery,
+      session: { ...budgeted.session, ...o.sessionOptions } as TrainerOptions['session'],
     };
     let inner: BackendTrainer;
     let meter: MemoryMeter | undefined;
