@@ -27,6 +27,34 @@ export interface GpuContextOptions {
   subgroups?: boolean;
 }
 
+/**
+ * Host milliseconds spent in the phases of `run` and `submit`, summed (set `GpuContext.profile`
+ * to collect; bench/dispatch-host.ts). Timing costs a few performance.now() calls per dispatch.
+ */
+export interface DispatchProfile {
+  dispatches: number;
+  /** Argument checks. */
+  check: number;
+  /** Buffer creation through buffer(), upload(), temp(), scratch() (kernel outputs and scratch). */
+  alloc: number;
+  /** Pipeline lookup (key building and cache). */
+  pipeline: number;
+  /** Uniform bytes into their slot. */
+  uniforms: number;
+  /** Bind group creation or lookup. */
+  bindGroup: number;
+  /** setPipeline, setBindGroup, dispatchWorkgroups (and opening the pass). */
+  pass: number;
+  submits: number;
+  /** submit(): finishing the encoder, queue.submit, freeing temporaries. */
+  submit: number;
+}
+
+/** A zeroed DispatchProfile. */
+export function dispatchProfile(): DispatchProfile {
+  return { dispatches: 0, check: 0, alloc: 0, pipeline: 0, uniforms: 0, bindGroup: 0, pass: 0, submits: 0, submit: 0 };
+}
+
 export class GpuContext {
   readonly log: AllocationLog;
   /** Kernels may emit subgroup code (the device was created with 'subgroups'). */
@@ -41,6 +69,8 @@ export class GpuContext {
   private errors: string[] = [];
   /** Dispatches recorded since creation (for benches and tests). */
   dispatches = 0;
+  /** When set, run() and submit() add their host time per phase here (benches). */
+  profile: DispatchProfile | undefined;
 
   constructor(readonly device: GPUDevice, options: GpuContextOptions = {}) {
     this.log = options.log ?? new AllocationLog();
@@ -53,12 +83,20 @@ export class GpuContext {
 
   /** A padded, logged storage buffer (STORAGE | COPY_SRC | COPY_DST). */
   buffer(label: string, bytes: number): GPUBuffer {
-    return createBuffer(this.device, this.log, label, bytes);
+    return this.timedAlloc(() => createBuffer(this.device, this.log, label, bytes));
   }
 
   /** A padded, logged storage buffer holding `data`. */
   upload(label: string, data: HostArray): GPUBuffer {
-    return uploadBuffer(this.device, this.log, label, data);
+    return this.timedAlloc(() => uploadBuffer(this.device, this.log, label, data));
+  }
+
+  private timedAlloc(create: () => GPUBuffer): GPUBuffer {
+    if (!this.profile) return create();
+    const t = performance.now();
+    const b = create();
+    this.profile.alloc += performance.now() - t;
+    return b;
   }
 
   /** A buffer destroyed right after the next submit (kernel scratch). */
@@ -83,6 +121,13 @@ export class GpuContext {
 
   /** Record one dispatch of `program` with `buffers` bound in the order of its bindings. */
   run(program: Program, buffers: readonly GPUBuffer[]): void {
+    const prof = this.profile;
+    let t = prof ? performance.now() : 0;
+    const lap = (phase: 'check' | 'pipeline' | 'uniforms' | 'bindGroup' | 'pass') => {
+      const now = performance.now();
+      prof![phase] += now - t;
+      t = now;
+    };
     if (buffers.length !== program.bindings.length)
       fail('usage', `${program.name}: ${buffers.length} buffers for ${program.bindings.length} bindings (${program.bindings.map((b) => b.name).join(', ')})`);
     program.bindings.forEach((b, i) => {
@@ -90,15 +135,20 @@ export class GpuContext {
         fail('usage', `${program.name}: '${b.name}' is written and also bound as another input (WebGPU forbids aliasing a writable binding)`);
     });
     if (program.dispatch.some((d) => d === 0)) return;
+    if (prof) lap('check');
     const { pipeline, layout } = getPipeline(this.device, program);
+    if (prof) lap('pipeline');
     const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: this.uniformSlot(uniformBytes(program.uniforms)) }];
+    if (prof) lap('uniforms');
     buffers.forEach((buffer, i) => entries.push({ binding: i + 1, resource: { buffer } }));
     const group = this.device.createBindGroup({ label: program.name, layout, entries });
+    if (prof) lap('bindGroup');
     const pass = this.computePass();
     pass.setPipeline(pipeline);
     pass.setBindGroup(0, group);
     pass.dispatchWorkgroups(program.dispatch[0], program.dispatch[1], program.dispatch[2]);
     this.dispatches++;
+    if (prof) (lap('pass'), prof.dispatches++);
   }
 
   /** Record a buffer-to-buffer copy (byte offsets and size multiples of 4). */
@@ -124,16 +174,31 @@ export class GpuContext {
 
   /** Submit what was recorded; frees uniform slabs and temporaries once the GPU is done with them. */
   submit(): void {
+    this.flush(true);
+  }
+
+  /**
+   * Drop what was recorded without running it (benches time recording on devices that could not
+   * run the kernels): the same host work as submit() but the command buffer is never queued.
+   */
+  discard(): void {
+    this.flush(false);
+  }
+
+  private flush(queue: boolean): void {
     if (!this.encoder) return;
+    const t0 = this.profile ? performance.now() : 0;
     this.endPass();
     for (const s of this.slabs) s.buffer.unmap();
-    this.device.queue.submit([this.encoder.finish()]);
+    const commands = this.encoder.finish();
+    if (queue) this.device.queue.submit([commands]);
     this.encoder = undefined;
     for (const s of this.slabs) s.buffer.destroy();
     for (const t of this.temps) t.destroy();
     this.slabs = [];
     this.temps = [];
     this.scratches.clear();
+    if (this.profile) (this.profile.submit += performance.now() - t0, this.profile.submits++);
   }
 
   /** Submit and wait for the queue; throws the first WebGPU validation error seen since the last sync. */
