@@ -179,11 +179,11 @@ for (const s of scenarios) results.push(await measure(s));
 
 const round = (x: number) => Math.round(x * 10) / 10;
 console.log(`device: ${info?.vendor ?? '?'} ${info?.architecture ?? ''} ${info?.description ?? ''}; ${submit ? 'record + submit' : 'record + discard (no GPU work)'}; iters ${iters}; optimizer tensors capped at ${maxElements} elements`);
-console.log('| scenario | dispatches/iter | submits/iter | µs/call | µs/dispatch | alloc | check | pipeline | uniforms | bindGroup | pass | submit | kernel code |');
-console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|');
+console.log('| scenario | dispatches/iter | submits/iter | µs/call | µs/dispatch | alloc | check | pipeline | uniforms | bindGroup | pass | submit | kernel code | profiled total |');
+console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
 for (const r of results) {
   const b = r.breakdownUsPerDispatch;
-  console.log(`| ${r.scenario} | ${r.dispatchesPerIter} | ${r.submitsPerIter} | ${round(r.usPerCall)} | ${round(r.usPerDispatch)} | ${[b.alloc, b.check, b.pipeline, b.uniforms, b.bindGroup, b.pass, b.submit, b.kernel].map(round).join(' | ')} |`);
+  console.log(`| ${r.scenario} | ${r.dispatchesPerIter} | ${r.submitsPerIter} | ${round(r.usPerCall)} | ${round(r.usPerDispatch)} | ${[b.alloc, b.check, b.pipeline, b.uniforms, b.bindGroup, b.pass, b.submit, b.kernel, b.total].map(round).join(' | ')} |`);
 }
 const record = { device: info ? { vendor: info.vendor, architecture: info.architecture, description: info.description } : undefined, submit, iters, maxElements: String(maxElements), node: process.version, results };
 if (opt.json) fs.writeFileSync(opt.json, JSON.stringify(record, null, 2) + '\n');

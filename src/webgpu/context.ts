@@ -2,24 +2,24 @@
 /**
  * GpuContext: what every kernel runs against. It wraps a GPUDevice that someone else created
  * (dawn.node in tests, ORT-web's `ort.env.webgpu.device` in the backend) and adds the allocation
- * log, one open command encoder + compute pass that kernels record into, uniform slabs (256-byte
- * slots in mapped-at-creation buffers, unmapped at submit) and temporaries freed after submit.
+ * log, one open command encoder + compute pass that kernels record into, a uniform ring (one
+ * long-lived buffer written once per submit, ./uniform-ring.ts), bind groups reused across
+ * dispatches on the same buffers (./bind-groups.ts) and temporaries freed after submit.
+ *
+ * Host cost per dispatch (bench/results/dispatch-host.md): the pipeline is found by comparing
+ * signatures, the uniforms are copied into the ring, the bind group is looked up by buffer identity
+ * (created on a miss), and the pass gets setPipeline (only when it changes), setBindGroup with the
+ * slot's offset and dispatchWorkgroups.
  *
  * Ordering: dispatches in one compute pass run in order with their writes visible to the next
  * dispatch (WebGPU synchronises storage usage between dispatches), so a chain of kernels needs no
  * explicit barriers. Buffer copies and clears end the pass and start a new one.
  */
 import { fail } from '../errors.js';
+import { BindGroupCache } from './bind-groups.js';
 import { AllocationLog, createBuffer, readBuffer, uploadBuffer, type HostArray } from './buffers.js';
-import { getPipeline, uniformBytes, type Program } from './program.js';
-
-const SLAB_BYTES = 1 << 16;
-
-interface Slab {
-  buffer: GPUBuffer;
-  bytes: Uint8Array;
-  used: number;
-}
+import { getPipeline, type Program } from './program.js';
+import { UniformRing, uniformStructBytes } from './uniform-ring.js';
 
 export interface GpuContextOptions {
   log?: AllocationLog;
@@ -59,10 +59,12 @@ export class GpuContext {
   readonly log: AllocationLog;
   /** Kernels may emit subgroup code (the device was created with 'subgroups'). */
   readonly subgroups: boolean;
-  private readonly slot: number;
+  private readonly ring: UniformRing;
+  private readonly groups: BindGroupCache;
   private encoder: GPUCommandEncoder | undefined;
   private pass: GPUComputePassEncoder | undefined;
-  private slabs: Slab[] = [];
+  /** The pipeline last set on the open pass. */
+  private passPipeline: GPUComputePipeline | undefined;
   private temps: GPUBuffer[] = [];
   private scratches = new Map<string, GPUBuffer>();
   private passTimestamps: GPUComputePassTimestampWrites | undefined;
@@ -77,7 +79,8 @@ export class GpuContext {
     const has = device.features.has('subgroups');
     if (options.subgroups && !has) fail('usage', "GpuContext: subgroups requested but the device lacks the 'subgroups' feature");
     this.subgroups = options.subgroups ?? has;
-    this.slot = Math.max(256, device.limits.minUniformBufferOffsetAlignment);
+    this.ring = new UniformRing(device, this.log);
+    this.groups = new BindGroupCache(device);
     device.addEventListener?.('uncapturederror', (e) => this.errors.push((e as GPUUncapturedErrorEvent).error.message));
   }
 
@@ -138,17 +141,23 @@ export class GpuContext {
     if (prof) lap('check');
     const { pipeline, layout } = getPipeline(this.device, program);
     if (prof) lap('pipeline');
-    const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: this.uniformSlot(uniformBytes(program.uniforms)) }];
+    // A full ring goes to the GPU with what was recorded so far (temporaries stay until submit()).
+    if (this.ring.full) this.flushCommands(true);
+    const offset = this.ring.write(program.uniforms);
     if (prof) lap('uniforms');
-    buffers.forEach((buffer, i) => entries.push({ binding: i + 1, resource: { buffer } }));
-    const group = this.device.createBindGroup({ label: program.name, layout, entries });
+    const group = this.groups.get(layout, program.name, this.ring.buffer, uniformStructBytes(program.uniforms.length), buffers);
     if (prof) lap('bindGroup');
     const pass = this.computePass();
-    pass.setPipeline(pipeline);
-    pass.setBindGroup(0, group);
+    if (this.passPipeline !== pipeline) pass.setPipeline((this.passPipeline = pipeline));
+    pass.setBindGroup(0, group, [offset]);
     pass.dispatchWorkgroups(program.dispatch[0], program.dispatch[1], program.dispatch[2]);
     this.dispatches++;
     if (prof) (lap('pass'), prof.dispatches++);
+  }
+
+  /** Bind groups made and reused so far (tests and benches). */
+  get bindGroupStats(): { created: number; hits: number } {
+    return { created: this.groups.created, hits: this.groups.hits };
   }
 
   /** Record a buffer-to-buffer copy (byte offsets and size multiples of 4). */
@@ -172,7 +181,7 @@ export class GpuContext {
     this.passTimestamps = writes;
   }
 
-  /** Submit what was recorded; frees uniform slabs and temporaries once the GPU is done with them. */
+  /** Submit what was recorded; frees temporaries once the GPU is done with them. */
   submit(): void {
     this.flush(true);
   }
@@ -188,17 +197,21 @@ export class GpuContext {
   private flush(queue: boolean): void {
     if (!this.encoder) return;
     const t0 = this.profile ? performance.now() : 0;
-    this.endPass();
-    for (const s of this.slabs) s.buffer.unmap();
-    const commands = this.encoder.finish();
-    if (queue) this.device.queue.submit([commands]);
-    this.encoder = undefined;
-    for (const s of this.slabs) s.buffer.destroy();
+    this.flushCommands(queue);
     for (const t of this.temps) t.destroy();
-    this.slabs = [];
     this.temps = [];
     this.scratches.clear();
     if (this.profile) (this.profile.submit += performance.now() - t0, this.profile.submits++);
+  }
+
+  /** Queue (or drop) the recorded commands after their uniforms; temporaries are untouched. */
+  private flushCommands(queue: boolean): void {
+    if (!this.encoder) return;
+    this.endPass();
+    const commands = this.encoder.finish();
+    this.encoder = undefined;
+    this.ring.upload(this.device.queue);
+    if (queue) this.device.queue.submit([commands]);
   }
 
   /** Submit and wait for the queue; throws the first WebGPU validation error seen since the last sync. */
@@ -237,19 +250,6 @@ export class GpuContext {
   private endPass(): void {
     this.pass?.end();
     this.pass = undefined;
-  }
-
-  private uniformSlot(data: ArrayBuffer): GPUBufferBinding {
-    if (data.byteLength > this.slot) fail('usage', `uniforms of ${data.byteLength} bytes exceed the ${this.slot}-byte slot`);
-    let slab = this.slabs[this.slabs.length - 1];
-    if (!slab || slab.used + this.slot > SLAB_BYTES) {
-      const buffer = createBuffer(this.device, this.log, 'uniforms', SLAB_BYTES, GPUBufferUsage.UNIFORM, true);
-      slab = { buffer, bytes: new Uint8Array(buffer.getMappedRange()), used: 0 };
-      this.slabs.push(slab);
-    }
-    slab.bytes.set(new Uint8Array(data), slab.used);
-    const binding = { buffer: slab.buffer, offset: slab.used, size: data.byteLength };
-    slab.used += this.slot;
-    return binding;
+    this.passPipeline = undefined;
   }
 }

@@ -88,64 +88,74 @@ ${main}
   return lines.join('\n');
 }
 
-/** Uniform bytes laid out as the generated struct (all members are 4-byte scalars). */
-export function uniformBytes(uniforms: readonly Uniform[]): ArrayBuffer {
-  const n = Math.max(4, Math.ceil(Math.max(1, uniforms.length) / 4) * 4);
-  const buf = new ArrayBuffer(n * 4);
-  const dv = new DataView(buf);
-  uniforms.forEach((x, i) => {
-    if (x.type === 'f32') dv.setFloat32(i * 4, x.value, true);
-    else if (x.type === 'i32') {
-      if (!Number.isInteger(x.value) || x.value < -(2 ** 31) || x.value >= 2 ** 31) throw new RangeError(`uniform ${x.name}=${x.value} is not an i32`);
-      dv.setInt32(i * 4, x.value, true);
-    } else {
-      if (!Number.isInteger(x.value) || x.value < 0 || x.value >= 2 ** 32) throw new RangeError(`uniform ${x.name}=${x.value} is not a u32`);
-      dv.setUint32(i * 4, x.value, true);
-    }
-  });
-  return buf;
+/** What identifies a pipeline: a Program without its values, dispatch and source. */
+type Signature = Pick<Program, 'name' | 'cacheKey' | 'workgroupSize' | 'bindings' | 'subgroups' | 'extensions' | 'diagnosticsOff'> & { uniforms: readonly { name: string; type: UniformType }[] };
+
+/** A copy of `p`'s signature that holds nothing of its values (a source closure may hold buffers). */
+function signature(p: Program): Signature {
+  return {
+    name: p.name, cacheKey: p.cacheKey, workgroupSize: [...p.workgroupSize], subgroups: p.subgroups,
+    extensions: p.extensions && [...p.extensions], diagnosticsOff: p.diagnosticsOff && [...p.diagnosticsOff],
+    uniforms: p.uniforms.map(({ name, type }) => ({ name, type })), bindings: p.bindings.map(({ name, access, type }) => ({ name, access, type })),
+  };
 }
 
-/** Pipeline identity: name, key, and the (name, type) signature of uniforms and bindings. */
-export function pipelineKey(p: Program): string {
-  const sig = p.uniforms.map((x) => `${x.name}:${x.type}`).join(',') + '|' + p.bindings.map((b) => `${b.name}:${b.access}:${b.type}`).join(',');
-  return `${p.name}[${p.cacheKey}]wg=${p.workgroupSize.join('x')}${p.subgroups ? ',sg' : ''}${(p.extensions ?? []).map((e) => `,${e}`).join('')}|${sig}`;
+/** Same pipeline: name, key, workgroup size, WGSL directives and the (name, type) signature of uniforms and bindings. */
+function sameSignature(a: Signature, b: Program): boolean {
+  if (a.name !== b.name || a.cacheKey !== b.cacheKey || !!a.subgroups !== !!b.subgroups) return false;
+  for (let i = 0; i < 3; i++) if ((a.workgroupSize[i] ?? 1) !== (b.workgroupSize[i] ?? 1)) return false;
+  const same = <T>(x: readonly T[] | undefined, y: readonly T[] | undefined, eq: (s: T, t: T) => boolean) => {
+    const xs = x ?? [], ys = y ?? [];
+    if (xs.length !== ys.length) return false;
+    for (let i = 0; i < xs.length; i++) if (!eq(xs[i], ys[i])) return false;
+    return true;
+  };
+  return same(a.uniforms, b.uniforms, (s, t) => s.name === t.name && s.type === t.type)
+    && same(a.bindings, b.bindings, (s, t) => s.name === t.name && s.access === t.access && s.type === t.type)
+    && same(a.extensions, b.extensions, (s, t) => s === t) && same(a.diagnosticsOff, b.diagnosticsOff, (s, t) => s === t);
 }
 
 export interface CompiledProgram {
   pipeline: GPUComputePipeline;
   layout: GPUBindGroupLayout;
+  /** The signature of the program it was compiled from. */
+  signature: Signature;
 }
 
-const caches = new WeakMap<GPUDevice, Map<string, CompiledProgram>>();
+/** Per device: pipelines by `name[cacheKey]`, each list told apart by signature. */
+const caches = new WeakMap<GPUDevice, Map<string, CompiledProgram[]>>();
 
 /**
  * The cached pipeline of a program on `device` (compiled on first use), with an explicit bind
- * group layout: binding 0 = uniforms, then the storage bindings in declaration order (an 'auto'
- * layout would drop bindings the shader happens not to use).
+ * group layout: binding 0 = uniforms (bound at a dynamic offset, ./uniform-ring.ts), then the
+ * storage bindings in declaration order (an 'auto' layout would drop bindings the shader happens
+ * not to use). Lookup compares signatures field by field: no key string per dispatch.
  */
 export function getPipeline(device: GPUDevice, p: Program): CompiledProgram {
   let cache = caches.get(device);
   if (!cache) caches.set(device, (cache = new Map()));
-  const key = pipelineKey(p);
-  let hit = cache.get(key);
-  if (!hit) {
-    const module = device.createShaderModule({ label: p.name, code: generateWgsl(p) });
-    const entries: GPUBindGroupLayoutEntry[] = [{ binding: 0, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'uniform' } }];
-    p.bindings.forEach((b, i) =>
-      entries.push({ binding: i + 1, visibility: GPUShaderStage.COMPUTE, buffer: { type: b.access === 'read' ? 'read-only-storage' : 'storage' } }));
-    const layout = device.createBindGroupLayout({ label: p.name, entries });
-    const pipeline = device.createComputePipeline({
-      label: `${p.name}[${p.cacheKey}]`,
-      layout: device.createPipelineLayout({ bindGroupLayouts: [layout] }),
-      compute: { module, entryPoint: 'main' },
-    });
-    cache.set(key, (hit = { pipeline, layout }));
-  }
+  const head = `${p.name}[${p.cacheKey}]`;
+  let list = cache.get(head);
+  if (!list) cache.set(head, (list = []));
+  for (const c of list) if (sameSignature(c.signature, p)) return c;
+  const module = device.createShaderModule({ label: p.name, code: generateWgsl(p) });
+  const entries: GPUBindGroupLayoutEntry[] = [{ binding: 0, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'uniform', hasDynamicOffset: true } }];
+  p.bindings.forEach((b, i) =>
+    entries.push({ binding: i + 1, visibility: GPUShaderStage.COMPUTE, buffer: { type: b.access === 'read' ? 'read-only-storage' : 'storage' } }));
+  const layout = device.createBindGroupLayout({ label: p.name, entries });
+  const pipeline = device.createComputePipeline({
+    label: head,
+    layout: device.createPipelineLayout({ bindGroupLayouts: [layout] }),
+    compute: { module, entryPoint: 'main' },
+  });
+  const hit = { pipeline, layout, signature: signature(p) };
+  list.push(hit);
   return hit;
 }
 
 /** Number of pipelines compiled so far on `device` (tests check that shapes reuse them). */
 export function pipelineCount(device: GPUDevice): number {
-  return caches.get(device)?.size ?? 0;
+  let n = 0;
+  for (const list of caches.get(device)?.values() ?? []) n += list.length;
+  return n;
 }

@@ -1,0 +1,88 @@
+/**
+ * GpuContext's dispatch caches on dawn.node (SwiftShader here): bind groups reused across
+ * dispatches on the same buffers must still see each dispatch's own uniforms (a dynamic offset into
+ * the uniform ring), a replaced buffer must never meet a group made for the old one, a submit with
+ * more dispatches than the ring has slots must keep every dispatch's uniforms, and programs that
+ * share a name and cache key but differ in signature must get their own pipelines.
+ */
+import { describe, expect, it } from 'vitest';
+import { GpuContext } from '../src/webgpu/context.js';
+import { pipelineCount, type Program } from '../src/webgpu/program.js';
+import { RING_SLOTS } from '../src/webgpu/uniform-ring.js';
+import { gpuEnv } from './webgpu-helpers.js';
+
+const env = await gpuEnv();
+
+/** y[i] += a·x[i] for i < n (one workgroup of 64). */
+function axpy(a: number, n: number, name = 'test_axpy'): Program {
+  return {
+    name, cacheKey: 'f32', workgroupSize: [64], dispatch: [1, 1, 1],
+    uniforms: [{ name: 'n', type: 'u32', value: n }, { name: 'a', type: 'f32', value: a }],
+    bindings: [{ name: 'x', access: 'read', type: 'f32' }, { name: 'y', access: 'read_write', type: 'f32' }],
+    source: () => ({ main: 'if (lidx < u.n) { y[lidx] = y[lidx] + u.a * x[lidx]; }' }),
+  };
+}
+
+const N = 8;
+const xs = (base: number) => Float32Array.from({ length: N }, (_, i) => base + i);
+
+describe.skipIf(!env.ctx)('GpuContext dispatch caches', () => {
+  // A context of its own: the counters below start from zero.
+  const ctx = new GpuContext(env.ctx!.device);
+
+  it('gives each dispatch of a reused bind group its own uniforms, within and across submits', async () => {
+    const x = ctx.upload('x', xs(1)), y = ctx.buffer('y', N * 4);
+    for (const a of [1, 10, 100]) ctx.run(axpy(a, N), [x, y]);
+    ctx.submit();
+    ctx.run(axpy(1000, N - 2), [x, y]); // another n: the last two elements keep 111·x
+    const got = await ctx.readF32(y, N);
+    expect(Array.from(got)).toEqual(Array.from(xs(1), (v, i) => v * (i < N - 2 ? 1111 : 111)));
+    // The cache was in play: four dispatches, one bind group.
+    expect(ctx.bindGroupStats.created).toBe(1);
+    expect(ctx.bindGroupStats.hits).toBe(3);
+  });
+
+  it('never reuses a bind group with a replaced buffer', async () => {
+    const y = ctx.buffer('y', N * 4);
+    let x = ctx.upload('x', xs(1));
+    ctx.run(axpy(1, N), [x, y]);
+    await ctx.sync();
+    x.destroy();
+    x = ctx.upload('x', xs(100)); // same size and label, a new buffer
+    ctx.run(axpy(1, N), [x, y]);
+    expect(Array.from(await ctx.readF32(y, N))).toEqual(Array.from(xs(1), (v, i) => v + 100 + i));
+    // A replaced output: the new one is written, the old one left alone.
+    const y2 = ctx.buffer('y2', N * 4);
+    ctx.run(axpy(2, N), [x, y2]);
+    expect(Array.from(await ctx.readF32(y2, N))).toEqual(Array.from(xs(100), (v) => 2 * v));
+    expect(Array.from(await ctx.readF32(y, N))).toEqual(Array.from(xs(1), (v, i) => v + 100 + i));
+  });
+
+  it('keeps every uniform when one submit records more dispatches than the ring holds', async () => {
+    const x = ctx.upload('x', Float32Array.from({ length: N }, () => 1)), y = ctx.buffer('y', N * 4);
+    const count = RING_SLOTS + 100;
+    // Distinct small integers sum exactly in f32: 1 + 2 + ... + count.
+    for (let a = 1; a <= count; a++) ctx.run(axpy(a, N), [x, y]);
+    const got = await ctx.readF32(y, N);
+    expect(Array.from(got)).toEqual(Array(N).fill((count * (count + 1)) / 2));
+  });
+
+  it('compiles one pipeline per signature, not per name and cache key', async () => {
+    const x = ctx.upload('x', xs(1)), y = ctx.buffer('y', N * 4);
+    ctx.run(axpy(1, N, 'test_sig'), [x, y]);
+    const before = pipelineCount(ctx.device);
+    ctx.run(axpy(3, N, 'test_sig'), [x, y]);
+    expect(pipelineCount(ctx.device)).toBe(before);
+    // Same name and key, one more uniform (the WGSL struct differs): a new pipeline.
+    const wider = axpy(1, N, 'test_sig');
+    ctx.run({ ...wider, uniforms: [...wider.uniforms, { name: 'pad', type: 'u32', value: 0 }] }, [x, y]);
+    expect(pipelineCount(ctx.device)).toBe(before + 1);
+    expect(Array.from(await ctx.readF32(y, N))).toEqual(Array.from(xs(1), (v) => 5 * v));
+  });
+
+  it('rejects uniforms that do not fit their type, naming them', () => {
+    const x = ctx.buffer('x', N * 4), y = ctx.buffer('y', N * 4);
+    expect(() => ctx.run(axpy(1, -1), [x, y])).toThrow(/uniform n=-1 is not a u32/);
+    ctx.discard();
+  });
+});
