@@ -11,7 +11,9 @@
  * - flce: one FusedLinearCrossEntropy call with gradients, N = 8·512, H = 896, V = 151936 (the
  *   chunk loop), then one submit;
  * - adamw-early: the trainer's path without clipping: per parameter (290) its sum of squares and
- *   AdamW, and a submit each (src/runtime/webgpu/trainer.ts `apply`), then the norm's finalize;
+ *   AdamW (src/runtime/webgpu/trainer.ts `apply`), a submit each (as the trainer did before issue
+ *   12), then the norm's finalize; adamw-early-layer: the same with one submit per 12 tensors (a
+ *   decoder layer's parameters: the runner now submits once for all gradients a segment finishes);
  * - adamw-clip: global-norm clipping over all 290 gradients, then AdamW over all, one submit.
  *
  * Recording only: without --submit the command buffers are finished and dropped (GpuContext.discard),
@@ -93,21 +95,21 @@ function optimizerScenarios(): Scenario[] {
   const partials = ctx.buffer('partials', count * 4), stats = ctx.buffer('stats', 16);
   let step = 0;
   const hp = () => ({ step: ++step, lr: 1e-4, weightDecay: 0.01 });
-  const early: Scenario = {
-    name: `adamw-early ${tensors.length} tensors`,
+  const early = (name: string, perSubmit: number): Scenario => ({
+    name: `${name} ${tensors.length} tensors`,
     calls: tensors.length,
     record() {
       const s = hp();
       let base = 0, ms = 0;
-      for (const t of tensors) {
+      tensors.forEach((t, i) => {
         base += sumSquares(ctx, { grad: t.grad, size: t.size }, partials, base);
         adamw(ctx, [t], s);
-        ms += flush();
-      }
+        if ((i + 1) % perSubmit === 0) ms += flush();
+      });
       finalizeNorm(ctx, base, partials, stats, 0);
       return ms + flush();
     },
-  };
+  });
   const clip: Scenario = {
     name: `adamw-clip ${tensors.length} tensors`,
     calls: 1,
@@ -117,7 +119,7 @@ function optimizerScenarios(): Scenario[] {
       return flush();
     },
   };
-  return [early, clip];
+  return [early('adamw-early', 1), early('adamw-early-layer', 12), clip];
 }
 
 interface Result {
@@ -172,7 +174,7 @@ async function measure(s: Scenario): Promise<Result> {
   };
 }
 
-const wanted = (opt.scenarios ?? 'flce,adamw-early,adamw-clip').split(',');
+const wanted = (opt.scenarios ?? 'flce,adamw-early,adamw-early-layer,adamw-clip').split(',');
 const scenarios = [...(wanted.includes('flce') ? [flceScenario()] : []), ...optimizerScenarios().filter((s) => wanted.includes(s.name.split(' ')[0]))];
 const results: Result[] = [];
 for (const s of scenarios) results.push(await measure(s));

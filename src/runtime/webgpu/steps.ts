@@ -104,8 +104,9 @@ export class StagedSteps implements StepRunner {
   private readonly outputs: Set<string>;
   /**
    * Called with each gradient output as soon as the step that makes it has submitted and no later
-   * step reads it; it must record and submit the commands that read the buffer, which is handed
-   * back right after (and is then absent from StepOutputs.grads). Unset: gradients live to the end.
+   * step reads it; it records the commands that read the buffer, and the runner submits them (one
+   * submit for all gradients final at that point) before handing the buffers back (they are then
+   * absent from StepOutputs.grads). Unset: gradients live to the end.
    */
   onGradient?: (name: string, buffer: GPUBuffer) => void;
   /**
@@ -163,14 +164,18 @@ export class StagedSteps implements StepRunner {
     };
     const applyFinished = (at: number) => {
       if (!this.onGradient) return;
+      const applied: Slot[] = [];
       for (const [name, slot] of live)
         // Final (no later step reads it) and its parameter is read by no later step either.
         if (name.startsWith(GRAD_PREFIX) && this.outputs.has(name) && (plan.lastUse[name] ?? -1) <= at && (plan.inputLastUse?.[name.slice(GRAD_PREFIX.length)] ?? Infinity) <= at) {
           this.onGradient(name, slot.value.buffer);
           this.times.gradientsEarly++;
           live.delete(name);
-          slot.release();
+          applied.push(slot);
         }
+      if (!applied.length) return;
+      ctx.submit();
+      for (const slot of applied) slot.release();
     };
     let groupStart = -1;
     try {

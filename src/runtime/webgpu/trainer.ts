@@ -223,7 +223,6 @@ export class WebGpuTrainer {
         if (!p) return;
         apply(p, grad);
         applied.add(p);
-        this.ctx.submit();
       };
     let out: StepOutputs;
     try {
