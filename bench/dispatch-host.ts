@@ -24,6 +24,7 @@
  * times unprofiled (the totals), then --iters times with GpuContext.profile set (the breakdown).
  */
 import fs from 'node:fs';
+import { benchArgs, hasGpuDevice } from './cli-args.js';
 import { fusedLinearCrossEntropy } from '../custom-ops/fused-linear-cross-entropy/webgpu/flce.js';
 import { QWEN2_0_5B } from '../models/config.js';
 import { qwen2Parameters } from '../models/weights.js';
@@ -32,17 +33,10 @@ import { GpuContext, dispatchProfile, type DispatchProfile } from '../src/webgpu
 import { requestNodeDevice, useSwiftShaderIfPresent } from '../src/webgpu/dawn-node.js';
 import { clipByGlobalNorm, finalizeNorm, partialCount, sumSquares } from '../src/webgpu/grad-norm.js';
 
-function args(): Record<string, string> {
-  const out: Record<string, string> = {};
-  const a = process.argv.slice(2);
-  for (let i = 0; i < a.length; i++) if (a[i].startsWith('--')) out[a[i].slice(2)] = a[i + 1]?.startsWith('--') || a[i + 1] === undefined ? 'true' : a[++i];
-  return out;
-}
-
-const opt = args();
+const opt = benchArgs();
 const iters = Number(opt.iters ?? 5);
 const submit = opt.submit === 'true';
-const hasGpu = fs.existsSync('/dev/nvidiactl') || (fs.existsSync('/dev/dri') && fs.readdirSync('/dev/dri').some((f) => f.startsWith('renderD')));
+const hasGpu = hasGpuDevice();
 if (!hasGpu) useSwiftShaderIfPresent();
 const maxElements = Number(opt['max-elements'] ?? (hasGpu ? Infinity : 65536));
 const device = await requestNodeDevice();

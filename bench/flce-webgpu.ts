@@ -14,6 +14,7 @@
  * averaged over --iters after --warmup runs.
  */
 import fs from 'node:fs';
+import { benchArgs, hasGpuDevice } from './cli-args.js';
 import { fusedLinearCrossEntropy, gpuChunkRows } from '../custom-ops/fused-linear-cross-entropy/webgpu/flce.js';
 import { rowProgram } from '../custom-ops/fused-linear-cross-entropy/webgpu/programs.js';
 import { ligerChunkSize } from '../custom-ops/fused-linear-cross-entropy/schema.js';
@@ -27,14 +28,7 @@ const PRESETS: Record<string, { n: number; h: number; v: number }> = {
   'qwen2-0.5b-8x256': { n: 8 * 256, h: 896, v: 151936 },
 };
 
-function args(): Record<string, string> {
-  const out: Record<string, string> = {};
-  const a = process.argv.slice(2);
-  for (let i = 0; i < a.length; i++) if (a[i].startsWith('--')) out[a[i].slice(2)] = a[i + 1]?.startsWith('--') || a[i + 1] === undefined ? 'true' : a[++i];
-  return out;
-}
-
-const opt = args();
+const opt = benchArgs();
 const shape = { ...PRESETS[opt.preset ?? 'small'] };
 if (!PRESETS[opt.preset ?? 'small']) throw new Error(`unknown preset ${opt.preset} (${Object.keys(PRESETS).join(', ')})`);
 for (const k of ['n', 'h', 'v'] as const) if (opt[k]) shape[k] = Number(opt[k]);
@@ -43,7 +37,7 @@ const chunkOpt = opt.chunk ? Number(opt.chunk) : undefined;
 const iters = Number(opt.iters ?? (opt.preset ? 5 : 1)), warmup = Number(opt.warmup ?? 1);
 
 // SwiftShader only where there is no GPU device node (this CPU-only machine, CI).
-const hasGpu = fs.existsSync('/dev/nvidiactl') || (fs.existsSync('/dev/dri') && fs.readdirSync('/dev/dri').some((f) => f.startsWith('renderD')));
+const hasGpu = hasGpuDevice();
 if (!hasGpu) useSwiftShaderIfPresent();
 const device = await requestNodeDevice();
 const ctx = new GpuContext(device);

@@ -214,6 +214,12 @@ export class GpuContext {
     if (queue) this.device.queue.submit([commands]);
   }
 
+  /** Submit what is recorded, then destroy the uniform ring (the context may still be used: it makes a new one). */
+  destroy(): void {
+    this.submit();
+    this.ring.destroy();
+  }
+
   /** Submit and wait for the queue; throws the first WebGPU validation error seen since the last sync. */
   async sync(): Promise<void> {
     this.submit();

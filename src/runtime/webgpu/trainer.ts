@@ -296,5 +296,6 @@ export class WebGpuTrainer {
     await this.runner.release();
     for (const p of this.params) for (const b of [p.value, p.m, p.v]) b?.destroy();
     for (const b of [this.partials, this.stats, this.staging]) b.destroy();
+    this.ctx.destroy();
   }
 }
