@@ -33,13 +33,6 @@ export function gradientsAppliedEarly(backend: string, clip: number, kernels: st
 }
 
 /**
- * Under a budget, the webgpu stage plan waits for the GPU every this many ORT runs, so buffers handed
- * back are freed before the host runs ahead (bench/results/memory-budget.md: the gap between
- * nvidia-smi and live buffers 2.3 → 0.75 GiB at 8×512).
- */
-export const BUDGET_SYNC_EVERY = 4;
-
-/**
  * Under a budget, the cpu backend's session runs without onnxruntime-node's CPU arena: the arena
  * keeps its high-water mark (and fragments), which the plan cannot see. 0.5B fused 8×512 at 16 GiB,
  * peak RSS 19.00 GiB with the arena vs 14.99 without (predicted 15.93), step 91 → 129 s on 2 cores
@@ -47,9 +40,12 @@ export const BUDGET_SYNC_EVERY = 4;
  */
 export const BUDGET_CPU_SESSION = { enableCpuMemArena: false } as const;
 
-/** The trainer settings a memory budget brings (both backends read the ones that apply to them). */
-export function budgetTrainerOptions(budgeted: boolean): { syncEvery: number; session?: { enableCpuMemArena: false } } {
-  return budgeted ? { syncEvery: BUDGET_SYNC_EVERY, session: BUDGET_CPU_SESSION } : { syncEvery: 0 };
+/**
+ * The trainer settings a memory budget brings: the cpu session without the arena. (The webgpu stage
+ * plan bounds how far the host runs ahead of the GPU with or without a budget: StagedSteps.inFlight.)
+ */
+export function budgetTrainerOptions(budgeted: boolean): { session?: { enableCpuMemArena: false } } {
+  return budgeted ? { session: BUDGET_CPU_SESSION } : {};
 }
 
 /** Float32 parameter elements of a training graph (inputs with a gradient output). */

@@ -124,7 +124,6 @@ export class Trainer {
       schedule: { lr: o.lr, warmupSteps: o.warmup, totalSteps: o.steps, kind: o.schedule, minRatio: o.minLrRatio },
       threads: o.threads,
       noDecay: o.noDecay,
-      syncEvery: budgeted.syncEvery,
       session: { ...budgeted.session, ...o.sessionOptions } as TrainerOptions['session'],
     };
     let inner: BackendTrainer;
