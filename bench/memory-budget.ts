@@ -3,7 +3,7 @@
  * fused, fp32) under `--memory-budget`: the planner's prediction (src/autodiff/recompute-plan.ts)
  * next to the measured peak, and tok/s next to the budget-free run.
  *
- *   node --liftoff-only dist/bench/memory-budget.js --runs webgpu:8x512,webgpu:8x512:12:0:simple,cpu:8x512:16 [--steps 3] [--out DIR] [--config 0.5b|tiny] [--unfused]
+ *   node --liftoff-only dist/bench/memory-budget.js --runs webgpu:8x512,webgpu:8x512:12:0:simple,cpu:8x512:16 [--steps 3] [--out DIR] [--config 0.5b|tiny] [--unfused] [--prealloc] [--model FILE]
  *
  * A run is backend:BxT[:budget GiB|-[:clip[:cache[:window]]]]: clip 1 (default) clips the global norm (all
  * gradients live to the end of the step); clip 0 applies AdamW per parameter between segments on
@@ -13,7 +13,9 @@
  * this field for "wait for the whole queue every N ORT runs".)
  * Each run is its own child process. webgpu: live WebGPU buffers (createBuffer/destroy, ORT's pool
  * included) and nvidia-smi sampled every 50 ms minus the idle reading; cpu: the child's peak RSS
- * (VmHWM), with 2 intra-op threads as on the 2-core box. The first step is a warm-up; tok/s is the
+ * (VmHWM), with 2 intra-op threads as on the 2-core box; --prealloc: the gradients are pre-allocated
+ * outputs (TrainerOptions.preallocateGradients); --model FILE: an export (e.g. the 0.5B default export
+ * of models/export/export_default.py --big) instead of the builder graph. The first step is a warm-up; tok/s is the
  * mean of the others. Random token ids (seeded).
  */
 import { spawn } from 'node:child_process';
@@ -66,14 +68,16 @@ async function child(run: string, steps: number): Promise<Result> {
   const { rng } = await import('../src/random.js');
   const t0 = performance.now();
   const staged = r.backend === 'webgpu' && r.clip === 0;
-  const prepared = prepareTraining(buildQwen2(PRESETS[arg('config', '0.5b')], { seed: 0 }), {
+  const file = arg('model', '');
+  const { loadFile } = await import('../src/onnx/io.js');
+  const prepared = prepareTraining(file ? loadFile(file) : buildQwen2(PRESETS[arg('config', '0.5b')], { seed: 0 }), {
     fuse: !process.argv.includes('--unfused'), target: r.backend,
     memory: { batch: r.batch, seq: r.seq, backend: r.backend, budget: r.budgetGiB === undefined ? undefined : r.budgetGiB * GiB, gradientsApplied: staged },
   });
   const m = prepared.memory!;
   const plan = { values: m.values, matmuls: m.matmuls, nodes: m.nodes, activationGiB: m.activationBytes / GiB, predictedGiB: m.predictedBytes / GiB, overhead: m.overhead, minimumGiB: m.minimumBytes && m.minimumBytes / GiB, planMs: performance.now() - t0 };
   console.error(`${run}: planned in ${plan.planMs.toFixed(0)} ms: ${JSON.stringify(plan)}`);
-  const opts = { optimizer: { lr: 1e-4, weightDecay: 0.01, maxGradNorm: r.clip }, schedule: { lr: 1e-4, warmupSteps: 0, totalSteps: steps }, threads: 2, session: r.budgetGiB === undefined ? undefined : BUDGET_CPU_SESSION };
+  const opts = { optimizer: { lr: 1e-4, weightDecay: 0.01, maxGradNorm: r.clip }, schedule: { lr: 1e-4, warmupSteps: 0, totalSteps: steps }, threads: 2, session: r.budgetGiB === undefined ? undefined : BUDGET_CPU_SESSION, preallocateGradients: process.argv.includes('--prealloc') };
   let trainer: { train(b: { inputIds: BigInt64Array; labels: BigInt64Array; batch: number; seq: number }): Promise<{ loss: number }>; release(): Promise<void> };
   let measured: () => number;
   if (r.backend === 'webgpu') {
@@ -117,7 +121,7 @@ async function parent(): Promise<void> {
     const gpu = run.startsWith('webgpu');
     const smi = gpu ? samplePeak() : undefined;
     const res = await new Promise<Result>((resolve) => {
-      const c = spawn(process.execPath, [...process.execArgv, '--liftoff-only', '--expose-gc', '--max-old-space-size=32768', self, '--child', run, arg('steps', '3'), '--config', arg('config', '0.5b'), ...(process.argv.includes('--unfused') ? ['--unfused'] : [])], { stdio: ['ignore', 'pipe', 'inherit'] });
+      const c = spawn(process.execPath, [...process.execArgv, '--liftoff-only', '--expose-gc', '--max-old-space-size=32768', self, '--child', run, arg('steps', '3'), '--config', arg('config', '0.5b'), ...(arg('model', '') ? ['--model', arg('model', '')] : []), ...['--unfused', '--prealloc'].filter((f) => process.argv.includes(f))], { stdio: ['ignore', 'pipe', 'inherit'] });
       let text = '';
       c.stdout.on('data', (d: Buffer) => (text += d.toString()));
       c.on('close', (code) => {
