@@ -8,8 +8,8 @@
  * A run is backend:BxT[:budget GiB|-[:clip[:cache[:window]]]]: clip 1 (default) clips the global norm (all
  * gradients live to the end of the step); clip 0 applies AdamW per parameter between segments on
  * the webgpu stage plan; cache = ORT-web's storageBufferCacheMode (default ORT's 'bucket'); window N:
- * the host runs at most N submissions ahead of the GPU (TrainerOptions.inFlight; 0 = no bound, the
- * behaviour before the window; default DEFAULT_IN_FLIGHT). (Records before 2026-12-04 06:00 used
+ * the host runs at most N submissions ahead of the GPU (TrainerOptions.inFlight; 0 = no bound; default:
+ * what `ortfuse train` does, BUDGET_IN_FLIGHT under a budget, else 0). (Records before 2026-12-04 06:00 used
  * this field for "wait for the whole queue every N ORT runs".)
  * Each run is its own child process. webgpu: live WebGPU buffers (createBuffer/destroy, ORT's pool
  * included) and nvidia-smi sampled every 50 ms minus the idle reading; cpu: the child's peak RSS
@@ -23,8 +23,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { samplePeak } from './nvidia-smi.js';
-import { BUDGET_CPU_SESSION } from '../src/runtime/memory-budget.js';
-import { DEFAULT_IN_FLIGHT } from '../src/runtime/webgpu/steps.js';
+import { BUDGET_CPU_SESSION, budgetTrainerOptions } from '../src/runtime/memory-budget.js';
 
 const GiB = 2 ** 30;
 
@@ -57,7 +56,7 @@ function arg(name: string, dflt: string): string {
 function parseRun(run: string) {
   const [backend, shape, budget = '-', clip = '1', cache = '-', window = '-'] = run.split(':');
   const [batch, seq] = shape.split('x').map(Number);
-  return { backend: backend as 'cpu' | 'webgpu', batch, seq, budgetGiB: budget === '-' ? undefined : Number(budget), clip: Number(clip), cache: cache === '-' ? undefined : cache, inFlight: window === '-' ? DEFAULT_IN_FLIGHT : Number(window) };
+  return { backend: backend as 'cpu' | 'webgpu', batch, seq, budgetGiB: budget === '-' ? undefined : Number(budget), clip: Number(clip), cache: cache === '-' ? undefined : cache, inFlight: window === '-' ? (budgetTrainerOptions(budget !== '-').inFlight ?? 0) : Number(window) };
 }
 
 async function child(run: string, steps: number): Promise<Result> {

@@ -3,7 +3,8 @@
  * onnxruntime-node):
  * - webgpu stage plan: the bounded in-flight window (StagedSteps.inFlight) keeps at most K
  *   submissions unfinished when the host records the next one, and the losses do not change with K
- *   (0 = no bound, 1, the default), with AdamW applied between segments (clip 0).
+ *   (0 = no bound, the default without a budget; 1; the budget's), with AdamW applied between
+ *   segments (clip 0).
  * - cpu: gradients written into pre-allocated outputs (preallocateGradients) train exactly as the
  *   gradients ORT allocates.
  */
@@ -17,7 +18,8 @@ import { prepareTraining } from '../src/runtime/session.js';
 import { CpuTrainer, type TrainerOptions } from '../src/runtime/trainer.js';
 import { createNodeWebGpuTrainer } from '../src/runtime/webgpu/ort-web-node.js';
 import { parseKernels } from '../src/runtime/webgpu/training-spec.js';
-import { DEFAULT_IN_FLIGHT, StagedSteps } from '../src/runtime/webgpu/steps.js';
+import { StagedSteps } from '../src/runtime/webgpu/steps.js';
+import { BUDGET_IN_FLIGHT } from '../src/runtime/memory-budget.js';
 import { gpuEnv } from './webgpu-helpers.js';
 
 await gpuEnv();
@@ -31,12 +33,12 @@ async function data(): Promise<Batch[]> {
 }
 
 describe('bounded in-flight window of the webgpu stage plan', () => {
-  it('never more than K submissions unfinished; the same losses for K = 0, 1 and the default', async () => {
+  it('never more than K submissions unfinished; the same losses for K = 0 (default), 1 and the budget window', async () => {
     const bs = await data();
     const runs: { k: number; losses: number[]; waits: number; worst: number; submissions: number }[] = [];
-    for (const k of [0, 1, DEFAULT_IN_FLIGHT]) {
+    for (const k of [0, 1, BUDGET_IN_FLIGHT]) {
       const p = prepareTraining(buildQwen2(TINY, { seed: 1 }), { fuse: true, target: 'webgpu' });
-      const t = await createNodeWebGpuTrainer(p.train, p.initial, { ...opts, inFlight: k }, parseKernels('default'), { batch: 2, seq: 32 });
+      const t = await createNodeWebGpuTrainer(p.train, p.initial, { ...opts, ...(k ? { inFlight: k } : {}) }, parseKernels('default'), { batch: 2, seq: 32 });
       const runner = t.runner as StagedSteps;
       expect(runner).toBeInstanceOf(StagedSteps);
       expect(runner.inFlight).toBe(k);
@@ -63,14 +65,14 @@ describe('bounded in-flight window of the webgpu stage plan', () => {
       }
     }
     console.log(runs.map((r) => `K=${r.k}: ${r.waits} waits for ${r.submissions} submissions, at most ${r.worst} unfinished; losses ${r.losses.map((l) => l.toFixed(6)).join(' ')}`).join('\n'));
-    const [free, one, dflt] = runs;
+    const [free, one, budget] = runs;
     // Unbounded: only the trainer's syncs (one per step, after the step); bounded: one per submission.
     expect(free.waits).toBe(STEPS);
     expect(one.waits).toBe(one.submissions + STEPS);
-    expect(dflt.waits).toBe(dflt.submissions + STEPS);
+    expect(budget.waits).toBe(budget.submissions + STEPS);
     expect(one.worst).toBeLessThanOrEqual(1);
-    expect(dflt.worst).toBeLessThanOrEqual(DEFAULT_IN_FLIGHT);
-    for (const r of [one, dflt]) for (let i = 0; i < STEPS; i++) expect(Math.abs(r.losses[i] - free.losses[i])).toBeLessThan(1e-6);
+    expect(budget.worst).toBeLessThanOrEqual(BUDGET_IN_FLIGHT);
+    for (const r of [one, budget]) for (let i = 0; i < STEPS; i++) expect(Math.abs(r.losses[i] - free.losses[i])).toBeLessThan(1e-6);
     expect(free.losses[STEPS - 1]).toBeLessThan(free.losses[0]);
   });
 });

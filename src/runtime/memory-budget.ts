@@ -41,11 +41,17 @@ export function gradientsAppliedEarly(backend: string, clip: number, kernels: st
 export const BUDGET_CPU_SESSION = { enableCpuMemArena: false } as const;
 
 /**
- * The trainer settings a memory budget brings: the cpu session without the arena. (The webgpu stage
- * plan bounds how far the host runs ahead of the GPU with or without a budget: StagedSteps.inFlight.)
+ * Under a budget, the webgpu stage plan's host runs at most this many submissions (ORT runs, kernel
+ * groups) ahead of the GPU, so buffers handed back are freed soon (src/runtime/webgpu/steps.ts
+ * inFlight). H200, 0.5B fused (bench/results/memory-budget.md, 2026-12-04 call 4): nvidia-smi minus
+ * live buffers 0.74 GiB at 8×512 and 1.28-1.66 GiB at 8×1024, against 3.1 and 13.2 GiB without a
+ * bound; 13-17% fewer tok/s than without it (two timed steps), so budget-free runs leave it off.
  */
-export function budgetTrainerOptions(budgeted: boolean): { session?: { enableCpuMemArena: false } } {
-  return budgeted ? { session: BUDGET_CPU_SESSION } : {};
+export const BUDGET_IN_FLIGHT = 4;
+
+/** The trainer settings a memory budget brings (both backends read the ones that apply to them). */
+export function budgetTrainerOptions(budgeted: boolean): { inFlight?: number; session?: { enableCpuMemArena: false } } {
+  return budgeted ? { inFlight: BUDGET_IN_FLIGHT, session: BUDGET_CPU_SESSION } : {};
 }
 
 /** Float32 parameter elements of a training graph (inputs with a gradient output). */

@@ -31,7 +31,7 @@ export interface TrainerOptions {
    * parameter for the trainer's life) instead of tensors ORT allocates; bench/results/memory-budget.md.
    */
   preallocateGradients?: boolean;
-  /** webgpu stage plan: submissions the host may run ahead of the GPU (0 = no bound; default src/runtime/webgpu/steps.ts DEFAULT_IN_FLIGHT). */
+  /** webgpu stage plan: submissions the host may run ahead of the GPU (0 = no bound, the default; src/runtime/webgpu/steps.ts inFlight). */
   inFlight?: number;
 }
 

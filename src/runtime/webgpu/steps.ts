@@ -96,12 +96,6 @@ export interface StageProbe {
   afterGroup(): Promise<void>;
 }
 
-/**
- * Submissions the host may run ahead of the GPU by default (StagedSteps.inFlight).
- * bench/results/memory-budget.md, "Bounded in-flight window".
- */
-export const DEFAULT_IN_FLIGHT = 4;
-
 /** The stage plan: ORT segments and our kernels, in order (./stage-split.ts). */
 export class StagedSteps implements StepRunner {
   readonly times: StageTimes = { steps: 0, ortRuns: 0, ortMs: 0, kernelGroups: 0, kernelMs: 0, gradientsEarly: 0 };
@@ -118,9 +112,10 @@ export class StagedSteps implements StepRunner {
    * How many submissions (ORT runs, kernel groups) the host may run ahead of the GPU (0: no bound).
    * Dawn frees a buffer handed back only once the GPU has passed the commands that read it, so a
    * host far ahead holds memory no value uses; waiting for the submission this many back keeps
-   * that bounded while the GPU still has the newer ones queued (DEFAULT_IN_FLIGHT).
+   * that bounded while the GPU still has the newer ones queued. Set under a memory budget
+   * (src/runtime/memory-budget.ts BUDGET_IN_FLIGHT).
    */
-  inFlight = DEFAULT_IN_FLIGHT;
+  inFlight = 0;
   private readonly submitted: Promise<unknown>[] = [];
 
   constructor(
