@@ -28,7 +28,9 @@ export interface TrainerOptions {
   session?: ort.InferenceSession.SessionOptions;
   /**
    * cpu: the step's gradients are pre-allocated outputs that ORT writes into (one Float32Array per
-   * parameter for the trainer's life) instead of tensors ORT allocates; bench/results/memory-budget.md.
+   * parameter for the trainer's life) instead of tensors ORT allocates. Off by default: onnxruntime-node
+   * 1.30 still returns a copy of each, so the peak grows (0.5B 8×512: 15.74 → 16.83 GiB RSS;
+   * bench/results/memory-budget.md).
    */
   preallocateGradients?: boolean;
   /** webgpu stage plan: submissions the host may run ahead of the GPU (0 = no bound, the default; src/runtime/webgpu/steps.ts inFlight). */
