@@ -3,15 +3,19 @@
  * fused, fp32) under `--memory-budget`: the planner's prediction (src/autodiff/recompute-plan.ts)
  * next to the measured peak, and tok/s next to the budget-free run.
  *
- *   node --liftoff-only dist/bench/memory-budget.js --runs webgpu:8x512,webgpu:8x512:12:0:simple,cpu:8x512:16 [--steps 3] [--out DIR] [--config 0.5b|tiny] [--unfused]
+ *   node --liftoff-only dist/bench/memory-budget.js --runs webgpu:8x512,webgpu:8x512:12:0:simple,cpu:8x512:16 [--steps 3] [--out DIR] [--config 0.5b|tiny] [--unfused] [--prealloc] [--model FILE]
  *
- * A run is backend:BxT[:budget GiB|-[:clip[:cache[:sync]]]]: clip 1 (default) clips the global norm (all
+ * A run is backend:BxT[:budget GiB|-[:clip[:cache[:window]]]]: clip 1 (default) clips the global norm (all
  * gradients live to the end of the step); clip 0 applies AdamW per parameter between segments on
- * the webgpu stage plan; cache = ORT-web's storageBufferCacheMode (default ORT's 'bucket'); sync N
- * waits for the GPU every N ORT runs (TrainerOptions.syncEvery).
+ * the webgpu stage plan; cache = ORT-web's storageBufferCacheMode (default ORT's 'bucket'); window N:
+ * the host runs at most N submissions ahead of the GPU (TrainerOptions.inFlight; 0 = no bound; default:
+ * what `ortfuse train` does, BUDGET_IN_FLIGHT under a budget, else 0). (Records before 2026-12-04 06:00 used
+ * this field for "wait for the whole queue every N ORT runs".)
  * Each run is its own child process. webgpu: live WebGPU buffers (createBuffer/destroy, ORT's pool
  * included) and nvidia-smi sampled every 50 ms minus the idle reading; cpu: the child's peak RSS
- * (VmHWM), with 2 intra-op threads as on the 2-core box. The first step is a warm-up; tok/s is the
+ * (VmHWM), with 2 intra-op threads as on the 2-core box; --prealloc: the gradients are pre-allocated
+ * outputs (TrainerOptions.preallocateGradients); --model FILE: an export (e.g. the 0.5B default export
+ * of models/export/export_default.py --big) instead of the builder graph. The first step is a warm-up; tok/s is the
  * mean of the others. Random token ids (seeded).
  */
 import { spawn } from 'node:child_process';
@@ -19,7 +23,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { samplePeak } from './nvidia-smi.js';
-import { BUDGET_CPU_SESSION } from '../src/runtime/memory-budget.js';
+import { BUDGET_CPU_SESSION, budgetTrainerOptions } from '../src/runtime/memory-budget.js';
 
 const GiB = 2 ** 30;
 
@@ -31,8 +35,8 @@ interface Result {
   budgetGiB?: number;
   clip: number;
   cache?: string;
-  /** webgpu: wait for the GPU every this many ORT runs (0 = never). */
-  sync?: number;
+  /** webgpu: submissions the host may run ahead of the GPU (0 = no bound). */
+  inFlight?: number;
   plan?: { values: number; matmuls: number; nodes: number; activationGiB: number; predictedGiB: number; overhead: number; minimumGiB?: number; planMs: number };
   stepMs: number[];
   losses: number[];
@@ -50,9 +54,9 @@ function arg(name: string, dflt: string): string {
 }
 
 function parseRun(run: string) {
-  const [backend, shape, budget = '-', clip = '1', cache = '-', sync = '0'] = run.split(':');
+  const [backend, shape, budget = '-', clip = '1', cache = '-', window = '-'] = run.split(':');
   const [batch, seq] = shape.split('x').map(Number);
-  return { backend: backend as 'cpu' | 'webgpu', batch, seq, budgetGiB: budget === '-' ? undefined : Number(budget), clip: Number(clip), cache: cache === '-' ? undefined : cache, sync: Number(sync) };
+  return { backend: backend as 'cpu' | 'webgpu', batch, seq, budgetGiB: budget === '-' ? undefined : Number(budget), clip: Number(clip), cache: cache === '-' ? undefined : cache, inFlight: window === '-' ? (budgetTrainerOptions(budget !== '-').inFlight ?? 0) : Number(window) };
 }
 
 async function child(run: string, steps: number): Promise<Result> {
@@ -63,14 +67,16 @@ async function child(run: string, steps: number): Promise<Result> {
   const { rng } = await import('../src/random.js');
   const t0 = performance.now();
   const staged = r.backend === 'webgpu' && r.clip === 0;
-  const prepared = prepareTraining(buildQwen2(PRESETS[arg('config', '0.5b')], { seed: 0 }), {
+  const file = arg('model', '');
+  const { loadFile } = await import('../src/onnx/io.js');
+  const prepared = prepareTraining(file ? loadFile(file) : buildQwen2(PRESETS[arg('config', '0.5b')], { seed: 0 }), {
     fuse: !process.argv.includes('--unfused'), target: r.backend,
     memory: { batch: r.batch, seq: r.seq, backend: r.backend, budget: r.budgetGiB === undefined ? undefined : r.budgetGiB * GiB, gradientsApplied: staged },
   });
   const m = prepared.memory!;
   const plan = { values: m.values, matmuls: m.matmuls, nodes: m.nodes, activationGiB: m.activationBytes / GiB, predictedGiB: m.predictedBytes / GiB, overhead: m.overhead, minimumGiB: m.minimumBytes && m.minimumBytes / GiB, planMs: performance.now() - t0 };
   console.error(`${run}: planned in ${plan.planMs.toFixed(0)} ms: ${JSON.stringify(plan)}`);
-  const opts = { optimizer: { lr: 1e-4, weightDecay: 0.01, maxGradNorm: r.clip }, schedule: { lr: 1e-4, warmupSteps: 0, totalSteps: steps }, threads: 2, session: r.budgetGiB === undefined ? undefined : BUDGET_CPU_SESSION };
+  const opts = { optimizer: { lr: 1e-4, weightDecay: 0.01, maxGradNorm: r.clip }, schedule: { lr: 1e-4, warmupSteps: 0, totalSteps: steps }, threads: 2, session: r.budgetGiB === undefined ? undefined : BUDGET_CPU_SESSION, preallocateGradients: process.argv.includes('--prealloc') };
   let trainer: { train(b: { inputIds: BigInt64Array; labels: BigInt64Array; batch: number; seq: number }): Promise<{ loss: number }>; release(): Promise<void> };
   let measured: () => number;
   if (r.backend === 'webgpu') {
@@ -81,7 +87,7 @@ async function child(run: string, steps: number): Promise<Result> {
     const { ort, meter } = await nodeOrtWeb();
     const spec = trainingSpec(prepared.train, prepared.initial, parseKernels('default'), { batch: r.batch, seq: r.seq });
     spec.bufferCache = r.cache as typeof spec.bufferCache;
-    trainer = await WebGpuTrainer.create(ort, spec, { ...opts, syncEvery: r.sync }, FUSED_OPS);
+    trainer = await WebGpuTrainer.create(ort, spec, { ...opts, inFlight: r.inFlight }, FUSED_OPS);
     measured = () => meter.peak;
   } else {
     const { CpuTrainer } = await import('../src/runtime/trainer.js');
@@ -114,7 +120,7 @@ async function parent(): Promise<void> {
     const gpu = run.startsWith('webgpu');
     const smi = gpu ? samplePeak() : undefined;
     const res = await new Promise<Result>((resolve) => {
-      const c = spawn(process.execPath, [...process.execArgv, '--liftoff-only', '--expose-gc', '--max-old-space-size=32768', self, '--child', run, arg('steps', '3'), '--config', arg('config', '0.5b'), ...(process.argv.includes('--unfused') ? ['--unfused'] : [])], { stdio: ['ignore', 'pipe', 'inherit'] });
+      const c = spawn(process.execPath, [...process.execArgv, '--liftoff-only', '--expose-gc', '--max-old-space-size=32768', self, '--child', run, arg('steps', '3'), '--config', arg('config', '0.5b'), ...(arg('model', '') ? ['--model', arg('model', '')] : []), ...['--unfused', '--prealloc'].filter((f) => process.argv.includes(f))], { stdio: ['ignore', 'pipe', 'inherit'] });
       let text = '';
       c.stdout.on('data', (d: Buffer) => (text += d.toString()));
       c.on('close', (code) => {
@@ -130,7 +136,7 @@ async function parent(): Promise<void> {
     console.log(JSON.stringify(res));
   }
   const f = (x: number | undefined, d = 2) => (x === undefined || Number.isNaN(x) ? '-' : x.toFixed(d));
-  const rows = results.map((r) => `| ${r.backend} | ${r.batch}×${r.seq} | ${r.budgetGiB ?? 'none'} | ${r.clip ? 'clip 1' : 'no clip, AdamW between segments'} | ${r.cache ?? 'bucket'}${r.sync ? `, sync every ${r.sync}` : ''} | ${r.plan ? `${r.plan.values} (${r.plan.matmuls} matmul)` : '-'} | ${f(r.plan && 100 * r.plan.overhead, 1)}% | ${f(r.plan?.predictedGiB)} | ${r.error ? `failed: ${r.error.slice(0, 80)}` : f(r.measuredGiB)} | ${f(r.nvidiaSmiGiB)} | ${r.error ? '-' : f(r.tokensPerSecond, 0)} |`);
+  const rows = results.map((r) => `| ${r.backend} | ${r.batch}×${r.seq} | ${r.budgetGiB ?? 'none'} | ${r.clip ? 'clip 1' : 'no clip, AdamW between segments'} | ${r.cache ?? 'bucket'}${r.backend === 'webgpu' ? (r.inFlight ? `, ≤ ${r.inFlight} submissions ahead` : ', host unbounded') : ''} | ${r.plan ? `${r.plan.values} (${r.plan.matmuls} matmul)` : '-'} | ${f(r.plan && 100 * r.plan.overhead, 1)}% | ${f(r.plan?.predictedGiB)} | ${r.error ? `failed: ${r.error.slice(0, 80)}` : f(r.measuredGiB)} | ${f(r.nvidiaSmiGiB)} | ${r.error ? '-' : f(r.tokensPerSecond, 0)} |`);
   const md = [
     '| backend | B×T | budget GiB | gradients | ORT buffer cache | recomputed values | recompute FLOPs | predicted GiB | measured GiB (webgpu: live buffers; cpu: peak RSS) | nvidia-smi GiB | tok/s |',
     '|---|---|---|---|---|---|---|---|---|---|---|',

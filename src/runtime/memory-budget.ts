@@ -33,13 +33,6 @@ export function gradientsAppliedEarly(backend: string, clip: number, kernels: st
 }
 
 /**
- * Under a budget, the webgpu stage plan waits for the GPU every this many ORT runs, so buffers handed
- * back are freed before the host runs ahead (bench/results/memory-budget.md: the gap between
- * nvidia-smi and live buffers 2.3 → 0.75 GiB at 8×512).
- */
-export const BUDGET_SYNC_EVERY = 4;
-
-/**
  * Under a budget, the cpu backend's session runs without onnxruntime-node's CPU arena: the arena
  * keeps its high-water mark (and fragments), which the plan cannot see. 0.5B fused 8×512 at 16 GiB,
  * peak RSS 19.00 GiB with the arena vs 14.99 without (predicted 15.93), step 91 → 129 s on 2 cores
@@ -47,9 +40,18 @@ export const BUDGET_SYNC_EVERY = 4;
  */
 export const BUDGET_CPU_SESSION = { enableCpuMemArena: false } as const;
 
+/**
+ * Under a budget, the webgpu stage plan's host runs at most this many submissions (ORT runs, kernel
+ * groups) ahead of the GPU, so buffers handed back are freed soon (src/runtime/webgpu/steps.ts
+ * inFlight). H200, 0.5B fused (bench/results/memory-budget.md, 2026-12-04 call 4): nvidia-smi minus
+ * live buffers 0.74 GiB at 8×512 and 1.28-1.66 GiB at 8×1024, against 3.1 and 13.2 GiB without a
+ * bound; 13-17% fewer tok/s than without it (two timed steps), so budget-free runs leave it off.
+ */
+export const BUDGET_IN_FLIGHT = 4;
+
 /** The trainer settings a memory budget brings (both backends read the ones that apply to them). */
-export function budgetTrainerOptions(budgeted: boolean): { syncEvery: number; session?: { enableCpuMemArena: false } } {
-  return budgeted ? { syncEvery: BUDGET_SYNC_EVERY, session: BUDGET_CPU_SESSION } : { syncEvery: 0 };
+export function budgetTrainerOptions(budgeted: boolean): { inFlight?: number; session?: { enableCpuMemArena: false } } {
+  return budgeted ? { inFlight: BUDGET_IN_FLIGHT, session: BUDGET_CPU_SESSION } : {};
 }
 
 /** Float32 parameter elements of a training graph (inputs with a gradient output). */

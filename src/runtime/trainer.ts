@@ -26,8 +26,15 @@ export interface TrainerOptions {
   threads?: number;
   /** Extra onnxruntime-node session options (e.g. { enableMemPattern: false } for big models). */
   session?: ort.InferenceSession.SessionOptions;
-  /** webgpu stage plan: wait for the GPU every this many ORT runs (0 = never; src/runtime/webgpu/steps.ts syncEvery). */
-  syncEvery?: number;
+  /**
+   * cpu: the step's gradients are pre-allocated outputs that ORT writes into (one Float32Array per
+   * parameter for the trainer's life) instead of tensors ORT allocates. Off by default: onnxruntime-node
+   * 1.30 still returns a copy of each, so the peak grows (0.5B 8×512: 15.74 → 16.83 GiB RSS;
+   * bench/results/memory-budget.md).
+   */
+  preallocateGradients?: boolean;
+  /** webgpu stage plan: submissions the host may run ahead of the GPU (0 = no bound, the default; src/runtime/webgpu/steps.ts inFlight). */
+  inFlight?: number;
 }
 
 /** The label a loss ignores (torch's and ONNX's default ignore_index). */
@@ -58,6 +65,8 @@ export class CpuTrainer {
     readonly params: Map<string, ParamState>,
     private dims: Map<string, number[]>,
     private opts: TrainerOptions,
+    /** With opts.preallocateGradients: what ORT writes each gradient into, by parameter name. */
+    private readonly gradBuffers?: Map<string, Float32Array>,
   ) {}
 
   /**
@@ -95,7 +104,8 @@ export class CpuTrainer {
     } catch (e) {
       return fail('runtime', `onnxruntime-node refused the training graph: ${(e as Error).message.split('\n')[0]}`, e);
     }
-    return new CpuTrainer(session, params, dims, opts);
+    const gradBuffers = opts.preallocateGradients ? new Map([...params].filter(([n]) => gradNames.has(GRAD_PREFIX + n)).map(([n, p]) => [n, new Float32Array(p.value.length)])) : undefined;
+    return new CpuTrainer(session, params, dims, opts, gradBuffers);
   }
 
   private feeds(batch: Batch): Record<string, ort.Tensor> {
@@ -108,10 +118,23 @@ export class CpuTrainer {
   }
 
   /** Loss and gradients for one batch, without updating (NaN/Inf reported with the tensor's name). */
-  async lossAndGrads(batch: Batch): Promise<{ loss: number; grads: Map<string, Float32Array> }> {
+  lossAndGrads(batch: Batch): Promise<{ loss: number; grads: Map<string, Float32Array> }> {
+    return this.run(batch);
+  }
+
+  /**
+   * One session run. `into`: the gradients go into these arrays (pre-allocated outputs, by
+   * parameter name) and the result holds them; the copies onnxruntime-node 1.30 still returns for
+   * pre-allocated outputs are dropped at once.
+   */
+  private async run(batch: Batch, into?: Map<string, Float32Array>): Promise<{ loss: number; grads: Map<string, Float32Array> }> {
     let out: ort.InferenceSession.OnnxValueMapType;
     try {
-      out = await this.session.run(this.feeds(batch));
+      const fetches = into && Object.fromEntries(this.session.outputNames.map((n) => {
+        const a = into.get(n.slice(GRAD_PREFIX.length));
+        return [n, n.startsWith(GRAD_PREFIX) && a ? new ort.Tensor('float32', a, this.dims.get(n.slice(GRAD_PREFIX.length))!) : null];
+      }));
+      out = await (fetches ? this.session.run(this.feeds(batch), fetches) : this.session.run(this.feeds(batch)));
     } catch (e) {
       return fail('runtime', `step ${this.step + 1}: onnxruntime failed: ${(e as Error).message.split('\n')[0]}`, e);
     }
@@ -121,7 +144,7 @@ export class CpuTrainer {
     for (const name of this.params.keys()) {
       const g = out[GRAD_PREFIX + name] as ort.Tensor | undefined;
       if (!g) continue;
-      const data = g.data as Float32Array;
+      const data = into?.get(name) ?? (g.data as Float32Array);
       for (let i = 0; i < data.length; i++)
         if (!Number.isFinite(data[i])) throw new OrtfuseError('diverged', `step ${this.step + 1}: the gradient of '${name}' has ${data[i]} at index ${i}`);
       grads.set(name, data);
@@ -159,7 +182,8 @@ export class CpuTrainer {
   /** One optimisation step on a batch, or on micro-batches whose gradients are accumulated. */
   async train(batch: Batch | Batch[]): Promise<StepResult> {
     const t0 = performance.now();
-    const { loss, grads } = await this.accumulate(Array.isArray(batch) ? batch : [batch]);
+    const micro = Array.isArray(batch) ? batch : [batch];
+    const { loss, grads } = micro.length === 1 ? await this.run(micro[0], this.gradBuffers) : await this.accumulate(micro);
     this.step++;
     const lr = learningRate(this.step, this.opts.schedule);
     const gradNorm = adamwStep(this.params, grads, this.step, lr, this.opts.optimizer);

@@ -124,7 +124,7 @@ export class Trainer {
       schedule: { lr: o.lr, warmupSteps: o.warmup, totalSteps: o.steps, kind: o.schedule, minRatio: o.minLrRatio },
       threads: o.threads,
       noDecay: o.noDecay,
-      syncEvery: budgeted.syncEvery,
+      inFlight: budgeted.inFlight,
       session: { ...budgeted.session, ...o.sessionOptions } as TrainerOptions['session'],
     };
     let inner: BackendTrainer;

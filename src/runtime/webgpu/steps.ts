@@ -110,10 +110,14 @@ export class StagedSteps implements StepRunner {
    */
   onGradient?: (name: string, buffer: GPUBuffer) => void;
   /**
-   * Wait for the GPU after every this many ORT runs (0 = never): the host otherwise runs ahead and
-   * buffers handed back stay allocated until the GPU has passed the commands that read them.
+   * How many submissions (ORT runs, kernel groups) the host may run ahead of the GPU (0: no bound).
+   * Dawn frees a buffer handed back only once the GPU has passed the commands that read it, so a
+   * host far ahead holds memory no value uses; waiting for the submission this many back keeps
+   * that bounded while the GPU still has the newer ones queued. Set under a memory budget
+   * (src/runtime/memory-budget.ts BUDGET_IN_FLIGHT).
    */
-  syncEvery = 0;
+  inFlight = 0;
+  private readonly submitted: Promise<unknown>[] = [];
 
   constructor(
     private readonly ort: OrtWeb,
@@ -197,7 +201,7 @@ export class StagedSteps implements StepRunner {
           // The run has submitted its commands: values it read last go back.
           releaseRead(i, i);
           applyFinished(i);
-          if (this.syncEvery > 0 && this.times.ortRuns % this.syncEvery === 0) await ctx.sync();
+          await this.bound();
           continue;
         }
         const t0 = performance.now();
@@ -215,7 +219,10 @@ export class StagedSteps implements StepRunner {
           this.times.kernelGroups++;
         }
         this.times.kernelMs += performance.now() - t0;
-        if (this.probe && (!next || next.kind === 'ort')) await this.probe.afterGroup();
+        if (!next || next.kind === 'ort') {
+          if (this.probe) await this.probe.afterGroup();
+          await this.bound();
+        }
       }
     } catch (e) {
       // Recorded commands may read what we hand back: submit them first.
@@ -231,6 +238,13 @@ export class StagedSteps implements StepRunner {
     for (const [name, slot] of live) if (name.startsWith(GRAD_PREFIX)) grads.set(name, slot.value.buffer);
     const loss = live.get('loss') ?? fail('runtime', "stage plan: no 'loss' value at the end of the step");
     return { loss: loss.value.buffer, grads, release: () => { for (const slot of live.values()) slot.release(); live.clear(); } };
+  }
+
+  /** After a submission: wait until the GPU has finished the one `inFlight` submissions back. */
+  private async bound(): Promise<void> {
+    if (!(this.inFlight > 0)) return;
+    this.submitted.push(this.ctx.device.queue.onSubmittedWorkDone());
+    while (this.submitted.length > this.inFlight) await this.submitted.shift();
   }
 
   /** Record one kernel node; its outputs join `live` (in-place RoPE takes over its input's slot). */

@@ -129,7 +129,7 @@ export class WebGpuTrainer {
     if (!device) return fail('runtime', 'onnxruntime-web created no WebGPU device (is the webgpu EP available here?)');
     const ctx = new GpuContext(device);
     const runner = spec.stages ? new StagedSteps(ort, ctx, sessions, spec.stages.plan, webgpuKernels(ops)) : new SingleSession(sessions[0]);
-    if (runner instanceof StagedSteps) runner.syncEvery = opts.syncEvery ?? 0;
+    if (runner instanceof StagedSteps && opts.inFlight !== undefined) runner.inFlight = opts.inFlight;
     const outputs = new Set(runner instanceof StagedSteps ? runner.outputNames : sessions[0].outputNames);
     if (!outputs.has('loss')) fail('invalid', "the training graph has no 'loss' output");
     const params: GpuParam[] = [];
