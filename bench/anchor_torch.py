@@ -2,10 +2,11 @@
 """PyTorch fp32 anchor in the same call as ortfuse's runs: Qwen2-0.5B config (random init, sdpa,
 tied), full training step (forward with labels, backward, fused AdamW), peak
 torch.cuda.max_memory_allocated and tok/s over `--steps` timed steps after 2 warm-up steps, as the
-ANCHORS figures of bench/train-step-webgpu.ts were measured (Liger-Kernel is not installed on the
-GPU machine; its figures there were measured on the same kind of machine).
+ANCHORS figures of bench/train-step-webgpu.ts were measured. `--liger`: Liger-Kernel's
+apply_liger_kernel_to_qwen2 (rope, rms_norm, swiglu, fused linear cross-entropy) before the model is
+built (the GPU machine has no Liger package: put its source's src/ on PYTHONPATH, never committed).
 
-  python3 bench/anchor_torch.py --shapes 8x256,8x512 [--steps 4]
+  python3 bench/anchor_torch.py --shapes 1x128,8x256,8x512 [--steps 4] [--liger]
 """
 import argparse, json, time
 import torch
@@ -14,7 +15,11 @@ from transformers import Qwen2Config, Qwen2ForCausalLM
 ap = argparse.ArgumentParser()
 ap.add_argument("--shapes", default="8x512")
 ap.add_argument("--steps", type=int, default=4)
+ap.add_argument("--liger", action="store_true")
 a = ap.parse_args()
+if a.liger:
+    from liger_kernel.transformers import apply_liger_kernel_to_qwen2
+    apply_liger_kernel_to_qwen2(rope=True, rms_norm=True, swiglu=True, cross_entropy=False, fused_linear_cross_entropy=True)
 torch.backends.cuda.matmul.allow_tf32 = False
 torch.backends.cudnn.allow_tf32 = False
 cfg = Qwen2Config(vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
@@ -34,6 +39,6 @@ for shape in a.shapes.split(","):
         loss.backward(); opt.step(); opt.zero_grad(set_to_none=True)
         torch.cuda.synchronize(); times.append(time.time() - t)
     ms = sum(times[2:]) / a.steps
-    print(json.dumps({"anchor": "pytorch fp32", "shape": shape, "peak_gib": torch.cuda.max_memory_allocated() / 2**30, "tok_s": B * T / ms, "step_ms": ms * 1000}))
+    print(json.dumps({"anchor": "liger fp32" if a.liger else "pytorch fp32", "mlp": type(model.model.layers[0].mlp).__name__, "step_ms_all": [t * 1000 for t in times], "shape": shape, "peak_gib": torch.cuda.max_memory_allocated() / 2**30, "tok_s": B * T / ms, "step_ms": ms * 1000}))
     del model, opt
     torch.cuda.empty_cache()

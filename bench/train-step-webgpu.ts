@@ -50,6 +50,8 @@ interface ChildResult {
   /** The per-op policy as a --kernels list, and what the stage plan did (undefined: one session). */
   kernels?: string;
   segments?: number;
+  /** Segments run with graph capture (--settings capture). */
+  captured?: number;
   kernelNodes?: number;
   ortRunsPerStep?: number;
   msPerOrtRun?: number;
@@ -87,6 +89,7 @@ async function child(variant: string, batch: number, seq: number, steps: number,
   const trainer = await WebGpuTrainer.create(ort, spec, {
     optimizer: { lr: 1e-4, weightDecay: 0.01, maxGradNorm: 1 },
     schedule: { lr: 1e-4, warmupSteps: 0, totalSteps: steps },
+    graphCapture: process.argv.includes('--capture'),
   }, FUSED_OPS, epOptions);
   const r = rng(7);
   const warm = { steps: 0, ortRuns: 0, ortMs: 0, kernelMs: 0 };
@@ -117,7 +120,7 @@ async function child(variant: string, batch: number, seq: number, steps: number,
   const mean = measured.reduce((a, b) => a + b, 0) / Math.max(1, measured.length);
   const runner = trainer.runner;
   const staged = runner instanceof StagedSteps ? {
-    segments: spec.stages!.segments.length, kernelNodes: spec.stages!.plan.steps.filter((x) => x.kind === 'kernel').length,
+    segments: spec.stages!.segments.length, captured: runner.capture?.segments.size ?? 0, kernelNodes: spec.stages!.plan.steps.filter((x) => x.kind === 'kernel').length,
     ortRunsPerStep: (runner.times.ortRuns - warm.ortRuns) / (runner.times.steps - warm.steps),
     msPerOrtRun: (runner.times.ortMs - warm.ortMs) / (runner.times.ortRuns - warm.ortRuns),
     kernelMsPerStep: (runner.times.kernelMs - warm.kernelMs) / (runner.times.steps - warm.steps),
@@ -134,7 +137,7 @@ async function child(variant: string, batch: number, seq: number, steps: number,
  * --settings (comma-separated names): the cheap settings of issue 12 side by side — Dawn create()
  * flags (ORTFUSE_DAWN_FLAGS), ORT-web WebGPU EP options, and V8's --liftoff-only for ORT's wasm.
  */
-const SETTINGS: Record<string, { dawn?: string; ep?: Record<string, string>; liftoff: boolean }> = {
+const SETTINGS: Record<string, { dawn?: string; ep?: Record<string, string>; liftoff: boolean; capture?: boolean }> = {
   // default = the trainer's EP options (DEFAULT_EP_OPTIONS: validationMode 'disabled' since
   // issue 12); ort-default = none, ORT-web's own default (what 'default' meant in earlier results).
   default: { liftoff: true },
@@ -145,6 +148,8 @@ const SETTINGS: Record<string, { dawn?: string; ep?: Record<string, string>; lif
   'no-liftoff': { liftoff: false },
   'ort-validation-disabled-no-liftoff': { ep: { validationMode: 'disabled' }, liftoff: false },
   'both-no-liftoff': { dawn: 'enable-dawn-features=skip_validation', ep: { validationMode: 'disabled' }, liftoff: false },
+  // The trainer's graph capture of the segments that read no host input (src/runtime/webgpu/capture.ts).
+  capture: { liftoff: true, capture: true },
 };
 
 /** --profile: the profiled step of each run (bench/stage-probe.ts), one row each. */
@@ -173,7 +178,7 @@ async function parent(): Promise<void> {
     const smi = samplePeak();
     const res = await new Promise<ChildResult>((resolve) => {
       // execArgv: a loader the parent runs under (tsx) runs the child too.
-      const childArgs = [self, '--child', variant, b, t, steps, kernels || '-', source === 'export' ? arg('model', '') : '-', '--config', arg('config', '0.5b'), ...(set.ep ? ['--ep', JSON.stringify(set.ep)] : []), ...(process.argv.includes('--profile') ? ['--profile'] : [])];
+      const childArgs = [self, '--child', variant, b, t, steps, kernels || '-', source === 'export' ? arg('model', '') : '-', '--config', arg('config', '0.5b'), ...(set.ep ? ['--ep', JSON.stringify(set.ep)] : []), ...(process.argv.includes('--profile') ? ['--profile'] : []), ...(set.capture ? ['--capture'] : [])];
       const env = { ...process.env, ...(set.dawn ? { ORTFUSE_DAWN_FLAGS: set.dawn } : {}), ...(set.liftoff ? {} : { ORTFUSE_NO_LIFTOFF: '1' }) };
       const c = spawn(process.execPath, [...process.execArgv, ...(set.liftoff ? ['--liftoff-only'] : []), '--max-old-space-size=16384', ...childArgs], { stdio: ['ignore', 'pipe', 'inherit'], env });
       let text = '';
@@ -193,7 +198,7 @@ async function parent(): Promise<void> {
   const rows = results.map((r) => {
     const a = ANCHORS[`${r.batch}x${r.seq}`];
     const gib = (r.gpuPeakMiB ?? 0) / 1024;
-    return `| ${r.batch}×${r.seq} | ${r.variant}${r.source === 'export' ? ' (torch export)' : ''} | ${r.setting ?? 'default'} | ${r.kernels ?? '-'} | ${r.segments ?? '-'} | ${r.msPerOrtRun?.toFixed(1) ?? '-'} | ${r.error ? 'failed' : gib.toFixed(2)} | ${(r.webgpuPeakMiB / 1024).toFixed(2)} | ${r.error ? '-' : r.tokensPerSecond.toFixed(0)} | ${r.stepMs.map((x) => x.toFixed(0)).join(', ')} | ${a ? `${a.plainGiB} / ${a.ligerGiB}` : '-'} | ${a ? `${a.plainTokS} / ${a.ligerTokS}` : '-'} |`;
+    return `| ${r.batch}×${r.seq} | ${r.variant}${r.source === 'export' ? ' (torch export)' : ''} | ${r.setting ?? 'default'} | ${r.kernels ?? '-'} | ${r.segments ?? '-'}${r.captured ? ` (${r.captured} captured)` : ''} | ${r.msPerOrtRun?.toFixed(1) ?? '-'} | ${r.error ? 'failed' : gib.toFixed(2)} | ${(r.webgpuPeakMiB / 1024).toFixed(2)} | ${r.error ? '-' : r.tokensPerSecond.toFixed(0)} | ${r.stepMs.map((x) => x.toFixed(0)).join(', ')} | ${a ? `${a.plainGiB} / ${a.ligerGiB}` : '-'} | ${a ? `${a.plainTokS} / ${a.ligerTokS}` : '-'} |`;
   });
   const md = [
     '| B×T | ortfuse | setting | kernels | ORT segments | host ms per ORT run | peak GPU GiB (nvidia-smi) | WebGPU buffers peak GiB | tok/s | step ms (first = warm-up) | PyTorch / Liger GiB | PyTorch / Liger tok/s |',

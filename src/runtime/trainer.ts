@@ -35,6 +35,11 @@ export interface TrainerOptions {
   preallocateGradients?: boolean;
   /** webgpu stage plan: submissions the host may run ahead of the GPU (0 = no bound, the default; src/runtime/webgpu/steps.ts inFlight). */
   inFlight?: number;
+  /**
+   * webgpu stage plan of a graph specialised to one batch shape: run the segments that read no
+   * host input with ORT-web's graph capture (src/runtime/webgpu/capture.ts).
+   */
+  graphCapture?: boolean;
 }
 
 /** The label a loss ignores (torch's and ONNX's default ignore_index). */

@@ -52,7 +52,23 @@ export interface StagePlan {
   inputLastUse?: Record<string, number>;
   /** ORT segments in order (their index in `segments`). */
   segmentCount: number;
+  /**
+   * Values a segment would return through a Reshape-like node (Reshape, Squeeze, Unsqueeze,
+   * Flatten, Identity): the segment returns the node's source instead (`of`, a value it makes or
+   * reads) and the runner views that buffer with `dims` after step `at`. ORT would copy such an
+   * output into its own buffer with a buffer copy, which a captured session does not replay
+   * (./capture.ts); the view costs nothing.
+   */
+  aliases?: Record<string, ValueAlias>;
 }
+
+export interface ValueAlias {
+  of: string;
+  dims: number[];
+  at: number;
+}
+
+const RESHAPES = new Set(['Reshape', 'Squeeze', 'Unsqueeze', 'Flatten', 'Identity']);
 
 export interface StagedGraph {
   plan: StagePlan;
@@ -206,6 +222,7 @@ export function splitStages(train: Model, policyIn: OpPolicy, ops: readonly Fuse
   const inits = new Map<string, any>((full.graph.initializer ?? []).map((t: any) => [t.name, t]));
   const fns = new Map<string, any>((full.functions ?? []).map((f: any) => [`${f.domain ?? ''}::${f.name}`, f]));
 
+  const aliases: Record<string, ValueAlias> = {};
   const segments = segNodes.map((nodes, k) => {
     const own = new Set(nodes);
     // Constant nodes this segment reads, copied in (transitively).
@@ -227,7 +244,18 @@ export function splitStages(train: Model, policyIn: OpPolicy, ops: readonly Fuse
         if (v.initializer) initializers.add(v.name);
         else inputs.push(v);
       }
-    const outputs = order.filter((n) => own.has(n)).flatMap((n) => n.outputs).filter((v) => crossing.has(v));
+    const at = steps.findIndex((st) => st.kind === 'ort' && st.segment === k);
+    const outputs: Value[] = [];
+    for (const v of order.filter((n) => own.has(n)).flatMap((n) => n.outputs).filter((x) => crossing.has(x))) {
+      const root = reshapeSource(v, own, producer);
+      if (!root) {
+        if (!outputs.includes(v)) outputs.push(v);
+        continue;
+      }
+      aliases[v.name] = { of: root.name, dims: v.tensorType!.shape as number[], at };
+      if (made.has(root) && !outputs.includes(root)) outputs.push(root);
+      lastUse[root.name] ??= at;
+    }
     for (const v of [...inputs, ...outputs])
       if (!v.type) fail('unsupported', `stage split: cannot cut at '${v.name}' (${producer.get(v)?.label ?? 'graph input'}): its type is unknown`);
     const called = new Set<string>();
@@ -258,12 +286,25 @@ export function splitStages(train: Model, policyIn: OpPolicy, ops: readonly Fuse
     return m;
   });
   // Outputs of segments the plan reads must all be declared.
-  const declared = new Set(segments.flatMap((m) => m.graph.outputs.map((v) => v.name)));
+  const declared = new Set([...segments.flatMap((m) => m.graph.outputs.map((v) => v.name)), ...Object.keys(aliases)]);
   for (const [n, c] of calls) for (const v of c.inputs) {
     if (!v) continue;
     const val = n.graph.findValue(v);
     if (val && producer.has(val) && !calls.has(producer.get(val)!) && !declared.has(v))
       fail('invalid', `stage split: ${c.node} reads '${v}', which no segment returns`);
   }
-  return { plan: { steps, lastUse, outputs: g.outputs.map((v) => v.name), inputLastUse, segmentCount: segments.length }, segments };
+  return { plan: { steps, lastUse, outputs: g.outputs.map((v) => v.name), inputLastUse, segmentCount: segments.length, aliases }, segments };
+}
+
+/**
+ * The value a segment output `v` views when a chain of Reshape-like nodes of the segment (`own`)
+ * makes it from a computed value or a segment input; undefined when `v` is not made so, its shape
+ * is not static, or the chain starts at a constant.
+ */
+function reshapeSource(v: Value, own: ReadonlySet<Node>, producer: ReadonlyMap<Value, Node>): Value | undefined {
+  const isReshape = (n: Node | undefined): n is Node => !!n && own.has(n) && (n.domain ?? '') === '' && RESHAPES.has(n.opType);
+  if (!isReshape(producer.get(v)) || !v.tensorType?.shape?.every((d) => typeof d === 'number')) return undefined;
+  let src = producer.get(v)!.inputs[0]!;
+  while (isReshape(producer.get(src))) src = producer.get(src)!.inputs[0]!;
+  return src.initializer || !src.type ? undefined : src;
 }

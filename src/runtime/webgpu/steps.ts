@@ -19,7 +19,8 @@ import type { GpuContext } from '../../webgpu/context.js';
 import type { HostArray } from '../../webgpu/buffers.js';
 import type { WebGpuKernel } from '../../ops/kernel.js';
 import { runKernel, type GpuValue } from './run-kernel.js';
-import type { KernelCall, StagePlan } from './stage-split.js';
+import type { CaptureBuffers } from './capture.js';
+import type { KernelCall, StagePlan, ValueAlias } from './stage-split.js';
 
 export type OrtWeb = typeof Ort;
 type Outputs = Ort.InferenceSession.OnnxValueMapType;
@@ -75,6 +76,22 @@ interface Slot {
   release(): void;
 }
 
+/**
+ * A Reshape view (StagePlan.aliases): the source's buffer with the alias's dims. A live source is
+ * shared: its buffer goes back when both it and the view are released.
+ */
+function view(live: Map<string, Slot>, feeds: Record<string, Ort.Tensor>, a: ValueAlias): Slot {
+  const src = live.get(a.of);
+  if (!src) {
+    const f = feeds[a.of] ?? fail('runtime', `stage plan: no value '${a.of}' to view`);
+    return { value: { buffer: f.gpuBuffer as unknown as GPUBuffer, dims: a.dims, type: f.type }, release: () => {} };
+  }
+  let refs = 2;
+  const release = src.release;
+  src.release = () => { if (--refs === 0) release(); };
+  return { value: { ...src.value, dims: a.dims }, release: src.release };
+}
+
 /** Time spent per kind of step (host side: ORT runs until they resolve, kernel recording + submit). */
 export interface StageTimes {
   steps: number;
@@ -118,6 +135,15 @@ export class StagedSteps implements StepRunner {
    */
   inFlight = 0;
   private readonly submitted: Promise<unknown>[] = [];
+  /**
+   * Graph capture (./capture.ts): the segments whose sessions were created with ORT-web's
+   * enableGraphCapture, and the fixed buffers they read and write. Unset: no segment is captured.
+   */
+  capture?: { buffers: CaptureBuffers; segments: ReadonlySet<number> };
+
+  /** Reshape views made after each step (StagePlan.aliases), and every name that shares a buffer so. */
+  private readonly aliasesAt = new Map<number, [string, ValueAlias][]>();
+  private readonly shared = new Set<string>();
 
   constructor(
     private readonly ort: OrtWeb,
@@ -129,6 +155,10 @@ export class StagedSteps implements StepRunner {
   ) {
     if (sessions.length !== plan.segmentCount) fail('invalid', `stage plan: ${plan.segmentCount} segments but ${sessions.length} sessions`);
     this.outputs = new Set(plan.outputs);
+    for (const [name, a] of Object.entries(plan.aliases ?? {})) {
+      this.aliasesAt.set(a.at, [...(this.aliasesAt.get(a.at) ?? []), [name, a]]);
+      this.shared.add(name).add(a.of);
+    }
   }
 
   /** Names of the graph outputs the plan produces (loss, grad.<param>). */
@@ -187,8 +217,21 @@ export class StagedSteps implements StepRunner {
         const step = plan.steps[i];
         if (step.kind === 'ort') {
           const session = this.sessions[step.segment];
+          const cap = this.capture?.segments.has(step.segment) ? this.capture.buffers : undefined;
           const t0 = performance.now();
-          const out = await session.run(Object.fromEntries(session.inputNames.map((n) => [n, ortTensor(n)])));
+          let out: Outputs;
+          // A segment left with nothing to return (its outputs all views of its inputs) is not run.
+          if (!session.outputNames.length) out = {};
+          else if (cap) {
+            // Fixed buffers: parameters and stable values bound as they are, other values copied in first.
+            const inputs = Object.fromEntries(session.inputNames.map((n) => {
+              const slot = live.get(n);
+              return [n, slot ? cap.value(step.segment, n, slot.value) : cap.graphInput(step.segment, n, feeds[n] ?? fail('runtime', `stage plan: no value '${n}'`))];
+            }));
+            ctx.submit();
+            out = await session.run(inputs);
+            cap.adoptOutputs(step.segment, out as Record<string, Ort.Tensor>);
+          } else out = await session.run(Object.fromEntries(session.inputNames.map((n) => [n, ortTensor(n)])));
           const ms = performance.now() - t0;
           this.times.ortMs += ms;
           this.times.ortRuns++;
@@ -198,6 +241,7 @@ export class StagedSteps implements StepRunner {
             live.get(name)?.release();
             live.set(name, { value: { buffer: gpuBufferOf(t, name), dims: t.dims, type: t.type }, tensor: t, release: () => t.dispose() });
           }
+          for (const [name, a] of this.aliasesAt.get(i) ?? []) live.set(name, view(live, feeds, a));
           // The run has submitted its commands: values it read last go back.
           releaseRead(i, i);
           applyFinished(i);
@@ -252,7 +296,7 @@ export class StagedSteps implements StepRunner {
     const inputs = call.inputs.map((n) => (n ? gpuValue(n) : undefined));
     const mayReuse = (i: number) => {
       const n = call.inputs[i];
-      return !!n && live.has(n) && this.plan.lastUse[n] === at && !this.outputs.has(n) && call.inputs.indexOf(n) === call.inputs.lastIndexOf(n);
+      return !!n && live.has(n) && !this.shared.has(n) && this.plan.lastUse[n] === at && !this.outputs.has(n) && call.inputs.indexOf(n) === call.inputs.lastIndexOf(n);
     };
     const r = runKernel(this.kernels, this.ctx, call, inputs, mayReuse);
     drop.push(...r.drop);
@@ -273,5 +317,6 @@ export class StagedSteps implements StepRunner {
 
   async release(): Promise<void> {
     for (const s of this.sessions) await s.release();
+    this.capture?.buffers.release();
   }
 }

@@ -29,6 +29,7 @@ import { clipByGlobalNorm, finalizeNorm, partialCount, sumSquares } from '../../
 import type { StagePlan } from './stage-split.js';
 import { webgpuKernels, type FusedOpRecord } from '../../ops/record.js';
 import { SingleSession, StagedSteps, type OrtWeb, type StepOutputs, type StepRunner } from './steps.js';
+import { CaptureBuffers } from './capture.js';
 
 export type { OrtWeb } from './steps.js';
 
@@ -50,7 +51,7 @@ export interface TrainingSpec {
    * Per-op policy 'kernel' for some fused op: the graph split into ORT segments and our kernels
    * (./stage-split.ts); the trainer then runs the plan instead of `model`.
    */
-  stages?: { segments: Uint8Array[]; plan: StagePlan };
+  stages?: { segments: Uint8Array[]; plan: StagePlan; capturable?: boolean[] };
   /** The graph is specialised to batches of exactly this shape (src/runtime/webgpu/training-spec.ts). */
   shape?: SpecShape;
   /**
@@ -113,23 +114,33 @@ export class WebGpuTrainer {
   static async create(ort: OrtWeb, spec: TrainingSpec, opts: TrainerOptions, ops: readonly FusedOpRecord[], epOptions: Record<string, string> = DEFAULT_EP_OPTIONS): Promise<WebGpuTrainer> {
     // `epOptions` reach ORT-web's WebGPU EP only as an EP object.
     const ep = [{ name: 'webgpu', ...epOptions }];
-    const open = async (bytes: Uint8Array, what: string): Promise<Ort.InferenceSession> => {
+    const open = async (bytes: Uint8Array, what: string, enableGraphCapture = false): Promise<Ort.InferenceSession> => {
       try {
         // No CSE: it would merge the backward's recomputations back into the forward values (src/autodiff/recompute.ts).
         const epo = spec.bufferCache ? ep.map((e) => ({ ...e, storageBufferCacheMode: spec.bufferCache })) : ep;
-        return await ort.InferenceSession.create(bytes, { executionProviders: epo as Ort.InferenceSession.ExecutionProviderConfig[], preferredOutputLocation: 'gpu-buffer', logSeverityLevel: 3, extra: NO_CSE_SESSION_CONFIG });
+        return await ort.InferenceSession.create(bytes, { executionProviders: epo as Ort.InferenceSession.ExecutionProviderConfig[], preferredOutputLocation: 'gpu-buffer', logSeverityLevel: 3, extra: NO_CSE_SESSION_CONFIG, enableGraphCapture });
       } catch (e) {
         return fail('runtime', `onnxruntime-web (webgpu) refused ${what}: ${(e as Error).message.split('\n')[0]}`, e);
       }
     };
     const sessions: Ort.InferenceSession[] = [];
-    if (spec.stages) for (const [i, bytes] of spec.stages.segments.entries()) sessions.push(await open(bytes, `segment ${i}`));
+    if (opts.graphCapture && !spec.stages?.capturable) fail('usage', 'graph capture needs the stage plan of a graph specialised to one batch shape');
+    const captured = new Set<number>();
+    if (spec.stages)
+      for (const [i, bytes] of spec.stages.segments.entries()) {
+        const capture = !!opts.graphCapture && !!spec.stages.capturable?.[i];
+        if (capture) captured.add(i);
+        sessions.push(await open(bytes, `segment ${i}`, capture));
+      }
     else sessions.push(await open(spec.model, 'the training graph'));
     const device = ort.env.webgpu.device as unknown as GPUDevice | undefined;
     if (!device) return fail('runtime', 'onnxruntime-web created no WebGPU device (is the webgpu EP available here?)');
     const ctx = new GpuContext(device);
     const runner = spec.stages ? new StagedSteps(ort, ctx, sessions, spec.stages.plan, webgpuKernels(ops)) : new SingleSession(sessions[0]);
-    if (runner instanceof StagedSteps && opts.inFlight !== undefined) runner.inFlight = opts.inFlight;
+    if (runner instanceof StagedSteps) {
+      if (opts.inFlight !== undefined) runner.inFlight = opts.inFlight;
+      if (captured.size) runner.capture = { buffers: new CaptureBuffers(ort, ctx), segments: captured };
+    }
     const outputs = new Set(runner instanceof StagedSteps ? runner.outputNames : sessions[0].outputNames);
     if (!outputs.has('loss')) fail('invalid', "the training graph has no 'loss' output");
     const params: GpuParam[] = [];

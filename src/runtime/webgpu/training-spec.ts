@@ -53,8 +53,19 @@ export function trainingSpec(train: Model, initial: Map<string, Float32Array>, p
   }
   train = webgpuGraph(train, shape, policy);
   const split = splitStages(train, policy, FUSED_OPS);
-  const stages = split && { segments: split.segments.map(saveBytes), plan: split.plan };
+  const stages = split && { segments: split.segments.map(saveBytes), plan: split.plan, capturable: shape && split.segments.map(capturable) };
   return { model: saveBytes(train), params, stages, shape };
+}
+
+/**
+ * Whether ORT-web can run a segment with graph capture (./capture.ts): it reads no batch input
+ * (input_ids and labels come from the host, and their int64 plumbing runs on ORT's CPU EP) and
+ * every input and output has a static shape.
+ */
+function capturable(segment: Model): boolean {
+  const g = segment.graph;
+  const isStatic = (v: (typeof g.inputs)[number]) => !!v.tensorType?.shape?.every((d) => typeof d === 'number');
+  return g.inputs.every((v) => v.name !== 'input_ids' && v.name !== 'labels' && isStatic(v)) && g.outputs.every(isStatic);
 }
 
 /**
