@@ -46,8 +46,11 @@ export const BUDGET_CPU_SESSION = { enableCpuMemArena: false } as const;
  * inFlight). H200, 0.5B fused (bench/results/memory-budget.md, 2026-12-04 call 4): nvidia-smi minus
  * live buffers 0.74 GiB at 8×512 and 1.28-1.66 GiB at 8×1024, against 3.1 and 13.2 GiB without a
  * bound; 13-17% fewer tok/s than without it (two timed steps), so budget-free runs leave it off.
+ * 2 rather than 4: at 8×1024 under 14 GiB, nvidia-smi read 16.11 GiB with 4 and 15.09 with 2 or 1
+ * (2,171 / 2,343 tok/s against 2,178 with 4); 8×512 under 11 GiB with 2: 10.61 GiB, 3,890 tok/s
+ * (memory-budget.md, call 5).
  */
-export const BUDGET_IN_FLIGHT = 4;
+export const BUDGET_IN_FLIGHT = 2;
 
 /** The trainer settings a memory budget brings (both backends read the ones that apply to them). */
 export function budgetTrainerOptions(budgeted: boolean): { inFlight?: number; session?: { enableCpuMemArena: false } } {
