@@ -105,6 +105,8 @@ export interface TrainOptions {
    * is planned to fit (src/autodiff/recompute-plan.ts), or the run is refused before it starts.
    */
   memoryBudget?: number;
+  /** webgpu: run the segments that read no host input as ORT-web graph captures (TrainerOptions.graphCapture). */
+  graphCapture?: boolean;
 }
 
 export interface StepRecord {
@@ -187,6 +189,8 @@ export async function runTraining(model: Model, text: string, tok: Tokenizer, o:
   const accum = o.gradAccum ?? 1;
   if (backend !== 'cpu' && backend !== 'webgpu') fail('usage', `--backend ${backend}: expected one of ${BACKENDS.join(', ')}`);
   if (o.kernels !== undefined && backend !== 'webgpu') fail('usage', `--kernels is an option of --backend webgpu (got --backend ${backend})`);
+  if (o.graphCapture && backend !== 'webgpu') fail('usage', `--graph-capture is an option of --backend webgpu (got --backend ${backend})`);
+  if (o.graphCapture && o.memoryBudget !== undefined) fail('usage', '--graph-capture keeps every intermediate of the captured segments allocated: it does not combine with --memory-budget');
   if (accum > 1 && backend !== 'cpu') fail('usage', `--grad-accum is an option of --backend cpu (got --backend ${backend})`);
   checkOptions(o);
   if ((o.saveEvery || o.keepLast) && !o.checkpoint) fail('usage', '--save-every and --keep-last need --checkpoint FILE');
@@ -224,6 +228,7 @@ export async function runTraining(model: Model, text: string, tok: Tokenizer, o:
     schedule: { lr: o.lr, warmupSteps: settings.warmup, totalSteps: o.steps, kind: settings.schedule, minRatio: settings.minLrRatio },
     threads: o.threads,
     ...budgetTrainerOptions(o.memoryBudget !== undefined),
+    graphCapture: o.graphCapture,
   };
   let trainer: Trainer;
   let gpuPeak: (() => number) | undefined;

@@ -59,6 +59,13 @@ export interface TrainerConfig {
    * (error 'resources') naming the smallest budget that can be met. Needs batch and seq.
    */
   memoryBudget?: number;
+  /**
+   * webgpu, with batch and seq: run the ORT segments that read no host input as onnxruntime-web
+   * graph captures (recorded once, replayed at each step): less host time per step, but every
+   * intermediate of a captured segment stays allocated (bench/results/graph-capture-h200.md).
+   * Not with memoryBudget.
+   */
+  graphCapture?: boolean;
 }
 
 /** TrainerConfig with its defaults filled in. */
@@ -77,7 +84,7 @@ export interface ResolvedOptions extends Omit<TrainerConfig, 'lora'> {
   freeze?: string[];
 }
 
-const KNOWN = new Set(['backend', 'lr', 'steps', 'warmup', 'schedule', 'minLrRatio', 'weightDecay', 'clip', 'fuse', 'trainable', 'freeze', 'kernels', 'batch', 'seq', 'threads', 'sessionOptions', 'ort', 'noDecay', 'lora', 'memoryBudget']);
+const KNOWN = new Set(['backend', 'lr', 'steps', 'warmup', 'schedule', 'minLrRatio', 'weightDecay', 'clip', 'fuse', 'trainable', 'freeze', 'kernels', 'batch', 'seq', 'threads', 'sessionOptions', 'ort', 'noDecay', 'lora', 'memoryBudget', 'graphCapture']);
 
 function int(v: unknown, name: string, min: number): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < min) fail('usage', `option ${name} must be an integer ≥ ${min} (got ${String(v)})`);
@@ -130,7 +137,12 @@ export function resolveOptions(c: TrainerConfig): ResolvedOptions {
     num(c.memoryBudget, 'memoryBudget', (x) => x > 0, 'a number of bytes > 0');
     if (c.batch === undefined) fail('usage', 'option memoryBudget needs batch and seq (the recomputation is planned for one batch shape)');
   }
-  const webgpuOnly = (['kernels', 'ort'] as const).filter((k) => c[k] !== undefined);
+  if (c.graphCapture !== undefined) {
+    if (typeof c.graphCapture !== 'boolean') fail('usage', `option graphCapture must be true or false (got ${String(c.graphCapture)})`);
+    if (c.graphCapture && c.batch === undefined) fail('usage', 'option graphCapture needs batch and seq (a capture replays one batch shape)');
+    if (c.graphCapture && c.memoryBudget !== undefined) fail('usage', 'option graphCapture keeps every intermediate of the captured segments allocated: it does not combine with memoryBudget');
+  }
+  const webgpuOnly = (['kernels', 'ort', 'graphCapture'] as const).filter((k) => c[k] !== undefined);
   if (backend !== 'webgpu' && webgpuOnly.length) fail('usage', `option ${webgpuOnly[0]} is an option of backend 'webgpu' (got backend '${backend}')`);
   const cpuOnly = (['threads', 'sessionOptions'] as const).filter((k) => c[k] !== undefined);
   if (backend !== 'cpu' && cpuOnly.length) fail('usage', `option ${cpuOnly[0]} is an option of backend 'cpu' (got backend '${backend}')`);
