@@ -212,6 +212,10 @@ describe('training API (cpu)', () => {
       [{ schedule: 'step' }, /option schedule must be 'cosine', 'linear' or 'constant'/],
       [{ minLrRatio: 2 }, /option minLrRatio must be a number between 0 and 1/],
       [{ backend: 'webgpu', ort: {} }, /option ort must be the onnxruntime-web module/],
+      [{ graphCapture: true, batch: 2, seq: 16 }, /option graphCapture is an option of backend 'webgpu'/],
+      [{ backend: 'webgpu', graphCapture: true }, /option graphCapture needs batch and seq/],
+      [{ backend: 'webgpu', graphCapture: true, batch: 2, seq: 16, memoryBudget: 2 ** 30 }, /graphCapture .* does not combine with memoryBudget/],
+      [{ backend: 'webgpu', graphCapture: 'yes' }, /option graphCapture must be true or false/],
     ];
     for (const [config, msg] of bad) {
       const e = await createTrainer(demoModel(), config).catch((x) => x);
