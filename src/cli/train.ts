@@ -79,7 +79,7 @@ export const trainCommand: CliCommand<TrainArgs> = {
       .option('--max-time <duration>', 'stop cleanly with a checkpoint once a step ends after this long, e.g. 90s, 30m, 2h')
       .option('--memory-budget <size>', 'fit one step into SIZE (e.g. 12GiB; cpu: peak RSS, webgpu: GPU buffers): the backward recomputes what a cost model picks (least extra work); refused before training when it cannot fit')
       .option('--backend <name>', 'cpu (onnxruntime-node) or webgpu (onnxruntime-web WebGPU EP on dawn.node)', 'cpu')
-      .option('--graph-capture', 'webgpu: run the ORT segments that read no host input as onnxruntime-web graph captures (recorded once, replayed each step: less host time per step, much more GPU memory: every intermediate stays allocated; not with --memory-budget)')
+      .option('--graph-capture', 'webgpu: run the ORT segments that read no host input as onnxruntime-web graph captures (recorded once, replayed each step: less host time per step, much more GPU memory: every intermediate stays allocated; not with --memory-budget; experimental: see bench/results/graph-capture-h200.md)')
       .option('--kernels <ops>', "webgpu: per fused op, our WGSL kernel between ORT segments, ORT running its ONNX body, or (rmsnorm, rope) 'native' = ONNX RMSNormalization-23 / RotaryEmbedding-23 run by ORT: a comma list read left to right from all-in-ORT — all, none, default (= flce,swiglu), an op name (flce, rmsnorm, swiglu, rope: our kernel) or op=kernel|ort|native; e.g. default,rmsnorm=native,rope=native (default: flce,swiglu)")
       .option('--json <file>', 'write one JSON record per step (JSON lines)')
       .option('--plot <file>', 'loss curve as SVG (default: <json>.svg when --json is given)')
