@@ -47,10 +47,6 @@ export class CaptureBuffers {
   private readonly views = new Map<string, Ort.Tensor>();
   private readonly bound = new Map<string, GPUBuffer>();
   private readonly owned: GPUBuffer[] = [];
-  /** Bytes held in fixed input buffers. */
-  bytes = 0;
-  /** Bytes copied into fixed inputs so far. */
-  copiedBytes = 0;
 
   constructor(private readonly ort: OrtWeb, private readonly ctx: GpuContext) {}
 
@@ -58,7 +54,6 @@ export class CaptureBuffers {
     const bytes = byteSize(type, dims, label);
     const buffer = this.ctx.buffer(label, Math.max(16, bytes));
     this.owned.push(buffer);
-    this.bytes += buffer.size;
     const tensor = this.ort.Tensor.fromGpuBuffer(buffer as never, { dataType: type as 'float32', dims });
     return { buffer, tensor };
   }
@@ -109,7 +104,6 @@ export class CaptureBuffers {
     const bytes = Math.ceil(byteSize(value.type, value.dims, name) / 4) * 4;
     if (bytes > f.buffer.size) fail('runtime', `graph capture: '${name}' grew to ${bytes} bytes after the first step (${f.buffer.size})`);
     this.ctx.copy(value.buffer, 0, f.buffer, 0, bytes);
-    this.copiedBytes += bytes;
     return f.tensor;
   }
 

@@ -234,7 +234,7 @@ export class StagedSteps implements StepRunner {
           } else out = await session.run(Object.fromEntries(session.inputNames.map((n) => [n, ortTensor(n)])));
           const ms = performance.now() - t0;
           this.times.ortMs += ms;
-          this.times.ortRuns++;
+          if (session.outputNames.length) this.times.ortRuns++;
           if (this.probe) await this.probe.afterOrt(step.segment, ms);
           for (const [name, v] of Object.entries(out)) {
             const t = v as Ort.Tensor;
