@@ -3,7 +3,8 @@
  * host input run as ORT-web capture sessions on fixed buffers. Trained side by side on the same
  * batches, the captured trainer gives the uncaptured trainer's losses and parameters step after
  * step (a capture that replayed stale bindings would train on the first batch's activations and
- * drift at step 2), with the default policy and with every fused op on our kernels.
+ * drift at step 2), with the default policy and with every fused op on our kernels; and
+ * `ortfuse train --graph-capture` reaches it (runTraining gives the same losses).
  */
 import { describe, expect, it } from 'vitest';
 import { buildQwen2 } from '../models/qwen2.js';
@@ -13,6 +14,7 @@ import { getTokenizer } from '../src/data/tokenizer.js';
 import { batches, split } from '../src/data/batches.js';
 import { prepareTraining } from '../src/runtime/session.js';
 import { createNodeWebGpuTrainer } from '../src/runtime/webgpu/ort-web-node.js';
+import { runTraining, type TrainOptions } from '../src/runtime/train.js';
 import { parseKernels } from '../src/runtime/webgpu/training-spec.js';
 import { StagedSteps } from '../src/runtime/webgpu/steps.js';
 import type { TrainerOptions } from '../src/runtime/trainer.js';
@@ -41,7 +43,7 @@ describe.skipIf(!env.ctx)('webgpu graph capture (dawn.node)', () => {
           const losses = [];
           for (const b of data) losses.push((await t.train(b)).loss);
           const state = await t.state({});
-          return { losses, params: state.params, captured, segments: runner.outputNames.length && (t.runner as StagedSteps)['sessions'].length };
+          return { losses, params: state.params, captured, segments: runner.segmentCount };
         } finally {
           await t.release();
         }
@@ -57,4 +59,15 @@ describe.skipIf(!env.ctx)('webgpu graph capture (dawn.node)', () => {
       for (const [i, l] of cap.losses.entries()) expect(Math.abs(l - plain.losses[i]), `step ${i + 1}`).toBeLessThan(1e-5);
       for (const [name, q] of plain.params) expect(relL2(cap.params.get(name)!.value, q.value), name).toBeLessThan(1e-5);
     });
+
+  it('ortfuse train --graph-capture (runTraining): the same losses as without', async () => {
+    const tok = await getTokenizer('bytes');
+    const opts: TrainOptions = { steps: 3, batch: 2, seq: 32, lr: 3e-3, seed: 5, fuse: true, warmup: 0, backend: 'webgpu' };
+    const text = mobyDick().slice(0, 60_000);
+    const plain = await runTraining(buildQwen2(TINY, { seed: 1 }), text, tok, opts);
+    let captured: { segments: number; of: number } | undefined;
+    const cap = await runTraining(buildQwen2(TINY, { seed: 1 }), text, tok, { ...opts, graphCapture: true }, { onStart: (i) => void (captured = i.backend.captured) });
+    expect(captured).toEqual({ segments: 3, of: 6 });
+    expect(cap.map((r) => r.loss)).toEqual(plain.map((r) => r.loss));
+  });
 });

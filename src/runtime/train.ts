@@ -131,6 +131,8 @@ export interface BackendInfo {
   /** webgpu: a software adapter (SwiftShader, llvmpipe, ...), far slower than the cpu backend. */
   software?: boolean;
   precision: 'fp32';
+  /** webgpu with graph capture: ORT segments run as captures, of all segments. */
+  captured?: { segments: number; of: number };
 }
 
 /** Why and where a run stopped before its last step. */
@@ -191,6 +193,8 @@ export async function runTraining(model: Model, text: string, tok: Tokenizer, o:
   if (o.kernels !== undefined && backend !== 'webgpu') fail('usage', `--kernels is an option of --backend webgpu (got --backend ${backend})`);
   if (o.graphCapture && backend !== 'webgpu') fail('usage', `--graph-capture is an option of --backend webgpu (got --backend ${backend})`);
   if (o.graphCapture && o.memoryBudget !== undefined) fail('usage', '--graph-capture keeps every intermediate of the captured segments allocated: it does not combine with --memory-budget');
+  if (o.graphCapture && o.kernels !== undefined && !Object.values((await import('./webgpu/training-spec.js')).parseKernels(o.kernels)).includes('kernel'))
+    fail('usage', `--graph-capture captures the ORT segments between ortfuse's kernels: --kernels ${o.kernels} runs none (use the default or name one, e.g. flce)`);
   if (accum > 1 && backend !== 'cpu') fail('usage', `--grad-accum is an option of --backend cpu (got --backend ${backend})`);
   checkOptions(o);
   if ((o.saveEvery || o.keepLast) && !o.checkpoint) fail('usage', '--save-every and --keep-last need --checkpoint FILE');
@@ -247,7 +251,10 @@ export async function runTraining(model: Model, text: string, tok: Tokenizer, o:
     if (adapter.software) checkMemory(prepared, o, nParams); // a software adapter's buffers are host memory
     // One batch shape per run: the graph is specialised to it (shape plumbing folded away).
     const policy = o.kernels === undefined ? {} : parseKernels(o.kernels);
-    trainer = await wg.createNodeWebGpuTrainer(prepared.train, prepared.initial, topts, policy, { batch: o.batch, seq: o.seq });
+    const t = await wg.createNodeWebGpuTrainer(prepared.train, prepared.initial, topts, policy, { batch: o.batch, seq: o.seq });
+    const { StagedSteps } = await import('./webgpu/steps.js');
+    if (o.graphCapture && t.runner instanceof StagedSteps) info.captured = { segments: t.runner.capture?.segments.size ?? 0, of: t.runner.segmentCount };
+    trainer = t;
   } else {
     // Loaded only here: optimize/inspect and the webgpu backend run without onnxruntime-node.
     const { CpuTrainer } = await withPeers('cpu', () => import('./trainer.js'));

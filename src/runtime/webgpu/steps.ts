@@ -161,6 +161,11 @@ export class StagedSteps implements StepRunner {
     }
   }
 
+  /** ORT segments of the plan. */
+  get segmentCount(): number {
+    return this.sessions.length;
+  }
+
   /** Names of the graph outputs the plan produces (loss, grad.<param>). */
   get outputNames(): string[] {
     return [...this.outputs];
