@@ -2,7 +2,7 @@
  * Issue 5, acceptance 4: a full training step (forward, backward, clip, AdamW) of Qwen2-0.5B on the
  * `webgpu` backend (onnxruntime-web's WebGPU EP in Node on dawn.node + our WGSL kernels), fused and
  * unfused, at 8×256 and 8×512: peak GPU memory and tok/s next to the PyTorch / Liger-Kernel figures
- * for the same config (ANCHORS below: fp32, H100).
+ * for the same config (ANCHORS below: fp32, H200).
  *
  *   node --liftoff-only dist/bench/train-step-webgpu.js [--runs fused:8x256,unfused:8x256:all,...] [--steps 3] [--out DIR] [--config 0.5b|tiny] [--model FILE]
  *
@@ -28,10 +28,15 @@ import { fileURLToPath } from 'node:url';
 import { samplePeak } from './nvidia-smi.js';
 import { StepProfiler, type StepProfile } from './stage-probe.js';
 
-/** PyTorch and Liger-Kernel fp32 figures (torch 2.11 + transformers 5.17, Liger-Kernel 0.8.2, H100; bench/anchor_torch.py measures the PyTorch side). */
+/**
+ * PyTorch and Liger-Kernel fp32 figures: bench/anchor_torch.py (and --liger) on the H200, 2026-12-04
+ * (bench/results/graph-capture-h200.md, call 4; torch 2.11, transformers 5.17, Liger-Kernel ead96b6;
+ * their GiB is torch.cuda.max_memory_allocated). Earlier results used H100 figures.
+ */
 const ANCHORS: Record<string, { plainGiB: number; ligerGiB: number; plainTokS: number; ligerTokS: number }> = {
-  '8x256': { plainGiB: 16.16, ligerGiB: 11.32, plainTokS: 11827, ligerTokS: 6332 },
-  '8x512': { plainGiB: 28.04, ligerGiB: 17.36, plainTokS: 12067, ligerTokS: 8619 },
+  '1x128': { plainGiB: 8.45, ligerGiB: 7.95, plainTokS: 1721, ligerTokS: 636 },
+  '8x256': { plainGiB: 14.96, ligerGiB: 11.28, plainTokS: 12143, ligerTokS: 6893 },
+  '8x512': { plainGiB: 25.62, ligerGiB: 17.27, plainTokS: 12544, ligerTokS: 9332 },
 };
 
 interface ChildResult {
