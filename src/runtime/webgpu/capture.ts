@@ -23,6 +23,7 @@
  */
 import type * as Ort from 'onnxruntime-web';
 import { fail } from '../../errors.js';
+import { numel } from '../../ir/tensor.js';
 import type { GpuContext } from '../../webgpu/context.js';
 import type { GpuValue } from './run-kernel.js';
 
@@ -32,7 +33,7 @@ const ELEMENT_BYTES: Record<string, number> = { float32: 4, int32: 4, uint32: 4,
 
 function byteSize(type: string, dims: readonly number[], what: string): number {
   const e = ELEMENT_BYTES[type] ?? fail('unsupported', `graph capture: ${what} has type ${type}, which cannot live in a GPU buffer`);
-  return dims.reduce((a, b) => a * b, 1) * e;
+  return numel(dims) * e;
 }
 
 interface Fixed {
