@@ -62,7 +62,11 @@ FIXTURES = {
     "qwen2-noopt-tied": (TINY, "sdpa", {"dynamic_shapes": DYN, "optimize": False}, False),
     "qwen2-op18-gqa": (GQA, "sdpa", {"dynamic_shapes": DYN, "opset_version": 18}, False),
     "qwen2-op23-tied": (TINY, "eager", {"dynamic_shapes": DYN, "opset_version": 23}, False),
+    # a model loaded with torch_dtype=bfloat16 and exported as it is (bf16 weights and activations);
+    # its references are those of the fp32 upcast of the same (bf16-rounded) weights
+    "qwen2-default-bf16": (TINY, "sdpa", {"dynamic_shapes": DYN}, True),
 }
+DTYPE = {"qwen2-default-bf16": torch.bfloat16}
 RUN = dict(steps=50, warmup=5, lr=3e-3, batch=4, seq=32, weight_decay=0.01, clip=1.0, min_ratio=0.1)
 
 
@@ -153,7 +157,10 @@ def one(stem, cfg, attn, kw, run, out, log):
     gen = torch.Generator().manual_seed(SEED + 1)
     ids, labels = make_batch(config.vocab_size, 2, 16, gen)
     path = os.path.join(out, f"{stem}.onnx")
-    secs = export(model, (ids, labels), kw, path)
+    dtype = DTYPE.get(stem, torch.float32)
+    secs = export(model.to(dtype), (ids, labels), kw, path)
+    # references in fp32 (for a bf16 export: the upcast of its rounded weights)
+    model = model.to(torch.float32)
     tensors = {}
     model.zero_grad(set_to_none=True)
     loss, _ = model(ids, labels)
@@ -178,6 +185,8 @@ def one(stem, cfg, attn, kw, run, out, log):
                      "attn_implementation": attn, "seed": SEED,
                      "opset": {(o.domain or "ai.onnx"): o.version for o in mp.opset_import}},
         "config": {k: v for k, v in cfg.items()},
+        "dtype": str(dtype).replace("torch.", ""),
+        "reference": "fp32" if dtype == torch.float32 else f"fp32 upcast of the {str(dtype).replace('torch.', '')} weights",
         "graph": {"inputs": [i.name for i in mp.graph.input], "outputs": [o.name for o in mp.graph.output],
                   "initializers": len(mp.graph.initializer)},
         "parameters": {n: list(p.shape) for n, p in model.named_parameters()},
