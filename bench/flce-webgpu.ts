@@ -10,7 +10,8 @@
  * row-wise log-sum-exp; its rate is 6·N·H·V / time. The reference is the shared matmul on the logits
  * GEMM of the whole batch ([N, H]·[V, H]ᵀ, as an unfused graph would run it; when N·V floats exceed
  * one storage binding, the largest row count that fits). Also shown: each stage at the chunk shape
- * FLCE actually runs, to see where the time goes. Times are wall clock around queue completion,
+ * FLCE actually runs (shared matmul and gemmF32), to see where the time goes; FLCE with its default
+ * GEMM (gemmF32) and with the shared matmul (`gemm: 'shared'`, the kernel before). Times are wall clock around queue completion,
  * averaged over --iters after --warmup runs.
  */
 import fs from 'node:fs';
@@ -19,6 +20,7 @@ import { fusedLinearCrossEntropy, gpuChunkRows } from '../custom-ops/fused-linea
 import { rowProgram } from '../custom-ops/fused-linear-cross-entropy/webgpu/programs.js';
 import { ligerChunkSize } from '../custom-ops/fused-linear-cross-entropy/schema.js';
 import { GpuContext } from '../src/webgpu/context.js';
+import { gemmF32 } from '../src/webgpu/gemm.js';
 import { matmul, type MatmulArgs } from '../src/webgpu/matmul.js';
 import { requestNodeDevice, useSwiftShaderIfPresent } from '../src/webgpu/dawn-node.js';
 
@@ -70,12 +72,15 @@ const out = { gradHidden: ctx.buffer('gradHidden', n * h * 4), gradWeight: ctx.b
 
 const rows: { what: string; shape: string; ms: number; flops: number }[] = [];
 const tFlce = await time(() => fusedLinearCrossEntropy(ctx, { hidden, weight, labels, n, h, v, chunkRows: chunk, out }));
-rows.push({ what: 'FLCE fwd+bwd (3 GEMMs + LSE)', shape: `N=${n} H=${h} V=${v} chunk=${chunk}`, ms: tFlce, flops: 6 * n * h * v });
+rows.push({ what: 'FLCE fwd+bwd (3 gemmF32 GEMMs + LSE)', shape: `N=${n} H=${h} V=${v} chunk=${chunk}`, ms: tFlce, flops: 6 * n * h * v });
+const tShared = await time(() => fusedLinearCrossEntropy(ctx, { hidden, weight, labels, n, h, v, chunkRows: chunk, out, gemm: 'shared' }));
+rows.push({ what: 'FLCE fwd+bwd, shared matmul GEMMs (before)', shape: `chunk=${chunk}`, ms: tShared, flops: 6 * n * h * v });
 
 const maxRows = Math.floor(Math.min(device.limits.maxStorageBufferBindingSize, device.limits.maxBufferSize) / (v * 4));
 const refRows = Math.min(n, maxRows >= n ? n : Math.max(1, Math.floor(maxRows / 256) * 256));
 const logitsFull = ctx.buffer('logits[N,V] (matmul reference only)', refRows * v * 4);
 const mm = (a: MatmulArgs) => () => matmul(ctx, a);
+const gm = (a: MatmulArgs) => () => gemmF32(ctx, a);
 const tRef = await time(mm({ m: refRows, n: v, k: h, a: { buffer: hidden, ld: h }, b: { buffer: weight, ld: h }, c: { buffer: logitsFull, ld: v }, transB: true }));
 rows.push({ what: 'matmul x·Wᵀ, whole batch (reference)', shape: `${refRows}x${v}x${h}`, ms: tRef, flops: 2 * refRows * h * v });
 logitsFull.destroy();
@@ -90,10 +95,15 @@ const stages: [string, string, () => void, number][] = [
   ['  chunk: grad_x = dz·W (NN, split-K)', `${chunk}x${h}x${v}`, mm({ m: chunk, n: h, k: v, a: { buffer: z, ld: v }, b: { buffer: weight, ld: h }, c: { buffer: out.gradHidden, ld: h } }), 2 * chunk * h * v],
   ['  chunk: grad_W += dzᵀ·x (TN acc)', `${v}x${h}x${chunk}`, mm({ m: v, n: h, k: chunk, a: { buffer: z, ld: v }, b: { buffer: hidden, ld: h }, c: { buffer: out.gradWeight, ld: h }, transA: true, accumulate: true }), 2 * chunk * h * v],
 ];
+stages.push(
+  ['  chunk: logits x·Wᵀ (NT), gemmF32', `${chunk}x${v}x${h}`, gm({ m: chunk, n: v, k: h, a: { buffer: hidden, ld: h }, b: { buffer: weight, ld: h }, c: { buffer: z, ld: v }, transB: true }), 2 * chunk * h * v],
+  ['  chunk: grad_x = dz·W (NN, split-K), gemmF32', `${chunk}x${h}x${v}`, gm({ m: chunk, n: h, k: v, a: { buffer: z, ld: v }, b: { buffer: weight, ld: h }, c: { buffer: out.gradHidden, ld: h } }), 2 * chunk * h * v],
+  ['  chunk: grad_W += dzᵀ·x (TN acc), gemmF32', `${v}x${h}x${chunk}`, gm({ m: v, n: h, k: chunk, a: { buffer: z, ld: v }, b: { buffer: hidden, ld: h }, c: { buffer: out.gradWeight, ld: h }, transA: true, accumulate: true }), 2 * chunk * h * v],
+);
 for (const [what, s, f, flops] of stages) rows.push({ what, shape: s, ms: await time(f), flops });
 
 // Other chunk sizes trade logits memory for GEMM efficiency: Liger's rule and 4x ours, for the record.
-for (const [what, rowsPerChunk] of [["FLCE at Liger's chunk rule (for comparison)", ligerChunkSize(n, v, h)], ['FLCE with chunk x4 (for comparison)', chunk * 4]] as const) {
+for (const [what, rowsPerChunk] of [["FLCE at Liger's chunk rule (for comparison)", ligerChunkSize(n, v, h)], ['FLCE with chunk x2 (for comparison)', chunk * 2], ['FLCE with chunk x4 (for comparison)', chunk * 4]] as const) {
   const c = Math.min(n, rowsPerChunk, maxRows);
   if (c === chunk) continue;
   const t = await time(() => fusedLinearCrossEntropy(ctx, { hidden, weight, labels, n, h, v, chunkRows: c, out }));

@@ -4,11 +4,14 @@
  * (and bias), chunk by chunk so that at most one [chunk, V] logits tile exists (Liger-Kernel's
  * fused_linear_cross_entropy; math in ./programs.ts and ../schema.ts). Per chunk of rows r0..r1:
  *
- *   z      = hidden[r0:r1] · weightᵀ                 shared matmul, NT         → logits tile [C, V]
+ *   z      = hidden[r0:r1] · weightᵀ                 GEMM, NT              → logits tile [C, V]
  *   z → dz (in place), rowLoss[r0:r1]                flce_rows (fp32 log-sum-exp)
  *   gradBias   (+)= Σ_r dz                           flce_bias_grad
- *   gradHidden[r0:r1] = dz · weight                   shared matmul, NN (split-K)
- *   gradWeight (+)= dzᵀ · hidden[r0:r1]               shared matmul, TN, accumulating
+ *   gradHidden[r0:r1] = dz · weight                   GEMM, NN (split-K)
+ *   gradWeight (+)= dzᵀ · hidden[r0:r1]               GEMM, TN, accumulating
+ *
+ * The GEMMs are src/webgpu/gemm.ts gemmF32 (128×128 tiles) by default, or the shared
+ * src/webgpu/matmul.ts (`gemm: 'shared'`, for comparison in bench/flce-webgpu.ts).
  *
  * then loss = Σ rowLoss / n (mean) or Σ rowLoss (sum); 'none' returns rowLoss itself. Chunk
  * C = Liger's next_pow2(ceil(N / ceil(V / H))) unless given. The gradients already include
@@ -17,6 +20,7 @@
  */
 import { fail } from '../../../src/errors.js';
 import type { GpuContext } from '../../../src/webgpu/context.js';
+import { gemmF32 } from '../../../src/webgpu/gemm.js';
 import { matmul } from '../../../src/webgpu/matmul.js';
 import { checkBuffer, checkDims, checkU32 } from '../../../src/webgpu/validate.js';
 import { ligerChunkSize, type Reduction } from '../schema.js';
@@ -62,6 +66,8 @@ export interface FlceArgs {
   accumulate?: boolean;
   /** Output buffers to fill (allocated when absent). */
   out?: Partial<FlceOutputs>;
+  /** Which GEMM runs the three products: gemmF32 (default) or the shared matmul. */
+  gemm?: 'f32' | 'shared';
 }
 
 export interface FlceOutputs {
@@ -109,18 +115,19 @@ export function fusedLinearCrossEntropy(ctx: GpuContext, a: FlceArgs): FlceOutpu
   const gradBias = !a.bias || !grads ? undefined : o.gradBias ? checkBuffer(K, 'gradBias', o.gradBias, v) : ctx.buffer('flce.gradBias', v * 4);
   const logits = ctx.scratch('flce.logitsChunk', chunk * v * 4);
   const sg = ctx.subgroups;
+  const mm = a.gemm === 'shared' ? matmul : gemmF32;
 
   ctx.run(countProgram(sg, labelType, n, v, ignoreIndex), [a.labels, stats]);
   for (let r0 = 0, c = 0; r0 < n; r0 += chunk, c++) {
     const rows = Math.min(chunk, n - r0);
-    matmul(ctx, { m: rows, n: v, k: h, a: { buffer: a.hidden, offset: r0 * h, ld: h }, b: { buffer: a.weight, ld: h }, c: { buffer: logits, ld: v }, transB: true });
+    mm(ctx, { m: rows, n: v, k: h, a: { buffer: a.hidden, offset: r0 * h, ld: h }, b: { buffer: a.weight, ld: h }, c: { buffer: logits, ld: v }, transB: true });
     const row = rowProgram({ sg, labelType, hasBias: !!a.bias, grads, gradMode, mean: reduction === 'mean', rows, row0: r0, v, ignoreIndex, labelSmoothing: eps });
     ctx.run(row, [logits, ...(a.bias ? [a.bias] : []), a.labels, stats, ...(gradMode !== 'none' ? [a.gradOutput!] : []), rowLoss]);
     if (!grads) continue;
     const acc = c > 0 || (a.accumulate ?? false);
     if (gradBias) ctx.run(biasGradProgram(rows, v, acc), [logits, gradBias]);
-    matmul(ctx, { m: rows, n: h, k: v, a: { buffer: logits, ld: v }, b: { buffer: a.weight, ld: h }, c: { buffer: gradHidden!, offset: r0 * h, ld: h } });
-    matmul(ctx, { m: v, n: h, k: rows, a: { buffer: logits, ld: v }, b: { buffer: a.hidden, offset: r0 * h, ld: h }, c: { buffer: gradWeight!, ld: h }, transA: true, accumulate: acc });
+    mm(ctx, { m: rows, n: h, k: v, a: { buffer: logits, ld: v }, b: { buffer: a.weight, ld: h }, c: { buffer: gradHidden!, offset: r0 * h, ld: h } });
+    mm(ctx, { m: v, n: h, k: rows, a: { buffer: logits, ld: v }, b: { buffer: a.hidden, offset: r0 * h, ld: h }, c: { buffer: gradWeight!, ld: h }, transA: true, accumulate: acc });
   }
   if (reduction !== 'none') ctx.run(lossProgram(sg, n, reduction === 'mean'), [rowLoss, stats, loss]);
   return { loss, gradHidden, gradWeight, gradBias, stats, chunkRows: chunk };
