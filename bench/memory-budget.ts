@@ -5,12 +5,14 @@
  *
  *   node --liftoff-only dist/bench/memory-budget.js --runs webgpu:8x512,webgpu:8x512:12:0:simple,cpu:8x512:16 [--steps 3] [--out DIR] [--config 0.5b|tiny] [--unfused] [--prealloc] [--model FILE]
  *
- * A run is backend:BxT[:budget GiB|-[:clip[:cache[:window]]]]: clip 1 (default) clips the global norm (all
+ * A run is backend:BxT[:budget GiB|-[:clip[:cache[:window[:unfreed MiB]]]]]: clip 1 (default) clips the global norm (all
  * gradients live to the end of the step); clip 0 applies AdamW per parameter between segments on
  * the webgpu stage plan; cache = ORT-web's storageBufferCacheMode (default ORT's 'bucket'); window N:
  * the host runs at most N submissions ahead of the GPU (TrainerOptions.inFlight; 0 = no bound; default:
  * what `ortfuse train` does, BUDGET_IN_FLIGHT under a budget, else 0). (Records before 2026-12-04 06:00 used
- * this field for "wait for the whole queue every N ORT runs".)
+ * this field for "wait for the whole queue every N ORT runs".) unfreed M: the host waits whenever more than M MiB
+ * of released buffers may not be freed yet (TrainerOptions.unfreedBytes; 0 = no bound; default: what
+ * `ortfuse train` does).
  * Each run is its own child process. webgpu: live WebGPU buffers (createBuffer/destroy, ORT's pool
  * included) and nvidia-smi sampled every 50 ms minus the idle reading; cpu: the child's peak RSS
  * (VmHWM), with 2 intra-op threads as on the 2-core box; --prealloc: the gradients are pre-allocated
@@ -37,6 +39,10 @@ interface Result {
   cache?: string;
   /** webgpu: submissions the host may run ahead of the GPU (0 = no bound). */
   inFlight?: number;
+  /** webgpu: bytes of released buffers allowed unfreed (0 = no bound), the waits that made, the most seen. */
+  unfreedBytes?: number;
+  unfreedWaits?: number;
+  unfreedPeakGiB?: number;
   plan?: { values: number; matmuls: number; nodes: number; activationGiB: number; predictedGiB: number; overhead: number; minimumGiB?: number; planMs: number };
   stepMs: number[];
   losses: number[];
@@ -54,9 +60,14 @@ function arg(name: string, dflt: string): string {
 }
 
 function parseRun(run: string) {
-  const [backend, shape, budget = '-', clip = '1', cache = '-', window = '-'] = run.split(':');
+  const [backend, shape, budget = '-', clip = '1', cache = '-', window = '-', unfreed = '-'] = run.split(':');
   const [batch, seq] = shape.split('x').map(Number);
-  return { backend: backend as 'cpu' | 'webgpu', batch, seq, budgetGiB: budget === '-' ? undefined : Number(budget), clip: Number(clip), cache: cache === '-' ? undefined : cache, inFlight: window === '-' ? (budgetTrainerOptions(budget !== '-').inFlight ?? 0) : Number(window) };
+  const dflt = budgetTrainerOptions(budget !== '-');
+  return {
+    backend: backend as 'cpu' | 'webgpu', batch, seq, budgetGiB: budget === '-' ? undefined : Number(budget), clip: Number(clip), cache: cache === '-' ? undefined : cache,
+    inFlight: window === '-' ? (dflt.inFlight ?? 0) : Number(window),
+    unfreedBytes: unfreed === '-' ? (dflt.unfreedBytes ?? 0) : Number(unfreed) * 2 ** 20,
+  };
 }
 
 async function child(run: string, steps: number): Promise<Result> {
@@ -79,6 +90,7 @@ async function child(run: string, steps: number): Promise<Result> {
   const opts = { optimizer: { lr: 1e-4, weightDecay: 0.01, maxGradNorm: r.clip }, schedule: { lr: 1e-4, warmupSteps: 0, totalSteps: steps }, threads: 2, session: r.budgetGiB === undefined ? undefined : BUDGET_CPU_SESSION, preallocateGradients: process.argv.includes('--prealloc') };
   let trainer: { train(b: { inputIds: BigInt64Array; labels: BigInt64Array; batch: number; seq: number }): Promise<{ loss: number }>; release(): Promise<void> };
   let measured: () => number;
+  let unfreed: () => { unfreedWaits?: number; unfreedPeakGiB?: number } = () => ({});
   if (r.backend === 'webgpu') {
     const { nodeOrtWeb } = await import('../src/runtime/webgpu/ort-web-node.js');
     const { trainingSpec, parseKernels } = await import('../src/runtime/webgpu/training-spec.js');
@@ -87,8 +99,14 @@ async function child(run: string, steps: number): Promise<Result> {
     const { ort, meter } = await nodeOrtWeb();
     const spec = trainingSpec(prepared.train, prepared.initial, parseKernels('default'), { batch: r.batch, seq: r.seq });
     spec.bufferCache = r.cache as typeof spec.bufferCache;
-    trainer = await WebGpuTrainer.create(ort, spec, { ...opts, inFlight: r.inFlight }, FUSED_OPS);
+    const t = await WebGpuTrainer.create(ort, spec, { ...opts, inFlight: r.inFlight, unfreedBytes: r.unfreedBytes }, FUSED_OPS);
+    trainer = t;
     measured = () => meter.peak;
+    const { StagedSteps } = await import('../src/runtime/webgpu/steps.js');
+    if (t.runner instanceof StagedSteps) {
+      const runner = t.runner;
+      unfreed = () => ({ unfreedWaits: runner.unfreedWaits, unfreedPeakGiB: runner.unfreedPeak / GiB });
+    }
   } else {
     const { CpuTrainer } = await import('../src/runtime/trainer.js');
     trainer = await CpuTrainer.create(prepared.train, prepared.initial, opts);
@@ -105,9 +123,10 @@ async function child(run: string, steps: number): Promise<Result> {
     stepMs.push(performance.now() - t);
   }
   const measuredGiB = measured() / GiB;
+  const u = unfreed();
   await trainer.release();
   const times = stepMs.slice(1);
-  return { run, ...r, plan, stepMs, losses, tokensPerSecond: (r.batch * r.seq * 1000 * times.length) / times.reduce((a, b) => a + b, 0), measuredGiB };
+  return { run, ...r, ...u, plan, stepMs, losses, tokensPerSecond: (r.batch * r.seq * 1000 * times.length) / times.reduce((a, b) => a + b, 0), measuredGiB };
 }
 
 async function parent(): Promise<void> {
@@ -136,7 +155,7 @@ async function parent(): Promise<void> {
     console.log(JSON.stringify(res));
   }
   const f = (x: number | undefined, d = 2) => (x === undefined || Number.isNaN(x) ? '-' : x.toFixed(d));
-  const rows = results.map((r) => `| ${r.backend} | ${r.batch}×${r.seq} | ${r.budgetGiB ?? 'none'} | ${r.clip ? 'clip 1' : 'no clip, AdamW between segments'} | ${r.cache ?? 'bucket'}${r.backend === 'webgpu' ? (r.inFlight ? `, ≤ ${r.inFlight} submissions ahead` : ', host unbounded') : ''} | ${r.plan ? `${r.plan.values} (${r.plan.matmuls} matmul)` : '-'} | ${f(r.plan && 100 * r.plan.overhead, 1)}% | ${f(r.plan?.predictedGiB)} | ${r.error ? `failed: ${r.error.slice(0, 80)}` : f(r.measuredGiB)} | ${f(r.nvidiaSmiGiB)} | ${r.error ? '-' : f(r.tokensPerSecond, 0)} |`);
+  const rows = results.map((r) => `| ${r.backend} | ${r.batch}×${r.seq} | ${r.budgetGiB ?? 'none'} | ${r.clip ? 'clip 1' : 'no clip, AdamW between segments'} | ${r.cache ?? 'bucket'}${r.backend === 'webgpu' ? (r.inFlight ? `, ≤ ${r.inFlight} submissions ahead` : r.unfreedBytes ? `, ≤ ${f(r.unfreedBytes / 2 ** 20, 0)} MiB unfreed (${r.unfreedWaits ?? '-'} waits, peak ${f(r.unfreedPeakGiB)} GiB)` : ', host unbounded') : ''} | ${r.plan ? `${r.plan.values} (${r.plan.matmuls} matmul)` : '-'} | ${f(r.plan && 100 * r.plan.overhead, 1)}% | ${f(r.plan?.predictedGiB)} | ${r.error ? `failed: ${r.error.slice(0, 80)}` : f(r.measuredGiB)} | ${f(r.nvidiaSmiGiB)} | ${r.error ? '-' : f(r.tokensPerSecond, 0)} |`);
   const md = [
     '| backend | B×T | budget GiB | gradients | ORT buffer cache | recomputed values | recompute FLOPs | predicted GiB | measured GiB (webgpu: live buffers; cpu: peak RSS) | nvidia-smi GiB | tok/s |',
     '|---|---|---|---|---|---|---|---|---|---|---|',

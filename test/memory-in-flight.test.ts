@@ -21,6 +21,7 @@ import { parseKernels } from '../src/runtime/webgpu/training-spec.js';
 import { StagedSteps } from '../src/runtime/webgpu/steps.js';
 import { BUDGET_IN_FLIGHT } from '../src/runtime/memory-budget.js';
 import { gpuEnv } from './webgpu-helpers.js';
+import { memoryMeter } from '../src/runtime/webgpu/memory.js';
 
 await gpuEnv();
 const STEPS = 3;
@@ -74,6 +75,41 @@ describe('bounded in-flight window of the webgpu stage plan', () => {
     expect(budget.worst).toBeLessThanOrEqual(BUDGET_IN_FLIGHT);
     for (const r of [one, budget]) for (let i = 0; i < STEPS; i++) expect(Math.abs(r.losses[i] - free.losses[i])).toBeLessThan(1e-6);
     expect(free.losses[STEPS - 1]).toBeLessThan(free.losses[0]);
+  });
+});
+
+describe('bound on released bytes not yet freed (unfreedBytes)', () => {
+  it('waits only when the released bytes since the last finished submission pass the bound; the same losses', async () => {
+    const bs = await data();
+    const runs: { bound: number; losses: number[]; waits: number; peak: number; released: number; fences: number }[] = [];
+    for (const bound of [0, 64 * 1024]) {
+      const p = prepareTraining(buildQwen2(TINY, { seed: 1 }), { fuse: true, target: 'webgpu' });
+      const t = await createNodeWebGpuTrainer(p.train, p.initial, { ...opts, ...(bound ? { unfreedBytes: bound } : {}) }, parseKernels('default'), { batch: 2, seq: 32 });
+      const runner = t.runner as StagedSteps;
+      const queue = t.ctx.device.queue;
+      const done = queue.onSubmittedWorkDone.bind(queue);
+      let fences = 0;
+      queue.onSubmittedWorkDone = () => (fences++, done());
+      const meter = memoryMeter();
+      const released0 = meter.released;
+      try {
+        const losses = [];
+        for (const b of bs) losses.push((await t.train(b)).loss);
+        runs.push({ bound, losses, waits: runner.unfreedWaits, peak: runner.unfreedPeak, released: meter.released - released0, fences: fences - STEPS });
+      } finally {
+        await t.release();
+      }
+    }
+    console.log(runs.map((r) => `bound ${r.bound} B: ${r.fences} fences, ${r.waits} waits, at most ${r.peak} B released and not known freed; ${r.released} B released in ${STEPS} steps; losses ${r.losses.map((l) => l.toFixed(6)).join(' ')}`).join('\n'));
+    const [free, bounded] = runs;
+    expect(free.fences).toBe(0);
+    expect(free.waits).toBe(0);
+    // The steps release many times the bound, so the bound has to act, with fewer fences than submissions.
+    expect(bounded.released).toBeGreaterThan(8 * bounded.bound);
+    expect(bounded.waits).toBeGreaterThan(0);
+    expect(bounded.peak).toBeLessThanOrEqual(bounded.bound);
+    expect(bounded.peak).toBeGreaterThan(0);
+    for (let i = 0; i < STEPS; i++) expect(Math.abs(bounded.losses[i] - free.losses[i])).toBeLessThan(1e-6);
   });
 });
 

@@ -52,9 +52,18 @@ export const BUDGET_CPU_SESSION = { enableCpuMemArena: false } as const;
  */
 export const BUDGET_IN_FLIGHT = 2;
 
-/** The trainer settings a memory budget brings (both backends read the ones that apply to them). */
-export function budgetTrainerOptions(budgeted: boolean): { inFlight?: number; session?: { enableCpuMemArena: false } } {
-  return budgeted ? { inFlight: BUDGET_IN_FLIGHT, session: BUDGET_CPU_SESSION } : {};
+/**
+ * Without a budget, the webgpu stage plan's host waits for the GPU only when more than this many
+ * bytes of released buffers may not be freed yet (src/runtime/webgpu/steps.ts unfreedBytes): the
+ * host otherwise runs far ahead, and what Dawn has not freed piles up. H200, 0.5B fused,
+ * budget-free (bench/results/memory-budget.md, call 8): nvidia-smi 28.40 GiB unbounded vs 21.37
+ * with 1 GiB at 8×1024 (live buffers 20.70); 17.77 vs 16.11 at 8×512 (15.16).
+ */
+export const FREE_UNFREED_BYTES = 2 * 2 ** 30;
+
+/** The trainer settings a memory budget brings, or its absence (both backends read the ones that apply to them). */
+export function budgetTrainerOptions(budgeted: boolean): { inFlight?: number; unfreedBytes?: number; session?: { enableCpuMemArena: false } } {
+  return budgeted ? { inFlight: BUDGET_IN_FLIGHT, session: BUDGET_CPU_SESSION } : { unfreedBytes: FREE_UNFREED_BYTES };
 }
 
 /** Float32 parameter elements of a training graph (inputs with a gradient output). */

@@ -36,6 +36,11 @@ export interface TrainerOptions {
   /** webgpu stage plan: submissions the host may run ahead of the GPU (0 = no bound, the default; src/runtime/webgpu/steps.ts inFlight). */
   inFlight?: number;
   /**
+   * webgpu stage plan: bytes of released buffers the host may leave for Dawn to free while the GPU
+   * still runs earlier work (0 = no bound; src/runtime/webgpu/steps.ts unfreedBytes).
+   */
+  unfreedBytes?: number;
+  /**
    * webgpu stage plan of a graph specialised to one batch shape: run the segments that read no
    * host input with ORT-web's graph capture (src/runtime/webgpu/capture.ts).
    */

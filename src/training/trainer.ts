@@ -125,6 +125,7 @@ export class Trainer {
       threads: o.threads,
       noDecay: o.noDecay,
       inFlight: budgeted.inFlight,
+      unfreedBytes: budgeted.unfreedBytes,
       graphCapture: o.graphCapture,
       session: { ...budgeted.session, ...o.sessionOptions } as TrainerOptions['session'],
     };

@@ -15,6 +15,12 @@ export interface MemoryMeter {
   readonly buffers: number;
   /** The largest single buffer created since install, bytes. */
   readonly largest: number;
+  /**
+   * Bytes handed back by destroy() since install. Dawn frees a destroyed buffer only once the GPU
+   * has passed the commands submitted before the destroy, so the bytes released since the last
+   * finished submission may still be held (src/runtime/webgpu/steps.ts bounds them).
+   */
+  readonly released: number;
   resetPeak(): void;
 }
 
@@ -28,6 +34,7 @@ class Meter implements MemoryMeter {
   peak = 0;
   buffers = 0;
   largest = 0;
+  released = 0;
   readonly sizes = new WeakMap<GPUBuffer, number>();
   resetPeak(): void {
     this.peak = this.live;
@@ -63,6 +70,7 @@ export function memoryMeter(classes?: Classes): MemoryMeter {
     if (size !== undefined) {
       m.sizes.delete(this);
       m.live -= size;
+      m.released += size;
       m.buffers--;
     }
     return destroy.call(this);

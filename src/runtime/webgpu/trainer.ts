@@ -30,6 +30,7 @@ import type { StagePlan } from './stage-split.js';
 import { webgpuKernels, type FusedOpRecord } from '../../ops/record.js';
 import { SingleSession, StagedSteps, type OrtWeb, type StepOutputs, type StepRunner } from './steps.js';
 import { CaptureBuffers } from './capture.js';
+import { memoryMeter } from './memory.js';
 
 export type { OrtWeb } from './steps.js';
 
@@ -139,6 +140,12 @@ export class WebGpuTrainer {
     const runner = spec.stages ? new StagedSteps(ort, ctx, sessions, spec.stages.plan, webgpuKernels(ops)) : new SingleSession(sessions[0]);
     if (runner instanceof StagedSteps) {
       if (opts.inFlight !== undefined) runner.inFlight = opts.inFlight;
+      if (opts.unfreedBytes) {
+        // The realm's meter counts what ORT and we destroy; installed before ORT made its device (ort-web-node.ts, browser.ts).
+        if (typeof (globalThis as { GPUDevice?: unknown }).GPUDevice === 'undefined') fail('runtime', 'unfreedBytes needs the WebGPU classes (GPUDevice) as globals to count released buffers');
+        runner.meter = memoryMeter();
+        runner.unfreedBytes = opts.unfreedBytes;
+      }
       if (captured.size) runner.capture = { buffers: new CaptureBuffers(ort, ctx), segments: captured };
     }
     const outputs = new Set(runner instanceof StagedSteps ? runner.outputNames : sessions[0].outputNames);
