@@ -29,6 +29,7 @@ import { checkBatchShape, checkNotTrainingGraph } from './model-limits.js';
 import type { ScheduleKind } from './optimizer.js';
 import { checkOptions, checkResume, checkResumeModel, runSettings, type ParamShapes } from './run-checks.js';
 import { prepareTraining, vocabSize, type PreparedTraining } from './session.js';
+import { FUSED_OPS } from '../../custom-ops/registry.js';
 import type { CpuTrainer, StepResult, TrainerOptions } from './trainer.js';
 import { withPeers } from './peers.js';
 import { budgetTrainerOptions, gradientsAppliedEarly } from './memory-budget.js';
@@ -168,7 +169,7 @@ function cgroupMemoryMax(): string | undefined {
 
 /** Refuse a step that cannot fit: over the machine's memory (cpu) or the adapter's largest buffer (webgpu). */
 function checkMemory(prepared: PreparedTraining, o: TrainOptions, nParams: number, maxBuffer?: { bytes: number; adapter: string }): StepMemory {
-  const m = stepMemoryModel(prepared.train.graph, nParams);
+  const m = stepMemoryModel(prepared.train.graph, nParams, FUSED_OPS);
   const accum = (o.gradAccum ?? 1) > 1 ? 4 * nParams : 0;
   const est = m.at(o.batch, o.seq);
   const shape = `--batch ${o.batch} --seq ${o.seq}`;
