@@ -98,6 +98,31 @@ describe.each(['unfused', 'fused', 'fused-mlp'] as const)('default-settings expo
   });
 });
 
+describe('--fuse-mlp on an export without the exporter\'s record (weights stored [in, out])', () => {
+  it('qwen2-default-tied stripped of its node records: every MLP fused through inserted Transposes; loss and gradients as the default fusions', async () => {
+    const stripped = () => {
+      const m = load('qwen2-default-tied');
+      for (const n of m.graph.nodes) n.extra.metadata_props = [];
+      return m;
+    };
+    const fx = fixture('qwen2-default-tied');
+    const run = async (fuseMlp: boolean) => {
+      const p = prepareTraining(stripped(), { fuse: true, fuseMlp, target: 'cpu' });
+      expect(p.discovery.method).toBe('graph-roles');
+      const fired = p.report!.passes.reduce((s, q) => s + (q.counts['fuse-swiglu-mlp'] ?? 0), 0);
+      expect(fired).toBe(fuseMlp ? fx.config.num_hidden_layers : 0);
+      const t = await CpuTrainer.create(p.train, p.initial, { optimizer: { lr: 1e-3 }, schedule: { lr: 1e-3, warmupSteps: 0, totalSteps: 1 } });
+      const r = await t.lossAndGrads(batch(fx.inputs));
+      await t.release();
+      return r;
+    };
+    const [on, off] = [await run(true), await run(false)];
+    expect(Math.abs(on.loss - off.loss)).toBeLessThan(1e-6);
+    expect([...on.grads.keys()].sort()).toEqual([...off.grads.keys()].sort());
+    for (const [name, g] of off.grads) expect(relL2(on.grads.get(name)!, g), name).toBeLessThan(1e-5);
+  });
+});
+
 describe('50 AdamW steps against torch', () => {
   it.each([['qwen2-default-tied', 'fused'], ['qwen2-default-gqa', 'fused'], ['qwen2-default-gqa', 'unfused'], ['qwen2-default-gqa', 'fused-mlp']])('%s: every step\'s loss within 1e-3 (%s)', async (stem, mode) => {
     const fx = fixture(stem);
