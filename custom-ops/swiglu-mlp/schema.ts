@@ -11,12 +11,12 @@
  */
 import { DataType } from '../../src/onnx/schema.js';
 import { formatShape, tensorType, type Dim, type TensorType } from '../../src/ir/types.js';
-import { expectInput, inferRule, invalid, ORTFUSE_DOMAIN, ORTFUSE_VERSION, sameDim, sameElem, type FusedOpSchema } from '../../src/fused/types.js';
+import { expectInput, inferRule, invalid, ORTFUSE_DOMAIN, ORTFUSE_VERSION, sameDim, sameElem, type FusedOpSchema, type IoSpec } from '../../src/fused/types.js';
 
 const FLOATS = [DataType.FLOAT, DataType.FLOAT16, DataType.BFLOAT16, DataType.DOUBLE] as const;
 
 /** Checks x [..., H], w_gate [I, H], w_up [I, H], w_down [H, I]; returns the shape of x (H settled) and I. */
-export function checkMlpInputs(where: string, types: (TensorType | undefined)[], inputs: readonly { name: string; types: readonly number[]; doc: string }[]): { elem: number; x?: Dim[]; i: Dim } {
+export function checkMlpInputs(where: string, types: (TensorType | undefined)[], inputs: readonly IoSpec[]): { elem: number; x?: Dim[]; i: Dim } {
   const [tx, tg, tu, td] = types;
   const xs = expectInput(where, inputs[0], tx);
   const gs = expectInput(where, inputs[1], tg, 2);
