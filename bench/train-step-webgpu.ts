@@ -10,9 +10,12 @@
  * exported model FILE (e.g. a default-settings torch export; parameters adopted as `ortfuse train`
  * does) instead of the models/ builder graph of --config, so both sit side by side in one table.
  *
- * A run is variant:BxT[:kernels], variant fused or unfused, with `-keep` (fused-keep): the backward
- * keeps its forward values instead of recomputing the cheap ones (src/autodiff/recompute.ts); kernels as `ortfuse train --kernels` (all, none, default, or a '+'-joined
- * list of flce, rmsnorm, swiglu, rope and op=kernel|ort|native — '+' because ',' separates runs; e.g.
+ * A run is variant:BxT[:kernels], variant fused, fused-mlp or unfused, with `-keep` (fused-keep): the backward
+ * keeps its forward values instead of recomputing the cheap ones (src/autodiff/recompute.ts);
+ * fused-mlp = fused plus each whole MLP as one SwiGLUMLP op (`--fuse-mlp`), run on our GEMM kernels
+ * unless the run names its kernels (its default: default,mlp = flce,swiglu,mlp). Kernels as
+ * `ortfuse train --kernels` (all, none, default, or a '+'-joined list of flce, rmsnorm, swiglu, rope,
+ * mlp and op=kernel|ort|native — '+' because ',' separates runs; e.g.
  * fused:8x512:default+rmsnorm=native+rope=native; default: the backend's default policy). Per run: ORT segments, ORT runs per step and host ms per ORT run (the
  * per-session-run overhead), host ms recording our kernel groups.
  *
@@ -83,11 +86,12 @@ async function child(variant: string, batch: number, seq: number, steps: number,
   const { WebGpuTrainer } = await import('../src/runtime/webgpu/trainer.js');
   const { FUSED_OPS } = await import('../custom-ops/registry.js');
   const { StagedSteps } = await import('../src/runtime/webgpu/steps.js');
-  const policy = kernels ? parseKernels(kernels.replace(/\+/g, ',')) : {};
+  const fuseMlp = variant.startsWith('fused-mlp');
+  const policy = kernels ? parseKernels(kernels.replace(/\+/g, ',')) : fuseMlp ? parseKernels('default,mlp') : {};
   const { rng } = await import('../src/random.js');
   const t0 = performance.now();
   const { loadFile } = await import('../src/onnx/io.js');
-  const prepared = prepareTraining(modelFile ? loadFile(modelFile) : buildQwen2(config, { seed: 0 }), { fuse: variant.startsWith('fused'), target: 'webgpu', recompute: !variant.endsWith('-keep') });
+  const prepared = prepareTraining(modelFile ? loadFile(modelFile) : buildQwen2(config, { seed: 0 }), { fuse: variant.startsWith('fused'), fuseMlp, target: 'webgpu', recompute: !variant.endsWith('-keep') });
   const prepareMs = performance.now() - t0;
   const { ort, meter } = await nodeOrtWeb();
   const spec = trainingSpec(prepared.train, prepared.initial, policy, { batch, seq });

@@ -10,17 +10,20 @@ import { linearCrossEntropyRecord, linearCrossEntropyWithGradRecord } from './fu
 import { rmsNormGradRecord, rmsNormRecord } from './rms-norm/record.js';
 import { ropeGradRecord, ropeRecord } from './rope/record.js';
 import { swigluGradRecord, swigluRecord } from './swiglu/record.js';
+import { swigluMlpGradRecord, swigluMlpRecord } from './swiglu-mlp/record.js';
 
-/** Forward ops, then the backward ops the gradient rules emit (RMSNormGrad, SwiGLUGrad, RoPEGrad). */
+/** Forward ops, then the backward ops the gradient rules emit (RMSNormGrad, SwiGLUGrad, RoPEGrad, SwiGLUMLPGrad). */
 export const FUSED_OPS: readonly FusedOpRecord[] = [
   linearCrossEntropyRecord,
   linearCrossEntropyWithGradRecord,
   rmsNormRecord,
   swigluRecord,
   ropeRecord,
+  swigluMlpRecord,
   rmsNormGradRecord,
   swigluGradRecord,
   ropeGradRecord,
+  swigluMlpGradRecord,
 ];
 
 /** Shape/type rules of every fused op, for inferShapes' `rules`. */

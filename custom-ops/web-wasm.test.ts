@@ -12,6 +12,8 @@ import { rope } from './rope/function.js';
 import { ropeRef } from './rope/reference.js';
 import { swiglu } from './swiglu/function.js';
 import { swigluRef } from './swiglu/reference.js';
+import { swigluMlp } from './swiglu-mlp/function.js';
+import { swigluMlpRef } from './swiglu-mlp/reference.js';
 import { fusedModel, randn, relErr, rng } from './testing.js';
 import type { Target } from '../src/fused/types.js';
 
@@ -39,6 +41,8 @@ function cases(): Record<string, Case> {
   const q = randn(r, 2 * 3 * 4 * 8);
   const cos = randn(r, 4 * 8);
   const sin = randn(r, 4 * 8);
+  const [mh, mi] = [12, 20];
+  const mx = randn(r, 2 * 3 * mh), wg = randn(r, mi * mh, 0.5), wu = randn(r, mi * mh, 0.5), wd = randn(r, mh * mi, 0.5);
   return {
     FusedLinearCrossEntropy: {
       model: (t) => fusedModel(fusedLinearCrossEntropy, [{ name: 'hidden', elem: F, shape: ['N', h] }, { name: 'weight', elem: F, shape: [v, h] },
@@ -64,6 +68,12 @@ function cases(): Record<string, Case> {
         { output: { name: 'y', elem: F, shape: [2, 3, 4, 8] } }),
       feeds: { x: t32(q, [2, 3, 4, 8]), c: t32(cos, [1, 1, 4, 8]), s: t32(sin, [1, 1, 4, 8]) },
       want: ropeRef(q, cos, sin, { b: 2, heads: 3, s: 4, d: 8, bc: 1 }),
+    },
+    SwiGLUMLP: {
+      model: (t) => fusedModel(swigluMlp, [{ name: 'x', elem: F, shape: [2, 3, mh] }, { name: 'wg', elem: F, shape: [mi, mh] }, { name: 'wu', elem: F, shape: [mi, mh] },
+        { name: 'wd', elem: F, shape: [mh, mi] }], {}, t, { output: { name: 'y', elem: F, shape: [2, 3, mh] } }),
+      feeds: { x: t32(mx, [2, 3, mh]), wg: t32(wg, [mi, mh]), wu: t32(wu, [mi, mh]), wd: t32(wd, [mh, mi]) },
+      want: swigluMlpRef(mx, wg, wu, wd, { m: 6, h: mh, i: mi }),
     },
   };
 }

@@ -62,8 +62,10 @@ export function inspect(model: Model): ModelSummary {
 }
 
 export interface OptimizeOptions {
-  /** The passes to run (default: `defaultPipeline()`). */
+  /** The passes to run (default: `defaultPipeline({ mlp: fuseMlp })`). */
   passes?: Pass[];
+  /** Also fuse each whole SwiGLU MLP into one SwiGLUMLP op (passes/fuse-swiglu-mlp.ts; off by default). */
+  fuseMlp?: boolean;
   /** Validate the input and the result with the checker (default true). */
   check?: boolean;
   /** Run the checker after every pass (slower; for debugging passes). */
@@ -142,7 +144,7 @@ export function optimize(input: Model | Uint8Array | string, opts: OptimizeOptio
   if (doCheck) validate(model, source);
   const tValidate = performance.now() - t;
   t = performance.now();
-  const pipeline = runPipeline(model, opts.passes ?? defaultPipeline(), {
+  const pipeline = runPipeline(model, opts.passes ?? defaultPipeline({ mlp: opts.fuseMlp }), {
     explain: opts.explain, checkEachPass: opts.checkEachPass, options: opts.training ? { ...opts.options, training: true } : opts.options,
   });
   // Last, after every pass: a function's opset imports must equal the model's.

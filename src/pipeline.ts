@@ -14,6 +14,7 @@ import { fuseLinearCrossEntropyPass } from '../passes/fuse-linear-cross-entropy.
 import { fuseRmsNormPass } from '../passes/fuse-rms-norm.js';
 import { fuseRopePass } from '../passes/fuse-rope.js';
 import { fuseSwigluPass } from '../passes/fuse-swiglu.js';
+import { fuseSwigluMlpPass } from '../passes/fuse-swiglu-mlp.js';
 import { removeNoops } from '../passes/remove-noops.js';
 
 export interface PassReport {
@@ -51,8 +52,17 @@ export function cleanupPipeline(): Pass[] {
   ];
 }
 
+/** Fusions that are off by default. */
+export interface FusionOptions {
+  /**
+   * The whole SwiGLU MLP as one op (passes/fuse-swiglu-mlp.ts; `--fuse-mlp`): off until measured
+   * on the H200 (issue 12).
+   */
+  mlp?: boolean;
+}
+
 /** The fusion passes, in order. */
-export function fusionPipeline(): Pass[] {
+export function fusionPipeline(opts: FusionOptions = {}): Pass[] {
   return [
     // RMSNorm, SwiGLU and RoPE match disjoint nodes (their order among themselves is free).
     // They run before linear-CE: the first of them infers shapes on untyped (builder-made)
@@ -60,6 +70,8 @@ export function fusionPipeline(): Pass[] {
     // output of one fused RMSNorm node rather than the tail of the unfused chain.
     fuseRmsNormPass,
     fuseSwigluPass,
+    // After fuse-swiglu: it matches the three projections around a fused SwiGLU node.
+    ...(opts.mlp ? [fuseSwigluMlpPass] : []),
     fuseRopePass,
     // Last of the fusions: it reads the lm_head's hidden input as left by the rules above.
     fuseLinearCrossEntropyPass,
@@ -70,8 +82,8 @@ export function fusionPipeline(): Pass[] {
 }
 
 /** The default `optimize` pipeline: cleanup (CSE shares the RoPE cos/sin) → fusions → cleanup. */
-export function defaultPipeline(): Pass[] {
-  return [...cleanupPipeline(), ...fusionPipeline(), ...cleanupPipeline()];
+export function defaultPipeline(opts: FusionOptions = {}): Pass[] {
+  return [...cleanupPipeline(), ...fusionPipeline(opts), ...cleanupPipeline()];
 }
 
 export function runPipeline(model: Model, passes: Pass[], opts: PipelineOptions = {}): PipelineReport {

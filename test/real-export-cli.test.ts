@@ -76,3 +76,33 @@ describe('ortfuse train on default-settings torch exports', () => {
     expect(r.stdout).toMatch(/model\.layers\.0\.self_attn\.q_proj\.weight\s+\[64, 64\]\s+← val_\d+ \(transposed\)/);
   });
 });
+
+describe('--fuse-mlp on a default-settings torch export', () => {
+  it('optimize fuses every layer\'s MLP; train with a frozen gate weight follows the run without it; --no-fuse contradicts it', async () => {
+    const stem = 'qwen2-default-gqa';
+    const layers = fx(stem).config.num_hidden_layers;
+    const o = await cli('optimize', `${DIR}${stem}.onnx`, '-o', 'mlp.onnx', '--fuse-mlp', '--json', 'mlp.json');
+    expect(o.code).toBe(0);
+    const report = JSON.parse(fs.readFileSync(path.join(tmp, 'mlp.json'), 'utf8'));
+    const fired = (rule: string) => report.passes.reduce((s: number, p: { counts: Record<string, number> }) => s + (p.counts[rule] ?? 0), 0);
+    expect([fired('fuse-swiglu'), fired('fuse-swiglu-mlp')]).toEqual([layers, layers]);
+    expect(loadFile(path.join(tmp, 'mlp.onnx')).graph.nodes.filter((n) => n.opType === 'SwiGLUMLP')).toHaveLength(layers);
+    // Without the flag: no SwiGLUMLP.
+    expect((await cli('optimize', `${DIR}${stem}.onnx`, '-o', 'plain.onnx')).code).toBe(0);
+    expect(loadFile(path.join(tmp, 'plain.onnx')).graph.nodes.filter((n) => n.opType === 'SwiGLUMLP')).toHaveLength(0);
+
+    const losses = async (extra: string[], json: string) => {
+      const r = await cli('train', `${DIR}${stem}.onnx`, ...TRAIN, '--freeze', 'model.layers.*.mlp.gate_proj.weight', '--json', json, ...extra);
+      expect(r.code, r.stderr).toBe(0);
+      return fs.readFileSync(path.join(tmp, json), 'utf8').trim().split('\n').map((l) => JSON.parse(l).loss as number);
+    };
+    const on = await losses(['--fuse-mlp'], 'on.jsonl');
+    const off = await losses([], 'off.jsonl');
+    expect(on).toHaveLength(4);
+    on.forEach((l, i) => expect(Math.abs(l - off[i]), `step ${i + 1}`).toBeLessThan(1e-4));
+
+    const bad = await cli('train', `${DIR}${stem}.onnx`, ...TRAIN, '--fuse-mlp', '--no-fuse');
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toMatch(/--fuse-mlp and --no-fuse contradict each other/);
+  }, 120_000);
+});

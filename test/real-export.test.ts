@@ -66,16 +66,22 @@ describe('parameter discovery without the exporter\'s record (graph roles)', () 
   });
 });
 
-describe.each(['unfused', 'fused'] as const)('default-settings exports train like torch (%s)', (mode) => {
+// fused-mlp: the default fusions plus each whole MLP as one SwiGLUMLP (--fuse-mlp), whose backward recomputes gate and up.
+describe.each(['unfused', 'fused', 'fused-mlp'] as const)('default-settings exports train like torch (%s)', (mode) => {
   it.each(['qwen2-default-tied', 'qwen2-default-gqa', 'qwen2-default-static'])('%s: gradient of every torch parameter (rel L2 < 1e-3)', async (stem) => {
     const fx = fixture(stem);
     const grads = loadSafetensors(`${DIR}${stem === 'qwen2-default-static' ? 'qwen2-default-tied' : stem}.safetensors`).tensors;
-    const prepared = prepareTraining(load(stem), { fuse: mode === 'fused', target: 'cpu' });
+    const prepared = prepareTraining(load(stem), { fuse: mode !== 'unfused', fuseMlp: mode === 'fused-mlp', target: 'cpu' });
     expect(prepared.parameters.sort()).toEqual(Object.keys(fx.parameters).sort());
     expect(prepared.parameterReport.frozen).toEqual([]);
-    if (mode === 'fused') {
+    if (mode !== 'unfused') {
       const fired = (rule: string) => prepared.report!.passes.reduce((s, p) => s + (p.counts[rule] ?? 0), 0);
       expect([fired('fuse-linear-cross-entropy'), fired('fuse-rms-norm'), fired('fuse-swiglu'), fired('fuse-rope')]).toEqual([1, 2 * fx.config.num_hidden_layers + 1, fx.config.num_hidden_layers, 2 * fx.config.num_hidden_layers]);
+      expect(fired('fuse-swiglu-mlp')).toBe(mode === 'fused-mlp' ? fx.config.num_hidden_layers : 0);
+      const ops = (t: string) => prepared.train.graph.nodes.filter((n) => n.opType === t).length;
+      // fused: SwiGLU nodes (forward ones and their recomputed clones); fused-mlp: none left outside the MLP op.
+      const L = fx.config.num_hidden_layers;
+      expect([ops('SwiGLUMLP'), ops('SwiGLUMLPGrad'), ops('SwiGLU') > 0]).toEqual(mode === 'fused-mlp' ? [L, L, false] : [0, 0, true]);
     }
     const t = await CpuTrainer.create(prepared.train, prepared.initial, { optimizer: { lr: 1e-3 }, schedule: { lr: 1e-3, warmupSteps: 0, totalSteps: 1 } });
     const { loss, grads: got } = await t.lossAndGrads(batch(fx.inputs));
@@ -92,11 +98,36 @@ describe.each(['unfused', 'fused'] as const)('default-settings exports train lik
   });
 });
 
+describe('--fuse-mlp on an export without the exporter\'s record (weights stored [in, out])', () => {
+  it('qwen2-default-tied stripped of its node records: every MLP fused through inserted Transposes; loss and gradients as the default fusions', async () => {
+    const stripped = () => {
+      const m = load('qwen2-default-tied');
+      for (const n of m.graph.nodes) n.extra.metadata_props = [];
+      return m;
+    };
+    const fx = fixture('qwen2-default-tied');
+    const run = async (fuseMlp: boolean) => {
+      const p = prepareTraining(stripped(), { fuse: true, fuseMlp, target: 'cpu' });
+      expect(p.discovery.method).toBe('graph-roles');
+      const fired = p.report!.passes.reduce((s, q) => s + (q.counts['fuse-swiglu-mlp'] ?? 0), 0);
+      expect(fired).toBe(fuseMlp ? fx.config.num_hidden_layers : 0);
+      const t = await CpuTrainer.create(p.train, p.initial, { optimizer: { lr: 1e-3 }, schedule: { lr: 1e-3, warmupSteps: 0, totalSteps: 1 } });
+      const r = await t.lossAndGrads(batch(fx.inputs));
+      await t.release();
+      return r;
+    };
+    const [on, off] = [await run(true), await run(false)];
+    expect(Math.abs(on.loss - off.loss)).toBeLessThan(1e-6);
+    expect([...on.grads.keys()].sort()).toEqual([...off.grads.keys()].sort());
+    for (const [name, g] of off.grads) expect(relL2(on.grads.get(name)!, g), name).toBeLessThan(1e-5);
+  });
+});
+
 describe('50 AdamW steps against torch', () => {
-  it.each([['qwen2-default-tied', 'fused'], ['qwen2-default-gqa', 'fused'], ['qwen2-default-gqa', 'unfused']])('%s: every step\'s loss within 1e-3 (%s)', async (stem, mode) => {
+  it.each([['qwen2-default-tied', 'fused'], ['qwen2-default-gqa', 'fused'], ['qwen2-default-gqa', 'unfused'], ['qwen2-default-gqa', 'fused-mlp']])('%s: every step\'s loss within 1e-3 (%s)', async (stem, mode) => {
     const fx = fixture(stem);
     const r = fx.run!;
-    const prepared = prepareTraining(load(stem), { fuse: mode === 'fused', target: 'cpu' });
+    const prepared = prepareTraining(load(stem), { fuse: mode !== 'unfused', fuseMlp: mode === 'fused-mlp', target: 'cpu' });
     const t = await CpuTrainer.create(prepared.train, prepared.initial, {
       optimizer: { lr: r.settings.lr, weightDecay: r.settings.weight_decay, maxGradNorm: r.settings.clip },
       schedule: { lr: r.settings.lr, warmupSteps: r.settings.warmup, totalSteps: r.settings.steps, minRatio: r.settings.min_ratio },

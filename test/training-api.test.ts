@@ -133,6 +133,12 @@ describe('training API (cpu)', () => {
     expect(await losses(demoModel(), 3)).toEqual(fromFile);
     const unfused = await losses(demoModel(), 3, { fuse: false });
     for (let i = 0; i < 3; i++) expect(Math.abs(unfused[i] - fromFile[i])).toBeLessThan(1e-4);
+    // fuseMlp (--fuse-mlp): each MLP one SwiGLUMLP op; the same losses.
+    const mlp = await createTrainer(demoModel(), { ...opts, fuseMlp: true });
+    expect(mlp.report!.passes.reduce((n, p) => n + (p.counts['fuse-swiglu-mlp'] ?? 0), 0)).toBe(TINY.num_hidden_layers);
+    await mlp.dispose();
+    const fusedMlp = await losses(demoModel(), 3, { fuseMlp: true });
+    for (let i = 0; i < 3; i++) expect(Math.abs(fusedMlp[i] - fromFile[i])).toBeLessThan(1e-4);
     const t = await createTrainer(demoModel());
     const r = await t.step(toBatch([[1, 2, 3, 4, 5, 6], [7, 8, 9, 10, 11, 12]], [[1, 2, 3, -100, -100, -100], [7, 8, 9, 10, 11, 12]]));
     expect(r.loss).toBeGreaterThan(5);
@@ -216,6 +222,8 @@ describe('training API (cpu)', () => {
       [{ backend: 'webgpu', graphCapture: true }, /option graphCapture needs batch and seq/],
       [{ backend: 'webgpu', graphCapture: true, batch: 2, seq: 16, memoryBudget: 2 ** 30 }, /graphCapture .* does not combine with memoryBudget/],
       [{ backend: 'webgpu', graphCapture: 'yes' }, /option graphCapture must be true or false/],
+      [{ fuseMlp: 'yes' }, /option fuseMlp must be true or false/],
+      [{ fuse: false, fuseMlp: true }, /option fuseMlp needs fuse/],
     ];
     for (const [config, msg] of bad) {
       const e = await createTrainer(demoModel(), config).catch((x) => x);

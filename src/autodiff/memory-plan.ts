@@ -76,9 +76,11 @@ export function lastUses(g: Graph): Map<Value, number> {
 /**
  * Peak live bytes of `g` run in node order (see the file header). `sizeOf` (default: static shapes)
  * may evaluate symbolic shapes; `last` = lastUses(g), when computed once for several sizes;
- * `opts.freeOutputs`: graph outputs consumed as soon as they are made (gradients applied at once).
+ * `opts.freeOutputs`: graph outputs consumed as soon as they are made (gradients applied at once);
+ * `opts.workspace`: bytes a node holds only while it runs (a fused op's intermediates, ./types.ts
+ * opWorkspace), counted at that node on top of its inputs and outputs.
  */
-export function memoryPlan(g: Graph, sizeOf: SizeOf = tensorBytes, last = lastUses(g), opts: { freeOutputs?: (v: Value) => boolean } = {}): MemoryPlan {
+export function memoryPlan(g: Graph, sizeOf: SizeOf = tensorBytes, last = lastUses(g), opts: { freeOutputs?: (v: Value) => boolean; workspace?: (n: Node) => number } = {}): MemoryPlan {
   const nodes = g.nodes;
   // Outputs live to the end, except those the caller takes away as soon as they are made (after their last reader).
   const outputs = new Set(g.outputs.filter((v) => !opts.freeOutputs?.(v)));
@@ -101,8 +103,9 @@ export function memoryPlan(g: Graph, sizeOf: SizeOf = tensorBytes, last = lastUs
       live += b;
       if (b > largest.bytes) largest = { bytes: b, what: `${n.opType} output '${o.name}'` };
     }
-    if (live > peak) {
-      peak = live;
+    const during = live + (opts.workspace?.(n) ?? 0);
+    if (during > peak) {
+      peak = during;
       peakNode = n;
       snapshot = [...alive.keys()];
     }

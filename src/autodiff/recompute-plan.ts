@@ -24,7 +24,7 @@ import { cloneModel } from './clone.js';
 import { boundShapes, memoryPlan, type DimsOf } from './memory-plan.js';
 import { recomputeTrainingGraph } from './training.js';
 import type { RecomputeOptions, RecomputeReport } from './recompute.js';
-import type { DifferentiableOp } from './types.js';
+import { opWorkspace, type DifferentiableOp } from './types.js';
 
 export interface PlanRequest {
   /** The batch shape the step runs at. */
@@ -84,7 +84,8 @@ function applied(base: Model, opts: RecomputeOptions, ops: readonly Differentiab
   const report = recomputeTrainingGraph(train, opts, ops);
   const { dims, size } = boundShapes(train.graph, batch, seq);
   const flops = report.chosen.reduce((s, c) => s + c.cloned.reduce((t, n) => t + nodeFlops(n, dims), 0), 0);
-  return { train, report, activationBytes: memoryPlan(train.graph, size, undefined, { freeOutputs: req.freeOutputs }).peakBytes, flops };
+  const plan = memoryPlan(train.graph, size, undefined, { freeOutputs: req.freeOutputs, workspace: opWorkspace(ops, dims) });
+  return { train, report, activationBytes: plan.peakBytes, flops };
 }
 
 const GiB = 2 ** 30;

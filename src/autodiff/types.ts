@@ -5,6 +5,7 @@
  * differentiable. Rules see the forward node only through a {@link GradContext}.
  */
 import type { Dim } from '../ir/types.js';
+import type { DimsOf } from './memory-plan.js';
 import type { Node, Value } from '../ir/graph.js';
 import type { Ops } from '../ir/builder.js';
 import type { FusedOp } from '../fused/types.js';
@@ -98,4 +99,16 @@ export interface DifferentiableOp extends FusedOp {
   standardGrads?: Readonly<Record<string, GradRule>>;
   /** Cheap enough to recompute in the backward instead of keeping its output (./recompute.ts). */
   recomputable?: boolean;
+  /**
+   * Bytes of the temporaries one call of `node` holds while it runs, besides its inputs and outputs
+   * (intermediates inside the op), at the shapes `dims` gives; for the activation plan
+   * (./memory-plan.ts). Undefined where a shape is unknown. Default: none.
+   */
+  workspace?(node: Node, dims: DimsOf): number | undefined;
+}
+
+/** The workspace rule of `ops` for memoryPlan: bytes of temporaries of a node of one of them at the shapes `dims` gives. */
+export function opWorkspace(ops: readonly DifferentiableOp[], dims: DimsOf): (n: Node) => number {
+  const by = new Map(ops.filter((o) => o.workspace).map((o) => [`${o.schema.domain}::${o.schema.name}`, o]));
+  return (n) => by.get(`${n.domain}::${n.opType}`)?.workspace?.(n, dims) ?? 0;
 }

@@ -41,6 +41,8 @@ export interface OptimizeArgs {
   train: boolean;
   /** Run the fusion pipeline (false: --no-fuse, with --train only). */
   fuse: boolean;
+  /** Also fuse each whole SwiGLU MLP into one op (--fuse-mlp). */
+  fuseMlp: boolean;
 }
 
 /** `model.onnx` -> `model.opt.onnx`. */
@@ -62,7 +64,8 @@ export const optimizeCommand: CliCommand<OptimizeArgs> = {
       .option('--target <target>', "fused ops' portable bodies for: cpu (Loop over row chunks) or webgpu (no Loop)", 'cpu')
       .option('--drop-logits', 'drop a logits output that only sits beside the fused loss (for training; kept by default)')
       .option('--train', "write the training-step graph: (parameters, input_ids, labels) -> (loss, grad.<param>), parameters as inputs defaulting to the model's weights")
-      .option('--no-fuse', 'with --train: build the step graph from the model as it is (no passes)');
+      .option('--no-fuse', 'with --train: build the step graph from the model as it is (no passes)')
+      .option('--fuse-mlp', 'also fuse each whole SwiGLU MLP (gate, up, SwiGLU, down) into one SwiGLUMLP op (off by default until measured)');
   },
   parse(positionals, opts) {
     const input = positionals[0] as string | undefined;
@@ -70,6 +73,7 @@ export const optimizeCommand: CliCommand<OptimizeArgs> = {
     const target = (opts.target ?? 'cpu') as string;
     if (target !== 'cpu' && target !== 'webgpu') fail('usage', `--target must be cpu or webgpu, got '${target}'`);
     if (opts.fuse === false && opts.train !== true) fail('usage', '--no-fuse only applies with --train');
+    if (opts.fuse === false && opts.fuseMlp === true) fail('usage', '--fuse-mlp and --no-fuse contradict each other');
     return {
       input,
       output: opts.output as string | undefined,
@@ -81,6 +85,7 @@ export const optimizeCommand: CliCommand<OptimizeArgs> = {
       dropLogits: opts.dropLogits === true,
       train: opts.train === true,
       fuse: opts.fuse !== false,
+      fuseMlp: opts.fuseMlp === true,
     };
   },
   async run(args, io) {
@@ -106,6 +111,7 @@ async function runOptimize(args: OptimizeArgs, io: CliIO): Promise<void> {
     explain: args.explain, check: args.check, source: input ?? 'demo model', options: { dropLogits: args.dropLogits },
     // --train: bodies are attached to the step graph (autodiff adds ops), the passes run as for training
     target: args.train ? null : args.target, training: args.train, passes: args.train && !args.fuse ? [] : undefined,
+    fuseMlp: args.fuseMlp,
   });
   if (args.train) {
     // The webgpu target's loss must run on the GPU (SoftmaxCrossEntropyLoss has no WebGPU kernel).

@@ -69,6 +69,7 @@ export const trainCommand: CliCommand<TrainArgs> = {
       .option('--eval-text <file>', 'UTF-8 validation text (default: the last 5% of the training text)')
       .option('--tokenizer <kind>', 'qwen (Qwen2 BPE) or bytes (UTF-8 bytes, ids 0-255) (default: qwen when the model\'s vocabulary holds Qwen2\'s, else bytes)')
       .option('--no-fuse', 'train the graph as exported, without the fusions')
+      .option('--fuse-mlp', 'also fuse each whole SwiGLU MLP (gate, up, SwiGLU, down) into one SwiGLUMLP op whose backward recomputes gate and up; on webgpu add mlp to --kernels (e.g. flce,mlp) to run it on our GEMMs (off by default until measured)')
       .option('--seed <n>', 'seed for batch order', '0')
       .option('--warmup <n>', 'warm-up steps (default: min(10, steps/10))')
       .option('--schedule <kind>', 'learning rate after the warm-up: cosine, linear (both down to --min-lr-ratio x lr) or constant', 'cosine')
@@ -80,7 +81,7 @@ export const trainCommand: CliCommand<TrainArgs> = {
       .option('--memory-budget <size>', 'fit one step into SIZE (e.g. 12GiB; cpu: peak RSS, webgpu: GPU buffers): the backward recomputes what a cost model picks (least extra work); refused before training when it cannot fit')
       .option('--backend <name>', 'cpu (onnxruntime-node) or webgpu (onnxruntime-web WebGPU EP on dawn.node)', 'cpu')
       .option('--graph-capture', 'webgpu: run the ORT segments that read no host input as onnxruntime-web graph captures (recorded once, replayed each step: less host time per step, much more GPU memory: every intermediate stays allocated; not with --memory-budget; experimental: see bench/results/graph-capture-h200.md)')
-      .option('--kernels <ops>', "webgpu: per fused op, our WGSL kernel between ORT segments, ORT running its ONNX body, or (rmsnorm, rope) 'native' = ONNX RMSNormalization-23 / RotaryEmbedding-23 run by ORT: a comma list read left to right from all-in-ORT — all, none, default (= flce,swiglu), an op name (flce, rmsnorm, swiglu, rope: our kernel) or op=kernel|ort|native; e.g. default,rmsnorm=native,rope=native (default: flce,swiglu)")
+      .option('--kernels <ops>', "webgpu: per fused op, our WGSL kernel between ORT segments, ORT running its ONNX body, or (rmsnorm, rope) 'native' = ONNX RMSNormalization-23 / RotaryEmbedding-23 run by ORT: a comma list read left to right from all-in-ORT — all, none, default (= flce,swiglu), an op name (flce, rmsnorm, swiglu, rope, mlp: our kernel; mlp only with --fuse-mlp) or op=kernel|ort|native; e.g. default,rmsnorm=native,rope=native (default: flce,swiglu)")
       .option('--json <file>', 'write one JSON record per step (JSON lines)')
       .option('--plot <file>', 'loss curve as SVG (default: <json>.svg when --json is given)')
       .option('--trainable <globs>', "train only parameters matching these globs (comma-separated; torch names where the export records them, e.g. 'model.layers.*.mlp.*'; default: all)")
@@ -98,6 +99,7 @@ export const trainCommand: CliCommand<TrainArgs> = {
       .option('--no-progress', 'no progress bar (one line per step instead)');
   },
   parse(positionals, o) {
+    if (o.fuse === false && o.fuseMlp === true) fail('usage', '--fuse-mlp and --no-fuse contradict each other');
     return {
       input: positionals[0] as string | undefined,
       steps: num(o.steps, 'steps'),
@@ -106,6 +108,7 @@ export const trainCommand: CliCommand<TrainArgs> = {
       lr: num(o.lr, 'lr', false),
       seed: num(o.seed, 'seed'),
       fuse: o.fuse !== false,
+      fuseMlp: o.fuseMlp === true,
       warmup: o.warmup === undefined ? undefined : num(o.warmup, 'warmup'),
       weightDecay: num(o.weightDecay, 'weight-decay', false),
       maxGradNorm: num(o.clip, 'clip', false),

@@ -17,6 +17,7 @@ import type { Graph, Value } from '../ir/graph.js';
 import { DataType } from '../onnx/schema.js';
 import { numel } from '../ir/tensor.js';
 import { boundShapes, lastUses, memoryPlan } from '../autodiff/memory-plan.js';
+import { opWorkspace, type DifferentiableOp } from '../autodiff/types.js';
 
 const GiB = 2 ** 30;
 
@@ -67,15 +68,16 @@ export const WEBGPU_OVERHEAD = 2.02 * GiB;
 /**
  * The estimator for a training-step graph with `parameters` float32 parameter elements. Symbolic
  * dims of input_ids ([batch, seq]) are bound to the shape asked for; values whose size still
- * cannot be evaluated are not counted.
+ * cannot be evaluated are not counted. `ops`: the fused ops whose internal temporaries count
+ * (DifferentiableOp.workspace).
  */
-export function stepMemoryModel(g: Graph, parameters: number): StepMemoryModel {
+export function stepMemoryModel(g: Graph, parameters: number, ops: readonly DifferentiableOp[] = []): StepMemoryModel {
   const last = lastUses(g); // liveness once; sizes per batch shape
   const frozen = frozenElements(g);
   return {
     at(batch, seq) {
-      const { size } = boundShapes(g, batch, seq);
-      const plan = memoryPlan(g, size, last);
+      const { dims, size } = boundShapes(g, batch, seq);
+      const plan = memoryPlan(g, size, last, { workspace: opWorkspace(ops, dims) });
       return { bytes: stepPeak('cpu', parameters, plan.peakBytes, frozen), activationBytes: plan.peakBytes, largest: plan.largest };
     },
   };

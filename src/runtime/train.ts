@@ -29,6 +29,7 @@ import { checkBatchShape, checkNotTrainingGraph } from './model-limits.js';
 import type { ScheduleKind } from './optimizer.js';
 import { checkOptions, checkResume, checkResumeModel, runSettings, type ParamShapes } from './run-checks.js';
 import { prepareTraining, vocabSize, type PreparedTraining } from './session.js';
+import { FUSED_OPS } from '../../custom-ops/registry.js';
 import type { CpuTrainer, StepResult, TrainerOptions } from './trainer.js';
 import { withPeers } from './peers.js';
 import { budgetTrainerOptions, gradientsAppliedEarly } from './memory-budget.js';
@@ -53,6 +54,8 @@ export interface TrainOptions {
   lr: number;
   seed: number;
   fuse: boolean;
+  /** With `fuse`: each whole SwiGLU MLP as one op (`--fuse-mlp`; default false). */
+  fuseMlp?: boolean;
   warmup?: number;
   weightDecay?: number;
   maxGradNorm?: number;
@@ -166,7 +169,7 @@ function cgroupMemoryMax(): string | undefined {
 
 /** Refuse a step that cannot fit: over the machine's memory (cpu) or the adapter's largest buffer (webgpu). */
 function checkMemory(prepared: PreparedTraining, o: TrainOptions, nParams: number, maxBuffer?: { bytes: number; adapter: string }): StepMemory {
-  const m = stepMemoryModel(prepared.train.graph, nParams);
+  const m = stepMemoryModel(prepared.train.graph, nParams, FUSED_OPS);
   const accum = (o.gradAccum ?? 1) > 1 ? 4 * nParams : 0;
   const est = m.at(o.batch, o.seq);
   const shape = `--batch ${o.batch} --seq ${o.seq}`;
@@ -220,7 +223,7 @@ export async function runTraining(model: Model, text: string, tok: Tokenizer, o:
   const forward = o.saveModel ? (adoptExport(model), cloneModel(model)) : undefined;
   const gradientsApplied = gradientsAppliedEarly(backend, settings.clip, o.kernels);
   const memoryRequest = { batch: o.batch, seq: o.seq, backend, budget: o.memoryBudget, gradientsApplied } as const;
-  const prepared = prepareTraining(model, { fuse: o.fuse, target: backend, trainable: o.trainable, freeze: o.freeze, lora: o.lora, memory: memoryRequest });
+  const prepared = prepareTraining(model, { fuse: o.fuse, fuseMlp: o.fuseMlp, target: backend, trainable: o.trainable, freeze: o.freeze, lora: o.lora, memory: memoryRequest });
   const nParams = [...prepared.initial.values()].reduce((s, p) => s + p.length, 0);
   const shapes: ParamShapes = prepared.train.graph.inputs
     .filter((v) => prepared.initial.has(v.name))

@@ -26,6 +26,8 @@ export interface TrainerConfig {
   clip?: number;
   /** Fuse linear+cross-entropy, RMSNorm, SwiGLU and RoPE before building the step (default true). */
   fuse?: boolean;
+  /** With fuse: each whole SwiGLU MLP as one op, as `--fuse-mlp` (default false; webgpu: kernels 'default,mlp' runs it on our GEMMs). */
+  fuseMlp?: boolean;
   /** Globs of parameters to train, as `--trainable` (torch names where the export records them; default all). */
   trainable?: string | string[];
   /** Globs of parameters to keep fixed, as `--freeze` (default none). */
@@ -80,11 +82,12 @@ export interface ResolvedOptions extends Omit<TrainerConfig, 'lora'> {
   weightDecay: number;
   clip: number;
   fuse: boolean;
+  fuseMlp: boolean;
   trainable?: string[];
   freeze?: string[];
 }
 
-const KNOWN = new Set(['backend', 'lr', 'steps', 'warmup', 'schedule', 'minLrRatio', 'weightDecay', 'clip', 'fuse', 'trainable', 'freeze', 'kernels', 'batch', 'seq', 'threads', 'sessionOptions', 'ort', 'noDecay', 'lora', 'memoryBudget', 'graphCapture']);
+const KNOWN = new Set(['backend', 'lr', 'steps', 'warmup', 'schedule', 'minLrRatio', 'weightDecay', 'clip', 'fuse', 'fuseMlp', 'trainable', 'freeze', 'kernels', 'batch', 'seq', 'threads', 'sessionOptions', 'ort', 'noDecay', 'lora', 'memoryBudget', 'graphCapture']);
 
 function int(v: unknown, name: string, min: number): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < min) fail('usage', `option ${name} must be an integer ≥ ${min} (got ${String(v)})`);
@@ -121,6 +124,7 @@ export function resolveOptions(c: TrainerConfig): ResolvedOptions {
     weightDecay: num(c.weightDecay ?? 0.01, 'weightDecay', (x) => x >= 0, 'a number ≥ 0'),
     clip: num(c.clip ?? 1, 'clip', (x) => x >= 0, 'a number ≥ 0 (0 = off)'),
     fuse: c.fuse ?? true,
+    fuseMlp: c.fuseMlp ?? false,
     trainable: globs(c.trainable, 'trainable'),
     freeze: globs(c.freeze, 'freeze'),
     lora: c.lora === undefined ? undefined : resolveLora(c.lora),
@@ -128,6 +132,8 @@ export function resolveOptions(c: TrainerConfig): ResolvedOptions {
   if (o.lora && (o.trainable || o.freeze)) fail('usage', `option ${o.trainable ? 'trainable' : 'freeze'} does not apply with lora (only the adapters train)`);
   if (!['cosine', 'linear', 'constant'].includes(o.schedule)) fail('usage', `option schedule must be 'cosine', 'linear' or 'constant' (got ${String(o.schedule)})`);
   if (typeof o.fuse !== 'boolean') fail('usage', `option fuse must be true or false (got ${String(o.fuse)})`);
+  if (typeof o.fuseMlp !== 'boolean') fail('usage', `option fuseMlp must be true or false (got ${String(o.fuseMlp)})`);
+  if (o.fuseMlp && !o.fuse) fail('usage', 'option fuseMlp needs fuse (the MLP fusion runs after the SwiGLU one)');
   if (o.warmup > steps) fail('usage', `option warmup (${o.warmup}) is longer than the schedule (steps ${steps})`);
   if ((c.batch === undefined) !== (c.seq === undefined)) fail('usage', 'options batch and seq go together (the batch shape the webgpu step graph is specialised to)');
   if (c.batch !== undefined) int(c.batch, 'batch', 1);

@@ -48,7 +48,7 @@ export function nativeOps(p: OpPolicy, ops: readonly FusedOpRecord[]): PolicyOp[
 /**
  * `--kernels` syntax: a comma list read left to right, starting from every op in ORT:
  *   - `all` / `none`: every op as our kernel / in ORT; `default`: the defaults of `resolvePolicy`;
- *   - `op` (the policy keys lowercased: flce, rmsnorm, swiglu, rope): that op as our kernel;
+ *   - `op` (the policy keys lowercased: flce, rmsnorm, swiglu, rope, mlp): that op as our kernel;
  *   - `op=kernel|ort|native`: that op so ('native' for rmsnorm and rope only).
  * E.g. 'flce,swiglu' (the default), 'default,rmsnorm=native,rope=native', 'all,rope=ort'.
  */

@@ -1,0 +1,48 @@
+/**
+ * ai.ortfuse::SwiGLUMLPGrad (version 1): the backward of SwiGLUMLP (schema.ts) from x and the
+ * weights alone — the gate and up projections are recomputed, nothing of the forward is kept:
+ *
+ *   g = x·W_gateᵀ,  u = x·W_upᵀ,  s = σ(g),  h = g·s·u
+ *   dh = dy·W_down;  dg = dh·u·s·(1 + g·(1 − s));  du = dh·g·s
+ *   dx = dg·W_gate + du·W_up
+ *   dW_gate = dgᵀ·x,  dW_up = duᵀ·x,  dW_down = dyᵀ·h      (leading axes of x flattened to rows)
+ *
+ * dy has x's shape; each gradient has its input's type and shape. The webgpu backend runs our
+ * kernel (custom-ops/swiglu-mlp/webgpu) in its place.
+ */
+import { tensorType, type TensorType } from '../../src/ir/types.js';
+import { sameShape } from '../grad-ops.js';
+import { expectInput, inferRule, ORTFUSE_DOMAIN, ORTFUSE_VERSION, sameElem, type FusedOpSchema } from '../../src/fused/types.js';
+import { checkMlpInputs, swigluMlpSchema } from './schema.js';
+
+const fwd = swigluMlpSchema;
+const FLOATS = fwd.inputs[0].types;
+
+export const swigluMlpGradSchema: FusedOpSchema = {
+  domain: ORTFUSE_DOMAIN,
+  name: 'SwiGLUMLPGrad',
+  version: ORTFUSE_VERSION,
+  inputs: [
+    ...fwd.inputs,
+    { name: 'dy', types: FLOATS, doc: "[..., H] gradient of SwiGLUMLP's y" },
+  ],
+  outputs: [
+    { name: 'dx', types: FLOATS, doc: '[..., H]' },
+    { name: 'dw_gate', types: FLOATS, doc: '[I, H]' },
+    { name: 'dw_up', types: FLOATS, doc: '[I, H]' },
+    { name: 'dw_down', types: FLOATS, doc: '[H, I]' },
+  ],
+  attributes: [],
+  check(types: (TensorType | undefined)[], _attrs, where: string): TensorType[] {
+    const { elem, x } = checkMlpInputs(where, types, fwd.inputs);
+    const tdy = types[4];
+    const dys = expectInput(where, swigluMlpGradSchema.inputs[4], tdy);
+    sameElem(where, ['dy', 'x'], tdy, types[0]);
+    const dx = sameShape(where, ['dy', 'x'], dys, x);
+    const w = (k: number) => types[k]?.shape?.slice();
+    return [tensorType(elem, dx), tensorType(elem, w(1)), tensorType(elem, w(2)), tensorType(elem, w(3))];
+  },
+};
+
+/** Shape-inference rule for src/ir/infer (domain::op table). */
+export const inferSwiGLUMLPGrad = inferRule(swigluMlpGradSchema);

@@ -1,0 +1,53 @@
+/// <reference types="@webgpu/types" />
+/** SwiGLUMLP and SwiGLUMLPGrad as our WGSL kernels in the webgpu backend's stage plan (src/ops/kernel.ts). */
+import { fail } from '../../../src/errors.js';
+import type { Node } from '../../../src/ir/graph.js';
+import { elementCount, f32, floatInputs, kernelIo, type GpuValue, type KernelPolicy, type KernelRead, type WebGpuKernel } from '../../../src/ops/kernel.js';
+import { swigluMlpBackward, swigluMlpForward, type MlpDims } from './mlp.js';
+
+/**
+ * ORT runs the body unless asked (`--kernels default,mlp`): the MLP fusion itself is off by default
+ * (`--fuse-mlp`) until its H200 measurement, and so is this kernel.
+ */
+const policy: KernelPolicy = { key: 'mlp', default: 'ort' };
+
+const read = (count: number) => (n: Node): KernelRead => { const why = floatInputs(n, count); return why ? { why } : { attrs: {} }; };
+
+/** M, H, I from x [..., H], w_gate [I, H], w_up [I, H], w_down [H, I], or an error naming the node. */
+function dimsOf(where: string, x: GpuValue, wGate: GpuValue, wUp: GpuValue, wDown: GpuValue): MlpDims {
+  const [i, h] = wGate.dims;
+  const shapes = `x [${x.dims}], w_gate [${wGate.dims}], w_up [${wUp.dims}], w_down [${wDown.dims}]`;
+  const ok = wGate.dims.length === 2 && x.dims.length >= 1 && x.dims[x.dims.length - 1] === h &&
+    wUp.dims.length === 2 && wUp.dims[0] === i && wUp.dims[1] === h && wDown.dims.length === 2 && wDown.dims[0] === h && wDown.dims[1] === i;
+  if (!ok) fail('runtime', `${where}: ${shapes} must be [..., H], [I, H], [I, H], [H, I]`);
+  return { m: elementCount(x.dims) / h, h, i };
+}
+
+export const swigluMlpKernel: WebGpuKernel = {
+  name: 'swigluMlp', policy, read: read(4),
+  run(ctx, call, inputs) {
+    const { where, drop, need } = kernelIo(call, inputs);
+    const x = need(0, 'x'), wGate = need(1, 'w_gate'), wUp = need(2, 'w_up'), wDown = need(3, 'w_down');
+    const d = dimsOf(where, x, wGate, wUp, wDown);
+    const y = swigluMlpForward(ctx, { ...d, x: x.buffer, wGate: wGate.buffer, wUp: wUp.buffer, wDown: wDown.buffer });
+    return { outputs: [f32(y, x.dims)], drop };
+  },
+};
+
+export const swigluMlpGradKernel: WebGpuKernel = {
+  name: 'swigluMlpGrad', policy, read: read(5),
+  run(ctx, call, inputs) {
+    const { where, drop, need, sameDims } = kernelIo(call, inputs);
+    const x = need(0, 'x'), wGate = need(1, 'w_gate'), wUp = need(2, 'w_up'), wDown = need(3, 'w_down'), dy = need(4, 'dy');
+    sameDims(dy, x, 'dy and x');
+    const d = dimsOf(where, x, wGate, wUp, wDown);
+    // Only the gradients something reads (a frozen weight's is not computed at all).
+    const want = (k: number) => call.outputs[k] != null;
+    const r = swigluMlpBackward(ctx, {
+      ...d, x: x.buffer, wGate: wGate.buffer, wUp: wUp.buffer, wDown: wDown.buffer, dy: dy.buffer,
+      want: { dx: want(0), dwGate: want(1), dwUp: want(2), dwDown: want(3) },
+    });
+    const out = (b: GPUBuffer | undefined, dims: readonly number[]) => (b ? f32(b, dims) : undefined);
+    return { outputs: [out(r.dx, x.dims), out(r.dwGate, wGate.dims), out(r.dwUp, wUp.dims), out(r.dwDown, wDown.dims)], drop };
+  },
+};

@@ -1,0 +1,88 @@
+/**
+ * The webgpu backend with each whole MLP fused (`--fuse-mlp`, custom-ops/swiglu-mlp) and run on our
+ * kernel (`--kernels flce,mlp`): the MLP kernel group takes the SwiGLU group's place in the stage
+ * plan (no extra ORT segment), one step's loss and gradients equal ORT running the op's body, and
+ * the tiny Qwen2 trains with the fusion-off losses within fp32 tolerance.
+ */
+import { FUSED_OPS } from '../custom-ops/registry.js';
+import { describe, expect, it } from 'vitest';
+import { buildQwen2 } from '../models/qwen2.js';
+import { TINY } from '../models/config.js';
+import { mobyDick } from '../src/data/corpus.js';
+import { getTokenizer } from '../src/data/tokenizer.js';
+import { batches, split } from '../src/data/batches.js';
+import { prepareTraining } from '../src/runtime/session.js';
+import { runTraining, type TrainOptions } from '../src/runtime/train.js';
+import { createNodeWebGpuTrainer } from '../src/runtime/webgpu/ort-web-node.js';
+import { parseKernels, webgpuGraph } from '../src/runtime/webgpu/training-spec.js';
+import { splitStages } from '../src/runtime/webgpu/stage-split.js';
+import { StagedSteps } from '../src/runtime/webgpu/steps.js';
+import { gpuEnv, relL2 } from './webgpu-helpers.js';
+
+const env = await gpuEnv();
+const SHAPE = { batch: 2, seq: 32 };
+const L = TINY.num_hidden_layers;
+const text = mobyDick().slice(0, 100_000);
+
+describe('stage split of the tiny Qwen2 step with --fuse-mlp', () => {
+  it('one swigluMlp and one swigluMlpGrad kernel per layer, no SwiGLU left, no more ORT segments than flce,swiglu without it', () => {
+    const mlp = webgpuGraph(prepareTraining(buildQwen2(TINY, { seed: 1 }), { fuse: true, fuseMlp: true, target: 'webgpu' }).train, SHAPE);
+    const plain = webgpuGraph(prepareTraining(buildQwen2(TINY, { seed: 1 }), { fuse: true, target: 'webgpu' }).train, SHAPE);
+    const s = splitStages(mlp, parseKernels('flce,mlp'), FUSED_OPS)!;
+    const kernels = s.plan.steps.flatMap((st) => (st.kind === 'kernel' ? [st.call.op] : []));
+    const count = (op: string) => kernels.filter((k) => k === op).length;
+    expect([count('swigluMlp'), count('swigluMlpGrad'), count('flce'), count('swiglu')]).toEqual([L, L, 1, 0]);
+    expect(mlp.graph.nodes.filter((n) => n.opType === 'SwiGLU' || n.opType === 'SwiGLUGrad')).toEqual([]);
+    const before = splitStages(plain, parseKernels('flce,swiglu'), FUSED_OPS)!;
+    console.log(`tiny step: flce,mlp with --fuse-mlp ${s.segments.length} ORT segments, ${kernels.length} kernel nodes; flce,swiglu without ${before.segments.length}`);
+    expect(s.segments.length).toBeLessThanOrEqual(before.segments.length);
+    for (const seg of s.segments) expect(seg.graph.nodes.filter((n) => n.opType.startsWith('SwiGLU')).map((n) => n.label)).toEqual([]);
+    // mlp=ort (the default): ORT runs the body; only FLCE is cut out.
+    expect(splitStages(mlp, parseKernels('default'), FUSED_OPS)!.plan.steps.filter((st) => st.kind === 'kernel').map((st) => st.kind === 'kernel' && st.call.op)).toEqual(['flce']);
+  });
+});
+
+describe.skipIf(!env.ctx)('webgpu backend, SwiGLUMLP on our kernel (dawn.node)', () => {
+  it('one step: the loss and every gradient equal ORT running the body (relative L2 < 1e-4)', async () => {
+    const tok = await getTokenizer('bytes');
+    const b = batches(split(tok.encode(text), 32).train, 2, 32, 5).next().value!;
+    const got = [];
+    for (const kernels of ['flce,mlp', 'none']) {
+      const p = prepareTraining(buildQwen2(TINY, { seed: 1 }), { fuse: true, fuseMlp: true, target: 'webgpu' });
+      const t = await createNodeWebGpuTrainer(p.train, p.initial, { optimizer: { lr: 1e-3 }, schedule: { lr: 1e-3, warmupSteps: 0, totalSteps: 1 } }, parseKernels(kernels), SHAPE);
+      try {
+        expect(t.runner instanceof StagedSteps).toBe(kernels !== 'none');
+        got.push(await t.gradients(b));
+      } finally {
+        await t.release();
+      }
+    }
+    const [k, o] = got;
+    expect(Math.abs(k.loss - o.loss)).toBeLessThan(1e-5);
+    expect([...k.grads.keys()].sort()).toEqual([...o.grads.keys()].sort());
+    let worst = 0;
+    for (const [name, g] of o.grads) {
+      const e = relL2(k.grads.get(name)!, g);
+      worst = Math.max(worst, e);
+      expect(e, name).toBeLessThan(1e-4);
+    }
+    console.log(`mlp kernel vs body: loss ${k.loss} vs ${o.loss}; worst gradient relative L2 ${worst.toExponential(2)} over ${o.grads.size} parameters`);
+  });
+
+  it('trains the tiny Qwen2 for 12 steps with the fusion-off losses (flce,swiglu) within 1e-4', async () => {
+    const tok = await getTokenizer('bytes');
+    const base: TrainOptions = { steps: 12, batch: 2, seq: 32, lr: 3e-3, seed: 5, fuse: true, warmup: 2, backend: 'webgpu' };
+    let mlpOps = 0;
+    const on = await runTraining(buildQwen2(TINY, { seed: 1 }), text, tok, { ...base, fuseMlp: true, kernels: 'flce,mlp' }, {
+      onStart: ({ prepared }) => void (mlpOps = prepared.train.graph.nodes.filter((n) => n.opType === 'SwiGLUMLP').length),
+    });
+    expect(mlpOps).toBe(L);
+    const off = await runTraining(buildQwen2(TINY, { seed: 1 }), text, tok, { ...base, kernels: 'flce,swiglu' });
+    const deltas = on.map((r, i) => Math.abs(r.loss - off[i].loss));
+    console.log(`fuse-mlp (flce,mlp) vs off (flce,swiglu) |Δloss| per step: ${deltas.map((d) => d.toExponential(1)).join(' ')}; losses ${on[0].loss.toFixed(4)} -> ${on[11].loss.toFixed(4)}`);
+    expect(on).toHaveLength(12);
+    for (const d of deltas) expect(d).toBeLessThan(1e-4);
+    expect(on[11].loss).toBeLessThan(on[0].loss - 0.5);
+    expect(Math.abs(on[11].valLoss! - off[11].valLoss!)).toBeLessThan(1e-4);
+  });
+});
