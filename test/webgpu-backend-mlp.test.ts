@@ -37,8 +37,10 @@ describe('stage split of the tiny Qwen2 step with --fuse-mlp', () => {
     console.log(`tiny step: flce,mlp with --fuse-mlp ${s.segments.length} ORT segments, ${kernels.length} kernel nodes; flce,swiglu without ${before.segments.length}`);
     expect(s.segments.length).toBeLessThanOrEqual(before.segments.length);
     for (const seg of s.segments) expect(seg.graph.nodes.filter((n) => n.opType.startsWith('SwiGLU')).map((n) => n.label)).toEqual([]);
-    // mlp=ort (the default): ORT runs the body; only FLCE is cut out.
-    expect(splitStages(mlp, parseKernels('default'), FUSED_OPS)!.plan.steps.filter((st) => st.kind === 'kernel').map((st) => st.kind === 'kernel' && st.call.op)).toEqual(['flce']);
+    // The default policy runs the MLP on our kernels; mlp=ort: ORT runs the body and only FLCE is cut out.
+    const ops = (policy: string) => splitStages(mlp, parseKernels(policy), FUSED_OPS)!.plan.steps.flatMap((st) => (st.kind === 'kernel' ? [st.call.op] : []));
+    expect(ops('default').sort()).toEqual(kernels.slice().sort());
+    expect(ops('default,mlp=ort')).toEqual(['flce']);
   });
 });
 
@@ -69,17 +71,18 @@ describe.skipIf(!env.ctx)('webgpu backend, SwiGLUMLP on our kernel (dawn.node)',
     console.log(`mlp kernel vs body: loss ${k.loss} vs ${o.loss}; worst gradient relative L2 ${worst.toExponential(2)} over ${o.grads.size} parameters`);
   });
 
-  it('trains the tiny Qwen2 for 12 steps with the fusion-off losses (flce,swiglu) within 1e-4', async () => {
+  it('trains the tiny Qwen2 for 12 steps by default with the MLP fused on our kernels, within 1e-4 of the fusion-off losses (flce,swiglu)', async () => {
     const tok = await getTokenizer('bytes');
     const base: TrainOptions = { steps: 12, batch: 2, seq: 32, lr: 3e-3, seed: 5, fuse: true, warmup: 2, backend: 'webgpu' };
     let mlpOps = 0;
-    const on = await runTraining(buildQwen2(TINY, { seed: 1 }), text, tok, { ...base, fuseMlp: true, kernels: 'flce,mlp' }, {
+    // The webgpu defaults: the MLP fused (defaultFuseMlp) and run on our kernels (kernels default = flce,swiglu,mlp).
+    const on = await runTraining(buildQwen2(TINY, { seed: 1 }), text, tok, base, {
       onStart: ({ prepared }) => void (mlpOps = prepared.train.graph.nodes.filter((n) => n.opType === 'SwiGLUMLP').length),
     });
     expect(mlpOps).toBe(L);
-    const off = await runTraining(buildQwen2(TINY, { seed: 1 }), text, tok, { ...base, kernels: 'flce,swiglu' });
+    const off = await runTraining(buildQwen2(TINY, { seed: 1 }), text, tok, { ...base, fuseMlp: false, kernels: 'flce,swiglu' });
     const deltas = on.map((r, i) => Math.abs(r.loss - off[i].loss));
-    console.log(`fuse-mlp (flce,mlp) vs off (flce,swiglu) |Δloss| per step: ${deltas.map((d) => d.toExponential(1)).join(' ')}; losses ${on[0].loss.toFixed(4)} -> ${on[11].loss.toFixed(4)}`);
+    console.log(`fuse-mlp (default kernels) vs off (flce,swiglu) |Δloss| per step: ${deltas.map((d) => d.toExponential(1)).join(' ')}; losses ${on[0].loss.toFixed(4)} -> ${on[11].loss.toFixed(4)}`);
     expect(on).toHaveLength(12);
     for (const d of deltas) expect(d).toBeLessThan(1e-4);
     expect(on[11].loss).toBeLessThan(on[0].loss - 0.5);

@@ -59,7 +59,7 @@ export function vocabSize(model: Model): number {
 
 export interface TrainingGraphOptions {
   fuse: boolean;
-  /** With `fuse`: also fuse each whole SwiGLU MLP into one SwiGLUMLP op (`--fuse-mlp`; default false). */
+  /** With `fuse`: also fuse each whole SwiGLU MLP into one SwiGLUMLP op (`--fuse-mlp`; default false here: callers pass defaultFuseMlp). */
   fuseMlp?: boolean;
   target?: 'cpu' | 'webgpu';
   /** Recompute cheap forward values in the backward (default true; src/autodiff/recompute.ts). */
@@ -137,4 +137,14 @@ export function prepareTraining(model: Model, opts: TrainingGraphOptions & Selec
   };
   parameterReport.trainedFloats = parameterReport.trained.reduce((s, p) => s + p.size, 0);
   return { train, initial, vocab, report, parameters: sig.parameters, parameterReport, discovery, lora, memory };
+}
+
+/**
+ * Whether training fuses each whole SwiGLU MLP by default: on the webgpu backend, where our GEMM
+ * kernels run it and its backward keeps only x (H200, 0.5B fused 8×512: 11.53 instead of 17.01
+ * GiB by nvidia-smi, 3,170 instead of 2,972 tok/s; bench/results/memory-budget.md, call 9); not on
+ * cpu, where ORT would run the body and its recomputed gate/up GEMMs cost time (not measured there).
+ */
+export function defaultFuseMlp(backend: string, fuse: boolean): boolean {
+  return fuse && backend === 'webgpu';
 }

@@ -28,7 +28,7 @@ import { gib, largestFitting, memoryLimit, stepMemoryModel, type StepMemory } fr
 import { checkBatchShape, checkNotTrainingGraph } from './model-limits.js';
 import type { ScheduleKind } from './optimizer.js';
 import { checkOptions, checkResume, checkResumeModel, runSettings, type ParamShapes } from './run-checks.js';
-import { prepareTraining, vocabSize, type PreparedTraining } from './session.js';
+import { defaultFuseMlp, prepareTraining, vocabSize, type PreparedTraining } from './session.js';
 import { FUSED_OPS } from '../../custom-ops/registry.js';
 import type { CpuTrainer, StepResult, TrainerOptions } from './trainer.js';
 import { withPeers } from './peers.js';
@@ -54,7 +54,7 @@ export interface TrainOptions {
   lr: number;
   seed: number;
   fuse: boolean;
-  /** With `fuse`: each whole SwiGLU MLP as one op (`--fuse-mlp`; default false). */
+  /** With `fuse`: each whole SwiGLU MLP as one op (`--fuse-mlp`; default: on webgpu, see defaultFuseMlp). */
   fuseMlp?: boolean;
   warmup?: number;
   weightDecay?: number;
@@ -223,7 +223,7 @@ export async function runTraining(model: Model, text: string, tok: Tokenizer, o:
   const forward = o.saveModel ? (adoptExport(model), cloneModel(model)) : undefined;
   const gradientsApplied = gradientsAppliedEarly(backend, settings.clip, o.kernels);
   const memoryRequest = { batch: o.batch, seq: o.seq, backend, budget: o.memoryBudget, gradientsApplied } as const;
-  const prepared = prepareTraining(model, { fuse: o.fuse, fuseMlp: o.fuseMlp, target: backend, trainable: o.trainable, freeze: o.freeze, lora: o.lora, memory: memoryRequest });
+  const prepared = prepareTraining(model, { fuse: o.fuse, fuseMlp: o.fuseMlp ?? defaultFuseMlp(backend, o.fuse), target: backend, trainable: o.trainable, freeze: o.freeze, lora: o.lora, memory: memoryRequest });
   const nParams = [...prepared.initial.values()].reduce((s, p) => s + p.length, 0);
   const shapes: ParamShapes = prepared.train.graph.inputs
     .filter((v) => prepared.initial.has(v.name))

@@ -4,6 +4,7 @@
  */
 import { fail } from '../errors.js';
 import { resolveLora, type LoraOptions, type ResolvedLora } from '../params/lora-config.js';
+import { defaultFuseMlp } from '../runtime/session.js';
 
 export type BackendName = 'cpu' | 'webgpu';
 
@@ -26,7 +27,7 @@ export interface TrainerConfig {
   clip?: number;
   /** Fuse linear+cross-entropy, RMSNorm, SwiGLU and RoPE before building the step (default true). */
   fuse?: boolean;
-  /** With fuse: each whole SwiGLU MLP as one op, as `--fuse-mlp` (default false; webgpu: kernels 'default,mlp' runs it on our GEMMs). */
+  /** With fuse: each whole SwiGLU MLP as one op, as `--fuse-mlp` (default: on for webgpu, where the default kernels run it on our GEMMs; off on cpu). */
   fuseMlp?: boolean;
   /** Globs of parameters to train, as `--trainable` (torch names where the export records them; default all). */
   trainable?: string | string[];
@@ -124,7 +125,7 @@ export function resolveOptions(c: TrainerConfig): ResolvedOptions {
     weightDecay: num(c.weightDecay ?? 0.01, 'weightDecay', (x) => x >= 0, 'a number ≥ 0'),
     clip: num(c.clip ?? 1, 'clip', (x) => x >= 0, 'a number ≥ 0 (0 = off)'),
     fuse: c.fuse ?? true,
-    fuseMlp: c.fuseMlp ?? false,
+    fuseMlp: c.fuseMlp ?? defaultFuseMlp(backend, c.fuse ?? true),
     trainable: globs(c.trainable, 'trainable'),
     freeze: globs(c.freeze, 'freeze'),
     lora: c.lora === undefined ? undefined : resolveLora(c.lora),

@@ -9,7 +9,7 @@ import { swigluMlpBackward, swigluMlpForward, type MlpDims } from './mlp.js';
  * ORT runs the body unless asked (`--kernels default,mlp`): the MLP fusion itself is off by default
  * (`--fuse-mlp`) until its H200 measurement, and so is this kernel.
  */
-const policy: KernelPolicy = { key: 'mlp', default: 'ort' };
+const policy: KernelPolicy = { key: 'mlp', default: 'kernel' };
 
 const read = (count: number) => (n: Node): KernelRead => { const why = floatInputs(n, count); return why ? { why } : { attrs: {} }; };
 
