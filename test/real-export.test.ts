@@ -66,9 +66,32 @@ describe('parameter discovery without the exporter\'s record (graph roles)', () 
   });
 });
 
+describe('a bfloat16 export (torch_dtype=bfloat16, default exporter settings)', () => {
+  it('is upcast to fp32 on adoption: no half type left, the same parameters and fusions as the fp32 export of the config', () => {
+    const m = load('qwen2-default-bf16');
+    const half = (mm: typeof m) => [
+      ...mm.graph.initializers.filter((v) => v.initializer!.dtype === 16).map((v) => `initializer ${v.name}`),
+      ...[...mm.graph.inputs, ...mm.graph.outputs, ...mm.graph.nodes.flatMap((n) => n.outputs)].filter((v) => v.tensorType?.elemType === 16).map((v) => `value ${v.name}`),
+      ...mm.graph.nodes.filter((n) => n.opType === 'Cast' && n.attrInt('to') === 16).map((n) => `Cast ${n.name}`),
+    ];
+    expect(half(m).length).toBeGreaterThan(40); // as exported: weights, activations and casts in bf16
+    const fx = fixture('qwen2-default-bf16');
+    const p = prepareTraining(m, { fuse: true, target: 'cpu' });
+    expect(p.upcast).toMatchObject({ from: ['bfloat16'] });
+    expect(p.upcast!.initializers).toBeGreaterThan(20);
+    expect(half(m)).toEqual([]);
+    expect(p.parameters.sort()).toEqual(Object.keys(fx.parameters).sort());
+    const tied = prepareTraining(load('qwen2-default-tied'), { fuse: true, target: 'cpu' });
+    expect(tied.upcast).toBeUndefined();
+    const fused = (q: typeof p) => Object.fromEntries(q.report!.passes.filter((x) => x.name.startsWith('fuse-')).map((x) => [x.name, x.counts]));
+    expect(fused(p)).toEqual(fused(tied));
+  });
+});
+
 // fused-mlp: the default fusions plus each whole MLP as one SwiGLUMLP (--fuse-mlp), whose backward recomputes gate and up.
 describe.each(['unfused', 'fused', 'fused-mlp'] as const)('default-settings exports train like torch (%s)', (mode) => {
-  it.each(['qwen2-default-tied', 'qwen2-default-gqa', 'qwen2-default-static'])('%s: gradient of every torch parameter (rel L2 < 1e-3)', async (stem) => {
+  // bf16: the model exported in bfloat16 (torch_dtype=bfloat16), upcast on load; its references are the fp32 upcast's.
+  it.each(['qwen2-default-tied', 'qwen2-default-gqa', 'qwen2-default-static', 'qwen2-default-bf16'])('%s: gradient of every torch parameter (rel L2 < 1e-3)', async (stem) => {
     const fx = fixture(stem);
     const grads = loadSafetensors(`${DIR}${stem === 'qwen2-default-static' ? 'qwen2-default-tied' : stem}.safetensors`).tensors;
     const prepared = prepareTraining(load(stem), { fuse: mode !== 'unfused', fuseMlp: mode === 'fused-mlp', target: 'cpu' });
@@ -124,7 +147,7 @@ describe('--fuse-mlp on an export without the exporter\'s record (weights stored
 });
 
 describe('50 AdamW steps against torch', () => {
-  it.each([['qwen2-default-tied', 'fused'], ['qwen2-default-gqa', 'fused'], ['qwen2-default-gqa', 'unfused'], ['qwen2-default-gqa', 'fused-mlp']])('%s: every step\'s loss within 1e-3 (%s)', async (stem, mode) => {
+  it.each([['qwen2-default-tied', 'fused'], ['qwen2-default-gqa', 'fused'], ['qwen2-default-gqa', 'unfused'], ['qwen2-default-gqa', 'fused-mlp'], ['qwen2-default-bf16', 'fused']])('%s: every step\'s loss within 1e-3 (%s)', async (stem, mode) => {
     const fx = fixture(stem);
     const r = fx.run!;
     const prepared = prepareTraining(load(stem), { fuse: mode !== 'unfused', fuseMlp: mode === 'fused-mlp', target: 'cpu' });

@@ -168,7 +168,7 @@ async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
         const where = backend.name === 'webgpu'
           ? `backend webgpu on ${backend.device}${backend.software ? ' (software adapter)' : ''}, kernels ${a.kernels ?? 'default (flce,swiglu,mlp)'}${backend.captured ? `, graph capture of ${backend.captured.segments} of ${backend.captured.of} ORT segments (experimental)` : ''}`
           : `backend cpu (${backend.device})`;
-        io.stdout(`training ${a.input ?? 'built-in tiny Qwen2'}: ${(parameters / 1e6).toFixed(2)}M parameters, ${a.fuse ? `fused (${fused} rewrites)` : 'unfused'}, batch ${a.batch}×${a.seq}${accum > 1 ? ` × ${accum} micro-batches` : ''}, ${a.steps} steps, tokenizer ${tok.name}, ${where}, ${backend.precision}, step memory about ${gib(memory.bytes)} (estimate)\n`);
+        io.stdout(`training ${a.input ?? 'built-in tiny Qwen2'}: ${(parameters / 1e6).toFixed(2)}M parameters, ${prepared.upcast ? `upcast from ${prepared.upcast.from.join(' and ')} to fp32, ` : ''}${a.fuse ? `fused (${fused} rewrites)` : 'unfused'}, batch ${a.batch}×${a.seq}${accum > 1 ? ` × ${accum} micro-batches` : ''}, ${a.steps} steps, tokenizer ${tok.name}, ${where}, ${backend.precision}, step memory about ${gib(memory.bytes)} (estimate)\n`);
         io.stdout(`  lr ${a.lr} (warm-up ${a.warmup ?? defaultWarmup(a.steps)}, ${a.schedule ?? 'cosine'}${a.schedule === 'constant' ? '' : ` to ${a.minLrRatio ?? 0.1} x`}), weight decay ${a.weightDecay}, clip ${a.maxGradNorm}, seed ${a.seed}${startStep ? `, resuming after step ${startStep}` : ''}\n`);
         if (prepared.memory) io.stdout(`  ${describePlan(prepared.memory, a.memoryBudget)}\n`);
         for (const line of describeParameters(prepared.parameterReport)) io.stdout(`${line}\n`);

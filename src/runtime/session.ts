@@ -5,6 +5,7 @@
  * training-step graph (autodiff), attach the fused ops' portable bodies, and read the initial
  * parameter values.
  */
+import { upcastToFloat32, type UpcastReport } from '../../passes/upcast-float.js';
 import { fail } from '../errors.js';
 import type { Model } from '../ir/graph.js';
 import { DataType } from '../onnx/schema.js';
@@ -40,6 +41,8 @@ export interface PreparedTraining {
   lora?: LoraAdapters;
   /** What the backward recomputes and the predicted peak, when planned (TrainingGraphOptions.memory). */
   memory?: RecomputePlan;
+  /** Set when the export was half precision (bfloat16 / float16) and was upcast to fp32 (passes/upcast-float.ts). */
+  upcast?: UpcastReport;
 }
 
 /** Vocabulary size: rows of the table gathered by `input_ids`. */
@@ -70,12 +73,23 @@ export interface TrainingGraphOptions {
   memory?: MemoryRequest;
 }
 
+/** Models adoptExport upcast from half precision, and how. */
+const upcasts = new WeakMap<Model, UpcastReport>();
+
+/** What adoptExport upcast in `model` (undefined: the model was fp32 as loaded). */
+export function upcastOf(model: Model): UpcastReport | undefined {
+  return upcasts.get(model);
+}
+
 /**
  * Make an exported model's parameters explicit (src/params): find them (the exporter's record, or
  * graph roles), untie initializers the exporter merged, undo folded transposes, name them by their
  * torch names, and name the loss `loss`. Changes `model`; returns what it found.
  */
 export function adoptExport(model: Model): ParameterDiscovery {
+  // A bfloat16 / float16 export trains as the fp32 model of the same weights (exact widening).
+  const up = upcastToFloat32(model);
+  if (up.from.length) upcasts.set(model, up);
   const discovery = discoverParameters(model);
   adoptParameters(model, discovery);
   nameLoss(model);
@@ -136,7 +150,7 @@ export function prepareTraining(model: Model, opts: TrainingGraphOptions & Selec
     frozen: [...selected.frozen, ...selected.trained.filter((p) => !got.has(p.name))],
   };
   parameterReport.trainedFloats = parameterReport.trained.reduce((s, p) => s + p.size, 0);
-  return { train, initial, vocab, report, parameters: sig.parameters, parameterReport, discovery, lora, memory };
+  return { train, initial, vocab, report, parameters: sig.parameters, parameterReport, discovery, lora, memory, upcast: upcastOf(model) };
 }
 
 /**
