@@ -19,7 +19,7 @@ data) and writes DIR/qwen2-0.5b-default.onnx WITHOUT its weights (the external-d
 stay) plus DIR/qwen2-0.5b-default.stats.json (per initializer: shape, mean, std, all-equal value),
 so a machine without torch can rebuild a same-shaped weights file (models/export/fill-weights.ts).
 
-Usage: PYTHONUNBUFFERED=1 python3 models/export/export_default.py --out DIR [--big DIR]
+Usage: PYTHONUNBUFFERED=1 python3 models/export/export_default.py --out DIR [--only STEM...] [--big DIR [--big-dtype bfloat16]]
 """
 from __future__ import annotations
 
@@ -204,11 +204,17 @@ def one(stem, cfg, attn, kw, run, out, log):
         + (f", run {info['run']['losses'][0]:.5f} -> {info['run']['losses'][-1]:.5f}" if run else ""))
 
 
-def big(out, log):
+def big(out, log, dtype=torch.float32):
     config, model = build(Q05B, "sdpa")
     ids = torch.randint(0, config.vocab_size, (2, 16), dtype=torch.int64)
     d = os.path.join(out, "full")
     os.makedirs(d, exist_ok=True)
+    if dtype != torch.float32:
+        # torch_dtype=bfloat16 at full size: the export only, for a same-call run (no stats file)
+        path = os.path.join(d, "qwen2-0.5b-bf16.onnx")
+        secs = export(model.to(dtype), (ids, ids.clone()), {"dynamic_shapes": DYN}, path, external=True)
+        log(f"[0.5b bf16] export {secs:.1f}s -> {path}")
+        return
     path = os.path.join(d, "qwen2-0.5b-default.onnx")
     secs = export(model, (ids, ids.clone()), {"dynamic_shapes": DYN}, path, external=True)
     mp = onnx.load(path, load_external_data=False)
@@ -234,6 +240,7 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--only", nargs="*")
     ap.add_argument("--big", default=None)
+    ap.add_argument("--big-dtype", default="float32", choices=["float32", "bfloat16"])
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     torch.set_num_threads(min(8, os.cpu_count() or 1))
@@ -252,7 +259,7 @@ def main():
             log(f"[{stem}] FAILED: {e}")
     if a.big:
         os.makedirs(a.big, exist_ok=True)
-        big(a.big, log)
+        big(a.big, log, getattr(torch, a.big_dtype))
     sys.exit(1 if failed else 0)
 
 
