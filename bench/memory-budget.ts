@@ -3,7 +3,7 @@
  * fused, fp32) under `--memory-budget`: the planner's prediction (src/autodiff/recompute-plan.ts)
  * next to the measured peak, and tok/s next to the budget-free run.
  *
- *   node --liftoff-only dist/bench/memory-budget.js --runs webgpu:8x512,webgpu:8x512:12:0:simple,cpu:8x512:16 [--steps 3] [--out DIR] [--config 0.5b|tiny] [--unfused] [--fuse-mlp] [--prealloc] [--model FILE]
+ *   node --liftoff-only dist/bench/memory-budget.js --runs webgpu:8x512,webgpu:8x512:12:0:simple,cpu:8x512:16 [--steps 3] [--out DIR] [--config 0.5b|tiny] [--unfused] [--fuse-mlp] [--no-pool] [--prealloc] [--model FILE]
  *
  * A run is backend:BxT[:budget GiB|-[:clip[:cache[:window[:unfreed MiB]]]]]: clip 1 (default) clips the global norm (all
  * gradients live to the end of the step); clip 0 applies AdamW per parameter between segments on
@@ -16,7 +16,7 @@
  * Each run is its own child process. webgpu: live WebGPU buffers (createBuffer/destroy, ORT's pool
  * included) and nvidia-smi sampled every 50 ms minus the idle reading; cpu: the child's peak RSS
  * (VmHWM), with 2 intra-op threads as on the 2-core box; --prealloc: the gradients are pre-allocated
- * outputs (TrainerOptions.preallocateGradients); --fuse-mlp: each whole MLP as one SwiGLUMLP op on our GEMM kernels (kernels default,mlp); --model FILE: an export (e.g. the 0.5B default export
+ * outputs (TrainerOptions.preallocateGradients); --no-pool: our kernels' released buffers destroyed, not reused (TrainerOptions.bufferPool 0); --fuse-mlp: each whole MLP as one SwiGLUMLP op on our GEMM kernels (kernels default,mlp); --model FILE: an export (e.g. the 0.5B default export
  * of models/export/export_default.py --big) instead of the builder graph. The first step is a warm-up; tok/s is the
  * mean of the others. Random token ids (seeded).
  */
@@ -99,7 +99,7 @@ async function child(run: string, steps: number): Promise<Result> {
     const { ort, meter } = await nodeOrtWeb();
     const spec = trainingSpec(prepared.train, prepared.initial, parseKernels(process.argv.includes('--fuse-mlp') ? 'default,mlp' : 'default'), { batch: r.batch, seq: r.seq });
     spec.bufferCache = r.cache as typeof spec.bufferCache;
-    const t = await WebGpuTrainer.create(ort, spec, { ...opts, inFlight: r.inFlight, unfreedBytes: r.unfreedBytes }, FUSED_OPS);
+    const t = await WebGpuTrainer.create(ort, spec, { ...opts, inFlight: r.inFlight, unfreedBytes: r.unfreedBytes, ...(process.argv.includes('--no-pool') ? { bufferPool: 0 } : {}) }, FUSED_OPS);
     trainer = t;
     measured = () => meter.peak;
     const { StagedSteps } = await import('../src/runtime/webgpu/steps.js');
@@ -139,7 +139,7 @@ async function parent(): Promise<void> {
     const gpu = run.startsWith('webgpu');
     const smi = gpu ? samplePeak() : undefined;
     const res = await new Promise<Result>((resolve) => {
-      const c = spawn(process.execPath, [...process.execArgv, '--liftoff-only', '--expose-gc', '--max-old-space-size=32768', self, '--child', run, arg('steps', '3'), '--config', arg('config', '0.5b'), ...(arg('model', '') ? ['--model', arg('model', '')] : []), ...['--unfused', '--prealloc', '--fuse-mlp'].filter((f) => process.argv.includes(f))], { stdio: ['ignore', 'pipe', 'inherit'] });
+      const c = spawn(process.execPath, [...process.execArgv, '--liftoff-only', '--expose-gc', '--max-old-space-size=32768', self, '--child', run, arg('steps', '3'), '--config', arg('config', '0.5b'), ...(arg('model', '') ? ['--model', arg('model', '')] : []), ...['--unfused', '--prealloc', '--fuse-mlp', '--no-pool'].filter((f) => process.argv.includes(f))], { stdio: ['ignore', 'pipe', 'inherit'] });
       let text = '';
       c.stdout.on('data', (d: Buffer) => (text += d.toString()));
       c.on('close', (code) => {

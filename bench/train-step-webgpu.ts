@@ -99,6 +99,7 @@ async function child(variant: string, batch: number, seq: number, steps: number,
     optimizer: { lr: 1e-4, weightDecay: 0.01, maxGradNorm: 1 },
     schedule: { lr: 1e-4, warmupSteps: 0, totalSteps: steps },
     graphCapture: process.argv.includes('--capture'),
+    ...(process.argv.includes('--no-pool') ? { bufferPool: 0 } : {}),
   }, FUSED_OPS, epOptions);
   const r = rng(7);
   const warm = { steps: 0, ortRuns: 0, ortMs: 0, kernelMs: 0 };
@@ -146,7 +147,7 @@ async function child(variant: string, batch: number, seq: number, steps: number,
  * --settings (comma-separated names): the cheap settings of issue 12 side by side — Dawn create()
  * flags (ORTFUSE_DAWN_FLAGS), ORT-web WebGPU EP options, and V8's --liftoff-only for ORT's wasm.
  */
-const SETTINGS: Record<string, { dawn?: string; ep?: Record<string, string>; liftoff: boolean; capture?: boolean }> = {
+const SETTINGS: Record<string, { dawn?: string; ep?: Record<string, string>; liftoff: boolean; capture?: boolean; noPool?: boolean }> = {
   // default = the trainer's EP options (DEFAULT_EP_OPTIONS: validationMode 'disabled' since
   // issue 12); ort-default = none, ORT-web's own default (what 'default' meant in earlier results).
   default: { liftoff: true },
@@ -159,6 +160,8 @@ const SETTINGS: Record<string, { dawn?: string; ep?: Record<string, string>; lif
   'both-no-liftoff': { dawn: 'enable-dawn-features=skip_validation', ep: { validationMode: 'disabled' }, liftoff: false },
   // The trainer's graph capture of the segments that read no host input (src/runtime/webgpu/capture.ts).
   capture: { liftoff: true, capture: true },
+  // Our kernels' buffers destroyed when released instead of reused by size (TrainerOptions.bufferPool 0).
+  'no-pool': { liftoff: true, noPool: true },
 };
 
 /** --profile: the profiled step of each run (bench/stage-probe.ts), one row each. */
@@ -187,7 +190,7 @@ async function parent(): Promise<void> {
     const smi = samplePeak();
     const res = await new Promise<ChildResult>((resolve) => {
       // execArgv: a loader the parent runs under (tsx) runs the child too.
-      const childArgs = [self, '--child', variant, b, t, steps, kernels || '-', source === 'export' ? arg('model', '') : '-', '--config', arg('config', '0.5b'), ...(set.ep ? ['--ep', JSON.stringify(set.ep)] : []), ...(process.argv.includes('--profile') ? ['--profile'] : []), ...(set.capture ? ['--capture'] : [])];
+      const childArgs = [self, '--child', variant, b, t, steps, kernels || '-', source === 'export' ? arg('model', '') : '-', '--config', arg('config', '0.5b'), ...(set.ep ? ['--ep', JSON.stringify(set.ep)] : []), ...(process.argv.includes('--profile') ? ['--profile'] : []), ...(set.capture ? ['--capture'] : []), ...(set.noPool ? ['--no-pool'] : [])];
       const env = { ...process.env, ...(set.dawn ? { ORTFUSE_DAWN_FLAGS: set.dawn } : {}), ...(set.liftoff ? {} : { ORTFUSE_NO_LIFTOFF: '1' }) };
       const c = spawn(process.execPath, [...process.execArgv, ...(set.liftoff ? ['--liftoff-only'] : []), '--max-old-space-size=16384', ...childArgs], { stdio: ['ignore', 'pipe', 'inherit'], env });
       let text = '';

@@ -113,6 +113,28 @@ describe('bound on released bytes not yet freed (unfreedBytes)', () => {
   });
 });
 
+describe('webgpu: our kernels\' buffers reused across steps (bufferPool)', () => {
+  it('the same losses with and without the pool; the pool serves buffers from step 2 on', async () => {
+    const bs = await data();
+    const runs: { pool: number | undefined; losses: number[]; reused: number }[] = [];
+    for (const pool of [0, undefined]) {
+      const p = prepareTraining(buildQwen2(TINY, { seed: 1 }), { fuse: true, fuseMlp: true, target: 'webgpu' });
+      const t = await createNodeWebGpuTrainer(p.train, p.initial, { ...opts, bufferPool: pool }, parseKernels('default'), { batch: 2, seq: 32 });
+      try {
+        const losses = [];
+        for (const b of bs) losses.push((await t.train(b)).loss);
+        runs.push({ pool, losses, reused: t.ctx.reused });
+      } finally {
+        await t.release();
+      }
+    }
+    console.log(runs.map((r) => `bufferPool ${r.pool ?? 'default'}: ${r.reused} buffers reused; losses ${r.losses.join(' ')}`).join('\n'));
+    expect(runs[0].reused).toBe(0);
+    expect(runs[1].reused).toBeGreaterThan(10);
+    expect(runs[1].losses).toEqual(runs[0].losses);
+  });
+});
+
 describe('cpu: gradients written into pre-allocated outputs', () => {
   it('trains exactly as ORT-allocated gradients (losses, norms, parameters)', async () => {
     const bs = await data();

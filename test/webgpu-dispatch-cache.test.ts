@@ -86,3 +86,34 @@ describe.skipIf(!env.ctx)('GpuContext dispatch caches', () => {
     ctx.discard();
   });
 });
+
+describe.skipIf(!env.ctx)('GpuContext buffer pool (poolBytes)', () => {
+  it('reuses a released buffer of the same size, zero-filled, after the commands that read it; destroys beyond the cap', async () => {
+    const ctx = new GpuContext(env.ctx!.device, { poolBytes: 3 * N * 4 });
+    const x = ctx.upload('x', xs(1));
+    const a = ctx.buffer('a', N * 4);
+    ctx.run(axpy(2, N), [x, a]); // a = 2x
+    const out = ctx.buffer('out', N * 4);
+    ctx.run(axpy(1, N), [a, out]); // out = a (the last reader of a, recorded, not yet submitted)
+    ctx.release(a);
+    const b = ctx.buffer('b', N * 4); // a again, cleared after out read it
+    expect(b).toBe(a);
+    expect(ctx.reused).toBe(1);
+    expect(Array.from(await ctx.readF32(out, N))).toEqual(Array.from(xs(1), (v) => 2 * v));
+    expect(Array.from(await ctx.readF32(b, N))).toEqual(new Array(N).fill(0));
+    // Another size is not served from the pool; temporaries go back to it at submit.
+    const t = ctx.temp('t', 2 * N * 4);
+    ctx.run(axpy(1, N), [x, t]);
+    expect(ctx.buffer('c', 4 * N * 4)).not.toBe(t);
+    ctx.submit();
+    expect(ctx.buffer('t2', 2 * N * 4)).toBe(t);
+    // Over the cap (3 · N floats): released buffers are destroyed, not kept.
+    const big = ctx.buffer('big', 4 * N * 4);
+    ctx.release(big);
+    expect(ctx.buffer('big2', 4 * N * 4)).not.toBe(big);
+    // An uploaded buffer is never pooled.
+    ctx.release(x);
+    expect(ctx.buffer('d', N * 4)).not.toBe(x);
+    ctx.destroy();
+  });
+});

@@ -41,6 +41,12 @@ export interface TrainerOptions {
    */
   unfreedBytes?: number;
   /**
+   * webgpu: bytes of our kernels' released buffers kept for reuse by size (src/webgpu/context.ts
+   * poolBytes; default DEFAULT_POOL_BYTES of src/runtime/webgpu/trainer.ts; 0 = destroy them;
+   * off under graph capture).
+   */
+  bufferPool?: number;
+  /**
    * webgpu stage plan of a graph specialised to one batch shape: run the segments that read no
    * host input with ORT-web's graph capture (src/runtime/webgpu/capture.ts).
    */

@@ -17,7 +17,7 @@
  */
 import { fail } from '../errors.js';
 import { BindGroupCache } from './bind-groups.js';
-import { AllocationLog, createBuffer, readBuffer, uploadBuffer, type HostArray } from './buffers.js';
+import { AllocationLog, createBuffer, padTo16, readBuffer, uploadBuffer, type HostArray } from './buffers.js';
 import { getPipeline, type Program } from './program.js';
 import { UniformRing, uniformStructBytes } from './uniform-ring.js';
 
@@ -25,6 +25,13 @@ export interface GpuContextOptions {
   log?: AllocationLog;
   /** Use subgroup operations (default: when the device has the 'subgroups' feature). */
   subgroups?: boolean;
+  /**
+   * Keep up to this many bytes of released storage buffers for reuse by exact size instead of
+   * destroying them (0 or absent: destroy). A training step asks for the same sizes every step:
+   * reuse saves the host's buffer creation and what Dawn holds for destroyed buffers until the GPU
+   * passes them. A reused buffer is cleared first, so it reads as a new one (zeros).
+   */
+  poolBytes?: number;
 }
 
 /**
@@ -66,6 +73,13 @@ export class GpuContext {
   /** The pipeline last set on the open pass. */
   private passPipeline: GPUComputePipeline | undefined;
   private temps: GPUBuffer[] = [];
+  /** Released buffers by padded size (poolBytes), the bytes they hold, and the buffers this context made with STORAGE_USAGE. */
+  private readonly pool = new Map<number, GPUBuffer[]>();
+  private pooled = 0;
+  private readonly poolable = new WeakSet<GPUBuffer>();
+  private readonly poolBytes: number;
+  /** Buffers handed out from the pool instead of created (benches and tests). */
+  reused = 0;
   private scratches = new Map<string, GPUBuffer>();
   private passTimestamps: GPUComputePassTimestampWrites | undefined;
   private errors: string[] = [];
@@ -79,14 +93,51 @@ export class GpuContext {
     const has = device.features.has('subgroups');
     if (options.subgroups && !has) fail('usage', "GpuContext: subgroups requested but the device lacks the 'subgroups' feature");
     this.subgroups = options.subgroups ?? has;
+    this.poolBytes = options.poolBytes ?? 0;
     this.ring = new UniformRing(device, this.log);
     this.groups = new BindGroupCache(device);
     device.addEventListener?.('uncapturederror', (e) => this.errors.push((e as GPUUncapturedErrorEvent).error.message));
   }
 
-  /** A padded, logged storage buffer (STORAGE | COPY_SRC | COPY_DST). */
+  /** A padded, logged storage buffer (STORAGE | COPY_SRC | COPY_DST), zero-filled: new, or a released one of the same size (poolBytes). */
   buffer(label: string, bytes: number): GPUBuffer {
-    return this.timedAlloc(() => createBuffer(this.device, this.log, label, bytes));
+    if (this.poolBytes > 0) {
+      const free = this.pool.get(padTo16(bytes));
+      const b = free?.pop();
+      if (b) {
+        this.pooled -= b.size;
+        this.reused++;
+        this.clear(b);
+        return b;
+      }
+    }
+    const b = this.timedAlloc(() => createBuffer(this.device, this.log, label, bytes));
+    if (this.poolBytes > 0) this.poolable.add(b);
+    return b;
+  }
+
+  /**
+   * Hand back a buffer whose last reader is recorded: kept for reuse when it came from buffer() and
+   * the pool has room (commands recorded later run after those that read it: same queue), else
+   * destroyed.
+   */
+  release(b: GPUBuffer): void {
+    if (!this.poolable.has(b) || this.pooled + b.size > this.poolBytes) {
+      this.poolable.delete(b);
+      b.destroy();
+      return;
+    }
+    this.pooled += b.size;
+    const free = this.pool.get(b.size);
+    if (free) free.push(b);
+    else this.pool.set(b.size, [b]);
+  }
+
+  /** Destroy every pooled buffer. */
+  drainPool(): void {
+    for (const free of this.pool.values()) for (const b of free) b.destroy();
+    this.pool.clear();
+    this.pooled = 0;
   }
 
   /** A padded, logged storage buffer holding `data`. */
@@ -198,7 +249,7 @@ export class GpuContext {
     if (!this.encoder) return;
     const t0 = this.profile ? performance.now() : 0;
     this.flushCommands(queue);
-    for (const t of this.temps) t.destroy();
+    for (const t of this.temps) this.release(t);
     this.temps = [];
     this.scratches.clear();
     if (this.profile) (this.profile.submit += performance.now() - t0, this.profile.submits++);
@@ -217,6 +268,7 @@ export class GpuContext {
   /** Submit what is recorded, then destroy the uniform ring (the context may still be used: it makes a new one). */
   destroy(): void {
     this.submit();
+    this.drainPool();
     this.ring.destroy();
   }
 

@@ -278,7 +278,7 @@ export class StagedSteps implements StepRunner {
         if (!next || next.kind === 'ort') {
           ctx.submit();
           releaseRead(groupStart, i);
-          for (const b of pendingDrop) b.destroy();
+          for (const b of pendingDrop) ctx.release(b);
           pendingDrop = [];
           groupStart = -1;
           applyFinished(i);
@@ -294,7 +294,7 @@ export class StagedSteps implements StepRunner {
       // Recorded commands may read what we hand back: submit them first.
       ctx.submit();
       for (const slot of live.values()) slot.release();
-      for (const b of pendingDrop) b.destroy();
+      for (const b of pendingDrop) ctx.release(b);
       throw e;
     }
     this.times.steps++;
@@ -355,7 +355,7 @@ export class StagedSteps implements StepRunner {
       if (!v || !name) return;
       // In place: the input's buffer and tensor (an ORT output stays ORT's own tensor) carry on.
       if (i === 0 && inherited) live.set(name, { value: v, tensor: inherited.tensor, release: inherited.release });
-      else live.set(name, { value: v, release: () => v.buffer.destroy() });
+      else live.set(name, { value: v, release: () => this.ctx.release(v.buffer) });
     });
   }
 

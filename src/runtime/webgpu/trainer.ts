@@ -89,6 +89,13 @@ interface GpuParam {
  */
 export const DEFAULT_EP_OPTIONS: Record<string, string> = { validationMode: 'disabled' };
 
+/**
+ * Released buffers of our kernels kept for reuse (TrainerOptions.bufferPool): the MLP and FLCE
+ * kernels ask for the same few sizes every step (0.5B 8×512: [4096, 4864] fp32 temporaries of
+ * 80 MB, gradients, the logits chunk), so a pool the size of one group's working set serves them.
+ */
+export const DEFAULT_POOL_BYTES = 1 * 2 ** 30;
+
 export class WebGpuTrainer {
   step = 0;
   readonly log: AllocationLog;
@@ -136,7 +143,8 @@ export class WebGpuTrainer {
     else sessions.push(await open(spec.model, 'the training graph'));
     const device = ort.env.webgpu.device as unknown as GPUDevice | undefined;
     if (!device) return fail('runtime', 'onnxruntime-web created no WebGPU device (is the webgpu EP available here?)');
-    const ctx = new GpuContext(device);
+    // Our kernels' buffers are reused by size across steps (not under capture, whose bound buffers are its own).
+    const ctx = new GpuContext(device, { poolBytes: captured.size ? 0 : opts.bufferPool ?? DEFAULT_POOL_BYTES });
     const runner = spec.stages ? new StagedSteps(ort, ctx, sessions, spec.stages.plan, webgpuKernels(ops)) : new SingleSession(sessions[0]);
     if (runner instanceof StagedSteps) {
       if (opts.inFlight !== undefined) runner.inFlight = opts.inFlight;
