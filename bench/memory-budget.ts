@@ -16,7 +16,7 @@
  * Each run is its own child process. webgpu: live WebGPU buffers (createBuffer/destroy, ORT's pool
  * included) and nvidia-smi sampled every 50 ms minus the idle reading; cpu: the child's peak RSS
  * (VmHWM), with 2 intra-op threads as on the 2-core box; --prealloc: the gradients are pre-allocated
- * outputs (TrainerOptions.preallocateGradients); --no-pool: our kernels' released buffers destroyed, not reused (TrainerOptions.bufferPool 0); --fuse-mlp: each whole MLP as one SwiGLUMLP op on our GEMM kernels (kernels default,mlp); --model FILE: an export (e.g. the 0.5B default export
+ * outputs (TrainerOptions.preallocateGradients); --no-pool: our kernels' released buffers destroyed, not reused (TrainerOptions.bufferPool 0; budget runs never pool, as `ortfuse train`); --fuse-mlp: each whole MLP as one SwiGLUMLP op on our GEMM kernels (kernels default,mlp); --model FILE: an export (e.g. the 0.5B default export
  * of models/export/export_default.py --big) instead of the builder graph. The first step is a warm-up; tok/s is the
  * mean of the others. Random token ids (seeded).
  */
@@ -99,7 +99,7 @@ async function child(run: string, steps: number): Promise<Result> {
     const { ort, meter } = await nodeOrtWeb();
     const spec = trainingSpec(prepared.train, prepared.initial, parseKernels(process.argv.includes('--fuse-mlp') ? 'default,mlp' : 'default'), { batch: r.batch, seq: r.seq });
     spec.bufferCache = r.cache as typeof spec.bufferCache;
-    const t = await WebGpuTrainer.create(ort, spec, { ...opts, inFlight: r.inFlight, unfreedBytes: r.unfreedBytes, ...(process.argv.includes('--no-pool') ? { bufferPool: 0 } : {}) }, FUSED_OPS);
+    const t = await WebGpuTrainer.create(ort, spec, { ...opts, inFlight: r.inFlight, unfreedBytes: r.unfreedBytes, ...(process.argv.includes('--no-pool') || r.budgetGiB !== undefined ? { bufferPool: 0 } : {}) }, FUSED_OPS);
     trainer = t;
     measured = () => meter.peak;
     const { StagedSteps } = await import('../src/runtime/webgpu/steps.js');

@@ -126,6 +126,7 @@ export class Trainer {
       noDecay: o.noDecay,
       inFlight: budgeted.inFlight,
       unfreedBytes: budgeted.unfreedBytes,
+      bufferPool: budgeted.bufferPool,
       graphCapture: o.graphCapture,
       session: { ...budgeted.session, ...o.sessionOptions } as TrainerOptions['session'],
     };
