@@ -96,7 +96,9 @@ describe.skipIf(!env.ctx)('GpuContext buffer pool (poolBytes)', () => {
     const out = ctx.buffer('out', N * 4);
     ctx.run(axpy(1, N), [a, out]); // out = a (the last reader of a, recorded, not yet submitted)
     ctx.release(a);
+    ctx.release(a); // twice: still one pooled buffer, not two
     const b = ctx.buffer('b', N * 4); // a again, cleared after out read it
+    expect(ctx.buffer('b2', N * 4)).not.toBe(a);
     expect(b).toBe(a);
     expect(ctx.reused).toBe(1);
     expect(Array.from(await ctx.readF32(out, N))).toEqual(Array.from(xs(1), (v) => 2 * v));

@@ -77,6 +77,7 @@ export class GpuContext {
   private readonly pool = new Map<number, GPUBuffer[]>();
   private pooled = 0;
   private readonly poolable = new WeakSet<GPUBuffer>();
+  private readonly inPool = new WeakSet<GPUBuffer>();
   private readonly poolBytes: number;
   /** Buffers handed out from the pool instead of created (benches and tests). */
   reused = 0;
@@ -105,6 +106,7 @@ export class GpuContext {
       const free = this.pool.get(padTo16(bytes));
       const b = free?.pop();
       if (b) {
+        this.inPool.delete(b);
         this.pooled -= b.size;
         this.reused++;
         this.clear(b);
@@ -122,12 +124,15 @@ export class GpuContext {
    * destroyed.
    */
   release(b: GPUBuffer): void {
+    // Released twice (two names for one value): handing it out twice would alias two values.
+    if (this.inPool.has(b)) return;
     if (!this.poolable.has(b) || this.pooled + b.size > this.poolBytes) {
       this.poolable.delete(b);
       b.destroy();
       return;
     }
     this.pooled += b.size;
+    this.inPool.add(b);
     const free = this.pool.get(b.size);
     if (free) free.push(b);
     else this.pool.set(b.size, [b]);
