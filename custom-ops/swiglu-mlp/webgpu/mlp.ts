@@ -14,31 +14,8 @@
  */
 import type { GpuContext } from '../../../src/webgpu/context.js';
 import { gemmF32 } from '../../../src/webgpu/gemm.js';
-import { dispatch1d, type Program } from '../../../src/webgpu/program.js';
 import { checkBuffer, checkDims, checkU32 } from '../../../src/webgpu/validate.js';
-
-const WG = 256;
-
-// exp of a non-positive argument only: no overflow for large |v|.
-const SIGMOID = `fn sigmoid(v: f32) -> f32 {
-  let e = exp(-abs(v));
-  return select(e / (1.0 + e), 1.0 / (1.0 + e), v >= 0.0);
-}`;
-
-function elementwise(name: string, n: number, bindings: Program['bindings'], body: string): Program {
-  return {
-    name,
-    cacheKey: 'f32',
-    workgroupSize: [WG],
-    dispatch: dispatch1d(Math.ceil(n / WG)),
-    uniforms: [{ name: 'n', type: 'u32', value: n }],
-    bindings,
-    source: () => ({
-      decls: SIGMOID,
-      main: `  let i = flatWorkgroup(wid, nwg) * ${WG}u + lidx;\n  if (i >= u.n) { return; }\n${body}`,
-    }),
-  };
-}
+import { elementwise } from '../../swiglu/webgpu/swiglu.js';
 
 export interface MlpDims {
   /** Rows (x's leading axes flattened), hidden size, intermediate size. */

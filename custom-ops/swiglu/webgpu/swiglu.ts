@@ -20,7 +20,8 @@ const SIGMOID = `fn sigmoid(v: f32) -> f32 {
   return select(e / (1.0 + e), 1.0 / (1.0 + e), v >= 0.0);
 }`;
 
-function elementwise(name: string, n: number, bindings: Program['bindings'], body: string): Program {
+/** A one-invocation-per-element program over n elements with `sigmoid` in scope (also the SwiGLU MLP's activation passes). */
+export function elementwise(name: string, n: number, bindings: Program['bindings'], body: string): Program {
   return {
     name,
     cacheKey: 'f32',
