@@ -55,8 +55,8 @@ export function cleanupPipeline(): Pass[] {
 /** Fusions that are off by default. */
 export interface FusionOptions {
   /**
-   * The whole SwiGLU MLP as one op (passes/fuse-swiglu-mlp.ts; `--fuse-mlp`): off until measured
-   * on the H200 (issue 12).
+   * The whole SwiGLU MLP as one op (passes/fuse-swiglu-mlp.ts; `--fuse-mlp`): off in the default
+   * pipeline (optimize, cpu training); webgpu training turns it on (src/runtime/session.ts defaultFuseMlp).
    */
   mlp?: boolean;
 }
