@@ -4,7 +4,8 @@ import { Tensor } from '../src/ir/tensor.js';
 import { tensorType } from '../src/ir/types.js';
 import { DataType } from '../src/onnx/schema.js';
 import { checkPass } from '../src/rewrite/testing.js';
-import { upcastFloat, widenHalf } from './upcast-float.js';
+import { upcastFloat } from './upcast-float.js';
+import { narrowToHalf, widenHalf } from '../src/onnx/half.js';
 
 const { FLOAT: F, FLOAT16: H, BFLOAT16: BF } = DataType;
 
@@ -15,6 +16,21 @@ describe('upcast-float', () => {
     expect(Object.is(h[8], 0) && Object.is(h[9], -0)).toBe(true);
     expect(widenHalf(H, Uint16Array.of(0x7e00))[0]).toBeNaN();
     expect([...widenHalf(BF, Uint16Array.of(0x3f80, 0xc040, 0x3eab, 0x7f80, 0x0001))]).toEqual([1, -3, 0.333984375, Infinity, 2 ** -133]);
+  });
+
+  it('narrows float32 to float16 / bfloat16 to nearest even; every non-NaN pattern survives widen then narrow', () => {
+    const all = Uint16Array.from({ length: 65536 }, (_, i) => i);
+    for (const t of [H, BF]) {
+      const wide = widenHalf(t, all);
+      const back = narrowToHalf(t, wide);
+      const bad = [...all].filter((b, i) => !Number.isNaN(wide[i]) && back[i] !== b);
+      expect(bad, `${t}`).toEqual([]);
+      expect([...all].filter((_, i) => Number.isNaN(wide[i])).every((b) => Number.isNaN(widenHalf(t, narrowToHalf(t, widenHalf(t, Uint16Array.of(b))))[0]))).toBe(true);
+    }
+    const f = (xs: number[]) => Float32Array.from(xs);
+    expect([...narrowToHalf(H, f([1 / 3, 65504, 65519, 65520, 1e6, 2 ** -24, 2 ** -25, 1.5 * 2 ** -25, -(2 ** -14), 1 + 2 ** -11, 1 + 3 * 2 ** -11]))])
+      .toEqual([0x3555, 0x7bff, 0x7bff, 0x7c00, 0x7c00, 0x0001, 0x0000, 0x0001, 0x8400, 0x3c00, 0x3c02]);
+    expect([...narrowToHalf(BF, f([1, 1 / 3, -3, 1 + 2 ** -8, 1 + 3 * 2 ** -8, 3.4e38]))]).toEqual([0x3f80, 0x3eab, 0xc040, 0x3f80, 0x3f82, 0x7f80]);
   });
 
   it('a float16 graph (initializer, Cast, ConstantOfShape) computes in fp32 what it computed in fp16; nothing half is left', async () => {

@@ -13,6 +13,7 @@
 import type { Attr, Model, Value } from '../src/ir/graph.js';
 import { Tensor } from '../src/ir/tensor.js';
 import { tensorType } from '../src/ir/types.js';
+import { widenHalf } from '../src/onnx/half.js';
 import { DataType, dataTypeName } from '../src/onnx/schema.js';
 import type { Pass, PassResult } from '../src/rewrite/pass.js';
 import { graphsOf } from '../src/rewrite/rule.js';
@@ -21,21 +22,6 @@ import { nonZero } from './dce.js';
 const HALF = new Set<number>([DataType.BFLOAT16, DataType.FLOAT16]);
 /** Attributes holding an element type, by op (ONNX domain). */
 const DTYPE_ATTRS: Record<string, string> = { Cast: 'to', EyeLike: 'dtype', RandomNormal: 'dtype', RandomUniform: 'dtype', RandomNormalLike: 'dtype', RandomUniformLike: 'dtype', Bernoulli: 'dtype' };
-
-/** float32 values of a bfloat16 or float16 tensor (exact). */
-export function widenHalf(dtype: number, bits: Uint16Array): Float32Array {
-  const out = new Float32Array(bits.length);
-  if (dtype === DataType.BFLOAT16) {
-    const u = new Uint32Array(out.buffer);
-    for (let i = 0; i < bits.length; i++) u[i] = bits[i] << 16;
-    return out;
-  }
-  for (let i = 0; i < bits.length; i++) {
-    const h = bits[i], sign = h & 0x8000 ? -1 : 1, e = (h >> 10) & 0x1f, m = h & 0x3ff;
-    out[i] = e === 0 ? sign * m * 2 ** -24 : e === 31 ? (m ? NaN : sign * Infinity) : sign * (1024 + m) * 2 ** (e - 25);
-  }
-  return out;
-}
 
 function widenTensor(t: Tensor): Tensor {
   return Tensor.fromBytes(DataType.FLOAT, t.dims.slice(), new Uint8Array(widenHalf(t.dtype, t.toArray() as Uint16Array).buffer));

@@ -88,6 +88,31 @@ describe('a bfloat16 export (torch_dtype=bfloat16, default exporter settings)', 
   });
 });
 
+describe('a bfloat16 export gives its weights back in bfloat16', () => {
+  it('createTrainer on the bf16 fixture: weightsFile() is BF16, the trained values rounded to nearest even; an fp32 export stays F32', async () => {
+    const { createTrainer } = await import('../src/training/trainer.js');
+    const { decodeSafetensors } = await import('../src/params/safetensors-bytes.js');
+    const { narrowToHalf, widenHalf } = await import('../src/onnx/half.js');
+    const fx = fixture('qwen2-default-bf16');
+    const t = await createTrainer(`${DIR}qwen2-default-bf16.onnx`, { lr: 1e-3, steps: 2 });
+    expect(t.weightsDtype).toBe('BF16');
+    for (const b of fx.run!.batches.slice(0, 2)) await t.step(batch(b));
+    const bytes = await t.weightsFile();
+    const header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + Number(new DataView(bytes.buffer, bytes.byteOffset).getBigUint64(0, true)))));
+    const names = Object.keys(header).filter((k) => k !== '__metadata__');
+    expect(names.sort()).toEqual(Object.keys(fx.parameters).sort());
+    expect(new Set(names.map((n) => header[n].dtype))).toEqual(new Set(['BF16']));
+    const trained = await t.parameters();
+    const back = decodeSafetensors(bytes).tensors;
+    const embed = trained.get('model.embed_tokens.weight')!;
+    expect(back.get('model.embed_tokens.weight')!.data).toEqual(widenHalf(16, narrowToHalf(16, embed)));
+    await t.dispose();
+    const f = await createTrainer(`${DIR}qwen2-default-tied.onnx`, { lr: 1e-3, steps: 1 });
+    expect(f.weightsDtype).toBe('F32');
+    await f.dispose();
+  });
+});
+
 // fused-mlp: the default fusions plus each whole MLP as one SwiGLUMLP (--fuse-mlp), whose backward recomputes gate and up.
 describe.each(['unfused', 'fused', 'fused-mlp'] as const)('default-settings exports train like torch (%s)', (mode) => {
   // bf16: the model exported in bfloat16 (torch_dtype=bfloat16), upcast on load; its references are the fp32 upcast's.

@@ -13,15 +13,15 @@ import { Tensor } from '../ir/tensor.js';
 import { DataType } from '../onnx/schema.js';
 import { saveFile } from '../onnx/io.js';
 import type { ParameterDiscovery } from './discover.js';
-import { saveSafetensors } from './safetensors.js';
+import { saveSafetensors, type SafetensorsDtype } from './safetensors.js';
 import { stateDict } from './state-dict.js';
 
 export { stateDict };
 
 /** Write the state dict as safetensors (atomic). */
-export function saveWeights(file: string, model: Model, discovery: ParameterDiscovery, trained: ReadonlyMap<string, Float32Array>, metadata: Record<string, string> = {}): number {
+export function saveWeights(file: string, model: Model, discovery: ParameterDiscovery, trained: ReadonlyMap<string, Float32Array>, metadata: Record<string, string> = {}, dtype: SafetensorsDtype = 'F32'): number {
   const sd = stateDict(model, discovery, trained);
-  saveSafetensors(file, sd, { format: 'pt', producer: 'ortfuse', ...metadata });
+  saveSafetensors(file, sd, { format: 'pt', producer: 'ortfuse', ...metadata }, dtype);
   return sd.size;
 }
 
@@ -45,4 +45,12 @@ export function setParameters(model: Model, params: ReadonlyMap<string, Float32A
 /** Put the trained values into `model`'s initializers (in place) and save it (atomic; external data when large). */
 export function saveTrainedModel(file: string, model: Model, trained: ReadonlyMap<string, Float32Array>): { model: string; data?: string } {
   return saveFile(setParameters(model, trained), file, { externalData: 'auto' });
+}
+
+/**
+ * The safetensors dtype that gives a model's weights back in the precision it was exported in:
+ * BF16 / F16 for a model upcast from bfloat16 / float16 (`from` of passes/upcast-float.ts), else F32.
+ */
+export function savedDtype(from: readonly string[] | undefined): SafetensorsDtype {
+  return from?.length === 1 ? ({ bfloat16: 'BF16', float16: 'F16' } as const)[from[0] as 'bfloat16' | 'float16'] ?? 'F32' : 'F32';
 }

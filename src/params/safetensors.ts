@@ -3,13 +3,13 @@
  */
 import * as fs from 'node:fs';
 import { fail } from '../errors.js';
-import { decodeSafetensors, encodeSafetensors, type NamedTensor } from './safetensors-bytes.js';
+import { decodeSafetensors, encodeSafetensors, type NamedTensor, type SafetensorsDtype } from './safetensors-bytes.js';
 
-export { decodeSafetensors, encodeSafetensors, type NamedTensor };
+export { decodeSafetensors, encodeSafetensors, type NamedTensor, type SafetensorsDtype };
 
-/** Write `tensors` to `file` atomically (temporary file + rename). */
-export function saveSafetensors(file: string, tensors: Map<string, NamedTensor>, metadata: Record<string, string> = {}): void {
-  writeFileAtomic(file, encodeSafetensors(tensors, metadata));
+/** Write `tensors` to `file` atomically (temporary file + rename), in `dtype`. */
+export function saveSafetensors(file: string, tensors: Map<string, NamedTensor>, metadata: Record<string, string> = {}, dtype: SafetensorsDtype = 'F32'): void {
+  writeFileAtomic(file, encodeSafetensors(tensors, metadata, dtype));
 }
 
 /** Write `bytes` to `file` atomically (temporary file + rename). */

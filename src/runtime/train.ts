@@ -17,7 +17,7 @@ import { fail, OrtfuseError } from '../errors.js';
 import { loadCheckpoint, readCheckpointHeader } from './checkpoint.js';
 import type { TrainState } from './checkpoint.js';
 import { cloneModel } from '../autodiff/clone.js';
-import { saveTrainedModel, saveWeights } from '../params/export.js';
+import { savedDtype, saveTrainedModel, saveWeights } from '../params/export.js';
 import { weightsToWrite } from '../params/lora.js';
 import type { ResolvedLora } from '../params/lora-config.js';
 import { adapterFiles } from '../params/adapter.js';
@@ -310,7 +310,8 @@ export async function runTraining(model: Model, text: string, tok: Tokenizer, o:
       if (files) files.save(state);
       const trained = new Map([...state.params].map(([name, p]) => [name, p.value]));
       // With lora, `model` holds the adapters' nodes and the base weights under their torch names.
-      if (o.saveWeights) saveWeights(o.saveWeights, model, prepared.discovery, weightsToWrite(prepared.lora, o.merge ?? false, model, trained), { step: String(trainer.step) });
+      // A bf16 / fp16 export gets its weights back in its own precision.
+      if (o.saveWeights) saveWeights(o.saveWeights, model, prepared.discovery, weightsToWrite(prepared.lora, o.merge ?? false, model, trained), { step: String(trainer.step) }, savedDtype(prepared.upcast?.from));
       if (o.saveModel) saveTrainedModel(o.saveModel, forward!, weightsToWrite(prepared.lora, true, model, trained));
       if (o.saveAdapter && prepared.lora) saveAdapterDir(o.saveAdapter, adapterFiles(prepared.lora, trained));
     }

@@ -26,9 +26,9 @@ import { adoptExport, prepareTraining } from '../runtime/session.js';
 import { budgetTrainerOptions, gradientsAppliedEarly } from '../runtime/memory-budget.js';
 import { cloneModel } from '../autodiff/clone.js';
 import type { ParameterDiscovery } from '../params/discover.js';
-import { saveTrainedModel, setParameters } from '../params/export.js';
+import { savedDtype, saveTrainedModel, setParameters } from '../params/export.js';
 import { stateDict } from '../params/state-dict.js';
-import { encodeSafetensors } from '../params/safetensors-bytes.js';
+import { encodeSafetensors, type SafetensorsDtype } from '../params/safetensors-bytes.js';
 import { weightsToWrite, type LoraAdapters } from '../params/lora.js';
 import { adapterFiles } from '../params/adapter.js';
 import { saveAdapterDir } from '../params/adapter-dir.js';
@@ -112,6 +112,8 @@ export class Trainer {
     private readonly shapes: Map<string, number[]>,
     /** With option lora: the adapters (modules, r, alpha, scale); parameterNames are their A and B. */
     readonly lora?: LoraAdapters,
+    /** The safetensors dtype of saveWeights: the export's own (BF16 / F16 for a half model, else F32). */
+    readonly weightsDtype: SafetensorsDtype = 'F32',
   ) {}
 
   /** @internal Use createTrainer. */
@@ -139,7 +141,7 @@ export class Trainer {
         const policy = o.kernels === undefined ? {} : (await import('../runtime/webgpu/training-spec.js')).parseKernels(o.kernels);
         const shape = o.batch !== undefined && o.seq !== undefined ? { batch: o.batch, seq: o.seq } : undefined;
         const made = await browser.createBrowserWebGpuTrainer(prepared.train, prepared.initial, topts, policy, shape, o.ort as never);
-        return new Trainer(made.trainer, o, prepared.parameters, count(prepared.initial), prepared.vocab, prepared.report, prepared.parameterReport, prepared.discovery, forward, made.meter, shapesOf(prepared), prepared.lora);
+        return new Trainer(made.trainer, o, prepared.parameters, count(prepared.initial), prepared.vocab, prepared.report, prepared.parameterReport, prepared.discovery, forward, made.meter, shapesOf(prepared), prepared.lora, savedDtype(prepared.upcast?.from));
       }
       inner = await withPeers('webgpu', async () => {
         const wg = await import('../runtime/webgpu/ort-web-node.js');
@@ -154,7 +156,7 @@ export class Trainer {
     } else {
       inner = await withPeers('cpu', async () => (await import('../runtime/trainer.js')).CpuTrainer.create(prepared.train, prepared.initial, topts));
     }
-    return new Trainer(inner, o, prepared.parameters, count(prepared.initial), prepared.vocab, prepared.report, prepared.parameterReport, prepared.discovery, forward, meter, shapesOf(prepared), prepared.lora);
+    return new Trainer(inner, o, prepared.parameters, count(prepared.initial), prepared.vocab, prepared.report, prepared.parameterReport, prepared.discovery, forward, meter, shapesOf(prepared), prepared.lora, savedDtype(prepared.upcast?.from));
   }
 
   /** Optimizer steps taken so far (restored by `load`). */
@@ -316,7 +318,8 @@ export class Trainer {
     if (opts.merge && !this.lora) fail('usage', 'weightsFile({ merge: true }): merge needs a trainer created with option lora');
     const m = this.forward();
     const values = weightsToWrite(this.lora, opts.merge ?? false, m, await this.parameters());
-    return encodeSafetensors(stateDict(m, this.discovery, values), { format: 'pt', producer: 'ortfuse', step: String(this.inner.step) });
+    // A bf16 / fp16 export gets its weights back in its own precision.
+    return encodeSafetensors(stateDict(m, this.discovery, values), { format: 'pt', producer: 'ortfuse', step: String(this.inner.step) }, this.weightsDtype);
   }
 
   /** Write `weightsFile(opts)` to `file` (atomic), as `ortfuse train --save-weights` (and `--merge`). */
