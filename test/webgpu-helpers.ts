@@ -6,6 +6,7 @@
  * at chromium's SwiftShader (then there is no Vulkan driver to use at all); the reason is printed.
  * With VK_ICD_FILENAMES set, a missing adapter is a failure, not a skip.
  */
+import { expect } from 'vitest';
 import { GpuContext } from '../src/webgpu/context.js';
 import type { MatmulArgs } from '../src/webgpu/matmul.js';
 import { requestNodeAdapter, requestNodeDevice, useSwiftShaderIfPresent } from '../src/webgpu/dawn-node.js';
@@ -39,6 +40,22 @@ export function gpuEnv(options: { subgroups?: boolean } = {}): Promise<GpuEnv> {
 }
 
 export { relL2 } from './numerics.js';
+
+/**
+ * Expect two runs' loss within 1e-5 and every gradient within relative L2 `tol` of the reference
+ * `o`'s (same parameter names); the worst relative L2.
+ */
+export function expectSameGradients(k: { loss: number; grads: Map<string, Float32Array> }, o: { loss: number; grads: Map<string, Float32Array> }, tol = 1e-4): number {
+  expect(Math.abs(k.loss - o.loss)).toBeLessThan(1e-5);
+  expect([...k.grads.keys()].sort()).toEqual([...o.grads.keys()].sort());
+  let worst = 0;
+  for (const [name, g] of o.grads) {
+    const e = relL2(k.grads.get(name)!, g);
+    worst = Math.max(worst, e);
+    expect(e, name).toBeLessThan(tol);
+  }
+  return worst;
+}
 import { relL2 } from './numerics.js';
 
 /** Float64 copy of a float32 array. */

@@ -73,13 +73,8 @@ export interface TrainingGraphOptions {
   memory?: MemoryRequest;
 }
 
-/** Models adoptExport upcast from half precision, and how. */
+/** Models adoptExport upcast from half precision, and how (PreparedTraining.upcast). */
 const upcasts = new WeakMap<Model, UpcastReport>();
-
-/** What adoptExport upcast in `model` (undefined: the model was fp32 as loaded). */
-export function upcastOf(model: Model): UpcastReport | undefined {
-  return upcasts.get(model);
-}
 
 /**
  * Make an exported model's parameters explicit (src/params): find them (the exporter's record, or
@@ -150,7 +145,7 @@ export function prepareTraining(model: Model, opts: TrainingGraphOptions & Selec
     frozen: [...selected.frozen, ...selected.trained.filter((p) => !got.has(p.name))],
   };
   parameterReport.trainedFloats = parameterReport.trained.reduce((s, p) => s + p.size, 0);
-  return { train, initial, vocab, report, parameters: sig.parameters, parameterReport, discovery, lora, memory, upcast: upcastOf(model) };
+  return { train, initial, vocab, report, parameters: sig.parameters, parameterReport, discovery, lora, memory, upcast: upcasts.get(model) };
 }
 
 /**
