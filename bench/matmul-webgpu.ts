@@ -13,6 +13,9 @@
  * runs until the queue is done, per MatMul (so ORT's host work per kernel is in it, as in the step).
  * ORT-web's MatMul has no transposed forms: it runs the NN product of the same M, N, K. `torch` —
  * bench/matmul_torch.py (fp32 with TF32 off and on, fp16, bf16; CUDA events).
+ *
+ * --f32-sweep: only gemm_f32, in each K-walk variant (src/webgpu/gemm.ts F32Variant: K step,
+ * register prefetch, double buffering) and with K split 2-8 where K ≥ 2048.
  */
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -33,6 +36,8 @@ const SCALE = Number(arg('scale', '1'));
 const MAX = (4096 * 4864) / SCALE ** 2;
 /** --only-f16: just our subgroup-matrix kernels (no ORT, no torch). */
 const ONLY_F16 = process.argv.includes('--only-f16');
+/** --f32-sweep: gemm_f32's variants side by side (no ORT, no torch). */
+const F32_SWEEP = process.argv.includes('--f32-sweep');
 
 /** The step's GEMMs: per projection (output N, input K) forward X·Wᵀ, input grad dY·W, weight grad dYᵀ·X. */
 function cases(): Case[] {
@@ -103,11 +108,23 @@ async function childOurs(reps: number): Promise<Row[]> {
     m: c.m, n: c.n, k: c.k, transA: c.form === 'TN', transB: c.form === 'NT',
     a: { buffer: a, ld: c.form === 'TN' ? c.m : c.k }, b: { buffer: b, ld: c.form === 'NT' ? c.k : c.n }, c: { buffer: C, ld: c.n },
   });
-  const variants: [string, Run, boolean][] = ONLY_F16 ? [] : [
+  const { F32_DEFAULT } = await import('../src/webgpu/gemm.js');
+  type V = import('../src/webgpu/gemm.js').F32Variant;
+  const sweep: [string, V, number?][] = [
+    ['f32 default', F32_DEFAULT], ['f32 bk16 no prefetch', { bk: 16 }], ['f32 bk8 double', { bk: 8, double: true }],
+    ['f32 default split2', F32_DEFAULT, 2], ['f32 default split4', F32_DEFAULT, 4], ['f32 default split6', F32_DEFAULT, 6], ['f32 default split8', F32_DEFAULT, 8],
+  ];
+  const small = new Set(['f32 small']);
+  sweep.push(['f32 small', F32_DEFAULT]);
+  const variants: [string, Run, boolean][] = F32_SWEEP
+    ? sweep.map(([name, v, split]) => [name, (c, a, b) => {
+      gemmF32(ctx, { ...view(c, a, b), ...(split ? { splitK: split } : {}), ...(small.has(name) ? { tile: { tm: 4, tn: 4 } } : {}) }, v);
+    }, false] as [string, Run, boolean])
+    : ONLY_F16 ? [] : [
     ['matmul (shared, fp32)', (c, a, b) => matmul(ctx, view(c, a, b)), false],
     ['gemm_f32', (c, a, b) => gemmF32(ctx, view(c, a, b)), false],
   ];
-  if (config && syntax) {
+  if (config && syntax && !F32_SWEEP) {
     variants.push(['gemm_f16 (f32 in memory)', (c, a, b) => gemmF16(ctx, view(c, a, b), { config, syntax }), false]);
     variants.push(['gemm_f16 (f16 in memory)', (c, a, b) => gemmF16(ctx, view(c, a, b), { config, syntax, halfOperands: true }), true]);
   }
@@ -115,8 +132,39 @@ async function childOurs(reps: number): Promise<Row[]> {
   for (let i = 0; i < 200; i++) gemmF32(ctx, view(cases()[2], A32, B32));
   await ctx.sync();
   const rows: Row[] = [];
+  // The sweep: every variant checked, then timed in three interleaved rounds after 3 warm-up
+  // calls each (the fastest round counts), so no variant pays for the clocks the host pause of a
+  // check lets drop.
+  if (F32_SWEEP) {
+    for (const c of cases()) {
+      const mine = variants.filter(([impl]) => !impl.includes('split') || c.k >= 2048); // K splits for the long-K products
+      const best = new Map<string, Row>();
+      for (const [impl, run] of mine) {
+        try {
+          run(c, A32, B32);
+          const err = sampledError(c, h.a.values, h.b.values, await ctx.readF32(C, c.m * c.n), rng(c.m + c.n + c.k));
+          best.set(impl, { ...c, impl, err, ms: Infinity });
+        } catch (e) {
+          best.set(impl, { ...c, impl, error: String((e as Error).message ?? e).slice(0, 500) });
+        }
+      }
+      for (let round = 0; round < 3; round++)
+        for (const [impl, run] of mine) {
+          const row = best.get(impl)!;
+          if (row.error) continue;
+          for (let i = 0; i < 3; i++) run(c, A32, B32);
+          timer.begin(impl);
+          for (let i = 0; i < reps; i++) run(c, A32, B32);
+          timer.end();
+          row.ms = Math.min(row.ms!, (await timer.read()).get(impl)! / reps);
+        }
+      for (const row of best.values()) { rows.push(row); console.error(JSON.stringify(row)); }
+    }
+    return rows;
+  }
   for (const c of cases())
     for (const [impl, run, half] of variants) {
+      if (impl.includes('split') && c.form !== 'TN') continue; // the K split is for the long-K weight gradients
       const [a, b] = half ? [A16, B16] : [A32, B32];
       try {
         run(c, a, b);
@@ -205,11 +253,11 @@ async function parent(): Promise<void> {
   const self = fileURLToPath(import.meta.url);
   const node = [process.execPath, ...process.execArgv, '--liftoff-only', '--max-old-space-size=8192', self];
   const rows: Row[] = [];
-  for (const which of ONLY_F16 ? ['ours'] : ['ours', 'ort']) {
-    const text = await runChild([...node, '--child', which, '--reps', reps, '--scale', String(SCALE), ...(ONLY_F16 ? ['--only-f16'] : [])]);
+  for (const which of ONLY_F16 || F32_SWEEP ? ['ours'] : ['ours', 'ort']) {
+    const text = await runChild([...node, '--child', which, '--reps', reps, '--scale', String(SCALE), ...(ONLY_F16 ? ['--only-f16'] : []), ...(F32_SWEEP ? ['--f32-sweep'] : [])]);
     try { rows.push(...(JSON.parse(text.trim().split('\n').pop()!) as Row[])); } catch { console.error(`child ${which} failed: ${text.slice(-400)}`); }
   }
-  const torchText = ONLY_F16 ? '' : await runChild([arg('python', 'python3'), arg('torch', 'bench/matmul_torch.py'), reps], JSON.stringify(cases()));
+  const torchText = ONLY_F16 || F32_SWEEP ? '' : await runChild([arg('python', 'python3'), arg('torch', 'bench/matmul_torch.py'), reps], JSON.stringify(cases()));
   let torchInfo = '';
   for (const line of torchText.split('\n').filter((l) => l.trim().startsWith('{'))) {
     const j = JSON.parse(line);
@@ -219,7 +267,7 @@ async function parent(): Promise<void> {
   const impls = [...new Set(rows.map((r) => r.impl))];
   const find = (c: Case, impl: string) => rows.find((r) => r.impl === impl && r.form === c.form && r.m === c.m && r.n === c.n && r.k === c.k)
     ?? (impl.startsWith('ORT') ? rows.find((r) => r.impl === impl && r.m === c.m && r.n === c.n && r.k === c.k) : undefined);
-  const errCol = (c: Case) => impls.filter((i) => i.startsWith('gemm') || i.startsWith('matmul')).map((i) => find(c, i)?.err?.toExponential(1) ?? '-').join(' / ');
+  const errCol = (c: Case) => impls.filter((i) => i.startsWith('gemm') || i.startsWith('matmul') || i.startsWith('f32 ')).map((i) => find(c, i)?.err?.toExponential(1) ?? '-').join(' / ');
   const md = [
     `TFLOP/s (2·M·N·K / time); ${torchInfo}. Check = relative L2 error of 256 sampled outputs vs float64, per our kernel in column order.`,
     '',
@@ -231,8 +279,9 @@ async function parent(): Promise<void> {
   const errors = rows.filter((r) => r.error).map((r) => `${r.impl} ${r.form} ${r.m}x${r.n}x${r.k}: ${r.error}`);
   if (errors.length) console.log(`\nerrors:\n${[...new Set(errors)].slice(0, 20).join('\n')}`);
   fs.mkdirSync(out, { recursive: true });
-  fs.writeFileSync(path.join(out, 'matmul-webgpu.json'), JSON.stringify({ torch: torchInfo, rows }, null, 2));
-  fs.writeFileSync(path.join(out, 'matmul-webgpu.table.md'), `${md}\n`);
+  const tag = F32_SWEEP ? 'matmul-f32-sweep' : 'matmul-webgpu';
+  fs.writeFileSync(path.join(out, `${tag}.json`), JSON.stringify({ torch: torchInfo, rows }, null, 2));
+  fs.writeFileSync(path.join(out, `${tag}.table.md`), `${md}\n`);
 }
 
 const ci = process.argv.indexOf('--child');

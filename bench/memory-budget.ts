@@ -82,7 +82,7 @@ async function child(run: string, steps: number): Promise<Result> {
   const { loadFile } = await import('../src/onnx/io.js');
   const prepared = prepareTraining(file ? loadFile(file) : buildQwen2(PRESETS[arg('config', '0.5b')], { seed: 0 }), {
     fuse: !process.argv.includes('--unfused'), fuseMlp: process.argv.includes('--fuse-mlp'), target: r.backend,
-    memory: { batch: r.batch, seq: r.seq, backend: r.backend, budget: r.budgetGiB === undefined ? undefined : r.budgetGiB * GiB, gradientsApplied: staged },
+    memory: { batch: r.batch, seq: r.seq, backend: r.backend, budget: r.budgetGiB === undefined ? undefined : r.budgetGiB * GiB, gradientsApplied: staged, ...(process.argv.includes('--no-pool') ? { bufferPool: 0 } : {}) },
   });
   const m = prepared.memory!;
   const plan = { values: m.values, matmuls: m.matmuls, nodes: m.nodes, activationGiB: m.activationBytes / GiB, predictedGiB: m.predictedBytes / GiB, overhead: m.overhead, minimumGiB: m.minimumBytes && m.minimumBytes / GiB, planMs: performance.now() - t0 };

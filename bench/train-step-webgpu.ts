@@ -153,6 +153,8 @@ const SETTINGS: Record<string, { dawn?: string; ep?: Record<string, string>; lif
   default: { liftoff: true },
   'ort-default': { ep: {}, liftoff: true },
   'dawn-skip-validation': { dawn: 'enable-dawn-features=skip_validation', liftoff: true },
+  // Dawn's bounds clamping of every buffer and workgroup-array access off (disable_robustness).
+  'no-robustness': { dawn: 'enable-dawn-features=disable_robustness', liftoff: true },
   'ort-validation-disabled': { ep: { validationMode: 'disabled' }, liftoff: true },
   both: { dawn: 'enable-dawn-features=skip_validation', ep: { validationMode: 'disabled' }, liftoff: true },
   'no-liftoff': { liftoff: false },

@@ -6,7 +6,7 @@
  * bench/matmul-webgpu.ts on the GPU; here only what can be checked without one.
  */
 import { describe, expect, it } from 'vitest';
-import { gemmF16, gemmF16Program, gemmF32, gemmF32Program, pickF16Config } from '../src/webgpu/gemm.js';
+import { gemmF16, gemmF16Program, gemmF32, gemmF32Program, gemmPlan, pickF16Config, type F32Variant } from '../src/webgpu/gemm.js';
 import type { MatmulArgs } from '../src/webgpu/matmul.js';
 import { generateWgsl } from '../src/webgpu/program.js';
 import { GpuContext } from '../src/webgpu/context.js';
@@ -33,6 +33,22 @@ describe.skipIf(!env.ctx)('step GEMM, fp32 (gemm_f32) vs float64', () => {
       expect(e).toBeLessThan(1e-5);
     });
 
+  // The K-walk variants (register prefetch, double buffering, K steps 8 / 32) on the cases whose
+  // K is not a multiple of the step and whose tiles are cut at every edge.
+  const variants: F32Variant[] = [{ bk: 8, prefetch: true }, { bk: 16, prefetch: true }, { bk: 8, double: true }];
+  for (const v of variants)
+    for (const [name, m, n, k, opt] of cases.slice(0, 5))
+      it(`variant ${JSON.stringify(v)}, ${name}: ${m}x${n}x${k}`, async () => {
+        const e = await gemmError(ctx, (c, a) => gemmF32(c, a, v), m, n, k, opt);
+        expect(e).toBeLessThan(1e-5);
+      });
+
+  it('refuses a K step whose tiles do not fit workgroup memory', () => {
+    const b = ctx.buffer('b', 4096);
+    expect(() => gemmF32(ctx, { m: 8, n: 8, k: 8, a: { buffer: b, ld: 8 }, b: { buffer: b, ld: 8 }, c: { buffer: b, ld: 8 }, tile: { tm: 8, tn: 8 } }, { bk: 16, double: true }))
+      .toThrow(/gemm_f32: K step 16, double-buffered, needs 33792 bytes/);
+  });
+
   it('rejects an operand that does not fit its buffer', () => {
     const b = ctx.buffer('b', 64);
     expect(() => gemmF32(ctx, { m: 4, n: 4, k: 4, a: { buffer: b, ld: 4, offset: 8 }, b: { buffer: b, ld: 4 }, c: { buffer: ctx.buffer('c', 64), ld: 4 } }))
@@ -44,6 +60,17 @@ describe.skipIf(!env.ctx)('step GEMM, fp32 (gemm_f32) vs float64', () => {
     const b = ctx.buffer('b', 64);
     expect(() => gemmF16(ctx, { m: 2, n: 2, k: 2, a: { buffer: b, ld: 2 }, b: { buffer: b, ld: 2 }, c: { buffer: ctx.buffer('c', 64), ld: 2 } }, { config: { M: 16, N: 16, K: 16 } }))
       .toThrow(/chromium-experimental-subgroup-matrix/);
+  });
+});
+
+describe('gemm_f32 tile and K split choice', () => {
+  it('splits long-K products of few tiles, never short K or many tiles', () => {
+    expect(gemmPlan({ m: 4864, n: 896, k: 4096 })).toEqual({ small: false, split: 4 }); // MLP weight gradient: 266 tiles
+    expect(gemmPlan({ m: 4096, n: 896, k: 4864 })).toEqual({ small: false, split: 5 }); // down forward: 224 tiles
+    expect(gemmPlan({ m: 4096, n: 896, k: 896 })).toEqual({ small: false, split: 1 }); // K too short to slice
+    expect(gemmPlan({ m: 4096, n: 4864, k: 896 })).toEqual({ small: false, split: 1 }); // 1,216 tiles fill the GPU
+    expect(gemmPlan({ m: 128, n: 896, k: 4096 })).toEqual({ small: true, split: 8 }); // k/v weight gradient: 28 small tiles, 512-long slices
+    expect(gemmPlan({ m: 4864, n: 896, k: 4096, splitK: 2 })).toEqual({ small: false, split: 2 });
   });
 });
 

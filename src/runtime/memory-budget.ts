@@ -9,6 +9,9 @@
 import type { Model } from '../ir/graph.js';
 import { fail } from '../errors.js';
 import { planRecompute, type RecomputePlan } from '../autodiff/recompute-plan.js';
+import { boundShapes } from '../autodiff/memory-plan.js';
+import { opWorkspace } from '../autodiff/types.js';
+import { DEFAULT_POOL_BYTES } from './webgpu/trainer.js';
 import { GRAD_PREFIX } from '../autodiff/index.js';
 import { FUSED_OPS } from '../../custom-ops/index.js';
 import { frozenElements, stepPeak, type MemoryBackend } from './memory-estimate.js';
@@ -22,6 +25,8 @@ export interface MemoryRequest {
   budget?: number;
   /** Gradients are applied and handed back as soon as they are made (webgpu stage plan without clipping). */
   gradientsApplied?: boolean;
+  /** Budget-free webgpu: TrainerOptions.bufferPool (default DEFAULT_POOL_BYTES). */
+  bufferPool?: number;
 }
 
 /**
@@ -78,6 +83,20 @@ function trainedElements(train: Model): number {
     .reduce((s, v) => s + (v.tensorType?.shape ?? []).reduce<number>((a, d) => a * (typeof d === 'number' ? d : 1), 1), 0);
 }
 
+/**
+ * Budget-free webgpu: bytes our kernels' buffer pool holds between uses (free buffers, live to
+ * Dawn), bounded by the pool's size: about one fused op's released intermediates, which the next
+ * call of that op takes back (the largest DifferentiableOp.workspace of the step). H200, session 7,
+ * call 1 (memory-budget.md): without this term the prediction was +2.1% at 8×512 and −12.8% at
+ * 8×1024, where the MLP backward's workspace is twice as large.
+ */
+export function poolHeld(base: Model, req: MemoryRequest): number {
+  const pool = req.bufferPool ?? DEFAULT_POOL_BYTES;
+  if (pool <= 0) return 0;
+  const workspace = opWorkspace(FUSED_OPS, boundShapes(base.graph, req.batch, req.seq).dims);
+  return Math.min(pool, base.graph.nodes.reduce((m, n) => Math.max(m, workspace(n)), 0));
+}
+
 /** Plan the recomputation of `base` (built with recompute: false) for `req` (see the file header). */
 export function planMemory(base: Model, req: MemoryRequest): RecomputePlan {
   if (req.budget !== undefined && !(req.budget > 0)) fail('usage', `--memory-budget must be a positive size (got ${req.budget} bytes)`);
@@ -87,7 +106,7 @@ export function planMemory(base: Model, req: MemoryRequest): RecomputePlan {
   // plus released bytes Dawn has not freed yet, bounded by FREE_UNFREED_BYTES. H200 (memory-budget.md,
   // calls 8-11): nvidia-smi minus live buffers 0.67-1.40 GiB with a 1-2 GiB bound and no pool,
   // 0.57 GiB with the pool (which also holds 0.40 GiB of live buffers); a quarter of the bound.
-  const unfreed = req.backend === 'webgpu' && req.budget === undefined ? FREE_UNFREED_BYTES / 4 : 0;
+  const unfreed = req.backend === 'webgpu' && req.budget === undefined ? FREE_UNFREED_BYTES / 4 + poolHeld(base, req) : 0;
   return planRecompute(base, FUSED_OPS, {
     batch: req.batch,
     seq: req.seq,

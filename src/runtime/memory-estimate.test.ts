@@ -14,7 +14,7 @@ import { createModel, GraphBuilder } from '../ir/index.js';
 import { inferShapes } from '../ir/infer/index.js';
 import { DataType } from '../onnx/schema.js';
 import { boundShapes, memoryPlan } from '../autodiff/memory-plan.js';
-import { planMemory } from './memory-budget.js';
+import { planMemory, poolHeld } from './memory-budget.js';
 import { FROZEN_COPIES, frozenElements, largestFitting, memoryLimit, stepMemoryModel } from './memory-estimate.js';
 
 const GiB = 2 ** 30;
@@ -74,6 +74,10 @@ describe('step memory estimate', () => {
     const base = trainingGraph(buildQwen2Structure(QWEN2_0_5B), { fuse: true, fuseMlp: true, recompute: false }).train;
     const all = planMemory(base, { batch: B, seq: T, backend: 'webgpu' });
     expect(all.values).toBeGreaterThan(0);
+    // Budget-free, the buffer pool holds one MLP backward's gate, up and dh: 3 × [B·T, 4864] floats.
+    expect(poolHeld(base, { batch: B, seq: T, backend: 'webgpu' })).toBe(3 * B * T * 4864 * 4);
+    expect(poolHeld(base, { batch: B, seq: T, backend: 'webgpu', bufferPool: 2 ** 20 })).toBe(2 ** 20);
+    expect(poolHeld(base, { batch: B, seq: T, backend: 'webgpu', bufferPool: 0 })).toBe(0);
     const min = (() => { try { planMemory(base, { batch: B, seq: T, backend: 'webgpu', budget: 1 }); } catch (e) { return Number(/\((\d+)MiB\)/.exec(String(e))![1]) * 2 ** 20; } return 0; })();
     expect(min).toBeGreaterThan(0);
     const planned = planMemory(base, { batch: B, seq: T, backend: 'webgpu', budget: min });

@@ -222,7 +222,8 @@ export async function runTraining(model: Model, text: string, tok: Tokenizer, o:
   // The export's graph with torch-named parameters, kept aside (tensors shared) for --save-model.
   const forward = o.saveModel ? (adoptExport(model), cloneModel(model)) : undefined;
   const gradientsApplied = gradientsAppliedEarly(backend, settings.clip, o.kernels);
-  const memoryRequest = { batch: o.batch, seq: o.seq, backend, budget: o.memoryBudget, gradientsApplied } as const;
+  // Graph capture turns our kernels' buffer pool off (src/runtime/webgpu/trainer.ts).
+  const memoryRequest = { batch: o.batch, seq: o.seq, backend, budget: o.memoryBudget, gradientsApplied, ...(o.graphCapture ? { bufferPool: 0 } : {}) } as const;
   const prepared = prepareTraining(model, { fuse: o.fuse, fuseMlp: o.fuseMlp ?? defaultFuseMlp(backend, o.fuse), target: backend, trainable: o.trainable, freeze: o.freeze, lora: o.lora, memory: memoryRequest });
   const nParams = [...prepared.initial.values()].reduce((s, p) => s + p.length, 0);
   const shapes: ParamShapes = prepared.train.graph.inputs

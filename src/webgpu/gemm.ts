@@ -21,10 +21,12 @@
  */
 import { fail } from '../errors.js';
 import type { GpuContext } from './context.js';
-import { checkMatmulArgs, chooseSplitK, gemmUniforms, runGemm, type MatmulArgs } from './matmul.js';
+import { checkMatmulArgs, gemmUniforms, runGemm, type MatmulArgs } from './matmul.js';
 import { generateWgsl, type BindingDecl, type Program } from './program.js';
 
 const WG = 256;
+/** Workgroup memory every kernel may use (Dawn's limit on the H200 and on SwiftShader). */
+const WORKGROUP_BYTES = 32768;
 /** Workgroups that fill a large GPU (132 SMs on an H100/H200). */
 const FILL = 132;
 
@@ -35,79 +37,174 @@ const bindings = (t: 'f32' | 'f16'): BindingDecl[] => [
 ];
 const range = (n: number) => [...Array(n).keys()];
 
+interface StageSpec {
+  name: 'A' | 'B';
+  trans: boolean;
+  rows: number;
+  cols: number;
+  zero: string;
+  cast: string;
+  store: (r: string, c: string, v: string) => string;
+  /** The variable holding the tile's first K index (default k0). */
+  kVar?: string;
+}
+
 /**
- * The WGSL lines that stage one operand tile into workgroup memory: `count` elements per
- * invocation, consecutive invocations walking the operand's contiguous axis. `rows`×`cols` is the
- * tile in the operand's own orientation (op(A) is rows = M, cols = K; op(B) rows = K, cols = N);
- * `store(r, c, v)` writes one element. Out-of-range elements are zero.
+ * One operand tile's elements for this invocation: `count` = rows·cols / WG of them, consecutive
+ * invocations walking the operand's contiguous axis. `rows`×`cols` is the tile in the operand's
+ * own orientation (op(A) is rows = M, cols = K; op(B) rows = K, cols = N). Each element gives its
+ * tile coordinates (WGSL `let`s r and c), its in-range condition and its address.
  */
-function stageTile(o: { name: 'A' | 'B'; trans: boolean; rows: number; cols: number; zero: string; cast: string; store: (r: string, c: string, v: string) => string }): string {
+function tileElements(o: StageSpec): { rc: string; inRange: string; value: string }[] {
   const { name, rows, cols } = o;
+  const k = o.kVar ?? 'k0';
   // Stored layout: A is [M, K] (or [K, M] when transposed), B is [K, N] (or [N, K]); so the
   // stored outer axis is the tile's column axis exactly when the operand is transposed.
   const kMajor = o.trans;
   const inner = kMajor ? rows : cols; // tile extent along the stored contiguous axis
-  const r0 = name === 'A' ? 'row0' : 'k0', c0 = name === 'A' ? 'k0' : 'col0';
+  const r0 = name === 'A' ? 'row0' : k, c0 = name === 'A' ? k : 'col0';
   const rLim = name === 'A' ? 'u.M' : 'kEnd', cLim = name === 'A' ? 'kEnd' : 'u.N';
   const ld = name === 'A' ? 'u.lda' : 'u.ldb', off = name === 'A' ? 'u.offA' : 'u.offB';
   return range((rows * cols) / WG).map((i) => {
     const e = `(lidx + ${WG * i}u)`;
     const [r, c] = kMajor ? [`${e} % ${inner}u`, `${e} / ${inner}u`] : [`${e} / ${inner}u`, `${e} % ${inner}u`];
     const addr = kMajor ? `${off} + (${c0} + c) * ${ld} + ${r0} + r` : `${off} + (${r0} + r) * ${ld} + ${c0} + c`;
-    return `{ let r = ${r}; let c = ${c}; var v = ${o.zero};
-      if (${r0} + r < ${rLim} && ${c0} + c < ${cLim}) { v = ${o.cast}(${name}[${addr}]); }
-      ${o.store('r', 'c', 'v')} }`;
-  }).join('\n    ');
+    return { rc: `let r = ${r}; let c = ${c};`, inRange: `${r0} + r < ${rLim} && ${c0} + c < ${cLim}`, value: `${o.cast}(${name}[${addr}])` };
+  });
+}
+
+/** The WGSL lines that stage one operand tile into workgroup memory (out-of-range elements are zero). */
+function stageTile(o: StageSpec): string {
+  return tileElements(o).map((e) => `{ ${e.rc} var v = ${o.zero};
+      if (${e.inRange}) { v = ${e.value}; }
+      ${o.store('r', 'c', 'v')} }`).join('\n    ');
+}
+
+/** Register staging: `load` reads this invocation's elements of a tile into p<name><i>, `store` writes them to workgroup memory. */
+function stageViaRegisters(o: StageSpec): { decl: string; load: string; store: string } {
+  const els = tileElements(o);
+  const v = (i: number) => `p${o.name}${i}`;
+  return {
+    decl: els.map((_, i) => `var ${v(i)} = ${o.zero};`).join(' '),
+    load: els.map((e, i) => `{ ${e.rc} ${v(i)} = ${o.zero}; if (${e.inRange}) { ${v(i)} = ${e.value}; } }`).join('\n      '),
+    store: els.map((e, i) => `{ ${e.rc} ${o.store('r', 'c', v(i))} }`).join('\n      '),
+  };
 }
 
 /** Common head of both kernels: tile origin, K range of this slice, C offset of this slice. */
-const HEAD = (bm: number, bn: number) => `
-  let row0 = wid.y * ${bm}u; let col0 = wid.x * ${bn}u;
+const HEAD = (bm: number, bn: number, swap = false) => `
+  let row0 = wid.${swap ? 'x' : 'y'} * ${bm}u; let col0 = wid.${swap ? 'y' : 'x'} * ${bn}u;
   let kBegin = wid.z * u.slice; let kEnd = min(u.K, kBegin + u.slice);
   let offC = u.offC + wid.z * u.M * u.ldc;`;
 
 const cStore = (accumulate: boolean, gm: string, gn: string, v: string) =>
   `if (${gm} < u.M && ${gn} < u.N) { let idx = offC + ${gm} * u.ldc + ${gn}; C[idx] = ${accumulate ? 'C[idx] + ' : ''}u.alpha * ${v}; }`;
 
+/**
+ * How the fp32 kernel walks K (bench/matmul-webgpu.ts --f32-sweep compares them): `bk` K step
+ * (8, 16 or 32, as far as 32 KiB of workgroup memory allows); `prefetch` = the next K step's global loads are issued into registers before this
+ * step's FMAs (their latency hidden behind the math); `double` = two workgroup buffers, one
+ * barrier per K step instead of two (implies prefetch).
+ */
+export interface F32Variant {
+  bk?: 8 | 16 | 32;
+  prefetch?: boolean;
+  double?: boolean;
+  /** Workgroup x walks the row blocks (M) instead of the column blocks (N). */
+  swap?: boolean;
+}
+
+/** The variant gemmF32 runs (H200 sweep, bench/results/matmul-h200.md). */
+export const F32_DEFAULT: F32Variant = { bk: 16, prefetch: true };
+
 /** fp32 program; `small` = 64×64 tile (4×4 per invocation) instead of 128×128 (8×8). */
-export function gemmF32Program(args: MatmulArgs, split: number, small = false): Program {
+export function gemmF32Program(args: MatmulArgs, split: number, small = false, variant: F32Variant = F32_DEFAULT): Program {
   const { transA = false, transB = false } = args;
   const accumulate = split === 1 && (args.accumulate ?? false);
   const q = small ? 1 : 2; // 4×4 quadrants per invocation along each axis
-  const bm = 64 * q, bn = 64 * q, bk = 16, pitch = bm + 4; // pitch in floats (bm = bn)
+  const bk = variant.bk ?? 16, double = variant.double ?? false, prefetch = double || (variant.prefetch ?? false), swap = variant.swap ?? false;
+  const bm = 64 * q, bn = 64 * q, pitch = bm + 4; // pitch in floats (bm = bn)
   const slice = Math.ceil(Math.ceil(args.k / split) / bk) * bk;
+  const P4 = pitch / 4, bufVec4 = bk * P4;
+  const bytes = 2 * (double ? 2 : 1) * bufVec4 * 16;
+  if (bytes > WORKGROUP_BYTES) fail('usage', `gemm_f32: K step ${bk}${double ? ', double-buffered,' : ''} needs ${bytes} bytes of workgroup memory for a ${bm}x${bn} tile (at most ${WORKGROUP_BYTES})`);
   return {
     name: 'gemm_f32',
-    cacheKey: `${transA ? 'T' : 'N'}${transB ? 'T' : 'N'};acc=${accumulate ? 1 : 0};tile=${bm}`,
+    cacheKey: `${transA ? 'T' : 'N'}${transB ? 'T' : 'N'};acc=${accumulate ? 1 : 0};tile=${bm};bk=${bk};pf=${prefetch ? 1 : 0};db=${double ? 1 : 0};swap=${swap ? 1 : 0}`,
     workgroupSize: [WG],
-    dispatch: [Math.ceil(args.n / bn), Math.ceil(args.m / bm), split],
+    dispatch: swap ? [Math.ceil(args.m / bm), Math.ceil(args.n / bn), split] : [Math.ceil(args.n / bn), Math.ceil(args.m / bm), split],
     uniforms: gemmUniforms(args, split, slice),
     bindings: bindings('f32'),
     source: () => {
-      const P4 = pitch / 4;
       // As is [k][m]: A's (r = m, c = k) goes to row c; Bs is [k][n]: B's (r = k, c = n) to row r.
-      const putA = (r: string, c: string, v: string) => `As[(${c}) * ${P4}u + (${r}) / 4u][(${r}) % 4u] = ${v};`;
-      const putB = (r: string, c: string, v: string) => `Bs[(${r}) * ${P4}u + (${c}) / 4u][(${c}) % 4u] = ${v};`;
+      // `buf` selects one of the two buffers of the double-buffered form.
+      const putA = (buf: string) => (r: string, c: string, v: string) => `As[${buf}(${c}) * ${P4}u + (${r}) / 4u][(${r}) % 4u] = ${v};`;
+      const putB = (buf: string) => (r: string, c: string, v: string) => `Bs[${buf}(${r}) * ${P4}u + (${c}) / 4u][(${c}) % 4u] = ${v};`;
+      const spec = (name: 'A' | 'B', buf: string, kVar = 'k0') => name === 'A'
+        ? { name, trans: transA, rows: bm, cols: bk, zero: '0.0', cast: 'f32', store: putA(buf), kVar } as const
+        : { name, trans: transB, rows: bk, cols: bn, zero: '0.0', cast: 'f32', store: putB(buf), kVar } as const;
       const I = range(4 * q);
       // Element i of the invocation's rows: quadrant i/4 (offset 16·quadrant vec4s), component i%4.
       const frag = (v: string, i: number) => `${v}${i >> 2}[${i & 3}]`;
+      const math = (base: string) => `for (var kk = 0u; kk < ${bk}u; kk++) {
+      ${range(q).map((h) => `let a${h} = As[${base}kk * ${P4}u + ${16 * h}u + ty]; let b${h} = Bs[${base}kk * ${P4}u + ${16 * h}u + tx];`).join(' ')}
+      ${I.map((i) => I.map((j) => `c${i}_${j} = fma(${frag('a', i)}, ${frag('b', j)}, c${i}_${j});`).join(' ')).join('\n      ')}
+    }`;
+      let loop: string;
+      if (!prefetch) {
+        loop = `for (var k0 = kBegin; k0 < kEnd; k0 += ${bk}u) {
+    ${stageTile(spec('A', ''))}
+    ${stageTile(spec('B', ''))}
+    workgroupBarrier();
+    ${math('')}
+    workgroupBarrier();
+  }`;
+      } else if (!double) {
+        const ra = stageViaRegisters(spec('A', '')), rb = stageViaRegisters(spec('B', ''));
+        const na = stageViaRegisters(spec('A', '', 'kn')), nb = stageViaRegisters(spec('B', '', 'kn'));
+        loop = `${ra.decl} ${rb.decl}
+  if (kBegin < kEnd) { let k0 = kBegin; ${ra.load}
+      ${rb.load} }
+  for (var k0 = kBegin; k0 < kEnd; k0 += ${bk}u) {
+    ${ra.store}
+    ${rb.store}
+    workgroupBarrier();
+    let kn = k0 + ${bk}u;
+    if (kn < kEnd) { ${na.load}
+      ${nb.load} }
+    ${math('')}
+    workgroupBarrier();
+  }`;
+      } else {
+        const ra = stageViaRegisters(spec('A', 'cur * ' + bufVec4 + 'u + ')), rb = stageViaRegisters(spec('B', 'cur * ' + bufVec4 + 'u + '));
+        const na = stageViaRegisters(spec('A', 'nxt * ' + bufVec4 + 'u + ', 'kn')), nb = stageViaRegisters(spec('B', 'nxt * ' + bufVec4 + 'u + ', 'kn'));
+        loop = `${ra.decl} ${rb.decl}
+  var cur = 0u;
+  if (kBegin < kEnd) { let k0 = kBegin; ${ra.load}
+      ${rb.load}
+      ${ra.store}
+      ${rb.store} }
+  workgroupBarrier();
+  for (var k0 = kBegin; k0 < kEnd; k0 += ${bk}u) {
+    let kn = k0 + ${bk}u; let nxt = 1u - cur;
+    if (kn < kEnd) { ${na.load}
+      ${nb.load} }
+    ${math(`cur * ${bufVec4}u + `)}
+    if (kn < kEnd) { ${na.store}
+      ${nb.store} }
+    workgroupBarrier();
+    cur = nxt;
+  }`;
+      }
+      const bufs = double ? 2 : 1;
       return {
         decls: `
-var<workgroup> As: array<vec4<f32>, ${bk * P4}>; // [k][m], pitch ${pitch} floats
-var<workgroup> Bs: array<vec4<f32>, ${bk * P4}>; // [k][n]`,
+var<workgroup> As: array<vec4<f32>, ${bufs * bufVec4}>; // [k][m], pitch ${pitch} floats${double ? ', two buffers' : ''}
+var<workgroup> Bs: array<vec4<f32>, ${bufs * bufVec4}>; // [k][n]`,
         main: `
-  let tx = lidx % 16u; let ty = lidx / 16u;${HEAD(bm, bn)}
+  let tx = lidx % 16u; let ty = lidx / 16u;${HEAD(bm, bn, swap)}
   ${I.flatMap((i) => I.map((j) => `var c${i}_${j} = 0.0;`)).join(' ')}
-  for (var k0 = kBegin; k0 < kEnd; k0 += ${bk}u) {
-    ${stageTile({ name: 'A', trans: transA, rows: bm, cols: bk, zero: '0.0', cast: 'f32', store: putA })}
-    ${stageTile({ name: 'B', trans: transB, rows: bk, cols: bn, zero: '0.0', cast: 'f32', store: putB })}
-    workgroupBarrier();
-    for (var kk = 0u; kk < ${bk}u; kk++) {
-      ${range(q).map((h) => `let a${h} = As[kk * ${P4}u + ${16 * h}u + ty]; let b${h} = Bs[kk * ${P4}u + ${16 * h}u + tx];`).join(' ')}
-      ${I.map((i) => I.map((j) => `c${i}_${j} = fma(${frag('a', i)}, ${frag('b', j)}, c${i}_${j});`).join(' ')).join('\n      ')}
-    }
-    workgroupBarrier();
-  }
+  ${loop}
   ${I.flatMap((i) => I.map((j) => cStore(accumulate, `(row0 + ${64 * (i >> 2)}u + 4u * ty + ${i & 3}u)`, `(col0 + ${64 * (j >> 2)}u + 4u * tx + ${j & 3}u)`, `c${i}_${j}`))).join('\n  ')}`,
       };
     },
@@ -222,22 +319,32 @@ var<workgroup> Cs: array<f32, ${8 * cm * cn}>; // one result matrix per subgroup
   };
 }
 
+/**
+ * Workgroups a GEMM is split into at least, where K is long enough: 8 per SM. On the H200 the
+ * 266-tile weight gradients of the MLP (4864×896, K = 4096) run 22 TFLOP/s unsplit and 30-31 in 4-6
+ * K slices, the 224-tile K = 4864 products 30 → 33 in 4-5 (bench/results/matmul-h200.md, session 7).
+ */
+const SPLIT_TARGET = 8 * FILL;
+/** Shortest K range of one slice. */
+const MIN_SLICE = 512;
+
 /** Tile size (small or not) and K slices for an M×N×K product on 128×128 / 64×64 tiles. */
-function plan(args: MatmulArgs): { small: boolean; split: number } {
+export function gemmPlan(args: Pick<MatmulArgs, 'm' | 'n' | 'k' | 'tile' | 'splitK'>): { small: boolean; split: number } {
   const { m, n, k } = args;
   // args.tile (tests, benches) forces the size: tm = 8 is the 128×128 tile, anything less 64×64.
   const small = args.tile ? args.tile.tm < 8 : Math.ceil(m / 128) * Math.ceil(n / 128) < FILL;
-  const t = small ? 4 : 8; // chooseSplitK counts tiles of 16·t
-  const split = args.splitK ?? chooseSplitK(m, n, k, { tm: t, tn: t });
+  const edge = small ? 64 : 128;
+  const tiles = Math.ceil(m / edge) * Math.ceil(n / edge);
+  const split = args.splitK ?? (tiles >= SPLIT_TARGET ? 1 : Math.max(1, Math.min(Math.ceil(SPLIT_TARGET / tiles), Math.floor(k / MIN_SLICE), 64)));
   return { small, split: Math.max(1, Math.min(split, Math.ceil(k / 32))) };
 }
 
 /** Validate and record an fp32 GEMM (see header). */
-export function gemmF32(ctx: GpuContext, args: MatmulArgs): void {
+export function gemmF32(ctx: GpuContext, args: MatmulArgs, variant: F32Variant = F32_DEFAULT): void {
   checkMatmulArgs('gemm_f32', args);
   if (args.m === 0 || args.n === 0) return;
-  const { small, split } = plan(args);
-  runGemm(ctx, args, split, (a, s) => gemmF32Program(a, s, small));
+  const { small, split } = gemmPlan(args);
+  runGemm(ctx, args, split, (a, s) => gemmF32Program(a, s, small, variant));
 }
 
 /** Validate and record an f16-operand, f32-accumulate GEMM on subgroup matrices (see header). */
@@ -246,6 +353,6 @@ export function gemmF16(ctx: GpuContext, args: MatmulArgs, opts: F16Options): vo
     fail('usage', "gemm_f16: the device lacks 'chromium-experimental-subgroup-matrix' or 'shader-f16' (dawn.node: create it with DAWN_F16_MATRIX_TOGGLES and request both features)");
   checkMatmulArgs('gemm_f16', args, opts.halfOperands ? 2 : 4);
   if (args.m === 0 || args.n === 0) return;
-  const { small, split } = plan(args);
+  const { small, split } = gemmPlan(args);
   runGemm(ctx, args, split, (a, s) => gemmF16Program(a, s, opts, small));
 }
