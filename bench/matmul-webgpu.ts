@@ -110,12 +110,12 @@ async function childOurs(reps: number): Promise<Row[]> {
   });
   const { F32_DEFAULT } = await import('../src/webgpu/gemm.js');
   type V = import('../src/webgpu/gemm.js').F32Variant;
-  const sweep: [string, V, number?][] = [
-    ['f32 default', F32_DEFAULT], ['f32 bk16 no prefetch', { bk: 16 }], ['f32 bk8 double', { bk: 8, double: true }],
-    ['f32 default split2', F32_DEFAULT, 2], ['f32 default split4', F32_DEFAULT, 4], ['f32 default split6', F32_DEFAULT, 6], ['f32 default split8', F32_DEFAULT, 8],
+  const sweep: [string, V | undefined, number?][] = [
+    ['f32 default', undefined], ['f32 loop', { ...F32_DEFAULT, unroll: false }], ['f32 bk8 prefetch unrolled', { bk: 8, prefetch: true, unroll: true }],
+    ['f32 bk8 double unrolled', { bk: 8, double: true, unroll: true }], ['f32 default split4', undefined, 4], ['f32 loop split4', { ...F32_DEFAULT, unroll: false }, 4],
   ];
-  const small = new Set(['f32 small']);
-  sweep.push(['f32 small', F32_DEFAULT]);
+  const small = new Set(['f32 small', 'f32 small unrolled']);
+  sweep.push(['f32 small', undefined], ['f32 small unrolled', { ...F32_DEFAULT, unroll: true }]);
   const variants: [string, Run, boolean][] = F32_SWEEP
     ? sweep.map(([name, v, split]) => [name, (c, a, b) => {
       gemmF32(ctx, { ...view(c, a, b), ...(split ? { splitK: split } : {}), ...(small.has(name) ? { tile: { tm: 4, tn: 4 } } : {}) }, v);

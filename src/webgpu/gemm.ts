@@ -112,17 +112,24 @@ export interface F32Variant {
   double?: boolean;
   /** Workgroup x walks the row blocks (M) instead of the column blocks (N). */
   swap?: boolean;
+  /** The K step's FMAs written out instead of a loop over it. */
+  unroll?: boolean;
 }
 
-/** The variant gemmF32 runs (H200 sweep, bench/results/matmul-h200.md). */
-export const F32_DEFAULT: F32Variant = { bk: 16, prefetch: true };
+/**
+ * The variants gemmF32 runs on the 128×128 and the 64×64 tile (H200 sweeps, session 7,
+ * bench/results/matmul-h200.md): written-out K steps gain 5-8% on the large tile and lose a little
+ * on the small one.
+ */
+export const F32_DEFAULT: F32Variant = { bk: 16, prefetch: true, unroll: true };
+export const F32_SMALL_DEFAULT: F32Variant = { bk: 16, prefetch: true };
 
 /** fp32 program; `small` = 64×64 tile (4×4 per invocation) instead of 128×128 (8×8). */
-export function gemmF32Program(args: MatmulArgs, split: number, small = false, variant: F32Variant = F32_DEFAULT): Program {
+export function gemmF32Program(args: MatmulArgs, split: number, small = false, variant: F32Variant = small ? F32_SMALL_DEFAULT : F32_DEFAULT): Program {
   const { transA = false, transB = false } = args;
   const accumulate = split === 1 && (args.accumulate ?? false);
   const q = small ? 1 : 2; // 4×4 quadrants per invocation along each axis
-  const bk = variant.bk ?? 16, double = variant.double ?? false, prefetch = double || (variant.prefetch ?? false), swap = variant.swap ?? false;
+  const bk = variant.bk ?? 16, double = variant.double ?? false, prefetch = double || (variant.prefetch ?? false), swap = variant.swap ?? false, unroll = variant.unroll ?? false;
   const bm = 64 * q, bn = 64 * q, pitch = bm + 4; // pitch in floats (bm = bn)
   const slice = Math.ceil(Math.ceil(args.k / split) / bk) * bk;
   const P4 = pitch / 4, bufVec4 = bk * P4;
@@ -130,7 +137,7 @@ export function gemmF32Program(args: MatmulArgs, split: number, small = false, v
   if (bytes > WORKGROUP_BYTES) fail('usage', `gemm_f32: K step ${bk}${double ? ', double-buffered,' : ''} needs ${bytes} bytes of workgroup memory for a ${bm}x${bn} tile (at most ${WORKGROUP_BYTES})`);
   return {
     name: 'gemm_f32',
-    cacheKey: `${transA ? 'T' : 'N'}${transB ? 'T' : 'N'};acc=${accumulate ? 1 : 0};tile=${bm};bk=${bk};pf=${prefetch ? 1 : 0};db=${double ? 1 : 0};swap=${swap ? 1 : 0}`,
+    cacheKey: `${transA ? 'T' : 'N'}${transB ? 'T' : 'N'};acc=${accumulate ? 1 : 0};tile=${bm};bk=${bk};pf=${prefetch ? 1 : 0};db=${double ? 1 : 0};swap=${swap ? 1 : 0};unroll=${unroll ? 1 : 0}`,
     workgroupSize: [WG],
     dispatch: swap ? [Math.ceil(args.m / bm), Math.ceil(args.n / bn), split] : [Math.ceil(args.n / bn), Math.ceil(args.m / bm), split],
     uniforms: gemmUniforms(args, split, slice),
@@ -146,10 +153,11 @@ export function gemmF32Program(args: MatmulArgs, split: number, small = false, v
       const I = range(4 * q);
       // Element i of the invocation's rows: quadrant i/4 (offset 16·quadrant vec4s), component i%4.
       const frag = (v: string, i: number) => `${v}${i >> 2}[${i & 3}]`;
-      const math = (base: string) => `for (var kk = 0u; kk < ${bk}u; kk++) {
-      ${range(q).map((h) => `let a${h} = As[${base}kk * ${P4}u + ${16 * h}u + ty]; let b${h} = Bs[${base}kk * ${P4}u + ${16 * h}u + tx];`).join(' ')}
+      const step = (base: string, kk: string) => `{
+      ${range(q).map((h) => `let a${h} = As[${base}${kk} * ${P4}u + ${16 * h}u + ty]; let b${h} = Bs[${base}${kk} * ${P4}u + ${16 * h}u + tx];`).join(' ')}
       ${I.map((i) => I.map((j) => `c${i}_${j} = fma(${frag('a', i)}, ${frag('b', j)}, c${i}_${j});`).join(' ')).join('\n      ')}
     }`;
+      const math = (base: string) => unroll ? range(bk).map((kk) => step(base, `${kk}u`)).join('\n    ') : `for (var kk = 0u; kk < ${bk}u; kk++) ${step(base, 'kk')}`;
       let loop: string;
       if (!prefetch) {
         loop = `for (var k0 = kBegin; k0 < kEnd; k0 += ${bk}u) {
@@ -340,11 +348,12 @@ export function gemmPlan(args: Pick<MatmulArgs, 'm' | 'n' | 'k' | 'tile' | 'spli
 }
 
 /** Validate and record an fp32 GEMM (see header). */
-export function gemmF32(ctx: GpuContext, args: MatmulArgs, variant: F32Variant = F32_DEFAULT): void {
+export function gemmF32(ctx: GpuContext, args: MatmulArgs, variant?: F32Variant): void {
   checkMatmulArgs('gemm_f32', args);
   if (args.m === 0 || args.n === 0) return;
   const { small, split } = gemmPlan(args);
-  runGemm(ctx, args, split, (a, s) => gemmF32Program(a, s, small, variant));
+  const v = variant ?? (small ? F32_SMALL_DEFAULT : F32_DEFAULT);
+  runGemm(ctx, args, split, (a, s) => gemmF32Program(a, s, small, v));
 }
 
 /** Validate and record an f16-operand, f32-accumulate GEMM on subgroup matrices (see header). */
