@@ -6,7 +6,8 @@
  *   node --liftoff-only dist/bench/matmul-webgpu.js [--out DIR] [--reps 20] [--torch bench/matmul_torch.py] [--python python3]
  *
  * Three child processes (each its own device): `ours` — the shared matmul of ./matmul.ts, gemm_f32,
- * gemm_f16 on subgroup matrices with fp32 or f16 operands in memory; GPU time from timestamp
+ * gemm_f16 on subgroup matrices with fp32 operands (vec4 staging where the operands allow, and the
+ * scalar-staged kernel) or f16 operands in memory; GPU time from timestamp
  * queries around `reps` back-to-back calls (src/webgpu/timing.ts); each variant checked first on
  * 256 sampled outputs against float64 dot products (relative L2; f16 operands round to 2^-11).
  * `ort` — a model of 8 MatMuls of the same GPU-resident inputs, fp32 and fp16; wall time of `reps`
@@ -126,22 +127,24 @@ async function childOurs(reps: number): Promise<Row[]> {
   ];
   if (config && syntax && !F32_SWEEP) {
     variants.push(['gemm_f16 (f32 in memory)', (c, a, b) => gemmF16(ctx, view(c, a, b), { config, syntax }), false]);
+    variants.push(['gemm_f16 scalar staging (f32 in memory)', (c, a, b) => gemmF16(ctx, view(c, a, b), { config, syntax, scalar: true }), false]);
     variants.push(['gemm_f16 (f16 in memory)', (c, a, b) => gemmF16(ctx, view(c, a, b), { config, syntax, halfOperands: true }), true]);
   }
   // Warm the GPU's clocks before the first timed case (the first case ran ~4× slow without).
   for (let i = 0; i < 200; i++) gemmF32(ctx, view(cases()[2], A32, B32));
   await ctx.sync();
   const rows: Row[] = [];
-  // The sweep: every variant checked, then timed in three interleaved rounds after 3 warm-up
+  // The sweep (and --only-f16): every variant checked, then timed in three interleaved rounds after 3 warm-up
   // calls each (the fastest round counts), so no variant pays for the clocks the host pause of a
   // check lets drop.
-  if (F32_SWEEP) {
+  if (F32_SWEEP || ONLY_F16) {
+    const ops = (half: boolean) => (half ? [A16, B16] : [A32, B32]) as [GPUBuffer, GPUBuffer];
     for (const c of cases()) {
       const mine = variants.filter(([impl]) => !impl.includes('split') || c.k >= 2048); // K splits for the long-K products
       const best = new Map<string, Row>();
-      for (const [impl, run] of mine) {
+      for (const [impl, run, half] of mine) {
         try {
-          run(c, A32, B32);
+          run(c, ...ops(half));
           const err = sampledError(c, h.a.values, h.b.values, await ctx.readF32(C, c.m * c.n), rng(c.m + c.n + c.k));
           best.set(impl, { ...c, impl, err, ms: Infinity });
         } catch (e) {
@@ -149,12 +152,12 @@ async function childOurs(reps: number): Promise<Row[]> {
         }
       }
       for (let round = 0; round < 3; round++)
-        for (const [impl, run] of mine) {
+        for (const [impl, run, half] of mine) {
           const row = best.get(impl)!;
           if (row.error) continue;
-          for (let i = 0; i < 3; i++) run(c, A32, B32);
+          for (let i = 0; i < 3; i++) run(c, ...ops(half));
           timer.begin(impl);
-          for (let i = 0; i < reps; i++) run(c, A32, B32);
+          for (let i = 0; i < reps; i++) run(c, ...ops(half));
           timer.end();
           row.ms = Math.min(row.ms!, (await timer.read()).get(impl)! / reps);
         }

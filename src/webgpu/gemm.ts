@@ -239,8 +239,8 @@ export function pickF16Config(configs: readonly { componentType: string; resultC
  */
 export type MatrixSyntax = 'bool' | 'template';
 
-const mLoad = (s: MatrixSyntax, t: string, ptr: string, off: string, stride: string) =>
-  s === 'bool' ? `subgroupMatrixLoad<${t}>(${ptr}, ${off}, false, ${stride})` : `subgroupMatrixLoad<${t}, row_major>(${ptr}, ${off}, ${stride})`;
+const mLoad = (s: MatrixSyntax, t: string, ptr: string, off: string, stride: string, colMajor = false) =>
+  s === 'bool' ? `subgroupMatrixLoad<${t}>(${ptr}, ${off}, ${colMajor}, ${stride})` : `subgroupMatrixLoad<${t}, ${colMajor ? 'col_major' : 'row_major'}>(${ptr}, ${off}, ${stride})`;
 const mStore = (s: MatrixSyntax, ptr: string, off: string, v: string, stride: string) =>
   s === 'bool' ? `subgroupMatrixStore(${ptr}, ${off}, ${v}, false, ${stride})` : `subgroupMatrixStore<row_major>(${ptr}, ${off}, ${v}, ${stride})`;
 
@@ -268,6 +268,8 @@ export interface F16Options {
   syntax?: MatrixSyntax;
   /** Operands A and B are f16 in memory (default f32, rounded to f16 when staged). */
   halfOperands?: boolean;
+  /** Always the scalar-staged kernel (gemmF16Program), even where gemmF16VecProgram fits (benches). */
+  scalar?: boolean;
 }
 
 /** Subgroup-matrix program (see header); `small` = 64×64 workgroup tile instead of 128×128. */
@@ -336,6 +338,126 @@ const SPLIT_TARGET = 8 * FILL;
 /** Shortest K range of one slice. */
 const MIN_SLICE = 512;
 
+/**
+ * Whether gemmF16VecProgram can run `args`: f32 operands whose contiguous axes, leading dimensions
+ * and offsets are multiples of 4 (every vec4 of a tile is then wholly inside or outside).
+ */
+export function f16VecFits(args: MatmulArgs, opts: F16Options): boolean {
+  const { m, n, k, transA = false, transB = false } = args;
+  const four = (x: number) => x % 4 === 0;
+  return !opts.halfOperands && four(args.a.ld) && four(args.a.offset ?? 0) && four(args.b.ld) && four(args.b.offset ?? 0)
+    && four(transA ? m : k) && four(transB ? k : n);
+}
+
+/**
+ * gemm_f16 for the step's shapes: f32 operands staged a vec4 at a time (converted to f16 in
+ * workgroup memory, each operand kept in its stored orientation and read as a row- or column-major
+ * subgroup matrix, so staging never transposes), the next K step prefetched into registers, and
+ * interior tiles stored straight from the result matrices (C loaded into them first when
+ * accumulating); edge tiles and alpha ≠ 1 take gemmF16Program's per-element epilogue. 128×128×32
+ * tiles, 8 subgroups of 32 lanes in a 2×4 grid, each a 64×32 block of cm×cn results.
+ */
+export function gemmF16VecProgram(args: MatmulArgs, split: number, opts: F16Options): Program {
+  const { transA = false, transB = false } = args;
+  const { M: cm, N: cn, K: ck } = opts.config;
+  const syntax = opts.syntax ?? 'bool';
+  const accumulate = split === 1 && (args.accumulate ?? false);
+  const sgm = 64, sgn = 32, bm = 128, bn = 128, bk = 32;
+  const mt = sgm / cm, nt = sgn / cn;
+  if (!Number.isInteger(mt) || !Number.isInteger(nt) || bk % ck) fail('usage', `gemm_f16: subgroup matrix ${cm}x${cn}x${ck} does not tile a ${sgm}x${sgn}x${bk} block`);
+  // Workgroup layouts (f16 elements; pitches multiples of 8 = 16 bytes): A as stored, [m][k] when
+  // K is its contiguous axis, else [k][m]; B as stored, [k][n] or [n][k].
+  const aK = !transA, bN = !transB;
+  const pa = aK ? bk + 8 : bm + 8, aRows = aK ? bm : bk, aVec = (aK ? bk : bm) / 4;
+  const pb = bN ? bn + 8 : bk + 8, bRows = bN ? bk : bn, bVec = (bN ? bn : bk) / 4;
+  const slice = Math.ceil(Math.ceil(args.k / split) / bk) * bk;
+  const L = `subgroup_matrix_left<f16, ${ck}, ${cm}>`, R = `subgroup_matrix_right<f16, ${cn}, ${ck}>`, Res = `subgroup_matrix_result<f32, ${cn}, ${cm}>`;
+  const per = (aRows * aVec) / WG; // vec4s per invocation per operand (4)
+  /** One operand's vec4 `i` of this invocation: tile row/column, global vec4 index, in-range test. */
+  const vec = (name: 'A' | 'B', i: number, k: string) => {
+    const cols = name === 'A' ? aVec : bVec;
+    const e = `(lidx + ${WG * i}u)`;
+    const rc = `let r = ${e} / ${cols}u; let c = 4u * (${e} % ${cols}u);`;
+    // Stored row index and column of the element, and their limits.
+    const [sr, sc, rl, cl, ld, off] = name === 'A'
+      ? (aK ? ['row0 + r', `${k} + c`, 'u.M', 'kEnd', 'u.lda', 'u.offA'] : [`${k} + r`, 'row0 + c', 'kEnd', 'u.M', 'u.lda', 'u.offA'])
+      : (bN ? [`${k} + r`, 'col0 + c', 'kEnd', 'u.N', 'u.ldb', 'u.offB'] : ['col0 + r', `${k} + c`, 'u.N', 'kEnd', 'u.ldb', 'u.offB']);
+    return { rc, inRange: `${sr} < ${rl} && ${sc} < ${cl}`, index: `(${off} + (${sr}) * ${ld} + ${sc}) / 4u` };
+  };
+  const loads = (k: string) => range(per).map((i) => ['A', 'B'].map((name) => {
+    const v = vec(name as 'A' | 'B', i, k);
+    return `{ ${v.rc} p${name}${i} = vec4<f32>(0.0); if (${v.inRange}) { p${name}${i} = ${name}[${v.index}]; } }`;
+  }).join('\n      ')).join('\n      ');
+  const stores = range(per).map((i) => ['A', 'B'].map((name) => {
+    const v = vec(name as 'A' | 'B', i, 'k0');
+    const [buf, pitch] = name === 'A' ? ['As', pa] : ['Bs', pb];
+    return `{ ${v.rc} let h = vec4<f16>(p${name}${i}); ${range(4).map((t) => `${buf}[r * ${pitch}u + c + ${t}u] = h[${t}];`).join(' ')} }`;
+  }).join('\n      ')).join('\n      ');
+  const left = (i: number, s: number) => aK
+    ? mLoad(syntax, L, '&As', `(sr * ${sgm}u + ${i * cm}u) * ${pa}u + ${s * ck}u`, `${pa}u`)
+    : mLoad(syntax, L, '&As', `${s * ck * pa}u + sr * ${sgm}u + ${i * cm}u`, `${pa}u`, true);
+  const right = (j: number, s: number) => bN
+    ? mLoad(syntax, R, '&Bs', `${s * ck * pb}u + sc * ${sgn}u + ${j * cn}u`, `${pb}u`)
+    : mLoad(syntax, R, '&Bs', `(sc * ${sgn}u + ${j * cn}u) * ${pb}u + ${s * ck}u`, `${pb}u`, true);
+  const acc = (i: number, j: number) => `acc${i}_${j}`;
+  const cOff = (i: number, j: number) => `offC + (row0 + sr * ${sgm}u + ${i * cm}u) * u.ldc + col0 + sc * ${sgn}u + ${j * cn}u`;
+  return {
+    name: 'gemm_f16_sgmatrix_vec',
+    cacheKey: `${transA ? 'T' : 'N'}${transB ? 'T' : 'N'};acc=${accumulate ? 1 : 0};cfg=${cm}x${cn}x${ck};${syntax}`,
+    workgroupSize: [WG],
+    dispatch: [Math.ceil(args.n / bn), Math.ceil(args.m / bm), split],
+    uniforms: gemmUniforms(args, split, slice),
+    bindings: [{ name: 'A', access: 'read', type: 'vec4<f32>' }, { name: 'B', access: 'read', type: 'vec4<f32>' }, { name: 'C', access: 'read_write', type: 'f32' }],
+    extensions: ['f16', 'chromium_experimental_subgroup_matrix'],
+    // Matrix offsets derive from lidx / 32 (uniform within each subgroup of 32 consecutive lanes,
+    // NVIDIA's), and the direct-store branch from the workgroup id and uniforms.
+    diagnosticsOff: ['chromium.subgroup_matrix_uniformity'],
+    source: () => {
+      const steps = range(bk / ck).map((s) => ` {
+      ${range(mt).map((i) => `let l${i} = ${left(i, s)};`).join(' ')}
+      ${range(nt).map((j) => `let r${j} = ${right(j, s)};`).join(' ')}
+      ${range(mt).map((i) => range(nt).map((j) => `${acc(i, j)} = subgroupMatrixMultiplyAccumulate(l${i}, r${j}, ${acc(i, j)});`).join(' ')).join('\n      ')}
+    }`).join('');
+      const slow = range(mt).flatMap((i) => range(nt).map((j) => `
+    ${mStore(syntax, '&Cs', `sg * ${cm * cn}u`, acc(i, j), `${cn}u`)};
+    workgroupBarrier();
+    for (var t = lane; t < ${cm * cn}u; t += 32u) {
+      let gm = row0 + sr * ${sgm}u + ${i * cm}u + t / ${cn}u; let gn = col0 + sc * ${sgn}u + ${j * cn}u + t % ${cn}u;
+      ${cStore(accumulate, 'gm', 'gn', `Cs[sg * ${cm * cn}u + t]`)}
+    }
+    workgroupBarrier();`)).join('');
+      return {
+        decls: `
+var<workgroup> As: array<f16, ${aRows * pa}>; // A's tile as stored: ${aK ? '[m][k]' : '[k][m]'}
+var<workgroup> Bs: array<f16, ${bRows * pb}>; // B's tile as stored: ${bN ? '[k][n]' : '[n][k]'}
+var<workgroup> Cs: array<f32, ${8 * cm * cn}>; // one result matrix per subgroup (edge epilogue)`,
+        main: `
+  let sg = lidx / 32u; let lane = lidx % 32u; let sr = sg / 4u; let sc = sg % 4u;${HEAD(bm, bn)}
+  let interior = row0 + ${bm}u <= u.M && col0 + ${bn}u <= u.N && u.alpha == 1.0;
+  ${range(mt).flatMap((i) => range(nt).map((j) => `var ${acc(i, j)} = ${Res}();`)).join(' ')}
+  ${accumulate ? `if (interior) {
+    ${range(mt).flatMap((i) => range(nt).map((j) => `${acc(i, j)} = ${mLoad(syntax, Res, '&C', cOff(i, j), 'u.ldc')};`)).join('\n    ')}
+  }` : ''}
+  ${range(per).map((i) => `var pA${i} = vec4<f32>(0.0); var pB${i} = vec4<f32>(0.0);`).join(' ')}
+  if (kBegin < kEnd) { let k0 = kBegin;
+      ${loads('k0')} }
+  for (var k0 = kBegin; k0 < kEnd; k0 += ${bk}u) {
+    ${stores}
+    workgroupBarrier();
+    let kn = k0 + ${bk}u;
+    if (kn < kEnd) {
+      ${loads('kn')} }${steps}
+    workgroupBarrier();
+  }
+  if (interior) {
+    ${range(mt).flatMap((i) => range(nt).map((j) => `${mStore(syntax, '&C', cOff(i, j), acc(i, j), 'u.ldc')};`)).join('\n    ')}
+  } else {${slow}
+  }`,
+      };
+    },
+  };
+}
+
 /** Tile size (small or not) and K slices for an M×N×K product on 128×128 / 64×64 tiles. */
 export function gemmPlan(args: Pick<MatmulArgs, 'm' | 'n' | 'k' | 'tile' | 'splitK'>): { small: boolean; split: number } {
   const { m, n, k } = args;
@@ -363,5 +485,6 @@ export function gemmF16(ctx: GpuContext, args: MatmulArgs, opts: F16Options): vo
   checkMatmulArgs('gemm_f16', args, opts.halfOperands ? 2 : 4);
   if (args.m === 0 || args.n === 0) return;
   const { small, split } = gemmPlan(args);
-  runGemm(ctx, args, split, (a, s) => gemmF16Program(a, s, opts, small));
+  if (!small && !opts.scalar && f16VecFits(args, opts)) runGemm(ctx, args, split, (a, s) => gemmF16VecProgram(a, s, opts));
+  else runGemm(ctx, args, split, (a, s) => gemmF16Program(a, s, opts, small));
 }
