@@ -7,6 +7,9 @@
  * the bytes. Both forms give the same loss and gradients on the tiny Qwen2: cpu (onnxruntime-node
  * running the bodies) and webgpu (our kernels, and ORT-web running the bodies).
  */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
 import { TINY } from '../models/config.js';
@@ -29,6 +32,7 @@ import { FUSED_OPS } from '../custom-ops/registry.js';
 import { createTrainer } from '../src/training/index.js';
 import { relL2 } from './numerics.js';
 import { expectSameGradients, gpuEnv } from './webgpu-helpers.js';
+import { cli } from './cli-helpers.js';
 
 const [B, T] = [2, 48];
 const L = TINY.num_hidden_layers;
@@ -121,7 +125,7 @@ describe('the two forms compute the same step', () => {
     console.log(`cpu: loss ${kept.loss[0]} kept vs ${recomputed.loss[0]} recomputed; worst relative L2 ${worst.toExponential(2)} over ${Object.keys(kept).length} outputs`);
   });
 
-  it('createTrainer and ortfuse train take the choice (mlpRecompute, --mlp-recompute) and refuse it without the fused MLP', async () => {
+  it('runTraining, createTrainer and ortfuse train take the choice (mlpRecompute, --mlp-recompute) and refuse it without the fused MLP or out of its values', async () => {
     const tok = await getTokenizer('bytes');
     const text = mobyDick().slice(0, 50_000);
     let seen: number[] = [];
@@ -133,6 +137,13 @@ describe('the two forms compute the same step', () => {
     for (const [k, r] of off.entries()) expect(Math.abs(r.loss - on[k].loss)).toBeLessThan(1e-5);
     await expect(runTraining(buildQwen2(TINY, { seed: 1 }), text, tok, { ...base, fuseMlp: false, mlpRecompute: 'on' })).rejects.toThrow(/--mlp-recompute on acts on the fused MLP, which this run does not use \(--fuse-mlp is off by default on cpu\)/);
     await expect(createTrainer(buildQwen2(TINY, { seed: 1 }), { mlpRecompute: 'off' })).rejects.toThrow(/option mlpRecompute 'off' acts on the fused MLP: it needs fuseMlp/);
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ortfuse-mlp-'));
+    const args = ['train', '--steps', '1', '--batch', '2', '--seq', '16', '--no-progress', '--fuse-mlp'];
+    const bad = await cli(dir, ...args, '--mlp-recompute', 'sometimes');
+    expect([bad.code, bad.stderr]).toEqual([2, expect.stringMatching(/--mlp-recompute sometimes: expected one of on, off, auto/)]);
+    const ok = await cli(dir, ...args, '--mlp-recompute', 'off');
+    expect(ok.code).toBe(0);
+    expect(ok.stdout).toMatch(/^ {2}memory: default recomputation rules: .*; 0 of 2 fused MLPs recompute gate and up\), predicted peak/m);
     await expect(createTrainer(buildQwen2(TINY, { seed: 1 }), { fuseMlp: true, mlpRecompute: 'sometimes' as MlpRecompute })).rejects.toThrow(/option mlpRecompute must be 'on', 'off', 'auto' \(got sometimes\)/);
   });
 });

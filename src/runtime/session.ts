@@ -158,8 +158,9 @@ export function prepareTraining(model: Model, opts: TrainingGraphOptions & Selec
 
 /**
  * Whether training fuses each whole SwiGLU MLP by default: on the webgpu backend, where our GEMM
- * kernels run it and its backward keeps only x (H200, 0.5B fused 8×512: 11.53 instead of 17.01
- * GiB by nvidia-smi, 3,170 instead of 2,972 tok/s; bench/results/memory-budget.md, call 9); not on
+ * kernels run it (H200, 0.5B fused 8×512 with the backward keeping only x: 11.53 instead of 17.01
+ * GiB by nvidia-smi, 3,170 instead of 2,972 tok/s; bench/results/memory-budget.md, call 9; now it
+ * keeps gate and up too unless a budget needs the bytes: ./memory-budget.ts mlpInOps); not on
  * cpu, where ORT would run the body and its recomputed gate/up GEMMs cost time (not measured there).
  */
 export function defaultFuseMlp(backend: string, fuse: boolean): boolean {
