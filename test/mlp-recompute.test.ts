@@ -14,7 +14,9 @@ import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
 import { TINY } from '../models/config.js';
 import { buildQwen2 } from '../models/qwen2.js';
-import { NO_CSE_SESSION_CONFIG } from '../src/autodiff/recompute.js';
+import { NO_CSE_SESSION_CONFIG, recomputeInOps } from '../src/autodiff/recompute.js';
+import { boundShapes } from '../src/autodiff/memory-plan.js';
+import { checkModel } from '../src/ir/index.js';
 import { batches, split } from '../src/data/batches.js';
 import { mobyDick } from '../src/data/corpus.js';
 import { getTokenizer } from '../src/data/tokenizer.js';
@@ -90,6 +92,21 @@ describe('who chooses the fused MLP form (tiny Qwen2)', () => {
     expect(keepMin).toBeGreaterThan(loose.minimumBytes!);
     expect(() => planned('off', 'cpu', loose.minimumBytes!)).toThrow(/does not fit a 2x48 step/);
     expect(forms(planned('on', 'cpu', 2 ** 50).train)).toEqual([0, 0, L, L]);
+  });
+});
+
+describe('recomputeInOps', () => {
+  it('switches each SwiGLUMLPKeepGrad and its forward node, except where something else reads the kept values (here a graph output); the graph stays valid', () => {
+    const train = planned('off').train;
+    const first = train.graph.nodes.find((n) => n.opType === 'SwiGLUMLPKeepGrad')!;
+    train.graph.outputs.push(first.input(5)!);
+    const done = recomputeInOps(train.graph, FUSED_OPS);
+    expect(done.map((d) => d.node.opType)).toEqual(Array(L - 1).fill('SwiGLUMLPGrad'));
+    expect(forms(train)).toEqual([1, 1, L - 1, L - 1]);
+    for (const n of train.graph.nodes.filter((x) => x.opType === 'SwiGLUMLPGrad')) expect(n.inputs.length).toBe(5);
+    for (const n of train.graph.nodes.filter((x) => x.opType === 'SwiGLUMLP')) expect(n.outputs.length).toBe(1);
+    expect(done[0].flops(boundShapes(train.graph, B, T).dims)).toBe(4 * ROWS * H * I);
+    expect(checkModel(train).map((p) => p.message)).toEqual([]);
   });
 });
 
