@@ -5,7 +5,10 @@
  *
  *   node --liftoff-only dist/bench/memory-budget.js --runs webgpu:8x512,webgpu:8x512:12:0:simple,cpu:8x512:16 [--steps 3] [--out DIR] [--config 0.5b|tiny] [--unfused] [--fuse-mlp] [--no-pool] [--prealloc] [--model FILE]
  *
- * A run is backend:BxT[:budget GiB|-[:clip[:cache[:window[:unfreed MiB]]]]]: clip 1 (default) clips the global norm (all
+ * A run is backend[@mlp]:BxT[:budget GiB|-[:clip[:cache[:window[:unfreed MiB]]]]]: mlp (with --fuse-mlp) is
+ * `--mlp-recompute` on|off|auto for that run (default auto: under a budget the planner's choice, else
+ * kept on webgpu and recomputed on cpu), e.g. --fuse-mlp --runs webgpu@off:8x512,webgpu@on:8x512 side
+ * by side; clip 1 (default) clips the global norm (all
  * gradients live to the end of the step); clip 0 applies AdamW per parameter between segments on
  * the webgpu stage plan; cache = ORT-web's storageBufferCacheMode (default ORT's 'bucket'); window N:
  * the host runs at most N submissions ahead of the GPU (TrainerOptions.inFlight; 0 = no bound; default:
@@ -25,7 +28,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { samplePeak } from './nvidia-smi.js';
-import { BUDGET_CPU_SESSION, budgetTrainerOptions } from '../src/runtime/memory-budget.js';
+import { BUDGET_CPU_SESSION, budgetTrainerOptions, type MlpRecompute } from '../src/runtime/memory-budget.js';
 
 const GiB = 2 ** 30;
 
@@ -43,7 +46,9 @@ interface Result {
   unfreedBytes?: number;
   unfreedWaits?: number;
   unfreedPeakGiB?: number;
-  plan?: { values: number; matmuls: number; nodes: number; activationGiB: number; predictedGiB: number; overhead: number; minimumGiB?: number; planMs: number };
+  /** --mlp-recompute of the run (backend@mlp), and the fused MLPs that recompute gate and up, of how many. */
+  mlp?: string;
+  plan?: { values: number; matmuls: number; nodes: number; activationGiB: number; predictedGiB: number; overhead: number; minimumGiB?: number; planMs: number; mlpRecomputed?: number; mlps?: number };
   stepMs: number[];
   losses: number[];
   tokensPerSecond: number;
@@ -60,11 +65,12 @@ function arg(name: string, dflt: string): string {
 }
 
 function parseRun(run: string) {
-  const [backend, shape, budget = '-', clip = '1', cache = '-', window = '-', unfreed = '-'] = run.split(':');
+  const [backendMlp, shape, budget = '-', clip = '1', cache = '-', window = '-', unfreed = '-'] = run.split(':');
+  const [backend, mlp] = backendMlp.split('@');
   const [batch, seq] = shape.split('x').map(Number);
   const dflt = budgetTrainerOptions(budget !== '-');
   return {
-    backend: backend as 'cpu' | 'webgpu', batch, seq, budgetGiB: budget === '-' ? undefined : Number(budget), clip: Number(clip), cache: cache === '-' ? undefined : cache,
+    backend: backend as 'cpu' | 'webgpu', mlp: mlp as MlpRecompute | undefined, batch, seq, budgetGiB: budget === '-' ? undefined : Number(budget), clip: Number(clip), cache: cache === '-' ? undefined : cache,
     inFlight: window === '-' ? (dflt.inFlight ?? 0) : Number(window),
     unfreedBytes: unfreed === '-' ? (dflt.unfreedBytes ?? 0) : Number(unfreed) * 2 ** 20,
   };
@@ -81,11 +87,11 @@ async function child(run: string, steps: number): Promise<Result> {
   const file = arg('model', '');
   const { loadFile } = await import('../src/onnx/io.js');
   const prepared = prepareTraining(file ? loadFile(file) : buildQwen2(PRESETS[arg('config', '0.5b')], { seed: 0 }), {
-    fuse: !process.argv.includes('--unfused'), fuseMlp: process.argv.includes('--fuse-mlp'), target: r.backend,
+    fuse: !process.argv.includes('--unfused'), fuseMlp: process.argv.includes('--fuse-mlp'), mlpRecompute: r.mlp, target: r.backend,
     memory: { batch: r.batch, seq: r.seq, backend: r.backend, budget: r.budgetGiB === undefined ? undefined : r.budgetGiB * GiB, gradientsApplied: staged, ...(process.argv.includes('--no-pool') ? { bufferPool: 0 } : {}) },
   });
   const m = prepared.memory!;
-  const plan = { values: m.values, matmuls: m.matmuls, nodes: m.nodes, activationGiB: m.activationBytes / GiB, predictedGiB: m.predictedBytes / GiB, overhead: m.overhead, minimumGiB: m.minimumBytes && m.minimumBytes / GiB, planMs: performance.now() - t0 };
+  const plan = { values: m.values, matmuls: m.matmuls, nodes: m.nodes, activationGiB: m.activationBytes / GiB, predictedGiB: m.predictedBytes / GiB, overhead: m.overhead, minimumGiB: m.minimumBytes && m.minimumBytes / GiB, planMs: performance.now() - t0, mlpRecomputed: m.inOps, mlps: m.inOpsOf };
   console.error(`${run}: planned in ${plan.planMs.toFixed(0)} ms: ${JSON.stringify(plan)}`);
   const opts = { optimizer: { lr: 1e-4, weightDecay: 0.01, maxGradNorm: r.clip }, schedule: { lr: 1e-4, warmupSteps: 0, totalSteps: steps }, threads: 2, session: r.budgetGiB === undefined ? undefined : BUDGET_CPU_SESSION, preallocateGradients: process.argv.includes('--prealloc') };
   let trainer: { train(b: { inputIds: BigInt64Array; labels: BigInt64Array; batch: number; seq: number }): Promise<{ loss: number }>; release(): Promise<void> };
@@ -155,7 +161,7 @@ async function parent(): Promise<void> {
     console.log(JSON.stringify(res));
   }
   const f = (x: number | undefined, d = 2) => (x === undefined || Number.isNaN(x) ? '-' : x.toFixed(d));
-  const rows = results.map((r) => `| ${r.backend} | ${r.batch}×${r.seq} | ${r.budgetGiB ?? 'none'} | ${r.clip ? 'clip 1' : 'no clip, AdamW between segments'} | ${r.cache ?? 'bucket'}${r.backend === 'webgpu' ? (r.inFlight ? `, ≤ ${r.inFlight} submissions ahead` : r.unfreedBytes ? `, ≤ ${f(r.unfreedBytes / 2 ** 20, 0)} MiB unfreed (${r.unfreedWaits ?? '-'} waits, peak ${f(r.unfreedPeakGiB)} GiB)` : ', host unbounded') : ''} | ${r.plan ? `${r.plan.values} (${r.plan.matmuls} matmul)` : '-'} | ${f(r.plan && 100 * r.plan.overhead, 1)}% | ${f(r.plan?.predictedGiB)} | ${r.error ? `failed: ${r.error.slice(0, 80)}` : f(r.measuredGiB)} | ${f(r.nvidiaSmiGiB)} | ${r.error ? '-' : f(r.tokensPerSecond, 0)} |`);
+  const rows = results.map((r) => `| ${r.backend}${r.mlp ? ` (--mlp-recompute ${r.mlp})` : ''} | ${r.batch}×${r.seq} | ${r.budgetGiB ?? 'none'} | ${r.clip ? 'clip 1' : 'no clip, AdamW between segments'} | ${r.cache ?? 'bucket'}${r.backend === 'webgpu' ? (r.inFlight ? `, ≤ ${r.inFlight} submissions ahead` : r.unfreedBytes ? `, ≤ ${f(r.unfreedBytes / 2 ** 20, 0)} MiB unfreed (${r.unfreedWaits ?? '-'} waits, peak ${f(r.unfreedPeakGiB)} GiB)` : ', host unbounded') : ''} | ${r.plan ? `${r.plan.values} (${r.plan.matmuls} matmul${r.plan.mlps ? `; ${r.plan.mlpRecomputed} of ${r.plan.mlps} MLPs recompute gate/up` : ''})` : '-'} | ${f(r.plan && 100 * r.plan.overhead, 1)}% | ${f(r.plan?.predictedGiB)} | ${r.error ? `failed: ${r.error.slice(0, 80)}` : f(r.measuredGiB)} | ${f(r.nvidiaSmiGiB)} | ${r.error ? '-' : f(r.tokensPerSecond, 0)} |`);
   const md = [
     '| backend | B×T | budget GiB | gradients | ORT buffer cache | recomputed values | recompute FLOPs | predicted GiB | measured GiB (webgpu: live buffers; cpu: peak RSS) | nvidia-smi GiB | tok/s |',
     '|---|---|---|---|---|---|---|---|---|---|---|',

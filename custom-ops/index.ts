@@ -19,11 +19,11 @@ export { inferFusedLinearCrossEntropyWithGrad, linearCrossEntropyWithGradSchema 
 export { inferRMSNorm, rmsNormSchema } from './rms-norm/schema.js';
 export { inferSwiGLU, swigluSchema } from './swiglu/schema.js';
 export { inferRoPE, ropeSchema } from './rope/schema.js';
-export { inferSwiGLUMLP, swigluMlpSchema } from './swiglu-mlp/schema.js';
+export { inferSwiGLUMLP, inferSwiGLUMLPKeep, swigluMlpKeepSchema, swigluMlpSchema } from './swiglu-mlp/schema.js';
 export { inferRMSNormGrad, rmsNormGradSchema } from './rms-norm/grad-schema.js';
 export { inferSwiGLUGrad, swigluGradSchema } from './swiglu/grad-schema.js';
 export { inferRoPEGrad, ropeGradSchema } from './rope/grad-schema.js';
-export { inferSwiGLUMLPGrad, swigluMlpGradSchema } from './swiglu-mlp/grad-schema.js';
+export { inferSwiGLUMLPGrad, inferSwiGLUMLPKeepGrad, swigluMlpGradSchema, swigluMlpKeepGradSchema } from './swiglu-mlp/grad-schema.js';
 export { canUseRMSNormalization23, rmsNormalization23 } from './rms-norm/function.js';
 export { canUseRotaryEmbedding23, rotaryCaches, rotaryEmbedding23 } from './rope/function.js';
 export { ensureFunction, ensureFunctions } from './functions.js';

@@ -10,9 +10,9 @@ import { linearCrossEntropyRecord, linearCrossEntropyWithGradRecord } from './fu
 import { rmsNormGradRecord, rmsNormRecord } from './rms-norm/record.js';
 import { ropeGradRecord, ropeRecord } from './rope/record.js';
 import { swigluGradRecord, swigluRecord } from './swiglu/record.js';
-import { swigluMlpGradRecord, swigluMlpRecord } from './swiglu-mlp/record.js';
+import { swigluMlpGradRecord, swigluMlpKeepGradRecord, swigluMlpKeepRecord, swigluMlpRecord } from './swiglu-mlp/record.js';
 
-/** Forward ops, then the backward ops the gradient rules emit (RMSNormGrad, SwiGLUGrad, RoPEGrad, SwiGLUMLPGrad). */
+/** Forward ops, then the backward ops the gradient rules emit (RMSNormGrad, SwiGLUGrad, RoPEGrad, SwiGLUMLPGrad, SwiGLUMLPKeepGrad); SwiGLUMLPKeep is the form of SwiGLUMLP the autodiff swaps in. */
 export const FUSED_OPS: readonly FusedOpRecord[] = [
   linearCrossEntropyRecord,
   linearCrossEntropyWithGradRecord,
@@ -20,10 +20,12 @@ export const FUSED_OPS: readonly FusedOpRecord[] = [
   swigluRecord,
   ropeRecord,
   swigluMlpRecord,
+  swigluMlpKeepRecord,
   rmsNormGradRecord,
   swigluGradRecord,
   ropeGradRecord,
   swigluMlpGradRecord,
+  swigluMlpKeepGradRecord,
 ];
 
 /** Shape/type rules of every fused op, for inferShapes' `rules`. */

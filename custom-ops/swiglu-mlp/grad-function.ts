@@ -1,19 +1,18 @@
 /**
- * Portable body of ai.ortfuse::SwiGLUMLPGrad (math in grad-schema.ts), every target: the two
- * projections recomputed, the activation gradient as SwiGLUGrad's, dx as two MatMuls, and the
- * weight gradients as Gemm(transA=1) over x's leading axes flattened to rows.
+ * Portable bodies of ai.ortfuse::SwiGLUMLPGrad and SwiGLUMLPKeepGrad (math in grad-schema.ts),
+ * every target: the two projections recomputed (SwiGLUMLPGrad) or read (SwiGLUMLPKeepGrad), the
+ * activation gradient as SwiGLUGrad's, dx as two MatMuls, and the weight gradients as
+ * Gemm(transA=1) over x's leading axes flattened to rows.
  */
 import { DataType } from '../../src/onnx/schema.js';
 import type { Value } from '../../src/ir/graph.js';
 import type { Body } from '../../src/fused/body.js';
 import type { FusedOp } from '../../src/fused/types.js';
-import { swigluMlpGradSchema } from './grad-schema.js';
+import { swigluMlpGradSchema, swigluMlpKeepGradSchema } from './grad-schema.js';
 
-export function buildSwiGLUMLPGrad(b: Body, [x, wGate, wUp, wDown, dy]: Value[]): Value[] {
+/** The four gradients from x, the weights, dy and the projections g = x·W_gateᵀ, u = x·W_upᵀ. */
+function fromProjections(b: Body, [x, wGate, wUp, wDown, dy]: Value[], g: Value, u: Value): Value[] {
   const op = b.op;
-  const linear = (a: Value, w: Value) => op.MatMul(a, op.Transpose(w, { perm: [1, 0] }));
-  const g = linear(x, wGate);
-  const u = linear(x, wUp);
   const s = op.Sigmoid(g);
   const one = op.CastLike(b.const(1, DataType.FLOAT, []), x);
   const gs = op.Mul(g, s);
@@ -29,4 +28,17 @@ export function buildSwiGLUMLPGrad(b: Body, [x, wGate, wUp, wDown, dy]: Value[])
   return [dx, tn(rows(dg, iDim), x2), tn(rows(du, iDim), x2), tn(rows(dy, hDim), rows(op.Mul(gs, u), iDim))];
 }
 
+export function buildSwiGLUMLPGrad(b: Body, inputs: Value[]): Value[] {
+  const op = b.op;
+  const [x, wGate, wUp] = inputs;
+  const linear = (a: Value, w: Value) => op.MatMul(a, op.Transpose(w, { perm: [1, 0] }));
+  return fromProjections(b, inputs, linear(x, wGate), linear(x, wUp));
+}
+
+export function buildSwiGLUMLPKeepGrad(b: Body, inputs: Value[]): Value[] {
+  return fromProjections(b, inputs, inputs[5], inputs[6]);
+}
+
 export const swigluMlpGradOp: FusedOp = { schema: swigluMlpGradSchema, buildBody: buildSwiGLUMLPGrad };
+
+export const swigluMlpKeepGradOp: FusedOp = { schema: swigluMlpKeepGradSchema, buildBody: buildSwiGLUMLPKeepGrad };

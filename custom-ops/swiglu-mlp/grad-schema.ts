@@ -9,6 +9,10 @@
  *
  * dy has x's shape; each gradient has its input's type and shape. The webgpu backend runs our
  * kernel (custom-ops/swiglu-mlp/webgpu) in its place.
+ *
+ * ai.ortfuse::SwiGLUMLPKeepGrad (version 1), the backward of SwiGLUMLPKeep: the same math and
+ * outputs, with g and u [..., I] read from its inputs (SwiGLUMLPKeep's outputs 1 and 2) instead of
+ * recomputed.
  */
 import { tensorType, type TensorType } from '../../src/ir/types.js';
 import { sameShape } from '../grad-ops.js';
@@ -44,5 +48,26 @@ export const swigluMlpGradSchema: FusedOpSchema = {
   },
 };
 
-/** Shape-inference rule for src/ir/infer (domain::op table). */
+const gu = (name: string, doc: string) => ({ name, types: FLOATS, doc: `[..., I] ${doc}, from the forward` });
+
+export const swigluMlpKeepGradSchema: FusedOpSchema = {
+  ...swigluMlpGradSchema,
+  name: 'SwiGLUMLPKeepGrad',
+  inputs: [...swigluMlpGradSchema.inputs, gu('g', 'x·W_gateᵀ'), gu('u', 'x·W_upᵀ')],
+  check(types: (TensorType | undefined)[], attrs, where: string): TensorType[] {
+    const out = swigluMlpGradSchema.check(types, attrs, where);
+    const { i } = checkMlpInputs(where, types, fwd.inputs);
+    const gi = out[0].shape && [...out[0].shape.slice(0, -1), i];
+    for (const k of [5, 6]) {
+      const spec = swigluMlpKeepGradSchema.inputs[k];
+      const got = expectInput(where, spec, types[k]);
+      sameElem(where, [spec.name, 'x'], types[k], types[0]);
+      sameShape(where, [spec.name, "x's [..., I]"], got, gi);
+    }
+    return out;
+  },
+};
+
+/** Shape-inference rules for src/ir/infer (domain::op table). */
 export const inferSwiGLUMLPGrad = inferRule(swigluMlpGradSchema);
+export const inferSwiGLUMLPKeepGrad = inferRule(swigluMlpKeepGradSchema);

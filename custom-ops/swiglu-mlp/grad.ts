@@ -1,17 +1,36 @@
 /**
- * Gradient of ai.ortfuse::SwiGLUMLP: one ai.ortfuse::SwiGLUMLPGrad(x, w_gate, w_up, w_down, dy) ->
- * (dx, dw_gate, dw_up, dw_down) node serves all four inputs (math in grad-schema.ts, body in
- * grad-function.ts). Only x (and the weights, which live anyway) is saved: the backward recomputes
- * the gate and up projections (two more GEMMs) instead of keeping two [..., I] activations.
+ * Gradients of ai.ortfuse::SwiGLUMLP and SwiGLUMLPKeep: one backward node serves all four inputs
+ * (math in grad-schema.ts, bodies in grad-function.ts).
+ *
+ * The autodiff swaps each SwiGLUMLP on a differentiated path for SwiGLUMLPKeep (the in-forward
+ * hook), whose outputs g and u SwiGLUMLPKeepGrad(x, w_gate, w_up, w_down, dy, g, u) reads: two
+ * [..., I] tensors kept from the forward instead of two GEMMs in the backward. The recomputing
+ * form, SwiGLUMLPGrad(x, w_gate, w_up, w_down, dy), keeps only x; the memory planner switches
+ * layers back to it (record.ts `recomputingForm`, src/autodiff/recompute.ts recomputeInOps), and
+ * it is what autodiff without in-forward hooks emits.
  */
+import { replaceForwardNode } from '../../src/autodiff/in-forward.js';
 import { sharedGrads } from '../../src/autodiff/shared.js';
 import type { GradRule } from '../../src/autodiff/types.js';
+import { ORTFUSE_DOMAIN } from '../../src/fused/types.js';
 import { gradNode } from '../grad-ops.js';
-import { swigluMlpGradSchema } from './grad-schema.js';
+import { swigluMlpGradSchema, swigluMlpKeepGradSchema } from './grad-schema.js';
+import { swigluMlpKeepSchema } from './schema.js';
 
-const emit = sharedGrads((g) => gradNode(g, swigluMlpGradSchema, [g.x(0), g.x(1), g.x(2), g.x(3), g.dy()], {}, [0, 1, 2, 3]));
+const weights = [0, 1, 2, 3];
+const emit = sharedGrads((g) => gradNode(g, swigluMlpGradSchema, [...weights.map((i) => g.x(i)), g.dy()], {}, weights));
+const emitKeep = sharedGrads((g) => gradNode(g, swigluMlpKeepGradSchema, [...weights.map((i) => g.x(i)), g.dy(), g.y(1), g.y(2)], {}, weights));
 
 export const swigluMlpGrad: GradRule = {
-  save: { inputs: [0, 1, 2, 3] },
-  grads: [emit(0), emit(1), emit(2), emit(3)],
+  save: { inputs: weights },
+  grads: weights.map(emit),
+  inForward(node) {
+    const [, gate, up] = swigluMlpKeepSchema.check(node.inputs.map((v) => v?.tensorType), {}, node.label);
+    return replaceForwardNode(node, swigluMlpKeepSchema.name, ORTFUSE_DOMAIN, [{ name: 'gate', type: gate }, { name: 'up', type: up }]);
+  },
+};
+
+export const swigluMlpKeepGrad: GradRule = {
+  save: { inputs: weights, outputs: [1, 2] },
+  grads: weights.map(emitKeep),
 };

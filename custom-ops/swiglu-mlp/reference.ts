@@ -1,5 +1,6 @@
 /**
- * Float64 reference of SwiGLUMLP and its gradient (math in schema.ts and grad-schema.ts), on
+ * Float64 reference of SwiGLUMLP and its gradient (math in schema.ts and grad-schema.ts; also
+ * SwiGLUMLPKeep's and SwiGLUMLPKeepGrad's, the same math), on
  * row-major arrays: x [M, H], w_gate and w_up [I, H], w_down [H, I], dy [M, H].
  */
 
@@ -43,6 +44,11 @@ export interface MlpShape {
   m: number;
   h: number;
   i: number;
+}
+
+/** The gate and up projections g = x·W_gateᵀ and u = x·W_upᵀ [M, I] (SwiGLUMLPKeep's outputs 1 and 2). */
+export function swigluMlpProjectionsRef(x: ArrayLike<number>, wGate: ArrayLike<number>, wUp: ArrayLike<number>, { m, h, i }: MlpShape): { g: Float64Array; u: Float64Array } {
+  return { g: nt(x, wGate, m, i, h), u: nt(x, wUp, m, i, h) };
 }
 
 export function swigluMlpRef(x: ArrayLike<number>, wGate: ArrayLike<number>, wUp: ArrayLike<number>, wDown: ArrayLike<number>, { m, h, i }: MlpShape): Float64Array {

@@ -8,6 +8,11 @@
  * Weights in nn.Linear's layout [out, in]: w_gate and w_up [I, H], w_down [H, I]; x [..., H] and y
  * share shape and element type. One op so the webgpu backend runs all three projections on our
  * GEMMs, and its gradient (grad.ts) keeps only x.
+ *
+ * ai.ortfuse::SwiGLUMLPKeep (version 1), its saving form: the same y, and also g and u [..., I],
+ * which SwiGLUMLPKeepGrad reads instead of recomputing them (two GEMMs fewer in the backward, two
+ * [..., I] tensors kept from the forward). The autodiff swaps SwiGLUMLP for it (grad.ts); the
+ * memory planner may swap it back (src/autodiff/recompute.ts recomputeInOps).
  */
 import { DataType } from '../../src/onnx/schema.js';
 import { formatShape, tensorType, type Dim, type TensorType } from '../../src/ir/types.js';
@@ -55,5 +60,21 @@ export const swigluMlpSchema: FusedOpSchema = {
   },
 };
 
+export const swigluMlpKeepSchema: FusedOpSchema = {
+  ...swigluMlpSchema,
+  name: 'SwiGLUMLPKeep',
+  outputs: [
+    swigluMlpSchema.outputs[0],
+    { name: 'g', types: FLOATS, doc: '[..., I] x·W_gateᵀ, kept for the backward' },
+    { name: 'u', types: FLOATS, doc: '[..., I] x·W_upᵀ, kept for the backward' },
+  ],
+  check(types: (TensorType | undefined)[], _attrs, where: string): TensorType[] {
+    const { elem, x, i } = checkMlpInputs(where, types, swigluMlpSchema.inputs);
+    const gu = () => (x ? [...x.slice(0, -1), i] : undefined);
+    return [tensorType(elem, x), tensorType(elem, gu()), tensorType(elem, gu())];
+  },
+};
+
 /** Shape-inference rule for src/ir/infer (domain::op table). */
 export const inferSwiGLUMLP = inferRule(swigluMlpSchema);
+export const inferSwiGLUMLPKeep = inferRule(swigluMlpKeepSchema);

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { gpuEnv, randn, relL2, rng } from '../../test/webgpu-helpers.js';
-import { swigluMlpGradRef, swigluMlpRef } from './reference.js';
-import { swigluMlpBackward, swigluMlpForward } from './webgpu/mlp.js';
+import { swigluMlpGradRef, swigluMlpProjectionsRef, swigluMlpRef } from './reference.js';
+import { swigluMlpBackward, swigluMlpForward, swigluMlpForwardKeep } from './webgpu/mlp.js';
 
 const env = await gpuEnv();
 
@@ -26,6 +26,34 @@ describe.skipIf(!env.ctx)('SwiGLUMLP WGSL kernels (gemmF32) vs float64 reference
       };
       console.info(`swiglu-mlp M=${m} H=${h} I=${i}: ${Object.entries(err).map(([k, e]) => `${k} ${e.toExponential(2)}`).join(' ')}`);
       for (const [k, e] of Object.entries(err)) expect(e, k).toBeLessThan(1e-5);
+    });
+
+  // The saving forms: forward outputs g and u; backward reads them, in their buffers or beside them.
+  for (const [seed, m, h, i, overwrite] of [[6, 37, 24, 72, true], [7, 130, 136, 160, false]] as const)
+    it(`kept g and u: M=${m} H=${h} I=${i}, backward ${overwrite ? 'in their buffers' : 'leaves them intact'}`, async () => {
+      const r = rng(seed);
+      const x = randn(r, m * h), wg = randn(r, i * h, 0.3), wu = randn(r, i * h, 0.3), wd = randn(r, h * i, 0.3), dy = randn(r, m * h);
+      const bufs = { x: ctx.upload('x', x), wGate: ctx.upload('wg', wg), wUp: ctx.upload('wu', wu), wDown: ctx.upload('wd', wd) };
+      const f = swigluMlpForwardKeep(ctx, { ...bufs, m, h, i });
+      const proj = swigluMlpProjectionsRef(x, wg, wu, { m, h, i });
+      const gotG = await ctx.readF32(f.g, m * i), gotU = await ctx.readF32(f.u, m * i);
+      const b = swigluMlpBackward(ctx, { ...bufs, dy: ctx.upload('dy', dy), m, h, i, kept: { g: f.g, u: f.u, overwrite } });
+      const ref = swigluMlpGradRef(x, wg, wu, wd, dy, { m, h, i });
+      const err = {
+        y: relL2(await ctx.readF32(f.y, m * h), swigluMlpRef(x, wg, wu, wd, { m, h, i })),
+        g: relL2(gotG, proj.g),
+        u: relL2(gotU, proj.u),
+        dx: relL2(await ctx.readF32(b.dx!, m * h), ref.dx),
+        dwGate: relL2(await ctx.readF32(b.dwGate!, i * h), ref.dwGate),
+        dwUp: relL2(await ctx.readF32(b.dwUp!, i * h), ref.dwUp),
+        dwDown: relL2(await ctx.readF32(b.dwDown!, h * i), ref.dwDown),
+      };
+      console.info(`swiglu-mlp keep M=${m} H=${h} I=${i}: ${Object.entries(err).map(([k, e]) => `${k} ${e.toExponential(2)}`).join(' ')}`);
+      for (const [k, e] of Object.entries(err)) expect(e, k).toBeLessThan(1e-5);
+      // In place, g's buffer now holds dg; else it still holds g.
+      const after = relL2(await ctx.readF32(f.g, m * i), proj.g);
+      if (overwrite) expect(after).toBeGreaterThan(0.1);
+      else expect(after).toBeLessThan(1e-5);
     });
 
   it('computes only the gradients asked for (frozen weights)', async () => {

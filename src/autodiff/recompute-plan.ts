@@ -12,7 +12,12 @@
  *                  element for anything else: a view or an elementwise op costs a pass over memory)
  *
  * and the candidates are taken in order of work per byte saved (free views first, projections
- * last). The plan is the shortest prefix of that order whose predicted peak — the backend's
+ * last). Backward ops with a recomputing form (SwiGLUMLPKeepGrad: the gate and up projections of
+ * a fused MLP, 2·rows·I values for 4·rows·H·I FLOPs) are candidates too, one per node, priced the
+ * same way; ties go to the larger candidate (a fused MLP's two [rows, I] tensors before a
+ * projection's [rows, H]), then to the first layers: their kept values live from early in the
+ * forward to the end of the backward, while the last layer's are read first in the backward, right
+ * where the peak tends to be, and recomputing them there needs the same bytes as temporaries. The plan is the shortest prefix of that order whose predicted peak — the backend's
  * memory model applied to the static activation plan (./memory-plan.ts) of the graph with the
  * prefix recomputed — is within the budget (binary search over the prefix length; the peak falls
  * as the prefix grows). A budget below the peak with every candidate recomputed cannot be met:
@@ -40,6 +45,11 @@ export interface PlanRequest {
   budgetName?: string;
   /** Graph outputs taken away as soon as they are made (gradients applied between segments): not kept to the end. */
   freeOutputs?: (v: Value) => boolean;
+  /**
+   * Backward ops with a recomputing form (RecomputeOptions.inOps): 'all' switched to it, 'none', or
+   * 'plan' (default): as the budget needs, none without a budget.
+   */
+  inOps?: 'all' | 'none' | 'plan';
 }
 
 export interface RecomputePlan {
@@ -48,8 +58,11 @@ export interface RecomputePlan {
   /** Saved values the backward recomputes, and the forward nodes cloned for them. */
   values: number;
   nodes: number;
-  /** Recomputed values that a MatMul makes (projections, attention scores): each a matmul again. */
+  /** Recomputed values that a MatMul makes (projections, attention scores, a fused MLP's gate and up): each a matmul again. */
   matmuls: number;
+  /** Backward ops switched to their recomputing forms (each fused MLP recomputing its gate and up), of how many there are. */
+  inOps: number;
+  inOpsOf: number;
   /** Peak of the static activation plan at the batch shape, and the predicted step peak. */
   activationBytes: number;
   predictedBytes: number;
@@ -83,7 +96,8 @@ function applied(base: Model, opts: RecomputeOptions, ops: readonly Differentiab
   const train = cloneModel(base);
   const report = recomputeTrainingGraph(train, opts, ops);
   const { dims, size } = boundShapes(train.graph, batch, seq);
-  const flops = report.chosen.reduce((s, c) => s + c.cloned.reduce((t, n) => t + nodeFlops(n, dims), 0), 0);
+  const flops = report.chosen.reduce((s, c) => s + c.cloned.reduce((t, n) => t + nodeFlops(n, dims), 0), 0) +
+    report.inOps.reduce((s, c) => s + (c.flops(dims) ?? 0), 0);
   const plan = memoryPlan(train.graph, size, undefined, { freeOutputs: req.freeOutputs, workspace: opWorkspace(ops, dims) });
   return { train, report, activationBytes: plan.peakBytes, flops };
 }
@@ -98,21 +112,27 @@ const gib = (b: number) => (b < GiB ? `${(b / 2 ** 20).toFixed(1)} MiB` : `${(b 
  */
 export function planRecompute(base: Model, ops: readonly DifferentiableOp[], req: PlanRequest): RecomputePlan {
   const { batch, seq } = req;
+  const inOpValues = (a: Applied) => a.report.inOps.reduce((s, c) => s + c.values.length, 0);
+  const forms = new Set(ops.filter((o) => o.recomputingForm).map((o) => `${o.schema.domain}::${o.schema.name}`));
+  const inOpsOf = base.graph.nodes.filter((n) => forms.has(`${n.domain}::${n.opType}`)).length;
+  const inOps = req.inOps ?? 'plan';
   const plan = (a: Applied, minimumBytes?: number): RecomputePlan => ({
     train: a.train,
-    values: a.report.values,
+    values: a.report.values + inOpValues(a),
     nodes: a.report.nodes,
-    matmuls: a.report.chosen.filter((c) => c.value.producer?.opType === 'MatMul').length,
+    matmuls: a.report.chosen.filter((c) => c.value.producer?.opType === 'MatMul').length + inOpValues(a),
+    inOps: a.report.inOps.length,
+    inOpsOf,
     activationBytes: a.activationBytes,
     predictedBytes: req.predict(a.activationBytes),
     recomputeFlops: a.flops,
     overhead: a.flops / req.stepFlops,
     minimumBytes,
   });
-  if (req.budget === undefined) return plan(applied(base, {}, ops, req));
+  if (req.budget === undefined) return plan(applied(base, { inOps: inOps === 'all' }, ops, req));
 
   // Every candidate, priced: the most the planner can recompute.
-  const most = { projections: true, maxDepth: 8 } as const;
+  const most = { projections: true, maxDepth: 8, inOps: inOps !== 'none' } as const;
   const all = applied(base, most, ops, req);
   const { dims, size } = boundShapes(all.train.graph, batch, seq);
   const priced = all.report.chosen.map((c) => ({
@@ -120,6 +140,10 @@ export function planRecompute(base: Model, ops: readonly DifferentiableOp[], req
     bytes: size(c.value) ?? 0,
     flops: c.cloned.reduce((s, n) => s + nodeFlops(n, dims), 0),
   }));
+  // Backward nodes run last layer first: reversed, ties go to the first layers.
+  if (inOps === 'plan')
+    for (const c of [...all.report.inOps].reverse())
+      priced.push({ name: c.values[0].name, bytes: c.values.reduce((s, v) => s + (size(v) ?? 0), 0), flops: c.flops(dims) ?? 0 });
   priced.sort((a, b) => a.flops / Math.max(a.bytes, 1) - b.flops / Math.max(b.bytes, 1) || b.bytes - a.bytes);
   const minimumBytes = req.predict(all.activationBytes);
   const budget = req.budget;
@@ -127,7 +151,8 @@ export function planRecompute(base: Model, ops: readonly DifferentiableOp[], req
     fail('resources', `${req.budgetName ?? 'the memory budget'} ${gib(budget)} does not fit a ${batch}x${seq} step: predicted peak ${gib(minimumBytes)} even with every recomputation (${all.report.values} values); the smallest budget that can be met is ${gib(Math.ceil(minimumBytes / 2 ** 20) * 2 ** 20)} (${Math.ceil(minimumBytes / 2 ** 20)}MiB)`);
   const prefix = (k: number) => {
     const take = new Set(priced.slice(0, k).map((c) => c.name));
-    return applied(base, { ...most, accept: (v) => take.has(v.name) }, ops, req);
+    const accept = (v: Value) => take.has(v.name);
+    return applied(base, { ...most, accept, inOps: inOps === 'plan' ? accept : inOps === 'all' }, ops, req);
   };
   // Shortest prefix within the budget; the full list fits (checked above).
   let lo = 0, hi = priced.length;
@@ -145,7 +170,8 @@ export function planRecompute(base: Model, ops: readonly DifferentiableOp[], req
 
 /** One line for the run's header: what is recomputed, the predicted peak and the extra work. */
 export function describePlan(p: RecomputePlan, budget?: number): string {
-  const what = `${p.values} values recomputed (${p.matmuls} matmul outputs, ${p.nodes} nodes cloned)`;
+  const mlp = p.inOpsOf ? `; ${p.inOps} of ${p.inOpsOf} fused MLPs recompute gate and up` : '';
+  const what = `${p.values} values recomputed (${p.matmuls} matmul outputs, ${p.nodes} nodes cloned${mlp})`;
   const room = budget === undefined ? 'default recomputation rules' : `memory budget ${gib(budget)} (smallest possible ${gib(p.minimumBytes!)})`;
   return `memory: ${room}: ${what}, predicted peak ${gib(p.predictedBytes)} (activations ${gib(p.activationBytes)}), recompute overhead ${(100 * p.overhead).toFixed(1)}% of the step's FLOPs`;
 }

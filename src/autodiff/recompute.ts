@@ -17,12 +17,18 @@
  * no lifetime grows by more than the distance between two backward reads. Projections with a
  * weight (MatMul/Gemm reading a graph input) are never recomputed: they cost a full matmul.
  *
+ * Backward ops with a recomputing form (DifferentiableOp.recomputingForm: SwiGLUMLPKeepGrad, which
+ * reads SwiGLUMLPKeep's gate and up projections) can instead recompute what they read inside
+ * themselves: `inOps` switches them (and their forward node) to that form, {@link recomputeInOps}.
+ * Like projections, only when asked: the default keeps them.
+ *
  * ONNX Runtime's common-subexpression elimination would merge each clone back into its forward
  * original (same op, same inputs); sessions that run a recomputed graph disable it
  * ({@link NO_CSE_SESSION_CONFIG}).
  */
 import type { Graph, Node, Value } from '../ir/graph.js';
 import { DataType } from '../onnx/schema.js';
+import type { DimsOf } from './memory-plan.js';
 import type { DifferentiableOp } from './types.js';
 
 /**
@@ -53,6 +59,12 @@ export interface RecomputeOptions {
   projections?: boolean;
   /** Only saved values for which this returns true are recomputed (default: all that qualify). */
   accept?: (v: Value) => boolean;
+  /**
+   * Switch backward ops to their recomputing forms ({@link recomputeInOps}): all (true), or those
+   * whose first saved value this accepts. Default false (they read what the forward kept). Not
+   * subject to `accept`.
+   */
+  inOps?: boolean | ((v: Value) => boolean);
 }
 
 export interface RecomputeReport {
@@ -67,6 +79,46 @@ export interface RecomputeReport {
    * node shared by several values is listed with the first); for cost models.
    */
   chosen: { value: Value; cloned: Node[] }[];
+  /** Backward ops switched to their recomputing forms (RecomputeOptions.inOps). */
+  inOps: InOpRecompute[];
+}
+
+/** One backward node switched to its recomputing form by {@link recomputeInOps}. */
+export interface InOpRecompute {
+  node: Node;
+  /** The saved values it recomputes (no longer outputs of their forward node). */
+  values: Value[];
+  /** FLOPs added per step at the shapes `dims` gives (undefined where unknown). */
+  flops(dims: DimsOf): number | undefined;
+}
+
+/**
+ * Switch each backward node that has a recomputing form (DifferentiableOp.recomputingForm) and
+ * whose first saved value `accept` takes to that form: it drops the saved inputs and recomputes
+ * them itself, and their producer becomes the forward op that does not output them, so they are
+ * never kept. A saved value that something else reads, or a graph output, keeps its node as it is.
+ */
+export function recomputeInOps(g: Graph, ops: readonly DifferentiableOp[], accept: (v: Value) => boolean = () => true): InOpRecompute[] {
+  const forms = new Map(ops.filter((o) => o.recomputingForm).map((o) => [`${o.schema.domain}::${o.schema.name}`, o.recomputingForm!]));
+  const done: InOpRecompute[] = [];
+  for (const n of g.nodes) {
+    const form = forms.get(key(n));
+    if (!form) continue;
+    const values = form.saved.map((i) => n.input(i));
+    const p = values[0]?.producer;
+    const first = p ? p.outputs.indexOf(values[0]!) : -1;
+    const trailing = form.saved.every((i, k) => i === n.inputs.length - form.saved.length + k) &&
+      !!p && first + values.length === p.outputs.length && values.every((v, k) => v === p.outputs[first + k]);
+    if (!trailing || values.some((v) => !v || v.isGraphOutput() || v.uses().some((u) => u.node !== n)) || !accept(values[0]!)) continue;
+    for (const i of form.saved) n.setInput(i, null);
+    n.inputs.length -= form.saved.length;
+    n.opType = form.op;
+    p!.outputs = p!.outputs.slice(0, first);
+    p!.opType = form.forward;
+    for (const v of values) v!.producer = undefined;
+    done.push({ node: n, values: values as Value[], flops: (dims) => form.flops(n, dims) });
+  }
+  return done;
 }
 
 /** The `ortfuse.rule` tag of the clones. */
@@ -100,6 +152,7 @@ function sizeBytes(v: Value, symbolic: number): number | undefined {
 export function recomputeInBackward(
   g: Graph, isBackward: (n: Node) => boolean, opts: RecomputeOptions = {}, ops: readonly DifferentiableOp[] = [],
 ): RecomputeReport {
+  const inOps = opts.inOps ? recomputeInOps(g, ops, opts.inOps === true ? undefined : opts.inOps) : [];
   const allowed = new Set([...RECOMPUTABLE, ...ops.filter((o) => o.recomputable).map((o) => `${o.schema.domain}::${o.schema.name}`)]);
   const maxDepth = opts.maxDepth ?? 6;
   const minBytes = opts.minBytes ?? 64 * 1024;
@@ -204,5 +257,5 @@ export function recomputeInBackward(
     const c = cloneOf(v, reads[0].node);
     for (const u of reads) u.node.setInput(u.index, c);
   }
-  return { values: chosen.size, nodes, bytes, chosen: report };
+  return { values: chosen.size, nodes, bytes, chosen: report, inOps };
 }

@@ -105,6 +105,24 @@ export interface DifferentiableOp extends FusedOp {
    * (./memory-plan.ts). Undefined where a shape is unknown. Default: none.
    */
   workspace?(node: Node, dims: DimsOf): number | undefined;
+  /**
+   * For a backward op that reads forward values it could recompute itself (SwiGLUMLPKeepGrad reads
+   * SwiGLUMLPKeep's gate and up projections): its recomputing form, which a memory plan may switch
+   * a node to (./recompute.ts recomputeInOps).
+   */
+  recomputingForm?: RecomputingForm;
+}
+
+/** See {@link DifferentiableOp.recomputingForm}; ops of the same domain as the op that has it. */
+export interface RecomputingForm {
+  /** The backward op that recomputes them: the same inputs without `saved`, the same outputs. */
+  op: string;
+  /** The inputs it then does without: the trailing inputs, the trailing outputs of one forward node. */
+  saved: number[];
+  /** What that forward node becomes without those outputs (its other outputs and inputs unchanged). */
+  forward: string;
+  /** FLOPs the recomputation adds per call at the shapes `dims` gives; undefined where a shape is unknown. */
+  flops(node: Node, dims: DimsOf): number | undefined;
 }
 
 /** The workspace rule of `ops` for memoryPlan: bytes of temporaries of a node of one of them at the shapes `dims` gives. */

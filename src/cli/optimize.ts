@@ -11,6 +11,7 @@ import { fail } from '../errors.js';
 import type { Model } from '../ir/graph.js';
 import { optimize } from '../index.js';
 import { buildTrainingGraph } from '../autodiff/index.js';
+import { mlpInOps } from '../runtime/memory-budget.js';
 import { adoptExport } from '../runtime/session.js';
 import { nanGuardPass } from '../../passes/nan-guard.js';
 import { check } from '../ir/checker.js';
@@ -117,7 +118,9 @@ async function runOptimize(args: OptimizeArgs, io: CliIO): Promise<void> {
     // The webgpu target's loss must run on the GPU (SoftmaxCrossEntropyLoss has no WebGPU kernel).
     if (args.target === 'webgpu') for (const pass of [lowerSoftmaxCrossEntropyPass, nanGuardPass]) pass.run(model, newContext());
     const names = new Set(discovery!.parameters.map((p) => p.name));
-    model = buildTrainingGraph(model, { ops: FUSED_OPS, parameterDefaults: true, trainable: (name) => names.has(name) });
+    // The fused MLP's backward form as `train` picks it without a budget: kept on webgpu, recomputed on cpu.
+    const inOps = mlpInOps(undefined, args.target, false) === 'all';
+    model = buildTrainingGraph(model, { ops: FUSED_OPS, parameterDefaults: true, trainable: (name) => names.has(name), recompute: { inOps } });
     ensureFunctions(model, args.target);
     if (args.check) check(model, 'training graph');
     report.nodesAfter = model.graph.nodes.length;

@@ -17,7 +17,7 @@ import { defaultWarmup } from '../runtime/run-checks.js';
 import { runTraining, type StepRecord, type StopInfo, type TrainOptions } from '../runtime/train.js';
 import type { ScheduleKind } from '../runtime/optimizer.js';
 import { gib } from '../runtime/memory-estimate.js';
-import { parseSize } from '../runtime/memory-budget.js';
+import { MLP_RECOMPUTE, parseSize, type MlpRecompute } from '../runtime/memory-budget.js';
 import { describePlan } from '../autodiff/recompute-plan.js';
 import { lossChartSvg } from '../report/plot.js';
 import type { CliCommand, CliIO } from './command.js';
@@ -69,7 +69,8 @@ export const trainCommand: CliCommand<TrainArgs> = {
       .option('--eval-text <file>', 'UTF-8 validation text (default: the last 5% of the training text)')
       .option('--tokenizer <kind>', 'qwen (Qwen2 BPE) or bytes (UTF-8 bytes, ids 0-255) (default: qwen when the model\'s vocabulary holds Qwen2\'s, else bytes)')
       .option('--no-fuse', 'train the graph as exported, without the fusions')
-      .option('--fuse-mlp', 'also fuse each whole SwiGLU MLP (gate, up, SwiGLU, down) into one SwiGLUMLP op whose backward recomputes gate and up (default on the webgpu backend, where it runs on our GEMM kernels: 0.5B 8x512 11.5 instead of 17.0 GiB; off on cpu)')
+      .option('--fuse-mlp', 'also fuse each whole SwiGLU MLP (gate, up, SwiGLU, down) into one SwiGLUMLP op (default on the webgpu backend, where it runs on our GEMM kernels: 0.5B 8x512 11.5 instead of 17.0 GiB; off on cpu)')
+      .option('--mlp-recompute <mode>', "with the fused MLP: its backward recomputes gate and up (on: keeps only x, two more GEMMs per layer), reads them kept from the forward (off: 2 x [B*T, I] more per layer), or auto: under --memory-budget as the planner needs, else off on webgpu and on on cpu", 'auto')
       .option('--no-fuse-mlp', 'keep the MLP as MatMuls around the SwiGLU op (the webgpu default before 2026-12-04)')
       .option('--seed <n>', 'seed for batch order', '0')
       .option('--warmup <n>', 'warm-up steps (default: min(10, steps/10))')
@@ -101,6 +102,7 @@ export const trainCommand: CliCommand<TrainArgs> = {
   },
   parse(positionals, o) {
     if (o.fuse === false && o.fuseMlp === true) fail('usage', '--fuse-mlp and --no-fuse contradict each other');
+    if (!MLP_RECOMPUTE.includes(o.mlpRecompute as MlpRecompute)) fail('usage', `--mlp-recompute ${o.mlpRecompute}: expected one of ${MLP_RECOMPUTE.join(', ')}`);
     return {
       input: positionals[0] as string | undefined,
       steps: num(o.steps, 'steps'),
@@ -110,6 +112,7 @@ export const trainCommand: CliCommand<TrainArgs> = {
       seed: num(o.seed, 'seed'),
       fuse: o.fuse !== false,
       fuseMlp: o.fuseMlp as boolean | undefined,
+      mlpRecompute: o.mlpRecompute === 'auto' ? undefined : o.mlpRecompute as MlpRecompute,
       warmup: o.warmup === undefined ? undefined : num(o.warmup, 'warmup'),
       weightDecay: num(o.weightDecay, 'weight-decay', false),
       maxGradNorm: num(o.clip, 'clip', false),

@@ -27,6 +27,26 @@ export interface MemoryRequest {
   gradientsApplied?: boolean;
   /** Budget-free webgpu: TrainerOptions.bufferPool (default DEFAULT_POOL_BYTES). */
   bufferPool?: number;
+  /** Whether each fused MLP's backward recomputes its gate and up projections (default 'auto': {@link mlpInOps}). */
+  mlpRecompute?: MlpRecompute;
+}
+
+/** `--mlp-recompute`: the fused MLP's backward recomputes gate and up ('on'), reads them kept from the forward ('off'), or as chosen ('auto'). */
+export type MlpRecompute = 'on' | 'off' | 'auto';
+export const MLP_RECOMPUTE: readonly MlpRecompute[] = ['on', 'off', 'auto'];
+
+/**
+ * The planner's choice for backward ops with a recomputing form (the fused MLP's: PlanRequest.inOps)
+ * under `--mlp-recompute`. 'auto': under a budget, as the budget needs; without one, kept on webgpu
+ * (two GEMMs fewer per layer for 2 × [rows, I] fp32 per layer: 3.75 GiB at 0.5B 8×512, well inside
+ * the H200), recomputed on cpu as before (not measured there: its peak RSS is what a 24 GB machine
+ * can least spare).
+ */
+export function mlpInOps(choice: MlpRecompute | undefined, backend: MemoryBackend, budgeted: boolean): 'all' | 'none' | 'plan' {
+  if (choice === 'on') return 'all';
+  if (choice === 'off') return 'none';
+  if (choice !== undefined && choice !== 'auto') fail('usage', `--mlp-recompute ${choice}: expected one of ${MLP_RECOMPUTE.join(', ')}`);
+  return budgeted ? 'plan' : backend === 'webgpu' ? 'none' : 'all';
 }
 
 /**
@@ -115,6 +135,7 @@ export function planMemory(base: Model, req: MemoryRequest): RecomputePlan {
     predict: (act) => stepPeak(req.backend, parameters, act, frozen) + unfreed,
     stepFlops: 6 * parameters * req.batch * req.seq,
     freeOutputs: req.gradientsApplied ? (v) => v.name.startsWith(GRAD_PREFIX) : undefined,
+    inOps: mlpInOps(req.mlpRecompute, req.backend, req.budget !== undefined),
   });
 }
 

@@ -21,7 +21,7 @@ import { selectParameters, type ParameterReport, type Selection } from '../param
 import { addLora, type LoraAdapters } from '../params/lora.js';
 import type { ResolvedLora } from '../params/lora-config.js';
 import type { RecomputePlan } from '../autodiff/recompute-plan.js';
-import { planMemory, type MemoryRequest } from './memory-budget.js';
+import { mlpInOps, planMemory, type MemoryRequest, type MlpRecompute } from './memory-budget.js';
 
 export interface PreparedTraining {
   /** The training-step graph (parameters, input_ids, labels → loss, grad.<p>). */
@@ -71,6 +71,11 @@ export interface TrainingGraphOptions {
   parameters?: ReadonlySet<string>;
   /** Plan the recomputation for this batch shape and backend, to `budget` when given (./memory-budget.ts). */
   memory?: MemoryRequest;
+  /**
+   * With `fuseMlp`: each fused MLP's backward recomputes gate and up ('on'), reads them kept from
+   * the forward ('off'), or 'auto' (default): ./memory-budget.ts mlpInOps.
+   */
+  mlpRecompute?: MlpRecompute;
 }
 
 /** Models adoptExport upcast from half precision, and how (PreparedTraining.upcast). */
@@ -108,8 +113,11 @@ export function trainingGraph(model: Model, opts: TrainingGraphOptions): { train
       report?.passes.push({ name: pass.name, modified: r.modified, counts: r.counts, ms: performance.now() - t0 });
     }
   const chosen = opts.parameters;
-  const built = buildTrainingGraph(model, { ops: FUSED_OPS, recompute: opts.memory ? false : opts.recompute ?? true, trainable: chosen && ((name) => chosen.has(name)) });
-  const memory = opts.memory && planMemory(built, opts.memory);
+  // Unplanned, the fused MLPs' form is settled here; planned, by the planner.
+  const inOps = mlpInOps(opts.mlpRecompute, opts.target ?? 'cpu', false) === 'all';
+  const recompute = opts.memory ? false : opts.recompute ?? true ? { inOps } : inOps && { accept: () => false, inOps };
+  const built = buildTrainingGraph(model, { ops: FUSED_OPS, recompute, trainable: chosen && ((name) => chosen.has(name)) });
+  const memory = opts.memory && planMemory(built, { ...opts.memory, mlpRecompute: opts.mlpRecompute ?? opts.memory.mlpRecompute });
   const train = memory?.train ?? built;
   ensureFunctions(train, opts.target ?? 'cpu');
   return { train, report, memory };
@@ -131,7 +139,7 @@ export function prepareTraining(model: Model, opts: TrainingGraphOptions & Selec
   for (const name of ['input_ids', 'labels', 'loss'])
     if (!model.graph.findValue(name)) fail('invalid', `the model must have inputs input_ids and labels and a 'loss' value (missing '${name}')`);
   // buildTrainingGraph works on a copy: the model keeps its initializers for the initial values.
-  const { train, report, memory } = trainingGraph(model, { fuse: opts.fuse, fuseMlp: opts.fuseMlp, target: opts.target, recompute: opts.recompute, memory: opts.memory, parameters: new Set(selected.trained.map((p) => p.name)) });
+  const { train, report, memory } = trainingGraph(model, { fuse: opts.fuse, fuseMlp: opts.fuseMlp, mlpRecompute: opts.mlpRecompute, target: opts.target, recompute: opts.recompute, memory: opts.memory, parameters: new Set(selected.trained.map((p) => p.name)) });
   const values = new Map<string, Float32Array>();
   for (const v of model.graph.initializers) if (v.initializer!.dtype === DataType.FLOAT) values.set(v.name, v.initializer!.toArray() as Float32Array);
   const sig = trainingSignature(train);
@@ -150,8 +158,9 @@ export function prepareTraining(model: Model, opts: TrainingGraphOptions & Selec
 
 /**
  * Whether training fuses each whole SwiGLU MLP by default: on the webgpu backend, where our GEMM
- * kernels run it and its backward keeps only x (H200, 0.5B fused 8×512: 11.53 instead of 17.01
- * GiB by nvidia-smi, 3,170 instead of 2,972 tok/s; bench/results/memory-budget.md, call 9); not on
+ * kernels run it (H200, 0.5B fused 8×512 with the backward keeping only x: 11.53 instead of 17.01
+ * GiB by nvidia-smi, 3,170 instead of 2,972 tok/s; bench/results/memory-budget.md, call 9; now it
+ * keeps gate and up too unless a budget needs the bytes: ./memory-budget.ts mlpInOps); not on
  * cpu, where ORT would run the body and its recomputed gate/up GEMMs cost time (not measured there).
  */
 export function defaultFuseMlp(backend: string, fuse: boolean): boolean {

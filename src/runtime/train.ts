@@ -32,7 +32,7 @@ import { defaultFuseMlp, prepareTraining, vocabSize, type PreparedTraining } fro
 import { FUSED_OPS } from '../../custom-ops/registry.js';
 import type { CpuTrainer, StepResult, TrainerOptions } from './trainer.js';
 import { withPeers } from './peers.js';
-import { budgetTrainerOptions, gradientsAppliedEarly } from './memory-budget.js';
+import { budgetTrainerOptions, gradientsAppliedEarly, type MlpRecompute } from './memory-budget.js';
 
 /** What runTraining needs of a backend's trainer (CpuTrainer, WebGpuTrainer). */
 export interface Trainer {
@@ -56,6 +56,8 @@ export interface TrainOptions {
   fuse: boolean;
   /** With `fuse`: each whole SwiGLU MLP as one op (`--fuse-mlp`; default: on webgpu, see defaultFuseMlp). */
   fuseMlp?: boolean;
+  /** With the fused MLP: whether its backward recomputes gate and up (`--mlp-recompute`; default 'auto': src/runtime/memory-budget.ts mlpInOps). */
+  mlpRecompute?: MlpRecompute;
   warmup?: number;
   weightDecay?: number;
   maxGradNorm?: number;
@@ -224,7 +226,10 @@ export async function runTraining(model: Model, text: string, tok: Tokenizer, o:
   const gradientsApplied = gradientsAppliedEarly(backend, settings.clip, o.kernels);
   // Graph capture turns our kernels' buffer pool off (src/runtime/webgpu/trainer.ts).
   const memoryRequest = { batch: o.batch, seq: o.seq, backend, budget: o.memoryBudget, gradientsApplied, ...(o.graphCapture ? { bufferPool: 0 } : {}) } as const;
-  const prepared = prepareTraining(model, { fuse: o.fuse, fuseMlp: o.fuseMlp ?? defaultFuseMlp(backend, o.fuse), target: backend, trainable: o.trainable, freeze: o.freeze, lora: o.lora, memory: memoryRequest });
+  const fuseMlp = o.fuseMlp ?? defaultFuseMlp(backend, o.fuse);
+  if (o.mlpRecompute !== undefined && o.mlpRecompute !== 'auto' && !(fuseMlp && o.fuse))
+    fail('usage', `--mlp-recompute ${o.mlpRecompute} acts on the fused MLP, which this run does not use (${o.fuse ? `--fuse-mlp is off${backend === 'cpu' ? ' by default on cpu' : ''}` : '--no-fuse'})`);
+  const prepared = prepareTraining(model, { fuse: o.fuse, fuseMlp, mlpRecompute: o.mlpRecompute, target: backend, trainable: o.trainable, freeze: o.freeze, lora: o.lora, memory: memoryRequest });
   const nParams = [...prepared.initial.values()].reduce((s, p) => s + p.length, 0);
   const shapes: ParamShapes = prepared.train.graph.inputs
     .filter((v) => prepared.initial.has(v.name))

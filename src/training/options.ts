@@ -5,6 +5,7 @@
 import { fail } from '../errors.js';
 import { resolveLora, type LoraOptions, type ResolvedLora } from '../params/lora-config.js';
 import { defaultFuseMlp } from '../runtime/session.js';
+import { MLP_RECOMPUTE, type MlpRecompute } from '../runtime/memory-budget.js';
 
 export type BackendName = 'cpu' | 'webgpu';
 
@@ -29,6 +30,12 @@ export interface TrainerConfig {
   fuse?: boolean;
   /** With fuse: each whole SwiGLU MLP as one op, as `--fuse-mlp` (default: on for webgpu, where the default kernels run it on our GEMMs; off on cpu). */
   fuseMlp?: boolean;
+  /**
+   * With fuseMlp, as `--mlp-recompute`: the fused MLP's backward recomputes gate and up ('on'),
+   * reads them kept from the forward ('off': 2 × [batch·seq, I] more per layer, two GEMMs fewer), or
+   * 'auto' (default): as memoryBudget needs, else kept on webgpu and recomputed on cpu.
+   */
+  mlpRecompute?: MlpRecompute;
   /** Globs of parameters to train, as `--trainable` (torch names where the export records them; default all). */
   trainable?: string | string[];
   /** Globs of parameters to keep fixed, as `--freeze` (default none). */
@@ -88,7 +95,7 @@ export interface ResolvedOptions extends Omit<TrainerConfig, 'lora'> {
   freeze?: string[];
 }
 
-const KNOWN = new Set(['backend', 'lr', 'steps', 'warmup', 'schedule', 'minLrRatio', 'weightDecay', 'clip', 'fuse', 'fuseMlp', 'trainable', 'freeze', 'kernels', 'batch', 'seq', 'threads', 'sessionOptions', 'ort', 'noDecay', 'lora', 'memoryBudget', 'graphCapture']);
+const KNOWN = new Set(['backend', 'lr', 'steps', 'warmup', 'schedule', 'minLrRatio', 'weightDecay', 'clip', 'fuse', 'fuseMlp', 'mlpRecompute', 'trainable', 'freeze', 'kernels', 'batch', 'seq', 'threads', 'sessionOptions', 'ort', 'noDecay', 'lora', 'memoryBudget', 'graphCapture']);
 
 function int(v: unknown, name: string, min: number): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < min) fail('usage', `option ${name} must be an integer ≥ ${min} (got ${String(v)})`);
@@ -135,6 +142,10 @@ export function resolveOptions(c: TrainerConfig): ResolvedOptions {
   if (typeof o.fuse !== 'boolean') fail('usage', `option fuse must be true or false (got ${String(o.fuse)})`);
   if (typeof o.fuseMlp !== 'boolean') fail('usage', `option fuseMlp must be true or false (got ${String(o.fuseMlp)})`);
   if (o.fuseMlp && !o.fuse) fail('usage', 'option fuseMlp needs fuse (the MLP fusion runs after the SwiGLU one)');
+  if (c.mlpRecompute !== undefined) {
+    if (!MLP_RECOMPUTE.includes(c.mlpRecompute)) fail('usage', `option mlpRecompute must be ${MLP_RECOMPUTE.map((m) => `'${m}'`).join(', ')} (got ${String(c.mlpRecompute)})`);
+    if (c.mlpRecompute !== 'auto' && !o.fuseMlp) fail('usage', `option mlpRecompute '${c.mlpRecompute}' acts on the fused MLP: it needs fuseMlp`);
+  }
   if (o.warmup > steps) fail('usage', `option warmup (${o.warmup}) is longer than the schedule (steps ${steps})`);
   if ((c.batch === undefined) !== (c.seq === undefined)) fail('usage', 'options batch and seq go together (the batch shape the webgpu step graph is specialised to)');
   if (c.batch !== undefined) int(c.batch, 'batch', 1);
