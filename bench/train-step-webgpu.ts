@@ -151,7 +151,7 @@ async function child(variant: string, batch: number, seq: number, steps: number,
  * --settings (comma-separated names): the cheap settings of issue 12 side by side — Dawn create()
  * flags (ORTFUSE_DAWN_FLAGS), ORT-web WebGPU EP options, and V8's --liftoff-only for ORT's wasm.
  */
-const SETTINGS: Record<string, { dawn?: string; ep?: Record<string, string>; liftoff: boolean; capture?: boolean; noPool?: boolean }> = {
+const SETTINGS: Record<string, { dawn?: string; ep?: Record<string, string>; liftoff: boolean; capture?: boolean; noPool?: boolean; env?: Record<string, string> }> = {
   // default = the trainer's EP options (DEFAULT_EP_OPTIONS: validationMode 'disabled' since
   // issue 12); ort-default = none, ORT-web's own default (what 'default' meant in earlier results).
   default: { liftoff: true },
@@ -159,6 +159,8 @@ const SETTINGS: Record<string, { dawn?: string; ep?: Record<string, string>; lif
   'dawn-skip-validation': { dawn: 'enable-dawn-features=skip_validation', liftoff: true },
   // Dawn's bounds clamping of every buffer and workgroup-array access off (disable_robustness).
   'no-robustness': { dawn: 'enable-dawn-features=disable_robustness', liftoff: true },
+  // gemmF32 as before session 7's sweeps (ORTFUSE_GEMM_F32=legacy: no prefetch, no unrolling, the old K split).
+  'gemm-legacy': { liftoff: true, env: { ORTFUSE_GEMM_F32: 'legacy' } },
   'ort-validation-disabled': { ep: { validationMode: 'disabled' }, liftoff: true },
   both: { dawn: 'enable-dawn-features=skip_validation', ep: { validationMode: 'disabled' }, liftoff: true },
   'no-liftoff': { liftoff: false },
@@ -197,7 +199,7 @@ async function parent(): Promise<void> {
     const res = await new Promise<ChildResult>((resolve) => {
       // execArgv: a loader the parent runs under (tsx) runs the child too.
       const childArgs = [self, '--child', variant, b, t, steps, kernels || '-', source === 'export' ? arg('model', '') : '-', '--config', arg('config', '0.5b'), ...(set.ep ? ['--ep', JSON.stringify(set.ep)] : []), ...(process.argv.includes('--profile') ? ['--profile'] : []), ...(set.capture ? ['--capture'] : []), ...(set.noPool ? ['--no-pool'] : [])];
-      const env = { ...process.env, ...(set.dawn ? { ORTFUSE_DAWN_FLAGS: set.dawn } : {}), ...(set.liftoff ? {} : { ORTFUSE_NO_LIFTOFF: '1' }) };
+      const env = { ...process.env, ...(set.dawn ? { ORTFUSE_DAWN_FLAGS: set.dawn } : {}), ...(set.liftoff ? {} : { ORTFUSE_NO_LIFTOFF: '1' }), ...set.env };
       const c = spawn(process.execPath, [...process.execArgv, ...(set.liftoff ? ['--liftoff-only'] : []), '--max-old-space-size=16384', ...childArgs], { stdio: ['ignore', 'pipe', 'inherit'], env });
       let text = '';
       c.stdout.on('data', (d: Buffer) => (text += d.toString()));

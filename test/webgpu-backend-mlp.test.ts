@@ -25,13 +25,13 @@ const L = TINY.num_hidden_layers;
 const text = mobyDick().slice(0, 100_000);
 
 describe('stage split of the tiny Qwen2 step with --fuse-mlp', () => {
-  it('one swigluMlpKeep and one swigluMlpKeepGrad kernel per layer (webgpu keeps gate and up), no SwiGLU left, no more ORT segments than flce,swiglu without it', () => {
+  it('one swigluMlp and one swigluMlpGrad kernel per layer (recomputing gate and up by default), no SwiGLU left, no more ORT segments than flce,swiglu without it', () => {
     const mlp = webgpuGraph(prepareTraining(buildQwen2(TINY, { seed: 1 }), { fuse: true, fuseMlp: true, target: 'webgpu' }).train, SHAPE);
     const plain = webgpuGraph(prepareTraining(buildQwen2(TINY, { seed: 1 }), { fuse: true, target: 'webgpu' }).train, SHAPE);
     const s = splitStages(mlp, parseKernels('flce,mlp'), FUSED_OPS)!;
     const kernels = s.plan.steps.flatMap((st) => (st.kind === 'kernel' ? [st.call.op] : []));
     const count = (op: string) => kernels.filter((k) => k === op).length;
-    expect([count('swigluMlpKeep'), count('swigluMlpKeepGrad'), count('flce'), count('swiglu')]).toEqual([L, L, 1, 0]);
+    expect([count('swigluMlp'), count('swigluMlpGrad'), count('flce'), count('swiglu')]).toEqual([L, L, 1, 0]);
     expect(mlp.graph.nodes.filter((n) => n.opType === 'SwiGLU' || n.opType === 'SwiGLUGrad')).toEqual([]);
     const before = splitStages(plain, parseKernels('flce,swiglu'), FUSED_OPS)!;
     console.log(`tiny step: flce,mlp with --fuse-mlp ${s.segments.length} ORT segments, ${kernels.length} kernel nodes; flce,swiglu without ${before.segments.length}`);
@@ -70,7 +70,7 @@ describe.skipIf(!env.ctx)('webgpu backend, SwiGLUMLP on our kernel (dawn.node)',
     let mlpOps = 0;
     // The webgpu defaults: the MLP fused (defaultFuseMlp) and run on our kernels (kernels default = flce,swiglu,mlp).
     const on = await runTraining(buildQwen2(TINY, { seed: 1 }), text, tok, base, {
-      onStart: ({ prepared }) => void (mlpOps = prepared.train.graph.nodes.filter((n) => n.opType === 'SwiGLUMLPKeep').length),
+      onStart: ({ prepared }) => void (mlpOps = prepared.train.graph.nodes.filter((n) => n.opType === 'SwiGLUMLP').length),
     });
     expect(mlpOps).toBe(L);
     const off = await runTraining(buildQwen2(TINY, { seed: 1 }), text, tok, { ...base, fuseMlp: false, kernels: 'flce,swiglu' });

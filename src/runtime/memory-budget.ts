@@ -37,16 +37,16 @@ export const MLP_RECOMPUTE: readonly MlpRecompute[] = ['on', 'off', 'auto'];
 
 /**
  * The planner's choice for backward ops with a recomputing form (the fused MLP's: PlanRequest.inOps)
- * under `--mlp-recompute`. 'auto': under a budget, as the budget needs; without one, kept on webgpu
- * (two GEMMs fewer per layer for 2 × [rows, I] fp32 per layer: 3.75 GiB at 0.5B 8×512, well inside
- * the H200), recomputed on cpu as before (not measured there: its peak RSS is what a 24 GB machine
- * can least spare).
+ * under `--mlp-recompute`. 'auto' (default) and 'on': recomputed, on both backends — on the H200
+ * the kept form was slower as well as larger (0.5B 8×512: 3,923 vs 4,727 tok/s, 13.46 vs 11.02 GiB;
+ * 8×1024: 1,795 vs 1,944; bench/results/memory-budget.md, session 7), so keeping gate and up is
+ * not the default anywhere. 'off': kept; under a budget, kept in as many layers as the budget
+ * allows (the planner switches the rest).
  */
-export function mlpInOps(choice: MlpRecompute | undefined, backend: MemoryBackend, budgeted: boolean): 'all' | 'none' | 'plan' {
-  if (choice === 'on') return 'all';
-  if (choice === 'off') return 'none';
-  if (choice !== undefined && choice !== 'auto') fail('usage', `--mlp-recompute ${choice}: expected one of ${MLP_RECOMPUTE.join(', ')}`);
-  return budgeted ? 'plan' : backend === 'webgpu' ? 'none' : 'all';
+export function mlpInOps(choice: MlpRecompute | undefined, budgeted: boolean): 'all' | 'none' | 'plan' {
+  if (choice !== undefined && !MLP_RECOMPUTE.includes(choice)) fail('usage', `--mlp-recompute ${choice}: expected one of ${MLP_RECOMPUTE.join(', ')}`);
+  if (choice === 'off') return budgeted ? 'plan' : 'none';
+  return 'all';
 }
 
 /**
@@ -117,16 +117,35 @@ export function poolHeld(base: Model, req: MemoryRequest): number {
   return Math.min(pool, base.graph.nodes.reduce((m, n) => Math.max(m, workspace(n)), 0));
 }
 
+/**
+ * Budget-free webgpu: released bytes Dawn has not freed yet when the peak is reached, as a multiple
+ * of the step's largest activation (a value that grows with the batch; at 0.5B, the attention probabilities [B, 14, T, T]: ORT-web
+ * releases and re-creates its intermediates every segment run), at most FREE_UNFREED_BYTES. H200,
+ * session 7, calls 1 and 6 (memory-budget.md), nvidia-smi minus live buffers: 0.52-1.14 GiB at
+ * 8×512, 1.47-1.51 GiB at 8×1024 (where the bound was reached 116-143 times a run); the quarter of
+ * the bound this replaces predicted 8×1024 −11.7% under what the process held.
+ */
+export const UNFREED_LARGEST = 4;
+
+export function unfreedAllowance(base: Model, req: MemoryRequest): number {
+  // Activations only: values that grow with the batch (not weights and their gradients).
+  const { size } = boundShapes(base.graph, req.batch, req.seq), one = boundShapes(base.graph, 1, 1).size;
+  let largest = 0;
+  for (const n of base.graph.nodes) for (const o of n.outputs) {
+    const b = size(o) ?? 0;
+    if (b > (one(o) ?? 0)) largest = Math.max(largest, b);
+  }
+  return Math.min(FREE_UNFREED_BYTES, UNFREED_LARGEST * largest);
+}
+
 /** Plan the recomputation of `base` (built with recompute: false) for `req` (see the file header). */
 export function planMemory(base: Model, req: MemoryRequest): RecomputePlan {
   if (req.budget !== undefined && !(req.budget > 0)) fail('usage', `--memory-budget must be a positive size (got ${req.budget} bytes)`);
   const parameters = trainedElements(base);
   const frozen = frozenElements(base.graph);
-  // Budget-free webgpu: what the process holds is the live buffers (and our kernels' buffer pool)
-  // plus released bytes Dawn has not freed yet, bounded by FREE_UNFREED_BYTES. H200 (memory-budget.md,
-  // calls 8-11): nvidia-smi minus live buffers 0.67-1.40 GiB with a 1-2 GiB bound and no pool,
-  // 0.57 GiB with the pool (which also holds 0.40 GiB of live buffers); a quarter of the bound.
-  const unfreed = req.backend === 'webgpu' && req.budget === undefined ? FREE_UNFREED_BYTES / 4 + poolHeld(base, req) : 0;
+  // Budget-free webgpu: what the process holds is the live buffers, our kernels' buffer pool and
+  // released bytes Dawn has not freed yet (bounded by FREE_UNFREED_BYTES).
+  const unfreed = req.backend === 'webgpu' && req.budget === undefined ? unfreedAllowance(base, req) + poolHeld(base, req) : 0;
   return planRecompute(base, FUSED_OPS, {
     batch: req.batch,
     seq: req.seq,
@@ -135,7 +154,7 @@ export function planMemory(base: Model, req: MemoryRequest): RecomputePlan {
     predict: (act) => stepPeak(req.backend, parameters, act, frozen) + unfreed,
     stepFlops: 6 * parameters * req.batch * req.seq,
     freeOutputs: req.gradientsApplied ? (v) => v.name.startsWith(GRAD_PREFIX) : undefined,
-    inOps: mlpInOps(req.mlpRecompute, req.backend, req.budget !== undefined),
+    inOps: mlpInOps(req.mlpRecompute, req.budget !== undefined),
   });
 }
 

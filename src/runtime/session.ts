@@ -114,7 +114,7 @@ export function trainingGraph(model: Model, opts: TrainingGraphOptions): { train
     }
   const chosen = opts.parameters;
   // Unplanned, the fused MLPs' form is settled here; planned, by the planner.
-  const inOps = mlpInOps(opts.mlpRecompute, opts.target ?? 'cpu', false) === 'all';
+  const inOps = mlpInOps(opts.mlpRecompute, false) === 'all';
   const recompute = opts.memory ? false : opts.recompute ?? true ? { inOps } : inOps && { accept: () => false, inOps };
   const built = buildTrainingGraph(model, { ops: FUSED_OPS, recompute, trainable: chosen && ((name) => chosen.has(name)) });
   const memory = opts.memory && planMemory(built, { ...opts.memory, mlpRecompute: opts.mlpRecompute ?? opts.memory.mlpRecompute });
@@ -159,8 +159,8 @@ export function prepareTraining(model: Model, opts: TrainingGraphOptions & Selec
 /**
  * Whether training fuses each whole SwiGLU MLP by default: on the webgpu backend, where our GEMM
  * kernels run it (H200, 0.5B fused 8×512 with the backward keeping only x: 11.53 instead of 17.01
- * GiB by nvidia-smi, 3,170 instead of 2,972 tok/s; bench/results/memory-budget.md, call 9; now it
- * keeps gate and up too unless a budget needs the bytes: ./memory-budget.ts mlpInOps); not on
+ * GiB by nvidia-smi, 3,170 instead of 2,972 tok/s; bench/results/memory-budget.md, call 9;
+ * `--mlp-recompute off` keeps gate and up instead: ./memory-budget.ts mlpInOps); not on
  * cpu, where ORT would run the body and its recomputed gate/up GEMMs cost time (not measured there).
  */
 export function defaultFuseMlp(backend: string, fuse: boolean): boolean {

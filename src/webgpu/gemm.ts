@@ -21,7 +21,7 @@
  */
 import { fail } from '../errors.js';
 import type { GpuContext } from './context.js';
-import { checkMatmulArgs, gemmUniforms, runGemm, type MatmulArgs } from './matmul.js';
+import { checkMatmulArgs, chooseSplitK, gemmUniforms, runGemm, type MatmulArgs } from './matmul.js';
 import { generateWgsl, type BindingDecl, type Program } from './program.js';
 
 const WG = 256;
@@ -469,10 +469,21 @@ export function gemmPlan(args: Pick<MatmulArgs, 'm' | 'n' | 'k' | 'tile' | 'spli
   return { small, split: Math.max(1, Math.min(split, Math.ceil(k / 32))) };
 }
 
+/** ORTFUSE_GEMM_F32=legacy (Node, measurements only): gemmF32 as it was before the session-7 sweeps. */
+const LEGACY_F32 = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.ORTFUSE_GEMM_F32 === 'legacy';
+
 /** Validate and record an fp32 GEMM (see header). */
 export function gemmF32(ctx: GpuContext, args: MatmulArgs, variant?: F32Variant): void {
   checkMatmulArgs('gemm_f32', args);
   if (args.m === 0 || args.n === 0) return;
+  if (LEGACY_F32) {
+    // The kernel and K split before session 7's tuning, for same-call comparisons in the step benches.
+    const small = Math.ceil(args.m / 128) * Math.ceil(args.n / 128) < FILL;
+    const t = small ? 4 : 8;
+    const split = Math.max(1, Math.min(chooseSplitK(args.m, args.n, args.k, { tm: t, tn: t }), Math.ceil(args.k / 32)));
+    runGemm(ctx, args, split, (a, s) => gemmF32Program(a, s, small, { bk: 16 }));
+    return;
+  }
   const { small, split } = gemmPlan(args);
   const v = variant ?? (small ? F32_SMALL_DEFAULT : F32_DEFAULT);
   runGemm(ctx, args, split, (a, s) => gemmF32Program(a, s, small, v));
