@@ -6,13 +6,14 @@
  */
 import { inferRules } from '../src/fused/types.js';
 import type { FusedOpRecord } from '../src/ops/record.js';
+import { causalAttentionGradRecord, causalAttentionRecord } from './causal-attention/record.js';
 import { linearCrossEntropyRecord, linearCrossEntropyWithGradRecord } from './fused-linear-cross-entropy/record.js';
 import { rmsNormGradRecord, rmsNormRecord } from './rms-norm/record.js';
 import { ropeGradRecord, ropeRecord } from './rope/record.js';
 import { swigluGradRecord, swigluRecord } from './swiglu/record.js';
 import { swigluMlpGradRecord, swigluMlpRecord } from './swiglu-mlp/record.js';
 
-/** Forward ops, then the backward ops the gradient rules emit (RMSNormGrad, SwiGLUGrad, RoPEGrad, SwiGLUMLPGrad). */
+/** Forward ops, then the backward ops the gradient rules emit (RMSNormGrad, SwiGLUGrad, RoPEGrad, SwiGLUMLPGrad, CausalAttentionGrad). */
 export const FUSED_OPS: readonly FusedOpRecord[] = [
   linearCrossEntropyRecord,
   linearCrossEntropyWithGradRecord,
@@ -20,10 +21,12 @@ export const FUSED_OPS: readonly FusedOpRecord[] = [
   swigluRecord,
   ropeRecord,
   swigluMlpRecord,
+  causalAttentionRecord,
   rmsNormGradRecord,
   swigluGradRecord,
   ropeGradRecord,
   swigluMlpGradRecord,
+  causalAttentionGradRecord,
 ];
 
 /** Shape/type rules of every fused op, for inferShapes' `rules`. */
