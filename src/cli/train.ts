@@ -70,6 +70,7 @@ export const trainCommand: CliCommand<TrainArgs> = {
       .option('--tokenizer <kind>', 'qwen (Qwen2 BPE) or bytes (UTF-8 bytes, ids 0-255) (default: qwen when the model\'s vocabulary holds Qwen2\'s, else bytes)')
       .option('--no-fuse', 'train the graph as exported, without the fusions')
       .option('--fuse-mlp', 'also fuse each whole SwiGLU MLP (gate, up, SwiGLU, down) into one SwiGLUMLP op whose backward recomputes gate and up (default on the webgpu backend, where it runs on our GEMM kernels: 0.5B 8x512 11.5 instead of 17.0 GiB; off on cpu)')
+      .option('--fuse-attention', "also fuse each layer's causal attention into one CausalAttention op whose backward recomputes the probabilities (off by default until measured)")
       .option('--no-fuse-mlp', 'keep the MLP as MatMuls around the SwiGLU op (the webgpu default before 2026-12-04)')
       .option('--seed <n>', 'seed for batch order', '0')
       .option('--warmup <n>', 'warm-up steps (default: min(10, steps/10))')
@@ -101,6 +102,7 @@ export const trainCommand: CliCommand<TrainArgs> = {
   },
   parse(positionals, o) {
     if (o.fuse === false && o.fuseMlp === true) fail('usage', '--fuse-mlp and --no-fuse contradict each other');
+    if (o.fuse === false && o.fuseAttention === true) fail('usage', '--fuse-attention and --no-fuse contradict each other');
     return {
       input: positionals[0] as string | undefined,
       steps: num(o.steps, 'steps'),
@@ -110,6 +112,7 @@ export const trainCommand: CliCommand<TrainArgs> = {
       seed: num(o.seed, 'seed'),
       fuse: o.fuse !== false,
       fuseMlp: o.fuseMlp as boolean | undefined,
+      fuseAttention: o.fuseAttention === true,
       warmup: o.warmup === undefined ? undefined : num(o.warmup, 'warmup'),
       weightDecay: num(o.weightDecay, 'weight-decay', false),
       maxGradNorm: num(o.clip, 'clip', false),

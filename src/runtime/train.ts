@@ -56,6 +56,8 @@ export interface TrainOptions {
   fuse: boolean;
   /** With `fuse`: each whole SwiGLU MLP as one op (`--fuse-mlp`; default: on webgpu, see defaultFuseMlp). */
   fuseMlp?: boolean;
+  /** With `fuse`: each layer's causal attention as one op (`--fuse-attention`; default false). */
+  fuseAttention?: boolean;
   warmup?: number;
   weightDecay?: number;
   maxGradNorm?: number;
@@ -223,7 +225,7 @@ export async function runTraining(model: Model, text: string, tok: Tokenizer, o:
   const forward = o.saveModel ? (adoptExport(model), cloneModel(model)) : undefined;
   const gradientsApplied = gradientsAppliedEarly(backend, settings.clip, o.kernels);
   const memoryRequest = { batch: o.batch, seq: o.seq, backend, budget: o.memoryBudget, gradientsApplied } as const;
-  const prepared = prepareTraining(model, { fuse: o.fuse, fuseMlp: o.fuseMlp ?? defaultFuseMlp(backend, o.fuse), target: backend, trainable: o.trainable, freeze: o.freeze, lora: o.lora, memory: memoryRequest });
+  const prepared = prepareTraining(model, { fuse: o.fuse, fuseMlp: o.fuseMlp ?? defaultFuseMlp(backend, o.fuse), fuseAttention: o.fuseAttention, target: backend, trainable: o.trainable, freeze: o.freeze, lora: o.lora, memory: memoryRequest });
   const nParams = [...prepared.initial.values()].reduce((s, p) => s + p.length, 0);
   const shapes: ParamShapes = prepared.train.graph.inputs
     .filter((v) => prepared.initial.has(v.name))

@@ -29,6 +29,8 @@ export interface TrainerConfig {
   fuse?: boolean;
   /** With fuse: each whole SwiGLU MLP as one op, as `--fuse-mlp` (default: on for webgpu, where the default kernels run it on our GEMMs; off on cpu). */
   fuseMlp?: boolean;
+  /** With fuse: each layer's causal attention as one op, as `--fuse-attention` (default false until measured). */
+  fuseAttention?: boolean;
   /** Globs of parameters to train, as `--trainable` (torch names where the export records them; default all). */
   trainable?: string | string[];
   /** Globs of parameters to keep fixed, as `--freeze` (default none). */
@@ -84,11 +86,12 @@ export interface ResolvedOptions extends Omit<TrainerConfig, 'lora'> {
   clip: number;
   fuse: boolean;
   fuseMlp: boolean;
+  fuseAttention: boolean;
   trainable?: string[];
   freeze?: string[];
 }
 
-const KNOWN = new Set(['backend', 'lr', 'steps', 'warmup', 'schedule', 'minLrRatio', 'weightDecay', 'clip', 'fuse', 'fuseMlp', 'trainable', 'freeze', 'kernels', 'batch', 'seq', 'threads', 'sessionOptions', 'ort', 'noDecay', 'lora', 'memoryBudget', 'graphCapture']);
+const KNOWN = new Set(['backend', 'lr', 'steps', 'warmup', 'schedule', 'minLrRatio', 'weightDecay', 'clip', 'fuse', 'fuseMlp', 'fuseAttention', 'trainable', 'freeze', 'kernels', 'batch', 'seq', 'threads', 'sessionOptions', 'ort', 'noDecay', 'lora', 'memoryBudget', 'graphCapture']);
 
 function int(v: unknown, name: string, min: number): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < min) fail('usage', `option ${name} must be an integer ≥ ${min} (got ${String(v)})`);
@@ -126,6 +129,7 @@ export function resolveOptions(c: TrainerConfig): ResolvedOptions {
     clip: num(c.clip ?? 1, 'clip', (x) => x >= 0, 'a number ≥ 0 (0 = off)'),
     fuse: c.fuse ?? true,
     fuseMlp: c.fuseMlp ?? defaultFuseMlp(backend, c.fuse ?? true),
+    fuseAttention: c.fuseAttention ?? false,
     trainable: globs(c.trainable, 'trainable'),
     freeze: globs(c.freeze, 'freeze'),
     lora: c.lora === undefined ? undefined : resolveLora(c.lora),
@@ -135,6 +139,8 @@ export function resolveOptions(c: TrainerConfig): ResolvedOptions {
   if (typeof o.fuse !== 'boolean') fail('usage', `option fuse must be true or false (got ${String(o.fuse)})`);
   if (typeof o.fuseMlp !== 'boolean') fail('usage', `option fuseMlp must be true or false (got ${String(o.fuseMlp)})`);
   if (o.fuseMlp && !o.fuse) fail('usage', 'option fuseMlp needs fuse (the MLP fusion runs after the SwiGLU one)');
+  if (typeof o.fuseAttention !== 'boolean') fail('usage', `option fuseAttention must be true or false (got ${String(o.fuseAttention)})`);
+  if (o.fuseAttention && !o.fuse) fail('usage', 'option fuseAttention needs fuse (it is one of the fusion passes)');
   if (o.warmup > steps) fail('usage', `option warmup (${o.warmup}) is longer than the schedule (steps ${steps})`);
   if ((c.batch === undefined) !== (c.seq === undefined)) fail('usage', 'options batch and seq go together (the batch shape the webgpu step graph is specialised to)');
   if (c.batch !== undefined) int(c.batch, 'batch', 1);
