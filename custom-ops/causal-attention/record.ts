@@ -5,6 +5,7 @@ import type { FusedOpRecord } from '../../src/ops/record.js';
 import { causalAttention } from './function.js';
 import { causalAttentionGrad } from './grad.js';
 import { causalAttentionGradOp } from './grad-function.js';
+import { causalAttentionGradKernel, causalAttentionKernel } from './webgpu/entry.js';
 
 /**
  * The backward kernel's one intermediate (webgpu/attention.ts): δ = rowsum(do·o), [B, Hq, T] in
@@ -17,6 +18,6 @@ const deltaBytes = (n: Node, dims: DimsOf): number | undefined => {
 };
 
 /** Not recomputable: recomputing o costs the whole attention. */
-export const causalAttentionRecord: FusedOpRecord = { ...causalAttention, grad: causalAttentionGrad };
+export const causalAttentionRecord: FusedOpRecord = { ...causalAttention, grad: causalAttentionGrad, webgpu: causalAttentionKernel };
 
-export const causalAttentionGradRecord: FusedOpRecord = { ...causalAttentionGradOp, workspace: deltaBytes };
+export const causalAttentionGradRecord: FusedOpRecord = { ...causalAttentionGradOp, webgpu: causalAttentionGradKernel, workspace: deltaBytes };
