@@ -81,6 +81,35 @@ describe('step memory estimate', () => {
     console.log(`--fuse-mlp 0.5B 8x512 webgpu: default plan ${(all.predictedBytes / GiB).toFixed(2)} GiB, smallest budget ${(min / GiB).toFixed(2)} GiB (${planned.values} values recomputed, overhead ${(100 * planned.overhead).toFixed(1)}%)`);
   }, 120_000);
 
+  it('--fuse-attention: the [B, H, T, T] probabilities leave the plan, the backward op\'s δ workspace enters it; the planner plans it', () => {
+    const [B, T, L, H] = [8, 512, QWEN2_0_5B.num_hidden_layers, QWEN2_0_5B.num_attention_heads];
+    // Without recomputation (with it, the default plan recomputes the probabilities in the backward anyway).
+    const mlp = trainingGraph(buildQwen2Structure(QWEN2_0_5B), { fuse: true, fuseMlp: true, recompute: false }).train.graph;
+    const attn = trainingGraph(buildQwen2Structure(QWEN2_0_5B), { fuse: true, fuseMlp: true, fuseAttention: true, recompute: false }).train.graph;
+    expect([attn.nodes.filter((n) => n.opType === 'CausalAttentionGrad').length, attn.nodes.filter((n) => n.opType === 'Softmax').length]).toEqual([L, 0]);
+    const act = (g: typeof attn, ops = FUSED_OPS) => stepMemoryModel(g, params, ops).at(B, T).activationBytes;
+    const probs = B * H * T * T * 4;
+    const saved = act(mlp) - act(attn);
+    console.log(`0.5B 8x512 activation plan: --fuse-mlp ${(act(mlp) / GiB).toFixed(2)} GiB, + --fuse-attention ${(act(attn) / GiB).toFixed(2)} GiB (${(saved / GiB).toFixed(2)} GiB less; L·B·H·T²·4 = ${(L * probs / GiB).toFixed(2)})`);
+    expect(saved).toBeGreaterThan(0.6 * L * probs);
+    // One CausalAttentionGrad node: δ [B, H, T] while it runs.
+    const one = createModel({ opset: 20, opsets: { 'ai.ortfuse': 1 } });
+    const gb = new GraphBuilder(one.graph);
+    const F = DataType.FLOAT;
+    const x = (name: string, heads: number) => gb.input(name, F, ['B', heads, 'T', 8]);
+    gb.input('input_ids', DataType.INT64, ['B', 'T']); // (boundShapes reads B and T from it)
+    const outs = gb.op.call('CausalAttentionGrad', [x('q', 4), x('k', 2), x('v', 2), x('o', 4), gb.input('lse', F, ['B', 4, 'T']), x('do', 4)], { scale: { float: 0.5 } }, { domain: 'ai.ortfuse', outputs: 3 });
+    outs.forEach((o, i) => gb.output(o, `d${i}`));
+    inferShapes(one, { rules: FUSED_INFER_RULES });
+    const b1 = boundShapes(one.graph, 3, 5);
+    const plain = memoryPlan(one.graph, b1.size).peakBytes;
+    expect(memoryPlan(one.graph, b1.size, undefined, { workspace: opWorkspace(FUSED_OPS, b1.dims) }).peakBytes - plain).toBe(3 * 4 * 5 * 4);
+    const base = trainingGraph(buildQwen2Structure(QWEN2_0_5B), { fuse: true, fuseMlp: true, fuseAttention: true, recompute: false }).train;
+    const planned = planMemory(base, { batch: B, seq: T, backend: 'webgpu' });
+    expect(planned.values).toBeGreaterThan(0);
+    console.log(`--fuse-mlp --fuse-attention 0.5B 8x512 webgpu: default plan ${(planned.predictedBytes / GiB).toFixed(2)} GiB`);
+  }, 120_000);
+
   it('largestFitting: the most sequences at the asked length, else the longest single sequence', () => {
     const m = { at: (b: number, t: number) => ({ bytes: b * t * t, activationBytes: 0, largest: { bytes: 0, what: '' } }) };
     expect(largestFitting(m, 100, 10, (e) => e.bytes <= 3000)).toEqual({ batch: 30, seq: 10 });
