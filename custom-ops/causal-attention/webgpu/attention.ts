@@ -15,8 +15,9 @@
  *              kernel: no atomics). Nothing [T, T] is ever stored.
  *
  * D ≤ 128. Rows live in per-thread arrays of DMAX ∈ {32, 64, 128} floats (the smallest ≥ D, part of
- * the cache key), and a tile holds TILE = 2048 / DMAX rows so that a pair of tiles is the 16 KiB of
- * workgroup memory every WebGPU device offers.
+ * the cache key), zero past D, and tiles hold rows at stride DMAX, zero past D, so that every inner
+ * loop has the constant trip count DMAX (unrollable, the arrays can stay in registers). A tile holds
+ * TILE = 2048 / DMAX rows: a pair of tiles is the 16 KiB of workgroup memory every WebGPU device offers.
  */
 import { fail } from '../../../src/errors.js';
 import type { GpuContext } from '../../../src/webgpu/context.js';
@@ -75,7 +76,12 @@ var<workgroup> tA: array<f32, 2048>;
 var<workgroup> tB: array<f32, 2048>;`;
 const load = (a: string, b: string, base: string, r0: string) => `
     let n = min(TILE, u.t - ${r0});
-    for (var i = lidx; i < n * u.d; i += ${WG}u) { tA[i] = ${a}[${base} + ${r0} * u.d + i]; tB[i] = ${b}[${base} + ${r0} * u.d + i]; }
+    for (var i = lidx; i < n * DMAX; i += ${WG}u) {
+      let e = i % DMAX; let src = ${base} + (${r0} + i / DMAX) * u.d + e;
+      var x = 0.0; var y = 0.0;
+      if (e < u.d) { x = ${a}[src]; y = ${b}[src]; }
+      tA[i] = x; tB[i] = y;
+    }
     workgroupBarrier();`;
 
 const FORWARD = `
@@ -84,7 +90,7 @@ const FORWARD = `
   let qb = ((bi * u.hq + h) * u.t + row) * D;
   let kvb = (bi * u.hkv + h / u.g) * u.t * D;
   var qr: array<f32, DMAX>; var acc: array<f32, DMAX>;
-  if (live) { for (var e = 0u; e < D; e++) { qr[e] = q[qb + e] * u.scale; acc[e] = 0.0; } }
+  if (live) { for (var e = 0u; e < D; e++) { qr[e] = q[qb + e] * u.scale; } }
   var m = ${LOWEST}; var l = 0.0;
   var sc: array<f32, TILE>;
   let last = min(wid.x * ${WG}u + ${WG}u, u.t);
@@ -94,16 +100,16 @@ const FORWARD = `
       var bm = m;
       for (var j = 0u; j < cnt; j++) {
         var s = 0.0;
-        for (var e = 0u; e < D; e++) { s += qr[e] * tA[j * D + e]; }
+        for (var e = 0u; e < DMAX; e++) { s += qr[e] * tA[j * DMAX + e]; }
         sc[j] = s; bm = max(bm, s);
       }
       let corr = exp(m - bm);
       l *= corr; m = bm;
-      for (var e = 0u; e < D; e++) { acc[e] *= corr; }
+      for (var e = 0u; e < DMAX; e++) { acc[e] *= corr; }
       for (var j = 0u; j < cnt; j++) {
         let p = exp(sc[j] - m);
         l += p;
-        for (var e = 0u; e < D; e++) { acc[e] += p * tB[j * D + e]; }
+        for (var e = 0u; e < DMAX; e++) { acc[e] += p * tB[j * DMAX + e]; }
       }
     }
     workgroupBarrier();
@@ -130,7 +136,7 @@ const DQ = `
   var qr: array<f32, DMAX>; var dor: array<f32, DMAX>; var acc: array<f32, DMAX>;
   var lr = 0.0; var dl = 0.0;
   if (live) {
-    for (var e = 0u; e < D; e++) { qr[e] = q[qb + e] * u.scale; dor[e] = dout[qb + e]; acc[e] = 0.0; }
+    for (var e = 0u; e < D; e++) { qr[e] = q[qb + e] * u.scale; dor[e] = dout[qb + e]; }
     lr = lse[r]; dl = delta[r];
   }
   let last = min(wid.x * ${WG}u + ${WG}u, u.t);
@@ -139,9 +145,9 @@ const DQ = `
       let cnt = min(n, row - kb + 1u);
       for (var j = 0u; j < cnt; j++) {
         var s = 0.0; var dp = 0.0;
-        for (var e = 0u; e < D; e++) { s += qr[e] * tA[j * D + e]; dp += dor[e] * tB[j * D + e]; }
+        for (var e = 0u; e < DMAX; e++) { s += qr[e] * tA[j * DMAX + e]; dp += dor[e] * tB[j * DMAX + e]; }
         let ds = exp(s - lr) * (dp - dl);
-        for (var e = 0u; e < D; e++) { acc[e] += ds * tA[j * D + e]; }
+        for (var e = 0u; e < DMAX; e++) { acc[e] += ds * tA[j * DMAX + e]; }
       }
     }
     workgroupBarrier();
@@ -153,7 +159,7 @@ const DKV = `
   let live = key < u.t;
   let kb = ((bi * u.hkv + kh) * u.t + key) * D;
   var kr: array<f32, DMAX>; var vr: array<f32, DMAX>; var dkr: array<f32, DMAX>; var dvr: array<f32, DMAX>;
-  if (live) { for (var e = 0u; e < D; e++) { kr[e] = k[kb + e] * u.scale; vr[e] = v[kb + e]; dkr[e] = 0.0; dvr[e] = 0.0; } }
+  if (live) { for (var e = 0u; e < D; e++) { kr[e] = k[kb + e] * u.scale; vr[e] = v[kb + e]; } }
   let first = wid.x * ${WG}u;
   for (var hh = 0u; hh < u.g; hh++) {
     let rows = (bi * u.hq + kh * u.g + hh) * u.t;
@@ -164,10 +170,10 @@ const DKV = `
           let t = t0 + j;
           if (t < key) { continue; }
           var s = 0.0; var dp = 0.0;
-          for (var e = 0u; e < D; e++) { s += kr[e] * tA[j * D + e]; dp += vr[e] * tB[j * D + e]; }
+          for (var e = 0u; e < DMAX; e++) { s += kr[e] * tA[j * DMAX + e]; dp += vr[e] * tB[j * DMAX + e]; }
           let p = exp(s - lse[rows + t]);
           let ds = p * (dp - delta[rows + t]);
-          for (var e = 0u; e < D; e++) { dvr[e] += p * tB[j * D + e]; dkr[e] += ds * tA[j * D + e]; }
+          for (var e = 0u; e < DMAX; e++) { dvr[e] += p * tB[j * DMAX + e]; dkr[e] += ds * tA[j * DMAX + e]; }
         }
       }
       workgroupBarrier();
