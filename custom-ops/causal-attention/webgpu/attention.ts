@@ -15,9 +15,10 @@
  *              kernel: no atomics). Nothing [T, T] is ever stored.
  *
  * D ≤ 128. Rows live in per-thread arrays of DMAX ∈ {32, 64, 128} floats (the smallest ≥ D, part of
- * the cache key), zero past D, and tiles hold rows at stride DMAX, zero past D, so that every inner
- * loop has the constant trip count DMAX (unrollable, the arrays can stay in registers). A tile holds
- * TILE = 2048 / DMAX rows: a pair of tiles is the 16 KiB of workgroup memory every WebGPU device offers.
+ * the cache key) as DMAX/4 vec4s, zero past D, and tiles hold rows the same way, so that every inner
+ * loop is DMAX/4 vec4 dot products or FMAs with a constant trip count (unrollable: the arrays can
+ * stay in registers; one workgroup-memory read per 4 FMAs). A tile holds TILE = 2048 / DMAX rows: a
+ * pair of tiles is the 16 KiB of workgroup memory every WebGPU device offers.
  */
 import { fail } from '../../../src/errors.js';
 import type { GpuContext } from '../../../src/webgpu/context.js';
@@ -66,20 +67,26 @@ function program(name: string, a: AttnDims, heads: number, bindings: BindingDecl
     dispatch: [Math.ceil(a.t / WG), heads, a.b],
     uniforms: uniforms(a),
     bindings,
-    source: () => ({ decls: decls.replaceAll('DMAX', `${dmax}u`).replaceAll('TILE', `${tile}u`), main: main.replaceAll('DMAX', `${dmax}u`).replaceAll('TILE', `${tile}u`) }),
+    source: () => {
+      const fill = (x: string) => x.replaceAll('DV', `${dmax / 4}u`).replaceAll('TILE', `${tile}u`);
+      return { decls: fill(decls), main: fill(main) };
+    },
   };
 }
 
-/** Workgroup tiles of two [TILE, D] row blocks, filled cooperatively from rows r0.. of `src1`/`src2` at `base`. */
+/**
+ * Two workgroup tiles of TILE rows (DV = DMAX/4 vec4s each, zero past D), filled cooperatively from
+ * rows r0.. of `a` and `b` at `base`; `n` = the rows present.
+ */
 const TILES = `
-var<workgroup> tA: array<f32, 2048>;
-var<workgroup> tB: array<f32, 2048>;`;
+var<workgroup> tA: array<vec4<f32>, 512>;
+var<workgroup> tB: array<vec4<f32>, 512>;`;
 const load = (a: string, b: string, base: string, r0: string) => `
     let n = min(TILE, u.t - ${r0});
-    for (var i = lidx; i < n * DMAX; i += ${WG}u) {
-      let e = i % DMAX; let src = ${base} + (${r0} + i / DMAX) * u.d + e;
-      var x = 0.0; var y = 0.0;
-      if (e < u.d) { x = ${a}[src]; y = ${b}[src]; }
+    for (var i = lidx; i < n * DV; i += ${WG}u) {
+      let e0 = (i % DV) * 4u; let src = ${base} + (${r0} + i / DV) * u.d + e0;
+      var x = vec4<f32>(0.0); var y = vec4<f32>(0.0);
+      for (var c = 0u; c < 4u; c++) { if (e0 + c < u.d) { x[c] = ${a}[src + c]; y[c] = ${b}[src + c]; } }
       tA[i] = x; tB[i] = y;
     }
     workgroupBarrier();`;
@@ -89,8 +96,8 @@ const FORWARD = `
   let live = row < u.t;
   let qb = ((bi * u.hq + h) * u.t + row) * D;
   let kvb = (bi * u.hkv + h / u.g) * u.t * D;
-  var qr: array<f32, DMAX>; var acc: array<f32, DMAX>;
-  if (live) { for (var e = 0u; e < D; e++) { qr[e] = q[qb + e] * u.scale; } }
+  var qr: array<vec4<f32>, DV>; var acc: array<vec4<f32>, DV>;
+  if (live) { for (var e = 0u; e < D; e++) { qr[e / 4u][e % 4u] = q[qb + e] * u.scale; } }
   var m = ${LOWEST}; var l = 0.0;
   var sc: array<f32, TILE>;
   let last = min(wid.x * ${WG}u + ${WG}u, u.t);
@@ -100,23 +107,23 @@ const FORWARD = `
       var bm = m;
       for (var j = 0u; j < cnt; j++) {
         var s = 0.0;
-        for (var e = 0u; e < DMAX; e++) { s += qr[e] * tA[j * DMAX + e]; }
+        for (var e = 0u; e < DV; e++) { s += dot(qr[e], tA[j * DV + e]); }
         sc[j] = s; bm = max(bm, s);
       }
       let corr = exp(m - bm);
       l *= corr; m = bm;
-      for (var e = 0u; e < DMAX; e++) { acc[e] *= corr; }
+      for (var e = 0u; e < DV; e++) { acc[e] *= corr; }
       for (var j = 0u; j < cnt; j++) {
         let p = exp(sc[j] - m);
         l += p;
-        for (var e = 0u; e < DMAX; e++) { acc[e] += p * tB[j * DMAX + e]; }
+        for (var e = 0u; e < DV; e++) { acc[e] += p * tB[j * DV + e]; }
       }
     }
     workgroupBarrier();
   }
   if (live) {
     let inv = 1.0 / l;
-    for (var e = 0u; e < D; e++) { o[qb + e] = acc[e] * inv; }
+    for (var e = 0u; e < D; e++) { o[qb + e] = acc[e / 4u][e % 4u] * inv; }
     lse[(bi * u.hq + h) * u.t + row] = m + log(l);
   }`;
 
@@ -133,10 +140,10 @@ const DQ = `
   let r = (bi * u.hq + h) * u.t + row;
   let qb = r * D;
   let kvb = (bi * u.hkv + h / u.g) * u.t * D;
-  var qr: array<f32, DMAX>; var dor: array<f32, DMAX>; var acc: array<f32, DMAX>;
+  var qr: array<vec4<f32>, DV>; var dor: array<vec4<f32>, DV>; var acc: array<vec4<f32>, DV>;
   var lr = 0.0; var dl = 0.0;
   if (live) {
-    for (var e = 0u; e < D; e++) { qr[e] = q[qb + e] * u.scale; dor[e] = dout[qb + e]; }
+    for (var e = 0u; e < D; e++) { qr[e / 4u][e % 4u] = q[qb + e] * u.scale; dor[e / 4u][e % 4u] = dout[qb + e]; }
     lr = lse[r]; dl = delta[r];
   }
   let last = min(wid.x * ${WG}u + ${WG}u, u.t);
@@ -145,21 +152,21 @@ const DQ = `
       let cnt = min(n, row - kb + 1u);
       for (var j = 0u; j < cnt; j++) {
         var s = 0.0; var dp = 0.0;
-        for (var e = 0u; e < DMAX; e++) { s += qr[e] * tA[j * DMAX + e]; dp += dor[e] * tB[j * DMAX + e]; }
+        for (var e = 0u; e < DV; e++) { s += dot(qr[e], tA[j * DV + e]); dp += dot(dor[e], tB[j * DV + e]); }
         let ds = exp(s - lr) * (dp - dl);
-        for (var e = 0u; e < DMAX; e++) { acc[e] += ds * tA[j * DMAX + e]; }
+        for (var e = 0u; e < DV; e++) { acc[e] += ds * tA[j * DV + e]; }
       }
     }
     workgroupBarrier();
   }
-  if (live) { for (var e = 0u; e < D; e++) { dq[qb + e] = acc[e] * u.scale; } }`;
+  if (live) { for (var e = 0u; e < D; e++) { dq[qb + e] = acc[e / 4u][e % 4u] * u.scale; } }`;
 
 const DKV = `
   let bi = wid.z; let kh = wid.y; let key = wid.x * ${WG}u + lidx; let D = u.d;
   let live = key < u.t;
   let kb = ((bi * u.hkv + kh) * u.t + key) * D;
-  var kr: array<f32, DMAX>; var vr: array<f32, DMAX>; var dkr: array<f32, DMAX>; var dvr: array<f32, DMAX>;
-  if (live) { for (var e = 0u; e < D; e++) { kr[e] = k[kb + e] * u.scale; vr[e] = v[kb + e]; } }
+  var kr: array<vec4<f32>, DV>; var vr: array<vec4<f32>, DV>; var dkr: array<vec4<f32>, DV>; var dvr: array<vec4<f32>, DV>;
+  if (live) { for (var e = 0u; e < D; e++) { kr[e / 4u][e % 4u] = k[kb + e] * u.scale; vr[e / 4u][e % 4u] = v[kb + e]; } }
   let first = wid.x * ${WG}u;
   for (var hh = 0u; hh < u.g; hh++) {
     let rows = (bi * u.hq + kh * u.g + hh) * u.t;
@@ -170,16 +177,16 @@ const DKV = `
           let t = t0 + j;
           if (t < key) { continue; }
           var s = 0.0; var dp = 0.0;
-          for (var e = 0u; e < DMAX; e++) { s += kr[e] * tA[j * DMAX + e]; dp += vr[e] * tB[j * DMAX + e]; }
+          for (var e = 0u; e < DV; e++) { s += dot(kr[e], tA[j * DV + e]); dp += dot(vr[e], tB[j * DV + e]); }
           let p = exp(s - lse[rows + t]);
           let ds = p * (dp - delta[rows + t]);
-          for (var e = 0u; e < DMAX; e++) { dvr[e] += p * tB[j * DMAX + e]; dkr[e] += ds * tA[j * DMAX + e]; }
+          for (var e = 0u; e < DV; e++) { dvr[e] += p * tB[j * DV + e]; dkr[e] += ds * tA[j * DV + e]; }
         }
       }
       workgroupBarrier();
     }
   }
-  if (live) { for (var e = 0u; e < D; e++) { dk[kb + e] = dkr[e] * u.scale; dv[kb + e] = dvr[e]; } }`;
+  if (live) { for (var e = 0u; e < D; e++) { dk[kb + e] = dkr[e / 4u][e % 4u] * u.scale; dv[kb + e] = dvr[e / 4u][e % 4u]; } }`;
 
 function check(k: string, a: AttnDims): void {
   checkDims(k, { b: a.b, hq: a.hq, hkv: a.hkv, t: a.t, d: a.d });
