@@ -10,7 +10,7 @@
  * kept on webgpu and recomputed on cpu), e.g. --fuse-mlp --runs webgpu@off:8x512,webgpu@on:8x512 side
  * by side; clip 1 (default) clips the global norm (all
  * gradients live to the end of the step); clip 0 applies AdamW per parameter between segments on
- * the webgpu stage plan; cache = ORT-web's storageBufferCacheMode (default ORT's 'bucket'); window N:
+ * the webgpu stage plan; cache = ORT-web's storageBufferCacheMode (default: 'simple' without a budget, 'bucket' under one, as `ortfuse train`); window N:
  * the host runs at most N submissions ahead of the GPU (TrainerOptions.inFlight; 0 = no bound; default:
  * what `ortfuse train` does, BUDGET_IN_FLIGHT under a budget, else 0). (Records before 2026-12-04 06:00 used
  * this field for "wait for the whole queue every N ORT runs".) unfreed M: the host waits whenever more than M MiB
@@ -88,7 +88,7 @@ async function child(run: string, steps: number): Promise<Result> {
   const { loadFile } = await import('../src/onnx/io.js');
   const prepared = prepareTraining(file ? loadFile(file) : buildQwen2(PRESETS[arg('config', '0.5b')], { seed: 0 }), {
     fuse: !process.argv.includes('--unfused'), fuseMlp: process.argv.includes('--fuse-mlp'), mlpRecompute: r.mlp, target: r.backend,
-    memory: { batch: r.batch, seq: r.seq, backend: r.backend, budget: r.budgetGiB === undefined ? undefined : r.budgetGiB * GiB, gradientsApplied: staged, ...(process.argv.includes('--no-pool') ? { bufferPool: 0 } : {}) },
+    memory: { batch: r.batch, seq: r.seq, backend: r.backend, budget: r.budgetGiB === undefined ? undefined : r.budgetGiB * GiB, gradientsApplied: staged },
   });
   const m = prepared.memory!;
   const plan = { values: m.values, matmuls: m.matmuls, nodes: m.nodes, activationGiB: m.activationBytes / GiB, predictedGiB: m.predictedBytes / GiB, overhead: m.overhead, minimumGiB: m.minimumBytes && m.minimumBytes / GiB, planMs: performance.now() - t0, mlpRecomputed: m.inOps, mlps: m.inOpsOf };
@@ -105,7 +105,7 @@ async function child(run: string, steps: number): Promise<Result> {
     const { ort, meter } = await nodeOrtWeb();
     const spec = trainingSpec(prepared.train, prepared.initial, parseKernels(process.argv.includes('--fuse-mlp') ? 'default,mlp' : 'default'), { batch: r.batch, seq: r.seq });
     spec.bufferCache = r.cache as typeof spec.bufferCache;
-    const t = await WebGpuTrainer.create(ort, spec, { ...opts, inFlight: r.inFlight, unfreedBytes: r.unfreedBytes, ...(process.argv.includes('--no-pool') || r.budgetGiB !== undefined ? { bufferPool: 0 } : {}) }, FUSED_OPS);
+    const t = await WebGpuTrainer.create(ort, spec, { ...opts, inFlight: r.inFlight, unfreedBytes: r.unfreedBytes, ...(process.argv.includes('--no-pool') || r.budgetGiB !== undefined ? { bufferPool: 0 } : {}), ...(r.budgetGiB !== undefined ? { ortBufferCache: 'bucket' as const } : {}) }, FUSED_OPS);
     trainer = t;
     measured = () => meter.peak;
     const { StagedSteps } = await import('../src/runtime/webgpu/steps.js');
@@ -161,7 +161,7 @@ async function parent(): Promise<void> {
     console.log(JSON.stringify(res));
   }
   const f = (x: number | undefined, d = 2) => (x === undefined || Number.isNaN(x) ? '-' : x.toFixed(d));
-  const rows = results.map((r) => `| ${r.backend}${r.mlp ? ` (--mlp-recompute ${r.mlp})` : ''} | ${r.batch}×${r.seq} | ${r.budgetGiB ?? 'none'} | ${r.clip ? 'clip 1' : 'no clip, AdamW between segments'} | ${r.cache ?? 'bucket'}${r.backend === 'webgpu' ? (r.inFlight ? `, ≤ ${r.inFlight} submissions ahead` : r.unfreedBytes ? `, ≤ ${f(r.unfreedBytes / 2 ** 20, 0)} MiB unfreed (${r.unfreedWaits ?? '-'} waits, peak ${f(r.unfreedPeakGiB)} GiB)` : ', host unbounded') : ''} | ${r.plan ? `${r.plan.values} (${r.plan.matmuls} matmul${r.plan.mlps ? `; ${r.plan.mlpRecomputed} of ${r.plan.mlps} MLPs recompute gate/up` : ''})` : '-'} | ${f(r.plan && 100 * r.plan.overhead, 1)}% | ${f(r.plan?.predictedGiB)} | ${r.error ? `failed: ${r.error.slice(0, 80)}` : f(r.measuredGiB)} | ${f(r.nvidiaSmiGiB)} | ${r.error ? '-' : f(r.tokensPerSecond, 0)} |`);
+  const rows = results.map((r) => `| ${r.backend}${r.mlp ? ` (--mlp-recompute ${r.mlp})` : ''} | ${r.batch}×${r.seq} | ${r.budgetGiB ?? 'none'} | ${r.clip ? 'clip 1' : 'no clip, AdamW between segments'} | ${r.cache ?? (r.budgetGiB === undefined ? 'simple' : 'bucket')}${r.backend === 'webgpu' ? (r.inFlight ? `, ≤ ${r.inFlight} submissions ahead` : r.unfreedBytes ? `, ≤ ${f(r.unfreedBytes / 2 ** 20, 0)} MiB unfreed (${r.unfreedWaits ?? '-'} waits, peak ${f(r.unfreedPeakGiB)} GiB)` : ', host unbounded') : ''} | ${r.plan ? `${r.plan.values} (${r.plan.matmuls} matmul${r.plan.mlps ? `; ${r.plan.mlpRecomputed} of ${r.plan.mlps} MLPs recompute gate/up` : ''})` : '-'} | ${f(r.plan && 100 * r.plan.overhead, 1)}% | ${f(r.plan?.predictedGiB)} | ${r.error ? `failed: ${r.error.slice(0, 80)}` : f(r.measuredGiB)} | ${f(r.nvidiaSmiGiB)} | ${r.error ? '-' : f(r.tokensPerSecond, 0)} |`);
   const md = [
     '| backend | B×T | budget GiB | gradients | ORT buffer cache | recomputed values | recompute FLOPs | predicted GiB | measured GiB (webgpu: live buffers; cpu: peak RSS) | nvidia-smi GiB | tok/s |',
     '|---|---|---|---|---|---|---|---|---|---|---|',

@@ -10,15 +10,17 @@
  * exported model FILE (e.g. a default-settings torch export; parameters adopted as `ortfuse train`
  * does) instead of the models/ builder graph of --config, so both sit side by side in one table.
  *
- * A run is variant:BxT[:kernels], variant fused, fused-mlp or unfused, with `-keep` (fused-keep): the backward
+ * A run is variant:BxT[:kernels], variant fused, fused-mlp, fused-attn, fused-mlp-attn or unfused, with `-keep` (fused-keep): the backward
  * keeps its forward values instead of recomputing the cheap ones (src/autodiff/recompute.ts);
  * fused-mlp = fused plus each whole MLP as one SwiGLUMLP op (`--fuse-mlp`), run on our GEMM kernels
- * unless the run names its kernels (its default: default,mlp = flce,swiglu,mlp); its backward reads
- * gate and up kept from the forward (the webgpu default, `--mlp-recompute auto`), and
- * fused-mlp-recompute recomputes them (`--mlp-recompute on`: two more GEMMs per layer, 2·[B·T, I]
- * fp32 less per layer), e.g. --runs fused-mlp:8x512,fused-mlp-recompute:8x512 side by side. Kernels as
+ * unless the run names its kernels (its default: default,mlp = flce,swiglu,mlp); its backward
+ * recomputes gate and up (the default, `--mlp-recompute auto`), fused-mlp-mlpkeep keeps them
+ * (`--mlp-recompute off`: two GEMMs fewer per layer, 2·[B·T, I] fp32 more per layer);
+ * fused-attn and fused-mlp-attn add each layer's attention as one CausalAttention op
+ * (`--fuse-attention`), run on our flash-attention kernels unless the run names its kernels
+ * (default,attn; default,mlp,attn). Kernels as
  * `ortfuse train --kernels` (all, none, default, or a '+'-joined list of flce, rmsnorm, swiglu, rope,
- * mlp and op=kernel|ort|native — '+' because ',' separates runs; e.g.
+ * mlp, attn and op=kernel|ort|native — '+' because ',' separates runs; e.g.
  * fused:8x512:default+rmsnorm=native+rope=native; default: the backend's default policy). Per run: ORT segments, ORT runs per step and host ms per ORT run (the
  * per-session-run overhead), host ms recording our kernel groups.
  *
@@ -90,12 +92,14 @@ async function child(variant: string, batch: number, seq: number, steps: number,
   const { FUSED_OPS } = await import('../custom-ops/registry.js');
   const { StagedSteps } = await import('../src/runtime/webgpu/steps.js');
   const fuseMlp = variant.startsWith('fused-mlp');
-  const policy = kernels ? parseKernels(kernels.replace(/\+/g, ',')) : fuseMlp ? parseKernels('default,mlp') : {};
+  const fuseAttention = /^fused(-mlp)?-attn/.test(variant);
+  const defaultKernels = ['default', ...(fuseMlp ? ['mlp'] : []), ...(fuseAttention ? ['attn'] : [])];
+  const policy = kernels ? parseKernels(kernels.replace(/\+/g, ',')) : defaultKernels.length > 1 ? parseKernels(defaultKernels.join(',')) : {};
   const { rng } = await import('../src/random.js');
   const t0 = performance.now();
   const { loadFile } = await import('../src/onnx/io.js');
-  const mlpRecompute = fuseMlp && variant.includes('-recompute') ? 'on' as const : undefined;
-  const prepared = prepareTraining(modelFile ? loadFile(modelFile) : buildQwen2(config, { seed: 0 }), { fuse: variant.startsWith('fused'), fuseMlp, mlpRecompute, target: 'webgpu', recompute: !variant.endsWith('-keep') });
+  const mlpRecompute = fuseMlp && variant.includes('-mlpkeep') ? 'off' as const : undefined;
+  const prepared = prepareTraining(modelFile ? loadFile(modelFile) : buildQwen2(config, { seed: 0 }), { fuse: variant.startsWith('fused'), fuseMlp, mlpRecompute, fuseAttention, target: 'webgpu', recompute: !variant.endsWith('-keep') });
   const prepareMs = performance.now() - t0;
   const { ort, meter } = await nodeOrtWeb();
   const spec = trainingSpec(prepared.train, prepared.initial, policy, { batch, seq });

@@ -6,13 +6,14 @@
  */
 import { inferRules } from '../src/fused/types.js';
 import type { FusedOpRecord } from '../src/ops/record.js';
+import { causalAttentionGradRecord, causalAttentionRecord } from './causal-attention/record.js';
 import { linearCrossEntropyRecord, linearCrossEntropyWithGradRecord } from './fused-linear-cross-entropy/record.js';
 import { rmsNormGradRecord, rmsNormRecord } from './rms-norm/record.js';
 import { ropeGradRecord, ropeRecord } from './rope/record.js';
 import { swigluGradRecord, swigluRecord } from './swiglu/record.js';
 import { swigluMlpGradRecord, swigluMlpKeepGradRecord, swigluMlpKeepRecord, swigluMlpRecord } from './swiglu-mlp/record.js';
 
-/** Forward ops, then the backward ops the gradient rules emit (RMSNormGrad, SwiGLUGrad, RoPEGrad, SwiGLUMLPGrad, SwiGLUMLPKeepGrad); SwiGLUMLPKeep is the form of SwiGLUMLP the autodiff swaps in. */
+/** Forward ops, then the backward ops the gradient rules emit (RMSNormGrad, SwiGLUGrad, RoPEGrad, SwiGLUMLPGrad, SwiGLUMLPKeepGrad, CausalAttentionGrad); SwiGLUMLPKeep is the form of SwiGLUMLP the autodiff swaps in. */
 export const FUSED_OPS: readonly FusedOpRecord[] = [
   linearCrossEntropyRecord,
   linearCrossEntropyWithGradRecord,
@@ -21,11 +22,13 @@ export const FUSED_OPS: readonly FusedOpRecord[] = [
   ropeRecord,
   swigluMlpRecord,
   swigluMlpKeepRecord,
+  causalAttentionRecord,
   rmsNormGradRecord,
   swigluGradRecord,
   ropeGradRecord,
   swigluMlpGradRecord,
   swigluMlpKeepGradRecord,
+  causalAttentionGradRecord,
 ];
 
 /** Shape/type rules of every fused op, for inferShapes' `rules`. */

@@ -83,4 +83,31 @@ describe('constant-fold', () => {
     expect(res.diffs).toEqual([0]);
     expect(constantFold.run(m, newContext()).modified).toBe(false);
   });
+  it('folds the ops of an exported causal mask (comparisons, And/Or/Xor, Max/Min, CumSum, GatherND) as ORT computes them', async () => {
+    const m = createModel();
+    const b = new GraphBuilder(m.graph);
+    const i64 = (v: number[], dims?: number[]) => b.constant(v, { dtype: I64, dims });
+    const f32 = (v: number[], dims?: number[]) => b.op.Constant({ value: Tensor.from(F, dims ?? [v.length], v) });
+    const pos = b.op.Range(i64([0], []), i64([5], []), i64([1], []));
+    const q = b.op.Unsqueeze(pos, i64([1])), k = b.op.Unsqueeze(pos, i64([0]));
+    const le = b.op.LessOrEqual(k, q), ge = b.op.GreaterOrEqual(k, i64([2], []));
+    b.output(b.op.Cast(b.op.And(le, ge), { to: I32 }), 'and');
+    b.output(b.op.Cast(b.op.Or(le, ge), { to: I32 }), 'or');
+    b.output(b.op.Cast(b.op.Xor(le, ge), { to: I32 }), 'xor');
+    b.output(b.op.Max(q, k, i64([3], [])), 'max');
+    b.output(b.op.Min(f32([1.5, -2, 7]), f32([0.5], [1])), 'min');
+    const v = i64([1, 0, 0, 2, 5, 1], [2, 3]);
+    b.output(b.op.CumSum(v, i64([1], []), { exclusive: 0, reverse: 0 }), 'cumsum');
+    b.output(b.op.CumSum(v, i64([-1], []), { exclusive: 1, reverse: 1 }), 'cumsum_er');
+    b.output(b.op.CumSum(f32([0.5, 0.25, 2], [3]), i64([0], [])), 'cumsum_f');
+    const data = b.op.Reshape(b.op.Range(i64([10], []), i64([34], []), i64([1], [])), i64([2, 3, 4]));
+    b.output(b.op.GatherND(data, i64([1, 2, 0, -1, 1, 0], [3, 2]), { batch_dims: 0 }), 'gnd_rows');
+    b.output(b.op.GatherND(data, i64([1, 2, 3, 0, 0, 1], [2, 1, 3]), { batch_dims: 0 }), 'gnd_elems');
+    const res = await checkPass(m, constantFold);
+    expect(res.problems).toEqual([]);
+    expect(res.result.counts).toMatchObject({ LessOrEqual: 1, GreaterOrEqual: 1, And: 1, Or: 1, Xor: 1, Max: 1, Min: 1, CumSum: 3, GatherND: 2 });
+    expect(m.graph.outputs.every((o) => o.producer?.opType === 'Constant')).toBe(true);
+    expect(res.diffs).toEqual(res.diffs.map(() => 0));
+    expect(Array.from(res.outputs[6].data as BigInt64Array, Number)).toEqual([0, 0, 0, 6, 1, 0]); // exclusive, reversed
+  });
 });

@@ -10,6 +10,7 @@ import { constantFold } from '../passes/constant-fold.js';
 import { cse } from '../passes/cse.js';
 import { dce } from '../passes/dce.js';
 import { dropLogits } from '../passes/drop-logits.js';
+import { fuseCausalAttentionPass } from '../passes/fuse-causal-attention.js';
 import { fuseLinearCrossEntropyPass } from '../passes/fuse-linear-cross-entropy.js';
 import { fuseRmsNormPass } from '../passes/fuse-rms-norm.js';
 import { fuseRopePass } from '../passes/fuse-rope.js';
@@ -59,6 +60,11 @@ export interface FusionOptions {
    * pipeline (optimize, cpu training); webgpu training turns it on (src/runtime/session.ts defaultFuseMlp).
    */
   mlp?: boolean;
+  /**
+   * Each layer's causal attention as one op (passes/fuse-causal-attention.ts; `--fuse-attention`):
+   * off everywhere until its H200 measurement.
+   */
+  attention?: boolean;
 }
 
 /** The fusion passes, in order. */
@@ -73,6 +79,8 @@ export function fusionPipeline(opts: FusionOptions = {}): Pass[] {
     // After fuse-swiglu: it matches the three projections around a fused SwiGLU node.
     ...(opts.mlp ? [fuseSwigluMlpPass] : []),
     fuseRopePass,
+    // After fuse-rope (its q and k are then RoPE nodes' outputs; either order matches).
+    ...(opts.attention ? [fuseCausalAttentionPass] : []),
     // Last of the fusions: it reads the lm_head's hidden input as left by the rules above.
     fuseLinearCrossEntropyPass,
     // After linear-CE (it recognises the logits by the fused loss's weight); only with

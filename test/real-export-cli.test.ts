@@ -106,3 +106,34 @@ describe('--fuse-mlp on a default-settings torch export', () => {
     expect(bad.stderr).toMatch(/--fuse-mlp and --no-fuse contradict each other/);
   }, 120_000);
 });
+
+describe('--fuse-attention on a default-settings torch export', () => {
+  it('optimize fuses every layer\'s attention; train follows the run without it; --no-fuse contradicts it', async () => {
+    const stem = 'qwen2-default-tied';
+    const layers = fx(stem).config.num_hidden_layers;
+    const o = await cli('optimize', `${DIR}${stem}.onnx`, '-o', 'attn.onnx', '--fuse-attention', '--json', 'attn.json');
+    expect(o.code, o.stderr).toBe(0);
+    const report = JSON.parse(fs.readFileSync(path.join(tmp, 'attn.json'), 'utf8'));
+    expect(report.passes.reduce((s: number, p: { counts: Record<string, number> }) => s + (p.counts['fuse-causal-attention'] ?? 0), 0)).toBe(layers);
+    const fused = loadFile(path.join(tmp, 'attn.onnx')).graph.nodes;
+    expect([fused.filter((n) => n.opType === 'CausalAttention').length, fused.filter((n) => n.opType === 'Softmax').length]).toEqual([layers, 0]);
+
+    const losses = async (extra: string[], json: string) => {
+      const r = await cli('train', `${DIR}${stem}.onnx`, ...TRAIN, '--json', json, ...extra);
+      expect(r.code, r.stderr).toBe(0);
+      // The rewrites the pipeline made (the attention fusion's, and the cleanup of the plumbing it frees).
+      rewrites.push(Number(/fused \((\d+) rewrites\)/.exec(r.stdout)![1]));
+      return fs.readFileSync(path.join(tmp, json), 'utf8').trim().split('\n').map((l) => JSON.parse(l).loss as number);
+    };
+    const rewrites: number[] = [];
+    const on = await losses(['--fuse-attention'], 'attn-on.jsonl');
+    const off = await losses([], 'attn-off.jsonl');
+    expect(rewrites[0]).toBeGreaterThan(rewrites[1] + layers);
+    expect(on).toHaveLength(4);
+    on.forEach((l, i) => expect(Math.abs(l - off[i]), `step ${i + 1}`).toBeLessThan(1e-4));
+
+    const bad = await cli('train', `${DIR}${stem}.onnx`, ...TRAIN, '--fuse-attention', '--no-fuse');
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toMatch(/--fuse-attention and --no-fuse contradict each other/);
+  }, 120_000);
+});

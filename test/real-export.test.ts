@@ -114,12 +114,13 @@ describe('a bfloat16 export gives its weights back in bfloat16', () => {
 });
 
 // fused-mlp: the default fusions plus each whole MLP as one SwiGLUMLP (--fuse-mlp), whose backward recomputes gate and up.
-describe.each(['unfused', 'fused', 'fused-mlp'] as const)('default-settings exports train like torch (%s)', (mode) => {
+// fused-attn: the default fusions plus each layer's attention as one CausalAttention (--fuse-attention; eager and sdpa exports).
+describe.each(['unfused', 'fused', 'fused-mlp', 'fused-attn'] as const)('default-settings exports train like torch (%s)', (mode) => {
   // bf16: the model exported in bfloat16 (torch_dtype=bfloat16), upcast on load; its references are the fp32 upcast's.
   it.each(['qwen2-default-tied', 'qwen2-default-gqa', 'qwen2-default-static', 'qwen2-default-bf16'])('%s: gradient of every torch parameter (rel L2 < 1e-3)', async (stem) => {
     const fx = fixture(stem);
     const grads = loadSafetensors(`${DIR}${stem === 'qwen2-default-static' ? 'qwen2-default-tied' : stem}.safetensors`).tensors;
-    const prepared = prepareTraining(load(stem), { fuse: mode !== 'unfused', fuseMlp: mode === 'fused-mlp', target: 'cpu' });
+    const prepared = prepareTraining(load(stem), { fuse: mode !== 'unfused', fuseMlp: mode === 'fused-mlp', fuseAttention: mode === 'fused-attn', target: 'cpu' });
     expect(prepared.parameters.sort()).toEqual(Object.keys(fx.parameters).sort());
     expect(prepared.parameterReport.frozen).toEqual([]);
     if (mode !== 'unfused') {
@@ -130,6 +131,9 @@ describe.each(['unfused', 'fused', 'fused-mlp'] as const)('default-settings expo
       // fused: SwiGLU nodes (forward ones and their recomputed clones); fused-mlp: none left outside the MLP op.
       const L = fx.config.num_hidden_layers;
       expect([ops('SwiGLUMLP'), ops('SwiGLUMLPGrad'), ops('SwiGLU') > 0]).toEqual(mode === 'fused-mlp' ? [L, L, false] : [0, 0, true]);
+      // fused-attn: no Softmax (nor its T×T gradient) left anywhere in the step.
+      expect(fired('fuse-causal-attention')).toBe(mode === 'fused-attn' ? L : 0);
+      expect([ops('CausalAttention'), ops('CausalAttentionGrad'), ops('Softmax') > 0]).toEqual(mode === 'fused-attn' ? [L, L, false] : [0, 0, true]);
     }
     const t = await CpuTrainer.create(prepared.train, prepared.initial, { optimizer: { lr: 1e-3 }, schedule: { lr: 1e-3, warmupSteps: 0, totalSteps: 1 } });
     const { loss, grads: got } = await t.lossAndGrads(batch(fx.inputs));
@@ -172,10 +176,10 @@ describe('--fuse-mlp on an export without the exporter\'s record (weights stored
 });
 
 describe('50 AdamW steps against torch', () => {
-  it.each([['qwen2-default-tied', 'fused'], ['qwen2-default-gqa', 'fused'], ['qwen2-default-gqa', 'unfused'], ['qwen2-default-gqa', 'fused-mlp'], ['qwen2-default-bf16', 'fused']])('%s: every step\'s loss within 1e-3 (%s)', async (stem, mode) => {
+  it.each([['qwen2-default-tied', 'fused'], ['qwen2-default-gqa', 'fused'], ['qwen2-default-gqa', 'unfused'], ['qwen2-default-gqa', 'fused-mlp'], ['qwen2-default-gqa', 'fused-attn'], ['qwen2-default-tied', 'fused-attn'], ['qwen2-default-bf16', 'fused']])('%s: every step\'s loss within 1e-3 (%s)', async (stem, mode) => {
     const fx = fixture(stem);
     const r = fx.run!;
-    const prepared = prepareTraining(load(stem), { fuse: mode !== 'unfused', fuseMlp: mode === 'fused-mlp', target: 'cpu' });
+    const prepared = prepareTraining(load(stem), { fuse: mode !== 'unfused', fuseMlp: mode === 'fused-mlp', fuseAttention: mode === 'fused-attn', target: 'cpu' });
     const t = await CpuTrainer.create(prepared.train, prepared.initial, {
       optimizer: { lr: r.settings.lr, weightDecay: r.settings.weight_decay, maxGradNorm: r.settings.clip },
       schedule: { lr: r.settings.lr, warmupSteps: r.settings.warmup, totalSteps: r.settings.steps, minRatio: r.settings.min_ratio },

@@ -224,6 +224,8 @@ describe('training API (cpu)', () => {
       [{ backend: 'webgpu', graphCapture: 'yes' }, /option graphCapture must be true or false/],
       [{ fuseMlp: 'yes' }, /option fuseMlp must be true or false/],
       [{ fuse: false, fuseMlp: true }, /option fuseMlp needs fuse/],
+      [{ fuseAttention: 'yes' }, /option fuseAttention must be true or false/],
+      [{ fuse: false, fuseAttention: true }, /option fuseAttention needs fuse/],
     ];
     for (const [config, msg] of bad) {
       const e = await createTrainer(demoModel(), config).catch((x) => x);

@@ -44,6 +44,8 @@ export interface OptimizeArgs {
   fuse: boolean;
   /** Also fuse each whole SwiGLU MLP into one op (--fuse-mlp). */
   fuseMlp: boolean;
+  /** Also fuse each layer's causal attention into one op (--fuse-attention). */
+  fuseAttention: boolean;
 }
 
 /** `model.onnx` -> `model.opt.onnx`. */
@@ -66,7 +68,8 @@ export const optimizeCommand: CliCommand<OptimizeArgs> = {
       .option('--drop-logits', 'drop a logits output that only sits beside the fused loss (for training; kept by default)')
       .option('--train', "write the training-step graph: (parameters, input_ids, labels) -> (loss, grad.<param>), parameters as inputs defaulting to the model's weights")
       .option('--no-fuse', 'with --train: build the step graph from the model as it is (no passes)')
-      .option('--fuse-mlp', 'also fuse each whole SwiGLU MLP (gate, up, SwiGLU, down) into one SwiGLUMLP op (off by default until measured)');
+      .option('--fuse-mlp', 'also fuse each whole SwiGLU MLP (gate, up, SwiGLU, down) into one SwiGLUMLP op (off by default until measured)')
+      .option('--fuse-attention', "also fuse each layer's causal attention (scores, mask, softmax, probs·v, the GQA repeat) into one CausalAttention op (off by default until measured)");
   },
   parse(positionals, opts) {
     const input = positionals[0] as string | undefined;
@@ -75,6 +78,7 @@ export const optimizeCommand: CliCommand<OptimizeArgs> = {
     if (target !== 'cpu' && target !== 'webgpu') fail('usage', `--target must be cpu or webgpu, got '${target}'`);
     if (opts.fuse === false && opts.train !== true) fail('usage', '--no-fuse only applies with --train');
     if (opts.fuse === false && opts.fuseMlp === true) fail('usage', '--fuse-mlp and --no-fuse contradict each other');
+    if (opts.fuse === false && opts.fuseAttention === true) fail('usage', '--fuse-attention and --no-fuse contradict each other');
     return {
       input,
       output: opts.output as string | undefined,
@@ -87,6 +91,7 @@ export const optimizeCommand: CliCommand<OptimizeArgs> = {
       train: opts.train === true,
       fuse: opts.fuse !== false,
       fuseMlp: opts.fuseMlp === true,
+      fuseAttention: opts.fuseAttention === true,
     };
   },
   async run(args, io) {
@@ -113,6 +118,7 @@ async function runOptimize(args: OptimizeArgs, io: CliIO): Promise<void> {
     // --train: bodies are attached to the step graph (autodiff adds ops), the passes run as for training
     target: args.train ? null : args.target, training: args.train, passes: args.train && !args.fuse ? [] : undefined,
     fuseMlp: args.fuseMlp,
+    fuseAttention: args.fuseAttention,
   });
   if (args.train) {
     // The webgpu target's loss must run on the GPU (SoftmaxCrossEntropyLoss has no WebGPU kernel).

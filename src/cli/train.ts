@@ -71,6 +71,7 @@ export const trainCommand: CliCommand<TrainArgs> = {
       .option('--no-fuse', 'train the graph as exported, without the fusions')
       .option('--fuse-mlp', 'also fuse each whole SwiGLU MLP (gate, up, SwiGLU, down) into one SwiGLUMLP op (default on the webgpu backend, where it runs on our GEMM kernels: 0.5B 8x512 11.5 instead of 17.0 GiB; off on cpu)')
       .option('--mlp-recompute <mode>', "with the fused MLP: its backward recomputes gate and up (on: keeps only x, two more GEMMs per layer), reads them kept from the forward (off: 2 x [B*T, I] more per layer), or auto: under --memory-budget as the planner needs, else off on webgpu and on on cpu", 'auto')
+      .option('--fuse-attention', "also fuse each layer's causal attention into one CausalAttention op whose backward recomputes the probabilities (off by default until measured)")
       .option('--no-fuse-mlp', 'keep the MLP as MatMuls around the SwiGLU op (the webgpu default before 2026-12-04)')
       .option('--seed <n>', 'seed for batch order', '0')
       .option('--warmup <n>', 'warm-up steps (default: min(10, steps/10))')
@@ -83,7 +84,7 @@ export const trainCommand: CliCommand<TrainArgs> = {
       .option('--memory-budget <size>', 'fit one step into SIZE (e.g. 12GiB; cpu: peak RSS, webgpu: GPU buffers): the backward recomputes what a cost model picks (least extra work); refused before training when it cannot fit')
       .option('--backend <name>', 'cpu (onnxruntime-node) or webgpu (onnxruntime-web WebGPU EP on dawn.node)', 'cpu')
       .option('--graph-capture', 'webgpu: run the ORT segments that read no host input as onnxruntime-web graph captures (recorded once, replayed each step: less host time per step, much more GPU memory: every intermediate stays allocated; not with --memory-budget; experimental: see bench/results/graph-capture-h200.md)')
-      .option('--kernels <ops>', "webgpu: per fused op, our WGSL kernel between ORT segments, ORT running its ONNX body, or (rmsnorm, rope) 'native' = ONNX RMSNormalization-23 / RotaryEmbedding-23 run by ORT: a comma list read left to right from all-in-ORT — all, none, default (= flce,swiglu,mlp), an op name (flce, rmsnorm, swiglu, rope, mlp: our kernel; mlp acts on fused MLPs) or op=kernel|ort|native; e.g. default,rmsnorm=native,rope=native (default: flce,swiglu,mlp)")
+      .option('--kernels <ops>', "webgpu: per fused op, our WGSL kernel between ORT segments, ORT running its ONNX body, or (rmsnorm, rope) 'native' = ONNX RMSNormalization-23 / RotaryEmbedding-23 run by ORT: a comma list read left to right from all-in-ORT — all, none, default (= flce,swiglu,mlp), an op name (flce, rmsnorm, swiglu, rope, mlp, attn: our kernel; mlp acts on fused MLPs, attn on fused attention) or op=kernel|ort|native; e.g. default,rmsnorm=native,rope=native (default: flce,swiglu,mlp)")
       .option('--json <file>', 'write one JSON record per step (JSON lines)')
       .option('--plot <file>', 'loss curve as SVG (default: <json>.svg when --json is given)')
       .option('--trainable <globs>', "train only parameters matching these globs (comma-separated; torch names where the export records them, e.g. 'model.layers.*.mlp.*'; default: all)")
@@ -103,6 +104,7 @@ export const trainCommand: CliCommand<TrainArgs> = {
   parse(positionals, o) {
     if (o.fuse === false && o.fuseMlp === true) fail('usage', '--fuse-mlp and --no-fuse contradict each other');
     if (!MLP_RECOMPUTE.includes(o.mlpRecompute as MlpRecompute)) fail('usage', `--mlp-recompute ${o.mlpRecompute}: expected one of ${MLP_RECOMPUTE.join(', ')}`);
+    if (o.fuse === false && o.fuseAttention === true) fail('usage', '--fuse-attention and --no-fuse contradict each other');
     return {
       input: positionals[0] as string | undefined,
       steps: num(o.steps, 'steps'),
@@ -113,6 +115,7 @@ export const trainCommand: CliCommand<TrainArgs> = {
       fuse: o.fuse !== false,
       fuseMlp: o.fuseMlp as boolean | undefined,
       mlpRecompute: o.mlpRecompute === 'auto' ? undefined : o.mlpRecompute as MlpRecompute,
+      fuseAttention: o.fuseAttention === true,
       warmup: o.warmup === undefined ? undefined : num(o.warmup, 'warmup'),
       weightDecay: num(o.weightDecay, 'weight-decay', false),
       maxGradNorm: num(o.clip, 'clip', false),

@@ -136,8 +136,58 @@ function compare(op: string, a: Scalar, b: Scalar): number {
   switch (op) {
     case 'Equal': return a === b ? 1 : 0;
     case 'Less': return a < b ? 1 : 0;
+    case 'LessOrEqual': return a <= b ? 1 : 0;
+    case 'GreaterOrEqual': return a >= b ? 1 : 0;
     default: return a > b ? 1 : 0;
   }
+}
+
+function logical(op: string, a: Scalar, b: Scalar): number {
+  const x = Number(a) !== 0, y = Number(b) !== 0;
+  return (op === 'And' ? x && y : op === 'Or' ? x || y : x !== y) ? 1 : 0;
+}
+
+/** CumSum along `axis` (exclusive / reverse as the attributes say), in the input's type. */
+function cumsum(n: Node, t: Tensor, axisT: Tensor): Tensor {
+  const dt = t.dtype;
+  if (!FLOATS.has(dt) && !(dt in INT_BITS)) skip();
+  const ax = axisOf(Number(data(axisT)[0]), t.dims.length);
+  const exclusive = n.attrInt('exclusive', 0) === 1, reverse = n.attrInt('reverse', 0) === 1;
+  const d = data(t), out: Data = d.slice();
+  const len = t.dims[ax], inner = numel(t.dims.slice(ax + 1)), outer = numel(t.dims.slice(0, ax));
+  const zero: Scalar = FLOATS.has(dt) ? 0 : isBig(dt) ? 0n : 0;
+  for (let o = 0; o < outer; o++)
+    for (let i = 0; i < inner; i++) {
+      let acc = zero;
+      for (let j0 = 0; j0 < len; j0++) {
+        const j = reverse ? len - 1 - j0 : j0;
+        const k = (o * len + j) * inner + i;
+        if (exclusive) { out[k] = acc; acc = arith('Add', dt, acc, d[k]); }
+        else { acc = arith('Add', dt, acc, d[k]); out[k] = acc; }
+      }
+    }
+  return make(dt, t.dims, out);
+}
+
+/** GatherND with batch_dims = 0: each index row addresses a slice of `t`. */
+function gatherNd(n: Node, t: Tensor, idx: Tensor): Tensor {
+  if (n.attrInt('batch_dims', 0) !== 0) skip();
+  const k = idx.dims[idx.dims.length - 1] ?? skip();
+  if (k > t.dims.length) skip();
+  const d = data(t), ix = ints(idx)!;
+  const rows = ix.length / Math.max(k, 1), inner = numel(t.dims.slice(k)), st = strides(t.dims);
+  const res: Data = [];
+  for (let r = 0; r < (k ? rows : 0); r++) {
+    let off = 0;
+    for (let a = 0; a < k; a++) {
+      let i = ix[r * k + a];
+      if (i < 0) i += t.dims[a];
+      if (i < 0 || i >= t.dims[a]) skip();
+      off += i * st[a];
+    }
+    res.push(...d.slice(off, off + inner));
+  }
+  return make(t.dtype, [...idx.dims.slice(0, -1), ...t.dims.slice(k)], res);
 }
 
 /** static_cast semantics for the conversions folding accepts. */
@@ -209,9 +259,20 @@ function evalOp(n: Node, ins: (Tensor | undefined)[], inShape?: Dim[]): Tensor[]
       if (need(b).dtype !== dt) return undefined;
       return [elementwise([a!, b!], dt, (x, y) => arith(n.opType, dt, x, y))];
     }
-    case 'Equal': case 'Less': case 'Greater':
+    case 'Equal': case 'Less': case 'Greater': case 'LessOrEqual': case 'GreaterOrEqual':
       if (need(a).dtype !== need(b).dtype) return undefined;
       return [elementwise([a!, b!], DataType.BOOL, (x, y) => compare(n.opType, x, y))];
+    case 'And': case 'Or': case 'Xor':
+      return [elementwise([need(a), need(b)], DataType.BOOL, (x, y) => logical(n.opType, x, y))];
+    case 'Max': case 'Min': {
+      const ts = ins.map(need);
+      if (ts.some((t) => t.dtype !== ts[0].dtype) || !(FLOATS.has(ts[0].dtype) || ts[0].dtype in INT_BITS)) return undefined;
+      const pick = (x: Scalar, y: Scalar): Scalar => ((n.opType === 'Max' ? x >= y : x <= y) ? x : y);
+      if (ts.some((t) => FLOATS.has(t.dtype) && data(t).some((x) => Number.isNaN(Number(x))))) return undefined; // NaN propagation: left to the runtime
+      return [elementwise(ts, ts[0].dtype, (...xs) => xs.reduce(pick))];
+    }
+    case 'CumSum': return [cumsum(n, need(a), need(b))];
+    case 'GatherND': return [gatherNd(n, need(a), need(b))];
     case 'Not': return [elementwise([need(a)], DataType.BOOL, (x) => (Number(x) ? 0 : 1))];
     case 'Neg': {
       const dt = need(a).dtype;

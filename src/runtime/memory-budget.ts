@@ -9,12 +9,11 @@
 import type { Model } from '../ir/graph.js';
 import { fail } from '../errors.js';
 import { planRecompute, type RecomputePlan } from '../autodiff/recompute-plan.js';
-import { boundShapes } from '../autodiff/memory-plan.js';
+import { boundShapes, memoryPlan } from '../autodiff/memory-plan.js';
 import { opWorkspace } from '../autodiff/types.js';
-import { DEFAULT_POOL_BYTES } from './webgpu/trainer.js';
 import { GRAD_PREFIX } from '../autodiff/index.js';
 import { FUSED_OPS } from '../../custom-ops/index.js';
-import { frozenElements, stepPeak, type MemoryBackend } from './memory-estimate.js';
+import { FROZEN_COPIES, frozenElements, stepPeak, type MemoryBackend } from './memory-estimate.js';
 import { parseKernels } from './webgpu/policy.js';
 
 export interface MemoryRequest {
@@ -25,8 +24,6 @@ export interface MemoryRequest {
   budget?: number;
   /** Gradients are applied and handed back as soon as they are made (webgpu stage plan without clipping). */
   gradientsApplied?: boolean;
-  /** Budget-free webgpu: TrainerOptions.bufferPool (default DEFAULT_POOL_BYTES). */
-  bufferPool?: number;
   /** Whether each fused MLP's backward recomputes its gate and up projections (default 'auto': {@link mlpInOps}). */
   mlpRecompute?: MlpRecompute;
 }
@@ -88,11 +85,11 @@ export const FREE_UNFREED_BYTES = 2 * 2 ** 30;
 
 /**
  * The trainer settings a memory budget brings, or its absence (both backends read the ones that
- * apply to them). Under a budget our kernels' buffers are not pooled (bufferPool 0): the planner's
- * webgpu constants were fitted without the pool, whose free buffers count as live.
+ * apply to them). Under a budget our kernels' buffers are not pooled (bufferPool 0) and ORT-web's
+ * cache rounds to buckets (ortBufferCache 'bucket'): the planner's budget constants were fitted so.
  */
-export function budgetTrainerOptions(budgeted: boolean): { inFlight?: number; unfreedBytes?: number; bufferPool?: number; session?: { enableCpuMemArena: false } } {
-  return budgeted ? { inFlight: BUDGET_IN_FLIGHT, bufferPool: 0, session: BUDGET_CPU_SESSION } : { unfreedBytes: FREE_UNFREED_BYTES };
+export function budgetTrainerOptions(budgeted: boolean): { inFlight?: number; unfreedBytes?: number; bufferPool?: number; ortBufferCache?: 'bucket'; session?: { enableCpuMemArena: false } } {
+  return budgeted ? { inFlight: BUDGET_IN_FLIGHT, bufferPool: 0, ortBufferCache: 'bucket', session: BUDGET_CPU_SESSION } : { unfreedBytes: FREE_UNFREED_BYTES };
 }
 
 /** Float32 parameter elements of a training graph (inputs with a gradient output). */
@@ -104,38 +101,27 @@ function trainedElements(train: Model): number {
 }
 
 /**
- * Budget-free webgpu: bytes our kernels' buffer pool holds between uses (free buffers, live to
- * Dawn), bounded by the pool's size: about one fused op's released intermediates, which the next
- * call of that op takes back (the largest DifferentiableOp.workspace of the step). H200, session 7,
- * call 1 (memory-budget.md): without this term the prediction was +2.1% at 8×512 and −12.8% at
- * 8×1024, where the MLP backward's workspace is twice as large.
+ * Budget-free webgpu: what nvidia-smi reads. Weights, AdamW moments and every gradient (clipped:
+ * all live at the step's end) at 16 bytes a parameter, plus a multiple of the activation peak with
+ * the gradients left out (memoryPlan with them freed): ORT-web's storage-buffer cache, our
+ * kernels' pool and what Dawn has not freed yet all hold activation-sized buffers, so the process
+ * holds more than the peak of live values; the (negative) overhead takes back the embedding
+ * gradient that both terms count. Fitted on the H200 runs of session 7, call 7 (0.5B fused,
+ * 'bucket' cache: 8×256 9.83, 8×1024 14.73 GiB); out of sample 8×512 −3.1 … −7.5% (calls 1, 6, 7),
+ * and with the 'simple' cache (now the default) 8×512 −8.3%, 8×1024 −3.8% (memory-budget.md).
+ * Replaces the live-buffer rule + a quarter of the unfreed bound, which at 8×256 predicted
+ * +16.7% and at 8×1024 −11.7% (its activation peak, the step's last node with all gradients, does
+ * not grow from 8×256 to 8×512).
  */
-export function poolHeld(base: Model, req: MemoryRequest): number {
-  const pool = req.bufferPool ?? DEFAULT_POOL_BYTES;
-  if (pool <= 0) return 0;
-  const workspace = opWorkspace(FUSED_OPS, boundShapes(base.graph, req.batch, req.seq).dims);
-  return Math.min(pool, base.graph.nodes.reduce((m, n) => Math.max(m, workspace(n)), 0));
-}
+export const FREE_WEBGPU_SCALE = 2.34;
+export const FREE_WEBGPU_OVERHEAD = -1.09 * 2 ** 30;
 
-/**
- * Budget-free webgpu: released bytes Dawn has not freed yet when the peak is reached, as a multiple
- * of the step's largest activation (a value that grows with the batch; at 0.5B, the attention probabilities [B, 14, T, T]: ORT-web
- * releases and re-creates its intermediates every segment run), at most FREE_UNFREED_BYTES. H200,
- * session 7, calls 1 and 6 (memory-budget.md), nvidia-smi minus live buffers: 0.52-1.14 GiB at
- * 8×512, 1.47-1.51 GiB at 8×1024 (where the bound was reached 116-143 times a run); the quarter of
- * the bound this replaces predicted 8×1024 −11.7% under what the process held.
- */
-export const UNFREED_LARGEST = 4;
-
-export function unfreedAllowance(base: Model, req: MemoryRequest): number {
-  // Activations only: values that grow with the batch (not weights and their gradients).
-  const { size } = boundShapes(base.graph, req.batch, req.seq), one = boundShapes(base.graph, 1, 1).size;
-  let largest = 0;
-  for (const n of base.graph.nodes) for (const o of n.outputs) {
-    const b = size(o) ?? 0;
-    if (b > (one(o) ?? 0)) largest = Math.max(largest, b);
-  }
-  return Math.min(FREE_UNFREED_BYTES, UNFREED_LARGEST * largest);
+/** The budget-free webgpu prediction for the planned step graph `train` (see FREE_WEBGPU_SCALE). */
+export function budgetFreeWebgpuPeak(train: Model, req: MemoryRequest, parameters: number, frozen: number): number {
+  const { dims, size } = boundShapes(train.graph, req.batch, req.seq);
+  const act = memoryPlan(train.graph, size, undefined, { workspace: opWorkspace(FUSED_OPS, dims), freeOutputs: (v) => v.name.startsWith(GRAD_PREFIX) }).peakBytes;
+  const gradients = req.gradientsApplied ? 0 : 4 * parameters; // applied early, they never all live
+  return 12 * parameters + gradients + FROZEN_COPIES.webgpu * 4 * frozen + FREE_WEBGPU_SCALE * act + FREE_WEBGPU_OVERHEAD;
 }
 
 /** Plan the recomputation of `base` (built with recompute: false) for `req` (see the file header). */
@@ -143,19 +129,19 @@ export function planMemory(base: Model, req: MemoryRequest): RecomputePlan {
   if (req.budget !== undefined && !(req.budget > 0)) fail('usage', `--memory-budget must be a positive size (got ${req.budget} bytes)`);
   const parameters = trainedElements(base);
   const frozen = frozenElements(base.graph);
-  // Budget-free webgpu: what the process holds is the live buffers, our kernels' buffer pool and
-  // released bytes Dawn has not freed yet (bounded by FREE_UNFREED_BYTES).
-  const unfreed = req.backend === 'webgpu' && req.budget === undefined ? unfreedAllowance(base, req) + poolHeld(base, req) : 0;
-  return planRecompute(base, FUSED_OPS, {
+  const plan = planRecompute(base, FUSED_OPS, {
     batch: req.batch,
     seq: req.seq,
     budget: req.budget,
     budgetName: '--memory-budget',
-    predict: (act) => stepPeak(req.backend, parameters, act, frozen) + unfreed,
+    predict: (act) => stepPeak(req.backend, parameters, act, frozen),
     stepFlops: 6 * parameters * req.batch * req.seq,
     freeOutputs: req.gradientsApplied ? (v) => v.name.startsWith(GRAD_PREFIX) : undefined,
     inOps: mlpInOps(req.mlpRecompute, req.budget !== undefined),
   });
+  // Without a budget nothing is chosen against the prediction: webgpu's is the budget-free rule.
+  if (req.backend === 'webgpu' && req.budget === undefined) plan.predictedBytes = budgetFreeWebgpuPeak(plan.train, req, parameters, frozen);
+  return plan;
 }
 
 const UNITS: Record<string, number> = { '': 1, b: 1, k: 2 ** 10, kb: 1e3, kib: 2 ** 10, m: 2 ** 20, mb: 1e6, mib: 2 ** 20, g: 2 ** 30, gb: 1e9, gib: 2 ** 30, t: 2 ** 40, tb: 1e12, tib: 2 ** 40 };

@@ -14,7 +14,7 @@ import { createModel, GraphBuilder } from '../ir/index.js';
 import { inferShapes } from '../ir/infer/index.js';
 import { DataType } from '../onnx/schema.js';
 import { boundShapes, memoryPlan } from '../autodiff/memory-plan.js';
-import { planMemory, poolHeld } from './memory-budget.js';
+import { planMemory } from './memory-budget.js';
 import { FROZEN_COPIES, frozenElements, largestFitting, memoryLimit, stepMemoryModel } from './memory-estimate.js';
 
 const GiB = 2 ** 30;
@@ -74,15 +74,47 @@ describe('step memory estimate', () => {
     const base = trainingGraph(buildQwen2Structure(QWEN2_0_5B), { fuse: true, fuseMlp: true, recompute: false }).train;
     const all = planMemory(base, { batch: B, seq: T, backend: 'webgpu' });
     expect(all.values).toBeGreaterThan(0);
-    // Budget-free, the buffer pool holds one MLP backward's gate, up and dh: 3 × [B·T, 4864] floats.
-    expect(poolHeld(base, { batch: B, seq: T, backend: 'webgpu' })).toBe(3 * B * T * 4864 * 4);
-    expect(poolHeld(base, { batch: B, seq: T, backend: 'webgpu', bufferPool: 2 ** 20 })).toBe(2 ** 20);
-    expect(poolHeld(base, { batch: B, seq: T, backend: 'webgpu', bufferPool: 0 })).toBe(0);
+    // Budget-free webgpu: the prediction grows with the sequence (the activations without the
+    // gradients), from 16 bytes a parameter plus the fitted multiple (memory-budget.ts FREE_WEBGPU_SCALE).
+    const free = [256, 512, 1024].map((t) => planMemory(base, { batch: B, seq: t, backend: 'webgpu' }).predictedBytes);
+    console.log(`budget-free webgpu 0.5B fused-mlp: 8x256/512/1024 predicted ${free.map((b) => (b / GiB).toFixed(2)).join(' / ')} GiB`);
+    expect(free[0]).toBeLessThan(free[1]);
+    expect(free[1]).toBeLessThan(free[2]);
+    expect(free[0]).toBeGreaterThan(16 * params);
     const min = (() => { try { planMemory(base, { batch: B, seq: T, backend: 'webgpu', budget: 1 }); } catch (e) { return Number(/\((\d+)MiB\)/.exec(String(e))![1]) * 2 ** 20; } return 0; })();
     expect(min).toBeGreaterThan(0);
     const planned = planMemory(base, { batch: B, seq: T, backend: 'webgpu', budget: min });
     expect(planned.predictedBytes).toBeLessThanOrEqual(min);
     console.log(`--fuse-mlp 0.5B 8x512 webgpu: default plan ${(all.predictedBytes / GiB).toFixed(2)} GiB, smallest budget ${(min / GiB).toFixed(2)} GiB (${planned.values} values recomputed, overhead ${(100 * planned.overhead).toFixed(1)}%)`);
+  }, 120_000);
+
+  it('--fuse-attention: the [B, H, T, T] probabilities leave the plan, the backward op\'s δ workspace enters it; the planner plans it', () => {
+    const [B, T, L, H] = [8, 512, QWEN2_0_5B.num_hidden_layers, QWEN2_0_5B.num_attention_heads];
+    // Without recomputation (with it, the default plan recomputes the probabilities in the backward anyway).
+    const mlp = trainingGraph(buildQwen2Structure(QWEN2_0_5B), { fuse: true, fuseMlp: true, recompute: false }).train.graph;
+    const attn = trainingGraph(buildQwen2Structure(QWEN2_0_5B), { fuse: true, fuseMlp: true, fuseAttention: true, recompute: false }).train.graph;
+    expect([attn.nodes.filter((n) => n.opType === 'CausalAttentionGrad').length, attn.nodes.filter((n) => n.opType === 'Softmax').length]).toEqual([L, 0]);
+    const act = (g: typeof attn, ops = FUSED_OPS) => stepMemoryModel(g, params, ops).at(B, T).activationBytes;
+    const probs = B * H * T * T * 4;
+    const saved = act(mlp) - act(attn);
+    console.log(`0.5B 8x512 activation plan: --fuse-mlp ${(act(mlp) / GiB).toFixed(2)} GiB, + --fuse-attention ${(act(attn) / GiB).toFixed(2)} GiB (${(saved / GiB).toFixed(2)} GiB less; L·B·H·T²·4 = ${(L * probs / GiB).toFixed(2)})`);
+    expect(saved).toBeGreaterThan(0.6 * L * probs);
+    // One CausalAttentionGrad node: δ [B, H, T] while it runs.
+    const one = createModel({ opset: 20, opsets: { 'ai.ortfuse': 1 } });
+    const gb = new GraphBuilder(one.graph);
+    const F = DataType.FLOAT;
+    const x = (name: string, heads: number) => gb.input(name, F, ['B', heads, 'T', 8]);
+    gb.input('input_ids', DataType.INT64, ['B', 'T']); // (boundShapes reads B and T from it)
+    const outs = gb.op.call('CausalAttentionGrad', [x('q', 4), x('k', 2), x('v', 2), x('o', 4), gb.input('lse', F, ['B', 4, 'T']), x('do', 4)], { scale: { float: 0.5 } }, { domain: 'ai.ortfuse', outputs: 3 });
+    outs.forEach((o, i) => gb.output(o, `d${i}`));
+    inferShapes(one, { rules: FUSED_INFER_RULES });
+    const b1 = boundShapes(one.graph, 3, 5);
+    const plain = memoryPlan(one.graph, b1.size).peakBytes;
+    expect(memoryPlan(one.graph, b1.size, undefined, { workspace: opWorkspace(FUSED_OPS, b1.dims) }).peakBytes - plain).toBe(3 * 4 * 5 * 4);
+    const base = trainingGraph(buildQwen2Structure(QWEN2_0_5B), { fuse: true, fuseMlp: true, fuseAttention: true, recompute: false }).train;
+    const planned = planMemory(base, { batch: B, seq: T, backend: 'webgpu' });
+    expect(planned.values).toBeGreaterThan(0);
+    console.log(`--fuse-mlp --fuse-attention 0.5B 8x512 webgpu: default plan ${(planned.predictedBytes / GiB).toFixed(2)} GiB`);
   }, 120_000);
 
   it('largestFitting: the most sequences at the asked length, else the longest single sequence', () => {

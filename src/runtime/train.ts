@@ -58,6 +58,8 @@ export interface TrainOptions {
   fuseMlp?: boolean;
   /** With the fused MLP: whether its backward recomputes gate and up (`--mlp-recompute`; default 'auto': src/runtime/memory-budget.ts mlpInOps). */
   mlpRecompute?: MlpRecompute;
+  /** With `fuse`: each layer's causal attention as one op (`--fuse-attention`; default false). */
+  fuseAttention?: boolean;
   warmup?: number;
   weightDecay?: number;
   maxGradNorm?: number;
@@ -224,12 +226,11 @@ export async function runTraining(model: Model, text: string, tok: Tokenizer, o:
   // The export's graph with torch-named parameters, kept aside (tensors shared) for --save-model.
   const forward = o.saveModel ? (adoptExport(model), cloneModel(model)) : undefined;
   const gradientsApplied = gradientsAppliedEarly(backend, settings.clip, o.kernels);
-  // Graph capture turns our kernels' buffer pool off (src/runtime/webgpu/trainer.ts).
-  const memoryRequest = { batch: o.batch, seq: o.seq, backend, budget: o.memoryBudget, gradientsApplied, ...(o.graphCapture ? { bufferPool: 0 } : {}) } as const;
+  const memoryRequest = { batch: o.batch, seq: o.seq, backend, budget: o.memoryBudget, gradientsApplied } as const;
   const fuseMlp = o.fuseMlp ?? defaultFuseMlp(backend, o.fuse);
   if (o.mlpRecompute !== undefined && o.mlpRecompute !== 'auto' && !(fuseMlp && o.fuse))
     fail('usage', `--mlp-recompute ${o.mlpRecompute} acts on the fused MLP, which this run does not use (${o.fuse ? `--fuse-mlp is off${backend === 'cpu' ? ' by default on cpu' : ''}` : '--no-fuse'})`);
-  const prepared = prepareTraining(model, { fuse: o.fuse, fuseMlp, mlpRecompute: o.mlpRecompute, target: backend, trainable: o.trainable, freeze: o.freeze, lora: o.lora, memory: memoryRequest });
+  const prepared = prepareTraining(model, { fuse: o.fuse, fuseMlp, mlpRecompute: o.mlpRecompute, fuseAttention: o.fuseAttention, target: backend, trainable: o.trainable, freeze: o.freeze, lora: o.lora, memory: memoryRequest });
   const nParams = [...prepared.initial.values()].reduce((s, p) => s + p.length, 0);
   const shapes: ParamShapes = prepared.train.graph.inputs
     .filter((v) => prepared.initial.has(v.name))

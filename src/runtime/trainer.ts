@@ -47,6 +47,15 @@ export interface TrainerOptions {
    */
   bufferPool?: number;
   /**
+   * webgpu: ORT-web's storage buffer cache (WebGPU EP storageBufferCacheMode): 'simple' (the
+   * default) keeps released buffers for reuse by exact size, 'bucket' (ORT's own default, and under
+   * a memory budget) rounds sizes up to buckets and destroys what does not fit one — on the H200,
+   * 0.5B 8×1024 budget-free ran 6,170 tok/s with 'simple' against 2,813 with 'bucket' (the host
+   * waited on Dawn to free ORT's [8, 14, 1024, 1024] intermediates 144 times a run), 15.31 vs 14.73
+   * GiB (bench/results/memory-budget.md, session 7, call 7). A TrainingSpec's bufferCache wins.
+   */
+  ortBufferCache?: 'disabled' | 'lazyRelease' | 'simple' | 'bucket';
+  /**
    * webgpu stage plan of a graph specialised to one batch shape: run the segments that read no
    * host input with ORT-web's graph capture (src/runtime/webgpu/capture.ts).
    */

@@ -36,6 +36,8 @@ export interface TrainerConfig {
    * 'auto' (default): as memoryBudget needs, else kept on webgpu and recomputed on cpu.
    */
   mlpRecompute?: MlpRecompute;
+  /** With fuse: each layer's causal attention as one op, as `--fuse-attention` (default false until measured). */
+  fuseAttention?: boolean;
   /** Globs of parameters to train, as `--trainable` (torch names where the export records them; default all). */
   trainable?: string | string[];
   /** Globs of parameters to keep fixed, as `--freeze` (default none). */
@@ -91,11 +93,12 @@ export interface ResolvedOptions extends Omit<TrainerConfig, 'lora'> {
   clip: number;
   fuse: boolean;
   fuseMlp: boolean;
+  fuseAttention: boolean;
   trainable?: string[];
   freeze?: string[];
 }
 
-const KNOWN = new Set(['backend', 'lr', 'steps', 'warmup', 'schedule', 'minLrRatio', 'weightDecay', 'clip', 'fuse', 'fuseMlp', 'mlpRecompute', 'trainable', 'freeze', 'kernels', 'batch', 'seq', 'threads', 'sessionOptions', 'ort', 'noDecay', 'lora', 'memoryBudget', 'graphCapture']);
+const KNOWN = new Set(['backend', 'lr', 'steps', 'warmup', 'schedule', 'minLrRatio', 'weightDecay', 'clip', 'fuse', 'fuseMlp', 'mlpRecompute', 'fuseAttention', 'trainable', 'freeze', 'kernels', 'batch', 'seq', 'threads', 'sessionOptions', 'ort', 'noDecay', 'lora', 'memoryBudget', 'graphCapture']);
 
 function int(v: unknown, name: string, min: number): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < min) fail('usage', `option ${name} must be an integer ≥ ${min} (got ${String(v)})`);
@@ -133,6 +136,7 @@ export function resolveOptions(c: TrainerConfig): ResolvedOptions {
     clip: num(c.clip ?? 1, 'clip', (x) => x >= 0, 'a number ≥ 0 (0 = off)'),
     fuse: c.fuse ?? true,
     fuseMlp: c.fuseMlp ?? defaultFuseMlp(backend, c.fuse ?? true),
+    fuseAttention: c.fuseAttention ?? false,
     trainable: globs(c.trainable, 'trainable'),
     freeze: globs(c.freeze, 'freeze'),
     lora: c.lora === undefined ? undefined : resolveLora(c.lora),
@@ -146,6 +150,8 @@ export function resolveOptions(c: TrainerConfig): ResolvedOptions {
     if (!MLP_RECOMPUTE.includes(c.mlpRecompute)) fail('usage', `option mlpRecompute must be ${MLP_RECOMPUTE.map((m) => `'${m}'`).join(', ')} (got ${String(c.mlpRecompute)})`);
     if (c.mlpRecompute !== 'auto' && !o.fuseMlp) fail('usage', `option mlpRecompute '${c.mlpRecompute}' acts on the fused MLP: it needs fuseMlp`);
   }
+  if (typeof o.fuseAttention !== 'boolean') fail('usage', `option fuseAttention must be true or false (got ${String(o.fuseAttention)})`);
+  if (o.fuseAttention && !o.fuse) fail('usage', 'option fuseAttention needs fuse (it is one of the fusion passes)');
   if (o.warmup > steps) fail('usage', `option warmup (${o.warmup}) is longer than the schedule (steps ${steps})`);
   if ((c.batch === undefined) !== (c.seq === undefined)) fail('usage', 'options batch and seq go together (the batch shape the webgpu step graph is specialised to)');
   if (c.batch !== undefined) int(c.batch, 'batch', 1);

@@ -96,6 +96,9 @@ export const DEFAULT_EP_OPTIONS: Record<string, string> = { validationMode: 'dis
  */
 export const DEFAULT_POOL_BYTES = 1 * 2 ** 30;
 
+/** ORT-web's storage buffer cache unless TrainerOptions.ortBufferCache says otherwise (see there). */
+export const DEFAULT_ORT_BUFFER_CACHE = 'simple';
+
 export class WebGpuTrainer {
   step = 0;
   readonly log: AllocationLog;
@@ -125,7 +128,8 @@ export class WebGpuTrainer {
     const open = async (bytes: Uint8Array, what: string, enableGraphCapture = false): Promise<Ort.InferenceSession> => {
       try {
         // No CSE: it would merge the backward's recomputations back into the forward values (src/autodiff/recompute.ts).
-        const epo = spec.bufferCache ? ep.map((e) => ({ ...e, storageBufferCacheMode: spec.bufferCache })) : ep;
+        const cache = spec.bufferCache ?? opts.ortBufferCache ?? DEFAULT_ORT_BUFFER_CACHE;
+        const epo = ep.map((e) => ({ ...e, storageBufferCacheMode: cache }));
         return await ort.InferenceSession.create(bytes, { executionProviders: epo as Ort.InferenceSession.ExecutionProviderConfig[], preferredOutputLocation: 'gpu-buffer', logSeverityLevel: 3, extra: NO_CSE_SESSION_CONFIG, enableGraphCapture });
       } catch (e) {
         return fail('runtime', `onnxruntime-web (webgpu) refused ${what}: ${(e as Error).message.split('\n')[0]}`, e);

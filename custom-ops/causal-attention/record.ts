@@ -1,0 +1,23 @@
+/** CausalAttention and its backward op CausalAttentionGrad, as listed in custom-ops/registry.ts. */
+import type { Node } from '../../src/ir/graph.js';
+import type { DimsOf } from '../../src/autodiff/memory-plan.js';
+import type { FusedOpRecord } from '../../src/ops/record.js';
+import { causalAttention } from './function.js';
+import { causalAttentionGrad } from './grad.js';
+import { causalAttentionGradOp } from './grad-function.js';
+import { causalAttentionGradKernel, causalAttentionKernel } from './webgpu/entry.js';
+
+/**
+ * The backward kernel's one intermediate (webgpu/attention.ts): δ = rowsum(do·o), [B, Hq, T] in
+ * 4-byte elements. The forward kernel holds nothing besides o and lse. (The portable bodies hold
+ * [B, Hq, T, T] scores; ORT's own planner sees those, the activation plan counts our kernels.)
+ */
+const deltaBytes = (n: Node, dims: DimsOf): number | undefined => {
+  const q = n.input(0) && dims(n.input(0)!);
+  return q && q.length === 4 ? q[0] * q[1] * q[2] * 4 : undefined;
+};
+
+/** Not recomputable: recomputing o costs the whole attention. */
+export const causalAttentionRecord: FusedOpRecord = { ...causalAttention, grad: causalAttentionGrad, webgpu: causalAttentionKernel };
+
+export const causalAttentionGradRecord: FusedOpRecord = { ...causalAttentionGradOp, webgpu: causalAttentionGradKernel, workspace: deltaBytes };
