@@ -4,17 +4,10 @@
  * textbook way (full softmax over the allowed keys), not the way the kernels do it.
  */
 
-export interface AttnShape {
-  b: number;
-  hq: number;
-  hkv: number;
-  t: number;
-  d: number;
-  scale: number;
-}
+import type { AttnDims } from './schema.js';
 
 /** Softmax row t of head (bi, h): probabilities over keys 0..t and their log-sum-exp. */
-function row(q: ArrayLike<number>, k: ArrayLike<number>, s: AttnShape, bi: number, h: number, t: number): { p: Float64Array; lse: number } {
+function row(q: ArrayLike<number>, k: ArrayLike<number>, s: AttnDims, bi: number, h: number, t: number): { p: Float64Array; lse: number } {
   const { hq, hkv, t: T, d: D, scale } = s;
   const kh = Math.floor(h / (hq / hkv));
   const qo = ((bi * hq + h) * T + t) * D;
@@ -33,7 +26,7 @@ function row(q: ArrayLike<number>, k: ArrayLike<number>, s: AttnShape, bi: numbe
   return { p: sc.map((x) => Math.exp(x - lse)), lse };
 }
 
-export function causalAttentionRef(q: ArrayLike<number>, k: ArrayLike<number>, v: ArrayLike<number>, s: AttnShape): { o: Float64Array; lse: Float64Array } {
+export function causalAttentionRef(q: ArrayLike<number>, k: ArrayLike<number>, v: ArrayLike<number>, s: AttnDims): { o: Float64Array; lse: Float64Array } {
   const { b, hq, hkv, t: T, d: D } = s;
   const o = new Float64Array(b * hq * T * D), lse = new Float64Array(b * hq * T);
   for (let bi = 0; bi < b; bi++)
@@ -52,7 +45,7 @@ export function causalAttentionRef(q: ArrayLike<number>, k: ArrayLike<number>, v
   return { o, lse };
 }
 
-export function causalAttentionGradRef(q: ArrayLike<number>, k: ArrayLike<number>, v: ArrayLike<number>, dout: ArrayLike<number>, s: AttnShape): { dq: Float64Array; dk: Float64Array; dv: Float64Array } {
+export function causalAttentionGradRef(q: ArrayLike<number>, k: ArrayLike<number>, v: ArrayLike<number>, dout: ArrayLike<number>, s: AttnDims): { dq: Float64Array; dk: Float64Array; dv: Float64Array } {
   const { b, hq, hkv, t: T, d: D, scale } = s;
   const dq = new Float64Array(b * hq * T * D), dk = new Float64Array(b * hkv * T * D), dv = new Float64Array(b * hkv * T * D);
   for (let bi = 0; bi < b; bi++)

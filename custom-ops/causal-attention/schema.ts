@@ -72,3 +72,13 @@ export const causalAttentionSchema: FusedOpSchema = {
 
 /** Shape-inference rule for src/ir/infer (domain::op table). */
 export const inferCausalAttention = inferRule(causalAttentionSchema);
+
+/** One CausalAttention call's sizes and scale (q [b, hq, t, d], k and v [b, hkv, t, d]). */
+export interface AttnDims {
+  b: number;
+  hq: number;
+  hkv: number;
+  t: number;
+  d: number;
+  scale: number;
+}

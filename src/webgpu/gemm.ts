@@ -272,6 +272,31 @@ export interface F16Options {
   scalar?: boolean;
 }
 
+/** One K step of a gemm_f16 kernel: load mt left and nt right matrices per matrix K step, mt·nt MMAs into acc<i>_<j>. */
+function mmaSteps(bk: number, ck: number, mt: number, nt: number, left: (i: number, s: number) => string, right: (j: number, s: number) => string): string {
+  return range(bk / ck).map((s) => ` {
+      ${range(mt).map((i) => `let l${i} = ${left(i, s)};`).join(' ')}
+      ${range(nt).map((j) => `let r${j} = ${right(j, s)};`).join(' ')}
+      ${range(mt).map((i) => range(nt).map((j) => `acc${i}_${j} = subgroupMatrixMultiplyAccumulate(l${i}, r${j}, acc${i}_${j});`).join(' ')).join('\n      ')}
+    }`).join('');
+}
+
+/**
+ * gemm_f16's per-element epilogue: each result matrix through the subgroup's slot of Cs, then
+ * stored with bounds, alpha and accumulation as plain code (workgroup-uniform: it has barriers).
+ */
+function cellEpilogue(syntax: MatrixSyntax, accumulate: boolean, c: MatrixConfig, sgm: number, sgn: number, mt: number, nt: number): string {
+  const { M: cm, N: cn } = c;
+  return range(mt).flatMap((i) => range(nt).map((j) => `
+  ${mStore(syntax, '&Cs', `sg * ${cm * cn}u`, `acc${i}_${j}`, `${cn}u`)};
+  workgroupBarrier();
+  for (var t = lane; t < ${cm * cn}u; t += 32u) {
+    let gm = row0 + sr * ${sgm}u + ${i * cm}u + t / ${cn}u; let gn = col0 + sc * ${sgn}u + ${j * cn}u + t % ${cn}u;
+    ${cStore(accumulate, 'gm', 'gn', `Cs[sg * ${cm * cn}u + t]`)}
+  }
+  workgroupBarrier();`)).join('');
+}
+
 /** Subgroup-matrix program (see header); `small` = 64×64 workgroup tile instead of 128×128. */
 export function gemmF16Program(args: MatmulArgs, split: number, opts: F16Options, small = false): Program {
   const { transA = false, transB = false } = args;
@@ -297,19 +322,10 @@ export function gemmF16Program(args: MatmulArgs, split: number, opts: F16Options
     diagnosticsOff: ['chromium.subgroup_matrix_uniformity'],
     source: () => {
       const acc = (i: number, j: number) => `acc${i}_${j}`;
-      const steps = range(bk / ck).map((s) => ` {
-      ${range(mt).map((i) => `let l${i} = ${mLoad(syntax, L, '&As', `(sr * ${sgm}u + ${i * cm}u) * ${pa}u + ${s * ck}u`, `${pa}u`)};`).join('\n      ')}
-      ${range(nt).map((j) => `let r${j} = ${mLoad(syntax, R, '&Bs', `${s * ck * pb}u + sc * ${sgn}u + ${j * cn}u`, `${pb}u`)};`).join('\n      ')}
-      ${range(mt).map((i) => range(nt).map((j) => `${acc(i, j)} = subgroupMatrixMultiplyAccumulate(l${i}, r${j}, ${acc(i, j)});`).join(' ')).join('\n      ')}
-    }`).join('');
-      const epilogue = range(mt).flatMap((i) => range(nt).map((j) => `
-  ${mStore(syntax, '&Cs', `sg * ${cm * cn}u`, acc(i, j), `${cn}u`)};
-  workgroupBarrier();
-  for (var t = lane; t < ${cm * cn}u; t += 32u) {
-    let gm = row0 + sr * ${sgm}u + ${i * cm}u + t / ${cn}u; let gn = col0 + sc * ${sgn}u + ${j * cn}u + t % ${cn}u;
-    ${cStore(accumulate, 'gm', 'gn', `Cs[sg * ${cm * cn}u + t]`)}
-  }
-  workgroupBarrier();`)).join('');
+      const steps = mmaSteps(bk, ck, mt, nt,
+        (i, s) => mLoad(syntax, L, '&As', `(sr * ${sgm}u + ${i * cm}u) * ${pa}u + ${s * ck}u`, `${pa}u`),
+        (j, s) => mLoad(syntax, R, '&Bs', `${s * ck * pb}u + sc * ${sgn}u + ${j * cn}u`, `${pb}u`));
+      const epilogue = cellEpilogue(syntax, accumulate, opts.config, sgm, sgn, mt, nt);
       return {
         decls: `
 var<workgroup> As: array<f16, ${bm * pa}>; // [m][k]
@@ -413,19 +429,8 @@ export function gemmF16VecProgram(args: MatmulArgs, split: number, opts: F16Opti
     // NVIDIA's), and the direct-store branch from the workgroup id and uniforms.
     diagnosticsOff: ['chromium.subgroup_matrix_uniformity'],
     source: () => {
-      const steps = range(bk / ck).map((s) => ` {
-      ${range(mt).map((i) => `let l${i} = ${left(i, s)};`).join(' ')}
-      ${range(nt).map((j) => `let r${j} = ${right(j, s)};`).join(' ')}
-      ${range(mt).map((i) => range(nt).map((j) => `${acc(i, j)} = subgroupMatrixMultiplyAccumulate(l${i}, r${j}, ${acc(i, j)});`).join(' ')).join('\n      ')}
-    }`).join('');
-      const slow = range(mt).flatMap((i) => range(nt).map((j) => `
-    ${mStore(syntax, '&Cs', `sg * ${cm * cn}u`, acc(i, j), `${cn}u`)};
-    workgroupBarrier();
-    for (var t = lane; t < ${cm * cn}u; t += 32u) {
-      let gm = row0 + sr * ${sgm}u + ${i * cm}u + t / ${cn}u; let gn = col0 + sc * ${sgn}u + ${j * cn}u + t % ${cn}u;
-      ${cStore(accumulate, 'gm', 'gn', `Cs[sg * ${cm * cn}u + t]`)}
-    }
-    workgroupBarrier();`)).join('');
+      const steps = mmaSteps(bk, ck, mt, nt, left, right);
+      const slow = cellEpilogue(syntax, accumulate, opts.config, sgm, sgn, mt, nt);
       return {
         decls: `
 var<workgroup> As: array<f16, ${aRows * pa}>; // A's tile as stored: ${aK ? '[m][k]' : '[k][m]'}

@@ -24,19 +24,12 @@ import { fail } from '../../../src/errors.js';
 import type { GpuContext } from '../../../src/webgpu/context.js';
 import type { BindingDecl, Program, Uniform } from '../../../src/webgpu/program.js';
 import { checkBuffer, checkDims, checkU32 } from '../../../src/webgpu/validate.js';
+import type { AttnDims } from '../schema.js';
+export type { AttnDims };
 
 const WG = 64;
 /** float32's lowest finite value: the running max before any key. */
 const LOWEST = '-3.4028234663852886e38';
-
-export interface AttnDims {
-  b: number;
-  hq: number;
-  hkv: number;
-  t: number;
-  d: number;
-  scale: number;
-}
 
 function dmaxOf(d: number): number {
   return d <= 32 ? 32 : d <= 64 ? 64 : 128;
