@@ -86,7 +86,8 @@ async function childOurs(reps: number): Promise<Row[]> {
   const { GpuContext } = await import('../src/webgpu/context.js');
   const { GpuTimer } = await import('../src/webgpu/timing.js');
   const { matmul } = await import('../src/webgpu/matmul.js');
-  const { gemmF32, gemmF16, pickF16Config, probeMatrixSyntax } = await import('../src/webgpu/gemm.js');
+  const { gemmF32 } = await import('../src/webgpu/gemm.js');
+  const { gemmF16, pickF16Config, probeMatrixSyntax } = await import('../src/webgpu/gemm-f16.js');
   const { rng } = await import('../src/random.js');
   const features = ['shader-f16', 'chromium-experimental-subgroup-matrix', 'timestamp-query'];
   const device = await requestNodeDevice({ dawnOptions: [DAWN_F16_MATRIX_TOGGLES], features });
