@@ -9,16 +9,12 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
 import { TINY } from '../models/config.js';
 import { buildQwen2 } from '../models/qwen2.js';
-import { NO_CSE_SESSION_CONFIG } from '../src/autodiff/recompute.js';
 import { mobyDick } from '../src/data/corpus.js';
 import { getTokenizer } from '../src/data/tokenizer.js';
 import type { Model } from '../src/ir/graph.js';
-import { saveBytes } from '../src/onnx/io.js';
-import { rng } from '../src/random.js';
 import { parseSize } from '../src/runtime/memory-budget.js';
 import { runTraining, type TrainOptions } from '../src/runtime/train.js';
 import { prepareTraining, trainingGraph } from '../src/runtime/session.js';
@@ -29,6 +25,7 @@ import { batches, split } from '../src/data/batches.js';
 import { DataType } from '../src/onnx/schema.js';
 import { gpuEnv, relL2 } from './webgpu-helpers.js';
 import { cli } from './cli-helpers.js';
+import { cpuStepOutputs } from './cpu-step.js';
 import { createTrainer } from '../src/training/index.js';
 
 const [B, T] = [2, 48];
@@ -44,17 +41,7 @@ function graph(budget: number | 'none') {
   return { ...g, params };
 }
 
-async function run(m: Model, params: Map<string, Float32Array>): Promise<Record<string, Float32Array>> {
-  const s = await ort.InferenceSession.create(saveBytes(m), { extra: NO_CSE_SESSION_CONFIG, logSeverityLevel: 3 });
-  const r = rng(7);
-  const ids = BigInt64Array.from({ length: B * T }, () => BigInt(Math.floor(r() * TINY.vocab_size)));
-  const labels = BigInt64Array.from(ids, (x, i) => (i % 13 === 4 ? -100n : x));
-  const feeds: Record<string, ort.Tensor> = { input_ids: new ort.Tensor('int64', ids, [B, T]), labels: new ort.Tensor('int64', labels, [B, T]) };
-  for (const v of m.graph.inputs) if (params.has(v.name)) feeds[v.name] = new ort.Tensor('float32', params.get(v.name)!, v.tensorType!.shape as number[]);
-  const out = await s.run(feeds);
-  await s.release();
-  return Object.fromEntries(Object.entries(out).map(([k, t]) => [k, t.data as Float32Array]));
-}
+const run = (m: Model, params: Map<string, Float32Array>) => cpuStepOutputs(m, params, B, T);
 
 describe('recompute planner (cpu backend, tiny Qwen2)', () => {
   // The plan that recomputes nothing (a budget above everything) and the one that recomputes all it can.

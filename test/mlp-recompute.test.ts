@@ -9,31 +9,29 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
 import { TINY } from '../models/config.js';
 import { buildQwen2 } from '../models/qwen2.js';
-import { NO_CSE_SESSION_CONFIG, recomputeInOps } from '../src/autodiff/recompute.js';
+import { recomputeInOps } from '../src/autodiff/recompute.js';
 import { boundShapes } from '../src/autodiff/memory-plan.js';
 import { checkModel } from '../src/ir/index.js';
 import { batches, split } from '../src/data/batches.js';
 import { mobyDick } from '../src/data/corpus.js';
 import { getTokenizer } from '../src/data/tokenizer.js';
 import type { Model } from '../src/ir/graph.js';
-import { saveBytes } from '../src/onnx/io.js';
 import { DataType } from '../src/onnx/schema.js';
-import { rng } from '../src/random.js';
 import type { MlpRecompute } from '../src/runtime/memory-budget.js';
 import { prepareTraining, trainingGraph } from '../src/runtime/session.js';
 import { runTraining } from '../src/runtime/train.js';
-import { createNodeWebGpuTrainer } from '../src/runtime/webgpu/ort-web-node.js';
 import { parseKernels, webgpuGraph } from '../src/runtime/webgpu/training-spec.js';
 import { splitStages } from '../src/runtime/webgpu/stage-split.js';
 import { FUSED_OPS } from '../custom-ops/registry.js';
 import { createTrainer } from '../src/training/index.js';
 import { relL2 } from './numerics.js';
 import { expectSameGradients, gpuEnv } from './webgpu-helpers.js';
+import { stepGradients } from './webgpu-step.js';
 import { cli } from './cli-helpers.js';
+import { cpuStepOutputs } from './cpu-step.js';
 
 const [B, T] = [2, 48];
 const L = TINY.num_hidden_layers;
@@ -108,18 +106,7 @@ describe('recomputeInOps', () => {
   });
 });
 
-/** Loss and gradients of a training graph on onnxruntime-node, with the model's initial weights. */
-async function run(m: Model, params: Map<string, Float32Array>): Promise<Record<string, Float32Array>> {
-  const s = await ort.InferenceSession.create(saveBytes(m), { extra: NO_CSE_SESSION_CONFIG, logSeverityLevel: 3 });
-  const r = rng(7);
-  const ids = BigInt64Array.from({ length: B * T }, () => BigInt(Math.floor(r() * TINY.vocab_size)));
-  const labels = BigInt64Array.from(ids, (x, i) => (i % 13 === 4 ? -100n : x));
-  const feeds: Record<string, ort.Tensor> = { input_ids: new ort.Tensor('int64', ids, [B, T]), labels: new ort.Tensor('int64', labels, [B, T]) };
-  for (const v of m.graph.inputs) if (params.has(v.name)) feeds[v.name] = new ort.Tensor('float32', params.get(v.name)!, v.tensorType!.shape as number[]);
-  const out = await s.run(feeds);
-  await s.release();
-  return Object.fromEntries(Object.entries(out).map(([k, t]) => [k, t.data as Float32Array]));
-}
+const run = (m: Model, params: Map<string, Float32Array>) => cpuStepOutputs(m, params, B, T);
 
 describe('the two forms compute the same step', () => {
   it('cpu (onnxruntime-node, the bodies): the loss and every gradient (relative L2 < 1e-6)', async () => {
@@ -181,12 +168,7 @@ describe('webgpu: the kept form on our kernels', () => {
       for (const choice of ['off', 'on'] as const) {
         const p = prepareTraining(buildQwen2(TINY, { seed: 1 }), { fuse: true, fuseMlp: true, mlpRecompute: choice, target: 'webgpu' });
         expect(forms(p.train)).toEqual(choice === 'off' ? [L, L, 0, 0] : [0, 0, L, L]);
-        const t = await createNodeWebGpuTrainer(p.train, p.initial, { optimizer: { lr: 1e-3 }, schedule: { lr: 1e-3, warmupSteps: 0, totalSteps: 1 } }, parseKernels(kernels), { batch: 2, seq: 32 });
-        try {
-          got.push(await t.gradients(b));
-        } finally {
-          await t.release();
-        }
+        got.push(await stepGradients(p, parseKernels(kernels), { batch: 2, seq: 32 }, b));
       }
       const worst = expectSameGradients(got[0], got[1], 1e-5);
       console.log(`webgpu ${kernels}: loss kept ${got[0].loss} vs recomputed ${got[1].loss}; worst gradient relative L2 ${worst.toExponential(2)}`);

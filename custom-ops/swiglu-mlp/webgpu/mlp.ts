@@ -59,7 +59,7 @@ function projections(ctx: GpuContext, a: MlpForwardArgs, keep = false): { g: GPU
 export function swigluMlpForward(ctx: GpuContext, a: MlpForwardArgs): GPUBuffer {
   const k = 'SwiGLUMLP';
   checkArgs(k, a);
-  const { m, h, i } = a;
+  const { m, i } = a;
   const { g, u } = projections(ctx, a);
   ctx.run(elementwise('swiglu_mlp_act', m * i, [
     { name: 'g', access: 'read', type: 'f32' },
