@@ -6,7 +6,10 @@ ANCHORS figures of bench/train-step-webgpu.ts were measured. `--liger`: Liger-Ke
 apply_liger_kernel_to_qwen2 (rope, rms_norm, swiglu, fused linear cross-entropy) before the model is
 built (the GPU machine has no Liger package: put its source's src/ on PYTHONPATH, never committed).
 
-  python3 bench/anchor_torch.py --shapes 1x128,8x256,8x512 [--steps 4] [--liger]
+  python3 bench/anchor_torch.py --shapes 1x128,8x256,8x512 [--steps 4] [--liger] [--amp]
+
+`--amp`: the forward under torch.autocast(bfloat16) (fp32 master weights and AdamW), the
+"bf16-amp" anchors of issue 12's mixed-precision acceptance.
 """
 import argparse, json, time
 import torch
@@ -16,6 +19,7 @@ ap = argparse.ArgumentParser()
 ap.add_argument("--shapes", default="8x512")
 ap.add_argument("--steps", type=int, default=4)
 ap.add_argument("--liger", action="store_true")
+ap.add_argument("--amp", action="store_true")
 a = ap.parse_args()
 if a.liger:
     from liger_kernel.transformers import apply_liger_kernel_to_qwen2
@@ -35,10 +39,11 @@ for shape in a.shapes.split(","):
     times = []
     for s in range(2 + a.steps):
         torch.cuda.synchronize(); t = time.time()
-        loss = model(input_ids=ids, labels=ids).loss
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=a.amp):
+            loss = model(input_ids=ids, labels=ids).loss
         loss.backward(); opt.step(); opt.zero_grad(set_to_none=True)
         torch.cuda.synchronize(); times.append(time.time() - t)
     ms = sum(times[2:]) / a.steps
-    print(json.dumps({"anchor": "liger fp32" if a.liger else "pytorch fp32", "mlp": type(model.model.layers[0].mlp).__name__, "step_ms_all": [t * 1000 for t in times], "shape": shape, "peak_gib": torch.cuda.max_memory_allocated() / 2**30, "tok_s": B * T / ms, "step_ms": ms * 1000}))
+    print(json.dumps({"anchor": ("liger" if a.liger else "pytorch") + (" bf16-amp" if a.amp else " fp32"), "mlp": type(model.model.layers[0].mlp).__name__, "step_ms_all": [t * 1000 for t in times], "shape": shape, "peak_gib": torch.cuda.max_memory_allocated() / 2**30, "tok_s": B * T / ms, "step_ms": ms * 1000}))
     del model, opt
     torch.cuda.empty_cache()

@@ -6,7 +6,7 @@
  */
 import * as fs from 'node:fs';
 import type { Model } from '../../ir/graph.js';
-import { loadDawn, useLiftoffOnly, useSwiftShaderIfPresent } from '../../webgpu/dawn-node.js';
+import { DAWN_F16_MATRIX_TOGGLES, loadDawn, useLiftoffOnly, useSwiftShaderIfPresent } from '../../webgpu/dawn-node.js';
 import type { TrainerOptions } from '../trainer.js';
 import { memoryMeter, type MemoryMeter } from './memory.js';
 import type { OpPolicy } from './policy.js';
@@ -24,25 +24,34 @@ function hasSystemVulkanDriver(): boolean {
 let loaded: Promise<{ ort: OrtWeb; meter: MemoryMeter }> | undefined;
 let dawnReady: Promise<MemoryMeter> | undefined;
 
+/** Options of the first {@link nodeWebGpu} call in a process (later calls get what it made). */
+export interface NodeWebGpuOptions {
+  /**
+   * Create Dawn with DAWN_F16_MATRIX_TOGGLES, under which NVIDIA's Vulkan driver offers shader-f16
+   * and subgroup matrices (mixed precision's tensor-core GEMM); no effect on other adapters.
+   */
+  f16Matrix?: boolean;
+}
+
 /**
  * WebGPU for onnxruntime-web in this process, once: dawn.node as `navigator.gpu` with its shims and
  * the GPU memory meter, ready for any onnxruntime-web module (ours or a caller's). Without a system
  * Vulkan driver (CPU-only machines), Dawn uses chromium's SwiftShader when it is installed.
  */
-export function nodeWebGpu(): Promise<MemoryMeter> {
+export function nodeWebGpu(options: NodeWebGpuOptions = {}): Promise<MemoryMeter> {
   dawnReady ??= (async () => {
     if (!hasSystemVulkanDriver()) useSwiftShaderIfPresent();
     if (process.env.ORTFUSE_NO_LIFTOFF !== '1') useLiftoffOnly(); // =1: measure V8's tiering (bench/train-step-webgpu --settings)
-    await loadDawn();
+    await loadDawn(options.f16Matrix ? [DAWN_F16_MATRIX_TOGGLES] : []);
     return memoryMeter();
   })();
   return dawnReady;
 }
 
 /** onnxruntime-web (webgpu build) ready to run in this process, once (see nodeWebGpu). */
-export function nodeOrtWeb(): Promise<{ ort: OrtWeb; meter: MemoryMeter }> {
+export function nodeOrtWeb(options: NodeWebGpuOptions = {}): Promise<{ ort: OrtWeb; meter: MemoryMeter }> {
   loaded ??= (async () => {
-    const meter = await nodeWebGpu();
+    const meter = await nodeWebGpu(options);
     const ort = (await import('onnxruntime-web/webgpu')) as unknown as OrtWeb;
     ort.env.wasm.numThreads = 1;
     return { ort, meter };
