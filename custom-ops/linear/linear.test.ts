@@ -19,7 +19,7 @@ describe('Linear and LinearGrad bodies vs float64 reference (onnxruntime-node)',
     for (const precision of ['fp32', 'f16'] as Precision[])
       it(`${target}, precision ${precision}`, async () => {
         for (const [seed, lead, k, n, transB, hasBias] of CASES) {
-          const m = lead.reduce((a, b) => a * b, 1);
+          const m = (lead as readonly number[]).reduce((a, b) => a * b, 1);
           const r = rng(seed);
           const x = randn(r, m * k), w = randn(r, n * k, 0.5), bias = randn(r, n), dy = randn(r, m * n);
           const xd = [...lead, k], wd = transB ? [n, k] : [k, n], yd = [...lead, n];
@@ -55,7 +55,7 @@ describe('Linear and LinearGrad bodies vs float64 reference (onnxruntime-node)',
   });
 
   it('validators: shapes, types and attributes of x, w, bias and dy', () => {
-    const io = (xs: (number | string)[], ws: number[], bs?: number[], elem = F) =>
+    const io = (xs: (number | string)[], ws: number[], bs?: number[], elem: number = F) =>
       [{ name: 'x', elem, shape: xs }, { name: 'w', elem: F, shape: ws }, ...(bs ? [{ name: 'b', elem: F, shape: bs }] : [])];
     const fwd = (attrs: Record<string, number | string>, ...a: Parameters<typeof io>) => validateNode(linear.schema, lonelyNode(linear, 'proj', io(...a), attrs));
     expect(fwd({}, ['B', 'S', 8], [20, 8], [20])[0].shape).toEqual(['B', 'S', 20]);
