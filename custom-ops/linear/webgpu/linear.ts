@@ -7,10 +7,11 @@
  *   forward:   y ← bias broadcast over rows (linear_bias_rows; skipped without a bias);
  *              y (+)= x·wᵀ (NT) or x·w (NN)
  *   backward:  dx = dy·w (NN) or dy·wᵀ (NT);  dw = dyᵀ·x [N, K] or xᵀ·dy [K, N] (TN);
- *              db = Σ_rows dy (FLCE's column-sum program)
+ *              db = ones[1, M]·dy (NN; fp32 at any precision: split-K spreads the rows over
+ *              workgroups, where a thread per column would walk all M rows alone)
  *
  * Only the gradients asked for (`want`) are computed: a frozen weight's dw, the db of a Linear
- * without bias. Outputs only, no temporaries.
+ * without bias. One temporary: db's ones [M].
  */
 import type { GpuContext } from '../../../src/webgpu/context.js';
 import { gemmF32 } from '../../../src/webgpu/gemm.js';
@@ -18,7 +19,6 @@ import type { MatmulArgs } from '../../../src/webgpu/matmul.js';
 import { dispatch1d, type Program } from '../../../src/webgpu/program.js';
 import { checkBuffer, checkDims, checkU32 } from '../../../src/webgpu/validate.js';
 import type { Precision } from '../../precision.js';
-import { biasGradProgram } from '../../fused-linear-cross-entropy/webgpu/programs.js';
 
 const WG = 256;
 
@@ -69,6 +69,24 @@ function checkArgs(kernel: string, a: LinearDims & { x: GPUBuffer; w: GPUBuffer 
   checkU32(kernel, '[M, N]', a.m * a.n);
   checkBuffer(kernel, 'x', a.x, a.m * a.k);
   checkBuffer(kernel, 'w', a.w, a.n * a.k);
+}
+
+/** v[i] = 1 for i < total: the row vector that sums dy's rows on the GEMM. */
+function onesProgram(total: number): Program {
+  return {
+    name: 'linear_ones',
+    cacheKey: 'f32',
+    workgroupSize: [WG],
+    dispatch: dispatch1d(Math.ceil(total / WG)),
+    uniforms: [{ name: 'total', type: 'u32', value: total }],
+    bindings: [{ name: 'v', access: 'read_write', type: 'f32' }],
+    source: () => ({
+      main: `
+  let i = flatWorkgroup(wid, nwg) * ${WG}u + lidx;
+  if (i >= u.total) { return; }
+  v[i] = 1.0;`,
+    }),
+  };
 }
 
 /** y[r, c] = bias[c] for every row: the C of the accumulating GEMM. */
@@ -127,7 +145,9 @@ export function linearBackward(ctx: GpuContext, a: LinearBackwardArgs): LinearGr
   }
   if (want.db) {
     out.db = ctx.buffer('linear.db', n * 4);
-    ctx.run(biasGradProgram(m, n, false), [a.dy, out.db]);
+    const ones = ctx.temp('linear.ones', m * 4);
+    ctx.run(onesProgram(m), [ones]);
+    gemmF32(ctx, { m: 1, n, k: m, a: { buffer: ones, ld: m }, b: { buffer: a.dy, ld: n }, c: { buffer: out.db, ld: n } });
   }
   return out;
 }
