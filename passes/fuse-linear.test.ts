@@ -113,6 +113,17 @@ describe('fuse-linear in the pipeline', () => {
       expect(Math.abs((await loss(m)) - want) / want).toBeLessThan(1e-5);
     });
 
+  it('with the attention fused too: the projections around each CausalAttention still become Linear; same loss', async () => {
+    const m = buildQwen2(TINY, { seed: 5 });
+    const want = await loss(m);
+    runPipeline(m, defaultPipeline({ mlp: true, attention: true, linear: true }), { checkEachPass: true });
+    const c = opCounts(m);
+    // MatMuls left: RoPE's frequencies·positions (no parameter) and the logits (the lm_head's, FLCE's weight).
+    expect([c.Linear, c.CausalAttention, c.SwiGLUMLP, c.MatMul ?? 0]).toEqual([4 * layers, layers, layers, 2]);
+    ensureFunctions(m, 'cpu');
+    expect(Math.abs((await loss(m)) - want) / want).toBeLessThan(1e-5);
+  });
+
   it("a default-settings torch export (folded val_N weights, not adopted): the stored-transposed form, 4 per layer; same loss", async () => {
     const m = loadFile(new URL('../models/fixtures/default/qwen2-default-tied.onnx', import.meta.url).pathname);
     const fx = JSON.parse(fs.readFileSync(new URL('../models/fixtures/default/qwen2-default-tied.json', import.meta.url), 'utf8')) as { loss: number; config: { num_hidden_layers: number }; inputs: { input_ids: number[][]; labels: number[][] } };
