@@ -39,9 +39,10 @@ export function buildLinearGrad(b: Body, [x, w, dy]: Value[], _target: Target, o
   const op = b.op;
   const r = (v: Value) => gemmOperand(b, v, opts.precision);
   const x2 = rows(b, x), dy2 = rows(b, dy);
+  const xr = r(x2), dyr = r(dy2);
   const transB = opts.transB ?? 1;
-  const dx2 = op.Gemm(r(dy2), r(w), { transB: 1 - transB });
-  const dw = transB ? op.Gemm(r(dy2), r(x2), { transA: 1 }) : op.Gemm(r(x2), r(dy2), { transA: 1 });
+  const dx2 = op.Gemm(dyr, r(w), { transB: 1 - transB });
+  const dw = transB ? op.Gemm(dyr, xr, { transA: 1 }) : op.Gemm(xr, dyr, { transA: 1 });
   return [unrows(b, dx2, x), dw, b.reduce('ReduceSum', dy2, [0], false)];
 }
 
