@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { DataType } from '../../src/onnx/schema.js';
+import { checkModel, createModel, GraphBuilder } from '../../src/ir/index.js';
 import { validateNode, type Target } from '../../src/fused/types.js';
 import { fusedModelN, lonelyNode } from '../grad-testing.js';
 import { f32, fusedModel, randn, relErr, rng, runOrt } from '../testing.js';
@@ -45,14 +46,33 @@ describe('Linear and LinearGrad bodies vs float64 reference (onnxruntime-node)',
         }
       });
 
-  it('LinearGrad callers of both orientations in one model: a clear error (one body serves them)', () => {
-    const io = (ws: number[]) => [{ name: 'x', elem: F, shape: [2, 3] }, { name: 'w', elem: F, shape: ws }, { name: 'dy', elem: F, shape: [2, 4] }];
-    const nt = lonelyNode(linearGradOp, 'grad_t1', io([4, 3])), nn = lonelyNode(linearGradOp, 'grad_t0', io([3, 4]), { trans_b: 0 });
-    expect(linearGradOp.bodyOptions!([nt, nt], 'cpu')).toEqual({});
-    expect(linearGradOp.bodyOptions!([nn], 'webgpu')).toEqual({ transB: 0 });
-    expect(() => linearGradOp.bodyOptions!([nt, nn], 'cpu')).toThrow(
-      "LinearGrad nodes use different trans_b (1, 0; e.g. node 'grad_t0' (ai.ortfuse::LinearGrad)); one body serves them all: fuse every Linear of a model in one orientation");
-  });
+  for (const target of ['cpu', 'webgpu'] as Target[])
+    it(`LinearGrad callers of both orientations in one model (${target} body): trans_b read at run time, both vs float64`, async () => {
+      const io = (ws: number[]) => [{ name: 'x', elem: F, shape: [2, 3] }, { name: 'w', elem: F, shape: ws }, { name: 'dy', elem: F, shape: [2, 4] }];
+      const nt = lonelyNode(linearGradOp, 'grad_t1', io([4, 3])), nn = lonelyNode(linearGradOp, 'grad_t0', io([3, 4]), { trans_b: 0 });
+      expect(linearGradOp.bodyOptions!([nt, nt], target)).toEqual({});
+      expect(linearGradOp.bodyOptions!([nn], target)).toEqual({ transB: 0 });
+      expect(linearGradOp.bodyOptions!([nt, nn], target)).toEqual({ transB: 'node' });
+      const [m, k, n] = [5, 6, 7];
+      const mb = createModel({ opset: 20 });
+      const b = new GraphBuilder(mb.graph);
+      const x = b.input('x', F, ['R', 2, k]), dy = b.input('dy', F, ['R', 2, n]), wNK = b.input('w_nk', F, [n, k]), wKN = b.input('w_kn', F, [k, n]);
+      const call = (w: typeof x, transB: number) => b.op.call('LinearGrad', [x, w, dy], { trans_b: transB }, { domain: 'ai.ortfuse', outputs: 3 });
+      const [one, zero] = [call(wNK, 1), call(wKN, 0)];
+      ['dx1', 'dw1', 'db1'].forEach((name, i) => b.output(one[i], name));
+      ['dx0', 'dw0', 'db0'].forEach((name, i) => b.output(zero[i], name));
+      ensureFunctions(mb, target);
+      expect(checkModel(mb)).toEqual([]);
+      expect(mb.functions.find((f) => f.name === 'LinearGrad')!.body.nodes.some((nd) => nd.opType === 'If')).toBe(true);
+      const r = rng(9);
+      const xv = randn(r, 2 * m * k), dyv = randn(r, 2 * m * n), wv = randn(r, n * k), wt = randn(r, n * k);
+      const out = await runOrt(mb, { x: f32(xv, [m, 2, k]), dy: f32(dyv, [m, 2, n]), w_nk: f32(wv, [n, k]), w_kn: f32(wt, [k, n]) });
+      const s = { m: 2 * m, k, n };
+      const [r1, r0] = [linearGradRef(xv, wv, dyv, { ...s, transB: true }), linearGradRef(xv, wt, dyv, { ...s, transB: false })];
+      expect([out.dx1.dims, out.dw1.dims, out.dx0.dims, out.dw0.dims]).toEqual([[m, 2, k], [n, k], [m, 2, k], [k, n]]);
+      for (const [name, want] of [['dx1', r1.dx], ['dw1', r1.dw], ['db1', r1.db], ['dx0', r0.dx], ['dw0', r0.dw], ['db0', r0.db]] as const)
+        expect(relErr(out[name].data as Float32Array, want), name).toBeLessThan(1e-5);
+    });
 
   it('validators: shapes, types and attributes of x, w, bias and dy', () => {
     const io = (xs: (number | string)[], ws: number[], bs?: number[], elem: number = F) =>

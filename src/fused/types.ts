@@ -70,8 +70,8 @@ export interface BodyOptions {
    * 'node' when callers differ (compared at run time); absent = 'fp32' (custom-ops/precision.ts).
    */
   precision?: string;
-  /** LinearGrad: the `trans_b` every caller uses (0 or 1; absent = 1; custom-ops/linear/function.ts). */
-  transB?: number;
+  /** LinearGrad: the `trans_b` every caller uses (0 or 1; absent = 1), or 'node' when callers differ (custom-ops/linear/function.ts). */
+  transB?: number | 'node';
 }
 
 /** A fused op: its schema and a builder of its portable ONNX function body. */
