@@ -61,6 +61,8 @@ export interface FusedOpSchema {
 
 /** Options for building a body that cannot be read from the nodes at run time. */
 export interface BodyOptions {
+  /** LinearGrad: the `trans_b` every caller uses (0 or 1; absent = 1), or 'node' when callers differ (custom-ops/linear/function.ts). */
+  transB?: number | 'node';
   /** Linear-CE on webgpu: the number of unrolled chunks. */
   numChunks?: number;
   /** Linear-CE: the `reduction` every caller uses, settled when the body is built (see Body.attrStringIs). */
@@ -70,8 +72,6 @@ export interface BodyOptions {
    * 'node' when callers differ (compared at run time); absent = 'fp32' (custom-ops/precision.ts).
    */
   precision?: string;
-  /** LinearGrad: the `trans_b` every caller uses (0 or 1; absent = 1), or 'node' when callers differ (custom-ops/linear/function.ts). */
-  transB?: number | 'node';
 }
 
 /** A fused op: its schema and a builder of its portable ONNX function body. */

@@ -56,12 +56,12 @@ export interface TrainOptions {
   fuse: boolean;
   /** With `fuse`: each whole SwiGLU MLP as one op (`--fuse-mlp`; default: on webgpu, see defaultFuseMlp). */
   fuseMlp?: boolean;
+  /** With `fuse`: each remaining projection by a parameter (the attention's q, k, v, o) as one Linear op (`--fuse-linear`; default false). */
+  fuseLinear?: boolean;
   /** With the fused MLP: whether its backward recomputes gate and up (`--mlp-recompute`; default 'auto': src/runtime/memory-budget.ts mlpInOps). */
   mlpRecompute?: MlpRecompute;
   /** With `fuse`: each layer's causal attention as one op (`--fuse-attention`; default false). */
   fuseAttention?: boolean;
-  /** With `fuse`: each remaining projection by a parameter (the attention's q, k, v, o) as one Linear op (`--fuse-linear`; default false). */
-  fuseLinear?: boolean;
   warmup?: number;
   weightDecay?: number;
   maxGradNorm?: number;
