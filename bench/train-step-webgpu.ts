@@ -18,9 +18,12 @@
  * (`--mlp-recompute off`: two GEMMs fewer per layer, 2·[B·T, I] fp32 more per layer);
  * fused-attn and fused-mlp-attn add each layer's attention as one CausalAttention op
  * (`--fuse-attention`), run on our flash-attention kernels unless the run names its kernels
- * (default,attn; default,mlp,attn). Kernels as
+ * (default,attn; default,mlp,attn); a `-linear` suffix (fused-linear, fused-mlp-linear,
+ * fused-mlp-attn-linear) adds each remaining projection by a parameter (the attention's q, k, v, o)
+ * as one Linear op (`--fuse-linear`), run on our GEMM unless the run names its kernels
+ * (default,linear; default,mlp,linear). Kernels as
  * `ortfuse train --kernels` (all, none, default, or a '+'-joined list of flce, rmsnorm, swiglu, rope,
- * mlp, attn and op=kernel|ort|native — '+' because ',' separates runs; e.g.
+ * mlp, attn, linear and op=kernel|ort|native — '+' because ',' separates runs; e.g.
  * fused:8x512:default+rmsnorm=native+rope=native; default: the backend's default policy). Per run: ORT segments, ORT runs per step and host ms per ORT run (the
  * per-session-run overhead), host ms recording our kernel groups.
  *
@@ -93,13 +96,14 @@ async function child(variant: string, batch: number, seq: number, steps: number,
   const { StagedSteps } = await import('../src/runtime/webgpu/steps.js');
   const fuseMlp = variant.startsWith('fused-mlp');
   const fuseAttention = /^fused(-mlp)?-attn/.test(variant);
-  const defaultKernels = ['default', ...(fuseMlp ? ['mlp'] : []), ...(fuseAttention ? ['attn'] : [])];
+  const fuseLinear = /^fused.*-linear$/.test(variant);
+  const defaultKernels = ['default', ...(fuseMlp ? ['mlp'] : []), ...(fuseAttention ? ['attn'] : []), ...(fuseLinear ? ['linear'] : [])];
   const policy = kernels ? parseKernels(kernels.replace(/\+/g, ',')) : defaultKernels.length > 1 ? parseKernels(defaultKernels.join(',')) : {};
   const { rng } = await import('../src/random.js');
   const t0 = performance.now();
   const { loadFile } = await import('../src/onnx/io.js');
   const mlpRecompute = fuseMlp && variant.includes('-mlpkeep') ? 'off' as const : undefined;
-  const prepared = prepareTraining(modelFile ? loadFile(modelFile) : buildQwen2(config, { seed: 0 }), { fuse: variant.startsWith('fused'), fuseMlp, mlpRecompute, fuseAttention, target: 'webgpu', recompute: !variant.endsWith('-keep') });
+  const prepared = prepareTraining(modelFile ? loadFile(modelFile) : buildQwen2(config, { seed: 0 }), { fuse: variant.startsWith('fused'), fuseMlp, mlpRecompute, fuseAttention, fuseLinear, target: 'webgpu', recompute: !variant.endsWith('-keep') });
   const prepareMs = performance.now() - t0;
   const { ort, meter } = await nodeOrtWeb();
   const spec = trainingSpec(prepared.train, prepared.initial, policy, { batch, seq });

@@ -8,12 +8,13 @@ import { inferRules } from '../src/fused/types.js';
 import type { FusedOpRecord } from '../src/ops/record.js';
 import { causalAttentionGradRecord, causalAttentionRecord } from './causal-attention/record.js';
 import { linearCrossEntropyRecord, linearCrossEntropyWithGradRecord } from './fused-linear-cross-entropy/record.js';
+import { linearGradRecord, linearRecord } from './linear/record.js';
 import { rmsNormGradRecord, rmsNormRecord } from './rms-norm/record.js';
 import { ropeGradRecord, ropeRecord } from './rope/record.js';
 import { swigluGradRecord, swigluRecord } from './swiglu/record.js';
 import { swigluMlpGradRecord, swigluMlpKeepGradRecord, swigluMlpKeepRecord, swigluMlpRecord } from './swiglu-mlp/record.js';
 
-/** Forward ops, then the backward ops the gradient rules emit (RMSNormGrad, SwiGLUGrad, RoPEGrad, SwiGLUMLPGrad, SwiGLUMLPKeepGrad, CausalAttentionGrad); SwiGLUMLPKeep is the form of SwiGLUMLP the autodiff swaps in. */
+/** Forward ops, then the backward ops the gradient rules emit (RMSNormGrad, SwiGLUGrad, RoPEGrad, SwiGLUMLPGrad, SwiGLUMLPKeepGrad, CausalAttentionGrad, LinearGrad); SwiGLUMLPKeep is the form of SwiGLUMLP the autodiff swaps in. */
 export const FUSED_OPS: readonly FusedOpRecord[] = [
   linearCrossEntropyRecord,
   linearCrossEntropyWithGradRecord,
@@ -23,12 +24,14 @@ export const FUSED_OPS: readonly FusedOpRecord[] = [
   swigluMlpRecord,
   swigluMlpKeepRecord,
   causalAttentionRecord,
+  linearRecord,
   rmsNormGradRecord,
   swigluGradRecord,
   ropeGradRecord,
   swigluMlpGradRecord,
   swigluMlpKeepGradRecord,
   causalAttentionGradRecord,
+  linearGradRecord,
 ];
 
 /** Shape/type rules of every fused op, for inferShapes' `rules`. */

@@ -68,6 +68,8 @@ export interface OptimizeOptions {
   fuseMlp?: boolean;
   /** Also fuse each layer's causal attention into one CausalAttention op (passes/fuse-causal-attention.ts; off by default). */
   fuseAttention?: boolean;
+  /** Also fuse each remaining projection by a parameter into one Linear op (passes/fuse-linear.ts; off by default). */
+  fuseLinear?: boolean;
   /** Validate the input and the result with the checker (default true). */
   check?: boolean;
   /** Run the checker after every pass (slower; for debugging passes). */
@@ -146,7 +148,7 @@ export function optimize(input: Model | Uint8Array | string, opts: OptimizeOptio
   if (doCheck) validate(model, source);
   const tValidate = performance.now() - t;
   t = performance.now();
-  const pipeline = runPipeline(model, opts.passes ?? defaultPipeline({ mlp: opts.fuseMlp, attention: opts.fuseAttention }), {
+  const pipeline = runPipeline(model, opts.passes ?? defaultPipeline({ mlp: opts.fuseMlp, attention: opts.fuseAttention, linear: opts.fuseLinear }), {
     explain: opts.explain, checkEachPass: opts.checkEachPass, options: opts.training ? { ...opts.options, training: true } : opts.options,
   });
   // Last, after every pass: a function's opset imports must equal the model's.

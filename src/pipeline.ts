@@ -11,6 +11,7 @@ import { cse } from '../passes/cse.js';
 import { dce } from '../passes/dce.js';
 import { dropLogits } from '../passes/drop-logits.js';
 import { fuseCausalAttentionPass } from '../passes/fuse-causal-attention.js';
+import { fuseLinearPass } from '../passes/fuse-linear.js';
 import { fuseLinearCrossEntropyPass } from '../passes/fuse-linear-cross-entropy.js';
 import { fuseRmsNormPass } from '../passes/fuse-rms-norm.js';
 import { fuseRopePass } from '../passes/fuse-rope.js';
@@ -65,6 +66,11 @@ export interface FusionOptions {
    * off everywhere until its H200 measurement.
    */
   attention?: boolean;
+  /**
+   * Every remaining projection by a parameter as one Linear op (passes/fuse-linear.ts;
+   * `--fuse-linear`; in a Qwen2 the attention projections): off everywhere until its H200 measurement.
+   */
+  linear?: boolean;
 }
 
 /** The fusion passes, in order. */
@@ -86,6 +92,9 @@ export function fusionPipeline(opts: FusionOptions = {}): Pass[] {
     // After linear-CE (it recognises the logits by the fused loss's weight); only with
     // options.training / options.dropLogits. The cleanup after it removes the lm_head MatMul.
     dropLogits,
+    // Last: it takes the MatMuls by parameters the rules above left (the MLP's belong to
+    // SwiGLUMLP, attention's products read no parameter, and it skips the lm_head's weight).
+    ...(opts.linear ? [fuseLinearPass] : []),
   ];
 }
 

@@ -137,3 +137,30 @@ describe('--fuse-attention on a default-settings torch export', () => {
     expect(bad.stderr).toMatch(/--fuse-attention and --no-fuse contradict each other/);
   }, 120_000);
 });
+
+describe('--fuse-linear on a default-settings torch export', () => {
+  it('optimize fuses the 4 attention projections of every layer (stored [K, N]: trans_b=0); train follows the run without it; --no-fuse contradicts it', async () => {
+    const stem = 'qwen2-default-tied';
+    const layers = fx(stem).config.num_hidden_layers;
+    const o = await cli('optimize', `${DIR}${stem}.onnx`, '-o', 'linear.onnx', '--fuse-mlp', '--fuse-linear', '--json', 'linear.json');
+    expect(o.code, o.stderr).toBe(0);
+    const report = JSON.parse(fs.readFileSync(path.join(tmp, 'linear.json'), 'utf8'));
+    expect(report.passes.reduce((s: number, p: { counts: Record<string, number> }) => s + (p.counts['fuse-linear'] ?? 0), 0)).toBe(4 * layers);
+    const fused = loadFile(path.join(tmp, 'linear.onnx')).graph.nodes.filter((n) => n.opType === 'Linear');
+    expect(fused.map((n) => n.attrInt('trans_b', 1))).toEqual(Array(4 * layers).fill(0));
+
+    const losses = async (extra: string[], json: string) => {
+      const r = await cli('train', `${DIR}${stem}.onnx`, ...TRAIN, '--json', json, ...extra);
+      expect(r.code, r.stderr).toBe(0);
+      return fs.readFileSync(path.join(tmp, json), 'utf8').trim().split('\n').map((l) => JSON.parse(l).loss as number);
+    };
+    const on = await losses(['--fuse-linear'], 'linear-on.jsonl');
+    const off = await losses([], 'linear-off.jsonl');
+    expect(on).toHaveLength(4);
+    on.forEach((l, i) => expect(Math.abs(l - off[i]), `step ${i + 1}`).toBeLessThan(1e-5));
+
+    const bad = await cli('train', `${DIR}${stem}.onnx`, ...TRAIN, '--fuse-linear', '--no-fuse');
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toMatch(/--fuse-linear and --no-fuse contradict each other/);
+  }, 120_000);
+});

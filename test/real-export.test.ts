@@ -115,12 +115,13 @@ describe('a bfloat16 export gives its weights back in bfloat16', () => {
 
 // fused-mlp: the default fusions plus each whole MLP as one SwiGLUMLP (--fuse-mlp), whose backward recomputes gate and up.
 // fused-attn: the default fusions plus each layer's attention as one CausalAttention (--fuse-attention; eager and sdpa exports).
-describe.each(['unfused', 'fused', 'fused-mlp', 'fused-attn'] as const)('default-settings exports train like torch (%s)', (mode) => {
+// fused-linear: the default fusions plus every projection by a parameter as one Linear (--fuse-linear; adopted weights: trans_b=1).
+describe.each(['unfused', 'fused', 'fused-mlp', 'fused-attn', 'fused-linear'] as const)('default-settings exports train like torch (%s)', (mode) => {
   // bf16: the model exported in bfloat16 (torch_dtype=bfloat16), upcast on load; its references are the fp32 upcast's.
   it.each(['qwen2-default-tied', 'qwen2-default-gqa', 'qwen2-default-static', 'qwen2-default-bf16'])('%s: gradient of every torch parameter (rel L2 < 1e-3)', async (stem) => {
     const fx = fixture(stem);
     const grads = loadSafetensors(`${DIR}${stem === 'qwen2-default-static' ? 'qwen2-default-tied' : stem}.safetensors`).tensors;
-    const prepared = prepareTraining(load(stem), { fuse: mode !== 'unfused', fuseMlp: mode === 'fused-mlp', fuseAttention: mode === 'fused-attn', target: 'cpu' });
+    const prepared = prepareTraining(load(stem), { fuse: mode !== 'unfused', fuseMlp: mode === 'fused-mlp', fuseAttention: mode === 'fused-attn', fuseLinear: mode === 'fused-linear', target: 'cpu' });
     expect(prepared.parameters.sort()).toEqual(Object.keys(fx.parameters).sort());
     expect(prepared.parameterReport.frozen).toEqual([]);
     if (mode !== 'unfused') {
@@ -134,6 +135,9 @@ describe.each(['unfused', 'fused', 'fused-mlp', 'fused-attn'] as const)('default
       // fused-attn: no Softmax (nor its T×T gradient) left anywhere in the step.
       expect(fired('fuse-causal-attention')).toBe(mode === 'fused-attn' ? L : 0);
       expect([ops('CausalAttention'), ops('CausalAttentionGrad'), ops('Softmax') > 0]).toEqual(mode === 'fused-attn' ? [L, L, false] : [0, 0, true]);
+      // fused-linear: q, k, v, o and (the MLP not fused) gate, up, down of every layer, in torch's layout.
+      expect(fired('fuse-linear')).toBe(mode === 'fused-linear' ? 7 * L : 0);
+      if (mode === 'fused-linear') expect(prepared.train.graph.nodes.filter((n) => n.opType === 'Linear').map((n) => n.attrInt('trans_b', 1))).toEqual(Array(7 * L).fill(1));
     }
     const t = await CpuTrainer.create(prepared.train, prepared.initial, { optimizer: { lr: 1e-3 }, schedule: { lr: 1e-3, warmupSteps: 0, totalSteps: 1 } });
     const { loss, grads: got } = await t.lossAndGrads(batch(fx.inputs));

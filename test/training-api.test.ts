@@ -226,6 +226,8 @@ describe('training API (cpu)', () => {
       [{ fuse: false, fuseMlp: true }, /option fuseMlp needs fuse/],
       [{ fuseAttention: 'yes' }, /option fuseAttention must be true or false/],
       [{ fuse: false, fuseAttention: true }, /option fuseAttention needs fuse/],
+      [{ fuseLinear: 1 }, /option fuseLinear must be true or false/],
+      [{ fuse: false, fuseLinear: true }, /option fuseLinear needs fuse/],
     ];
     for (const [config, msg] of bad) {
       const e = await createTrainer(demoModel(), config).catch((x) => x);

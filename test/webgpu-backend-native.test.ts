@@ -29,13 +29,13 @@ const count = (nodes: { opType: string }[], op: string) => nodes.filter((n) => n
 
 describe("--kernels with 'native'", () => {
   it('per-op choices on top of all/none/default; the old lists unchanged; formatKernels reads back', () => {
-    expect(NATIVE).toEqual({ flce: 'kernel', rmsNorm: 'native', swiglu: 'kernel', rope: 'native', mlp: 'kernel', attn: 'ort' });
-    expect(parseKernels('flce,swiglu,mlp')).toEqual(parseKernels('default'));
-    expect(parseKernels('flce,swiglu')).toEqual({ ...parseKernels('default'), mlp: 'ort' });
-    expect(parseKernels('all,rope=ort')).toEqual({ flce: 'kernel', rmsNorm: 'kernel', swiglu: 'kernel', rope: 'ort', mlp: 'kernel', attn: 'kernel' });
-    expect(parseKernels('none')).toEqual({ flce: 'ort', rmsNorm: 'ort', swiglu: 'ort', rope: 'ort', mlp: 'ort', attn: 'ort' });
+    expect(NATIVE).toEqual({ flce: 'kernel', rmsNorm: 'native', swiglu: 'kernel', rope: 'native', mlp: 'kernel', attn: 'ort', linear: 'kernel' });
+    expect(parseKernels('flce,swiglu,mlp,linear')).toEqual(parseKernels('default'));
+    expect(parseKernels('flce,swiglu')).toEqual({ ...parseKernels('default'), mlp: 'ort', linear: 'ort' });
+    expect(parseKernels('all,rope=ort')).toEqual({ flce: 'kernel', rmsNorm: 'kernel', swiglu: 'kernel', rope: 'ort', mlp: 'kernel', attn: 'kernel', linear: 'kernel' });
+    expect(parseKernels('none')).toEqual({ flce: 'ort', rmsNorm: 'ort', swiglu: 'ort', rope: 'ort', mlp: 'ort', attn: 'ort', linear: 'ort' });
     for (const p of [NATIVE, parseKernels('all'), parseKernels('none'), parseKernels('rope=native')]) expect(parseKernels(formatKernels(p))).toEqual(p);
-    expect(formatKernels(NATIVE)).toBe('flce,swiglu,mlp,rmsnorm=native,rope=native');
+    expect(formatKernels(NATIVE)).toBe('flce,swiglu,mlp,linear,rmsnorm=native,rope=native');
     expect(() => parseKernels('flce=native')).toThrow(/--kernels: 'flce=native': only rmsnorm and rope can run as 'native'/);
     expect(() => parseKernels('rope=fast')).toThrow(/--kernels: 'rope=fast': unknown choice 'fast'/);
     expect(() => parseKernels('layernorm=native')).toThrow(/--kernels: unknown op 'layernorm'/);

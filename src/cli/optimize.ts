@@ -46,6 +46,8 @@ export interface OptimizeArgs {
   fuseMlp: boolean;
   /** Also fuse each layer's causal attention into one op (--fuse-attention). */
   fuseAttention: boolean;
+  /** Also fuse each remaining projection by a parameter into one Linear op (--fuse-linear). */
+  fuseLinear: boolean;
 }
 
 /** `model.onnx` -> `model.opt.onnx`. */
@@ -69,7 +71,8 @@ export const optimizeCommand: CliCommand<OptimizeArgs> = {
       .option('--train', "write the training-step graph: (parameters, input_ids, labels) -> (loss, grad.<param>), parameters as inputs defaulting to the model's weights")
       .option('--no-fuse', 'with --train: build the step graph from the model as it is (no passes)')
       .option('--fuse-mlp', 'also fuse each whole SwiGLU MLP (gate, up, SwiGLU, down) into one SwiGLUMLP op (off by default until measured)')
-      .option('--fuse-attention', "also fuse each layer's causal attention (scores, mask, softmax, probs·v, the GQA repeat) into one CausalAttention op (off by default until measured)");
+      .option('--fuse-attention', "also fuse each layer's causal attention (scores, mask, softmax, probs·v, the GQA repeat) into one CausalAttention op (off by default until measured)")
+      .option('--fuse-linear', "also fuse each remaining projection by a parameter (the attention's q, k, v with bias, o) into one Linear op (off by default until measured)");
   },
   parse(positionals, opts) {
     const input = positionals[0] as string | undefined;
@@ -79,6 +82,7 @@ export const optimizeCommand: CliCommand<OptimizeArgs> = {
     if (opts.fuse === false && opts.train !== true) fail('usage', '--no-fuse only applies with --train');
     if (opts.fuse === false && opts.fuseMlp === true) fail('usage', '--fuse-mlp and --no-fuse contradict each other');
     if (opts.fuse === false && opts.fuseAttention === true) fail('usage', '--fuse-attention and --no-fuse contradict each other');
+    if (opts.fuse === false && opts.fuseLinear === true) fail('usage', '--fuse-linear and --no-fuse contradict each other');
     return {
       input,
       output: opts.output as string | undefined,
@@ -92,6 +96,7 @@ export const optimizeCommand: CliCommand<OptimizeArgs> = {
       fuse: opts.fuse !== false,
       fuseMlp: opts.fuseMlp === true,
       fuseAttention: opts.fuseAttention === true,
+      fuseLinear: opts.fuseLinear === true,
     };
   },
   async run(args, io) {
@@ -119,6 +124,7 @@ async function runOptimize(args: OptimizeArgs, io: CliIO): Promise<void> {
     target: args.train ? null : args.target, training: args.train, passes: args.train && !args.fuse ? [] : undefined,
     fuseMlp: args.fuseMlp,
     fuseAttention: args.fuseAttention,
+    fuseLinear: args.fuseLinear,
   });
   if (args.train) {
     // The webgpu target's loss must run on the GPU (SoftmaxCrossEntropyLoss has no WebGPU kernel).

@@ -72,6 +72,7 @@ export const trainCommand: CliCommand<TrainArgs> = {
       .option('--fuse-mlp', 'also fuse each whole SwiGLU MLP (gate, up, SwiGLU, down) into one SwiGLUMLP op (default on the webgpu backend, where it runs on our GEMM kernels: 0.5B 8x512 11.5 instead of 17.0 GiB; off on cpu)')
       .option('--mlp-recompute <mode>', "with the fused MLP: its backward recomputes gate and up (on: keeps only x, two more GEMMs per layer), reads them kept from the forward (off: 2 x [B*T, I] more per layer), or auto: under --memory-budget as the planner needs, else off on webgpu and on on cpu", 'auto')
       .option('--fuse-attention', "also fuse each layer's causal attention into one CausalAttention op whose backward recomputes the probabilities (off by default until measured)")
+      .option('--fuse-linear', "also fuse each remaining projection by a parameter (the attention's q, k, v with bias, o) into one Linear op, run on our GEMM by the webgpu kernels (off by default until measured)")
       .option('--no-fuse-mlp', 'keep the MLP as MatMuls around the SwiGLU op (the webgpu default before 2026-12-04)')
       .option('--seed <n>', 'seed for batch order', '0')
       .option('--warmup <n>', 'warm-up steps (default: min(10, steps/10))')
@@ -84,7 +85,7 @@ export const trainCommand: CliCommand<TrainArgs> = {
       .option('--memory-budget <size>', 'fit one step into SIZE (e.g. 12GiB; cpu: peak RSS, webgpu: GPU buffers): the backward recomputes what a cost model picks (least extra work); refused before training when it cannot fit')
       .option('--backend <name>', 'cpu (onnxruntime-node) or webgpu (onnxruntime-web WebGPU EP on dawn.node)', 'cpu')
       .option('--graph-capture', 'webgpu: run the ORT segments that read no host input as onnxruntime-web graph captures (recorded once, replayed each step: less host time per step, much more GPU memory: every intermediate stays allocated; not with --memory-budget; experimental: see bench/results/graph-capture-h200.md)')
-      .option('--kernels <ops>', "webgpu: per fused op, our WGSL kernel between ORT segments, ORT running its ONNX body, or (rmsnorm, rope) 'native' = ONNX RMSNormalization-23 / RotaryEmbedding-23 run by ORT: a comma list read left to right from all-in-ORT — all, none, default (= flce,swiglu,mlp), an op name (flce, rmsnorm, swiglu, rope, mlp, attn: our kernel; mlp acts on fused MLPs, attn on fused attention) or op=kernel|ort|native; e.g. default,rmsnorm=native,rope=native (default: flce,swiglu,mlp)")
+      .option('--kernels <ops>', "webgpu: per fused op, our WGSL kernel between ORT segments, ORT running its ONNX body, or (rmsnorm, rope) 'native' = ONNX RMSNormalization-23 / RotaryEmbedding-23 run by ORT: a comma list read left to right from all-in-ORT — all, none, default (= flce,swiglu,mlp,linear), an op name (flce, rmsnorm, swiglu, rope, mlp, attn, linear: our kernel; mlp acts on fused MLPs, attn on fused attention, linear on fused projections) or op=kernel|ort|native; e.g. default,rmsnorm=native,rope=native (default: flce,swiglu,mlp,linear)")
       .option('--json <file>', 'write one JSON record per step (JSON lines)')
       .option('--plot <file>', 'loss curve as SVG (default: <json>.svg when --json is given)')
       .option('--trainable <globs>', "train only parameters matching these globs (comma-separated; torch names where the export records them, e.g. 'model.layers.*.mlp.*'; default: all)")
@@ -105,6 +106,7 @@ export const trainCommand: CliCommand<TrainArgs> = {
     if (o.fuse === false && o.fuseMlp === true) fail('usage', '--fuse-mlp and --no-fuse contradict each other');
     if (!MLP_RECOMPUTE.includes(o.mlpRecompute as MlpRecompute)) fail('usage', `--mlp-recompute ${o.mlpRecompute}: expected one of ${MLP_RECOMPUTE.join(', ')}`);
     if (o.fuse === false && o.fuseAttention === true) fail('usage', '--fuse-attention and --no-fuse contradict each other');
+    if (o.fuse === false && o.fuseLinear === true) fail('usage', '--fuse-linear and --no-fuse contradict each other');
     return {
       input: positionals[0] as string | undefined,
       steps: num(o.steps, 'steps'),
@@ -116,6 +118,7 @@ export const trainCommand: CliCommand<TrainArgs> = {
       fuseMlp: o.fuseMlp as boolean | undefined,
       mlpRecompute: o.mlpRecompute === 'auto' ? undefined : o.mlpRecompute as MlpRecompute,
       fuseAttention: o.fuseAttention === true,
+      fuseLinear: o.fuseLinear === true,
       warmup: o.warmup === undefined ? undefined : num(o.warmup, 'warmup'),
       weightDecay: num(o.weightDecay, 'weight-decay', false),
       maxGradNorm: num(o.clip, 'clip', false),
@@ -172,7 +175,7 @@ async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
         const fused = prepared.report?.passes.reduce((s, p) => s + Object.values(p.counts).reduce((x, y) => x + y, 0), 0) ?? 0;
         const accum = a.gradAccum ?? 1;
         const where = backend.name === 'webgpu'
-          ? `backend webgpu on ${backend.device}${backend.software ? ' (software adapter)' : ''}, kernels ${a.kernels ?? 'default (flce,swiglu,mlp)'}${backend.captured ? `, graph capture of ${backend.captured.segments} of ${backend.captured.of} ORT segments (experimental)` : ''}`
+          ? `backend webgpu on ${backend.device}${backend.software ? ' (software adapter)' : ''}, kernels ${a.kernels ?? 'default (flce,swiglu,mlp,linear)'}${backend.captured ? `, graph capture of ${backend.captured.segments} of ${backend.captured.of} ORT segments (experimental)` : ''}`
           : `backend cpu (${backend.device})`;
         io.stdout(`training ${a.input ?? 'built-in tiny Qwen2'}: ${(parameters / 1e6).toFixed(2)}M parameters, ${prepared.upcast ? `upcast from ${prepared.upcast.from.join(' and ')} to fp32, ` : ''}${a.fuse ? `fused (${fused} rewrites)` : 'unfused'}, batch ${a.batch}×${a.seq}${accum > 1 ? ` × ${accum} micro-batches` : ''}, ${a.steps} steps, tokenizer ${tok.name}, ${where}, ${backend.precision}, step memory about ${gib(memory.bytes)} (estimate)\n`);
         io.stdout(`  lr ${a.lr} (warm-up ${a.warmup ?? defaultWarmup(a.steps)}, ${a.schedule ?? 'cosine'}${a.schedule === 'constant' ? '' : ` to ${a.minLrRatio ?? 0.1} x`}), weight decay ${a.weightDecay}, clip ${a.maxGradNorm}, seed ${a.seed}${startStep ? `, resuming after step ${startStep}` : ''}\n`);

@@ -61,10 +61,17 @@ export interface FusedOpSchema {
 
 /** Options for building a body that cannot be read from the nodes at run time. */
 export interface BodyOptions {
+  /** LinearGrad: the `trans_b` every caller uses (0 or 1; absent = 1), or 'node' when callers differ (custom-ops/linear/function.ts). */
+  transB?: number | 'node';
   /** Linear-CE on webgpu: the number of unrolled chunks. */
   numChunks?: number;
   /** Linear-CE: the `reduction` every caller uses, settled when the body is built (see Body.attrStringIs). */
   reduction?: string;
+  /**
+   * The `precision` every caller uses ('fp32' or 'f16': GEMM operands rounded to float16), or
+   * 'node' when callers differ (compared at run time); absent = 'fp32' (custom-ops/precision.ts).
+   */
+  precision?: string;
 }
 
 /** A fused op: its schema and a builder of its portable ONNX function body. */

@@ -88,6 +88,16 @@ describe('step memory estimate', () => {
     console.log(`--fuse-mlp 0.5B 8x512 webgpu: default plan ${(all.predictedBytes / GiB).toFixed(2)} GiB, smallest budget ${(min / GiB).toFixed(2)} GiB (${planned.values} values recomputed, overhead ${(100 * planned.overhead).toFixed(1)}%)`);
   }, 120_000);
 
+  it('--fuse-linear: the activation plan as without it (Linear keeps x and w as MatMul did; LinearGrad only adds db\'s ones [rows])', () => {
+    const [B, T, L] = [8, 512, QWEN2_0_5B.num_hidden_layers];
+    const mlp = trainingGraph(buildQwen2Structure(QWEN2_0_5B), { fuse: true, fuseMlp: true, target: 'webgpu' }).train.graph;
+    const lin = trainingGraph(buildQwen2Structure(QWEN2_0_5B), { fuse: true, fuseMlp: true, fuseLinear: true, target: 'webgpu' }).train.graph;
+    expect([lin.nodes.filter((n) => n.opType === 'Linear').length, lin.nodes.filter((n) => n.opType === 'LinearGrad').length]).toEqual([4 * L, 4 * L]);
+    const act = (g: typeof mlp) => stepMemoryModel(g, params, FUSED_OPS).at(B, T).activationBytes;
+    console.log(`0.5B 8x512 activation plan: --fuse-mlp ${(act(mlp) / GiB).toFixed(3)} GiB, + --fuse-linear ${(act(lin) / GiB).toFixed(3)} GiB`);
+    expect(Math.abs(act(lin) - act(mlp))).toBeLessThan(0.02 * act(mlp));
+  });
+
   it('--fuse-attention: the [B, H, T, T] probabilities leave the plan, the backward op\'s δ workspace enters it; the planner plans it', () => {
     const [B, T, L, H] = [8, 512, QWEN2_0_5B.num_hidden_layers, QWEN2_0_5B.num_attention_heads];
     // Without recomputation (with it, the default plan recomputes the probabilities in the backward anyway).

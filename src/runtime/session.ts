@@ -66,6 +66,8 @@ export interface TrainingGraphOptions {
   fuseMlp?: boolean;
   /** With `fuse`: also fuse each layer's causal attention into one CausalAttention op (`--fuse-attention`; default false until measured). */
   fuseAttention?: boolean;
+  /** With `fuse`: also fuse each remaining projection by a parameter into one Linear op (`--fuse-linear`; default false until measured). */
+  fuseLinear?: boolean;
   target?: 'cpu' | 'webgpu';
   /** Recompute cheap forward values in the backward (default true; src/autodiff/recompute.ts). */
   recompute?: boolean;
@@ -107,7 +109,7 @@ export function adoptExport(model: Model): ParameterDiscovery {
  */
 export function trainingGraph(model: Model, opts: TrainingGraphOptions): { train: Model; report?: PipelineReport; memory?: RecomputePlan } {
   let report: PipelineReport | undefined;
-  if (opts.fuse) report = runPipeline(model, defaultPipeline({ mlp: opts.fuseMlp, attention: opts.fuseAttention }), { options: { training: true } });
+  if (opts.fuse) report = runPipeline(model, defaultPipeline({ mlp: opts.fuseMlp, attention: opts.fuseAttention, linear: opts.fuseLinear }), { options: { training: true } });
   if (opts.target === 'webgpu')
     for (const pass of [lowerSoftmaxCrossEntropyPass, nanGuardPass]) {
       const t0 = performance.now();
@@ -141,7 +143,7 @@ export function prepareTraining(model: Model, opts: TrainingGraphOptions & Selec
   for (const name of ['input_ids', 'labels', 'loss'])
     if (!model.graph.findValue(name)) fail('invalid', `the model must have inputs input_ids and labels and a 'loss' value (missing '${name}')`);
   // buildTrainingGraph works on a copy: the model keeps its initializers for the initial values.
-  const { train, report, memory } = trainingGraph(model, { fuse: opts.fuse, fuseMlp: opts.fuseMlp, mlpRecompute: opts.mlpRecompute, fuseAttention: opts.fuseAttention, target: opts.target, recompute: opts.recompute, memory: opts.memory, parameters: new Set(selected.trained.map((p) => p.name)) });
+  const { train, report, memory } = trainingGraph(model, { fuse: opts.fuse, fuseMlp: opts.fuseMlp, mlpRecompute: opts.mlpRecompute, fuseAttention: opts.fuseAttention, fuseLinear: opts.fuseLinear, target: opts.target, recompute: opts.recompute, memory: opts.memory, parameters: new Set(selected.trained.map((p) => p.name)) });
   const values = new Map<string, Float32Array>();
   for (const v of model.graph.initializers) if (v.initializer!.dtype === DataType.FLOAT) values.set(v.name, v.initializer!.toArray() as Float32Array);
   const sig = trainingSignature(train);

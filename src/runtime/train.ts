@@ -56,6 +56,8 @@ export interface TrainOptions {
   fuse: boolean;
   /** With `fuse`: each whole SwiGLU MLP as one op (`--fuse-mlp`; default: on webgpu, see defaultFuseMlp). */
   fuseMlp?: boolean;
+  /** With `fuse`: each remaining projection by a parameter (the attention's q, k, v, o) as one Linear op (`--fuse-linear`; default false). */
+  fuseLinear?: boolean;
   /** With the fused MLP: whether its backward recomputes gate and up (`--mlp-recompute`; default 'auto': src/runtime/memory-budget.ts mlpInOps). */
   mlpRecompute?: MlpRecompute;
   /** With `fuse`: each layer's causal attention as one op (`--fuse-attention`; default false). */
@@ -230,7 +232,8 @@ export async function runTraining(model: Model, text: string, tok: Tokenizer, o:
   const fuseMlp = o.fuseMlp ?? defaultFuseMlp(backend, o.fuse);
   if (o.mlpRecompute !== undefined && o.mlpRecompute !== 'auto' && !(fuseMlp && o.fuse))
     fail('usage', `--mlp-recompute ${o.mlpRecompute} acts on the fused MLP, which this run does not use (${o.fuse ? `--fuse-mlp is off${backend === 'cpu' ? ' by default on cpu' : ''}` : '--no-fuse'})`);
-  const prepared = prepareTraining(model, { fuse: o.fuse, fuseMlp, mlpRecompute: o.mlpRecompute, fuseAttention: o.fuseAttention, target: backend, trainable: o.trainable, freeze: o.freeze, lora: o.lora, memory: memoryRequest });
+  if (o.fuseLinear && !o.fuse) fail('usage', '--fuse-linear needs the fusions (it is one of the fusion passes): drop --no-fuse');
+  const prepared = prepareTraining(model, { fuse: o.fuse, fuseMlp, mlpRecompute: o.mlpRecompute, fuseAttention: o.fuseAttention, fuseLinear: o.fuseLinear, target: backend, trainable: o.trainable, freeze: o.freeze, lora: o.lora, memory: memoryRequest });
   const nParams = [...prepared.initial.values()].reduce((s, p) => s + p.length, 0);
   const shapes: ParamShapes = prepared.train.graph.inputs
     .filter((v) => prepared.initial.has(v.name))

@@ -38,6 +38,8 @@ export interface TrainerConfig {
   mlpRecompute?: MlpRecompute;
   /** With fuse: each layer's causal attention as one op, as `--fuse-attention` (default false until measured). */
   fuseAttention?: boolean;
+  /** With fuse: each remaining projection by a parameter (the attention's q, k, v, o) as one Linear op, as `--fuse-linear` (default false until measured). */
+  fuseLinear?: boolean;
   /** Globs of parameters to train, as `--trainable` (torch names where the export records them; default all). */
   trainable?: string | string[];
   /** Globs of parameters to keep fixed, as `--freeze` (default none). */
@@ -94,11 +96,12 @@ export interface ResolvedOptions extends Omit<TrainerConfig, 'lora'> {
   fuse: boolean;
   fuseMlp: boolean;
   fuseAttention: boolean;
+  fuseLinear: boolean;
   trainable?: string[];
   freeze?: string[];
 }
 
-const KNOWN = new Set(['backend', 'lr', 'steps', 'warmup', 'schedule', 'minLrRatio', 'weightDecay', 'clip', 'fuse', 'fuseMlp', 'mlpRecompute', 'fuseAttention', 'trainable', 'freeze', 'kernels', 'batch', 'seq', 'threads', 'sessionOptions', 'ort', 'noDecay', 'lora', 'memoryBudget', 'graphCapture']);
+const KNOWN = new Set(['backend', 'lr', 'steps', 'warmup', 'schedule', 'minLrRatio', 'weightDecay', 'clip', 'fuse', 'fuseMlp', 'mlpRecompute', 'fuseAttention', 'fuseLinear', 'trainable', 'freeze', 'kernels', 'batch', 'seq', 'threads', 'sessionOptions', 'ort', 'noDecay', 'lora', 'memoryBudget', 'graphCapture']);
 
 function int(v: unknown, name: string, min: number): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < min) fail('usage', `option ${name} must be an integer ≥ ${min} (got ${String(v)})`);
@@ -137,6 +140,7 @@ export function resolveOptions(c: TrainerConfig): ResolvedOptions {
     fuse: c.fuse ?? true,
     fuseMlp: c.fuseMlp ?? defaultFuseMlp(backend, c.fuse ?? true),
     fuseAttention: c.fuseAttention ?? false,
+    fuseLinear: c.fuseLinear ?? false,
     trainable: globs(c.trainable, 'trainable'),
     freeze: globs(c.freeze, 'freeze'),
     lora: c.lora === undefined ? undefined : resolveLora(c.lora),
@@ -152,6 +156,8 @@ export function resolveOptions(c: TrainerConfig): ResolvedOptions {
   }
   if (typeof o.fuseAttention !== 'boolean') fail('usage', `option fuseAttention must be true or false (got ${String(o.fuseAttention)})`);
   if (o.fuseAttention && !o.fuse) fail('usage', 'option fuseAttention needs fuse (it is one of the fusion passes)');
+  if (typeof o.fuseLinear !== 'boolean') fail('usage', `option fuseLinear must be true or false (got ${String(o.fuseLinear)})`);
+  if (o.fuseLinear && !o.fuse) fail('usage', 'option fuseLinear needs fuse (it is one of the fusion passes)');
   if (o.warmup > steps) fail('usage', `option warmup (${o.warmup}) is longer than the schedule (steps ${steps})`);
   if ((c.batch === undefined) !== (c.seq === undefined)) fail('usage', 'options batch and seq go together (the batch shape the webgpu step graph is specialised to)');
   if (c.batch !== undefined) int(c.batch, 'batch', 1);

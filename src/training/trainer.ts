@@ -119,7 +119,7 @@ export class Trainer {
   /** @internal Use createTrainer. */
   static async open(model: Model, o: ResolvedOptions, forward: () => Model): Promise<Trainer> {
     const budget = o.memoryBudget === undefined ? undefined : { batch: o.batch!, seq: o.seq!, backend: o.backend, budget: o.memoryBudget, gradientsApplied: gradientsAppliedEarly(o.backend, o.clip, o.kernels) };
-    const prepared = prepareTraining(model, { fuse: o.fuse, fuseMlp: o.fuseMlp, mlpRecompute: o.mlpRecompute, fuseAttention: o.fuseAttention, target: o.backend, trainable: o.trainable, freeze: o.freeze, lora: o.lora, memory: budget });
+    const prepared = prepareTraining(model, { fuse: o.fuse, fuseMlp: o.fuseMlp, mlpRecompute: o.mlpRecompute, fuseAttention: o.fuseAttention, fuseLinear: o.fuseLinear, target: o.backend, trainable: o.trainable, freeze: o.freeze, lora: o.lora, memory: budget });
     const budgeted = budgetTrainerOptions(!!budget);
     const topts: TrainerOptions = {
       optimizer: { lr: o.lr, weightDecay: o.weightDecay, maxGradNorm: o.clip },
