@@ -65,6 +65,11 @@ export interface BodyOptions {
   numChunks?: number;
   /** Linear-CE: the `reduction` every caller uses, settled when the body is built (see Body.attrStringIs). */
   reduction?: string;
+  /**
+   * The `precision` every caller uses ('fp32' or 'f16': GEMM operands rounded to float16), or
+   * 'node' when callers differ (compared at run time); absent = 'fp32' (custom-ops/precision.ts).
+   */
+  precision?: string;
 }
 
 /** A fused op: its schema and a builder of its portable ONNX function body. */

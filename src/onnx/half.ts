@@ -49,3 +49,8 @@ export function narrowToHalf(dtype: number, values: Float32Array): Uint16Array {
   }
   return out;
 }
+
+/** `values` through float32 and IEEE float16 and back (round to nearest even, overflow to ±Infinity, subnormals kept), as float64. */
+export function roundToFloat16(values: ArrayLike<number>): Float64Array {
+  return Float64Array.from(widenHalf(DataType.FLOAT16, narrowToHalf(DataType.FLOAT16, Float32Array.from(values))));
+}
