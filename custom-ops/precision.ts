@@ -39,12 +39,13 @@ export function precisionAttrs(n: Node): Attrs {
 /**
  * Body option `precision` from an op's callers: the one they all use, or 'node' when they differ
  * (the body then compares the attribute at run time: cpu only, string Equal has no kernel in
- * onnxruntime-web's WebGPU build).
+ * onnxruntime-web's WebGPU build; `perNode` false: an error, for ops whose body differs in more
+ * than its operands).
  */
-export function precisionOption(nodes: Node[], target: Target, what: string): BodyOptions {
+export function precisionOption(nodes: Node[], target: Target, what: string, perNode = true): BodyOptions {
   const all = new Set(nodes.map(nodePrecision));
   if (all.size <= 1) return all.has('f16') ? { precision: 'f16' } : {}; // fp32: the body (and its stamp) as before the attribute
-  if (target === 'webgpu') fail('unsupported', `${what} nodes use different precisions (${[...all].join(', ')}); the webgpu body needs one`);
+  if (target === 'webgpu' || !perNode) fail('unsupported', `${what} nodes use different precisions (${[...all].join(', ')}); ${perNode ? 'the webgpu body needs one' : 'one body serves them all'}`);
   return { precision: 'node' };
 }
 

@@ -19,7 +19,7 @@ describe("SwiGLUMLP bodies under precision 'f16' vs float64 references with f16-
   for (const target of ['cpu', 'webgpu'] as Target[])
     it(target, async () => {
       for (const [seed, lead, h, i, scale] of CASES) {
-        const m = lead.reduce((a, b) => a * b, 1);
+        const m = (lead as readonly number[]).reduce((a, b) => a * b, 1);
         const s = { m, h, i };
         const r = rng(seed);
         const x = randn(r, m * h), wg = randn(r, i * h, scale), wu = randn(r, i * h, scale), wd = randn(r, h * i, scale), dy = randn(r, m * h);
