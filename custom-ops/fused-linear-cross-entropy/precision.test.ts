@@ -24,12 +24,12 @@ import { linearCrossEntropyGradRef, linearCrossEntropyRef, type LinearCEInputs }
 const F = DataType.FLOAT;
 const TARGETS: Target[] = ['cpu', 'webgpu'];
 
-interface Case { n: number; h: number; v: number; bias: boolean; reduction: 'mean' | 'sum'; eps: number; chunk?: number; chunks?: number }
+interface Case { n: number; h: number; v: number; bias: boolean; reduction: 'mean' | 'sum'; eps: number; chunk?: number; chunks?: number; wscale?: number; noIgnored?: boolean }
 
 function data(c: Case, seed: number): LinearCEInputs & { hidden: Float32Array; weight: Float32Array; bias: Float32Array; labels: number[] } {
   const r = rng(seed);
-  const hidden = randn(r, c.n * c.h), weight = randn(r, c.v * c.h, 0.3), bias = randn(r, c.v);
-  const labels = Array.from({ length: c.n }, (_, i) => (i % 5 === 2 ? -100 : Math.floor(r() * c.v)));
+  const hidden = randn(r, c.n * c.h), weight = randn(r, c.v * c.h, c.wscale ?? 0.3), bias = randn(r, c.v);
+  const labels = Array.from({ length: c.n }, (_, i) => (i % 5 === 2 && !c.noIgnored ? -100 : Math.floor(r() * c.v)));
   return { n: c.n, h: c.h, v: c.v, hidden, weight, bias, labels };
 }
 
@@ -143,8 +143,10 @@ function softmaxMassNorm(d: LinearCEInputs, scaleInOperand: boolean): number {
 }
 
 describe("FusedLinearCrossEntropyWithGrad 'f16' at a vocabulary-sized V (cpu body)", () => {
-  it('V=32000, N=512: the weight gradient keeps its softmax mass (1/#valid applied after the GEMM)', async () => {
-    const c: Case = { n: 512, h: 16, v: 32000, bias: false, reduction: 'mean', eps: 0, chunk: 128 };
+  // A flat softmax (weight scale 0.05: logits within ±1): every entry near 1/V = 3e-5, and p / 512
+  // about half's smallest subnormal (6e-8).
+  it('V=32000, N=512, flat softmax: the weight gradient keeps its softmax mass (1/#valid applied after the GEMM)', async () => {
+    const c: Case = { n: 512, h: 16, v: 32000, bias: false, reduction: 'mean', eps: 0, chunk: 128, wscale: 0.05, noIgnored: true };
     const d = data(c, 9);
     const out = await runOrt(withGradModel(c, 'cpu'), feedsOf(c, d));
     const x = { ...d, bias: undefined };
@@ -156,8 +158,8 @@ describe("FusedLinearCrossEntropyWithGrad 'f16' at a vocabulary-sized V (cpu bod
     const unlabelled = (a: ArrayLike<number>) => Array.from(a).filter((_, e) => !labelled.has(Math.floor(e / c.h)));
     const want = norm(unlabelled(ref.dWeight));
     expect(Math.abs(norm(unlabelled(dw)) / want - 1), 'softmax mass of dw').toBeLessThan(1e-2);
-    // This test sees the underflow: with 1/#valid inside the float16 operand, that mass is off by more (2.8% here).
+    // This test sees the underflow: with 1/#valid inside the float16 operand, that mass is off by far more (23% here).
     expect(softmaxMassNorm(x, false) / want, 'the test helper agrees with the reference').toBeCloseTo(1, 4);
-    expect(Math.abs(softmaxMassNorm(x, true) / want - 1), 'scaled operand').toBeGreaterThan(2e-2);
+    expect(Math.abs(softmaxMassNorm(x, true) / want - 1), 'scaled operand').toBeGreaterThan(0.1);
   });
 });
