@@ -14,6 +14,8 @@ import { DataType } from '../src/onnx/schema.js';
 import { FUSED_OPS } from './registry.js';
 import { ensureFunctions } from './index.js';
 import { f32, i64, randn, relErr, rng, runOrt } from './testing.js';
+import { swigluMlpGradKernel, swigluMlpKeepKernel, swigluMlpKernel } from './swiglu-mlp/webgpu/entry.js';
+import { flceKernel } from './fused-linear-cross-entropy/webgpu/entry.js';
 
 const F = DataType.FLOAT;
 const [N, H, I, V] = [12, 8, 20, 40];
@@ -101,5 +103,17 @@ describe("precision 'f16' through the training graph", () => {
     const [second] = b.op.call('FusedLinearCrossEntropy', [m.graph.findValue('x')!, lm, null, m.graph.findValue('labels')!], { precision: 'fp32' }, { domain: 'ai.ortfuse', name: 'flce2' });
     b.output(second, 'loss2');
     expect(() => ensureFunctions(m, 'cpu')).toThrow(/FusedLinearCrossEntropy nodes use different precisions \(f16, fp32\); one body serves them all/);
+  });
+
+  it('the WGSL kernels read the precision of the node they run (webgpu backend)', () => {
+    const t = train('f16', { inForward: false });
+    const node = (op: string) => t.graph.nodes.find((n) => n.opType === op)!;
+    expect(swigluMlpKernel.read(node('SwiGLUMLP'))).toEqual({ attrs: { precision: 'f16' } });
+    expect(swigluMlpGradKernel.read(node('SwiGLUMLPGrad'))).toEqual({ attrs: { precision: 'f16' } });
+    expect(flceKernel.read(node('FusedLinearCrossEntropy'))).toMatchObject({ attrs: { precision: 'f16' } });
+    const plain = train(undefined);
+    expect(swigluMlpKeepKernel.read(plain.graph.nodes.find((n) => n.opType === 'SwiGLUMLPKeep')!)).toEqual({ attrs: { precision: 'fp32' } });
+    node('SwiGLUMLP').setAttr({ name: 'precision', type: 'STRING', value: new TextEncoder().encode('f8') });
+    expect(() => swigluMlpKernel.read(node('SwiGLUMLP'))).toThrow(/node 'mlp' \(ai\.ortfuse::SwiGLUMLP\): attribute precision='f8' is not one of 'fp32', 'f16'/);
   });
 });
