@@ -2,6 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { DataType } from '../../src/onnx/schema.js';
 import { validateNode, type Target } from '../../src/fused/types.js';
 import { fusedModelN, lonelyNode } from '../grad-testing.js';
+import { ensureFunction } from '../functions.js';
+import { createModel, GraphBuilder } from '../../src/ir/index.js';
 import { f32, randn, relErr, rng, runOrt } from '../testing.js';
 import { swigluMlp, swigluMlpKeep } from './function.js';
 import { swigluMlpGradOp, swigluMlpKeepGradOp } from './grad-function.js';
@@ -73,5 +75,28 @@ describe("SwiGLUMLP bodies under precision 'f16' vs float64 references with f16-
     }
     expect(() => fusedModelN(swigluMlp, io, { precision: 'half' }, 'cpu', [{ name: 'y', elem: F, shape: [3, 4] }]))
       .toThrow(/attribute precision='half' is not one of 'fp32', 'f16'/);
+  });
+
+  it("callers that disagree: the cpu body compares the attribute at run time; the webgpu body refuses", async () => {
+    const [m, h, i] = [6, 8, 12];
+    const s = { m, h, i };
+    const r = rng(9);
+    const x = randn(r, m * h), wg = randn(r, i * h, 0.5), wu = randn(r, i * h, 0.5), wd = randn(r, h * i, 0.5);
+    const build = () => {
+      const model = createModel({ opset: 20 });
+      const b = new GraphBuilder(model.graph);
+      const ins = [b.input('x', F, [m, h]), b.input('wg', F, [i, h]), b.input('wu', F, [i, h]), b.input('wd', F, [h, i])];
+      b.output(b.op.call('SwiGLUMLP', ins, F16, { domain: 'ai.ortfuse', name: 'half' })[0], 'y16');
+      b.output(b.op.call('SwiGLUMLP', ins, {}, { domain: 'ai.ortfuse', name: 'full' })[0], 'y32');
+      return model;
+    };
+    const model = build();
+    ensureFunction(model, swigluMlp, 'cpu');
+    const out = await runOrt(model, { x: f32(x, [m, h]), wg: f32(wg, [i, h]), wu: f32(wu, [i, h]), wd: f32(wd, [h, i]) });
+    const rounded = swigluMlpRef(x, wg, wu, wd, s, { f16: true }), plain = swigluMlpRef(x, wg, wu, wd, s);
+    expect(relErr(out.y16.data as Float32Array, rounded), 'f16 node').toBeLessThan(TOL);
+    expect(relErr(out.y16.data as Float32Array, plain), 'f16 node vs unrounded').toBeGreaterThan(TOL);
+    expect(relErr(out.y32.data as Float32Array, plain), 'fp32 node').toBeLessThan(1e-6);
+    expect(() => ensureFunction(build(), swigluMlp, 'webgpu')).toThrow(/SwiGLUMLP nodes use different precisions \(f16, fp32\); the webgpu body needs one/);
   });
 });
