@@ -23,9 +23,10 @@
  * float16 once, before the chunks, and the gradient GEMMs take an operand in [−1, 1]:
  *
  *   Q' = softmax(z) − (1 − ε)·onehot(y) − ε/V               (rounded; no rank-one ε/V terms)
- *   dH_c = k ⊙ (Q'·W)   dW += s·(Q'ᵀ·round(k' ⊙ h_c))   db += kᵀ·Q'   (k = s·k', s a scalar)
+ *   dH_c = k ⊙ (Q'·W)   dW' += Q'ᵀ·round(k' ⊙ h_c)   db += kᵀ·Q'   (k = s·k', s a scalar)
  *
- * so the 1/#valid of 'mean' (and a scalar d loss) multiplies in fp32 after the GEMM: in Q'·k it
+ * and the caller's dW = s·dW' (`scaleF16`): the 1/#valid of 'mean' (and a scalar d loss)
+ * multiplies in fp32 after the GEMMs, once: in Q'·k it
  * would underflow float16 (softmax entries over a 151,936 vocabulary are 1e-5..1e-10; /4096 rows
  * is below float16's 6e-8 smallest subnormal). k' is the row indicator (or, for reduction 'none',
  * the per-row d loss, which has no common scalar).
@@ -56,8 +57,8 @@ export interface Shared {
   keep?: Value;
   /** [1, H] (ε/V)·Σ_j W_j in hidden's type (grads; fp32 precision). */
   dhShift?: Value;
-  /** Precision 'f16' (grads): weight and hidden are rounded, Q' takes −ε/V, dW's scalar factor `kScale` comes after its GEMM. */
-  f16?: { epsOverV: Value; kScale: Value };
+  /** Precision 'f16' (grads): weight and hidden are rounded and Q' takes −ε/V (float32 ε/V); dW accumulates without its scalar factor. */
+  f16?: { epsOverV: Value };
 }
 
 /** Row-aligned inputs, sliced per chunk. */
@@ -114,7 +115,7 @@ export function linearCeChunk(b: Body, s: Shared, r: Rows, f: ChunkFlags, acc: T
       const q = op.CastLike(op.Sub(shifted, s.f16.epsOverV), r.hidden);
       const q16 = roundF16(b, q);
       out.dh = op.Mul(op.MatMul(q16, s.weight), k);
-      out.dw = op.Add(need(acc.dw, 'dw'), op.Mul(op.Gemm(q16, need(r.hk, 'hk'), { transA: 1 }), s.f16.kScale));
+      out.dw = op.Gemm(q16, need(r.hk, 'hk'), need(acc.dw, 'dw'), { transA: 1 });
       if (acc.db) out.db = op.Reshape(op.Gemm(k, q, acc.db, { transA: 1 }), b.const([-1]));
       return out;
     }
@@ -164,17 +165,19 @@ export function roundF16Inputs(b: Body, hidden: Value, weight: Value): { hidden:
 
 /**
  * The gradient side under precision 'f16' for row coefficients k = kScale · kRow: Shared.f16, dW's
- * operand round(kRow ⊙ hidden) (`hidden` unrounded) and zero accumulator starts (the ε/V terms are in Q').
+ * operand round(kRow ⊙ hidden) (`hidden` unrounded), zero accumulator starts (the ε/V terms are in
+ * Q'), and `scale`, which gives the driver's unscaled dW its factor kScale.
  */
-export function gradStartF16(b: Body, hidden: Value, weight: Value, kRow: Value, kScale: Value, eps: Value, bias = true): { f16: NonNullable<Shared['f16']>; hk: Value; dw: Value; db?: Value } {
+export function gradStartF16(b: Body, hidden: Value, weight: Value, kRow: Value, kScale: Value, eps: Value, bias = true): { f16: NonNullable<Shared['f16']>; hk: Value; dw: Value; db?: Value; scale: (dw: Value) => Value } {
   const op = b.op;
   const v = b.dims(weight, 0, 1);
   const zeros = (shape: Value) => op.CastLike(op.ConstantOfShape(shape), hidden);
   return {
-    f16: { epsOverV: op.Div(eps, op.Cast(b.scalar(v), { to: F32 })), kScale: op.CastLike(kScale, hidden) },
+    f16: { epsOverV: op.Div(eps, op.Cast(b.scalar(v), { to: F32 })) },
     hk: roundF16(b, op.Mul(hidden, kRow)),
     dw: zeros(op.Shape(weight)),
     db: bias ? zeros(v) : undefined,
+    scale: (dw) => op.Mul(dw, op.CastLike(kScale, hidden)),
   };
 }
 

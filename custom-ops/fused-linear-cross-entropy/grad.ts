@@ -60,10 +60,11 @@ function backward(g: GradContext): (Value | undefined)[] {
     // Rounded operands; the scalar part of k after dW's GEMM ('none': the per-row d loss stays in its operand; chunks.ts).
     const perRow = reduction === 'none';
     const kRow = op.Unsqueeze(perRow ? op.Mul(validF, scale) : validF, g.ints([1]));
-    const { f16, hk, ...acc } = gradStartF16(b, hidden, weight, op.CastLike(kRow, hidden), perRow ? g.scalar(1, F32) : op.Reshape(scale, g.ints([])), g.scalar(eps, F32), bias !== undefined);
+    const { f16, hk, scale: scaleDw, ...acc } = gradStartF16(b, hidden, weight, op.CastLike(kRow, hidden), perRow ? g.scalar(1, F32) : op.Reshape(scale, g.ints([])), g.scalar(eps, F32), bias !== undefined);
     const rounded = roundF16Inputs(b, hidden, weight);
     const shared: Shared = { weight: rounded.weight, bias: bias ?? null, keep: g.scalar(1 - eps, F32), f16 };
     res = loopChunks(b, GRAD_LOOP, shared, { hidden: rounded.hidden, safe, k, hk }, { grads: true }, chunkRows(), acc, t);
+    res.dw = perRow ? res.dw : scaleDw(res.dw!);
   } else {
     const { dhShift, ...acc } = gradStart(b, hidden, weight, k, g.scalar(eps, F32), bias !== undefined);
     const shared: Shared = { weight, bias: bias ?? null, keep: g.scalar(1 - eps, F32), dhShift };

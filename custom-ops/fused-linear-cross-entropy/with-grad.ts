@@ -44,12 +44,13 @@ export function buildLinearCrossEntropyWithGrad(b: Body, inputs: Value[], target
   const eps = b.attrConst('float', 'label_smoothing');
   const kScale = op.Where(isMean, op.Div(one, op.Max(count, one)), one);
   const k = op.CastLike(op.Unsqueeze(op.Mul(validF, kScale), ax1), hidden0);
-  let shared: Shared, r: Rows, acc: { dw: Value; db?: Value };
+  let shared: Shared, r: Rows, acc: { dw: Value; db?: Value }, scaleDw = (dw: Value) => dw;
   if (opts.precision === 'f16') {
-    // GEMM operands rounded to float16; 1/#valid after dW's GEMM (chunks.ts header).
+    // GEMM operands rounded to float16; 1/#valid after the dW GEMMs (chunks.ts header).
     const { hidden, weight } = roundF16Inputs(b, hidden0, weight0);
-    const { f16, hk, ...start } = gradStartF16(b, hidden0, weight0, op.CastLike(op.Unsqueeze(validF, ax1), hidden0), kScale, eps);
+    const { f16, hk, scale, ...start } = gradStartF16(b, hidden0, weight0, op.CastLike(op.Unsqueeze(validF, ax1), hidden0), kScale, eps);
     acc = start;
+    scaleDw = scale;
     shared = { weight, bias, eps, keep: op.Sub(one, eps), f16 };
     r = { hidden, k, hk, safe, valid, zmean: logitMean(b, hidden, weight, bias) };
   } else {
@@ -63,7 +64,7 @@ export function buildLinearCrossEntropyWithGrad(b: Body, inputs: Value[], target
     ? loopChunks(b, 'linear_ce_grad_chunk', shared, r, FLAGS, loopChunkRows(b, hidden, weight, op.Reshape(b.attrConst('int', 'chunk_size'), ax1), MIN_CPU_CHUNK), acc)
     : unrolledChunks(b, shared, r, FLAGS, opts.numChunks ?? DEFAULT_NUM_CHUNKS, acc, 'FusedLinearCrossEntropyWithGrad');
   const loss = op.Div(t.loss!, op.Where(isMean, count, one)); // NaN for 'mean' when every label is ignored (torch)
-  return [loss, t.dh!, t.dw!, t.db!];
+  return [loss, t.dh!, scaleDw(t.dw!), t.db!];
 }
 
 export const fusedLinearCrossEntropyWithGrad: FusedOp = {
