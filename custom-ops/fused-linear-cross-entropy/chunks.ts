@@ -18,11 +18,24 @@
  *
  * The three users: the loss-only body (function.ts: flags loss 'rows'), the in-forward body
  * (with-grad.ts: loss 'sum' + grads) and the backward-only gradient rule (grad.ts: grads).
+ *
+ * Precision 'f16' (../precision.ts; `roundF16Inputs`): hidden and weight are rounded through
+ * float16 once, before the chunks, and the gradient GEMMs take an operand in [−1, 1]:
+ *
+ *   Q' = softmax(z) − (1 − ε)·onehot(y) − ε/V               (rounded; no rank-one ε/V terms)
+ *   dH_c = k ⊙ (Q'·W)   dW' += Q'ᵀ·round(k' ⊙ h_c)   db += kᵀ·Q'   (k = s·k', s a scalar)
+ *
+ * and the caller's dW = s·dW' (`scaleF16`): the 1/#valid of 'mean' (and a scalar d loss)
+ * multiplies in fp32 after the GEMMs, once: in Q'·k it
+ * would underflow float16 (softmax entries over a 151,936 vocabulary are 1e-5..1e-10; /4096 rows
+ * is below float16's 6e-8 smallest subnormal). k' is the row indicator (or, for reduction 'none',
+ * the per-row d loss, which has no common scalar).
  */
 import { fail } from '../../src/errors.js';
 import { DataType } from '../../src/onnx/schema.js';
 import type { Value } from '../../src/ir/graph.js';
 import type { Body } from '../../src/fused/body.js';
+import { gemmOperand } from '../precision.js';
 
 const F32 = DataType.FLOAT;
 
@@ -42,8 +55,10 @@ export interface Shared {
   /** float32 scalars ε and 1 − ε (loss). */
   eps?: Value;
   keep?: Value;
-  /** [1, H] (ε/V)·Σ_j W_j in hidden's type (grads). */
+  /** [1, H] (ε/V)·Σ_j W_j in hidden's type (grads; fp32 precision). */
   dhShift?: Value;
+  /** Precision 'f16' (grads): weight and hidden are rounded and Q' takes −ε/V (float32 ε/V); dW accumulates without its scalar factor. */
+  f16?: { epsOverV: Value };
 }
 
 /** Row-aligned inputs, sliced per chunk. */
@@ -58,6 +73,8 @@ export interface Rows {
   zmean?: Value;
   /** [N, 1] the row coefficients in hidden's type (grads). */
   k?: Value;
+  /** [N, H] round(k' ⊙ hidden), dW's operand under precision 'f16' (k = kScale·k'). */
+  hk?: Value;
 }
 
 /** What the chunks add up to (a driver's carried values; each present as the flags ask). */
@@ -93,7 +110,16 @@ export function linearCeChunk(b: Body, s: Shared, r: Rows, f: ChunkFlags, acc: T
   if (sm) {
     const k = need(r.k, 'k');
     const negKeep = op.Neg(need(s.keep, 'keep'));
-    const q = op.CastLike(op.ScatterElements(sm, r.safe, op.Expand(negKeep, op.Shape(r.safe)), { axis: 1, reduction: 'add' }), r.hidden);
+    const shifted = op.ScatterElements(sm, r.safe, op.Expand(negKeep, op.Shape(r.safe)), { axis: 1, reduction: 'add' });
+    if (s.f16) {
+      const q = op.CastLike(op.Sub(shifted, s.f16.epsOverV), r.hidden);
+      const q16 = roundF16(b, q);
+      out.dh = op.Mul(op.MatMul(q16, s.weight), k);
+      out.dw = op.Gemm(q16, need(r.hk, 'hk'), need(acc.dw, 'dw'), { transA: 1 });
+      if (acc.db) out.db = op.Reshape(op.Gemm(k, q, acc.db, { transA: 1 }), b.const([-1]));
+      return out;
+    }
+    const q = op.CastLike(shifted, r.hidden);
     out.dh = op.Mul(op.Sub(op.MatMul(q, s.weight), need(s.dhShift, 'dhShift')), k);
     out.dw = op.Gemm(q, op.Mul(r.hidden, k), need(acc.dw, 'dw'), { transA: 1 });
     if (acc.db) out.db = op.Reshape(op.Gemm(k, q, acc.db, { transA: 1 }), b.const([-1]));
@@ -126,6 +152,32 @@ export function gradStart(b: Body, hidden: Value, weight: Value, k: Value, eps: 
     dhShift: op.Mul(epsOverV, b.reduce('ReduceSum', weight, [0], true)),
     dw: op.Expand(op.Mul(negEps, op.Gemm(k, hidden, { transA: 1 })), op.Shape(weight)),
     db: bias ? op.Expand(op.Mul(negEps, b.reduce('ReduceSum', k, [0, 1], false)), v) : undefined,
+  };
+}
+
+/** `x` rounded through float16, in its own type (precision 'f16'). */
+const roundF16 = (b: Body, x: Value): Value => gemmOperand(b, x, 'f16');
+
+/** Hidden and weight rounded through float16 once, for every chunk's GEMMs (precision 'f16'). */
+export function roundF16Inputs(b: Body, hidden: Value, weight: Value): { hidden: Value; weight: Value } {
+  return { hidden: roundF16(b, hidden), weight: roundF16(b, weight) };
+}
+
+/**
+ * The gradient side under precision 'f16' for row coefficients k = kScale · kRow: Shared.f16, dW's
+ * operand round(kRow ⊙ hidden) (`hidden` unrounded), zero accumulator starts (the ε/V terms are in
+ * Q'), and `scale`, which gives the driver's unscaled dW its factor kScale.
+ */
+export function gradStartF16(b: Body, hidden: Value, weight: Value, kRow: Value, kScale: Value, eps: Value, bias = true): { f16: NonNullable<Shared['f16']>; hk: Value; dw: Value; db?: Value; scale: (dw: Value) => Value } {
+  const op = b.op;
+  const v = b.dims(weight, 0, 1);
+  const zeros = (shape: Value) => op.CastLike(op.ConstantOfShape(shape), hidden);
+  return {
+    f16: { epsOverV: op.Div(eps, op.Cast(b.scalar(v), { to: F32 })) },
+    hk: roundF16(b, op.Mul(hidden, kRow)),
+    dw: zeros(op.Shape(weight)),
+    db: bias ? zeros(v) : undefined,
+    scale: (dw) => op.Mul(dw, op.CastLike(kScale, hidden)),
   };
 }
 
@@ -176,7 +228,7 @@ export function loopChunkRows(b: Body, hidden: Value, weight: Value, requested: 
 /** Row-aligned inputs of rows start..end (1-D int64; Slice clamps to N). */
 function sliceRows(b: Body, r: Rows, start: Value, end: Value): Rows {
   const cut = (x: Value | undefined) => x && b.slice(x, start, end, 0);
-  return { hidden: cut(r.hidden)!, safe: cut(r.safe)!, valid: cut(r.valid), zmean: cut(r.zmean), k: cut(r.k) };
+  return { hidden: cut(r.hidden)!, safe: cut(r.safe)!, valid: cut(r.valid), zmean: cut(r.zmean), k: cut(r.k), hk: cut(r.hk) };
 }
 
 /** Which totals a driver carries, in output order: loss, dh, dw, db. */

@@ -21,15 +21,18 @@ import { fail } from '../../src/errors.js';
 import type { Body } from '../../src/fused/body.js';
 import type { BodyOptions, FusedOp, Target } from '../../src/fused/types.js';
 import { linearCrossEntropySchema } from './schema.js';
-import { labelRows, logitMean, loopChunkRows, loopChunks, unrolledChunks, type ChunkFlags, type Rows, type Shared } from './chunks.js';
+import { labelRows, logitMean, loopChunkRows, loopChunks, roundF16Inputs, unrolledChunks, type ChunkFlags, type Rows, type Shared } from './chunks.js';
+import { precisionOption } from '../precision.js';
 
 const F32 = DataType.FLOAT;
 export const DEFAULT_NUM_CHUNKS = 8;
 const LOSS: ChunkFlags = { loss: 'rows' };
 
 export function buildLinearCrossEntropy(b: Body, inputs: Value[], target: Target, opts: BodyOptions): Value[] {
-  const [hidden, weight, bias, labels] = inputs;
+  const [, , bias, labels] = inputs;
   const op = b.op;
+  // Precision 'f16': the logits (and their mean) from hidden and weight rounded through float16.
+  const { hidden, weight } = opts.precision === 'f16' ? roundF16Inputs(b, inputs[0], inputs[1]) : { hidden: inputs[0], weight: inputs[1] };
   const { valid, safe, count } = labelRows(b, labels, b.attrConst('int', 'ignore_index'));
   const eps = b.attrConst('float', 'label_smoothing');
   const shared: Shared = { weight, bias, eps, keep: op.Sub(b.const(1, F32), eps) };
@@ -49,17 +52,18 @@ export function buildLinearCrossEntropy(b: Body, inputs: Value[], target: Target
 
 /**
  * Body options from the model's nodes: the reduction when every caller uses the same one (else it
- * is compared at run time, which the webgpu build of onnxruntime-web cannot do), and for webgpu
- * num_chunks (they must agree; 0 = default).
+ * is compared at run time, which the webgpu build of onnxruntime-web cannot do), the precision
+ * (they must agree), and for webgpu num_chunks (they must agree; 0 = default).
  */
 function bodyOptions(nodes: Node[], target: Target): BodyOptions {
   const reductions = new Set(nodes.map((n) => n.attrString('reduction', 'mean')));
   const reduction = reductions.size === 1 ? [...reductions][0] : undefined;
-  if (target !== 'webgpu') return { reduction };
+  const precision = precisionOption(nodes, target, 'FusedLinearCrossEntropy', false);
+  if (target !== 'webgpu') return { reduction, ...precision };
   if (reduction === undefined && nodes.length > 1) fail('unsupported', `FusedLinearCrossEntropy nodes use different reductions (${[...reductions].join(', ')}); the webgpu body needs one`);
   const ks = new Set(nodes.map((n) => n.attrInt('num_chunks', 0)).filter((k) => k > 0));
   if (ks.size > 1) fail('unsupported', `FusedLinearCrossEntropy nodes ask for different num_chunks (${[...ks].join(', ')}); one webgpu body serves them all`);
-  return { numChunks: ks.size ? [...ks][0] : DEFAULT_NUM_CHUNKS, reduction };
+  return { numChunks: ks.size ? [...ks][0] : DEFAULT_NUM_CHUNKS, reduction, ...precision };
 }
 
 export const fusedLinearCrossEntropy: FusedOp = {

@@ -13,14 +13,16 @@
  * giving dH_c = k ⊙ (Q·W − (ε/V)·Σ_j W_j), dW += Qᵀ·(k ⊙ h_c), db += kᵀ·Q. One Loop serves all
  * three input gradients; this costs one extra lm_head matmul. The Loop suits the cpu target; on
  * WebGPU targets it runs on the CPU (only the in-forward op has an unrolled body), or our kernel
- * absorbs it (webgpu/entry.ts).
+ * absorbs it (webgpu/entry.ts). Precision 'f16' (the node's attribute): rounded GEMM operands, the
+ * scalar part of k applied after the grad_weight GEMM (chunks.ts).
  */
 import type { GradContext, GradFn, GradRule } from '../../src/autodiff/types.js';
 import { replaceForwardNode } from '../../src/autodiff/in-forward.js';
 import type { Node, Value } from '../../src/ir/graph.js';
 import { DataType } from '../../src/onnx/schema.js';
 import { Body } from '../../src/fused/body.js';
-import { gradStart, labelRows, loopChunkRows, loopChunks, type Shared } from './chunks.js';
+import { gradStart, gradStartF16, labelRows, loopChunkRows, loopChunks, roundF16Inputs, type Shared } from './chunks.js';
+import { nodePrecision } from '../precision.js';
 import { linearCrossEntropyWithGradSchema } from './with-grad-schema.js';
 import { ORTFUSE_DOMAIN, validateNode } from '../../src/fused/types.js';
 
@@ -52,10 +54,22 @@ function backward(g: GradContext): (Value | undefined)[] {
   else return g.unsupported(`reduction '${reduction}'`);
   const kF = op.Unsqueeze(op.Mul(validF, scale), g.ints([1]));
   const k = t === F32 ? kF : op.Cast(kF, { to: t });
-  const { dhShift, ...acc } = gradStart(b, hidden, weight, k, g.scalar(eps, F32), bias !== undefined);
-  const shared: Shared = { weight, bias: bias ?? null, keep: g.scalar(1 - eps, F32), dhShift };
-  const chunk = loopChunkRows(b, hidden, weight, g.ints([g.node.attrInt('chunk_size', 0)]));
-  const res = loopChunks(b, GRAD_LOOP, shared, { hidden, safe, k }, { grads: true }, chunk, acc, t);
+  const chunkRows = () => loopChunkRows(b, hidden, weight, g.ints([g.node.attrInt('chunk_size', 0)]));
+  let res;
+  if (nodePrecision(g.node) === 'f16') {
+    // Rounded operands; the scalar part of k after dW's GEMM ('none': the per-row d loss stays in its operand; chunks.ts).
+    const perRow = reduction === 'none';
+    const kRow = op.Unsqueeze(perRow ? op.Mul(validF, scale) : validF, g.ints([1]));
+    const { f16, hk, scale: scaleDw, ...acc } = gradStartF16(b, hidden, weight, op.CastLike(kRow, hidden), perRow ? g.scalar(1, F32) : op.Reshape(scale, g.ints([])), g.scalar(eps, F32), bias !== undefined);
+    const rounded = roundF16Inputs(b, hidden, weight);
+    const shared: Shared = { weight: rounded.weight, bias: bias ?? null, keep: g.scalar(1 - eps, F32), f16 };
+    res = loopChunks(b, GRAD_LOOP, shared, { hidden: rounded.hidden, safe, k, hk }, { grads: true }, chunkRows(), acc, t);
+    res.dw = perRow ? res.dw : scaleDw(res.dw!);
+  } else {
+    const { dhShift, ...acc } = gradStart(b, hidden, weight, k, g.scalar(eps, F32), bias !== undefined);
+    const shared: Shared = { weight, bias: bias ?? null, keep: g.scalar(1 - eps, F32), dhShift };
+    res = loopChunks(b, GRAD_LOOP, shared, { hidden, safe, k }, { grads: true }, chunkRows(), acc, t);
+  }
   const result = [res.dh, res.dw, res.db];
   done.set(g.node, result);
   return result;

@@ -1,7 +1,11 @@
 /**
  * Float64 reference of FusedLinearCrossEntropy (math in schema.ts): forward and the gradients
  * d hidden, d weight, d bias, in plain TS. Row-major: hidden [N, H], weight [V, H], bias [V].
+ * `f16` models precision 'f16': GEMM operands rounded through float32 to float16 (hidden and
+ * weight for the logits and both gradient GEMMs, and the unscaled logit gradient
+ * softmax − ε/V − (1 − ε)·onehot), products and sums in float64, the row factor applied after.
  */
+import { roundToFloat16 } from '../../src/onnx/half.js';
 import type { Reduction } from './schema.js';
 
 export interface LinearCEInputs {
@@ -18,6 +22,8 @@ export interface LinearCEOptions {
   ignoreIndex?: number;
   reduction?: Reduction;
   labelSmoothing?: number;
+  /** Round GEMM operands to float16 (precision 'f16'; see the header). */
+  f16?: boolean;
 }
 
 interface RowStats {
@@ -43,9 +49,14 @@ function rowLogits(x: LinearCEInputs, i: number): RowStats {
 
 const opt = (o: LinearCEOptions) => ({ ignoreIndex: o.ignoreIndex ?? -100, reduction: o.reduction ?? 'mean', eps: o.labelSmoothing ?? 0 });
 
+/** The inputs with hidden and weight rounded to float16 when `o.f16`. */
+const operands = (x: LinearCEInputs, o: LinearCEOptions): LinearCEInputs =>
+  (o.f16 ? { ...x, hidden: roundToFloat16(x.hidden), weight: roundToFloat16(x.weight) } : x);
+
 /** Per-row losses, the count of non-ignored rows, and the reduced loss ([1] or [N]). */
-export function linearCrossEntropyRef(x: LinearCEInputs, o: LinearCEOptions = {}): { loss: Float64Array; rows: Float64Array; count: number } {
+export function linearCrossEntropyRef(x0: LinearCEInputs, o: LinearCEOptions = {}): { loss: Float64Array; rows: Float64Array; count: number } {
   const { ignoreIndex, reduction, eps } = opt(o);
+  const x = operands(x0, o);
   const rows = new Float64Array(x.n);
   let count = 0;
   for (let i = 0; i < x.n; i++) {
@@ -69,10 +80,11 @@ export function linearCrossEntropyRef(x: LinearCEInputs, o: LinearCEOptions = {}
  * g_i = gradOutput / count ('mean'), gradOutput ('sum') or gradOutput[i] ('none');
  * d hidden = dz · W, d weight = dzᵀ · hidden, d bias = Σ_i dz_i.
  */
-export function linearCrossEntropyGradRef(x: LinearCEInputs, o: LinearCEOptions, gradOutput: number | ArrayLike<number>): {
+export function linearCrossEntropyGradRef(x0: LinearCEInputs, o: LinearCEOptions, gradOutput: number | ArrayLike<number>): {
   dHidden: Float64Array; dWeight: Float64Array; dBias: Float64Array;
 } {
   const { ignoreIndex, reduction, eps } = opt(o);
+  const x = operands(x0, o);
   const { n, h, v, hidden, weight } = x;
   const count = Array.from(x.labels, (y) => Number(y) !== ignoreIndex).filter(Boolean).length;
   const dHidden = new Float64Array(n * h);
@@ -83,9 +95,11 @@ export function linearCrossEntropyGradRef(x: LinearCEInputs, o: LinearCEOptions,
     if (y === ignoreIndex) continue;
     const g = typeof gradOutput === 'number' ? (reduction === 'mean' ? gradOutput / count : gradOutput) : gradOutput[i];
     const { z, lse } = rowLogits(x, i);
+    const q = z.map((zc, c) => Math.exp(zc - lse) - (c === y ? 1 - eps : 0) - eps / v);
+    const qg = o.f16 ? roundToFloat16(q) : q;
     for (let c = 0; c < v; c++) {
-      const dz = g * (Math.exp(z[c] - lse) - (c === y ? 1 - eps : 0) - eps / v);
-      dBias[c] += dz;
+      dBias[c] += g * q[c];
+      const dz = g * qg[c];
       for (let k = 0; k < h; k++) {
         dHidden[i * h + k] += dz * weight[c * h + k];
         dWeight[c * h + k] += dz * hidden[i * h + k];

@@ -15,6 +15,8 @@
  *
  * Inputs are flattened: hidden [N, H], labels [N] (the fusion pass adds the Reshapes and the label
  * shift). The loss is float32 whatever the input precision (softmax math in fp32, as Liger).
+ * precision 'f16' rounds the GEMM operands (hidden, weight, and the gradients' Q) to float16 with
+ * fp32 accumulation (../precision.ts; chunks.ts for the gradient's operand range).
  */
 import { DataType } from '../../src/onnx/schema.js';
 import { tensorType, type TensorType } from '../../src/ir/types.js';
@@ -22,6 +24,8 @@ import {
   checkAttrValues, expectInput, inferRule, invalid, ORTFUSE_DOMAIN, ORTFUSE_VERSION, sameDim, sameElem,
   type Attrs, type FusedOpSchema,
 } from '../../src/fused/types.js';
+
+import { PRECISION_ATTR } from '../precision.js';
 
 const FLOATS = [DataType.FLOAT, DataType.FLOAT16, DataType.BFLOAT16, DataType.DOUBLE] as const;
 
@@ -45,6 +49,7 @@ export const linearCrossEntropySchema: FusedOpSchema = {
     { name: 'label_smoothing', type: 'FLOAT', default: 0, doc: 'ε in [0, 1], as torch cross_entropy' },
     { name: 'chunk_size', type: 'INT', default: 0, doc: 'cpu body: rows per chunk; 0 = Liger rule next_pow2(ceil(N / ceil(V / H)))' },
     { name: 'num_chunks', type: 'INT', default: 0, doc: 'webgpu body: number of unrolled chunks (read when the body is built); 0 = 8' },
+    PRECISION_ATTR,
   ],
   check: checkLinearCrossEntropy,
 };

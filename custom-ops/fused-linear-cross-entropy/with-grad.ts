@@ -10,6 +10,9 @@
  *   tensor grown by Concat.
  * - 'webgpu': K = num_chunks unrolled chunks of ceil(N / K) rows (no Loop: under WebGPU EPs it runs
  *   on the CPU); grad_weight is a chain of Gemms through C, grad_hidden one Concat.
+ *
+ * Precision 'f16': hidden and weight rounded through float16 once, Q' rounded per chunk, 1/#valid
+ * applied after the grad_weight GEMM (chunks.ts).
  */
 import { fail } from '../../src/errors.js';
 import { DataType } from '../../src/onnx/schema.js';
@@ -17,7 +20,7 @@ import type { Value } from '../../src/ir/graph.js';
 import type { Body } from '../../src/fused/body.js';
 import type { BodyOptions, FusedOp, Target } from '../../src/fused/types.js';
 import { fusedLinearCrossEntropy, DEFAULT_NUM_CHUNKS } from './function.js';
-import { gradStart, labelRows, logitMean, loopChunkRows, loopChunks, unrolledChunks, type ChunkFlags, type Rows, type Shared } from './chunks.js';
+import { gradStart, gradStartF16, labelRows, logitMean, loopChunkRows, loopChunks, roundF16Inputs, unrolledChunks, type ChunkFlags, type Rows, type Shared } from './chunks.js';
 import { linearCrossEntropyWithGradSchema } from './with-grad-schema.js';
 
 const F32 = DataType.FLOAT;
@@ -32,22 +35,36 @@ const FLAGS: ChunkFlags = { loss: 'sum', grads: true };
 
 export function buildLinearCrossEntropyWithGrad(b: Body, inputs: Value[], target: Target, opts: BodyOptions): Value[] {
   if (b.opset < 16) fail('unsupported', `FusedLinearCrossEntropyWithGrad needs ONNX opset >= 16 (ScatterElements with reduction), the model imports ${b.opset}`);
-  const [hidden, weight, bias, labels] = inputs;
+  const [hidden0, weight0, bias, labels] = inputs;
   const op = b.op;
   const ax1 = b.const([1]);
   const { valid, validF, count, safe } = labelRows(b, labels, b.attrConst('int', 'ignore_index'));
   const isMean = b.attrStringIs('reduction', 'mean', opts.reduction);
   const one = b.const(1, F32);
   const eps = b.attrConst('float', 'label_smoothing');
-  const k = op.CastLike(op.Unsqueeze(op.Mul(validF, op.Where(isMean, op.Div(one, op.Max(count, one)), one)), ax1), hidden);
-  const { dhShift, ...acc } = gradStart(b, hidden, weight, k, eps);
-  const shared: Shared = { weight, bias, eps, keep: op.Sub(one, eps), dhShift };
-  const r: Rows = { hidden, k, safe, valid, zmean: logitMean(b, hidden, weight, bias) };
+  const kScale = op.Where(isMean, op.Div(one, op.Max(count, one)), one);
+  const k = op.CastLike(op.Unsqueeze(op.Mul(validF, kScale), ax1), hidden0);
+  let shared: Shared, r: Rows, acc: { dw: Value; db?: Value }, scaleDw = (dw: Value) => dw;
+  if (opts.precision === 'f16') {
+    // GEMM operands rounded to float16; 1/#valid after the dW GEMMs (chunks.ts header).
+    const { hidden, weight } = roundF16Inputs(b, hidden0, weight0);
+    const { f16, hk, scale, ...start } = gradStartF16(b, hidden0, weight0, op.CastLike(op.Unsqueeze(validF, ax1), hidden0), kScale, eps);
+    acc = start;
+    scaleDw = scale;
+    shared = { weight, bias, eps, keep: op.Sub(one, eps), f16 };
+    r = { hidden, k, hk, safe, valid, zmean: logitMean(b, hidden, weight, bias) };
+  } else {
+    const { dhShift, ...start } = gradStart(b, hidden0, weight0, k, eps);
+    acc = start;
+    shared = { weight: weight0, bias, eps, keep: op.Sub(one, eps), dhShift };
+    r = { hidden: hidden0, k, safe, valid, zmean: logitMean(b, hidden0, weight0, bias) };
+  }
+  const hidden = r.hidden, weight = shared.weight;
   const t = target === 'cpu'
     ? loopChunks(b, 'linear_ce_grad_chunk', shared, r, FLAGS, loopChunkRows(b, hidden, weight, op.Reshape(b.attrConst('int', 'chunk_size'), ax1), MIN_CPU_CHUNK), acc)
     : unrolledChunks(b, shared, r, FLAGS, opts.numChunks ?? DEFAULT_NUM_CHUNKS, acc, 'FusedLinearCrossEntropyWithGrad');
   const loss = op.Div(t.loss!, op.Where(isMean, count, one)); // NaN for 'mean' when every label is ignored (torch)
-  return [loss, t.dh!, t.dw!, t.db!];
+  return [loss, t.dh!, scaleDw(t.dw!), t.db!];
 }
 
 export const fusedLinearCrossEntropyWithGrad: FusedOp = {

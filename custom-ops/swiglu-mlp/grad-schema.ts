@@ -16,7 +16,7 @@
  */
 import { tensorType, type TensorType } from '../../src/ir/types.js';
 import { sameShape } from '../grad-ops.js';
-import { expectInput, inferRule, ORTFUSE_DOMAIN, ORTFUSE_VERSION, sameElem, type FusedOpSchema } from '../../src/fused/types.js';
+import { checkAttrValues, expectInput, inferRule, ORTFUSE_DOMAIN, ORTFUSE_VERSION, sameElem, type FusedOpSchema } from '../../src/fused/types.js';
 import { checkMlpInputs, swigluMlpSchema } from './schema.js';
 
 const fwd = swigluMlpSchema;
@@ -36,8 +36,9 @@ export const swigluMlpGradSchema: FusedOpSchema = {
     { name: 'dw_up', types: FLOATS, doc: '[I, H]' },
     { name: 'dw_down', types: FLOATS, doc: '[H, I]' },
   ],
-  attributes: [],
-  check(types: (TensorType | undefined)[], _attrs, where: string): TensorType[] {
+  attributes: fwd.attributes,
+  check(types: (TensorType | undefined)[], attrs, where: string): TensorType[] {
+    checkAttrValues(where, fwd, attrs);
     const { elem, x } = checkMlpInputs(where, types, fwd.inputs);
     const tdy = types[4];
     const dys = expectInput(where, swigluMlpGradSchema.inputs[4], tdy);

@@ -1,8 +1,18 @@
 /**
  * Float64 reference of SwiGLUMLP and its gradient (math in schema.ts and grad-schema.ts; also
  * SwiGLUMLPKeep's and SwiGLUMLPKeepGrad's, the same math), on
- * row-major arrays: x [M, H], w_gate and w_up [I, H], w_down [H, I], dy [M, H].
+ * row-major arrays: x [M, H], w_gate and w_up [I, H], w_down [H, I], dy [M, H]. `{ f16: true }`
+ * models precision 'f16': every GEMM operand rounded through float32 to float16 (products and sums
+ * still float64).
  */
+import { roundToFloat16 } from '../../src/onnx/half.js';
+
+/** Options of the references: `f16` rounds every GEMM operand to float16 (precision 'f16'). */
+export interface MlpRefOptions {
+  f16?: boolean;
+}
+
+const rounder = (o: MlpRefOptions) => (o.f16 ? roundToFloat16 : (v: ArrayLike<number>) => v);
 
 const sigmoid = (v: number): number => 1 / (1 + Math.exp(-v));
 
@@ -47,15 +57,16 @@ export interface MlpShape {
 }
 
 /** The gate and up projections g = x·W_gateᵀ and u = x·W_upᵀ [M, I] (SwiGLUMLPKeep's outputs 1 and 2). */
-export function swigluMlpProjectionsRef(x: ArrayLike<number>, wGate: ArrayLike<number>, wUp: ArrayLike<number>, { m, h, i }: MlpShape): { g: Float64Array; u: Float64Array } {
-  return { g: nt(x, wGate, m, i, h), u: nt(x, wUp, m, i, h) };
+export function swigluMlpProjectionsRef(x: ArrayLike<number>, wGate: ArrayLike<number>, wUp: ArrayLike<number>, { m, h, i }: MlpShape, o: MlpRefOptions = {}): { g: Float64Array; u: Float64Array } {
+  const r = rounder(o);
+  return { g: nt(r(x), r(wGate), m, i, h), u: nt(r(x), r(wUp), m, i, h) };
 }
 
-export function swigluMlpRef(x: ArrayLike<number>, wGate: ArrayLike<number>, wUp: ArrayLike<number>, wDown: ArrayLike<number>, { m, h, i }: MlpShape): Float64Array {
-  const g = nt(x, wGate, m, i, h);
-  const u = nt(x, wUp, m, i, h);
+export function swigluMlpRef(x: ArrayLike<number>, wGate: ArrayLike<number>, wUp: ArrayLike<number>, wDown: ArrayLike<number>, s: MlpShape, o: MlpRefOptions = {}): Float64Array {
+  const r = rounder(o);
+  const { g, u } = swigluMlpProjectionsRef(x, wGate, wUp, s, o);
   const act = g.map((v, k) => v * sigmoid(v) * u[k]);
-  return nt(act, wDown, m, h, i);
+  return nt(r(act), r(wDown), s.m, s.h, s.i);
 }
 
 export interface MlpGrads {
@@ -65,10 +76,11 @@ export interface MlpGrads {
   dwDown: Float64Array;
 }
 
-export function swigluMlpGradRef(x: ArrayLike<number>, wGate: ArrayLike<number>, wUp: ArrayLike<number>, wDown: ArrayLike<number>, dy: ArrayLike<number>, { m, h, i }: MlpShape): MlpGrads {
-  const g = nt(x, wGate, m, i, h);
-  const u = nt(x, wUp, m, i, h);
-  const dh = nn(dy, wDown, m, i, h);
+export function swigluMlpGradRef(x: ArrayLike<number>, wGate: ArrayLike<number>, wUp: ArrayLike<number>, wDown: ArrayLike<number>, dy: ArrayLike<number>, s: MlpShape, o: MlpRefOptions = {}): MlpGrads {
+  const { m, h, i } = s;
+  const r = rounder(o);
+  const { g, u } = swigluMlpProjectionsRef(x, wGate, wUp, s, o);
+  const dh = nn(r(dy), r(wDown), m, i, h);
   const act = new Float64Array(m * i), dg = new Float64Array(m * i), du = new Float64Array(m * i);
   for (let k = 0; k < m * i; k++) {
     const s = sigmoid(g[k]);
@@ -76,8 +88,9 @@ export function swigluMlpGradRef(x: ArrayLike<number>, wGate: ArrayLike<number>,
     dg[k] = dh[k] * u[k] * s * (1 + g[k] * (1 - s));
     du[k] = dh[k] * g[k] * s;
   }
-  const dx = nn(dg, wGate, m, h, i);
-  const dxUp = nn(du, wUp, m, h, i);
+  const [dgr, dur, xr] = [r(dg), r(du), r(x)];
+  const dx = nn(dgr, r(wGate), m, h, i);
+  const dxUp = nn(dur, r(wUp), m, h, i);
   for (let k = 0; k < dx.length; k++) dx[k] += dxUp[k];
-  return { dx, dwGate: tn(dg, x, m, i, h), dwUp: tn(du, x, m, i, h), dwDown: tn(dy, act, m, h, i) };
+  return { dx, dwGate: tn(dgr, xr, m, i, h), dwUp: tn(dur, xr, m, i, h), dwDown: tn(r(dy), r(act), m, h, i) };
 }

@@ -16,7 +16,8 @@
  */
 import { DataType } from '../../src/onnx/schema.js';
 import { formatShape, tensorType, type Dim, type TensorType } from '../../src/ir/types.js';
-import { expectInput, inferRule, invalid, ORTFUSE_DOMAIN, ORTFUSE_VERSION, sameDim, sameElem, type FusedOpSchema, type IoSpec } from '../../src/fused/types.js';
+import { PRECISION_ATTR } from '../precision.js';
+import { checkAttrValues, expectInput, inferRule, invalid, ORTFUSE_DOMAIN, ORTFUSE_VERSION, sameDim, sameElem, type FusedOpSchema, type IoSpec } from '../../src/fused/types.js';
 
 const FLOATS = [DataType.FLOAT, DataType.FLOAT16, DataType.BFLOAT16, DataType.DOUBLE] as const;
 
@@ -53,8 +54,9 @@ export const swigluMlpSchema: FusedOpSchema = {
     { name: 'w_down', types: FLOATS, doc: '[H, I] down_proj.weight' },
   ],
   outputs: [{ name: 'y', types: FLOATS, doc: '[..., H], as x' }],
-  attributes: [],
-  check(types: (TensorType | undefined)[], _attrs, where: string): TensorType[] {
+  attributes: [PRECISION_ATTR],
+  check(types: (TensorType | undefined)[], attrs, where: string): TensorType[] {
+    checkAttrValues(where, swigluMlpSchema, attrs);
     const { elem, x } = checkMlpInputs(where, types, swigluMlpSchema.inputs);
     return [tensorType(elem, x)];
   },
@@ -68,7 +70,8 @@ export const swigluMlpKeepSchema: FusedOpSchema = {
     { name: 'g', types: FLOATS, doc: '[..., I] x·W_gateᵀ, kept for the backward' },
     { name: 'u', types: FLOATS, doc: '[..., I] x·W_upᵀ, kept for the backward' },
   ],
-  check(types: (TensorType | undefined)[], _attrs, where: string): TensorType[] {
+  check(types: (TensorType | undefined)[], attrs, where: string): TensorType[] {
+    checkAttrValues(where, swigluMlpSchema, attrs);
     const { elem, x, i } = checkMlpInputs(where, types, swigluMlpSchema.inputs);
     const gu = () => (x ? [...x.slice(0, -1), i] : undefined);
     return [tensorType(elem, x), tensorType(elem, gu()), tensorType(elem, gu())];

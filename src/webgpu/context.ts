@@ -18,6 +18,7 @@
 import { fail } from '../errors.js';
 import { BindGroupCache } from './bind-groups.js';
 import { AllocationLog, createBuffer, padTo16, readBuffer, uploadBuffer, type HostArray } from './buffers.js';
+import type { F16Options } from './gemm-f16.js';
 import { getPipeline, type Program } from './program.js';
 import { UniformRing, uniformStructBytes } from './uniform-ring.js';
 
@@ -88,6 +89,12 @@ export class GpuContext {
   dispatches = 0;
   /** When set, run() and submit() add their host time per phase here (benches). */
   profile: DispatchProfile | undefined;
+  /**
+   * The tensor-core GEMM's options (./gemm-f16.ts) where the device has
+   * 'chromium-experimental-subgroup-matrix' and the caller probed it: precision 'f16' GEMMs run
+   * on it (./gemm-mixed.ts); absent, they run gemm_f32 with operands rounded to half.
+   */
+  f16Matrix?: F16Options;
 
   constructor(readonly device: GPUDevice, options: GpuContextOptions = {}) {
     this.log = options.log ?? new AllocationLog();

@@ -110,7 +110,32 @@ export interface F32Variant {
   swap?: boolean;
   /** The K step's FMAs written out instead of a loop over it. */
   unroll?: boolean;
+  /**
+   * Each staged operand element rounded to IEEE half (`ROUND_F16`, core WGSL: no f16 extension),
+   * accumulation still fp32: precision 'f16' where the device has no f16 tensor-core path
+   * (./gemm-mixed.ts). Off: the WGSL and cache key are those of the plain kernel.
+   */
+  roundF16?: boolean;
 }
+
+/**
+ * WGSL `round_f16(x)`: x rounded to the nearest IEEE binary16 value, ties to even, as an f32;
+ * beyond half's range ±inf, below its normals its subnormals (multiples of 2^-24), inf and NaN
+ * kept. Integer bit operations (and round(), which WGSL defines as ties-to-even) rather than
+ * `quantizeToF16`, whose rounding direction WGSL leaves to the implementation (SwiftShader
+ * truncates) and which may flush subnormals.
+ */
+export const ROUND_F16 = `
+fn round_f16(x: f32) -> f32 {
+  let bits = bitcast<u32>(x);
+  let sign = bits & 0x80000000u; let mag = bits & 0x7fffffffu;
+  if (mag >= 0x7f800000u) { return x; }
+  if (mag >= 0x477ff000u) { return bitcast<f32>(sign | 0x7f800000u); } // >= 65520: rounds past 65504
+  if (mag >= 0x38800000u) { // half normals (>= 2^-14): keep 10 mantissa bits, the carry may reach the exponent
+    return bitcast<f32>(sign | ((mag + 0xfffu + ((mag >> 13u) & 1u)) & 0xffffe000u));
+  }
+  return bitcast<f32>(sign | bitcast<u32>(round(bitcast<f32>(mag) * 16777216.0) * 5.9604644775390625e-8));
+}`;
 
 /**
  * The variants gemmF32 runs on the 128×128 and the 64×64 tile (H200 sweeps, session 7,
@@ -126,6 +151,7 @@ export function gemmF32Program(args: MatmulArgs, split: number, small = false, v
   const accumulate = split === 1 && (args.accumulate ?? false);
   const q = small ? 1 : 2; // 4×4 quadrants per invocation along each axis
   const bk = variant.bk ?? 16, double = variant.double ?? false, prefetch = double || (variant.prefetch ?? false), swap = variant.swap ?? false, unroll = variant.unroll ?? false;
+  const cast = variant.roundF16 ? 'round_f16' : 'f32';
   const bm = 64 * q, bn = 64 * q, pitch = bm + 4; // pitch in floats (bm = bn)
   const slice = Math.ceil(Math.ceil(args.k / split) / bk) * bk;
   const P4 = pitch / 4, bufVec4 = bk * P4;
@@ -133,7 +159,7 @@ export function gemmF32Program(args: MatmulArgs, split: number, small = false, v
   if (bytes > WORKGROUP_BYTES) fail('usage', `gemm_f32: K step ${bk}${double ? ', double-buffered,' : ''} needs ${bytes} bytes of workgroup memory for a ${bm}x${bn} tile (at most ${WORKGROUP_BYTES})`);
   return {
     name: 'gemm_f32',
-    cacheKey: `${transA ? 'T' : 'N'}${transB ? 'T' : 'N'};acc=${accumulate ? 1 : 0};tile=${bm};bk=${bk};pf=${prefetch ? 1 : 0};db=${double ? 1 : 0};swap=${swap ? 1 : 0};unroll=${unroll ? 1 : 0}`,
+    cacheKey: `${transA ? 'T' : 'N'}${transB ? 'T' : 'N'};acc=${accumulate ? 1 : 0};tile=${bm};bk=${bk};pf=${prefetch ? 1 : 0};db=${double ? 1 : 0};swap=${swap ? 1 : 0};unroll=${unroll ? 1 : 0}${variant.roundF16 ? ';q16=1' : ''}`,
     workgroupSize: [WG],
     dispatch: swap ? [Math.ceil(args.m / bm), Math.ceil(args.n / bn), split] : [Math.ceil(args.n / bn), Math.ceil(args.m / bm), split],
     uniforms: gemmUniforms(args, split, slice),
@@ -144,8 +170,8 @@ export function gemmF32Program(args: MatmulArgs, split: number, small = false, v
       const putA = (buf: string) => (r: string, c: string, v: string) => `As[${buf}(${c}) * ${P4}u + (${r}) / 4u][(${r}) % 4u] = ${v};`;
       const putB = (buf: string) => (r: string, c: string, v: string) => `Bs[${buf}(${r}) * ${P4}u + (${c}) / 4u][(${c}) % 4u] = ${v};`;
       const spec = (name: 'A' | 'B', buf: string, kVar = 'k0') => name === 'A'
-        ? { name, trans: transA, rows: bm, cols: bk, zero: '0.0', cast: 'f32', store: putA(buf), kVar } as const
-        : { name, trans: transB, rows: bk, cols: bn, zero: '0.0', cast: 'f32', store: putB(buf), kVar } as const;
+        ? { name, trans: transA, rows: bm, cols: bk, zero: '0.0', cast, store: putA(buf), kVar } as const
+        : { name, trans: transB, rows: bk, cols: bn, zero: '0.0', cast, store: putB(buf), kVar } as const;
       const I = range(4 * q);
       // Element i of the invocation's rows: quadrant i/4 (offset 16·quadrant vec4s), component i%4.
       const frag = (v: string, i: number) => `${v}${i >> 2}[${i & 3}]`;
@@ -202,7 +228,7 @@ export function gemmF32Program(args: MatmulArgs, split: number, small = false, v
       }
       const bufs = double ? 2 : 1;
       return {
-        decls: `
+        decls: `${variant.roundF16 ? ROUND_F16 : ''}
 var<workgroup> As: array<vec4<f32>, ${bufs * bufVec4}>; // [k][m], pitch ${pitch} floats${double ? ', two buffers' : ''}
 var<workgroup> Bs: array<vec4<f32>, ${bufs * bufVec4}>; // [k][n]`,
         main: `
@@ -247,7 +273,7 @@ export function gemmF32(ctx: GpuContext, args: MatmulArgs, variant?: F32Variant)
     const small = Math.ceil(args.m / 128) * Math.ceil(args.n / 128) < FILL;
     const t = small ? 4 : 8;
     const split = Math.max(1, Math.min(chooseSplitK(args.m, args.n, args.k, { tm: t, tn: t }), Math.ceil(args.k / 32)));
-    runGemm(ctx, args, split, (a, s) => gemmF32Program(a, s, small, { bk: 16 }));
+    runGemm(ctx, args, split, (a, s) => gemmF32Program(a, s, small, { bk: 16, roundF16: variant?.roundF16 }));
     return;
   }
   const { small, split } = gemmPlan(args);

@@ -7,6 +7,7 @@ import { fail } from '../../../src/errors.js';
 import type { Node } from '../../../src/ir/graph.js';
 import { elementCount, f32, floatInputs, kernelIo, type KernelPolicy, type KernelRead, type WebGpuKernel } from '../../../src/ops/kernel.js';
 import { GRAD_LOOP } from '../grad.js';
+import { nodePrecision } from '../../precision.js';
 import { fusedLinearCrossEntropy } from './flce.js';
 
 /** Our kernel by default: no [N, V] logits anywhere (bench/results/train-step-webgpu-h100.md). */
@@ -20,7 +21,7 @@ function read(n: Node): KernelRead {
   return {
     attrs: {
       reduction, ignoreIndex: n.attrInt('ignore_index', -100), labelSmoothing: n.attrFloat('label_smoothing', 0),
-      chunkRows: n.attrInt('chunk_size', 0),
+      chunkRows: n.attrInt('chunk_size', 0), precision: nodePrecision(n),
     },
   };
 }
@@ -54,7 +55,7 @@ export const flceKernel: WebGpuKernel = {
     const r = fusedLinearCrossEntropy(ctx, {
       hidden: hidden.buffer, weight: weight.buffer, bias: bias?.buffer, labels: labels.buffer, labelType: labels.type === 'int64' ? 'int64' : 'int32',
       n, h, v, ignoreIndex: Number(a.ignoreIndex), labelSmoothing: Number(a.labelSmoothing), reduction: a.reduction as 'mean' | 'sum',
-      chunkRows: Number(a.chunkRows) || undefined,
+      chunkRows: Number(a.chunkRows) || undefined, precision: a.precision === 'f16' ? 'f16' : 'fp32',
     });
     drop.push(r.stats);
     const grad = (i: number, buf: GPUBuffer | undefined, dims: readonly number[]) => (buf ? keep(i, f32(buf, dims)) : undefined);

@@ -17,10 +17,20 @@
  * C = Liger's next_pow2(ceil(N / ceil(V / H))) unless given. The gradients already include
  * gradOutput (a scalar, or [N] for 'none'; 1 when absent), so the backward of the op is a no-op when
  * gradOutput is known up front (as in a training step) — else call this once more with it.
+ *
+ * Precision 'f16' (`precision`): the three GEMMs on src/webgpu/gemm-mixed.ts `gemmMixed` (operands
+ * rounded to half when staged, fp32 accumulation). dz then holds softmax − ε/V − (1 − ε)·onehot in
+ * [−1, 1] without its scalar factor g / n (softmax entries of a 151,936 vocabulary are 1e-5..1e-10;
+ * divided by n = 4096 rows they underflow half's 6e-8 smallest subnormal), and flce_grad_scale
+ * multiplies the three gradients by it after the last chunk (accumulation into the caller's
+ * gradWeight / gradBias goes through a temporary, so their prior contents are not scaled). A
+ * per-row gradOutput ('none') has no common factor and stays in dz.
  */
 import { fail } from '../../../src/errors.js';
 import type { GpuContext } from '../../../src/webgpu/context.js';
 import { gemmF32 } from '../../../src/webgpu/gemm.js';
+import { gemmMixed } from '../../../src/webgpu/gemm-mixed.js';
+import type { Precision } from '../../precision.js';
 import { matmul } from '../../../src/webgpu/matmul.js';
 import { checkBuffer, checkDims, checkU32 } from '../../../src/webgpu/validate.js';
 import { ligerChunkSize, type Reduction } from '../schema.js';
@@ -38,7 +48,7 @@ export function gpuChunkRows(n: number, v: number, h: number, maxBindingBytes: n
   const fit = Math.max(1, Math.floor(maxBindingBytes / (v * 4)));
   return Math.max(1, Math.min(n, fit, Math.max(ligerChunkSize(n, v, h), GPU_MIN_CHUNK_ROWS)));
 }
-import { biasGradProgram, countProgram, lossProgram, rowProgram, type LabelType } from './programs.js';
+import { biasGradProgram, countProgram, gradScaleProgram, lossProgram, rowProgram, type LabelType } from './programs.js';
 
 export interface FlceArgs {
   /** [N, H] */
@@ -68,6 +78,8 @@ export interface FlceArgs {
   out?: Partial<FlceOutputs>;
   /** Which GEMM runs the three products: gemmF32 (default) or the shared matmul. */
   gemm?: 'f32' | 'shared';
+  /** 'f16': GEMM operands rounded to half, dz's scalar factor after the GEMMs (see header); default 'fp32'. */
+  precision?: Precision;
 }
 
 export interface FlceOutputs {
@@ -115,19 +127,34 @@ export function fusedLinearCrossEntropy(ctx: GpuContext, a: FlceArgs): FlceOutpu
   const gradBias = !a.bias || !grads ? undefined : o.gradBias ? checkBuffer(K, 'gradBias', o.gradBias, v) : ctx.buffer('flce.gradBias', v * 4);
   const logits = ctx.scratch('flce.logitsChunk', chunk * v * 4);
   const sg = ctx.subgroups;
-  const mm = a.gemm === 'shared' ? matmul : gemmF32;
+  const f16 = a.precision === 'f16';
+  if (f16 && a.gemm === 'shared') fail('usage', `${K}: precision 'f16' runs on gemmMixed, not the shared matmul`);
+  const mm = f16 ? gemmMixed : a.gemm === 'shared' ? matmul : gemmF32;
+  // 'f16' with gradients: the scalar factor comes after the GEMMs (header); accumulating into the
+  // caller's buffers goes through temporaries so that it does not scale what they held.
+  const unscaled = f16 && grads && gradMode !== 'rows';
+  const viaTemp = unscaled && (a.accumulate ?? false);
+  const gw = viaTemp ? ctx.temp('flce.gradWeightUnscaled', v * h * 4) : gradWeight;
+  const gb = viaTemp && gradBias ? ctx.temp('flce.gradBiasUnscaled', v * 4) : gradBias;
 
   ctx.run(countProgram(sg, labelType, n, v, ignoreIndex), [a.labels, stats]);
   for (let r0 = 0, c = 0; r0 < n; r0 += chunk, c++) {
     const rows = Math.min(chunk, n - r0);
     mm(ctx, { m: rows, n: v, k: h, a: { buffer: a.hidden, offset: r0 * h, ld: h }, b: { buffer: a.weight, ld: h }, c: { buffer: logits, ld: v }, transB: true });
-    const row = rowProgram({ sg, labelType, hasBias: !!a.bias, grads, gradMode, mean: reduction === 'mean', rows, row0: r0, v, ignoreIndex, labelSmoothing: eps });
+    const row = rowProgram({ sg, labelType, hasBias: !!a.bias, grads, gradMode, mean: reduction === 'mean', rows, row0: r0, v, ignoreIndex, labelSmoothing: eps, ...(unscaled ? { unscaled } : {}) });
     ctx.run(row, [logits, ...(a.bias ? [a.bias] : []), a.labels, stats, ...(gradMode !== 'none' ? [a.gradOutput!] : []), rowLoss]);
     if (!grads) continue;
-    const acc = c > 0 || (a.accumulate ?? false);
-    if (gradBias) ctx.run(biasGradProgram(rows, v, acc), [logits, gradBias]);
+    const acc = c > 0 || (!viaTemp && (a.accumulate ?? false));
+    if (gb) ctx.run(biasGradProgram(rows, v, acc), [logits, gb]);
     mm(ctx, { m: rows, n: h, k: v, a: { buffer: logits, ld: v }, b: { buffer: a.weight, ld: h }, c: { buffer: gradHidden!, offset: r0 * h, ld: h } });
-    mm(ctx, { m: v, n: h, k: rows, a: { buffer: logits, ld: v }, b: { buffer: a.hidden, offset: r0 * h, ld: h }, c: { buffer: gradWeight!, ld: h }, transA: true, accumulate: acc });
+    mm(ctx, { m: v, n: h, k: rows, a: { buffer: logits, ld: v }, b: { buffer: a.hidden, offset: r0 * h, ld: h }, c: { buffer: gw!, ld: h }, transA: true, accumulate: acc });
+  }
+  if (unscaled) {
+    const mean = reduction === 'mean', g = gradMode === 'scalar';
+    const head = [stats, ...(g ? [a.gradOutput!] : [])];
+    ctx.run(gradScaleProgram(n * h, mean, g, 'inPlace'), [...head, gradHidden!]);
+    for (const [from, to, count] of [[gw!, gradWeight!, v * h], ...(gb ? [[gb, gradBias!, v] as const] : [])] as const)
+      ctx.run(gradScaleProgram(count, mean, g, viaTemp ? 'add' : 'inPlace'), viaTemp ? [...head, from, to] : [...head, to]);
   }
   if (reduction !== 'none') ctx.run(lossProgram(sg, n, reduction === 'mean'), [rowLoss, stats, loss]);
   return { loss, gradHidden, gradWeight, gradBias, stats, chunkRows: chunk };

@@ -76,6 +76,11 @@ export interface RowArgs {
   v: number;
   ignoreIndex: number;
   labelSmoothing: number;
+  /**
+   * Precision 'f16': dz without its scalar factor (gradOut[0] / n), which `gradScaleProgram`
+   * applies after the GEMMs; a per-row gradOut ('rows') stays in dz.
+   */
+  unscaled?: boolean;
 }
 
 /**
@@ -92,10 +97,11 @@ export function rowProgram(a: RowArgs): Program {
     { name: 'rowLoss', access: 'read_write', type: 'f32' },
   ];
   const zAt = (j: string) => (a.hasBias ? `(z[zoff + ${j}] + bias[${j}])` : `z[zoff + ${j}]`);
-  const g = a.gradMode === 'rows' ? 'gradOut[gr]' : a.gradMode === 'scalar' ? 'gradOut[0]' : '1.0';
+  const g = a.gradMode === 'rows' ? 'gradOut[gr]' : a.gradMode === 'scalar' && !a.unscaled ? 'gradOut[0]' : '1.0';
+  const perCount = a.mean && !a.unscaled ? ' / stats[0]' : '';
   return {
     name: 'flce_rows',
-    cacheKey: `f32;${a.labelType};bias=${+a.hasBias};grads=${+a.grads};g=${a.gradMode};mean=${+a.mean}`,
+    cacheKey: `f32;${a.labelType};bias=${+a.hasBias};grads=${+a.grads};g=${a.gradMode};mean=${+a.mean}${a.unscaled ? ';unscaled=1' : ''}`,
     workgroupSize: [WG],
     subgroups: a.sg,
     dispatch: dispatch1d(a.rows),
@@ -129,7 +135,7 @@ export function rowProgram(a: RowArgs): Program {
   let zsum = wg_sum(zs, ${reduceArgs(a.sg)});
   let loss = lse - (1.0 - u.eps) * zy - u.eps * zsum / f32(u.V);
   if (lidx == 0u) { rowLoss[gr] = select(0.0, loss, valid); }${a.grads ? `
-  let scale = select(0.0, ${g}${a.mean ? ' / stats[0]' : ''}, valid);
+  let scale = select(0.0, ${g}${perCount}, valid);
   let smoothing = u.eps / f32(u.V);
   for (var j = lidx; j < u.V; j += ${WG}u) {
     let p = exp(${zAt('j')} - lse);
@@ -161,6 +167,39 @@ export function biasGradProgram(rows: number, v: number, accumulate: boolean): P
   var s = 0.0;
   for (var r = 0u; r < u.rows; r++) { s += dz[r * u.V + c]; }
   ${accumulate ? 'db[c] += s;' : 'db[c] = s;'}`,
+    }),
+  };
+}
+
+export type ScaleMode = 'inPlace' | 'add';
+
+/**
+ * The scalar factor f = g / stats[0] ('mean'; 0 when no row counts) or g ('sum'), g = gradOut[0]
+ * (`gradOut`) or 1, applied after the GEMMs under precision 'f16' (their operand holds dz without
+ * it: dz / n underflows half): y = f·y ('inPlace') or y += f·x ('add'), over
+ * `count` elements. Bindings: stats, [gradOut], [x], y.
+ */
+export function gradScaleProgram(count: number, mean: boolean, gradOut: boolean, mode: ScaleMode): Program {
+  const g = gradOut ? 'gradOut[0]' : '1.0';
+  const f = mean ? `select(0.0, ${g} / stats[0], stats[0] > 0.0)` : g;
+  return {
+    name: 'flce_grad_scale',
+    cacheKey: `f32;mean=${+mean};g=${+gradOut};${mode}`,
+    workgroupSize: [WG],
+    dispatch: dispatch1d(Math.ceil(count / WG)),
+    uniforms: [{ name: 'count', type: 'u32', value: count }],
+    bindings: [
+      { name: 'stats', access: 'read', type: 'f32' },
+      ...(gradOut ? [{ name: 'gradOut', access: 'read' as const, type: 'f32' as const }] : []),
+      ...(mode === 'add' ? [{ name: 'x', access: 'read' as const, type: 'f32' as const }] : []),
+      { name: 'y', access: 'read_write', type: 'f32' },
+    ],
+    source: () => ({
+      main: `
+  let i = flatWorkgroup(wid, nwg) * ${WG}u + lidx;
+  if (i >= u.count) { return; }
+  let f = ${f};
+  ${mode === 'inPlace' ? 'y[i] = f * y[i];' : 'y[i] = y[i] + f * x[i];'}`,
     }),
   };
 }

@@ -3,6 +3,7 @@
 import { fail } from '../../../src/errors.js';
 import type { Node } from '../../../src/ir/graph.js';
 import { elementCount, f32, floatInputs, kernelIo, type GpuValue, type KernelPolicy, type KernelRead, type WebGpuKernel } from '../../../src/ops/kernel.js';
+import { nodePrecision, type Precision } from '../../precision.js';
 import { swigluMlpBackward, swigluMlpForward, swigluMlpForwardKeep, type MlpDims } from './mlp.js';
 
 /**
@@ -11,7 +12,10 @@ import { swigluMlpBackward, swigluMlpForward, swigluMlpForwardKeep, type MlpDims
  */
 const policy: KernelPolicy = { key: 'mlp', default: 'kernel' };
 
-const read = (count: number) => (n: Node): KernelRead => { const why = floatInputs(n, count); return why ? { why } : { attrs: {} }; };
+const read = (count: number) => (n: Node): KernelRead => { const why = floatInputs(n, count); return why ? { why } : { attrs: { precision: nodePrecision(n) } }; };
+
+/** The node's precision, as `read` recorded it. */
+const precisionOf = (attrs: Record<string, unknown>): Precision => (attrs.precision === 'f16' ? 'f16' : 'fp32');
 
 /** M, H, I from x [..., H], w_gate [I, H], w_up [I, H], w_down [H, I], or an error naming the node. */
 function dimsOf(where: string, x: GpuValue, wGate: GpuValue, wUp: GpuValue, wDown: GpuValue): MlpDims {
@@ -29,7 +33,7 @@ export const swigluMlpKernel: WebGpuKernel = {
     const { where, drop, need } = kernelIo(call, inputs);
     const x = need(0, 'x'), wGate = need(1, 'w_gate'), wUp = need(2, 'w_up'), wDown = need(3, 'w_down');
     const d = dimsOf(where, x, wGate, wUp, wDown);
-    const y = swigluMlpForward(ctx, { ...d, x: x.buffer, wGate: wGate.buffer, wUp: wUp.buffer, wDown: wDown.buffer });
+    const y = swigluMlpForward(ctx, { ...d, x: x.buffer, wGate: wGate.buffer, wUp: wUp.buffer, wDown: wDown.buffer, precision: precisionOf(call.attrs) });
     return { outputs: [f32(y, x.dims)], drop };
   },
 };
@@ -40,7 +44,7 @@ export const swigluMlpKeepKernel: WebGpuKernel = {
     const { where, drop, need, keep } = kernelIo(call, inputs);
     const x = need(0, 'x'), wGate = need(1, 'w_gate'), wUp = need(2, 'w_up'), wDown = need(3, 'w_down');
     const d = dimsOf(where, x, wGate, wUp, wDown);
-    const r = swigluMlpForwardKeep(ctx, { ...d, x: x.buffer, wGate: wGate.buffer, wUp: wUp.buffer, wDown: wDown.buffer });
+    const r = swigluMlpForwardKeep(ctx, { ...d, x: x.buffer, wGate: wGate.buffer, wUp: wUp.buffer, wDown: wDown.buffer, precision: precisionOf(call.attrs) });
     const gu = [...x.dims.slice(0, -1), d.i];
     return { outputs: [f32(r.y, x.dims), keep(1, f32(r.g, gu)), keep(2, f32(r.u, gu))], drop };
   },
@@ -65,7 +69,7 @@ const gradKernel = (name: string, kept: boolean): WebGpuKernel => ({
     // Only the gradients something reads (a frozen weight's is not computed at all).
     const want = (k: number) => call.outputs[k] != null;
     const r = swigluMlpBackward(ctx, {
-      ...d, x: x.buffer, wGate: wGate.buffer, wUp: wUp.buffer, wDown: wDown.buffer, dy: dy.buffer,
+      ...d, x: x.buffer, wGate: wGate.buffer, wUp: wUp.buffer, wDown: wDown.buffer, dy: dy.buffer, precision: precisionOf(call.attrs),
       want: { dx: want(0), dwGate: want(1), dwUp: want(2), dwDown: want(3) },
       kept: g && u && { g: g.buffer, u: u.buffer, overwrite: mayReuse(5) && mayReuse(6) },
     });

@@ -1,7 +1,7 @@
 /// <reference types="@webgpu/types" />
 /**
  * SwiGLUMLP WGSL kernels (math in ../schema.ts and ../grad-schema.ts): every projection on our fp32
- * GEMM (src/webgpu/gemm.ts `gemmF32`), the activation as one elementwise pass. Rows M = x's
+ * GEMM (src/webgpu/gemm.ts `gemmF32`; see below for precision 'f16'), the activation as one elementwise pass. Rows M = x's
  * leading axes flattened; x [M, H], w_gate and w_up [I, H], w_down [H, I].
  *
  *   forward:  g = x·W_gateᵀ, u = x·W_upᵀ (NT);  u ← silu(g)·u;  y = u·W_downᵀ (NT)
@@ -16,9 +16,13 @@
  * The [M, I] intermediates (forward: two, or one kept; backward: three, or one when working in the
  * kept g and u) are temporaries destroyed after the kernel group's submit; only y (and the kept g
  * and u), or the requested gradients, outlive it.
+ *
+ * Precision 'f16' (`precision`): every GEMM on src/webgpu/gemm-mixed.ts `gemmMixed` (operands
+ * rounded to half when staged, fp32 accumulation); the elementwise passes and all buffers stay fp32.
  */
 import type { GpuContext } from '../../../src/webgpu/context.js';
-import { gemmF32 } from '../../../src/webgpu/gemm.js';
+import { gemmFor } from '../../../src/webgpu/gemm-mixed.js';
+import type { Precision } from '../../precision.js';
 import { checkBuffer, checkDims, checkU32 } from '../../../src/webgpu/validate.js';
 import { elementwise } from '../../swiglu/webgpu/swiglu.js';
 
@@ -34,6 +38,8 @@ export interface MlpForwardArgs extends MlpDims {
   wGate: GPUBuffer;
   wUp: GPUBuffer;
   wDown: GPUBuffer;
+  /** 'f16': GEMM operands rounded to half (see header); default 'fp32'. */
+  precision?: Precision;
 }
 
 function checkArgs(k: string, a: MlpForwardArgs): void {
@@ -50,8 +56,9 @@ function projections(ctx: GpuContext, a: MlpForwardArgs, keep = false): { g: GPU
   const { m, h, i } = a;
   const g = keep ? ctx.buffer('mlp.gate', m * i * 4) : ctx.temp('mlp.gate', m * i * 4);
   const u = keep ? ctx.buffer('mlp.up', m * i * 4) : ctx.temp('mlp.up', m * i * 4);
-  gemmF32(ctx, { m, n: i, k: h, a: { buffer: a.x, ld: h }, b: { buffer: a.wGate, ld: h }, c: { buffer: g, ld: i }, transB: true });
-  gemmF32(ctx, { m, n: i, k: h, a: { buffer: a.x, ld: h }, b: { buffer: a.wUp, ld: h }, c: { buffer: u, ld: i }, transB: true });
+  const gemm = gemmFor(a.precision);
+  gemm(ctx, { m, n: i, k: h, a: { buffer: a.x, ld: h }, b: { buffer: a.wGate, ld: h }, c: { buffer: g, ld: i }, transB: true });
+  gemm(ctx, { m, n: i, k: h, a: { buffer: a.x, ld: h }, b: { buffer: a.wUp, ld: h }, c: { buffer: u, ld: i }, transB: true });
   return { g, u };
 }
 
@@ -72,7 +79,7 @@ export function swigluMlpForward(ctx: GpuContext, a: MlpForwardArgs): GPUBuffer 
 function down(ctx: GpuContext, a: MlpForwardArgs, act: GPUBuffer): GPUBuffer {
   const { m, h, i } = a;
   const y = ctx.buffer('mlp.y', m * h * 4);
-  gemmF32(ctx, { m, n: h, k: i, a: { buffer: act, ld: i }, b: { buffer: a.wDown, ld: i }, c: { buffer: y, ld: h }, transB: true });
+  gemmFor(a.precision)(ctx, { m, n: h, k: i, a: { buffer: act, ld: i }, b: { buffer: a.wDown, ld: i }, c: { buffer: y, ld: h }, transB: true });
   return y;
 }
 
@@ -130,7 +137,8 @@ export function swigluMlpBackward(ctx: GpuContext, a: MlpBackwardArgs): MlpGradB
   }
   const want = { dx: true, dwGate: true, dwUp: true, dwDown: true, ...a.want };
   const dh = ctx.temp('mlp.dh', m * i * 4);
-  gemmF32(ctx, { m, n: i, k: h, a: { buffer: a.dy, ld: h }, b: { buffer: a.wDown, ld: i }, c: { buffer: dh, ld: i } });
+  const gemm = gemmFor(a.precision);
+  gemm(ctx, { m, n: i, k: h, a: { buffer: a.dy, ld: h }, b: { buffer: a.wDown, ld: i }, c: { buffer: dh, ld: i } });
   let g: GPUBuffer, u: GPUBuffer;
   if (!a.kept || a.kept.overwrite) {
     ({ g, u } = a.kept ?? projections(ctx, a));
@@ -155,20 +163,20 @@ export function swigluMlpBackward(ctx: GpuContext, a: MlpBackwardArgs): MlpGradB
   const out: MlpGradBuffers = {};
   if (want.dwDown) {
     out.dwDown = ctx.buffer('mlp.dw_down', h * i * 4);
-    gemmF32(ctx, { m: h, n: i, k: m, a: { buffer: a.dy, ld: h }, b: { buffer: dh, ld: i }, c: { buffer: out.dwDown, ld: i }, transA: true });
+    gemm(ctx, { m: h, n: i, k: m, a: { buffer: a.dy, ld: h }, b: { buffer: dh, ld: i }, c: { buffer: out.dwDown, ld: i }, transA: true });
   }
   if (want.dx) {
     out.dx = ctx.buffer('mlp.dx', m * h * 4);
-    gemmF32(ctx, { m, n: h, k: i, a: { buffer: g, ld: i }, b: { buffer: a.wGate, ld: h }, c: { buffer: out.dx, ld: h } });
-    gemmF32(ctx, { m, n: h, k: i, a: { buffer: u, ld: i }, b: { buffer: a.wUp, ld: h }, c: { buffer: out.dx, ld: h }, accumulate: true });
+    gemm(ctx, { m, n: h, k: i, a: { buffer: g, ld: i }, b: { buffer: a.wGate, ld: h }, c: { buffer: out.dx, ld: h } });
+    gemm(ctx, { m, n: h, k: i, a: { buffer: u, ld: i }, b: { buffer: a.wUp, ld: h }, c: { buffer: out.dx, ld: h }, accumulate: true });
   }
   if (want.dwGate) {
     out.dwGate = ctx.buffer('mlp.dw_gate', i * h * 4);
-    gemmF32(ctx, { m: i, n: h, k: m, a: { buffer: g, ld: i }, b: { buffer: a.x, ld: h }, c: { buffer: out.dwGate, ld: h }, transA: true });
+    gemm(ctx, { m: i, n: h, k: m, a: { buffer: g, ld: i }, b: { buffer: a.x, ld: h }, c: { buffer: out.dwGate, ld: h }, transA: true });
   }
   if (want.dwUp) {
     out.dwUp = ctx.buffer('mlp.dw_up', i * h * 4);
-    gemmF32(ctx, { m: i, n: h, k: m, a: { buffer: u, ld: i }, b: { buffer: a.x, ld: h }, c: { buffer: out.dwUp, ld: h }, transA: true });
+    gemm(ctx, { m: i, n: h, k: m, a: { buffer: u, ld: i }, b: { buffer: a.x, ld: h }, c: { buffer: out.dwUp, ld: h }, transA: true });
   }
   return out;
 }
