@@ -6,8 +6,17 @@
  *   stats[1] = ‖g‖₂ = √Σ partials,  stats[2] = s = (max > 0 ∧ ‖g‖ > max) ? max / (‖g‖ + 1e-6) : 1
  *   g_t ← s · g_t                     (in place, before AdamW; same rule as src/runtime/optimizer.ts)
  *
- * stats is a 16-byte buffer [loss, norm, scale, 0]; the trainer copies the loss into slot 0 and
- * reads the four floats back once per step.
+ * stats is a 16-byte buffer [loss, norm, scale, overflow]; the trainer copies the loss into slot 0
+ * and reads the four floats back once per step.
+ *
+ * Loss scaling (mixed precision; `lossScale` S given): the gradients arrive multiplied by S. The
+ * finalize pass reports the norm of the unscaled gradients, ‖g‖ = √Σ partials · (1/S) (exact for a
+ * power of two), and computes the clip factor from it, so stats[1] and stats[2] are what an fp32
+ * run computes; the scale pass leaves the gradients at S (clipped), and AdamW multiplies by 1/S.
+ * An overflow sets stats[3] = 1 (the trainer zeroes it before the step): finalize when ‖g‖ is not
+ * finite; with `flag`, each sum-of-squares dispatch when its partial is not finite. AdamW's guard
+ * reads it (./adamw.ts). WGSL has no isinf/isnan: a float is not finite when its exponent bits
+ * are all ones.
  */
 import type { GpuContext } from './context.js';
 import { dispatch1d, type Program } from './program.js';
@@ -22,10 +31,17 @@ export function partialCount(n: number): number {
   return Math.max(1, Math.min(MAX_GROUPS, Math.ceil(n / WG)));
 }
 
-function sumSquaresProgram(n: number, base: number, groups: number, sg: boolean): Program {
+/** Index in stats of the overflow flag (0: finite so far in this step; 1: a gradient was not). */
+export const OVERFLOW_SLOT = 3;
+
+/** WGSL: true when `x` is ±Inf or NaN (exponent bits all ones). */
+export const NON_FINITE_WGSL = `
+fn nonFinite(x: f32) -> bool { return (bitcast<u32>(x) & 0x7f800000u) == 0x7f800000u; }`;
+
+function sumSquaresProgram(n: number, base: number, groups: number, sg: boolean, flag: boolean): Program {
   return {
     name: 'grad-norm.sumsq',
-    cacheKey: 'f32',
+    cacheKey: flag ? 'f32-flag' : 'f32',
     workgroupSize: [WG],
     subgroups: sg,
     dispatch: [groups, 1, 1],
@@ -37,41 +53,45 @@ function sumSquaresProgram(n: number, base: number, groups: number, sg: boolean)
     bindings: [
       { name: 'g', access: 'read', type: 'f32' },
       { name: 'partials', access: 'read_write', type: 'f32' },
+      ...(flag ? [{ name: 'stats', access: 'read_write' as const, type: 'f32' as const }] : []),
     ],
     source: () => ({
-      decls: reductionWgsl(WG, sg),
+      decls: reductionWgsl(WG, sg) + (flag ? NON_FINITE_WGSL : ''),
       main: `
   var s = 0.0;
   for (var k = wid.x * ${WG}u + lidx; k < u.n; k = k + u.stride) { let x = g[k]; s = s + x * x; }
   let total = wg_sum(s, ${reduceArgs(sg)});
-  if (lidx == 0u) { partials[u.base + wid.x] = total; }`,
+  if (lidx == 0u) { partials[u.base + wid.x] = total;${flag ? ` if (nonFinite(total)) { stats[${OVERFLOW_SLOT}] = 1.0; }` : ''} }`,
     }),
   };
 }
 
-function finalizeProgram(count: number, maxNorm: number, sg: boolean): Program {
+function finalizeProgram(count: number, maxNorm: number, sg: boolean, lossScale: number | undefined): Program {
+  const scaled = lossScale !== undefined;
   return {
     name: 'grad-norm.finalize',
-    cacheKey: 'f32',
+    cacheKey: scaled ? 'f32-scaled' : 'f32',
     workgroupSize: [WG],
     subgroups: sg,
     dispatch: [1, 1, 1],
     uniforms: [
       { name: 'count', type: 'u32', value: count },
       { name: 'maxNorm', type: 'f32', value: maxNorm },
+      ...(scaled ? [{ name: 'invScale', type: 'f32' as const, value: 1 / lossScale }] : []),
     ],
     bindings: [
       { name: 'partials', access: 'read', type: 'f32' },
       { name: 'stats', access: 'read_write', type: 'f32' },
     ],
     source: () => ({
-      decls: reductionWgsl(WG, sg),
+      decls: reductionWgsl(WG, sg) + (scaled ? NON_FINITE_WGSL : ''),
       main: `
   var s = 0.0;
   for (var k = lidx; k < u.count; k = k + ${WG}u) { s = s + partials[k]; }
   let total = wg_sum(s, ${reduceArgs(sg)});
   if (lidx == 0u) {
-    let norm = sqrt(total);
+    let norm = sqrt(total)${scaled ? ' * u.invScale' : ''};${scaled ? `
+    if (nonFinite(norm)) { stats[${OVERFLOW_SLOT}] = 1.0; }` : ''}
     stats[1] = norm;
     stats[2] = select(1.0, u.maxNorm / (norm + 1e-6), u.maxNorm > 0.0 && norm > u.maxNorm);
   }`,
@@ -107,23 +127,30 @@ export interface NormTensor {
 /**
  * Record: global L2 norm of `grads` into stats[1], the clip factor into stats[2], and (when
  * `maxNorm` > 0) every gradient scaled in place by it. `partials` must hold Σ partialCount(size)
- * floats.
+ * floats. `lossScale`: the gradients carry this factor (see the header: norm and clip factor of
+ * the unscaled gradients, overflow flag).
  */
-export function clipByGlobalNorm(ctx: GpuContext, grads: readonly NormTensor[], partials: GPUBuffer, stats: GPUBuffer, maxNorm: number): void {
+export function clipByGlobalNorm(ctx: GpuContext, grads: readonly NormTensor[], partials: GPUBuffer, stats: GPUBuffer, maxNorm: number, lossScale?: number): void {
   let base = 0;
   for (const t of grads) base += sumSquares(ctx, t, partials, base);
-  finalizeNorm(ctx, base, partials, stats, maxNorm);
+  finalizeNorm(ctx, base, partials, stats, maxNorm, lossScale);
   if (maxNorm > 0) for (const t of grads) ctx.run(scaleProgram(t.size), [t.grad, stats]);
 }
 
-/** Record one gradient's sum-of-squares partials into `partials` from `base`; returns how many. */
-export function sumSquares(ctx: GpuContext, t: NormTensor, partials: GPUBuffer, base: number): number {
+/**
+ * Record one gradient's sum-of-squares partials into `partials` from `base`; returns how many.
+ * `flag` (the stats buffer): also set its overflow slot when a partial is not finite.
+ */
+export function sumSquares(ctx: GpuContext, t: NormTensor, partials: GPUBuffer, base: number, flag?: GPUBuffer): number {
   const groups = partialCount(t.size);
-  ctx.run(sumSquaresProgram(t.size, base, groups, ctx.subgroups), [t.grad, partials]);
+  ctx.run(sumSquaresProgram(t.size, base, groups, ctx.subgroups, !!flag), flag ? [t.grad, partials, flag] : [t.grad, partials]);
   return groups;
 }
 
-/** Record: the norm of the first `count` partials into stats[1], the clip factor (for `maxNorm`) into stats[2]. */
-export function finalizeNorm(ctx: GpuContext, count: number, partials: GPUBuffer, stats: GPUBuffer, maxNorm: number): void {
-  ctx.run(finalizeProgram(count, maxNorm, ctx.subgroups), [partials, stats]);
+/**
+ * Record: the norm of the first `count` partials into stats[1], the clip factor (for `maxNorm`) into
+ * stats[2]; with `lossScale`, of the unscaled gradients, and the overflow slot set when not finite.
+ */
+export function finalizeNorm(ctx: GpuContext, count: number, partials: GPUBuffer, stats: GPUBuffer, maxNorm: number, lossScale?: number): void {
+  ctx.run(finalizeProgram(count, maxNorm, ctx.subgroups, lossScale), [partials, stats]);
 }
