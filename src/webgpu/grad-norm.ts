@@ -10,13 +10,12 @@
  * and reads the four floats back once per step.
  *
  * Loss scaling (mixed precision; `lossScale` S given): the gradients arrive multiplied by S. The
- * finalize pass reports the norm of the unscaled gradients, ‖g‖ = √Σ partials · (1/S) (exact for a
- * power of two), and computes the clip factor from it, so stats[1] and stats[2] are what an fp32
- * run computes; the scale pass leaves the gradients at S (clipped), and AdamW multiplies by 1/S.
- * An overflow sets stats[3] = 1 (the trainer zeroes it before the step): finalize when ‖g‖ is not
- * finite; with `flag`, each sum-of-squares dispatch when its partial is not finite. AdamW's guard
- * reads it (./adamw.ts). WGSL has no isinf/isnan: a float is not finite when its exponent bits
- * are all ones.
+ * sum of squares runs over g·(1/S) (exact for a power of two, and no spurious overflow of S²·g²),
+ * so stats[1] and stats[2] are the norm and clip factor of the unscaled gradients, as an fp32 run
+ * computes them; the scale pass leaves the gradients at S (clipped), and AdamW multiplies by 1/S.
+ * An overflow sets stats[3] = 1 (the trainer zeroes it before the step): each sum-of-squares
+ * dispatch whose partial is not finite, and finalize when ‖g‖ is not. AdamW's guard reads it
+ * (./adamw.ts). WGSL has no isinf/isnan: a float is not finite when its exponent bits are all ones.
  */
 import type { GpuContext } from './context.js';
 import { dispatch1d, type Program } from './program.js';
@@ -38,10 +37,17 @@ export const OVERFLOW_SLOT = 3;
 export const NON_FINITE_WGSL = `
 fn nonFinite(x: f32) -> bool { return (bitcast<u32>(x) & 0x7f800000u) == 0x7f800000u; }`;
 
-function sumSquaresProgram(n: number, base: number, groups: number, sg: boolean, flag: boolean): Program {
+/** Mixed precision's arguments of the norm kernels: the gradients' 1/S, and the stats buffer whose overflow slot they raise. */
+export interface LossScaleArgs {
+  invScale: number;
+  stats: GPUBuffer;
+}
+
+function sumSquaresProgram(n: number, base: number, groups: number, sg: boolean, invScale: number | undefined): Program {
+  const scaled = invScale !== undefined;
   return {
     name: 'grad-norm.sumsq',
-    cacheKey: flag ? 'f32-flag' : 'f32',
+    cacheKey: scaled ? 'f32-scaled' : 'f32',
     workgroupSize: [WG],
     subgroups: sg,
     dispatch: [groups, 1, 1],
@@ -49,25 +55,25 @@ function sumSquaresProgram(n: number, base: number, groups: number, sg: boolean,
       { name: 'n', type: 'u32', value: n },
       { name: 'base', type: 'u32', value: base },
       { name: 'stride', type: 'u32', value: groups * WG },
+      ...(scaled ? [{ name: 'invScale', type: 'f32' as const, value: invScale }] : []),
     ],
     bindings: [
       { name: 'g', access: 'read', type: 'f32' },
       { name: 'partials', access: 'read_write', type: 'f32' },
-      ...(flag ? [{ name: 'stats', access: 'read_write' as const, type: 'f32' as const }] : []),
+      ...(scaled ? [{ name: 'stats', access: 'read_write' as const, type: 'f32' as const }] : []),
     ],
     source: () => ({
-      decls: reductionWgsl(WG, sg) + (flag ? NON_FINITE_WGSL : ''),
+      decls: reductionWgsl(WG, sg) + (scaled ? NON_FINITE_WGSL : ''),
       main: `
   var s = 0.0;
-  for (var k = wid.x * ${WG}u + lidx; k < u.n; k = k + u.stride) { let x = g[k]; s = s + x * x; }
+  for (var k = wid.x * ${WG}u + lidx; k < u.n; k = k + u.stride) { let x = g[k]${scaled ? ' * u.invScale' : ''}; s = s + x * x; }
   let total = wg_sum(s, ${reduceArgs(sg)});
-  if (lidx == 0u) { partials[u.base + wid.x] = total;${flag ? ` if (nonFinite(total)) { stats[${OVERFLOW_SLOT}] = 1.0; }` : ''} }`,
+  if (lidx == 0u) { partials[u.base + wid.x] = total;${scaled ? ` if (nonFinite(total)) { stats[${OVERFLOW_SLOT}] = 1.0; }` : ''} }`,
     }),
   };
 }
 
-function finalizeProgram(count: number, maxNorm: number, sg: boolean, lossScale: number | undefined): Program {
-  const scaled = lossScale !== undefined;
+function finalizeProgram(count: number, maxNorm: number, sg: boolean, scaled: boolean): Program {
   return {
     name: 'grad-norm.finalize',
     cacheKey: scaled ? 'f32-scaled' : 'f32',
@@ -77,7 +83,6 @@ function finalizeProgram(count: number, maxNorm: number, sg: boolean, lossScale:
     uniforms: [
       { name: 'count', type: 'u32', value: count },
       { name: 'maxNorm', type: 'f32', value: maxNorm },
-      ...(scaled ? [{ name: 'invScale', type: 'f32' as const, value: 1 / lossScale }] : []),
     ],
     bindings: [
       { name: 'partials', access: 'read', type: 'f32' },
@@ -90,7 +95,7 @@ function finalizeProgram(count: number, maxNorm: number, sg: boolean, lossScale:
   for (var k = lidx; k < u.count; k = k + ${WG}u) { s = s + partials[k]; }
   let total = wg_sum(s, ${reduceArgs(sg)});
   if (lidx == 0u) {
-    let norm = sqrt(total)${scaled ? ' * u.invScale' : ''};${scaled ? `
+    let norm = sqrt(total);${scaled ? `
     if (nonFinite(norm)) { stats[${OVERFLOW_SLOT}] = 1.0; }` : ''}
     stats[1] = norm;
     stats[2] = select(1.0, u.maxNorm / (norm + 1e-6), u.maxNorm > 0.0 && norm > u.maxNorm);
@@ -127,30 +132,32 @@ export interface NormTensor {
 /**
  * Record: global L2 norm of `grads` into stats[1], the clip factor into stats[2], and (when
  * `maxNorm` > 0) every gradient scaled in place by it. `partials` must hold Σ partialCount(size)
- * floats. `lossScale`: the gradients carry this factor (see the header: norm and clip factor of
- * the unscaled gradients, overflow flag).
+ * floats. `lossScale`: the gradients carry the factor S (see the header: norm and clip factor of
+ * the unscaled gradients, overflow flag in stats).
  */
 export function clipByGlobalNorm(ctx: GpuContext, grads: readonly NormTensor[], partials: GPUBuffer, stats: GPUBuffer, maxNorm: number, lossScale?: number): void {
+  const scaled = lossScale === undefined ? undefined : { invScale: 1 / lossScale, stats };
   let base = 0;
-  for (const t of grads) base += sumSquares(ctx, t, partials, base);
-  finalizeNorm(ctx, base, partials, stats, maxNorm, lossScale);
+  for (const t of grads) base += sumSquares(ctx, t, partials, base, scaled);
+  finalizeNorm(ctx, base, partials, stats, maxNorm, !!scaled);
   if (maxNorm > 0) for (const t of grads) ctx.run(scaleProgram(t.size), [t.grad, stats]);
 }
 
 /**
  * Record one gradient's sum-of-squares partials into `partials` from `base`; returns how many.
- * `flag` (the stats buffer): also set its overflow slot when a partial is not finite.
+ * `scaled` (mixed precision): of g·invScale, and the overflow slot of `scaled.stats` raised when a
+ * partial is not finite.
  */
-export function sumSquares(ctx: GpuContext, t: NormTensor, partials: GPUBuffer, base: number, flag?: GPUBuffer): number {
+export function sumSquares(ctx: GpuContext, t: NormTensor, partials: GPUBuffer, base: number, scaled?: LossScaleArgs): number {
   const groups = partialCount(t.size);
-  ctx.run(sumSquaresProgram(t.size, base, groups, ctx.subgroups, !!flag), flag ? [t.grad, partials, flag] : [t.grad, partials]);
+  ctx.run(sumSquaresProgram(t.size, base, groups, ctx.subgroups, scaled?.invScale), scaled ? [t.grad, partials, scaled.stats] : [t.grad, partials]);
   return groups;
 }
 
 /**
  * Record: the norm of the first `count` partials into stats[1], the clip factor (for `maxNorm`) into
- * stats[2]; with `lossScale`, of the unscaled gradients, and the overflow slot set when not finite.
+ * stats[2]; `flagOverflow` (mixed precision): the overflow slot raised when the norm is not finite.
  */
-export function finalizeNorm(ctx: GpuContext, count: number, partials: GPUBuffer, stats: GPUBuffer, maxNorm: number, lossScale?: number): void {
-  ctx.run(finalizeProgram(count, maxNorm, ctx.subgroups, lossScale), [partials, stats]);
+export function finalizeNorm(ctx: GpuContext, count: number, partials: GPUBuffer, stats: GPUBuffer, maxNorm: number, flagOverflow = false): void {
+  ctx.run(finalizeProgram(count, maxNorm, ctx.subgroups, flagOverflow), [partials, stats]);
 }

@@ -16,8 +16,8 @@
  *
  * Mixed precision (the graph has the `loss_scale` input; ../loss-scale.ts): the scale is fed from a
  * 16-byte buffer the trainer writes before each step. The gradients come out times S; the norm
- * kernels report the unscaled norm and clip factor (src/webgpu/grad-norm.ts) and AdamW multiplies
- * by 1/S. An overflow raises stats[3] on the GPU and AdamW's guard then leaves p, m and v alone,
+ * kernels sum the squares of g·(1/S), so they report the unscaled norm and clip factor
+ * (src/webgpu/grad-norm.ts), and AdamW multiplies by 1/S. An overflow raises stats[3] on the GPU and AdamW's guard then leaves p, m and v alone,
  * with no host round trip before the update:
  * - with clipping (and on a single session): every gradient is summed before the first AdamW, so
  *   a non-finite norm skips the whole step;
@@ -292,7 +292,7 @@ export class WebGpuTrainer {
     for (const p of withGrad) (base.set(p, count), (count += partialCount(p.size)));
     const apply = (p: GpuParam, grad: GPUBuffer) => {
       // Mixed: a non-finite partial raises the flag that this AdamW (and every later one) checks.
-      sumSquares(this.ctx, { grad, size: p.size }, this.partials, base.get(p)!, guard?.flag);
+      sumSquares(this.ctx, { grad, size: p.size }, this.partials, base.get(p)!, scaler && { invScale: scaler.inverse, stats: this.stats });
       adamw(this.ctx, [{ param: p.value, grad, m: p.m!, v: p.v!, size: p.size, noDecay: p.noDecay }], hp, guard);
     };
     const byGrad = new Map(withGrad.map((p) => [GRAD_PREFIX + p.name, p]));
@@ -313,7 +313,7 @@ export class WebGpuTrainer {
     const rest = withGrad.filter((p) => !applied.has(p)).map((p) => ({ p, grad: out.grads.get(GRAD_PREFIX + p.name) ?? fail('runtime', `no gradient '${GRAD_PREFIX + p.name}'`) }));
     if (early) {
       for (const { p, grad } of rest) apply(p, grad);
-      finalizeNorm(this.ctx, count, this.partials, this.stats, 0, lossScale);
+      finalizeNorm(this.ctx, count, this.partials, this.stats, 0, !!scaler);
     } else {
       // Mixed: finalize raises the flag on a non-finite global norm before any AdamW runs (whole-step skip).
       clipByGlobalNorm(this.ctx, rest.map((g) => ({ grad: g.grad, size: g.p.size })), this.partials, this.stats, o.maxGradNorm ?? 0, lossScale);
