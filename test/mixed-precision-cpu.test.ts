@@ -121,6 +121,33 @@ describe('precision mixed (cpu)', () => {
     await expect(runTraining(tinyModel(16), TEXT, tok, { ...o, precision: 'fp32', initialLossScale: undefined, resume: path.join(dir, 'at-2.ckpt') })).rejects.toThrow(/--precision mixed.*--precision fp32/);
   });
 
+  it('the training API: StepInfo carries lossScale and skipped; save/load keeps the scale; an fp32 trainer refuses a mixed checkpoint', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ortfuse-mixed-api-'));
+    const config = { lr: 3e-3, steps: 8, warmup: 2, precision: 'mixed' as const, initialLossScale: 2 ** 127 };
+    const a = await createTrainer(tinyModel(16), config);
+    const data = await trainBatches();
+    const first = [await a.step(data.next().value!), await a.step(data.next().value!)];
+    expect(first.map((r) => [r.step, r.lossScale, r.skipped])).toEqual([[1, 2 ** 127, true], [2, 2 ** 126, true]]);
+    const file = path.join(dir, 'api.ckpt');
+    await a.save(file);
+    const rest = [];
+    for (let i = 0; i < 4; i++) rest.push(await a.step(data.next().value!));
+    await a.dispose();
+    const b = await createTrainer(tinyModel(16), config);
+    await b.load(file);
+    const again = await trainBatches();
+    again.next(), again.next();
+    const resumed = [];
+    for (let i = 0; i < 4; i++) resumed.push(await b.step(again.next().value!));
+    await b.dispose();
+    expect(resumed.map((r) => [r.step, r.loss, r.lossScale, r.skipped])).toEqual(rest.map((r) => [r.step, r.loss, r.lossScale, r.skipped]));
+    expect(rest.some((r) => !r.skipped)).toBe(true);
+    const fp32 = await createTrainer(tinyModel(16), { lr: 3e-3, steps: 8, warmup: 2 });
+    await expect(fp32.load(file)).rejects.toThrow(/written with precision mixed; this trainer has precision fp32/);
+    expect((await fp32.step((await trainBatches()).next().value!)).skipped).toBe(false);
+    await fp32.dispose();
+  });
+
   it('bad options fail before any work: library, runtime, CLI', async () => {
     const usage = (f: () => Promise<unknown>, re: RegExp) => expect(f()).rejects.toMatchObject({ code: 'usage', message: expect.stringMatching(re) });
     await usage(() => createTrainer(tinyModel(), { precision: 'bf16' as never }), /^option precision must be 'fp32' or 'mixed' \(got bf16\)$/);

@@ -19,6 +19,7 @@ import { describe, expect, it } from 'vitest';
 import { getTokenizer } from '../src/data/tokenizer.js';
 import { readCheckpointHeader } from '../src/runtime/checkpoint.js';
 import { runTraining, type TrainOptions } from '../src/runtime/train.js';
+import { createTrainer } from '../src/training/trainer.js';
 import { StagedSteps } from '../src/runtime/webgpu/steps.js';
 import type { WebGpuTrainer } from '../src/runtime/webgpu/trainer.js';
 import { gpuEnv } from './webgpu-helpers.js';
@@ -91,6 +92,18 @@ describe.skipIf(!env.ctx)('precision mixed (webgpu)', () => {
     expect(r.skipped).toBe(false);
     expect(t.updates).toBe(1);
     await t.release();
+  });
+
+  it('graph capture: the loss scale comes from one GPU buffer, so captured segments replay it; losses and norms equal the uncaptured run', async () => {
+    const runs = [];
+    for (const graphCapture of [false, true]) {
+      const t = await createTrainer(tinyModel(), { backend: 'webgpu', lr: 3e-3, steps: 8, warmup: 2, precision: 'mixed', batch: 2, seq: 32, graphCapture });
+      const data = await trainBatches();
+      const rs = [await t.step(data.next().value!), await t.step(data.next().value!)];
+      runs.push(rs.map((r) => [r.loss, r.gradNorm, r.lossScale, r.skipped]));
+      await t.dispose();
+    }
+    expect(runs[1]).toEqual(runs[0]);
   });
 
   it('a checkpoint resumes at the same scale: steps after it equal the uninterrupted run', async () => {
