@@ -7,6 +7,9 @@
  * ./memory-estimate.ts: the step against the machine's memory or the adapter's largest buffer).
  * A run stops early, with a checkpoint, when `hooks.stopRequested` says so (signals), at
  * `maxTimeMs`, or (cpu) when the loss or a gradient turns NaN/Inf (the state before that step).
+ * With `precision: 'mixed'` a non-finite gradient is an overflow of the loss scale: the step is
+ * skipped and the scale halved (./loss-scale.ts); only a non-finite loss, or the scale falling
+ * under its floor, stops the run.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
