@@ -15,6 +15,7 @@
  * No Node imports (the browser trainer uses it too).
  */
 import { fail, OrtfuseError } from '../errors.js';
+import { LOSS_SCALE } from '../autodiff/names.js';
 
 /** Training precision: 'fp32' everywhere, or 'mixed' (./README: f16 GEMM operands + loss scaling). */
 export type Precision = 'fp32' | 'mixed';
@@ -97,4 +98,14 @@ export class LossScaler {
     this.scale = s.scale;
     this.goodSteps = s.goodSteps;
   }
+}
+
+/**
+ * The scaler of a trainer whose training graph has inputs `inputs`: one when the graph takes
+ * `loss_scale` (mixed precision), none otherwise; options for a graph without it are refused.
+ */
+export function lossScalerFor(inputs: readonly string[], o: LossScaleOptions | undefined): LossScaler | undefined {
+  const has = inputs.includes(LOSS_SCALE);
+  if (!has && o) fail('usage', `loss scaling needs a training graph with the '${LOSS_SCALE}' input (built with lossScaleInput: precision 'mixed')`);
+  return has ? new LossScaler(o) : undefined;
 }

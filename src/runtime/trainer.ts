@@ -12,7 +12,7 @@ import type { Batch } from '../data/batches.js';
 import { adamwStep, globalNorm, learningRate, scaleGradients, type AdamWOptions, type ParamState, type ScheduleOptions } from './optimizer.js';
 import type { TrainState } from './checkpoint.js';
 import { GRAD_PREFIX, LOSS_SCALE } from '../autodiff/names.js';
-import { LossScaler, type LossScaleOptions } from './loss-scale.js';
+import { lossScalerFor, type LossScaleOptions, type LossScaler } from './loss-scale.js';
 import { NO_CSE_SESSION_CONFIG } from '../autodiff/recompute.js';
 
 /** Gradient outputs are named `grad.<parameter name>` (src/autodiff/names.ts). */
@@ -99,12 +99,6 @@ export interface StepResult {
   skipped: boolean;
 }
 
-/** Whether a training graph takes the loss scale (mixed precision) and the scaler its trainer uses. */
-export function lossScalerFor(inputs: readonly string[], o: LossScaleOptions | undefined): LossScaler | undefined {
-  const has = inputs.includes(LOSS_SCALE);
-  if (!has && o) fail('usage', `loss scaling needs a training graph with the '${LOSS_SCALE}' input (built with lossScaleInput: precision 'mixed')`);
-  return has ? new LossScaler(o) : undefined;
-}
 
 export class CpuTrainer {
   step = 0;
