@@ -14,6 +14,8 @@ import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
 import { LOSS_SCALE } from '../src/autodiff/names.js';
+import { buildTrainingGraph } from '../src/autodiff/training.js';
+import { FUSED_OPS } from '../custom-ops/registry.js';
 import { NO_CSE_SESSION_CONFIG } from '../src/autodiff/recompute.js';
 import { getTokenizer } from '../src/data/tokenizer.js';
 import { saveBytes } from '../src/onnx/io.js';
@@ -51,6 +53,12 @@ describe('precision mixed (cpu)', () => {
       expect(x.some((v) => v !== 0)).toBe(true);
       for (let i = 0; i < x.length; i++) if (y[i] !== x[i] * 1024) expect.fail(`${k}[${i}]: ${y[i]} is not 1024 × ${x[i]}`);
     }
+  });
+
+  it('autodiff refuses a loss-scale input for a loss that is not a float32 scalar, naming it', () => {
+    expect(() => buildTrainingGraph(tinyModel(), { ops: FUSED_OPS, loss: 'logits', lossScaleInput: true })).toThrow(/^training graph: a loss-scale input needs a float32 scalar loss, not 'logits' \(FLOAT\[batch,seq,512\]\)$/);
+    const ok = buildTrainingGraph(tinyModel(), { ops: FUSED_OPS, lossScaleInput: true });
+    expect(ok.graph.inputs[ok.graph.inputs.length - 1].name).toBe(LOSS_SCALE);
   });
 
   it('with the scale 2^16, 3 steps (one of 2 micro-batches) equal the fp32 run bit for bit: losses, norms, parameters and moments', async () => {

@@ -178,7 +178,7 @@ export function buildTrainingGraph(model: Model, opts: TrainingGraphOptions): Mo
 function lossScaleSeed(m: Model, loss: Value): Value {
   const t = loss.tensorType;
   if (t?.elemType !== DataType.FLOAT || t.shape?.length !== 0)
-    fail('usage', `training graph: a loss-scale input needs a float32 scalar loss; '${loss.name}' is ${loss.toString()}`);
+    fail('usage', `training graph: a loss-scale input needs a float32 scalar loss, not ${loss.toString()}`);
   if (m.graph.findValue(LOSS_SCALE)) fail('usage', `training graph: the name '${LOSS_SCALE}' is already used`);
   return new GraphBuilder(m.graph, { tag: 'autodiff' }).input(LOSS_SCALE, DataType.FLOAT, []);
 }
