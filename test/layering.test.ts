@@ -205,6 +205,20 @@ describe('layering', () => {
     expect(nodeImports("import * as fs from 'node:fs';\nconst v8 = await import('node:v8');")).toEqual(['node:fs', 'node:v8']);
   });
 
+  // The cpu trainer (src/runtime/trainer.ts) loads onnxruntime-node: the webgpu trainer, which the
+  // page loads through the browser entry, may take its types only (a value import, e.g. of a
+  // helper living there, would pull onnxruntime-node into the page).
+  it('the browser entry of the webgpu backend bundles no onnxruntime-node', () => {
+    const entry = 'src/runtime/webgpu/browser.ts';
+    const ortNode = (text: string) => /(?:from\s+|import\(\s*)['"]onnxruntime-node['"]/.test(text);
+    const files = bundled(entry);
+    expect(files).toContain('src/runtime/webgpu/trainer.ts');
+    expect(files.filter((f) => ortNode(fs.readFileSync(path.join(ROOT, f), 'utf8')))).toEqual([]);
+    const trainer = 'src/runtime/webgpu/trainer.ts';
+    const fake = (f: string) => (f === trainer ? `${fs.readFileSync(path.join(ROOT, f), 'utf8')}\nimport { IGNORE_INDEX } from '../trainer.js';` : fs.readFileSync(path.join(ROOT, f), 'utf8'));
+    expect(bundled(entry, fake).filter((f) => ortNode(fake(f)))).toEqual(['src/runtime/trainer.ts']);
+  });
+
   it('catches a bad import and a cycle (the check can fail)', () => {
     const bad = importsOf('src/ir/graph.ts', "import { FUSED_OPS } from '../../custom-ops/rms-norm/record.js';\nexport { x } from '../runtime/session.js';");
     expect(violations(bad).map((v) => v.split(' (')[0])).toEqual([

@@ -8,6 +8,8 @@
  *   the running sum (feed zeros on the first micro-batch);
  * - frozen parameters and non-trainable float initializers (constants, buffers such as RoPE's
  *   inv_freq) stay initializers and get no gradient.
+ * - with `lossScaleInput`, the float32 scalar input `loss_scale` seeds the backward: every
+ *   `grad.<name>` is the gradient times it (dynamic loss scaling; the loss output is not scaled).
  * The loss is the only other output; outputs such as logits are dropped with the nodes only they
  * needed. Only stock ONNX ops and ai.ortfuse ops are added (no com.microsoft training ops), so the
  * graph runs on stock onnxruntime-node and onnxruntime-web once the fused ops' bodies are attached
@@ -30,9 +32,10 @@ import { AUTODIFF_TAG, IN_FORWARD_KEY } from './in-forward.js';
 import { recomputeInBackward, type RecomputeOptions, type RecomputeReport } from './recompute.js';
 import { gradTable } from './table.js';
 import type { DifferentiableOp, GradTable } from './types.js';
-import { GRAD_IN_PREFIX, GRAD_PREFIX } from './names.js';
+import { DataType } from '../onnx/schema.js';
+import { GRAD_IN_PREFIX, GRAD_PREFIX, LOSS_SCALE } from './names.js';
 
-export { GRAD_IN_PREFIX, GRAD_PREFIX };
+export { GRAD_IN_PREFIX, GRAD_PREFIX, LOSS_SCALE };
 
 /** Float initializers matching these are buffers, not parameters, unless named in `trainable`. */
 export const BUFFER_PATTERNS: readonly RegExp[] = [/(^|\.)inv_freq$/, /(^|\.)running_(mean|var)$/, /(^|\.)(cos|sin)_cached$/];
@@ -62,6 +65,13 @@ export interface TrainingGraphOptions {
   frozen?: readonly string[];
   /** Add `grad_in.<p>` inputs and output `grad.<p>` = grad_in + gradient. */
   gradientAccumulation?: boolean;
+  /**
+   * Add the graph input `loss_scale` (float32, shape []) and use it as the backward's seed, so each
+   * gradient output is scaled by it (mixed precision's dynamic loss scaling: small gradients stay
+   * above f16's underflow in the backward's GEMMs; the trainer divides the scale out). The loss
+   * output is not scaled. Needs a float32 scalar loss. Default false: the seed is the constant 1.
+   */
+  lossScaleInput?: boolean;
   /** Gradient rules (default: the standard ONNX rules and those of `ops`: gradTable(ops)). */
   rules?: GradTable;
   /**
@@ -118,7 +128,8 @@ export function buildTrainingGraph(model: Model, opts: TrainingGraphOptions): Mo
   };
   const candidates = floats.filter(pick);
 
-  const { grads } = addGradients(g, { loss, wrt: candidates, rules: opts.rules ?? gradTable(opts.ops), inForward: opts.inForward });
+  const seed = opts.lossScaleInput ? lossScaleSeed(m, loss) : undefined;
+  const { grads } = addGradients(g, { loss, wrt: candidates, seed, rules: opts.rules ?? gradTable(opts.ops), inForward: opts.inForward });
   const params = candidates.filter((v) => grads.has(v));
   if (explicit) for (const v of candidates) if (!grads.has(v)) fail('usage', `training graph: the loss '${lossName}' does not depend on parameter '${v.name}'`);
 
@@ -131,6 +142,8 @@ export function buildTrainingGraph(model: Model, opts: TrainingGraphOptions): Mo
     v.type = tensorType(t.dtype, t.dims.slice());
   }
   g.inputs.push(...params);
+  // The seed input last: after the parameters, as an input of its own kind (trainers feed it by name).
+  if (seed) g.inputs.push(g.inputs.splice(g.inputs.indexOf(seed), 1)[0]);
 
   const b = new GraphBuilder(g, { tag: 'autodiff' });
   const claimed = new Set<Value>();
@@ -159,6 +172,15 @@ export function buildTrainingGraph(model: Model, opts: TrainingGraphOptions): Mo
   if (target) ensureFunctions(m, target, opts.ops);
   check(m, 'training graph');
   return m;
+}
+
+/** The `loss_scale` input (float32 []) that seeds the backward of a float32 scalar loss. */
+function lossScaleSeed(m: Model, loss: Value): Value {
+  const t = loss.tensorType;
+  if (t?.elemType !== DataType.FLOAT || t.shape?.length !== 0)
+    fail('usage', `training graph: a loss-scale input needs a float32 scalar loss, not ${loss.toString()}`);
+  if (m.graph.findValue(LOSS_SCALE)) fail('usage', `training graph: the name '${LOSS_SCALE}' is already used`);
+  return new GraphBuilder(m.graph, { tag: 'autodiff' }).input(LOSS_SCALE, DataType.FLOAT, []);
 }
 
 /**

@@ -20,7 +20,7 @@ export class ProgressView {
   constructor(enabled: boolean) {
     if (enabled)
       this.bar = new cliProgress.SingleBar({
-        format: 'step {value}/{total} |{bar}| loss {loss} | {tps} tok/s | peak {rss} MiB | ETA {eta_formatted}',
+        format: 'step {value}/{total} |{bar}| loss {loss} | {tps} tok/s | peak {rss} MiB{scaling} | ETA {eta_formatted}',
         hideCursor: true,
         gracefulExit: false,
       }, cliProgress.Presets.shades_classic);
@@ -32,13 +32,18 @@ export class ProgressView {
 
   start(total: number, value: number): void {
     if (!this.bar) return;
-    this.bar.start(total, value, { loss: '-', tps: '-', rss: '-' });
+    this.bar.start(total, value, { loss: '-', tps: '-', rss: '-', scaling: '' });
     this.active = true;
     process.once('exit', this.restoreOnExit);
   }
 
+  /** Steps skipped by loss scaling so far (mixed precision). */
+  private skipped = 0;
+
   update(r: StepRecord): void {
-    this.bar?.update(r.step, { loss: r.loss.toFixed(4), tps: r.tokensPerSecond.toFixed(0), rss: r.peakRssMiB.toFixed(0) });
+    if (r.skipped) this.skipped++;
+    const scaling = r.lossScale === undefined ? '' : ` | scale ${r.lossScale}${this.skipped ? `, ${this.skipped} skipped` : ''}`;
+    this.bar?.update(r.step, { loss: r.loss.toFixed(4), tps: r.tokensPerSecond.toFixed(0), rss: r.peakRssMiB.toFixed(0), scaling });
   }
 
   stop(): void {

@@ -1,6 +1,6 @@
 /**
  * `ortfuse train [model.onnx] --steps N --batch B --seq T --lr X [--text FILE] [--no-fuse]
- * [--seed N] [--json FILE] [--plot FILE] [--backend cpu|webgpu] [--kernels all|none|default|flce,rmsnorm,swiglu,rope|op=kernel|ort|native,...]`: train an exported model with labels → loss (fused
+ * [--seed N] [--json FILE] [--plot FILE] [--backend cpu|webgpu] [--precision fp32|mixed] [--kernels all|none|default|flce,rmsnorm,swiglu,rope|op=kernel|ort|native,...]`: train an exported model with labels → loss (fused
  * unless --no-fuse) on the cpu or webgpu backend, with a progress bar, a JSON record per step and the loss
  * curve as SVG. Without a model, the built-in tiny Qwen2 trains on Moby Dick. Checks run before
  * the first step (./train-preflight.ts, src/runtime/train.ts); Ctrl-C saves a checkpoint and
@@ -80,6 +80,8 @@ export const trainCommand: CliCommand<TrainArgs> = {
       .option('--min-lr-ratio <x>', 'final learning rate of the cosine and linear schedules, as a fraction of --lr', '0.1')
       .option('--weight-decay <x>', 'AdamW weight decay', '0.01')
       .option('--clip <x>', 'clip the global gradient norm (0 = off)', '1')
+      .option('--precision <mode>', "fp32, or mixed: f16 GEMM operands (fp32 accumulation) in the fused MLP and linear-CE ops, fp32 master weights, AdamW and activations, dynamic loss scaling (a step whose gradients overflow is skipped and the scale halves); needs the fusions", 'fp32')
+      .option('--initial-loss-scale <x>', 'with --precision mixed: the loss scale of the first step (default 65536 = 2^16; doubled after 2000 finite steps, halved on an overflow)')
       .option('--eval-every <n>', 'validation loss every N steps (always at the end)', '0')
       .option('--max-time <duration>', 'stop cleanly with a checkpoint once a step ends after this long, e.g. 90s, 30m, 2h')
       .option('--memory-budget <size>', 'fit one step into SIZE (e.g. 12GiB; cpu: peak RSS, webgpu: GPU buffers): the backward recomputes what a cost model picks (least extra work); refused before training when it cannot fit')
@@ -122,6 +124,8 @@ export const trainCommand: CliCommand<TrainArgs> = {
       warmup: o.warmup === undefined ? undefined : num(o.warmup, 'warmup'),
       weightDecay: num(o.weightDecay, 'weight-decay', false),
       maxGradNorm: num(o.clip, 'clip', false),
+      precision: o.precision as TrainArgs['precision'],
+      initialLossScale: o.initialLossScale === undefined ? undefined : num(o.initialLossScale, 'initial-loss-scale', false),
       schedule: o.schedule as ScheduleKind,
       minLrRatio: num(o.minLrRatio, 'min-lr-ratio', false),
       gradAccum: num(o.gradAccum, 'grad-accum'),
@@ -178,6 +182,7 @@ async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
           ? `backend webgpu on ${backend.device}${backend.software ? ' (software adapter)' : ''}, kernels ${a.kernels ?? 'default (flce,swiglu,mlp,linear)'}${backend.captured ? `, graph capture of ${backend.captured.segments} of ${backend.captured.of} ORT segments (experimental)` : ''}`
           : `backend cpu (${backend.device})`;
         io.stdout(`training ${a.input ?? 'built-in tiny Qwen2'}: ${(parameters / 1e6).toFixed(2)}M parameters, ${prepared.upcast ? `upcast from ${prepared.upcast.from.join(' and ')} to fp32, ` : ''}${a.fuse ? `fused (${fused} rewrites)` : 'unfused'}, batch ${a.batch}×${a.seq}${accum > 1 ? ` × ${accum} micro-batches` : ''}, ${a.steps} steps, tokenizer ${tok.name}, ${where}, ${backend.precision}, step memory about ${gib(memory.bytes)} (estimate)\n`);
+        if (backend.mixed) io.stdout(`  mixed precision: f16 GEMM operands in ${backend.mixed.marked} fused op${backend.mixed.marked === 1 ? '' : 's'}${backend.mixed.marked ? '' : " (this build's ops take none: loss scaling only)"}, fp32 master weights, AdamW and activations; dynamic loss scale from ${backend.mixed.initialScale}\n`);
         io.stdout(`  lr ${a.lr} (warm-up ${a.warmup ?? defaultWarmup(a.steps)}, ${a.schedule ?? 'cosine'}${a.schedule === 'constant' ? '' : ` to ${a.minLrRatio ?? 0.1} x`}), weight decay ${a.weightDecay}, clip ${a.maxGradNorm}, seed ${a.seed}${startStep ? `, resuming after step ${startStep}` : ''}\n`);
         if (prepared.memory) io.stdout(`  ${describePlan(prepared.memory, a.memoryBudget)}\n`);
         for (const line of describeParameters(prepared.parameterReport)) io.stdout(`${line}\n`);
@@ -189,7 +194,7 @@ async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
       onStep(r) {
         json?.write(r);
         if (view.enabled) view.update(r);
-        else io.stdout(`step ${r.step} loss ${r.loss.toFixed(4)}${r.valLoss !== undefined ? ` val ${r.valLoss.toFixed(4)}` : ''} lr ${r.lr.toExponential(2)} ${r.tokensPerSecond.toFixed(0)} tok/s peak ${r.peakRssMiB.toFixed(0)} MiB${r.peakGpuMiB !== undefined ? `, GPU ${r.peakGpuMiB.toFixed(1)} MiB` : ''}\n`);
+        else io.stdout(`step ${r.step} loss ${r.loss.toFixed(4)}${r.valLoss !== undefined ? ` val ${r.valLoss.toFixed(4)}` : ''} lr ${r.lr.toExponential(2)} ${r.tokensPerSecond.toFixed(0)} tok/s peak ${r.peakRssMiB.toFixed(0)} MiB${r.peakGpuMiB !== undefined ? `, GPU ${r.peakGpuMiB.toFixed(1)} MiB` : ''}${r.lossScale !== undefined ? ` loss scale ${r.lossScale}${r.skipped ? ' SKIPPED (gradients overflowed; scale halved)' : ''}` : ''}\n`);
       },
       stopRequested: () => signals.requested,
       onStop(s) {
@@ -201,7 +206,9 @@ async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
     signals.dispose();
   }
   const last = records[records.length - 1];
-  if (last) io.stdout(`${stopped ? 'stopped' : 'done'}: loss ${records[0].loss.toFixed(4)} → ${last.loss.toFixed(4)}${last.valLoss !== undefined ? `, validation ${last.valLoss.toFixed(4)}` : ''}\n`);
+  const skipped = records.filter((r) => r.skipped).map((r) => r.step);
+  const scaling = last?.lossScale !== undefined ? `; ${skipped.length} step${skipped.length === 1 ? '' : 's'} skipped on overflow${skipped.length ? ` (${skipped.slice(0, 10).join(', ')}${skipped.length > 10 ? ', ...' : ''})` : ''}, last loss scale ${last.lossScale}` : '';
+  if (last) io.stdout(`${stopped ? 'stopped' : 'done'}: loss ${records[0].loss.toFixed(4)} → ${last.loss.toFixed(4)}${last.valLoss !== undefined ? `, validation ${last.valLoss.toFixed(4)}` : ''}${scaling}\n`);
   if (c.saveWeights && !stopped) io.stdout(`weights: ${shown(c.saveWeights)}\n`);
   if (c.saveModel && !stopped) io.stdout(`model: ${shown(c.saveModel)}\n`);
   if (c.saveAdapter && !stopped) io.stdout(`adapter: ${shown(c.saveAdapter)}\n`);

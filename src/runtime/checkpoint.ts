@@ -7,6 +7,7 @@
 import * as fs from 'node:fs';
 import { fail } from '../errors.js';
 import type { ParamState } from './optimizer.js';
+import type { LossScalerState } from './loss-scale.js';
 
 const MAGIC = 'ORTFUSE-CKPT-1';
 
@@ -15,12 +16,21 @@ export interface TrainState {
   params: Map<string, ParamState>;
   /** Anything needed to resume (seed, options, loss history). JSON-serializable. */
   meta: Record<string, unknown>;
+  /**
+   * AdamW's step count t (bias correction) where it differs from `step`: steps skipped by dynamic
+   * loss scaling count as steps of the run but apply no update (./loss-scale.ts). Absent: `step`.
+   */
+  updates?: number;
+  /** Mixed precision: the dynamic loss scaler's state, so a resumed run continues at the same scale. */
+  scaler?: LossScalerState;
 }
 
 interface Header {
   magic: string;
   step: number;
   meta: Record<string, unknown>;
+  updates?: number;
+  scaler?: LossScalerState;
   params: { name: string; length: number; noDecay?: boolean }[];
 }
 
@@ -47,6 +57,8 @@ export function saveCheckpoint(file: string, s: TrainState): void {
     magic: MAGIC,
     step: s.step,
     meta: s.meta,
+    ...(s.updates !== undefined && s.updates !== s.step ? { updates: s.updates } : {}),
+    ...(s.scaler ? { scaler: s.scaler } : {}),
     params: [...s.params].map(([name, p]) => ({ name, length: p.value.length, noDecay: p.noDecay })),
   };
   const json = Buffer.from(JSON.stringify(header));
@@ -75,7 +87,7 @@ export function saveCheckpoint(file: string, s: TrainState): void {
 }
 
 /** A checkpoint's step and metadata, without reading the parameters (for checks before any work). */
-export function readCheckpointHeader(file: string): { step: number; meta: Record<string, unknown>; params: { name: string; length: number }[] } {
+export function readCheckpointHeader(file: string): { step: number; meta: Record<string, unknown>; scaler?: LossScalerState; params: { name: string; length: number }[] } {
   return readCheckpoint(file, false) as Header;
 }
 
@@ -118,7 +130,7 @@ function readCheckpoint(file: string, withParams: boolean): TrainState | Header 
       const v = readAll(fd, p.length, file);
       params.set(p.name, { value, m, v, noDecay: p.noDecay });
     }
-    return { step: h.step, meta: h.meta, params };
+    return { step: h.step, meta: h.meta, params, ...(h.updates !== undefined ? { updates: h.updates } : {}), ...(h.scaler ? { scaler: h.scaler } : {}) };
   } finally {
     fs.closeSync(fd);
   }

@@ -51,6 +51,12 @@ export function globalNorm(grads: Iterable<Float32Array>): number {
   return Math.sqrt(s);
 }
 
+/** Multiply every gradient by `k` in place (the loss scale's 1/S: exact for a power of two). */
+export function scaleGradients(grads: Iterable<Float32Array>, k: number): void {
+  if (k === 1) return;
+  for (const g of grads) for (let i = 0; i < g.length; i++) g[i] *= k;
+}
+
 export interface ParamState {
   value: Float32Array;
   m: Float32Array;
@@ -61,11 +67,10 @@ export interface ParamState {
 
 /**
  * One AdamW step over all parameters at 1-based step `t` with learning rate `lr`.
- * Returns the gradient norm before clipping.
+ * Returns the gradient norm before clipping (`norm`, when the caller has it already).
  */
-export function adamwStep(params: Map<string, ParamState>, grads: Map<string, Float32Array>, t: number, lr: number, o: AdamWOptions): number {
+export function adamwStep(params: Map<string, ParamState>, grads: Map<string, Float32Array>, t: number, lr: number, o: AdamWOptions, norm = globalNorm(grads.values())): number {
   const b1 = o.beta1 ?? 0.9, b2 = o.beta2 ?? 0.999, eps = o.eps ?? 1e-8, wd = o.weightDecay ?? 0;
-  const norm = globalNorm(grads.values());
   const clip = o.maxGradNorm && norm > o.maxGradNorm ? o.maxGradNorm / (norm + 1e-6) : 1;
   const c1 = 1 - b1 ** t, c2 = 1 - b2 ** t;
   for (const [name, p] of params) {

@@ -6,6 +6,7 @@
  */
 import { fail } from '../errors.js';
 import { SCHEDULES, type ScheduleKind } from './optimizer.js';
+import { checkInitialLossScale, PRECISIONS, type Precision } from './loss-scale.js';
 
 /** What a resumed run must share with the run that wrote the checkpoint (stored in its metadata). */
 export interface RunSettings {
@@ -20,12 +21,15 @@ export interface RunSettings {
   minLrRatio: number;
   weightDecay: number;
   clip: number;
+  /** Training precision (checkpoints of older versions record none: fp32). */
+  precision: Precision;
 }
 
 /** The CLI flag of each setting, for messages. */
 const FLAGS: Record<keyof RunSettings, string> = {
   batch: '--batch', seq: '--seq', seed: '--seed', gradAccum: '--grad-accum', lr: '--lr', warmup: '--warmup',
   steps: '--steps', schedule: '--schedule', minLrRatio: '--min-lr-ratio', weightDecay: '--weight-decay', clip: '--clip',
+  precision: '--precision',
 };
 
 /** Options of a run as far as the checks here need them (TrainOptions of ./train.ts). */
@@ -44,6 +48,11 @@ export interface CheckedOptions {
   evalEvery?: number;
   saveEvery?: number;
   keepLast?: number;
+  /** 'fp32' (default) or 'mixed' (needs fuse). */
+  precision?: string;
+  /** With precision 'mixed': the loss scale of the first step (default 2^16). */
+  initialLossScale?: number;
+  fuse?: boolean;
 }
 
 /** Default warm-up: min(10, steps/10). */
@@ -74,6 +83,13 @@ export function checkOptions(o: CheckedOptions): void {
   if (o.minLrRatio !== undefined && !(o.minLrRatio >= 0 && o.minLrRatio <= 1)) fail('usage', `--min-lr-ratio must be between 0 and 1 (got ${o.minLrRatio})`);
   if (o.schedule !== undefined && !(SCHEDULES as readonly string[]).includes(o.schedule))
     fail('usage', `--schedule ${o.schedule}: expected one of ${SCHEDULES.join(', ')}`);
+  if (o.precision !== undefined && !(PRECISIONS as readonly string[]).includes(o.precision))
+    fail('usage', `--precision ${o.precision}: expected one of ${PRECISIONS.join(', ')}`);
+  if (o.precision === 'mixed' && o.fuse === false) fail('usage', "--precision mixed rounds the fused ops' GEMM operands; it needs fuse (drop --no-fuse)");
+  if (o.initialLossScale !== undefined) {
+    if (o.precision !== 'mixed') fail('usage', '--initial-loss-scale is an option of --precision mixed');
+    checkInitialLossScale(o.initialLossScale, '--initial-loss-scale');
+  }
 }
 
 /** The settings a checkpoint records and a resumed run must match, with defaults resolved. */
@@ -82,7 +98,7 @@ export function runSettings(o: CheckedOptions): RunSettings {
     batch: o.batch, seq: o.seq, seed: o.seed, gradAccum: o.gradAccum ?? 1,
     lr: o.lr, warmup: o.warmup ?? defaultWarmup(o.steps), steps: o.steps,
     schedule: (o.schedule ?? 'cosine') as ScheduleKind, minLrRatio: o.minLrRatio ?? 0.1,
-    weightDecay: o.weightDecay ?? 0.01, clip: o.maxGradNorm ?? 1,
+    weightDecay: o.weightDecay ?? 0.01, clip: o.maxGradNorm ?? 1, precision: (o.precision ?? 'fp32') as Precision,
   };
 }
 
@@ -101,6 +117,8 @@ export function checkResume(file: string, h: Header, settings: RunSettings): voi
     fail('usage', `--resume ${file}: the checkpoint is at step ${h.step}, so --steps ${settings.steps} leaves nothing to train (--steps is the total, including the steps already done)`);
   const saved = h.meta.settings as Partial<RunSettings> | undefined;
   if (!saved || typeof saved !== 'object') fail('usage', `--resume ${file}: the checkpoint records no run settings (written by an older ortfuse), so resuming could not be checked to continue the same run`);
+  // A checkpoint written before --precision existed was an fp32 run.
+  if (saved.precision === undefined) saved.precision = 'fp32';
   const diff = (Object.keys(FLAGS) as (keyof RunSettings)[]).filter((k) => saved[k] !== settings[k]);
   if (diff.length)
     fail('usage', `--resume ${file}: the checkpoint was written with ${diff.map((k) => `${FLAGS[k]} ${saved[k]}`).join(' ')}, this run has ${diff.map((k) => `${FLAGS[k]} ${settings[k]}`).join(' ')} (resume with the same settings)`);

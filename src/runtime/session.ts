@@ -15,6 +15,8 @@ import { ensureFunctions, FUSED_OPS } from '../../custom-ops/index.js';
 import { newContext } from '../rewrite/pass.js';
 import { lowerSoftmaxCrossEntropyPass } from '../../passes/lower-softmax-cross-entropy.js';
 import { nanGuardPass } from '../../passes/nan-guard.js';
+import { markMixedPrecision } from '../../passes/mixed-precision.js';
+import type { Precision } from './loss-scale.js';
 import { discoverParameters, type ParameterDiscovery } from '../params/discover.js';
 import { adoptParameters, nameLoss } from '../params/adopt.js';
 import { selectParameters, type ParameterReport, type Selection } from '../params/select.js';
@@ -43,6 +45,8 @@ export interface PreparedTraining {
   memory?: RecomputePlan;
   /** Set when the export was half precision (bfloat16 / float16) and was upcast to fp32 (passes/upcast-float.ts). */
   upcast?: UpcastReport;
+  /** precision 'mixed': the fused ops marked for f16 GEMM operands (passes/mixed-precision.ts); the graph takes `loss_scale`. */
+  mixed?: { marked: number };
 }
 
 /** Vocabulary size: rows of the table gathered by `input_ids`. */
@@ -80,6 +84,12 @@ export interface TrainingGraphOptions {
    * the forward ('off'), or 'auto' (default): ./memory-budget.ts mlpInOps.
    */
   mlpRecompute?: MlpRecompute;
+  /**
+   * 'mixed' (needs `fuse`): the fused ops' GEMMs take f16 operands (passes/mixed-precision.ts, on
+   * the fused forward) and the step graph gets the `loss_scale` input (dynamic loss scaling,
+   * ./loss-scale.ts). Default 'fp32': the graph is unchanged.
+   */
+  precision?: Precision;
 }
 
 /** Models adoptExport upcast from half precision, and how (PreparedTraining.upcast). */
@@ -107,9 +117,13 @@ export function adoptExport(model: Model): ParameterDiscovery {
  * match) are lowered BEFORE autodiff to ops ORT-web's WebGPU EP runs on the GPU, so the backward
  * is built from those ops too. Reads no weights.
  */
-export function trainingGraph(model: Model, opts: TrainingGraphOptions): { train: Model; report?: PipelineReport; memory?: RecomputePlan } {
+export function trainingGraph(model: Model, opts: TrainingGraphOptions): { train: Model; report?: PipelineReport; memory?: RecomputePlan; mixed?: { marked: number } } {
   let report: PipelineReport | undefined;
+  const mixedPrecision = opts.precision === 'mixed';
+  if (mixedPrecision && !opts.fuse) fail('usage', "mixed precision rounds the fused ops' GEMM operands; it needs fuse");
   if (opts.fuse) report = runPipeline(model, defaultPipeline({ mlp: opts.fuseMlp, attention: opts.fuseAttention, linear: opts.fuseLinear }), { options: { training: true } });
+  // On the fused forward, before autodiff: the gradient rules carry the attribute to the backward ops.
+  const mixed = mixedPrecision ? { marked: markMixedPrecision(model, FUSED_OPS) } : undefined;
   if (opts.target === 'webgpu')
     for (const pass of [lowerSoftmaxCrossEntropyPass, nanGuardPass]) {
       const t0 = performance.now();
@@ -120,11 +134,11 @@ export function trainingGraph(model: Model, opts: TrainingGraphOptions): { train
   // Unplanned, the fused MLPs' form is settled here; planned, by the planner.
   const inOps = mlpInOps(opts.mlpRecompute, false) === 'all';
   const recompute = opts.memory ? false : opts.recompute ?? true ? { inOps } : inOps && { accept: () => false, inOps };
-  const built = buildTrainingGraph(model, { ops: FUSED_OPS, recompute, trainable: chosen && ((name) => chosen.has(name)) });
+  const built = buildTrainingGraph(model, { ops: FUSED_OPS, recompute, trainable: chosen && ((name) => chosen.has(name)), lossScaleInput: mixedPrecision });
   const memory = opts.memory && planMemory(built, { ...opts.memory, mlpRecompute: opts.mlpRecompute ?? opts.memory.mlpRecompute });
   const train = memory?.train ?? built;
   ensureFunctions(train, opts.target ?? 'cpu');
-  return { train, report, memory };
+  return { train, report, memory, mixed };
 }
 
 /** With `lora`, adapters are added to the adopted model (src/params/lora.ts) and only they train. */
@@ -143,7 +157,7 @@ export function prepareTraining(model: Model, opts: TrainingGraphOptions & Selec
   for (const name of ['input_ids', 'labels', 'loss'])
     if (!model.graph.findValue(name)) fail('invalid', `the model must have inputs input_ids and labels and a 'loss' value (missing '${name}')`);
   // buildTrainingGraph works on a copy: the model keeps its initializers for the initial values.
-  const { train, report, memory } = trainingGraph(model, { fuse: opts.fuse, fuseMlp: opts.fuseMlp, mlpRecompute: opts.mlpRecompute, fuseAttention: opts.fuseAttention, fuseLinear: opts.fuseLinear, target: opts.target, recompute: opts.recompute, memory: opts.memory, parameters: new Set(selected.trained.map((p) => p.name)) });
+  const { train, report, memory, mixed } = trainingGraph(model, { fuse: opts.fuse, fuseMlp: opts.fuseMlp, mlpRecompute: opts.mlpRecompute, fuseAttention: opts.fuseAttention, fuseLinear: opts.fuseLinear, target: opts.target, recompute: opts.recompute, memory: opts.memory, parameters: new Set(selected.trained.map((p) => p.name)), precision: opts.precision });
   const values = new Map<string, Float32Array>();
   for (const v of model.graph.initializers) if (v.initializer!.dtype === DataType.FLOAT) values.set(v.name, v.initializer!.toArray() as Float32Array);
   const sig = trainingSignature(train);
@@ -157,7 +171,7 @@ export function prepareTraining(model: Model, opts: TrainingGraphOptions & Selec
     frozen: [...selected.frozen, ...selected.trained.filter((p) => !got.has(p.name))],
   };
   parameterReport.trainedFloats = parameterReport.trained.reduce((s, p) => s + p.size, 0);
-  return { train, initial, vocab, report, parameters: sig.parameters, parameterReport, discovery, lora, memory, upcast: upcasts.get(model) };
+  return { train, initial, vocab, report, parameters: sig.parameters, parameterReport, discovery, lora, memory, upcast: upcasts.get(model), mixed };
 }
 
 /**

@@ -7,6 +7,9 @@
  * ./memory-estimate.ts: the step against the machine's memory or the adapter's largest buffer).
  * A run stops early, with a checkpoint, when `hooks.stopRequested` says so (signals), at
  * `maxTimeMs`, or (cpu) when the loss or a gradient turns NaN/Inf (the state before that step).
+ * With `precision: 'mixed'` a non-finite gradient is an overflow of the loss scale: the step is
+ * skipped and the scale halved (./loss-scale.ts); only a non-finite loss, or the scale falling
+ * under its floor, stops the run.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -33,6 +36,7 @@ import { FUSED_OPS } from '../../custom-ops/registry.js';
 import type { CpuTrainer, StepResult, TrainerOptions } from './trainer.js';
 import { withPeers } from './peers.js';
 import { budgetTrainerOptions, gradientsAppliedEarly, type MlpRecompute } from './memory-budget.js';
+import { DEFAULT_LOSS_SCALE, type Precision } from './loss-scale.js';
 
 /** What runTraining needs of a backend's trainer (CpuTrainer, WebGpuTrainer). */
 export interface Trainer {
@@ -62,6 +66,13 @@ export interface TrainOptions {
   mlpRecompute?: MlpRecompute;
   /** With `fuse`: each layer's causal attention as one op (`--fuse-attention`; default false). */
   fuseAttention?: boolean;
+  /**
+   * `--precision`: 'fp32' (default) or 'mixed' (needs `fuse`): f16 GEMM operands in the fused MLP
+   * and linear-CE ops, fp32 master weights and AdamW, dynamic loss scaling (./loss-scale.ts).
+   */
+  precision?: Precision;
+  /** With precision 'mixed': the loss scale of the first step (`--initial-loss-scale`; default 2^16). */
+  initialLossScale?: number;
   warmup?: number;
   weightDecay?: number;
   maxGradNorm?: number;
@@ -130,6 +141,10 @@ export interface StepRecord {
   valLoss?: number;
   /** webgpu: most GPU memory in live buffers so far (ORT's pool and ours), MiB. */
   peakGpuMiB?: number;
+  /** Mixed precision: the loss scale of this step. */
+  lossScale?: number;
+  /** Mixed precision: the gradients overflowed at lossScale, so the step applied no update (StepResult.skipped). */
+  skipped?: boolean;
 }
 
 /** What runs the steps, for the header. */
@@ -139,7 +154,9 @@ export interface BackendInfo {
   device: string;
   /** webgpu: a software adapter (SwiftShader, llvmpipe, ...), far slower than the cpu backend. */
   software?: boolean;
-  precision: 'fp32';
+  precision: Precision;
+  /** Mixed precision: fused ops marked for f16 GEMM operands, and the first step's loss scale. */
+  mixed?: { marked: number; initialScale: number };
   /** webgpu with graph capture: ORT segments run as captures, of all segments. */
   captured?: { segments: number; of: number };
 }
@@ -233,7 +250,8 @@ export async function runTraining(model: Model, text: string, tok: Tokenizer, o:
   if (o.mlpRecompute !== undefined && o.mlpRecompute !== 'auto' && !(fuseMlp && o.fuse))
     fail('usage', `--mlp-recompute ${o.mlpRecompute} acts on the fused MLP, which this run does not use (${o.fuse ? `--fuse-mlp is off${backend === 'cpu' ? ' by default on cpu' : ''}` : '--no-fuse'})`);
   if (o.fuseLinear && !o.fuse) fail('usage', '--fuse-linear needs the fusions (it is one of the fusion passes): drop --no-fuse');
-  const prepared = prepareTraining(model, { fuse: o.fuse, fuseMlp, mlpRecompute: o.mlpRecompute, fuseAttention: o.fuseAttention, fuseLinear: o.fuseLinear, target: backend, trainable: o.trainable, freeze: o.freeze, lora: o.lora, memory: memoryRequest });
+  const precision = o.precision ?? 'fp32';
+  const prepared = prepareTraining(model, { fuse: o.fuse, fuseMlp, mlpRecompute: o.mlpRecompute, fuseAttention: o.fuseAttention, fuseLinear: o.fuseLinear, target: backend, trainable: o.trainable, freeze: o.freeze, lora: o.lora, memory: memoryRequest, precision });
   const nParams = [...prepared.initial.values()].reduce((s, p) => s + p.length, 0);
   const shapes: ParamShapes = prepared.train.graph.inputs
     .filter((v) => prepared.initial.has(v.name))
@@ -246,7 +264,9 @@ export async function runTraining(model: Model, text: string, tok: Tokenizer, o:
     threads: o.threads,
     ...budgetTrainerOptions(o.memoryBudget !== undefined),
     graphCapture: o.graphCapture,
+    ...(precision === 'mixed' ? { lossScale: { initialScale: o.initialLossScale } } : {}),
   };
+  const mixed = prepared.mixed && { marked: prepared.mixed.marked, initialScale: o.initialLossScale ?? DEFAULT_LOSS_SCALE };
   let trainer: Trainer;
   let gpuPeak: (() => number) | undefined;
   let info: BackendInfo;
@@ -258,7 +278,7 @@ export async function runTraining(model: Model, text: string, tok: Tokenizer, o:
     const { ort, meter } = await wg.nodeOrtWeb();
     gpuPeak = () => meter.peak / 2 ** 20;
     const adapter = await ortWebGpuSummary(ort);
-    info = { name: 'webgpu', device: adapter.name, software: adapter.software, precision: 'fp32' };
+    info = { name: 'webgpu', device: adapter.name, software: adapter.software, precision, mixed };
     // Before the graph is specialised to the batch shape (which folds [T, T] masks into constants).
     memory = checkMemory(prepared, o, nParams, { bytes: adapter.maxBufferBytes, adapter: adapter.name });
     if (adapter.software) checkMemory(prepared, o, nParams); // a software adapter's buffers are host memory
@@ -272,7 +292,7 @@ export async function runTraining(model: Model, text: string, tok: Tokenizer, o:
     // Loaded only here: optimize/inspect and the webgpu backend run without onnxruntime-node.
     const { CpuTrainer } = await withPeers('cpu', () => import('./trainer.js'));
     trainer = await CpuTrainer.create(prepared.train, prepared.initial, topts);
-    info = { name: 'cpu', device: 'onnxruntime-node CPU EP', precision: 'fp32' };
+    info = { name: 'cpu', device: 'onnxruntime-node CPU EP', precision, mixed };
   }
   const stream = batches(train, o.batch, o.seq, o.seed);
   const next = (): Batch[] => Array.from({ length: accum }, () => stream.next().value!);
@@ -301,6 +321,7 @@ export async function runTraining(model: Model, text: string, tok: Tokenizer, o:
         step: r.step, loss: r.loss, lr: r.lr, gradNorm: r.gradNorm, ms: r.ms,
         tokensPerSecond: (accum * o.batch * o.seq * 1000) / r.ms, peakRssMiB: peakRssMiB(),
       };
+      if (r.lossScale !== undefined) (rec.lossScale = r.lossScale), (rec.skipped = r.skipped);
       if (gpuPeak) rec.peakGpuMiB = gpuPeak();
       if ((o.evalEvery && r.step % o.evalEvery === 0) || r.step === o.steps) rec.valLoss = await trainer.evaluate(val);
       records.push(rec);

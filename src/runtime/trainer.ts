@@ -9,9 +9,10 @@ import type { Model } from '../ir/graph.js';
 import { saveBytes } from '../onnx/io.js';
 import { DataType } from '../onnx/schema.js';
 import type { Batch } from '../data/batches.js';
-import { adamwStep, learningRate, type AdamWOptions, type ParamState, type ScheduleOptions } from './optimizer.js';
+import { adamwStep, globalNorm, learningRate, scaleGradients, type AdamWOptions, type ParamState, type ScheduleOptions } from './optimizer.js';
 import type { TrainState } from './checkpoint.js';
-import { GRAD_PREFIX } from '../autodiff/names.js';
+import { GRAD_PREFIX, LOSS_SCALE } from '../autodiff/names.js';
+import { lossScalerFor, type LossScaleOptions, type LossScaler } from './loss-scale.js';
 import { NO_CSE_SESSION_CONFIG } from '../autodiff/recompute.js';
 
 /** Gradient outputs are named `grad.<parameter name>` (src/autodiff/names.ts). */
@@ -26,6 +27,12 @@ export interface TrainerOptions {
   threads?: number;
   /** Extra onnxruntime-node session options (e.g. { enableMemPattern: false } for big models). */
   session?: ort.InferenceSession.SessionOptions;
+  /**
+   * Dynamic loss scaling (./loss-scale.ts) of a training graph with the `loss_scale` input
+   * (mixed precision; such a graph always scales, with these defaults when unset). A graph
+   * without that input (fp32) must not be given this.
+   */
+  lossScale?: LossScaleOptions;
   /**
    * cpu: the step's gradients are pre-allocated outputs that ORT writes into (one Float32Array per
    * parameter for the trainer's life) instead of tensors ORT allocates. Off by default: onnxruntime-node
@@ -78,13 +85,25 @@ export function targetTokens(b: Batch): number {
 export interface StepResult {
   step: number;
   loss: number;
+  /** Global L2 norm of the (unscaled) gradients before clipping; not finite on a skipped step. */
   gradNorm: number;
   lr: number;
   ms: number;
+  /** Mixed precision: the loss scale this step ran with (the next step's may differ). */
+  lossScale?: number;
+  /**
+   * Mixed precision: the gradients were not finite, so the step applied no update (webgpu without
+   * clipping: only to the parameters whose gradient was not final before the overflow; see
+   * WebGpuTrainer.train) and the loss scale was halved. Always false in fp32.
+   */
+  skipped: boolean;
 }
+
 
 export class CpuTrainer {
   step = 0;
+  /** AdamW's t: updates applied (steps skipped by loss scaling do not count; else = step). */
+  updates = 0;
   private constructor(
     private session: ort.InferenceSession,
     readonly params: Map<string, ParamState>,
@@ -92,6 +111,8 @@ export class CpuTrainer {
     private opts: TrainerOptions,
     /** With opts.preallocateGradients: what ORT writes each gradient into, by parameter name. */
     private readonly gradBuffers?: Map<string, Float32Array>,
+    /** Mixed precision (the graph has the loss_scale input): the dynamic loss scale. */
+    readonly scaler?: LossScaler,
   ) {}
 
   /**
@@ -103,7 +124,7 @@ export class CpuTrainer {
     const dims = new Map<string, number[]>();
     const gradNames = new Set(train.graph.outputs.map((v) => v.name).filter((n) => n.startsWith(GRAD_PREFIX)));
     for (const v of train.graph.inputs) {
-      if (v.name === 'input_ids' || v.name === 'labels') continue;
+      if (v.name === 'input_ids' || v.name === 'labels' || v.name === LOSS_SCALE) continue;
       const t = v.tensorType;
       if (!t || t.elemType !== DataType.FLOAT) fail('unsupported', `training input '${v.name}' must be float32 (got ${t ? t.elemType : 'unknown'})`);
       const shape = t.shape ?? [];
@@ -121,6 +142,7 @@ export class CpuTrainer {
     // enableMemPattern off: with it ORT allocates one block for the planned peak on the second run, on
     // top of the first run's arena (the 0.5B step at 8×256 then outgrows 24 GB; bench/results/train-step-0.5b.md).
     // Fatal-only native log: failures reach the user as one line through the thrown error.
+    const scaler = lossScalerFor(train.graph.inputs.map((v) => v.name), opts.lossScale);
     const so: ort.InferenceSession.SessionOptions = { logSeverityLevel: 4, enableMemPattern: false, extra: NO_CSE_SESSION_CONFIG, ...opts.session };
     if (opts.threads) so.intraOpNumThreads = opts.threads;
     let session: ort.InferenceSession;
@@ -130,7 +152,7 @@ export class CpuTrainer {
       return fail('runtime', `onnxruntime-node refused the training graph: ${(e as Error).message.split('\n')[0]}`, e);
     }
     const gradBuffers = opts.preallocateGradients ? new Map([...params].filter(([n]) => gradNames.has(GRAD_PREFIX + n)).map(([n, p]) => [n, new Float32Array(p.value.length)])) : undefined;
-    return new CpuTrainer(session, params, dims, opts, gradBuffers);
+    return new CpuTrainer(session, params, dims, opts, gradBuffers, scaler);
   }
 
   private feeds(batch: Batch): Record<string, ort.Tensor> {
@@ -139,12 +161,22 @@ export class CpuTrainer {
       labels: new ort.Tensor('int64', batch.labels, [batch.batch, batch.seq]),
     };
     for (const [name, p] of this.params) feeds[name] = new ort.Tensor('float32', p.value, this.dims.get(name)!);
+    if (this.scaler) feeds[LOSS_SCALE] = new ort.Tensor('float32', Float32Array.of(this.scaler.scale), []);
     return feeds;
   }
 
-  /** Loss and gradients for one batch, without updating (NaN/Inf reported with the tensor's name). */
-  lossAndGrads(batch: Batch): Promise<{ loss: number; grads: Map<string, Float32Array> }> {
-    return this.run(batch);
+  /**
+   * Loss and gradients for one batch, without updating (fp32: NaN/Inf reported with the tensor's
+   * name; mixed: the gradients are unscaled, and may hold Inf or NaN where the scaled ones overflowed).
+   */
+  async lossAndGrads(batch: Batch): Promise<{ loss: number; grads: Map<string, Float32Array> }> {
+    return this.unscaled(await this.run(batch));
+  }
+
+  /** Mixed precision: the gradients times 1/S, in place. */
+  private unscaled<T extends { grads: Map<string, Float32Array> }>(r: T): T {
+    if (this.scaler) scaleGradients(r.grads.values(), this.scaler.inverse);
+    return r;
   }
 
   /**
@@ -170,8 +202,10 @@ export class CpuTrainer {
       const g = out[GRAD_PREFIX + name] as ort.Tensor | undefined;
       if (!g) continue;
       const data = into?.get(name) ?? (g.data as Float32Array);
-      for (let i = 0; i < data.length; i++)
-        if (!Number.isFinite(data[i])) throw new OrtfuseError('diverged', `step ${this.step + 1}: the gradient of '${name}' has ${data[i]} at index ${i}`);
+      // Mixed precision: an overflow of the scaled gradients skips the step (train), it does not fail.
+      if (!this.scaler)
+        for (let i = 0; i < data.length; i++)
+          if (!Number.isFinite(data[i])) throw new OrtfuseError('diverged', `step ${this.step + 1}: the gradient of '${name}' has ${data[i]} at index ${i}`);
       grads.set(name, data);
     }
     return { loss, grads };
@@ -184,7 +218,12 @@ export class CpuTrainer {
    * lossAndGrads.
    */
   async accumulate(micro: Batch[]): Promise<{ loss: number; grads: Map<string, Float32Array> }> {
-    if (micro.length === 1) return this.lossAndGrads(micro[0]);
+    return this.unscaled(await this.sum(micro));
+  }
+
+  /** As accumulate, the gradients still scaled (mixed precision: by S). */
+  private async sum(micro: Batch[]): Promise<{ loss: number; grads: Map<string, Float32Array> }> {
+    if (micro.length === 1) return this.run(micro[0]);
     const counts = micro.map(targetTokens);
     const total = counts.reduce((a, b) => a + b, 0);
     if (total === 0) fail('usage', `step ${this.step + 1}: every label of the step's ${micro.length} micro-batches is ignored (${IGNORE_INDEX})`);
@@ -193,7 +232,7 @@ export class CpuTrainer {
     for (const [i, b] of micro.entries()) {
       if (counts[i] === 0) continue; // its mean loss is 0/0; it adds nothing to the sum
       const w = counts[i] / total;
-      const r = await this.lossAndGrads(b);
+      const r = await this.run(b);
       loss += w * r.loss;
       for (const [name, g] of r.grads) {
         let acc = sums.get(name);
@@ -204,15 +243,26 @@ export class CpuTrainer {
     return { loss, grads: sums };
   }
 
-  /** One optimisation step on a batch, or on micro-batches whose gradients are accumulated. */
+  /**
+   * One optimisation step on a batch, or on micro-batches whose gradients are accumulated. Mixed
+   * precision: the gradients are unscaled (× 1/S) before the norm, clipping and AdamW; a step whose
+   * norm is not finite is skipped (no update; it counts as a step of the run and of the schedule,
+   * not as an AdamW update) and the scale halves (./loss-scale.ts).
+   */
   async train(batch: Batch | Batch[]): Promise<StepResult> {
     const t0 = performance.now();
     const micro = Array.isArray(batch) ? batch : [batch];
-    const { loss, grads } = micro.length === 1 ? await this.run(micro[0], this.gradBuffers) : await this.accumulate(micro);
-    this.step++;
-    const lr = learningRate(this.step, this.opts.schedule);
-    const gradNorm = adamwStep(this.params, grads, this.step, lr, this.opts.optimizer);
-    return { step: this.step, loss, gradNorm, lr, ms: performance.now() - t0 };
+    const lossScale = this.scaler?.scale;
+    const { loss, grads } = micro.length === 1 ? await this.run(micro[0], this.gradBuffers) : await this.sum(micro);
+    const step = this.step + 1;
+    const lr = learningRate(step, this.opts.schedule);
+    this.unscaled({ grads });
+    const gradNorm = globalNorm(grads.values());
+    // Throws 'diverged' (nothing changed, this.step not advanced) when the scale falls under its floor.
+    const skipped = this.scaler?.update(gradNorm, step) ?? false;
+    if (!skipped) adamwStep(this.params, grads, ++this.updates, lr, this.opts.optimizer, gradNorm);
+    this.step = step;
+    return { step, loss, gradNorm, lr, ms: performance.now() - t0, skipped, ...(lossScale !== undefined ? { lossScale } : {}) };
   }
 
   /** Mean loss over batches, no update. */
@@ -223,7 +273,7 @@ export class CpuTrainer {
   }
 
   state(meta: Record<string, unknown>): TrainState {
-    return { step: this.step, params: this.params, meta };
+    return { step: this.step, params: this.params, meta, updates: this.updates, ...(this.scaler ? { scaler: this.scaler.state() } : {}) };
   }
 
   /** Restore parameters, moments and step from a checkpoint. */
@@ -236,6 +286,9 @@ export class CpuTrainer {
       p.v.set(q.v);
     }
     this.step = s.step;
+    this.updates = s.updates ?? s.step;
+    // A checkpoint of an fp32 run resumed in mixed precision starts at the scaler's initial scale.
+    if (this.scaler && s.scaler) this.scaler.restore(s.scaler);
   }
 
   async release(): Promise<void> {

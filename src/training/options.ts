@@ -6,6 +6,7 @@ import { fail } from '../errors.js';
 import { resolveLora, type LoraOptions, type ResolvedLora } from '../params/lora-config.js';
 import { defaultFuseMlp } from '../runtime/session.js';
 import { MLP_RECOMPUTE, type MlpRecompute } from '../runtime/memory-budget.js';
+import { checkInitialLossScale, PRECISIONS, type Precision } from '../runtime/loss-scale.js';
 
 export type BackendName = 'cpu' | 'webgpu';
 
@@ -28,6 +29,14 @@ export interface TrainerConfig {
   clip?: number;
   /** Fuse linear+cross-entropy, RMSNorm, SwiGLU and RoPE before building the step (default true). */
   fuse?: boolean;
+  /**
+   * As `--precision`: 'fp32' (default), or 'mixed' (needs fuse): the fused MLP and linear-CE ops'
+   * GEMMs take f16 operands with fp32 accumulation; parameters, AdamW and activations stay fp32;
+   * dynamic loss scaling (a step whose gradients overflow is skipped, StepInfo.skipped).
+   */
+  precision?: Precision;
+  /** With precision 'mixed': the loss scale of the first step (default 2^16), as `--initial-loss-scale`. */
+  initialLossScale?: number;
   /** With fuse: each whole SwiGLU MLP as one op, as `--fuse-mlp` (default: on for webgpu, where the default kernels run it on our GEMMs; off on cpu). */
   fuseMlp?: boolean;
   /**
@@ -94,6 +103,7 @@ export interface ResolvedOptions extends Omit<TrainerConfig, 'lora'> {
   weightDecay: number;
   clip: number;
   fuse: boolean;
+  precision: Precision;
   fuseMlp: boolean;
   fuseAttention: boolean;
   fuseLinear: boolean;
@@ -101,7 +111,7 @@ export interface ResolvedOptions extends Omit<TrainerConfig, 'lora'> {
   freeze?: string[];
 }
 
-const KNOWN = new Set(['backend', 'lr', 'steps', 'warmup', 'schedule', 'minLrRatio', 'weightDecay', 'clip', 'fuse', 'fuseMlp', 'mlpRecompute', 'fuseAttention', 'fuseLinear', 'trainable', 'freeze', 'kernels', 'batch', 'seq', 'threads', 'sessionOptions', 'ort', 'noDecay', 'lora', 'memoryBudget', 'graphCapture']);
+const KNOWN = new Set(['backend', 'lr', 'steps', 'warmup', 'schedule', 'minLrRatio', 'weightDecay', 'clip', 'fuse', 'precision', 'initialLossScale', 'fuseMlp', 'mlpRecompute', 'fuseAttention', 'fuseLinear', 'trainable', 'freeze', 'kernels', 'batch', 'seq', 'threads', 'sessionOptions', 'ort', 'noDecay', 'lora', 'memoryBudget', 'graphCapture']);
 
 function int(v: unknown, name: string, min: number): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < min) fail('usage', `option ${name} must be an integer ≥ ${min} (got ${String(v)})`);
@@ -138,6 +148,7 @@ export function resolveOptions(c: TrainerConfig): ResolvedOptions {
     weightDecay: num(c.weightDecay ?? 0.01, 'weightDecay', (x) => x >= 0, 'a number ≥ 0'),
     clip: num(c.clip ?? 1, 'clip', (x) => x >= 0, 'a number ≥ 0 (0 = off)'),
     fuse: c.fuse ?? true,
+    precision: c.precision ?? 'fp32',
     fuseMlp: c.fuseMlp ?? defaultFuseMlp(backend, c.fuse ?? true),
     fuseAttention: c.fuseAttention ?? false,
     fuseLinear: c.fuseLinear ?? false,
@@ -148,6 +159,12 @@ export function resolveOptions(c: TrainerConfig): ResolvedOptions {
   if (o.lora && (o.trainable || o.freeze)) fail('usage', `option ${o.trainable ? 'trainable' : 'freeze'} does not apply with lora (only the adapters train)`);
   if (!['cosine', 'linear', 'constant'].includes(o.schedule)) fail('usage', `option schedule must be 'cosine', 'linear' or 'constant' (got ${String(o.schedule)})`);
   if (typeof o.fuse !== 'boolean') fail('usage', `option fuse must be true or false (got ${String(o.fuse)})`);
+  if (!PRECISIONS.includes(o.precision)) fail('usage', `option precision must be ${PRECISIONS.map((p) => `'${p}'`).join(' or ')} (got ${String(o.precision)})`);
+  if (o.precision === 'mixed' && !o.fuse) fail('usage', "option precision 'mixed': mixed precision rounds the fused ops' GEMM operands; it needs fuse");
+  if (c.initialLossScale !== undefined) {
+    if (o.precision !== 'mixed') fail('usage', "option initialLossScale is an option of precision 'mixed'");
+    checkInitialLossScale(c.initialLossScale, 'option initialLossScale');
+  }
   if (typeof o.fuseMlp !== 'boolean') fail('usage', `option fuseMlp must be true or false (got ${String(o.fuseMlp)})`);
   if (o.fuseMlp && !o.fuse) fail('usage', 'option fuseMlp needs fuse (the MLP fusion runs after the SwiGLU one)');
   if (c.mlpRecompute !== undefined) {

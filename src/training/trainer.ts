@@ -60,6 +60,14 @@ export interface StepInfo {
   peakRssMiB: number;
   /** webgpu: most GPU memory in live buffers so far (ORT's pool and ours), MiB. */
   peakGpuMiB?: number;
+  /** precision 'mixed': the loss scale this step ran with. */
+  lossScale?: number;
+  /**
+   * precision 'mixed': the gradients overflowed at lossScale, so no update was applied (webgpu with
+   * clip 0: only to the parameters not yet updated when the overflow was seen) and the scale halved.
+   * Always false in fp32.
+   */
+  skipped: boolean;
 }
 
 /** Events of a trainer and what they carry. */
@@ -119,7 +127,7 @@ export class Trainer {
   /** @internal Use createTrainer. */
   static async open(model: Model, o: ResolvedOptions, forward: () => Model): Promise<Trainer> {
     const budget = o.memoryBudget === undefined ? undefined : { batch: o.batch!, seq: o.seq!, backend: o.backend, budget: o.memoryBudget, gradientsApplied: gradientsAppliedEarly(o.backend, o.clip, o.kernels) };
-    const prepared = prepareTraining(model, { fuse: o.fuse, fuseMlp: o.fuseMlp, mlpRecompute: o.mlpRecompute, fuseAttention: o.fuseAttention, fuseLinear: o.fuseLinear, target: o.backend, trainable: o.trainable, freeze: o.freeze, lora: o.lora, memory: budget });
+    const prepared = prepareTraining(model, { fuse: o.fuse, fuseMlp: o.fuseMlp, mlpRecompute: o.mlpRecompute, fuseAttention: o.fuseAttention, fuseLinear: o.fuseLinear, target: o.backend, trainable: o.trainable, freeze: o.freeze, lora: o.lora, memory: budget, precision: o.precision });
     const budgeted = budgetTrainerOptions(!!budget);
     const topts: TrainerOptions = {
       optimizer: { lr: o.lr, weightDecay: o.weightDecay, maxGradNorm: o.clip },
@@ -132,6 +140,7 @@ export class Trainer {
       ortBufferCache: budgeted.ortBufferCache,
       graphCapture: o.graphCapture,
       session: { ...budgeted.session, ...o.sessionOptions } as TrainerOptions['session'],
+      ...(o.precision === 'mixed' ? { lossScale: { initialScale: o.initialLossScale } } : {}),
     };
     let inner: BackendTrainer;
     let meter: MemoryMeter | undefined;
@@ -245,7 +254,7 @@ export class Trainer {
   /** The settings a checkpoint records (as `ortfuse train`'s: src/runtime/run-checks.ts RunSettings). */
   private settings(): Record<string, unknown> {
     const o = this.options;
-    return { batch: this.last.batch ?? o.batch, seq: this.last.seq ?? o.seq, gradAccum: this.last.gradAccum, lr: o.lr, warmup: o.warmup, steps: o.steps, schedule: o.schedule, minLrRatio: o.minLrRatio, weightDecay: o.weightDecay, clip: o.clip };
+    return { batch: this.last.batch ?? o.batch, seq: this.last.seq ?? o.seq, gradAccum: this.last.gradAccum, lr: o.lr, warmup: o.warmup, steps: o.steps, schedule: o.schedule, minLrRatio: o.minLrRatio, weightDecay: o.weightDecay, clip: o.clip, precision: o.precision };
   }
 
   /**
@@ -277,8 +286,10 @@ export class Trainer {
       const saved = s.meta.settings as Record<string, unknown> | undefined;
       if (saved) {
         const now = this.settings();
-        const diff = ['lr', 'warmup', 'steps', 'schedule', 'minLrRatio', 'weightDecay', 'clip'].filter((k) => saved[k] !== undefined && saved[k] !== now[k]);
-        if (diff.length) fail('usage', `load ${file}: the checkpoint was written with ${diff.map((k) => `${k} ${saved[k]}`).join(', ')}; this trainer has ${diff.map((k) => `${k} ${now[k]}`).join(', ')} (create it with the same options)`);
+        // A checkpoint from before precision existed was fp32.
+        const was = (k: string) => saved[k] ?? (k === 'precision' ? 'fp32' : undefined);
+        const diff = ['lr', 'warmup', 'steps', 'schedule', 'minLrRatio', 'weightDecay', 'clip', 'precision'].filter((k) => was(k) !== undefined && was(k) !== now[k]);
+        if (diff.length) fail('usage', `load ${file}: the checkpoint was written with ${diff.map((k) => `${k} ${was(k)}`).join(', ')}; this trainer has ${diff.map((k) => `${k} ${now[k]}`).join(', ')} (create it with the same options)`);
       }
       this.inner.restore(s);
       this.emit('load', { step: s.step, file });

@@ -11,6 +11,10 @@
  * four buffers (an arena holding every parameter at the same offsets as its grad, m and v) with the
  * same weight decay merge into one dispatch. Step scalars are uniforms, so nothing is recompiled
  * between steps.
+ *
+ * Guard (mixed precision's overflow skip, without a host round trip): with `guard`, the stats
+ * buffer of ./grad-norm.ts, every invocation first reads its overflow slot and returns without
+ * touching p, m or v when it is set (a gradient of this step was not finite).
  */
 import { fail } from '../errors.js';
 import type { GpuContext } from './context.js';
@@ -38,16 +42,23 @@ export interface AdamWStep {
   beta2?: number;
   eps?: number;
   weightDecay?: number;
-  /** Multiplies every gradient (global-norm clipping factor); default 1. */
+  /** Multiplies every gradient (global-norm clipping factor, or the loss scale's 1/S); default 1. */
   gradScale?: number;
+}
+
+/** The overflow flag AdamW checks: a buffer whose float at `slot` is non-zero when the step must not update. */
+export interface AdamWGuard {
+  flag: GPUBuffer;
+  slot: number;
 }
 
 const WG = 256;
 
-function adamwProgram(size: number, offset: number, wd: number, s: Required<AdamWStep>): Program {
+function adamwProgram(size: number, offset: number, wd: number, s: Required<AdamWStep>, guardSlot: number | undefined): Program {
+  const guarded = guardSlot !== undefined;
   return {
     name: 'adamw',
-    cacheKey: 'f32',
+    cacheKey: guarded ? `f32-guard${guardSlot}` : 'f32',
     workgroupSize: [WG],
     dispatch: dispatch1d(Math.ceil(size / WG)),
     uniforms: [
@@ -67,11 +78,12 @@ function adamwProgram(size: number, offset: number, wd: number, s: Required<Adam
       { name: 'g', access: 'read', type: 'f32' },
       { name: 'm', access: 'read_write', type: 'f32' },
       { name: 'v', access: 'read_write', type: 'f32' },
+      ...(guarded ? [{ name: 'flag', access: 'read' as const, type: 'f32' as const }] : []),
     ],
     source: () => ({
       main: `
   let k = flatWorkgroup(wid, nwg) * ${WG}u + lidx;
-  if (k >= u.n) { return; }
+  if (k >= u.n${guarded ? ` || flag[${guardSlot}] != 0.0` : ''}) { return; }
   let i = u.offset + k;
   let gi = u.gradScale * g[i];
   let mi = u.beta1 * m[i] + (1.0 - u.beta1) * gi;
@@ -83,8 +95,8 @@ function adamwProgram(size: number, offset: number, wd: number, s: Required<Adam
   };
 }
 
-/** Record one AdamW step over all tensors; returns the number of dispatches used. */
-export function adamw(ctx: GpuContext, tensors: readonly AdamWTensor[], step: AdamWStep): number {
+/** Record one AdamW step over all tensors (skipped on the GPU while `guard` is set); returns the number of dispatches used. */
+export function adamw(ctx: GpuContext, tensors: readonly AdamWTensor[], step: AdamWStep, guard?: AdamWGuard): number {
   const K = 'AdamW';
   if (!Number.isInteger(step.step) || step.step < 1) fail('usage', `${K}: step=${step.step} must be a 1-based integer`);
   const s: Required<AdamWStep> = { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, gradScale: 1, ...step };
@@ -101,6 +113,10 @@ export function adamw(ctx: GpuContext, tensors: readonly AdamWTensor[], step: Ad
     if (same && last.offset + last.size === offset) last.size += t.size;
     else if (t.size > 0) runs.push({ t, offset, size: t.size, wd });
   }
-  for (const r of runs) ctx.run(adamwProgram(r.size, r.offset, r.wd, s), [r.t.param, r.t.grad, r.t.m, r.t.v]);
+  if (guard) {
+    checkBuffer(K, 'guard flag', guard.flag, guard.slot + 1);
+    if (tensors.some((t) => [t.param, t.m, t.v].includes(guard.flag))) fail('usage', `${K}: the guard flag must not be a parameter or moment buffer`);
+  }
+  for (const r of runs) ctx.run(adamwProgram(r.size, r.offset, r.wd, s, guard?.slot), guard ? [r.t.param, r.t.grad, r.t.m, r.t.v, guard.flag] : [r.t.param, r.t.grad, r.t.m, r.t.v]);
   return runs.length;
 }

@@ -13,10 +13,24 @@
  *   step: our kernels (norm, clip, AdamW) and the loss copy are recorded and submitted, and only
  *   then is each output disposed, so ORT's next use of the buffer is queued after our reads.
  * - the host sees one 16-byte readback per step (loss and gradient norm), nothing else.
+ *
+ * Mixed precision (the graph has the `loss_scale` input; ../loss-scale.ts): the scale is fed from a
+ * 16-byte buffer the trainer writes before each step. The gradients come out times S; the norm
+ * kernels sum the squares of g·(1/S), so they report the unscaled norm and clip factor
+ * (src/webgpu/grad-norm.ts), and AdamW multiplies by 1/S. An overflow raises stats[3] on the GPU and AdamW's guard then leaves p, m and v alone,
+ * with no host round trip before the update:
+ * - with clipping (and on a single session): every gradient is summed before the first AdamW, so
+ *   a non-finite norm skips the whole step;
+ * - without clipping on a stage plan, each parameter's AdamW runs as soon as its gradient is final;
+ *   each sum-of-squares dispatch raises the flag when its partial is not finite, so the parameter
+ *   that overflowed and every later one are skipped, but parameters whose gradient was final and
+ *   finite before the first overflow keep this step's update (a partial skip; their AdamW t then
+ *   repeats at the next step). Use clipping for a whole-step skip.
+ * The host reads the norm with the loss after the step and updates the scaler.
  */
 import type * as Ort from 'onnxruntime-web';
 import { fail, OrtfuseError } from '../../errors.js';
-import { GRAD_PREFIX } from '../../autodiff/names.js';
+import { GRAD_PREFIX, LOSS_SCALE } from '../../autodiff/names.js';
 import { NO_CSE_SESSION_CONFIG } from '../../autodiff/recompute.js';
 import type { Batch } from '../../data/batches.js';
 import { adamw, type AdamWTensor } from '../../webgpu/adamw.js';
@@ -25,7 +39,8 @@ import { AllocationLog, createBuffer } from '../../webgpu/buffers.js';
 import type { TrainState } from '../checkpoint.js';
 import { learningRate, type ParamState } from '../optimizer.js';
 import type { StepResult, TrainerOptions } from '../trainer.js';
-import { clipByGlobalNorm, finalizeNorm, partialCount, sumSquares } from '../../webgpu/grad-norm.js';
+import { lossScalerFor, type LossScaler } from '../loss-scale.js';
+import { clipByGlobalNorm, finalizeNorm, OVERFLOW_SLOT, partialCount, sumSquares } from '../../webgpu/grad-norm.js';
 import type { StagePlan } from './stage-split.js';
 import { webgpuKernels, type FusedOpRecord } from '../../ops/record.js';
 import { SingleSession, StagedSteps, type OrtWeb, type StepOutputs, type StepRunner } from './steps.js';
@@ -55,6 +70,8 @@ export interface TrainingSpec {
   stages?: { segments: Uint8Array[]; plan: StagePlan; capturable?: boolean[] };
   /** The graph is specialised to batches of exactly this shape (src/runtime/webgpu/training-spec.ts). */
   shape?: SpecShape;
+  /** The graph has the `loss_scale` input (mixed precision): the trainer feeds it and scales dynamically. */
+  lossScale?: boolean;
   /**
    * ORT's storage buffer cache (WebGPU EP storageBufferCacheMode; default ORT's 'bucket', sizes
    * rounded up to buckets): 'simple' reuses exact sizes, 'disabled' destroys a buffer once unused.
@@ -99,8 +116,17 @@ export const DEFAULT_POOL_BYTES = 1 * 2 ** 30;
 /** ORT-web's storage buffer cache unless TrainerOptions.ortBufferCache says otherwise (see there). */
 export const DEFAULT_ORT_BUFFER_CACHE = 'simple';
 
+/** Mixed precision: the scaler and the 16-byte buffer the `loss_scale` feed views. */
+interface ScaleFeed {
+  scaler: LossScaler;
+  buffer: GPUBuffer;
+  tensor: Ort.Tensor;
+}
+
 export class WebGpuTrainer {
   step = 0;
+  /** AdamW's t: updates applied (steps skipped by loss scaling do not count; else = step). */
+  updates = 0;
   readonly log: AllocationLog;
 
   private constructor(
@@ -114,8 +140,14 @@ export class WebGpuTrainer {
     private readonly staging: GPUBuffer,
     private readonly opts: TrainerOptions,
     private readonly shape?: SpecShape,
+    private readonly lossScale?: ScaleFeed,
   ) {
     this.log = ctx.log;
+  }
+
+  /** Mixed precision: the dynamic loss scale (undefined in fp32). */
+  get scaler(): LossScaler | undefined {
+    return this.lossScale?.scaler;
   }
 
   /**
@@ -178,13 +210,19 @@ export class WebGpuTrainer {
     const partials = ctx.buffer('grad-norm partials', partialsLen * 4);
     const stats = ctx.buffer('stats [loss, norm, clip]', 16);
     const staging = createBuffer(device, ctx.log, 'stats readback', 16, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST);
+    const scaler = lossScalerFor(spec.lossScale ? [LOSS_SCALE] : [], opts.lossScale);
+    let lossScale: ScaleFeed | undefined;
+    if (scaler) {
+      const buffer = ctx.buffer('loss scale', 16);
+      lossScale = { scaler, buffer, tensor: ort.Tensor.fromGpuBuffer(buffer as never, { dataType: 'float32', dims: [] }) };
+    }
     await ctx.sync();
-    return new WebGpuTrainer(ort, runner, ctx, params, partials, stats, staging, opts, spec.shape);
+    return new WebGpuTrainer(ort, runner, ctx, params, partials, stats, staging, opts, spec.shape, lossScale);
   }
 
   /** Bytes of the buffers the trainer holds for its whole life (parameters, moments, norm scratch). */
   get residentBytes(): number {
-    return this.params.reduce((s, p) => s + p.value.size + (p.m?.size ?? 0) + (p.v?.size ?? 0), 0) + this.partials.size + this.stats.size + this.staging.size;
+    return this.params.reduce((s, p) => s + p.value.size + (p.m?.size ?? 0) + (p.v?.size ?? 0), 0) + this.partials.size + this.stats.size + this.staging.size + (this.lossScale?.buffer.size ?? 0);
   }
 
   /** Parameter elements in total. */
@@ -201,6 +239,11 @@ export class WebGpuTrainer {
       labels: new Tensor('int64', batch.labels, [batch.batch, batch.seq]),
     };
     for (const p of this.params) feeds[p.name] = p.feed;
+    if (this.lossScale) {
+      // Queued before the step's commands (the previous step's readers have finished: finish() waited).
+      this.ctx.device.queue.writeBuffer(this.lossScale.buffer, 0, Float32Array.of(this.lossScale.scaler.scale));
+      feeds[LOSS_SCALE] = this.lossScale.tensor;
+    }
     try {
       return await this.runner.run(feeds);
     } catch (e) {
@@ -235,15 +278,22 @@ export class WebGpuTrainer {
     const t = this.step + 1;
     const lr = learningRate(t, this.opts.schedule);
     const o = this.opts.optimizer;
-    const hp = { step: t, lr, beta1: o.beta1 ?? 0.9, beta2: o.beta2 ?? 0.999, eps: o.eps ?? 1e-8, weightDecay: o.weightDecay ?? 0 };
+    const scaler = this.lossScale?.scaler;
+    const lossScale = scaler?.scale;
+    // AdamW's t counts applied updates; the gradients carry S under mixed precision.
+    const hp = { step: this.updates + 1, lr, beta1: o.beta1 ?? 0.9, beta2: o.beta2 ?? 0.999, eps: o.eps ?? 1e-8, weightDecay: o.weightDecay ?? 0, gradScale: scaler ? scaler.inverse : 1 };
+    const guard = scaler ? { flag: this.stats, slot: OVERFLOW_SLOT } : undefined;
+    // The overflow flag starts clear (queued before this step's commands).
+    if (scaler) this.ctx.device.queue.writeBuffer(this.stats, OVERFLOW_SLOT * 4, new Float32Array(1));
     const withGrad = this.params.filter((p) => p.hasGrad);
     const early = this.runner instanceof StagedSteps && !(o.maxGradNorm ?? 0) ? this.runner : undefined;
     const base = new Map<GpuParam, number>();
     let count = 0;
     for (const p of withGrad) (base.set(p, count), (count += partialCount(p.size)));
     const apply = (p: GpuParam, grad: GPUBuffer) => {
-      sumSquares(this.ctx, { grad, size: p.size }, this.partials, base.get(p)!);
-      adamw(this.ctx, [{ param: p.value, grad, m: p.m!, v: p.v!, size: p.size, noDecay: p.noDecay }], hp);
+      // Mixed: a non-finite partial raises the flag that this AdamW (and every later one) checks.
+      sumSquares(this.ctx, { grad, size: p.size }, this.partials, base.get(p)!, scaler && { invScale: scaler.inverse, stats: this.stats });
+      adamw(this.ctx, [{ param: p.value, grad, m: p.m!, v: p.v!, size: p.size, noDecay: p.noDecay }], hp, guard);
     };
     const byGrad = new Map(withGrad.map((p) => [GRAD_PREFIX + p.name, p]));
     const applied = new Set<GpuParam>();
@@ -263,16 +313,20 @@ export class WebGpuTrainer {
     const rest = withGrad.filter((p) => !applied.has(p)).map((p) => ({ p, grad: out.grads.get(GRAD_PREFIX + p.name) ?? fail('runtime', `no gradient '${GRAD_PREFIX + p.name}'`) }));
     if (early) {
       for (const { p, grad } of rest) apply(p, grad);
-      finalizeNorm(this.ctx, count, this.partials, this.stats, 0);
+      finalizeNorm(this.ctx, count, this.partials, this.stats, 0, !!scaler);
     } else {
-      clipByGlobalNorm(this.ctx, rest.map((g) => ({ grad: g.grad, size: g.p.size })), this.partials, this.stats, o.maxGradNorm ?? 0);
-      adamw(this.ctx, rest.map(({ p, grad }) => ({ param: p.value, grad, m: p.m!, v: p.v!, size: p.size, noDecay: p.noDecay })), hp);
+      // Mixed: finalize raises the flag on a non-finite global norm before any AdamW runs (whole-step skip).
+      clipByGlobalNorm(this.ctx, rest.map((g) => ({ grad: g.grad, size: g.p.size })), this.partials, this.stats, o.maxGradNorm ?? 0, lossScale);
+      adamw(this.ctx, rest.map(({ p, grad }) => ({ param: p.value, grad, m: p.m!, v: p.v!, size: p.size, noDecay: p.noDecay })), hp, guard);
     }
     const s = await this.finish(out);
-    if (!Number.isFinite(s[1]))
+    if (!scaler && !Number.isFinite(s[1]))
       throw new OrtfuseError('diverged', `step ${t}: the gradient norm is ${s[1]} (a gradient holds NaN or Inf); the parameters are no longer valid`);
+    // Mixed: a non-finite norm (the GPU skipped the update) halves the scale; under its floor, 'diverged'.
+    const skipped = scaler?.update(s[1], t) ?? false;
+    if (!skipped) this.updates++;
     this.step = t;
-    return { step: t, loss: s[0], gradNorm: s[1], lr, ms: performance.now() - t0 };
+    return { step: t, loss: s[0], gradNorm: s[1], lr, ms: performance.now() - t0, skipped, ...(lossScale !== undefined ? { lossScale } : {}) };
   }
 
   /** Mean loss over batches, no update. */
@@ -282,14 +336,18 @@ export class WebGpuTrainer {
     return sum / batches.length;
   }
 
-  /** Loss and gradients of one batch copied back to the host, no update (for tests and checks). */
+  /** Loss and gradients (mixed precision: unscaled) of one batch copied back to the host, no update (for tests and checks). */
   async gradients(batch: Batch): Promise<{ loss: number; grads: Map<string, Float32Array> }> {
     const out = await this.run(batch);
+    const inverse = this.lossScale?.scaler.inverse ?? 1;
     try {
       const grads = new Map<string, Float32Array>();
       for (const p of this.params) {
         const g = out.grads.get(GRAD_PREFIX + p.name);
-        if (g) grads.set(p.name, await this.ctx.readF32(g, p.size));
+        if (!g) continue;
+        const host = await this.ctx.readF32(g, p.size);
+        if (inverse !== 1) for (let i = 0; i < host.length; i++) host[i] *= inverse;
+        grads.set(p.name, host);
       }
       return { loss: (await this.ctx.readF32(out.loss, 1))[0], grads };
     } finally {
@@ -306,7 +364,7 @@ export class WebGpuTrainer {
       const [value, m, v] = [await this.ctx.readF32(p.value, p.size), await this.ctx.readF32(p.m, p.size), await this.ctx.readF32(p.v, p.size)];
       params.set(p.name, { value, m, v, noDecay: p.noDecay });
     }
-    return { step: this.step, params, meta };
+    return { step: this.step, params, meta, updates: this.updates, ...(this.lossScale ? { scaler: this.lossScale.scaler.state() } : {}) };
   }
 
   /** Restore parameters, moments and step from a checkpoint. */
@@ -319,13 +377,16 @@ export class WebGpuTrainer {
       for (const [dst, src] of [[p.value, c.value], [p.m, c.m], [p.v, c.v]] as const) q.writeBuffer(dst, 0, src as Float32Array<ArrayBuffer>);
     }
     this.step = s.step;
+    this.updates = s.updates ?? s.step;
+    // A checkpoint of an fp32 run resumed in mixed precision starts at the scaler's initial scale.
+    if (this.lossScale && s.scaler) this.lossScale.scaler.restore(s.scaler);
   }
 
   /** Release the session, then destroy every buffer the trainer owns. */
   async release(): Promise<void> {
     await this.runner.release();
     for (const p of this.params) for (const b of [p.value, p.m, p.v]) b?.destroy();
-    for (const b of [this.partials, this.stats, this.staging]) b.destroy();
+    for (const b of [this.partials, this.stats, this.staging, this.lossScale?.buffer]) b?.destroy();
     this.ctx.destroy();
   }
 }

@@ -14,6 +14,7 @@ import { splitStages } from './stage-split.js';
 import { frozenToInputs } from './frozen.js';
 import type { ParamSpec, SpecShape, TrainingSpec } from './trainer.js';
 import { cloneModel } from '../../autodiff/clone.js';
+import { LOSS_SCALE } from '../../autodiff/names.js';
 import { newContext } from '../../rewrite/pass.js';
 import { specializeShapes } from '../../../passes/specialize-shapes.js';
 import { transposePairPass } from '../../../passes/transpose-pair.js';
@@ -43,7 +44,7 @@ export function trainingSpec(train: Model, initial: Map<string, Float32Array>, p
   train = cloneModel(train);
   const frozen = frozenToInputs(train);
   for (const v of train.graph.inputs) {
-    if (v.name === 'input_ids' || v.name === 'labels') continue;
+    if (v.name === 'input_ids' || v.name === 'labels' || v.name === LOSS_SCALE) continue;
     const t = v.tensorType;
     if (!t || t.elemType !== DataType.FLOAT) fail('unsupported', `training input '${v.name}' must be float32`);
     const dims = t.shape ?? [];
@@ -54,7 +55,8 @@ export function trainingSpec(train: Model, initial: Map<string, Float32Array>, p
   train = webgpuGraph(train, shape, policy);
   const split = splitStages(train, policy, FUSED_OPS);
   const stages = split && { segments: split.segments.map(saveBytes), plan: split.plan, capturable: shape && split.segments.map(capturable) };
-  return { model: saveBytes(train), params, stages, shape };
+  const lossScale = train.graph.inputs.some((v) => v.name === LOSS_SCALE) || undefined;
+  return { model: saveBytes(train), params, stages, shape, lossScale };
 }
 
 /**
