@@ -21,7 +21,9 @@
  * (default,attn; default,mlp,attn); a `-linear` suffix (fused-linear, fused-mlp-linear,
  * fused-mlp-attn-linear) adds each remaining projection by a parameter (the attention's q, k, v, o)
  * as one Linear op (`--fuse-linear`), run on our GEMM unless the run names its kernels
- * (default,linear; default,mlp,linear). Kernels as
+ * (default,linear; default,mlp,linear); a final `-mixed` (fused-mlp-mixed, fused-mlp-linear-mixed)
+ * trains with `--precision mixed` (the fused ops' GEMMs on f16 operands — the tensor cores where
+ * Dawn offers them — and dynamic loss scaling; the row reports where the GEMMs ran). Kernels as
  * `ortfuse train --kernels` (all, none, default, or a '+'-joined list of flce, rmsnorm, swiglu, rope,
  * mlp, attn, linear and op=kernel|ort|native — '+' because ',' separates runs; e.g.
  * fused:8x512:default+rmsnorm=native+rope=native; default: the backend's default policy). Per run: ORT segments, ORT runs per step and host ms per ORT run (the
@@ -76,6 +78,9 @@ interface ChildResult {
   profile?: StepProfile & { stepMs: number };
   /** --settings: the name of the cheap-settings row (Dawn flags, ORT EP options, --liftoff-only). */
   setting?: string;
+  /** `-mixed` runs: where the f16-operand GEMMs ran (WebGpuTrainer.mixedGemm) and the steps skipped for a gradient overflow. */
+  mixedGemm?: string;
+  skipped?: number;
   error?: string;
 }
 
@@ -84,7 +89,10 @@ function arg(name: string, dflt: string): string {
   return i > 0 && process.argv[i + 1] ? process.argv[i + 1] : dflt;
 }
 
-async function child(variant: string, batch: number, seq: number, steps: number, kernels: string, modelFile?: string, epOptions?: Record<string, string>, profile = false): Promise<ChildResult> {
+async function child(name: string, batch: number, seq: number, steps: number, kernels: string, modelFile?: string, epOptions?: Record<string, string>, profile = false): Promise<ChildResult> {
+  // A `-mixed` suffix: --precision mixed (f16-operand GEMMs in the fused ops, dynamic loss scaling).
+  const mixed = name.endsWith('-mixed');
+  const variant = mixed ? name.slice(0, -'-mixed'.length) : name;
   const { buildQwen2 } = await import('../models/qwen2.js');
   const { PRESETS } = await import('../models/config.js');
   const config = PRESETS[arg('config', '0.5b')];
@@ -103,9 +111,9 @@ async function child(variant: string, batch: number, seq: number, steps: number,
   const t0 = performance.now();
   const { loadFile } = await import('../src/onnx/io.js');
   const mlpRecompute = fuseMlp && variant.includes('-mlpkeep') ? 'off' as const : undefined;
-  const prepared = prepareTraining(modelFile ? loadFile(modelFile) : buildQwen2(config, { seed: 0 }), { fuse: variant.startsWith('fused'), fuseMlp, mlpRecompute, fuseAttention, fuseLinear, target: 'webgpu', recompute: !variant.endsWith('-keep') });
+  const prepared = prepareTraining(modelFile ? loadFile(modelFile) : buildQwen2(config, { seed: 0 }), { fuse: variant.startsWith('fused'), fuseMlp, mlpRecompute, fuseAttention, fuseLinear, target: 'webgpu', recompute: !variant.endsWith('-keep'), ...(mixed ? { precision: 'mixed' as const } : {}) });
   const prepareMs = performance.now() - t0;
-  const { ort, meter } = await nodeOrtWeb();
+  const { ort, meter } = await nodeOrtWeb({ f16Matrix: mixed });
   const spec = trainingSpec(prepared.train, prepared.initial, policy, { batch, seq });
   const trainer = await WebGpuTrainer.create(ort, spec, {
     optimizer: { lr: 1e-4, weightDecay: 0.01, maxGradNorm: 1 },
@@ -117,6 +125,7 @@ async function child(variant: string, batch: number, seq: number, steps: number,
   const warm = { steps: 0, ortRuns: 0, ortMs: 0, kernelMs: 0 };
   const stepMs: number[] = [];
   const losses: number[] = [];
+  let skipped = 0;
   for (let s = 0; s < steps; s++) {
     const ids = new BigInt64Array(batch * seq);
     for (let i = 0; i < ids.length; i++) ids[i] = BigInt(Math.floor(r() * prepared.vocab));
@@ -124,6 +133,7 @@ async function child(variant: string, batch: number, seq: number, steps: number,
     const res = await trainer.train({ inputIds: ids, labels: ids.slice(), batch, seq });
     stepMs.push(performance.now() - t);
     losses.push(res.loss);
+    if (res.skipped) skipped++;
     // Stage times without the warm-up step (shader compiles).
     if (s === 0 && trainer.runner instanceof StagedSteps) Object.assign(warm, trainer.runner.times);
   }
@@ -149,7 +159,8 @@ async function child(variant: string, batch: number, seq: number, steps: number,
   } : { segments: 1, ortRunsPerStep: 1 };
   await trainer.release();
   return {
-    variant, batch, seq, stepMs, losses, tokensPerSecond: (batch * seq * 1000) / mean,
+    variant: name, batch, seq, stepMs, losses, tokensPerSecond: (batch * seq * 1000) / mean,
+    ...(mixed ? { mixedGemm: trainer.mixedGemm, skipped } : {}),
     webgpuPeakMiB: meter.peak / 2 ** 20, largestBufferMiB: meter.largest / 2 ** 20, prepareMs, nodes: prepared.train.graph.nodes.length,
     kernels: formatKernels(policy), ...staged, profile: stepProfile,
   };

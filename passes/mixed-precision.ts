@@ -2,7 +2,7 @@
  * mixed-precision — mark the fused ops whose GEMMs may take f16 operands (fp32 accumulation) for
  * `--precision mixed`:
  *
- *   SwiGLUMLP / SwiGLUMLPKeep / FusedLinearCrossEntropy(WithGrad)   →   the same node, precision="f16"
+ *   SwiGLUMLP / SwiGLUMLPKeep / FusedLinearCrossEntropy(WithGrad) / Linear   →   the same node, precision="f16"
  *
  * The attribute is read by the ops' kernels and copied by their gradient rules to the backward ops;
  * activations, RMSNorm, RoPE, attention, the loss and every other op stay fp32. A node is marked only
@@ -23,7 +23,7 @@ export const PRECISION_ATTR = 'precision';
 export const PRECISION_F16 = 'f16';
 
 /** Op types (domain ai.ortfuse) whose GEMMs may round their operands to f16. */
-export const MIXED_PRECISION_OPS: readonly string[] = ['SwiGLUMLP', 'SwiGLUMLPKeep', 'FusedLinearCrossEntropy', 'FusedLinearCrossEntropyWithGrad'];
+export const MIXED_PRECISION_OPS: readonly string[] = ['SwiGLUMLP', 'SwiGLUMLPKeep', 'FusedLinearCrossEntropy', 'FusedLinearCrossEntropyWithGrad', 'Linear'];
 
 /**
  * Set precision="f16" on every node of MIXED_PRECISION_OPS in `model`'s main graph whose schema in

@@ -89,6 +89,23 @@ export function expectSameState(a: Awaited<ReturnType<typeof snapshot>>, b: Awai
   }
 }
 
+/**
+ * Mixed precision tracks fp32 after a few steps: the largest relative L2 difference over the
+ * parameters' values is below `tol` and above 0 (the f16 rounding of the GEMM operands is there).
+ */
+export function expectCloseState(a: Awaited<ReturnType<typeof snapshot>>, b: Awaited<ReturnType<typeof snapshot>>, tol: number): number {
+  let worst = 0;
+  for (const [n, x] of a) {
+    const y = b.get(n)!.value;
+    let d = 0, s = 0;
+    for (let i = 0; i < y.length; i++) ((d += (x.value[i] - y[i]) ** 2), (s += x.value[i] ** 2));
+    worst = Math.max(worst, Math.sqrt(d / s));
+  }
+  expect(worst).toBeGreaterThan(0);
+  expect(worst).toBeLessThan(tol);
+  return worst;
+}
+
 /** Parameters whose value differs between two snapshots. */
 export function changed(a: Awaited<ReturnType<typeof snapshot>>, b: Awaited<ReturnType<typeof snapshot>>): string[] {
   return [...a.keys()].filter((n) => a.get(n)!.value.some((x, i) => x !== b.get(n)!.value[i]));

@@ -1,9 +1,9 @@
 /**
- * `--precision mixed` on the cpu backend (onnxruntime-node), on this branch's fused ops (which run
- * their GEMMs in fp32 whatever the precision attribute says), so every difference from an fp32 run
- * would come from the loss-scaling plumbing: the step graph's `loss_scale` input scales every
- * gradient and not the loss; with the power-of-two scale 2^16 the unscaled run equals the fp32 run
- * bit for bit (parameters and moments); a scale that overflows float32 skips the step (parameters
+ * `--precision mixed` on the cpu backend (onnxruntime-node; the fused ops' bodies round their GEMM
+ * operands to half): the step graph's `loss_scale` input scales every gradient and not the loss;
+ * with the scale 2^16 the unscaled run tracks the fp32 run (losses within 1e-3, gradient norms within 1e-2 —
+ * a missing unscale would put the norm 2^16 off — parameters within 1e-3 relative L2, and not
+ * equal: the rounding is there); a scale that overflows float32 skips the step (parameters
  * and moments unchanged, the scale halved, AdamW's t not advanced) until training goes on; the
  * scaler's state survives a checkpoint; bad options fail before any work, in the library, the
  * runtime and the CLI.
@@ -26,7 +26,7 @@ import { runTraining, type TrainOptions } from '../src/runtime/train.js';
 import { createTrainer } from '../src/training/trainer.js';
 import { EXIT_CODES } from '../src/errors.js';
 import { cli } from './cli-helpers.js';
-import { changed, expectSameState, openTrainer, snapshot, TEXT, tinyModel, trainBatches } from './mixed-helpers.js';
+import { changed, expectCloseState, expectSameState, openTrainer, snapshot, TEXT, tinyModel, trainBatches } from './mixed-helpers.js';
 
 describe('precision mixed (cpu)', () => {
   it('the step graph takes loss_scale (float32 []): every gradient output is scaled by it, the loss is not; fp32 graphs have no such input', async () => {
@@ -61,7 +61,7 @@ describe('precision mixed (cpu)', () => {
     expect(ok.graph.inputs[ok.graph.inputs.length - 1].name).toBe(LOSS_SCALE);
   });
 
-  it('with the scale 2^16, 3 steps (one of 2 micro-batches) equal the fp32 run bit for bit: losses, norms, parameters and moments', async () => {
+  it('with the scale 2^16, 3 steps (one of 2 micro-batches) track the fp32 run: losses, norms and parameters close, not equal', async () => {
     const runs = [];
     for (const precision of ['fp32', 'mixed'] as const) {
       const t = await openTrainer({ backend: 'cpu', precision });
@@ -71,11 +71,15 @@ describe('precision mixed (cpu)', () => {
       await t.release();
     }
     const [a, b] = runs;
-    expect(b.rs.map((r) => [r.loss, r.gradNorm, r.lr])).toEqual(a.rs.map((r) => [r.loss, r.gradNorm, r.lr]));
+    for (const [i, r] of b.rs.entries()) {
+      expect(Math.abs(r.loss - a.rs[i].loss) / a.rs[i].loss, `loss ${i + 1}`).toBeLessThan(1e-3);
+      expect(Math.abs(r.gradNorm - a.rs[i].gradNorm) / a.rs[i].gradNorm, `norm ${i + 1}`).toBeLessThan(1e-2);
+      expect(r.lr).toBe(a.rs[i].lr);
+    }
     expect(b.rs.map((r) => [r.lossScale, r.skipped])).toEqual([[2 ** 16, false], [2 ** 16, false], [2 ** 16, false]]);
     expect(a.rs.map((r) => [r.lossScale, r.skipped])).toEqual([[undefined, false], [undefined, false], [undefined, false]]);
     expect([a.updates, b.updates]).toEqual([3, 3]);
-    expectSameState(a.state, b.state);
+    expectCloseState(a.state, b.state, 1e-3);
   });
 
   it('a scale that overflows float32 (2^127) skips the step: parameters and moments unchanged, scale halved, t kept; then training goes on', async () => {

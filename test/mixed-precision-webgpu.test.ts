@@ -1,12 +1,15 @@
 /**
  * `--precision mixed` on the webgpu backend (onnxruntime-web on dawn.node; SwiftShader without a
- * GPU), with this branch's fused kernels (fp32 GEMMs whatever the precision attribute says), on
- * both update paths of WebGpuTrainer.train:
+ * GPU: the fused kernels' GEMMs on gemm_f32 with operands rounded to half), on both update paths
+ * of WebGpuTrainer.train:
  * - clip path (clipping on: every gradient, then the norm, clip and AdamW): with the scale 2^16 the
- *   run equals the fp32 run bit for bit; an overflowing scale skips the whole step on the GPU
+ *   run tracks the fp32 run (losses within 1e-3, gradient norms — which would be 2^16 off if the unscaling
+ *   were missing — within 1e-2, parameters within 1e-3 relative L2, not equal: the rounding is
+ *   there; the exact scaling of every gradient by loss_scale is test/mixed-precision-cpu.test.ts's);
+ *   an overflowing scale skips the whole step on the GPU
  *   (AdamW's guard reads the flag the norm kernels raised): parameters and moments unchanged;
  * - early path (clip 0 on a stage plan: each parameter's AdamW as soon as its gradient is final):
- *   equal to fp32 bit for bit at 2^16; on an overflow, what it guarantees: every parameter whose
+ *   tracks fp32 the same way at 2^16; on an overflow, what it guarantees: every parameter whose
  *   gradient is not finite keeps its value and moments (and so does every parameter after it in
  *   the step); parameters finished earlier may have been updated (a partial skip); the step is
  *   reported skipped, the scale halves, AdamW's t does not advance.
@@ -23,14 +26,14 @@ import { createTrainer } from '../src/training/trainer.js';
 import { StagedSteps } from '../src/runtime/webgpu/steps.js';
 import type { WebGpuTrainer } from '../src/runtime/webgpu/trainer.js';
 import { gpuEnv } from './webgpu-helpers.js';
-import { changed, expectSameState, openTrainer, snapshot, TEXT, tinyModel, trainBatches } from './mixed-helpers.js';
+import { changed, expectCloseState, expectSameState, openTrainer, snapshot, TEXT, tinyModel, trainBatches } from './mixed-helpers.js';
 
 const env = await gpuEnv();
 
 describe.skipIf(!env.ctx)('precision mixed (webgpu)', () => {
   for (const clip of [1, 0]) {
     const what = clip ? 'clip path' : 'early path (clip 0, stage plan)';
-    it(`${what}: with the scale 2^16, 3 steps equal the fp32 run bit for bit (losses, norms, parameters, moments)`, async () => {
+    it(`${what}: with the scale 2^16, 3 steps track the fp32 run (losses, norms, parameters) and differ from it`, async () => {
       const runs = [];
       for (const precision of ['fp32', 'mixed'] as const) {
         const t = await openTrainer({ backend: 'webgpu', precision, clip });
@@ -44,9 +47,13 @@ describe.skipIf(!env.ctx)('precision mixed (webgpu)', () => {
         await t.release();
       }
       const [a, b] = runs;
-      expect(b.rs.map((r) => [r.loss, r.gradNorm, r.lr])).toEqual(a.rs.map((r) => [r.loss, r.gradNorm, r.lr]));
+      for (const [i, r] of b.rs.entries()) {
+        expect(Math.abs(r.loss - a.rs[i].loss) / a.rs[i].loss, `loss ${i + 1}`).toBeLessThan(1e-3);
+        expect(Math.abs(r.gradNorm - a.rs[i].gradNorm) / a.rs[i].gradNorm, `norm ${i + 1}`).toBeLessThan(1e-2);
+        expect(r.lr).toBe(a.rs[i].lr);
+      }
       expect(b.rs.map((r) => [r.lossScale, r.skipped])).toEqual([[2 ** 16, false], [2 ** 16, false], [2 ** 16, false]]);
-      expectSameState(a.state, b.state);
+      expectCloseState(a.state, b.state, 1e-3);
     });
   }
 

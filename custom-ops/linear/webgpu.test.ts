@@ -40,13 +40,19 @@ describe.skipIf(!env.ctx)('Linear WGSL kernels (gemmF32) vs float64 reference (d
     expect([!!weightOnly.dx, !!weightOnly.dw, !!weightOnly.db]).toEqual([false, true, false]);
   });
 
-  // TODO(lead): with gemmMixed wired into linearGemm, compare with linearRef(..., precision: 'f16') instead.
-  it("precision 'f16' runs (on gemmF32 until the lead wires gemmMixed: the fp32 result)", async () => {
+  it("precision 'f16' rounds the GEMM operands to half (gemmMixed): matches the rounded float64 reference, not the fp32 one", async () => {
     const [m, k, n] = [16, 32, 24];
     const r = rng(6);
-    const x = randn(r, m * k), w = randn(r, n * k, 0.5);
-    const y = linearForward(ctx, { m, k, n, transB: true, precision: 'f16', x: ctx.upload('x', x), w: ctx.upload('w', w) });
-    expect(relL2(await ctx.readF32(y, m * n), linearRef(x, w, undefined, { m, k, n, transB: true }))).toBeLessThan(1e-5);
+    const x = randn(r, m * k), w = randn(r, n * k, 0.5), dy = randn(r, m * n);
+    const s = { m, k, n, transB: true };
+    const args = { ...s, precision: 'f16' as const, x: ctx.upload('x', x), w: ctx.upload('w', w) };
+    const y = await ctx.readF32(linearForward(ctx, args), m * n);
+    expect(relL2(y, linearRef(x, w, undefined, { ...s, precision: 'f16' }))).toBeLessThan(1e-6);
+    expect(relL2(y, linearRef(x, w, undefined, s))).toBeGreaterThan(1e-4);
+    const g = linearBackward(ctx, { ...args, dy: ctx.upload('dy', dy) });
+    const ref = linearGradRef(x, w, dy, { ...s, precision: 'f16' });
+    expect(relL2(await ctx.readF32(g.dx!, m * k), ref.dx)).toBeLessThan(1e-6);
+    expect(relL2(await ctx.readF32(g.dw!, n * k), ref.dw)).toBeLessThan(1e-6);
   });
 
   it('rejects a too-small buffer or a bad size with a readable error', () => {

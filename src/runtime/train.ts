@@ -155,8 +155,8 @@ export interface BackendInfo {
   /** webgpu: a software adapter (SwiftShader, llvmpipe, ...), far slower than the cpu backend. */
   software?: boolean;
   precision: Precision;
-  /** Mixed precision: fused ops marked for f16 GEMM operands, and the first step's loss scale. */
-  mixed?: { marked: number; initialScale: number };
+  /** Mixed precision: fused ops marked for f16 GEMM operands, the first step's loss scale and (webgpu) where their GEMMs run. */
+  mixed?: { marked: number; initialScale: number; gemm?: string };
   /** webgpu with graph capture: ORT segments run as captures, of all segments. */
   captured?: { segments: number; of: number };
 }
@@ -275,7 +275,7 @@ export async function runTraining(model: Model, text: string, tok: Tokenizer, o:
     const wg = await import('./webgpu/ort-web-node.js');
     const { parseKernels } = await import('./webgpu/training-spec.js');
     const { ortWebGpuSummary } = await import('./webgpu/adapter.js');
-    const { ort, meter } = await wg.nodeOrtWeb();
+    const { ort, meter } = await wg.nodeOrtWeb({ f16Matrix: precision === 'mixed' });
     gpuPeak = () => meter.peak / 2 ** 20;
     const adapter = await ortWebGpuSummary(ort);
     info = { name: 'webgpu', device: adapter.name, software: adapter.software, precision, mixed };
@@ -287,6 +287,7 @@ export async function runTraining(model: Model, text: string, tok: Tokenizer, o:
     const t = await wg.createNodeWebGpuTrainer(prepared.train, prepared.initial, topts, policy, { batch: o.batch, seq: o.seq });
     const { StagedSteps } = await import('./webgpu/steps.js');
     if (o.graphCapture && t.runner instanceof StagedSteps) info.captured = { segments: t.runner.capture?.segments.size ?? 0, of: t.runner.segmentCount };
+    if (info.mixed && t.mixedGemm) info.mixed.gemm = t.mixedGemm;
     trainer = t;
   } else {
     // Loaded only here: optimize/inspect and the webgpu backend run without onnxruntime-node.

@@ -15,6 +15,7 @@
  */
 import type { GpuContext } from '../../../src/webgpu/context.js';
 import { gemmF32 } from '../../../src/webgpu/gemm.js';
+import { gemmFor } from '../../../src/webgpu/gemm-mixed.js';
 import type { MatmulArgs } from '../../../src/webgpu/matmul.js';
 import { dispatch1d, type Program } from '../../../src/webgpu/program.js';
 import { checkBuffer, checkDims, checkU32 } from '../../../src/webgpu/validate.js';
@@ -53,14 +54,9 @@ export interface LinearGradBuffers {
   db?: GPUBuffer;
 }
 
-/** Every GEMM of the Linear kernels, at the op's precision. */
+/** Every GEMM of the Linear kernels, at the op's precision (src/webgpu/gemm-mixed.ts gemmFor). */
 function linearGemm(ctx: GpuContext, args: MatmulArgs, precision: Precision = 'fp32'): void {
-  if (precision === 'f16') {
-    // TODO(lead): gemmMixed — the f16-operand GEMM (src/webgpu/gemm-mixed.ts) when the precision branch merges.
-    gemmF32(ctx, args);
-    return;
-  }
-  gemmF32(ctx, args);
+  gemmFor(precision)(ctx, args);
 }
 
 function checkArgs(kernel: string, a: LinearDims & { x: GPUBuffer; w: GPUBuffer }): void {

@@ -61,6 +61,8 @@ export function nodeOrtWeb(options: NodeWebGpuOptions = {}): Promise<{ ort: OrtW
 
 /** A WebGpuTrainer in Node for a training-step model (same arguments as CpuTrainer.create). */
 export async function createNodeWebGpuTrainer(train: Model, initial: Map<string, Float32Array>, opts: TrainerOptions, policy: OpPolicy = {}, shape?: SpecShape, ort?: OrtWeb): Promise<WebGpuTrainer> {
-  // A caller's onnxruntime-web (its env and GPUDevice shared with their sessions), else ours.
-  return WebGpuTrainer.create(ort ?? (await nodeOrtWeb()).ort, trainingSpec(train, initial, policy, shape), opts, FUSED_OPS);
+  const spec = trainingSpec(train, initial, policy, shape);
+  // A caller's onnxruntime-web (its env and GPUDevice shared with their sessions), else ours: with
+  // the tensor cores' toggles for a mixed-precision graph (the first WebGPU user of the process decides).
+  return WebGpuTrainer.create(ort ?? (await nodeOrtWeb({ f16Matrix: !!spec.lossScale })).ort, spec, opts, FUSED_OPS);
 }

@@ -35,6 +35,7 @@ import { NO_CSE_SESSION_CONFIG } from '../../autodiff/recompute.js';
 import type { Batch } from '../../data/batches.js';
 import { adamw, type AdamWTensor } from '../../webgpu/adamw.js';
 import { GpuContext } from '../../webgpu/context.js';
+import { f16MatrixFor } from '../../webgpu/f16-matrix.js';
 import { AllocationLog, createBuffer } from '../../webgpu/buffers.js';
 import type { TrainState } from '../checkpoint.js';
 import { learningRate, type ParamState } from '../optimizer.js';
@@ -181,6 +182,10 @@ export class WebGpuTrainer {
     if (!device) return fail('runtime', 'onnxruntime-web created no WebGPU device (is the webgpu EP available here?)');
     // Our kernels' buffers are reused by size across steps (not under capture, whose bound buffers are its own).
     const ctx = new GpuContext(device, { poolBytes: captured.size ? 0 : opts.bufferPool ?? DEFAULT_POOL_BYTES });
+    // Mixed precision: the f16-operand GEMMs on the tensor cores where the device has them, else
+    // on gemm_f32 rounding its operands (same values, slower than fp32; src/webgpu/gemm-mixed.ts).
+    const f16 = spec.lossScale ? await f16MatrixFor(device) : undefined;
+    if (f16?.options) ctx.f16Matrix = f16.options;
     const runner = spec.stages ? new StagedSteps(ort, ctx, sessions, spec.stages.plan, webgpuKernels(ops)) : new SingleSession(sessions[0]);
     if (runner instanceof StagedSteps) {
       if (opts.inFlight !== undefined) runner.inFlight = opts.inFlight;
@@ -217,8 +222,13 @@ export class WebGpuTrainer {
       lossScale = { scaler, buffer, tensor: ort.Tensor.fromGpuBuffer(buffer as never, { dataType: 'float32', dims: [] }) };
     }
     await ctx.sync();
-    return new WebGpuTrainer(ort, runner, ctx, params, partials, stats, staging, opts, spec.shape, lossScale);
+    const trainer = new WebGpuTrainer(ort, runner, ctx, params, partials, stats, staging, opts, spec.shape, lossScale);
+    if (f16) trainer.mixedGemm = f16.options ? `tensor cores (f16 subgroup matrices ${f16.options.config.M}x${f16.options.config.N}x${f16.options.config.K})` : `f16-rounded operands on the fp32 GEMM (${f16.why})`;
+    return trainer;
   }
+
+  /** Mixed precision: where the fused ops' f16-operand GEMMs run (undefined in fp32). */
+  mixedGemm?: string;
 
   /** Bytes of the buffers the trainer holds for its whole life (parameters, moments, norm scratch). */
   get residentBytes(): number {
