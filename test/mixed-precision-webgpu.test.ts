@@ -4,7 +4,7 @@
  * of WebGpuTrainer.train:
  * - clip path (clipping on: every gradient, then the norm, clip and AdamW): with the scale 2^16 the
  *   run tracks the fp32 run (losses within 1e-3, gradient norms — which would be 2^16 off if the unscaling
- *   were missing — within 1e-2, parameters within 1e-3 relative L2, not equal: the rounding is
+ *   were missing — within 1e-2, parameters within 1e-2 relative L2, not equal: the rounding is
  *   there; the exact scaling of every gradient by loss_scale is test/mixed-precision-cpu.test.ts's);
  *   an overflowing scale skips the whole step on the GPU
  *   (AdamW's guard reads the flag the norm kernels raised): parameters and moments unchanged;
@@ -53,7 +53,7 @@ describe.skipIf(!env.ctx)('precision mixed (webgpu)', () => {
         expect(r.lr).toBe(a.rs[i].lr);
       }
       expect(b.rs.map((r) => [r.lossScale, r.skipped])).toEqual([[2 ** 16, false], [2 ** 16, false], [2 ** 16, false]]);
-      expectCloseState(a.state, b.state, 1e-3);
+      expectCloseState(a.state, b.state, 1e-2);
     });
   }
 
