@@ -4,7 +4,7 @@
  * unfused, at 8×256 and 8×512: peak GPU memory and tok/s next to the PyTorch / Liger-Kernel figures
  * for the same config (ANCHORS below: fp32, H200).
  *
- *   node --liftoff-only dist/bench/train-step-webgpu.js [--runs fused:8x256,unfused:8x256:all,...] [--steps 3] [--out DIR] [--config 0.5b|tiny] [--model FILE]
+ *   node --liftoff-only dist/bench/train-step-webgpu.js [--runs fused:8x256,unfused:8x256:all,...] [--steps 3] [--out DIR] [--config 0.5b|tiny] [--model FILE] [--profile] [--dispatch-profile]
  *
  * With --model, a run may end in `:export` (e.g. fused:8x512:default:export): that run trains the
  * exported model FILE (e.g. a default-settings torch export; parameters adopted as `ortfuse train`
@@ -76,6 +76,8 @@ interface ChildResult {
   kernelMsPerStep?: number;
   /** --profile: one extra step with a GPU wait after every stage (bench/stage-probe.ts). */
   profile?: StepProfile & { stepMs: number };
+  /** --dispatch-profile: host ms per step in each phase of recording our kernels (GpuContext.profile), over the steps after the first. */
+  dispatchPhases?: Record<string, number>;
   /** --settings: the name of the cheap-settings row (Dawn flags, ORT EP options, --liftoff-only). */
   setting?: string;
   /** `-mixed` runs: where the f16-operand GEMMs ran (WebGpuTrainer.mixedGemm) and the steps skipped for a gradient overflow. */
@@ -102,6 +104,7 @@ async function child(name: string, batch: number, seq: number, steps: number, ke
   const { WebGpuTrainer } = await import('../src/runtime/webgpu/trainer.js');
   const { FUSED_OPS } = await import('../custom-ops/registry.js');
   const { StagedSteps } = await import('../src/runtime/webgpu/steps.js');
+  const { dispatchProfile } = await import('../src/webgpu/context.js');
   const fuseMlp = variant.startsWith('fused-mlp');
   const fuseAttention = /^fused(-mlp)?-attn/.test(variant);
   const fuseLinear = /^fused.*-linear$/.test(variant);
@@ -136,6 +139,7 @@ async function child(name: string, batch: number, seq: number, steps: number, ke
     if (res.skipped) skipped++;
     // Stage times without the warm-up step (shader compiles).
     if (s === 0 && trainer.runner instanceof StagedSteps) Object.assign(warm, trainer.runner.times);
+    if (s === 0 && process.argv.includes('--dispatch-profile')) trainer.ctx.profile = dispatchProfile();
   }
   let stepProfile: (StepProfile & { stepMs: number }) | undefined;
   if (profile && trainer.runner instanceof StagedSteps) {
@@ -148,6 +152,8 @@ async function child(name: string, batch: number, seq: number, steps: number, ke
     stepProfile = { ...profiler.result(), stepMs: performance.now() - t };
     trainer.runner.probe = undefined;
   }
+  const phases = trainer.ctx.profile;
+  trainer.ctx.profile = undefined;
   const measured = stepMs.slice(1);
   const mean = measured.reduce((a, b) => a + b, 0) / Math.max(1, measured.length);
   const runner = trainer.runner;
@@ -163,6 +169,7 @@ async function child(name: string, batch: number, seq: number, steps: number, ke
     ...(mixed ? { mixedGemm: trainer.mixedGemm, skipped } : {}),
     webgpuPeakMiB: meter.peak / 2 ** 20, largestBufferMiB: meter.largest / 2 ** 20, prepareMs, nodes: prepared.train.graph.nodes.length,
     kernels: formatKernels(policy), ...staged, profile: stepProfile,
+    ...(phases ? { dispatchPhases: Object.fromEntries(Object.entries(phases).map(([k, v]) => [k, v / Math.max(1, steps - 1)])) } : {}),
   };
 }
 
@@ -217,7 +224,7 @@ async function parent(): Promise<void> {
     const smi = samplePeak();
     const res = await new Promise<ChildResult>((resolve) => {
       // execArgv: a loader the parent runs under (tsx) runs the child too.
-      const childArgs = [self, '--child', variant, b, t, steps, kernels || '-', source === 'export' ? arg('model', '') : '-', '--config', arg('config', '0.5b'), ...(set.ep ? ['--ep', JSON.stringify(set.ep)] : []), ...(process.argv.includes('--profile') ? ['--profile'] : []), ...(set.capture ? ['--capture'] : []), ...(set.noPool ? ['--no-pool'] : [])];
+      const childArgs = [self, '--child', variant, b, t, steps, kernels || '-', source === 'export' ? arg('model', '') : '-', '--config', arg('config', '0.5b'), ...(set.ep ? ['--ep', JSON.stringify(set.ep)] : []), ...(process.argv.includes('--profile') ? ['--profile'] : []), ...(process.argv.includes('--dispatch-profile') ? ['--dispatch-profile'] : []), ...(set.capture ? ['--capture'] : []), ...(set.noPool ? ['--no-pool'] : [])];
       const env = { ...process.env, ...(set.dawn ? { ORTFUSE_DAWN_FLAGS: set.dawn } : {}), ...(set.liftoff ? {} : { ORTFUSE_NO_LIFTOFF: '1' }), ...set.env };
       const c = spawn(process.execPath, [...process.execArgv, ...(set.liftoff ? ['--liftoff-only'] : []), '--max-old-space-size=16384', ...childArgs], { stdio: ['ignore', 'pipe', 'inherit'], env });
       let text = '';
