@@ -111,6 +111,27 @@ describe('a bfloat16 export gives its weights back in bfloat16', () => {
     expect(f.weightsDtype).toBe('F32');
     await f.dispose();
   });
+
+  it('the bf16 fixture trains in mixed precision too (upcast, then f16 GEMM operands in the fused ops): losses within 1e-3 of the fp32 run, weights back in BF16', async () => {
+    const { createTrainer } = await import('../src/training/trainer.js');
+    const fx = fixture('qwen2-default-bf16');
+    const losses: number[][] = [];
+    for (const precision of ['fp32', 'mixed'] as const) {
+      const t = await createTrainer(`${DIR}qwen2-default-bf16.onnx`, { lr: 1e-3, steps: 3, fuseMlp: true, precision });
+      const run: number[] = [];
+      for (const b of fx.run!.batches.slice(0, 3)) {
+        const r = await t.step(batch(b));
+        expect(r.lossScale).toBe(precision === 'mixed' ? 2 ** 16 : undefined);
+        expect(r.skipped).toBe(false);
+        run.push(r.loss);
+      }
+      if (precision === 'mixed') expect(t.weightsDtype).toBe('BF16');
+      await t.dispose();
+      losses.push(run);
+    }
+    for (const [i, l] of losses[1].entries()) expect(Math.abs(l - losses[0][i]) / losses[0][i], `step ${i + 1}`).toBeLessThan(1e-3);
+    expect(losses[1]).not.toEqual(losses[0]);
+  });
 });
 
 // fused-mlp: the default fusions plus each whole MLP as one SwiGLUMLP (--fuse-mlp), whose backward recomputes gate and up.
