@@ -123,6 +123,7 @@ async function child(name: string, batch: number, seq: number, steps: number, ke
     schedule: { lr: 1e-4, warmupSteps: 0, totalSteps: steps },
     graphCapture: process.argv.includes('--capture'),
     ...(process.argv.includes('--no-pool') ? { bufferPool: 0 } : {}),
+    ...(process.argv.includes('--pool-gib') ? { bufferPool: Number(arg('pool-gib', '1')) * 2 ** 30 } : {}),
   }, FUSED_OPS, epOptions);
   const r = rng(7);
   const warm = { steps: 0, ortRuns: 0, ortMs: 0, kernelMs: 0 };
@@ -177,7 +178,7 @@ async function child(name: string, batch: number, seq: number, steps: number, ke
  * --settings (comma-separated names): the cheap settings of issue 12 side by side — Dawn create()
  * flags (ORTFUSE_DAWN_FLAGS), ORT-web WebGPU EP options, and V8's --liftoff-only for ORT's wasm.
  */
-const SETTINGS: Record<string, { dawn?: string; ep?: Record<string, string>; liftoff: boolean; capture?: boolean; noPool?: boolean; env?: Record<string, string> }> = {
+const SETTINGS: Record<string, { dawn?: string; ep?: Record<string, string>; liftoff: boolean; capture?: boolean; noPool?: boolean; poolGiB?: number; env?: Record<string, string> }> = {
   // default = the trainer's EP options (DEFAULT_EP_OPTIONS: validationMode 'disabled' since
   // issue 12); ort-default = none, ORT-web's own default (what 'default' meant in earlier results).
   default: { liftoff: true },
@@ -196,6 +197,8 @@ const SETTINGS: Record<string, { dawn?: string; ep?: Record<string, string>; lif
   capture: { liftoff: true, capture: true },
   // Our kernels' buffers destroyed when released instead of reused by size (TrainerOptions.bufferPool 0).
   'no-pool': { liftoff: true, noPool: true },
+  // Our kernels' buffer pool at 3 GiB instead of DEFAULT_POOL_BYTES (1 GiB): fewer buffers created per step.
+  'pool-3g': { liftoff: true, poolGiB: 3 },
 };
 
 /** --profile: the profiled step of each run (bench/stage-probe.ts), one row each. */
@@ -224,7 +227,7 @@ async function parent(): Promise<void> {
     const smi = samplePeak();
     const res = await new Promise<ChildResult>((resolve) => {
       // execArgv: a loader the parent runs under (tsx) runs the child too.
-      const childArgs = [self, '--child', variant, b, t, steps, kernels || '-', source === 'export' ? arg('model', '') : '-', '--config', arg('config', '0.5b'), ...(set.ep ? ['--ep', JSON.stringify(set.ep)] : []), ...(process.argv.includes('--profile') ? ['--profile'] : []), ...(process.argv.includes('--dispatch-profile') ? ['--dispatch-profile'] : []), ...(set.capture ? ['--capture'] : []), ...(set.noPool ? ['--no-pool'] : [])];
+      const childArgs = [self, '--child', variant, b, t, steps, kernels || '-', source === 'export' ? arg('model', '') : '-', '--config', arg('config', '0.5b'), ...(set.ep ? ['--ep', JSON.stringify(set.ep)] : []), ...(process.argv.includes('--profile') ? ['--profile'] : []), ...(process.argv.includes('--dispatch-profile') ? ['--dispatch-profile'] : []), ...(set.capture ? ['--capture'] : []), ...(set.noPool ? ['--no-pool'] : []), ...(set.poolGiB ? ['--pool-gib', String(set.poolGiB)] : [])];
       const env = { ...process.env, ...(set.dawn ? { ORTFUSE_DAWN_FLAGS: set.dawn } : {}), ...(set.liftoff ? {} : { ORTFUSE_NO_LIFTOFF: '1' }), ...set.env };
       const c = spawn(process.execPath, [...process.execArgv, ...(set.liftoff ? ['--liftoff-only'] : []), '--max-old-space-size=16384', ...childArgs], { stdio: ['ignore', 'pipe', 'inherit'], env });
       let text = '';
