@@ -106,6 +106,22 @@ export function expectCloseState(a: Awaited<ReturnType<typeof snapshot>>, b: Awa
   return worst;
 }
 
+/**
+ * A mixed run's steps track the fp32 run's: losses within 1e-3 relative, gradient norms within
+ * 1e-2 (a missing unscale would put them 2^16 off), the same learning rates, every step at `scale`
+ * and none skipped.
+ */
+export function expectStepsTrack(fp32: readonly StepLike[], mixed: readonly StepLike[], scale: number): void {
+  for (const [i, r] of mixed.entries()) {
+    expect(Math.abs(r.loss - fp32[i].loss) / fp32[i].loss, `loss ${i + 1}`).toBeLessThan(1e-3);
+    expect(Math.abs(r.gradNorm - fp32[i].gradNorm) / fp32[i].gradNorm, `norm ${i + 1}`).toBeLessThan(1e-2);
+    expect(r.lr).toBe(fp32[i].lr);
+  }
+  expect(mixed.map((r) => [r.lossScale, r.skipped])).toEqual(mixed.map(() => [scale, false]));
+}
+
+type StepLike = { loss: number; gradNorm: number; lr: number; lossScale?: number; skipped: boolean };
+
 /** Parameters whose value differs between two snapshots. */
 export function changed(a: Awaited<ReturnType<typeof snapshot>>, b: Awaited<ReturnType<typeof snapshot>>): string[] {
   return [...a.keys()].filter((n) => a.get(n)!.value.some((x, i) => x !== b.get(n)!.value[i]));
