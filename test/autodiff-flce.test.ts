@@ -23,6 +23,7 @@ import { Tensor } from '../src/ir/tensor.js';
 import { LOSS_SCALE } from '../src/autodiff/names.js';
 import { prepareTraining } from '../src/runtime/session.js';
 import { tinyModel } from './mixed-helpers.js';
+import { splitStages } from '../src/runtime/webgpu/stage-split.js';
 
 const F = DataType.FLOAT;
 
@@ -222,6 +223,13 @@ describe("linear-CE's dloss as the in-forward node's grad_scale (mixed precision
       expect(readers.filter((n) => n.opType === 'Mul').map((n) => n.label)).toEqual([]);
       const fn = mixed.functions.find((f) => f.name === 'FusedLinearCrossEntropyWithGrad')!;
       expect(fn.body.inputs).toHaveLength(5);
+      if (target === 'webgpu') {
+        // The stage split hands the graph input to our kernel's call (the runner reads it from the feeds).
+        const split = splitStages(mixed, {}, FUSED_OPS)!;
+        const call = split.plan.steps.flatMap((st) => (st.kind === 'kernel' && st.call.op === 'flce' ? [st.call] : []));
+        expect(call.map((c) => c.inputs[4])).toEqual([LOSS_SCALE]);
+        expect(split.plan.inputLastUse?.[LOSS_SCALE]).toBe(split.plan.steps.findIndex((st) => st.kind === 'kernel' && st.call === call[0]));
+      }
       const fp32 = prepareTraining(tinyModel(), { fuse: true, target }).train;
       expect(fp32.graph.nodes.find((n) => n.opType === 'FusedLinearCrossEntropyWithGrad')!.inputs).toHaveLength(4);
       expect(fp32.functions.find((f) => f.name === 'FusedLinearCrossEntropyWithGrad')!.body.inputs).toHaveLength(4);
