@@ -19,6 +19,11 @@ import { checkModel, createModel, GraphBuilder, type Model } from '../src/ir/ind
 import { inferShapes } from '../src/ir/infer/index.js';
 import { DataType } from '../src/onnx/schema.js';
 import { gradCheck, type InputSpec } from './autodiff-util.js';
+import { Tensor } from '../src/ir/tensor.js';
+import { LOSS_SCALE } from '../src/autodiff/names.js';
+import { prepareTraining } from '../src/runtime/session.js';
+import { tinyModel } from './mixed-helpers.js';
+import { splitStages } from '../src/runtime/webgpu/stage-split.js';
 
 const F = DataType.FLOAT;
 
@@ -142,4 +147,91 @@ describe('training-graph swap: FusedLinearCrossEntropy → ...WithGrad', () => {
     expect(none.m.graph.nodes.some((n) => n.opType === 'FusedLinearCrossEntropy')).toBe(true);
     expect(none.m.graph.nodes.filter((n) => n.opType === 'Loop')).toHaveLength(1);
   });
+});
+
+describe("linear-CE's dloss as the in-forward node's grad_scale (mixed precision's loss_scale)", () => {
+  /** hidden [7, 4] · weight [10, 4] → FusedLinearCrossEntropy ('mean'), then `after` → loss; seed: `seed`. */
+  const build = (seed: 'input' | 'initializer' | 'one', after?: 'Div', inForward = true) => {
+    const m = createModel({ opset: 20 });
+    const b = new GraphBuilder(m.graph);
+    const h = b.input('hidden', F, [7, 4]);
+    const w = b.input('weight', F, [10, 4]);
+    const y = b.input('labels', DataType.INT64, [7]);
+    const l = b.op.call('FusedLinearCrossEntropy', [h, w, null, y], {}, { domain: 'ai.ortfuse', name: 'lce' })[0];
+    const loss = after === 'Div' ? b.op.Div(l, b.initializer('micro', Tensor.from(F, [], [4]))) : l;
+    b.output(loss, 'loss');
+    inferShapes(m, { rules: FUSED_INFER_RULES });
+    const s = seed === 'input' ? b.input('s', F, []) : seed === 'initializer' ? b.initializer('s', Tensor.from(F, [], [2])) : undefined;
+    const r = addGradients(m.graph, { loss, wrt: [h, w], seed: s, rules: gradTable(FUSED_OPS), inForward });
+    r.grads.forEach((g, v) => b.output(b.op.Identity(g), `d_${v.name}`));
+    ensureFunctions(m, 'cpu');
+    const node = m.graph.nodes.find((n) => n.opType.startsWith('FusedLinearCrossEntropy'))!;
+    return { m, r, node, s };
+  };
+  const readsGrads = (node: ReturnType<typeof build>['node']) => node.outputs.slice(1).flatMap((o) => o.uses().map((u) => u.node.opType));
+  const r = rng(3);
+  const feeds = { hidden: f32(randn(r, 28), [7, 4]), weight: f32(randn(r, 40, 0.5), [10, 4]), labels: i64([3, -100, 0, 6, 2, 9, 1], [7]) };
+  const at = (m: Model, s: number) => runOrt(m, { ...feeds, s: f32(Float32Array.of(s), []) });
+
+  it('a graph-input seed becomes input 4 of FusedLinearCrossEntropyWithGrad: no backward node, gradients 2^5 × at 2^5, and as the recompute rule at 3', async () => {
+    const { m, r: res, node, s } = build('input');
+    expect(node.opType).toBe('FusedLinearCrossEntropyWithGrad');
+    expect(node.inputs[4]).toBe(s);
+    expect(res.nodes.map((n) => n.opType)).toEqual([]);
+    expect(readsGrads(node)).toEqual(['Identity', 'Identity']);
+    expect(checkModel(m).map((p) => p.message)).toEqual([]);
+    const [one, big, three] = [await at(m, 1), await at(m, 32), await at(m, 3)];
+    for (const k of ['d_hidden', 'd_weight']) {
+      const [x, z] = [one[k].data as Float32Array, big[k].data as Float32Array];
+      expect(x.some((t) => t !== 0)).toBe(true);
+      for (let i = 0; i < x.length; i++) if (z[i] !== 32 * x[i]) expect.fail(`${k}[${i}]: ${z[i]} is not 32 × ${x[i]}`);
+    }
+    const rec = build('input', undefined, false);
+    expect(rec.node.opType).toBe('FusedLinearCrossEntropy');
+    const want = await at(rec.m, 3);
+    for (const k of ['d_hidden', 'd_weight']) expect(relErr(three[k].data as Float32Array, want[k].data as Float32Array), k).toBeLessThan(1e-5);
+  });
+
+  it('an initializer seed is wired the same way; a constant 1 is not (fp32: the node keeps its 4 inputs)', async () => {
+    const init = build('initializer');
+    expect(init.node.inputs[4]).toBe(init.s);
+    expect(init.r.nodes.map((n) => n.opType)).toEqual([]);
+    const out = await runOrt(init.m, feeds);
+    const one = await at(build('input').m, 1);
+    for (const k of ['d_hidden', 'd_weight']) expect(Array.from(out[k].data as Float32Array)).toEqual(Array.from(one[k].data as Float32Array, (t) => 2 * t));
+    const plain = build('one');
+    expect(plain.node.inputs).toHaveLength(4);
+    expect(plain.r.nodes.map((n) => n.opType)).toEqual([]);
+  });
+
+  it('a dloss the backward computes (a Div between the op and the loss) keeps the Mul; the node keeps its 4 inputs', async () => {
+    const { m, node } = build('input', 'Div');
+    expect(node.inputs).toHaveLength(4);
+    expect(readsGrads(node)).toEqual(['Mul', 'Mul']);
+    const [one, big] = [await at(m, 1), await at(m, 8)];
+    expect(relErr(big.d_weight.data as Float32Array, Array.from(one.d_weight.data as Float32Array, (t) => 8 * t))).toBeLessThan(1e-6);
+  });
+
+  for (const target of ['cpu', 'webgpu'] as const)
+    it(`prepareTraining(tiny Qwen2, mixed, ${target}): the with-grad node reads loss_scale and no Mul reads its gradients; fp32: no grad_scale`, () => {
+      const mixed = prepareTraining(tinyModel(), { fuse: true, precision: 'mixed', target }).train;
+      const node = mixed.graph.nodes.find((n) => n.opType === 'FusedLinearCrossEntropyWithGrad')!;
+      expect(node.inputs[4]?.name).toBe(LOSS_SCALE);
+      expect(node.inputs[4]!.isGraphInput()).toBe(true);
+      const readers = node.outputs.slice(1).flatMap((o) => o.uses().map((u) => u.node));
+      expect(readers.length).toBeGreaterThan(0);
+      expect(readers.filter((n) => n.opType === 'Mul').map((n) => n.label)).toEqual([]);
+      const fn = mixed.functions.find((f) => f.name === 'FusedLinearCrossEntropyWithGrad')!;
+      expect(fn.body.inputs).toHaveLength(5);
+      if (target === 'webgpu') {
+        // The stage split hands the graph input to our kernel's call (the runner reads it from the feeds).
+        const split = splitStages(mixed, {}, FUSED_OPS)!;
+        const call = split.plan.steps.flatMap((st) => (st.kind === 'kernel' && st.call.op === 'flce' ? [st.call] : []));
+        expect(call.map((c) => c.inputs[4])).toEqual([LOSS_SCALE]);
+        expect(split.plan.inputLastUse?.[LOSS_SCALE]).toBe(split.plan.steps.findIndex((st) => st.kind === 'kernel' && st.call === call[0]));
+      }
+      const fp32 = prepareTraining(tinyModel(), { fuse: true, target }).train;
+      expect(fp32.graph.nodes.find((n) => n.opType === 'FusedLinearCrossEntropyWithGrad')!.inputs).toHaveLength(4);
+      expect(fp32.functions.find((f) => f.name === 'FusedLinearCrossEntropyWithGrad')!.body.inputs).toHaveLength(4);
+    });
 });

@@ -4,7 +4,8 @@
  * In-forward (Liger-Kernel; the default for 'mean' and 'sum'): the training-graph builder swaps the
  * node for FusedLinearCrossEntropyWithGrad (with-grad.ts), which returns grad_hidden, grad_weight
  * and grad_bias from its forward chunk loop; the backward multiplies them by the incoming dloss
- * (nothing at all when dloss is the constant 1).
+ * (nothing at all when dloss is the constant 1, or a graph input or initializer such as mixed
+ * precision's loss_scale, which the node then takes as its input grad_scale).
  *
  * Backward-only (reduction 'none', or autodiff with inForward: false), chunked like the forward so
  * that a [c, V] logits chunk is the largest temporary: a Loop over row chunks recomputes each
@@ -95,15 +96,37 @@ export const linearCrossEntropyGrad: GradRule = {
   inForward,
 };
 
-/** ∂loss/∂input_i = dloss · output_{i+1} of FusedLinearCrossEntropyWithGrad. */
+/**
+ * ∂loss/∂input_i = dloss · output_{i+1} of FusedLinearCrossEntropyWithGrad: the output itself when
+ * dloss is the constant 1 (fp32 training), or when dloss exists before the forward node runs (see
+ * `gradScaleInForward`): then the node takes it as its input grad_scale and its outputs come
+ * scaled. Otherwise (dloss computed in the backward, e.g. through a Div or a Sum between this loss
+ * and the graph's) a Mul here, which holds a second [V, H] grad_weight while it runs.
+ */
 const scaled = (i: number): GradFn => (g) => {
   const grad = g.y(i + 1);
   const c = g.dyConst();
   if (c?.length === 1 && c[0] === 1) return grad;
-  const t = g.elemTypeX(0);
   const dy = g.dy();
+  if (gradScaleInForward(g.node, dy)) return grad;
+  const t = g.elemTypeX(0);
   return g.op.Mul(t === F32 ? dy : g.op.Cast(dy, { to: t }), grad);
 };
+
+/**
+ * Wire `dy` as the node's grad_scale (input 4) when the forward node can read it: a float32
+ * one-element graph input (mixed precision's loss_scale seed) or initializer of the node's graph,
+ * which no backward node computes. True when the node takes it (idempotent over the three
+ * gradients).
+ */
+function gradScaleInForward(node: Node, dy: Value): boolean {
+  if (node.inputs[4]) return node.inputs[4] === dy;
+  const t = dy.tensorType ?? (dy.initializer && { elemType: dy.initializer.dtype, shape: dy.initializer.dims });
+  const one = t?.shape && t.shape.length <= 1 && t.shape.every((d) => d === 1);
+  if (dy.graph !== node.graph || !(dy.isGraphInput() || dy.initializer) || t?.elemType !== F32 || !one) return false;
+  node.setInput(4, dy);
+  return true;
+}
 
 export const linearCrossEntropyWithGradGrad: GradRule = {
   save: { outputs: [1, 2, 3] },

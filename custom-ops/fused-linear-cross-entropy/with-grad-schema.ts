@@ -14,10 +14,15 @@
  * differentiated; the backward then only multiplies the three gradients by the incoming dloss
  * (custom-ops/fused-linear-cross-entropy/grad.ts). Only 'mean' and 'sum' reductions: with 'none'
  * the per-row dloss is unknown during the forward pass.
+ *
+ * The optional last input grad_scale (float32, one element: shape [] or [1]) multiplies every
+ * gradient output inside the op (k_i above becomes grad_scale·k_i; the loss is not scaled): when
+ * dloss is known before the forward runs (mixed precision's loss_scale input), the gradient rule
+ * passes it here instead of a Mul over the [V, H] grad_weight in the backward.
  */
 import { DataType } from '../../src/onnx/schema.js';
-import { tensorType, type TensorType } from '../../src/ir/types.js';
-import { inferRule, invalid, ORTFUSE_DOMAIN, ORTFUSE_VERSION, type Attrs, type FusedOpSchema } from '../../src/fused/types.js';
+import { formatShape, tensorType, type TensorType } from '../../src/ir/types.js';
+import { expectInput, inferRule, invalid, ORTFUSE_DOMAIN, ORTFUSE_VERSION, type Attrs, type FusedOpSchema } from '../../src/fused/types.js';
 import { linearCrossEntropySchema } from './schema.js';
 
 const base = linearCrossEntropySchema;
@@ -27,7 +32,10 @@ export const linearCrossEntropyWithGradSchema: FusedOpSchema = {
   domain: ORTFUSE_DOMAIN,
   name: 'FusedLinearCrossEntropyWithGrad',
   version: ORTFUSE_VERSION,
-  inputs: base.inputs,
+  inputs: [
+    ...base.inputs,
+    { name: 'grad_scale', types: [DataType.FLOAT], optional: true, doc: 'float32, one element ([] or [1]): multiplies grad_hidden, grad_weight and grad_bias (not the loss); absent = 1' },
+  ],
   outputs: [
     { name: 'loss', types: [DataType.FLOAT], doc: 'float32 scalar, as FusedLinearCrossEntropy' },
     { name: 'grad_hidden', types: FLOATS, doc: '[N, H] ∂loss/∂hidden, element type of hidden' },
@@ -41,7 +49,10 @@ export const linearCrossEntropyWithGradSchema: FusedOpSchema = {
 };
 
 function checkWithGrad(types: (TensorType | undefined)[], attrs: Attrs, where: string): TensorType[] {
-  const [loss] = base.check(types, attrs, where);
+  const [loss] = base.check(types.slice(0, 4), attrs, where);
+  const gs = expectInput(where, linearCrossEntropyWithGradSchema.inputs[4], types[4]);
+  if (gs && !(gs.length === 0 || (gs.length === 1 && (gs[0] === 1 || typeof gs[0] !== 'number'))))
+    invalid(where, `input 'grad_scale' has shape ${formatShape(gs)}, expected one element ([] or [1])`);
   if (attrs.reduction !== 'mean' && attrs.reduction !== 'sum') invalid(where, `reduction '${attrs.reduction}' has no in-forward gradient (expected 'mean' or 'sum')`);
   const [th, tw] = types;
   const elem = th?.elemType || tw?.elemType || 0;

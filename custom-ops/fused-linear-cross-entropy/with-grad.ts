@@ -13,10 +13,13 @@
  *
  * Precision 'f16': hidden and weight rounded through float16 once, Q' rounded per chunk, 1/#valid
  * applied after the grad_weight GEMM (chunks.ts).
+ *
+ * grad_scale (when the callers pass it: BodyOptions.gradScale) joins that scalar factor, k's
+ * 1/#valid or 1, so it costs one scalar Mul, never one over a gradient.
  */
 import { fail } from '../../src/errors.js';
 import { DataType } from '../../src/onnx/schema.js';
-import type { Value } from '../../src/ir/graph.js';
+import type { Node, Value } from '../../src/ir/graph.js';
 import type { Body } from '../../src/fused/body.js';
 import type { BodyOptions, FusedOp, Target } from '../../src/fused/types.js';
 import { fusedLinearCrossEntropy, DEFAULT_NUM_CHUNKS } from './function.js';
@@ -35,14 +38,15 @@ const FLAGS: ChunkFlags = { loss: 'sum', grads: true };
 
 export function buildLinearCrossEntropyWithGrad(b: Body, inputs: Value[], target: Target, opts: BodyOptions): Value[] {
   if (b.opset < 16) fail('unsupported', `FusedLinearCrossEntropyWithGrad needs ONNX opset >= 16 (ScatterElements with reduction), the model imports ${b.opset}`);
-  const [hidden0, weight0, bias, labels] = inputs;
+  const [hidden0, weight0, bias, labels, gradScale] = inputs;
   const op = b.op;
   const ax1 = b.const([1]);
   const { valid, validF, count, safe } = labelRows(b, labels, b.attrConst('int', 'ignore_index'));
   const isMean = b.attrStringIs('reduction', 'mean', opts.reduction);
   const one = b.const(1, F32);
   const eps = b.attrConst('float', 'label_smoothing');
-  const kScale = op.Where(isMean, op.Div(one, op.Max(count, one)), one);
+  const perValid = op.Where(isMean, op.Div(one, op.Max(count, one)), one);
+  const kScale = opts.gradScale ? op.Mul(perValid, gradScale) : perValid;
   const k = op.CastLike(op.Unsqueeze(op.Mul(validF, kScale), ax1), hidden0);
   let shared: Shared, r: Rows, acc: { dw: Value; db?: Value }, scaleDw = (dw: Value) => dw;
   if (opts.precision === 'f16') {
@@ -67,8 +71,19 @@ export function buildLinearCrossEntropyWithGrad(b: Body, inputs: Value[], target
   return [loss, t.dh!, scaleDw(t.dw!), t.db!];
 }
 
+/** FusedLinearCrossEntropy's options, and whether the callers pass grad_scale (all or none). */
+function bodyOptions(nodes: Node[], target: Target): BodyOptions {
+  const opts = fusedLinearCrossEntropy.bodyOptions!(nodes, target);
+  const scaled = nodes.filter((n) => n.inputs[4]);
+  if (scaled.length && scaled.length < nodes.length)
+    fail('unsupported', `FusedLinearCrossEntropyWithGrad: ${scaled[0].label} passes grad_scale and ${nodes.find((n) => !n.inputs[4])!.label} does not; one body serves them all`);
+  return scaled.length ? { ...opts, gradScale: true } : opts;
+}
+
 export const fusedLinearCrossEntropyWithGrad: FusedOp = {
   schema: linearCrossEntropyWithGradSchema,
   buildBody: buildLinearCrossEntropyWithGrad,
-  bodyOptions: fusedLinearCrossEntropy.bodyOptions,
+  bodyOptions,
+  // grad_scale is a formal input only where a caller passes it: without it, the body is as before the input existed.
+  formalInputs: (opts) => (opts.gradScale ? 5 : 4),
 };

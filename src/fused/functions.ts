@@ -58,7 +58,7 @@ export function ensureFunction(model: Model, fop: FusedOp, target: Target, opts?
   const opset = model.opset('') ?? fail('invalid', 'the model does not import the default ONNX domain');
   const g = new Graph(model);
   g.name = s.name;
-  const inputs = s.inputs.map((i) => formalInput(g, `${s.name}.${i.name}`));
+  const inputs = s.inputs.slice(0, fop.formalInputs?.(options) ?? s.inputs.length).map((i) => formalInput(g, `${s.name}.${i.name}`));
   const outputs = fop.buildBody(new Body(g, opset), inputs, target, options);
   g.outputs.push(...outputs);
   const fn: ModelFunction = {

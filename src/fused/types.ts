@@ -72,6 +72,8 @@ export interface BodyOptions {
    * 'node' when callers differ (compared at run time); absent = 'fp32' (custom-ops/precision.ts).
    */
   precision?: string;
+  /** Linear-CE with grad: the callers pass the optional input grad_scale (they must agree; absent = none does). */
+  gradScale?: boolean;
 }
 
 /** A fused op: its schema and a builder of its portable ONNX function body. */
@@ -81,6 +83,12 @@ export interface FusedOp {
   buildBody(b: Body, inputs: Value[], target: Target, opts: BodyOptions): Value[];
   /** Body options derived from the model's nodes of this op (e.g. num_chunks); optional. */
   bodyOptions?(nodes: Node[], target: Target): BodyOptions;
+  /**
+   * How many of the schema's inputs the body built with `opts` takes as formal inputs (trailing
+   * optional inputs no caller passes left out, so the function is what it was before they
+   * existed); default: all.
+   */
+  formalInputs?(opts: BodyOptions): number;
 }
 
 /** Attribute values of `node` with schema defaults filled in; wrong types fail clearly. */

@@ -46,6 +46,9 @@ export const flceKernel: WebGpuKernel = {
     const labels = inputs[3] ?? fail('runtime', `${where}: input 3 'labels' is missing`);
     if (labels.type !== 'int64' && labels.type !== 'int32') fail('runtime', `${where}: labels are ${labels.type}, expected int64 or int32`);
     const bias = call.inputs[2] ? need(2, 'bias') : undefined;
+    // WithGrad's grad_scale (mixed precision's loss_scale): the kernel's gradOutput, which scales the gradients.
+    const gradScale = call.inputs[4] ? need(4, 'grad_scale') : undefined;
+    if (gradScale && elementCount(gradScale.dims) !== 1) fail('runtime', `${where}: grad_scale has shape [${gradScale.dims}], expected one element`);
     if (hidden.dims.length !== 2 || weight.dims.length !== 2 || hidden.dims[1] !== weight.dims[1])
       fail('runtime', `${where}: hidden [${hidden.dims}] and weight [${weight.dims}] must be [N, H] and [V, H]`);
     const [n, h] = hidden.dims;
@@ -55,7 +58,7 @@ export const flceKernel: WebGpuKernel = {
     const r = fusedLinearCrossEntropy(ctx, {
       hidden: hidden.buffer, weight: weight.buffer, bias: bias?.buffer, labels: labels.buffer, labelType: labels.type === 'int64' ? 'int64' : 'int32',
       n, h, v, ignoreIndex: Number(a.ignoreIndex), labelSmoothing: Number(a.labelSmoothing), reduction: a.reduction as 'mean' | 'sum',
-      chunkRows: Number(a.chunkRows) || undefined, precision: a.precision === 'f16' ? 'f16' : 'fp32',
+      chunkRows: Number(a.chunkRows) || undefined, precision: a.precision === 'f16' ? 'f16' : 'fp32', gradOutput: gradScale?.buffer,
     });
     drop.push(r.stats);
     const grad = (i: number, buf: GPUBuffer | undefined, dims: readonly number[]) => (buf ? keep(i, f32(buf, dims)) : undefined);
