@@ -52,37 +52,37 @@ describe.skipIf(!env.ctx)('precision mixed (webgpu)', () => {
     });
   }
 
-  it('clip path: an overflowing scale (2^127) skips the whole step on the GPU: parameters and moments unchanged, scale halved; then training goes on', async () => {
-    const t = await openTrainer({ backend: 'webgpu', precision: 'mixed', clip: 1, initialLossScale: 2 ** 127, normScale: 16 });
+  it('clip path: an overflowing scale (2^24: the f16 GEMM operands overflow) skips the whole step on the GPU: parameters and moments unchanged, scale halved; then training goes on', async () => {
+    const t = await openTrainer({ backend: 'webgpu', precision: 'mixed', clip: 1, initialLossScale: 2 ** 24, normScale: 16 });
     const data = await trainBatches();
     const before = await snapshot(t);
     const r1 = await t.train(data.next().value!);
-    expect(r1).toMatchObject({ step: 1, skipped: true, lossScale: 2 ** 127 });
+    expect(r1).toMatchObject({ step: 1, skipped: true, lossScale: 2 ** 24 });
     expect(Number.isFinite(r1.gradNorm)).toBe(false);
-    expect([t.step, t.updates, (t as unknown as WebGpuTrainer).scaler!.scale]).toEqual([1, 0, 2 ** 126]);
+    expect([t.step, t.updates, (t as unknown as WebGpuTrainer).scaler!.scale]).toEqual([1, 0, 2 ** 23]);
     expectSameState(before, await snapshot(t));
     let r = r1;
     const scales = [r1.lossScale];
     while (r.skipped && r.step < 12) scales.push((r = await t.train(data.next().value!)).lossScale);
     expect(r.skipped).toBe(false);
-    expect(scales).toEqual(scales.map((_, i) => 2 ** (127 - i)));
+    expect(scales).toEqual(scales.map((_, i) => 2 ** (24 - i)));
     expect(t.updates).toBe(1);
     expect(changed(before, await snapshot(t)).length).toBe(before.size);
     await t.release();
   });
 
   it('early path: an overflow leaves every parameter with a non-finite gradient (and its moments) as it was; the step is reported skipped; then training goes on', async () => {
-    const t = await openTrainer({ backend: 'webgpu', precision: 'mixed', clip: 0, initialLossScale: 2 ** 127, normScale: 16 });
+    const t = await openTrainer({ backend: 'webgpu', precision: 'mixed', clip: 0, initialLossScale: 2 ** 24, normScale: 16 });
     const data = await trainBatches();
     const before = await snapshot(t);
     const b1 = data.next().value!;
-    // Which gradients overflow at 2^127 (unscaled copies: Inf or NaN where the scaled ones overflowed).
+    // Which gradients overflow at 2^24 (unscaled copies: Inf or NaN where the scaled ones overflowed).
     const grads = await t.lossAndGradsOf(b1);
     const overflowed = [...grads].filter(([, g]) => g.some((x) => !Number.isFinite(x))).map(([n]) => n);
     expect(overflowed.length).toBeGreaterThan(0);
     const r1 = await t.train(b1);
-    expect(r1).toMatchObject({ step: 1, skipped: true, lossScale: 2 ** 127 });
-    expect([t.updates, (t as unknown as WebGpuTrainer).scaler!.scale]).toEqual([0, 2 ** 126]);
+    expect(r1).toMatchObject({ step: 1, skipped: true, lossScale: 2 ** 24 });
+    expect([t.updates, (t as unknown as WebGpuTrainer).scaler!.scale]).toEqual([0, 2 ** 23]);
     const after = await snapshot(t);
     expectSameState(before, after, overflowed);
     for (const [n, s] of after) if (!s.value.every(Number.isFinite)) expect.fail(`${n} is not finite after the skipped step`);
@@ -111,9 +111,11 @@ describe.skipIf(!env.ctx)('precision mixed (webgpu)', () => {
   it('a checkpoint resumes at the same scale: steps after it equal the uninterrupted run', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ortfuse-mixed-wgpu-'));
     const tok = await getTokenizer('bytes');
-    const o: TrainOptions = { steps: 5, batch: 2, seq: 32, lr: 3e-3, seed: 5, fuse: true, warmup: 2, backend: 'webgpu', precision: 'mixed', initialLossScale: 2 ** 127 };
+    const o: TrainOptions = { steps: 7, batch: 2, seq: 32, lr: 3e-3, seed: 5, fuse: true, warmup: 2, backend: 'webgpu', precision: 'mixed', initialLossScale: 2 ** 19 };
     const full = await runTraining(tinyModel(16), TEXT, tok, o);
+    console.log(`checkpoint run: ${full.map((r) => `${Math.log2(r.lossScale!)}${r.skipped ? ' skipped' : ''}`).join(', ')}`);
     expect(full[0].skipped).toBe(true);
+    expect(full[full.length - 1].skipped).toBe(false);
     const ckpt = path.join(dir, 'at-2.ckpt');
     await runTraining(tinyModel(16), TEXT, tok, { ...o, stopAfter: 2, checkpoint: ckpt });
     expect(readCheckpointHeader(ckpt).scaler).toEqual({ scale: full[2].lossScale, goodSteps: full.slice(0, 2).filter((r) => !r.skipped).length });

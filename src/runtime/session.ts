@@ -188,7 +188,7 @@ export function defaultFuseMlp(backend: string, fuse: boolean): boolean {
 /**
  * Whether the projections become Linear ops when the run does not say (`--fuse-linear`): on the
  * webgpu backend in mixed precision, where their f16 GEMMs and the ORT segments they empty made the
- * 0.5B 8×512 step 5,400 → 7,820 tok/s on an H200 (bench/results/step-speed-h200.md, session 8);
+ * 0.5B 8×512 step 5,400 → 7,820 tok/s on an H200, same call (bench/results/step-speed-h200.md, session 8);
  * off in fp32 (+2-10% at 8×512, but 146 ORT segments instead of 50 double the 1×128 step).
  */
 export function defaultFuseLinear(backend: string, fuse: boolean, precision: string | undefined): boolean {
