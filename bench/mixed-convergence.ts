@@ -5,7 +5,7 @@
  * the mixed loss must stay within 2% of the fp32 loss at every step after step 20. A third run,
  * fp32 with the clipping threshold moved by 0.1% (1 → 0.999), is the control: how far a harmless
  * perturbation of the updates carries the curve at this learning rate. At lr 3e-3 the tiny model's
- * run is chaotic (the control ends 9% off fp32 at 200 steps: bench/results/mixed-convergence-cpu.md),
+ * run is chaotic (the control drifts 9% from fp32 within 200 steps: bench/results/mixed-convergence-cpu-lr3e-3.md),
  * so no comparison of curves means anything there; the default lr is 1e-3. Writes
  * bench/results/mixed-convergence-<backend>.{json,md,svg}.
  *
