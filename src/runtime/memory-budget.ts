@@ -121,7 +121,10 @@ export function budgetFreeWebgpuPeak(train: Model, req: MemoryRequest, parameter
   const { dims, size } = boundShapes(train.graph, req.batch, req.seq);
   const act = memoryPlan(train.graph, size, undefined, { workspace: opWorkspace(FUSED_OPS, dims), freeOutputs: (v) => v.name.startsWith(GRAD_PREFIX) }).peakBytes;
   const gradients = req.gradientsApplied ? 0 : 4 * parameters; // applied early, they never all live
-  return 12 * parameters + gradients + FROZEN_COPIES.webgpu * 4 * frozen + FREE_WEBGPU_SCALE * act + FREE_WEBGPU_OVERHEAD;
+  const resident = 12 * parameters + gradients + FROZEN_COPIES.webgpu * 4 * frozen;
+  // The fit's offset is negative: for a small model it alone would predict less than what surely
+  // lives (the resident buffers and one activation peak), down to a negative peak for the tiny one.
+  return Math.max(resident + FREE_WEBGPU_SCALE * act + FREE_WEBGPU_OVERHEAD, resident + act);
 }
 
 /** Plan the recomputation of `base` (built with recompute: false) for `req` (see the file header). */

@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { buildQwen2Structure } from '../../models/qwen2.js';
-import { QWEN2_0_5B } from '../../models/config.js';
+import { QWEN2_0_5B, TINY } from '../../models/config.js';
 import { qwen2Parameters } from '../../models/weights.js';
 import { defaultFuseLinear, defaultFuseMlp, trainingGraph } from './session.js';
 import { FUSED_INFER_RULES, FUSED_OPS } from '../../custom-ops/registry.js';
@@ -141,6 +141,14 @@ describe('step memory estimate', () => {
       expect(act(mixed), target).toBe(act(fp32));
     }
   }, 120_000);
+
+  it('budget-free webgpu: a tiny model is predicted at least its resident buffers and one activation peak (the fit\'s negative offset does not take it below)', () => {
+    const base = trainingGraph(buildQwen2Structure(TINY), { fuse: true, fuseMlp: true, recompute: false }).train;
+    const tiny = qwen2Parameters(TINY).reduce((s, p) => s + p.dims.reduce((a, b) => a * b, 1), 0);
+    const predicted = planMemory(base, { batch: 2, seq: 32, backend: 'webgpu' }).predictedBytes;
+    expect(predicted).toBeGreaterThan(16 * tiny);
+    expect(predicted).toBeLessThan(64 * 2 ** 20);
+  });
 
   it('largestFitting: the most sequences at the asked length, else the longest single sequence', () => {
     const m = { at: (b: number, t: number) => ({ bytes: b * t * t, activationBytes: 0, largest: { bytes: 0, what: '' } }) };
