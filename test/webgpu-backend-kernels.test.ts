@@ -72,7 +72,7 @@ describe('stage split of the tiny Qwen2 step', () => {
 
   it('--kernels: unknown names are usage errors', () => {
     expect(() => parseKernels('flce,layernorm')).toThrow(/--kernels: unknown op 'layernorm'/);
-    expect(parseKernels('rmsnorm, rope')).toEqual({ flce: 'ort', rmsNorm: 'kernel', swiglu: 'ort', rope: 'kernel', mlp: 'ort', attn: 'ort', linear: 'ort' });
+    expect(parseKernels('rmsnorm, rope')).toEqual({ flce: 'ort', rmsNorm: 'kernel', swiglu: 'ort', rope: 'kernel', mlp: 'ort', attn: 'ort', linear: 'ort', glue: 'ort' });
   });
 });
 

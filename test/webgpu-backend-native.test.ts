@@ -33,7 +33,7 @@ describe("--kernels with 'native'", () => {
     expect(parseKernels('flce,swiglu,mlp,linear')).toEqual(parseKernels('default'));
     expect(parseKernels('flce,swiglu')).toEqual({ ...parseKernels('default'), mlp: 'ort', linear: 'ort' });
     expect(parseKernels('all,rope=ort')).toEqual({ flce: 'kernel', rmsNorm: 'kernel', swiglu: 'kernel', rope: 'ort', mlp: 'kernel', attn: 'kernel', linear: 'kernel' });
-    expect(parseKernels('none')).toEqual({ flce: 'ort', rmsNorm: 'ort', swiglu: 'ort', rope: 'ort', mlp: 'ort', attn: 'ort', linear: 'ort' });
+    expect(parseKernels('none')).toEqual({ flce: 'ort', rmsNorm: 'ort', swiglu: 'ort', rope: 'ort', mlp: 'ort', attn: 'ort', linear: 'ort', glue: 'ort' });
     for (const p of [NATIVE, parseKernels('all'), parseKernels('none'), parseKernels('rope=native')]) expect(parseKernels(formatKernels(p))).toEqual(p);
     expect(formatKernels(NATIVE)).toBe('flce,swiglu,mlp,linear,rmsnorm=native,rope=native');
     expect(() => parseKernels('flce=native')).toThrow(/--kernels: 'flce=native': only rmsnorm and rope can run as 'native'/);

@@ -34,6 +34,11 @@ export interface KernelOutputs {
   outputs: (GpuValue | undefined)[];
   /** Index of the input whose buffer became output 0 (in-place RoPE), if any. */
   reused?: number;
+  /**
+   * Index of the input whose buffer output 0 views (a Reshape: same buffer, other dims; the input
+   * stays valid too, the buffer goes back when both are released), if any.
+   */
+  viewOf?: number;
   /** Our buffers to destroy after the group's submit (kernel results nobody reads). */
   drop: GPUBuffer[];
 }

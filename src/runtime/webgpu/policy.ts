@@ -11,6 +11,7 @@
 import { fail } from '../../errors.js';
 import type { KernelPolicy } from '../../ops/kernel.js';
 import type { FusedOpRecord } from '../../ops/record.js';
+import { GLUE_POLICY } from './glue.js';
 
 export type Choice = 'kernel' | 'ort' | 'native';
 
@@ -20,10 +21,11 @@ export type PolicyOp = string;
 /** Per-op policy, keyed by {@link PolicyOp}; missing keys take the op's default. */
 export type OpPolicy = Partial<Record<PolicyOp, Choice>>;
 
-/** The policies the kernels of `ops` introduce, in list order (one per key). */
+/** The policies the kernels of `ops` introduce, in list order (one per key), then the glue kernels' (./glue.ts). */
 export function policiesOf(ops: readonly FusedOpRecord[]): KernelPolicy[] {
   const out = new Map<string, KernelPolicy>();
   for (const o of ops) if (o.webgpu && !out.has(o.webgpu.policy.key)) out.set(o.webgpu.policy.key, o.webgpu.policy);
+  out.set(GLUE_POLICY.key, GLUE_POLICY);
   return [...out.values()];
 }
 

@@ -23,11 +23,13 @@ import { modelFromProto } from '../../ir/from-proto.js';
 import type { Model, Node, Value } from '../../ir/graph.js';
 import { modelToProto, typeToProto } from '../../ir/to-proto.js';
 import type { Tensor } from '../../ir/tensor.js';
-import { isSorted, nodeDependencies, toposort } from '../../ir/toposort.js';
+import { isSorted, nodeDependencies as allDependencies, toposort } from '../../ir/toposort.js';
 import { toLong } from '../../ir/long.js';
 import type { KernelCall } from '../../ops/kernel.js';
 import type { FusedOpRecord } from '../../ops/record.js';
 import { resolvePolicy, type Choice, type OpPolicy } from './policy.js';
+import { GLUE_BY_OP, GLUE_KERNELS, GLUE_POLICY, glueInputs } from './glue.js';
+import { LOSS_SCALE } from '../../autodiff/names.js';
 
 export type { KernelCall } from '../../ops/kernel.js';
 
@@ -99,8 +101,46 @@ function kernelCalls(train: Model, policy: Record<string, Choice>, ops: readonly
     calls.set(n, { op: rule.name, node: n.label, inputs: n.inputs.map((v) => v?.name ?? null), outputs, attrs: r.attrs });
   }
   for (const m of absorbedBy.keys()) calls.delete(m); // a node both absorbed and a call of its own: absorbed
+  if (policy[GLUE_POLICY.key] === 'kernel') glueCalls(g, calls, absorbedBy);
   return { calls, absorbedBy };
 }
+
+/**
+ * Adds to `calls` the glue nodes (./glue.ts) worth running as our kernels: those that can, and
+ * whose data all comes from our kernels (or GPU graph inputs) or whose results all go to our
+ * kernels (or graph outputs), through chains of such glue. A glue node between two ORT nodes stays
+ * in ORT: as our kernel it would cut their segment in two.
+ */
+function glueCalls(g: Model['graph'], calls: Map<Node, KernelCall>, absorbedBy: Map<Node, Node>): void {
+  const can = new Map<Node, { name: string; attrs: Record<string, number | string> }>();
+  for (const n of g.nodes) {
+    const rule = (n.domain ?? '') === '' || n.domain === 'ai.onnx' ? GLUE_BY_OP.get(n.opType) : undefined;
+    if (!rule || absorbedBy.has(n)) continue;
+    // Host-fed batch values and initializers stay with ORT (our kernels read GPU values only).
+    if (n.inputs.slice(0, glueInputs(n)).some((v) => !v || v.initializer || HOST_FED.has(v.name))) continue;
+    const r = rule.read(n);
+    if (!('why' in r)) can.set(n, { name: rule.name, attrs: r.attrs });
+  }
+  const ours = (m: Node) => calls.has(m) || absorbedBy.has(m);
+  const fromKernels = new Set<Node>();
+  for (const n of g.nodes)
+    if (can.has(n) && n.inputs.slice(0, glueInputs(n)).every((v) => v!.isGraphInput() || (v!.producer && (ours(v!.producer) || fromKernels.has(v!.producer)))))
+      fromKernels.add(n);
+  const toKernels = new Set<Node>();
+  for (let k = g.nodes.length - 1; k >= 0; k--) {
+    const n = g.nodes[k];
+    if (can.has(n) && n.outputs.every((o) => o.uses().every((u) => u.node.graph === g && (ours(u.node) || toKernels.has(u.node))))) toKernels.add(n);
+  }
+  const used = (v: Value) => (v.useCount > 0 || v.isGraphOutput() ? v.name : null);
+  for (const [n, c] of can)
+    if (fromKernels.has(n) || toKernels.has(n))
+      calls.set(n, { op: c.name, node: n.label, inputs: n.inputs.slice(0, glueInputs(n)).map((v) => v!.name), outputs: n.outputs.map(used), attrs: c.attrs });
+}
+
+const GLUE_NAMES = new Set(GLUE_KERNELS.keys());
+
+/** Graph inputs fed from the host each step. */
+const HOST_FED = new Set(['input_ids', 'labels', LOSS_SCALE]);
 
 /** Embedded tensors for segment protos (saveBytes embeds everything anyway). */
 const sink = (t: Tensor, name: string): any =>
@@ -118,6 +158,9 @@ export function splitStages(train: Model, policyIn: OpPolicy, ops: readonly Fuse
   const { calls, absorbedBy } = kernelCalls(train, policy, ops);
   if (calls.size === 0) return undefined;
   const absorbed = new Set(absorbedBy.keys());
+  // What a node reads: a glue view's call reads its data only (the shape input was read at plan time).
+  const glue = new Set([...calls].filter(([, c]) => GLUE_NAMES.has(c.op)).map(([n]) => n));
+  const nodeDependencies = (n: Node): Value[] => (glue.has(n) ? n.inputs.slice(0, glueInputs(n)).filter((v): v is Value => !!v) : allDependencies(n));
   const absorbedOf = (n: Node) => [...absorbedBy].filter(([, owner]) => owner === n).map(([m]) => m);
 
   // Live nodes: what the graph outputs depend on (absorbed nodes are replaced by their kernel).

@@ -81,9 +81,11 @@ interface Slot {
  * A Reshape view (StagePlan.aliases): the source's buffer with the alias's dims. A live source is
  * shared: its buffer goes back when both it and the view are released.
  */
-function view(live: Map<string, Slot>, feeds: Record<string, Ort.Tensor>, a: ValueAlias): Slot {
+function view(live: Map<string, Slot>, feeds: Record<string, Ort.Tensor>, a: ValueAlias, fed?: GpuValue): Slot {
   const src = live.get(a.of);
   if (!src) {
+    // A view of a graph input (a parameter fed on the GPU): nothing of ours to hand back.
+    if (fed) return { value: { ...fed, dims: a.dims }, release: () => {} };
     const f = feeds[a.of] ?? fail('runtime', `stage plan: no value '${a.of}' to view`);
     return { value: { buffer: f.gpuBuffer as unknown as GPUBuffer, dims: a.dims, type: f.type }, release: () => {} };
   }
@@ -191,6 +193,8 @@ export class StagedSteps implements StepRunner {
   async run(feeds: Record<string, Ort.Tensor>): Promise<StepOutputs> {
     const { ctx, plan } = this;
     const live = new Map<string, Slot>();
+    /** Names that share a buffer through a glue view this step (never written in place). */
+    const viewed = new Set<string>();
     let pendingDrop: GPUBuffer[] = [];
     const releaseRead = (from: number, to: number) => {
       for (const [name, slot] of live) {
@@ -273,7 +277,7 @@ export class StagedSteps implements StepRunner {
         const t0 = performance.now();
         if (groupStart < 0) groupStart = i;
         this.probe?.beforeKernel(step.call);
-        this.kernel(step.call, i, live, gpuValue, pendingDrop);
+        this.kernel(step.call, i, live, gpuValue, pendingDrop, viewed);
         const next = plan.steps[i + 1];
         if (!next || next.kind === 'ort') {
           ctx.submit();
@@ -336,14 +340,23 @@ export class StagedSteps implements StepRunner {
   }
 
   /** Record one kernel node; its outputs join `live` (in-place RoPE takes over its input's slot). */
-  private kernel(call: KernelCall, at: number, live: Map<string, Slot>, gpuValue: (n: string) => GpuValue | undefined, drop: GPUBuffer[]): void {
+  private kernel(call: KernelCall, at: number, live: Map<string, Slot>, gpuValue: (n: string) => GpuValue | undefined, drop: GPUBuffer[], viewed: Set<string>): void {
     const inputs = call.inputs.map((n) => (n ? gpuValue(n) : undefined));
     const mayReuse = (i: number) => {
       const n = call.inputs[i];
-      return !!n && live.has(n) && !this.shared.has(n) && this.plan.lastUse[n] === at && !this.outputs.has(n) && call.inputs.indexOf(n) === call.inputs.lastIndexOf(n);
+      return !!n && live.has(n) && !this.shared.has(n) && !viewed.has(n) && this.plan.lastUse[n] === at && !this.outputs.has(n) && call.inputs.indexOf(n) === call.inputs.lastIndexOf(n);
     };
     const r = runKernel(this.kernels, this.ctx, call, inputs, mayReuse);
     drop.push(...r.drop);
+    if (r.viewOf !== undefined) {
+      // A view (glue Reshape): output 0 shares its input's buffer; neither may be written in place.
+      const src = call.inputs[r.viewOf]!, name = call.outputs[0], v = r.outputs[0];
+      if (!name || !v) return;
+      viewed.add(src).add(name);
+      live.get(name)?.release();
+      live.set(name, view(live, {}, { of: src, dims: [...v.dims], at }, v));
+      return;
+    }
     let inherited: Slot | undefined;
     if (r.reused !== undefined) {
       const n = call.inputs[r.reused]!;

@@ -44,6 +44,7 @@ import { lossScalerFor, type LossScaler } from '../loss-scale.js';
 import { clipByGlobalNorm, finalizeNorm, OVERFLOW_SLOT, partialCount, sumSquares } from '../../webgpu/grad-norm.js';
 import type { StagePlan } from './stage-split.js';
 import { webgpuKernels, type FusedOpRecord } from '../../ops/record.js';
+import { GLUE_KERNELS } from './glue.js';
 import { SingleSession, StagedSteps, type OrtWeb, type StepOutputs, type StepRunner } from './steps.js';
 import { CaptureBuffers } from './capture.js';
 import { memoryMeter } from './memory.js';
@@ -186,7 +187,7 @@ export class WebGpuTrainer {
     // on gemm_f32 rounding its operands (same values, slower than fp32; src/webgpu/gemm-mixed.ts).
     const f16 = spec.lossScale ? await f16MatrixFor(device) : undefined;
     if (f16?.options) ctx.f16Matrix = f16.options;
-    const runner = spec.stages ? new StagedSteps(ort, ctx, sessions, spec.stages.plan, webgpuKernels(ops)) : new SingleSession(sessions[0]);
+    const runner = spec.stages ? new StagedSteps(ort, ctx, sessions, spec.stages.plan, new Map([...webgpuKernels(ops), ...GLUE_KERNELS])) : new SingleSession(sessions[0]);
     if (runner instanceof StagedSteps) {
       if (opts.inFlight !== undefined) runner.inFlight = opts.inFlight;
       if (opts.unfreedBytes) {

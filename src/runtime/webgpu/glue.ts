@@ -1,0 +1,111 @@
+/// <reference types="@webgpu/types" />
+/**
+ * The standard ONNX ops that the webgpu backend's stage plan may run as our WGSL kernels
+ * (src/webgpu/glue.ts) instead of in an ONNX Runtime segment (`--kernels` key `glue`): the residual
+ * and gradient-sum Adds, the head Transposes and the Reshape-like views between fused ops. Without
+ * them every such node between two fused-op kernels is an ORT run of its own (~2-3 ms of host work
+ * each in ORT-web, bench/results/step-speed-h200.md); with them the fused ops of a layer follow each
+ * other in one kernel group.
+ *
+ * A node runs here only when it can (fp32 data, a static output shape for the views, inputs that are
+ * not initializers); any other stays in ORT — glue is taken where it fits, never an error.
+ *
+ *   Add                                       fp32, numpy broadcasting; in place into an input the
+ *                                             plan no longer reads when it has the output's shape.
+ *   Transpose                                 fp32, `perm`.
+ *   Reshape, Squeeze, Unsqueeze, Flatten,     a view: the output is the input's buffer with the
+ *   Identity                                  node's static output shape (no command at all).
+ */
+import { fail } from '../../errors.js';
+import type { Node } from '../../ir/graph.js';
+import { DataType } from '../../onnx/schema.js';
+import { floatInputs, kernelIo, type KernelPolicy, type KernelRead, type WebGpuKernel } from '../../ops/kernel.js';
+import { addBroadcast, broadcastDims, MAX_RANK, transpose } from '../../webgpu/glue.js';
+
+/** `--kernels glue`: off until measured faster in the step. */
+export const GLUE_POLICY: KernelPolicy = { key: 'glue', default: 'ort' };
+
+const VIEWS = new Set(['Reshape', 'Squeeze', 'Unsqueeze', 'Flatten', 'Identity']);
+
+const elements = (dims: readonly number[]) => dims.reduce((a, b) => a * b, 1);
+
+function staticShape(n: Node): number[] | undefined {
+  const s = n.outputs[0]?.tensorType?.shape;
+  return s && s.every((d): d is number => typeof d === 'number') ? s : undefined;
+}
+
+function rankOk(n: Node): string | undefined {
+  for (const v of [...n.inputs, ...n.outputs]) {
+    const r = v?.tensorType?.shape?.length;
+    if (r !== undefined && r > MAX_RANK) return `'${v!.name}' has rank ${r} (our glue kernels take up to ${MAX_RANK})`;
+  }
+  return undefined;
+}
+
+const addKernel: WebGpuKernel = {
+  name: 'add', policy: GLUE_POLICY,
+  read(n): KernelRead {
+    const why = floatInputs(n, 2) ?? rankOk(n);
+    return why ? { why } : { attrs: {} };
+  },
+  run(ctx, call, inputs, mayReuse) {
+    const { need, keep, drop, where } = kernelIo(call, inputs);
+    const a = need(0, 'A'), b = need(1, 'B');
+    const dims = broadcastDims(where, a.dims, b.dims);
+    const fits = (i: number, x: typeof a) => a.buffer !== b.buffer && mayReuse(i) && x.dims.length === dims.length && x.dims.every((d, j) => d === dims[j]);
+    const into = fits(0, a) ? 0 : fits(1, b) ? 1 : undefined;
+    const r = addBroadcast(ctx, a, b, into === undefined ? undefined : [a, b][into].buffer);
+    return { outputs: [keep(0, { buffer: r.buffer, dims: r.dims, type: 'float32' })], drop, ...(into !== undefined ? { reused: into } : {}) };
+  },
+};
+
+const transposeKernel: WebGpuKernel = {
+  name: 'transpose', policy: GLUE_POLICY,
+  read(n): KernelRead {
+    const why = floatInputs(n, 1) ?? rankOk(n);
+    if (why) return { why };
+    const perm = n.attr('perm') ? n.attrInts('perm') : undefined;
+    return { attrs: perm ? { perm: perm.join(',') } : {} };
+  },
+  run(ctx, call, inputs) {
+    const { need, keep, drop } = kernelIo(call, inputs);
+    const x = need(0, 'data');
+    const perm = typeof call.attrs.perm === 'string' ? call.attrs.perm.split(',').map(Number) : undefined;
+    const r = transpose(ctx, x, perm);
+    return { outputs: [keep(0, { buffer: r.buffer, dims: r.dims, type: 'float32' })], drop };
+  },
+};
+
+const viewKernel: WebGpuKernel = {
+  name: 'view', policy: GLUE_POLICY,
+  read(n): KernelRead {
+    const t = n.inputs[0]?.tensorType?.elemType;
+    if (t !== DataType.FLOAT) return { why: `input 0 '${n.inputs[0]?.name}' is not float32` };
+    const dims = staticShape(n);
+    if (!dims) return { why: `the shape of '${n.outputs[0]?.name}' is not static` };
+    return { attrs: { dims: dims.join(',') } };
+  },
+  run(_ctx, call, inputs) {
+    const { need, where } = kernelIo(call, inputs);
+    const x = need(0, 'data');
+    const dims = String(call.attrs.dims).split(',').filter(Boolean).map(Number);
+    if (elements(dims) !== elements(x.dims)) fail('runtime', `${where}: input [${x.dims}] has ${elements(x.dims)} elements, the output [${dims}] ${elements(dims)}`);
+    return { outputs: [{ buffer: x.buffer, dims, type: x.type }], drop: [], viewOf: 0 };
+  },
+};
+
+/** The glue kernels by ONNX op type (domain ''). */
+export const GLUE_BY_OP: ReadonlyMap<string, WebGpuKernel> = new Map([
+  ['Add', addKernel], ['Transpose', transposeKernel], ...[...VIEWS].map((op) => [op, viewKernel] as const),
+]);
+
+/** The glue kernels by kernel name (KernelCall.op). */
+export const GLUE_KERNELS: ReadonlyMap<string, WebGpuKernel> = new Map([addKernel, transposeKernel, viewKernel].map((k) => [k.name, k]));
+
+/**
+ * The data inputs the glue call of `n` reads (the views' shape and axes inputs are read at plan
+ * time into the call's attributes): input 0 for the views, all for the others.
+ */
+export function glueInputs(n: Node): number {
+  return VIEWS.has(n.opType) ? 1 : n.inputs.length;
+}

@@ -1,0 +1,153 @@
+/// <reference types="@webgpu/types" />
+/**
+ * WGSL kernels for the standard ONNX ops between the fused ops of a training step (the residual
+ * Add, the head Transposes): with them, the webgpu backend's stage plan need not hand the step back
+ * to ONNX Runtime for a kernel or two between each pair of fused ops (src/runtime/webgpu/glue.ts
+ * says which nodes run here). fp32, one invocation per output element, ranks up to MAX_RANK.
+ *
+ *   add:        out[i] = a[ia(i)] + b[ib(i)], numpy broadcasting (a dim of 1, or missing on the
+ *               left, repeats): per operand a stride per output dim, 0 where it broadcasts.
+ *   transpose:  out[i] = x[ix(i)], out dims = x dims permuted by `perm` (out dim j = x dim perm[j]).
+ *
+ * The index maps walk the output index from the last dim: `rank` divisions per element. Shapes
+ * and strides are uniforms (one pipeline per rank), so every shape shares the pipelines.
+ */
+import { fail } from '../errors.js';
+import type { GpuContext } from './context.js';
+import { dispatch1d, type Program, type Uniform } from './program.js';
+import { checkBuffer, checkU32 } from './validate.js';
+
+export const MAX_RANK = 6;
+const WG = 256;
+
+const count = (dims: readonly number[]) => dims.reduce((a, b) => a * b, 1);
+
+/** Row-major strides of `dims`. */
+function strides(dims: readonly number[]): number[] {
+  const s = new Array<number>(dims.length).fill(1);
+  for (let i = dims.length - 2; i >= 0; i--) s[i] = s[i + 1] * dims[i + 1];
+  return s;
+}
+
+/** The output shape of numpy broadcasting `a` and `b`, or an error naming both. */
+export function broadcastDims(kernel: string, a: readonly number[], b: readonly number[]): number[] {
+  const r = Math.max(a.length, b.length);
+  const out: number[] = [];
+  for (let i = 0; i < r; i++) {
+    const x = a[a.length - r + i] ?? 1, y = b[b.length - r + i] ?? 1;
+    if (x !== y && x !== 1 && y !== 1) fail('usage', `${kernel}: shapes [${a}] and [${b}] do not broadcast (dim ${i}: ${x} vs ${y})`);
+    out.push(x === 1 ? y : x);
+  }
+  return out;
+}
+
+/** Strides of `dims` read as an operand of output `out` (0 where it broadcasts). */
+function broadcastStrides(dims: readonly number[], out: readonly number[]): number[] {
+  const own = strides(dims);
+  return out.map((d, i) => {
+    const j = i - (out.length - dims.length);
+    return j < 0 || dims[j] === 1 ? 0 : own[j];
+  });
+}
+
+/** A program over the `n` elements of an output of rank `rank`, with per-dim uniforms. */
+function indexed(name: string, rank: number, n: number, uniforms: Uniform[], bindings: Program['bindings'], body: string): Program {
+  return {
+    name,
+    cacheKey: `f32;rank=${rank}`,
+    workgroupSize: [WG],
+    dispatch: dispatch1d(Math.ceil(n / WG)),
+    uniforms: [{ name: 'n', type: 'u32', value: n }, ...uniforms],
+    bindings,
+    source: () => ({ main: `  let i = flatWorkgroup(wid, nwg) * ${WG}u + lidx;\n  if (i >= u.n) { return; }\n${body}` }),
+  };
+}
+
+/** WGSL that turns the flat output index `i` into operand offsets `off_<op>` (uniforms d<k>, <op>s<k>). */
+function offsets(rank: number, ops: readonly string[]): string {
+  const lines = [`  var rest = i;`, ...ops.map((o) => `  var off_${o} = 0u;`)];
+  for (let k = rank - 1; k >= 0; k--) {
+    lines.push(`  { let c = rest % u.d${k}; rest = rest / u.d${k};${ops.map((o) => ` off_${o} += c * u.${o}s${k};`).join('')} }`);
+  }
+  return lines.join('\n');
+}
+
+function checkRank(kernel: string, dims: readonly number[]): void {
+  if (dims.length > MAX_RANK) fail('usage', `${kernel}: rank ${dims.length} is above ${MAX_RANK}`);
+  for (const d of dims) if (!Number.isInteger(d) || d < 0) fail('usage', `${kernel}: dims [${dims}] must be non-negative integers`);
+}
+
+/**
+ * out = a + b with numpy broadcasting (fp32). `out` may be `a` or `b` itself when it has the output's
+ * shape (in place: each element reads its own operands before writing); allocated when absent.
+ * Returns out and its dims.
+ */
+export function addBroadcast(ctx: GpuContext, a: { buffer: GPUBuffer; dims: readonly number[] }, b: { buffer: GPUBuffer; dims: readonly number[] }, out?: GPUBuffer): { buffer: GPUBuffer; dims: number[] } {
+  const k = 'Add';
+  checkRank(k, a.dims);
+  checkRank(k, b.dims);
+  const dims = broadcastDims(k, a.dims, b.dims);
+  const n = count(dims);
+  checkU32(k, 'out', n);
+  checkBuffer(k, 'a', a.buffer, count(a.dims));
+  checkBuffer(k, 'b', b.buffer, count(b.dims));
+  const y = out ? checkBuffer(k, 'out', out, n) : ctx.buffer('add.out', n * 4);
+  if (n === 0) return { buffer: y, dims };
+  const inPlace = y === a.buffer || y === b.buffer;
+  // Same shapes: no index maps.
+  const flat = a.dims.length === b.dims.length && a.dims.every((d, i) => d === b.dims[i]);
+  const rank = flat ? 1 : dims.length;
+  const sa = flat ? [1] : broadcastStrides(a.dims, dims), sb = flat ? [1] : broadcastStrides(b.dims, dims);
+  const d = flat ? [n] : dims;
+  const uniforms: Uniform[] = d.flatMap((x, i) => [
+    { name: `d${i}`, type: 'u32' as const, value: x },
+    { name: `as${i}`, type: 'u32' as const, value: sa[i] },
+    { name: `bs${i}`, type: 'u32' as const, value: sb[i] },
+  ]);
+  // In place, the output binding is the operand it replaces (one binding per buffer).
+  const dst = y === a.buffer ? 'A' : 'B';
+  const bindings: Program['bindings'] = inPlace
+    ? [{ name: 'A', access: dst === 'A' ? 'read_write' : 'read', type: 'f32' }, { name: 'B', access: dst === 'B' ? 'read_write' : 'read', type: 'f32' }]
+    : [{ name: 'A', access: 'read', type: 'f32' }, { name: 'B', access: 'read', type: 'f32' }, { name: 'Y', access: 'read_write', type: 'f32' }];
+  const body = `${offsets(rank, ['a', 'b'])}\n  ${inPlace ? dst : 'Y'}[i] = A[off_a] + B[off_b];`;
+  ctx.run({ ...indexed(inPlace ? `add_into_${dst.toLowerCase()}` : 'add', rank, n, uniforms, bindings, body) }, inPlace ? [a.buffer, b.buffer] : [a.buffer, b.buffer, y]);
+  return { buffer: y, dims };
+}
+
+/** The output dims of transposing `dims` by `perm` (ONNX: default reverses), or an error. */
+export function transposeDims(kernel: string, dims: readonly number[], perm: readonly number[] | undefined): { dims: number[]; perm: number[] } {
+  const p = perm ?? dims.map((_, i) => dims.length - 1 - i);
+  if (p.length !== dims.length || [...p].sort((x, y) => x - y).some((x, i) => x !== i))
+    fail('usage', `${kernel}: perm [${p}] is not a permutation of the ${dims.length} dims of [${dims}]`);
+  return { dims: p.map((j) => dims[j]), perm: [...p] };
+}
+
+/** out = transpose(x, perm) (4-byte elements); allocated when absent. Returns out and its dims. */
+export function transpose(ctx: GpuContext, x: { buffer: GPUBuffer; dims: readonly number[] }, perm?: readonly number[], out?: GPUBuffer): { buffer: GPUBuffer; dims: number[] } {
+  const k = 'Transpose';
+  checkRank(k, x.dims);
+  const t = transposeDims(k, x.dims, perm);
+  const n = count(x.dims);
+  checkU32(k, 'x', n);
+  checkBuffer(k, 'x', x.buffer, n);
+  const y = out ? checkBuffer(k, 'out', out, n) : ctx.buffer('transpose.out', n * 4);
+  if (y === x.buffer) fail('usage', `${k}: the output cannot be the input's buffer`);
+  if (n === 0) return { buffer: y, dims: t.dims };
+  // Merge out dims whose source dims are adjacent and in order (e.g. [B,T,H,D]→[B,H,T,D] stays rank 4,
+  // but a no-op tail collapses): fewer divisions per element.
+  const xs = strides(x.dims);
+  const merged: { d: number; s: number }[] = [];
+  for (const j of t.perm) {
+    const last = merged[merged.length - 1];
+    if (x.dims[j] === 1) continue;
+    if (last && last.s === xs[j] * x.dims[j]) { last.d *= x.dims[j]; last.s = xs[j]; } else merged.push({ d: x.dims[j], s: xs[j] });
+  }
+  if (!merged.length) merged.push({ d: 1, s: 1 });
+  const uniforms: Uniform[] = merged.flatMap((m, i) => [
+    { name: `d${i}`, type: 'u32' as const, value: m.d },
+    { name: `xs${i}`, type: 'u32' as const, value: m.s },
+  ]);
+  const body = `${offsets(merged.length, ['x'])}\n  Y[i] = X[off_x];`;
+  ctx.run(indexed('transpose', merged.length, n, uniforms, [{ name: 'X', access: 'read', type: 'f32' }, { name: 'Y', access: 'read_write', type: 'f32' }], body), [x.buffer, y]);
+  return { buffer: y, dims: t.dims };
+}
