@@ -74,6 +74,10 @@ export class GpuContext {
   /** The pipeline last set on the open pass. */
   private passPipeline: GPUComputePipeline | undefined;
   private temps: GPUBuffer[] = [];
+  private holding = false;
+  private unsubmitted = 0;
+  /** Buffers released while commands reading them were recorded: destroyed after the submit. */
+  private doomed: GPUBuffer[] = [];
   /** Released buffers by padded size (poolBytes), the bytes they hold, and the buffers this context made with STORAGE_USAGE. */
   private readonly pool = new Map<number, GPUBuffer[]>();
   private pooled = 0;
@@ -128,14 +132,16 @@ export class GpuContext {
   /**
    * Hand back a buffer whose last reader is recorded: kept for reuse when it came from buffer() and
    * the pool has room (commands recorded later run after those that read it: same queue), else
-   * destroyed.
+   * destroyed — at once when nothing is recorded, else after the next submit (a submit that uses a
+   * destroyed buffer fails), so a buffer may be handed back right after its last reader is recorded.
    */
   release(b: GPUBuffer): void {
     // Released twice (two names for one value): handing it out twice would alias two values.
     if (this.inPool.has(b)) return;
-    if (!this.poolable.has(b) || this.pooled + b.size > this.poolBytes) {
+    if (!this.poolable.has(b) || (!this.holding && this.pooled + b.size > this.poolBytes)) {
       this.poolable.delete(b);
-      b.destroy();
+      if (this.encoder) this.doomed.push(b);
+      else b.destroy();
       return;
     }
     this.pooled += b.size;
@@ -143,6 +149,33 @@ export class GpuContext {
     const free = this.pool.get(b.size);
     if (free) free.push(b);
     else this.pool.set(b.size, [b]);
+  }
+
+  /**
+   * While held (a training step: StagedSteps.run), every released buffer of ours goes to the pool
+   * whatever its size, so that later kernels of the step reuse it instead of creating one; letting
+   * go trims the pool back to poolBytes.
+   */
+  holdPool(on: boolean): void {
+    this.holding = on;
+    if (on || this.pooled <= this.poolBytes) return;
+    for (const [size, free] of this.pool) {
+      while (free.length && this.pooled > this.poolBytes) {
+        const b = free.pop()!;
+        this.inPool.delete(b);
+        this.poolable.delete(b);
+        this.pooled -= size;
+        if (this.encoder) this.doomed.push(b);
+        else b.destroy();
+      }
+      if (!free.length) this.pool.delete(size);
+      if (this.pooled <= this.poolBytes) break;
+    }
+  }
+
+  /** Dispatches recorded since the last submit. */
+  get pending(): number {
+    return this.unsubmitted;
   }
 
   /** Destroy every pooled buffer. */
@@ -215,6 +248,7 @@ export class GpuContext {
     pass.setBindGroup(0, group, [offset]);
     pass.dispatchWorkgroups(program.dispatch[0], program.dispatch[1], program.dispatch[2]);
     this.dispatches++;
+    this.unsubmitted++;
     if (prof) (lap('pass'), prof.dispatches++);
   }
 
@@ -263,6 +297,8 @@ export class GpuContext {
     this.flushCommands(queue);
     for (const t of this.temps) this.release(t);
     this.temps = [];
+    for (const b of this.doomed) b.destroy();
+    this.doomed = [];
     this.scratches.clear();
     if (this.profile) (this.profile.submit += performance.now() - t0, this.profile.submits++);
   }
@@ -273,6 +309,7 @@ export class GpuContext {
     this.endPass();
     const commands = this.encoder.finish();
     this.encoder = undefined;
+    this.unsubmitted = 0;
     this.ring.upload(this.device.queue);
     if (queue) this.device.queue.submit([commands]);
   }

@@ -74,6 +74,8 @@ interface Slot {
   value: GpuValue;
   /** The ORT tensor (an output, or our buffer wrapped for a feed; made on first ORT read). */
   tensor?: Ort.Tensor;
+  /** The buffer is ORT's (an output of a run): handed back only after the group's submit. */
+  ort?: boolean;
   release(): void;
 }
 
@@ -92,8 +94,11 @@ function view(live: Map<string, Slot>, feeds: Record<string, Ort.Tensor>, a: Val
   let refs = 2;
   const release = src.release;
   src.release = () => { if (--refs === 0) release(); };
-  return { value: { ...src.value, dims: a.dims }, release: src.release };
+  return { value: { ...src.value, dims: a.dims }, release: src.release, ort: src.ort };
 }
+
+/** Dispatches after which a kernel group is submitted in the middle (between two kernels). */
+export const GROUP_SUBMIT_DISPATCHES = 128;
 
 /** Time spent per kind of step (host side: ORT runs until they resolve, kernel recording + submit). */
 export interface StageTimes {
@@ -238,6 +243,8 @@ export class StagedSteps implements StepRunner {
       for (const slot of applied) slot.release();
     };
     let groupStart = -1;
+    // Our buffers handed back during the step stay pooled for its later kernels (trimmed at release()).
+    ctx.holdPool(true);
     try {
       for (let i = 0; i < plan.steps.length; i++) {
         const step = plan.steps[i];
@@ -265,7 +272,7 @@ export class StagedSteps implements StepRunner {
           for (const [name, v] of Object.entries(out)) {
             const t = v as Ort.Tensor;
             live.get(name)?.release();
-            live.set(name, { value: { buffer: gpuBufferOf(t, name), dims: t.dims, type: t.type }, tensor: t, release: () => t.dispose() });
+            live.set(name, { value: { buffer: gpuBufferOf(t, name), dims: t.dims, type: t.type }, tensor: t, ort: true, release: () => t.dispose() });
           }
           for (const [name, a] of this.aliasesAt.get(i) ?? []) live.set(name, view(live, feeds, a));
           // The run has submitted its commands: values it read last go back.
@@ -279,6 +286,9 @@ export class StagedSteps implements StepRunner {
         this.probe?.beforeKernel(step.call);
         this.kernel(step.call, i, live, gpuValue, pendingDrop, viewed);
         const next = plan.steps[i + 1];
+        // A long group (with glue kernels, most of a step) goes to the GPU in parts, so the GPU
+        // works while the host records the rest.
+        if (next?.kind === 'kernel' && ctx.pending >= GROUP_SUBMIT_DISPATCHES) ctx.submit();
         if (!next || next.kind === 'ort') {
           ctx.submit();
           releaseRead(groupStart, i);
@@ -299,6 +309,7 @@ export class StagedSteps implements StepRunner {
       ctx.submit();
       for (const slot of live.values()) slot.release();
       for (const b of pendingDrop) ctx.release(b);
+      ctx.holdPool(false);
       throw e;
     }
     this.times.steps++;
@@ -307,7 +318,7 @@ export class StagedSteps implements StepRunner {
     const grads = new Map<string, GPUBuffer>();
     for (const [name, slot] of live) if (name.startsWith(GRAD_PREFIX)) grads.set(name, slot.value.buffer);
     const loss = live.get('loss') ?? fail('runtime', "stage plan: no 'loss' value at the end of the step");
-    return { loss: loss.value.buffer, grads, release: () => { for (const slot of live.values()) slot.release(); live.clear(); } };
+    return { loss: loss.value.buffer, grads, release: () => { for (const slot of live.values()) slot.release(); live.clear(); ctx.holdPool(false); } };
   }
 
   /** After a submission: wait until the GPU has finished the one `inFlight` submissions back, and/or until at most `unfreedBytes` released bytes may be unfreed. */
@@ -347,7 +358,8 @@ export class StagedSteps implements StepRunner {
       return !!n && live.has(n) && !this.shared.has(n) && !viewed.has(n) && this.plan.lastUse[n] === at && !this.outputs.has(n) && call.inputs.indexOf(n) === call.inputs.lastIndexOf(n);
     };
     const r = runKernel(this.kernels, this.ctx, call, inputs, mayReuse);
-    drop.push(...r.drop);
+    // Results nobody reads: back at once (the context destroys them after the submit if need be).
+    for (const b of r.drop) this.ctx.release(b);
     if (r.viewOf !== undefined) {
       // A view (glue Reshape): output 0 shares its input's buffer; neither may be written in place.
       const src = call.inputs[r.viewOf]!, name = call.outputs[0], v = r.outputs[0];
@@ -355,6 +367,7 @@ export class StagedSteps implements StepRunner {
       viewed.add(src).add(name);
       live.get(name)?.release();
       live.set(name, view(live, {}, { of: src, dims: [...v.dims], at }, v));
+      this.releaseOurs(call, at, live);
       return;
     }
     let inherited: Slot | undefined;
@@ -367,9 +380,26 @@ export class StagedSteps implements StepRunner {
       const name = call.outputs[i];
       if (!v || !name) return;
       // In place: the input's buffer and tensor (an ORT output stays ORT's own tensor) carry on.
-      if (i === 0 && inherited) live.set(name, { value: v, tensor: inherited.tensor, release: inherited.release });
+      if (i === 0 && inherited) live.set(name, { value: v, tensor: inherited.tensor, ort: inherited.ort, release: inherited.release });
       else live.set(name, { value: v, release: () => this.ctx.release(v.buffer) });
     });
+    this.releaseOurs(call, at, live);
+  }
+
+  /**
+   * Hand back our buffers that this call read or made last, at once: a later kernel of the same
+   * group may reuse them (the GpuContext pool; same queue, so it runs after their readers), so a
+   * group spanning many layers holds one layer's working set, not all of it. ORT's buffers wait for
+   * the group's submit (ORT may destroy what it gets back).
+   */
+  private releaseOurs(call: KernelCall, at: number, live: Map<string, Slot>): void {
+    for (const name of [...call.inputs, ...call.outputs]) {
+      if (!name || this.plan.lastUse[name] !== at || this.outputs.has(name)) continue;
+      const slot = live.get(name);
+      if (!slot || slot.ort) continue;
+      live.delete(name);
+      slot.release();
+    }
   }
 
   async release(): Promise<void> {

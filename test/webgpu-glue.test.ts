@@ -1,0 +1,157 @@
+/**
+ * The glue kernels (src/webgpu/glue.ts, src/runtime/webgpu/glue.ts): Add with broadcasting and
+ * Transpose against float64 references on a real device; in the stage plan, the standard ops
+ * between fused-op kernels join the kernel groups (the tiny Qwen2 step with every op fused runs
+ * in 2 ORT segments instead of 21) without cutting an ORT segment in two; the step's loss and
+ * every gradient equal the plan without glue; 20 steps keep the GPU memory flat (views share
+ * buffers and hand them back once).
+ */
+import { describe, expect, it } from 'vitest';
+import { FUSED_OPS } from '../custom-ops/registry.js';
+import { buildQwen2 } from '../models/qwen2.js';
+import { TINY } from '../models/config.js';
+import { batches, split } from '../src/data/batches.js';
+import { mobyDick } from '../src/data/corpus.js';
+import { getTokenizer } from '../src/data/tokenizer.js';
+import { prepareTraining } from '../src/runtime/session.js';
+import { runTraining, type TrainOptions } from '../src/runtime/train.js';
+import { nodeOrtWeb } from '../src/runtime/webgpu/ort-web-node.js';
+import { splitStages } from '../src/runtime/webgpu/stage-split.js';
+import { parseKernels, webgpuGraph } from '../src/runtime/webgpu/training-spec.js';
+import { addBroadcast, transpose } from '../src/webgpu/glue.js';
+import { expectSameGradients, gpuEnv, randn, relL2, rng } from './webgpu-helpers.js';
+import { stepGradients } from './webgpu-step.js';
+
+const env = await gpuEnv();
+const SHAPE = { batch: 2, seq: 32 };
+const count = (d: readonly number[]) => d.reduce((a, b) => a * b, 1);
+
+/** Element of row-major `dims` at multi-index `ix`. */
+const at = (x: Float32Array, dims: readonly number[], ix: number[]) => x[ix.reduce((o, c, k) => o * dims[k] + c, 0)];
+const unflat = (i: number, dims: readonly number[]) => {
+  const ix = new Array<number>(dims.length);
+  for (let k = dims.length - 1; k >= 0; k--) { ix[k] = i % dims[k]; i = Math.floor(i / dims[k]); }
+  return ix;
+};
+
+describe.skipIf(!env.ctx)('glue kernels on the device (dawn.node)', () => {
+  const ctx = env.ctx!;
+  const r = rng(3);
+  const read = (b: GPUBuffer, n: number) => ctx.readF32(b, n);
+
+  it.each([
+    [[2, 3, 5], [2, 3, 5]],
+    [[4, 1, 7], [3, 1]],
+    [[6], [5, 1]],
+    [[1, 2, 1, 3, 1, 2], [2, 2, 1, 3, 4, 1]],
+    [[2, 64, 17], [17]],
+  ])('Add %j + %j broadcasts like numpy (float64 reference)', async (da, db) => {
+    const a = randn(r, count(da)), b = randn(r, count(db));
+    const out = addBroadcast(ctx, { buffer: ctx.upload('a', a), dims: da }, { buffer: ctx.upload('b', b), dims: db });
+    const got = await read(out.buffer, count(out.dims));
+    const rank = Math.max(da.length, db.length);
+    const want = new Float64Array(count(out.dims)).map((_, i) => {
+      const ix = unflat(i, out.dims);
+      const pick = (d: number[]) => ix.slice(rank - d.length).map((c, k) => (d[k] === 1 ? 0 : c));
+      return at(a, da, pick(da)) + at(b, db, pick(db));
+    });
+    expect(out.dims).toEqual(want.length ? unflatDims(da, db) : []);
+    expect(relL2(got, want)).toBeLessThan(1e-7);
+  });
+
+  it('Add in place into either operand', async () => {
+    const a = randn(r, 24), b = randn(r, 24);
+    const ba = ctx.upload('a', a), bb = ctx.upload('b', b);
+    addBroadcast(ctx, { buffer: ba, dims: [4, 6] }, { buffer: bb, dims: [4, 6] }, ba);
+    expect(await read(ba, 24)).toEqual(a.map((x, i) => Math.fround(x + b[i])));
+    const c = randn(r, 6);
+    addBroadcast(ctx, { buffer: ctx.upload('c', c), dims: [6] }, { buffer: bb, dims: [4, 6] }, bb);
+    expect(await read(bb, 24)).toEqual(b.map((x, i) => Math.fround(c[i % 6] + x)));
+  });
+
+  it.each([
+    [[2, 3, 4, 5], [0, 2, 1, 3]],
+    [[3, 7], undefined],
+    [[2, 1, 5, 3], [3, 2, 0, 1]],
+    [[4, 4, 2], [0, 1, 2]],
+  ])('Transpose %j by %j', async (dims, perm) => {
+    const x = randn(r, count(dims));
+    const out = transpose(ctx, { buffer: ctx.upload('x', x), dims }, perm);
+    const p = perm ?? dims.map((_, i) => dims.length - 1 - i);
+    expect(out.dims).toEqual(p.map((j) => dims[j]));
+    const got = await read(out.buffer, x.length);
+    const want = new Float32Array(x.length).map((_, i) => {
+      const ix = unflat(i, out.dims);
+      const src = new Array<number>(dims.length);
+      p.forEach((j, k) => { src[j] = ix[k]; });
+      return at(x, dims, src);
+    });
+    expect(got).toEqual(want);
+  });
+
+  it('errors name the kernel and the shapes', () => {
+    const b = ctx.upload('x', new Float32Array(6));
+    expect(() => addBroadcast(ctx, { buffer: b, dims: [2, 3] }, { buffer: b, dims: [2] })).toThrow(/Add: shapes \[2,3\] and \[2\] do not broadcast/);
+    expect(() => transpose(ctx, { buffer: b, dims: [2, 3] }, [0, 0])).toThrow(/Transpose: perm \[0,0\] is not a permutation/);
+  });
+});
+
+/** numpy's broadcast shape, for the expectation above. */
+function unflatDims(a: number[], b: number[]): number[] {
+  const r = Math.max(a.length, b.length);
+  return [...Array(r).keys()].map((i) => Math.max(a[a.length - r + i] ?? 1, b[b.length - r + i] ?? 1));
+}
+
+describe('glue in the stage plan of the tiny Qwen2 step', () => {
+  const prep = (fuseAttention: boolean) => prepareTraining(buildQwen2(TINY, { seed: 1 }), { fuse: true, fuseMlp: true, fuseLinear: true, fuseAttention, target: 'webgpu' });
+
+  it('every op fused + glue: 2 ORT segments (was 21); the Transposes between kernels all leave ORT', () => {
+    const g = webgpuGraph(prep(true).train, SHAPE);
+    const without = splitStages(g, parseKernels('all,glue=ort'), FUSED_OPS)!;
+    const withGlue = splitStages(g, parseKernels('all'), FUSED_OPS)!;
+    const ops = (s: typeof without) => s.segments.flatMap((m) => m.graph.nodes.map((n) => n.opType));
+    console.log(`tiny, all fused: ${without.segments.length} ORT segments without glue, ${withGlue.segments.length} with (${withGlue.plan.steps.filter((s) => s.kind === 'kernel').length} kernel calls)`);
+    expect(without.segments.length).toBeGreaterThanOrEqual(15);
+    expect(withGlue.segments.length).toBeLessThanOrEqual(3);
+    // What stays in ORT: the embedding, the position tables (one Transpose between ORT nodes), the
+    // labels' shift, the embedding gradient.
+    expect(ops(without).filter((o) => o === 'Transpose').length).toBeGreaterThan(10);
+    expect(ops(withGlue).filter((o) => o === 'Transpose')).toEqual(['Transpose']);
+    expect(ops(withGlue)).toContain('Gather');
+    expect(ops(withGlue)).toContain('ScatterND');
+  });
+
+  it('glue never cuts an ORT segment: the default plan (attention in ORT) has no more segments with glue', () => {
+    const g = webgpuGraph(prep(false).train, SHAPE);
+    for (const k of ['default', 'default,mlp,linear', 'all'])
+      expect(splitStages(g, parseKernels(`${k},glue`), FUSED_OPS)!.segments.length, k).toBeLessThanOrEqual(splitStages(g, parseKernels(`${k},glue=ort`), FUSED_OPS)!.segments.length);
+  });
+});
+
+describe.skipIf(!env.ctx)('webgpu step with glue kernels (dawn.node)', () => {
+  const text = mobyDick().slice(0, 100_000);
+
+  it.each([false, true])('fuseAttention %s: loss and every gradient equal the plan without glue', async (fuseAttention) => {
+    const tok = await getTokenizer('bytes');
+    const b = batches(split(tok.encode(text), 32).train, 2, 32, 5).next().value!;
+    const prep = () => prepareTraining(buildQwen2(TINY, { seed: 1 }), { fuse: true, fuseMlp: true, fuseLinear: true, fuseAttention, target: 'webgpu' });
+    const glue = await stepGradients(prep(), parseKernels('all'), SHAPE, b);
+    const plain = await stepGradients(prep(), parseKernels('all,glue=ort'), SHAPE, b);
+    const worst = expectSameGradients(glue, plain, 1e-5);
+    console.log(`glue vs no glue (attention fused: ${fuseAttention}): loss ${glue.loss} vs ${plain.loss}, worst gradient relative L2 ${worst.toExponential(2)}`);
+  });
+
+  it('20 steps with every op and the glue on our kernels: cpu losses within 1e-4, GPU memory flat', async () => {
+    const tok = await getTokenizer('bytes');
+    const { meter } = await nodeOrtWeb();
+    const live: number[] = [];
+    const opts: TrainOptions = { steps: 20, batch: 2, seq: 32, lr: 3e-3, seed: 5, fuse: true, fuseAttention: true, fuseLinear: true, warmup: 2 };
+    const gpu = await runTraining(buildQwen2(TINY, { seed: 1 }), text, tok, { ...opts, backend: 'webgpu', kernels: 'all' }, { onStep: () => void live.push(meter.live) });
+    const cpu = await runTraining(buildQwen2(TINY, { seed: 1 }), text, tok, { ...opts, backend: 'cpu' });
+    const deltas = gpu.map((x, i) => Math.abs(x.loss - cpu[i].loss));
+    console.log(`glue, all kernels vs cpu |Δloss|: max ${Math.max(...deltas).toExponential(1)}; live GPU MiB ${(live[4] / 2 ** 20).toFixed(2)} at step 5, ${(live[18] / 2 ** 20).toFixed(2)} at step 19`);
+    for (const d of deltas) expect(d).toBeLessThan(1e-4);
+    expect(gpu[19].loss).toBeLessThan(gpu[0].loss - 1.5);
+    expect(live[18]).toBe(live[4]);
+  });
+});
