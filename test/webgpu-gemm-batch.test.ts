@@ -1,0 +1,129 @@
+/**
+ * Batched GEMMs (MatmulArgs.batch, src/webgpu/matmul.ts) on gemm_f32 and gemmMixed's rounded path
+ * against float64 on a real dawn.node device (SwiftShader on CPU-only machines): plain strides,
+ * the two-level GQA index, a shared operand (stride 0), all four layouts, accumulation and alpha,
+ * sizes that cut every tile, views at offsets; the argument checks; unbatched programs untouched.
+ */
+import { describe, expect, it } from 'vitest';
+import { gemmF32, gemmF32Program, gemmPlan } from '../src/webgpu/gemm.js';
+import { gemmF16Program, gemmF16VecProgram } from '../src/webgpu/gemm-f16.js';
+import { gemmMixed } from '../src/webgpu/gemm-mixed.js';
+import { batchOffset, matmul, type MatmulArgs, type MatmulBatch } from '../src/webgpu/matmul.js';
+import { generateWgsl } from '../src/webgpu/program.js';
+import type { GpuContext } from '../src/webgpu/context.js';
+import { roundToFloat16 } from '../src/onnx/half.js';
+import { gemmRef, gpuEnv, randn, relL2, rng } from './webgpu-helpers.js';
+
+const env = await gpuEnv();
+
+/** Elements an operand's buffer needs: its farthest entry plus one matrix. */
+const extent = (batch: MatmulBatch, x: 'A' | 'B' | 'C', offset: number, matrix: number) =>
+  offset + Math.max(...Array.from({ length: batch.count }, (_, z) => batchOffset(batch, x, z))) + matrix;
+
+/** Float64 reference of every batch entry, written into a copy of C0 (entries at their offsets). */
+function batchRef(args: Omit<MatmulArgs, 'a' | 'b' | 'c'>, A: Float32Array, B: Float32Array, C0: Float32Array, offs: { a: number; b: number; c: number }): Float64Array {
+  const { m, n, k, transA = false, transB = false } = args;
+  const batch = args.batch!;
+  const C = Float64Array.from(C0);
+  for (let z = 0; z < batch.count; z++) {
+    const a = A.subarray(offs.a + batchOffset(batch, 'A', z), offs.a + batchOffset(batch, 'A', z) + m * k);
+    const b = B.subarray(offs.b + batchOffset(batch, 'B', z), offs.b + batchOffset(batch, 'B', z) + k * n);
+    const c0 = C0.slice(offs.c + batchOffset(batch, 'C', z), offs.c + batchOffset(batch, 'C', z) + m * n);
+    C.set(gemmRef(m, n, k, a, b, transA, transB, args.alpha ?? 1, args.accumulate ? c0 : undefined), offs.c + batchOffset(batch, 'C', z));
+  }
+  return C;
+}
+
+/** Run one batched GEMM on random data (seeded), return got and float64 want over all of C's buffer. */
+async function runBatch(ctx: GpuContext, gemm: (ctx: GpuContext, a: MatmulArgs) => void, args: Omit<MatmulArgs, 'a' | 'b' | 'c'>, round = false) {
+  const { m, n, k, transA = false, transB = false, batch } = args;
+  const offs = { a: 5, b: 3, c: 7 };
+  const r = rng(m * 31 + n * 7 + k + batch!.count);
+  const A = randn(r, extent(batch!, 'A', offs.a, m * k)), B = randn(r, extent(batch!, 'B', offs.b, k * n)), C0 = randn(r, extent(batch!, 'C', offs.c, m * n));
+  const c = ctx.upload('C', C0);
+  gemm(ctx, { ...args, a: { buffer: ctx.upload('A', A), offset: offs.a, ld: transA ? m : k }, b: { buffer: ctx.upload('B', B), offset: offs.b, ld: transB ? k : n }, c: { buffer: c, offset: offs.c, ld: n } });
+  const got = await ctx.readF32(c, C0.length);
+  const rd = (x: Float32Array) => (round ? Float32Array.from(roundToFloat16(x)) : x);
+  return { got, want: batchRef(args, rd(A), rd(B), C0, offs), unrounded: batchRef(args, A, B, C0, offs) };
+}
+
+// Grouped-query attention's pattern: z = b·Hq + h (B 2, Hq 4, Hkv 2, g 2) reads B's entry b·Hkv + ⌊h/2⌋.
+const gqa = (m: number, n: number, k: number): MatmulBatch => ({ count: 8, strideA: m * k, strideB: k * n, strideC: m * n, groupB: { inner: 4, div: 2, strideOuter: 2 * k * n } });
+
+describe.skipIf(!env.ctx)('batched GEMM (gemm_f32) vs float64', () => {
+  const ctx = env.ctx!;
+  const cases: [string, Omit<MatmulArgs, 'a' | 'b' | 'c'>][] = [
+    ['NT, GQA two-level B, 64 tile', { m: 37, n: 45, k: 19, transB: true, alpha: 0.5, batch: gqa(37, 45, 19) }],
+    ['NN, GQA two-level B, 128 tile forced', { m: 130, n: 70, k: 33, tile: { tm: 8, tn: 8 }, batch: gqa(130, 70, 33) }],
+    ['TN accumulating, padded strides', { m: 20, n: 36, k: 70, transA: true, accumulate: true, alpha: 0.75, batch: { count: 3, strideA: 70 * 20 + 9, strideB: 70 * 36 + 1, strideC: 20 * 36 + 4 } }],
+    ['TT, shared A (stride 0), two-level A', { m: 17, n: 19, k: 23, transA: true, transB: true, batch: { count: 6, strideA: 0, strideB: 23 * 19, strideC: 17 * 19, groupA: { inner: 3, div: 1, strideOuter: 17 * 23 } } }],
+    ['NN, one entry', { m: 9, n: 5, k: 300, batch: { count: 1, strideA: 0, strideB: 0, strideC: 0 } }],
+  ];
+  for (const [name, args] of cases)
+    it(`${name}: ${args.batch!.count} x ${args.m}x${args.n}x${args.k}`, async () => {
+      const { got, want } = await runBatch(ctx, gemmF32, args);
+      const e = relL2(got, want);
+      console.info(`batched gemm_f32 ${name}: ${e.toExponential(2)}`);
+      expect(e).toBeLessThan(1e-5);
+    });
+
+  it('the entries are distinct: a wrong GQA index (div 4 instead of 2: every head on kv head 0) fails the reference', async () => {
+    const args = { m: 16, n: 16, k: 8, transB: true, batch: gqa(16, 16, 8) };
+    const { got, want } = await runBatch(ctx, (c, a) => gemmF32(c, { ...a, batch: { ...a.batch!, groupB: { ...a.batch!.groupB!, div: 4 } } }), args);
+    expect(relL2(got, want)).toBeGreaterThan(0.1);
+  });
+
+  it("gemmMixed without tensor cores (round_f16): batched, GQA, vs float64 of f16-rounded operands", async () => {
+    const args = { m: 70, n: 64, k: 40, transB: true, batch: gqa(70, 64, 40) };
+    const { got, want, unrounded } = await runBatch(ctx, gemmMixed, args, true);
+    expect(relL2(got, want)).toBeLessThan(1e-6);
+    expect(relL2(got, unrounded)).toBeGreaterThan(1e-5);
+  });
+
+  it('rejects bad batches with errors naming the problem', () => {
+    const buf = ctx.buffer('b', 4096);
+    const base = { m: 4, n: 4, k: 4, a: { buffer: buf, ld: 4 }, b: { buffer: buf, ld: 4 }, c: { buffer: ctx.buffer('c', 4096), ld: 4 } };
+    const batch = { count: 4, strideA: 16, strideB: 16, strideC: 16 };
+    expect(() => gemmF32(ctx, { ...base, batch: { ...batch, strideC: 15 } })).toThrow(/gemm_f32: batch strideC=15 makes the entries of C overlap \(each spans 16 elements\)/);
+    expect(() => gemmF32(ctx, { ...base, batch: { ...batch, count: 0 } })).toThrow(/gemm_f32: batch count=0 must be an integer >= 1/);
+    expect(() => gemmF32(ctx, { ...base, batch: { ...batch, count: 70000 } })).toThrow(/batch count 70000 is above 65535/);
+    expect(() => gemmF32(ctx, { ...base, batch: { ...batch, strideB: -1 } })).toThrow(/batch strideB=-1 must be an integer >= 0/);
+    expect(() => gemmF32(ctx, { ...base, batch: { ...batch, groupA: { inner: 2, div: 0, strideOuter: 0 } } })).toThrow(/batch groupA.div=0 must be an integer >= 1/);
+    expect(() => gemmF32(ctx, { ...base, splitK: 2, batch })).toThrow(/gemm_f32: splitK=2 with a batch/);
+    // The last entry of A (offset 3·400) runs past the 1024-element buffer.
+    expect(() => gemmF32(ctx, { ...base, batch: { ...batch, strideA: 400 } })).toThrow(/gemm_f32: A needs 1216 elements but its buffer holds 1024/);
+    expect(() => matmul(ctx, { ...base, batch })).toThrow(/matmul: no batch here/);
+  });
+});
+
+describe('batched GEMM programs', () => {
+  const view = { buffer: {} as GPUBuffer, ld: 64 };
+  const args: MatmulArgs = { m: 1000, n: 1000, k: 72, a: view, b: view, c: view, transB: true };
+  const batched = { ...args, batch: gqa(1000, 1000, 72) };
+  const cfg = { config: { M: 16, N: 8, K: 16 } };
+
+  it('dispatch z = batch entries, own cache key, operand offsets from the batch uniforms; unbatched programs have none of it', () => {
+    for (const [plain, bat] of [
+      [gemmF32Program(args, 1), gemmF32Program(batched, 1)],
+      [gemmF32Program(args, 1, true), gemmF32Program(batched, 1, true)],
+      [gemmF16Program(args, 1, cfg), gemmF16Program(batched, 1, cfg)],
+      [gemmF16VecProgram(args, 1, cfg), gemmF16VecProgram(batched, 1, cfg)],
+    ]) {
+      expect(bat.dispatch[2]).toBe(8);
+      expect(bat.cacheKey).toBe(`${plain.cacheKey};batch`);
+      const w = generateWgsl(bat), p = generateWgsl(plain);
+      expect(w).toContain('let offA = u.offA + (wid.z / u.bInA) * u.bOutA + ((wid.z % u.bInA) / u.bDivA) * u.bStrA;');
+      // Batched, the uniform offsets are read once, in the entry's offsets.
+      for (const x of ['A', 'B', 'C']) expect(w.split(`u.off${x}`).length - 1, x).toBe(1);
+      expect(p).toContain('u.offA');
+      expect(p).not.toMatch(/bIn|bStr|batch/);
+      expect(w).not.toMatch(/1000|72000/);
+    }
+  });
+
+  it('plans batched GEMMs unsplit, on the small tile where M or N is a head size', () => {
+    expect(gemmPlan({ m: 512, n: 512, k: 64, batch: gqa(512, 512, 64) })).toEqual({ small: true, split: 1 }); // 16 tiles x 8 = 128 < 132
+    expect(gemmPlan({ m: 512, n: 512, k: 64, batch: { count: 112, strideA: 0, strideB: 0, strideC: 0 } })).toEqual({ small: false, split: 1 });
+    expect(gemmPlan({ m: 512, n: 64, k: 3584, batch: { count: 16, strideA: 0, strideB: 0, strideC: 0 } })).toEqual({ small: true, split: 1 });
+  });
+});
