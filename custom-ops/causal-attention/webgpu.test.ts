@@ -1,43 +1,110 @@
 import { describe, expect, it } from 'vitest';
 import { gpuEnv, randn, relL2, rng } from '../../test/webgpu-helpers.js';
+import { roundToFloat16 } from '../../src/onnx/half.js';
 import { causalAttentionGradRef, causalAttentionRef } from './reference.js';
 import { causalAttentionBackward, causalAttentionForward } from './webgpu/attention.js';
+import type { AttnDims } from './schema.js';
 
 const env = await gpuEnv();
 
-describe.skipIf(!env.ctx)('CausalAttention WGSL kernels vs float64 reference (dawn.node)', () => {
+/**
+ * Float64 attention computed the way the kernels are (per-head products of whole [T, T] score
+ * matrices), each GEMM operand through `r` (identity, or rounding to half for precision 'f16').
+ */
+function gemmStyleRef(q: Float32Array, k: Float32Array, v: Float32Array, dout: Float32Array, s: AttnDims, r: (x: number) => number) {
+  const { b, hq, hkv, t: T, d: D, scale } = s;
+  const g = hq / hkv;
+  const o = new Float64Array(b * hq * T * D), lse = new Float64Array(b * hq * T);
+  const dq = new Float64Array(o.length), dk = new Float64Array(b * hkv * T * D), dv = new Float64Array(dk.length);
+  for (let bi = 0; bi < b; bi++)
+    for (let h = 0; h < hq; h++) {
+      const qo = (bi * hq + h) * T * D, ko = (bi * hkv + Math.floor(h / g)) * T * D;
+      const dot = (x: ArrayLike<number>, xo: number, y: ArrayLike<number>, yo: number) => {
+        let acc = 0;
+        for (let e = 0; e < D; e++) acc += r(x[xo + e]) * r(y[yo + e]);
+        return acc;
+      };
+      for (let t = 0; t < T; t++) {
+        const sc = Array.from({ length: t + 1 }, (_, u) => scale * dot(q, qo + t * D, k, ko + u * D));
+        const mx = Math.max(...sc);
+        const l = mx + Math.log(sc.reduce((acc, x) => acc + Math.exp(x - mx), 0));
+        lse[(bi * hq + h) * T + t] = l;
+        const p = sc.map((x) => Math.exp(x - l));
+        const dp = p.map((_, u) => dot(dout, qo + t * D, v, ko + u * D));
+        for (let u = 0; u <= t; u++) for (let e = 0; e < D; e++) o[qo + t * D + e] += r(p[u]) * r(v[ko + u * D + e]);
+        let delta = 0; // δ = do·o (fp32 in the kernel: not a GEMM operand)
+        for (let e = 0; e < D; e++) delta += dout[qo + t * D + e] * o[qo + t * D + e];
+        for (let u = 0; u <= t; u++) {
+          const ds = p[u] * (dp[u] - delta);
+          for (let e = 0; e < D; e++) {
+            dq[qo + t * D + e] += scale * r(ds) * r(k[ko + u * D + e]);
+            dk[ko + u * D + e] += scale * r(ds) * r(q[qo + t * D + e]);
+            dv[ko + u * D + e] += r(p[u]) * r(dout[qo + t * D + e]);
+          }
+        }
+      }
+    }
+  return { o, lse, dq, dk, dv };
+}
+
+/** Upload, run forward and backward (the backward reads the kernel's own o and lse), read back. */
+async function run(ctx: NonNullable<Awaited<typeof env>['ctx']>, dims: AttnDims, q: Float32Array, k: Float32Array, v: Float32Array, dout: Float32Array, precision?: 'f16') {
+  const { b, hq, hkv, t, d } = dims;
+  const bufs = { q: ctx.upload('q', q), k: ctx.upload('k', k), v: ctx.upload('v', v) };
+  const f = causalAttentionForward(ctx, { ...dims, ...bufs, precision });
+  const g = causalAttentionBackward(ctx, { ...dims, ...bufs, o: f.o, lse: f.lse, dout: ctx.upload('do', dout), precision });
+  const nq = b * hq * t * d, nkv = b * hkv * t * d;
+  return {
+    o: await ctx.readF32(f.o, nq), lse: await ctx.readF32(f.lse, b * hq * t),
+    dq: await ctx.readF32(g.dq, nq), dk: await ctx.readF32(g.dk, nkv), dv: await ctx.readF32(g.dv, nkv),
+  };
+}
+
+describe.skipIf(!env.ctx)('CausalAttention WGSL kernels (batched GEMMs) vs float64 reference (dawn.node)', () => {
   const ctx = env.ctx!;
-  // seed, B, Hq, Hkv, T, D, q/k scale: two rows; T below a tile; GQA 2:1 over two 64-row blocks and
-  // several 32-row tiles (D = 64, T not a multiple of either); odd D with GQA 3:1; D = 128 (16-row
-  // tiles); peaked softmax (large scores).
-  const CASES = [[1, 1, 1, 1, 2, 3, 1], [2, 1, 2, 1, 5, 4, 1], [3, 2, 4, 2, 70, 64, 1], [4, 1, 3, 1, 37, 7, 1], [5, 1, 2, 2, 67, 128, 1], [6, 1, 2, 1, 40, 16, 4]] as const;
+  // seed, B, Hq, Hkv, T, D, q/k scale: two rows; T below a tile; GQA 2:1, T = 70 across two 64-row
+  // tiles; odd D with GQA 3:1; D = 128; peaked softmax (large scores); GQA 4:1 with T = 130 past
+  // a 128-row tile; D above 128.
+  const CASES = [[1, 1, 1, 1, 2, 3, 1], [2, 1, 2, 1, 5, 4, 1], [3, 2, 4, 2, 70, 64, 1], [4, 1, 3, 1, 37, 7, 1], [5, 1, 2, 2, 67, 128, 1], [6, 1, 2, 1, 40, 16, 4], [7, 1, 4, 1, 130, 24, 1], [8, 1, 2, 1, 9, 160, 1]] as const;
   for (const [seed, b, hq, hkv, t, d, mag] of CASES)
     it(`B=${b} Hq=${hq} Hkv=${hkv} T=${t} D=${d}${mag > 1 ? ' large scores' : ''}`, async () => {
       const r = rng(seed);
       const scale = 1 / Math.sqrt(d);
       const q = randn(r, b * hq * t * d, mag), k = randn(r, b * hkv * t * d, mag), v = randn(r, b * hkv * t * d), dout = randn(r, b * hq * t * d);
       const dims = { b, hq, hkv, t, d, scale };
-      const bufs = { q: ctx.upload('q', q), k: ctx.upload('k', k), v: ctx.upload('v', v) };
-      const f = causalAttentionForward(ctx, { ...dims, ...bufs });
-      const g = causalAttentionBackward(ctx, { ...dims, ...bufs, o: f.o, lse: f.lse, dout: ctx.upload('do', dout) });
+      const got = await run(ctx, dims, q, k, v, dout);
       const ref = causalAttentionRef(q, k, v, dims), gref = causalAttentionGradRef(q, k, v, dout, dims);
-      const nq = b * hq * t * d, nkv = b * hkv * t * d;
-      const err = {
-        o: relL2(await ctx.readF32(f.o, nq), ref.o),
-        lse: relL2(await ctx.readF32(f.lse, b * hq * t), ref.lse),
-        dq: relL2(await ctx.readF32(g.dq, nq), gref.dq),
-        dk: relL2(await ctx.readF32(g.dk, nkv), gref.dk),
-        dv: relL2(await ctx.readF32(g.dv, nkv), gref.dv),
-      };
+      const want = { ...ref, ...gref };
+      const err = Object.fromEntries((['o', 'lse', 'dq', 'dk', 'dv'] as const).map((n) => [n, relL2(got[n], want[n])]));
       console.info(`causal-attention B=${b} Hq=${hq} Hkv=${hkv} T=${t} D=${d}: ${Object.entries(err).map(([n, e]) => `${n} ${e.toExponential(2)}`).join(' ')}`);
       for (const [n, e] of Object.entries(err)) expect(e, n).toBeLessThan(1e-5);
     });
 
-  it('rejects a head size above 128 and a too-small buffer with readable errors', () => {
+  it("precision 'f16': every GEMM operand rounded to half, vs float64 with the same roundings", async () => {
+    const b = 1, hq = 4, hkv = 2, t = 33, d = 20;
+    const r = rng(21);
+    const q = randn(r, b * hq * t * d), k = randn(r, b * hkv * t * d), v = randn(r, b * hkv * t * d), dout = randn(r, b * hq * t * d);
+    const dims = { b, hq, hkv, t, d, scale: 1 / Math.sqrt(d) };
+    const got = await run(ctx, dims, q, k, v, dout, 'f16');
+    const half = (x: number) => roundToFloat16([x])[0];
+    const rounded = gemmStyleRef(q, k, v, dout, dims, half), exact = gemmStyleRef(q, k, v, dout, dims, (x) => x);
+    // The modelled reference without rounding is the textbook one.
+    expect(relL2(exact.dq, causalAttentionGradRef(q, k, v, dout, dims).dq)).toBeLessThan(1e-12);
+    for (const n of ['o', 'lse', 'dq', 'dk', 'dv'] as const) {
+      const e = relL2(got[n], rounded[n]), e32 = relL2(got[n], exact[n]);
+      console.info(`causal-attention f16 ${n}: vs rounded ${e.toExponential(2)}, vs unrounded ${e32.toExponential(2)}`);
+      expect(e, n).toBeLessThan(1e-6);
+      expect(e32, n).toBeGreaterThan(1e-5);
+    }
+  });
+
+  it('rejects bad sizes and a too-small buffer with readable errors', () => {
     const buf = (n: number) => ctx.buffer('b', n * 4);
-    expect(() => causalAttentionForward(ctx, { b: 1, hq: 1, hkv: 1, t: 2, d: 130, scale: 1, q: buf(260), k: buf(260), v: buf(260) }))
-      .toThrow(/CausalAttention: head size 130 is above the kernels' 128/);
+    expect(() => causalAttentionForward(ctx, { b: 1, hq: 3, hkv: 2, t: 2, d: 4, scale: 1, q: buf(24), k: buf(16), v: buf(16) }))
+      .toThrow(/CausalAttention: query heads 3 are not a multiple of kv heads 2/);
     expect(() => causalAttentionForward(ctx, { b: 1, hq: 2, hkv: 1, t: 4, d: 8, scale: 1, q: buf(64), k: buf(16), v: buf(32) }))
       .toThrow(/CausalAttention: buffer 'k' has 64 bytes, needs 128/);
+    expect(() => causalAttentionBackward(ctx, { b: 1, hq: 1, hkv: 1, t: 4, d: 8, scale: 0, q: buf(32), k: buf(32), v: buf(32), o: buf(32), lse: buf(4), dout: buf(32) }))
+      .toThrow(/CausalAttentionGrad: scale 0 must be a finite number > 0/);
   });
 });

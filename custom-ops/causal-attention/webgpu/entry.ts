@@ -1,5 +1,5 @@
 /// <reference types="@webgpu/types" />
-/** CausalAttention and CausalAttentionGrad as our WGSL kernels in the webgpu backend's stage plan (src/ops/kernel.ts). */
+/** CausalAttention and CausalAttentionGrad as our WGSL kernels (batched GEMMs, ./attention.ts) in the webgpu backend's stage plan (src/ops/kernel.ts). */
 import { fail } from '../../../src/errors.js';
 import type { Node } from '../../../src/ir/graph.js';
 import { f32, floatInputs, kernelIo, type GpuValue, type KernelPolicy, type KernelRead, type WebGpuKernel } from '../../../src/ops/kernel.js';
@@ -23,7 +23,6 @@ function dimsOf(where: string, q: GpuValue, k: GpuValue, v: GpuValue, scale: num
   const same = (x: GpuValue) => x.dims.length === 4 && x.dims[0] === b && x.dims[1] === hkv && x.dims[2] === t && x.dims[3] === d;
   if (q.dims.length !== 4 || !same(k) || !same(v) || !(hkv > 0) || hq % hkv !== 0)
     fail('runtime', `${where}: q [${q.dims}], k [${k.dims}], v [${v.dims}] must be [B, Hq, T, D], [B, Hkv, T, D], [B, Hkv, T, D] with Hkv dividing Hq`);
-  if (d > 128) fail('runtime', `${where}: head size ${d} is above the kernel's 128 (run it in ORT: --kernels without attn)`);
   return { b, hq, hkv, t, d, scale };
 }
 
