@@ -8,16 +8,16 @@ import { causalAttentionGradOp } from './grad-function.js';
 import { causalAttentionGradKernel, causalAttentionKernel } from './webgpu/entry.js';
 
 /**
- * The backward kernel's one intermediate (webgpu/attention.ts): δ = rowsum(do·o), [B, Hq, T] in
- * 4-byte elements. The forward kernel holds nothing besides o and lse. (The portable bodies hold
- * [B, Hq, T, T] scores; ORT's own planner sees those, the activation plan counts our kernels.)
+ * The kernels' intermediates (webgpu/attention.ts): [B, Hq, T, T] fp32 scores — one buffer in the
+ * forward (S, then P in place), two in the backward (P and dS). (The portable bodies hold
+ * [B, Hq, T, T] scores too; ORT's own planner sees those, the activation plan counts our kernels.)
  */
-const deltaBytes = (n: Node, dims: DimsOf): number | undefined => {
+const scoreBytes = (buffers: number) => (n: Node, dims: DimsOf): number | undefined => {
   const q = n.input(0) && dims(n.input(0)!);
-  return q && q.length === 4 ? q[0] * q[1] * q[2] * 4 : undefined;
+  return q && q.length === 4 ? buffers * q[0] * q[1] * q[2] * q[2] * 4 : undefined;
 };
 
 /** Not recomputable: recomputing o costs the whole attention. */
-export const causalAttentionRecord: FusedOpRecord = { ...causalAttention, grad: causalAttentionGrad, webgpu: causalAttentionKernel };
+export const causalAttentionRecord: FusedOpRecord = { ...causalAttention, grad: causalAttentionGrad, webgpu: causalAttentionKernel, workspace: scoreBytes(1) };
 
-export const causalAttentionGradRecord: FusedOpRecord = { ...causalAttentionGradOp, webgpu: causalAttentionGradKernel, workspace: deltaBytes };
+export const causalAttentionGradRecord: FusedOpRecord = { ...causalAttentionGradOp, webgpu: causalAttentionGradKernel, workspace: scoreBytes(2) };
