@@ -98,7 +98,7 @@ describe('step memory estimate', () => {
     expect(Math.abs(act(lin) - act(mlp))).toBeLessThan(0.02 * act(mlp));
   });
 
-  it('--fuse-attention: the [B, H, T, T] probabilities leave the plan, the kernels' [B, H, T, T] score workspaces enter it; the planner plans it', () => {
+  it('--fuse-attention: the [B, H, T, T] probabilities leave the plan, the kernel score workspaces [B, H, T, T] enter it; the planner plans it', () => {
     const [B, T, L, H] = [8, 512, QWEN2_0_5B.num_hidden_layers, QWEN2_0_5B.num_attention_heads];
     // Without recomputation (with it, the default plan recomputes the probabilities in the backward anyway).
     const mlp = trainingGraph(buildQwen2Structure(QWEN2_0_5B), { fuse: true, fuseMlp: true, recompute: false }).train.graph;
