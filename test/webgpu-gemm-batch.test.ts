@@ -8,47 +8,11 @@ import { describe, expect, it } from 'vitest';
 import { gemmF32, gemmF32Program, gemmPlan } from '../src/webgpu/gemm.js';
 import { gemmF16Program, gemmF16VecProgram } from '../src/webgpu/gemm-f16.js';
 import { gemmMixed } from '../src/webgpu/gemm-mixed.js';
-import { batchOffset, matmul, type MatmulArgs, type MatmulBatch } from '../src/webgpu/matmul.js';
+import { matmul, type MatmulArgs } from '../src/webgpu/matmul.js';
 import { generateWgsl } from '../src/webgpu/program.js';
-import type { GpuContext } from '../src/webgpu/context.js';
-import { roundToFloat16 } from '../src/onnx/half.js';
-import { gemmRef, gpuEnv, randn, relL2, rng } from './webgpu-helpers.js';
+import { gpuEnv, gqaBatch as gqa, relL2, runBatch } from './webgpu-helpers.js';
 
 const env = await gpuEnv();
-
-/** Elements an operand's buffer needs: its farthest entry plus one matrix. */
-const extent = (batch: MatmulBatch, x: 'A' | 'B' | 'C', offset: number, matrix: number) =>
-  offset + Math.max(...Array.from({ length: batch.count }, (_, z) => batchOffset(batch, x, z))) + matrix;
-
-/** Float64 reference of every batch entry, written into a copy of C0 (entries at their offsets). */
-function batchRef(args: Omit<MatmulArgs, 'a' | 'b' | 'c'>, A: Float32Array, B: Float32Array, C0: Float32Array, offs: { a: number; b: number; c: number }): Float64Array {
-  const { m, n, k, transA = false, transB = false } = args;
-  const batch = args.batch!;
-  const C = Float64Array.from(C0);
-  for (let z = 0; z < batch.count; z++) {
-    const a = A.subarray(offs.a + batchOffset(batch, 'A', z), offs.a + batchOffset(batch, 'A', z) + m * k);
-    const b = B.subarray(offs.b + batchOffset(batch, 'B', z), offs.b + batchOffset(batch, 'B', z) + k * n);
-    const c0 = C0.slice(offs.c + batchOffset(batch, 'C', z), offs.c + batchOffset(batch, 'C', z) + m * n);
-    C.set(gemmRef(m, n, k, a, b, transA, transB, args.alpha ?? 1, args.accumulate ? c0 : undefined), offs.c + batchOffset(batch, 'C', z));
-  }
-  return C;
-}
-
-/** Run one batched GEMM on random data (seeded), return got and float64 want over all of C's buffer. */
-async function runBatch(ctx: GpuContext, gemm: (ctx: GpuContext, a: MatmulArgs) => void, args: Omit<MatmulArgs, 'a' | 'b' | 'c'>, round = false) {
-  const { m, n, k, transA = false, transB = false, batch } = args;
-  const offs = { a: 5, b: 3, c: 7 };
-  const r = rng(m * 31 + n * 7 + k + batch!.count);
-  const A = randn(r, extent(batch!, 'A', offs.a, m * k)), B = randn(r, extent(batch!, 'B', offs.b, k * n)), C0 = randn(r, extent(batch!, 'C', offs.c, m * n));
-  const c = ctx.upload('C', C0);
-  gemm(ctx, { ...args, a: { buffer: ctx.upload('A', A), offset: offs.a, ld: transA ? m : k }, b: { buffer: ctx.upload('B', B), offset: offs.b, ld: transB ? k : n }, c: { buffer: c, offset: offs.c, ld: n } });
-  const got = await ctx.readF32(c, C0.length);
-  const rd = (x: Float32Array) => (round ? Float32Array.from(roundToFloat16(x)) : x);
-  return { got, want: batchRef(args, rd(A), rd(B), C0, offs), unrounded: batchRef(args, A, B, C0, offs) };
-}
-
-// Grouped-query attention's pattern: z = b·Hq + h (B 2, Hq 4, Hkv 2, g 2) reads B's entry b·Hkv + ⌊h/2⌋.
-const gqa = (m: number, n: number, k: number): MatmulBatch => ({ count: 8, strideA: m * k, strideB: k * n, strideC: m * n, groupB: { inner: 4, div: 2, strideOuter: 2 * k * n } });
 
 describe.skipIf(!env.ctx)('batched GEMM (gemm_f32) vs float64', () => {
   const ctx = env.ctx!;
