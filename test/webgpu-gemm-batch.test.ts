@@ -31,6 +31,36 @@ describe.skipIf(!env.ctx)('batched GEMM (gemm_f32) vs float64', () => {
       expect(e).toBeLessThan(1e-5);
     });
 
+  it("triangle 'lowerA': K stops after each tile's last row (NN and TN, both tiles)", async () => {
+    for (const [ta, bm] of [[false, 64], [true, 128]] as const) {
+      const m = 150, k = 150;
+      const batch = { ...gqa(m, 40, k), triangle: 'lowerA' as const };
+      // op(A) lower-triangular (zero past the diagonal) up to the tile's last row, NaN beyond: read only if K ran on.
+      const edit = (A: Float32Array, off: number) => {
+        for (let z = 0; z < batch.count; z++)
+          for (let i = 0; i < m; i++)
+            for (let p = i + 1; p < k; p++) A[off + z * m * k + (ta ? p * m + i : i * k + p)] = p < (Math.floor(i / bm) + 1) * bm ? 0 : NaN;
+      };
+      const args = { m, n: 40, k, transA: ta, tile: bm === 64 ? { tm: 4, tn: 4 } : { tm: 8, tn: 8 }, batch };
+      const { got, want } = await runBatch(ctx, gemmF32, args, false, edit);
+      expect(relL2(got, want)).toBeLessThan(1e-5);
+      // Without the triangle the NaNs are read.
+      const full = await runBatch(ctx, gemmF32, { ...args, batch: { ...batch, triangle: undefined } }, false, edit);
+      expect(full.got.some(Number.isNaN)).toBe(true);
+    }
+  });
+
+  it("triangle 'lowerC': the lower triangle as the product, tiles wholly above the diagonal untouched", async () => {
+    for (const tile of [{ tm: 4, tn: 4 }, { tm: 8, tn: 8 }]) {
+      const args = { m: 200, n: 200, k: 24, transB: true, alpha: 0.5, tile, batch: { ...gqa(200, 200, 24), triangle: 'lowerC' as const } };
+      const { got, want, C0, offC } = await runBatch(ctx, gemmF32, args);
+      expect(relL2(got, want)).toBeLessThan(1e-5);
+      // Entry 3's C[0, 199] lies in a tile above the diagonal at either tile size: never written.
+      const at = offC + 3 * 200 * 200 + 199;
+      expect(got[at]).toBe(C0[at]);
+    }
+  });
+
   it('the entries are distinct: a wrong GQA index (div 4 instead of 2: every head on kv head 0) fails the reference', async () => {
     const args = { m: 16, n: 16, k: 8, transB: true, batch: gqa(16, 16, 8) };
     const { got, want } = await runBatch(ctx, (c, a) => gemmF32(c, { ...a, batch: { ...a.batch!, groupB: { ...a.batch!.groupB!, div: 4 } } }), args);
@@ -54,6 +84,7 @@ describe.skipIf(!env.ctx)('batched GEMM (gemm_f32) vs float64', () => {
     expect(() => gemmF32(ctx, { ...base, batch: { ...batch, strideB: -1 } })).toThrow(/batch strideB=-1 must be an integer >= 0/);
     expect(() => gemmF32(ctx, { ...base, batch: { ...batch, groupA: { inner: 2, div: 0, strideOuter: 0 } } })).toThrow(/batch groupA.div=0 must be an integer >= 1/);
     expect(() => gemmF32(ctx, { ...base, splitK: 2, batch })).toThrow(/gemm_f32: splitK=2 with a batch/);
+    expect(() => gemmF32(ctx, { ...base, batch: { ...batch, triangle: 'upper' as 'lowerC' } })).toThrow(/gemm_f32: batch triangle='upper' is not 'lowerC' or 'lowerA'/);
     // The last entry of A (offset 3·400) runs past the 1024-element buffer.
     expect(() => gemmF32(ctx, { ...base, batch: { ...batch, strideA: 400 } })).toThrow(/gemm_f32: A needs 1216 elements but its buffer holds 1024/);
     expect(() => matmul(ctx, { ...base, batch })).toThrow(/matmul: no batch here/);
@@ -83,6 +114,15 @@ describe('batched GEMM programs', () => {
       expect(p).not.toMatch(/bIn|bStr|batch/);
       expect(w).not.toMatch(/1000|72000/);
     }
+  });
+
+  it("triangle: its own cache key; 'lowerC' returns from tiles past the diagonal, 'lowerA' ends K at the tile's last row", () => {
+    const lowerC = gemmF32Program({ ...args, batch: { ...batched.batch!, triangle: 'lowerC' } }, 1);
+    const lowerA = gemmF16Program({ ...args, batch: { ...batched.batch!, triangle: 'lowerA' } }, 1, cfg);
+    expect(lowerC.cacheKey).toBe(`${gemmF32Program(args, 1).cacheKey};batch;lowerC`);
+    expect(generateWgsl(lowerC)).toContain('if (col0 > row0 + 127u) { return; }');
+    expect(generateWgsl(lowerA)).toContain('let kEnd = min(u.K, row0 + 128u);');
+    expect(generateWgsl(gemmF32Program(batched, 1))).not.toMatch(/return;|row0 \+ 128u\)/);
   });
 
   it('plans batched GEMMs unsplit, on the small tile where M or N is a head size', () => {

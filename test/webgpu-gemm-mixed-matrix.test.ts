@@ -61,11 +61,12 @@ describe.skipIf(!env.ctx)("precision 'f16' on the tensor cores (ctx.f16Matrix) v
     }
   });
 
-  it('batched GEMMs (attention: GQA two-level index): vec4 staging on the 128 tile, scalar staging on the 64 tile, TN', async () => {
+  it('batched GEMMs (attention: GQA two-level index): vec4 staging on the 128 tile, scalar staging on the 64 tile, TN, a triangle', async () => {
     const cases: [string, Parameters<typeof runBatch>[2]][] = [
       ['NT vec4, 128 tile', { m: 256, n: 200, k: 64, transB: true, alpha: 0.125, tile: { tm: 8, tn: 8 }, batch: gqaBatch(256, 200, 64) }],
       ['NN scalar, 64 tile', { m: 130, n: 64, k: 130, batch: gqaBatch(130, 64, 130) }],
       ['TN, plain strides', { m: 96, n: 64, k: 260, transA: true, batch: { count: 4, strideA: 260 * 96, strideB: 260 * 64, strideC: 96 * 64 } }],
+      ['NT vec4, lowerC (tiles past the diagonal skipped)', { m: 300, n: 300, k: 64, transB: true, tile: { tm: 8, tn: 8 }, batch: { ...gqaBatch(300, 300, 64), triangle: 'lowerC' } }],
     ];
     for (const [name, args] of cases) {
       const { got, want } = await runBatch(ctx, gemmMixed, args, true);

@@ -98,6 +98,21 @@ describe.skipIf(!env.ctx)('CausalAttention WGSL kernels (batched GEMMs) vs float
     }
   });
 
+  it('scores left in the shared scratch by an earlier call (NaN here) do not reach the next call of the same submit', async () => {
+    const b = 1, hq = 2, hkv = 1, t = 150, d = 8;
+    const r = rng(31);
+    const dims = { b, hq, hkv, t, d, scale: 0.5 };
+    const q = randn(r, b * hq * t * d), k = randn(r, b * hkv * t * d), v = randn(r, b * hkv * t * d), dout = randn(r, b * hq * t * d);
+    const nan = (x: Float32Array) => x.map(() => NaN);
+    // Same sizes, so the same scratch buffers: the first call fills them with NaN everywhere.
+    const poisoned = { q: ctx.upload('q', nan(q)), k: ctx.upload('k', nan(k)), v: ctx.upload('v', nan(v)) };
+    const pf = causalAttentionForward(ctx, { ...dims, ...poisoned });
+    causalAttentionBackward(ctx, { ...dims, ...poisoned, o: pf.o, lse: pf.lse, dout: ctx.upload('do', nan(dout)) });
+    const got = await run(ctx, dims, q, k, v, dout);
+    const want = { ...causalAttentionRef(q, k, v, dims), ...causalAttentionGradRef(q, k, v, dout, dims) };
+    for (const n of ['o', 'lse', 'dq', 'dk', 'dv'] as const) expect(relL2(got[n], want[n]), n).toBeLessThan(1e-5);
+  });
+
   it('rejects bad sizes and a too-small buffer with readable errors', () => {
     const buf = (n: number) => ctx.buffer('b', n * 4);
     expect(() => causalAttentionForward(ctx, { b: 1, hq: 3, hkv: 2, t: 2, d: 4, scale: 1, q: buf(24), k: buf(16), v: buf(16) }))

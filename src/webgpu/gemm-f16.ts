@@ -130,7 +130,7 @@ var<workgroup> As: array<f16, ${bm * pa}>; // [m][k]
 var<workgroup> Bs: array<f16, ${bk * pb}>; // [k][n]
 var<workgroup> Cs: array<f32, ${8 * cm * cn}>; // one result matrix per subgroup (epilogue)`,
         main: `
-  let sg = lidx / 32u; let lane = lidx % 32u; let sr = sg / 4u; let sc = sg % 4u;${HEAD(bm, bn, false, batched)}
+  let sg = lidx / 32u; let lane = lidx % 32u; let sr = sg / 4u; let sc = sg % 4u;${HEAD(bm, bn, false, args.batch)}
   ${range(mt).flatMap((i) => range(nt).map((j) => `var ${acc(i, j)} = subgroup_matrix_result<f32, ${cn}, ${cm}>();`)).join(' ')}
   for (var k0 = kBegin; k0 < kEnd; k0 += ${bk}u) {
     ${stageTile({ name: 'A', trans: transA, rows: bm, cols: bk, zero: 'f16(0.0)', cast: 'f16', store: (r, c, v) => `As[(${r}) * ${pa}u + ${c}] = ${v};`, batched })}
@@ -229,7 +229,7 @@ var<workgroup> As: array<f16, ${aRows * pa}>; // A's tile as stored: ${aK ? '[m]
 var<workgroup> Bs: array<f16, ${bRows * pb}>; // B's tile as stored: ${bN ? '[k][n]' : '[n][k]'}
 var<workgroup> Cs: array<f32, ${8 * cm * cn}>; // one result matrix per subgroup (edge epilogue)`,
         main: `
-  let sg = lidx / 32u; let lane = lidx % 32u; let sr = sg / 4u; let sc = sg % 4u;${HEAD(bm, bn, false, batched)}
+  let sg = lidx / 32u; let lane = lidx % 32u; let sr = sg / 4u; let sc = sg % 4u;${HEAD(bm, bn, false, args.batch)}
   let interior = row0 + ${bm}u <= u.M && col0 + ${bn}u <= u.N && u.alpha == 1.0;
   ${range(mt).flatMap((i) => range(nt).map((j) => `var ${acc(i, j)} = ${Res}();`)).join(' ')}
   ${accumulate ? `if (interior) {

@@ -20,7 +20,7 @@
  */
 import { fail } from '../errors.js';
 import type { GpuContext } from './context.js';
-import { BATCH_OFFSETS, checkMatmulArgs, chooseSplitK, gemmUniforms, runGemm, type MatmulArgs } from './matmul.js';
+import { BATCH_OFFSETS, checkMatmulArgs, chooseSplitK, gemmUniforms, runGemm, type MatmulArgs, type MatmulBatch } from './matmul.js';
 import type { BindingDecl, Program } from './program.js';
 
 export const WG = 256;
@@ -93,19 +93,22 @@ function stageViaRegisters(o: StageSpec): { decl: string; load: string; store: s
 }
 
 /**
- * Common head of both kernels: tile origin, K range of this slice, C offset of this slice; batched,
- * the whole K and the entry's offsets offA, offB, offC (wid.z = batch entry).
+ * Common head of both kernels: tile origin, K range of this slice, C offset of this slice; batched
+ * (`batch`), the whole K and the entry's offsets offA, offB, offC (wid.z = batch entry), and the
+ * batch's triangle: tiles above the diagonal return at once ('lowerC', before any barrier: the
+ * whole workgroup), or K stops after the tile's last row ('lowerA').
  */
-export const HEAD = (bm: number, bn: number, swap = false, batched = false) => `
-  let row0 = wid.${swap ? 'x' : 'y'} * ${bm}u; let col0 = wid.${swap ? 'y' : 'x'} * ${bn}u;${batched ? `
-  let kBegin = 0u; let kEnd = u.K;
+export const HEAD = (bm: number, bn: number, swap = false, batch?: MatmulBatch) => `
+  let row0 = wid.${swap ? 'x' : 'y'} * ${bm}u; let col0 = wid.${swap ? 'y' : 'x'} * ${bn}u;${batch ? `${batch.triangle === 'lowerC' ? `
+  if (col0 > row0 + ${bm - 1}u) { return; } // uniform: the whole tile is above the diagonal` : ''}
+  let kBegin = 0u; let kEnd = ${batch.triangle === 'lowerA' ? `min(u.K, row0 + ${bm}u)` : 'u.K'};
   ${BATCH_OFFSETS}` : `
   let kBegin = wid.z * u.slice; let kEnd = min(u.K, kBegin + u.slice);
   let offC = u.offC + wid.z * u.M * u.ldc;`}`;
 
 /** Dispatch z and the cache key's suffix of a GEMM program: batch entries, else K slices. */
 export const batchDispatch = (args: MatmulArgs, split: number): { z: number; key: string } =>
-  args.batch ? { z: args.batch.count, key: ';batch' } : { z: split, key: '' };
+  args.batch ? { z: args.batch.count, key: `;batch${args.batch.triangle ? `;${args.batch.triangle}` : ''}` } : { z: split, key: '' };
 
 export const cStore = (accumulate: boolean, gm: string, gn: string, v: string) =>
   `if (${gm} < u.M && ${gn} < u.N) { let idx = offC + ${gm} * u.ldc + ${gn}; C[idx] = ${accumulate ? 'C[idx] + ' : ''}u.alpha * ${v}; }`;
@@ -247,7 +250,7 @@ export function gemmF32Program(args: MatmulArgs, split: number, small = false, v
 var<workgroup> As: array<vec4<f32>, ${bufs * bufVec4}>; // [k][m], pitch ${pitch} floats${double ? ', two buffers' : ''}
 var<workgroup> Bs: array<vec4<f32>, ${bufs * bufVec4}>; // [k][n]`,
         main: `
-  let tx = lidx % 16u; let ty = lidx / 16u;${HEAD(bm, bn, swap, batched)}
+  let tx = lidx % 16u; let ty = lidx / 16u;${HEAD(bm, bn, swap, args.batch)}
   ${I.flatMap((i) => I.map((j) => `var c${i}_${j} = 0.0;`)).join(' ')}
   ${loop}
   ${I.flatMap((i) => I.map((j) => cStore(accumulate, `(row0 + ${64 * (i >> 2)}u + 4u * ty + ${i & 3}u)`, `(col0 + ${64 * (j >> 2)}u + 4u * tx + ${j & 3}u)`, `c${i}_${j}`))).join('\n  ')}`,

@@ -85,6 +85,14 @@ export interface MatmulBatch {
   strideC: number;
   groupA?: BatchGroup;
   groupB?: BatchGroup;
+  /**
+   * Triangular structure of every entry (attention's causal mask), in op(·)'s row and column
+   * indices: 'lowerC' = only C[i, j] with j ≤ i is wanted: workgroup tiles wholly above the
+   * diagonal are skipped (that part of C keeps its old contents; entries above the diagonal inside
+   * computed tiles are written); 'lowerA' = op(A)[i, p] is zero for p > i: each tile's K loop stops
+   * after the tile's last row.
+   */
+  triangle?: 'lowerC' | 'lowerA';
 }
 
 /** Batch entries of one dispatch at most (workgroup count along z). */
@@ -273,6 +281,7 @@ function checkBatch(kernel: string, args: MatmulArgs): void {
     int(`${name}.div`, g.div, 1);
     int(`${name}.strideOuter`, g.strideOuter, 0);
   }
+  if (b.triangle !== undefined && b.triangle !== 'lowerC' && b.triangle !== 'lowerA') fail('usage', `${kernel}: batch triangle='${b.triangle}' is not 'lowerC' or 'lowerA'`);
   if (args.splitK !== undefined && args.splitK !== 1) fail('usage', `${kernel}: splitK=${args.splitK} with a batch (batched GEMMs run unsplit)`);
   const span = args.m > 0 && args.n > 0 ? (args.m - 1) * args.c.ld + args.n : 0;
   if (b.count > 1 && b.strideC < span) fail('usage', `${kernel}: batch strideC=${b.strideC} makes the entries of C overlap (each spans ${span} elements)`);

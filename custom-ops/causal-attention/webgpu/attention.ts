@@ -14,6 +14,9 @@
  *              one [g·T, T] matrix and their dO or Q one [g·T, D] matrix, so the group sum is the
  *              GEMM's K = g·T: no atomics, no extra pass);  dQ = scale·dS·K
  *
+ * Causal structure: the scores and dP GEMMs skip tiles wholly past the diagonal, and P·V and dS·K
+ * stop K after each tile's last row (`MatmulBatch.triangle`); the kv-head GEMMs (dV, dK) run whole.
+ *
  * Transient memory: one (forward) or two (backward) [B, Hq, T, T] fp32 buffers, scratch shared by
  * every attention call until the kernel group's submit (`GpuContext.scratch`), so a group of
  * layers holds two in all. Precision 'f16': every GEMM operand rounded to half (src/webgpu/
@@ -65,7 +68,7 @@ function rowProgram(ctx: GpuContext, name: string, a: AttnDims, bindings: Bindin
   };
 }
 
-/** Row softmax of S [.., T, T] over keys u ≤ t: P in place (0 past t), lse. */
+/** Row softmax of S [.., T, T] over keys u ≤ t (the scores GEMM leaves tiles past the diagonal unwritten): P in place (0 past t), lse. */
 const SOFTMAX = `
   var mx = ${LOWEST};
   for (var j = lidx; j <= t; j += ${WG}u) { mx = max(mx, s[base + j]); }
@@ -76,7 +79,7 @@ const SOFTMAX = `
   for (var j = lidx; j < u.t; j += ${WG}u) { s[base + j] = select(0.0, exp(s[base + j] - l), j <= t); }
   if (lidx == 0u) { lse[r] = l; }`;
 
-/** δ = do·o of the row; P = exp(S − lse) (0 past t) over S, dS = P ∘ (dP − δ) over dP. */
+/** δ = do·o of the row; P = exp(S − lse) over S, dS = P ∘ (dP − δ) over dP; both 0 past t (S and dP hold stale values there). */
 const SOFTMAX_GRAD = `
   var dot = 0.0;
   for (var e = lidx; e < u.d; e += ${WG}u) { dot = fma(dout[r * u.d + e], o[r * u.d + e], dot); }
@@ -85,7 +88,7 @@ const SOFTMAX_GRAD = `
   for (var j = lidx; j < u.t; j += ${WG}u) {
     let p = select(0.0, exp(s[base + j] - l), j <= t);
     s[base + j] = p;
-    dp[base + j] = p * (dp[base + j] - delta);
+    dp[base + j] = select(0.0, p * (dp[base + j] - delta), j <= t);
   }`;
 
 function check(k: string, a: AttnDims): void {
@@ -96,16 +99,19 @@ function check(k: string, a: AttnDims): void {
   checkU32(k, 'the scores [B, Hq, T, T]', a.b * a.hq * a.t * a.t);
 }
 
-/** The batch of the per-query-head products: z = b·Hq + h; `kvOperand` ('A' or 'B') is k or v [B, Hkv, T, D], read at kv head b·Hkv + ⌊h/g⌋. */
-function headBatch(a: AttnDims, strideA: number, strideB: number, strideC: number, kvOperand: 'A' | 'B'): MatmulBatch {
-  const group = { inner: a.hq, div: a.hq / a.hkv, strideOuter: a.hkv * a.t * a.d };
-  return { count: a.b * a.hq, strideA, strideB, strideC, ...(kvOperand === 'A' ? { groupA: group } : { groupB: group }) };
+/**
+ * The batch of the per-query-head products: z = b·Hq + h; B is k or v [B, Hkv, T, D], read at kv
+ * head b·Hkv + ⌊h/g⌋; `triangle`: the causal structure the GEMM may skip (MatmulBatch.triangle).
+ */
+function headBatch(a: AttnDims, strideA: number, strideC: number, triangle: MatmulBatch['triangle']): MatmulBatch {
+  const groupB = { inner: a.hq, div: a.hq / a.hkv, strideOuter: a.hkv * a.t * a.d };
+  return { count: a.b * a.hq, strideA, strideB: a.t * a.d, strideC, groupB, triangle };
 }
 
 /** S = scale·Q·Kᵀ [B, Hq, T, T] into `s` (NT per head). */
 function scores(ctx: GpuContext, a: AttnDims, gemm: (ctx: GpuContext, args: MatmulArgs) => void, q: GPUBuffer, k: GPUBuffer, s: GPUBuffer): void {
   const { t, d } = a;
-  gemm(ctx, { m: t, n: t, k: d, alpha: a.scale, transB: true, a: { buffer: q, ld: d }, b: { buffer: k, ld: d }, c: { buffer: s, ld: t }, batch: headBatch(a, t * d, t * d, t * t, 'B') });
+  gemm(ctx, { m: t, n: t, k: d, alpha: a.scale, transB: true, a: { buffer: q, ld: d }, b: { buffer: k, ld: d }, c: { buffer: s, ld: t }, batch: headBatch(a, t * d, t * t, 'lowerC') });
 }
 
 export interface AttnForwardArgs extends AttnDims {
@@ -133,8 +139,8 @@ export function causalAttentionForward(ctx: GpuContext, a: AttnForwardArgs): { o
   const o = ctx.buffer('attn.o', b * hq * t * d * 4), lse = ctx.buffer('attn.lse', b * hq * t * 4);
   scores(ctx, a, gemm, a.q, a.k, p);
   ctx.run(rowProgram(ctx, 'causal_attention_softmax', a, [rw('s'), rw('lse')], SOFTMAX), [p, lse]);
-  // O = P·V per head (NN).
-  gemm(ctx, { m: t, n: d, k: t, a: { buffer: p, ld: t }, b: { buffer: a.v, ld: d }, c: { buffer: o, ld: d }, batch: headBatch(a, t * t, t * d, t * d, 'B') });
+  // O = P·V per head (NN; P is zero past the diagonal).
+  gemm(ctx, { m: t, n: d, k: t, a: { buffer: p, ld: t }, b: { buffer: a.v, ld: d }, c: { buffer: o, ld: d }, batch: headBatch(a, t * t, t * d, 'lowerA') });
   return { o, lse };
 }
 
@@ -156,15 +162,15 @@ export function causalAttentionBackward(ctx: GpuContext, a: AttnBackwardArgs): {
   const gemm = gemmFor(a.precision);
   const p = ctx.scratch('attn.p', b * hq * t * t * 4), ds = ctx.scratch('attn.ds', b * hq * t * t * 4);
   scores(ctx, a, gemm, a.q, a.k, p);
-  // dP = dO·Vᵀ per head (NT).
-  gemm(ctx, { m: t, n: t, k: d, transB: true, a: { buffer: a.dout, ld: d }, b: { buffer: a.v, ld: d }, c: { buffer: ds, ld: t }, batch: headBatch(a, t * d, t * d, t * t, 'B') });
+  // dP = dO·Vᵀ per head (NT; only u ≤ t is read).
+  gemm(ctx, { m: t, n: t, k: d, transB: true, a: { buffer: a.dout, ld: d }, b: { buffer: a.v, ld: d }, c: { buffer: ds, ld: t }, batch: headBatch(a, t * d, t * t, 'lowerC') });
   ctx.run(rowProgram(ctx, 'causal_attention_softmax_grad', a, [rw('s'), rw('dp'), rd('dout'), rd('o'), rd('lse')], SOFTMAX_GRAD), [p, ds, a.dout, a.o, a.lse]);
   const dq = ctx.buffer('attn.dq', nq * 4), dk = ctx.buffer('attn.dk', nkv * 4), dv = ctx.buffer('attn.dv', nkv * 4);
   // Per kv head (z = b·Hkv + kh): the group's P or dS is [g·T, T] (stored [K, M]: TN), its dO or Q [g·T, D].
   const kvBatch: MatmulBatch = { count: b * hkv, strideA: g * t * t, strideB: g * t * d, strideC: t * d };
   gemm(ctx, { m: t, n: d, k: g * t, transA: true, a: { buffer: p, ld: t }, b: { buffer: a.dout, ld: d }, c: { buffer: dv, ld: d }, batch: kvBatch });
   gemm(ctx, { m: t, n: d, k: g * t, transA: true, alpha: a.scale, a: { buffer: ds, ld: t }, b: { buffer: a.q, ld: d }, c: { buffer: dk, ld: d }, batch: kvBatch });
-  // dQ = scale·dS·K per head (NN).
-  gemm(ctx, { m: t, n: d, k: t, alpha: a.scale, a: { buffer: ds, ld: t }, b: { buffer: a.k, ld: d }, c: { buffer: dq, ld: d }, batch: headBatch(a, t * t, t * d, t * d, 'B') });
+  // dQ = scale·dS·K per head (NN; dS is zero past the diagonal).
+  gemm(ctx, { m: t, n: d, k: t, alpha: a.scale, a: { buffer: ds, ld: t }, b: { buffer: a.k, ld: d }, c: { buffer: dq, ld: d }, batch: headBatch(a, t * t, t * d, 'lowerA') });
   return { dq, dk, dv };
 }
