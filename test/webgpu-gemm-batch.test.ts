@@ -31,23 +31,26 @@ describe.skipIf(!env.ctx)('batched GEMM (gemm_f32) vs float64', () => {
       expect(e).toBeLessThan(1e-5);
     });
 
-  it("triangle 'lowerA': K stops after each tile's last row (NN and TN, both tiles)", async () => {
-    for (const [ta, bm] of [[false, 64], [true, 128]] as const) {
-      const m = 150, k = 150;
-      const batch = { ...gqa(m, 40, k), triangle: 'lowerA' as const };
-      // op(A) lower-triangular (zero past the diagonal) up to the tile's last row, NaN beyond: read only if K ran on.
-      const edit = (A: Float32Array, off: number) => {
-        for (let z = 0; z < batch.count; z++)
-          for (let i = 0; i < m; i++)
-            for (let p = i + 1; p < k; p++) A[off + z * m * k + (ta ? p * m + i : i * k + p)] = p < (Math.floor(i / bm) + 1) * bm ? 0 : NaN;
-      };
-      const args = { m, n: 40, k, transA: ta, tile: bm === 64 ? { tm: 4, tn: 4 } : { tm: 8, tn: 8 }, batch };
-      const { got, want } = await runBatch(ctx, gemmF32, args, false, edit);
-      expect(relL2(got, want)).toBeLessThan(1e-5);
-      // Without the triangle the NaNs are read.
-      const full = await runBatch(ctx, gemmF32, { ...args, batch: { ...batch, triangle: undefined } }, false, edit);
-      expect(full.got.some(Number.isNaN)).toBe(true);
-    }
+  it("triangle 'lowerA' / 'upperA': K stops after each tile's last row / starts at its first (NN and TN, both tiles)", async () => {
+    for (const triangle of ['lowerA', 'upperA'] as const)
+      for (const [ta, bm] of [[false, 64], [true, 128]] as const) {
+        const m = 150, k = 150;
+        const batch = { ...gqa(m, 40, k), triangle };
+        // op(A) zero on the triangle's side of the diagonal inside the tile's K range, NaN outside it: read only if K ran there.
+        const inTile = (i: number, p: number) => (triangle === 'lowerA' ? p < (Math.floor(i / bm) + 1) * bm : p >= Math.floor(i / bm) * bm);
+        const edit = (A: Float32Array, off: number) => {
+          for (let z = 0; z < batch.count; z++)
+            for (let i = 0; i < m; i++)
+              for (let p = 0; p < k; p++)
+                if (triangle === 'lowerA' ? p > i : p < i) A[off + z * m * k + (ta ? p * m + i : i * k + p)] = inTile(i, p) ? 0 : NaN;
+        };
+        const args = { m, n: 40, k, transA: ta, tile: bm === 64 ? { tm: 4, tn: 4 } : { tm: 8, tn: 8 }, batch };
+        const { got, want } = await runBatch(ctx, gemmF32, args, false, edit);
+        expect(relL2(got, want), `${triangle} ${ta}`).toBeLessThan(1e-5);
+        // Without the triangle the NaNs are read.
+        const full = await runBatch(ctx, gemmF32, { ...args, batch: { ...batch, triangle: undefined } }, false, edit);
+        expect(full.got.some(Number.isNaN)).toBe(true);
+      }
   });
 
   it("triangle 'lowerC': the lower triangle as the product, tiles wholly above the diagonal untouched", async () => {
@@ -84,7 +87,7 @@ describe.skipIf(!env.ctx)('batched GEMM (gemm_f32) vs float64', () => {
     expect(() => gemmF32(ctx, { ...base, batch: { ...batch, strideB: -1 } })).toThrow(/batch strideB=-1 must be an integer >= 0/);
     expect(() => gemmF32(ctx, { ...base, batch: { ...batch, groupA: { inner: 2, div: 0, strideOuter: 0 } } })).toThrow(/batch groupA.div=0 must be an integer >= 1/);
     expect(() => gemmF32(ctx, { ...base, splitK: 2, batch })).toThrow(/gemm_f32: splitK=2 with a batch/);
-    expect(() => gemmF32(ctx, { ...base, batch: { ...batch, triangle: 'upper' as 'lowerC' } })).toThrow(/gemm_f32: batch triangle='upper' is not 'lowerC' or 'lowerA'/);
+    expect(() => gemmF32(ctx, { ...base, batch: { ...batch, triangle: 'upper' as 'lowerC' } })).toThrow(/gemm_f32: batch triangle='upper' is not 'lowerC', 'lowerA' or 'upperA'/);
     // The last entry of A (offset 3·400) runs past the 1024-element buffer.
     expect(() => gemmF32(ctx, { ...base, batch: { ...batch, strideA: 400 } })).toThrow(/gemm_f32: A needs 1216 elements but its buffer holds 1024/);
     expect(() => matmul(ctx, { ...base, batch })).toThrow(/matmul: no batch here/);

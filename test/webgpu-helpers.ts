@@ -97,7 +97,7 @@ const extent = (batch: MatmulBatch, x: 'A' | 'B' | 'C', offset: number, matrix: 
 
 /**
  * Float64 reference of every batch entry, written into a copy of C0 (entries at their offsets);
- * batch.triangle 'lowerA': op(A)[i, p] taken as zero for p > i ('lowerC': see runBatch).
+ * batch.triangle 'lowerA' ('upperA'): op(A)[i, p] taken as zero for p > i (p < i); 'lowerC': see runBatch.
  */
 export function batchRef(args: Omit<MatmulArgs, 'a' | 'b' | 'c'>, A: Float32Array, B: Float32Array, C0: Float32Array, offs: { a: number; b: number; c: number }): Float64Array {
   const { m, n, k, transA = false, transB = false } = args;
@@ -105,7 +105,8 @@ export function batchRef(args: Omit<MatmulArgs, 'a' | 'b' | 'c'>, A: Float32Arra
   const C = Float64Array.from(C0);
   for (let z = 0; z < batch.count; z++) {
     const a = A.slice(offs.a + batchOffset(batch, 'A', z), offs.a + batchOffset(batch, 'A', z) + m * k);
-    if (batch.triangle === 'lowerA') for (let i = 0; i < m; i++) for (let p = i + 1; p < k; p++) a[transA ? p * m + i : i * k + p] = 0;
+    const zero = (i: number, p: number) => (batch.triangle === 'lowerA' && p > i) || (batch.triangle === 'upperA' && p < i);
+    if (batch.triangle) for (let i = 0; i < m; i++) for (let p = 0; p < k; p++) if (zero(i, p)) a[transA ? p * m + i : i * k + p] = 0;
     const b = B.subarray(offs.b + batchOffset(batch, 'B', z), offs.b + batchOffset(batch, 'B', z) + k * n);
     const c0 = C0.slice(offs.c + batchOffset(batch, 'C', z), offs.c + batchOffset(batch, 'C', z) + m * n);
     C.set(gemmRef(m, n, k, a, b, transA, transB, args.alpha ?? 1, args.accumulate ? c0 : undefined), offs.c + batchOffset(batch, 'C', z));

@@ -96,12 +96,12 @@ function stageViaRegisters(o: StageSpec): { decl: string; load: string; store: s
  * Common head of both kernels: tile origin, K range of this slice, C offset of this slice; batched
  * (`batch`), the whole K and the entry's offsets offA, offB, offC (wid.z = batch entry), and the
  * batch's triangle: tiles above the diagonal return at once ('lowerC', before any barrier: the
- * whole workgroup), or K stops after the tile's last row ('lowerA').
+ * whole workgroup), K stops after the tile's last row ('lowerA') or starts at its first ('upperA').
  */
 export const HEAD = (bm: number, bn: number, swap = false, batch?: MatmulBatch) => `
   let row0 = wid.${swap ? 'x' : 'y'} * ${bm}u; let col0 = wid.${swap ? 'y' : 'x'} * ${bn}u;${batch ? `${batch.triangle === 'lowerC' ? `
   if (col0 > row0 + ${bm - 1}u) { return; } // uniform: the whole tile is above the diagonal` : ''}
-  let kBegin = 0u; let kEnd = ${batch.triangle === 'lowerA' ? `min(u.K, row0 + ${bm}u)` : 'u.K'};
+  let kBegin = ${batch.triangle === 'upperA' ? 'row0' : '0u'}; let kEnd = ${batch.triangle === 'lowerA' ? `min(u.K, row0 + ${bm}u)` : 'u.K'};
   ${BATCH_OFFSETS}` : `
   let kBegin = wid.z * u.slice; let kEnd = min(u.K, kBegin + u.slice);
   let offC = u.offC + wid.z * u.M * u.ldc;`}`;

@@ -90,9 +90,10 @@ export interface MatmulBatch {
    * indices: 'lowerC' = only C[i, j] with j ≤ i is wanted: workgroup tiles wholly above the
    * diagonal are skipped (that part of C keeps its old contents; entries above the diagonal inside
    * computed tiles are written); 'lowerA' = op(A)[i, p] is zero for p > i: each tile's K loop stops
-   * after the tile's last row.
+   * after the tile's last row; 'upperA' = op(A)[i, p] is zero for p < i: it starts at the tile's
+   * first row.
    */
-  triangle?: 'lowerC' | 'lowerA';
+  triangle?: 'lowerC' | 'lowerA' | 'upperA';
 }
 
 /** Batch entries of one dispatch at most (workgroup count along z). */
@@ -281,7 +282,7 @@ function checkBatch(kernel: string, args: MatmulArgs): void {
     int(`${name}.div`, g.div, 1);
     int(`${name}.strideOuter`, g.strideOuter, 0);
   }
-  if (b.triangle !== undefined && b.triangle !== 'lowerC' && b.triangle !== 'lowerA') fail('usage', `${kernel}: batch triangle='${b.triangle}' is not 'lowerC' or 'lowerA'`);
+  if (b.triangle !== undefined && !['lowerC', 'lowerA', 'upperA'].includes(b.triangle)) fail('usage', `${kernel}: batch triangle='${b.triangle}' is not 'lowerC', 'lowerA' or 'upperA'`);
   if (args.splitK !== undefined && args.splitK !== 1) fail('usage', `${kernel}: splitK=${args.splitK} with a batch (batched GEMMs run unsplit)`);
   const span = args.m > 0 && args.n > 0 ? (args.m - 1) * args.c.ld + args.n : 0;
   if (b.count > 1 && b.strideC < span) fail('usage', `${kernel}: batch strideC=${b.strideC} makes the entries of C overlap (each spans ${span} elements)`);
