@@ -9,17 +9,20 @@
  *   forward:   S = scale·Q·Kᵀ;  row kernel: lse = log Σ_{u ≤ t} exp S[t, u], P = exp(S − lse)
  *              (0 for u > t) in place;  O = P·V
  *   backward:  S = scale·Q·Kᵀ, dP = dO·Vᵀ;  row kernel: δ = rowsum(dO ∘ O), P = exp(S − lse) (0 for
- *              u > t), dS = P ∘ (dP − δ), both in place;  dV = Pᵀ·dO, dK = scale·dSᵀ·Q per kv head
- *              (the g query heads of a kv head are contiguous in [B, Hq, T, ·]: their P or dS is
- *              one [g·T, T] matrix and their dO or Q one [g·T, D] matrix, so the group sum is the
- *              GEMM's K = g·T: no atomics, no extra pass);  dQ = scale·dS·K
+ *              u > t), dS = P ∘ (dP − δ), both in place;  dV = Σ_group Pᵀ·dO and
+ *              dK = scale·Σ_group dSᵀ·Q: per query head into a [B, Hq, T, D] partial, then a sum
+ *              over the g heads of each kv head (not one GEMM per kv head with K = g·T: that one
+ *              would run B·Hkv·T/64 workgroups, 128 at the 0.5B step's shape, a GEMM whose long K
+ *              the GPU cannot fill; per head there are g times as many, and the causal triangle
+ *              halves their K);  dQ = scale·dS·K
  *
  * Causal structure: the scores and dP GEMMs skip tiles wholly past the diagonal, and P·V and dS·K
- * stop K after each tile's last row (`MatmulBatch.triangle`); the kv-head GEMMs (dV, dK) run whole.
+ * stop K after each tile's last row, Pᵀ·dO and dSᵀ·Q start it at the tile's first row
+ * (`MatmulBatch.triangle`).
  *
- * Transient memory: one (forward) or two (backward) [B, Hq, T, T] fp32 buffers, scratch shared by
- * every attention call until the kernel group's submit (`GpuContext.scratch`), so a group of
- * layers holds two in all. Precision 'f16': every GEMM operand rounded to half (src/webgpu/
+ * Transient memory: one (forward) or two (backward) [B, Hq, T, T] fp32 buffers and (g > 1) one
+ * [B, Hq, T, D], scratch shared by every attention call until the kernel group's submit
+ * (`GpuContext.scratch`), so a group of layers holds those in all. Precision 'f16': every GEMM operand rounded to half (src/webgpu/
  * gemm-mixed.ts), the row kernels and all buffers fp32.
  */
 import { fail } from '../../../src/errors.js';
@@ -90,6 +93,32 @@ const SOFTMAX_GRAD = `
     s[base + j] = p;
     dp[base + j] = select(0.0, p * (dp[base + j] - delta), j <= t);
   }`;
+
+/** out [B, Hkv, T, D] = Σ over each kv head's g query heads of part [B, Hq, T, D]. */
+function groupSum(a: AttnDims): Program {
+  const n = a.b * a.hkv * a.t * a.d;
+  return {
+    name: 'causal_attention_group_sum',
+    cacheKey: 'f32',
+    workgroupSize: [256],
+    dispatch: dispatch1d(Math.ceil(n / 256)),
+    uniforms: [
+      { name: 'n', type: 'u32', value: n },
+      { name: 'td', type: 'u32', value: a.t * a.d },
+      { name: 'g', type: 'u32', value: a.hq / a.hkv },
+    ],
+    bindings: [rd('part'), rw('out')],
+    source: () => ({
+      main: `
+  let i = flatWorkgroup(wid, nwg) * 256u + lidx;
+  if (i >= u.n) { return; }
+  let at = (i / u.td) * u.g * u.td + i % u.td;
+  var s = 0.0;
+  for (var h = 0u; h < u.g; h++) { s += part[at + h * u.td]; }
+  out[i] = s;`,
+    }),
+  };
+}
 
 function check(k: string, a: AttnDims): void {
   checkDims(k, { b: a.b, hq: a.hq, hkv: a.hkv, t: a.t, d: a.d });
@@ -166,10 +195,14 @@ export function causalAttentionBackward(ctx: GpuContext, a: AttnBackwardArgs): {
   gemm(ctx, { m: t, n: t, k: d, transB: true, a: { buffer: a.dout, ld: d }, b: { buffer: a.v, ld: d }, c: { buffer: ds, ld: t }, batch: headBatch(a, t * d, t * t, 'lowerC') });
   ctx.run(rowProgram(ctx, 'causal_attention_softmax_grad', a, [rw('s'), rw('dp'), rd('dout'), rd('o'), rd('lse')], SOFTMAX_GRAD), [p, ds, a.dout, a.o, a.lse]);
   const dq = ctx.buffer('attn.dq', nq * 4), dk = ctx.buffer('attn.dk', nkv * 4), dv = ctx.buffer('attn.dv', nkv * 4);
-  // Per kv head (z = b·Hkv + kh): the group's P or dS is [g·T, T] (stored [K, M]: TN), its dO or Q [g·T, D].
-  const kvBatch: MatmulBatch = { count: b * hkv, strideA: g * t * t, strideB: g * t * d, strideC: t * d };
-  gemm(ctx, { m: t, n: d, k: g * t, transA: true, a: { buffer: p, ld: t }, b: { buffer: a.dout, ld: d }, c: { buffer: dv, ld: d }, batch: kvBatch });
-  gemm(ctx, { m: t, n: d, k: g * t, transA: true, alpha: a.scale, a: { buffer: ds, ld: t }, b: { buffer: a.q, ld: d }, c: { buffer: dk, ld: d }, batch: kvBatch });
+  // dV = Σ_group Pᵀ·dO and dK = scale·Σ_group dSᵀ·Q: per query head (TN; Pᵀ and dSᵀ are zero
+  // before the diagonal), into a [B, Hq, T, D] partial summed over each group (g = 1: straight).
+  const part = g > 1 ? ctx.scratch('attn.part', nq * 4) : undefined;
+  const perHead: MatmulBatch = { count: b * hq, strideA: t * t, strideB: t * d, strideC: t * d, triangle: 'upperA' };
+  for (const [src, other, out, alpha] of [[p, a.dout, dv, 1], [ds, a.q, dk, a.scale]] as const) {
+    gemm(ctx, { m: t, n: d, k: t, transA: true, alpha, a: { buffer: src, ld: t }, b: { buffer: other, ld: d }, c: { buffer: part ?? out, ld: d }, batch: perHead });
+    if (part) ctx.run(groupSum(a), [part, out]);
+  }
   // dQ = scale·dS·K per head (NN; dS is zero past the diagonal).
   gemm(ctx, { m: t, n: d, k: t, alpha: a.scale, a: { buffer: ds, ld: t }, b: { buffer: a.k, ld: d }, c: { buffer: dq, ld: d }, batch: headBatch(a, t * t, t * d, 'lowerA') });
   return { dq, dk, dv };
