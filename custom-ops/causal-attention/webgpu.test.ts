@@ -1,51 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { gpuEnv, randn, relL2, rng } from '../../test/webgpu-helpers.js';
-import { roundToFloat16 } from '../../src/onnx/half.js';
-import { causalAttentionGradRef, causalAttentionRef } from './reference.js';
+import { causalAttentionGradRef, causalAttentionProductsRef, causalAttentionRef } from './reference.js';
 import { causalAttentionBackward, causalAttentionForward } from './webgpu/attention.js';
 import type { AttnDims } from './schema.js';
 
 const env = await gpuEnv();
-
-/**
- * Float64 attention computed the way the kernels are (per-head products of whole [T, T] score
- * matrices), each GEMM operand through `r` (identity, or rounding to half for precision 'f16').
- */
-function gemmStyleRef(q: Float32Array, k: Float32Array, v: Float32Array, dout: Float32Array, s: AttnDims, r: (x: number) => number) {
-  const { b, hq, hkv, t: T, d: D, scale } = s;
-  const g = hq / hkv;
-  const o = new Float64Array(b * hq * T * D), lse = new Float64Array(b * hq * T);
-  const dq = new Float64Array(o.length), dk = new Float64Array(b * hkv * T * D), dv = new Float64Array(dk.length);
-  for (let bi = 0; bi < b; bi++)
-    for (let h = 0; h < hq; h++) {
-      const qo = (bi * hq + h) * T * D, ko = (bi * hkv + Math.floor(h / g)) * T * D;
-      const dot = (x: ArrayLike<number>, xo: number, y: ArrayLike<number>, yo: number) => {
-        let acc = 0;
-        for (let e = 0; e < D; e++) acc += r(x[xo + e]) * r(y[yo + e]);
-        return acc;
-      };
-      for (let t = 0; t < T; t++) {
-        const sc = Array.from({ length: t + 1 }, (_, u) => scale * dot(q, qo + t * D, k, ko + u * D));
-        const mx = Math.max(...sc);
-        const l = mx + Math.log(sc.reduce((acc, x) => acc + Math.exp(x - mx), 0));
-        lse[(bi * hq + h) * T + t] = l;
-        const p = sc.map((x) => Math.exp(x - l));
-        const dp = p.map((_, u) => dot(dout, qo + t * D, v, ko + u * D));
-        for (let u = 0; u <= t; u++) for (let e = 0; e < D; e++) o[qo + t * D + e] += r(p[u]) * r(v[ko + u * D + e]);
-        let delta = 0; // δ = do·o (fp32 in the kernel: not a GEMM operand)
-        for (let e = 0; e < D; e++) delta += dout[qo + t * D + e] * o[qo + t * D + e];
-        for (let u = 0; u <= t; u++) {
-          const ds = p[u] * (dp[u] - delta);
-          for (let e = 0; e < D; e++) {
-            dq[qo + t * D + e] += scale * r(ds) * r(k[ko + u * D + e]);
-            dk[ko + u * D + e] += scale * r(ds) * r(q[qo + t * D + e]);
-            dv[ko + u * D + e] += r(p[u]) * r(dout[qo + t * D + e]);
-          }
-        }
-      }
-    }
-  return { o, lse, dq, dk, dv };
-}
 
 /** Upload, run forward and backward (the backward reads the kernel's own o and lse), read back. */
 async function run(ctx: NonNullable<Awaited<typeof env>['ctx']>, dims: AttnDims, q: Float32Array, k: Float32Array, v: Float32Array, dout: Float32Array, precision?: 'f16') {
@@ -86,8 +45,7 @@ describe.skipIf(!env.ctx)('CausalAttention WGSL kernels (batched GEMMs) vs float
     const q = randn(r, b * hq * t * d), k = randn(r, b * hkv * t * d), v = randn(r, b * hkv * t * d), dout = randn(r, b * hq * t * d);
     const dims = { b, hq, hkv, t, d, scale: 1 / Math.sqrt(d) };
     const got = await run(ctx, dims, q, k, v, dout, 'f16');
-    const half = (x: number) => roundToFloat16([x])[0];
-    const rounded = gemmStyleRef(q, k, v, dout, dims, half), exact = gemmStyleRef(q, k, v, dout, dims, (x) => x);
+    const rounded = causalAttentionProductsRef(q, k, v, dout, dims, true), exact = causalAttentionProductsRef(q, k, v, dout, dims, false);
     // The modelled reference without rounding is the textbook one.
     expect(relL2(exact.dq, causalAttentionGradRef(q, k, v, dout, dims).dq)).toBeLessThan(1e-12);
     for (const n of ['o', 'lse', 'dq', 'dk', 'dv'] as const) {
