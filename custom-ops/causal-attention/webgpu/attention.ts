@@ -3,8 +3,8 @@
  * CausalAttention WGSL kernels on our batched GEMMs (math in ../schema.ts and ../grad-schema.ts).
  * q, o, do [B, Hq, T, D], k, v [B, Hkv, T, D], lse [B, Hq, T]; query head h reads kv head ⌊h / g⌋,
  * g = Hq / Hkv. Every product is one batched GEMM (src/webgpu/matmul.ts `MatmulArgs.batch`) over
- * the B·Hq heads (z = b·Hq + h; k and v through the two-level index b·Hkv + ⌊h/g⌋) or the B·Hkv
- * kv heads; scores and probabilities are [B, Hq, T, T] fp32 in workgroup-reused scratch.
+ * the B·Hq query heads (z = b·Hq + h; k and v through the two-level index b·Hkv + ⌊h/g⌋); scores
+ * and probabilities are [B, Hq, T, T] fp32 scratch.
  *
  *   forward:   S = scale·Q·Kᵀ;  row kernel: lse = log Σ_{u ≤ t} exp S[t, u], P = exp(S − lse)
  *              (0 for u > t) in place;  O = P·V
@@ -22,8 +22,10 @@
  *
  * Transient memory: one (forward) or two (backward) [B, Hq, T, T] fp32 buffers and (g > 1) one
  * [B, Hq, T, D], scratch shared by every attention call until the kernel group's submit
- * (`GpuContext.scratch`), so a group of layers holds those in all. Precision 'f16': every GEMM operand rounded to half (src/webgpu/
- * gemm-mixed.ts), the row kernels and all buffers fp32.
+ * (`GpuContext.scratch`), so a group of layers holds those in all.
+ *
+ * Precision 'f16': every GEMM operand rounded to half (src/webgpu/gemm-mixed.ts: the tensor cores
+ * where the context has them), the row kernels and all buffers fp32.
  */
 import { fail } from '../../../src/errors.js';
 import type { GpuContext } from '../../../src/webgpu/context.js';
