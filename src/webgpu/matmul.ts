@@ -19,8 +19,9 @@
  * of 8 rows against a vocab of 151936 gets a 16×128 tile). Bounds are checked on every load and
  * store, so any M, N, K works.
  *
- * Batched (`MatmulArgs.batch`; ./gemm.ts and ./gemm-f16.ts, not this file's `matmul`): dispatch z walks the batch entries instead of K slices; each entry
- * offsets its operands by the batch's strides (two-level for GQA, `BatchGroup`).
+ * Batched (`MatmulArgs.batch`; ./gemm.ts and ./gemm-f16.ts, not this file's `matmul`): dispatch z
+ * walks the batch entries instead of K slices; each entry offsets its operands by the batch's
+ * strides (two-level for GQA, `BatchGroup`) and may skip a causal triangle (`MatmulBatch.triangle`).
  *
  * Split-K: when M×N has too few tiles to fill the GPU but K is long (grad_x = dlogits·W of one
  * chunk: 32×896 outputs over K = 151936), S workgroup slices (dispatch z) each reduce a K range
