@@ -2,7 +2,7 @@
  * The CausalAttention WGSL kernels (custom-ops/causal-attention/webgpu: batched GEMMs and row
  * kernels) at the 0.5B step's shapes: time of the forward (o, lse) and of the backward (dq, dk,
  * dv), and their rate in the flash-attention convention (causal forward 2·B·Hq·T²·D FLOPs,
- * backward 2.5× that; the GEMMs compute the masked half of every [T, T] product too), with a
+ * backward 2.5× that; the GEMMs skip whole tiles of the masked half, not the diagonal's), with a
  * float64 check of sampled rows of every output (o, lse, dq: query rows; dk, dv: key rows, summed
  * over the query heads of their group).
  *
