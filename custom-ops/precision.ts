@@ -1,6 +1,7 @@
 /**
  * The `precision` attribute of the fused ops with GEMMs (SwiGLUMLP and its forms and backward ops,
- * FusedLinearCrossEntropy and its with-grad form; issue 12's `--precision mixed`):
+ * FusedLinearCrossEntropy and its with-grad form, Linear and LinearGrad, CausalAttention and
+ * CausalAttentionGrad; issue 12's `--precision mixed`):
  *
  *   'fp32' (default, or absent)  every GEMM in fp32, as before the attribute existed
  *   'f16'                        every GEMM operand rounded to IEEE binary16 (nearest even, overflow

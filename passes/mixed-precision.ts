@@ -2,10 +2,11 @@
  * mixed-precision — mark the fused ops whose GEMMs may take f16 operands (fp32 accumulation) for
  * `--precision mixed`:
  *
- *   SwiGLUMLP / SwiGLUMLPKeep / FusedLinearCrossEntropy(WithGrad) / Linear   →   the same node, precision="f16"
+ *   SwiGLUMLP / SwiGLUMLPKeep / FusedLinearCrossEntropy(WithGrad) / Linear / CausalAttention
+ *   →   the same node, precision="f16"
  *
  * The attribute is read by the ops' kernels and copied by their gradient rules to the backward ops;
- * activations, RMSNorm, RoPE, attention, the loss and every other op stay fp32. The ops marked are
+ * activations, RMSNorm, RoPE, the attention's softmax, the loss and every other op stay fp32. The ops marked are
  * those whose schema declares the `precision` attribute (custom-ops/precision.ts PRECISION_ATTR), so
  * no op gets an attribute its checker would refuse. Runs on the fused forward model, before autodiff.
  */

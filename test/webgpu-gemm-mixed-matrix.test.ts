@@ -18,7 +18,7 @@ import { swigluMlpGradRef, swigluMlpRef } from '../custom-ops/swiglu-mlp/referen
 import { swigluMlpBackward, swigluMlpForward } from '../custom-ops/swiglu-mlp/webgpu/mlp.js';
 import { linearCrossEntropyGradRef } from '../custom-ops/fused-linear-cross-entropy/reference.js';
 import { fusedLinearCrossEntropy } from '../custom-ops/fused-linear-cross-entropy/webgpu/flce.js';
-import { gemmRef, randn, relL2, rng } from './webgpu-helpers.js';
+import { gemmRef, gqaBatch, randn, relL2, rng, runBatch } from './webgpu-helpers.js';
 
 const MATRIX = 'chromium-experimental-subgroup-matrix';
 
@@ -58,6 +58,21 @@ describe.skipIf(!env.ctx)("precision 'f16' on the tensor cores (ctx.f16Matrix) v
       const e = relL2(got, gemmRef(m, n, k, Float32Array.from(roundToFloat16(A)), Float32Array.from(roundToFloat16(B)), ta, tb, 1, acc));
       console.info(`gemm_f16 via gemmMixed ${m}x${n}x${k} ${JSON.stringify(opt)}: ${e.toExponential(2)}`);
       expect(e).toBeLessThan(1e-6);
+    }
+  });
+
+  it('batched GEMMs (attention: GQA two-level index): vec4 staging on the 128 tile, scalar staging on the 64 tile, TN, a triangle', async () => {
+    const cases: [string, Parameters<typeof runBatch>[2]][] = [
+      ['NT vec4, 128 tile', { m: 256, n: 200, k: 64, transB: true, alpha: 0.125, tile: { tm: 8, tn: 8 }, batch: gqaBatch(256, 200, 64) }],
+      ['NN scalar, 64 tile', { m: 130, n: 64, k: 130, batch: gqaBatch(130, 64, 130) }],
+      ['TN, plain strides', { m: 96, n: 64, k: 260, transA: true, batch: { count: 4, strideA: 260 * 96, strideB: 260 * 64, strideC: 96 * 64 } }],
+      ['NT vec4, lowerC (tiles past the diagonal skipped)', { m: 300, n: 300, k: 64, transB: true, tile: { tm: 8, tn: 8 }, batch: { ...gqaBatch(300, 300, 64), triangle: 'lowerC' } }],
+    ];
+    for (const [name, args] of cases) {
+      const { got, want } = await runBatch(ctx, gemmMixed, args, true);
+      const e = relL2(got, want);
+      console.info(`batched gemm_f16 ${name}: ${e.toExponential(2)}`);
+      expect(e, name).toBeLessThan(1e-6);
     }
   });
 

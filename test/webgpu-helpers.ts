@@ -8,7 +8,8 @@
  */
 import { expect } from 'vitest';
 import { GpuContext } from '../src/webgpu/context.js';
-import type { MatmulArgs } from '../src/webgpu/matmul.js';
+import { batchOffset, type MatmulArgs, type MatmulBatch } from '../src/webgpu/matmul.js';
+import { roundToFloat16 } from '../src/onnx/half.js';
 import { requestNodeAdapter, requestNodeDevice, useSwiftShaderIfPresent } from '../src/webgpu/dawn-node.js';
 export { rng, randn } from '../src/random.js';
 import { rng, randn } from '../src/random.js';
@@ -89,3 +90,54 @@ export async function gemmError(ctx: GpuContext, gemm: (ctx: GpuContext, args: M
   const got = (await ctx.readF32(c, pad + m * n)).subarray(pad);
   return relL2(got, gemmRef(m, n, k, A, B, ta, tb, 0.75, opt.accumulate ? C0 : undefined));
 }
+
+/** Elements an operand's buffer needs: its farthest entry plus one matrix. */
+const extent = (batch: MatmulBatch, x: 'A' | 'B' | 'C', offset: number, matrix: number) =>
+  offset + Math.max(...Array.from({ length: batch.count }, (_, z) => batchOffset(batch, x, z))) + matrix;
+
+/**
+ * Float64 reference of every batch entry, written into a copy of C0 (entries at their offsets);
+ * batch.triangle 'lowerA' ('upperA'): op(A)[i, p] taken as zero for p > i (p < i); 'lowerC': see runBatch.
+ */
+export function batchRef(args: Omit<MatmulArgs, 'a' | 'b' | 'c'>, A: Float32Array, B: Float32Array, C0: Float32Array, offs: { a: number; b: number; c: number }): Float64Array {
+  const { m, n, k, transA = false, transB = false } = args;
+  const batch = args.batch!;
+  const C = Float64Array.from(C0);
+  for (let z = 0; z < batch.count; z++) {
+    const a = A.slice(offs.a + batchOffset(batch, 'A', z), offs.a + batchOffset(batch, 'A', z) + m * k);
+    const zero = (i: number, p: number) => (batch.triangle === 'lowerA' && p > i) || (batch.triangle === 'upperA' && p < i);
+    if (batch.triangle) for (let i = 0; i < m; i++) for (let p = 0; p < k; p++) if (zero(i, p)) a[transA ? p * m + i : i * k + p] = 0;
+    const b = B.subarray(offs.b + batchOffset(batch, 'B', z), offs.b + batchOffset(batch, 'B', z) + k * n);
+    const c0 = C0.slice(offs.c + batchOffset(batch, 'C', z), offs.c + batchOffset(batch, 'C', z) + m * n);
+    C.set(gemmRef(m, n, k, a, b, transA, transB, args.alpha ?? 1, args.accumulate ? c0 : undefined), offs.c + batchOffset(batch, 'C', z));
+  }
+  return C;
+}
+
+/**
+ * Run one batched GEMM on random data (seeded; `editA` may change A, whose entries start at `offset`), return got and float64 want over all of C's buffer
+ * (batch.triangle 'lowerC': want takes got's values above each entry's diagonal, which are not wanted).
+ */
+export async function runBatch(ctx: GpuContext, gemm: (ctx: GpuContext, a: MatmulArgs) => void, args: Omit<MatmulArgs, 'a' | 'b' | 'c'>, round = false, editA?: (A: Float32Array, offset: number) => void) {
+  const { m, n, k, transA = false, transB = false, batch } = args;
+  const offs = { a: 5, b: 3, c: 7 };
+  const r = rng(m * 31 + n * 7 + k + batch!.count);
+  const A = randn(r, extent(batch!, 'A', offs.a, m * k)), B = randn(r, extent(batch!, 'B', offs.b, k * n)), C0 = randn(r, extent(batch!, 'C', offs.c, m * n));
+  editA?.(A, offs.a);
+  const c = ctx.upload('C', C0);
+  gemm(ctx, { ...args, a: { buffer: ctx.upload('A', A), offset: offs.a, ld: transA ? m : k }, b: { buffer: ctx.upload('B', B), offset: offs.b, ld: transB ? k : n }, c: { buffer: c, offset: offs.c, ld: n } });
+  const got = await ctx.readF32(c, C0.length);
+  const rd = (x: Float32Array) => (round ? Float32Array.from(roundToFloat16(x)) : x);
+  const want = batchRef(args, rd(A), rd(B), C0, offs), unrounded = batchRef(args, A, B, C0, offs);
+  if (batch!.triangle === 'lowerC')
+    for (let z = 0; z < batch!.count; z++)
+      for (let i = 0; i < m; i++)
+        for (let j = i + 1; j < n; j++) {
+          const at = offs.c + batchOffset(batch!, 'C', z) + i * n + j;
+          want[at] = unrounded[at] = got[at];
+        }
+  return { got, want, unrounded, C0, offC: offs.c };
+}
+
+// Grouped-query attention's pattern: z = b·Hq + h (B 2, Hq 4, Hkv 2, g 2) reads B's entry b·Hkv + ⌊h/2⌋.
+export const gqaBatch = (m: number, n: number, k: number): MatmulBatch => ({ count: 8, strideA: m * k, strideB: k * n, strideC: m * n, groupB: { inner: 4, div: 2, strideOuter: 2 * k * n } });

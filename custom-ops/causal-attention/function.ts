@@ -3,11 +3,13 @@
  * the query heads (Unsqueeze → Expand → Reshape, as transformers' repeat_kv), scores
  * MatMul(q, kᵀ)·scale with the keys after each query replaced by float32's lowest value, lse by
  * ReduceMax/Exp/ReduceSum/Log, o = MatMul(exp(s − lse), v). Stock ops the WebGPU EP runs on the GPU.
+ * Under precision 'f16' every MatMul operand is rounded through float16 (../precision.ts gemmOperand).
  */
 import { DataType } from '../../src/onnx/schema.js';
-import type { Value } from '../../src/ir/graph.js';
+import type { Node, Value } from '../../src/ir/graph.js';
 import type { Body } from '../../src/fused/body.js';
-import type { FusedOp } from '../../src/fused/types.js';
+import type { BodyOptions, FusedOp, Target } from '../../src/fused/types.js';
+import { gemmOperand, precisionOption } from '../precision.js';
 import { causalAttentionSchema } from './schema.js';
 
 /** float32's lowest value: a masked score (exp of it minus any finite lse is 0). */
@@ -38,13 +40,19 @@ export function maskedScores(b: Body, q: Value, kf: Value): Value {
   return op.Where(allowed, s, op.CastLike(b.const(FLT_LOWEST, DataType.FLOAT, []), q));
 }
 
-export function buildCausalAttention(b: Body, [q, k, v]: Value[]): Value[] {
+export function buildCausalAttention(b: Body, [q, k, v]: Value[], _target: Target, opts: BodyOptions): Value[] {
   const op = b.op;
-  const s = maskedScores(b, q, repeatKv(b, k, q));
+  const r = (x: Value) => gemmOperand(b, x, opts.precision);
+  const s = maskedScores(b, r(q), r(repeatKv(b, k, q)));
   const m = b.reduce('ReduceMax', s, [-1], true);
   const lse = op.Add(m, op.Log(b.reduce('ReduceSum', op.Exp(op.Sub(s, m)), [-1], true)));
-  const o = op.MatMul(op.Exp(op.Sub(s, lse)), repeatKv(b, v, q));
+  const o = op.MatMul(r(op.Exp(op.Sub(s, lse))), r(repeatKv(b, v, q)));
   return [o, op.Squeeze(lse, b.const([-1]))];
 }
 
-export const causalAttention: FusedOp = { schema: causalAttentionSchema, buildBody: buildCausalAttention };
+/** CausalAttention and CausalAttentionGrad: the precision their callers use. */
+export function attentionOptions(nodes: Node[], target: Target): BodyOptions {
+  return precisionOption(nodes, target, causalAttentionSchema.name);
+}
+
+export const causalAttention: FusedOp = { schema: causalAttentionSchema, buildBody: buildCausalAttention, bodyOptions: attentionOptions };

@@ -8,16 +8,19 @@ import { causalAttentionGradOp } from './grad-function.js';
 import { causalAttentionGradKernel, causalAttentionKernel } from './webgpu/entry.js';
 
 /**
- * The backward kernel's one intermediate (webgpu/attention.ts): δ = rowsum(do·o), [B, Hq, T] in
- * 4-byte elements. The forward kernel holds nothing besides o and lse. (The portable bodies hold
- * [B, Hq, T, T] scores; ORT's own planner sees those, the activation plan counts our kernels.)
+ * The kernels' intermediates (webgpu/attention.ts), fp32: [B, Hq, T, T] scores — one buffer in the
+ * forward (S, then P in place), two in the backward (P and dS) — and in the backward, where
+ * Hq > Hkv, the per-query-head partial of dK and dV [B, Hq, T, D]. (The portable bodies hold
+ * [B, Hq, T, T] scores too; ORT's own planner sees those, the activation plan counts our kernels.)
  */
-const deltaBytes = (n: Node, dims: DimsOf): number | undefined => {
-  const q = n.input(0) && dims(n.input(0)!);
-  return q && q.length === 4 ? q[0] * q[1] * q[2] * 4 : undefined;
+const scoreBytes = (buffers: number, partial: boolean) => (n: Node, dims: DimsOf): number | undefined => {
+  const q = n.input(0) && dims(n.input(0)!), k = n.input(1) && dims(n.input(1)!);
+  if (!q || q.length !== 4 || !k || k.length !== 4) return undefined;
+  const [b, hq, t, d] = q;
+  return 4 * (buffers * b * hq * t * t + (partial && hq > k[1] ? b * hq * t * d : 0));
 };
 
 /** Not recomputable: recomputing o costs the whole attention. */
-export const causalAttentionRecord: FusedOpRecord = { ...causalAttention, grad: causalAttentionGrad, webgpu: causalAttentionKernel };
+export const causalAttentionRecord: FusedOpRecord = { ...causalAttention, grad: causalAttentionGrad, webgpu: causalAttentionKernel, workspace: scoreBytes(1, false) };
 
-export const causalAttentionGradRecord: FusedOpRecord = { ...causalAttentionGradOp, webgpu: causalAttentionGradKernel, workspace: deltaBytes };
+export const causalAttentionGradRecord: FusedOpRecord = { ...causalAttentionGradOp, webgpu: causalAttentionGradKernel, workspace: scoreBytes(2, true) };

@@ -4,6 +4,7 @@
  * textbook way (full softmax over the allowed keys), not the way the kernels do it.
  */
 
+import { roundToFloat16 } from '../../src/onnx/half.js';
 import type { AttnDims } from './schema.js';
 
 /** Softmax row t of head (bi, h): probabilities over keys 0..t and their log-sum-exp. */
@@ -74,4 +75,47 @@ export function causalAttentionGradRef(q: ArrayLike<number>, k: ArrayLike<number
       }
     }
   return { dq, dk, dv };
+}
+
+/**
+ * Forward and backward at once, product by product (s = scale·q·kᵀ, o = p·v, dp = do·vᵀ,
+ * ds = p(dp − δ) with δ = do·o, dq = scale·ds·k, dk = scale·dsᵀ·q, dv = pᵀ·do), every product's
+ * operands rounded to IEEE half when `f16` (precision 'f16' as the bodies and kernels do it: ds
+ * rounded before its scale).
+ */
+export function causalAttentionProductsRef(q: ArrayLike<number>, k: ArrayLike<number>, v: ArrayLike<number>, dout: ArrayLike<number>, s: AttnDims, f16: boolean) {
+  const r = f16 ? (x: number) => roundToFloat16([x])[0] : (x: number) => x;
+  const { b, hq, hkv, t: T, d: D, scale } = s;
+  const g = hq / hkv;
+  const o = new Float64Array(b * hq * T * D), lse = new Float64Array(b * hq * T);
+  const dq = new Float64Array(o.length), dk = new Float64Array(b * hkv * T * D), dv = new Float64Array(dk.length);
+  for (let bi = 0; bi < b; bi++)
+    for (let h = 0; h < hq; h++) {
+      const qo = (bi * hq + h) * T * D, ko = (bi * hkv + Math.floor(h / g)) * T * D;
+      const dot = (x: ArrayLike<number>, xo: number, y: ArrayLike<number>, yo: number) => {
+        let acc = 0;
+        for (let e = 0; e < D; e++) acc += r(x[xo + e]) * r(y[yo + e]);
+        return acc;
+      };
+      for (let t = 0; t < T; t++) {
+        const sc = Array.from({ length: t + 1 }, (_, u) => scale * dot(q, qo + t * D, k, ko + u * D));
+        const mx = Math.max(...sc);
+        const l = mx + Math.log(sc.reduce((acc, x) => acc + Math.exp(x - mx), 0));
+        lse[(bi * hq + h) * T + t] = l;
+        const p = sc.map((x) => Math.exp(x - l));
+        const dp = p.map((_, u) => dot(dout, qo + t * D, v, ko + u * D));
+        for (let u = 0; u <= t; u++) for (let e = 0; e < D; e++) o[qo + t * D + e] += r(p[u]) * r(v[ko + u * D + e]);
+        let delta = 0; // δ = do·o (fp32 in the kernel: not a GEMM operand)
+        for (let e = 0; e < D; e++) delta += dout[qo + t * D + e] * o[qo + t * D + e];
+        for (let u = 0; u <= t; u++) {
+          const ds = p[u] * (dp[u] - delta);
+          for (let e = 0; e < D; e++) {
+            dq[qo + t * D + e] += scale * r(ds) * r(k[ko + u * D + e]);
+            dk[ko + u * D + e] += scale * r(ds) * r(q[qo + t * D + e]);
+            dv[ko + u * D + e] += r(p[u]) * r(dout[qo + t * D + e]);
+          }
+        }
+      }
+    }
+  return { o, lse, dq, dk, dv };
 }

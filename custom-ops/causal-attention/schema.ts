@@ -12,10 +12,13 @@
  * q [B, Hq, T, D], k and v [B, Hkv, T, D] (Hq a multiple of Hkv) share the element type; o has q's
  * shape, lse is [B, Hq, T] (kept for the backward, CausalAttentionGrad, which recomputes the
  * probabilities from it: nothing [T, T] is saved). No padding mask: the fusion only fires where the
- * model's mask is exactly causal (passes/fuse-causal-attention.ts).
+ * model's mask is exactly causal (passes/fuse-causal-attention.ts). Under precision 'f16' the
+ * operands of its products (q and k for the scores, the probabilities and v for o) are rounded to
+ * IEEE half, the products accumulated in fp32 (../precision.ts); the softmax stays fp32.
  */
 import { DataType } from '../../src/onnx/schema.js';
 import { formatShape, tensorType, type Dim, type TensorType } from '../../src/ir/types.js';
+import { PRECISION_ATTR } from '../precision.js';
 import { expectInput, inferRule, invalid, ORTFUSE_DOMAIN, ORTFUSE_VERSION, sameDim, sameElem, type Attrs, type FusedOpSchema, type IoSpec } from '../../src/fused/types.js';
 
 export const FLOATS = [DataType.FLOAT, DataType.FLOAT16, DataType.BFLOAT16, DataType.DOUBLE] as const;
@@ -63,7 +66,7 @@ export const causalAttentionSchema: FusedOpSchema = {
     { name: 'o', types: FLOATS, doc: "[B, Hq, T, D], q's type" },
     { name: 'lse', types: FLOATS, doc: '[B, Hq, T] log-sum-exp of each row of scaled, masked scores' },
   ],
-  attributes: [{ name: 'scale', type: 'FLOAT', default: 1, doc: 'multiplies q·kᵀ (Qwen2: 1/√D)' }],
+  attributes: [{ name: 'scale', type: 'FLOAT', default: 1, doc: 'multiplies q·kᵀ (Qwen2: 1/√D)' }, PRECISION_ATTR],
   check(types: (TensorType | undefined)[], attrs: Attrs, where: string): TensorType[] {
     const { elem, q, lse } = checkAttentionInputs(where, types, causalAttentionSchema.inputs, attrs);
     return [tensorType(elem, q), tensorType(elem, lse)];

@@ -98,7 +98,7 @@ describe('step memory estimate', () => {
     expect(Math.abs(act(lin) - act(mlp))).toBeLessThan(0.02 * act(mlp));
   });
 
-  it('--fuse-attention: the [B, H, T, T] probabilities leave the plan, the backward op\'s δ workspace enters it; the planner plans it', () => {
+  it('--fuse-attention: the [B, H, T, T] probabilities leave the plan, the kernel score workspaces [B, H, T, T] enter it; the planner plans it', () => {
     const [B, T, L, H] = [8, 512, QWEN2_0_5B.num_hidden_layers, QWEN2_0_5B.num_attention_heads];
     // Without recomputation (with it, the default plan recomputes the probabilities in the backward anyway).
     const mlp = trainingGraph(buildQwen2Structure(QWEN2_0_5B), { fuse: true, fuseMlp: true, recompute: false }).train.graph;
@@ -109,7 +109,7 @@ describe('step memory estimate', () => {
     const saved = act(mlp) - act(attn);
     console.log(`0.5B 8x512 activation plan: --fuse-mlp ${(act(mlp) / GiB).toFixed(2)} GiB, + --fuse-attention ${(act(attn) / GiB).toFixed(2)} GiB (${(saved / GiB).toFixed(2)} GiB less; L·B·H·T²·4 = ${(L * probs / GiB).toFixed(2)})`);
     expect(saved).toBeGreaterThan(0.6 * L * probs);
-    // One CausalAttentionGrad node: δ [B, H, T] while it runs.
+    // One CausalAttentionGrad node: P and dS [B, H, T, T] and (GQA 2:1) the dK/dV partial [B, H, T, D] while it runs.
     const one = createModel({ opset: 20, opsets: { 'ai.ortfuse': 1 } });
     const gb = new GraphBuilder(one.graph);
     const F = DataType.FLOAT;
@@ -120,7 +120,7 @@ describe('step memory estimate', () => {
     inferShapes(one, { rules: FUSED_INFER_RULES });
     const b1 = boundShapes(one.graph, 3, 5);
     const plain = memoryPlan(one.graph, b1.size).peakBytes;
-    expect(memoryPlan(one.graph, b1.size, undefined, { workspace: opWorkspace(FUSED_OPS, b1.dims) }).peakBytes - plain).toBe(3 * 4 * 5 * 4);
+    expect(memoryPlan(one.graph, b1.size, undefined, { workspace: opWorkspace(FUSED_OPS, b1.dims) }).peakBytes - plain).toBe((2 * 3 * 4 * 5 * 5 + 3 * 4 * 5 * 8) * 4);
     const base = trainingGraph(buildQwen2Structure(QWEN2_0_5B), { fuse: true, fuseMlp: true, fuseAttention: true, recompute: false }).train;
     const planned = planMemory(base, { batch: B, seq: T, backend: 'webgpu' });
     expect(planned.values).toBeGreaterThan(0);

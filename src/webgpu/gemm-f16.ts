@@ -13,7 +13,7 @@ import { fail } from '../errors.js';
 import type { GpuContext } from './context.js';
 import { checkMatmulArgs, gemmUniforms, runGemm, type MatmulArgs } from './matmul.js';
 import { generateWgsl, type Program } from './program.js';
-import { bindings, cStore, gemmPlan, HEAD, range, stageTile, WG } from './gemm.js';
+import { batchDispatch, bindings, cStore, gemmPlan, HEAD, range, stageTile, WG } from './gemm.js';
 
 
 /** One f16 × f16 → f32 subgroup-matrix shape of the adapter (GPUAdapterInfo.subgroupMatrixConfigs). */
@@ -105,12 +105,13 @@ export function gemmF16Program(args: MatmulArgs, split: number, opts: F16Options
   if (!Number.isInteger(mt) || !Number.isInteger(nt) || bk % ck) fail('usage', `gemm_f16: subgroup matrix ${cm}x${cn}x${ck} does not tile a ${sgm}x${sgn}x${bk} block`);
   const pa = bk + 8, pb = bn + 8; // row pitches (f16 elements; multiples of 8 = 16 bytes)
   const slice = Math.ceil(Math.ceil(args.k / split) / bk) * bk;
+  const batched = !!args.batch, bz = batchDispatch(args, split);
   const L = `subgroup_matrix_left<f16, ${ck}, ${cm}>`, R = `subgroup_matrix_right<f16, ${cn}, ${ck}>`;
   return {
     name: 'gemm_f16_sgmatrix',
-    cacheKey: `${transA ? 'T' : 'N'}${transB ? 'T' : 'N'};acc=${accumulate ? 1 : 0};tile=${bm};cfg=${cm}x${cn}x${ck};${syntax};in=${opts.halfOperands ? 'f16' : 'f32'}`,
+    cacheKey: `${transA ? 'T' : 'N'}${transB ? 'T' : 'N'};acc=${accumulate ? 1 : 0};tile=${bm};cfg=${cm}x${cn}x${ck};${syntax};in=${opts.halfOperands ? 'f16' : 'f32'}${bz.key}`,
     workgroupSize: [WG],
-    dispatch: [Math.ceil(args.n / bn), Math.ceil(args.m / bm), split],
+    dispatch: [Math.ceil(args.n / bn), Math.ceil(args.m / bm), bz.z],
     uniforms: gemmUniforms(args, split, slice),
     bindings: bindings(opts.halfOperands ? 'f16' : 'f32'),
     extensions: ['f16', 'chromium_experimental_subgroup_matrix'],
@@ -129,11 +130,11 @@ var<workgroup> As: array<f16, ${bm * pa}>; // [m][k]
 var<workgroup> Bs: array<f16, ${bk * pb}>; // [k][n]
 var<workgroup> Cs: array<f32, ${8 * cm * cn}>; // one result matrix per subgroup (epilogue)`,
         main: `
-  let sg = lidx / 32u; let lane = lidx % 32u; let sr = sg / 4u; let sc = sg % 4u;${HEAD(bm, bn)}
+  let sg = lidx / 32u; let lane = lidx % 32u; let sr = sg / 4u; let sc = sg % 4u;${HEAD(bm, bn, false, args.batch)}
   ${range(mt).flatMap((i) => range(nt).map((j) => `var ${acc(i, j)} = subgroup_matrix_result<f32, ${cn}, ${cm}>();`)).join(' ')}
   for (var k0 = kBegin; k0 < kEnd; k0 += ${bk}u) {
-    ${stageTile({ name: 'A', trans: transA, rows: bm, cols: bk, zero: 'f16(0.0)', cast: 'f16', store: (r, c, v) => `As[(${r}) * ${pa}u + ${c}] = ${v};` })}
-    ${stageTile({ name: 'B', trans: transB, rows: bk, cols: bn, zero: 'f16(0.0)', cast: 'f16', store: (r, c, v) => `Bs[(${r}) * ${pb}u + ${c}] = ${v};` })}
+    ${stageTile({ name: 'A', trans: transA, rows: bm, cols: bk, zero: 'f16(0.0)', cast: 'f16', store: (r, c, v) => `As[(${r}) * ${pa}u + ${c}] = ${v};`, batched })}
+    ${stageTile({ name: 'B', trans: transB, rows: bk, cols: bn, zero: 'f16(0.0)', cast: 'f16', store: (r, c, v) => `Bs[(${r}) * ${pb}u + ${c}] = ${v};`, batched })}
     workgroupBarrier();${steps}
     workgroupBarrier();
   }${epilogue}`,
@@ -143,14 +144,16 @@ var<workgroup> Cs: array<f32, ${8 * cm * cn}>; // one result matrix per subgroup
 }
 
 /**
- * Whether gemmF16VecProgram can run `args`: f32 operands whose contiguous axes, leading dimensions
- * and offsets are multiples of 4 (every vec4 of a tile is then wholly inside or outside).
+ * Whether gemmF16VecProgram can run `args`: f32 operands whose contiguous axes, leading dimensions,
+ * offsets and batch strides are multiples of 4 (every vec4 of a tile is then wholly inside or outside).
  */
 export function f16VecFits(args: MatmulArgs, opts: F16Options): boolean {
   const { m, n, k, transA = false, transB = false } = args;
   const four = (x: number) => x % 4 === 0;
+  const bt = args.batch;
+  const batchFits = !bt || (four(bt.strideA) && four(bt.strideB) && four(bt.groupA?.strideOuter ?? 0) && four(bt.groupB?.strideOuter ?? 0));
   return !opts.halfOperands && four(args.a.ld) && four(args.a.offset ?? 0) && four(args.b.ld) && four(args.b.offset ?? 0)
-    && four(transA ? m : k) && four(transB ? k : n);
+    && four(transA ? m : k) && four(transB ? k : n) && batchFits;
 }
 
 /**
@@ -175,6 +178,7 @@ export function gemmF16VecProgram(args: MatmulArgs, split: number, opts: F16Opti
   const pa = aK ? bk + 8 : bm + 8, aRows = aK ? bm : bk, aVec = (aK ? bk : bm) / 4;
   const pb = bN ? bn + 8 : bk + 8, bRows = bN ? bk : bn, bVec = (bN ? bn : bk) / 4;
   const slice = Math.ceil(Math.ceil(args.k / split) / bk) * bk;
+  const batched = !!args.batch, bz = batchDispatch(args, split), ofs = batched ? '' : 'u.';
   const L = `subgroup_matrix_left<f16, ${ck}, ${cm}>`, R = `subgroup_matrix_right<f16, ${cn}, ${ck}>`, Res = `subgroup_matrix_result<f32, ${cn}, ${cm}>`;
   const per = (aRows * aVec) / WG; // vec4s per invocation per operand (4)
   /** One operand's vec4 `i` of this invocation: tile row/column, global vec4 index, in-range test. */
@@ -184,8 +188,8 @@ export function gemmF16VecProgram(args: MatmulArgs, split: number, opts: F16Opti
     const rc = `let r = ${e} / ${cols}u; let c = 4u * (${e} % ${cols}u);`;
     // Stored row index and column of the element, and their limits.
     const [sr, sc, rl, cl, ld, off] = name === 'A'
-      ? (aK ? ['row0 + r', `${k} + c`, 'u.M', 'kEnd', 'u.lda', 'u.offA'] : [`${k} + r`, 'row0 + c', 'kEnd', 'u.M', 'u.lda', 'u.offA'])
-      : (bN ? [`${k} + r`, 'col0 + c', 'kEnd', 'u.N', 'u.ldb', 'u.offB'] : ['col0 + r', `${k} + c`, 'u.N', 'kEnd', 'u.ldb', 'u.offB']);
+      ? (aK ? ['row0 + r', `${k} + c`, 'u.M', 'kEnd', 'u.lda', `${ofs}offA`] : [`${k} + r`, 'row0 + c', 'kEnd', 'u.M', 'u.lda', `${ofs}offA`])
+      : (bN ? [`${k} + r`, 'col0 + c', 'kEnd', 'u.N', 'u.ldb', `${ofs}offB`] : ['col0 + r', `${k} + c`, 'u.N', 'kEnd', 'u.ldb', `${ofs}offB`]);
     return { rc, inRange: `${sr} < ${rl} && ${sc} < ${cl}`, index: `(${off} + (${sr}) * ${ld} + ${sc}) / 4u` };
   };
   const loads = (k: string) => range(per).map((i) => ['A', 'B'].map((name) => {
@@ -207,9 +211,9 @@ export function gemmF16VecProgram(args: MatmulArgs, split: number, opts: F16Opti
   const cOff = (i: number, j: number) => `offC + (row0 + sr * ${sgm}u + ${i * cm}u) * u.ldc + col0 + sc * ${sgn}u + ${j * cn}u`;
   return {
     name: 'gemm_f16_sgmatrix_vec',
-    cacheKey: `${transA ? 'T' : 'N'}${transB ? 'T' : 'N'};acc=${accumulate ? 1 : 0};cfg=${cm}x${cn}x${ck};${syntax}`,
+    cacheKey: `${transA ? 'T' : 'N'}${transB ? 'T' : 'N'};acc=${accumulate ? 1 : 0};cfg=${cm}x${cn}x${ck};${syntax}${bz.key}`,
     workgroupSize: [WG],
-    dispatch: [Math.ceil(args.n / bn), Math.ceil(args.m / bm), split],
+    dispatch: [Math.ceil(args.n / bn), Math.ceil(args.m / bm), bz.z],
     uniforms: gemmUniforms(args, split, slice),
     bindings: [{ name: 'A', access: 'read', type: 'vec4<f32>' }, { name: 'B', access: 'read', type: 'vec4<f32>' }, { name: 'C', access: 'read_write', type: 'f32' }],
     extensions: ['f16', 'chromium_experimental_subgroup_matrix'],
@@ -225,7 +229,7 @@ var<workgroup> As: array<f16, ${aRows * pa}>; // A's tile as stored: ${aK ? '[m]
 var<workgroup> Bs: array<f16, ${bRows * pb}>; // B's tile as stored: ${bN ? '[k][n]' : '[n][k]'}
 var<workgroup> Cs: array<f32, ${8 * cm * cn}>; // one result matrix per subgroup (edge epilogue)`,
         main: `
-  let sg = lidx / 32u; let lane = lidx % 32u; let sr = sg / 4u; let sc = sg % 4u;${HEAD(bm, bn)}
+  let sg = lidx / 32u; let lane = lidx % 32u; let sr = sg / 4u; let sc = sg % 4u;${HEAD(bm, bn, false, args.batch)}
   let interior = row0 + ${bm}u <= u.M && col0 + ${bn}u <= u.N && u.alpha == 1.0;
   ${range(mt).flatMap((i) => range(nt).map((j) => `var ${acc(i, j)} = ${Res}();`)).join(' ')}
   ${accumulate ? `if (interior) {

@@ -12,12 +12,15 @@
  * pitch, which keeps the transposing stores of a row-major operand at most 2-way bank-conflicted.
  * No subgroup operations: on NVIDIA the vec4 broadcast reads already serve a warp.
  *
+ * Batched products (`MatmulArgs.batch`, e.g. attention's per-head Q·Kᵀ): dispatch z = batch entry,
+ * no split-K; unbatched programs generate the same WGSL as without the option.
+ *
  * Both kernels drop to a 64×64 tile when the 128×128 grid would leave the GPU's SMs idle (N = 128
  * rows of K/V projections), and split K where too few workgroups would walk a long K (`gemmPlan`).
  */
 import { fail } from '../errors.js';
 import type { GpuContext } from './context.js';
-import { checkMatmulArgs, chooseSplitK, gemmUniforms, runGemm, type MatmulArgs } from './matmul.js';
+import { BATCH_OFFSETS, checkMatmulArgs, chooseSplitK, gemmUniforms, runGemm, type MatmulArgs, type MatmulBatch } from './matmul.js';
 import type { BindingDecl, Program } from './program.js';
 
 export const WG = 256;
@@ -43,6 +46,8 @@ interface StageSpec {
   store: (r: string, c: string, v: string) => string;
   /** The variable holding the tile's first K index (default k0). */
   kVar?: string;
+  /** Batched program: the operand offset is HEAD's local offA / offB, not the uniform. */
+  batched?: boolean;
 }
 
 /**
@@ -60,7 +65,7 @@ function tileElements(o: StageSpec): { rc: string; inRange: string; value: strin
   const inner = kMajor ? rows : cols; // tile extent along the stored contiguous axis
   const r0 = name === 'A' ? 'row0' : k, c0 = name === 'A' ? k : 'col0';
   const rLim = name === 'A' ? 'u.M' : 'kEnd', cLim = name === 'A' ? 'kEnd' : 'u.N';
-  const ld = name === 'A' ? 'u.lda' : 'u.ldb', off = name === 'A' ? 'u.offA' : 'u.offB';
+  const ld = name === 'A' ? 'u.lda' : 'u.ldb', off = `${o.batched ? '' : 'u.'}off${name}`;
   return range((rows * cols) / WG).map((i) => {
     const e = `(lidx + ${WG * i}u)`;
     const [r, c] = kMajor ? [`${e} % ${inner}u`, `${e} / ${inner}u`] : [`${e} / ${inner}u`, `${e} % ${inner}u`];
@@ -87,11 +92,23 @@ function stageViaRegisters(o: StageSpec): { decl: string; load: string; store: s
   };
 }
 
-/** Common head of both kernels: tile origin, K range of this slice, C offset of this slice. */
-export const HEAD = (bm: number, bn: number, swap = false) => `
-  let row0 = wid.${swap ? 'x' : 'y'} * ${bm}u; let col0 = wid.${swap ? 'y' : 'x'} * ${bn}u;
+/**
+ * Common head of both kernels: tile origin, K range of this slice, C offset of this slice; batched
+ * (`batch`), the whole K and the entry's offsets offA, offB, offC (wid.z = batch entry), and the
+ * batch's triangle: tiles above the diagonal return at once ('lowerC', before any barrier: the
+ * whole workgroup), K stops after the tile's last row ('lowerA') or starts at its first ('upperA').
+ */
+export const HEAD = (bm: number, bn: number, swap = false, batch?: MatmulBatch) => `
+  let row0 = wid.${swap ? 'x' : 'y'} * ${bm}u; let col0 = wid.${swap ? 'y' : 'x'} * ${bn}u;${batch ? `${batch.triangle === 'lowerC' ? `
+  if (col0 > row0 + ${bm - 1}u) { return; } // uniform: the whole tile is above the diagonal` : ''}
+  let kBegin = ${batch.triangle === 'upperA' ? 'row0' : '0u'}; let kEnd = ${batch.triangle === 'lowerA' ? `min(u.K, row0 + ${bm}u)` : 'u.K'};
+  ${BATCH_OFFSETS}` : `
   let kBegin = wid.z * u.slice; let kEnd = min(u.K, kBegin + u.slice);
-  let offC = u.offC + wid.z * u.M * u.ldc;`;
+  let offC = u.offC + wid.z * u.M * u.ldc;`}`;
+
+/** Dispatch z and the cache key's suffix of a GEMM program: batch entries, else K slices. */
+export const batchDispatch = (args: MatmulArgs, split: number): { z: number; key: string } =>
+  args.batch ? { z: args.batch.count, key: `;batch${args.batch.triangle ? `;${args.batch.triangle}` : ''}` } : { z: split, key: '' };
 
 export const cStore = (accumulate: boolean, gm: string, gn: string, v: string) =>
   `if (${gm} < u.M && ${gn} < u.N) { let idx = offC + ${gm} * u.ldc + ${gn}; C[idx] = ${accumulate ? 'C[idx] + ' : ''}u.alpha * ${v}; }`;
@@ -155,13 +172,14 @@ export function gemmF32Program(args: MatmulArgs, split: number, small = false, v
   const bm = 64 * q, bn = 64 * q, pitch = bm + 4; // pitch in floats (bm = bn)
   const slice = Math.ceil(Math.ceil(args.k / split) / bk) * bk;
   const P4 = pitch / 4, bufVec4 = bk * P4;
+  const batched = !!args.batch, bz = batchDispatch(args, split);
   const bytes = 2 * (double ? 2 : 1) * bufVec4 * 16;
   if (bytes > WORKGROUP_BYTES) fail('usage', `gemm_f32: K step ${bk}${double ? ', double-buffered,' : ''} needs ${bytes} bytes of workgroup memory for a ${bm}x${bn} tile (at most ${WORKGROUP_BYTES})`);
   return {
     name: 'gemm_f32',
-    cacheKey: `${transA ? 'T' : 'N'}${transB ? 'T' : 'N'};acc=${accumulate ? 1 : 0};tile=${bm};bk=${bk};pf=${prefetch ? 1 : 0};db=${double ? 1 : 0};swap=${swap ? 1 : 0};unroll=${unroll ? 1 : 0}${variant.roundF16 ? ';q16=1' : ''}`,
+    cacheKey: `${transA ? 'T' : 'N'}${transB ? 'T' : 'N'};acc=${accumulate ? 1 : 0};tile=${bm};bk=${bk};pf=${prefetch ? 1 : 0};db=${double ? 1 : 0};swap=${swap ? 1 : 0};unroll=${unroll ? 1 : 0}${variant.roundF16 ? ';q16=1' : ''}${bz.key}`,
     workgroupSize: [WG],
-    dispatch: swap ? [Math.ceil(args.m / bm), Math.ceil(args.n / bn), split] : [Math.ceil(args.n / bn), Math.ceil(args.m / bm), split],
+    dispatch: swap ? [Math.ceil(args.m / bm), Math.ceil(args.n / bn), bz.z] : [Math.ceil(args.n / bn), Math.ceil(args.m / bm), bz.z],
     uniforms: gemmUniforms(args, split, slice),
     bindings: bindings('f32'),
     source: () => {
@@ -170,8 +188,8 @@ export function gemmF32Program(args: MatmulArgs, split: number, small = false, v
       const putA = (buf: string) => (r: string, c: string, v: string) => `As[${buf}(${c}) * ${P4}u + (${r}) / 4u][(${r}) % 4u] = ${v};`;
       const putB = (buf: string) => (r: string, c: string, v: string) => `Bs[${buf}(${r}) * ${P4}u + (${c}) / 4u][(${c}) % 4u] = ${v};`;
       const spec = (name: 'A' | 'B', buf: string, kVar = 'k0') => name === 'A'
-        ? { name, trans: transA, rows: bm, cols: bk, zero: '0.0', cast, store: putA(buf), kVar } as const
-        : { name, trans: transB, rows: bk, cols: bn, zero: '0.0', cast, store: putB(buf), kVar } as const;
+        ? { name, trans: transA, rows: bm, cols: bk, zero: '0.0', cast, store: putA(buf), kVar, batched } as const
+        : { name, trans: transB, rows: bk, cols: bn, zero: '0.0', cast, store: putB(buf), kVar, batched } as const;
       const I = range(4 * q);
       // Element i of the invocation's rows: quadrant i/4 (offset 16·quadrant vec4s), component i%4.
       const frag = (v: string, i: number) => `${v}${i >> 2}[${i & 3}]`;
@@ -232,7 +250,7 @@ export function gemmF32Program(args: MatmulArgs, split: number, small = false, v
 var<workgroup> As: array<vec4<f32>, ${bufs * bufVec4}>; // [k][m], pitch ${pitch} floats${double ? ', two buffers' : ''}
 var<workgroup> Bs: array<vec4<f32>, ${bufs * bufVec4}>; // [k][n]`,
         main: `
-  let tx = lidx % 16u; let ty = lidx / 16u;${HEAD(bm, bn, swap)}
+  let tx = lidx % 16u; let ty = lidx / 16u;${HEAD(bm, bn, swap, args.batch)}
   ${I.flatMap((i) => I.map((j) => `var c${i}_${j} = 0.0;`)).join(' ')}
   ${loop}
   ${I.flatMap((i) => I.map((j) => cStore(accumulate, `(row0 + ${64 * (i >> 2)}u + 4u * ty + ${i & 3}u)`, `(col0 + ${64 * (j >> 2)}u + 4u * tx + ${j & 3}u)`, `c${i}_${j}`))).join('\n  ')}`,
@@ -250,9 +268,17 @@ const SPLIT_TARGET = 8 * FILL;
 /** Shortest K range of one slice. */
 const MIN_SLICE = 512;
 
-/** Tile size (small or not) and K slices for an M×N×K product on 128×128 / 64×64 tiles. */
-export function gemmPlan(args: Pick<MatmulArgs, 'm' | 'n' | 'k' | 'tile' | 'splitK'>): { small: boolean; split: number } {
+/**
+ * Tile size (small or not) and K slices for an M×N×K product on 128×128 / 64×64 tiles. Batched:
+ * never split; the small tile where all entries' tiles would not fill the GPU or where M or N is
+ * at most 64 (attention's head size: a 128-wide tile would compute half zeros).
+ */
+export function gemmPlan(args: Pick<MatmulArgs, 'm' | 'n' | 'k' | 'tile' | 'splitK' | 'batch'>): { small: boolean; split: number } {
   const { m, n, k } = args;
+  if (args.batch) {
+    const small = args.tile ? args.tile.tm < 8 : m <= 64 || n <= 64 || Math.ceil(m / 128) * Math.ceil(n / 128) * args.batch.count < FILL;
+    return { small, split: 1 };
+  }
   // args.tile (tests, benches) forces the size: tm = 8 is the 128×128 tile, anything less 64×64.
   const small = args.tile ? args.tile.tm < 8 : Math.ceil(m / 128) * Math.ceil(n / 128) < FILL;
   const edge = small ? 64 : 128;
@@ -272,7 +298,7 @@ export function gemmF32(ctx: GpuContext, args: MatmulArgs, variant?: F32Variant)
     // The kernel and K split before session 7's tuning, for same-call comparisons in the step benches.
     const small = Math.ceil(args.m / 128) * Math.ceil(args.n / 128) < FILL;
     const t = small ? 4 : 8;
-    const split = Math.max(1, Math.min(chooseSplitK(args.m, args.n, args.k, { tm: t, tn: t }), Math.ceil(args.k / 32)));
+    const split = args.batch ? 1 : Math.max(1, Math.min(chooseSplitK(args.m, args.n, args.k, { tm: t, tn: t }), Math.ceil(args.k / 32)));
     runGemm(ctx, args, split, (a, s) => gemmF32Program(a, s, small, { bk: 16, roundF16: variant?.roundF16 }));
     return;
   }

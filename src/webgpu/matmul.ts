@@ -19,6 +19,10 @@
  * of 8 rows against a vocab of 151936 gets a 16×128 tile). Bounds are checked on every load and
  * store, so any M, N, K works.
  *
+ * Batched (`MatmulArgs.batch`; ./gemm.ts and ./gemm-f16.ts, not this file's `matmul`): dispatch z
+ * walks the batch entries instead of K slices; each entry offsets its operands by the batch's
+ * strides (two-level for GQA, `BatchGroup`) and may skip a causal triangle (`MatmulBatch.triangle`).
+ *
  * Split-K: when M×N has too few tiles to fill the GPU but K is long (grad_x = dlogits·W of one
  * chunk: 32×896 outputs over K = 151936), S workgroup slices (dispatch z) each reduce a K range
  * into a [S, M, N] scratch, and a second kernel sums the slices into C (with alpha, accumulating).
@@ -50,7 +54,68 @@ export interface MatmulArgs {
   tile?: { tm: number; tn: number };
   /** Override the number of K slices (1 = no split); default from the tile count and K. */
   splitK?: number;
+  /** `count` products in one dispatch (gemm_f32, gemm_f16; see MatmulBatch). */
+  batch?: MatmulBatch;
 }
+
+/**
+ * A two-level batch index for an operand: entry z reads its matrix at
+ *
+ *   offset + ⌊z / inner⌋·strideOuter + ⌊(z mod inner) / div⌋·stride
+ *
+ * e.g. grouped-query attention with z = b·Hq + h reading kv head b·Hkv + ⌊h/g⌋ of k [B, Hkv, T, D]:
+ * `{ inner: Hq, div: g, strideOuter: Hkv·T·D }` with stride T·D (there ⌊z/g⌋·T·D is the same
+ * offset, so `{ inner: count, div: g, strideOuter: 0 }` serves as well).
+ */
+export interface BatchGroup {
+  inner: number;
+  div: number;
+  strideOuter: number;
+}
+
+/**
+ * A batched GEMM: C_z = alpha·op(A_z)·op(B_z) (+ C_z) for z < count, all of one M, N, K, layout and
+ * alpha, one dispatch (workgroup z = batch entry; no split-K). Entry z of an operand starts at its
+ * view's offset + z·stride (A, B: or their `group`'s two-level index); strides are elements, 0 = the
+ * same matrix for every entry (A and B only: entries of C must not overlap).
+ */
+export interface MatmulBatch {
+  count: number;
+  strideA: number;
+  strideB: number;
+  strideC: number;
+  groupA?: BatchGroup;
+  groupB?: BatchGroup;
+  /**
+   * Triangular structure of every entry (attention's causal mask), in op(·)'s row and column
+   * indices: 'lowerC' = only C[i, j] with j ≤ i is wanted: workgroup tiles wholly above the
+   * diagonal are skipped (that part of C keeps its old contents; entries above the diagonal inside
+   * computed tiles are written); 'lowerA' = op(A)[i, p] is zero for p > i: each tile's K loop stops
+   * after the tile's last row; 'upperA' = op(A)[i, p] is zero for p < i: it starts at the tile's
+   * first row.
+   */
+  triangle?: 'lowerC' | 'lowerA' | 'upperA';
+}
+
+/** Batch entries of one dispatch at most (workgroup count along z). */
+export const MAX_BATCH = 65535;
+
+/** One operand's batch index parts (inner, div, strideOuter, stride): a plain stride is the group { count, 1, 0 }. */
+function batchParts(batch: MatmulBatch, name: 'A' | 'B' | 'C'): [number, number, number, number] {
+  const stride = name === 'A' ? batch.strideA : name === 'B' ? batch.strideB : batch.strideC;
+  const g = name === 'A' ? batch.groupA : name === 'B' ? batch.groupB : undefined;
+  return g ? [g.inner, g.div, g.strideOuter, stride] : [batch.count, 1, 0, stride];
+}
+
+/** Element offset of batch entry z of an operand, relative to its view's offset (the WGSL of BATCH_OFFSETS). */
+export function batchOffset(batch: MatmulBatch, name: 'A' | 'B' | 'C', z: number): number {
+  const [inner, div, outer, stride] = batchParts(batch, name);
+  return Math.floor(z / inner) * outer + Math.floor((z % inner) / div) * stride;
+}
+
+/** WGSL: the batch entry's operand offsets offA, offB, offC (wid.z = entry) from the batch uniforms. */
+export const BATCH_OFFSETS = ['A', 'B', 'C'].map((x) =>
+  `let off${x} = u.off${x} + (wid.z / u.bIn${x}) * u.bOut${x} + ((wid.z % u.bIn${x}) / u.bDiv${x}) * u.bStr${x};`).join(' ');
 
 const BK = 16;
 
@@ -93,6 +158,15 @@ export function gemmUniforms(args: MatmulArgs, split: number, slice: number): Un
     { name: 'alpha', type: 'f32', value: split === 1 ? alpha : 1 },
     // K range of slice z: [z·slice, min(K, (z+1)·slice)); C of slice z starts at offC + z·M·ldc
     { name: 'slice', type: 'u32', value: slice },
+    ...(args.batch ? (['A', 'B', 'C'] as const).flatMap((x) => {
+      const [inner, div, outer, stride] = batchParts(args.batch!, x);
+      return [
+        { name: `bIn${x}`, type: 'u32' as const, value: inner },
+        { name: `bDiv${x}`, type: 'u32' as const, value: div },
+        { name: `bOut${x}`, type: 'u32' as const, value: outer },
+        { name: `bStr${x}`, type: 'u32' as const, value: stride },
+      ];
+    }) : []),
   ];
 }
 
@@ -178,14 +252,47 @@ export function checkMatmulArgs(kernel: string, args: MatmulArgs, bytesAB = 4): 
     const last = (v.offset ?? 0) + (rows > 0 ? (rows - 1) * v.ld + cols : 0);
     if (last * bytes > v.buffer.size) fail('usage', `${kernel}: ${what} needs ${last} elements but its buffer holds ${v.buffer.size / bytes}`);
   };
-  need(args.a, transA ? k : m, transA ? m : k, 'A', bytesAB);
-  need(args.b, transB ? n : k, transB ? k : n, 'B', bytesAB);
-  need(args.c, m, n, 'C', 4);
+  const batch = args.batch;
+  if (batch) checkBatch(kernel, args);
+  // The farthest batch entry of each operand (entry 0 without a batch).
+  const far = (x: 'A' | 'B' | 'C') => {
+    if (!batch) return 0;
+    let most = 0;
+    for (let z = 0; z < batch.count; z++) most = Math.max(most, batchOffset(batch, x, z));
+    return most;
+  };
+  need({ ...args.a, offset: (args.a.offset ?? 0) + far('A') }, transA ? k : m, transA ? m : k, 'A', bytesAB);
+  need({ ...args.b, offset: (args.b.offset ?? 0) + far('B') }, transB ? n : k, transB ? k : n, 'B', bytesAB);
+  need({ ...args.c, offset: (args.c.offset ?? 0) + far('C') }, m, n, 'C', 4);
+}
+
+/** The batch's count, strides and groups are integers in range, no split-K, and entries of C do not overlap. */
+function checkBatch(kernel: string, args: MatmulArgs): void {
+  const b = args.batch!;
+  const int = (what: string, v: number, min: number) => {
+    if (!Number.isInteger(v) || v < min || v >= 2 ** 32) fail('usage', `${kernel}: batch ${what}=${v} must be an integer >= ${min}`);
+  };
+  int('count', b.count, 1);
+  if (b.count > MAX_BATCH) fail('usage', `${kernel}: batch count ${b.count} is above ${MAX_BATCH} (one dispatch's workgroups along z)`);
+  int('strideA', b.strideA, 0);
+  int('strideB', b.strideB, 0);
+  int('strideC', b.strideC, 0);
+  for (const [name, g] of [['groupA', b.groupA], ['groupB', b.groupB]] as const) {
+    if (!g) continue;
+    int(`${name}.inner`, g.inner, 1);
+    int(`${name}.div`, g.div, 1);
+    int(`${name}.strideOuter`, g.strideOuter, 0);
+  }
+  if (b.triangle !== undefined && !['lowerC', 'lowerA', 'upperA'].includes(b.triangle)) fail('usage', `${kernel}: batch triangle='${b.triangle}' is not 'lowerC', 'lowerA' or 'upperA'`);
+  if (args.splitK !== undefined && args.splitK !== 1) fail('usage', `${kernel}: splitK=${args.splitK} with a batch (batched GEMMs run unsplit)`);
+  const span = args.m > 0 && args.n > 0 ? (args.m - 1) * args.c.ld + args.n : 0;
+  if (b.count > 1 && b.strideC < span) fail('usage', `${kernel}: batch strideC=${b.strideC} makes the entries of C overlap (each spans ${span} elements)`);
 }
 
 /** Validate and record one GEMM on `ctx` (see header). */
 export function matmul(ctx: GpuContext, args: MatmulArgs): void {
   const { m, n, k } = args;
+  if (args.batch) fail('usage', 'matmul: no batch here (gemmF32 and gemmMixed run batched GEMMs)');
   checkMatmulArgs('matmul', args);
   if (m === 0 || n === 0) return;
   const split = Math.max(1, Math.min(args.splitK ?? chooseSplitK(m, n, k, args.tile ?? chooseTile(m, n)), Math.ceil(k / BK)));
@@ -198,6 +305,7 @@ export function matmul(ctx: GpuContext, args: MatmulArgs): void {
  */
 export function runGemm(ctx: GpuContext, args: MatmulArgs, split: number, program: (args: MatmulArgs, split: number) => Program): void {
   const { m, n } = args;
+  if (args.batch && split !== 1) fail('usage', `matmul: a batched GEMM runs unsplit (split ${split})`);
   if (split === 1) {
     ctx.run(program(args, 1), [args.a.buffer, args.b.buffer, args.c.buffer]);
     return;

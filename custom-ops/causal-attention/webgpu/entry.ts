@@ -1,8 +1,9 @@
 /// <reference types="@webgpu/types" />
-/** CausalAttention and CausalAttentionGrad as our WGSL kernels in the webgpu backend's stage plan (src/ops/kernel.ts). */
+/** CausalAttention and CausalAttentionGrad as our WGSL kernels (batched GEMMs, ./attention.ts) in the webgpu backend's stage plan (src/ops/kernel.ts). */
 import { fail } from '../../../src/errors.js';
 import type { Node } from '../../../src/ir/graph.js';
 import { f32, floatInputs, kernelIo, type GpuValue, type KernelPolicy, type KernelRead, type WebGpuKernel } from '../../../src/ops/kernel.js';
+import { nodePrecision, type Precision } from '../../precision.js';
 import { causalAttentionBackward, causalAttentionForward, type AttnDims } from './attention.js';
 
 /**
@@ -13,7 +14,7 @@ const policy: KernelPolicy = { key: 'attn', default: 'ort' };
 
 const read = (count: number) => (n: Node): KernelRead => {
   const why = floatInputs(n, count);
-  return why ? { why } : { attrs: { scale: n.attrFloat('scale', 1) } };
+  return why ? { why } : { attrs: { scale: n.attrFloat('scale', 1), precision: nodePrecision(n) } };
 };
 
 /** B, Hq, Hkv, T, D from q [B, Hq, T, D] and k, v [B, Hkv, T, D], or an error naming the node. */
@@ -23,7 +24,6 @@ function dimsOf(where: string, q: GpuValue, k: GpuValue, v: GpuValue, scale: num
   const same = (x: GpuValue) => x.dims.length === 4 && x.dims[0] === b && x.dims[1] === hkv && x.dims[2] === t && x.dims[3] === d;
   if (q.dims.length !== 4 || !same(k) || !same(v) || !(hkv > 0) || hq % hkv !== 0)
     fail('runtime', `${where}: q [${q.dims}], k [${k.dims}], v [${v.dims}] must be [B, Hq, T, D], [B, Hkv, T, D], [B, Hkv, T, D] with Hkv dividing Hq`);
-  if (d > 128) fail('runtime', `${where}: head size ${d} is above the kernel's 128 (run it in ORT: --kernels without attn)`);
   return { b, hq, hkv, t, d, scale };
 }
 
@@ -33,7 +33,7 @@ export const causalAttentionKernel: WebGpuKernel = {
     const { where, drop, need, keep } = kernelIo(call, inputs);
     const q = need(0, 'q'), k = need(1, 'k'), v = need(2, 'v');
     const d = dimsOf(where, q, k, v, Number(call.attrs.scale));
-    const r = causalAttentionForward(ctx, { ...d, q: q.buffer, k: k.buffer, v: v.buffer });
+    const r = causalAttentionForward(ctx, { ...d, precision: call.attrs.precision as Precision, q: q.buffer, k: k.buffer, v: v.buffer });
     return { outputs: [keep(0, f32(r.o, q.dims)), keep(1, f32(r.lse, q.dims.slice(0, 3)))], drop };
   },
 };
@@ -47,7 +47,7 @@ export const causalAttentionGradKernel: WebGpuKernel = {
     sameDims(dout, q, 'do and q');
     const d = dimsOf(where, q, k, v, Number(call.attrs.scale));
     if (lse.dims.length !== 3 || lse.dims.some((x, i) => x !== q.dims[i])) fail('runtime', `${where}: lse [${lse.dims}] must be [B, Hq, T] of q [${q.dims}]`);
-    const r = causalAttentionBackward(ctx, { ...d, q: q.buffer, k: k.buffer, v: v.buffer, o: o.buffer, lse: lse.buffer, dout: dout.buffer });
+    const r = causalAttentionBackward(ctx, { ...d, precision: call.attrs.precision as Precision, q: q.buffer, k: k.buffer, v: v.buffer, o: o.buffer, lse: lse.buffer, dout: dout.buffer });
     return { outputs: [keep(0, f32(r.dq, q.dims)), keep(1, f32(r.dk, k.dims)), keep(2, f32(r.dv, v.dims))], drop };
   },
 };
