@@ -153,12 +153,24 @@ export class GpuContext {
 
   /**
    * While held (a training step: StagedSteps.run), every released buffer of ours goes to the pool
-   * whatever its size, so that later kernels of the step reuse it instead of creating one. The pool
-   * keeps them after the step too: the next step (same shapes) asks for the same sizes, and what the
-   * pool holds between steps is at most what the step itself held at its peak.
+   * whatever its size, so that later kernels of the step reuse it instead of creating one; letting
+   * go trims the pool back to poolBytes.
    */
   holdPool(on: boolean): void {
     this.holding = on;
+    if (on || this.pooled <= this.poolBytes) return;
+    for (const [size, free] of this.pool) {
+      while (free.length && this.pooled > this.poolBytes) {
+        const b = free.pop()!;
+        this.inPool.delete(b);
+        this.poolable.delete(b);
+        this.pooled -= size;
+        if (this.encoder) this.doomed.push(b);
+        else b.destroy();
+      }
+      if (!free.length) this.pool.delete(size);
+      if (this.pooled <= this.poolBytes) break;
+    }
   }
 
   /** Dispatches recorded since the last submit. */
