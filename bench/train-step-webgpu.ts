@@ -199,6 +199,8 @@ const SETTINGS: Record<string, { dawn?: string; ep?: Record<string, string>; lif
   'no-pool': { liftoff: true, noPool: true },
   // Our kernels' buffer pool at 3 GiB instead of DEFAULT_POOL_BYTES (1 GiB): fewer buffers created per step.
   'pool-3g': { liftoff: true, poolGiB: 3 },
+  // A pool that never trims: each step reuses every buffer the step before released (same shapes).
+  'pool-keep': { liftoff: true, poolGiB: 64 },
 };
 
 /** --profile: the profiled step of each run (bench/stage-probe.ts), one row each. */

@@ -198,14 +198,18 @@ describe('precision mixed (cpu)', () => {
   });
 });
 
-describe('projections as Linear ops by default in webgpu mixed precision', () => {
-  it('the library and runTraining default fuseLinear to webgpu + mixed only; an explicit choice wins', async () => {
+describe('projections and attention as fused ops by default on webgpu', () => {
+  it('the library defaults fuseLinear and fuseAttention to webgpu only (either precision); an explicit choice wins', async () => {
     const { resolveOptions } = await import('../src/training/options.js');
     const { defaultFuseLinear } = await import('../src/runtime/session.js');
     expect(resolveOptions({ backend: 'webgpu', precision: 'mixed' }).fuseLinear).toBe(true);
     expect(resolveOptions({ backend: 'webgpu', precision: 'mixed', fuseLinear: false }).fuseLinear).toBe(false);
-    expect(resolveOptions({ backend: 'webgpu' }).fuseLinear).toBe(false);
+    expect(resolveOptions({ backend: 'webgpu' }).fuseLinear).toBe(true);
     expect(resolveOptions({ backend: 'cpu', precision: 'mixed' }).fuseLinear).toBe(false);
-    expect([defaultFuseLinear('webgpu', true, 'mixed'), defaultFuseLinear('webgpu', false, 'mixed'), defaultFuseLinear('webgpu', true, 'fp32'), defaultFuseLinear('cpu', true, 'mixed')]).toEqual([true, false, false, false]);
+    expect(resolveOptions({ backend: 'webgpu' }).fuseAttention).toBe(true);
+    expect(resolveOptions({ backend: 'webgpu', fuseAttention: false }).fuseAttention).toBe(false);
+    expect(resolveOptions({ backend: 'cpu' }).fuseAttention).toBe(false);
+    expect(resolveOptions({ backend: 'webgpu', fuse: false }).fuseAttention).toBe(false);
+    expect([defaultFuseLinear('webgpu', true), defaultFuseLinear('webgpu', false), defaultFuseLinear('cpu', true)]).toEqual([true, false, false]);
   });
 });

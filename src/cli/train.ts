@@ -71,9 +71,10 @@ export const trainCommand: CliCommand<TrainArgs> = {
       .option('--no-fuse', 'train the graph as exported, without the fusions')
       .option('--fuse-mlp', 'also fuse each whole SwiGLU MLP (gate, up, SwiGLU, down) into one SwiGLUMLP op (default on the webgpu backend, where it runs on our GEMM kernels: 0.5B 8x512 11.5 instead of 17.0 GiB; off on cpu)')
       .option('--mlp-recompute <mode>', "with the fused MLP: its backward recomputes gate and up (on: keeps only x, two more GEMMs per layer), reads them kept from the forward (off: 2 x [B*T, I] more per layer), or auto: under --memory-budget as the planner needs, else off on webgpu and on on cpu", 'auto')
-      .option('--fuse-attention', "also fuse each layer's causal attention into one CausalAttention op whose backward recomputes the probabilities (off by default until measured)")
-      .option('--fuse-linear', "also fuse each remaining projection by a parameter (the attention's q, k, v with bias, o) into one Linear op, run on our GEMM by the webgpu kernels (default on the webgpu backend with --precision mixed: 0.5B 8x512 5,400 -> 7,820 tok/s on an H200; off otherwise: +2-10% at 8x512 in fp32, but 1x128 steps twice as long)")
-      .option('--no-fuse-linear', 'keep the projections as ORT MatMuls (the default but in webgpu mixed precision)')
+      .option('--fuse-attention', "also fuse each layer's causal attention into one CausalAttention op whose backward recomputes the probabilities (default on the webgpu backend, where it runs on our batched GEMMs; off on cpu)")
+      .option('--no-fuse-attention', 'keep the attention as ORT MatMul/Softmax nodes (the default on cpu)')
+      .option('--fuse-linear', "also fuse each remaining projection by a parameter (the attention's q, k, v with bias, o) into one Linear op, run on our GEMM by the webgpu kernels (default on the webgpu backend; off on cpu)")
+      .option('--no-fuse-linear', 'keep the projections as ORT MatMuls (the default on cpu)')
       .option('--no-fuse-mlp', 'keep the MLP as MatMuls around the SwiGLU op (the webgpu default before 2026-12-04)')
       .option('--seed <n>', 'seed for batch order', '0')
       .option('--warmup <n>', 'warm-up steps (default: min(10, steps/10))')
@@ -120,7 +121,7 @@ export const trainCommand: CliCommand<TrainArgs> = {
       fuse: o.fuse !== false,
       fuseMlp: o.fuseMlp as boolean | undefined,
       mlpRecompute: o.mlpRecompute === 'auto' ? undefined : o.mlpRecompute as MlpRecompute,
-      fuseAttention: o.fuseAttention === true,
+      fuseAttention: o.fuseAttention as boolean | undefined,
       fuseLinear: o.fuseLinear as boolean | undefined,
       warmup: o.warmup === undefined ? undefined : num(o.warmup, 'warmup'),
       weightDecay: num(o.weightDecay, 'weight-decay', false),

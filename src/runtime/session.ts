@@ -187,10 +187,20 @@ export function defaultFuseMlp(backend: string, fuse: boolean): boolean {
 
 /**
  * Whether the projections become Linear ops when the run does not say (`--fuse-linear`): on the
- * webgpu backend in mixed precision, where their f16 GEMMs and the ORT segments they empty made the
- * 0.5B 8×512 step 5,400 → 7,820 tok/s on an H200, same call (bench/results/step-speed-h200.md, session 8);
- * off in fp32 (+2-10% at 8×512, but 146 ORT segments instead of 50 double the 1×128 step).
+ * webgpu backend, where they run on our GEMMs (f16 tensor cores in mixed precision: 0.5B 8×512
+ * 5,400 → 7,820 tok/s on an H200, same call; bench/results/step-speed-h200.md, session 8) and, with
+ * the attention fusion and the glue kernels, leave ORT only the embedding and position tables
+ * (bench/results/step-speed-h200.md, session 9).
  */
-export function defaultFuseLinear(backend: string, fuse: boolean, precision: string | undefined): boolean {
-  return fuse && backend === 'webgpu' && precision === 'mixed';
+export function defaultFuseLinear(backend: string, fuse: boolean): boolean {
+  return fuse && backend === 'webgpu';
+}
+
+/**
+ * Whether each layer's causal attention becomes one CausalAttention op when the run does not say
+ * (`--fuse-attention`): on the webgpu backend, where it runs on our batched GEMMs (the rest of the
+ * layer's ops around it then need no ORT run; bench/results/step-speed-h200.md, session 9); off on cpu (not measured there).
+ */
+export function defaultFuseAttention(backend: string, fuse: boolean): boolean {
+  return fuse && backend === 'webgpu';
 }

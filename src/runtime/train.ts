@@ -31,7 +31,7 @@ import { gib, largestFitting, memoryLimit, stepMemoryModel, type StepMemory } fr
 import { checkBatchShape, checkNotTrainingGraph } from './model-limits.js';
 import type { ScheduleKind } from './optimizer.js';
 import { checkOptions, checkResume, checkResumeModel, runSettings, type ParamShapes } from './run-checks.js';
-import { defaultFuseLinear, defaultFuseMlp, prepareTraining, vocabSize, type PreparedTraining } from './session.js';
+import { defaultFuseAttention, defaultFuseLinear, defaultFuseMlp, prepareTraining, vocabSize, type PreparedTraining } from './session.js';
 import { FUSED_OPS } from '../../custom-ops/registry.js';
 import type { CpuTrainer, StepResult, TrainerOptions } from './trainer.js';
 import { withPeers } from './peers.js';
@@ -60,11 +60,11 @@ export interface TrainOptions {
   fuse: boolean;
   /** With `fuse`: each whole SwiGLU MLP as one op (`--fuse-mlp`; default: on webgpu, see defaultFuseMlp). */
   fuseMlp?: boolean;
-  /** With `fuse`: each remaining projection by a parameter (the attention's q, k, v, o) as one Linear op (`--fuse-linear`; default: on webgpu in mixed precision, see defaultFuseLinear). */
+  /** With `fuse`: each remaining projection by a parameter (the attention's q, k, v, o) as one Linear op (`--fuse-linear`; default: on webgpu, see defaultFuseLinear). */
   fuseLinear?: boolean;
   /** With the fused MLP: whether its backward recomputes gate and up (`--mlp-recompute`; default 'auto': src/runtime/memory-budget.ts mlpInOps). */
   mlpRecompute?: MlpRecompute;
-  /** With `fuse`: each layer's causal attention as one op (`--fuse-attention`; default false). */
+  /** With `fuse`: each layer's causal attention as one op (`--fuse-attention`; default: on webgpu, see defaultFuseAttention). */
   fuseAttention?: boolean;
   /**
    * `--precision`: 'fp32' (default) or 'mixed' (needs `fuse`): f16 GEMM operands in the fused MLP
@@ -251,8 +251,9 @@ export async function runTraining(model: Model, text: string, tok: Tokenizer, o:
     fail('usage', `--mlp-recompute ${o.mlpRecompute} acts on the fused MLP, which this run does not use (${o.fuse ? `--fuse-mlp is off${backend === 'cpu' ? ' by default on cpu' : ''}` : '--no-fuse'})`);
   if (o.fuseLinear && !o.fuse) fail('usage', '--fuse-linear needs the fusions (it is one of the fusion passes): drop --no-fuse');
   const precision = o.precision ?? 'fp32';
-  const fuseLinear = o.fuseLinear ?? defaultFuseLinear(backend, o.fuse, precision);
-  const prepared = prepareTraining(model, { fuse: o.fuse, fuseMlp, mlpRecompute: o.mlpRecompute, fuseAttention: o.fuseAttention, fuseLinear, target: backend, trainable: o.trainable, freeze: o.freeze, lora: o.lora, memory: memoryRequest, precision });
+  const fuseLinear = o.fuseLinear ?? defaultFuseLinear(backend, o.fuse);
+  const fuseAttention = o.fuseAttention ?? defaultFuseAttention(backend, o.fuse);
+  const prepared = prepareTraining(model, { fuse: o.fuse, fuseMlp, mlpRecompute: o.mlpRecompute, fuseAttention, fuseLinear, target: backend, trainable: o.trainable, freeze: o.freeze, lora: o.lora, memory: memoryRequest, precision });
   const nParams = [...prepared.initial.values()].reduce((s, p) => s + p.length, 0);
   const shapes: ParamShapes = prepared.train.graph.inputs
     .filter((v) => prepared.initial.has(v.name))

@@ -4,7 +4,7 @@
  */
 import { fail } from '../errors.js';
 import { resolveLora, type LoraOptions, type ResolvedLora } from '../params/lora-config.js';
-import { defaultFuseLinear, defaultFuseMlp } from '../runtime/session.js';
+import { defaultFuseAttention, defaultFuseLinear, defaultFuseMlp } from '../runtime/session.js';
 import { MLP_RECOMPUTE, type MlpRecompute } from '../runtime/memory-budget.js';
 import { checkInitialLossScale, PRECISIONS, type Precision } from '../runtime/loss-scale.js';
 
@@ -45,9 +45,9 @@ export interface TrainerConfig {
    * 'auto' (default): as memoryBudget needs, else kept on webgpu and recomputed on cpu.
    */
   mlpRecompute?: MlpRecompute;
-  /** With fuse: each layer's causal attention as one op, as `--fuse-attention` (default false until measured). */
+  /** With fuse: each layer's causal attention as one op, as `--fuse-attention` (default: on for webgpu, else off; defaultFuseAttention). */
   fuseAttention?: boolean;
-  /** With fuse: each remaining projection by a parameter (the attention's q, k, v, o) as one Linear op, as `--fuse-linear` (default: on for webgpu in mixed precision, else off; defaultFuseLinear). */
+  /** With fuse: each remaining projection by a parameter (the attention's q, k, v, o) as one Linear op, as `--fuse-linear` (default: on for webgpu, else off; defaultFuseLinear). */
   fuseLinear?: boolean;
   /** Globs of parameters to train, as `--trainable` (torch names where the export records them; default all). */
   trainable?: string | string[];
@@ -150,8 +150,8 @@ export function resolveOptions(c: TrainerConfig): ResolvedOptions {
     fuse: c.fuse ?? true,
     precision: c.precision ?? 'fp32',
     fuseMlp: c.fuseMlp ?? defaultFuseMlp(backend, c.fuse ?? true),
-    fuseAttention: c.fuseAttention ?? false,
-    fuseLinear: c.fuseLinear ?? defaultFuseLinear(backend, c.fuse ?? true, c.precision ?? 'fp32'),
+    fuseAttention: c.fuseAttention ?? defaultFuseAttention(backend, c.fuse ?? true),
+    fuseLinear: c.fuseLinear ?? defaultFuseLinear(backend, c.fuse ?? true),
     trainable: globs(c.trainable, 'trainable'),
     freeze: globs(c.freeze, 'freeze'),
     lora: c.lora === undefined ? undefined : resolveLora(c.lora),

@@ -7,10 +7,11 @@ import { nodePrecision, type Precision } from '../../precision.js';
 import { causalAttentionBackward, causalAttentionForward, type AttnDims } from './attention.js';
 
 /**
- * ORT runs the body unless asked (`--kernels default,attn`): the attention fusion itself is off by
- * default (`--fuse-attention`) until its H200 measurement, and so is this kernel.
+ * Our kernels by default (the attention fusion is on by default on webgpu: defaultFuseAttention of
+ * src/runtime/session.ts): on the batched GEMMs, with the glue kernels the 0.5B step runs in 2 ORT
+ * segments (bench/results/step-speed-h200.md, session 9).
  */
-const policy: KernelPolicy = { key: 'attn', default: 'ort' };
+const policy: KernelPolicy = { key: 'attn', default: 'kernel' };
 
 const read = (count: number) => (n: Node): KernelRead => {
   const why = floatInputs(n, count);

@@ -35,10 +35,12 @@ function kernel(back: boolean): WebGpuKernel['run'] {
 }
 
 /**
- * In ORT by default: as kernels RMSNorm and its gradient add 48-146 segment runs of ~7-13 ms host
- * time each per 0.5B step, more than the bodies cost (bench/results/train-step-webgpu-h100.md).
+ * Our kernel by default: with the glue kernels (src/runtime/webgpu/glue.ts) the ops around it run
+ * as ours too, so it no longer cuts ORT segments (before the glue kernels it added 48-146 segment
+ * runs per 0.5B step: bench/results/train-step-webgpu-h100.md; now the whole step is 2 ORT runs:
+ * bench/results/step-speed-h200.md, session 9).
  */
-const policy: KernelPolicy = { key: 'rmsNorm', default: 'ort', native: 'RMSNormalization-23' };
+const policy: KernelPolicy = { key: 'rmsNorm', default: 'kernel', native: 'RMSNormalization-23' };
 
 export const rmsNormKernel: WebGpuKernel = { name: 'rmsNorm', policy, read: read(2), run: kernel(false) };
 export const rmsNormGradKernel: WebGpuKernel = { name: 'rmsNormGrad', policy, read: read(3), run: kernel(true) };

@@ -33,8 +33,8 @@ function kernel(back: boolean): WebGpuKernel['run'] {
   };
 }
 
-/** In ORT by default, as RMSNorm (more segment runs than the bodies cost: bench/results/train-step-webgpu-h100.md). */
-const policy: KernelPolicy = { key: 'rope', default: 'ort', native: 'RotaryEmbedding-23' };
+/** Our kernel by default, as RMSNorm (see there). */
+const policy: KernelPolicy = { key: 'rope', default: 'kernel', native: 'RotaryEmbedding-23' };
 
 export const ropeKernel: WebGpuKernel = { name: 'rope', policy, read, run: kernel(false) };
 export const ropeGradKernel: WebGpuKernel = { name: 'ropeGrad', policy, read, run: kernel(true) };
