@@ -29,13 +29,14 @@ const count = (nodes: { opType: string }[], op: string) => nodes.filter((n) => n
 
 describe("--kernels with 'native'", () => {
   it('per-op choices on top of all/none/default; the old lists unchanged; formatKernels reads back', () => {
-    expect(NATIVE).toEqual({ flce: 'kernel', rmsNorm: 'native', swiglu: 'kernel', rope: 'native', mlp: 'kernel', attn: 'ort', linear: 'kernel' });
-    expect(parseKernels('flce,swiglu,mlp,linear')).toEqual(parseKernels('default'));
-    expect(parseKernels('flce,swiglu')).toEqual({ ...parseKernels('default'), mlp: 'ort', linear: 'ort' });
-    expect(parseKernels('all,rope=ort')).toEqual({ flce: 'kernel', rmsNorm: 'kernel', swiglu: 'kernel', rope: 'ort', mlp: 'kernel', attn: 'kernel', linear: 'kernel' });
+    expect(NATIVE).toEqual({ flce: 'kernel', rmsNorm: 'native', swiglu: 'kernel', rope: 'native', mlp: 'kernel', attn: 'kernel', linear: 'kernel', glue: 'kernel' });
+    expect(parseKernels('flce,swiglu,mlp,linear,rmsnorm,rope,attn,glue')).toEqual(parseKernels('default'));
+    expect(parseKernels('default')).toEqual(parseKernels('all'));
+    expect(parseKernels('flce,swiglu')).toEqual({ ...parseKernels('none'), flce: 'kernel', swiglu: 'kernel' });
+    expect(parseKernels('all,rope=ort')).toEqual({ flce: 'kernel', rmsNorm: 'kernel', swiglu: 'kernel', rope: 'ort', mlp: 'kernel', attn: 'kernel', linear: 'kernel', glue: 'kernel' });
     expect(parseKernels('none')).toEqual({ flce: 'ort', rmsNorm: 'ort', swiglu: 'ort', rope: 'ort', mlp: 'ort', attn: 'ort', linear: 'ort', glue: 'ort' });
     for (const p of [NATIVE, parseKernels('all'), parseKernels('none'), parseKernels('rope=native')]) expect(parseKernels(formatKernels(p))).toEqual(p);
-    expect(formatKernels(NATIVE)).toBe('flce,swiglu,mlp,linear,rmsnorm=native,rope=native');
+    expect(formatKernels(NATIVE)).toBe('flce,swiglu,mlp,attn,linear,glue,rmsnorm=native,rope=native');
     expect(() => parseKernels('flce=native')).toThrow(/--kernels: 'flce=native': only rmsnorm and rope can run as 'native'/);
     expect(() => parseKernels('rope=fast')).toThrow(/--kernels: 'rope=fast': unknown choice 'fast'/);
     expect(() => parseKernels('layernorm=native')).toThrow(/--kernels: unknown op 'layernorm'/);
@@ -58,8 +59,8 @@ describe('the tiny Qwen2 step under rmsnorm=native, rope=native', () => {
     for (const f of native.functions) expect(f.opsetImports.get(''), f.name).toBe(23);
     expect(p.train.opset('')).toBe(20);
     expect(ort.opset('')).toBe(20);
-    // Same stages as the default policy (FLCE and SwiGLU kernels): the native ops add none.
-    const a = splitStages(ort, parseKernels('default'), FUSED_OPS)!;
+    // Same stages as the default policy with RMSNorm and RoPE run by ORT as bodies: the native ops add none.
+    const a = splitStages(ort, parseKernels('default,rmsnorm=ort,rope=ort'), FUSED_OPS)!;
     const b = splitStages(native, NATIVE, FUSED_OPS)!;
     expect(b.segments.length).toBe(a.segments.length);
     expect(b.plan.steps.length).toBe(a.plan.steps.length);
