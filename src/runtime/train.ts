@@ -361,8 +361,13 @@ export async function runTraining(model: Model, text: string, tok: Tokenizer, o:
  */
 async function diverged(e: unknown, backend: string, trainer: Trainer, meta: () => Record<string, unknown>, files: CheckpointFiles | undefined, o: TrainOptions): Promise<unknown> {
   if (!(e instanceof OrtfuseError) || e.code !== 'diverged') return e;
-  if (backend !== 'cpu' || trainer.step === 0)
-    return new OrtfuseError('diverged', `${e.message}; no checkpoint written (${trainer.step === 0 ? 'no step completed' : 'the webgpu update had already run'}); try a lower --lr`, { cause: e });
+  if (backend !== 'cpu' || trainer.step === 0) {
+    // Mixed precision's loss scale under its floor: the overflowing steps were skipped, not applied.
+    const why = trainer.step === 0 ? 'no step completed'
+      : e.message.includes('loss scale') ? 'the overflowing steps were skipped, but the webgpu backend writes no checkpoint after a divergence'
+      : 'the webgpu update had already run';
+    return new OrtfuseError('diverged', `${e.message}; no checkpoint written (${why}); try a lower --lr`, { cause: e });
+  }
   const f = files ?? (o.fallbackCheckpoint ? new CheckpointFiles(o.fallbackCheckpoint()) : undefined);
   if (!f) return new OrtfuseError('diverged', `${e.message}; try a lower --lr`, { cause: e });
   f.save(await trainer.state(meta()));
