@@ -65,7 +65,7 @@ async function losses(v: number, h: number, chunk: number, b: number, t: number,
 
 describe.skipIf(!env.ctx)('webgpu backend: FusedLinearCrossEntropy as our kernel between ORT segments', () => {
   it('splits the graph: A ends at the kernel inputs, B starts from its gradients; no Loop and no FLCE node left', () => {
-    const split = splitStages(training(512, 32, 16, 'webgpu').train, { flce: 'kernel' }, FUSED_OPS)!;
+    const split = splitStages(training(512, 32, 16, 'webgpu').train, { flce: 'kernel', glue: 'ort' }, FUSED_OPS)!;
     expect(split).toBeDefined();
     expect(split.plan.steps.map((s) => (s.kind === 'ort' ? `ort${s.segment}` : s.call.op))).toEqual(['ort0', 'flce', 'ort1']);
     const [a, b] = split.segments;

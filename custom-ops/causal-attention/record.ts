@@ -20,7 +20,10 @@ const scoreBytes = (buffers: number, partial: boolean) => (n: Node, dims: DimsOf
   return 4 * (buffers * b * hq * t * t + (partial && hq > k[1] ? b * hq * t * d : 0));
 };
 
-/** Not recomputable: recomputing o costs the whole attention. */
-export const causalAttentionRecord: FusedOpRecord = { ...causalAttention, grad: causalAttentionGrad, webgpu: causalAttentionKernel, workspace: scoreBytes(1, false) };
+/** One [B, Hq, T, T] fp32 score buffer: the largest temporary of either kernel. */
+const scoreBuffer = scoreBytes(1, false);
 
-export const causalAttentionGradRecord: FusedOpRecord = { ...causalAttentionGradOp, webgpu: causalAttentionGradKernel, workspace: scoreBytes(2, true) };
+/** Not recomputable: recomputing o costs the whole attention. */
+export const causalAttentionRecord: FusedOpRecord = { ...causalAttention, grad: causalAttentionGrad, webgpu: causalAttentionKernel, workspace: scoreBytes(1, false), workspaceLargest: scoreBuffer };
+
+export const causalAttentionGradRecord: FusedOpRecord = { ...causalAttentionGradOp, webgpu: causalAttentionGradKernel, workspace: scoreBytes(2, true), workspaceLargest: scoreBuffer };

@@ -26,15 +26,15 @@ const workspace = (count: number) => (n: Node, dims: DimsOf): number | undefined
 };
 
 /** Not recomputable: its output costs three GEMMs (and nothing saves it: the residual Add's gradient does not read it). */
-export const swigluMlpRecord: FusedOpRecord = { ...swigluMlp, grad: swigluMlpGrad, webgpu: swigluMlpKernel, workspace: workspace(2) };
+export const swigluMlpRecord: FusedOpRecord = { ...swigluMlp, grad: swigluMlpGrad, webgpu: swigluMlpKernel, workspace: workspace(2), workspaceLargest: workspace(1) };
 
-export const swigluMlpKeepRecord: FusedOpRecord = { ...swigluMlpKeep, grad: swigluMlpKeepGrad, webgpu: swigluMlpKeepKernel, workspace: workspace(1) };
+export const swigluMlpKeepRecord: FusedOpRecord = { ...swigluMlpKeep, grad: swigluMlpKeepGrad, webgpu: swigluMlpKeepKernel, workspace: workspace(1), workspaceLargest: workspace(1) };
 
-export const swigluMlpGradRecord: FusedOpRecord = { ...swigluMlpGradOp, webgpu: swigluMlpGradKernel, workspace: workspace(3) };
+export const swigluMlpGradRecord: FusedOpRecord = { ...swigluMlpGradOp, webgpu: swigluMlpGradKernel, workspace: workspace(3), workspaceLargest: workspace(1) };
 
 /** Its recomputing form is SwiGLUMLPGrad, at the cost of the two projections: 2 · 2·rows·H·I FLOPs. */
 export const swigluMlpKeepGradRecord: FusedOpRecord = {
-  ...swigluMlpKeepGradOp, webgpu: swigluMlpKeepGradKernel, workspace: workspace(1),
+  ...swigluMlpKeepGradOp, webgpu: swigluMlpKeepGradKernel, workspace: workspace(1), workspaceLargest: workspace(1),
   recomputingForm: {
     op: swigluMlpGradOp.schema.name,
     saved: [5, 6],

@@ -80,7 +80,7 @@ export function lastUses(g: Graph): Map<Value, number> {
  * `opts.workspace`: bytes a node holds only while it runs (a fused op's intermediates, ./types.ts
  * opWorkspace), counted at that node on top of its inputs and outputs.
  */
-export function memoryPlan(g: Graph, sizeOf: SizeOf = tensorBytes, last = lastUses(g), opts: { freeOutputs?: (v: Value) => boolean; workspace?: (n: Node) => number } = {}): MemoryPlan {
+export function memoryPlan(g: Graph, sizeOf: SizeOf = tensorBytes, last = lastUses(g), opts: { freeOutputs?: (v: Value) => boolean; workspace?: (n: Node) => number; workspaceLargest?: (n: Node) => number } = {}): MemoryPlan {
   const nodes = g.nodes;
   // Outputs live to the end, except those the caller takes away as soon as they are made (after their last reader).
   const outputs = new Set(g.outputs.filter((v) => !opts.freeOutputs?.(v)));
@@ -103,6 +103,8 @@ export function memoryPlan(g: Graph, sizeOf: SizeOf = tensorBytes, last = lastUs
       live += b;
       if (b > largest.bytes) largest = { bytes: b, what: `${n.opType} output '${o.name}'` };
     }
+    const scratch = opts.workspaceLargest?.(n) ?? 0;
+    if (scratch > largest.bytes) largest = { bytes: scratch, what: `a temporary of ${n.opType} '${n.name}'` };
     const during = live + (opts.workspace?.(n) ?? 0);
     if (during > peak) {
       peak = during;

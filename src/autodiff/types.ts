@@ -106,6 +106,11 @@ export interface DifferentiableOp extends FusedOp {
    */
   workspace?(node: Node, dims: DimsOf): number | undefined;
   /**
+   * Bytes of the largest single buffer among those temporaries (what must fit one WebGPU buffer),
+   * at the shapes `dims` gives; undefined where a shape is unknown. Default: none.
+   */
+  workspaceLargest?(node: Node, dims: DimsOf): number | undefined;
+  /**
    * For a backward op that reads forward values it could recompute itself (SwiGLUMLPKeepGrad reads
    * SwiGLUMLPKeep's gate and up projections): its recomputing form, which a memory plan may switch
    * a node to (./recompute.ts recomputeInOps).
@@ -123,6 +128,12 @@ export interface RecomputingForm {
   forward: string;
   /** FLOPs the recomputation adds per call at the shapes `dims` gives; undefined where a shape is unknown. */
   flops(node: Node, dims: DimsOf): number | undefined;
+}
+
+/** The largest-temporary rule of `ops` for memoryPlan (DifferentiableOp.workspaceLargest). */
+export function opWorkspaceLargest(ops: readonly DifferentiableOp[], dims: DimsOf): (n: Node) => number {
+  const by = new Map(ops.filter((o) => o.workspaceLargest).map((o) => [`${o.schema.domain}::${o.schema.name}`, o]));
+  return (n) => by.get(`${n.domain}::${n.opType}`)?.workspaceLargest?.(n, dims) ?? 0;
 }
 
 /** The workspace rule of `ops` for memoryPlan: bytes of temporaries of a node of one of them at the shapes `dims` gives. */

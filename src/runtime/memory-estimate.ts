@@ -17,7 +17,7 @@ import type { Graph, Value } from '../ir/graph.js';
 import { DataType } from '../onnx/schema.js';
 import { numel } from '../ir/tensor.js';
 import { boundShapes, lastUses, memoryPlan } from '../autodiff/memory-plan.js';
-import { opWorkspace, type DifferentiableOp } from '../autodiff/types.js';
+import { opWorkspace, opWorkspaceLargest, type DifferentiableOp } from '../autodiff/types.js';
 
 const GiB = 2 ** 30;
 
@@ -77,7 +77,7 @@ export function stepMemoryModel(g: Graph, parameters: number, ops: readonly Diff
   return {
     at(batch, seq) {
       const { dims, size } = boundShapes(g, batch, seq);
-      const plan = memoryPlan(g, size, last, { workspace: opWorkspace(ops, dims) });
+      const plan = memoryPlan(g, size, last, { workspace: opWorkspace(ops, dims), workspaceLargest: opWorkspaceLargest(ops, dims) });
       return { bytes: stepPeak('cpu', parameters, plan.peakBytes, frozen), activationBytes: plan.peakBytes, largest: plan.largest };
     },
   };

@@ -118,6 +118,8 @@ function glueCalls(g: Model['graph'], calls: Map<Node, KernelCall>, absorbedBy: 
     if (!rule || absorbedBy.has(n)) continue;
     // Host-fed batch values and initializers stay with ORT (our kernels read GPU values only).
     if (n.inputs.slice(0, glueInputs(n)).some((v) => !v || v.initializer || HOST_FED.has(v.name))) continue;
+    // A value of unknown type cannot cross into an ORT segment.
+    if (n.outputs.some((o) => !o.type)) continue;
     const r = rule.read(n);
     if (!('why' in r)) can.set(n, { name: rule.name, attrs: r.attrs });
   }
