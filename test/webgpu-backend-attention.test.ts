@@ -24,13 +24,13 @@ const L = TINY.num_hidden_layers;
 const text = mobyDick().slice(0, 100_000);
 
 describe('stage split of the tiny Qwen2 step with --fuse-attention', () => {
-  it('one causalAttention and one causalAttentionGrad kernel per layer with attn on; the default policy leaves them to ORT', () => {
+  it('one causalAttention and one causalAttentionGrad kernel per layer by default (attn on); attn=ort leaves them to ORT', () => {
     const g = webgpuGraph(prepareTraining(buildQwen2(TINY, { seed: 1 }), { fuse: true, fuseMlp: true, fuseAttention: true, target: 'webgpu' }).train, SHAPE);
     expect(g.graph.nodes.filter((n) => n.opType === 'Softmax')).toEqual([]);
     const ops = (policy: string) => splitStages(g, parseKernels(policy), FUSED_OPS)!.plan.steps.flatMap((st) => (st.kind === 'kernel' ? [st.call.op] : []));
-    const on = ops('default,attn');
+    const on = ops('default');
     expect([on.filter((k) => k === 'causalAttention').length, on.filter((k) => k === 'causalAttentionGrad').length]).toEqual([L, L]);
-    expect(ops('default').filter((k) => k.startsWith('causalAttention'))).toEqual([]);
+    expect(ops('default,attn=ort').filter((k) => k.startsWith('causalAttention'))).toEqual([]);
   });
 });
 

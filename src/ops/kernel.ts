@@ -39,7 +39,7 @@ export interface KernelOutputs {
    * stays valid too, the buffer goes back when both are released), if any.
    */
   viewOf?: number;
-  /** Our buffers to destroy after the group's submit (kernel results nobody reads). */
+  /** Our buffers nobody reads (kernel results the call does not keep): handed back right after the call is recorded. */
   drop: GPUBuffer[];
 }
 

@@ -284,7 +284,7 @@ export class StagedSteps implements StepRunner {
         const t0 = performance.now();
         if (groupStart < 0) groupStart = i;
         this.probe?.beforeKernel(step.call);
-        this.kernel(step.call, i, live, gpuValue, pendingDrop, viewed);
+        this.kernel(step.call, i, live, gpuValue, viewed);
         const next = plan.steps[i + 1];
         // A long group (with glue kernels, most of a step) goes to the GPU in parts, so the GPU
         // works while the host records the rest.
@@ -351,7 +351,7 @@ export class StagedSteps implements StepRunner {
   }
 
   /** Record one kernel node; its outputs join `live` (in-place RoPE takes over its input's slot). */
-  private kernel(call: KernelCall, at: number, live: Map<string, Slot>, gpuValue: (n: string) => GpuValue | undefined, drop: GPUBuffer[], viewed: Set<string>): void {
+  private kernel(call: KernelCall, at: number, live: Map<string, Slot>, gpuValue: (n: string) => GpuValue | undefined, viewed: Set<string>): void {
     const inputs = call.inputs.map((n) => (n ? gpuValue(n) : undefined));
     const mayReuse = (i: number) => {
       const n = call.inputs[i];
