@@ -140,8 +140,7 @@ export class GpuContext {
     if (this.inPool.has(b)) return;
     if (!this.poolable.has(b) || (!this.holding && this.pooled + b.size > this.poolBytes)) {
       this.poolable.delete(b);
-      if (this.encoder) this.doomed.push(b);
-      else b.destroy();
+      this.destroyAfterRecorded(b);
       return;
     }
     this.pooled += b.size;
@@ -165,12 +164,17 @@ export class GpuContext {
         this.inPool.delete(b);
         this.poolable.delete(b);
         this.pooled -= size;
-        if (this.encoder) this.doomed.push(b);
-        else b.destroy();
+        this.destroyAfterRecorded(b);
       }
       if (!free.length) this.pool.delete(size);
       if (this.pooled <= this.poolBytes) break;
     }
+  }
+
+  /** Destroy `b` now, or after the next submit while recorded commands may read it. */
+  private destroyAfterRecorded(b: GPUBuffer): void {
+    if (this.encoder) this.doomed.push(b);
+    else b.destroy();
   }
 
   /** Dispatches recorded since the last submit. */

@@ -110,7 +110,7 @@ export function addBroadcast(ctx: GpuContext, a: { buffer: GPUBuffer; dims: read
     ? [{ name: 'A', access: dst === 'A' ? 'read_write' : 'read', type: 'f32' }, { name: 'B', access: dst === 'B' ? 'read_write' : 'read', type: 'f32' }]
     : [{ name: 'A', access: 'read', type: 'f32' }, { name: 'B', access: 'read', type: 'f32' }, { name: 'Y', access: 'read_write', type: 'f32' }];
   const body = `${offsets(rank, ['a', 'b'])}\n  ${inPlace ? dst : 'Y'}[i] = A[off_a] + B[off_b];`;
-  ctx.run({ ...indexed(inPlace ? `add_into_${dst.toLowerCase()}` : 'add', rank, n, uniforms, bindings, body) }, inPlace ? [a.buffer, b.buffer] : [a.buffer, b.buffer, y]);
+  ctx.run(indexed(inPlace ? `add_into_${dst.toLowerCase()}` : 'add', rank, n, uniforms, bindings, body), inPlace ? [a.buffer, b.buffer] : [a.buffer, b.buffer, y]);
   return { buffer: y, dims };
 }
 
