@@ -13,6 +13,7 @@ import { TINY } from '../models/config.js';
 import { batches, split } from '../src/data/batches.js';
 import { mobyDick } from '../src/data/corpus.js';
 import { getTokenizer } from '../src/data/tokenizer.js';
+import { loadFile } from '../src/onnx/io.js';
 import { prepareTraining } from '../src/runtime/session.js';
 import { runTraining, type TrainOptions } from '../src/runtime/train.js';
 import { nodeOrtWeb } from '../src/runtime/webgpu/ort-web-node.js';
@@ -139,6 +140,19 @@ describe.skipIf(!env.ctx)('webgpu step with glue kernels (dawn.node)', () => {
     const plain = await stepGradients(prep(), parseKernels('all,glue=ort'), SHAPE, b);
     const worst = expectSameGradients(glue, plain, 1e-5);
     console.log(`glue vs no glue (attention fused: ${fuseAttention}): loss ${glue.loss} vs ${plain.loss}, worst gradient relative L2 ${worst.toExponential(2)}`);
+  });
+
+  it('a default-settings torch export (GQA) under the webgpu defaults: attention fused, 2 ORT segments, the cpu losses within 1e-5', async () => {
+    const file = new URL('../models/fixtures/default/qwen2-default-gqa.onnx', import.meta.url).pathname;
+    const p = prepareTraining(loadFile(file), { fuse: true, fuseMlp: true, fuseAttention: true, fuseLinear: true, target: 'webgpu' });
+    expect(p.train.graph.nodes.filter((n) => n.opType === 'CausalAttention').length).toBeGreaterThan(0);
+    expect(splitStages(webgpuGraph(p.train, { batch: 2, seq: 16 }), parseKernels('default'), FUSED_OPS)!.segments).toHaveLength(2);
+    const tok = await getTokenizer('bytes');
+    const opts: TrainOptions = { steps: 3, batch: 2, seq: 16, lr: 1e-3, seed: 5, fuse: true };
+    const gpu = await runTraining(loadFile(file), text.slice(0, 50_000), tok, { ...opts, backend: 'webgpu' });
+    const cpu = await runTraining(loadFile(file), text.slice(0, 50_000), tok, { ...opts, backend: 'cpu' });
+    console.log(`default export, webgpu defaults vs cpu: ${gpu.map((r) => r.loss.toFixed(6)).join(' ')} vs ${cpu.map((r) => r.loss.toFixed(6)).join(' ')}`);
+    gpu.forEach((r, i) => expect(Math.abs(r.loss - cpu[i].loss)).toBeLessThan(1e-5));
   });
 
   it('20 steps with every op and the glue on our kernels: cpu losses within 1e-4, GPU memory flat', async () => {
