@@ -22,6 +22,7 @@ import { runKernel, type GpuValue } from './run-kernel.js';
 import type { CaptureBuffers } from './capture.js';
 import type { MemoryMeter } from './memory.js';
 import type { KernelCall, StagePlan, ValueAlias } from './stage-split.js';
+import { view, type Slot } from './slots.js';
 
 export type OrtWeb = typeof Ort;
 type Outputs = Ort.InferenceSession.OnnxValueMapType;
@@ -67,34 +68,6 @@ export class SingleSession implements StepRunner {
   release(): Promise<void> {
     return this.session.release();
   }
-}
-
-/** A value alive within a step: where it is and how to hand it back. */
-interface Slot {
-  value: GpuValue;
-  /** The ORT tensor (an output, or our buffer wrapped for a feed; made on first ORT read). */
-  tensor?: Ort.Tensor;
-  /** The buffer is ORT's (an output of a run): handed back only after the group's submit. */
-  ort?: boolean;
-  release(): void;
-}
-
-/**
- * A Reshape view (StagePlan.aliases): the source's buffer with the alias's dims. A live source is
- * shared: its buffer goes back when both it and the view are released.
- */
-function view(live: Map<string, Slot>, feeds: Record<string, Ort.Tensor>, a: ValueAlias, fed?: GpuValue): Slot {
-  const src = live.get(a.of);
-  if (!src) {
-    // A view of a graph input (a parameter fed on the GPU): nothing of ours to hand back.
-    if (fed) return { value: { ...fed, dims: a.dims }, release: () => {} };
-    const f = feeds[a.of] ?? fail('runtime', `stage plan: no value '${a.of}' to view`);
-    return { value: { buffer: f.gpuBuffer as unknown as GPUBuffer, dims: a.dims, type: f.type }, release: () => {} };
-  }
-  let refs = 2;
-  const release = src.release;
-  src.release = () => { if (--refs === 0) release(); };
-  return { value: { ...src.value, dims: a.dims }, release: src.release, ort: src.ort };
 }
 
 /** Dispatches after which a kernel group is submitted in the middle (between two kernels). */
@@ -284,7 +257,7 @@ export class StagedSteps implements StepRunner {
         const t0 = performance.now();
         if (groupStart < 0) groupStart = i;
         this.probe?.beforeKernel(step.call);
-        this.kernel(step.call, i, live, gpuValue, viewed);
+        this.kernel(step.call, i, live, feeds, gpuValue, viewed);
         const next = plan.steps[i + 1];
         // A long group (with glue kernels, most of a step) goes to the GPU in parts, so the GPU
         // works while the host records the rest.
@@ -351,7 +324,7 @@ export class StagedSteps implements StepRunner {
   }
 
   /** Record one kernel node; its outputs join `live` (in-place RoPE takes over its input's slot). */
-  private kernel(call: KernelCall, at: number, live: Map<string, Slot>, gpuValue: (n: string) => GpuValue | undefined, viewed: Set<string>): void {
+  private kernel(call: KernelCall, at: number, live: Map<string, Slot>, feeds: Record<string, Ort.Tensor>, gpuValue: (n: string) => GpuValue | undefined, viewed: Set<string>): void {
     const inputs = call.inputs.map((n) => (n ? gpuValue(n) : undefined));
     const mayReuse = (i: number) => {
       const n = call.inputs[i];
@@ -366,7 +339,7 @@ export class StagedSteps implements StepRunner {
       if (!name || !v) return;
       viewed.add(src).add(name);
       live.get(name)?.release();
-      live.set(name, view(live, {}, { of: src, dims: [...v.dims], at }, v));
+      live.set(name, view(live, feeds, { of: src, dims: [...v.dims], at }));
       this.releaseOurs(call, at, live);
       return;
     }
