@@ -118,4 +118,64 @@ describe.skipIf(!env.ctx)('GpuContext buffer pool (poolBytes)', () => {
     expect(ctx.buffer('d', N * 4)).not.toBe(x);
     ctx.destroy();
   });
+
+  it("init 'any': a reused buffer keeps its contents (no clear, so no pass break); poisoned, it reads NaN", async () => {
+    for (const poison of [false, true]) {
+      const ctx = new GpuContext(env.ctx!.device, { poolBytes: 4 * N * 4, poison });
+      const x = ctx.upload('x', xs(1));
+      const a = ctx.buffer('a', N * 4);
+      ctx.run(axpy(3, N), [x, a]); // a = 3x
+      ctx.submit();
+      ctx.release(a);
+      const b = ctx.buffer('b', N * 4, 'any');
+      expect(b).toBe(a);
+      expect(ctx.cleared).toBe(0);
+      const got = Array.from(await ctx.readF32(b, N));
+      if (poison) expect(got.every(Number.isNaN)).toBe(true);
+      else expect(got).toEqual(Array.from(xs(1), (v) => 3 * v));
+      ctx.destroy();
+    }
+  });
+
+  it('steps: each request gets the buffer its counterpart got in the last step; the step working set stays pooled, the rest is trimmed to poolBytes', () => {
+    const ctx = new GpuContext(env.ctx!.device, { poolBytes: 2 * N * 4 });
+    // Outside a step: a spare buffer of another size lands in the pool.
+    const spare = ctx.buffer('spare', 2 * N * 4);
+    const sizes = [N, N, 3 * N, N];
+    const step = () => {
+      ctx.holdPool(true);
+      const got = sizes.map((n, i) => ctx.buffer(`v${i}`, n * 4, 'any'));
+      // Released in an order that would hand them out permuted next time (LIFO).
+      for (const i of [1, 3, 0, 2]) ctx.release(got[i]);
+      ctx.holdPool(false);
+      return got;
+    };
+    ctx.release(spare);
+    const first = step();
+    expect(new Set(first).size).toBe(4);
+    const second = step();
+    const third = step();
+    expect(second).toEqual(first);
+    expect(third).toEqual(first);
+    expect(ctx.reused).toBe(8);
+    // The step's 6·N floats stay pooled over poolBytes (2·N floats); the spare (2·N), unused by the step, fits the cap.
+    expect(ctx.buffer('again', 2 * N * 4)).toBe(spare);
+    ctx.destroy();
+  });
+
+  it('trims what the step did not use beyond poolBytes', () => {
+    const ctx = new GpuContext(env.ctx!.device, { poolBytes: N * 4 });
+    const spares = [ctx.buffer('s1', 2 * N * 4), ctx.buffer('s2', 2 * N * 4)];
+    ctx.holdPool(true);
+    for (const s of spares) ctx.release(s); // pooled while held
+    const v = ctx.buffer('v', N * 4);
+    ctx.release(v);
+    ctx.holdPool(false);
+    // Both spares (4·N floats) were unused by the step and exceed the N-float cap: destroyed; the step's buffer kept.
+    expect(spares).not.toContain(ctx.buffer('x', 2 * N * 4));
+    ctx.holdPool(true);
+    expect(ctx.buffer('v2', N * 4)).toBe(v);
+    ctx.holdPool(false);
+    ctx.destroy();
+  });
 });

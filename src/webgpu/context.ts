@@ -19,7 +19,7 @@ import { fail } from '../errors.js';
 import { BindGroupCache } from './bind-groups.js';
 import { AllocationLog, createBuffer, padTo16, readBuffer, uploadBuffer, type HostArray } from './buffers.js';
 import type { F16Options } from './gemm-f16.js';
-import { getPipeline, type Program } from './program.js';
+import { dispatch1d, getPipeline, type Program } from './program.js';
 import { UniformRing, uniformStructBytes } from './uniform-ring.js';
 
 export interface GpuContextOptions {
@@ -33,7 +33,20 @@ export interface GpuContextOptions {
    * passes them. A reused buffer is cleared first, so it reads as a new one (zeros).
    */
   poolBytes?: number;
+  /**
+   * Fill every reused buffer handed out with `init: 'any'` with NaN instead of leaving its old
+   * contents, so that a kernel reading an element of its output before writing it fails loudly
+   * (tests; default: the environment variable ORTFUSE_POISON_REUSED=1 in Node).
+   */
+  poison?: boolean;
 }
+
+/**
+ * What a buffer from GpuContext.buffer() holds: 'zero' = zeros (a reused one is cleared first);
+ * 'any' = whatever it held (a reused one is not cleared): for outputs the kernel writes in full
+ * before anything reads them. Clearing costs a command and ends the compute pass.
+ */
+export type BufferInit = 'zero' | 'any';
 
 /**
  * Host milliseconds spent in the phases of `run` and `submit`, summed (set `GpuContext.profile`
@@ -56,12 +69,19 @@ export interface DispatchProfile {
   submits: number;
   /** submit(): finishing the encoder, queue.submit, freeing temporaries. */
   submit: number;
+  /** Buffers created (not taken from the pool), bind groups created (not found in the cache), reused buffers cleared. */
+  buffersCreated: number;
+  groupsCreated: number;
+  clears: number;
 }
 
 /** A zeroed DispatchProfile. */
 export function dispatchProfile(): DispatchProfile {
-  return { dispatches: 0, check: 0, alloc: 0, pipeline: 0, uniforms: 0, bindGroup: 0, pass: 0, submits: 0, submit: 0 };
+  return { dispatches: 0, check: 0, alloc: 0, pipeline: 0, uniforms: 0, bindGroup: 0, pass: 0, submits: 0, submit: 0, buffersCreated: 0, groupsCreated: 0, clears: 0 };
 }
+
+/** ORTFUSE_POISON_REUSED=1 (Node), read when a context is made. */
+const poisonFromEnv = () => (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.ORTFUSE_POISON_REUSED === '1';
 
 export class GpuContext {
   readonly log: AllocationLog;
@@ -84,8 +104,19 @@ export class GpuContext {
   private readonly poolable = new WeakSet<GPUBuffer>();
   private readonly inPool = new WeakSet<GPUBuffer>();
   private readonly poolBytes: number;
+  private readonly poison: boolean;
+  /**
+   * Step-stable reuse while the pool is held (a training step): the buffers handed out, by size,
+   * in request order, in this step and in the last one. The j-th request of a size takes the buffer
+   * the j-th request of that size got in the last step when it is pooled, so every step binds the
+   * same buffers to the same kernels and their bind groups are found, not created.
+   */
+  private stepGot = new Map<number, GPUBuffer[]>();
+  private lastStepGot = new Map<number, GPUBuffer[]>();
   /** Buffers handed out from the pool instead of created (benches and tests). */
   reused = 0;
+  /** Reused buffers cleared (init 'zero'), since creation (benches and tests). */
+  cleared = 0;
   private scratches = new Map<string, GPUBuffer>();
   private passTimestamps: GPUComputePassTimestampWrites | undefined;
   private errors: string[] = [];
@@ -106,26 +137,54 @@ export class GpuContext {
     if (options.subgroups && !has) fail('usage', "GpuContext: subgroups requested but the device lacks the 'subgroups' feature");
     this.subgroups = options.subgroups ?? has;
     this.poolBytes = options.poolBytes ?? 0;
+    this.poison = options.poison ?? poisonFromEnv();
     this.ring = new UniformRing(device, this.log);
     this.groups = new BindGroupCache(device);
     device.addEventListener?.('uncapturederror', (e) => this.errors.push((e as GPUUncapturedErrorEvent).error.message));
   }
 
-  /** A padded, logged storage buffer (STORAGE | COPY_SRC | COPY_DST), zero-filled: new, or a released one of the same size (poolBytes). */
-  buffer(label: string, bytes: number): GPUBuffer {
-    if (this.poolBytes > 0) {
-      const free = this.pool.get(padTo16(bytes));
-      const b = free?.pop();
-      if (b) {
-        this.inPool.delete(b);
-        this.pooled -= b.size;
-        this.reused++;
+  /**
+   * A padded, logged storage buffer (STORAGE | COPY_SRC | COPY_DST): new (zeros), or a released one
+   * of the same size (poolBytes), cleared unless `init` is 'any'.
+   */
+  buffer(label: string, bytes: number, init: BufferInit = 'zero'): GPUBuffer {
+    const size = padTo16(bytes);
+    let b = this.poolBytes > 0 ? this.fromPool(size) : undefined;
+    if (b) {
+      this.reused++;
+      if (init === 'zero') {
         this.clear(b);
-        return b;
+        this.cleared++;
+        if (this.profile) this.profile.clears++;
       }
+      else if (this.poison) this.run(fillNaN(b.size / 4), [b]);
+    } else {
+      b = this.timedAlloc(() => createBuffer(this.device, this.log, label, bytes));
+      if (this.poolBytes > 0) this.poolable.add(b);
     }
-    const b = this.timedAlloc(() => createBuffer(this.device, this.log, label, bytes));
-    if (this.poolBytes > 0) this.poolable.add(b);
+    if (this.holding) {
+      const got = this.stepGot.get(size);
+      if (got) got.push(b);
+      else this.stepGot.set(size, [b]);
+    }
+    return b;
+  }
+
+  /** A pooled buffer of `size` bytes, taken out of the pool: the one of the last step's same request when it is there. */
+  private fromPool(size: number): GPUBuffer | undefined {
+    const free = this.pool.get(size);
+    if (!free?.length) return undefined;
+    let at = free.length - 1;
+    if (this.holding) {
+      const want = this.lastStepGot.get(size)?.[this.stepGot.get(size)?.length ?? 0];
+      const k = want && this.inPool.has(want) ? free.lastIndexOf(want) : -1;
+      if (k >= 0) at = k;
+    }
+    const b = free[at];
+    free[at] = free[free.length - 1];
+    free.pop();
+    this.inPool.delete(b);
+    this.pooled -= b.size;
     return b;
   }
 
@@ -152,22 +211,36 @@ export class GpuContext {
 
   /**
    * While held (a training step: StagedSteps.run), every released buffer of ours goes to the pool
-   * whatever its size, so that later kernels of the step reuse it instead of creating one; letting
-   * go trims the pool back to poolBytes.
+   * whatever its size, so that later kernels of the step reuse it instead of creating one, and each
+   * request gets the buffer its counterpart got in the last step (see stepGot). Letting go keeps
+   * in the pool what the step used — the next step needs exactly those, so between steps the pool
+   * holds the step's working set, no more — and trims the rest back to poolBytes.
    */
   holdPool(on: boolean): void {
+    if (on === this.holding) return;
     this.holding = on;
-    if (on || this.pooled <= this.poolBytes) return;
+    if (on) {
+      this.stepGot = new Map();
+      return;
+    }
+    this.lastStepGot = this.stepGot;
+    const stepUsed = new Set<GPUBuffer>([...this.stepGot.values()].flat());
+    let spare = 0;
+    for (const free of this.pool.values()) for (const b of free) if (!stepUsed.has(b)) spare += b.size;
+    if (spare <= this.poolBytes) return;
     for (const [size, free] of this.pool) {
-      while (free.length && this.pooled > this.poolBytes) {
-        const b = free.pop()!;
+      for (let i = free.length - 1; i >= 0 && spare > this.poolBytes; i--) {
+        const b = free[i];
+        if (stepUsed.has(b)) continue;
+        free.splice(i, 1);
         this.inPool.delete(b);
         this.poolable.delete(b);
         this.pooled -= size;
+        spare -= size;
         this.destroyAfterRecorded(b);
       }
       if (!free.length) this.pool.delete(size);
-      if (this.pooled <= this.poolBytes) break;
+      if (spare <= this.poolBytes) break;
     }
   }
 
@@ -187,6 +260,7 @@ export class GpuContext {
     for (const free of this.pool.values()) for (const b of free) b.destroy();
     this.pool.clear();
     this.pooled = 0;
+    this.lastStepGot = new Map();
   }
 
   /** A padded, logged storage buffer holding `data`. */
@@ -199,12 +273,13 @@ export class GpuContext {
     const t = performance.now();
     const b = create();
     this.profile.alloc += performance.now() - t;
+    this.profile.buffersCreated++;
     return b;
   }
 
   /** A buffer destroyed right after the next submit (kernel scratch). */
-  temp(label: string, bytes: number): GPUBuffer {
-    const b = this.buffer(label, bytes);
+  temp(label: string, bytes: number, init: BufferInit = 'zero'): GPUBuffer {
+    const b = this.buffer(label, bytes, init);
     this.temps.push(b);
     return b;
   }
@@ -214,10 +289,10 @@ export class GpuContext {
    * dispatches that use it run in order), else replaced by a bigger temp. A chunk loop that needs
    * scratch per chunk thus holds one buffer, not one per chunk.
    */
-  scratch(label: string, bytes: number): GPUBuffer {
+  scratch(label: string, bytes: number, init: BufferInit = 'zero'): GPUBuffer {
     const have = this.scratches.get(label);
     if (have && have.size >= bytes) return have;
-    const b = this.temp(label, bytes);
+    const b = this.temp(label, bytes, init);
     this.scratches.set(label, b);
     return b;
   }
@@ -245,8 +320,9 @@ export class GpuContext {
     if (this.ring.full) this.flushCommands(true);
     const offset = this.ring.write(program.uniforms);
     if (prof) lap('uniforms');
+    const made = this.groups.created;
     const group = this.groups.get(layout, program.name, this.ring.buffer, uniformStructBytes(program.uniforms.length), buffers);
-    if (prof) lap('bindGroup');
+    if (prof) (lap('bindGroup'), (prof.groupsCreated += this.groups.created > made ? 1 : 0));
     const pass = this.computePass();
     if (this.passPipeline !== pipeline) pass.setPipeline((this.passPipeline = pipeline));
     pass.setBindGroup(0, group, [offset]);
@@ -363,4 +439,16 @@ export class GpuContext {
     this.pass = undefined;
     this.passPipeline = undefined;
   }
+}
+
+/** Fills `words` u32 words of its one binding with a quiet NaN (GpuContextOptions.poison). */
+function fillNaN(words: number): Program {
+  const groups = Math.ceil(words / 256);
+  return {
+    name: 'fill_nan', cacheKey: '', workgroupSize: [256],
+    dispatch: dispatch1d(groups),
+    uniforms: [{ name: 'n', type: 'u32', value: words }],
+    bindings: [{ name: 'x', access: 'read_write', type: 'u32' }],
+    source: () => ({ main: '  let i = flatWorkgroup(wid, nwg) * 256u + lidx;\n  if (i < u.n) { x[i] = 0x7fc00000u; }' }),
+  };
 }

@@ -91,7 +91,7 @@ export function addBroadcast(ctx: GpuContext, a: { buffer: GPUBuffer; dims: read
   checkU32(k, 'out', n);
   checkBuffer(k, 'a', a.buffer, count(a.dims));
   checkBuffer(k, 'b', b.buffer, count(b.dims));
-  const y = out ? checkBuffer(k, 'out', out, n) : ctx.buffer('add.out', n * 4);
+  const y = out ? checkBuffer(k, 'out', out, n) : ctx.buffer('add.out', n * 4, 'any');
   if (n === 0) return { buffer: y, dims };
   const inPlace = y === a.buffer || y === b.buffer;
   // Same shapes: no index maps.
@@ -130,7 +130,7 @@ export function transpose(ctx: GpuContext, x: { buffer: GPUBuffer; dims: readonl
   const n = count(x.dims);
   checkU32(k, 'x', n);
   checkBuffer(k, 'x', x.buffer, n);
-  const y = out ? checkBuffer(k, 'out', out, n) : ctx.buffer('transpose.out', n * 4);
+  const y = out ? checkBuffer(k, 'out', out, n) : ctx.buffer('transpose.out', n * 4, 'any');
   if (y === x.buffer) fail('usage', `${k}: the output cannot be the input's buffer`);
   if (n === 0) return { buffer: y, dims: t.dims };
   // Merge out dims whose source dims are adjacent and in order (e.g. [B,T,H,D]→[B,H,T,D] stays rank 4,

@@ -310,7 +310,7 @@ export function runGemm(ctx: GpuContext, args: MatmulArgs, split: number, progra
     ctx.run(program(args, 1), [args.a.buffer, args.b.buffer, args.c.buffer]);
     return;
   }
-  const partial = ctx.scratch('matmul.splitK', split * m * n * 4);
+  const partial = ctx.scratch('matmul.splitK', split * m * n * 4, 'any');
   ctx.run(program({ ...args, c: { buffer: partial, ld: n } }, split), [args.a.buffer, args.b.buffer, partial]);
   ctx.run(splitSumProgram(m, n, split, args), [partial, args.c.buffer]);
 }

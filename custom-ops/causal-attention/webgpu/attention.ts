@@ -166,8 +166,8 @@ export function causalAttentionForward(ctx: GpuContext, a: AttnForwardArgs): { o
   checkInputs('CausalAttention', a);
   const { b, hq, t, d } = a;
   const gemm = gemmFor(a.precision);
-  const p = ctx.scratch('attn.p', b * hq * t * t * 4);
-  const o = ctx.buffer('attn.o', b * hq * t * d * 4), lse = ctx.buffer('attn.lse', b * hq * t * 4);
+  const p = ctx.scratch('attn.p', b * hq * t * t * 4, 'any');
+  const o = ctx.buffer('attn.o', b * hq * t * d * 4, 'any'), lse = ctx.buffer('attn.lse', b * hq * t * 4, 'any');
   scores(ctx, a, gemm, a.q, a.k, p);
   ctx.run(rowProgram(ctx, 'causal_attention_softmax', a, [rw('s'), rw('lse')], SOFTMAX), [p, lse]);
   // O = P·V per head (NN; P is zero past the diagonal).
@@ -191,15 +191,15 @@ export function causalAttentionBackward(ctx: GpuContext, a: AttnBackwardArgs): {
   checkBuffer(k, 'lse', a.lse, b * hq * t);
   checkBuffer(k, 'do', a.dout, nq);
   const gemm = gemmFor(a.precision);
-  const p = ctx.scratch('attn.p', b * hq * t * t * 4), ds = ctx.scratch('attn.ds', b * hq * t * t * 4);
+  const p = ctx.scratch('attn.p', b * hq * t * t * 4, 'any'), ds = ctx.scratch('attn.ds', b * hq * t * t * 4, 'any');
   scores(ctx, a, gemm, a.q, a.k, p);
   // dP = dO·Vᵀ per head (NT; only u ≤ t is read).
   gemm(ctx, { m: t, n: t, k: d, transB: true, a: { buffer: a.dout, ld: d }, b: { buffer: a.v, ld: d }, c: { buffer: ds, ld: t }, batch: headBatch(a, t * d, t * t, 'lowerC') });
   ctx.run(rowProgram(ctx, 'causal_attention_softmax_grad', a, [rw('s'), rw('dp'), rd('dout'), rd('o'), rd('lse')], SOFTMAX_GRAD), [p, ds, a.dout, a.o, a.lse]);
-  const dq = ctx.buffer('attn.dq', nq * 4), dk = ctx.buffer('attn.dk', nkv * 4), dv = ctx.buffer('attn.dv', nkv * 4);
+  const dq = ctx.buffer('attn.dq', nq * 4, 'any'), dk = ctx.buffer('attn.dk', nkv * 4, 'any'), dv = ctx.buffer('attn.dv', nkv * 4, 'any');
   // dV = Σ_group Pᵀ·dO and dK = scale·Σ_group dSᵀ·Q: per query head (TN; Pᵀ and dSᵀ are zero
   // before the diagonal), into a [B, Hq, T, D] partial summed over each group (g = 1: straight).
-  const part = g > 1 ? ctx.scratch('attn.part', nq * 4) : undefined;
+  const part = g > 1 ? ctx.scratch('attn.part', nq * 4, 'any') : undefined;
   const perHead: MatmulBatch = { count: b * hq, strideA: t * t, strideB: t * d, strideC: t * d, triangle: 'upperA' };
   for (const [src, other, out, alpha] of [[p, a.dout, dv, 1], [ds, a.q, dk, a.scale]] as const) {
     gemm(ctx, { m: t, n: d, k: t, transA: true, alpha, a: { buffer: src, ld: t }, b: { buffer: other, ld: d }, c: { buffer: part ?? out, ld: d }, batch: perHead });

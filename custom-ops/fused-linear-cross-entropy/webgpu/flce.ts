@@ -122,10 +122,10 @@ export function fusedLinearCrossEntropy(ctx: GpuContext, a: FlceArgs): FlceOutpu
   const rowLoss = reduction === 'none' ? (o.loss ? checkBuffer(K, 'loss', o.loss, n) : ctx.buffer('flce.loss', n * 4)) : ctx.temp('flce.rowLoss', n * 4);
   const loss = reduction === 'none' ? rowLoss : o.loss ? checkBuffer(K, 'loss', o.loss, 1) : ctx.buffer('flce.loss', 4);
   const stats = o.stats ? checkBuffer(K, 'stats', o.stats, 4) : ctx.buffer('flce.stats', 16);
-  const gradHidden = o.gradHidden ? checkBuffer(K, 'gradHidden', o.gradHidden, n * h) : grads ? ctx.buffer('flce.gradHidden', n * h * 4) : undefined;
-  const gradWeight = o.gradWeight ? checkBuffer(K, 'gradWeight', o.gradWeight, v * h) : grads ? ctx.buffer('flce.gradWeight', v * h * 4) : undefined;
+  const gradHidden = o.gradHidden ? checkBuffer(K, 'gradHidden', o.gradHidden, n * h) : grads ? ctx.buffer('flce.gradHidden', n * h * 4, 'any') : undefined;
+  const gradWeight = o.gradWeight ? checkBuffer(K, 'gradWeight', o.gradWeight, v * h) : grads ? ctx.buffer('flce.gradWeight', v * h * 4, a.accumulate ? 'zero' : 'any') : undefined;
   const gradBias = !a.bias || !grads ? undefined : o.gradBias ? checkBuffer(K, 'gradBias', o.gradBias, v) : ctx.buffer('flce.gradBias', v * 4);
-  const logits = ctx.scratch('flce.logitsChunk', chunk * v * 4);
+  const logits = ctx.scratch('flce.logitsChunk', chunk * v * 4, 'any');
   const sg = ctx.subgroups;
   const f16 = a.precision === 'f16';
   if (f16 && a.gemm === 'shared') fail('usage', `${K}: precision 'f16' runs on gemmMixed, not the shared matmul`);
@@ -134,7 +134,7 @@ export function fusedLinearCrossEntropy(ctx: GpuContext, a: FlceArgs): FlceOutpu
   // caller's buffers goes through temporaries so that it does not scale what they held.
   const unscaled = f16 && grads && gradMode !== 'rows';
   const viaTemp = unscaled && (a.accumulate ?? false);
-  const gw = viaTemp ? ctx.temp('flce.gradWeightUnscaled', v * h * 4) : gradWeight;
+  const gw = viaTemp ? ctx.temp('flce.gradWeightUnscaled', v * h * 4, 'any') : gradWeight;
   const gb = viaTemp && gradBias ? ctx.temp('flce.gradBiasUnscaled', v * 4) : gradBias;
 
   ctx.run(countProgram(sg, labelType, n, v, ignoreIndex), [a.labels, stats]);

@@ -115,7 +115,7 @@ export function linearForward(ctx: GpuContext, a: LinearForwardArgs): GPUBuffer 
   checkArgs(kernel, a);
   const { m, k, n } = a;
   if (a.bias) checkBuffer(kernel, 'bias', a.bias, n);
-  const y = ctx.buffer('linear.y', m * n * 4);
+  const y = ctx.buffer('linear.y', m * n * 4, 'any');
   if (a.bias) ctx.run(biasRowsProgram(m * n, n), [a.bias, y]);
   linearGemm(ctx, { m, n, k, a: { buffer: a.x, ld: k }, b: { buffer: a.w, ld: a.transB ? k : n }, c: { buffer: y, ld: n }, transB: a.transB, accumulate: !!a.bias }, a.precision);
   return y;
@@ -130,12 +130,12 @@ export function linearBackward(ctx: GpuContext, a: LinearBackwardArgs): LinearGr
   const want = { dx: true, dw: true, db: false, ...a.want };
   const out: LinearGradBuffers = {};
   if (want.dx) {
-    out.dx = ctx.buffer('linear.dx', m * k * 4);
+    out.dx = ctx.buffer('linear.dx', m * k * 4, 'any');
     // dx [M, K] = dy [M, N] · w [N, K], or dy · (w [K, N])ᵀ.
     linearGemm(ctx, { m, n: k, k: n, a: { buffer: a.dy, ld: n }, b: { buffer: a.w, ld: transB ? k : n }, c: { buffer: out.dx, ld: k }, transB: !transB }, a.precision);
   }
   if (want.dw) {
-    out.dw = ctx.buffer('linear.dw', n * k * 4);
+    out.dw = ctx.buffer('linear.dw', n * k * 4, 'any');
     if (transB) linearGemm(ctx, { m: n, n: k, k: m, a: { buffer: a.dy, ld: n }, b: { buffer: a.x, ld: k }, c: { buffer: out.dw, ld: k }, transA: true }, a.precision);
     else linearGemm(ctx, { m: k, n, k: m, a: { buffer: a.x, ld: k }, b: { buffer: a.dy, ld: n }, c: { buffer: out.dw, ld: n }, transA: true }, a.precision);
   }

@@ -39,8 +39,8 @@ export function rmsNormForward(ctx: GpuContext, a: RmsNormForwardArgs): { y: GPU
   checkU32(k, 'x', a.rows * a.d);
   checkBuffer(k, 'x', a.x, a.rows * a.d);
   checkBuffer(k, 'weight', a.weight, a.d);
-  const y = a.y ? checkBuffer(k, 'y', a.y, a.rows * a.d) : ctx.buffer('rmsnorm.y', a.rows * a.d * 4);
-  const rstd = a.rstd ? checkBuffer(k, 'rstd', a.rstd, a.rows) : ctx.buffer('rmsnorm.rstd', a.rows * 4);
+  const y = a.y ? checkBuffer(k, 'y', a.y, a.rows * a.d) : ctx.buffer('rmsnorm.y', a.rows * a.d * 4, 'any');
+  const rstd = a.rstd ? checkBuffer(k, 'rstd', a.rstd, a.rows) : ctx.buffer('rmsnorm.rstd', a.rows * 4, 'any');
   const sg = ctx.subgroups;
   const p: Program = {
     name: 'rmsnorm_fwd',
@@ -104,11 +104,11 @@ export function rmsNormBackward(ctx: GpuContext, a: RmsNormBackwardArgs): { dx: 
   const recompute = !a.rstd;
   if (recompute && !(Number(a.eps) >= 0)) fail('usage', `${k}: without a saved rstd, eps must be given (got ${a.eps})`);
   if (a.rstd) checkBuffer(k, 'rstd', a.rstd, rows);
-  const dx = a.dx ? checkBuffer(k, 'dx', a.dx, rows * d) : ctx.buffer('rmsnorm.dx', rows * d * 4);
-  const dWeight = a.dWeight ? checkBuffer(k, 'dWeight', a.dWeight, d) : ctx.buffer('rmsnorm.dWeight', d * 4);
+  const dx = a.dx ? checkBuffer(k, 'dx', a.dx, rows * d) : ctx.buffer('rmsnorm.dx', rows * d * 4, 'any');
+  const dWeight = a.dWeight ? checkBuffer(k, 'dWeight', a.dWeight, d) : ctx.buffer('rmsnorm.dWeight', d * 4, a.accumulate ? 'zero' : 'any');
   const perGroup = Math.ceil(rows / Math.min(rows, RMSNORM_BWD_GROUPS));
   const groups = Math.ceil(rows / perGroup);
-  const partial = ctx.scratch('rmsnorm.dWeightPartial', groups * d * 4);
+  const partial = ctx.scratch('rmsnorm.dWeightPartial', groups * d * 4, 'any');
   const sg = ctx.subgroups;
   const rowsProgram: Program = {
     name: 'rmsnorm_bwd_rows',

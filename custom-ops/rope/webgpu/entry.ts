@@ -23,7 +23,7 @@ function kernel(back: boolean): WebGpuKernel['run'] {
     const inPlace = mayReuse(0);
     let y = x.buffer;
     if (!inPlace) {
-      y = ctx.buffer(`${call.op}.y`, elementCount(x.dims) * 4);
+      y = ctx.buffer(`${call.op}.y`, elementCount(x.dims) * 4, 'any');
       ctx.copy(x.buffer, 0, y, 0, elementCount(x.dims) * 4);
     }
     const args = { x: y, cos: cos.buffer, sin: sin.buffer, b, heads, s, d, bc, layout: 'bhsd' as const };

@@ -54,8 +54,8 @@ function checkArgs(k: string, a: MlpForwardArgs): void {
 /** g = x·W_gateᵀ and u = x·W_upᵀ into two new buffers: outputs when `keep`, else temporaries. */
 function projections(ctx: GpuContext, a: MlpForwardArgs, keep = false): { g: GPUBuffer; u: GPUBuffer } {
   const { m, h, i } = a;
-  const g = keep ? ctx.buffer('mlp.gate', m * i * 4) : ctx.temp('mlp.gate', m * i * 4);
-  const u = keep ? ctx.buffer('mlp.up', m * i * 4) : ctx.temp('mlp.up', m * i * 4);
+  const g = keep ? ctx.buffer('mlp.gate', m * i * 4, 'any') : ctx.temp('mlp.gate', m * i * 4, 'any');
+  const u = keep ? ctx.buffer('mlp.up', m * i * 4, 'any') : ctx.temp('mlp.up', m * i * 4, 'any');
   const gemm = gemmFor(a.precision);
   gemm(ctx, { m, n: i, k: h, a: { buffer: a.x, ld: h }, b: { buffer: a.wGate, ld: h }, c: { buffer: g, ld: i }, transB: true });
   gemm(ctx, { m, n: i, k: h, a: { buffer: a.x, ld: h }, b: { buffer: a.wUp, ld: h }, c: { buffer: u, ld: i }, transB: true });
@@ -78,7 +78,7 @@ export function swigluMlpForward(ctx: GpuContext, a: MlpForwardArgs): GPUBuffer 
 /** y = u·W_downᵀ [M, H] from the activation u [M, I]. */
 function down(ctx: GpuContext, a: MlpForwardArgs, act: GPUBuffer): GPUBuffer {
   const { m, h, i } = a;
-  const y = ctx.buffer('mlp.y', m * h * 4);
+  const y = ctx.buffer('mlp.y', m * h * 4, 'any');
   gemmFor(a.precision)(ctx, { m, n: h, k: i, a: { buffer: act, ld: i }, b: { buffer: a.wDown, ld: i }, c: { buffer: y, ld: h }, transB: true });
   return y;
 }
@@ -89,7 +89,7 @@ export function swigluMlpForwardKeep(ctx: GpuContext, a: MlpForwardArgs): { y: G
   checkArgs(k, a);
   const { m, i } = a;
   const { g, u } = projections(ctx, a, true);
-  const act = ctx.temp('mlp.act', m * i * 4);
+  const act = ctx.temp('mlp.act', m * i * 4, 'any');
   ctx.run(elementwise('swiglu_mlp_act_keep', m * i, [
     { name: 'g', access: 'read', type: 'f32' },
     { name: 'up', access: 'read', type: 'f32' },
@@ -136,7 +136,7 @@ export function swigluMlpBackward(ctx: GpuContext, a: MlpBackwardArgs): MlpGradB
     checkBuffer(k, 'u', a.kept.u, m * i);
   }
   const want = { dx: true, dwGate: true, dwUp: true, dwDown: true, ...a.want };
-  const dh = ctx.temp('mlp.dh', m * i * 4);
+  const dh = ctx.temp('mlp.dh', m * i * 4, 'any');
   const gemm = gemmFor(a.precision);
   gemm(ctx, { m, n: i, k: h, a: { buffer: a.dy, ld: h }, b: { buffer: a.wDown, ld: i }, c: { buffer: dh, ld: i } });
   let g: GPUBuffer, u: GPUBuffer;
@@ -150,8 +150,8 @@ export function swigluMlpBackward(ctx: GpuContext, a: MlpBackwardArgs): MlpGradB
     ], ACT_BWD('g', 'up')), [g, u, dh]);
   } else {
     // The kept g and u are read again later: dg and du into temporaries.
-    g = ctx.temp('mlp.dgate', m * i * 4);
-    u = ctx.temp('mlp.dup', m * i * 4);
+    g = ctx.temp('mlp.dgate', m * i * 4, 'any');
+    u = ctx.temp('mlp.dup', m * i * 4, 'any');
     ctx.run(elementwise('swiglu_mlp_act_bwd_kept', m * i, [
       { name: 'g', access: 'read', type: 'f32' },
       { name: 'up', access: 'read', type: 'f32' },
@@ -162,20 +162,20 @@ export function swigluMlpBackward(ctx: GpuContext, a: MlpBackwardArgs): MlpGradB
   }
   const out: MlpGradBuffers = {};
   if (want.dwDown) {
-    out.dwDown = ctx.buffer('mlp.dw_down', h * i * 4);
+    out.dwDown = ctx.buffer('mlp.dw_down', h * i * 4, 'any');
     gemm(ctx, { m: h, n: i, k: m, a: { buffer: a.dy, ld: h }, b: { buffer: dh, ld: i }, c: { buffer: out.dwDown, ld: i }, transA: true });
   }
   if (want.dx) {
-    out.dx = ctx.buffer('mlp.dx', m * h * 4);
+    out.dx = ctx.buffer('mlp.dx', m * h * 4, 'any');
     gemm(ctx, { m, n: h, k: i, a: { buffer: g, ld: i }, b: { buffer: a.wGate, ld: h }, c: { buffer: out.dx, ld: h } });
     gemm(ctx, { m, n: h, k: i, a: { buffer: u, ld: i }, b: { buffer: a.wUp, ld: h }, c: { buffer: out.dx, ld: h }, accumulate: true });
   }
   if (want.dwGate) {
-    out.dwGate = ctx.buffer('mlp.dw_gate', i * h * 4);
+    out.dwGate = ctx.buffer('mlp.dw_gate', i * h * 4, 'any');
     gemm(ctx, { m: i, n: h, k: m, a: { buffer: g, ld: i }, b: { buffer: a.x, ld: h }, c: { buffer: out.dwGate, ld: h }, transA: true });
   }
   if (want.dwUp) {
-    out.dwUp = ctx.buffer('mlp.dw_up', i * h * 4);
+    out.dwUp = ctx.buffer('mlp.dw_up', i * h * 4, 'any');
     gemm(ctx, { m: i, n: h, k: m, a: { buffer: u, ld: i }, b: { buffer: a.x, ld: h }, c: { buffer: out.dwUp, ld: h }, transA: true });
   }
   return out;

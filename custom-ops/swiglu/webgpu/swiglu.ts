@@ -52,7 +52,7 @@ export function swigluForward(ctx: GpuContext, a: SwigluForwardArgs): GPUBuffer 
   checkU32(k, 'gate', a.n);
   checkBuffer(k, 'gate', a.gate, a.n);
   checkBuffer(k, 'up', a.up, a.n);
-  const y = a.y ? checkBuffer(k, 'y', a.y, a.n) : ctx.buffer('swiglu.y', a.n * 4);
+  const y = a.y ? checkBuffer(k, 'y', a.y, a.n) : ctx.buffer('swiglu.y', a.n * 4, 'any');
   const p = elementwise('swiglu_fwd', a.n, [
     { name: 'gate', access: 'read', type: 'f32' },
     { name: 'up', access: 'read', type: 'f32' },
@@ -77,8 +77,8 @@ export function swigluBackward(ctx: GpuContext, a: SwigluBackwardArgs): { dGate:
   checkDims(k, { n: a.n });
   checkU32(k, 'gate', a.n);
   for (const [name, b] of [['gate', a.gate], ['up', a.up], ['dy', a.dy]] as const) checkBuffer(k, name, b, a.n);
-  const dGate = a.dGate ? checkBuffer(k, 'dGate', a.dGate, a.n) : ctx.buffer('swiglu.dGate', a.n * 4);
-  const dUp = a.dUp ? checkBuffer(k, 'dUp', a.dUp, a.n) : ctx.buffer('swiglu.dUp', a.n * 4);
+  const dGate = a.dGate ? checkBuffer(k, 'dGate', a.dGate, a.n) : ctx.buffer('swiglu.dGate', a.n * 4, 'any');
+  const dUp = a.dUp ? checkBuffer(k, 'dUp', a.dUp, a.n) : ctx.buffer('swiglu.dUp', a.n * 4, 'any');
   const p = elementwise('swiglu_bwd', a.n, [
     { name: 'gate', access: 'read', type: 'f32' },
     { name: 'up', access: 'read', type: 'f32' },

@@ -216,7 +216,7 @@ export class StagedSteps implements StepRunner {
       for (const slot of applied) slot.release();
     };
     let groupStart = -1;
-    // Our buffers handed back during the step stay pooled for its later kernels (trimmed at release()).
+    // Our buffers handed back during the step stay pooled for its later kernels and the next step (GpuContext.holdPool).
     ctx.holdPool(true);
     try {
       for (let i = 0; i < plan.steps.length; i++) {

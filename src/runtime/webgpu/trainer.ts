@@ -109,9 +109,8 @@ interface GpuParam {
 export const DEFAULT_EP_OPTIONS: Record<string, string> = { validationMode: 'disabled' };
 
 /**
- * Released buffers of our kernels kept for reuse (TrainerOptions.bufferPool): the MLP and FLCE
- * kernels ask for the same few sizes every step (0.5B 8×512: [4096, 4864] fp32 temporaries of
- * 80 MB, gradients, the logits chunk), so a pool the size of one group's working set serves them.
+ * Released buffers of our kernels kept for reuse between steps beyond the last step's working set
+ * (which the pool always keeps: GpuContext.holdPool) (TrainerOptions.bufferPool; 0 = no pool).
  */
 export const DEFAULT_POOL_BYTES = 1 * 2 ** 30;
 
