@@ -16,7 +16,10 @@
  * bench/matmul_torch.py (fp32 with TF32 off and on, fp16, bf16; CUDA events).
  *
  * --f32-sweep: only gemm_f32, in each K-walk variant (src/webgpu/gemm.ts F32Variant: K step,
- * register prefetch, double buffering) and with K split 2-8 where K ≥ 2048.
+ * register prefetch, double buffering), with K split 2-8 where K ≥ 2048, and the default with the
+ * options aimed at the 128×128 kernel's limits, alone and combined: fragPrefetch (fragments read
+ * one K index ahead), compact (a warp owns a 32×64 block), vec4 (global loads a vec4 at a time),
+ * wideN / wideM (128×256 / 256×128 tiles where their grid fills the GPU).
  */
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -118,6 +121,15 @@ async function childOurs(reps: number): Promise<Row[]> {
   ];
   const small = new Set(['f32 small', 'f32 small unrolled']);
   sweep.push(['f32 small', undefined], ['f32 small unrolled', { ...F32_DEFAULT, unroll: true }]);
+  // The options for the 128×128 kernel's limits on the default (bk16 prefetch unrolled), alone and combined.
+  const limits: [string, V][] = [
+    ['fragPrefetch', { fragPrefetch: true }], ['compact', { compact: true }], ['vec4', { vec4: true }], ['wideN', { wide: 'n' }], ['wideM', { wide: 'm' }],
+    ['compact+fragPrefetch', { compact: true, fragPrefetch: true }], ['vec4+compact', { vec4: true, compact: true }],
+    ['vec4+compact+fragPrefetch', { vec4: true, compact: true, fragPrefetch: true }], ['wideN+vec4+compact', { wide: 'n', vec4: true, compact: true }],
+    ['wideN+vec4+compact+fragPrefetch', { wide: 'n', vec4: true, compact: true, fragPrefetch: true }],
+    ['wideM+vec4+compact+fragPrefetch', { wide: 'm', vec4: true, compact: true, fragPrefetch: true }],
+  ];
+  for (const [name, v] of limits) sweep.push([`f32 ${name}`, { ...F32_DEFAULT, ...v }]);
   const variants: [string, Run, boolean][] = F32_SWEEP
     ? sweep.map(([name, v, split]) => [name, (c, a, b) => {
       gemmF32(ctx, { ...view(c, a, b), ...(split ? { splitK: split } : {}), ...(small.has(name) ? { tile: { tm: 4, tn: 4 } } : {}) }, v);

@@ -77,13 +77,13 @@ export function gemmRef(m: number, n: number, k: number, A: Float32Array, B: Flo
 /**
  * Relative L2 error against float64 of one GEMM by `gemm` on random operands (seeded by the sizes),
  * A and C as views at an element offset into larger buffers, as linear-CE addresses its chunks;
- * alpha 0.75, C's old values added when `opt.accumulate`.
+ * alpha 0.75, C's old values added when `opt.accumulate`; `pad` = the offset of A and C (a multiple of
+ * 4 keeps A's vec4s aligned).
  */
-export async function gemmError(ctx: GpuContext, gemm: (ctx: GpuContext, args: MatmulArgs) => void, m: number, n: number, k: number, opt: Partial<MatmulArgs>): Promise<number> {
+export async function gemmError(ctx: GpuContext, gemm: (ctx: GpuContext, args: MatmulArgs) => void, m: number, n: number, k: number, opt: Partial<MatmulArgs>, pad = 7): Promise<number> {
   const r = rng(m * n + k);
   const ta = opt.transA ?? false, tb = opt.transB ?? false;
   const A = randn(r, m * k), B = randn(r, k * n), C0 = randn(r, m * n);
-  const pad = 7;
   const a = ctx.upload('A', Float32Array.from([...new Float32Array(pad), ...A]));
   const c = ctx.upload('C', Float32Array.from([...new Float32Array(pad), ...C0]));
   gemm(ctx, { m, n, k, a: { buffer: a, offset: pad, ld: ta ? m : k }, b: { buffer: ctx.upload('B', B), ld: tb ? k : n }, c: { buffer: c, offset: pad, ld: n }, alpha: 0.75, ...opt });
@@ -116,11 +116,11 @@ export function batchRef(args: Omit<MatmulArgs, 'a' | 'b' | 'c'>, A: Float32Arra
 
 /**
  * Run one batched GEMM on random data (seeded; `editA` may change A, whose entries start at `offset`), return got and float64 want over all of C's buffer
- * (batch.triangle 'lowerC': want takes got's values above each entry's diagonal, which are not wanted).
+ * (batch.triangle 'lowerC': want takes got's values above each entry's diagonal, which are not wanted);
+ * `offs`: the operands' element offsets (multiples of 4 keep vec4s aligned).
  */
-export async function runBatch(ctx: GpuContext, gemm: (ctx: GpuContext, a: MatmulArgs) => void, args: Omit<MatmulArgs, 'a' | 'b' | 'c'>, round = false, editA?: (A: Float32Array, offset: number) => void) {
+export async function runBatch(ctx: GpuContext, gemm: (ctx: GpuContext, a: MatmulArgs) => void, args: Omit<MatmulArgs, 'a' | 'b' | 'c'>, round = false, editA?: (A: Float32Array, offset: number) => void, offs = { a: 5, b: 3, c: 7 }) {
   const { m, n, k, transA = false, transB = false, batch } = args;
-  const offs = { a: 5, b: 3, c: 7 };
   const r = rng(m * 31 + n * 7 + k + batch!.count);
   const A = randn(r, extent(batch!, 'A', offs.a, m * k)), B = randn(r, extent(batch!, 'B', offs.b, k * n)), C0 = randn(r, extent(batch!, 'C', offs.c, m * n));
   editA?.(A, offs.a);

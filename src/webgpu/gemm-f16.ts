@@ -13,7 +13,7 @@ import { fail } from '../errors.js';
 import type { GpuContext } from './context.js';
 import { checkMatmulArgs, gemmUniforms, runGemm, type MatmulArgs } from './matmul.js';
 import { generateWgsl, type Program } from './program.js';
-import { batchDispatch, bindings, cStore, gemmPlan, HEAD, range, stageTile, WG } from './gemm.js';
+import { batchDispatch, bindings, cStore, gemmPlan, HEAD, range, stageTile, vec4Fits, WG } from './gemm.js';
 
 
 /** One f16 × f16 → f32 subgroup-matrix shape of the adapter (GPUAdapterInfo.subgroupMatrixConfigs). */
@@ -143,17 +143,9 @@ var<workgroup> Cs: array<f32, ${8 * cm * cn}>; // one result matrix per subgroup
   };
 }
 
-/**
- * Whether gemmF16VecProgram can run `args`: f32 operands whose contiguous axes, leading dimensions,
- * offsets and batch strides are multiples of 4 (every vec4 of a tile is then wholly inside or outside).
- */
+/** Whether gemmF16VecProgram can run `args`: fp32 operands that can be read a vec4 at a time (`vec4Fits`). */
 export function f16VecFits(args: MatmulArgs, opts: F16Options): boolean {
-  const { m, n, k, transA = false, transB = false } = args;
-  const four = (x: number) => x % 4 === 0;
-  const bt = args.batch;
-  const batchFits = !bt || (four(bt.strideA) && four(bt.strideB) && four(bt.groupA?.strideOuter ?? 0) && four(bt.groupB?.strideOuter ?? 0));
-  return !opts.halfOperands && four(args.a.ld) && four(args.a.offset ?? 0) && four(args.b.ld) && four(args.b.offset ?? 0)
-    && four(transA ? m : k) && four(transB ? k : n) && batchFits;
+  return !opts.halfOperands && vec4Fits(args);
 }
 
 /**

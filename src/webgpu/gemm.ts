@@ -10,7 +10,9 @@
  * 4×4 quadrants (rows 4·ty + i and 64 + 4·ty + i, likewise columns), so each K step reads four
  * vec4s from workgroup memory for 64 FMAs. The staged tiles are stored [k][m] with a 132-float row
  * pitch, which keeps the transposing stores of a row-major operand at most 2-way bank-conflicted.
- * No subgroup operations: on NVIDIA the vec4 broadcast reads already serve a warp.
+ * No subgroup operations: on NVIDIA the vec4 broadcast reads already serve a warp. `F32Variant`:
+ * the K walks and tile options that bench/matmul-webgpu.ts --f32-sweep compares (the defaults:
+ * F32_DEFAULT, F32_SMALL_DEFAULT).
  *
  * Batched products (`MatmulArgs.batch`, e.g. attention's per-head Q·Kᵀ): dispatch z = batch entry,
  * no split-K; unbatched programs generate the same WGSL as without the option.
@@ -48,47 +50,66 @@ interface StageSpec {
   kVar?: string;
   /** Batched program: the operand offset is HEAD's local offA / offB, not the uniform. */
   batched?: boolean;
+  /**
+   * Stage vec4s (gemm_f32's F32Variant.vec4; the operand bound as array<vec4<f32>>, `cast` f32): `store`
+   * writes a whole vec4 that runs along tile axis `axis`, the one contiguous in workgroup memory;
+   * a vec4 read along the other axis is written as four scalars by the spec's own `store`.
+   */
+  vec4?: { axis: 'r' | 'c'; store: (r: string, c: string, v: string) => string };
 }
 
 /**
- * One operand tile's elements for this invocation: `count` = rows·cols / WG of them, consecutive
- * invocations walking the operand's contiguous axis. `rows`×`cols` is the tile in the operand's
- * own orientation (op(A) is rows = M, cols = K; op(B) rows = K, cols = N). Each element gives its
- * tile coordinates (WGSL `let`s r and c), its in-range condition and its address.
+ * One operand tile's elements for this invocation: `count` = rows·cols / WG of them (vec4s with
+ * `o.vec4`: a quarter as many), consecutive invocations walking the operand's contiguous axis.
+ * `rows`×`cols` is the tile in the operand's own orientation (op(A) is rows = M, cols = K; op(B)
+ * rows = K, cols = N). Each element gives its tile coordinates (WGSL `let`s r and c; a vec4's first
+ * element), its in-range condition, its value and its store to workgroup memory. A vec4 is wholly
+ * in or out of range where the contiguous extent, leading dimension and offsets are multiples of 4
+ * (`vec4Fits`).
  */
-function tileElements(o: StageSpec): { rc: string; inRange: string; value: string }[] {
+function tileElements(o: StageSpec): { rc: string; inRange: string; value: string; put: (v: string) => string }[] {
   const { name, rows, cols } = o;
   const k = o.kVar ?? 'k0';
   // Stored layout: A is [M, K] (or [K, M] when transposed), B is [K, N] (or [N, K]); so the
   // stored outer axis is the tile's column axis exactly when the operand is transposed.
   const kMajor = o.trans;
-  const inner = kMajor ? rows : cols; // tile extent along the stored contiguous axis
+  const w = o.vec4 ? 4 : 1;
+  const inner = (kMajor ? rows : cols) / w; // tile extent along the stored contiguous axis (in vec4s)
   const r0 = name === 'A' ? 'row0' : k, c0 = name === 'A' ? k : 'col0';
   const rLim = name === 'A' ? 'u.M' : 'kEnd', cLim = name === 'A' ? 'kEnd' : 'u.N';
   const ld = name === 'A' ? 'u.lda' : 'u.ldb', off = `${o.batched ? '' : 'u.'}off${name}`;
-  return range((rows * cols) / WG).map((i) => {
+  const along = kMajor ? 'r' : 'c';
+  const put = (v: string) => !o.vec4 ? o.store('r', 'c', v)
+    : o.vec4.axis === along ? o.vec4.store('r', 'c', v)
+    : range(4).map((t) => (along === 'r' ? o.store(`r + ${t}u`, 'c', `${v}[${t}]`) : o.store('r', `c + ${t}u`, `${v}[${t}]`))).join(' ');
+  return range((rows * cols) / (w * WG)).map((i) => {
     const e = `(lidx + ${WG * i}u)`;
-    const [r, c] = kMajor ? [`${e} % ${inner}u`, `${e} / ${inner}u`] : [`${e} / ${inner}u`, `${e} % ${inner}u`];
+    const pos = w === 1 ? `${e} % ${inner}u` : `4u * (${e} % ${inner}u)`;
+    const [r, c] = kMajor ? [pos, `${e} / ${inner}u`] : [`${e} / ${inner}u`, pos];
     const addr = kMajor ? `${off} + (${c0} + c) * ${ld} + ${r0} + r` : `${off} + (${r0} + r) * ${ld} + ${c0} + c`;
-    return { rc: `let r = ${r}; let c = ${c};`, inRange: `${r0} + r < ${rLim} && ${c0} + c < ${cLim}`, value: `${o.cast}(${name}[${addr}])` };
+    const value = o.vec4 ? `${name}[(${addr}) / 4u]` : `${o.cast}(${name}[${addr}])`;
+    return { rc: `let r = ${r}; let c = ${c};`, inRange: `${r0} + r < ${rLim} && ${c0} + c < ${cLim}`, value, put };
   });
 }
 
+/** The zero of a staged element (vec4 staging: a vec4). */
+const zeroOf = (o: StageSpec) => (o.vec4 ? 'vec4<f32>(0.0)' : o.zero);
+
 /** The WGSL lines that stage one operand tile into workgroup memory (out-of-range elements are zero). */
 export function stageTile(o: StageSpec): string {
-  return tileElements(o).map((e) => `{ ${e.rc} var v = ${o.zero};
+  return tileElements(o).map((e) => `{ ${e.rc} var v = ${zeroOf(o)};
       if (${e.inRange}) { v = ${e.value}; }
-      ${o.store('r', 'c', 'v')} }`).join('\n    ');
+      ${e.put('v')} }`).join('\n    ');
 }
 
 /** Register staging: `load` reads this invocation's elements of a tile into p<name><i>, `store` writes them to workgroup memory. */
 function stageViaRegisters(o: StageSpec): { decl: string; load: string; store: string } {
-  const els = tileElements(o);
+  const els = tileElements(o), zero = zeroOf(o);
   const v = (i: number) => `p${o.name}${i}`;
   return {
-    decl: els.map((_, i) => `var ${v(i)} = ${o.zero};`).join(' '),
-    load: els.map((e, i) => `{ ${e.rc} ${v(i)} = ${o.zero}; if (${e.inRange}) { ${v(i)} = ${e.value}; } }`).join('\n      '),
-    store: els.map((e, i) => `{ ${e.rc} ${o.store('r', 'c', v(i))} }`).join('\n      '),
+    decl: els.map((_, i) => `var ${v(i)} = ${zero};`).join(' '),
+    load: els.map((e, i) => `{ ${e.rc} ${v(i)} = ${zero}; if (${e.inRange}) { ${v(i)} = ${e.value}; } }`).join('\n      '),
+    store: els.map((e, i) => `{ ${e.rc} ${e.put(v(i))} }`).join('\n      '),
   };
 }
 
@@ -133,6 +154,37 @@ export interface F32Variant {
    * (./gemm-mixed.ts). Off: the WGSL and cache key are those of the plain kernel.
    */
   roundF16?: boolean;
+  // The four below attack the 128×128 kernel's per-instruction limits on NVIDIA (H200 sweep:
+  // 28-35 TFLOP/s where torch fp32 runs 40-50); each is off by default, and off, the WGSL and cache
+  // key are those of the plain kernel.
+  /**
+   * Fragment double buffering: K index kk + 1's A and B vec4s are read from workgroup memory before
+   * kk's FMAs, so their latency hides behind kk's 64 (wide: 128) FMAs instead of stalling the first
+   * of kk + 1's; 16 (wide: 24) more live registers (written out: implies `unroll`).
+   */
+  fragPrefetch?: boolean;
+  /**
+   * Invocation → outputs by subgroup: each 32 consecutive invocations (an NVIDIA warp) are 4 rows × 8
+   * columns of the 16×16 invocation grid instead of 2 × 16, so each fragment read of a warp touches
+   * 4 (A) or 8 (B) distinct vec4s, one 128-byte shared-memory wavefront, where B's 16 took two (6 → 4
+   * wavefronts per K index). Correct on any subgroup size; faster only where subgroups are 32
+   * consecutive invocations.
+   */
+  compact?: boolean;
+  /**
+   * Global loads a vec4 at a time (operands bound as array<vec4<f32>>): a quarter of the load
+   * instructions, bounds checks and address arithmetic per K step, and one vec4 store to workgroup
+   * memory where the operand's contiguous axis is the staged tile's (A transposed, B not). Needs
+   * views whose contiguous extent, leading dimension, offset and batch strides are multiples of 4
+   * (`vec4Fits`) and a whole vec4 per invocation; gemmF32 drops it elsewhere (and with roundF16).
+   */
+  vec4?: boolean;
+  /**
+   * The 128×256 ('n') or 256×128 ('m') tile, 8×16 / 16×8 outputs per invocation (128 accumulators):
+   * twice the FMAs per staged element, per fragment read and per barrier, for grids that still fill
+   * the GPU (`gemmPlan`). Large tile only; 25 KiB of workgroup memory at K step 16.
+   */
+  wide?: 'm' | 'n';
 }
 
 /**
@@ -162,42 +214,67 @@ fn round_f16(x: f32) -> f32 {
 export const F32_DEFAULT: F32Variant = { bk: 16, prefetch: true, unroll: true };
 export const F32_SMALL_DEFAULT: F32Variant = { bk: 16, prefetch: true };
 
-/** fp32 program; `small` = 64×64 tile (4×4 per invocation) instead of 128×128 (8×8). */
+/** fp32 program; `small` = 64×64 tile (4×4 per invocation) instead of 128×128 (8×8; variant.wide: 128×256 or 256×128). */
 export function gemmF32Program(args: MatmulArgs, split: number, small = false, variant: F32Variant = small ? F32_SMALL_DEFAULT : F32_DEFAULT): Program {
   const { transA = false, transB = false } = args;
   const accumulate = split === 1 && (args.accumulate ?? false);
-  const q = small ? 1 : 2; // 4×4 quadrants per invocation along each axis
-  const bk = variant.bk ?? 16, double = variant.double ?? false, prefetch = double || (variant.prefetch ?? false), swap = variant.swap ?? false, unroll = variant.unroll ?? false;
+  const bk = variant.bk ?? 16, double = variant.double ?? false, prefetch = double || (variant.prefetch ?? false), swap = variant.swap ?? false;
+  const fragPrefetch = variant.fragPrefetch ?? false, unroll = fragPrefetch || (variant.unroll ?? false);
+  const { compact = false, vec4 = false, wide } = variant;
+  if (small && wide) fail('usage', `gemm_f32: the wide tile (F32Variant.wide '${wide}') has no 64x64 form`);
   const cast = variant.roundF16 ? 'round_f16' : 'f32';
-  const bm = 64 * q, bn = 64 * q, pitch = bm + 4; // pitch in floats (bm = bn)
+  // 4×4 quadrants per invocation along M and along N (64 rows / columns apart).
+  const qm = small ? 1 : wide === 'm' ? 4 : 2, qn = small ? 1 : wide === 'n' ? 4 : 2;
+  const bm = 64 * qm, bn = 64 * qn, pitchA = bm + 4, pitchB = bn + 4; // in floats
   const slice = Math.ceil(Math.ceil(args.k / split) / bk) * bk;
-  const P4 = pitch / 4, bufVec4 = bk * P4;
+  const PA4 = pitchA / 4, PB4 = pitchB / 4, bufA4 = bk * PA4, bufB4 = bk * PB4; // in vec4s
   const batched = !!args.batch, bz = batchDispatch(args, split);
-  const bytes = 2 * (double ? 2 : 1) * bufVec4 * 16;
+  const bytes = (double ? 2 : 1) * (bufA4 + bufB4) * 16;
   if (bytes > WORKGROUP_BYTES) fail('usage', `gemm_f32: K step ${bk}${double ? ', double-buffered,' : ''} needs ${bytes} bytes of workgroup memory for a ${bm}x${bn} tile (at most ${WORKGROUP_BYTES})`);
+  if (vec4) {
+    if (variant.roundF16 || (bm * bk) % (4 * WG) || (bk * bn) % (4 * WG)) fail('usage', `gemm_f32: vec4 loads need a whole vec4 per invocation (a ${bm}x${bn} tile at K step ${bk} has ${(bm * bk) / 4} of A) and no roundF16`);
+    if (!vec4Fits(args)) fail('usage', 'gemm_f32: vec4 loads need contiguous extents, leading dimensions, offsets and batch strides that are multiples of 4');
+  }
+  const extra = `${fragPrefetch ? ';frag=1' : ''}${compact ? ';compact=1' : ''}${vec4 ? ';v4=1' : ''}${wide ? `;wide=${wide}` : ''}`;
   return {
     name: 'gemm_f32',
-    cacheKey: `${transA ? 'T' : 'N'}${transB ? 'T' : 'N'};acc=${accumulate ? 1 : 0};tile=${bm};bk=${bk};pf=${prefetch ? 1 : 0};db=${double ? 1 : 0};swap=${swap ? 1 : 0};unroll=${unroll ? 1 : 0}${variant.roundF16 ? ';q16=1' : ''}${bz.key}`,
+    cacheKey: `${transA ? 'T' : 'N'}${transB ? 'T' : 'N'};acc=${accumulate ? 1 : 0};tile=${bm};bk=${bk};pf=${prefetch ? 1 : 0};db=${double ? 1 : 0};swap=${swap ? 1 : 0};unroll=${unroll ? 1 : 0}${variant.roundF16 ? ';q16=1' : ''}${extra}${bz.key}`,
     workgroupSize: [WG],
     dispatch: swap ? [Math.ceil(args.m / bm), Math.ceil(args.n / bn), bz.z] : [Math.ceil(args.n / bn), Math.ceil(args.m / bm), bz.z],
     uniforms: gemmUniforms(args, split, slice),
-    bindings: bindings('f32'),
+    bindings: vec4 ? [{ name: 'A', access: 'read', type: 'vec4<f32>' }, { name: 'B', access: 'read', type: 'vec4<f32>' }, { name: 'C', access: 'read_write', type: 'f32' }] : bindings('f32'),
     source: () => {
       // As is [k][m]: A's (r = m, c = k) goes to row c; Bs is [k][n]: B's (r = k, c = n) to row r.
-      // `buf` selects one of the two buffers of the double-buffered form.
-      const putA = (buf: string) => (r: string, c: string, v: string) => `As[${buf}(${c}) * ${P4}u + (${r}) / 4u][(${r}) % 4u] = ${v};`;
-      const putB = (buf: string) => (r: string, c: string, v: string) => `Bs[${buf}(${r}) * ${P4}u + (${c}) / 4u][(${c}) % 4u] = ${v};`;
-      const spec = (name: 'A' | 'B', buf: string, kVar = 'k0') => name === 'A'
-        ? { name, trans: transA, rows: bm, cols: bk, zero: '0.0', cast, store: putA(buf), kVar, batched } as const
-        : { name, trans: transB, rows: bk, cols: bn, zero: '0.0', cast, store: putB(buf), kVar, batched } as const;
-      const I = range(4 * q);
-      // Element i of the invocation's rows: quadrant i/4 (offset 16·quadrant vec4s), component i%4.
-      const frag = (v: string, i: number) => `${v}${i >> 2}[${i & 3}]`;
-      const step = (base: string, kk: string) => `{
-      ${range(q).map((h) => `let a${h} = As[${base}${kk} * ${P4}u + ${16 * h}u + ty]; let b${h} = Bs[${base}${kk} * ${P4}u + ${16 * h}u + tx];`).join(' ')}
-      ${I.map((i) => I.map((j) => `c${i}_${j} = fma(${frag('a', i)}, ${frag('b', j)}, c${i}_${j});`).join(' ')).join('\n      ')}
+      // `cur` names the buffer (of the double-buffered form's two) that `bufA` / `bufB` offset into
+      // workgroup memory. vec4 staging writes A's m and B's n (the rows' contiguous axis) a vec4 at a time.
+      const bufA = (cur: string) => cur && `${cur} * ${bufA4}u + `, bufB = (cur: string) => cur && `${cur} * ${bufB4}u + `;
+      const putA = (buf: string) => (r: string, c: string, v: string) => `As[${buf}(${c}) * ${PA4}u + (${r}) / 4u][(${r}) % 4u] = ${v};`;
+      const putB = (buf: string) => (r: string, c: string, v: string) => `Bs[${buf}(${r}) * ${PB4}u + (${c}) / 4u][(${c}) % 4u] = ${v};`;
+      const vecA = (buf: string) => vec4 ? { axis: 'r', store: (r: string, c: string, v: string) => `As[${buf}(${c}) * ${PA4}u + (${r}) / 4u] = ${v};` } as const : undefined;
+      const vecB = (buf: string) => vec4 ? { axis: 'c', store: (r: string, c: string, v: string) => `Bs[${buf}(${r}) * ${PB4}u + (${c}) / 4u] = ${v};` } as const : undefined;
+      const spec = (name: 'A' | 'B', cur: string, kVar = 'k0') => name === 'A'
+        ? { name, trans: transA, rows: bm, cols: bk, zero: '0.0', cast, store: putA(bufA(cur)), kVar, batched, vec4: vecA(bufA(cur)) } as const
+        : { name, trans: transB, rows: bk, cols: bn, zero: '0.0', cast, store: putB(bufB(cur)), kVar, batched, vec4: vecB(bufB(cur)) } as const;
+      const I = range(4 * qm), J = range(4 * qn);
+      // Element i of the invocation's rows: quadrant i/4 (offset 16·quadrant vec4s), component i%4;
+      // `s` names one K index's fragments (fragPrefetch).
+      const frag = (v: string, i: number, s = '') => `${v}${i >> 2}${s}[${i & 3}]`;
+      const reads = (cur: string, kk: string, s = '') => range(Math.max(qm, qn)).map((h) => [
+        h < qm ? `let a${h}${s} = As[${bufA(cur)}${kk} * ${PA4}u + ${16 * h}u + ty];` : '',
+        h < qn ? `let b${h}${s} = Bs[${bufB(cur)}${kk} * ${PB4}u + ${16 * h}u + tx];` : '',
+      ].filter(Boolean).join(' ')).join(' ');
+      const fmas = (s = '') => I.map((i) => J.map((j) => `c${i}_${j} = fma(${frag('a', i, s)}, ${frag('b', j, s)}, c${i}_${j});`).join(' ')).join('\n      ');
+      const step = (cur: string, kk: string) => `{
+      ${reads(cur, kk)}
+      ${fmas()}
     }`;
-      const math = (base: string) => unroll ? range(bk).map((kk) => step(base, `${kk}u`)).join('\n    ') : `for (var kk = 0u; kk < ${bk}u; kk++) ${step(base, 'kk')}`;
+      // fragPrefetch: one block per K step, K index kk + 1's reads ahead of kk's FMAs.
+      const pipelined = (cur: string) => `{
+      ${reads(cur, '0u', '_0')}
+      ${range(bk).map((kk) => `${kk + 1 < bk ? `${reads(cur, `${kk + 1}u`, `_${kk + 1}`)}\n      ` : ''}${fmas(`_${kk}`)}`).join('\n      ')}
+    }`;
+      const math = (cur: string) => fragPrefetch ? pipelined(cur)
+        : unroll ? range(bk).map((kk) => step(cur, `${kk}u`)).join('\n    ') : `for (var kk = 0u; kk < ${bk}u; kk++) ${step(cur, 'kk')}`;
       let loop: string;
       if (!prefetch) {
         loop = `for (var k0 = kBegin; k0 < kEnd; k0 += ${bk}u) {
@@ -224,8 +301,8 @@ export function gemmF32Program(args: MatmulArgs, split: number, small = false, v
     workgroupBarrier();
   }`;
       } else {
-        const ra = stageViaRegisters(spec('A', 'cur * ' + bufVec4 + 'u + ')), rb = stageViaRegisters(spec('B', 'cur * ' + bufVec4 + 'u + '));
-        const na = stageViaRegisters(spec('A', 'nxt * ' + bufVec4 + 'u + ', 'kn')), nb = stageViaRegisters(spec('B', 'nxt * ' + bufVec4 + 'u + ', 'kn'));
+        const ra = stageViaRegisters(spec('A', 'cur')), rb = stageViaRegisters(spec('B', 'cur'));
+        const na = stageViaRegisters(spec('A', 'nxt', 'kn')), nb = stageViaRegisters(spec('B', 'nxt', 'kn'));
         loop = `${ra.decl} ${rb.decl}
   var cur = 0u;
   if (kBegin < kEnd) { let k0 = kBegin; ${ra.load}
@@ -237,7 +314,7 @@ export function gemmF32Program(args: MatmulArgs, split: number, small = false, v
     let kn = k0 + ${bk}u; let nxt = 1u - cur;
     if (kn < kEnd) { ${na.load}
       ${nb.load} }
-    ${math(`cur * ${bufVec4}u + `)}
+    ${math('cur')}
     if (kn < kEnd) { ${na.store}
       ${nb.store} }
     workgroupBarrier();
@@ -245,15 +322,17 @@ export function gemmF32Program(args: MatmulArgs, split: number, small = false, v
   }`;
       }
       const bufs = double ? 2 : 1;
+      // compact: warp w = lidx / 32 is invocation rows 4·(w / 2) .. + 3, columns 8·(w % 2) .. + 7.
+      const ids = compact ? 'let tx = (lidx / 32u) % 2u * 8u + lidx % 8u; let ty = lidx / 64u * 4u + (lidx / 8u) % 4u;' : 'let tx = lidx % 16u; let ty = lidx / 16u;';
       return {
         decls: `${variant.roundF16 ? ROUND_F16 : ''}
-var<workgroup> As: array<vec4<f32>, ${bufs * bufVec4}>; // [k][m], pitch ${pitch} floats${double ? ', two buffers' : ''}
-var<workgroup> Bs: array<vec4<f32>, ${bufs * bufVec4}>; // [k][n]`,
+var<workgroup> As: array<vec4<f32>, ${bufs * bufA4}>; // [k][m], pitch ${pitchA} floats${double ? ', two buffers' : ''}
+var<workgroup> Bs: array<vec4<f32>, ${bufs * bufB4}>; // [k][n]${pitchB !== pitchA ? `, pitch ${pitchB} floats` : ''}`,
         main: `
-  let tx = lidx % 16u; let ty = lidx / 16u;${HEAD(bm, bn, swap, args.batch)}
-  ${I.flatMap((i) => I.map((j) => `var c${i}_${j} = 0.0;`)).join(' ')}
+  ${ids}${HEAD(bm, bn, swap, args.batch)}
+  ${I.flatMap((i) => J.map((j) => `var c${i}_${j} = 0.0;`)).join(' ')}
   ${loop}
-  ${I.flatMap((i) => I.map((j) => cStore(accumulate, `(row0 + ${64 * (i >> 2)}u + 4u * ty + ${i & 3}u)`, `(col0 + ${64 * (j >> 2)}u + 4u * tx + ${j & 3}u)`, `c${i}_${j}`))).join('\n  ')}`,
+  ${I.flatMap((i) => J.map((j) => cStore(accumulate, `(row0 + ${64 * (i >> 2)}u + 4u * ty + ${i & 3}u)`, `(col0 + ${64 * (j >> 2)}u + 4u * tx + ${j & 3}u)`, `c${i}_${j}`))).join('\n  ')}`,
       };
     },
   };
@@ -268,23 +347,55 @@ const SPLIT_TARGET = 8 * FILL;
 /** Shortest K range of one slice. */
 const MIN_SLICE = 512;
 
+/** Rows × columns of the large tile: 128×128, or F32Variant.wide's 128×256 ('n') / 256×128 ('m'). */
+const largeTile = (wide?: 'm' | 'n'): [number, number] => [wide === 'm' ? 256 : 128, wide === 'n' ? 256 : 128];
+
 /**
  * Tile size (small or not) and K slices for an M×N×K product on 128×128 / 64×64 tiles. Batched:
  * never split; the small tile where all entries' tiles would not fill the GPU or where M or N is
- * at most 64 (attention's head size: a 128-wide tile would compute half zeros).
+ * at most 64 (attention's head size: a 128-wide tile would compute half zeros). `wide`
+ * (F32Variant.wide): its tile replaces the 128×128 one where that grid still fills the GPU, and the
+ * K split counts its tiles; the plan's `wide` says whether it did.
  */
-export function gemmPlan(args: Pick<MatmulArgs, 'm' | 'n' | 'k' | 'tile' | 'splitK' | 'batch'>): { small: boolean; split: number } {
+export function gemmPlan(args: Pick<MatmulArgs, 'm' | 'n' | 'k' | 'tile' | 'splitK' | 'batch'>, wide?: 'm' | 'n'): { small: boolean; split: number; wide?: 'm' | 'n' } {
   const { m, n, k } = args;
+  const grid = ([bm, bn]: [number, number]) => Math.ceil(m / bm) * Math.ceil(n / bn);
+  // args.tile forcing the large tile forces the wide one too.
+  const widen = (small: boolean, count: number) => (wide && !small && (args.tile || grid(largeTile(wide)) * count >= FILL) ? { wide } : {});
   if (args.batch) {
     const small = args.tile ? args.tile.tm < 8 : m <= 64 || n <= 64 || Math.ceil(m / 128) * Math.ceil(n / 128) * args.batch.count < FILL;
-    return { small, split: 1 };
+    return { small, split: 1, ...widen(small, args.batch.count) };
   }
   // args.tile (tests, benches) forces the size: tm = 8 is the 128×128 tile, anything less 64×64.
   const small = args.tile ? args.tile.tm < 8 : Math.ceil(m / 128) * Math.ceil(n / 128) < FILL;
-  const edge = small ? 64 : 128;
-  const tiles = Math.ceil(m / edge) * Math.ceil(n / edge);
+  const w = widen(small, 1);
+  const tiles = grid(small ? [64, 64] : largeTile(w.wide));
   const split = args.splitK ?? (tiles >= SPLIT_TARGET ? 1 : Math.max(1, Math.min(Math.ceil(SPLIT_TARGET / tiles), Math.floor(k / MIN_SLICE), 64)));
-  return { small, split: Math.max(1, Math.min(split, Math.ceil(k / 32))) };
+  return { small, split: Math.max(1, Math.min(split, Math.ceil(k / 32))), ...w };
+}
+
+/**
+ * Whether `args` can be read a vec4 at a time: fp32 operands whose contiguous extents (K or M of A,
+ * N or K of B), leading dimensions, offsets and batch strides are multiples of 4, so every vec4 of
+ * a tile lies wholly inside or outside the operand (gemm_f32's vec4 variant, gemm_f16's vec4 kernel).
+ */
+export function vec4Fits(args: MatmulArgs): boolean {
+  const { m, n, k, transA = false, transB = false } = args;
+  const four = (x: number) => x % 4 === 0;
+  const bt = args.batch;
+  const batchFits = !bt || (four(bt.strideA) && four(bt.strideB) && four(bt.groupA?.strideOuter ?? 0) && four(bt.groupB?.strideOuter ?? 0));
+  return four(args.a.ld) && four(args.a.offset ?? 0) && four(args.b.ld) && four(args.b.offset ?? 0) && four(transA ? m : k) && four(transB ? k : n) && batchFits;
+}
+
+/**
+ * The variant gemmF32 runs for `args` under `plan`: `wide` only where the plan took it; `vec4`
+ * dropped (scalar loads) where the views do not fit it (`vec4Fits`), with roundF16, or where the
+ * tile has less than one vec4 per invocation (the 64×64 tile at K step 8).
+ */
+export function f32Variant(args: MatmulArgs, v: F32Variant, plan: { small: boolean; wide?: 'm' | 'n' }): F32Variant {
+  let out = v.wide && !plan.wide ? { ...v, wide: undefined } : v;
+  if (v.vec4 && (v.roundF16 || !vec4Fits(args) || ((plan.small ? 64 : 128) * (v.bk ?? 16)) % (4 * WG))) out = { ...out, vec4: false };
+  return out;
 }
 
 /** ORTFUSE_GEMM_F32=legacy (Node, measurements only): gemmF32 as it was before the session-7 sweeps. */
@@ -302,7 +413,7 @@ export function gemmF32(ctx: GpuContext, args: MatmulArgs, variant?: F32Variant)
     runGemm(ctx, args, split, (a, s) => gemmF32Program(a, s, small, { bk: 16, roundF16: variant?.roundF16 }));
     return;
   }
-  const { small, split } = gemmPlan(args);
-  const v = variant ?? (small ? F32_SMALL_DEFAULT : F32_DEFAULT);
-  runGemm(ctx, args, split, (a, s) => gemmF32Program(a, s, small, v));
+  const plan = gemmPlan(args, variant?.wide);
+  const v = f32Variant(args, variant ?? (plan.small ? F32_SMALL_DEFAULT : F32_DEFAULT), plan);
+  runGemm(ctx, args, plan.split, (a, s) => gemmF32Program(a, s, plan.small, v));
 }
