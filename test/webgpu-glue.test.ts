@@ -19,7 +19,7 @@ import { runTraining, type TrainOptions } from '../src/runtime/train.js';
 import { nodeOrtWeb } from '../src/runtime/webgpu/ort-web-node.js';
 import { splitStages } from '../src/runtime/webgpu/stage-split.js';
 import { parseKernels, webgpuGraph } from '../src/runtime/webgpu/training-spec.js';
-import { addBroadcast, transpose } from '../src/webgpu/glue.js';
+import { addBroadcast, scatterAdd, transpose } from '../src/webgpu/glue.js';
 import { expectSameGradients, gpuEnv, randn, relL2, rng } from './webgpu-helpers.js';
 import { stepGradients } from './webgpu-step.js';
 
@@ -88,6 +88,30 @@ describe.skipIf(!env.ctx)('glue kernels on the device (dawn.node)', () => {
       return at(x, dims, src);
     });
     expect(got).toEqual(want);
+  });
+
+  it.each([
+    [50, 17, 64],
+    [7, 3, 20],
+  ])('ScatterND add onto zeros [%i, %i] from %i rows: repeated, negative and out-of-range indices (float64 reference)', async (v, h, n) => {
+    // Rows 0-9 all go to row 3 (half of them as 3 − V), the rest at random over [−V, V); three
+    // indices outside [−V, V) add nothing.
+    const idx = Array.from({ length: n }, (_, i) => (i < 10 ? (i % 2 ? 3 : 3 - v) : Math.floor(r() * 2 * v) - v));
+    idx[n - 1] = v;
+    idx[n - 2] = -v - 1;
+    idx[n - 3] = 2 ** 40;
+    const u = randn(r, n * h);
+    const out = ctx.buffer('out', v * h * 4);
+    scatterAdd(ctx, ctx.upload('idx', BigInt64Array.from(idx.map(BigInt))), ctx.upload('u', u), out, { n, v, h });
+    const want = new Float64Array(v * h);
+    idx.forEach((k, i) => {
+      if (k < -v || k >= v) return;
+      const row = k < 0 ? k + v : k;
+      for (let j = 0; j < h; j++) want[row * h + j] += u[i * h + j];
+    });
+    const got = await read(out, v * h);
+    expect(relL2(got, want)).toBeLessThan(1e-6);
+    expect(got.slice(3 * h, 4 * h).every((x) => x !== 0)).toBe(true);
   });
 
   it('errors name the kernel and the shapes', () => {

@@ -8,6 +8,10 @@
  *   add:        out[i] = a[ia(i)] + b[ib(i)], numpy broadcasting (a dim of 1, or missing on the
  *               left, repeats): per operand a stride per output dim, 0 where it broadcasts.
  *   transpose:  out[i] = x[ix(i)], out dims = x dims permuted by `perm` (out dim j = x dim perm[j]).
+ *   scatterAdd: out = zeros [V, H…]; out[idx_r] += updates[r] for each row r (ONNX ScatterND,
+ *               reduction 'add', indices [..., 1]): one invocation per update element, a float
+ *               atomic add (WGSL has none: a compare-exchange loop on the f32's bits), so repeated
+ *               indices accumulate in an unspecified order.
  *
  * The index maps walk the output index from the last dim: `rank` divisions per element. Shapes
  * and strides are uniforms (one pipeline per rank), so every shape shares the pipelines.
@@ -150,4 +154,58 @@ export function transpose(ctx: GpuContext, x: { buffer: GPUBuffer; dims: readonl
   const body = `${offsets(merged.length, ['x'])}\n  Y[i] = X[off_x];`;
   ctx.run(indexed('transpose', merged.length, n, uniforms, [{ name: 'X', access: 'read', type: 'f32' }, { name: 'Y', access: 'read_write', type: 'f32' }], body), [x.buffer, y]);
   return { buffer: y, dims: t.dims };
+}
+
+/**
+ * out[idx[r], j] += updates[r, j] for r < n, j < H, into `out` ([V, H] fp32, zeroed by the caller:
+ * ctx.buffer() is) — ONNX ScatterND with reduction 'add' onto zeros, indices of shape [..., 1].
+ * `indices` holds n int64 values (two u32 words each, little-endian); one in [−V, 0) counts from
+ * the end (idx + V), one outside [−V, V) is skipped (its row adds nothing). Repeated indices
+ * accumulate through float atomics, in no fixed order (the sum's rounding may differ run to run).
+ */
+export function scatterAdd(ctx: GpuContext, indices: GPUBuffer, updates: GPUBuffer, out: GPUBuffer, a: { n: number; v: number; h: number }): void {
+  const k = 'ScatterND';
+  for (const [what, d] of Object.entries(a)) if (!Number.isInteger(d) || d < 0) fail('usage', `${k}: ${what}=${d} must be a non-negative integer`);
+  if (a.v >= 2 ** 31) fail('usage', `${k}: V=${a.v} rows are more than an i32 index reaches`);
+  checkU32(k, 'updates', a.n * a.h);
+  checkU32(k, 'out', a.v * a.h);
+  checkBuffer(k, 'indices', indices, 2 * a.n);
+  checkBuffer(k, 'updates', updates, a.n * a.h);
+  checkBuffer(k, 'out', out, a.v * a.h);
+  const total = a.n * a.h;
+  if (total === 0 || a.v === 0) return; // no row in range: nothing to add
+  const program: Program = {
+    name: 'scatter_add',
+    cacheKey: 'f32;i64',
+    workgroupSize: [WG],
+    dispatch: dispatch1d(Math.ceil(total / WG)),
+    uniforms: [
+      { name: 'n', type: 'u32', value: total },
+      { name: 'H', type: 'u32', value: a.h },
+      { name: 'V', type: 'u32', value: a.v },
+    ],
+    bindings: [
+      { name: 'Idx', access: 'read', type: 'u32' },
+      { name: 'U', access: 'read', type: 'f32' },
+      { name: 'Y', access: 'read_write', type: 'atomic<u32>' },
+    ],
+    source: () => ({
+      main: `  let i = flatWorkgroup(wid, nwg) * ${WG}u + lidx;
+  if (i >= u.n) { return; }
+  let r = i / u.H;
+  let lo = Idx[2u * r]; let hi = Idx[2u * r + 1u];
+  // int64 in [0, V): hi = 0, lo < V; in [-V, 0): hi = all ones, lo >= 2^32 - V (wraps to lo + V).
+  var row = lo;
+  if (hi == 0xffffffffu && lo >= 0u - u.V) { row = lo + u.V; } else if (hi != 0u || lo >= u.V) { return; }
+  let o = row * u.H + i % u.H;
+  let x = U[i];
+  var old = atomicLoad(&Y[o]);
+  loop {
+    let got = atomicCompareExchangeWeak(&Y[o], old, bitcast<u32>(bitcast<f32>(old) + x));
+    if (got.exchanged) { break; }
+    old = got.old_value;
+  }`,
+    }),
+  };
+  ctx.run(program, [indices, updates, out]);
 }
