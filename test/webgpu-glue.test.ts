@@ -1,10 +1,10 @@
 /**
- * The glue kernels (src/webgpu/glue.ts, src/runtime/webgpu/glue.ts): Add with broadcasting and
- * Transpose against float64 references on a real device; in the stage plan, the standard ops
- * between fused-op kernels join the kernel groups (the tiny Qwen2 step with every op fused runs
- * in 2 ORT segments instead of 21) without cutting an ORT segment in two; the step's loss and
- * every gradient equal the plan without glue; 20 steps keep the GPU memory flat (views share
- * buffers and hand them back once).
+ * The glue kernels (src/webgpu/glue.ts, src/runtime/webgpu/glue.ts): Add with broadcasting,
+ * Transpose and the embedding gradient's ScatterND-add against float64 references on a real
+ * device; in the stage plan, the standard ops between fused-op kernels join the kernel groups (the
+ * tiny Qwen2 step with every op fused runs in 1 ORT segment instead of 21) without cutting an ORT
+ * segment in two; the step's loss and every gradient equal the plan without glue; 20 steps keep
+ * the GPU memory flat (views share buffers and hand them back once).
  */
 import { describe, expect, it } from 'vitest';
 import { FUSED_OPS } from '../custom-ops/registry.js';
@@ -13,9 +13,15 @@ import { TINY } from '../models/config.js';
 import { batches, split } from '../src/data/batches.js';
 import { mobyDick } from '../src/data/corpus.js';
 import { getTokenizer } from '../src/data/tokenizer.js';
+import { createModel, GraphBuilder } from '../src/ir/builder.js';
+import type { Value } from '../src/ir/graph.js';
+import { inferShapes } from '../src/ir/infer/index.js';
+import { Tensor } from '../src/ir/tensor.js';
 import { loadFile } from '../src/onnx/io.js';
+import { DataType } from '../src/onnx/schema.js';
 import { prepareTraining } from '../src/runtime/session.js';
 import { runTraining, type TrainOptions } from '../src/runtime/train.js';
+import { GLUE_BY_OP } from '../src/runtime/webgpu/glue.js';
 import { nodeOrtWeb } from '../src/runtime/webgpu/ort-web-node.js';
 import { splitStages } from '../src/runtime/webgpu/stage-split.js';
 import { parseKernels, webgpuGraph } from '../src/runtime/webgpu/training-spec.js';
@@ -130,20 +136,43 @@ function unflatDims(a: number[], b: number[]): number[] {
 describe('glue in the stage plan of the tiny Qwen2 step', () => {
   const prep = (fuseAttention: boolean) => prepareTraining(buildQwen2(TINY, { seed: 1 }), { fuse: true, fuseMlp: true, fuseLinear: true, fuseAttention, target: 'webgpu' });
 
-  it('every op fused + glue: 2 ORT segments (was 21); the Transposes between kernels all leave ORT', () => {
+  it('every op fused + glue: 1 ORT segment (was 21); the Transposes between kernels and the embedding gradient all leave ORT', () => {
     const g = webgpuGraph(prep(true).train, SHAPE);
     const without = splitStages(g, parseKernels('all,glue=ort'), FUSED_OPS)!;
     const withGlue = splitStages(g, parseKernels('all'), FUSED_OPS)!;
     const ops = (s: typeof without) => s.segments.flatMap((m) => m.graph.nodes.map((n) => n.opType));
     console.log(`tiny, all fused: ${without.segments.length} ORT segments without glue, ${withGlue.segments.length} with (${withGlue.plan.steps.filter((s) => s.kind === 'kernel').length} kernel calls)`);
     expect(without.segments.length).toBeGreaterThanOrEqual(15);
-    expect(withGlue.segments.length).toBeLessThanOrEqual(3);
+    expect(withGlue.segments.length).toBe(1);
     // What stays in ORT: the embedding, the position tables (one Transpose between ORT nodes), the
-    // labels' shift, the embedding gradient.
+    // labels' shift and the embedding gradient's indices; its ScatterND is our kernel, its zeros
+    // (an Expand) are never made.
     expect(ops(without).filter((o) => o === 'Transpose').length).toBeGreaterThan(10);
     expect(ops(withGlue).filter((o) => o === 'Transpose')).toEqual(['Transpose']);
     expect(ops(withGlue)).toContain('Gather');
-    expect(ops(withGlue)).toContain('ScatterND');
+    expect(ops(withGlue)).toContain('Where');
+    expect(ops(withGlue)).not.toContain('ScatterND');
+    expect(ops(withGlue)).not.toContain('Expand');
+    expect(withGlue.plan.steps.filter((s) => s.kind === 'kernel' && s.call.op === 'scatterAdd').map((s) => s.kind === 'kernel' && s.call.inputs.length)).toEqual([2]);
+  });
+
+  it('ScatterND is glue only when it adds onto zeros of a static shape (Expand or ConstantOfShape of 0)', () => {
+    const why = (data: (b: GraphBuilder) => Value, attrs: Record<string, string> = { reduction: 'add' }) => {
+      const m = createModel({ opset: 18 });
+      const b = new GraphBuilder(m.graph);
+      const idx = b.input('idx', DataType.INT64, [4, 1]), upd = b.input('upd', DataType.FLOAT, [4, 3]);
+      b.output(b.op.ScatterND(data(b), idx, upd, attrs), 'y');
+      inferShapes(m);
+      const r = GLUE_BY_OP.get('ScatterND')!.read(m.graph.nodes.at(-1)!);
+      return 'why' in r ? r.why : r.attrs;
+    };
+    const shape = (b: GraphBuilder) => b.constant([5, 3]);
+    // Expand(0) / ConstantOfShape(0) -> the kernel's own zeroed [5, 3]
+    expect(why((b) => b.op.Expand(b.constant(0, { dtype: DataType.FLOAT }), shape(b)))).toEqual({ dims: '5,3' });
+    expect(why((b) => b.op.ConstantOfShape(shape(b), { value: Tensor.from(DataType.FLOAT, [1], [0]) }))).toEqual({ dims: '5,3' });
+    expect(why((b) => b.op.Expand(b.constant(1, { dtype: DataType.FLOAT }), shape(b)))).toMatch(/not a constant scalar 0/);
+    expect(why((b) => b.input('w', DataType.FLOAT, [5, 3]))).toMatch(/not made by Expand or ConstantOfShape/);
+    expect(why((b) => b.op.Expand(b.constant(0, { dtype: DataType.FLOAT }), shape(b)), { reduction: 'none' })).toMatch(/reduction is 'none'/);
   });
 
   it('glue never cuts an ORT segment: the default plan (attention in ORT) has no more segments with glue', () => {
@@ -166,11 +195,11 @@ describe.skipIf(!env.ctx)('webgpu step with glue kernels (dawn.node)', () => {
     console.log(`glue vs no glue (attention fused: ${fuseAttention}): loss ${glue.loss} vs ${plain.loss}, worst gradient relative L2 ${worst.toExponential(2)}`);
   });
 
-  it('a default-settings torch export (GQA) under the webgpu defaults: attention fused, 2 ORT segments, the cpu losses within 1e-5', async () => {
+  it('a default-settings torch export (GQA) under the webgpu defaults: attention fused, 1 ORT segment, the cpu losses within 1e-5', async () => {
     const file = new URL('../models/fixtures/default/qwen2-default-gqa.onnx', import.meta.url).pathname;
     const p = prepareTraining(loadFile(file), { fuse: true, fuseMlp: true, fuseAttention: true, fuseLinear: true, target: 'webgpu' });
     expect(p.train.graph.nodes.filter((n) => n.opType === 'CausalAttention').length).toBeGreaterThan(0);
-    expect(splitStages(webgpuGraph(p.train, { batch: 2, seq: 16 }), parseKernels('default'), FUSED_OPS)!.segments).toHaveLength(2);
+    expect(splitStages(webgpuGraph(p.train, { batch: 2, seq: 16 }), parseKernels('default'), FUSED_OPS)!.segments).toHaveLength(1);
     const tok = await getTokenizer('bytes');
     const opts: TrainOptions = { steps: 3, batch: 2, seq: 16, lr: 1e-3, seed: 5, fuse: true };
     const gpu = await runTraining(loadFile(file), text.slice(0, 50_000), tok, { ...opts, backend: 'webgpu' });

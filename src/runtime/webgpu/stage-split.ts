@@ -117,7 +117,7 @@ function glueCalls(g: Model['graph'], calls: Map<Node, KernelCall>, absorbedBy: 
     const rule = (n.domain ?? '') === '' || n.domain === 'ai.onnx' ? GLUE_BY_OP.get(n.opType) : undefined;
     if (!rule || absorbedBy.has(n)) continue;
     // Host-fed batch values and initializers stay with ORT (our kernels read GPU values only).
-    if (n.inputs.slice(0, glueInputs(n)).some((v) => !v || v.initializer || HOST_FED.has(v.name))) continue;
+    if (glueRead(n).some((v) => !v || v.initializer || HOST_FED.has(v.name))) continue;
     // A value of unknown type cannot cross into an ORT segment.
     if (n.outputs.some((o) => !o.type)) continue;
     const r = rule.read(n);
@@ -126,7 +126,7 @@ function glueCalls(g: Model['graph'], calls: Map<Node, KernelCall>, absorbedBy: 
   const ours = (m: Node) => calls.has(m) || absorbedBy.has(m);
   const fromKernels = new Set<Node>();
   for (const n of g.nodes)
-    if (can.has(n) && n.inputs.slice(0, glueInputs(n)).every((v) => v!.isGraphInput() || (v!.producer && (ours(v!.producer) || fromKernels.has(v!.producer)))))
+    if (can.has(n) && glueRead(n).every((v) => v!.isGraphInput() || (v!.producer && (ours(v!.producer) || fromKernels.has(v!.producer)))))
       fromKernels.add(n);
   const toKernels = new Set<Node>();
   for (let k = g.nodes.length - 1; k >= 0; k--) {
@@ -136,8 +136,11 @@ function glueCalls(g: Model['graph'], calls: Map<Node, KernelCall>, absorbedBy: 
   const used = (v: Value) => (v.useCount > 0 || v.isGraphOutput() ? v.name : null);
   for (const [n, c] of can)
     if (fromKernels.has(n) || toKernels.has(n))
-      calls.set(n, { op: c.name, node: n.label, inputs: n.inputs.slice(0, glueInputs(n)).map((v) => v!.name), outputs: n.outputs.map(used), attrs: c.attrs });
+      calls.set(n, { op: c.name, node: n.label, inputs: glueRead(n).map((v) => v!.name), outputs: n.outputs.map(used), attrs: c.attrs });
 }
+
+/** The inputs of `n` its glue call reads (./glue.ts glueInputs). */
+const glueRead = (n: Node) => glueInputs(n).map((i) => n.inputs[i]);
 
 const GLUE_NAMES = new Set(GLUE_KERNELS.keys());
 
@@ -160,9 +163,10 @@ export function splitStages(train: Model, policyIn: OpPolicy, ops: readonly Fuse
   const { calls, absorbedBy } = kernelCalls(train, policy, ops);
   if (calls.size === 0) return undefined;
   const absorbed = new Set(absorbedBy.keys());
-  // What a node reads: a glue view's call reads its data only (the shape input was read at plan time).
+  // What a node reads: a glue call reads only some inputs (a view's data, not its shape input, read
+  // at plan time; a scatter's indices and updates, not its zeros: their Expand is then dead).
   const glue = new Set([...calls].filter(([, c]) => GLUE_NAMES.has(c.op)).map(([n]) => n));
-  const nodeDependencies = (n: Node): Value[] => (glue.has(n) ? n.inputs.slice(0, glueInputs(n)).filter((v): v is Value => !!v) : allDependencies(n));
+  const nodeDependencies = (n: Node): Value[] => (glue.has(n) ? glueRead(n).filter((v): v is Value => !!v) : allDependencies(n));
   const absorbedOf = (n: Node) => [...absorbedBy].filter(([, owner]) => owner === n).map(([m]) => m);
 
   // Live nodes: what the graph outputs depend on (absorbed nodes are replaced by their kernel).
