@@ -99,7 +99,7 @@ describe.skipIf(!env.ctx)('glue kernels on the device (dawn.node)', () => {
   it.each([
     [50, 17, 64],
     [7, 3, 20],
-  ])('ScatterND add onto zeros [%i, %i] from %i rows: repeated, negative and out-of-range indices (float64 reference)', async (v, h, n) => {
+  ])('ScatterND add onto zeros [%i, %i] from %i rows: repeated, negative and out-of-range indices (float64 reference; fp32 sums in row order, bit for bit)', async (v, h, n) => {
     // Rows 0-9 all go to row 3 (half of them as 3 − V), the rest at random over [−V, V); three
     // indices outside [−V, V) add nothing.
     const idx = Array.from({ length: n }, (_, i) => (i < 10 ? (i % 2 ? 3 : 3 - v) : Math.floor(r() * 2 * v) - v));
@@ -107,16 +107,22 @@ describe.skipIf(!env.ctx)('glue kernels on the device (dawn.node)', () => {
     idx[n - 2] = -v - 1;
     idx[n - 3] = 2 ** 40;
     const u = randn(r, n * h);
-    const out = ctx.buffer('out', v * h * 4);
+    // One row more than V: nothing may be written past the output.
+    const out = ctx.buffer('out', (v + 1) * h * 4);
     scatterAdd(ctx, ctx.upload('idx', BigInt64Array.from(idx.map(BigInt))), ctx.upload('u', u), out, { n, v, h });
-    const want = new Float64Array(v * h);
+    const want = new Float64Array(v * h), sequential = new Float32Array(v * h);
     idx.forEach((k, i) => {
       if (k < -v || k >= v) return;
       const row = k < 0 ? k + v : k;
-      for (let j = 0; j < h; j++) want[row * h + j] += u[i * h + j];
+      for (let j = 0; j < h; j++) {
+        want[row * h + j] += u[i * h + j];
+        sequential[row * h + j] = Math.fround(sequential[row * h + j] + u[i * h + j]);
+      }
     });
-    const got = await read(out, v * h);
+    const all = await read(out, (v + 1) * h), got = all.slice(0, v * h);
     expect(relL2(got, want)).toBeLessThan(1e-6);
+    expect(got).toEqual(sequential);
+    expect(all.slice(v * h)).toEqual(new Float32Array(h));
     expect(got.slice(3 * h, 4 * h).every((x) => x !== 0)).toBe(true);
   });
 
@@ -180,6 +186,7 @@ describe('glue in the stage plan of the tiny Qwen2 step', () => {
     for (const k of ['default', 'default,mlp,linear', 'all'])
       expect(splitStages(g, parseKernels(`${k},glue`), FUSED_OPS)!.segments.length, k).toBeLessThanOrEqual(splitStages(g, parseKernels(`${k},glue=ort`), FUSED_OPS)!.segments.length);
   });
+
 });
 
 describe.skipIf(!env.ctx)('webgpu step with glue kernels (dawn.node)', () => {
