@@ -187,6 +187,21 @@ describe('glue in the stage plan of the tiny Qwen2 step', () => {
       expect(splitStages(g, parseKernels(`${k},glue`), FUSED_OPS)!.segments.length, k).toBeLessThanOrEqual(splitStages(g, parseKernels(`${k},glue=ort`), FUSED_OPS)!.segments.length);
   });
 
+  it('the index plumbing of input_ids and labels for our kernels stays in the first ORT segment; for an ORT node it moves with it', () => {
+    const g = webgpuGraph(prep(false).train, SHAPE);
+    const segmentOf = (s: NonNullable<ReturnType<typeof splitStages>>, op: string) => s.segments.findIndex((m) => m.graph.nodes.some((n) => n.opType === op));
+    // Attention in ORT: 5 segments. Readers of the batch other than the embedding Gather (and its
+    // recompute, which read a parameter too) are all in the first.
+    const s = splitStages(g, parseKernels('default'), FUSED_OPS)!;
+    expect(s.segments.length).toBeGreaterThan(2);
+    const batchReaders = s.segments.map((m) => m.graph.nodes.filter((n) => n.opType !== 'Gather' && n.inputs.some((v) => v?.name === 'input_ids' || v?.name === 'labels')).length);
+    expect(batchReaders[0]).toBeGreaterThanOrEqual(4);
+    expect(batchReaders.slice(1)).toEqual(batchReaders.slice(1).map(() => 0));
+    // The scatter in ORT (no glue): the indices are made in its segment, the last.
+    const o = splitStages(g, parseKernels('default,glue=ort'), FUSED_OPS)!;
+    expect(segmentOf(o, 'Less')).toBe(segmentOf(o, 'ScatterND'));
+    expect(segmentOf(o, 'ScatterND')).toBe(o.segments.length - 1);
+  });
 });
 
 describe.skipIf(!env.ctx)('webgpu step with glue kernels (dawn.node)', () => {
