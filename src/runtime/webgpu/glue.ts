@@ -2,10 +2,11 @@
 /**
  * The standard ONNX ops that the webgpu backend's stage plan may run as our WGSL kernels
  * (src/webgpu/glue.ts) instead of in an ONNX Runtime segment (`--kernels` key `glue`): the residual
- * and gradient-sum Adds, the head Transposes and the Reshape-like views between fused ops. Without
- * them every such node between two fused-op kernels is an ORT run of its own (~2-3 ms of host work
- * each in ORT-web, bench/results/step-speed-h200.md); with them the fused ops of a layer follow each
- * other in one kernel group.
+ * and gradient-sum Adds, the head Transposes and the Reshape-like views between fused ops, and the
+ * embedding gradient's scatter at the end of the step. Without them every such node between two
+ * fused-op kernels is an ORT run of its own (~2-3 ms of host work each in ORT-web,
+ * bench/results/step-speed-h200.md; the scatter was the step's last segment); with them the fused
+ * ops of a layer follow each other in one kernel group.
  *
  * A node runs here only when it can (fp32 data, a static output shape for the views, inputs that are
  * not initializers); any other stays in ORT — glue is taken where it fits, never an error.
@@ -21,6 +22,7 @@
  *                                             updates. The call reads the indices and updates only:
  *                                             it allocates its own zeroed [V, H…] output, so the
  *                                             zeros are never made (their Expand is dead code).
+ *                                             Repeated indices sum in row order (deterministic).
  */
 import { fail } from '../../errors.js';
 import type { Node, Value } from '../../ir/graph.js';
@@ -31,7 +33,8 @@ import { addBroadcast, broadcastDims, MAX_RANK, scatterAdd, transpose } from '..
 
 /**
  * `--kernels glue`, on by default: with every fused op on our kernels the 0.5B 8×512 mixed step
- * runs 2 ORT segments instead of 146, 8,437 → 9,539 tok/s on an H200, same call (bench/results/step-speed-h200.md, session 9).
+ * runs 2 ORT segments instead of 146, 8,437 → 9,539 tok/s on an H200, same call (bench/results/step-speed-h200.md, session 9);
+ * 1 with the embedding gradient's scatter here too.
  */
 export const GLUE_POLICY: KernelPolicy = { key: 'glue', default: 'kernel' };
 
