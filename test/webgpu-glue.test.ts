@@ -1,10 +1,10 @@
 /**
- * The glue kernels (src/webgpu/glue.ts, src/runtime/webgpu/glue.ts): Add with broadcasting and
- * Transpose against float64 references on a real device; in the stage plan, the standard ops
- * between fused-op kernels join the kernel groups (the tiny Qwen2 step with every op fused runs
- * in 2 ORT segments instead of 21) without cutting an ORT segment in two; the step's loss and
- * every gradient equal the plan without glue; 20 steps keep the GPU memory flat (views share
- * buffers and hand them back once).
+ * The glue kernels (src/webgpu/glue.ts, src/runtime/webgpu/glue.ts): Add with broadcasting,
+ * Transpose and the embedding gradient's ScatterND-add against float64 references on a real
+ * device; in the stage plan, the standard ops between fused-op kernels join the kernel groups (the
+ * tiny Qwen2 step with every op fused runs in 1 ORT segment instead of 21) without cutting an ORT
+ * segment in two; the step's loss and every gradient equal the plan without glue; 20 steps keep
+ * the GPU memory flat (views share buffers and hand them back once).
  */
 import { describe, expect, it } from 'vitest';
 import { FUSED_OPS } from '../custom-ops/registry.js';
@@ -13,13 +13,19 @@ import { TINY } from '../models/config.js';
 import { batches, split } from '../src/data/batches.js';
 import { mobyDick } from '../src/data/corpus.js';
 import { getTokenizer } from '../src/data/tokenizer.js';
+import { createModel, GraphBuilder } from '../src/ir/builder.js';
+import type { Value } from '../src/ir/graph.js';
+import { inferShapes } from '../src/ir/infer/index.js';
+import { Tensor } from '../src/ir/tensor.js';
 import { loadFile } from '../src/onnx/io.js';
+import { DataType } from '../src/onnx/schema.js';
 import { prepareTraining } from '../src/runtime/session.js';
 import { runTraining, type TrainOptions } from '../src/runtime/train.js';
+import { GLUE_BY_OP } from '../src/runtime/webgpu/glue.js';
 import { nodeOrtWeb } from '../src/runtime/webgpu/ort-web-node.js';
 import { splitStages } from '../src/runtime/webgpu/stage-split.js';
 import { parseKernels, webgpuGraph } from '../src/runtime/webgpu/training-spec.js';
-import { addBroadcast, transpose } from '../src/webgpu/glue.js';
+import { addBroadcast, scatterAdd, transpose } from '../src/webgpu/glue.js';
 import { expectSameGradients, gpuEnv, randn, relL2, rng } from './webgpu-helpers.js';
 import { stepGradients } from './webgpu-step.js';
 
@@ -90,6 +96,36 @@ describe.skipIf(!env.ctx)('glue kernels on the device (dawn.node)', () => {
     expect(got).toEqual(want);
   });
 
+  it.each([
+    [50, 17, 64],
+    [7, 3, 20],
+  ])('ScatterND add onto zeros [%i, %i] from %i rows: repeated, negative and out-of-range indices (float64 reference; fp32 sums in row order, bit for bit)', async (v, h, n) => {
+    // Rows 0-9 all go to row 3 (half of them as 3 − V), the rest at random over [−V, V); three
+    // indices outside [−V, V) add nothing.
+    const idx = Array.from({ length: n }, (_, i) => (i < 10 ? (i % 2 ? 3 : 3 - v) : Math.floor(r() * 2 * v) - v));
+    idx[n - 1] = v;
+    idx[n - 2] = -v - 1;
+    idx[n - 3] = 2 ** 40;
+    const u = randn(r, n * h);
+    // One row more than V: nothing may be written past the output.
+    const out = ctx.buffer('out', (v + 1) * h * 4);
+    scatterAdd(ctx, ctx.upload('idx', BigInt64Array.from(idx.map(BigInt))), ctx.upload('u', u), out, { n, v, h });
+    const want = new Float64Array(v * h), sequential = new Float32Array(v * h);
+    idx.forEach((k, i) => {
+      if (k < -v || k >= v) return;
+      const row = k < 0 ? k + v : k;
+      for (let j = 0; j < h; j++) {
+        want[row * h + j] += u[i * h + j];
+        sequential[row * h + j] = Math.fround(sequential[row * h + j] + u[i * h + j]);
+      }
+    });
+    const all = await read(out, (v + 1) * h), got = all.slice(0, v * h);
+    expect(relL2(got, want)).toBeLessThan(1e-6);
+    expect(got).toEqual(sequential);
+    expect(all.slice(v * h)).toEqual(new Float32Array(h));
+    expect(got.slice(3 * h, 4 * h).every((x) => x !== 0)).toBe(true);
+  });
+
   it('errors name the kernel and the shapes', () => {
     const b = ctx.upload('x', new Float32Array(6));
     expect(() => addBroadcast(ctx, { buffer: b, dims: [2, 3] }, { buffer: b, dims: [2] })).toThrow(/Add: shapes \[2,3\] and \[2\] do not broadcast/);
@@ -106,26 +142,65 @@ function unflatDims(a: number[], b: number[]): number[] {
 describe('glue in the stage plan of the tiny Qwen2 step', () => {
   const prep = (fuseAttention: boolean) => prepareTraining(buildQwen2(TINY, { seed: 1 }), { fuse: true, fuseMlp: true, fuseLinear: true, fuseAttention, target: 'webgpu' });
 
-  it('every op fused + glue: 2 ORT segments (was 21); the Transposes between kernels all leave ORT', () => {
+  it('every op fused + glue: 1 ORT segment (was 21); the Transposes between kernels and the embedding gradient all leave ORT', () => {
     const g = webgpuGraph(prep(true).train, SHAPE);
     const without = splitStages(g, parseKernels('all,glue=ort'), FUSED_OPS)!;
     const withGlue = splitStages(g, parseKernels('all'), FUSED_OPS)!;
     const ops = (s: typeof without) => s.segments.flatMap((m) => m.graph.nodes.map((n) => n.opType));
     console.log(`tiny, all fused: ${without.segments.length} ORT segments without glue, ${withGlue.segments.length} with (${withGlue.plan.steps.filter((s) => s.kind === 'kernel').length} kernel calls)`);
     expect(without.segments.length).toBeGreaterThanOrEqual(15);
-    expect(withGlue.segments.length).toBeLessThanOrEqual(3);
+    expect(withGlue.segments.length).toBe(1);
     // What stays in ORT: the embedding, the position tables (one Transpose between ORT nodes), the
-    // labels' shift, the embedding gradient.
+    // labels' shift and the embedding gradient's indices; its ScatterND is our kernel, its zeros
+    // (an Expand) are never made.
     expect(ops(without).filter((o) => o === 'Transpose').length).toBeGreaterThan(10);
     expect(ops(withGlue).filter((o) => o === 'Transpose')).toEqual(['Transpose']);
     expect(ops(withGlue)).toContain('Gather');
-    expect(ops(withGlue)).toContain('ScatterND');
+    expect(ops(withGlue)).toContain('Where');
+    expect(ops(withGlue)).not.toContain('ScatterND');
+    expect(ops(withGlue)).not.toContain('Expand');
+    expect(withGlue.plan.steps.filter((s) => s.kind === 'kernel' && s.call.op === 'scatterAdd').map((s) => s.kind === 'kernel' && s.call.inputs.length)).toEqual([2]);
+  });
+
+  it('ScatterND is glue only when it adds onto zeros of a static shape (Expand or ConstantOfShape of 0)', () => {
+    const why = (data: (b: GraphBuilder) => Value, attrs: Record<string, string> = { reduction: 'add' }) => {
+      const m = createModel({ opset: 18 });
+      const b = new GraphBuilder(m.graph);
+      const idx = b.input('idx', DataType.INT64, [4, 1]), upd = b.input('upd', DataType.FLOAT, [4, 3]);
+      b.output(b.op.ScatterND(data(b), idx, upd, attrs), 'y');
+      inferShapes(m);
+      const r = GLUE_BY_OP.get('ScatterND')!.read(m.graph.nodes.at(-1)!);
+      return 'why' in r ? r.why : r.attrs;
+    };
+    const shape = (b: GraphBuilder) => b.constant([5, 3]);
+    // Expand(0) / ConstantOfShape(0) -> the kernel's own zeroed [5, 3]
+    expect(why((b) => b.op.Expand(b.constant(0, { dtype: DataType.FLOAT }), shape(b)))).toEqual({ dims: '5,3' });
+    expect(why((b) => b.op.ConstantOfShape(shape(b), { value: Tensor.from(DataType.FLOAT, [1], [0]) }))).toEqual({ dims: '5,3' });
+    expect(why((b) => b.op.Expand(b.constant(1, { dtype: DataType.FLOAT }), shape(b)))).toMatch(/not a constant scalar 0/);
+    expect(why((b) => b.input('w', DataType.FLOAT, [5, 3]))).toMatch(/not made by Expand or ConstantOfShape/);
+    expect(why((b) => b.op.Expand(b.constant(0, { dtype: DataType.FLOAT }), shape(b)), { reduction: 'none' })).toMatch(/reduction is 'none'/);
   });
 
   it('glue never cuts an ORT segment: the default plan (attention in ORT) has no more segments with glue', () => {
     const g = webgpuGraph(prep(false).train, SHAPE);
     for (const k of ['default', 'default,mlp,linear', 'all'])
       expect(splitStages(g, parseKernels(`${k},glue`), FUSED_OPS)!.segments.length, k).toBeLessThanOrEqual(splitStages(g, parseKernels(`${k},glue=ort`), FUSED_OPS)!.segments.length);
+  });
+
+  it('the index plumbing of input_ids and labels for our kernels stays in the first ORT segment; for an ORT node it moves with it', () => {
+    const g = webgpuGraph(prep(false).train, SHAPE);
+    const segmentOf = (s: NonNullable<ReturnType<typeof splitStages>>, op: string) => s.segments.findIndex((m) => m.graph.nodes.some((n) => n.opType === op));
+    // Attention in ORT: 5 segments. Readers of the batch other than the embedding Gather (and its
+    // recompute, which read a parameter too) are all in the first.
+    const s = splitStages(g, parseKernels('default'), FUSED_OPS)!;
+    expect(s.segments.length).toBeGreaterThan(2);
+    const batchReaders = s.segments.map((m) => m.graph.nodes.filter((n) => n.opType !== 'Gather' && n.inputs.some((v) => v?.name === 'input_ids' || v?.name === 'labels')).length);
+    expect(batchReaders[0]).toBeGreaterThanOrEqual(4);
+    expect(batchReaders.slice(1)).toEqual(batchReaders.slice(1).map(() => 0));
+    // The scatter in ORT (no glue): the indices are made in its segment, the last.
+    const o = splitStages(g, parseKernels('default,glue=ort'), FUSED_OPS)!;
+    expect(segmentOf(o, 'Less')).toBe(segmentOf(o, 'ScatterND'));
+    expect(segmentOf(o, 'ScatterND')).toBe(o.segments.length - 1);
   });
 });
 
@@ -142,11 +217,11 @@ describe.skipIf(!env.ctx)('webgpu step with glue kernels (dawn.node)', () => {
     console.log(`glue vs no glue (attention fused: ${fuseAttention}): loss ${glue.loss} vs ${plain.loss}, worst gradient relative L2 ${worst.toExponential(2)}`);
   });
 
-  it('a default-settings torch export (GQA) under the webgpu defaults: attention fused, 2 ORT segments, the cpu losses within 1e-5', async () => {
+  it('a default-settings torch export (GQA) under the webgpu defaults: attention fused, 1 ORT segment, the cpu losses within 1e-5', async () => {
     const file = new URL('../models/fixtures/default/qwen2-default-gqa.onnx', import.meta.url).pathname;
     const p = prepareTraining(loadFile(file), { fuse: true, fuseMlp: true, fuseAttention: true, fuseLinear: true, target: 'webgpu' });
     expect(p.train.graph.nodes.filter((n) => n.opType === 'CausalAttention').length).toBeGreaterThan(0);
-    expect(splitStages(webgpuGraph(p.train, { batch: 2, seq: 16 }), parseKernels('default'), FUSED_OPS)!.segments).toHaveLength(2);
+    expect(splitStages(webgpuGraph(p.train, { batch: 2, seq: 16 }), parseKernels('default'), FUSED_OPS)!.segments).toHaveLength(1);
     const tok = await getTokenizer('bytes');
     const opts: TrainOptions = { steps: 3, batch: 2, seq: 16, lr: 1e-3, seed: 5, fuse: true };
     const gpu = await runTraining(loadFile(file), text.slice(0, 50_000), tok, { ...opts, backend: 'webgpu' });

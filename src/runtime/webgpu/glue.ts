@@ -2,10 +2,11 @@
 /**
  * The standard ONNX ops that the webgpu backend's stage plan may run as our WGSL kernels
  * (src/webgpu/glue.ts) instead of in an ONNX Runtime segment (`--kernels` key `glue`): the residual
- * and gradient-sum Adds, the head Transposes and the Reshape-like views between fused ops. Without
- * them every such node between two fused-op kernels is an ORT run of its own (~2-3 ms of host work
- * each in ORT-web, bench/results/step-speed-h200.md); with them the fused ops of a layer follow each
- * other in one kernel group.
+ * and gradient-sum Adds, the head Transposes and the Reshape-like views between fused ops, and the
+ * embedding gradient's scatter at the end of the step. Without them every such node between two
+ * fused-op kernels is an ORT run of its own (~2-3 ms of host work each in ORT-web,
+ * bench/results/step-speed-h200.md; the scatter was the step's last segment); with them the fused
+ * ops of a layer follow each other in one kernel group.
  *
  * A node runs here only when it can (fp32 data, a static output shape for the views, inputs that are
  * not initializers); any other stays in ORT — glue is taken where it fits, never an error.
@@ -15,22 +16,33 @@
  *   Transpose                                 fp32, `perm`.
  *   Reshape, Squeeze, Unsqueeze, Flatten,     a view: the output is the input's buffer with the
  *   Identity                                  node's static output shape (no command at all).
+ *   ScatterND, reduction 'add', onto zeros    the embedding gradient (src/autodiff/rules/gather.ts):
+ *                                             data an Expand (or ConstantOfShape) of a scalar 0 with
+ *                                             a static shape [V, H…], int64 indices [..., 1], fp32
+ *                                             updates. The call reads the indices and updates only:
+ *                                             it allocates its own zeroed [V, H…] output, so the
+ *                                             zeros are never made (their Expand is dead code).
+ *                                             Repeated indices sum in row order (deterministic).
  */
 import { fail } from '../../errors.js';
-import type { Node } from '../../ir/graph.js';
+import type { Node, Value } from '../../ir/graph.js';
 import { DataType } from '../../onnx/schema.js';
-import { floatInputs, kernelIo, type KernelPolicy, type KernelRead, type WebGpuKernel } from '../../ops/kernel.js';
-import { addBroadcast, broadcastDims, MAX_RANK, transpose } from '../../webgpu/glue.js';
+import { f32, floatInputs, kernelIo, type KernelCall, type KernelPolicy, type KernelRead, type WebGpuKernel } from '../../ops/kernel.js';
+import { constantNumbers } from '../../rewrite/constant.js';
+import { addBroadcast, broadcastDims, MAX_RANK, scatterAdd, transpose } from '../../webgpu/glue.js';
 
 /**
  * `--kernels glue`, on by default: with every fused op on our kernels the 0.5B 8×512 mixed step
- * runs 2 ORT segments instead of 146, 8,437 → 9,539 tok/s on an H200, same call (bench/results/step-speed-h200.md, session 9).
+ * runs 2 ORT segments instead of 146, 8,437 → 9,539 tok/s on an H200, same call (bench/results/step-speed-h200.md, session 9);
+ * 1 with the embedding gradient's scatter here too.
  */
 export const GLUE_POLICY: KernelPolicy = { key: 'glue', default: 'kernel' };
 
 const VIEWS = new Set(['Reshape', 'Squeeze', 'Unsqueeze', 'Flatten', 'Identity']);
 
 const elements = (dims: readonly number[]) => dims.reduce((a, b) => a * b, 1);
+/** The static output dims a view or scatter call carries in its `dims` attribute. */
+const attrDims = (call: KernelCall) => String(call.attrs.dims).split(',').filter(Boolean).map(Number);
 
 function staticShape(n: Node): number[] | undefined {
   const s = n.outputs[0]?.tensorType?.shape;
@@ -91,24 +103,70 @@ const viewKernel: WebGpuKernel = {
   run(_ctx, call, inputs) {
     const { need, where } = kernelIo(call, inputs);
     const x = need(0, 'data');
-    const dims = String(call.attrs.dims).split(',').filter(Boolean).map(Number);
+    const dims = attrDims(call);
     if (elements(dims) !== elements(x.dims)) fail('runtime', `${where}: input [${x.dims}] has ${elements(x.dims)} elements, the output [${dims}] ${elements(dims)}`);
     return { outputs: [{ buffer: x.buffer, dims, type: x.type }], drop: [], viewOf: 0 };
   },
 };
 
+/** Why `v` is not a float32 tensor of zeros made by Expand(scalar 0) or ConstantOfShape(0), if it is not. */
+function notZeros(v: Value | null | undefined): string | undefined {
+  const p = v?.producer;
+  const what = `data '${v?.name}'`;
+  if (v?.tensorType?.elemType !== DataType.FLOAT) return `${what} is not float32`;
+  if (p?.opType === 'Expand' && (p.domain ?? '') === '') {
+    const c = constantNumbers(p.inputs[0], 1);
+    return c?.length === 1 && c[0] === 0 ? undefined : `${what} expands '${p.inputs[0]?.name}', not a constant scalar 0`;
+  }
+  if (p?.opType === 'ConstantOfShape' && (p.domain ?? '') === '') {
+    const t = p.attrTensor('value');
+    return !t || (t.size === 1 && t.toNumbers()[0] === 0) ? undefined : `${what} is a ConstantOfShape of a value other than 0`;
+  }
+  return `${what} is not made by Expand or ConstantOfShape of a constant 0`;
+}
+
+const scatterAddKernel: WebGpuKernel = {
+  name: 'scatterAdd', policy: GLUE_POLICY,
+  read(n): KernelRead {
+    if (n.attrString('reduction', 'none') !== 'add') return { why: `reduction is '${n.attrString('reduction', 'none')}', not 'add'` };
+    const [, indices, updates] = n.inputs;
+    const why = notZeros(n.inputs[0]) ?? rankOk(n);
+    if (why) return { why };
+    if (indices?.tensorType?.elemType !== DataType.INT64) return { why: `indices '${indices?.name}' are not int64` };
+    if (indices.tensorType.shape?.at(-1) !== 1) return { why: `indices '${indices.name}' do not end in a dim of 1 (whole rows)` };
+    if (updates?.tensorType?.elemType !== DataType.FLOAT) return { why: `updates '${updates?.name}' are not float32` };
+    const dims = staticShape(n);
+    if (!dims?.length) return { why: `the shape of '${n.outputs[0]?.name}' is not static, or is a scalar's` };
+    return { attrs: { dims: dims.join(',') } };
+  },
+  run(ctx, call, inputs) {
+    const { need, keep, drop, where } = kernelIo(call, inputs);
+    const indices = need(0, 'indices', 'int64'), updates = need(1, 'updates');
+    const dims = attrDims(call);
+    const n = elements(indices.dims), h = elements(dims.slice(1));
+    if (indices.dims.at(-1) !== 1) fail('runtime', `${where}: indices [${indices.dims}] do not end in a dim of 1`);
+    if (elements(updates.dims) !== n * h) fail('runtime', `${where}: updates [${updates.dims}] are not ${n} rows of ${h} (indices [${indices.dims}], output [${dims}])`);
+    const out = ctx.buffer('scatterAdd.out', elements(dims) * 4);
+    scatterAdd(ctx, indices.buffer, updates.buffer, out, { n, v: dims[0], h });
+    return { outputs: [keep(0, f32(out, dims))], drop };
+  },
+};
+
 /** The glue kernels by ONNX op type (domain ''). */
 export const GLUE_BY_OP: ReadonlyMap<string, WebGpuKernel> = new Map([
-  ['Add', addKernel], ['Transpose', transposeKernel], ...[...VIEWS].map((op) => [op, viewKernel] as const),
+  ['Add', addKernel], ['Transpose', transposeKernel], ['ScatterND', scatterAddKernel], ...[...VIEWS].map((op) => [op, viewKernel] as const),
 ]);
 
 /** The glue kernels by kernel name (KernelCall.op). */
-export const GLUE_KERNELS: ReadonlyMap<string, WebGpuKernel> = new Map([addKernel, transposeKernel, viewKernel].map((k) => [k.name, k]));
+export const GLUE_KERNELS: ReadonlyMap<string, WebGpuKernel> = new Map([addKernel, transposeKernel, scatterAddKernel, viewKernel].map((k) => [k.name, k]));
 
 /**
- * The data inputs the glue call of `n` reads (the views' shape and axes inputs are read at plan
- * time into the call's attributes): input 0 for the views, all for the others.
+ * The inputs of `n` (by index) that its glue call reads, in the call's input order: input 0 for
+ * the views (their shape and axes inputs are read at plan time into the call's attributes), the
+ * indices and updates for ScatterND (its zeros are the kernel's own), all for the others.
  */
-export function glueInputs(n: Node): number {
-  return VIEWS.has(n.opType) ? 1 : n.inputs.length;
+export function glueInputs(n: Node): number[] {
+  if (VIEWS.has(n.opType)) return [0];
+  if (n.opType === 'ScatterND') return [1, 2];
+  return n.inputs.map((_, i) => i);
 }

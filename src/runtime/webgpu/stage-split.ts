@@ -10,8 +10,10 @@
  * earliest schedule (so kernels of the same depth share one group and a Qwen2 layer costs about 4
  * segments forward and 4 backward, not one per node); then each node moves to the latest stage
  * its readers allow (recomputed activations are made where the backward reads them), except nodes
- * that feed only graph outputs (weight gradients), which stay early. Nodes computed from
- * constants alone are copied into every segment that reads them instead of crossing stages.
+ * that feed only graph outputs (weight gradients), which stay early, and nodes computed from the
+ * host-fed batch alone for our kernels (input_ids' and labels' index plumbing), which stay in the
+ * first segment. Nodes computed from constants alone are copied into every segment that reads
+ * them instead of crossing stages.
  *
  * A segment is a model with exactly the inputs it reads (parameters, batch, values of earlier
  * stages) and the outputs that later stages or the trainer read; it passes the IR checker. Values
@@ -117,7 +119,7 @@ function glueCalls(g: Model['graph'], calls: Map<Node, KernelCall>, absorbedBy: 
     const rule = (n.domain ?? '') === '' || n.domain === 'ai.onnx' ? GLUE_BY_OP.get(n.opType) : undefined;
     if (!rule || absorbedBy.has(n)) continue;
     // Host-fed batch values and initializers stay with ORT (our kernels read GPU values only).
-    if (n.inputs.slice(0, glueInputs(n)).some((v) => !v || v.initializer || HOST_FED.has(v.name))) continue;
+    if (glueRead(n).some((v) => !v || v.initializer || HOST_FED.has(v.name))) continue;
     // A value of unknown type cannot cross into an ORT segment.
     if (n.outputs.some((o) => !o.type)) continue;
     const r = rule.read(n);
@@ -126,7 +128,7 @@ function glueCalls(g: Model['graph'], calls: Map<Node, KernelCall>, absorbedBy: 
   const ours = (m: Node) => calls.has(m) || absorbedBy.has(m);
   const fromKernels = new Set<Node>();
   for (const n of g.nodes)
-    if (can.has(n) && n.inputs.slice(0, glueInputs(n)).every((v) => v!.isGraphInput() || (v!.producer && (ours(v!.producer) || fromKernels.has(v!.producer)))))
+    if (can.has(n) && glueRead(n).every((v) => v!.isGraphInput() || (v!.producer && (ours(v!.producer) || fromKernels.has(v!.producer)))))
       fromKernels.add(n);
   const toKernels = new Set<Node>();
   for (let k = g.nodes.length - 1; k >= 0; k--) {
@@ -136,8 +138,11 @@ function glueCalls(g: Model['graph'], calls: Map<Node, KernelCall>, absorbedBy: 
   const used = (v: Value) => (v.useCount > 0 || v.isGraphOutput() ? v.name : null);
   for (const [n, c] of can)
     if (fromKernels.has(n) || toKernels.has(n))
-      calls.set(n, { op: c.name, node: n.label, inputs: n.inputs.slice(0, glueInputs(n)).map((v) => v!.name), outputs: n.outputs.map(used), attrs: c.attrs });
+      calls.set(n, { op: c.name, node: n.label, inputs: glueRead(n).map((v) => v!.name), outputs: n.outputs.map(used), attrs: c.attrs });
 }
+
+/** The inputs of `n` its glue call reads (./glue.ts glueInputs). */
+const glueRead = (n: Node) => glueInputs(n).map((i) => n.inputs[i]);
 
 const GLUE_NAMES = new Set(GLUE_KERNELS.keys());
 
@@ -160,9 +165,10 @@ export function splitStages(train: Model, policyIn: OpPolicy, ops: readonly Fuse
   const { calls, absorbedBy } = kernelCalls(train, policy, ops);
   if (calls.size === 0) return undefined;
   const absorbed = new Set(absorbedBy.keys());
-  // What a node reads: a glue view's call reads its data only (the shape input was read at plan time).
+  // What a node reads: a glue call reads only some inputs (a view's data, not its shape input, read
+  // at plan time; a scatter's indices and updates, not its zeros: their Expand is then dead).
   const glue = new Set([...calls].filter(([, c]) => GLUE_NAMES.has(c.op)).map(([n]) => n));
-  const nodeDependencies = (n: Node): Value[] => (glue.has(n) ? n.inputs.slice(0, glueInputs(n)).filter((v): v is Value => !!v) : allDependencies(n));
+  const nodeDependencies = (n: Node): Value[] => (glue.has(n) ? glueRead(n).filter((v): v is Value => !!v) : allDependencies(n));
   const absorbedOf = (n: Node) => [...absorbedBy].filter(([, owner]) => owner === n).map(([m]) => m);
 
   // Live nodes: what the graph outputs depend on (absorbed nodes are replaced by their kernel).
@@ -216,12 +222,28 @@ export function splitStages(train: Model, policyIn: OpPolicy, ops: readonly Fuse
   for (const n of g.nodes)
     if (live.has(n) && !constant.has(n))
       for (const v of nodeDependencies(n)) { const p = producer.get(v); if (p) readers.set(p, [...(readers.get(p) ?? []), n]); }
-  for (let k = g.nodes.length - 1; k >= 0; k--) {
-    const n = g.nodes[k];
-    if (!live.has(n) || constant.has(n)) continue;
+  // Index plumbing of the batch for our kernels: in the first ORT segment (batchFedForKernels).
+  const early = batchFedForKernels(g.nodes.filter((n) => live.has(n) && !calls.has(n) && !constant.has(n)), nodeDependencies, (v) => {
+    const p = producer.get(v);
+    return p && constant.has(p) ? undefined : p;
+  }, (n) => readers.get(n) ?? [], (n) => calls.has(n));
+  const lateBound = (n: Node) => {
     let bound = Infinity;
     for (const r of readers.get(n) ?? []) bound = Math.min(bound, calls.has(n) && !calls.has(r) ? stage.get(r)! - 1 : stage.get(r)!);
+    return bound;
+  };
+  for (let k = g.nodes.length - 1; k >= 0; k--) {
+    const n = g.nodes[k];
+    if (!live.has(n) || constant.has(n) || early.has(n)) continue;
+    const bound = lateBound(n);
     if (bound < Infinity) stage.set(n, bound);
+  }
+  // The first segment the other ORT nodes make (0 in a step that starts with its embedding): these
+  // nodes never open one of their own.
+  const firstOrt = Math.min(...g.nodes.filter((n) => live.has(n) && !calls.has(n) && !constant.has(n) && !early.has(n)).map((n) => stage.get(n)!));
+  for (let k = g.nodes.length - 1; k >= 0; k--) {
+    const s = early.has(g.nodes[k]) ? Math.min(firstOrt, lateBound(g.nodes[k])) : Infinity;
+    if (s < Infinity) stage.set(g.nodes[k], s);
   }
 
   // Steps in order; each value's reading steps.
@@ -339,6 +361,40 @@ export function splitStages(train: Model, policyIn: OpPolicy, ops: readonly Fuse
       fail('invalid', `stage split: ${c.node} reads '${v}', which no segment returns`);
   }
   return { plan: { steps, lastUse, outputs: g.outputs.map((v) => v.name), inputLastUse, segmentCount: segments.length, aliases }, segments };
+}
+
+/**
+ * Of the ORT nodes `ort` (graph order), those computed from the host-fed batch and constants alone
+ * whose values go to our kernels only (the embedding gradient's index normalisation on input_ids,
+ * read by the glue scatter; the labels' shift, read by linear-CE): they stay in the first ORT
+ * segment. As late as their readers allow, they could open a segment of their own just before the
+ * kernel (the scatter is the step's last), and a later segment that reads input_ids cannot be
+ * captured (./training-spec.ts capturable). Their values are small index tensors (8 bytes a
+ * token), which cross to the kernel from there as they would from any segment. They are taken by
+ * connected groups: a group with a value that an ORT node reads moves with its readers, so that no
+ * value crosses segments for this. `producer` is undefined for graph inputs and constants.
+ */
+function batchFedForKernels(ort: readonly Node[], deps: (n: Node) => Value[], producer: (v: Value) => Node | undefined, readers: (n: Node) => Node[], isKernel: (n: Node) => boolean): Set<Node> {
+  const fed = new Set<Node>();
+  for (const n of ort)
+    if (deps(n).every((v) => { const p = producer(v); return p ? fed.has(p) : v.initializer || HOST_FED.has(v.name) || !v.isGraphInput(); }))
+      fed.add(n);
+  const early = new Set<Node>();
+  const seen = new Set<Node>();
+  for (const n of fed) {
+    if (seen.has(n)) continue;
+    const group: Node[] = [];
+    for (const todo = [n]; todo.length;) {
+      const m = todo.pop()!;
+      if (seen.has(m)) continue;
+      seen.add(m);
+      group.push(m);
+      for (const v of deps(m)) { const p = producer(v); if (p && fed.has(p)) todo.push(p); }
+      for (const r of readers(m)) if (fed.has(r)) todo.push(r);
+    }
+    if (group.every((m) => readers(m).every((r) => isKernel(r) || fed.has(r)))) for (const m of group) early.add(m);
+  }
+  return early;
 }
 
 /**
