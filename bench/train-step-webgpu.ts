@@ -74,6 +74,9 @@ interface ChildResult {
   ortRunsPerStep?: number;
   msPerOrtRun?: number;
   kernelMsPerStep?: number;
+  /** Host segments (ORT's CPU EP: the batch's index arithmetic) run per step and host ms per run. */
+  hostRunsPerStep?: number;
+  msPerHostRun?: number;
   /** --profile: one extra step with a GPU wait after every stage (bench/stage-probe.ts). */
   profile?: StepProfile & { stepMs: number };
   /** --dispatch-profile: host ms per step in each phase of recording our kernels (GpuContext.profile), over the steps after the first. */
@@ -126,7 +129,7 @@ async function child(name: string, batch: number, seq: number, steps: number, ke
     ...(process.argv.includes('--pool-gib') ? { bufferPool: Number(arg('pool-gib', '1')) * 2 ** 30 } : {}),
   }, FUSED_OPS, epOptions);
   const r = rng(7);
-  const warm = { steps: 0, ortRuns: 0, ortMs: 0, kernelMs: 0 };
+  const warm = { steps: 0, ortRuns: 0, ortMs: 0, kernelMs: 0, hostRuns: 0, hostMs: 0 };
   const stepMs: number[] = [];
   const losses: number[] = [];
   let skipped = 0;
@@ -161,8 +164,10 @@ async function child(name: string, batch: number, seq: number, steps: number, ke
   const staged = runner instanceof StagedSteps ? {
     segments: spec.stages!.segments.length, captured: runner.capture?.segments.size ?? 0, kernelNodes: spec.stages!.plan.steps.filter((x) => x.kind === 'kernel').length,
     ortRunsPerStep: (runner.times.ortRuns - warm.ortRuns) / (runner.times.steps - warm.steps),
-    msPerOrtRun: (runner.times.ortMs - warm.ortMs) / (runner.times.ortRuns - warm.ortRuns),
+    msPerOrtRun: (runner.times.ortMs - warm.ortMs) / Math.max(1, runner.times.ortRuns - warm.ortRuns),
     kernelMsPerStep: (runner.times.kernelMs - warm.kernelMs) / (runner.times.steps - warm.steps),
+    hostRunsPerStep: (runner.times.hostRuns - warm.hostRuns) / (runner.times.steps - warm.steps),
+    msPerHostRun: (runner.times.hostMs - warm.hostMs) / Math.max(1, runner.times.hostRuns - warm.hostRuns),
   } : { segments: 1, ortRunsPerStep: 1 };
   await trainer.release();
   return {
@@ -249,7 +254,7 @@ async function parent(): Promise<void> {
   const rows = results.map((r) => {
     const a = ANCHORS[`${r.batch}x${r.seq}`];
     const gib = (r.gpuPeakMiB ?? 0) / 1024;
-    return `| ${r.batch}×${r.seq} | ${r.variant}${r.source === 'export' ? ' (torch export)' : ''} | ${r.setting ?? 'default'} | ${r.kernels ?? '-'} | ${r.segments ?? '-'}${r.captured ? ` (${r.captured} captured)` : ''} | ${r.msPerOrtRun?.toFixed(1) ?? '-'} | ${r.error ? 'failed' : gib.toFixed(2)} | ${(r.webgpuPeakMiB / 1024).toFixed(2)} | ${r.error ? '-' : r.tokensPerSecond.toFixed(0)} | ${r.stepMs.map((x) => x.toFixed(0)).join(', ')} | ${a ? `${a.plainGiB} / ${a.ligerGiB}` : '-'} | ${a ? `${a.plainTokS} / ${a.ligerTokS}` : '-'} |`;
+    return `| ${r.batch}×${r.seq} | ${r.variant}${r.source === 'export' ? ' (torch export)' : ''} | ${r.setting ?? 'default'} | ${r.kernels ?? '-'} | ${r.segments ?? '-'}${r.captured ? ` (${r.captured} captured)` : ''}${r.hostRunsPerStep ? ` (${r.hostRunsPerStep} on the host, ${r.msPerHostRun!.toFixed(1)} ms)` : ''} | ${r.ortRunsPerStep ? r.msPerOrtRun?.toFixed(1) ?? '-' : 'no run'} | ${r.error ? 'failed' : gib.toFixed(2)} | ${(r.webgpuPeakMiB / 1024).toFixed(2)} | ${r.error ? '-' : r.tokensPerSecond.toFixed(0)} | ${r.stepMs.map((x) => x.toFixed(0)).join(', ')} | ${a ? `${a.plainGiB} / ${a.ligerGiB}` : '-'} | ${a ? `${a.plainTokS} / ${a.ligerTokS}` : '-'} |`;
   });
   const md = [
     '| B×T | ortfuse | setting | kernels | ORT segments | host ms per ORT run | peak GPU GiB (nvidia-smi) | WebGPU buffers peak GiB | tok/s | step ms (first = warm-up) | PyTorch / Liger GiB | PyTorch / Liger tok/s |',

@@ -263,6 +263,23 @@ export class GpuContext {
     this.lastStepGot = new Map();
   }
 
+  /**
+   * A buffer from buffer() (pooled: within a training step the same one every step) holding
+   * `data`, written through the queue. What was recorded so far is submitted first, so the write
+   * lands after every command that may read the buffer's earlier contents and before those
+   * recorded later.
+   */
+  write(label: string, data: HostArray | Uint8Array): GPUBuffer {
+    const b = this.buffer(label, data.byteLength, 'any');
+    this.submit();
+    const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    // writeBuffer takes multiples of 4 bytes.
+    let padded = bytes;
+    if (bytes.byteLength % 4) (padded = new Uint8Array(Math.ceil(bytes.byteLength / 4) * 4)).set(bytes);
+    this.device.queue.writeBuffer(b, 0, padded as Uint8Array<ArrayBuffer>);
+    return b;
+  }
+
   /** A padded, logged storage buffer holding `data`. */
   upload(label: string, data: HostArray): GPUBuffer {
     return this.timedAlloc(() => uploadBuffer(this.device, this.log, label, data));

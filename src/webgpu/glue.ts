@@ -233,3 +233,36 @@ export function scatterAdd(ctx: GpuContext, indices: GPUBuffer, updates: GPUBuff
     }),
   }, [indices, links, updates, out]);
 }
+
+/**
+ * out [indices dims…, H…] = rows of data [V, H…] picked by int64 `indices` (ONNX Gather, axis 0):
+ * an index −V ≤ k < 0 counts from the end; one outside [−V, V) gives a row of zeros (ORT fails
+ * the run there; a kernel cannot, and a zero row is what the embedding of a padded id should
+ * give). Int64 is read as its two 32-bit words (little-endian). Allocated; returns out and its dims.
+ */
+export function gatherRows(ctx: GpuContext, data: { buffer: GPUBuffer; dims: readonly number[] }, indices: { buffer: GPUBuffer; dims: readonly number[] }): { buffer: GPUBuffer; dims: number[] } {
+  const k = 'Gather';
+  if (!data.dims.length) fail('usage', `${k}: data must have a row axis (got a scalar)`);
+  const [v, ...row] = data.dims;
+  const h = count(row), rows = count(indices.dims), n = rows * h;
+  const dims = [...indices.dims, ...row];
+  checkU32(k, 'out', n);
+  checkU32(k, 'data', v * h);
+  checkBuffer(k, 'data', data.buffer, v * h);
+  checkBuffer(k, 'indices', indices.buffer, 2 * rows);
+  const y = ctx.buffer('gather.out', n * 4, 'any');
+  if (n === 0) return { buffer: y, dims };
+  const uniforms: Uniform[] = [{ name: 'n', type: 'u32', value: n }, { name: 'H', type: 'u32', value: h }, { name: 'V', type: 'u32', value: v }];
+  ctx.run({
+    name: 'gather_rows', cacheKey: 'f32;i64', workgroupSize: [WG], dispatch: dispatch1d(Math.ceil(n / WG)), uniforms,
+    bindings: [{ name: 'X', access: 'read', type: 'f32' }, { name: 'Idx', access: 'read', type: 'u32' }, { name: 'Y', access: 'read_write', type: 'f32' }],
+    source: () => ({
+      decls: ROW_OF,
+      main: `  let i = flatWorkgroup(wid, nwg) * ${WG}u + lidx;
+  if (i >= u.n) { return; }
+  let row = row_of(i / u.H);
+  if (row < u.V) { Y[i] = X[row * u.H + i % u.H]; } else { Y[i] = 0.0; }`,
+    }),
+  }, [data.buffer, indices.buffer, y]);
+  return { buffer: y, dims };
+}

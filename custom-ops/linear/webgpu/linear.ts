@@ -140,8 +140,8 @@ export function linearBackward(ctx: GpuContext, a: LinearBackwardArgs): LinearGr
     else linearGemm(ctx, { m: k, n, k: m, a: { buffer: a.x, ld: k }, b: { buffer: a.dy, ld: n }, c: { buffer: out.dw, ld: n }, transA: true }, a.precision);
   }
   if (want.db) {
-    out.db = ctx.buffer('linear.db', n * 4);
-    const ones = ctx.temp('linear.ones', m * 4);
+    out.db = ctx.buffer('linear.db', n * 4, 'any');
+    const ones = ctx.temp('linear.ones', m * 4, 'any');
     ctx.run(onesProgram(m), [ones]);
     gemmF32(ctx, { m: 1, n, k: m, a: { buffer: ones, ld: m }, b: { buffer: a.dy, ld: n }, c: { buffer: out.db, ld: n } });
   }

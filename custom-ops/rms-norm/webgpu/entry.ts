@@ -23,7 +23,7 @@ function kernel(back: boolean): WebGpuKernel['run'] {
     if (!x.dims.length || w.dims.length !== 1 || w.dims[0] !== d) fail('runtime', `${where}: weight [${w.dims}] does not match the last dim of x [${x.dims}]`);
     const rows = elementCount(x.dims) / d, eps = Number(call.attrs.epsilon);
     if (!back) {
-      const rstd = ctx.temp('rmsnorm.rstd', rows * 4);
+      const rstd = ctx.temp('rmsnorm.rstd', rows * 4, 'any');
       const { y } = rmsNormForward(ctx, { x: x.buffer, weight: w.buffer, rows, d, eps, rstd });
       return { outputs: [f32(y, x.dims)], drop };
     }

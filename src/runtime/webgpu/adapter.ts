@@ -17,6 +17,9 @@ export interface AdapterSummary {
 }
 
 import { fail } from '../../errors.js';
+import { createModel, GraphBuilder } from '../../ir/builder.js';
+import { DataType } from '../../onnx/schema.js';
+import { saveBytes } from '../../onnx/io.js';
 import type { OrtWeb } from './steps.js';
 
 const SOFTWARE = /swiftshader|llvmpipe|lavapipe|softpipe|software|microsoft basic render|\bwarp\b/i;
@@ -54,4 +57,16 @@ export async function ortWebGpuSummary(ort: OrtWeb): Promise<AdapterSummary> {
     return fail('runtime', `no WebGPU adapter in Node (dawn.node; Vulkan loader: ${preloadVulkanLoader()}, VK_ICD_FILENAMES=${process.env.VK_ICD_FILENAMES ?? 'unset'}); use --backend cpu, or install a Vulkan driver (or Debian's chromium for SwiftShader)`);
   (ort.env.webgpu as { adapter?: unknown }).adapter = adapter;
   return describeAdapter(adapter);
+}
+
+/**
+ * y = Identity(x), float32 [1]: the smallest model a WebGPU session can be made for — made by a
+ * trainer whose stage plan has no WebGPU segment (all ORT work on the host), so that ORT-web still
+ * creates the device its kernels and ours share.
+ */
+export function deviceProbeModel(): Uint8Array {
+  const m = createModel({ opset: 17 });
+  const b = new GraphBuilder(m.graph);
+  b.output(b.op.Identity(b.input('x', DataType.FLOAT, [1])), 'y');
+  return saveBytes(m);
 }

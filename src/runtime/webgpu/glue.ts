@@ -23,13 +23,17 @@
  *                                             it allocates its own zeroed [V, H…] output, so the
  *                                             zeros are never made (their Expand is dead code).
  *                                             Repeated indices sum in row order (deterministic).
+ *   Gather, axis 0                            the embedding: rows of fp32 data [V, H…] (a parameter
+ *                                             or a value of ours) by int64 indices — these may be the
+ *                                             batch's input_ids, written to the GPU once a step (the
+ *                                             one host-fed input a glue call reads: glueHostInputs).
  */
 import { fail } from '../../errors.js';
 import type { Node, Value } from '../../ir/graph.js';
 import { DataType } from '../../onnx/schema.js';
 import { f32, floatInputs, kernelIo, type KernelCall, type KernelPolicy, type KernelRead, type WebGpuKernel } from '../../ops/kernel.js';
 import { constantNumbers } from '../../rewrite/constant.js';
-import { addBroadcast, broadcastDims, MAX_RANK, scatterAdd, transpose } from '../../webgpu/glue.js';
+import { addBroadcast, broadcastDims, gatherRows, MAX_RANK, scatterAdd, transpose } from '../../webgpu/glue.js';
 
 /**
  * `--kernels glue`, on by default: with every fused op on our kernels the 0.5B 8×512 mixed step
@@ -152,13 +156,37 @@ const scatterAddKernel: WebGpuKernel = {
   },
 };
 
+const gatherKernel: WebGpuKernel = {
+  name: 'gather', policy: GLUE_POLICY,
+  read(n): KernelRead {
+    const [data, indices] = n.inputs;
+    if (n.attrInt('axis', 0) !== 0) return { why: `axis ${n.attrInt('axis', 0)} (our Gather takes rows: axis 0)` };
+    if (data?.tensorType?.elemType !== DataType.FLOAT) return { why: `data '${data?.name}' is not float32` };
+    if (indices?.tensorType?.elemType !== DataType.INT64) return { why: `indices '${indices?.name}' are not int64` };
+    const dims = staticShape(n);
+    if (!dims) return { why: `the shape of '${n.outputs[0]?.name}' is not static` };
+    return { attrs: {} };
+  },
+  run(ctx, call, inputs) {
+    const { need, keep, drop } = kernelIo(call, inputs);
+    const data = need(0, 'data'), indices = need(1, 'indices', 'int64');
+    const r = gatherRows(ctx, data, indices);
+    return { outputs: [keep(0, f32(r.buffer, r.dims))], drop };
+  },
+};
+
 /** The glue kernels by ONNX op type (domain ''). */
 export const GLUE_BY_OP: ReadonlyMap<string, WebGpuKernel> = new Map([
-  ['Add', addKernel], ['Transpose', transposeKernel], ['ScatterND', scatterAddKernel], ...[...VIEWS].map((op) => [op, viewKernel] as const),
+  ['Add', addKernel], ['Transpose', transposeKernel], ['ScatterND', scatterAddKernel], ['Gather', gatherKernel], ...[...VIEWS].map((op) => [op, viewKernel] as const),
 ]);
 
 /** The glue kernels by kernel name (KernelCall.op). */
-export const GLUE_KERNELS: ReadonlyMap<string, WebGpuKernel> = new Map([addKernel, transposeKernel, scatterAddKernel, viewKernel].map((k) => [k.name, k]));
+export const GLUE_KERNELS: ReadonlyMap<string, WebGpuKernel> = new Map([addKernel, transposeKernel, scatterAddKernel, gatherKernel, viewKernel].map((k) => [k.name, k]));
+
+/** The inputs of `n` (by index) its glue call may read from the host-fed batch: Gather's indices. */
+export function glueHostInputs(n: Node): number[] {
+  return n.opType === 'Gather' ? [1] : [];
+}
 
 /**
  * The inputs of `n` (by index) that its glue call reads, in the call's input order: input 0 for

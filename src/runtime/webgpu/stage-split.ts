@@ -30,7 +30,7 @@ import { toLong } from '../../ir/long.js';
 import type { KernelCall } from '../../ops/kernel.js';
 import type { FusedOpRecord } from '../../ops/record.js';
 import { resolvePolicy, type Choice, type OpPolicy } from './policy.js';
-import { GLUE_BY_OP, GLUE_KERNELS, GLUE_POLICY, glueInputs } from './glue.js';
+import { GLUE_BY_OP, GLUE_KERNELS, GLUE_POLICY, glueHostInputs, glueInputs } from './glue.js';
 import { LOSS_SCALE } from '../../autodiff/names.js';
 
 export type { KernelCall } from '../../ops/kernel.js';
@@ -64,6 +64,14 @@ export interface StagePlan {
    * (./capture.ts); the view costs nothing.
    */
   aliases?: Record<string, ValueAlias>;
+  /**
+   * Segments that read nothing of the GPU's — only the batch (input_ids, labels) and constants:
+   * index arithmetic and tables, left in ORT once the embedding Gather is our kernel. They run on
+   * ORT's CPU (wasm) EP: a CPU run costs far less host time than a WebGPU one, and their values,
+   * small, are written to the GPU when a kernel reads them (./steps.ts). With every op and the glue
+   * on our kernels, the step then makes no ORT WebGPU run at all.
+   */
+  hostSegments?: number[];
 }
 
 export interface ValueAlias {
@@ -118,8 +126,9 @@ function glueCalls(g: Model['graph'], calls: Map<Node, KernelCall>, absorbedBy: 
   for (const n of g.nodes) {
     const rule = (n.domain ?? '') === '' || n.domain === 'ai.onnx' ? GLUE_BY_OP.get(n.opType) : undefined;
     if (!rule || absorbedBy.has(n)) continue;
-    // Host-fed batch values and initializers stay with ORT (our kernels read GPU values only).
-    if (glueRead(n).some((v) => !v || v.initializer || HOST_FED.has(v.name))) continue;
+    // Initializers stay with ORT, and host-fed batch values except where a glue kernel takes them (Gather's indices).
+    const hostOk = glueHostInputs(n);
+    if (glueInputs(n).some((i) => !n.inputs[i] || n.inputs[i]!.initializer || (HOST_FED.has(n.inputs[i]!.name) && !hostOk.includes(i)))) continue;
     // A value of unknown type cannot cross into an ORT segment.
     if (n.outputs.some((o) => !o.type)) continue;
     const r = rule.read(n);
@@ -148,6 +157,8 @@ const GLUE_NAMES = new Set(GLUE_KERNELS.keys());
 
 /** Graph inputs fed from the host each step. */
 const HOST_FED = new Set(['input_ids', 'labels', LOSS_SCALE]);
+/** Those fed as host tensors (the loss scale is a GPU buffer). */
+const HOST_BATCH = new Set(['input_ids', 'labels']);
 
 /** Embedded tensors for segment protos (saveBytes embeds everything anyway). */
 const sink = (t: Tensor, name: string): any =>
@@ -290,6 +301,7 @@ export function splitStages(train: Model, policyIn: OpPolicy, ops: readonly Fuse
   const fns = new Map<string, any>((full.functions ?? []).map((f: any) => [`${f.domain ?? ''}::${f.name}`, f]));
 
   const aliases: Record<string, ValueAlias> = {};
+  const hostSegments: number[] = [];
   const segments = segNodes.map((nodes, k) => {
     const own = new Set(nodes);
     // Constant nodes this segment reads, copied in (transitively).
@@ -312,9 +324,12 @@ export function splitStages(train: Model, policyIn: OpPolicy, ops: readonly Fuse
         else inputs.push(v);
       }
     const at = steps.findIndex((st) => st.kind === 'ort' && st.segment === k);
+    const host = inputs.every((v) => HOST_BATCH.has(v.name));
+    if (host) hostSegments.push(k);
     const outputs: Value[] = [];
     for (const v of order.filter((n) => own.has(n)).flatMap((n) => n.outputs).filter((x) => crossing.has(x))) {
-      const root = reshapeSource(v, own, producer);
+      // A host segment's outputs are host tensors: returned as they are (no views of them).
+      const root = host ? undefined : reshapeSource(v, own, producer);
       if (!root) {
         if (!outputs.includes(v)) outputs.push(v);
         continue;
@@ -360,7 +375,7 @@ export function splitStages(train: Model, policyIn: OpPolicy, ops: readonly Fuse
     if (val && producer.has(val) && !calls.has(producer.get(val)!) && !declared.has(v))
       fail('invalid', `stage split: ${c.node} reads '${v}', which no segment returns`);
   }
-  return { plan: { steps, lastUse, outputs: g.outputs.map((v) => v.name), inputLastUse, segmentCount: segments.length, aliases }, segments };
+  return { plan: { steps, lastUse, outputs: g.outputs.map((v) => v.name), inputLastUse, segmentCount: segments.length, aliases, ...(hostSegments.length ? { hostSegments } : {}) }, segments };
 }
 
 /**

@@ -82,6 +82,9 @@ export interface StageTimes {
   kernelMs: number;
   /** Gradients handed to onGradient (applied between segments) so far. */
   gradientsEarly: number;
+  /** Runs of host segments (StagePlan.hostSegments, ORT's CPU EP) and their ms; not in ortRuns / ortMs. */
+  hostRuns: number;
+  hostMs: number;
 }
 
 /**
@@ -96,7 +99,7 @@ export interface StageProbe {
 
 /** The stage plan: ORT segments and our kernels, in order (./stage-split.ts). */
 export class StagedSteps implements StepRunner {
-  readonly times: StageTimes = { steps: 0, ortRuns: 0, ortMs: 0, kernelGroups: 0, kernelMs: 0, gradientsEarly: 0 };
+  readonly times: StageTimes = { steps: 0, ortRuns: 0, ortMs: 0, kernelGroups: 0, kernelMs: 0, gradientsEarly: 0, hostRuns: 0, hostMs: 0 };
   /** Set by a profiler; unset in training (no waits). */
   probe?: StageProbe;
   private readonly outputs: Set<string>;
@@ -141,6 +144,8 @@ export class StagedSteps implements StepRunner {
   /** Reshape views made after each step (StagePlan.aliases), and every name that shares a buffer so. */
   private readonly aliasesAt = new Map<number, [string, ValueAlias][]>();
   private readonly shared = new Set<string>();
+  /** Segments run on the CPU (StagePlan.hostSegments): their outputs are host tensors. */
+  private readonly hostSegments: ReadonlySet<number>;
 
   constructor(
     private readonly ort: OrtWeb,
@@ -152,6 +157,7 @@ export class StagedSteps implements StepRunner {
   ) {
     if (sessions.length !== plan.segmentCount) fail('invalid', `stage plan: ${plan.segmentCount} segments but ${sessions.length} sessions`);
     this.outputs = new Set(plan.outputs);
+    this.hostSegments = new Set(plan.hostSegments ?? []);
     for (const [name, a] of Object.entries(plan.aliases ?? {})) {
       this.aliasesAt.set(a.at, [...(this.aliasesAt.get(a.at) ?? []), [name, a]]);
       this.shared.add(name).add(a.of);
@@ -173,7 +179,6 @@ export class StagedSteps implements StepRunner {
     const live = new Map<string, Slot>();
     /** Names that share a buffer through a glue view this step (never written in place). */
     const viewed = new Set<string>();
-    let pendingDrop: GPUBuffer[] = [];
     const releaseRead = (from: number, to: number) => {
       for (const [name, slot] of live) {
         const last = plan.lastUse[name];
@@ -183,20 +188,28 @@ export class StagedSteps implements StepRunner {
         }
       }
     };
+    // Host segments' outputs (CPU tensors) join the batch's host feeds.
+    const host: Record<string, Ort.Tensor> = { ...feeds };
     const gpuValue = (name: string): GpuValue | undefined => {
       const slot = live.get(name);
       if (slot) return slot.value;
-      const t = feeds[name];
+      const t = host[name];
       if (!t) return undefined;
       if (t.location === 'gpu-buffer') return { buffer: t.gpuBuffer as unknown as GPUBuffer, dims: t.dims, type: t.type };
-      // A host feed read by a kernel (labels straight from the batch): uploaded for this group.
-      const buffer = ctx.upload(`feed ${name}`, t.data as HostArray);
-      pendingDrop.push(buffer);
-      return { buffer, dims: t.dims, type: t.type };
+      // A host value read by a kernel (the batch, a host segment's output): written once a step
+      // into a pooled buffer (the same one every step, so its kernels' bind groups are found),
+      // handed back after its last reader like any value of ours.
+      const buffer = ctx.write(`host ${name}`, t.data as HostArray);
+      const uploaded: Slot = { value: { buffer, dims: t.dims, type: t.type }, release: () => ctx.release(buffer) };
+      live.set(name, uploaded);
+      return uploaded.value;
     };
     const ortTensor = (name: string): Ort.Tensor => {
+      // A feed or host value goes to ORT as it came (a host one also has a GPU copy once a kernel read it).
+      const fed = host[name];
+      if (fed) return fed;
       const slot = live.get(name);
-      if (!slot) return feeds[name] ?? fail('runtime', `stage plan: no value '${name}'`);
+      if (!slot) return fail('runtime', `stage plan: no value '${name}'`);
       slot.tensor ??= this.ort.Tensor.fromGpuBuffer(slot.value.buffer as never, { dataType: slot.value.type as 'float32', dims: slot.value.dims });
       return slot.tensor;
     };
@@ -237,8 +250,16 @@ export class StagedSteps implements StepRunner {
             ctx.submit();
             out = await session.run(inputs);
             cap.adoptOutputs(step.segment, out as Record<string, Ort.Tensor>);
-          } else out = await session.run(Object.fromEntries(session.inputNames.map((n) => [n, ortTensor(n)])));
+          } else if (this.hostSegments.has(step.segment)) out = await session.run(Object.fromEntries(session.inputNames.map((n) => [n, host[n] ?? fail('runtime', `stage plan: no host value '${n}'`)])));
+          else out = await session.run(Object.fromEntries(session.inputNames.map((n) => [n, ortTensor(n)])));
           const ms = performance.now() - t0;
+          if (this.hostSegments.has(step.segment)) {
+            // On the CPU: nothing of the GPU's to release or wait for.
+            this.times.hostMs += ms;
+            this.times.hostRuns++;
+            Object.assign(host, out);
+            continue;
+          }
           this.times.ortMs += ms;
           if (session.outputNames.length) this.times.ortRuns++;
           if (this.probe) await this.probe.afterOrt(step.segment, ms);
@@ -265,8 +286,6 @@ export class StagedSteps implements StepRunner {
         if (!next || next.kind === 'ort') {
           ctx.submit();
           releaseRead(groupStart, i);
-          for (const b of pendingDrop) ctx.release(b);
-          pendingDrop = [];
           groupStart = -1;
           applyFinished(i);
           this.times.kernelGroups++;
@@ -281,7 +300,6 @@ export class StagedSteps implements StepRunner {
       // Recorded commands may read what we hand back: submit them first.
       ctx.submit();
       for (const slot of live.values()) slot.release();
-      for (const b of pendingDrop) ctx.release(b);
       ctx.holdPool(false);
       throw e;
     }

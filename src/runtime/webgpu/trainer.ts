@@ -45,6 +45,7 @@ import { clipByGlobalNorm, finalizeNorm, OVERFLOW_SLOT, partialCount, sumSquares
 import type { StagePlan } from './stage-split.js';
 import { webgpuKernels, type FusedOpRecord } from '../../ops/record.js';
 import { GLUE_KERNELS } from './glue.js';
+import { deviceProbeModel } from './adapter.js';
 import { SingleSession, StagedSteps, type OrtWeb, type StepOutputs, type StepRunner } from './steps.js';
 import { CaptureBuffers } from './capture.js';
 import { memoryMeter } from './memory.js';
@@ -158,14 +159,16 @@ export class WebGpuTrainer {
   static async create(ort: OrtWeb, spec: TrainingSpec, opts: TrainerOptions, ops: readonly FusedOpRecord[], epOptions: Record<string, string> = DEFAULT_EP_OPTIONS): Promise<WebGpuTrainer> {
     // `epOptions` reach ORT-web's WebGPU EP only as an EP object.
     const ep = [{ name: 'webgpu', ...epOptions }];
-    const open = async (bytes: Uint8Array, what: string, enableGraphCapture = false): Promise<Ort.InferenceSession> => {
+    const open = async (bytes: Uint8Array, what: string, enableGraphCapture = false, host = false): Promise<Ort.InferenceSession> => {
       try {
+        // A host segment (StagePlan.hostSegments: batch index arithmetic, tables from constants) runs on ORT's CPU (wasm) EP.
+        if (host) return await ort.InferenceSession.create(bytes, { executionProviders: ['wasm'], logSeverityLevel: 3 });
         // No CSE: it would merge the backward's recomputations back into the forward values (src/autodiff/recompute.ts).
         const cache = spec.bufferCache ?? opts.ortBufferCache ?? DEFAULT_ORT_BUFFER_CACHE;
         const epo = ep.map((e) => ({ ...e, storageBufferCacheMode: cache }));
         return await ort.InferenceSession.create(bytes, { executionProviders: epo as Ort.InferenceSession.ExecutionProviderConfig[], preferredOutputLocation: 'gpu-buffer', logSeverityLevel: 3, extra: NO_CSE_SESSION_CONFIG, enableGraphCapture });
       } catch (e) {
-        return fail('runtime', `onnxruntime-web (webgpu) refused ${what}: ${(e as Error).message.split('\n')[0]}`, e);
+        return fail('runtime', `onnxruntime-web (${host ? 'wasm' : 'webgpu'}) refused ${what}: ${(e as Error).message.split('\n')[0]}`, e);
       }
     };
     const sessions: Ort.InferenceSession[] = [];
@@ -175,9 +178,13 @@ export class WebGpuTrainer {
       for (const [i, bytes] of spec.stages.segments.entries()) {
         const capture = !!opts.graphCapture && !!spec.stages.capturable?.[i];
         if (capture) captured.add(i);
-        sessions.push(await open(bytes, `segment ${i}`, capture));
+        sessions.push(await open(bytes, `segment ${i}`, capture, spec.stages.plan.hostSegments?.includes(i)));
       }
     else sessions.push(await open(spec.model, 'the training graph'));
+    // ORT-web makes its device with its first WebGPU session and lets it go with its last: without
+    // a WebGPU segment, a one-node session holds it for the trainer's life.
+    const hosted = spec.stages?.plan.hostSegments?.length ?? 0;
+    const deviceHolder = spec.stages && hosted === spec.stages.segments.length ? await open(deviceProbeModel(), 'a one-node model (to make the WebGPU device)') : undefined;
     const device = ort.env.webgpu.device as unknown as GPUDevice | undefined;
     if (!device) return fail('runtime', 'onnxruntime-web created no WebGPU device (is the webgpu EP available here?)');
     // Our kernels' buffers are reused by size across steps (not under capture, whose bound buffers are its own).
@@ -223,6 +230,7 @@ export class WebGpuTrainer {
     }
     await ctx.sync();
     const trainer = new WebGpuTrainer(ort, runner, ctx, params, partials, stats, staging, opts, spec.shape, lossScale);
+    trainer.deviceHolder = deviceHolder;
     if (f16) trainer.mixedGemm = f16.options ? `tensor cores (f16 subgroup matrices ${f16.options.config.M}x${f16.options.config.N}x${f16.options.config.K})` : `f16-rounded operands on the fp32 GEMM (${f16.why})`;
     return trainer;
   }
@@ -393,10 +401,15 @@ export class WebGpuTrainer {
   }
 
   /** Release the session, then destroy every buffer the trainer owns. */
+  /** The session that made ORT-web's device when no segment runs on the GPU (released last). */
+  private deviceHolder?: Ort.InferenceSession;
+
   async release(): Promise<void> {
     await this.runner.release();
+    await this.deviceHolder?.release();
     for (const p of this.params) for (const b of [p.value, p.m, p.v]) b?.destroy();
     for (const b of [this.partials, this.stats, this.staging, this.lossScale?.buffer]) b?.destroy();
     this.ctx.destroy();
   }
 }
+
