@@ -17,6 +17,7 @@
  */
 import { fail } from '../errors.js';
 import { BindGroupCache } from './bind-groups.js';
+import { BufferPool } from './buffer-pool.js';
 import { AllocationLog, createBuffer, padTo16, readBuffer, uploadBuffer, type HostArray } from './buffers.js';
 import type { F16Options } from './gemm-f16.js';
 import { dispatch1d, getPipeline, type Program } from './program.js';
@@ -94,25 +95,11 @@ export class GpuContext {
   /** The pipeline last set on the open pass. */
   private passPipeline: GPUComputePipeline | undefined;
   private temps: GPUBuffer[] = [];
-  private holding = false;
   private unsubmitted = 0;
   /** Buffers released while commands reading them were recorded: destroyed after the submit. */
   private doomed: GPUBuffer[] = [];
-  /** Released buffers by padded size (poolBytes), the bytes they hold, and the buffers this context made with STORAGE_USAGE. */
-  private readonly pool = new Map<number, GPUBuffer[]>();
-  private pooled = 0;
-  private readonly poolable = new WeakSet<GPUBuffer>();
-  private readonly inPool = new WeakSet<GPUBuffer>();
-  private readonly poolBytes: number;
+  private readonly pool: BufferPool;
   private readonly poison: boolean;
-  /**
-   * Step-stable reuse while the pool is held (a training step): the buffers handed out, by size,
-   * in request order, in this step and in the last one. The j-th request of a size takes the buffer
-   * the j-th request of that size got in the last step when it is pooled, so every step binds the
-   * same buffers to the same kernels and their bind groups are found, not created.
-   */
-  private stepGot = new Map<number, GPUBuffer[]>();
-  private lastStepGot = new Map<number, GPUBuffer[]>();
   /** Buffers handed out from the pool instead of created (benches and tests). */
   reused = 0;
   /** Reused buffers cleared (init 'zero'), since creation (benches and tests). */
@@ -136,7 +123,7 @@ export class GpuContext {
     const has = device.features.has('subgroups');
     if (options.subgroups && !has) fail('usage', "GpuContext: subgroups requested but the device lacks the 'subgroups' feature");
     this.subgroups = options.subgroups ?? has;
-    this.poolBytes = options.poolBytes ?? 0;
+    this.pool = new BufferPool(options.poolBytes ?? 0);
     this.poison = options.poison ?? poisonFromEnv();
     this.ring = new UniformRing(device, this.log);
     this.groups = new BindGroupCache(device);
@@ -149,42 +136,19 @@ export class GpuContext {
    */
   buffer(label: string, bytes: number, init: BufferInit = 'zero'): GPUBuffer {
     const size = padTo16(bytes);
-    let b = this.poolBytes > 0 ? this.fromPool(size) : undefined;
+    let b = this.pool.enabled ? this.pool.take(size) : undefined;
     if (b) {
       this.reused++;
       if (init === 'zero') {
         this.clear(b);
         this.cleared++;
         if (this.profile) this.profile.clears++;
-      }
-      else if (this.poison) this.run(fillNaN(b.size / 4), [b]);
+      } else if (this.poison) this.run(fillNaN(b.size / 4), [b]);
     } else {
       b = this.timedAlloc(() => createBuffer(this.device, this.log, label, bytes));
-      if (this.poolBytes > 0) this.poolable.add(b);
+      this.pool.own(b);
     }
-    if (this.holding) {
-      const got = this.stepGot.get(size);
-      if (got) got.push(b);
-      else this.stepGot.set(size, [b]);
-    }
-    return b;
-  }
-
-  /** A pooled buffer of `size` bytes, taken out of the pool: the one of the last step's same request when it is there. */
-  private fromPool(size: number): GPUBuffer | undefined {
-    const free = this.pool.get(size);
-    if (!free?.length) return undefined;
-    let at = free.length - 1;
-    if (this.holding) {
-      const want = this.lastStepGot.get(size)?.[this.stepGot.get(size)?.length ?? 0];
-      const k = want && this.inPool.has(want) ? free.lastIndexOf(want) : -1;
-      if (k >= 0) at = k;
-    }
-    const b = free[at];
-    free[at] = free[free.length - 1];
-    free.pop();
-    this.inPool.delete(b);
-    this.pooled -= b.size;
+    this.pool.handedOut(size, b);
     return b;
   }
 
@@ -196,52 +160,17 @@ export class GpuContext {
    */
   release(b: GPUBuffer): void {
     // Released twice (two names for one value): handing it out twice would alias two values.
-    if (this.inPool.has(b)) return;
-    if (!this.poolable.has(b) || (!this.holding && this.pooled + b.size > this.poolBytes)) {
-      this.poolable.delete(b);
-      this.destroyAfterRecorded(b);
-      return;
-    }
-    this.pooled += b.size;
-    this.inPool.add(b);
-    const free = this.pool.get(b.size);
-    if (free) free.push(b);
-    else this.pool.set(b.size, [b]);
+    if (this.pool.has(b)) return;
+    if (!this.pool.put(b)) this.destroyAfterRecorded(b);
   }
 
   /**
-   * While held (a training step: StagedSteps.run), every released buffer of ours goes to the pool
-   * whatever its size, so that later kernels of the step reuse it instead of creating one, and each
-   * request gets the buffer its counterpart got in the last step (see stepGot). Letting go keeps
-   * in the pool what the step used — the next step needs exactly those, so between steps the pool
-   * holds the step's working set, no more — and trims the rest back to poolBytes.
+   * While held (a training step: StagedSteps.run), every released buffer of ours is kept whatever
+   * its size, each request gets the buffer its counterpart got in the last step, and letting go
+   * keeps the step's working set and trims the rest to poolBytes (./buffer-pool.ts).
    */
   holdPool(on: boolean): void {
-    if (on === this.holding) return;
-    this.holding = on;
-    if (on) {
-      this.stepGot = new Map();
-      return;
-    }
-    this.lastStepGot = this.stepGot;
-    const stepUsed = new Set<GPUBuffer>([...this.stepGot.values()].flat());
-    let spare = 0;
-    for (const free of this.pool.values()) for (const b of free) if (!stepUsed.has(b)) spare += b.size;
-    if (spare <= this.poolBytes) return;
-    for (const [size, free] of this.pool) {
-      for (let i = free.length - 1; i >= 0 && spare > this.poolBytes; i--) {
-        const b = free[i];
-        if (stepUsed.has(b)) continue;
-        free.splice(i, 1);
-        this.inPool.delete(b);
-        this.poolable.delete(b);
-        this.pooled -= size;
-        spare -= size;
-        this.destroyAfterRecorded(b);
-      }
-      if (!free.length) this.pool.delete(size);
-      if (spare <= this.poolBytes) break;
-    }
+    for (const b of this.pool.hold(on)) this.destroyAfterRecorded(b);
   }
 
   /** Destroy `b` now, or after the next submit while recorded commands may read it. */
@@ -257,10 +186,7 @@ export class GpuContext {
 
   /** Destroy every pooled buffer. */
   drainPool(): void {
-    for (const free of this.pool.values()) for (const b of free) b.destroy();
-    this.pool.clear();
-    this.pooled = 0;
-    this.lastStepGot = new Map();
+    for (const b of this.pool.drain()) b.destroy();
   }
 
   /**

@@ -29,7 +29,7 @@
  *                                             one host-fed input a glue call reads: glueHostInputs).
  */
 import { fail } from '../../errors.js';
-import type { Node, Value } from '../../ir/graph.js';
+import type { Graph, Node, Value } from '../../ir/graph.js';
 import { DataType } from '../../onnx/schema.js';
 import { f32, floatInputs, kernelIo, type KernelCall, type KernelPolicy, type KernelRead, type WebGpuKernel } from '../../ops/kernel.js';
 import { constantNumbers } from '../../rewrite/constant.js';
@@ -198,3 +198,42 @@ export function glueInputs(n: Node): number[] {
   if (n.opType === 'ScatterND') return [1, 2];
   return n.inputs.map((_, i) => i);
 }
+
+/**
+ * Adds to `calls` the glue nodes (./glue.ts) worth running as our kernels: those that can, and
+ * whose data all comes from our kernels (or GPU graph inputs) or whose results all go to our
+ * kernels (or graph outputs), through chains of such glue. A glue node between two ORT nodes stays
+ * in ORT: as our kernel it would cut their segment in two. `hostFed`: the graph inputs fed from
+ * the host (read only where glueHostInputs allows).
+ */
+export function glueCalls(g: Graph, calls: Map<Node, KernelCall>, absorbedBy: Map<Node, Node>, hostFed: ReadonlySet<string>): void {
+  const can = new Map<Node, { name: string; attrs: Record<string, number | string> }>();
+  for (const n of g.nodes) {
+    const rule = (n.domain ?? '') === '' || n.domain === 'ai.onnx' ? GLUE_BY_OP.get(n.opType) : undefined;
+    if (!rule || absorbedBy.has(n)) continue;
+    // Initializers stay with ORT, and host-fed batch values except where a glue kernel takes them (Gather's indices).
+    const hostOk = glueHostInputs(n);
+    if (glueInputs(n).some((i) => !n.inputs[i] || n.inputs[i]!.initializer || (hostFed.has(n.inputs[i]!.name) && !hostOk.includes(i)))) continue;
+    // A value of unknown type cannot cross into an ORT segment.
+    if (n.outputs.some((o) => !o.type)) continue;
+    const r = rule.read(n);
+    if (!('why' in r)) can.set(n, { name: rule.name, attrs: r.attrs });
+  }
+  const ours = (m: Node) => calls.has(m) || absorbedBy.has(m);
+  const fromKernels = new Set<Node>();
+  for (const n of g.nodes)
+    if (can.has(n) && glueRead(n).every((v) => v!.isGraphInput() || (v!.producer && (ours(v!.producer) || fromKernels.has(v!.producer)))))
+      fromKernels.add(n);
+  const toKernels = new Set<Node>();
+  for (let k = g.nodes.length - 1; k >= 0; k--) {
+    const n = g.nodes[k];
+    if (can.has(n) && n.outputs.every((o) => o.uses().every((u) => u.node.graph === g && (ours(u.node) || toKernels.has(u.node))))) toKernels.add(n);
+  }
+  const used = (v: Value) => (v.useCount > 0 || v.isGraphOutput() ? v.name : null);
+  for (const [n, c] of can)
+    if (fromKernels.has(n) || toKernels.has(n))
+      calls.set(n, { op: c.name, node: n.label, inputs: glueRead(n).map((v) => v!.name), outputs: n.outputs.map(used), attrs: c.attrs });
+}
+
+/** The inputs of `n` its glue call reads (glueInputs). */
+export const glueRead = (n: Node) => glueInputs(n).map((i) => n.inputs[i]);

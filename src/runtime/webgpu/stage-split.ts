@@ -30,7 +30,7 @@ import { toLong } from '../../ir/long.js';
 import type { KernelCall } from '../../ops/kernel.js';
 import type { FusedOpRecord } from '../../ops/record.js';
 import { resolvePolicy, type Choice, type OpPolicy } from './policy.js';
-import { GLUE_BY_OP, GLUE_KERNELS, GLUE_POLICY, glueHostInputs, glueInputs } from './glue.js';
+import { glueCalls, GLUE_KERNELS, GLUE_POLICY, glueRead } from './glue.js';
 import { LOSS_SCALE } from '../../autodiff/names.js';
 
 export type { KernelCall } from '../../ops/kernel.js';
@@ -111,47 +111,9 @@ function kernelCalls(train: Model, policy: Record<string, Choice>, ops: readonly
     calls.set(n, { op: rule.name, node: n.label, inputs: n.inputs.map((v) => v?.name ?? null), outputs, attrs: r.attrs });
   }
   for (const m of absorbedBy.keys()) calls.delete(m); // a node both absorbed and a call of its own: absorbed
-  if (policy[GLUE_POLICY.key] === 'kernel') glueCalls(g, calls, absorbedBy);
+  if (policy[GLUE_POLICY.key] === 'kernel') glueCalls(g, calls, absorbedBy, HOST_FED);
   return { calls, absorbedBy };
 }
-
-/**
- * Adds to `calls` the glue nodes (./glue.ts) worth running as our kernels: those that can, and
- * whose data all comes from our kernels (or GPU graph inputs) or whose results all go to our
- * kernels (or graph outputs), through chains of such glue. A glue node between two ORT nodes stays
- * in ORT: as our kernel it would cut their segment in two.
- */
-function glueCalls(g: Model['graph'], calls: Map<Node, KernelCall>, absorbedBy: Map<Node, Node>): void {
-  const can = new Map<Node, { name: string; attrs: Record<string, number | string> }>();
-  for (const n of g.nodes) {
-    const rule = (n.domain ?? '') === '' || n.domain === 'ai.onnx' ? GLUE_BY_OP.get(n.opType) : undefined;
-    if (!rule || absorbedBy.has(n)) continue;
-    // Initializers stay with ORT, and host-fed batch values except where a glue kernel takes them (Gather's indices).
-    const hostOk = glueHostInputs(n);
-    if (glueInputs(n).some((i) => !n.inputs[i] || n.inputs[i]!.initializer || (HOST_FED.has(n.inputs[i]!.name) && !hostOk.includes(i)))) continue;
-    // A value of unknown type cannot cross into an ORT segment.
-    if (n.outputs.some((o) => !o.type)) continue;
-    const r = rule.read(n);
-    if (!('why' in r)) can.set(n, { name: rule.name, attrs: r.attrs });
-  }
-  const ours = (m: Node) => calls.has(m) || absorbedBy.has(m);
-  const fromKernels = new Set<Node>();
-  for (const n of g.nodes)
-    if (can.has(n) && glueRead(n).every((v) => v!.isGraphInput() || (v!.producer && (ours(v!.producer) || fromKernels.has(v!.producer)))))
-      fromKernels.add(n);
-  const toKernels = new Set<Node>();
-  for (let k = g.nodes.length - 1; k >= 0; k--) {
-    const n = g.nodes[k];
-    if (can.has(n) && n.outputs.every((o) => o.uses().every((u) => u.node.graph === g && (ours(u.node) || toKernels.has(u.node))))) toKernels.add(n);
-  }
-  const used = (v: Value) => (v.useCount > 0 || v.isGraphOutput() ? v.name : null);
-  for (const [n, c] of can)
-    if (fromKernels.has(n) || toKernels.has(n))
-      calls.set(n, { op: c.name, node: n.label, inputs: glueRead(n).map((v) => v!.name), outputs: n.outputs.map(used), attrs: c.attrs });
-}
-
-/** The inputs of `n` its glue call reads (./glue.ts glueInputs). */
-const glueRead = (n: Node) => glueInputs(n).map((i) => n.inputs[i]);
 
 const GLUE_NAMES = new Set(GLUE_KERNELS.keys());
 

@@ -400,10 +400,10 @@ export class WebGpuTrainer {
     if (this.lossScale && s.scaler) this.lossScale.scaler.restore(s.scaler);
   }
 
-  /** Release the session, then destroy every buffer the trainer owns. */
   /** The session that made ORT-web's device when no segment runs on the GPU (released last). */
   private deviceHolder?: Ort.InferenceSession;
 
+  /** Release the session, then destroy every buffer the trainer owns. */
   async release(): Promise<void> {
     await this.runner.release();
     await this.deviceHolder?.release();
