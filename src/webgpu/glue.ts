@@ -196,7 +196,7 @@ export function scatterAdd(ctx: GpuContext, indices: GPUBuffer, updates: GPUBuff
     { name: 'V', type: 'u32', value: a.v },
   ];
   // links[2r] = the next row with r's index (n: none), links[2r + 1] = 1 when r is its index's first row.
-  const links = ctx.temp('scatterAdd.links', 2 * a.n * 4);
+  const links = ctx.temp('scatterAdd.links', 2 * a.n * 4, 'any');
   ctx.run({
     name: 'scatter_add_links', cacheKey: 'i64', workgroupSize: [WG], dispatch: dispatch1d(Math.ceil(a.n / WG)), uniforms,
     bindings: [{ name: 'Idx', access: 'read', type: 'u32' }, { name: 'L', access: 'read_write', type: 'u32' }],
