@@ -31,7 +31,6 @@
 import type * as Ort from 'onnxruntime-web';
 import { fail, OrtfuseError } from '../../errors.js';
 import { GRAD_PREFIX, LOSS_SCALE } from '../../autodiff/names.js';
-import { NO_CSE_SESSION_CONFIG } from '../../autodiff/recompute.js';
 import type { Batch } from '../../data/batches.js';
 import { adamw, type AdamWTensor } from '../../webgpu/adamw.js';
 import { GpuContext } from '../../webgpu/context.js';
@@ -45,7 +44,7 @@ import { clipByGlobalNorm, finalizeNorm, OVERFLOW_SLOT, partialCount, sumSquares
 import type { StagePlan } from './stage-split.js';
 import { webgpuKernels, type FusedOpRecord } from '../../ops/record.js';
 import { GLUE_KERNELS } from './glue.js';
-import { deviceProbeModel } from './adapter.js';
+import { openSessions } from './sessions.js';
 import { SingleSession, StagedSteps, type OrtWeb, type StepOutputs, type StepRunner } from './steps.js';
 import { CaptureBuffers } from './capture.js';
 import { memoryMeter } from './memory.js';
@@ -115,8 +114,6 @@ export const DEFAULT_EP_OPTIONS: Record<string, string> = { validationMode: 'dis
  */
 export const DEFAULT_POOL_BYTES = 1 * 2 ** 30;
 
-/** ORT-web's storage buffer cache unless TrainerOptions.ortBufferCache says otherwise (see there). */
-export const DEFAULT_ORT_BUFFER_CACHE = 'simple';
 
 /** Mixed precision: the scaler and the 16-byte buffer the `loss_scale` feed views. */
 interface ScaleFeed {
@@ -157,34 +154,7 @@ export class WebGpuTrainer {
    * fused ops whose kernels a stage plan calls (FUSED_OPS of custom-ops/registry.ts).
    */
   static async create(ort: OrtWeb, spec: TrainingSpec, opts: TrainerOptions, ops: readonly FusedOpRecord[], epOptions: Record<string, string> = DEFAULT_EP_OPTIONS): Promise<WebGpuTrainer> {
-    // `epOptions` reach ORT-web's WebGPU EP only as an EP object.
-    const ep = [{ name: 'webgpu', ...epOptions }];
-    const open = async (bytes: Uint8Array, what: string, enableGraphCapture = false, host = false): Promise<Ort.InferenceSession> => {
-      try {
-        // A host segment (StagePlan.hostSegments: batch index arithmetic, tables from constants) runs on ORT's CPU (wasm) EP.
-        if (host) return await ort.InferenceSession.create(bytes, { executionProviders: ['wasm'], logSeverityLevel: 3 });
-        // No CSE: it would merge the backward's recomputations back into the forward values (src/autodiff/recompute.ts).
-        const cache = spec.bufferCache ?? opts.ortBufferCache ?? DEFAULT_ORT_BUFFER_CACHE;
-        const epo = ep.map((e) => ({ ...e, storageBufferCacheMode: cache }));
-        return await ort.InferenceSession.create(bytes, { executionProviders: epo as Ort.InferenceSession.ExecutionProviderConfig[], preferredOutputLocation: 'gpu-buffer', logSeverityLevel: 3, extra: NO_CSE_SESSION_CONFIG, enableGraphCapture });
-      } catch (e) {
-        return fail('runtime', `onnxruntime-web (${host ? 'wasm' : 'webgpu'}) refused ${what}: ${(e as Error).message.split('\n')[0]}`, e);
-      }
-    };
-    const sessions: Ort.InferenceSession[] = [];
-    if (opts.graphCapture && !spec.stages?.capturable) fail('usage', 'graph capture needs the stage plan of a graph specialised to one batch shape');
-    const captured = new Set<number>();
-    if (spec.stages)
-      for (const [i, bytes] of spec.stages.segments.entries()) {
-        const capture = !!opts.graphCapture && !!spec.stages.capturable?.[i];
-        if (capture) captured.add(i);
-        sessions.push(await open(bytes, `segment ${i}`, capture, spec.stages.plan.hostSegments?.includes(i)));
-      }
-    else sessions.push(await open(spec.model, 'the training graph'));
-    // ORT-web makes its device with its first WebGPU session and lets it go with its last: without
-    // a WebGPU segment, a one-node session holds it for the trainer's life.
-    const hosted = spec.stages?.plan.hostSegments?.length ?? 0;
-    const deviceHolder = spec.stages && hosted === spec.stages.segments.length ? await open(deviceProbeModel(), 'a one-node model (to make the WebGPU device)') : undefined;
+    const { sessions, captured, deviceHolder } = await openSessions(ort, spec, opts, epOptions);
     const device = ort.env.webgpu.device as unknown as GPUDevice | undefined;
     if (!device) return fail('runtime', 'onnxruntime-web created no WebGPU device (is the webgpu EP available here?)');
     // Our kernels' buffers are reused by size across steps (not under capture, whose bound buffers are its own).
