@@ -119,8 +119,9 @@ export function fusedLinearCrossEntropy(ctx: GpuContext, a: FlceArgs): FlceOutpu
   const gradMode = !grads || !a.gradOutput ? 'none' : reduction === 'none' ? 'rows' : 'scalar';
   if (a.gradOutput) checkBuffer(K, 'gradOutput', a.gradOutput, gradMode === 'rows' ? n : 1);
   const o = a.out ?? {};
-  const rowLoss = reduction === 'none' ? (o.loss ? checkBuffer(K, 'loss', o.loss, n) : ctx.buffer('flce.loss', n * 4)) : ctx.temp('flce.rowLoss', n * 4);
-  const loss = reduction === 'none' ? rowLoss : o.loss ? checkBuffer(K, 'loss', o.loss, 1) : ctx.buffer('flce.loss', 4);
+  // Every row's loss is written (0 for an ignored row), and the reduced loss.
+  const rowLoss = reduction === 'none' ? (o.loss ? checkBuffer(K, 'loss', o.loss, n) : ctx.buffer('flce.loss', n * 4, 'any')) : ctx.temp('flce.rowLoss', n * 4, 'any');
+  const loss = reduction === 'none' ? rowLoss : o.loss ? checkBuffer(K, 'loss', o.loss, 1) : ctx.buffer('flce.loss', 4, 'any');
   const stats = o.stats ? checkBuffer(K, 'stats', o.stats, 4) : ctx.buffer('flce.stats', 16);
   const gradHidden = o.gradHidden ? checkBuffer(K, 'gradHidden', o.gradHidden, n * h) : grads ? ctx.buffer('flce.gradHidden', n * h * 4, 'any') : undefined;
   const gradWeight = o.gradWeight ? checkBuffer(K, 'gradWeight', o.gradWeight, v * h) : grads ? ctx.buffer('flce.gradWeight', v * h * 4, a.accumulate ? 'zero' : 'any') : undefined;
