@@ -38,7 +38,8 @@ import { addBroadcast, broadcastDims, gatherRows, MAX_RANK, scatterAdd, transpos
 /**
  * `--kernels glue`, on by default: with every fused op on our kernels the 0.5B 8×512 mixed step
  * runs 2 ORT segments instead of 146, 8,437 → 9,539 tok/s on an H200, same call (bench/results/step-speed-h200.md, session 9);
- * 1 with the embedding gradient's scatter here too.
+ * with the embedding Gather and its gradient's scatter here too, none on the GPU (what is left
+ * runs on the host: StagePlan.hostSegments; not yet timed on a GPU).
  */
 export const GLUE_POLICY: KernelPolicy = { key: 'glue', default: 'kernel' };
 
