@@ -29,9 +29,10 @@ export interface GpuContextOptions {
   subgroups?: boolean;
   /**
    * Keep up to this many bytes of released storage buffers for reuse by exact size instead of
-   * destroying them (0 or absent: destroy). A training step asks for the same sizes every step:
-   * reuse saves the host's buffer creation and what Dawn holds for destroyed buffers until the GPU
-   * passes them. A reused buffer is cleared first, so it reads as a new one (zeros).
+   * destroying them (0 or absent: destroy), beyond a held step's working set, which is always kept
+   * (./buffer-pool.ts). A training step asks for the same sizes every step: reuse saves the host's
+   * buffer creation and what Dawn holds for destroyed buffers until the GPU passes them. A reused
+   * buffer is cleared first, so it reads as a new one (zeros), unless asked for with init 'any'.
    */
   poolBytes?: number;
   /**
