@@ -81,6 +81,8 @@ interface ChildResult {
   profile?: StepProfile & { stepMs: number };
   /** --dispatch-profile: host ms per step in each phase of recording our kernels (GpuContext.profile), over the steps after the first. */
   dispatchPhases?: Record<string, number>;
+  /** Dispatches per step by program name (--dispatch-profile). */
+  dispatchesByProgram?: Record<string, number>;
   /** --settings: the name of the cheap-settings row (Dawn flags, ORT EP options, --liftoff-only). */
   setting?: string;
   /** `-mixed` runs: where the f16-operand GEMMs ran (WebGpuTrainer.mixedGemm) and the steps skipped for a gradient overflow. */
@@ -175,7 +177,10 @@ async function child(name: string, batch: number, seq: number, steps: number, ke
     ...(mixed ? { mixedGemm: trainer.mixedGemm, skipped } : {}),
     webgpuPeakMiB: meter.peak / 2 ** 20, largestBufferMiB: meter.largest / 2 ** 20, prepareMs, nodes: prepared.train.graph.nodes.length,
     kernels: formatKernels(policy), ...staged, profile: stepProfile,
-    ...(phases ? { dispatchPhases: Object.fromEntries(Object.entries(phases).map(([k, v]) => [k, v / Math.max(1, steps - 1)])) } : {}),
+    ...(phases ? {
+      dispatchPhases: Object.fromEntries(Object.entries(phases).filter(([k]) => k !== 'byProgram').map(([k, v]) => [k, (v as number) / Math.max(1, steps - 1)])),
+      dispatchesByProgram: Object.fromEntries(Object.entries(phases.byProgram).sort((a, b) => b[1] - a[1]).map(([k, v]) => [k, v / Math.max(1, steps - 1)])),
+    } : {}),
   };
 }
 

@@ -75,11 +75,13 @@ export interface DispatchProfile {
   buffersCreated: number;
   groupsCreated: number;
   clears: number;
+  /** Dispatches per program name (which kernels a step's dispatches come from). */
+  byProgram: Record<string, number>;
 }
 
 /** A zeroed DispatchProfile. */
 export function dispatchProfile(): DispatchProfile {
-  return { dispatches: 0, check: 0, alloc: 0, pipeline: 0, uniforms: 0, bindGroup: 0, pass: 0, submits: 0, submit: 0, buffersCreated: 0, groupsCreated: 0, clears: 0 };
+  return { dispatches: 0, check: 0, alloc: 0, pipeline: 0, uniforms: 0, bindGroup: 0, pass: 0, submits: 0, submit: 0, buffersCreated: 0, groupsCreated: 0, clears: 0, byProgram: {} };
 }
 
 /** ORTFUSE_POISON_REUSED=1 (Node), read when a context is made. */
@@ -273,7 +275,7 @@ export class GpuContext {
     pass.dispatchWorkgroups(program.dispatch[0], program.dispatch[1], program.dispatch[2]);
     this.dispatches++;
     this.unsubmitted++;
-    if (prof) (lap('pass'), prof.dispatches++);
+    if (prof) (lap('pass'), prof.dispatches++, (prof.byProgram[program.name] = (prof.byProgram[program.name] ?? 0) + 1));
   }
 
   /** Bind groups made and reused so far (tests and benches). */
