@@ -28,10 +28,10 @@ import { benchArgs, hasGpuDevice } from './cli-args.js';
 import { fusedLinearCrossEntropy } from '../custom-ops/fused-linear-cross-entropy/webgpu/flce.js';
 import { QWEN2_0_5B } from '../models/config.js';
 import { qwen2Parameters } from '../models/weights.js';
-import { adamw } from '../src/webgpu/adamw.js';
+import { adamw, writeStepScalars } from '../src/webgpu/adamw.js';
 import { GpuContext, dispatchProfile, type DispatchProfile } from '../src/webgpu/context.js';
 import { requestNodeDevice, useSwiftShaderIfPresent } from '../src/webgpu/dawn-node.js';
-import { clipByGlobalNorm, finalizeNorm, partialCount, sumSquares } from '../src/webgpu/grad-norm.js';
+import { finalizeNorm, globalNorm, partialCount, STATS_FLOATS, sumSquares } from '../src/webgpu/grad-norm.js';
 
 const opt = benchArgs();
 const iters = Number(opt.iters ?? 5);
@@ -86,7 +86,7 @@ function optimizerTensors(): OptTensor[] {
 function optimizerScenarios(): Scenario[] {
   const tensors = optimizerTensors();
   const count = tensors.reduce((a, t) => a + partialCount(t.size), 0);
-  const partials = ctx.buffer('partials', count * 4), stats = ctx.buffer('stats', 16);
+  const partials = ctx.buffer('partials', count * 4), stats = ctx.buffer('stats', STATS_FLOATS * 4);
   let step = 0;
   const hp = () => ({ step: ++step, lr: 1e-4, weightDecay: 0.01 });
   const early = (name: string, perSubmit: number): Scenario => ({
@@ -94,10 +94,11 @@ function optimizerScenarios(): Scenario[] {
     calls: tensors.length,
     record() {
       const s = hp();
+      writeStepScalars(device.queue, stats, s);
       let base = 0, ms = 0;
       tensors.forEach((t, i) => {
         base += sumSquares(ctx, { grad: t.grad, size: t.size }, partials, base);
-        adamw(ctx, [t], s);
+        adamw(ctx, [t], s, { buffer: stats });
         if ((i + 1) % perSubmit === 0) ms += flush();
       });
       finalizeNorm(ctx, base, partials, stats, 0);
@@ -108,8 +109,11 @@ function optimizerScenarios(): Scenario[] {
     name: `adamw-clip ${tensors.length} tensors`,
     calls: 1,
     record() {
-      clipByGlobalNorm(ctx, tensors.map((t) => ({ grad: t.grad, size: t.size })), partials, stats, 1);
-      adamw(ctx, tensors, hp());
+      // The trainer's path: the clip factor applied by AdamW as it reads each gradient.
+      const s = hp();
+      writeStepScalars(device.queue, stats, s);
+      globalNorm(ctx, tensors.map((t) => ({ grad: t.grad, size: t.size })), partials, stats, 1);
+      adamw(ctx, tensors, s, { buffer: stats, clip: true });
       return flush();
     },
   };

@@ -77,6 +77,11 @@ interface ChildResult {
   /** Host segments (ORT's CPU EP: the batch's index arithmetic) run per step and host ms per run. */
   hostRunsPerStep?: number;
   msPerHostRun?: number;
+  /** Steps replayed from the step tape, host ms per replay, kernel ms per recorded step (after the first), and why the last step was not a replay. */
+  replayedSteps?: number;
+  msPerReplay?: number;
+  kernelMsPerRecordedStep?: number;
+  replayNote?: string;
   /** --profile: one extra step with a GPU wait after every stage (bench/stage-probe.ts). */
   profile?: StepProfile & { stepMs: number };
   /** --dispatch-profile: host ms per step in each phase of recording our kernels (GpuContext.profile), over the steps after the first. */
@@ -128,6 +133,7 @@ async function child(name: string, batch: number, seq: number, steps: number, ke
     schedule: { lr: 1e-4, warmupSteps: 0, totalSteps: steps },
     graphCapture: process.argv.includes('--capture'),
     ...(process.argv.includes('--no-pool') ? { bufferPool: 0 } : {}),
+    ...(process.argv.includes('--no-replay') ? { stepReplay: false } : {}),
     ...(process.argv.includes('--pool-gib') ? { bufferPool: Number(arg('pool-gib', '1')) * 2 ** 30 } : {}),
   }, FUSED_OPS, epOptions);
   const r = rng(7);
@@ -170,6 +176,11 @@ async function child(name: string, batch: number, seq: number, steps: number, ke
     kernelMsPerStep: (runner.times.kernelMs - warm.kernelMs) / (runner.times.steps - warm.steps),
     hostRunsPerStep: (runner.times.hostRuns - warm.hostRuns) / (runner.times.steps - warm.steps),
     msPerHostRun: (runner.times.hostMs - warm.hostMs) / Math.max(1, runner.times.hostRuns - warm.hostRuns),
+    // Steps replayed from the step tape (src/webgpu/step-tape.ts) and their host ms each; recorded steps' kernel ms each.
+    replayedSteps: runner.times.replays,
+    msPerReplay: runner.times.replayMs / Math.max(1, runner.times.replays),
+    kernelMsPerRecordedStep: (runner.times.kernelMs - warm.kernelMs - runner.times.replayMs) / Math.max(1, runner.times.steps - warm.steps - runner.times.replays),
+    replayNote: trainer.replayNote ?? (runner.times.replays ? 'replayed' : 'off'),
   } : { segments: 1, ortRunsPerStep: 1 };
   await trainer.release();
   return {
@@ -188,7 +199,7 @@ async function child(name: string, batch: number, seq: number, steps: number, ke
  * --settings (comma-separated names): the cheap settings of issue 12 side by side — Dawn create()
  * flags (ORTFUSE_DAWN_FLAGS), ORT-web WebGPU EP options, and V8's --liftoff-only for ORT's wasm.
  */
-const SETTINGS: Record<string, { dawn?: string; ep?: Record<string, string>; liftoff: boolean; capture?: boolean; noPool?: boolean; poolGiB?: number; env?: Record<string, string> }> = {
+const SETTINGS: Record<string, { dawn?: string; ep?: Record<string, string>; liftoff: boolean; capture?: boolean; noPool?: boolean; noReplay?: boolean; poolGiB?: number; env?: Record<string, string> }> = {
   // default = the trainer's EP options (DEFAULT_EP_OPTIONS: validationMode 'disabled' since
   // issue 12); ort-default = none, ORT-web's own default (what 'default' meant in earlier results).
   default: { liftoff: true },
@@ -205,6 +216,8 @@ const SETTINGS: Record<string, { dawn?: string; ep?: Record<string, string>; lif
   'both-no-liftoff': { dawn: 'enable-dawn-features=skip_validation', ep: { validationMode: 'disabled' }, liftoff: false },
   // The trainer's graph capture of the segments that read no host input (src/runtime/webgpu/capture.ts).
   capture: { liftoff: true, capture: true },
+  // Every step recorded: no replay of the step tape (TrainerOptions.stepReplay false).
+  'no-replay': { liftoff: true, noReplay: true },
   // Our kernels' buffers destroyed when released instead of reused by size (TrainerOptions.bufferPool 0).
   'no-pool': { liftoff: true, noPool: true },
   // Our kernels' buffer pool at 3 GiB instead of DEFAULT_POOL_BYTES (1 GiB): fewer buffers created per step.
@@ -239,7 +252,7 @@ async function parent(): Promise<void> {
     const smi = samplePeak();
     const res = await new Promise<ChildResult>((resolve) => {
       // execArgv: a loader the parent runs under (tsx) runs the child too.
-      const childArgs = [self, '--child', variant, b, t, steps, kernels || '-', source === 'export' ? arg('model', '') : '-', '--config', arg('config', '0.5b'), ...(set.ep ? ['--ep', JSON.stringify(set.ep)] : []), ...(process.argv.includes('--profile') ? ['--profile'] : []), ...(process.argv.includes('--dispatch-profile') ? ['--dispatch-profile'] : []), ...(set.capture ? ['--capture'] : []), ...(set.noPool ? ['--no-pool'] : []), ...(set.poolGiB ? ['--pool-gib', String(set.poolGiB)] : [])];
+      const childArgs = [self, '--child', variant, b, t, steps, kernels || '-', source === 'export' ? arg('model', '') : '-', '--config', arg('config', '0.5b'), ...(set.ep ? ['--ep', JSON.stringify(set.ep)] : []), ...(process.argv.includes('--profile') ? ['--profile'] : []), ...(process.argv.includes('--dispatch-profile') ? ['--dispatch-profile'] : []), ...(set.capture ? ['--capture'] : []), ...(set.noPool ? ['--no-pool'] : []), ...(set.noReplay ? ['--no-replay'] : []), ...(set.poolGiB ? ['--pool-gib', String(set.poolGiB)] : [])];
       const env = { ...process.env, ...(set.dawn ? { ORTFUSE_DAWN_FLAGS: set.dawn } : {}), ...(set.liftoff ? {} : { ORTFUSE_NO_LIFTOFF: '1' }), ...set.env };
       const c = spawn(process.execPath, [...process.execArgv, ...(set.liftoff ? ['--liftoff-only'] : []), '--max-old-space-size=16384', ...childArgs], { stdio: ['ignore', 'pipe', 'inherit'], env });
       let text = '';

@@ -13,7 +13,7 @@ import type { Model } from '../src/ir/graph.js';
 import { Tensor } from '../src/ir/tensor.js';
 import type { TrainState } from '../src/runtime/checkpoint.js';
 import type { Precision } from '../src/runtime/loss-scale.js';
-import { defaultFuseMlp, prepareTraining } from '../src/runtime/session.js';
+import { defaultFuseAttention, defaultFuseLinear, defaultFuseMlp, prepareTraining } from '../src/runtime/session.js';
 import { CpuTrainer, type TrainerOptions } from '../src/runtime/trainer.js';
 import { textBatches } from '../src/training/data.js';
 
@@ -36,6 +36,10 @@ export interface Open {
   clip?: number;
   initialLossScale?: number;
   normScale?: number;
+  /** The attention and projections fused as `ortfuse train` fuses them on this backend (its defaults); default: not. */
+  trainDefaults?: boolean;
+  /** webgpu: TrainerOptions.stepReplay (default: the trainer's, on). */
+  stepReplay?: boolean;
 }
 
 /** What both trainers offer that the tests use. */
@@ -49,11 +53,13 @@ export interface AnyTrainer {
 
 /** A trainer of the tiny model as runTraining makes one (lr 3e-3, 2 warm-up steps of 8, wd 0.01). */
 export async function openTrainer(o: Open): Promise<AnyTrainer & { lossAndGradsOf(b: Batch): Promise<Map<string, Float32Array>> }> {
-  const p = prepareTraining(tinyModel(o.normScale), { fuse: true, fuseMlp: defaultFuseMlp(o.backend, true), target: o.backend, precision: o.precision });
+  const all = o.trainDefaults ? { fuseAttention: defaultFuseAttention(o.backend, true), fuseLinear: defaultFuseLinear(o.backend, true) } : {};
+  const p = prepareTraining(tinyModel(o.normScale), { fuse: true, fuseMlp: defaultFuseMlp(o.backend, true), ...all, target: o.backend, precision: o.precision });
   const topts: TrainerOptions = {
     optimizer: { lr: 3e-3, weightDecay: 0.01, maxGradNorm: o.clip ?? 1 },
     schedule: { lr: 3e-3, warmupSteps: 2, totalSteps: 8 },
     ...(o.precision === 'mixed' ? { lossScale: { initialScale: o.initialLossScale } } : {}),
+    ...(o.stepReplay !== undefined ? { stepReplay: o.stepReplay } : {}),
   };
   if (o.backend === 'cpu') {
     const t = await CpuTrainer.create(p.train, p.initial, topts);

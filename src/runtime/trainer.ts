@@ -67,6 +67,12 @@ export interface TrainerOptions {
    * host input with ORT-web's graph capture (src/runtime/webgpu/capture.ts).
    */
   graphCapture?: boolean;
+  /**
+   * webgpu stage plan whose GPU work is all ours (the default plan): once two consecutive steps of
+   * a batch shape recorded the same commands, later steps replay them instead of running the
+   * kernels' host code again (src/webgpu/step-tape.ts). Default true; false records every step.
+   */
+  stepReplay?: boolean;
 }
 
 /** The label a loss ignores (torch's and ONNX's default ignore_index). */

@@ -9,17 +9,27 @@
  *
  * One pipeline and one compute pass for all tensors; tensors that sit back to back in the same
  * four buffers (an arena holding every parameter at the same offsets as its grad, m and v) with the
- * same weight decay merge into one dispatch. Step scalars are uniforms, so nothing is recompiled
- * between steps.
+ * same weight decay merge into one dispatch.
  *
- * Guard (mixed precision's overflow skip, without a host round trip): with `guard`, the stats
- * buffer of ./grad-norm.ts, every invocation first reads its overflow slot and returns without
- * touching p, m or v when it is set (a gradient of this step was not finite).
+ * The step's scalars (lr, c1, c2, gradScale) are read from a small storage buffer, the trainer's
+ * stats buffer (./grad-norm.ts STATS), written by the host before the step's commands: every
+ * uniform of an AdamW dispatch is then the same at every step, so neither a pipeline nor a bind
+ * group nor the recorded step (src/webgpu/step-tape.ts) changes between steps. Without a stats
+ * buffer, adamw() writes the scalars into one of its own.
+ *
+ * Clip (`clip`): g ← stats[clip]·g as it is read, the global-norm clip factor ./grad-norm.ts
+ * finalized into the same buffer, instead of a pass that scales every gradient in place first
+ * (same product, same order: (g·clip)·gradScale).
+ *
+ * Guard (mixed precision's overflow skip, without a host round trip): with `guard`, every
+ * invocation first reads the overflow slot and returns without touching p, m or v when it is set
+ * (a gradient of this step was not finite).
  */
 import { fail } from '../errors.js';
 import type { GpuContext } from './context.js';
 import { dispatch1d, type Program } from './program.js';
 import { checkBuffer } from './validate.js';
+import { STATS, STATS_FLOATS } from './grad-norm.js';
 
 export interface AdamWTensor {
   param: GPUBuffer;
@@ -46,60 +56,78 @@ export interface AdamWStep {
   gradScale?: number;
 }
 
-/** The overflow flag AdamW checks: a buffer whose float at `slot` is non-zero when the step must not update. */
-export interface AdamWGuard {
-  flag: GPUBuffer;
-  slot: number;
+/** Where the step's scalars, clip factor and overflow flag are (./grad-norm.ts STATS layout), and which of them to use. */
+export interface AdamWStats {
+  /** The stats buffer: slots lr, c1, c2 and gradScale written for this step (writeStepScalars). */
+  buffer: GPUBuffer;
+  /** Skip the update while the overflow slot is set (mixed precision). */
+  guard?: boolean;
+  /** Multiply every gradient by the clip slot (finalizeNorm's factor). */
+  clip?: boolean;
 }
 
 const WG = 256;
 
-function adamwProgram(size: number, offset: number, wd: number, s: Required<AdamWStep>, guardSlot: number | undefined): Program {
-  const guarded = guardSlot !== undefined;
+function adamwProgram(size: number, offset: number, wd: number, s: Required<AdamWStep>, guard: boolean, clip: boolean): Program {
   return {
     name: 'adamw',
-    cacheKey: guarded ? `f32-guard${guardSlot}` : 'f32',
+    cacheKey: `f32${guard ? '-guard' : ''}${clip ? '-clip' : ''}`,
     workgroupSize: [WG],
     dispatch: dispatch1d(Math.ceil(size / WG)),
     uniforms: [
       { name: 'n', type: 'u32', value: size },
       { name: 'offset', type: 'u32', value: offset },
-      { name: 'lr', type: 'f32', value: s.lr },
       { name: 'beta1', type: 'f32', value: s.beta1 },
       { name: 'beta2', type: 'f32', value: s.beta2 },
       { name: 'eps', type: 'f32', value: s.eps },
       { name: 'wd', type: 'f32', value: wd },
-      { name: 'c1', type: 'f32', value: 1 - s.beta1 ** s.step },
-      { name: 'c2', type: 'f32', value: 1 - s.beta2 ** s.step },
-      { name: 'gradScale', type: 'f32', value: s.gradScale },
     ],
     bindings: [
       { name: 'p', access: 'read_write', type: 'f32' },
       { name: 'g', access: 'read', type: 'f32' },
       { name: 'm', access: 'read_write', type: 'f32' },
       { name: 'v', access: 'read_write', type: 'f32' },
-      ...(guarded ? [{ name: 'flag', access: 'read' as const, type: 'f32' as const }] : []),
+      { name: 'st', access: 'read', type: 'f32' },
     ],
     source: () => ({
       main: `
   let k = flatWorkgroup(wid, nwg) * ${WG}u + lidx;
-  if (k >= u.n${guarded ? ` || flag[${guardSlot}] != 0.0` : ''}) { return; }
+  if (k >= u.n${guard ? ` || st[${STATS.overflow}] != 0.0` : ''}) { return; }
   let i = u.offset + k;
-  let gi = u.gradScale * g[i];
+  let lr = st[${STATS.lr}]; let c1 = st[${STATS.c1}]; let c2 = st[${STATS.c2}];
+  let gi = st[${STATS.gradScale}] * ${clip ? `(g[i] * st[${STATS.clip}])` : 'g[i]'};
   let mi = u.beta1 * m[i] + (1.0 - u.beta1) * gi;
   let vi = u.beta2 * v[i] + (1.0 - u.beta2) * gi * gi;
   m[i] = mi; v[i] = vi;
   let pi = p[i];
-  p[i] = pi - u.lr * ((mi / u.c1) / (sqrt(vi / u.c2) + u.eps) + u.wd * pi);`,
+  p[i] = pi - lr * ((mi / c1) / (sqrt(vi / c2) + u.eps) + u.wd * pi);`,
     }),
   };
 }
 
-/** Record one AdamW step over all tensors (skipped on the GPU while `guard` is set); returns the number of dispatches used. */
-export function adamw(ctx: GpuContext, tensors: readonly AdamWTensor[], step: AdamWStep, guard?: AdamWGuard): number {
+const withDefaults = (step: AdamWStep): Required<AdamWStep> => ({ beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, gradScale: 1, ...step });
+
+/** The step's scalars as the stats slots lr, c1, c2, gradScale hold them (STATS.lr onward). */
+export function stepScalars(step: AdamWStep): Float32Array<ArrayBuffer> {
+  const s = withDefaults(step);
+  return new Float32Array([s.lr, 1 - s.beta1 ** s.step, 1 - s.beta2 ** s.step, s.gradScale]);
+}
+
+/** Queue the write of the step's scalars into `stats` (before the step's commands are submitted). */
+export function writeStepScalars(queue: GPUQueue, stats: GPUBuffer, step: AdamWStep): void {
+  queue.writeBuffer(stats, STATS.lr * 4, stepScalars(step));
+}
+
+/**
+ * Record one AdamW step over all tensors; returns the number of dispatches used. `stats`: the
+ * buffer holding this step's scalars (written with writeStepScalars; the step's numbers in `step`
+ * are then only checked), and whether to clip and guard; absent, the scalars of `step` go into a
+ * buffer of adamw's own.
+ */
+export function adamw(ctx: GpuContext, tensors: readonly AdamWTensor[], step: AdamWStep, stats?: AdamWStats): number {
   const K = 'AdamW';
   if (!Number.isInteger(step.step) || step.step < 1) fail('usage', `${K}: step=${step.step} must be a 1-based integer`);
-  const s: Required<AdamWStep> = { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, gradScale: 1, ...step };
+  const s = withDefaults(step);
   const runs: { t: AdamWTensor; offset: number; size: number; wd: number }[] = [];
   for (const t of tensors) {
     const offset = t.offset ?? 0;
@@ -113,10 +141,16 @@ export function adamw(ctx: GpuContext, tensors: readonly AdamWTensor[], step: Ad
     if (same && last.offset + last.size === offset) last.size += t.size;
     else if (t.size > 0) runs.push({ t, offset, size: t.size, wd });
   }
-  if (guard) {
-    checkBuffer(K, 'guard flag', guard.flag, guard.slot + 1);
-    if (tensors.some((t) => [t.param, t.m, t.v].includes(guard.flag))) fail('usage', `${K}: the guard flag must not be a parameter or moment buffer`);
+  let st = stats?.buffer;
+  if (st) {
+    checkBuffer(K, 'stats', st, STATS_FLOATS);
+    if (tensors.some((t) => [t.param, t.m, t.v].includes(st!))) fail('usage', `${K}: the stats buffer must not be a parameter or moment buffer`);
+  } else if (runs.length) {
+    const own = new Float32Array(STATS_FLOATS);
+    own.set(stepScalars(step), STATS.lr);
+    st = ctx.write('adamw scalars', own);
   }
-  for (const r of runs) ctx.run(adamwProgram(r.size, r.offset, r.wd, s, guard?.slot), guard ? [r.t.param, r.t.grad, r.t.m, r.t.v, guard.flag] : [r.t.param, r.t.grad, r.t.m, r.t.v]);
+  for (const r of runs) ctx.run(adamwProgram(r.size, r.offset, r.wd, s, !!stats?.guard, !!stats?.clip), [r.t.param, r.t.grad, r.t.m, r.t.v, st!]);
+  if (!stats?.buffer && st) ctx.release(st);
   return runs.length;
 }

@@ -18,6 +18,7 @@
 import { fail } from '../errors.js';
 import { BindGroupCache } from './bind-groups.js';
 import { BufferPool } from './buffer-pool.js';
+import { padded4, replayTape, TapeRecorder, type StepTape } from './step-tape.js';
 import { AllocationLog, createBuffer, padTo16, readBuffer, uploadBuffer, type HostArray } from './buffers.js';
 import type { F16Options } from './gemm-f16.js';
 import { dispatch1d, getPipeline, type Program } from './program.js';
@@ -114,6 +115,9 @@ export class GpuContext {
   dispatches = 0;
   /** When set, run() and submit() add their host time per phase here (benches). */
   profile: DispatchProfile | undefined;
+  /** The step tape being recorded (./step-tape.ts), and the count of buffer or command changes made outside one. */
+  private tape: TapeRecorder | undefined;
+  private epoch = 0;
   /**
    * The tensor-core GEMM's options (./gemm-f16.ts) where the device has
    * 'chromium-experimental-subgroup-matrix' and the caller probed it: precision 'f16' GEMMs run
@@ -138,6 +142,7 @@ export class GpuContext {
    * of the same size (poolBytes), cleared unless `init` is 'any'.
    */
   buffer(label: string, bytes: number, init: BufferInit = 'zero'): GPUBuffer {
+    this.touch();
     const size = padTo16(bytes);
     let b = this.pool.enabled ? this.pool.take(size) : undefined;
     if (b) {
@@ -162,6 +167,7 @@ export class GpuContext {
    * destroyed buffer fails), so a buffer may be handed back right after its last reader is recorded.
    */
   release(b: GPUBuffer): void {
+    this.touch();
     // Released twice (two names for one value): handing it out twice would alias two values.
     if (this.pool.has(b)) return;
     if (!this.pool.put(b)) this.destroyAfterRecorded(b);
@@ -173,11 +179,13 @@ export class GpuContext {
    * keeps the step's working set and trims the rest to poolBytes (./buffer-pool.ts).
    */
   holdPool(on: boolean): void {
+    this.touch();
     for (const b of this.pool.hold(on)) this.destroyAfterRecorded(b);
   }
 
   /** Destroy `b` now, or after the next submit while recorded commands may read it. */
   private destroyAfterRecorded(b: GPUBuffer): void {
+    this.tape?.destroy(b);
     if (this.encoder) this.doomed.push(b);
     else b.destroy();
   }
@@ -189,6 +197,7 @@ export class GpuContext {
 
   /** Destroy every pooled buffer. */
   drainPool(): void {
+    this.touch();
     for (const b of this.pool.drain()) b.destroy();
   }
 
@@ -198,14 +207,13 @@ export class GpuContext {
    * lands after every command that may read the buffer's earlier contents and before those
    * recorded later.
    */
-  write(label: string, data: HostArray | Uint8Array): GPUBuffer {
+  write(label: string, data: HostArray | Uint8Array, key = label): GPUBuffer {
     const b = this.buffer(label, data.byteLength, 'any');
     this.submit();
-    const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
     // writeBuffer takes multiples of 4 bytes.
-    let padded = bytes;
-    if (bytes.byteLength % 4) (padded = new Uint8Array(Math.ceil(bytes.byteLength / 4) * 4)).set(bytes);
-    this.device.queue.writeBuffer(b, 0, padded as Uint8Array<ArrayBuffer>);
+    const bytes = padded4(data);
+    this.device.queue.writeBuffer(b, 0, bytes);
+    this.tape?.push({ kind: 'write', key, buffer: b, bytes: bytes.byteLength });
     return b;
   }
 
@@ -259,6 +267,7 @@ export class GpuContext {
         fail('usage', `${program.name}: '${b.name}' is written and also bound as another input (WebGPU forbids aliasing a writable binding)`);
     });
     if (program.dispatch.some((d) => d === 0)) return;
+    this.touch();
     if (prof) lap('check');
     const { pipeline, layout } = getPipeline(this.device, program);
     if (prof) lap('pipeline');
@@ -273,6 +282,8 @@ export class GpuContext {
     if (this.passPipeline !== pipeline) pass.setPipeline((this.passPipeline = pipeline));
     pass.setBindGroup(0, group, [offset]);
     pass.dispatchWorkgroups(program.dispatch[0], program.dispatch[1], program.dispatch[2]);
+    const [x, y, z] = program.dispatch;
+    this.tape?.push({ kind: 'dispatch', name: program.name, pipeline, group, offset, x, y, z, buffers });
     this.dispatches++;
     this.unsubmitted++;
     if (prof) (lap('pass'), prof.dispatches++, (prof.byProgram[program.name] = (prof.byProgram[program.name] ?? 0) + 1));
@@ -285,12 +296,16 @@ export class GpuContext {
 
   /** Record a buffer-to-buffer copy (byte offsets and size multiples of 4). */
   copy(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, bytes: number): void {
+    this.touch();
+    this.tape?.push({ kind: 'copy', src, srcOffset, dst, dstOffset, bytes });
     this.endPass();
     this.commandEncoder().copyBufferToBuffer(src, srcOffset, dst, dstOffset, bytes);
   }
 
   /** Record zero-filling of a buffer range. */
   clear(buffer: GPUBuffer, offset = 0, bytes?: number): void {
+    this.touch();
+    this.tape?.push({ kind: 'clear', buffer, offset, bytes });
     this.endPass();
     this.commandEncoder().clearBuffer(buffer, offset, bytes);
   }
@@ -300,6 +315,7 @@ export class GpuContext {
    * end the pass) in one compute pass whose GPU begin/end times go to `writes` (./timing.ts).
    */
   timestamps(writes: GPUComputePassTimestampWrites | undefined): void {
+    this.tape?.break('timestamp queries');
     this.endPass();
     this.passTimestamps = writes;
   }
@@ -319,6 +335,7 @@ export class GpuContext {
 
   private flush(queue: boolean): void {
     if (!this.encoder) return;
+    if (!queue) this.tape?.break('commands dropped (discard)');
     const t0 = this.profile ? performance.now() : 0;
     this.flushCommands(queue);
     for (const t of this.temps) this.release(t);
@@ -336,8 +353,52 @@ export class GpuContext {
     const commands = this.encoder.finish();
     this.encoder = undefined;
     this.unsubmitted = 0;
+    this.tape?.push({ kind: 'submit', uniforms: this.ring.pending() });
     this.ring.upload(this.device.queue);
     if (queue) this.device.queue.submit([commands]);
+  }
+
+  /**
+   * Record the commands from here to endTape() as a step tape (./step-tape.ts); what is recorded so
+   * far is submitted first.
+   */
+  startTape(): void {
+    this.submit();
+    this.tape = new TapeRecorder();
+  }
+
+  /** The tape recorded since startTape(), or why it cannot be replayed. Everything recorded must have been submitted. */
+  endTape(): StepTape | string {
+    const rec = this.tape;
+    this.tape = undefined;
+    if (!rec) return 'no tape was being recorded';
+    if (this.encoder) (rec.break('commands were left unsubmitted at the end of the step'), this.submit());
+    return rec.finish(this.epoch);
+  }
+
+  /** Whether nothing changed the context's buffers or commands since `tape` was recorded (or last replayed). */
+  tapeValid(tape: StepTape): boolean {
+    return !this.tape && !this.encoder && tape.epoch === this.epoch;
+  }
+
+  /** Send a valid tape's commands again (replayTape), with `data(key)` for its host writes. */
+  replay(tape: StepTape, data: (key: string) => ArrayBufferView): void {
+    if (!this.tapeValid(tape)) fail('usage', 'GpuContext.replay: the tape is stale (buffers or commands changed since it was recorded)');
+    const t0 = this.profile ? performance.now() : 0;
+    replayTape(this.device, this.ring.buffer, tape, data);
+    this.dispatches += tape.dispatches;
+    const prof = this.profile;
+    if (prof) {
+      prof.pass += performance.now() - t0;
+      prof.dispatches += tape.dispatches;
+      for (const op of tape.ops) if (op.kind === 'dispatch') prof.byProgram[op.name] = (prof.byProgram[op.name] ?? 0) + 1;
+      else if (op.kind === 'submit') prof.submits++;
+    }
+  }
+
+  /** Outside a tape's recording, a change to buffers or commands makes earlier tapes stale. */
+  private touch(): void {
+    if (!this.tape) this.epoch++;
   }
 
   /** Submit what is recorded, then destroy the uniform ring (the context may still be used: it makes a new one). */

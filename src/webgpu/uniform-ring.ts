@@ -68,9 +68,15 @@ export class UniformRing {
       else if (x.type === 'i32') this.i32[w + i] = x.value;
       else this.u32[w + i] = x.value;
     }
-    this.u32.fill(0, w + uniforms.length, w + bytes / 4);
+    // The rest of the slot too: an upload is then a function of the dispatches alone (step tapes compare them).
+    this.u32.fill(0, w + uniforms.length, w + this.slot / 4);
     this.used += this.slot;
     return at;
+  }
+
+  /** A copy of the slots written since the last upload (what upload() would send). */
+  pending(): Uint8Array {
+    return new Uint8Array(this.host.slice(0, this.used));
   }
 
   /** Queue the slots written since the last upload (call right before submitting their commands). */

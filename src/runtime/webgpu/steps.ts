@@ -85,6 +85,9 @@ export interface StageTimes {
   /** Runs of host segments (StagePlan.hostSegments, ORT's CPU EP) and their ms; not in ortRuns / ortMs. */
   hostRuns: number;
   hostMs: number;
+  /** Steps sent as a replay of the step tape (src/webgpu/step-tape.ts) and the host ms of those replays (in kernelMs too). */
+  replays: number;
+  replayMs: number;
 }
 
 /**
@@ -99,7 +102,7 @@ export interface StageProbe {
 
 /** The stage plan: ORT segments and our kernels, in order (./stage-split.ts). */
 export class StagedSteps implements StepRunner {
-  readonly times: StageTimes = { steps: 0, ortRuns: 0, ortMs: 0, kernelGroups: 0, kernelMs: 0, gradientsEarly: 0, hostRuns: 0, hostMs: 0 };
+  readonly times: StageTimes = { steps: 0, ortRuns: 0, ortMs: 0, kernelGroups: 0, kernelMs: 0, gradientsEarly: 0, hostRuns: 0, hostMs: 0, replays: 0, replayMs: 0 };
   /** Set by a profiler; unset in training (no waits). */
   probe?: StageProbe;
   private readonly outputs: Set<string>;
@@ -164,6 +167,29 @@ export class StagedSteps implements StepRunner {
     }
   }
 
+  /**
+   * Whether a step's GPU work is all ours (every ORT segment runs on the host, none is captured),
+   * so that a recorded step can be replayed (src/webgpu/step-tape.ts): ORT's own GPU commands
+   * cannot be.
+   */
+  get replayable(): boolean {
+    return !this.capture?.segments.size && this.plan.steps.every((s) => s.kind === 'kernel' || this.hostSegments.has(s.segment) || !this.sessions[s.segment].outputNames.length);
+  }
+
+  /** A replayed step's host values: the batch feeds and the host segments' outputs (run here, on ORT's CPU EP), by name. */
+  async hostValues(feeds: Record<string, Ort.Tensor>): Promise<Record<string, Ort.Tensor>> {
+    const host: Record<string, Ort.Tensor> = { ...feeds };
+    for (const step of this.plan.steps) {
+      if (step.kind !== 'ort' || !this.hostSegments.has(step.segment)) continue;
+      const session = this.sessions[step.segment];
+      const t0 = performance.now();
+      Object.assign(host, await session.run(Object.fromEntries(session.inputNames.map((n) => [n, host[n] ?? fail('runtime', `stage plan: no host value '${n}'`)]))));
+      this.times.hostMs += performance.now() - t0;
+      this.times.hostRuns++;
+    }
+    return host;
+  }
+
   /** ORT segments of the plan. */
   get segmentCount(): number {
     return this.sessions.length;
@@ -199,7 +225,7 @@ export class StagedSteps implements StepRunner {
       // A host value read by a kernel (the batch, a host segment's output): written once a step
       // into a pooled buffer (the same one every step, so its kernels' bind groups are found),
       // handed back after its last reader like any value of ours.
-      const buffer = ctx.write(`host ${name}`, t.data as HostArray);
+      const buffer = ctx.write(`host ${name}`, t.data as HostArray, name);
       const uploaded: Slot = { value: { buffer, dims: t.dims, type: t.type }, release: () => ctx.release(buffer) };
       live.set(name, uploaded);
       return uploaded.value;

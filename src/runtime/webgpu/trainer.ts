@@ -6,8 +6,10 @@
  *
  * Buffers and lifetimes (docs/runtime.md, "Zero-copy lifetimes"):
  * - owned by the trainer for its whole life: per parameter a value, m and v buffer (16-byte padded
- *   STORAGE, created on ORT's device after the session exists), the norm partials, the 16-byte stats
- *   buffer [loss, norm, clip, 0] and one MAP_READ staging buffer for it; freed in release().
+ *   STORAGE, created on ORT's device after the session exists), the norm partials, the 32-byte stats
+ *   buffer (src/webgpu/grad-norm.ts STATS: [loss, norm, clip, overflow] read back, then the step's
+ *   scalars lr, c1, c2, gradScale the host writes before each step) and one MAP_READ staging buffer
+ *   for the first four; freed in release().
  * - parameters enter ORT as Tensor.fromGpuBuffer views of the value buffers (ORT does not own them).
  * - ORT's outputs (loss, gradients) are gpu-buffer tensors from ORT's pool, alive only within one
  *   step: our kernels (norm, clip, AdamW) and the loss copy are recorded and submitted, and only
@@ -32,7 +34,7 @@ import type * as Ort from 'onnxruntime-web';
 import { fail, OrtfuseError } from '../../errors.js';
 import { GRAD_PREFIX, LOSS_SCALE } from '../../autodiff/names.js';
 import type { Batch } from '../../data/batches.js';
-import { adamw, type AdamWTensor } from '../../webgpu/adamw.js';
+import { adamw, writeStepScalars, type AdamWStep, type AdamWTensor } from '../../webgpu/adamw.js';
 import { GpuContext } from '../../webgpu/context.js';
 import { f16MatrixFor } from '../../webgpu/f16-matrix.js';
 import { AllocationLog, createBuffer } from '../../webgpu/buffers.js';
@@ -40,7 +42,7 @@ import type { TrainState } from '../checkpoint.js';
 import { learningRate, type ParamState } from '../optimizer.js';
 import type { StepResult, TrainerOptions } from '../trainer.js';
 import { lossScalerFor, type LossScaler } from '../loss-scale.js';
-import { clipByGlobalNorm, finalizeNorm, OVERFLOW_SLOT, partialCount, sumSquares } from '../../webgpu/grad-norm.js';
+import { finalizeNorm, globalNorm, OVERFLOW_SLOT, partialCount, STATS_FLOATS, sumSquares } from '../../webgpu/grad-norm.js';
 import type { StagePlan } from './stage-split.js';
 import { webgpuKernels, type FusedOpRecord } from '../../ops/record.js';
 import { GLUE_KERNELS } from './glue.js';
@@ -48,6 +50,7 @@ import { openSessions } from './sessions.js';
 import { SingleSession, StagedSteps, type OrtWeb, type StepOutputs, type StepRunner } from './steps.js';
 import { CaptureBuffers } from './capture.js';
 import { memoryMeter } from './memory.js';
+import { StepReplay } from './replay.js';
 
 export type { OrtWeb } from './steps.js';
 
@@ -142,6 +145,7 @@ export class WebGpuTrainer {
     private readonly lossScale?: ScaleFeed,
   ) {
     this.log = ctx.log;
+    this.replayer = new StepReplay(ctx, runner, opts.stepReplay !== false);
   }
 
   /** Mixed precision: the dynamic loss scale (undefined in fp32). */
@@ -190,7 +194,7 @@ export class WebGpuTrainer {
       if (hasGrad) partialsLen += partialCount(size);
     }
     const partials = ctx.buffer('grad-norm partials', partialsLen * 4);
-    const stats = ctx.buffer('stats [loss, norm, clip]', 16);
+    const stats = ctx.buffer('stats [loss, norm, clip, overflow, lr, c1, c2, gradScale]', STATS_FLOATS * 4);
     const staging = createBuffer(device, ctx.log, 'stats readback', 16, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST);
     const scaler = lossScalerFor(spec.lossScale ? [LOSS_SCALE] : [], opts.lossScale);
     let lossScale: ScaleFeed | undefined;
@@ -218,7 +222,8 @@ export class WebGpuTrainer {
     return this.params.reduce((s, p) => s + p.size, 0);
   }
 
-  private async run(batch: Batch): Promise<StepOutputs> {
+  /** The step's feeds: the batch, the parameters, and (mixed precision) the loss scale, whose value is queued here. */
+  private feeds(batch: Batch): Record<string, Ort.Tensor> {
     const { Tensor } = this.ort;
     if (this.shape && (batch.batch !== this.shape.batch || batch.seq !== this.shape.seq))
       fail('invalid', `the training graph is specialised to batches of ${this.shape.batch}x${this.shape.seq}, not ${batch.batch}x${batch.seq}`);
@@ -232,6 +237,11 @@ export class WebGpuTrainer {
       this.ctx.device.queue.writeBuffer(this.lossScale.buffer, 0, Float32Array.of(this.lossScale.scaler.scale));
       feeds[LOSS_SCALE] = this.lossScale.tensor;
     }
+    return feeds;
+  }
+
+  private async run(batch: Batch): Promise<StepOutputs> {
+    const feeds = this.feeds(batch);
     try {
       return await this.runner.run(feeds);
     } catch (e) {
@@ -239,19 +249,36 @@ export class WebGpuTrainer {
     }
   }
 
-  /** Copy the loss (stats[0] ← loss) and read back [loss, norm, clip]; releases `out` after submit. */
-  private async finish(out: StepOutputs): Promise<Float32Array> {
+  /**
+   * Copy the loss (stats[0] ← loss) and read back [loss, norm, clip]; releases `out` after submit.
+   * `tape`: the step was recorded as a step tape, which ends here (after the release: the pool's
+   * end-of-step bookkeeping belongs to the step).
+   */
+  private async finish(out: StepOutputs, tape?: string): Promise<Float32Array> {
     this.ctx.copy(out.loss, 0, this.stats, 0, 4);
     this.ctx.copy(this.stats, 0, this.staging, 0, 16);
     this.ctx.submit();
     // Everything that reads the step's outputs is on the queue: hand them back (ORT's pool, ours).
     out.release();
+    if (tape !== undefined) this.replayer.end(tape);
+    return this.readStats();
+  }
+
+  private async readStats(): Promise<Float32Array> {
     await this.ctx.sync();
     await this.staging.mapAsync(GPUMapMode.READ);
     const s = new Float32Array(this.staging.getMappedRange().slice(0));
     this.staging.unmap();
     if (!Number.isFinite(s[0])) throw new OrtfuseError('diverged', `step ${this.step + 1}: the loss is ${s[0]}`);
     return s;
+  }
+
+  /** Recording steps as step tapes and replaying them (./replay.ts). */
+  private readonly replayer: StepReplay;
+
+  /** Why the last step was not a replay of the step tape (undefined after a replay; 'off' when disabled). */
+  get replayNote(): string | undefined {
+    return this.replayer.note;
   }
 
   /**
@@ -270,18 +297,50 @@ export class WebGpuTrainer {
     const lossScale = scaler?.scale;
     // AdamW's t counts applied updates; the gradients carry S under mixed precision.
     const hp = { step: this.updates + 1, lr, beta1: o.beta1 ?? 0.9, beta2: o.beta2 ?? 0.999, eps: o.eps ?? 1e-8, weightDecay: o.weightDecay ?? 0, gradScale: scaler ? scaler.inverse : 1 };
-    const guard = scaler ? { flag: this.stats, slot: OVERFLOW_SLOT } : undefined;
-    // The overflow flag starts clear (queued before this step's commands).
+    // The step's scalars and a clear overflow flag, queued before this step's commands (kernels read them from stats).
+    writeStepScalars(this.ctx.device.queue, this.stats, hp);
     if (scaler) this.ctx.device.queue.writeBuffer(this.stats, OVERFLOW_SLOT * 4, new Float32Array(1));
+    // A verified step tape of this batch shape, still valid: the step is a replay of it; else it is
+    // recorded (as a tape where the plan allows).
+    const key = `${batch.batch}x${batch.seq}`;
+    let s: Float32Array;
+    if (this.replayer.ready(key)) {
+      await this.replayer.replay(this.feeds(batch));
+      s = await this.readStats();
+    } else {
+      const taping = this.replayer.begin();
+      try {
+        s = await this.record(batch, hp, taping ? key : undefined);
+      } catch (e) {
+        // A failed step leaves no tape.
+        if (taping) this.replayer.abort();
+        throw e;
+      }
+    }
+    if (!scaler && !Number.isFinite(s[1]))
+      throw new OrtfuseError('diverged', `step ${t}: the gradient norm is ${s[1]} (a gradient holds NaN or Inf); the parameters are no longer valid`);
+    // Mixed: a non-finite norm (the GPU skipped the update) halves the scale; under its floor, 'diverged'.
+    const skipped = scaler?.update(s[1], t) ?? false;
+    if (!skipped) this.updates++;
+    this.step = t;
+    return { step: t, loss: s[0], gradNorm: s[1], lr, ms: performance.now() - t0, skipped, ...(lossScale !== undefined ? { lossScale } : {}) };
+  }
+
+  /** Record one step: the loss and gradients (the runner), the norm, clip and AdamW; its stats read back. `tape`: the key of the step tape being recorded. */
+  private async record(batch: Batch, hp: AdamWStep, tape: string | undefined): Promise<Float32Array> {
+    const o = this.opts.optimizer;
+    const scaler = this.lossScale?.scaler;
+    const clip = (o.maxGradNorm ?? 0) > 0;
+    const stats = { buffer: this.stats, guard: !!scaler, clip };
     const withGrad = this.params.filter((p) => p.hasGrad);
-    const early = this.runner instanceof StagedSteps && !(o.maxGradNorm ?? 0) ? this.runner : undefined;
+    const early = this.runner instanceof StagedSteps && !clip ? this.runner : undefined;
     const base = new Map<GpuParam, number>();
     let count = 0;
     for (const p of withGrad) (base.set(p, count), (count += partialCount(p.size)));
     const apply = (p: GpuParam, grad: GPUBuffer) => {
       // Mixed: a non-finite partial raises the flag that this AdamW (and every later one) checks.
-      sumSquares(this.ctx, { grad, size: p.size }, this.partials, base.get(p)!, scaler && { invScale: scaler.inverse, stats: this.stats });
-      adamw(this.ctx, [{ param: p.value, grad, m: p.m!, v: p.v!, size: p.size, noDecay: p.noDecay }], hp, guard);
+      sumSquares(this.ctx, { grad, size: p.size }, this.partials, base.get(p)!, scaler && { stats: this.stats });
+      adamw(this.ctx, [{ param: p.value, grad, m: p.m!, v: p.v!, size: p.size, noDecay: p.noDecay }], hp, stats);
     };
     const byGrad = new Map(withGrad.map((p) => [GRAD_PREFIX + p.name, p]));
     const applied = new Set<GpuParam>();
@@ -303,18 +362,12 @@ export class WebGpuTrainer {
       for (const { p, grad } of rest) apply(p, grad);
       finalizeNorm(this.ctx, count, this.partials, this.stats, 0, !!scaler);
     } else {
-      // Mixed: finalize raises the flag on a non-finite global norm before any AdamW runs (whole-step skip).
-      clipByGlobalNorm(this.ctx, rest.map((g) => ({ grad: g.grad, size: g.p.size })), this.partials, this.stats, o.maxGradNorm ?? 0, lossScale);
-      adamw(this.ctx, rest.map(({ p, grad }) => ({ param: p.value, grad, m: p.m!, v: p.v!, size: p.size, noDecay: p.noDecay })), hp, guard);
+      // Mixed: finalize raises the flag on a non-finite global norm before any AdamW runs (whole-step
+      // skip). Clipping: AdamW multiplies each gradient by the clip factor as it reads it.
+      globalNorm(this.ctx, rest.map((g) => ({ grad: g.grad, size: g.p.size })), this.partials, this.stats, o.maxGradNorm ?? 0, !!scaler);
+      adamw(this.ctx, rest.map(({ p, grad }) => ({ param: p.value, grad, m: p.m!, v: p.v!, size: p.size, noDecay: p.noDecay })), hp, stats);
     }
-    const s = await this.finish(out);
-    if (!scaler && !Number.isFinite(s[1]))
-      throw new OrtfuseError('diverged', `step ${t}: the gradient norm is ${s[1]} (a gradient holds NaN or Inf); the parameters are no longer valid`);
-    // Mixed: a non-finite norm (the GPU skipped the update) halves the scale; under its floor, 'diverged'.
-    const skipped = scaler?.update(s[1], t) ?? false;
-    if (!skipped) this.updates++;
-    this.step = t;
-    return { step: t, loss: s[0], gradNorm: s[1], lr, ms: performance.now() - t0, skipped, ...(lossScale !== undefined ? { lossScale } : {}) };
+    return this.finish(out, tape);
   }
 
   /** Mean loss over batches, no update. */
