@@ -12,6 +12,7 @@
  * makes a new bind group); and letting go keeps what the step used — its working set, which the next
  * step asks for again — and trims only the rest to the bound.
  */
+import { dispatch1d, type Program } from './program.js';
 export class BufferPool {
   private readonly free = new Map<number, GPUBuffer[]>();
   private bytes = 0;
@@ -119,4 +120,16 @@ export class BufferPool {
     this.lastStepGot = new Map();
     return all;
   }
+}
+
+/** Fills `words` u32 words of its one binding with a quiet NaN (GpuContextOptions.poison). */
+export function fillNaNProgram(words: number): Program {
+  const groups = Math.ceil(words / 256);
+  return {
+    name: 'fill_nan', cacheKey: '', workgroupSize: [256],
+    dispatch: dispatch1d(groups),
+    uniforms: [{ name: 'n', type: 'u32', value: words }],
+    bindings: [{ name: 'x', access: 'read_write', type: 'u32' }],
+    source: () => ({ main: '  let i = flatWorkgroup(wid, nwg) * 256u + lidx;\n  if (i < u.n) { x[i] = 0x7fc00000u; }' }),
+  };
 }

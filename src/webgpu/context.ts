@@ -17,73 +17,16 @@
  */
 import { fail } from '../errors.js';
 import { BindGroupCache } from './bind-groups.js';
-import { BufferPool } from './buffer-pool.js';
-import { padded4, replayTape, TapeRecorder, type StepTape } from './step-tape.js';
+import { BufferPool, fillNaNProgram } from './buffer-pool.js';
+import type { DispatchProfile } from './dispatch-profile.js';
+export { dispatchProfile, type DispatchProfile } from './dispatch-profile.js';
+import type { BufferInit, GpuContextOptions } from './context-options.js';
+export type { BufferInit, GpuContextOptions } from './context-options.js';
+import { countReplay, padded4, replayTape, TapeRecorder, type StepTape } from './step-tape.js';
 import { AllocationLog, createBuffer, padTo16, readBuffer, uploadBuffer, type HostArray } from './buffers.js';
 import type { F16Options } from './gemm-f16.js';
-import { dispatch1d, getPipeline, type Program } from './program.js';
+import { getPipeline, type Program } from './program.js';
 import { UniformRing, uniformStructBytes } from './uniform-ring.js';
-
-export interface GpuContextOptions {
-  log?: AllocationLog;
-  /** Use subgroup operations (default: when the device has the 'subgroups' feature). */
-  subgroups?: boolean;
-  /**
-   * Keep up to this many bytes of released storage buffers for reuse by exact size instead of
-   * destroying them (0 or absent: destroy), beyond a held step's working set, which is always kept
-   * (./buffer-pool.ts). A training step asks for the same sizes every step: reuse saves the host's
-   * buffer creation and what Dawn holds for destroyed buffers until the GPU passes them. A reused
-   * buffer is cleared first, so it reads as a new one (zeros), unless asked for with init 'any'.
-   */
-  poolBytes?: number;
-  /**
-   * Fill every reused buffer handed out with `init: 'any'` with NaN instead of leaving its old
-   * contents, so that a kernel reading an element of its output before writing it fails loudly
-   * (tests; default: the environment variable ORTFUSE_POISON_REUSED=1 in Node).
-   */
-  poison?: boolean;
-}
-
-/**
- * What a buffer from GpuContext.buffer() holds: 'zero' = zeros (a reused one is cleared first);
- * 'any' = whatever it held (a reused one is not cleared): for outputs the kernel writes in full
- * before anything reads them. Clearing costs a command and ends the compute pass.
- */
-export type BufferInit = 'zero' | 'any';
-
-/**
- * Host milliseconds spent in the phases of `run` and `submit`, summed (set `GpuContext.profile`
- * to collect; bench/dispatch-host.ts). Timing costs a few performance.now() calls per dispatch.
- */
-export interface DispatchProfile {
-  dispatches: number;
-  /** Argument checks. */
-  check: number;
-  /** Buffer creation through buffer(), upload(), temp(), scratch() (kernel outputs and scratch). */
-  alloc: number;
-  /** Pipeline lookup (key building and cache). */
-  pipeline: number;
-  /** Uniform bytes into their slot. */
-  uniforms: number;
-  /** Bind group creation or lookup. */
-  bindGroup: number;
-  /** setPipeline, setBindGroup, dispatchWorkgroups (and opening the pass). */
-  pass: number;
-  submits: number;
-  /** submit(): finishing the encoder, queue.submit, freeing temporaries. */
-  submit: number;
-  /** Buffers created (not taken from the pool), bind groups created (not found in the cache), reused buffers cleared. */
-  buffersCreated: number;
-  groupsCreated: number;
-  clears: number;
-  /** Dispatches per program name (which kernels a step's dispatches come from). */
-  byProgram: Record<string, number>;
-}
-
-/** A zeroed DispatchProfile. */
-export function dispatchProfile(): DispatchProfile {
-  return { dispatches: 0, check: 0, alloc: 0, pipeline: 0, uniforms: 0, bindGroup: 0, pass: 0, submits: 0, submit: 0, buffersCreated: 0, groupsCreated: 0, clears: 0, byProgram: {} };
-}
 
 /** ORTFUSE_POISON_REUSED=1 (Node), read when a context is made. */
 const poisonFromEnv = () => (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.ORTFUSE_POISON_REUSED === '1';
@@ -151,7 +94,7 @@ export class GpuContext {
         this.clear(b);
         this.cleared++;
         if (this.profile) this.profile.clears++;
-      } else if (this.poison) this.run(fillNaN(b.size / 4), [b]);
+      } else if (this.poison) this.run(fillNaNProgram(b.size / 4), [b]);
     } else {
       b = this.timedAlloc(() => createBuffer(this.device, this.log, label, bytes));
       this.pool.own(b);
@@ -358,10 +301,7 @@ export class GpuContext {
     if (queue) this.device.queue.submit([commands]);
   }
 
-  /**
-   * Record the commands from here to endTape() as a step tape (./step-tape.ts); what is recorded so
-   * far is submitted first.
-   */
+  /** Record the commands from here to endTape() as a step tape (./step-tape.ts); what is recorded so far is submitted first. */
   startTape(): void {
     this.submit();
     this.tape = new TapeRecorder();
@@ -387,13 +327,7 @@ export class GpuContext {
     const t0 = this.profile ? performance.now() : 0;
     replayTape(this.device, this.ring.buffer, tape, data);
     this.dispatches += tape.dispatches;
-    const prof = this.profile;
-    if (prof) {
-      prof.pass += performance.now() - t0;
-      prof.dispatches += tape.dispatches;
-      for (const op of tape.ops) if (op.kind === 'dispatch') prof.byProgram[op.name] = (prof.byProgram[op.name] ?? 0) + 1;
-      else if (op.kind === 'submit') prof.submits++;
-    }
+    if (this.profile) countReplay(this.profile, tape, performance.now() - t0);
   }
 
   /** Outside a tape's recording, a change to buffers or commands makes earlier tapes stale. */
@@ -446,16 +380,4 @@ export class GpuContext {
     this.pass = undefined;
     this.passPipeline = undefined;
   }
-}
-
-/** Fills `words` u32 words of its one binding with a quiet NaN (GpuContextOptions.poison). */
-function fillNaN(words: number): Program {
-  const groups = Math.ceil(words / 256);
-  return {
-    name: 'fill_nan', cacheKey: '', workgroupSize: [256],
-    dispatch: dispatch1d(groups),
-    uniforms: [{ name: 'n', type: 'u32', value: words }],
-    bindings: [{ name: 'x', access: 'read_write', type: 'u32' }],
-    source: () => ({ main: '  let i = flatWorkgroup(wid, nwg) * 256u + lidx;\n  if (i < u.n) { x[i] = 0x7fc00000u; }' }),
-  };
 }

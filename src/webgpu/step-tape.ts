@@ -22,6 +22,7 @@
  *   evaluation, a pool change) invalidates the tape (GpuContext.tapeValid), and a buffer the tape
  *   uses that was destroyed while it was recorded makes it unusable.
  */
+import type { DispatchProfile } from './dispatch-profile.js';
 
 /** One recorded command. */
 export type TapeOp =
@@ -134,6 +135,14 @@ export function tapeDifference(a: StepTape, b: StepTape): string | undefined {
     }
   }
   return undefined;
+}
+
+/** A replay in a dispatch profile: its host ms as 'pass' time, its dispatches and submits counted. */
+export function countReplay(prof: DispatchProfile, tape: StepTape, ms: number): void {
+  prof.pass += ms;
+  prof.dispatches += tape.dispatches;
+  for (const op of tape.ops) if (op.kind === 'dispatch') prof.byProgram[op.name] = (prof.byProgram[op.name] ?? 0) + 1;
+  else if (op.kind === 'submit') prof.submits++;
 }
 
 /** Pads to a multiple of 4 bytes (queue.writeBuffer's unit). */

@@ -29,12 +29,17 @@
  *   finite before the first overflow keep this step's update (a partial skip; their AdamW t then
  *   repeats at the next step). Use clipping for a whole-step skip.
  * The host reads the norm with the loss after the step and updates the scaler.
+ *
+ * Step replay (./replay.ts, TrainerOptions.stepReplay): on a stage plan whose GPU work is all ours
+ * (the default plan), each recorded step is also a step tape; once two consecutive recordings
+ * agree, the next steps send the last one again instead of recording (the update's path and the
+ * step's scalars are in buffers, so every recorded command is the same from step to step).
  */
 import type * as Ort from 'onnxruntime-web';
 import { fail, OrtfuseError } from '../../errors.js';
 import { GRAD_PREFIX, LOSS_SCALE } from '../../autodiff/names.js';
 import type { Batch } from '../../data/batches.js';
-import { adamw, writeStepScalars, type AdamWStep, type AdamWTensor } from '../../webgpu/adamw.js';
+import { writeStepScalars, type AdamWStep } from '../../webgpu/adamw.js';
 import { GpuContext } from '../../webgpu/context.js';
 import { f16MatrixFor } from '../../webgpu/f16-matrix.js';
 import { AllocationLog, createBuffer } from '../../webgpu/buffers.js';
@@ -42,7 +47,7 @@ import type { TrainState } from '../checkpoint.js';
 import { learningRate, type ParamState } from '../optimizer.js';
 import type { StepResult, TrainerOptions } from '../trainer.js';
 import { lossScalerFor, type LossScaler } from '../loss-scale.js';
-import { finalizeNorm, globalNorm, OVERFLOW_SLOT, partialCount, STATS_FLOATS, sumSquares } from '../../webgpu/grad-norm.js';
+import { OVERFLOW_SLOT, partialCount, STATS_FLOATS } from '../../webgpu/grad-norm.js';
 import type { StagePlan } from './stage-split.js';
 import { webgpuKernels, type FusedOpRecord } from '../../ops/record.js';
 import { GLUE_KERNELS } from './glue.js';
@@ -51,6 +56,7 @@ import { SingleSession, StagedSteps, type OrtWeb, type StepOutputs, type StepRun
 import { CaptureBuffers } from './capture.js';
 import { memoryMeter } from './memory.js';
 import { StepReplay } from './replay.js';
+import { recordStep, type GpuParam } from './update.js';
 
 export type { OrtWeb } from './steps.js';
 
@@ -88,19 +94,6 @@ export interface TrainingSpec {
 export interface SpecShape {
   batch: number;
   seq: number;
-}
-
-interface GpuParam {
-  name: string;
-  dims: number[];
-  size: number;
-  value: GPUBuffer;
-  /** AdamW moments: none for a frozen input (no gradient output). */
-  m?: GPUBuffer;
-  v?: GPUBuffer;
-  feed: Ort.Tensor;
-  hasGrad: boolean;
-  noDecay: boolean;
 }
 
 /**
@@ -326,48 +319,10 @@ export class WebGpuTrainer {
     return { step: t, loss: s[0], gradNorm: s[1], lr, ms: performance.now() - t0, skipped, ...(lossScale !== undefined ? { lossScale } : {}) };
   }
 
-  /** Record one step: the loss and gradients (the runner), the norm, clip and AdamW; its stats read back. `tape`: the key of the step tape being recorded. */
+  /** Record one step: the loss and gradients (the runner), the norm, clip and AdamW (./update.ts); its stats read back. `tape`: the key of the step tape being recorded. */
   private async record(batch: Batch, hp: AdamWStep, tape: string | undefined): Promise<Float32Array> {
-    const o = this.opts.optimizer;
-    const scaler = this.lossScale?.scaler;
-    const clip = (o.maxGradNorm ?? 0) > 0;
-    const stats = { buffer: this.stats, guard: !!scaler, clip };
-    const withGrad = this.params.filter((p) => p.hasGrad);
-    const early = this.runner instanceof StagedSteps && !clip ? this.runner : undefined;
-    const base = new Map<GpuParam, number>();
-    let count = 0;
-    for (const p of withGrad) (base.set(p, count), (count += partialCount(p.size)));
-    const apply = (p: GpuParam, grad: GPUBuffer) => {
-      // Mixed: a non-finite partial raises the flag that this AdamW (and every later one) checks.
-      sumSquares(this.ctx, { grad, size: p.size }, this.partials, base.get(p)!, scaler && { stats: this.stats });
-      adamw(this.ctx, [{ param: p.value, grad, m: p.m!, v: p.v!, size: p.size, noDecay: p.noDecay }], hp, stats);
-    };
-    const byGrad = new Map(withGrad.map((p) => [GRAD_PREFIX + p.name, p]));
-    const applied = new Set<GpuParam>();
-    if (early)
-      early.onGradient = (name, grad) => {
-        const p = byGrad.get(name);
-        if (!p) return;
-        apply(p, grad);
-        applied.add(p);
-      };
-    let out: StepOutputs;
-    try {
-      out = await this.run(batch);
-    } finally {
-      if (early) early.onGradient = undefined;
-    }
-    const rest = withGrad.filter((p) => !applied.has(p)).map((p) => ({ p, grad: out.grads.get(GRAD_PREFIX + p.name) ?? fail('runtime', `no gradient '${GRAD_PREFIX + p.name}'`) }));
-    if (early) {
-      for (const { p, grad } of rest) apply(p, grad);
-      finalizeNorm(this.ctx, count, this.partials, this.stats, 0, !!scaler);
-    } else {
-      // Mixed: finalize raises the flag on a non-finite global norm before any AdamW runs (whole-step
-      // skip). Clipping: AdamW multiplies each gradient by the clip factor as it reads it.
-      globalNorm(this.ctx, rest.map((g) => ({ grad: g.grad, size: g.p.size })), this.partials, this.stats, o.maxGradNorm ?? 0, !!scaler);
-      adamw(this.ctx, rest.map(({ p, grad }) => ({ param: p.value, grad, m: p.m!, v: p.v!, size: p.size, noDecay: p.noDecay })), hp, stats);
-    }
-    return this.finish(out, tape);
+    const update = { params: this.params, partials: this.partials, stats: this.stats, hp, maxGradNorm: this.opts.optimizer.maxGradNorm ?? 0, scaled: !!this.lossScale };
+    return this.finish(await recordStep(this.ctx, this.runner, update, () => this.run(batch)), tape);
   }
 
   /** Mean loss over batches, no update. */
