@@ -4,7 +4,7 @@
  * unfused, at 8×256 and 8×512: peak GPU memory and tok/s next to the PyTorch / Liger-Kernel figures
  * for the same config (ANCHORS below: fp32, H200).
  *
- *   node --liftoff-only dist/bench/train-step-webgpu.js [--runs fused:8x256,unfused:8x256:all,...] [--steps 3] [--out DIR] [--config 0.5b|tiny] [--model FILE] [--profile] [--dispatch-profile]
+ *   node --liftoff-only dist/bench/train-step-webgpu.js [--runs fused:8x256,unfused:8x256:all,...] [--steps 3] [--out DIR] [--config 0.5b|tiny] [--layers N] [--model FILE] [--profile] [--dispatch-profile]
  *
  * With --model, a run may end in `:export` (e.g. fused:8x512:default:export): that run trains the
  * exported model FILE (e.g. a default-settings torch export; parameters adopted as `ortfuse train`
@@ -107,7 +107,8 @@ async function child(name: string, batch: number, seq: number, steps: number, ke
   const variant = mixed ? name.slice(0, -'-mixed'.length) : name;
   const { buildQwen2 } = await import('../models/qwen2.js');
   const { PRESETS } = await import('../models/config.js');
-  const config = PRESETS[arg('config', '0.5b')];
+  // --layers N: the preset with N decoder layers (e.g. tiny with 24: the 0.5B step's dispatches at the tiny sizes, for host costs on SwiftShader).
+  const config = { ...PRESETS[arg('config', '0.5b')], ...(process.argv.includes('--layers') ? { num_hidden_layers: Number(arg('layers', '0')) } : {}) };
   const { prepareTraining } = await import('../src/runtime/session.js');
   const { nodeOrtWeb } = await import('../src/runtime/webgpu/ort-web-node.js');
   const { trainingSpec, parseKernels, formatKernels } = await import('../src/runtime/webgpu/training-spec.js');
@@ -252,7 +253,7 @@ async function parent(): Promise<void> {
     const smi = samplePeak();
     const res = await new Promise<ChildResult>((resolve) => {
       // execArgv: a loader the parent runs under (tsx) runs the child too.
-      const childArgs = [self, '--child', variant, b, t, steps, kernels || '-', source === 'export' ? arg('model', '') : '-', '--config', arg('config', '0.5b'), ...(set.ep ? ['--ep', JSON.stringify(set.ep)] : []), ...(process.argv.includes('--profile') ? ['--profile'] : []), ...(process.argv.includes('--dispatch-profile') ? ['--dispatch-profile'] : []), ...(set.capture ? ['--capture'] : []), ...(set.noPool ? ['--no-pool'] : []), ...(set.noReplay ? ['--no-replay'] : []), ...(set.poolGiB ? ['--pool-gib', String(set.poolGiB)] : [])];
+      const childArgs = [self, '--child', variant, b, t, steps, kernels || '-', source === 'export' ? arg('model', '') : '-', '--config', arg('config', '0.5b'), ...(process.argv.includes('--layers') ? ['--layers', arg('layers', '0')] : []), ...(set.ep ? ['--ep', JSON.stringify(set.ep)] : []), ...(process.argv.includes('--profile') ? ['--profile'] : []), ...(process.argv.includes('--dispatch-profile') ? ['--dispatch-profile'] : []), ...(set.capture ? ['--capture'] : []), ...(set.noPool ? ['--no-pool'] : []), ...(set.noReplay ? ['--no-replay'] : []), ...(set.poolGiB ? ['--pool-gib', String(set.poolGiB)] : [])];
       const env = { ...process.env, ...(set.dawn ? { ORTFUSE_DAWN_FLAGS: set.dawn } : {}), ...(set.liftoff ? {} : { ORTFUSE_NO_LIFTOFF: '1' }), ...set.env };
       const c = spawn(process.execPath, [...process.execArgv, ...(set.liftoff ? ['--liftoff-only'] : []), '--max-old-space-size=16384', ...childArgs], { stdio: ['ignore', 'pipe', 'inherit'], env });
       let text = '';

@@ -222,6 +222,8 @@ describe('training API (cpu)', () => {
       [{ backend: 'webgpu', graphCapture: true }, /option graphCapture needs batch and seq/],
       [{ backend: 'webgpu', graphCapture: true, batch: 2, seq: 16, memoryBudget: 2 ** 30 }, /graphCapture .* does not combine with memoryBudget/],
       [{ backend: 'webgpu', graphCapture: 'yes' }, /option graphCapture must be true or false/],
+      [{ stepReplay: false }, /option stepReplay is an option of backend 'webgpu'/],
+      [{ backend: 'webgpu', stepReplay: 'no' }, /option stepReplay must be true or false/],
       [{ fuseMlp: 'yes' }, /option fuseMlp must be true or false/],
       [{ fuse: false, fuseMlp: true }, /option fuseMlp needs fuse/],
       [{ fuseAttention: 'yes' }, /option fuseAttention must be true or false/],

@@ -112,6 +112,8 @@ describe.skipIf(!env.ctx)('webgpu backend, every fused op on our kernels (dawn.n
       .rejects.toThrow(/--kernels is an option of --backend webgpu/);
     await expect(runTraining(buildQwen2(TINY, { seed: 1 }), text, await getTokenizer('bytes'), { ...base, steps: 1, backend: 'cpu', graphCapture: true }))
       .rejects.toThrow(/--graph-capture is an option of --backend webgpu/);
+    await expect(runTraining(buildQwen2(TINY, { seed: 1 }), text, await getTokenizer('bytes'), { ...base, steps: 1, backend: 'cpu', stepReplay: false }))
+      .rejects.toThrow(/--no-step-replay is an option of --backend webgpu/);
     await expect(runTraining(buildQwen2(TINY, { seed: 1 }), text, await getTokenizer('bytes'), { ...base, steps: 1, backend: 'webgpu', graphCapture: true, memoryBudget: 2 ** 30 }))
       .rejects.toThrow(/--graph-capture .* does not combine with --memory-budget/);
     await expect(runTraining(buildQwen2(TINY, { seed: 1 }), text, await getTokenizer('bytes'), { ...base, steps: 1, backend: 'webgpu', graphCapture: true, kernels: 'none' }))

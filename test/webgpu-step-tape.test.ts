@@ -18,6 +18,11 @@ import { StagedSteps } from '../src/runtime/webgpu/steps.js';
 import type { WebGpuTrainer } from '../src/runtime/webgpu/trainer.js';
 import { expectSameState, openTrainer, snapshot, trainBatches } from './mixed-helpers.js';
 import { gpuEnv } from './webgpu-helpers.js';
+import { TINY } from '../models/config.js';
+import { buildQwen2 } from '../models/qwen2.js';
+import { getTokenizer } from '../src/data/tokenizer.js';
+import { runTraining, type TrainOptions } from '../src/runtime/train.js';
+import { TEXT } from './mixed-helpers.js';
 
 const env = await gpuEnv();
 
@@ -164,4 +169,15 @@ describe.skipIf(!env.ctx)('the trainer replays its steps (tiny Qwen2, every op o
       expect(replayed.rs.map((r) => [r.loss, r.gradNorm, r.lossScale, r.skipped])).toEqual(recorded.rs.map((r) => [r.loss, r.gradNorm, r.lossScale, r.skipped]));
       expectSameState(recorded.state, replayed.state);
     });
+});
+
+describe.skipIf(!env.ctx)('ortfuse train (runTraining) with and without --no-step-replay', () => {
+  it('the same losses and validation losses, bit for bit, with an evaluation every 3 steps', async () => {
+    const tok = await getTokenizer('bytes');
+    const opts: TrainOptions = { steps: 8, batch: 2, seq: 32, lr: 3e-3, seed: 5, fuse: true, warmup: 2, evalEvery: 3, backend: 'webgpu' };
+    const replayed = await runTraining(buildQwen2(TINY, { seed: 1 }), TEXT, tok, opts);
+    const recorded = await runTraining(buildQwen2(TINY, { seed: 1 }), TEXT, tok, { ...opts, stepReplay: false });
+    expect(replayed.map((r) => [r.loss, r.valLoss])).toEqual(recorded.map((r) => [r.loss, r.valLoss]));
+    expect(replayed.filter((r) => r.valLoss !== undefined).length).toBeGreaterThanOrEqual(2);
+  });
 });

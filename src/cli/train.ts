@@ -89,6 +89,7 @@ export const trainCommand: CliCommand<TrainArgs> = {
       .option('--memory-budget <size>', 'fit one step into SIZE (e.g. 12GiB; cpu: peak RSS, webgpu: GPU buffers): the backward recomputes what a cost model picks (least extra work); refused before training when it cannot fit')
       .option('--backend <name>', 'cpu (onnxruntime-node) or webgpu (onnxruntime-web WebGPU EP on dawn.node)', 'cpu')
       .option('--graph-capture', 'webgpu: run the ORT segments that read no host input as onnxruntime-web graph captures (recorded once, replayed each step: less host time per step, much more GPU memory: every intermediate stays allocated; not with --memory-budget; experimental: see bench/results/graph-capture-h200.md)')
+      .option('--no-step-replay', 'webgpu: record every step; by default, once two consecutive steps recorded the same GPU commands, the next steps replay them without running the kernels\' host code again (same results, bit for bit)')
       .option('--kernels <ops>', "webgpu: per fused op, our WGSL kernel between ORT segments, ORT running its ONNX body, or (rmsnorm, rope) 'native' = ONNX RMSNormalization-23 / RotaryEmbedding-23 run by ORT: a comma list read left to right from all-in-ORT — all, none, default (= flce,swiglu,mlp,linear), an op name (flce, rmsnorm, swiglu, rope, mlp, attn, linear: our kernel; mlp acts on fused MLPs, attn on fused attention, linear on fused projections) or op=kernel|ort|native; e.g. default,rmsnorm=native,rope=native (default: flce,swiglu,mlp,linear)")
       .option('--json <file>', 'write one JSON record per step (JSON lines)')
       .option('--plot <file>', 'loss curve as SVG (default: <json>.svg when --json is given)')
@@ -153,6 +154,7 @@ export const trainCommand: CliCommand<TrainArgs> = {
       backend: o.backend as string,
       kernels: o.kernels as string | undefined,
       graphCapture: o.graphCapture === true ? true : undefined,
+      stepReplay: o.stepReplay === false ? false : undefined,
       memoryBudget: o.memoryBudget === undefined ? undefined : parseSize(String(o.memoryBudget)) ?? fail('usage', `--memory-budget ${o.memoryBudget}: expected a size such as 12GiB, 800MiB or 16GB`),
       progress: o.progress !== false,
     };

@@ -127,6 +127,8 @@ export interface TrainOptions {
   memoryBudget?: number;
   /** webgpu: run the segments that read no host input as ORT-web graph captures (TrainerOptions.graphCapture). */
   graphCapture?: boolean;
+  /** webgpu: replay recorded steps (TrainerOptions.stepReplay; default true). */
+  stepReplay?: boolean;
 }
 
 export interface StepRecord {
@@ -218,6 +220,7 @@ export async function runTraining(model: Model, text: string, tok: Tokenizer, o:
   if (backend !== 'cpu' && backend !== 'webgpu') fail('usage', `--backend ${backend}: expected one of ${BACKENDS.join(', ')}`);
   if (o.kernels !== undefined && backend !== 'webgpu') fail('usage', `--kernels is an option of --backend webgpu (got --backend ${backend})`);
   if (o.graphCapture && backend !== 'webgpu') fail('usage', `--graph-capture is an option of --backend webgpu (got --backend ${backend})`);
+  if (o.stepReplay === false && backend !== 'webgpu') fail('usage', `--no-step-replay is an option of --backend webgpu (got --backend ${backend})`);
   if (o.graphCapture && o.memoryBudget !== undefined) fail('usage', '--graph-capture keeps every intermediate of the captured segments allocated: it does not combine with --memory-budget');
   if (o.graphCapture && o.kernels !== undefined && !Object.values((await import('./webgpu/training-spec.js')).parseKernels(o.kernels)).includes('kernel'))
     fail('usage', `--graph-capture captures the ORT segments between ortfuse's kernels: --kernels ${o.kernels} runs none (use the default or name one, e.g. flce)`);
@@ -266,6 +269,7 @@ export async function runTraining(model: Model, text: string, tok: Tokenizer, o:
     threads: o.threads,
     ...budgetTrainerOptions(o.memoryBudget !== undefined),
     graphCapture: o.graphCapture,
+    stepReplay: o.stepReplay,
     ...(precision === 'mixed' ? { lossScale: { initialScale: o.initialLossScale } } : {}),
   };
   const mixed = prepared.mixed && { marked: prepared.mixed.marked, initialScale: o.initialLossScale ?? DEFAULT_LOSS_SCALE };

@@ -89,6 +89,12 @@ export interface TrainerConfig {
    * Not with memoryBudget.
    */
   graphCapture?: boolean;
+  /**
+   * webgpu: once two consecutive steps recorded the same commands, later steps replay them instead
+   * of running the kernels' host code again (default true; src/webgpu/step-tape.ts). false records
+   * every step.
+   */
+  stepReplay?: boolean;
 }
 
 /** TrainerConfig with its defaults filled in. */
@@ -111,7 +117,7 @@ export interface ResolvedOptions extends Omit<TrainerConfig, 'lora'> {
   freeze?: string[];
 }
 
-const KNOWN = new Set(['backend', 'lr', 'steps', 'warmup', 'schedule', 'minLrRatio', 'weightDecay', 'clip', 'fuse', 'precision', 'initialLossScale', 'fuseMlp', 'mlpRecompute', 'fuseAttention', 'fuseLinear', 'trainable', 'freeze', 'kernels', 'batch', 'seq', 'threads', 'sessionOptions', 'ort', 'noDecay', 'lora', 'memoryBudget', 'graphCapture']);
+const KNOWN = new Set(['backend', 'lr', 'steps', 'warmup', 'schedule', 'minLrRatio', 'weightDecay', 'clip', 'fuse', 'precision', 'initialLossScale', 'fuseMlp', 'mlpRecompute', 'fuseAttention', 'fuseLinear', 'trainable', 'freeze', 'kernels', 'batch', 'seq', 'threads', 'sessionOptions', 'ort', 'noDecay', 'lora', 'memoryBudget', 'graphCapture', 'stepReplay']);
 
 function int(v: unknown, name: string, min: number): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < min) fail('usage', `option ${name} must be an integer ≥ ${min} (got ${String(v)})`);
@@ -189,7 +195,8 @@ export function resolveOptions(c: TrainerConfig): ResolvedOptions {
     if (c.graphCapture && c.batch === undefined) fail('usage', 'option graphCapture needs batch and seq (a capture replays one batch shape)');
     if (c.graphCapture && c.memoryBudget !== undefined) fail('usage', 'option graphCapture keeps every intermediate of the captured segments allocated: it does not combine with memoryBudget');
   }
-  const webgpuOnly = (['kernels', 'ort', 'graphCapture'] as const).filter((k) => c[k] !== undefined);
+  if (c.stepReplay !== undefined && typeof c.stepReplay !== 'boolean') fail('usage', `option stepReplay must be true or false (got ${String(c.stepReplay)})`);
+  const webgpuOnly = (['kernels', 'ort', 'graphCapture', 'stepReplay'] as const).filter((k) => c[k] !== undefined);
   if (backend !== 'webgpu' && webgpuOnly.length) fail('usage', `option ${webgpuOnly[0]} is an option of backend 'webgpu' (got backend '${backend}')`);
   const cpuOnly = (['threads', 'sessionOptions'] as const).filter((k) => c[k] !== undefined);
   if (backend !== 'cpu' && cpuOnly.length) fail('usage', `option ${cpuOnly[0]} is an option of backend 'cpu' (got backend '${backend}')`);

@@ -139,6 +139,7 @@ export class Trainer {
       bufferPool: budgeted.bufferPool,
       ortBufferCache: budgeted.ortBufferCache,
       graphCapture: o.graphCapture,
+      stepReplay: o.stepReplay,
       session: { ...budgeted.session, ...o.sessionOptions } as TrainerOptions['session'],
       ...(o.precision === 'mixed' ? { lossScale: { initialScale: o.initialLossScale } } : {}),
     };
