@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Issue 12's measurements on the device machine, in parts that each fit one `run` call (600 s):
+#
+#   here:   npm run build && bash ../shared/gpu/pack.sh && bash bench/gpu/pack-webgpu.sh
+#           (Liger-Kernel fetched into .scratch/liger, ignored: github:linkedin/Liger-Kernel)
+#   device: bash bench/gpu/issue12-call.sh steps|anchors|sweep|export      (carry .gpu and .scratch)
+#
+# steps:   the 0.5B builder step at the acceptance shapes, ours with the step tape replayed (the
+#          default) and recorded every step (no-replay), fp32 and mixed, with dispatch profiles;
+#          plus fp32 8x512 with the MLP's gate/up kept (no recompute: two GEMMs fewer a layer).
+# anchors: PyTorch and Liger-Kernel, fp32 and bf16-amp, the same shapes (bench/anchor_torch.py).
+# sweep:   our fp32 GEMM variants at the step's shapes (bench/matmul-webgpu.ts --f32-sweep).
+# export:  a default-settings torch export of the 0.5B config (dynamo=True), trained as exported
+#          and beside the builder graph.
+# Results go to $OUT (the run tool's folder), one table printed at the end of each part.
+set -uo pipefail
+part=${1:?steps, anchors, sweep or export}
+OUT=${OUT:-/tmp/out}
+mkdir -p "$OUT"
+bash .gpu/unpack.sh >/dev/null && tar -xJf .gpu/extra.txz -C .gpu 2>/dev/null
+export PATH=$PWD/.gpu/bin:$PATH
+# shellcheck disable=SC1091
+source .gpu/env.sh
+step() { node --liftoff-only dist/bench/train-step-webgpu.js --steps 6 --dispatch-profile "$@"; }
+case "$part" in
+  steps)
+    step --runs fused-mlp-attn-linear-mixed:8x512,fused-mlp-attn-linear:8x512,fused-mlp-attn-linear:8x256,fused-mlp-attn-linear-mixed:1x128,fused-mlp-attn-linear:1x128 \
+      --settings default,no-replay --out "$OUT/steps"
+    step --runs fused-mlp-attn-linear-mlpkeep:8x512 --out "$OUT/steps-mlp-keep"
+    cat "$OUT"/steps/*.table.md "$OUT"/steps-mlp-keep/*.table.md ;;
+  anchors)
+    for flags in "" "--liger" "--amp" "--liger --amp"; do
+      # shellcheck disable=SC2086
+      PYTHONPATH=$PWD/.scratch/liger/src python3 bench/anchor_torch.py --shapes 1x128,8x256,8x512 $flags | tee -a "$OUT/anchors.jsonl"
+    done ;;
+  sweep)
+    node --liftoff-only dist/bench/matmul-webgpu.js --f32-sweep --reps 30 --out "$OUT/sweep" | tail -40 ;;
+  export)
+    python3 models/export/export_default.py --out /tmp/x --only none --big /tmp/big &&
+      step --model /tmp/big/full/qwen2-0.5b-default.onnx --runs fused-mlp-attn-linear-mixed:8x512:all:export,fused-mlp-attn-linear-mixed:8x512:all,fused-mlp-attn-linear:8x512:all:export \
+        --out "$OUT/export" && cat "$OUT"/export/*.table.md ;;
+  *) echo "unknown part '$part'" >&2; exit 2 ;;
+esac
