@@ -118,7 +118,7 @@ async function child(name: string, batch: number, seq: number, steps: number, ke
   const { dispatchProfile } = await import('../src/webgpu/context.js');
   const fuseMlp = variant.startsWith('fused-mlp');
   const fuseAttention = /^fused(-mlp)?-attn/.test(variant);
-  const fuseLinear = /^fused.*-linear$/.test(variant);
+  const fuseLinear = /^fused.*-linear(-mlpkeep)?$/.test(variant);
   const defaultKernels = ['default', ...(fuseMlp ? ['mlp'] : []), ...(fuseAttention ? ['attn'] : []), ...(fuseLinear ? ['linear'] : [])];
   const policy = kernels ? parseKernels(kernels.replace(/\+/g, ',')) : defaultKernels.length > 1 ? parseKernels(defaultKernels.join(',')) : {};
   const { rng } = await import('../src/random.js');
