@@ -273,11 +273,11 @@ async function parent(): Promise<void> {
   const rows = results.map((r) => {
     const a = ANCHORS[`${r.batch}x${r.seq}`];
     const gib = (r.gpuPeakMiB ?? 0) / 1024;
-    return `| ${r.batch}×${r.seq} | ${r.variant}${r.source === 'export' ? ' (torch export)' : ''} | ${r.setting ?? 'default'} | ${r.kernels ?? '-'} | ${r.segments ?? '-'}${r.captured ? ` (${r.captured} captured)` : ''}${r.hostRunsPerStep ? ` (${r.hostRunsPerStep} on the host, ${r.msPerHostRun!.toFixed(1)} ms)` : ''} | ${r.ortRunsPerStep ? r.msPerOrtRun?.toFixed(1) ?? '-' : 'no run'} | ${r.error ? 'failed' : gib.toFixed(2)} | ${(r.webgpuPeakMiB / 1024).toFixed(2)} | ${r.error ? '-' : r.tokensPerSecond.toFixed(0)} | ${r.stepMs.map((x) => x.toFixed(0)).join(', ')} | ${a ? `${a.plainGiB} / ${a.ligerGiB}` : '-'} | ${a ? `${a.plainTokS} / ${a.ligerTokS}` : '-'} |`;
+    return `| ${r.batch}×${r.seq} | ${r.variant}${r.source === 'export' ? ' (torch export)' : ''} | ${r.setting ?? 'default'} | ${r.kernels ?? '-'} | ${r.segments ?? '-'}${r.captured ? ` (${r.captured} captured)` : ''}${r.hostRunsPerStep ? ` (${r.hostRunsPerStep} on the host, ${r.msPerHostRun!.toFixed(1)} ms)` : ''} | ${r.ortRunsPerStep ? r.msPerOrtRun?.toFixed(1) ?? '-' : 'no run'} | ${r.kernelMsPerRecordedStep?.toFixed(1) ?? '-'} / ${r.replayedSteps ? `${r.msPerReplay!.toFixed(1)} (${r.replayedSteps})` : '-'} | ${r.error ? 'failed' : gib.toFixed(2)} | ${(r.webgpuPeakMiB / 1024).toFixed(2)} | ${r.error ? '-' : r.tokensPerSecond.toFixed(0)} | ${r.stepMs.map((x) => x.toFixed(0)).join(', ')} | ${a ? `${a.plainGiB} / ${a.ligerGiB}` : '-'} | ${a ? `${a.plainTokS} / ${a.ligerTokS}` : '-'} |`;
   });
   const md = [
-    '| B×T | ortfuse | setting | kernels | ORT segments | host ms per ORT run | peak GPU GiB (nvidia-smi) | WebGPU buffers peak GiB | tok/s | step ms (first = warm-up) | PyTorch / Liger GiB | PyTorch / Liger tok/s |',
-    '|---|---|---|---|---|---|---|---|---|---|---|---|',
+    '| B×T | ortfuse | setting | kernels | ORT segments | host ms per ORT run | our host ms a step: recorded / replayed (replays) | peak GPU GiB (nvidia-smi) | WebGPU buffers peak GiB | tok/s | step ms (first = warm-up) | PyTorch / Liger GiB | PyTorch / Liger tok/s |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
     ...rows,
     ...profileTable(results),
   ].join('\n');

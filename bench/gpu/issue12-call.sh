@@ -3,18 +3,19 @@
 #
 #   here:   npm run build && bash ../shared/gpu/pack.sh && bash bench/gpu/pack-webgpu.sh
 #           (Liger-Kernel fetched into .scratch/liger, ignored: github:linkedin/Liger-Kernel)
-#   device: bash bench/gpu/issue12-call.sh steps|anchors|sweep|export      (carry .gpu and .scratch)
+#   device: bash bench/gpu/issue12-call.sh steps|more|anchors|sweep|export      (carry .gpu and .scratch)
 #
 # steps:   the 0.5B builder step at the acceptance shapes, ours with the step tape replayed (the
-#          default) and recorded every step (no-replay), fp32 and mixed, with dispatch profiles;
-#          plus fp32 8x512 with the MLP's gate/up kept (no recompute: two GEMMs fewer a layer).
+#          default) and recorded every step (no-replay), fp32 and mixed, with dispatch profiles.
+# more:    fp32 8x512 with the MLP's gate/up kept (no recompute: two GEMMs fewer a layer), and a
+#          profiled step (GPU ms per op) of each precision at 8x512.
 # anchors: PyTorch and Liger-Kernel, fp32 and bf16-amp, the same shapes (bench/anchor_torch.py).
 # sweep:   our fp32 GEMM variants at the step's shapes (bench/matmul-webgpu.ts --f32-sweep).
 # export:  a default-settings torch export of the 0.5B config (dynamo=True), trained as exported
 #          and beside the builder graph.
 # Results go to $OUT (the run tool's folder), one table printed at the end of each part.
 set -uo pipefail
-part=${1:?steps, anchors, sweep or export}
+part=${1:?steps, more, anchors, sweep or export}
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
 bash .gpu/unpack.sh >/dev/null && tar -xJf .gpu/extra.txz -C .gpu 2>/dev/null
@@ -26,8 +27,12 @@ case "$part" in
   steps)
     step --runs fused-mlp-attn-linear-mixed:8x512,fused-mlp-attn-linear:8x512,fused-mlp-attn-linear:8x256,fused-mlp-attn-linear-mixed:1x128,fused-mlp-attn-linear:1x128 \
       --settings default,no-replay --out "$OUT/steps"
+    cat "$OUT"/steps/*.table.md ;;
+  more)
     step --runs fused-mlp-attn-linear-mlpkeep:8x512 --out "$OUT/steps-mlp-keep"
-    cat "$OUT"/steps/*.table.md "$OUT"/steps-mlp-keep/*.table.md ;;
+    # Where the GPU time goes: one extra step with timestamp queries per op (not in tok/s).
+    node --liftoff-only dist/bench/train-step-webgpu.js --steps 3 --profile --runs fused-mlp-attn-linear-mixed:8x512,fused-mlp-attn-linear:8x512 --out "$OUT/steps-profile"
+    cat "$OUT"/steps-mlp-keep/*.table.md "$OUT"/steps-profile/*.table.md ;;
   anchors)
     for flags in "" "--liger" "--amp" "--liger --amp"; do
       # shellcheck disable=SC2086

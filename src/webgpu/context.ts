@@ -61,6 +61,7 @@ export class GpuContext {
   /** The step tape being recorded (./step-tape.ts), and the count of buffer or command changes made outside one. */
   private tape: TapeRecorder | undefined;
   private epoch = 0;
+  private onesBuffer: GPUBuffer | undefined;
   /**
    * The tensor-core GEMM's options (./gemm-f16.ts) where the device has
    * 'chromium-experimental-subgroup-matrix' and the caller probed it: precision 'f16' GEMMs run
@@ -158,6 +159,13 @@ export class GpuContext {
     this.device.queue.writeBuffer(b, 0, bytes);
     this.tape?.push({ kind: 'write', key, buffer: b, bytes: bytes.byteLength });
     return b;
+  }
+
+  /** A buffer of at least `n` float32 ones, kept for the context's life (grown when a bigger one is asked for). */
+  ones(n: number): GPUBuffer {
+    if (this.onesBuffer && this.onesBuffer.size >= n * 4) return this.onesBuffer;
+    if (this.onesBuffer) this.destroyAfterRecorded(this.onesBuffer);
+    return (this.onesBuffer = this.upload('ones', new Float32Array(n).fill(1)));
   }
 
   /** A padded, logged storage buffer holding `data`. */
@@ -339,6 +347,8 @@ export class GpuContext {
   destroy(): void {
     this.submit();
     this.drainPool();
+    this.onesBuffer?.destroy();
+    this.onesBuffer = undefined;
     this.ring.destroy();
   }
 

@@ -11,7 +11,7 @@
  *              workgroups, where a thread per column would walk all M rows alone)
  *
  * Only the gradients asked for (`want`) are computed: a frozen weight's dw, the db of a Linear
- * without bias. One temporary: db's ones [M].
+ * without bias. db's ones [M] are the context's (GpuContext.ones).
  */
 import type { GpuContext } from '../../../src/webgpu/context.js';
 import { gemmF32 } from '../../../src/webgpu/gemm.js';
@@ -65,24 +65,6 @@ function checkArgs(kernel: string, a: LinearDims & { x: GPUBuffer; w: GPUBuffer 
   checkU32(kernel, '[M, N]', a.m * a.n);
   checkBuffer(kernel, 'x', a.x, a.m * a.k);
   checkBuffer(kernel, 'w', a.w, a.n * a.k);
-}
-
-/** v[i] = 1 for i < total: the row vector that sums dy's rows on the GEMM. */
-function onesProgram(total: number): Program {
-  return {
-    name: 'linear_ones',
-    cacheKey: 'f32',
-    workgroupSize: [WG],
-    dispatch: dispatch1d(Math.ceil(total / WG)),
-    uniforms: [{ name: 'total', type: 'u32', value: total }],
-    bindings: [{ name: 'v', access: 'read_write', type: 'f32' }],
-    source: () => ({
-      main: `
-  let i = flatWorkgroup(wid, nwg) * ${WG}u + lidx;
-  if (i >= u.total) { return; }
-  v[i] = 1.0;`,
-    }),
-  };
 }
 
 /** y[r, c] = bias[c] for every row: the C of the accumulating GEMM. */
@@ -141,8 +123,7 @@ export function linearBackward(ctx: GpuContext, a: LinearBackwardArgs): LinearGr
   }
   if (want.db) {
     out.db = ctx.buffer('linear.db', n * 4, 'any');
-    const ones = ctx.temp('linear.ones', m * 4, 'any');
-    ctx.run(onesProgram(m), [ones]);
+    const ones = ctx.ones(m);
     gemmF32(ctx, { m: 1, n, k: m, a: { buffer: ones, ld: m }, b: { buffer: a.dy, ld: n }, c: { buffer: out.db, ld: n } });
   }
   return out;
