@@ -52,7 +52,7 @@ export function nativeOps(p: OpPolicy, ops: readonly FusedOpRecord[]): PolicyOp[
  *   - `all` / `none`: every op as our kernel / in ORT; `default`: the defaults of `resolvePolicy`;
  *   - `op` (the policy keys lowercased: flce, rmsnorm, swiglu, rope, mlp): that op as our kernel;
  *   - `op=kernel|ort|native`: that op so ('native' for rmsnorm and rope only).
- * E.g. 'flce,swiglu' (the default), 'default,rmsnorm=native,rope=native', 'all,rope=ort'.
+ * E.g. 'flce,swiglu', 'default,rmsnorm=native,rope=native', 'all,rope=ort'.
  */
 export function parseKernels(spec: string, ops: readonly FusedOpRecord[]): Record<PolicyOp, Choice> {
   const policies = policiesOf(ops);
