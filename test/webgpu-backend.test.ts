@@ -89,7 +89,7 @@ describe.skipIf(!env.ctx)('webgpu backend in Node (dawn.node)', () => {
       expect(code, stdout).toBe(0);
       // The header says what runs: backend, adapter (and whether it is a software one, with a warning), kernels, precision.
       if (backend === 'webgpu') {
-        expect(stdout).toMatch(/backend webgpu on [^\n]+, kernels default \(flce,swiglu,mlp,linear\), fp32, step memory about [\d.]+ GiB \(estimate\)\n/);
+        expect(stdout).toMatch(/backend webgpu on [^\n]+, kernels default \(flce,rmsnorm,swiglu,rope,mlp,attn,linear,glue\), fp32, step memory about [\d.]+ GiB \(estimate\)\n/);
         if (/swiftshader/i.test(stdout)) {
           expect(stdout).toMatch(/backend webgpu on [^\n]*swiftshader[^\n]* \(software adapter\)/i);
           expect(stdout).toMatch(/ortfuse: warning: [^\n]+ is a software adapter \(WebGPU on the CPU\): training runs far slower than with --backend cpu\n/);
