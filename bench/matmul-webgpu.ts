@@ -20,6 +20,9 @@
  * options aimed at the 128×128 kernel's limits, alone and combined: fragPrefetch (fragments read
  * one K index ahead), compact (a warp owns a 32×64 block), vec4 (global loads a vec4 at a time),
  * wideN / wideM (128×256 / 256×128 tiles where their grid fills the GPU).
+ *
+ * --f16-sweep: only gemm_f16's vec4 kernel (f32 operands in memory), in each tile of F16Variant:
+ * subgroup grid, each subgroup's block of result matrices, K step; each checked as above first.
  */
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -42,6 +45,8 @@ const MAX = (4096 * 4864) / SCALE ** 2;
 const ONLY_F16 = process.argv.includes('--only-f16');
 /** --f32-sweep: gemm_f32's variants side by side (no ORT, no torch). */
 const F32_SWEEP = process.argv.includes('--f32-sweep');
+/** --f16-sweep: gemm_f16's vec4 kernel in each tile variant (src/webgpu/gemm-f16.ts F16Variant; no ORT, no torch). */
+const F16_SWEEP = process.argv.includes('--f16-sweep');
 
 /** The step's GEMMs: per projection (output N, input K) forward X·Wᵀ, input grad dY·W, weight grad dYᵀ·X. */
 function cases(): Case[] {
@@ -134,11 +139,31 @@ async function childOurs(reps: number): Promise<Row[]> {
     ? sweep.map(([name, v, split]) => [name, (c, a, b) => {
       gemmF32(ctx, { ...view(c, a, b), ...(split ? { splitK: split } : {}), ...(small.has(name) ? { tile: { tm: 4, tn: 4 } } : {}) }, v);
     }, false] as [string, Run, boolean])
-    : ONLY_F16 ? [] : [
+    : ONLY_F16 || F16_SWEEP ? [] : [
     ['matmul (shared, fp32)', (c, a, b) => matmul(ctx, view(c, a, b)), false],
     ['gemm_f32', (c, a, b) => gemmF32(ctx, view(c, a, b)), false],
   ];
-  if (config && syntax && !F32_SWEEP) {
+  if (config && syntax && F16_SWEEP) {
+    const { F16_DEFAULT } = await import('../src/webgpu/gemm-f16.js');
+    type F = import('../src/webgpu/gemm-f16.js').F16Variant;
+    // [name, tile]: the default (2×4 subgroups of 64×32, K step 32), larger subgroup blocks (fewer
+    // matrix loads per MMA, more registers), wider workgroup tiles (more reuse of each staged
+    // element), other K steps.
+    const tiles: [string, F][] = [
+      ['f16 default 2x4 of 64x32 bk32', F16_DEFAULT],
+      ['f16 2x4 of 64x32 bk16', { ...F16_DEFAULT, bk: 16 }],
+      ['f16 2x4 of 64x32 bk64', { ...F16_DEFAULT, bk: 64 }],
+      ['f16 2x2 of 64x64 bk32', { sgRows: 2, sgCols: 2, sgm: 64, sgn: 64, bk: 32 }],
+      ['f16 2x4 of 64x64 bk32 (128x256)', { sgRows: 2, sgCols: 4, sgm: 64, sgn: 64, bk: 32 }],
+      ['f16 4x2 of 64x64 bk32 (256x128)', { sgRows: 4, sgCols: 2, sgm: 64, sgn: 64, bk: 32 }],
+      ['f16 4x2 of 32x64 bk32', { sgRows: 4, sgCols: 2, sgm: 32, sgn: 64, bk: 32 }],
+      ['f16 2x2 of 32x32 bk32 (64x64)', { sgRows: 2, sgCols: 2, sgm: 32, sgn: 32, bk: 32 }],
+      ['f16 2x4 of 32x32 bk32 (64x128)', { sgRows: 2, sgCols: 4, sgm: 32, sgn: 32, bk: 32 }],
+    ];
+    for (const [name, variant] of tiles) variants.push([name, (c, a, b) => gemmF16(ctx, view(c, a, b), { config, syntax, variant }), false]);
+    for (const [name, variant] of tiles.slice(0, 5)) variants.push([`${name} split4`, (c, a, b) => gemmF16(ctx, { ...view(c, a, b), splitK: 4 }, { config, syntax, variant }), false]);
+  }
+  if (config && syntax && !F32_SWEEP && !F16_SWEEP) {
     variants.push(['gemm_f16 (f32 in memory)', (c, a, b) => gemmF16(ctx, view(c, a, b), { config, syntax }), false]);
     variants.push(['gemm_f16 scalar staging (f32 in memory)', (c, a, b) => gemmF16(ctx, view(c, a, b), { config, syntax, scalar: true }), false]);
     variants.push(['gemm_f16 (f16 in memory)', (c, a, b) => gemmF16(ctx, view(c, a, b), { config, syntax, halfOperands: true }), true]);
@@ -150,7 +175,7 @@ async function childOurs(reps: number): Promise<Row[]> {
   // The sweep (and --only-f16): every variant checked, then timed in three interleaved rounds after 3 warm-up
   // calls each (the fastest round counts), so no variant pays for the clocks the host pause of a
   // check lets drop.
-  if (F32_SWEEP || ONLY_F16) {
+  if (F32_SWEEP || ONLY_F16 || F16_SWEEP) {
     const ops = (half: boolean) => (half ? [A16, B16] : [A32, B32]) as [GPUBuffer, GPUBuffer];
     for (const c of cases()) {
       const mine = variants.filter(([impl]) => !impl.includes('split') || c.k >= 2048); // K splits for the long-K products
@@ -269,11 +294,11 @@ async function parent(): Promise<void> {
   const self = fileURLToPath(import.meta.url);
   const node = [process.execPath, ...process.execArgv, '--liftoff-only', '--max-old-space-size=8192', self];
   const rows: Row[] = [];
-  for (const which of ONLY_F16 || F32_SWEEP ? ['ours'] : ['ours', 'ort']) {
-    const text = await runChild([...node, '--child', which, '--reps', reps, '--scale', String(SCALE), ...(ONLY_F16 ? ['--only-f16'] : []), ...(F32_SWEEP ? ['--f32-sweep'] : [])]);
+  for (const which of ONLY_F16 || F32_SWEEP || F16_SWEEP ? ['ours'] : ['ours', 'ort']) {
+    const text = await runChild([...node, '--child', which, '--reps', reps, '--scale', String(SCALE), ...(ONLY_F16 ? ['--only-f16'] : []), ...(F32_SWEEP ? ['--f32-sweep'] : []), ...(F16_SWEEP ? ['--f16-sweep'] : [])]);
     try { rows.push(...(JSON.parse(text.trim().split('\n').pop()!) as Row[])); } catch { console.error(`child ${which} failed: ${text.slice(-400)}`); }
   }
-  const torchText = ONLY_F16 || F32_SWEEP ? '' : await runChild([arg('python', 'python3'), arg('torch', 'bench/matmul_torch.py'), reps], JSON.stringify(cases()));
+  const torchText = ONLY_F16 || F32_SWEEP || F16_SWEEP ? '' : await runChild([arg('python', 'python3'), arg('torch', 'bench/matmul_torch.py'), reps], JSON.stringify(cases()));
   let torchInfo = '';
   for (const line of torchText.split('\n').filter((l) => l.trim().startsWith('{'))) {
     const j = JSON.parse(line);
@@ -283,7 +308,7 @@ async function parent(): Promise<void> {
   const impls = [...new Set(rows.map((r) => r.impl))];
   const find = (c: Case, impl: string) => rows.find((r) => r.impl === impl && r.form === c.form && r.m === c.m && r.n === c.n && r.k === c.k)
     ?? (impl.startsWith('ORT') ? rows.find((r) => r.impl === impl && r.m === c.m && r.n === c.n && r.k === c.k) : undefined);
-  const errCol = (c: Case) => impls.filter((i) => i.startsWith('gemm') || i.startsWith('matmul') || i.startsWith('f32 ')).map((i) => find(c, i)?.err?.toExponential(1) ?? '-').join(' / ');
+  const errCol = (c: Case) => impls.filter((i) => i.startsWith('gemm') || i.startsWith('matmul') || i.startsWith('f32 ') || i.startsWith('f16 ')).map((i) => find(c, i)?.err?.toExponential(1) ?? '-').join(' / ');
   const md = [
     `TFLOP/s (2·M·N·K / time); ${torchInfo}. Check = relative L2 error of 256 sampled outputs vs float64, per our kernel in column order.`,
     '',
@@ -295,7 +320,7 @@ async function parent(): Promise<void> {
   const errors = rows.filter((r) => r.error).map((r) => `${r.impl} ${r.form} ${r.m}x${r.n}x${r.k}: ${r.error}`);
   if (errors.length) console.log(`\nerrors:\n${[...new Set(errors)].slice(0, 20).join('\n')}`);
   fs.mkdirSync(out, { recursive: true });
-  const tag = F32_SWEEP ? 'matmul-f32-sweep' : 'matmul-webgpu';
+  const tag = F32_SWEEP ? 'matmul-f32-sweep' : F16_SWEEP ? 'matmul-f16-sweep' : 'matmul-webgpu';
   fs.writeFileSync(path.join(out, `${tag}.json`), JSON.stringify({ torch: torchInfo, rows }, null, 2));
   fs.writeFileSync(path.join(out, `${tag}.table.md`), `${md}\n`);
 }

@@ -11,7 +11,7 @@ import { describe, expect, it } from 'vitest';
 import { GpuContext } from '../src/webgpu/context.js';
 import { DAWN_F16_MATRIX_TOGGLES, loadDawn, requestNodeAdapter, requestNodeDevice, useSwiftShaderIfPresent } from '../src/webgpu/dawn-node.js';
 import { gemmMixed } from '../src/webgpu/gemm-mixed.js';
-import { pickF16Config, probeMatrixSyntax } from '../src/webgpu/gemm-f16.js';
+import { F16_DEFAULT, gemmF16, pickF16Config, probeMatrixSyntax, type F16Variant } from '../src/webgpu/gemm-f16.js';
 import type { MatmulArgs } from '../src/webgpu/matmul.js';
 import { roundToFloat16 } from '../src/onnx/half.js';
 import { swigluMlpGradRef, swigluMlpRef } from '../custom-ops/swiglu-mlp/reference.js';
@@ -59,6 +59,24 @@ describe.skipIf(!env.ctx)("precision 'f16' on the tensor cores (ctx.f16Matrix) v
       console.info(`gemm_f16 via gemmMixed ${m}x${n}x${k} ${JSON.stringify(opt)}: ${e.toExponential(2)}`);
       expect(e).toBeLessThan(1e-6);
     }
+  });
+
+  it('the tile variants of the sweep (F16Variant) in four layouts, accumulating and split', async () => {
+    const tiles: F16Variant[] = [
+      { ...F16_DEFAULT, bk: 16 }, { ...F16_DEFAULT, bk: 64 }, { sgRows: 2, sgCols: 2, sgm: 64, sgn: 64, bk: 32 }, { sgRows: 2, sgCols: 4, sgm: 64, sgn: 64, bk: 32 },
+      { sgRows: 4, sgCols: 2, sgm: 64, sgn: 64, bk: 32 }, { sgRows: 4, sgCols: 2, sgm: 32, sgn: 64, bk: 32 }, { sgRows: 2, sgCols: 2, sgm: 32, sgn: 32, bk: 32 },
+    ];
+    const forms: [number, number, number, Partial<MatmulArgs>][] = [[520, 300, 136, { transB: true }], [300, 520, 72, {}], [264, 136, 300, { transA: true, accumulate: true }], [136, 264, 700, { transA: true, transB: true, splitK: 3 }]];
+    for (const variant of tiles)
+      for (const [m, n, k, opt] of forms) {
+        const r = rng(m + n + k);
+        const ta = opt.transA ?? false, tb = opt.transB ?? false;
+        const A = randn(r, m * k), B = randn(r, k * n), C0 = randn(r, m * n);
+        const c = ctx.upload('C', C0);
+        gemmF16(ctx, { m, n, k, a: { buffer: ctx.upload('A', A), ld: ta ? m : k }, b: { buffer: ctx.upload('B', B), ld: tb ? k : n }, c: { buffer: c, ld: n }, ...opt }, { ...ctx.f16Matrix!, variant });
+        const e = relL2(await ctx.readF32(c, m * n), gemmRef(m, n, k, Float32Array.from(roundToFloat16(A)), Float32Array.from(roundToFloat16(B)), ta, tb, 1, opt.accumulate ? C0 : undefined));
+        expect(e, `${JSON.stringify(variant)} ${m}x${n}x${k} ${JSON.stringify(opt)}`).toBeLessThan(1e-6);
+      }
   });
 
   it('batched GEMMs (attention: GQA two-level index): vec4 staging on the 128 tile, scalar staging on the 64 tile, TN, a triangle', async () => {

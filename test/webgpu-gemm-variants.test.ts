@@ -4,11 +4,13 @@
  * machines): alone and combined, all four layouts, sizes that cut every tile, K split on and off,
  * accumulating, batched; where gemmF32 drops vec4 or the wide tile; and the generated programs of
  * the existing variants unchanged by them (hashes of their WGSL, cache keys, dispatch, uniforms).
+ * gemm_f16's tile variants (F16Variant, for the H200 sweep: this machine has no subgroup matrices,
+ * so only their programs are checked here: grid, workgroup, staging, declarations, refusals).
  */
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { F32_DEFAULT, f32Variant, gemmF32, gemmF32Program, gemmPlan, type F32Variant } from '../src/webgpu/gemm.js';
-import { gemmF16Program, gemmF16VecProgram } from '../src/webgpu/gemm-f16.js';
+import { F16_DEFAULT, gemmF16Program, gemmF16VecProgram } from '../src/webgpu/gemm-f16.js';
 import type { MatmulArgs } from '../src/webgpu/matmul.js';
 import { generateWgsl, type Program } from '../src/webgpu/program.js';
 import { gemmError, gpuEnv, gqaBatch as gqa, relL2, runBatch } from './webgpu-helpers.js';
@@ -157,5 +159,45 @@ describe('existing gemm programs unchanged', () => {
           for (const p of [gemmF16Program(a, 1, cfg), gemmF16Program(a, 1, cfg, true), gemmF16VecProgram(a, 1, cfg)]) out.push(p.cacheKey, generateWgsl(p));
       }
     expect(createHash('sha256').update(out.join('\n')).digest('hex').slice(0, 16)).toBe('fd639324544d5751');
+  });
+});
+
+describe('gemm_f16 tile variants (programs)', () => {
+  const view = { buffer: {} as GPUBuffer, ld: 1000 };
+  const cfg = { M: 16, N: 16, K: 16 };
+  const args: MatmulArgs = { m: 4096, n: 896, k: 896, a: view, b: view, c: view, transB: true };
+
+  it('the default spelled out is the default program (only the cache key names the tile)', () => {
+    const base = gemmF16VecProgram(args, 1, { config: cfg });
+    const spelled = gemmF16VecProgram(args, 1, { config: cfg, variant: F16_DEFAULT });
+    expect(generateWgsl(spelled)).toBe(generateWgsl(base));
+    expect(spelled.cacheKey).toBe(`${base.cacheKey};tile=2x4x64x32x32`);
+  });
+
+  it('a 128x256 tile of 2x4 subgroups of 64x64: 16 result matrices a subgroup, B staged 8 vec4s an invocation', () => {
+    const p = gemmF16VecProgram(args, 1, { config: cfg, variant: { sgRows: 2, sgCols: 4, sgm: 64, sgn: 64, bk: 32 } });
+    expect(p.workgroupSize).toEqual([256]);
+    expect(p.dispatch).toEqual([4, 32, 1]);
+    const w = generateWgsl(p);
+    expect(w.match(/var acc\d+_\d+ = /g)).toHaveLength(16);
+    expect(w).toContain('var acc3_3 = ');
+    expect(w).toContain('var pA3 = vec4<f32>(0.0); var pB3 = vec4<f32>(0.0); var pB4 = vec4<f32>(0.0);');
+    expect(w).not.toContain('var pA4');
+    expect(w).toContain('var<workgroup> Bs: array<f16, 10240>;'); // B as stored [n][k]: 256 rows of pitch 32 + 8
+    expect(w).toContain('let sr = sg / 4u; let sc = sg % 4u;');
+  });
+
+  it('4 subgroups of 64x64 (a 128-invocation workgroup): staging spread over 128, the epilogue slot per subgroup', () => {
+    const p = gemmF16VecProgram({ ...args, m: 1000, transB: false }, 1, { config: cfg, variant: { sgRows: 2, sgCols: 2, sgm: 64, sgn: 64, bk: 32 } });
+    expect(p.workgroupSize).toEqual([128]);
+    const w = generateWgsl(p);
+    expect(w).toContain('var<workgroup> Cs: array<f32, 1024>;');
+    expect(w).toContain('(lidx + 896u)'); // the 8th vec4 of A: 128 x 32 / 4 / 128 = 8 an invocation
+    expect(w).toContain('let sr = sg / 2u; let sc = sg % 2u;');
+  });
+
+  it('refuses a block the matrix config does not tile, and a tile that does not stage evenly', () => {
+    expect(() => gemmF16VecProgram(args, 1, { config: cfg, variant: { ...F16_DEFAULT, sgm: 40 } })).toThrow(/subgroup matrix 16x16x16 does not tile a 40x32x32 block/);
+    expect(() => gemmF16VecProgram(args, 1, { config: cfg, variant: { sgRows: 1, sgCols: 4, sgm: 16, sgn: 16, bk: 16 } })).toThrow(/a 16x64x16 tile does not stage evenly over 128 invocations/);
   });
 });

@@ -10,7 +10,8 @@
 # more:    fp32 8x512 with the MLP's gate/up kept (no recompute: two GEMMs fewer a layer), and a
 #          profiled step (GPU ms per op) of each precision at 8x512.
 # anchors: PyTorch and Liger-Kernel, fp32 and bf16-amp, the same shapes (bench/anchor_torch.py).
-# sweep:   our fp32 GEMM variants at the step's shapes (bench/matmul-webgpu.ts --f32-sweep).
+# sweep:   our GEMM variants at the step's shapes: gemm_f16's tiles (--f16-sweep: mixed precision's
+#          GEMMs on the tensor cores, acceptance 2) and gemm_f32's (--f32-sweep, acceptance 1).
 # export:  a default-settings torch export of the 0.5B config (dynamo=True), trained as exported
 #          and beside the builder graph.
 # Results go to $OUT (the run tool's folder), one table printed at the end of each part.
@@ -39,7 +40,8 @@ case "$part" in
       PYTHONPATH=$PWD/.scratch/liger/src python3 bench/anchor_torch.py --shapes 1x128,8x256,8x512 $flags | tee -a "$OUT/anchors.jsonl"
     done ;;
   sweep)
-    node --liftoff-only dist/bench/matmul-webgpu.js --f32-sweep --reps 30 --out "$OUT/sweep" | tail -40 ;;
+    node --liftoff-only dist/bench/matmul-webgpu.js --f16-sweep --reps 30 --out "$OUT/sweep" | tail -30
+    node --liftoff-only dist/bench/matmul-webgpu.js --f32-sweep --reps 30 --out "$OUT/sweep" | tail -30 ;;
   export)
     python3 models/export/export_default.py --out /tmp/x --only none --big /tmp/big &&
       step --model /tmp/big/full/qwen2-0.5b-default.onnx --runs fused-mlp-attn-linear-mixed:8x512:all:export,fused-mlp-attn-linear-mixed:8x512:all,fused-mlp-attn-linear:8x512:all:export \

@@ -60,8 +60,31 @@ export async function probeMatrixSyntax(device: GPUDevice, config: MatrixConfig)
   return { messages };
 }
 
+/**
+ * gemmF16VecProgram's tile (bench/matmul-webgpu.ts --f16-sweep compares them; absent: the default
+ * 2×4 subgroups of 64×32 results, K step 32). A subgroup's block is (sgm/cm)·(sgn/cn) result
+ * matrices kept in registers: larger blocks load fewer matrices per MMA from workgroup memory but
+ * hold more registers; the workgroup tile (sgRows·sgm)×(sgCols·sgn) sets how much each staged
+ * operand element is reused.
+ */
+export interface F16Variant {
+  /** Subgroups of 32 lanes along M and along N (workgroup size 32·sgRows·sgCols). */
+  sgRows: number;
+  sgCols: number;
+  /** Result rows and columns of one subgroup (multiples of the matrix config's M and N). */
+  sgm: number;
+  sgn: number;
+  /** K step staged per barrier (a multiple of the config's K and of 4). */
+  bk: number;
+}
+
+/** The tile gemmF16VecProgram has always used. */
+export const F16_DEFAULT: F16Variant = { sgRows: 2, sgCols: 4, sgm: 64, sgn: 32, bk: 32 };
+
 export interface F16Options {
   config: MatrixConfig;
+  /** gemmF16VecProgram's tile (sweeps; default F16_DEFAULT). */
+  variant?: F16Variant;
   syntax?: MatrixSyntax;
   /** Operands A and B are f16 in memory (default f32, rounded to f16 when staged). */
   halfOperands?: boolean;
@@ -161,9 +184,11 @@ export function gemmF16VecProgram(args: MatmulArgs, split: number, opts: F16Opti
   const { M: cm, N: cn, K: ck } = opts.config;
   const syntax = opts.syntax ?? 'bool';
   const accumulate = split === 1 && (args.accumulate ?? false);
-  const sgm = 64, sgn = 32, bm = 128, bn = 128, bk = 32;
+  const v = opts.variant ?? F16_DEFAULT;
+  const { sgRows, sgCols, sgm, sgn, bk } = v;
+  const bm = sgRows * sgm, bn = sgCols * sgn, wg = 32 * sgRows * sgCols, subgroups = sgRows * sgCols;
   const mt = sgm / cm, nt = sgn / cn;
-  if (!Number.isInteger(mt) || !Number.isInteger(nt) || bk % ck) fail('usage', `gemm_f16: subgroup matrix ${cm}x${cn}x${ck} does not tile a ${sgm}x${sgn}x${bk} block`);
+  if (!Number.isInteger(mt) || !Number.isInteger(nt) || bk % ck || bk % 4) fail('usage', `gemm_f16: subgroup matrix ${cm}x${cn}x${ck} does not tile a ${sgm}x${sgn}x${bk} block`);
   // Workgroup layouts (f16 elements; pitches multiples of 8 = 16 bytes): A as stored, [m][k] when
   // K is its contiguous axis, else [k][m]; B as stored, [k][n] or [n][k].
   const aK = !transA, bN = !transB;
@@ -172,11 +197,13 @@ export function gemmF16VecProgram(args: MatmulArgs, split: number, opts: F16Opti
   const slice = Math.ceil(Math.ceil(args.k / split) / bk) * bk;
   const batched = !!args.batch, bz = batchDispatch(args, split), ofs = batched ? '' : 'u.';
   const L = `subgroup_matrix_left<f16, ${ck}, ${cm}>`, R = `subgroup_matrix_right<f16, ${cn}, ${ck}>`, Res = `subgroup_matrix_result<f32, ${cn}, ${cm}>`;
-  const per = (aRows * aVec) / WG; // vec4s per invocation per operand (4)
+  // vec4s per invocation of each operand (4 each on the default tile).
+  const perA = (aRows * aVec) / wg, perB = (bRows * bVec) / wg;
+  if (!Number.isInteger(perA) || !Number.isInteger(perB)) fail('usage', `gemm_f16: a ${bm}x${bn}x${bk} tile does not stage evenly over ${wg} invocations`);
   /** One operand's vec4 `i` of this invocation: tile row/column, global vec4 index, in-range test. */
   const vec = (name: 'A' | 'B', i: number, k: string) => {
     const cols = name === 'A' ? aVec : bVec;
-    const e = `(lidx + ${WG * i}u)`;
+    const e = `(lidx + ${wg * i}u)`;
     const rc = `let r = ${e} / ${cols}u; let c = 4u * (${e} % ${cols}u);`;
     // Stored row index and column of the element, and their limits.
     const [sr, sc, rl, cl, ld, off] = name === 'A'
@@ -184,15 +211,18 @@ export function gemmF16VecProgram(args: MatmulArgs, split: number, opts: F16Opti
       : (bN ? [`${k} + r`, 'col0 + c', 'kEnd', 'u.N', 'u.ldb', `${ofs}offB`] : ['col0 + r', `${k} + c`, 'u.N', 'kEnd', 'u.ldb', `${ofs}offB`]);
     return { rc, inRange: `${sr} < ${rl} && ${sc} < ${cl}`, index: `(${off} + (${sr}) * ${ld} + ${sc}) / 4u` };
   };
-  const loads = (k: string) => range(per).map((i) => ['A', 'B'].map((name) => {
-    const v = vec(name as 'A' | 'B', i, k);
-    return `{ ${v.rc} p${name}${i} = vec4<f32>(0.0); if (${v.inRange}) { p${name}${i} = ${name}[${v.index}]; } }`;
-  }).join('\n      ')).join('\n      ');
-  const stores = range(per).map((i) => ['A', 'B'].map((name) => {
-    const v = vec(name as 'A' | 'B', i, 'k0');
+  // Operand `name`'s vec4s of this invocation, interleaved A, B as far as both have one.
+  const each = (f: (name: 'A' | 'B', i: number) => string) =>
+    range(Math.max(perA, perB)).map((i) => (['A', 'B'] as const).filter((name) => i < (name === 'A' ? perA : perB)).map((name) => f(name, i)).join('\n      ')).join('\n      ');
+  const loads = (k: string) => each((name, i) => {
+    const x = vec(name, i, k);
+    return `{ ${x.rc} p${name}${i} = vec4<f32>(0.0); if (${x.inRange}) { p${name}${i} = ${name}[${x.index}]; } }`;
+  });
+  const stores = each((name, i) => {
+    const x = vec(name, i, 'k0');
     const [buf, pitch] = name === 'A' ? ['As', pa] : ['Bs', pb];
-    return `{ ${v.rc} let h = vec4<f16>(p${name}${i}); ${range(4).map((t) => `${buf}[r * ${pitch}u + c + ${t}u] = h[${t}];`).join(' ')} }`;
-  }).join('\n      ')).join('\n      ');
+    return `{ ${x.rc} let h = vec4<f16>(p${name}${i}); ${range(4).map((t) => `${buf}[r * ${pitch}u + c + ${t}u] = h[${t}];`).join(' ')} }`;
+  });
   const left = (i: number, s: number) => aK
     ? mLoad(syntax, L, '&As', `(sr * ${sgm}u + ${i * cm}u) * ${pa}u + ${s * ck}u`, `${pa}u`)
     : mLoad(syntax, L, '&As', `${s * ck * pa}u + sr * ${sgm}u + ${i * cm}u`, `${pa}u`, true);
@@ -203,8 +233,8 @@ export function gemmF16VecProgram(args: MatmulArgs, split: number, opts: F16Opti
   const cOff = (i: number, j: number) => `offC + (row0 + sr * ${sgm}u + ${i * cm}u) * u.ldc + col0 + sc * ${sgn}u + ${j * cn}u`;
   return {
     name: 'gemm_f16_sgmatrix_vec',
-    cacheKey: `${transA ? 'T' : 'N'}${transB ? 'T' : 'N'};acc=${accumulate ? 1 : 0};cfg=${cm}x${cn}x${ck};${syntax}${bz.key}`,
-    workgroupSize: [WG],
+    cacheKey: `${transA ? 'T' : 'N'}${transB ? 'T' : 'N'};acc=${accumulate ? 1 : 0};cfg=${cm}x${cn}x${ck};${syntax}${bz.key}${opts.variant ? `;tile=${sgRows}x${sgCols}x${sgm}x${sgn}x${bk}` : ''}`,
+    workgroupSize: [wg],
     dispatch: [Math.ceil(args.n / bn), Math.ceil(args.m / bm), bz.z],
     uniforms: gemmUniforms(args, split, slice),
     bindings: [{ name: 'A', access: 'read', type: 'vec4<f32>' }, { name: 'B', access: 'read', type: 'vec4<f32>' }, { name: 'C', access: 'read_write', type: 'f32' }],
@@ -219,15 +249,15 @@ export function gemmF16VecProgram(args: MatmulArgs, split: number, opts: F16Opti
         decls: `
 var<workgroup> As: array<f16, ${aRows * pa}>; // A's tile as stored: ${aK ? '[m][k]' : '[k][m]'}
 var<workgroup> Bs: array<f16, ${bRows * pb}>; // B's tile as stored: ${bN ? '[k][n]' : '[n][k]'}
-var<workgroup> Cs: array<f32, ${8 * cm * cn}>; // one result matrix per subgroup (edge epilogue)`,
+var<workgroup> Cs: array<f32, ${subgroups * cm * cn}>; // one result matrix per subgroup (edge epilogue)`,
         main: `
-  let sg = lidx / 32u; let lane = lidx % 32u; let sr = sg / 4u; let sc = sg % 4u;${HEAD(bm, bn, false, args.batch)}
+  let sg = lidx / 32u; let lane = lidx % 32u; let sr = sg / ${sgCols}u; let sc = sg % ${sgCols}u;${HEAD(bm, bn, false, args.batch)}
   let interior = row0 + ${bm}u <= u.M && col0 + ${bn}u <= u.N && u.alpha == 1.0;
   ${range(mt).flatMap((i) => range(nt).map((j) => `var ${acc(i, j)} = ${Res}();`)).join(' ')}
   ${accumulate ? `if (interior) {
     ${range(mt).flatMap((i) => range(nt).map((j) => `${acc(i, j)} = ${mLoad(syntax, Res, '&C', cOff(i, j), 'u.ldc')};`)).join('\n    ')}
   }` : ''}
-  ${range(per).map((i) => `var pA${i} = vec4<f32>(0.0); var pB${i} = vec4<f32>(0.0);`).join(' ')}
+  ${range(Math.max(perA, perB)).map((i) => [i < perA ? `var pA${i} = vec4<f32>(0.0);` : '', i < perB ? `var pB${i} = vec4<f32>(0.0);` : ''].filter(Boolean).join(' ')).join(' ')}
   if (kBegin < kEnd) { let k0 = kBegin;
       ${loads('k0')} }
   for (var k0 = kBegin; k0 < kEnd; k0 += ${bk}u) {
@@ -254,6 +284,7 @@ export function gemmF16(ctx: GpuContext, args: MatmulArgs, opts: F16Options): vo
   checkMatmulArgs('gemm_f16', args, opts.halfOperands ? 2 : 4);
   if (args.m === 0 || args.n === 0) return;
   const { small, split } = gemmPlan(args);
-  if (!small && !opts.scalar && f16VecFits(args, opts)) runGemm(ctx, args, split, (a, s) => gemmF16VecProgram(a, s, opts));
+  // A variant tile (sweeps) runs wherever the vec4 kernel fits, whatever the plan's tile size.
+  if ((!small || opts.variant) && !opts.scalar && f16VecFits(args, opts)) runGemm(ctx, args, split, (a, s) => gemmF16VecProgram(a, s, opts));
   else runGemm(ctx, args, split, (a, s) => gemmF16Program(a, s, opts, small));
 }
