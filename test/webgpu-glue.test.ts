@@ -204,8 +204,9 @@ describe('glue in the stage plan of the tiny Qwen2 step', () => {
     expect(withGlue.segments.length).toBe(1);
     // What stays in ORT, on the host (a CPU segment: test/webgpu-host-prologue.test.ts): the position
     // tables (one Transpose between ORT nodes), the labels' shift and the embedding gradient's
-    // indices. The embedding Gather and the gradient's ScatterND are our kernels, its zeros (an
-    // Expand) are never made.
+    // indices. The embedding Gather and the gradient's ScatterND are our kernels; the embedding and
+    // lm_head are tied, so the scatter adds into linear-CE's weight gradient (passes/scatter-add-into.ts):
+    // it reads that, the indices and the updates, and no zeros (an Expand) are made.
     expect(ops(without).filter((o) => o === 'Transpose').length).toBeGreaterThan(10);
     expect(ops(withGlue).filter((o) => o === 'Transpose')).toEqual(['Transpose']);
     expect(ops(withGlue)).not.toContain('Gather');
@@ -213,7 +214,7 @@ describe('glue in the stage plan of the tiny Qwen2 step', () => {
     expect(ops(withGlue)).toContain('Where');
     expect(ops(withGlue)).not.toContain('ScatterND');
     expect(ops(withGlue)).not.toContain('Expand');
-    expect(withGlue.plan.steps.filter((s) => s.kind === 'kernel' && s.call.op === 'scatterAdd').map((s) => s.kind === 'kernel' && s.call.inputs.length)).toEqual([2]);
+    expect(withGlue.plan.steps.filter((s) => s.kind === 'kernel' && s.call.op === 'scatterAdd').map((s) => s.kind === 'kernel' && s.call.inputs.length)).toEqual([3]);
   });
 
   it('ScatterND is glue when it adds onto zeros (Expand or ConstantOfShape of 0: made by the kernel) or onto float32 data, with a static shape', () => {
