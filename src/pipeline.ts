@@ -18,6 +18,7 @@ import { fuseRopePass } from '../passes/fuse-rope.js';
 import { fuseSwigluPass } from '../passes/fuse-swiglu.js';
 import { fuseSwigluMlpPass } from '../passes/fuse-swiglu-mlp.js';
 import { removeNoops } from '../passes/remove-noops.js';
+import { scatterAddIntoPass } from '../passes/scatter-add-into.js';
 
 export interface PassReport {
   name: string;
@@ -101,6 +102,19 @@ export function fusionPipeline(opts: FusionOptions = {}): Pass[] {
 /** The default `optimize` pipeline: cleanup (CSE shares the RoPE cos/sin) → fusions → cleanup. */
 export function defaultPipeline(opts: FusionOptions = {}): Pass[] {
   return [...cleanupPipeline(), ...fusionPipeline(opts), ...cleanupPipeline()];
+}
+
+/**
+ * The passes on the training-step graph that autodiff built (src/runtime/session.ts trainingGraph,
+ * `optimize --train`), for every backend.
+ */
+export function stepPipeline(): Pass[] {
+  return [
+    // A tied weight's gradient: the embedding's scatter adds into the lm_head's gradient, not onto zeros.
+    scatterAddIntoPass,
+    // Last: the zeros' Expand (and what only it read) that nothing reads any more.
+    dce,
+  ];
 }
 
 export function runPipeline(model: Model, passes: Pass[], opts: PipelineOptions = {}): PipelineReport {

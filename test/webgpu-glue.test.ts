@@ -1,7 +1,7 @@
 /**
  * The glue kernels (src/webgpu/glue.ts, src/runtime/webgpu/glue.ts): Add with broadcasting,
- * Transpose and the embedding gradient's ScatterND-add against float64 references on a real
- * device; in the stage plan, the standard ops between fused-op kernels join the kernel groups (the
+ * Transpose and the embedding gradient's ScatterND-add (onto zeros, and onto data in place or into
+ * a copy) against float64 references on a real device; in the stage plan, the standard ops between fused-op kernels join the kernel groups (the
  * tiny Qwen2 step with every op fused runs in 1 ORT segment instead of 21) without cutting an ORT
  * segment in two; the step's loss and every gradient equal the plan without glue; 20 steps keep
  * the GPU memory flat (views share buffers and hand them back once).
@@ -15,13 +15,14 @@ import { mobyDick } from '../src/data/corpus.js';
 import { getTokenizer } from '../src/data/tokenizer.js';
 import { createModel, GraphBuilder } from '../src/ir/builder.js';
 import type { Value } from '../src/ir/graph.js';
+import type { GpuValue, KernelCall } from '../src/ops/kernel.js';
 import { inferShapes } from '../src/ir/infer/index.js';
 import { Tensor } from '../src/ir/tensor.js';
 import { loadFile } from '../src/onnx/io.js';
 import { DataType } from '../src/onnx/schema.js';
 import { prepareTraining } from '../src/runtime/session.js';
 import { runTraining, type TrainOptions } from '../src/runtime/train.js';
-import { GLUE_BY_OP } from '../src/runtime/webgpu/glue.js';
+import { GLUE_BY_OP, GLUE_KERNELS } from '../src/runtime/webgpu/glue.js';
 import { nodeOrtWeb } from '../src/runtime/webgpu/ort-web-node.js';
 import { splitStages } from '../src/runtime/webgpu/stage-split.js';
 import { parseKernels, webgpuGraph } from '../src/runtime/webgpu/training-spec.js';
@@ -126,6 +127,57 @@ describe.skipIf(!env.ctx)('glue kernels on the device (dawn.node)', () => {
     expect(got.slice(3 * h, 4 * h).every((x) => x !== 0)).toBe(true);
   });
 
+  const rd = rng(11);
+  const scatterKernel = GLUE_KERNELS.get('scatterAdd')!;
+
+  it.each([
+    [50, 17, 64, true],
+    [50, 17, 64, false],
+    [7, 3, 20, true],
+    [7, 3, 20, false],
+  ])('ScatterND add onto data [%i, %i] from %i rows, in place %s (the glue call): repeated, negative and out-of-range indices (float64 reference; fp32 sums from the data in row order, bit for bit)', async (v, h, n, inPlace) => {
+    // Rows 0-9 all go to row 3 (half of them as 3 − V), the rest at random over [−V, V); three
+    // indices outside [−V, V) add nothing.
+    const idx = Array.from({ length: n }, (_, i) => (i < 10 ? (i % 2 ? 3 : 3 - v) : Math.floor(rd() * 2 * v) - v));
+    idx[n - 1] = v;
+    idx[n - 2] = -v - 1;
+    idx[n - 3] = 2 ** 40;
+    const data = randn(rd, v * h), u = randn(rd, n * h);
+    const input = (buffer: GPUBuffer, dims: number[], type = 'float32'): GpuValue => ({ buffer, dims, type });
+    const d = input(ctx.upload('data', data), [v, h]);
+    const call: KernelCall = { op: 'scatterAdd', node: 'ScatterND (test)', inputs: ['data', 'idx', 'upd'], outputs: ['y'], attrs: { dims: `${v},${h}`, zeros: 0 } };
+    const out = scatterKernel.run(ctx, call, [d, input(ctx.upload('idx', BigInt64Array.from(idx.map(BigInt))), [n, 1], 'int64'), input(ctx.upload('u', u), [n, h])], () => inPlace);
+    const y = out.outputs[0]!;
+    expect(y.dims).toEqual([v, h]);
+    expect(y.buffer === d.buffer).toBe(inPlace);
+    expect(out.reused).toBe(inPlace ? 0 : undefined);
+    const want = Float64Array.from(data), sequential = Float32Array.from(data);
+    const named = new Set<number>();
+    idx.forEach((k, i) => {
+      if (k < -v || k >= v) return;
+      const row = k < 0 ? k + v : k;
+      named.add(row);
+      for (let j = 0; j < h; j++) {
+        want[row * h + j] += u[i * h + j];
+        sequential[row * h + j] = Math.fround(sequential[row * h + j] + u[i * h + j]);
+      }
+    });
+    const got = await ctx.readF32(y.buffer, v * h);
+    expect(relL2(got, want)).toBeLessThan(1e-6);
+    expect(got).toEqual(sequential);
+    // Rows no index names keep the data's values; copying leaves the data as it was.
+    for (let row = 0; row < v; row++) if (!named.has(row)) expect(got.slice(row * h, (row + 1) * h)).toEqual(data.slice(row * h, (row + 1) * h));
+    expect(named.size).toBeLessThan(v);
+    if (!inPlace) expect(await ctx.readF32(d.buffer, v * h)).toEqual(data);
+  });
+
+  it('ScatterND add onto data: the data must have the output shape', () => {
+    const call: KernelCall = { op: 'scatterAdd', node: 'ScatterND (test)', inputs: ['data', 'idx', 'upd'], outputs: ['y'], attrs: { dims: '4,3', zeros: 0 } };
+    const f = (n: number, dims: number[]): GpuValue => ({ buffer: ctx.upload('x', new Float32Array(n)), dims, type: 'float32' });
+    const idx: GpuValue = { buffer: ctx.upload('i', new BigInt64Array(2)), dims: [2, 1], type: 'int64' };
+    expect(() => scatterKernel.run(ctx, call, [f(15, [5, 3]), idx, f(6, [2, 3])], () => true)).toThrow(/data \[5,3\] is not of the output's shape \[4,3\]/);
+  });
+
   it('errors name the kernel and the shapes', () => {
     const b = ctx.upload('x', new Float32Array(6));
     expect(() => addBroadcast(ctx, { buffer: b, dims: [2, 3] }, { buffer: b, dims: [2] })).toThrow(/Add: shapes \[2,3\] and \[2\] do not broadcast/);
@@ -152,8 +204,9 @@ describe('glue in the stage plan of the tiny Qwen2 step', () => {
     expect(withGlue.segments.length).toBe(1);
     // What stays in ORT, on the host (a CPU segment: test/webgpu-host-prologue.test.ts): the position
     // tables (one Transpose between ORT nodes), the labels' shift and the embedding gradient's
-    // indices. The embedding Gather and the gradient's ScatterND are our kernels, its zeros (an
-    // Expand) are never made.
+    // indices. The embedding Gather and the gradient's ScatterND are our kernels; the embedding and
+    // lm_head are tied, so the scatter adds into linear-CE's weight gradient (passes/scatter-add-into.ts):
+    // it reads that, the indices and the updates, and no zeros (an Expand) are made.
     expect(ops(without).filter((o) => o === 'Transpose').length).toBeGreaterThan(10);
     expect(ops(withGlue).filter((o) => o === 'Transpose')).toEqual(['Transpose']);
     expect(ops(withGlue)).not.toContain('Gather');
@@ -161,10 +214,10 @@ describe('glue in the stage plan of the tiny Qwen2 step', () => {
     expect(ops(withGlue)).toContain('Where');
     expect(ops(withGlue)).not.toContain('ScatterND');
     expect(ops(withGlue)).not.toContain('Expand');
-    expect(withGlue.plan.steps.filter((s) => s.kind === 'kernel' && s.call.op === 'scatterAdd').map((s) => s.kind === 'kernel' && s.call.inputs.length)).toEqual([2]);
+    expect(withGlue.plan.steps.filter((s) => s.kind === 'kernel' && s.call.op === 'scatterAdd').map((s) => s.kind === 'kernel' && s.call.inputs.length)).toEqual([3]);
   });
 
-  it('ScatterND is glue only when it adds onto zeros of a static shape (Expand or ConstantOfShape of 0)', () => {
+  it('ScatterND is glue when it adds onto zeros (Expand or ConstantOfShape of 0: made by the kernel) or onto float32 data, with a static shape', () => {
     const why = (data: (b: GraphBuilder) => Value, attrs: Record<string, string> = { reduction: 'add' }) => {
       const m = createModel({ opset: 18 });
       const b = new GraphBuilder(m.graph);
@@ -176,10 +229,12 @@ describe('glue in the stage plan of the tiny Qwen2 step', () => {
     };
     const shape = (b: GraphBuilder) => b.constant([5, 3]);
     // Expand(0) / ConstantOfShape(0) -> the kernel's own zeroed [5, 3]
-    expect(why((b) => b.op.Expand(b.constant(0, { dtype: DataType.FLOAT }), shape(b)))).toEqual({ dims: '5,3' });
-    expect(why((b) => b.op.ConstantOfShape(shape(b), { value: Tensor.from(DataType.FLOAT, [1], [0]) }))).toEqual({ dims: '5,3' });
-    expect(why((b) => b.op.Expand(b.constant(1, { dtype: DataType.FLOAT }), shape(b)))).toMatch(/not a constant scalar 0/);
-    expect(why((b) => b.input('w', DataType.FLOAT, [5, 3]))).toMatch(/not made by Expand or ConstantOfShape/);
+    expect(why((b) => b.op.Expand(b.constant(0, { dtype: DataType.FLOAT }), shape(b)))).toEqual({ dims: '5,3', zeros: 1 });
+    expect(why((b) => b.op.ConstantOfShape(shape(b), { value: Tensor.from(DataType.FLOAT, [1], [0]) }))).toEqual({ dims: '5,3', zeros: 1 });
+    // Other float32 data -> read by the call (in place or copied)
+    expect(why((b) => b.op.Expand(b.constant(1, { dtype: DataType.FLOAT }), shape(b)))).toEqual({ dims: '5,3', zeros: 0 });
+    expect(why((b) => b.input('w', DataType.FLOAT, [5, 3]))).toEqual({ dims: '5,3', zeros: 0 });
+    expect(why((b) => b.input('w', DataType.DOUBLE, [5, 3]))).toMatch(/neither float32 nor zeros/);
     expect(why((b) => b.op.Expand(b.constant(0, { dtype: DataType.FLOAT }), shape(b)), { reduction: 'none' })).toMatch(/reduction is 'none'/);
   });
 

@@ -10,6 +10,7 @@ import type { Command } from 'commander';
 import { fail } from '../errors.js';
 import type { Model } from '../ir/graph.js';
 import { optimize } from '../index.js';
+import { runPipeline, stepPipeline } from '../pipeline.js';
 import { buildTrainingGraph } from '../autodiff/index.js';
 import { mlpInOps } from '../runtime/memory-budget.js';
 import { adoptExport } from '../runtime/session.js';
@@ -133,6 +134,7 @@ async function runOptimize(args: OptimizeArgs, io: CliIO): Promise<void> {
     // The fused MLP's backward form as `train` picks it without a budget (recomputed: memory-budget.ts mlpInOps).
     const inOps = mlpInOps(undefined, false) === 'all';
     model = buildTrainingGraph(model, { ops: FUSED_OPS, parameterDefaults: true, trainable: (name) => names.has(name), recompute: { inOps } });
+    report.passes.push(...runPipeline(model, stepPipeline()).passes);
     ensureFunctions(model, args.target);
     if (args.check) check(model, 'training graph');
     report.nodesAfter = model.graph.nodes.length;

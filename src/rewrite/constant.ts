@@ -54,3 +54,27 @@ export function constantNumbers(v: Value | null | undefined, limit = 1024): numb
     return undefined;
   }
 }
+
+/**
+ * A tensor of zeros made from a shape: `Expand(c, shape)` of a one-element constant 0, or
+ * `ConstantOfShape(shape)` of value 0 (its default). Returns the zeros' element type and the
+ * shape operand, or why `v` is not such a tensor. The embedding gradient's ScatterND starts from
+ * one (src/autodiff/rules/gather.ts); passes/scatter-add-into.ts and the webgpu glue ScatterND
+ * (src/runtime/webgpu/glue.ts) recognise it by this one rule.
+ */
+export function zerosOfShape(v: Value | null | undefined): { ok: true; dtype: number; shape: Value | null } | { ok: false; why: string } {
+  const p = v?.producer;
+  const what = `'${v?.name}'`;
+  const onnx = p && (p.domain === '' || p.domain === 'ai.onnx');
+  if (onnx && p.opType === 'Expand') {
+    const t = constantTensor(p.inputs[0]);
+    const zero = t && t.size === 1 && constantNumbers(p.inputs[0], 1)?.[0] === 0;
+    return zero ? { ok: true, dtype: t.dtype, shape: p.inputs[1] ?? null } : { ok: false, why: `${what} expands '${p.inputs[0]?.name}', not a constant scalar 0` };
+  }
+  if (onnx && p.opType === 'ConstantOfShape') {
+    const t = p.attrTensor('value');
+    if (t && !(t.size === 1 && t.toNumbers()[0] === 0)) return { ok: false, why: `${what} is a ConstantOfShape of a value other than 0` };
+    return { ok: true, dtype: t?.dtype ?? DataType.FLOAT, shape: p.inputs[0] ?? null };
+  }
+  return { ok: false, why: `${what} is not made by Expand or ConstantOfShape of a constant 0` };
+}

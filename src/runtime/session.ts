@@ -1,15 +1,15 @@
 /**
  * Preparing a training run: fuse the forward model (unless told not to), lower what the target
  * cannot run on its device (webgpu: the loss ops, passes/lower-softmax-cross-entropy, and sdpa's
- * IsNaN guard, passes/nan-guard), build the
- * training-step graph (autodiff), attach the fused ops' portable bodies, and read the initial
- * parameter values.
+ * IsNaN guard, passes/nan-guard), build the training-step graph (autodiff) and run the step
+ * passes on it (src/pipeline.ts stepPipeline), attach the fused ops' portable bodies, and read the
+ * initial parameter values.
  */
 import { upcastToFloat32, type UpcastReport } from '../../passes/upcast-float.js';
 import { fail } from '../errors.js';
 import type { Model } from '../ir/graph.js';
 import { DataType } from '../onnx/schema.js';
-import { defaultPipeline, runPipeline, type PipelineReport } from '../pipeline.js';
+import { defaultPipeline, runPipeline, stepPipeline, type PipelineReport } from '../pipeline.js';
 import { buildTrainingGraph, trainingSignature } from '../autodiff/index.js';
 import { ensureFunctions, FUSED_OPS } from '../../custom-ops/index.js';
 import { newContext } from '../rewrite/pass.js';
@@ -135,6 +135,9 @@ export function trainingGraph(model: Model, opts: TrainingGraphOptions): { train
   const inOps = mlpInOps(opts.mlpRecompute, false) === 'all';
   const recompute = opts.memory ? false : opts.recompute ?? true ? { inOps } : inOps && { accept: () => false, inOps };
   const built = buildTrainingGraph(model, { ops: FUSED_OPS, recompute, trainable: chosen && ((name) => chosen.has(name)), lossScaleInput: mixedPrecision });
+  // On the step graph, before the memory plan reads it (src/pipeline.ts stepPipeline).
+  const step = runPipeline(built, stepPipeline());
+  report?.passes.push(...step.passes);
   const memory = opts.memory && planMemory(built, { ...opts.memory, mlpRecompute: opts.mlpRecompute ?? opts.memory.mlpRecompute });
   const train = memory?.train ?? built;
   ensureFunctions(train, opts.target ?? 'cpu');

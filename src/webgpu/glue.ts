@@ -8,9 +8,10 @@
  *   add:        out[i] = a[ia(i)] + b[ib(i)], numpy broadcasting (a dim of 1, or missing on the
  *               left, repeats): per operand a stride per output dim, 0 where it broadcasts.
  *   transpose:  out[i] = x[ix(i)], out dims = x dims permuted by `perm` (out dim j = x dim perm[j]).
- *   scatterAdd: out = zeros [V, H…]; out[idx_r] += updates[r] for each row r (ONNX ScatterND,
- *               reduction 'add', indices [..., 1]): rows of the same index linked first, then
- *               each output element summed by one invocation in row order (deterministic).
+ *   scatterAdd: out [V, H…] (zeros, or the data's values); out[idx_r] += updates[r] for each row r
+ *               (ONNX ScatterND, reduction 'add', indices [..., 1]): rows of the same index linked
+ *               first, then each output element summed by one invocation in row order, starting
+ *               from its value (deterministic).
  *
  * The index maps walk the output index from the last dim: `rank` divisions per element. Shapes
  * and strides are uniforms (one pipeline per rank), so every shape shares the pipelines.
@@ -169,16 +170,18 @@ fn row_of(r: u32) -> u32 {
 }`;
 
 /**
- * out[idx[r], j] += updates[r, j] for r < n, j < H, into `out` ([V, H] fp32, zeroed by the caller:
- * ctx.buffer() is) — ONNX ScatterND with reduction 'add' onto zeros, indices of shape [..., 1].
- * `indices` holds n int64 values; one in [−V, 0) counts from the end (idx + V), one outside
- * [−V, V) is skipped (its row adds nothing).
+ * out[idx[r], j] += updates[r, j] for r < n, j < H, in place in `out` ([V, H] fp32 holding the
+ * starting values: zeros from ctx.buffer() for a scatter onto zeros, or a copy of the data, or the
+ * data's own buffer) — ONNX ScatterND with reduction 'add', indices of shape [..., 1]. Rows no
+ * index names keep their values. `indices` holds n int64 values; one in [−V, 0) counts from the
+ * end (idx + V), one outside [−V, V) is skipped (its row adds nothing).
  *
  * Deterministic, no atomics: a first pass links each update row to the next row with the same
  * index and marks the first of each (O(n²) index compares, one invocation per row: 17M for the
- * 4096 tokens of an 8×512 batch); then, per column, the first row of each index sums its chain in
- * row order and writes the output element, which nothing else writes — the same sums, bit for bit,
- * as a sequential scatter (ORT's CPU kernel), and the same every run.
+ * 4096 tokens of an 8×512 batch); then, per column, the first row of each index reads the output
+ * element, adds its chain in row order and writes it back, and nothing else touches that element —
+ * the same sums, bit for bit, as a sequential scatter from the starting values (ORT's CPU kernel),
+ * and the same every run.
  */
 export function scatterAdd(ctx: GpuContext, indices: GPUBuffer, updates: GPUBuffer, out: GPUBuffer, a: { n: number; v: number; h: number }): void {
   const k = 'ScatterND';
@@ -227,9 +230,10 @@ export function scatterAdd(ctx: GpuContext, indices: GPUBuffer, updates: GPUBuff
   if (i >= u.n * u.H) { return; }
   let r = i / u.H; let j = i % u.H;
   if (L[2u * r + 1u] == 0u) { return; }
-  var acc = 0.0;
+  let o = row_of(r) * u.H + j;
+  var acc = Y[o];
   for (var s = r; s < u.n; s = L[2u * s]) { acc += U[s * u.H + j]; }
-  Y[row_of(r) * u.H + j] = acc;`,
+  Y[o] = acc;`,
     }),
   }, [indices, links, updates, out]);
 }

@@ -16,13 +16,17 @@
  *   Transpose                                 fp32, `perm`.
  *   Reshape, Squeeze, Unsqueeze, Flatten,     a view: the output is the input's buffer with the
  *   Identity                                  node's static output shape (no command at all).
- *   ScatterND, reduction 'add', onto zeros    the embedding gradient (src/autodiff/rules/gather.ts):
- *                                             data an Expand (or ConstantOfShape) of a scalar 0 with
- *                                             a static shape [V, H…], int64 indices [..., 1], fp32
- *                                             updates. The call reads the indices and updates only:
- *                                             it allocates its own zeroed [V, H…] output, so the
- *                                             zeros are never made (their Expand is dead code).
- *                                             Repeated indices sum in row order (deterministic).
+ *   ScatterND, reduction 'add'                the embedding gradient (src/autodiff/rules/gather.ts):
+ *                                             int64 indices [..., 1], fp32 updates, a static output
+ *                                             shape [V, H…]. Onto zeros (data an Expand or
+ *                                             ConstantOfShape of a scalar 0): the call reads the
+ *                                             indices and updates only and allocates its own zeroed
+ *                                             output, so the zeros are never made (their Expand is
+ *                                             dead code). Onto fp32 data (a tied weight's gradient,
+ *                                             passes/scatter-add-into.ts): in place into the data's
+ *                                             buffer when the plan no longer reads it, else into a
+ *                                             copy. Repeated indices sum in row order from the
+ *                                             starting value (deterministic; ORT's CPU sums).
  *   Gather, axis 0                            the embedding: rows of fp32 data [V, H…] (a parameter
  *                                             or a value of ours) by int64 indices — these may be the
  *                                             batch's input_ids, written to the GPU once a step (the
@@ -32,7 +36,7 @@ import { fail } from '../../errors.js';
 import type { Graph, Node, Value } from '../../ir/graph.js';
 import { DataType } from '../../onnx/schema.js';
 import { f32, floatInputs, kernelIo, type KernelCall, type KernelPolicy, type KernelRead, type WebGpuKernel } from '../../ops/kernel.js';
-import { constantNumbers } from '../../rewrite/constant.js';
+import { zerosOfShape } from '../../rewrite/constant.js';
 import { addBroadcast, broadcastDims, gatherRows, MAX_RANK, scatterAdd, transpose } from '../../webgpu/glue.js';
 
 /**
@@ -116,44 +120,50 @@ const viewKernel: WebGpuKernel = {
 
 /** Why `v` is not a float32 tensor of zeros made by Expand(scalar 0) or ConstantOfShape(0), if it is not. */
 function notZeros(v: Value | null | undefined): string | undefined {
-  const p = v?.producer;
-  const what = `data '${v?.name}'`;
-  if (v?.tensorType?.elemType !== DataType.FLOAT) return `${what} is not float32`;
-  if (p?.opType === 'Expand' && (p.domain ?? '') === '') {
-    const c = constantNumbers(p.inputs[0], 1);
-    return c?.length === 1 && c[0] === 0 ? undefined : `${what} expands '${p.inputs[0]?.name}', not a constant scalar 0`;
-  }
-  if (p?.opType === 'ConstantOfShape' && (p.domain ?? '') === '') {
-    const t = p.attrTensor('value');
-    return !t || (t.size === 1 && t.toNumbers()[0] === 0) ? undefined : `${what} is a ConstantOfShape of a value other than 0`;
-  }
-  return `${what} is not made by Expand or ConstantOfShape of a constant 0`;
+  if (v?.tensorType?.elemType !== DataType.FLOAT) return `data '${v?.name}' is not float32`;
+  const z = zerosOfShape(v);
+  return z.ok ? undefined : `data ${z.why}`;
 }
+
+/** Whether ScatterND `n` adds onto zeros its glue call makes itself (else it reads its data). */
+const ontoZeros = (n: Node) => !notZeros(n.inputs[0]);
 
 const scatterAddKernel: WebGpuKernel = {
   name: 'scatterAdd', policy: GLUE_POLICY,
   read(n): KernelRead {
     if (n.attrString('reduction', 'none') !== 'add') return { why: `reduction is '${n.attrString('reduction', 'none')}', not 'add'` };
-    const [, indices, updates] = n.inputs;
-    const why = notZeros(n.inputs[0]) ?? rankOk(n);
+    const [data, indices, updates] = n.inputs;
+    const zeros = ontoZeros(n);
+    if (!zeros && data?.tensorType?.elemType !== DataType.FLOAT) return { why: `data '${data?.name}' is neither float32 nor zeros of an Expand or ConstantOfShape of 0` };
+    const why = rankOk(n);
     if (why) return { why };
     if (indices?.tensorType?.elemType !== DataType.INT64) return { why: `indices '${indices?.name}' are not int64` };
     if (indices.tensorType.shape?.at(-1) !== 1) return { why: `indices '${indices.name}' do not end in a dim of 1 (whole rows)` };
     if (updates?.tensorType?.elemType !== DataType.FLOAT) return { why: `updates '${updates?.name}' are not float32` };
     const dims = staticShape(n);
     if (!dims?.length) return { why: `the shape of '${n.outputs[0]?.name}' is not static, or is a scalar's` };
-    return { attrs: { dims: dims.join(',') } };
+    return { attrs: { dims: dims.join(','), zeros: zeros ? 1 : 0 } };
   },
-  run(ctx, call, inputs) {
+  run(ctx, call, inputs, mayReuse) {
     const { need, keep, drop, where } = kernelIo(call, inputs);
-    const indices = need(0, 'indices', 'int64'), updates = need(1, 'updates');
+    const zeros = call.attrs.zeros !== 0;
+    const at = zeros ? 0 : 1;
+    const indices = need(at, 'indices', 'int64'), updates = need(at + 1, 'updates');
     const dims = attrDims(call);
-    const n = elements(indices.dims), h = elements(dims.slice(1));
+    const n = elements(indices.dims), h = elements(dims.slice(1)), bytes = elements(dims) * 4;
     if (indices.dims.at(-1) !== 1) fail('runtime', `${where}: indices [${indices.dims}] do not end in a dim of 1`);
     if (elements(updates.dims) !== n * h) fail('runtime', `${where}: updates [${updates.dims}] are not ${n} rows of ${h} (indices [${indices.dims}], output [${dims}])`);
-    const out = ctx.buffer('scatterAdd.out', elements(dims) * 4);
+    let out: GPUBuffer, inPlace = false;
+    if (zeros) out = ctx.buffer('scatterAdd.out', bytes);
+    else {
+      const data = need(0, 'data');
+      if (data.dims.length !== dims.length || data.dims.some((d, i) => d !== dims[i])) fail('runtime', `${where}: data [${data.dims}] is not of the output's shape [${dims}]`);
+      inPlace = mayReuse(0) && data.buffer !== updates.buffer && data.buffer !== indices.buffer;
+      out = inPlace ? data.buffer : ctx.buffer('scatterAdd.out', bytes, 'any');
+      if (!inPlace && bytes) ctx.copy(data.buffer, 0, out, 0, bytes);
+    }
     scatterAdd(ctx, indices.buffer, updates.buffer, out, { n, v: dims[0], h });
-    return { outputs: [keep(0, f32(out, dims))], drop };
+    return { outputs: [keep(0, f32(out, dims))], drop, ...(inPlace ? { reused: 0 } : {}) };
   },
 };
 
@@ -192,11 +202,11 @@ export function glueHostInputs(n: Node): number[] {
 /**
  * The inputs of `n` (by index) that its glue call reads, in the call's input order: input 0 for
  * the views (their shape and axes inputs are read at plan time into the call's attributes), the
- * indices and updates for ScatterND (its zeros are the kernel's own), all for the others.
+ * indices and updates for a ScatterND onto zeros (the zeros are the kernel's own), all for the others.
  */
 export function glueInputs(n: Node): number[] {
   if (VIEWS.has(n.opType)) return [0];
-  if (n.opType === 'ScatterND') return [1, 2];
+  if (n.opType === 'ScatterND' && ontoZeros(n)) return [1, 2];
   return n.inputs.map((_, i) => i);
 }
 
