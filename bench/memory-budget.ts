@@ -111,7 +111,7 @@ async function child(run: string, steps: number): Promise<Result> {
     const { StagedSteps } = await import('../src/runtime/webgpu/steps.js');
     if (t.runner instanceof StagedSteps) {
       const runner = t.runner;
-      unfreed = () => ({ unfreedWaits: runner.unfreedWaits, unfreedPeakGiB: runner.unfreedPeak / GiB });
+      unfreed = () => ({ unfreedWaits: runner.ahead.unfreedWaits, unfreedPeakGiB: runner.ahead.unfreedPeak / GiB });
     }
   } else {
     const { CpuTrainer } = await import('../src/runtime/trainer.js');

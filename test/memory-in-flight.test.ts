@@ -1,7 +1,7 @@
 /**
  * Issue 13 leftovers, on the tiny Qwen2 (real onnxruntime-web on Dawn / SwiftShader, real
  * onnxruntime-node):
- * - webgpu stage plan: the bounded in-flight window (StagedSteps.inFlight) keeps at most K
+ * - webgpu stage plan: the bounded in-flight window (StagedSteps.ahead.inFlight) keeps at most K
  *   submissions unfinished when the host records the next one, and the losses do not change with K
  *   (0 = no bound, the default without a budget; 1; the budget's), with AdamW applied between
  *   segments (clip 0).
@@ -42,7 +42,7 @@ describe('bounded in-flight window of the webgpu stage plan', () => {
       const t = await createNodeWebGpuTrainer(p.train, p.initial, { ...opts, ...(k ? { inFlight: k } : {}) }, parseKernels('default'), { batch: 2, seq: 32 });
       const runner = t.runner as StagedSteps;
       expect(runner).toBeInstanceOf(StagedSteps);
-      expect(runner.inFlight).toBe(k);
+      expect(runner.ahead.inFlight).toBe(k);
       // Count the unfinished submissions each time one is noted (the runner's, and the trainer's syncs).
       const queue = t.ctx.device.queue;
       const done = queue.onSubmittedWorkDone.bind(queue);
@@ -96,7 +96,7 @@ describe('bound on released bytes not yet freed (unfreedBytes)', () => {
       try {
         const losses = [];
         for (const b of bs) losses.push((await t.train(b)).loss);
-        runs.push({ bound, losses, waits: runner.unfreedWaits, peak: runner.unfreedPeak, released: meter.released - released0, fences: fences - STEPS });
+        runs.push({ bound, losses, waits: runner.ahead.unfreedWaits, peak: runner.ahead.unfreedPeak, released: meter.released - released0, fences: fences - STEPS });
       } finally {
         await t.release();
       }

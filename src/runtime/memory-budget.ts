@@ -76,7 +76,7 @@ export const BUDGET_IN_FLIGHT = 2;
 
 /**
  * Without a budget, the webgpu stage plan's host waits for the GPU only when more than this many
- * bytes of released buffers may not be freed yet (src/runtime/webgpu/steps.ts unfreedBytes): the
+ * bytes of released buffers may not be freed yet (src/runtime/webgpu/host-ahead.ts unfreedBytes): the
  * host otherwise runs far ahead, and what Dawn has not freed piles up. H200, 0.5B fused,
  * budget-free (bench/results/memory-budget.md, call 8): nvidia-smi 28.40 GiB unbounded vs 21.37
  * with 1 GiB at 8×1024 (live buffers 20.70); 17.77 vs 16.11 at 8×512 (15.16).

@@ -40,11 +40,11 @@ export interface TrainerOptions {
    * bench/results/memory-budget.md).
    */
   preallocateGradients?: boolean;
-  /** webgpu stage plan: submissions the host may run ahead of the GPU (0 = no bound, the default; src/runtime/webgpu/steps.ts inFlight). */
+  /** webgpu stage plan: submissions the host may run ahead of the GPU (0 = no bound, the default; src/runtime/webgpu/host-ahead.ts inFlight). */
   inFlight?: number;
   /**
    * webgpu stage plan: bytes of released buffers the host may leave for Dawn to free while the GPU
-   * still runs earlier work (0 = no bound; src/runtime/webgpu/steps.ts unfreedBytes).
+   * still runs earlier work (0 = no bound; src/runtime/webgpu/host-ahead.ts unfreedBytes).
    */
   unfreedBytes?: number;
   /**

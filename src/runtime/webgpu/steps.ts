@@ -20,7 +20,7 @@ import type { HostArray } from '../../webgpu/buffers.js';
 import type { WebGpuKernel } from '../../ops/kernel.js';
 import { runKernel, type GpuValue } from './run-kernel.js';
 import type { CaptureBuffers } from './capture.js';
-import type { MemoryMeter } from './memory.js';
+import { HostAhead } from './host-ahead.js';
 import type { KernelCall, StagePlan, ValueAlias } from './stage-split.js';
 import { view, type Slot } from './slots.js';
 
@@ -113,31 +113,8 @@ export class StagedSteps implements StepRunner {
    * absent from StepOutputs.grads). Unset: gradients live to the end.
    */
   onGradient?: (name: string, buffer: GPUBuffer) => void;
-  /**
-   * How many submissions (ORT runs, kernel groups) the host may run ahead of the GPU (0: no bound).
-   * Dawn frees a buffer handed back only once the GPU has passed the commands that read it, so a
-   * host far ahead holds memory no value uses; waiting for the submission this many back keeps
-   * that bounded while the GPU still has the newer ones queued. Set under a memory budget
-   * (src/runtime/memory-budget.ts BUDGET_IN_FLIGHT).
-   */
-  inFlight = 0;
-  private readonly submitted: Promise<unknown>[] = [];
-  /**
-   * The same bound by bytes instead of submissions (0: no bound): the host waits only when the
-   * buffers released (destroy(), ORT's and ours, counted by `meter`) since the last submission
-   * known finished exceed this many bytes — then for the oldest submissions that bring it back
-   * under. Memory held beyond the live buffers stays below about this much, with far fewer waits
-   * than a count bound when most submissions release little.
-   */
-  unfreedBytes = 0;
-  /** The realm's GPU memory meter (./memory.ts): needed by `unfreedBytes`. */
-  meter?: Pick<MemoryMeter, 'released'>;
-  /** Submissions not yet known finished, with the bytes released before each; and the bytes released before the last finished one. */
-  private readonly fences: { done: Promise<unknown>; released: number; finished: boolean }[] = [];
-  private releasedDone = 0;
-  /** Waits `unfreedBytes` made, and the most released bytes not known freed when the host went on (for benches and tests). */
-  unfreedWaits = 0;
-  unfreedPeak = 0;
+  /** How far the host may run ahead of the GPU (./host-ahead.ts): awaited after each ORT run and kernel group. */
+  readonly ahead: HostAhead;
   /**
    * Graph capture (./capture.ts): the segments whose sessions were created with ORT-web's
    * enableGraphCapture, and the fixed buffers they read and write. Unset: no segment is captured.
@@ -158,6 +135,7 @@ export class StagedSteps implements StepRunner {
     /** The kernels the plan's kernel steps name (webgpuKernels of src/ops/record.ts). */
     private readonly kernels: ReadonlyMap<string, WebGpuKernel>,
   ) {
+    this.ahead = new HostAhead(ctx.device.queue);
     if (sessions.length !== plan.segmentCount) fail('invalid', `stage plan: ${plan.segmentCount} segments but ${sessions.length} sessions`);
     this.outputs = new Set(plan.outputs);
     this.hostSegments = new Set(plan.hostSegments ?? []);
@@ -298,7 +276,7 @@ export class StagedSteps implements StepRunner {
           // The run has submitted its commands: values it read last go back.
           releaseRead(i, i);
           applyFinished(i);
-          await this.bound();
+          await this.ahead.after();
           continue;
         }
         const t0 = performance.now();
@@ -319,7 +297,7 @@ export class StagedSteps implements StepRunner {
         this.times.kernelMs += performance.now() - t0;
         if (!next || next.kind === 'ort') {
           if (this.probe) await this.probe.afterGroup();
-          await this.bound();
+          await this.ahead.after();
         }
       }
     } catch (e) {
@@ -336,35 +314,6 @@ export class StagedSteps implements StepRunner {
     for (const [name, slot] of live) if (name.startsWith(GRAD_PREFIX)) grads.set(name, slot.value.buffer);
     const loss = live.get('loss') ?? fail('runtime', "stage plan: no 'loss' value at the end of the step");
     return { loss: loss.value.buffer, grads, release: () => { for (const slot of live.values()) slot.release(); live.clear(); ctx.holdPool(false); } };
-  }
-
-  /** After a submission: wait until the GPU has finished the one `inFlight` submissions back, and/or until at most `unfreedBytes` released bytes may be unfreed. */
-  private async bound(): Promise<void> {
-    if (this.inFlight > 0) {
-      this.submitted.push(this.ctx.device.queue.onSubmittedWorkDone());
-      while (this.submitted.length > this.inFlight) await this.submitted.shift();
-    }
-    if (!(this.unfreedBytes > 0) || !this.meter) return;
-    const released = this.meter.released;
-    const fences = this.fences;
-    // A new fence only once a quarter of the bound was released since the last one: few fences per step.
-    const last = fences.length ? fences[fences.length - 1].released : this.releasedDone;
-    if (released - last >= this.unfreedBytes / 4) {
-      const f = { done: this.ctx.device.queue.onSubmittedWorkDone(), released, finished: false };
-      void f.done.then(() => { f.finished = true; });
-      fences.push(f);
-    }
-    for (;;) {
-      while (fences.length && fences[0].finished) this.releasedDone = fences.shift()!.released;
-      if (!fences.length || released - this.releasedDone <= this.unfreedBytes) {
-        this.unfreedPeak = Math.max(this.unfreedPeak, released - this.releasedDone);
-        return;
-      }
-      const f = fences.shift()!;
-      this.unfreedWaits++;
-      await f.done;
-      this.releasedDone = f.released;
-    }
   }
 
   /** Record one kernel node; its outputs join `live` (in-place RoPE takes over its input's slot). */

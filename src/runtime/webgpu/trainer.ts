@@ -162,12 +162,12 @@ export class WebGpuTrainer {
     if (f16?.options) ctx.f16Matrix = f16.options;
     const runner = spec.stages ? new StagedSteps(ort, ctx, sessions, spec.stages.plan, new Map([...webgpuKernels(ops), ...GLUE_KERNELS])) : new SingleSession(sessions[0]);
     if (runner instanceof StagedSteps) {
-      if (opts.inFlight !== undefined) runner.inFlight = opts.inFlight;
+      if (opts.inFlight !== undefined) runner.ahead.inFlight = opts.inFlight;
       if (opts.unfreedBytes) {
         // The realm's meter counts what ORT and we destroy; installed before ORT made its device (ort-web-node.ts, browser.ts).
         if (typeof (globalThis as { GPUDevice?: unknown }).GPUDevice === 'undefined') fail('runtime', 'unfreedBytes needs the WebGPU classes (GPUDevice) as globals to count released buffers');
-        runner.meter = memoryMeter();
-        runner.unfreedBytes = opts.unfreedBytes;
+        runner.ahead.meter = memoryMeter();
+        runner.ahead.unfreedBytes = opts.unfreedBytes;
       }
       if (captured.size) runner.capture = { buffers: new CaptureBuffers(ort, ctx), segments: captured };
     }
