@@ -13,7 +13,7 @@
  *   pipelines; the step's scalars that change (AdamW's lr and bias corrections, the loss scale's
  *   1/S) live in a buffer the host writes before the step (./adamw.ts), not in uniforms;
  * - a tape is used only after two consecutive recordings of the step came out identical, op for op
- *   and uniform byte for uniform byte (`sameTape`): anything a kernel decided differently from one
+ *   and uniform byte for uniform byte (`tapeDifference`): anything a kernel decided differently from one
  *   step to the next (a uniform, a buffer, a dispatch size) shows up there, and the step is then
  *   recorded as usual;
  * - host data a step uploads (the batch, the host segments' outputs: GpuContext.write) is a `write`
