@@ -157,15 +157,19 @@ export class StagedSteps implements StepRunner {
   /** A replayed step's host values: the batch feeds and the host segments' outputs (run here, on ORT's CPU EP), by name. */
   async hostValues(feeds: Record<string, Ort.Tensor>): Promise<Record<string, Ort.Tensor>> {
     const host: Record<string, Ort.Tensor> = { ...feeds };
-    for (const step of this.plan.steps) {
-      if (step.kind !== 'ort' || !this.hostSegments.has(step.segment)) continue;
-      const session = this.sessions[step.segment];
-      const t0 = performance.now();
-      Object.assign(host, await session.run(Object.fromEntries(session.inputNames.map((n) => [n, host[n] ?? fail('runtime', `stage plan: no host value '${n}'`)]))));
-      this.times.hostMs += performance.now() - t0;
-      this.times.hostRuns++;
-    }
+    for (const step of this.plan.steps) if (step.kind === 'ort' && this.hostSegments.has(step.segment)) await this.runHost(step.segment, host);
     return host;
+  }
+
+  /** Run host segment `segment` on ORT's CPU EP from the host values it reads; its outputs join `host`. */
+  private async runHost(segment: number, host: Record<string, Ort.Tensor>): Promise<void> {
+    const session = this.sessions[segment];
+    // A segment left with nothing to return is not run (as on the GPU).
+    if (!session.outputNames.length) return;
+    const t0 = performance.now();
+    Object.assign(host, await session.run(Object.fromEntries(session.inputNames.map((n) => [n, host[n] ?? fail('runtime', `stage plan: no host value '${n}'`)]))));
+    this.times.hostMs += performance.now() - t0;
+    this.times.hostRuns++;
   }
 
   /** ORT segments of the plan. */
@@ -238,6 +242,11 @@ export class StagedSteps implements StepRunner {
     try {
       for (let i = 0; i < plan.steps.length; i++) {
         const step = plan.steps[i];
+        if (step.kind === 'ort' && this.hostSegments.has(step.segment)) {
+          // On the CPU: nothing of the GPU's to release or wait for.
+          await this.runHost(step.segment, host);
+          continue;
+        }
         if (step.kind === 'ort') {
           const session = this.sessions[step.segment];
           const cap = this.capture?.segments.has(step.segment) ? this.capture.buffers : undefined;
@@ -254,16 +263,8 @@ export class StagedSteps implements StepRunner {
             ctx.submit();
             out = await session.run(inputs);
             cap.adoptOutputs(step.segment, out as Record<string, Ort.Tensor>);
-          } else if (this.hostSegments.has(step.segment)) out = await session.run(Object.fromEntries(session.inputNames.map((n) => [n, host[n] ?? fail('runtime', `stage plan: no host value '${n}'`)])));
-          else out = await session.run(Object.fromEntries(session.inputNames.map((n) => [n, ortTensor(n)])));
+          } else out = await session.run(Object.fromEntries(session.inputNames.map((n) => [n, ortTensor(n)])));
           const ms = performance.now() - t0;
-          if (this.hostSegments.has(step.segment)) {
-            // On the CPU: nothing of the GPU's to release or wait for.
-            this.times.hostMs += ms;
-            this.times.hostRuns++;
-            Object.assign(host, out);
-            continue;
-          }
           this.times.ortMs += ms;
           if (session.outputNames.length) this.times.ortRuns++;
           if (this.probe) await this.probe.afterOrt(step.segment, ms);
