@@ -23,12 +23,19 @@ bash .gpu/unpack.sh >/dev/null && tar -xJf .gpu/extra.txz -C .gpu 2>/dev/null
 export PATH=$PWD/.gpu/bin:$PATH
 # shellcheck disable=SC1091
 source .gpu/env.sh
-step() { node --liftoff-only dist/bench/train-step-webgpu.js --steps 6 --dispatch-profile "$@"; }
+step() { node --liftoff-only dist/bench/train-step-webgpu.js "$@" --steps 6 --dispatch-profile; }  # the first --steps wins
 case "$part" in
   steps)
     step --runs fused-mlp-attn-linear-mixed:8x512,fused-mlp-attn-linear:8x512,fused-mlp-attn-linear:8x256,fused-mlp-attn-linear-mixed:1x128,fused-mlp-attn-linear:1x128 \
       --settings default,no-replay --out "$OUT/steps"
     cat "$OUT"/steps/*.table.md ;;
+  replay)
+    # The step tape's effect at the acceptance shapes, each run's JSON line kept as it comes (tee).
+    { step --steps 8 --runs fused-mlp-attn-linear:1x128 --settings default,no-replay --out "$OUT/r1"
+      step --steps 8 --runs fused-mlp-attn-linear-mixed:1x128 --out "$OUT/r2"
+      step --runs fused-mlp-attn-linear:8x512,fused-mlp-attn-linear-mixed:8x512,fused-mlp-attn-linear:8x256 --out "$OUT/r3"
+      step --runs fused-mlp-attn-linear-mixed:8x512 --settings no-replay --out "$OUT/r4"; } 2>&1 | grep -v '^\s*$' | tee "$OUT/replay.log" | grep '^|'
+    cat "$OUT"/r*/*.table.md ;;
   more)
     step --runs fused-mlp-attn-linear-mlpkeep:8x512 --out "$OUT/steps-mlp-keep"
     # Where the GPU time goes: one extra step with timestamp queries per op (not in tok/s).
