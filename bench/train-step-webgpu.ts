@@ -14,8 +14,9 @@
  * keeps its forward values instead of recomputing the cheap ones (src/autodiff/recompute.ts);
  * fused-mlp = fused plus each whole MLP as one SwiGLUMLP op (`--fuse-mlp`), run on our GEMM kernels
  * unless the run names its kernels (its default: default,mlp = flce,swiglu,mlp); its backward
- * recomputes gate and up (the default, `--mlp-recompute auto`), fused-mlp-mlpkeep keeps them
- * (`--mlp-recompute off`: two GEMMs fewer per layer, 2·[B·T, I] fp32 more per layer);
+ * keeps gate and up at fp32 and recomputes them under mixed precision (the default, `--mlp-recompute
+ * auto`); fused-mlp-mlpkeep always keeps them (`--mlp-recompute off`: two GEMMs fewer per layer,
+ * 2·[B·T, I] more per layer), fused-mlp-mlprecompute always recomputes them (`on`);
  * fused-attn and fused-mlp-attn add each layer's attention as one CausalAttention op
  * (`--fuse-attention`), run on our flash-attention kernels unless the run names its kernels
  * (default,attn; default,mlp,attn); a `-linear` suffix (fused-linear, fused-mlp-linear,
@@ -118,13 +119,13 @@ async function child(name: string, batch: number, seq: number, steps: number, ke
   const { dispatchProfile } = await import('../src/webgpu/context.js');
   const fuseMlp = variant.startsWith('fused-mlp');
   const fuseAttention = /^fused(-mlp)?-attn/.test(variant);
-  const fuseLinear = /^fused.*-linear(-mlpkeep)?$/.test(variant);
+  const fuseLinear = /^fused.*-linear(-mlpkeep|-mlprecompute)?$/.test(variant);
   const defaultKernels = ['default', ...(fuseMlp ? ['mlp'] : []), ...(fuseAttention ? ['attn'] : []), ...(fuseLinear ? ['linear'] : [])];
   const policy = kernels ? parseKernels(kernels.replace(/\+/g, ',')) : defaultKernels.length > 1 ? parseKernels(defaultKernels.join(',')) : {};
   const { rng } = await import('../src/random.js');
   const t0 = performance.now();
   const { loadFile } = await import('../src/onnx/io.js');
-  const mlpRecompute = fuseMlp && variant.includes('-mlpkeep') ? 'off' as const : undefined;
+  const mlpRecompute = !fuseMlp ? undefined : variant.includes('-mlpkeep') ? 'off' as const : variant.includes('-mlprecompute') ? 'on' as const : undefined;
   const prepared = prepareTraining(modelFile ? loadFile(modelFile) : buildQwen2(config, { seed: 0 }), { fuse: variant.startsWith('fused'), fuseMlp, mlpRecompute, fuseAttention, fuseLinear, target: 'webgpu', recompute: !variant.endsWith('-keep'), ...(mixed ? { precision: 'mixed' as const } : {}) });
   const prepareMs = performance.now() - t0;
   const { ort, meter } = await nodeOrtWeb({ f16Matrix: mixed });

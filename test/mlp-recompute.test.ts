@@ -2,8 +2,9 @@
  * The fused MLP's two backward forms (custom-ops/swiglu-mlp): SwiGLUMLPKeep + SwiGLUMLPKeepGrad
  * keep gate and up from the forward, SwiGLUMLP + SwiGLUMLPGrad recompute them (two GEMMs per layer).
  * Who chooses (src/runtime/memory-budget.ts mlpInOps, src/autodiff/recompute-plan.ts): by default
- * (and `--mlp-recompute on`) recomputed on both backends; `off` keeps them, and under a budget the
- * planner then keeps them where the budget allows and recomputes them where it needs the bytes. Both forms give the same loss and gradients on the tiny Qwen2: cpu (onnxruntime-node
+ * kept on webgpu at fp32 and recomputed on cpu and under mixed precision; `on` recomputes them,
+ * `off` keeps them, and under a budget the planner then keeps them where the budget allows and
+ * recomputes them where it needs the bytes. Both forms give the same loss and gradients on the tiny Qwen2: cpu (onnxruntime-node
  * running the bodies) and webgpu (our kernels, and ORT-web running the bodies).
  */
 import * as fs from 'node:fs';
@@ -47,14 +48,17 @@ const count = (m: Model, op: string) => m.graph.nodes.filter((n) => n.opType ===
 const forms = (m: Model) => ['SwiGLUMLPKeep', 'SwiGLUMLPKeepGrad', 'SwiGLUMLP', 'SwiGLUMLPGrad'].map((op) => count(m, op));
 
 describe('who chooses the fused MLP form (tiny Qwen2)', () => {
-  it('without a budget: recomputed by default on both backends; on and off force either', () => {
-    for (const [backend, choice, kept] of [['webgpu', undefined, false], ['webgpu', 'auto', false], ['cpu', undefined, false], ['cpu', 'off', true], ['webgpu', 'on', false], ['webgpu', 'off', true], ['cpu', 'on', false]] as const) {
+  it('without a budget: kept by default on webgpu at fp32, recomputed on cpu and under mixed precision; on and off force either', () => {
+    for (const [backend, choice, kept] of [['webgpu', undefined, true], ['webgpu', 'auto', true], ['cpu', undefined, false], ['cpu', 'auto', false], ['cpu', 'off', true], ['webgpu', 'on', false], ['webgpu', 'off', true], ['cpu', 'on', false]] as const) {
       const p = planned(choice, backend);
       expect(forms(p.train), `${backend} ${choice}`).toEqual(kept ? [L, L, 0, 0] : [0, 0, L, L]);
       expect([p.memory!.inOps, p.memory!.inOpsOf]).toEqual([kept ? 0 : L, L]);
     }
     // Without a memory request (library callers of trainingGraph) the same defaults.
-    expect(forms(trainingGraph(buildQwen2(TINY, { seed: 3 }), { fuse: true, fuseMlp: true, target: 'webgpu' }).train)).toEqual([0, 0, L, L]);
+    expect(forms(trainingGraph(buildQwen2(TINY, { seed: 3 }), { fuse: true, fuseMlp: true, target: 'webgpu' }).train)).toEqual([L, L, 0, 0]);
+    // Mixed precision recomputes by default (its point is the smaller peak), planned or not; off still keeps.
+    const mixed = (mlpRecompute?: MlpRecompute, memory?: boolean) => forms(trainingGraph(buildQwen2(TINY, { seed: 3 }), { fuse: true, fuseMlp: true, mlpRecompute, target: 'webgpu', precision: 'mixed', ...(memory ? { memory: { batch: B, seq: T, backend: 'webgpu' as const } } : {}) }).train);
+    expect([mixed(), mixed(undefined, true), mixed('off'), mixed('off', true)]).toEqual([[0, 0, L, L], [0, 0, L, L], [L, L, 0, 0], [L, L, 0, 0]]);
     expect(forms(trainingGraph(buildQwen2(TINY, { seed: 3 }), { fuse: true, fuseMlp: true, target: 'cpu' }).train)).toEqual([0, 0, L, L]);
     expect(forms(trainingGraph(buildQwen2(TINY, { seed: 3 }), { fuse: true, fuseMlp: true, target: 'cpu', recompute: false, mlpRecompute: 'on' }).train)).toEqual([0, 0, L, L]);
   });
@@ -73,7 +77,7 @@ describe('who chooses the fused MLP form (tiny Qwen2)', () => {
     }
   });
 
-  it('under a budget with off: kept where the budget allows (a loose one), recomputed where it needs the bytes; auto recomputes all', () => {
+  it('under a budget with off (and auto on webgpu): kept where the budget allows (a loose one), recomputed where it needs the bytes; auto on cpu recomputes all', () => {
     const loose = planned('off', 'cpu', 2 ** 50).memory!;
     expect([loose.values, loose.inOps, forms(loose.train)]).toEqual([0, 0, [L, L, 0, 0]]);
     const autoMin = planned(undefined, 'cpu', 2 ** 50).memory!;
@@ -88,6 +92,11 @@ describe('who chooses the fused MLP form (tiny Qwen2)', () => {
     const firstForward = tight.train.graph.nodes.find((n) => n.opType.startsWith('SwiGLUMLP'))!;
     expect(firstForward.opType).toBe('SwiGLUMLP');
     expect(forms(planned('on', 'cpu', 2 ** 50).train)).toEqual([0, 0, L, L]);
+    // auto on webgpu plans as off: kept under a loose budget, switched to recomputing under the tightest.
+    const webLoose = planned(undefined, 'webgpu', 2 ** 50).memory!;
+    expect([webLoose.inOps, forms(webLoose.train)]).toEqual([0, [L, L, 0, 0]]);
+    const webTight = planned(undefined, 'webgpu', planned('off', 'webgpu', 2 ** 50).memory!.minimumBytes!).memory!;
+    expect(webTight.inOps).toBeGreaterThan(0);
   });
 });
 

@@ -25,8 +25,8 @@ const L = TINY.num_hidden_layers;
 const text = mobyDick().slice(0, 100_000);
 
 describe('stage split of the tiny Qwen2 step with --fuse-mlp', () => {
-  it('one swigluMlp and one swigluMlpGrad kernel per layer (recomputing gate and up by default), no SwiGLU left, no more ORT segments than flce,swiglu without it', () => {
-    const mlp = webgpuGraph(prepareTraining(buildQwen2(TINY, { seed: 1 }), { fuse: true, fuseMlp: true, target: 'webgpu' }).train, SHAPE);
+  it('one swigluMlp and one swigluMlpGrad kernel per layer (recomputing gate and up: --mlp-recompute on), no SwiGLU left, no more ORT segments than flce,swiglu without it; the default keeps them (swigluMlpKeep, swigluMlpKeepGrad)', () => {
+    const mlp = webgpuGraph(prepareTraining(buildQwen2(TINY, { seed: 1 }), { fuse: true, fuseMlp: true, mlpRecompute: 'on', target: 'webgpu' }).train, SHAPE);
     const plain = webgpuGraph(prepareTraining(buildQwen2(TINY, { seed: 1 }), { fuse: true, target: 'webgpu' }).train, SHAPE);
     const s = splitStages(mlp, parseKernels('flce,mlp'), FUSED_OPS)!;
     const kernels = s.plan.steps.flatMap((st) => (st.kind === 'kernel' ? [st.call.op] : []));
@@ -42,6 +42,10 @@ describe('stage split of the tiny Qwen2 step with --fuse-mlp', () => {
     expect(ops('default').filter((k) => k === 'flce' || k.startsWith('swiglu')).sort()).toEqual(kernels.slice().sort());
     expect(ops('default,mlp=ort').filter((k) => k.startsWith('swiglu'))).toEqual([]);
     expect(ops('flce,mlp=ort')).toEqual(['flce']);
+    // The webgpu default at fp32 keeps gate and up (src/runtime/memory-budget.ts mlpInOps): the kept form's kernels.
+    const kept = webgpuGraph(prepareTraining(buildQwen2(TINY, { seed: 1 }), { fuse: true, fuseMlp: true, target: 'webgpu' }).train, SHAPE);
+    const keptOps = splitStages(kept, parseKernels('flce,mlp'), FUSED_OPS)!.plan.steps.flatMap((st) => (st.kind === 'kernel' ? [st.call.op] : []));
+    expect(['swigluMlpKeep', 'swigluMlpKeepGrad', 'swigluMlp', 'swigluMlpGrad'].map((op) => keptOps.filter((k) => k === op).length)).toEqual([L, L, 0, 0]);
   });
 });
 
@@ -62,9 +66,9 @@ describe.skipIf(!env.ctx)('webgpu backend, SwiGLUMLP on our kernel (dawn.node)',
     const tok = await getTokenizer('bytes');
     const base: TrainOptions = { steps: 12, batch: 2, seq: 32, lr: 3e-3, seed: 5, fuse: true, warmup: 2, backend: 'webgpu' };
     let mlpOps = 0;
-    // The webgpu defaults: the MLP fused (defaultFuseMlp) and run on our kernels (kernels default = flce,swiglu,mlp).
+    // The webgpu defaults: the MLP fused (defaultFuseMlp), gate and up kept at fp32, on our kernels (kernels default = flce,swiglu,mlp).
     const on = await runTraining(buildQwen2(TINY, { seed: 1 }), text, tok, base, {
-      onStart: ({ prepared }) => void (mlpOps = prepared.train.graph.nodes.filter((n) => n.opType === 'SwiGLUMLP').length),
+      onStart: ({ prepared }) => void (mlpOps = prepared.train.graph.nodes.filter((n) => n.opType === 'SwiGLUMLPKeep').length),
     });
     expect(mlpOps).toBe(L);
     const off = await runTraining(buildQwen2(TINY, { seed: 1 }), text, tok, { ...base, fuseMlp: false, kernels: 'flce,swiglu' });

@@ -16,7 +16,7 @@
 #          and beside the builder graph.
 # Results go to $OUT (the run tool's folder), one table printed at the end of each part.
 set -uo pipefail
-part=${1:?steps, more, anchors, sweep or export}
+part=${1:?replay, final, steps, more, anchors, sweep or export}
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
 bash .gpu/unpack.sh >/dev/null && tar -xJf .gpu/extra.txz -C .gpu 2>/dev/null
@@ -36,6 +36,20 @@ case "$part" in
       step --runs fused-mlp-attn-linear:8x512,fused-mlp-attn-linear-mixed:8x512,fused-mlp-attn-linear:8x256 --out "$OUT/r3"
       step --runs fused-mlp-attn-linear-mixed:8x512 --settings no-replay --out "$OUT/r4"; } 2>&1 | grep -v '^\s*$' | tee "$OUT/replay.log" | grep '^|'
     cat "$OUT"/r*/*.table.md ;;
+  final)
+    # Ours at the acceptance shapes with the defaults of `train` (fp32: the MLP's gate/up kept; mixed:
+    # recomputed, and kept beside it), then the anchors in the same call (acceptance 5).
+    { step --runs fused-mlp-attn-linear:8x512,fused-mlp-attn-linear:8x256,fused-mlp-attn-linear-mixed:8x512,fused-mlp-attn-linear-mlpkeep-mixed:8x512 --out "$OUT/f1"
+      step --steps 8 --runs fused-mlp-attn-linear:1x128 --out "$OUT/f2"; } 2>&1 | grep -v '^\s*$' | tee "$OUT/final.log" | grep '^|'
+    for flags in "" "--liger"; do
+      # shellcheck disable=SC2086
+      PYTHONPATH=$PWD/.scratch/liger/src python3 bench/anchor_torch.py --shapes 1x128,8x256,8x512 $flags | tee -a "$OUT/anchors.jsonl"
+    done
+    for flags in "--amp" "--liger --amp"; do
+      # shellcheck disable=SC2086
+      PYTHONPATH=$PWD/.scratch/liger/src python3 bench/anchor_torch.py --shapes 8x512 $flags | tee -a "$OUT/anchors.jsonl"
+    done
+    cat "$OUT"/f*/*.table.md ;;
   more)
     step --runs fused-mlp-attn-linear-mlpkeep:8x512 --out "$OUT/steps-mlp-keep"
     # Where the GPU time goes: one extra step with timestamp queries per op (not in tok/s).

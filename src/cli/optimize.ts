@@ -131,8 +131,8 @@ async function runOptimize(args: OptimizeArgs, io: CliIO): Promise<void> {
     // The webgpu target's loss must run on the GPU (SoftmaxCrossEntropyLoss has no WebGPU kernel).
     if (args.target === 'webgpu') for (const pass of [lowerSoftmaxCrossEntropyPass, nanGuardPass]) pass.run(model, newContext());
     const names = new Set(discovery!.parameters.map((p) => p.name));
-    // The fused MLP's backward form as `train` picks it without a budget (recomputed: memory-budget.ts mlpInOps).
-    const inOps = mlpInOps(undefined, false) === 'all';
+    // The fused MLP's backward form as `train` picks it at fp32 without a budget (memory-budget.ts mlpInOps).
+    const inOps = mlpInOps(undefined, false, args.target ?? 'cpu') === 'all';
     model = buildTrainingGraph(model, { ops: FUSED_OPS, parameterDefaults: true, trainable: (name) => names.has(name), recompute: { inOps } });
     report.passes.push(...runPipeline(model, stepPipeline()).passes);
     ensureFunctions(model, args.target);

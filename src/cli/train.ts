@@ -70,7 +70,7 @@ export const trainCommand: CliCommand<TrainArgs> = {
       .option('--tokenizer <kind>', 'qwen (Qwen2 BPE) or bytes (UTF-8 bytes, ids 0-255) (default: qwen when the model\'s vocabulary holds Qwen2\'s, else bytes)')
       .option('--no-fuse', 'train the graph as exported, without the fusions')
       .option('--fuse-mlp', 'also fuse each whole SwiGLU MLP (gate, up, SwiGLU, down) into one SwiGLUMLP op (default on the webgpu backend, where it runs on our GEMM kernels: 0.5B 8x512 11.5 instead of 17.0 GiB; off on cpu)')
-      .option('--mlp-recompute <mode>', "with the fused MLP: its backward recomputes gate and up (on: keeps only x, two more GEMMs per layer), reads them kept from the forward (off: 2 x [B*T, I] more per layer), or auto: under --memory-budget as the planner needs, else off on webgpu and on on cpu", 'auto')
+      .option('--mlp-recompute <mode>', "with the fused MLP: its backward recomputes gate and up (on: keeps only x, two more GEMMs per layer), reads them kept from the forward (off: 2 x [B*T, I] more per layer), or auto: off on webgpu at fp32 (under --memory-budget: kept where the budget allows), on on cpu and under --precision mixed", 'auto')
       .option('--fuse-attention', "also fuse each layer's causal attention into one CausalAttention op whose backward recomputes the probabilities (default on the webgpu backend, where it runs on our batched GEMMs; off on cpu)")
       .option('--no-fuse-attention', 'keep the attention as ORT MatMul/Softmax nodes (the default on cpu)')
       .option('--fuse-linear', "also fuse each remaining projection by a parameter (the attention's q, k, v with bias, o) into one Linear op, run on our GEMM by the webgpu kernels (default on the webgpu backend; off on cpu)")

@@ -26,6 +26,8 @@ export interface MemoryRequest {
   gradientsApplied?: boolean;
   /** Whether each fused MLP's backward recomputes its gate and up projections (default 'auto': {@link mlpInOps}). */
   mlpRecompute?: MlpRecompute;
+  /** Mixed precision (`--precision mixed`): 'auto' recomputes the fused MLP's gate and up there. */
+  mixed?: boolean;
 }
 
 /** `--mlp-recompute`: the fused MLP's backward recomputes gate and up ('on'), reads them kept from the forward ('off'), or as chosen ('auto'). */
@@ -34,15 +36,18 @@ export const MLP_RECOMPUTE: readonly MlpRecompute[] = ['on', 'off', 'auto'];
 
 /**
  * The planner's choice for backward ops with a recomputing form (the fused MLP's: PlanRequest.inOps)
- * under `--mlp-recompute`. 'auto' (default) and 'on': recomputed, on both backends — on the H200
- * the kept form was slower as well as larger (0.5B 8×512: 3,923 vs 4,727 tok/s, 13.46 vs 11.02 GiB;
- * 8×1024: 1,795 vs 1,944; bench/results/memory-budget.md, session 7), so keeping gate and up is
- * not the default anywhere. 'off': kept; under a budget, kept in as many layers as the budget
- * allows (the planner switches the rest).
+ * under `--mlp-recompute`. 'on': recomputed. 'off': kept; under a budget, kept in as many layers as
+ * the budget allows (the planner switches the rest). 'auto' (default): as 'off' on webgpu at fp32
+ * precision, where our GEMMs make the two recomputed GEMMs a layer cost more than the kept bytes
+ * (H200, 0.5B fp32 8×512, session 12: 441 ms a step kept vs 491 recomputed, 13.36 vs 10.46 GiB by
+ * nvidia-smi, Liger 17.27 GiB; bench/results/step-speed-h200-s12.md), and as 'on' elsewhere: on cpu
+ * (ORT runs the bodies) and under mixed precision, whose point is the smaller peak. (Session 7 had
+ * measured the opposite on the H200, kept slower as well as larger, when ORT still ran the GEMMs.)
  */
-export function mlpInOps(choice: MlpRecompute | undefined, budgeted: boolean): 'all' | 'none' | 'plan' {
+export function mlpInOps(choice: MlpRecompute | undefined, budgeted: boolean, backend: string, mixed = false): 'all' | 'none' | 'plan' {
   if (choice !== undefined && !MLP_RECOMPUTE.includes(choice)) fail('usage', `--mlp-recompute ${choice}: expected one of ${MLP_RECOMPUTE.join(', ')}`);
-  if (choice === 'off') return budgeted ? 'plan' : 'none';
+  const keep = choice === 'off' || ((choice ?? 'auto') === 'auto' && backend === 'webgpu' && !mixed);
+  if (keep) return budgeted ? 'plan' : 'none';
   return 'all';
 }
 
@@ -140,7 +145,7 @@ export function planMemory(base: Model, req: MemoryRequest): RecomputePlan {
     predict: (act) => stepPeak(req.backend, parameters, act, frozen),
     stepFlops: 6 * parameters * req.batch * req.seq,
     freeOutputs: req.gradientsApplied ? (v) => v.name.startsWith(GRAD_PREFIX) : undefined,
-    inOps: mlpInOps(req.mlpRecompute, req.budget !== undefined),
+    inOps: mlpInOps(req.mlpRecompute, req.budget !== undefined, req.backend, req.mixed),
   });
   // Without a budget nothing is chosen against the prediction: webgpu's is the budget-free rule.
   if (req.backend === 'webgpu' && req.budget === undefined) plan.predictedBytes = budgetFreeWebgpuPeak(plan.train, req, parameters, frozen);

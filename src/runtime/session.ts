@@ -132,13 +132,13 @@ export function trainingGraph(model: Model, opts: TrainingGraphOptions): { train
     }
   const chosen = opts.parameters;
   // Unplanned, the fused MLPs' form is settled here; planned, by the planner.
-  const inOps = mlpInOps(opts.mlpRecompute, false) === 'all';
+  const inOps = mlpInOps(opts.mlpRecompute, false, opts.target ?? 'cpu', mixedPrecision) === 'all';
   const recompute = opts.memory ? false : opts.recompute ?? true ? { inOps } : inOps && { accept: () => false, inOps };
   const built = buildTrainingGraph(model, { ops: FUSED_OPS, recompute, trainable: chosen && ((name) => chosen.has(name)), lossScaleInput: mixedPrecision });
   // On the step graph, before the memory plan reads it (src/pipeline.ts stepPipeline).
   const step = runPipeline(built, stepPipeline());
   report?.passes.push(...step.passes);
-  const memory = opts.memory && planMemory(built, { ...opts.memory, mlpRecompute: opts.mlpRecompute ?? opts.memory.mlpRecompute });
+  const memory = opts.memory && planMemory(built, { ...opts.memory, mlpRecompute: opts.mlpRecompute ?? opts.memory.mlpRecompute, mixed: mixedPrecision });
   const train = memory?.train ?? built;
   ensureFunctions(train, opts.target ?? 'cpu');
   return { train, report, memory, mixed };
