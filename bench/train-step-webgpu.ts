@@ -4,7 +4,7 @@
  * unfused, at 8×256 and 8×512: peak GPU memory and tok/s next to the PyTorch / Liger-Kernel figures
  * for the same config (ANCHORS below: fp32, H200).
  *
- *   node --liftoff-only dist/bench/train-step-webgpu.js [--runs fused:8x256,unfused:8x256:all,...] [--steps 3] [--out DIR] [--config 0.5b|tiny] [--layers N] [--model FILE] [--profile] [--dispatch-profile]
+ *   node --liftoff-only dist/bench/train-step-webgpu.js [--runs fused:8x256,unfused:8x256:all,...] [--steps 3] [--out DIR] [--config 0.5b|tiny] [--layers N] [--model FILE] [--profile] [--dispatch-profile] [--flce-chunk ROWS]
  *
  * With --model, a run may end in `:export` (e.g. fused:8x512:default:export): that run trains the
  * exported model FILE (e.g. a default-settings torch export; parameters adopted as `ortfuse train`
@@ -127,6 +127,12 @@ async function child(name: string, batch: number, seq: number, steps: number, ke
   const { loadFile } = await import('../src/onnx/io.js');
   const mlpRecompute = !fuseMlp ? undefined : variant.includes('-mlpkeep') ? 'off' as const : variant.includes('-mlprecompute') ? 'on' as const : undefined;
   const prepared = prepareTraining(modelFile ? loadFile(modelFile) : buildQwen2(config, { seed: 0 }), { fuse: variant.startsWith('fused'), fuseMlp, mlpRecompute, fuseAttention, fuseLinear, target: 'webgpu', recompute: !variant.endsWith('-keep'), ...(mixed ? { precision: 'mixed' as const } : {}) });
+  // --flce-chunk N: the lm_head+loss kernel's rows per chunk (its chunk_size attribute; default 0 = flce.ts gpuChunkRows).
+  const flceChunk = process.argv.includes('--flce-chunk') ? Number(arg('flce-chunk', '0')) : 0;
+  if (flceChunk) {
+    const { makeAttr } = await import('../src/ir/builder.js');
+    for (const n of prepared.train.graph.nodes) if (n.opType.startsWith('FusedLinearCrossEntropy')) n.setAttr(makeAttr('chunk_size', flceChunk));
+  }
   const prepareMs = performance.now() - t0;
   const { ort, meter } = await nodeOrtWeb({ f16Matrix: mixed });
   const spec = trainingSpec(prepared.train, prepared.initial, policy, { batch, seq });
@@ -254,7 +260,7 @@ async function parent(): Promise<void> {
     const smi = samplePeak();
     const res = await new Promise<ChildResult>((resolve) => {
       // execArgv: a loader the parent runs under (tsx) runs the child too.
-      const childArgs = [self, '--child', variant, b, t, steps, kernels || '-', source === 'export' ? arg('model', '') : '-', '--config', arg('config', '0.5b'), ...(process.argv.includes('--layers') ? ['--layers', arg('layers', '0')] : []), ...(set.ep ? ['--ep', JSON.stringify(set.ep)] : []), ...(process.argv.includes('--profile') ? ['--profile'] : []), ...(process.argv.includes('--dispatch-profile') ? ['--dispatch-profile'] : []), ...(set.capture ? ['--capture'] : []), ...(set.noPool ? ['--no-pool'] : []), ...(set.noReplay ? ['--no-replay'] : []), ...(set.poolGiB ? ['--pool-gib', String(set.poolGiB)] : [])];
+      const childArgs = [self, '--child', variant, b, t, steps, kernels || '-', source === 'export' ? arg('model', '') : '-', '--config', arg('config', '0.5b'), ...(process.argv.includes('--layers') ? ['--layers', arg('layers', '0')] : []), ...(process.argv.includes('--flce-chunk') ? ['--flce-chunk', arg('flce-chunk', '0')] : []), ...(set.ep ? ['--ep', JSON.stringify(set.ep)] : []), ...(process.argv.includes('--profile') ? ['--profile'] : []), ...(process.argv.includes('--dispatch-profile') ? ['--dispatch-profile'] : []), ...(set.capture ? ['--capture'] : []), ...(set.noPool ? ['--no-pool'] : []), ...(set.noReplay ? ['--no-replay'] : []), ...(set.poolGiB ? ['--pool-gib', String(set.poolGiB)] : [])];
       const env = { ...process.env, ...(set.dawn ? { ORTFUSE_DAWN_FLAGS: set.dawn } : {}), ...(set.liftoff ? {} : { ORTFUSE_NO_LIFTOFF: '1' }), ...set.env };
       const c = spawn(process.execPath, [...process.execArgv, ...(set.liftoff ? ['--liftoff-only'] : []), '--max-old-space-size=16384', ...childArgs], { stdio: ['ignore', 'pipe', 'inherit'], env });
       let text = '';

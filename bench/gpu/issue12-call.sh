@@ -38,9 +38,10 @@ case "$part" in
     cat "$OUT"/r*/*.table.md ;;
   final)
     # Ours at the acceptance shapes with the defaults of `train` (fp32: the MLP's gate/up kept; mixed:
-    # recomputed, and kept beside it), then the anchors in the same call (acceptance 5).
-    { step --runs fused-mlp-attn-linear:8x512,fused-mlp-attn-linear:8x256,fused-mlp-attn-linear-mixed:8x512,fused-mlp-attn-linear-mlpkeep-mixed:8x512 --out "$OUT/f1"
-      step --steps 8 --runs fused-mlp-attn-linear:1x128 --out "$OUT/f2"; } 2>&1 | grep -v '^\s*$' | tee "$OUT/final.log" | grep '^|'
+    # recomputed, and kept beside it), the anchors in the same call (acceptance 5), then the lm_head
+    # kernel with 512-row chunks. At most 8 files come back: JSON and logs only.
+    { step --runs fused-mlp-attn-linear:8x512,fused-mlp-attn-linear:8x256,fused-mlp-attn-linear-mixed:8x512,fused-mlp-attn-linear-mlpkeep-mixed:8x512 --out /tmp/f1
+      step --steps 8 --runs fused-mlp-attn-linear:1x128 --out /tmp/f2; } 2>&1 | grep -v '^\s*$' | tee "$OUT/final.log" | grep '^|'
     for flags in "" "--liger"; do
       # shellcheck disable=SC2086
       PYTHONPATH=$PWD/.scratch/liger/src python3 bench/anchor_torch.py --shapes 1x128,8x256,8x512 $flags | tee -a "$OUT/anchors.jsonl"
@@ -49,7 +50,8 @@ case "$part" in
       # shellcheck disable=SC2086
       PYTHONPATH=$PWD/.scratch/liger/src python3 bench/anchor_torch.py --shapes 8x512 $flags | tee -a "$OUT/anchors.jsonl"
     done
-    cat "$OUT"/f*/*.table.md ;;
+    step --flce-chunk 512 --runs fused-mlp-attn-linear:8x512,fused-mlp-attn-linear-mixed:8x512 --out /tmp/f3 2>&1 | grep -v '^\s*$' | tee "$OUT/chunk512.log" | grep '^|'
+    for f in f1 f2 f3; do cp /tmp/$f/train-step-webgpu.json "$OUT/$f.json" 2>/dev/null; done ;;
   more)
     step --runs fused-mlp-attn-linear-mlpkeep:8x512 --out "$OUT/steps-mlp-keep"
     # Where the GPU time goes: one extra step with timestamp queries per op (not in tok/s).
