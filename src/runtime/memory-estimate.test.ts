@@ -130,7 +130,9 @@ describe('step memory estimate', () => {
   it('--precision mixed: the activation plan as fp32 (loss_scale scales the lm_head gradient inside the linear-CE op: no second [V, H])', () => {
     const [B, T, V, H] = [8, 512, QWEN2_0_5B.vocab_size, QWEN2_0_5B.hidden_size];
     for (const target of ['cpu', 'webgpu'] as const) {
-      const build = (precision: 'fp32' | 'mixed') => trainingGraph(buildQwen2Structure(QWEN2_0_5B), { fuse: true, fuseMlp: defaultFuseMlp(target, true), fuseLinear: defaultFuseLinear(target, true), target, precision }).train.graph;
+      // The same MLP form in both (webgpu's default keeps gate and up at fp32 and recomputes them under mixed).
+      const fuseMlp = defaultFuseMlp(target, true);
+      const build = (precision: 'fp32' | 'mixed') => trainingGraph(buildQwen2Structure(QWEN2_0_5B), { fuse: true, fuseMlp, ...(fuseMlp ? { mlpRecompute: 'on' as const } : {}), fuseLinear: defaultFuseLinear(target, true), target, precision }).train.graph;
       const [fp32, mixed] = [build('fp32'), build('mixed')];
       const vh = (g: typeof fp32) => g.nodes.flatMap((n) => n.outputs).filter((v) => v.tensorType?.shape?.join() === `${V},${H}`).map((v) => v.producer!.opType);
       expect(vh(mixed), target).toEqual(vh(fp32));
