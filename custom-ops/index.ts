@@ -14,7 +14,7 @@ export function findFusedOp(name: string): FusedOp | undefined {
   return FUSED_OPS.find((o) => o.schema.name === name);
 }
 
-export { inferFusedLinearCrossEntropy, linearCrossEntropySchema, ligerChunkSize } from './fused-linear-cross-entropy/schema.js';
+export { inferFusedLinearCrossEntropy, linearCrossEntropySchema, ligerChunkSize, GPU_BUDGET_CHUNK_ROWS, GPU_CHUNK_ROWS } from './fused-linear-cross-entropy/schema.js';
 export { inferFusedLinearCrossEntropyWithGrad, linearCrossEntropyWithGradSchema } from './fused-linear-cross-entropy/with-grad-schema.js';
 export { inferRMSNorm, rmsNormSchema } from './rms-norm/schema.js';
 export { inferSwiGLU, swigluSchema } from './swiglu/schema.js';

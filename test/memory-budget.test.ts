@@ -115,6 +115,21 @@ describe('recompute planner (cpu backend, tiny Qwen2)', () => {
 
 const env = await gpuEnv();
 
+describe('the webgpu lm_head kernel\'s logits chunk under a budget', () => {
+  it('budgeted: the FLCE node carries chunk_size 256 (the calibrated tile); budget-free and on cpu it stays 0 (the kernel\'s 1024-row default)', () => {
+    const chunk = (backend: 'cpu' | 'webgpu', budget?: number) => {
+      const model = buildQwen2(TINY, { seed: 3 });
+      const t = trainingGraph(model, { fuse: true, target: backend, memory: { batch: 2, seq: 32, backend, budget } }).train;
+      const nodes = t.graph.nodes.filter((n) => n.opType.startsWith('FusedLinearCrossEntropy'));
+      expect(nodes.length).toBeGreaterThan(0);
+      return nodes.map((n) => n.attrInt('chunk_size', 0));
+    };
+    expect(chunk('webgpu', 2 ** 40)).toEqual([256]);
+    expect(chunk('webgpu')).toEqual([0]);
+    expect(chunk('cpu', 2 ** 40)).toEqual([0]);
+  });
+});
+
 describe.skipIf(!env.ctx)('webgpu: AdamW per parameter between segments (no clipping)', () => {
   it('trains the tiny Qwen2 as AdamW after the step does (all-ORT policy): losses, norms, parameters', async () => {
     const tok = await getTokenizer('bytes');

@@ -79,6 +79,17 @@ const fmt = (s: unknown[] | undefined): string => (s ? `[${s.map((d) => d ?? '?'
 /** Shape-inference rule for src/ir/infer (domain::op table). */
 export const inferFusedLinearCrossEntropy = inferRule(linearCrossEntropySchema);
 
+/**
+ * Rows per chunk of the WebGPU kernel (./webgpu/flce.ts gpuChunkRows) at least: GPU_CHUNK_ROWS
+ * budget-free; under `--memory-budget` the step graph's FLCE node carries chunk_size
+ * GPU_BUDGET_CHUNK_ROWS (src/runtime/session.ts), the logits tile the budgets were calibrated with.
+ * H200, 0.5B 8×512 (V = 151,936; session 12, bench/results/step-speed-h200-s12.md): 1024 rows
+ * instead of 256 took the fp32 step 428 → 415 ms and the mixed one 262 → 245 ms for one
+ * [1024, V] fp32 tile instead of [256, V]: +0.47 GiB (13.36 → 13.82, 10.46 → 10.93 by nvidia-smi).
+ */
+export const GPU_CHUNK_ROWS = 1024;
+export const GPU_BUDGET_CHUNK_ROWS = 256;
+
 /** Liger's chunk size: next_pow2(ceil(N / ceil(V / H))), at least 1. */
 export function ligerChunkSize(n: number, v: number, h: number): number {
   const rows = Math.ceil(n / Math.ceil(v / h));

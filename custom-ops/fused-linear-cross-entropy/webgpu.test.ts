@@ -59,9 +59,10 @@ function expectClose(err: { loss: number; dHidden?: number; dWeight?: number; dB
 }
 
 describe('gpuChunkRows', () => {
-  it('takes Liger\'s rule, at least 256 rows, at most one storage binding', () => {
+  it('takes Liger\'s rule, at least 1024 rows (256 when asked: the budgeted runs), at most one storage binding', () => {
     expect(gpuChunkRows(103, 1000, 32, 2 ** 31)).toBe(103);
-    expect(gpuChunkRows(4096, 151936, 896, 2 ** 31 - 4)).toBe(256);
+    expect(gpuChunkRows(4096, 151936, 896, 2 ** 31 - 4)).toBe(1024);
+    expect(gpuChunkRows(4096, 151936, 896, 2 ** 31 - 4, 256)).toBe(256);
     expect(gpuChunkRows(262144, 32000, 64, 2 ** 31)).toBe(1024);
     expect(gpuChunkRows(4096, 151936, 896, 100 * 151936 * 4)).toBe(100);
   });

@@ -11,7 +11,8 @@ import type { Model } from '../ir/graph.js';
 import { DataType } from '../onnx/schema.js';
 import { defaultPipeline, runPipeline, stepPipeline, type PipelineReport } from '../pipeline.js';
 import { buildTrainingGraph, trainingSignature } from '../autodiff/index.js';
-import { ensureFunctions, FUSED_OPS } from '../../custom-ops/index.js';
+import { ensureFunctions, FUSED_OPS, GPU_BUDGET_CHUNK_ROWS, ORTFUSE_DOMAIN } from '../../custom-ops/index.js';
+import { makeAttr } from '../ir/builder.js';
 import { newContext } from '../rewrite/pass.js';
 import { lowerSoftmaxCrossEntropyPass } from '../../passes/lower-softmax-cross-entropy.js';
 import { nanGuardPass } from '../../passes/nan-guard.js';
@@ -140,6 +141,12 @@ export function trainingGraph(model: Model, opts: TrainingGraphOptions): { train
   report?.passes.push(...step.passes);
   const memory = opts.memory && planMemory(built, { ...opts.memory, mlpRecompute: opts.mlpRecompute ?? opts.memory.mlpRecompute, mixed: mixedPrecision });
   const train = memory?.train ?? built;
+  // Under a budget the webgpu lm_head kernel keeps the smaller logits tile the budgets were
+  // calibrated with (custom-ops/fused-linear-cross-entropy/schema.ts GPU_CHUNK_ROWS); a chunk_size
+  // already on the node stays.
+  if (opts.target === 'webgpu' && opts.memory?.budget !== undefined)
+    for (const n of train.graph.nodes)
+      if (n.domain === ORTFUSE_DOMAIN && n.opType.startsWith('FusedLinearCrossEntropy') && !n.attrInt('chunk_size', 0)) n.setAttr(makeAttr('chunk_size', GPU_BUDGET_CHUNK_ROWS));
   ensureFunctions(train, opts.target ?? 'cpu');
   return { train, report, memory, mixed };
 }

@@ -33,20 +33,20 @@ import { gemmMixed } from '../../../src/webgpu/gemm-mixed.js';
 import type { Precision } from '../../precision.js';
 import { matmul } from '../../../src/webgpu/matmul.js';
 import { checkBuffer, checkDims, checkU32 } from '../../../src/webgpu/validate.js';
-import { ligerChunkSize, type Reduction } from '../schema.js';
+import { GPU_BUDGET_CHUNK_ROWS, GPU_CHUNK_ROWS, ligerChunkSize, type Reduction } from '../schema.js';
 
-/** Smallest chunk that keeps the GPU's GEMMs efficient (H100: 38% of the matmul rate at 32 rows, 85% at 256). */
-export const GPU_MIN_CHUNK_ROWS = 256;
+/** Smallest chunk that keeps the GPU's GEMMs efficient (H100: 38% of the matmul rate at 32 rows, 85% at 256); the budgeted runs' chunk. */
+export const GPU_MIN_CHUNK_ROWS = GPU_BUDGET_CHUNK_ROWS;
 
 /**
  * Rows per chunk on WebGPU: Liger's rule (a logits chunk about the size of the hidden input), but at
- * least GPU_MIN_CHUNK_ROWS rows so the three GEMMs per chunk are not starved for parallelism (a
- * 256-row chunk at V = 151936 is 155 MB, still far from the [N, V] logits), and at most what one
- * storage binding holds.
+ * least `minRows` (GPU_CHUNK_ROWS: 1024 rows, a 622 MB tile at V = 151936, still far from the [N, V]
+ * logits; fewer rows starve the three GEMMs per chunk, above all the weight gradient's K = rows),
+ * and at most what one storage binding holds.
  */
-export function gpuChunkRows(n: number, v: number, h: number, maxBindingBytes: number): number {
+export function gpuChunkRows(n: number, v: number, h: number, maxBindingBytes: number, minRows = GPU_CHUNK_ROWS): number {
   const fit = Math.max(1, Math.floor(maxBindingBytes / (v * 4)));
-  return Math.max(1, Math.min(n, fit, Math.max(ligerChunkSize(n, v, h), GPU_MIN_CHUNK_ROWS)));
+  return Math.max(1, Math.min(n, fit, Math.max(ligerChunkSize(n, v, h), minRows)));
 }
 import { biasGradProgram, countProgram, gradScaleProgram, lossProgram, rowProgram, type LabelType } from './programs.js';
 
