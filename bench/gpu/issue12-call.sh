@@ -3,8 +3,12 @@
 #
 #   here:   npm run build && bash ../shared/gpu/pack.sh && bash bench/gpu/pack-webgpu.sh
 #           (Liger-Kernel fetched into .scratch/liger, ignored: github:linkedin/Liger-Kernel)
-#   device: bash bench/gpu/issue12-call.sh steps|more|anchors|sweep|export      (carry .gpu and .scratch)
+#   device: bash bench/gpu/issue12-call.sh PART      (carry .gpu and .scratch)
 #
+# replay:  the step tape's effect at the acceptance shapes (replayed vs recorded every step).
+# final:   ours with `train`'s defaults at the acceptance shapes and the anchors in the same call.
+# mixed:   acceptance 2's next lead: a profiled mixed 8x512 step (GPU ms per op) with the current
+#          defaults, then gemm_f16's tile sweep; each run's output kept as it comes (tee).
 # steps:   the 0.5B builder step at the acceptance shapes, ours with the step tape replayed (the
 #          default) and recorded every step (no-replay), fp32 and mixed, with dispatch profiles.
 # more:    fp32 8x512 with the MLP's gate/up kept (no recompute: two GEMMs fewer a layer), and a
@@ -16,7 +20,7 @@
 #          and beside the builder graph.
 # Results go to $OUT (the run tool's folder), one table printed at the end of each part.
 set -uo pipefail
-part=${1:?replay, final, steps, more, anchors, sweep or export}
+part=${1:?replay, final, mixed, steps, more, anchors, sweep or export}
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
 bash .gpu/unpack.sh >/dev/null && tar -xJf .gpu/extra.txz -C .gpu 2>/dev/null
@@ -52,6 +56,10 @@ case "$part" in
     done
     step --flce-chunk 512 --runs fused-mlp-attn-linear:8x512,fused-mlp-attn-linear-mixed:8x512 --out /tmp/f3 2>&1 | grep -v '^\s*$' | tee "$OUT/chunk512.log" | grep '^|'
     for f in f1 f2 f3; do cp /tmp/$f/train-step-webgpu.json "$OUT/$f.json" 2>/dev/null; done ;;
+  mixed)
+    { node --liftoff-only dist/bench/train-step-webgpu.js --steps 3 --profile --runs fused-mlp-attn-linear-mixed:8x512 --out /tmp/m1
+      timeout 400 node --liftoff-only dist/bench/matmul-webgpu.js --f16-sweep --reps 20 --out "$OUT/sweep"; } 2>&1 | grep -v '^\s*$' | tee "$OUT/mixed.log" | grep '^|'
+    cp /tmp/m1/train-step-webgpu.json "$OUT/mixed-profile.json" 2>/dev/null ;;
   more)
     step --runs fused-mlp-attn-linear-mlpkeep:8x512 --out "$OUT/steps-mlp-keep"
     # Where the GPU time goes: one extra step with timestamp queries per op (not in tok/s).
