@@ -33,10 +33,7 @@ import { gemmMixed } from '../../../src/webgpu/gemm-mixed.js';
 import type { Precision } from '../../precision.js';
 import { matmul } from '../../../src/webgpu/matmul.js';
 import { checkBuffer, checkDims, checkU32 } from '../../../src/webgpu/validate.js';
-import { GPU_BUDGET_CHUNK_ROWS, GPU_CHUNK_ROWS, ligerChunkSize, type Reduction } from '../schema.js';
-
-/** Smallest chunk that keeps the GPU's GEMMs efficient (H100: 38% of the matmul rate at 32 rows, 85% at 256); the budgeted runs' chunk. */
-export const GPU_MIN_CHUNK_ROWS = GPU_BUDGET_CHUNK_ROWS;
+import { GPU_CHUNK_ROWS, ligerChunkSize, type Reduction } from '../schema.js';
 
 /**
  * Rows per chunk on WebGPU: Liger's rule (a logits chunk about the size of the hidden input), but at
