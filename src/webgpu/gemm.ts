@@ -207,12 +207,9 @@ fn round_f16(x: f32) -> f32 {
 }`;
 
 /**
- * The variants gemmF32 runs on the 128×128 and the 64×64 tile (H200 sweeps, session 7,
- * bench/results/matmul-h200.md): written-out K steps gain 5-8% on the large tile and lose a little
- * on the small one. `compact` on the large tile since session 12 (bench/results/matmul-f32-sweep-h200-s12.md):
- * the MLP's GEMMs at 8×512 went 35.1 → 37.2 (gate/up), 34.6 → 36.4 (down), 32.0 → 33.4 TFLOP/s
- * (weight gradients), no shape slower beyond noise; vec4, wide tiles and fragment prefetch gained
- * less or lost.
+ * The variants gemmF32 runs on the 128×128 and the 64×64 tile: K steps written out (large tile +5-8%,
+ * session 7, bench/results/matmul-h200.md) and, on the large tile, compact (the MLP's GEMMs +3-6%, session 12,
+ * bench/results/matmul-f32-sweep-h200-s12.md; vec4, the wide tiles and fragment prefetch gained less or lost).
  */
 export const F32_DEFAULT: F32Variant = { bk: 16, prefetch: true, unroll: true, compact: true };
 export const F32_SMALL_DEFAULT: F32Variant = { bk: 16, prefetch: true };
