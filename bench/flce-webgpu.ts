@@ -5,6 +5,10 @@
  *   npx tsx bench/flce-webgpu.ts                       # small shapes, runs on SwiftShader here
  *   npx tsx bench/flce-webgpu.ts --preset qwen2-0.5b   # N = 8·512, H = 896, V = 151936 (GPU machine)
  *   options: --n --h --v --chunk --iters --warmup --json FILE
+ *   --f16: precision 'f16' instead (mixed precision's lm_head: gemm_f16 on the tensor cores where the
+ *          device has them, else gemm_f32 rounding operands to half): FLCE on gemm_f16's kernel plan
+ *          (src/webgpu/gemm-f16.ts f16Plan) and on the plan before session 13, and its stages at the
+ *          chunk shape on both.
  *
  * FLCE does three GEMMs of 2·N·H·V flops each (logits x·Wᵀ, grad_x = dz·W, grad_W += dzᵀ·x) plus the
  * row-wise log-sum-exp; its rate is 6·N·H·V / time. The reference is the shared matmul on the logits
@@ -22,7 +26,9 @@ import { ligerChunkSize } from '../custom-ops/fused-linear-cross-entropy/schema.
 import { GpuContext } from '../src/webgpu/context.js';
 import { gemmF32 } from '../src/webgpu/gemm.js';
 import { matmul, type MatmulArgs } from '../src/webgpu/matmul.js';
-import { requestNodeDevice, useSwiftShaderIfPresent } from '../src/webgpu/dawn-node.js';
+import { DAWN_F16_MATRIX_TOGGLES, requestNodeDevice, useSwiftShaderIfPresent } from '../src/webgpu/dawn-node.js';
+import { f16MatrixFor } from '../src/webgpu/f16-matrix.js';
+import { gemmMixed } from '../src/webgpu/gemm-mixed.js';
 
 const PRESETS: Record<string, { n: number; h: number; v: number }> = {
   small: { n: 256, h: 64, v: 4096 },
@@ -41,8 +47,14 @@ const iters = Number(opt.iters ?? (opt.preset ? 5 : 1)), warmup = Number(opt.war
 // SwiftShader only where there is no GPU device node (this CPU-only machine, CI).
 const hasGpu = hasGpuDevice();
 if (!hasGpu) useSwiftShaderIfPresent();
-const device = await requestNodeDevice();
+const F16 = opt.f16 === 'true';
+const device = await requestNodeDevice(F16 ? { dawnOptions: [DAWN_F16_MATRIX_TOGGLES], features: ['shader-f16', 'chromium-experimental-subgroup-matrix'] } : {});
 const ctx = new GpuContext(device);
+if (F16) {
+  const f16 = await f16MatrixFor(device);
+  if (f16.options) ctx.f16Matrix = f16.options;
+  else console.error(`--f16: no tensor cores (${f16.why}): gemm_f32 with operands rounded to half`);
+}
 const chunk = chunkOpt ?? gpuChunkRows(n, v, h, device.limits.maxStorageBufferBindingSize);
 const info = (device as GPUDevice & { adapterInfo?: GPUAdapterInfo }).adapterInfo;
 
@@ -71,6 +83,7 @@ const labels = ctx.upload('labels', BigInt64Array.from({ length: n }, (_, i) => 
 const out = { gradHidden: ctx.buffer('gradHidden', n * h * 4), gradWeight: ctx.buffer('gradWeight', v * h * 4), loss: ctx.buffer('loss', 4), stats: ctx.buffer('stats', 16) };
 
 const rows: { what: string; shape: string; ms: number; flops: number }[] = [];
+if (F16) await f16Rows();
 const tFlce = await time(() => fusedLinearCrossEntropy(ctx, { hidden, weight, labels, n, h, v, chunkRows: chunk, out }));
 rows.push({ what: 'FLCE fwd+bwd (3 gemmF32 GEMMs + LSE)', shape: `N=${n} H=${h} V=${v} chunk=${chunk}`, ms: tFlce, flops: 6 * n * h * v });
 const tShared = await time(() => fusedLinearCrossEntropy(ctx, { hidden, weight, labels, n, h, v, chunkRows: chunk, out, gemm: 'shared' }));
@@ -110,7 +123,33 @@ for (const [what, rowsPerChunk] of [["FLCE at Liger's chunk rule (for comparison
   rows.push({ what, shape: `chunk=${c}`, ms: t, flops: 6 * n * h * v });
 }
 
-const refRate = rows[1].flops / rows[1].ms / 1e6;
+/**
+ * --f16: FLCE at precision 'f16' on gemm_f16's plan and on the legacy one, then its three GEMMs at
+ * the chunk shape on each (rows first in the table; the fp32 rows follow).
+ */
+async function f16Rows(): Promise<void> {
+  const plans = ctx.f16Matrix ? (['fill', 'legacy'] as const) : (['fill'] as const);
+  const z = ctx.buffer('chunk logits (f16 stages)', chunk * v * 4);
+  for (const plan of plans) {
+    if (ctx.f16Matrix) ctx.f16Matrix = { ...ctx.f16Matrix, plan };
+    const name = ctx.f16Matrix ? `gemm_f16, ${plan === 'fill' ? 'f16Plan' : 'legacy plan'}` : 'gemm_f32 rounding to half';
+    const t = await time(() => fusedLinearCrossEntropy(ctx, { hidden, weight, labels, n, h, v, chunkRows: chunk, out, precision: 'f16' }));
+    rows.push({ what: `FLCE fwd+bwd, precision f16 (${name})`, shape: `N=${n} H=${h} V=${v} chunk=${chunk}`, ms: t, flops: 6 * n * h * v });
+    const g = (a: MatmulArgs) => () => gemmMixed(ctx, a);
+    const stages: [string, string, () => void][] = [
+      ['logits x·Wᵀ (NT)', `${chunk}x${v}x${h}`, g({ m: chunk, n: v, k: h, a: { buffer: hidden, ld: h }, b: { buffer: weight, ld: h }, c: { buffer: z, ld: v }, transB: true })],
+      ['grad_x = dz·W (NN)', `${chunk}x${h}x${v}`, g({ m: chunk, n: h, k: v, a: { buffer: z, ld: v }, b: { buffer: weight, ld: h }, c: { buffer: out.gradHidden, ld: h } })],
+      ['grad_W += dzᵀ·x (TN acc)', `${v}x${h}x${chunk}`, g({ m: v, n: h, k: chunk, a: { buffer: z, ld: v }, b: { buffer: hidden, ld: h }, c: { buffer: out.gradWeight, ld: h }, transA: true, accumulate: true })],
+    ];
+    for (const [what, s, f] of stages) rows.push({ what: `  chunk, f16 (${name}): ${what}`, shape: s, ms: await time(f), flops: 2 * chunk * h * v });
+  }
+  if (ctx.f16Matrix) ctx.f16Matrix = { ...ctx.f16Matrix, plan: 'fill' };
+  z.destroy();
+}
+
+const ref = rows.find((r) => r.what.startsWith('matmul x·Wᵀ, whole batch'))!;
+const refRate = ref.flops / ref.ms / 1e6;
+const flce = rows.find((r) => r.what.startsWith('FLCE fwd+bwd (3 gemmF32'))!;
 const table = [
   `FLCE WebGPU bench — ${info ? `${info.vendor} ${info.architecture} ${info.description}`.trim() : 'adapter'}; subgroups=${ctx.subgroups}; iters=${iters}`,
   '',
@@ -121,7 +160,7 @@ const table = [
     return `| ${r.what} | ${r.shape} | ${r.ms.toFixed(2)} | ${r.flops ? rate.toFixed(rate < 100 ? 2 : 0) : '-'} | ${r.flops ? ((100 * rate) / refRate).toFixed(0) + '%' : '-'} |`;
   }),
   '',
-  `FLCE rate / matmul rate = ${((100 * rows[0].flops) / rows[0].ms / 1e6 / refRate).toFixed(1)}% (target ≥ 60%; chunk = gpuChunkRows unless --chunk)`,
+  `FLCE rate / matmul rate = ${((100 * flce.flops) / flce.ms / 1e6 / refRate).toFixed(1)}% (target ≥ 60%; chunk = gpuChunkRows unless --chunk)`,
 ].join('\n');
 console.log(table);
 if (opt.json) fs.writeFileSync(opt.json, JSON.stringify({ shape: { n, h, v, chunk }, subgroups: ctx.subgroups, adapter: info && { vendor: info.vendor, architecture: info.architecture, description: info.description }, rows }, null, 2));

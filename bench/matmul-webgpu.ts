@@ -22,7 +22,11 @@
  * wideN / wideM (128×256 / 256×128 tiles where their grid fills the GPU).
  *
  * --f16-sweep: only gemm_f16's vec4 kernel (f32 operands in memory), in each tile of F16Variant:
- * subgroup grid, each subgroup's block of result matrices, K step; each checked as above first.
+ * subgroup grid, each subgroup's block of result matrices, K step; each checked as above first;
+ * and the default tile on the kernel choice and K split before session 13 (f16Plan 'legacy').
+ *
+ * --flce: the lm_head's three GEMMs per 1024-row chunk (FusedLinearCrossEntropy at V = 151,936)
+ * join the cases (operand buffers of 155M elements: GPU machines only, or with --scale).
  */
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -40,13 +44,14 @@ function arg(name: string, dflt: string): string {
 
 /** --scale S divides every size by S (a smoke run on SwiftShader: --scale 32). */
 const SCALE = Number(arg('scale', '1'));
-const MAX = (4096 * 4864) / SCALE ** 2;
 /** --only-f16: just our subgroup-matrix kernels (no ORT, no torch). */
 const ONLY_F16 = process.argv.includes('--only-f16');
 /** --f32-sweep: gemm_f32's variants side by side (no ORT, no torch). */
 const F32_SWEEP = process.argv.includes('--f32-sweep');
 /** --f16-sweep: gemm_f16's vec4 kernel in each tile variant (src/webgpu/gemm-f16.ts F16Variant; no ORT, no torch). */
 const F16_SWEEP = process.argv.includes('--f16-sweep');
+/** --flce: the lm_head's GEMM shapes (FusedLinearCrossEntropy, 1024-row chunks) as well. */
+const FLCE = process.argv.includes('--flce');
 
 /** The step's GEMMs: per projection (output N, input K) forward X·Wᵀ, input grad dY·W, weight grad dYᵀ·X. */
 function cases(): Case[] {
@@ -57,7 +62,18 @@ function cases(): Case[] {
   for (const [w, no, ki] of proj) out.push({ form: 'NN', m: d(4096), n: d(ki), k: d(no), what: `${w}: dX = dY·W` });
   for (const [w, no, ki] of proj) out.push({ form: 'TN', m: d(no), n: d(ki), k: d(4096), what: `${w}: dW = dYᵀ·X` });
   for (const [w, no, ki] of proj) out.push({ form: 'NT', m: d(2048), n: d(no), k: d(ki), what: `${w}: Y = X·Wᵀ (8×256)` });
+  if (FLCE) {
+    // The lm_head's three GEMMs per 1024-row chunk of FusedLinearCrossEntropy (V = 151,936, H = 896).
+    out.push({ form: 'NT', m: d(1024), n: d(151936), k: d(896), what: 'lm_head: z = x·Wᵀ (1024-row chunk)' });
+    out.push({ form: 'NN', m: d(1024), n: d(896), k: d(151936), what: 'lm_head: dx = dz·W (1024-row chunk)' });
+    out.push({ form: 'TN', m: d(151936), n: d(896), k: d(1024), what: 'lm_head: dW = dzᵀ·x (1024-row chunk)' });
+  }
   return out;
+}
+
+/** Elements of the largest A, B and C among the cases (every operand buffer is this long). */
+function maxElements(): number {
+  return Math.max(...cases().flatMap((c) => [c.m * c.k, c.k * c.n, c.m * c.n]));
 }
 
 /** Random f16 bit patterns in ±[0.25, 1) and their values. */
@@ -109,6 +125,7 @@ async function childOurs(reps: number): Promise<Row[]> {
   const ctx = new GpuContext(device);
   const timer = new GpuTimer(ctx);
   const r = rng(1);
+  const MAX = maxElements();
   const h = { a: halfData(r, MAX), b: halfData(r, MAX) };
   const A32 = ctx.upload('A32', h.a.values), B32 = ctx.upload('B32', h.b.values);
   const A16 = ctx.upload('A16', new Uint32Array(h.a.bits.buffer)), B16 = ctx.upload('B16', new Uint32Array(h.b.bits.buffer));
@@ -160,11 +177,14 @@ async function childOurs(reps: number): Promise<Row[]> {
       ['f16 2x2 of 32x32 bk32 (64x64)', { sgRows: 2, sgCols: 2, sgm: 32, sgn: 32, bk: 32 }],
       ['f16 2x4 of 32x32 bk32 (64x128)', { sgRows: 2, sgCols: 4, sgm: 32, sgn: 32, bk: 32 }],
     ];
+    // Each tile on f16Plan's K split for its own grid; the default also on the plan before session 13.
+    variants.push(['f16 default, legacy plan', (c, a, b) => gemmF16(ctx, view(c, a, b), { config, syntax, plan: 'legacy' }), false]);
     for (const [name, variant] of tiles) variants.push([name, (c, a, b) => gemmF16(ctx, view(c, a, b), { config, syntax, variant }), false]);
     for (const [name, variant] of tiles.slice(0, 5)) variants.push([`${name} split4`, (c, a, b) => gemmF16(ctx, { ...view(c, a, b), splitK: 4 }, { config, syntax, variant }), false]);
   }
   if (config && syntax && !F32_SWEEP && !F16_SWEEP) {
     variants.push(['gemm_f16 (f32 in memory)', (c, a, b) => gemmF16(ctx, view(c, a, b), { config, syntax }), false]);
+    variants.push(['gemm_f16 legacy plan (f32 in memory)', (c, a, b) => gemmF16(ctx, view(c, a, b), { config, syntax, plan: 'legacy' }), false]);
     variants.push(['gemm_f16 scalar staging (f32 in memory)', (c, a, b) => gemmF16(ctx, view(c, a, b), { config, syntax, scalar: true }), false]);
     variants.push(['gemm_f16 (f16 in memory)', (c, a, b) => gemmF16(ctx, view(c, a, b), { config, syntax, halfOperands: true }), true]);
   }
@@ -236,7 +256,7 @@ async function childOrt(reps: number): Promise<Row[]> {
   const keepAlive = setInterval(() => {}, 10);
   const rows: Row[] = [];
   const r = rng(2);
-  const h = halfData(r, MAX);
+  const h = halfData(r, maxElements());
   for (const dtype of ['float32', 'float16'] as const) {
     for (const c of cases()) {
       const impl = `ORT-web MatMul ${dtype === 'float32' ? 'fp32' : 'fp16'}`;
@@ -295,7 +315,7 @@ async function parent(): Promise<void> {
   const node = [process.execPath, ...process.execArgv, '--liftoff-only', '--max-old-space-size=8192', self];
   const rows: Row[] = [];
   for (const which of ONLY_F16 || F32_SWEEP || F16_SWEEP ? ['ours'] : ['ours', 'ort']) {
-    const text = await runChild([...node, '--child', which, '--reps', reps, '--scale', String(SCALE), ...(ONLY_F16 ? ['--only-f16'] : []), ...(F32_SWEEP ? ['--f32-sweep'] : []), ...(F16_SWEEP ? ['--f16-sweep'] : [])]);
+    const text = await runChild([...node, '--child', which, '--reps', reps, '--scale', String(SCALE), ...(ONLY_F16 ? ['--only-f16'] : []), ...(F32_SWEEP ? ['--f32-sweep'] : []), ...(F16_SWEEP ? ['--f16-sweep'] : []), ...(FLCE ? ['--flce'] : [])]);
     try { rows.push(...(JSON.parse(text.trim().split('\n').pop()!) as Row[])); } catch { console.error(`child ${which} failed: ${text.slice(-400)}`); }
   }
   const torchText = ONLY_F16 || F32_SWEEP || F16_SWEEP ? '' : await runChild([arg('python', 'python3'), arg('torch', 'bench/matmul_torch.py'), reps], JSON.stringify(cases()));

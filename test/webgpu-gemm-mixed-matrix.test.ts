@@ -46,7 +46,9 @@ describe.skipIf(!env.ctx)("precision 'f16' on the tensor cores (ctx.f16Matrix) v
   const ctx = env.ctx!;
 
   it('GEMM forms and edges (vec4 and scalar staging)', async () => {
-    const cases: [number, number, number, Partial<MatmulArgs>][] = [[512, 384, 256, { transB: true }], [300, 260, 40, { transB: true }], [70, 33, 57, {}], [20, 36, 700, { transA: true, accumulate: true, splitK: 3 }]];
+    const cases: [number, number, number, Partial<MatmulArgs>][] = [[512, 384, 256, { transB: true }], [300, 260, 40, { transB: true }], [70, 33, 57, {}], [20, 36, 700, { transA: true, accumulate: true, splitK: 3 }],
+      // The vec4 kernel in 16 K slices (f16Plan: 16 large tiles fill the GPU only split).
+      [512, 512, 4096, {}]];
     for (const [m, n, k, opt] of cases) {
       const r = rng(m + n + k);
       const ta = opt.transA ?? false, tb = opt.transB ?? false;
@@ -57,7 +59,7 @@ describe.skipIf(!env.ctx)("precision 'f16' on the tensor cores (ctx.f16Matrix) v
       const acc = opt.accumulate ? C0 : undefined;
       const e = relL2(got, gemmRef(m, n, k, Float32Array.from(roundToFloat16(A)), Float32Array.from(roundToFloat16(B)), ta, tb, 1, acc));
       console.info(`gemm_f16 via gemmMixed ${m}x${n}x${k} ${JSON.stringify(opt)}: ${e.toExponential(2)}`);
-      expect(e).toBeLessThan(1e-6);
+      expect(e).toBeLessThan(k > 1000 ? 1e-5 : 1e-6); // fp32 accumulation error grows with K
     }
   });
 

@@ -7,13 +7,13 @@
  * (`pickF16Config`). Two kernels: `gemmF16VecProgram` (fp32 operands whose rows are whole vec4s:
  * the step's shapes) and `gemmF16Program` (any view, f16 operands, the 64×64 tile). Edge tiles go
  * through one cm×cn workgroup slot per subgroup, so bounds, alpha and accumulation are plain
- * per-element code and any M, N, K works. Tile size and K split as gemmF32 (`gemmPlan`).
+ * per-element code and any M, N, K works. Which kernel runs and how K is split: `f16Plan`.
  */
 import { fail } from '../errors.js';
 import type { GpuContext } from './context.js';
 import { checkMatmulArgs, gemmUniforms, runGemm, type MatmulArgs } from './matmul.js';
 import { generateWgsl, type Program } from './program.js';
-import { batchDispatch, bindings, cStore, gemmPlan, HEAD, range, stageTile, vec4Fits, WG } from './gemm.js';
+import { batchDispatch, bindings, cStore, FILL, gemmPlan, HEAD, range, SPLIT_TARGET, stageTile, vec4Fits, WG } from './gemm.js';
 
 
 /** One f16 × f16 → f32 subgroup-matrix shape of the adapter (GPUAdapterInfo.subgroupMatrixConfigs). */
@@ -90,6 +90,8 @@ export interface F16Options {
   halfOperands?: boolean;
   /** Always the scalar-staged kernel (gemmF16Program), even where gemmF16VecProgram fits (benches). */
   scalar?: boolean;
+  /** 'legacy' (benches): `f16Plan` as before session 13 — gemmF32's tile and K split (default 'fill'). */
+  plan?: 'fill' | 'legacy';
 }
 
 /** One K step of a gemm_f16 kernel: load mt left and nt right matrices per matrix K step, mt·nt MMAs into acc<i>_<j>. */
@@ -277,14 +279,56 @@ var<workgroup> Cs: array<f32, ${subgroups * cm * cn}>; // one result matrix per 
   };
 }
 
+/** Shortest K range of one gemm_f16 slice: 8 K steps of 32 (gemm_f32's is 512). */
+const F16_MIN_SLICE = 256;
+
+/** ORTFUSE_GEMM_F16=legacy (Node, measurements only): every gemm_f16 on the 'legacy' plan. */
+const LEGACY_F16 = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.ORTFUSE_GEMM_F16 === 'legacy';
+
+export interface F16Plan {
+  /** gemmF16VecProgram ('vec') or gemmF16Program ('scalar'; `small`: its 64×64 tile). */
+  kernel: 'vec' | 'scalar';
+  small: boolean;
+  split: number;
+}
+
+/**
+ * Which gemm_f16 kernel runs `args`, and in how many K slices. The vec4 kernel wherever its
+ * operands fit it (`f16VecFits`) and its grid, K split included, gives every SM a workgroup; the
+ * scalar-staged kernel (64×64 tile, gemmF32's split) only where they do not — short-K products
+ * with an N or M of 128 (the k/v projections). The vec4 kernel splits K until about 8 workgroups per
+ * SM (SPLIT_TARGET), in slices of at least 256 (F16_MIN_SLICE).
+ *
+ * Why (H200, bench/results/matmul-h200.md call 6): the vec4 kernel ran 83-100 TFLOP/s where its
+ * grid had ~1,100-1,200 workgroups (the MLP's GEMMs, split or not) but 18 on the 224-tile q/o
+ * products with K = 896 (gemmF32's plan splits no K below 1,024), whose workgroups walk the same
+ * K: too few workgroups to hide each one's latency. And gemmF32's plan sent every product of fewer
+ * than 132 large tiles to the scalar kernel (2.5-3× slower where both ran one tile): among them the
+ * lm_head's input gradient (1,024 × 896 × 151,936 per chunk) and the q/o weight gradients.
+ * 'legacy' (`F16Options.plan`, ORTFUSE_GEMM_F16=legacy): the plan before this rule, for benches.
+ */
+export function f16Plan(args: MatmulArgs, opts: F16Options): F16Plan {
+  const base = gemmPlan(args);
+  const vec = !opts.scalar && f16VecFits(args, opts);
+  const legacy = opts.plan === 'legacy' || (LEGACY_F16 && opts.plan !== 'fill');
+  // A variant tile (sweeps) runs wherever the vec4 kernel fits, whatever the plan's tile size.
+  if (legacy || args.batch || args.tile) return { kernel: vec && (!base.small || opts.variant) ? 'vec' : 'scalar', ...base };
+  if (!vec) return { kernel: 'scalar', small: base.small, split: base.split };
+  const { sgRows, sgCols, sgm, sgn, bk } = opts.variant ?? F16_DEFAULT;
+  const { m, n, k } = args;
+  const tiles = Math.ceil(m / (sgRows * sgm)) * Math.ceil(n / (sgCols * sgn));
+  const split = args.splitK ?? (tiles >= SPLIT_TARGET ? 1 : Math.max(1, Math.min(Math.ceil(SPLIT_TARGET / tiles), Math.floor(k / F16_MIN_SLICE), 64)));
+  if (tiles * split < FILL && args.splitK === undefined && !opts.variant) return { kernel: 'scalar', small: base.small, split: base.split };
+  return { kernel: 'vec', small: false, split: Math.max(1, Math.min(split, Math.ceil(k / bk))) };
+}
+
 /** Validate and record an f16-operand, f32-accumulate GEMM on subgroup matrices (see header). */
 export function gemmF16(ctx: GpuContext, args: MatmulArgs, opts: F16Options): void {
   if (!ctx.device.features.has('chromium-experimental-subgroup-matrix' as GPUFeatureName) || !ctx.device.features.has('shader-f16'))
     fail('usage', "gemm_f16: the device lacks 'chromium-experimental-subgroup-matrix' or 'shader-f16' (dawn.node: create it with DAWN_F16_MATRIX_TOGGLES and request both features)");
   checkMatmulArgs('gemm_f16', args, opts.halfOperands ? 2 : 4);
   if (args.m === 0 || args.n === 0) return;
-  const { small, split } = gemmPlan(args);
-  // A variant tile (sweeps) runs wherever the vec4 kernel fits, whatever the plan's tile size.
-  if ((!small || opts.variant) && !opts.scalar && f16VecFits(args, opts)) runGemm(ctx, args, split, (a, s) => gemmF16VecProgram(a, s, opts));
+  const { kernel, small, split } = f16Plan(args, opts);
+  if (kernel === 'vec') runGemm(ctx, args, split, (a, s) => gemmF16VecProgram(a, s, opts));
   else runGemm(ctx, args, split, (a, s) => gemmF16Program(a, s, opts, small));
 }

@@ -29,7 +29,7 @@ export const WG = 256;
 /** Workgroup memory every kernel may use (Dawn's limit on the H200 and on SwiftShader). */
 const WORKGROUP_BYTES = 32768;
 /** Workgroups that fill a large GPU (132 SMs on an H100/H200). */
-const FILL = 132;
+export const FILL = 132;
 
 export const bindings = (t: 'f32' | 'f16'): BindingDecl[] => [
   { name: 'A', access: 'read', type: t },
@@ -343,7 +343,7 @@ var<workgroup> Bs: array<vec4<f32>, ${bufs * bufB4}>; // [k][n]${pitchB !== pitc
  * 266-tile weight gradients of the MLP (4864×896, K = 4096) run 22 TFLOP/s unsplit and 30-31 in 4-6
  * K slices, the 224-tile K = 4864 products 30 → 33 in 4-5 (bench/results/matmul-h200.md, session 7).
  */
-const SPLIT_TARGET = 8 * FILL;
+export const SPLIT_TARGET = 8 * FILL;
 /** Shortest K range of one slice. */
 const MIN_SLICE = 512;
 

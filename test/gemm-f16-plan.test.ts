@@ -1,0 +1,56 @@
+/**
+ * gemm_f16's plan (src/webgpu/gemm-f16.ts f16Plan): which kernel runs each of the step's GEMM
+ * shapes under precision 'f16', and in how many K slices. A pure function: no device needed (the
+ * kernels themselves are checked on the tensor cores by webgpu-gemm-mixed-matrix.test.ts).
+ */
+import { describe, expect, it } from 'vitest';
+import { f16Plan, type F16Options } from '../src/webgpu/gemm-f16.js';
+import type { MatmulArgs } from '../src/webgpu/matmul.js';
+
+const buf = {} as GPUBuffer;
+const opts: F16Options = { config: { M: 16, N: 16, K: 16 } };
+
+/** A GEMM of the step in form NT (Y = X·Wᵀ), NN (dX = dY·W) or TN (dW = dYᵀ·X), contiguous operands. */
+function gemm(form: 'NT' | 'NN' | 'TN', m: number, n: number, k: number, extra: Partial<MatmulArgs> = {}): MatmulArgs {
+  const transA = form === 'TN', transB = form === 'NT';
+  return { m, n, k, transA, transB, a: { buffer: buf, ld: transA ? m : k }, b: { buffer: buf, ld: transB ? k : n }, c: { buffer: buf, ld: n }, ...extra };
+}
+
+describe('f16Plan', () => {
+  it('keeps the MLP GEMMs on the vec4 kernel with the K split they had', () => {
+    expect(f16Plan(gemm('NT', 4096, 4864, 896), opts)).toEqual({ kernel: 'vec', small: false, split: 1 });
+    expect(f16Plan(gemm('NT', 4096, 896, 4864), opts)).toEqual({ kernel: 'vec', small: false, split: 5 });
+    expect(f16Plan(gemm('TN', 4864, 896, 4096), opts)).toEqual({ kernel: 'vec', small: false, split: 4 });
+    for (const f of [gemm('NT', 4096, 4864, 896), gemm('NT', 4096, 896, 4864), gemm('TN', 4864, 896, 4096)])
+      expect(f16Plan(f, opts)).toEqual(f16Plan(f, { ...opts, plan: 'legacy' }));
+  });
+
+  it('puts the lm_head input gradient (1,024 × 896 × 151,936 a chunk) on the vec4 kernel in 19 K slices', () => {
+    expect(f16Plan(gemm('NN', 1024, 896, 151936), opts)).toEqual({ kernel: 'vec', small: false, split: 19 });
+    // Before: fewer than 132 large tiles sent it to the scalar-staged 64×64 kernel.
+    expect(f16Plan(gemm('NN', 1024, 896, 151936), { ...opts, plan: 'legacy' })).toMatchObject({ kernel: 'scalar', small: true });
+  });
+
+  it('splits the short-K q/o products and their weight gradients', () => {
+    expect(f16Plan(gemm('NT', 4096, 896, 896), opts)).toEqual({ kernel: 'vec', small: false, split: 3 });
+    expect(f16Plan(gemm('NT', 4096, 896, 896), { ...opts, plan: 'legacy' })).toEqual({ kernel: 'vec', small: false, split: 1 });
+    expect(f16Plan(gemm('TN', 896, 896, 4096), opts)).toEqual({ kernel: 'vec', small: false, split: 16 });
+    expect(f16Plan(gemm('NT', 2048, 896, 896), opts)).toEqual({ kernel: 'vec', small: false, split: 3 });
+  });
+
+  it('leaves to the scalar kernel what the vec4 grid cannot fill, and what it cannot read', () => {
+    // k/v forward: 32 large tiles, K = 896 → 96 workgroups < 132.
+    expect(f16Plan(gemm('NT', 4096, 128, 896), opts)).toMatchObject({ kernel: 'scalar', small: true });
+    expect(f16Plan(gemm('TN', 128, 896, 4096), opts)).toMatchObject({ kernel: 'scalar', small: true });
+    // f16 operands in memory, a K not a multiple of 4, or a forced scalar kernel.
+    expect(f16Plan(gemm('NN', 1024, 896, 151936), { ...opts, halfOperands: true }).kernel).toBe('scalar');
+    expect(f16Plan(gemm('NT', 4096, 4864, 894), opts).kernel).toBe('scalar');
+    expect(f16Plan(gemm('NT', 4096, 4864, 896), { ...opts, scalar: true }).kernel).toBe('scalar');
+  });
+
+  it("honours an explicit K split and a variant tile's own grid", () => {
+    expect(f16Plan(gemm('NT', 4096, 128, 896, { splitK: 2 }), opts)).toEqual({ kernel: 'vec', small: false, split: 2 });
+    // 64×64 variant: 64 × 14 = 896 tiles at 4096 × 896, K = 896 → split 2.
+    expect(f16Plan(gemm('NT', 4096, 896, 896), { ...opts, variant: { sgRows: 2, sgCols: 2, sgm: 32, sgn: 32, bk: 32 } })).toEqual({ kernel: 'vec', small: false, split: 2 });
+  });
+});
