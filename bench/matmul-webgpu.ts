@@ -25,6 +25,9 @@
  * subgroup grid, each subgroup's block of result matrices, K step; each checked as above first;
  * and the default tile on the kernel choice and K split before session 13 (f16Plan 'legacy').
  *
+ * --only-f16 also runs gemm_f16 on the plan before session 13 ('legacy plan') and the experimental
+ * kernel without workgroup memory (src/webgpu/gemm-f16-direct.ts), on converted and on f16 operands.
+ *
  * --flce: the lm_head's three GEMMs per 1024-row chunk (FusedLinearCrossEntropy at V = 151,936)
  * join the cases (operand buffers of 155M elements: GPU machines only, or with --scale).
  */
@@ -185,6 +188,10 @@ async function childOurs(reps: number): Promise<Row[]> {
   if (config && syntax && !F32_SWEEP && !F16_SWEEP) {
     variants.push(['gemm_f16 (f32 in memory)', (c, a, b) => gemmF16(ctx, view(c, a, b), { config, syntax }), false]);
     variants.push(['gemm_f16 legacy plan (f32 in memory)', (c, a, b) => gemmF16(ctx, view(c, a, b), { config, syntax, plan: 'legacy' }), false]);
+    // No workgroup memory: operands converted to f16 once per call, or already f16 (src/webgpu/gemm-f16-direct.ts).
+    const { gemmF16Direct } = await import('../src/webgpu/gemm-f16-direct.js');
+    variants.push(['gemm_f16 direct (f32 in memory, converted per call)', (c, a, b) => gemmF16Direct(ctx, view(c, a, b), { config, syntax }), false]);
+    variants.push(['gemm_f16 direct (f16 in memory)', (c, a, b) => gemmF16Direct(ctx, view(c, a, b), { config, syntax, halfOperands: true }), true]);
     variants.push(['gemm_f16 scalar staging (f32 in memory)', (c, a, b) => gemmF16(ctx, view(c, a, b), { config, syntax, scalar: true }), false]);
     variants.push(['gemm_f16 (f16 in memory)', (c, a, b) => gemmF16(ctx, view(c, a, b), { config, syntax, halfOperands: true }), true]);
   }

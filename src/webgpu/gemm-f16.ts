@@ -36,9 +36,9 @@ export function pickF16Config(configs: readonly { componentType: string; resultC
  */
 export type MatrixSyntax = 'bool' | 'template';
 
-const mLoad = (s: MatrixSyntax, t: string, ptr: string, off: string, stride: string, colMajor = false) =>
+export const mLoad = (s: MatrixSyntax, t: string, ptr: string, off: string, stride: string, colMajor = false) =>
   s === 'bool' ? `subgroupMatrixLoad<${t}>(${ptr}, ${off}, ${colMajor}, ${stride})` : `subgroupMatrixLoad<${t}, ${colMajor ? 'col_major' : 'row_major'}>(${ptr}, ${off}, ${stride})`;
-const mStore = (s: MatrixSyntax, ptr: string, off: string, v: string, stride: string) =>
+export const mStore = (s: MatrixSyntax, ptr: string, off: string, v: string, stride: string) =>
   s === 'bool' ? `subgroupMatrixStore(${ptr}, ${off}, ${v}, false, ${stride})` : `subgroupMatrixStore<row_major>(${ptr}, ${off}, ${v}, ${stride})`;
 
 /**
@@ -315,11 +315,20 @@ export function f16Plan(args: MatmulArgs, opts: F16Options): F16Plan {
   if (legacy || args.batch || args.tile) return { kernel: vec && (!base.small || opts.variant) ? 'vec' : 'scalar', ...base };
   if (!vec) return { kernel: 'scalar', small: base.small, split: base.split };
   const { sgRows, sgCols, sgm, sgn, bk } = opts.variant ?? F16_DEFAULT;
-  const { m, n, k } = args;
-  const tiles = Math.ceil(m / (sgRows * sgm)) * Math.ceil(n / (sgCols * sgn));
-  const split = args.splitK ?? (tiles >= SPLIT_TARGET ? 1 : Math.max(1, Math.min(Math.ceil(SPLIT_TARGET / tiles), Math.floor(k / F16_MIN_SLICE), 64)));
+  const { tiles, split } = f16Split(args, sgRows * sgm, sgCols * sgn, bk);
   if (tiles * split < FILL && args.splitK === undefined && !opts.variant) return { kernel: 'scalar', small: base.small, split: base.split };
-  return { kernel: 'vec', small: false, split: Math.max(1, Math.min(split, Math.ceil(k / bk))) };
+  return { kernel: 'vec', small: false, split };
+}
+
+/**
+ * `f16Plan`'s K split for a grid of bm×bn tiles walking K bk at a time (args.splitK wins): K cut
+ * until about SPLIT_TARGET workgroups, slices of at least F16_MIN_SLICE, at most 64 of them.
+ */
+export function f16Split(args: Pick<MatmulArgs, 'm' | 'n' | 'k' | 'splitK'>, bm: number, bn: number, bk: number): { tiles: number; split: number } {
+  const { m, n, k } = args;
+  const tiles = Math.ceil(m / bm) * Math.ceil(n / bn);
+  const split = args.splitK ?? (tiles >= SPLIT_TARGET ? 1 : Math.max(1, Math.min(Math.ceil(SPLIT_TARGET / tiles), Math.floor(k / F16_MIN_SLICE), 64)));
+  return { tiles, split: Math.max(1, Math.min(split, Math.ceil(k / bk))) };
 }
 
 /** Validate and record an f16-operand, f32-accumulate GEMM on subgroup matrices (see header). */

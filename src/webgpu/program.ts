@@ -15,7 +15,7 @@ export interface Uniform {
   value: number;
 }
 
-export type StorageType = 'f32' | 'u32' | 'i32' | 'f16' | 'vec4<f32>';
+export type StorageType = 'f32' | 'u32' | 'i32' | 'f16' | 'vec4<f32>' | 'vec4<f16>';
 
 export interface BindingDecl {
   name: string;

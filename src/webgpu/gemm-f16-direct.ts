@@ -1,0 +1,127 @@
+/// <reference types="@webgpu/types" />
+/**
+ * `gemmF16Direct`: gemm_f16 without workgroup memory — an experiment measured against
+ * ./gemm-f16.ts's vec4 kernel by bench/matmul-webgpu.ts (--only-f16); training does not use it.
+ *
+ * The vec4 kernel converts every staged f32 element to f16 and writes it to workgroup memory one
+ * 16-bit store at a time (WGSL's matrix loads read only array<f16>): 32 scalar stores per invocation
+ * per K step against 16 matrix multiplies per subgroup, and each element of A is converted once per
+ * column tile, each of B once per row tile. Here each operand is converted once (`toHalfProgram`:
+ * f32 → a contiguous f16 copy, a vec4 per invocation; skipped when the operands already are f16),
+ * and each subgroup loads its left and right matrices straight from the storage buffers, as
+ * stored (row- or column-major), leaving reuse between subgroups to the caches. No barriers.
+ *
+ * Tiles as the vec4 kernel's default: 128×128 per workgroup of 8 subgroups (2×4), each a 64×32
+ * block of cm×cn result matrices, K walked one matrix K at a time. Only whole tiles (M and N
+ * multiples of 128, K of the config's K), alpha 1, unbatched; K split as the vec4 kernel's (`f16Split`).
+ */
+import { fail } from '../errors.js';
+import type { GpuContext } from './context.js';
+import { F16_DEFAULT, f16Split, mLoad, mStore, type F16Options } from './gemm-f16.js';
+import { HEAD, range } from './gemm.js';
+import { checkMatmulArgs, gemmUniforms, runGemm, type MatmulArgs, type MatrixView } from './matmul.js';
+import { dispatch1d, type Program } from './program.js';
+
+const SG_ROWS = 2, SG_COLS = 4, TILE = 128;
+
+/** Why `args` cannot run on gemmF16Direct, or undefined when it can. */
+export function f16DirectWhyNot(args: MatmulArgs, opts: F16Options): string | undefined {
+  if (args.batch) return 'batched';
+  if ((args.alpha ?? 1) !== 1) return `alpha ${args.alpha}`;
+  if (args.m % TILE || args.n % TILE) return `M=${args.m}, N=${args.n} not multiples of ${TILE}`;
+  if (args.k % opts.config.K) return `K=${args.k} not a multiple of the matrix K ${opts.config.K}`;
+  return undefined;
+}
+
+/** f32 [rows, cols] (leading dimension ld, offset) → contiguous f16 [rows, cols]; cols a multiple of 4. */
+export function toHalfProgram(rows: number, cols: number, view: MatrixView): Program {
+  const quads = (rows * cols) / 4;
+  return {
+    name: 'gemm_f16_to_half',
+    cacheKey: 'f32',
+    workgroupSize: [256],
+    dispatch: dispatch1d(Math.ceil(quads / 256)),
+    uniforms: [
+      { name: 'quads', type: 'u32', value: quads },
+      { name: 'cols4', type: 'u32', value: cols / 4 },
+      { name: 'ld', type: 'u32', value: view.ld },
+      { name: 'off', type: 'u32', value: view.offset ?? 0 },
+    ],
+    bindings: [{ name: 'x', access: 'read', type: 'f32' }, { name: 'y', access: 'read_write', type: 'vec4<f16>' }],
+    extensions: ['f16'],
+    source: () => ({
+      main: `
+  let q = flatWorkgroup(wid, nwg) * 256u + lidx;
+  if (q >= u.quads) { return; }
+  let i = u.off + (q / u.cols4) * u.ld + 4u * (q % u.cols4);
+  y[q] = vec4<f16>(vec4<f32>(x[i], x[i + 1u], x[i + 2u], x[i + 3u]));`,
+    }),
+  };
+}
+
+/** The kernel (see header): f16 operands A, B; C f32. */
+export function gemmF16DirectProgram(args: MatmulArgs, split: number, opts: F16Options): Program {
+  const { transA = false, transB = false } = args;
+  const { M: cm, N: cn, K: ck } = opts.config;
+  const syntax = opts.syntax ?? 'bool';
+  const accumulate = split === 1 && (args.accumulate ?? false);
+  const { sgm, sgn } = F16_DEFAULT;
+  const mt = sgm / cm, nt = sgn / cn;
+  if (!Number.isInteger(mt) || !Number.isInteger(nt)) fail('usage', `gemm_f16_direct: subgroup matrix ${cm}x${cn}x${ck} does not tile a ${sgm}x${sgn} block`);
+  const slice = Math.ceil(Math.ceil(args.k / split) / ck) * ck;
+  const L = `subgroup_matrix_left<f16, ${ck}, ${cm}>`, R = `subgroup_matrix_right<f16, ${cn}, ${ck}>`, Res = `subgroup_matrix_result<f32, ${cn}, ${cm}>`;
+  // A [M, K] row-major, or stored [K, M] (transA): a column-major left matrix; B [K, N] row-major,
+  // or stored [N, K] (transB): a column-major right matrix.
+  const rowOf = (i: number) => `row0 + sr * ${sgm}u + ${i * cm}u`, colOf = (j: number) => `col0 + sc * ${sgn}u + ${j * cn}u`;
+  const left = (i: number) => (transA ? mLoad(syntax, L, '&A', `u.offA + k * u.lda + ${rowOf(i)}`, 'u.lda', true) : mLoad(syntax, L, '&A', `u.offA + (${rowOf(i)}) * u.lda + k`, 'u.lda'));
+  const right = (j: number) => (transB ? mLoad(syntax, R, '&B', `u.offB + (${colOf(j)}) * u.ldb + k`, 'u.ldb', true) : mLoad(syntax, R, '&B', `u.offB + k * u.ldb + ${colOf(j)}`, 'u.ldb'));
+  const cOff = (i: number, j: number) => `offC + (${rowOf(i)}) * u.ldc + ${colOf(j)}`;
+  const acc = (i: number, j: number) => `acc${i}_${j}`;
+  const cells = range(mt).flatMap((i) => range(nt).map((j) => [i, j] as const));
+  return {
+    name: 'gemm_f16_direct',
+    cacheKey: `${transA ? 'T' : 'N'}${transB ? 'T' : 'N'};acc=${accumulate ? 1 : 0};cfg=${cm}x${cn}x${ck};${syntax}`,
+    workgroupSize: [32 * SG_ROWS * SG_COLS],
+    dispatch: [args.n / TILE, args.m / TILE, split],
+    uniforms: gemmUniforms(args, split, slice),
+    bindings: [{ name: 'A', access: 'read', type: 'f16' }, { name: 'B', access: 'read', type: 'f16' }, { name: 'C', access: 'read_write', type: 'f32' }],
+    extensions: ['f16', 'chromium_experimental_subgroup_matrix'],
+    // Matrix offsets derive from lidx / 32: uniform within each subgroup of 32 consecutive lanes (NVIDIA's).
+    diagnosticsOff: ['chromium.subgroup_matrix_uniformity'],
+    source: () => ({
+      main: `
+  let sg = lidx / 32u; let sr = sg / ${SG_COLS}u; let sc = sg % ${SG_COLS}u;${HEAD(TILE, TILE)}
+  ${cells.map(([i, j]) => `var ${acc(i, j)} = ${accumulate ? mLoad(syntax, Res, '&C', cOff(i, j), 'u.ldc') : `${Res}()`};`).join('\n  ')}
+  for (var k = kBegin; k < kEnd; k += ${ck}u) {
+    ${range(mt).map((i) => `let l${i} = ${left(i)};`).join(' ')}
+    ${range(nt).map((j) => `let r${j} = ${right(j)};`).join(' ')}
+    ${cells.map(([i, j]) => `${acc(i, j)} = subgroupMatrixMultiplyAccumulate(l${i}, r${j}, ${acc(i, j)});`).join('\n    ')}
+  }
+  ${cells.map(([i, j]) => `${mStore(syntax, '&C', cOff(i, j), acc(i, j), 'u.ldc')};`).join('\n  ')}`,
+    }),
+  };
+}
+
+/**
+ * Record C = op(A)·op(B) (+ C) on gemmF16Direct: f32 operands converted to f16 copies first (temporaries
+ * of the context), f16 ones (`opts.halfOperands`) read as they are.
+ */
+export function gemmF16Direct(ctx: GpuContext, args: MatmulArgs, opts: F16Options): void {
+  if (!ctx.device.features.has('chromium-experimental-subgroup-matrix' as GPUFeatureName) || !ctx.device.features.has('shader-f16'))
+    fail('usage', "gemm_f16_direct: the device lacks 'chromium-experimental-subgroup-matrix' or 'shader-f16'");
+  checkMatmulArgs('gemm_f16_direct', args, opts.halfOperands ? 2 : 4);
+  const why = f16DirectWhyNot(args, opts);
+  if (why) fail('usage', `gemm_f16_direct: ${why}`);
+  if (args.m === 0 || args.n === 0) return;
+  const { transA = false, transB = false } = args;
+  const half = (name: string, v: MatrixView, rows: number, cols: number): MatrixView => {
+    if (opts.halfOperands) return v;
+    const y = ctx.temp(`gemm_f16_direct.${name}16`, rows * cols * 2, 'any');
+    ctx.run(toHalfProgram(rows, cols, v), [v.buffer, y]);
+    return { buffer: y, ld: cols };
+  };
+  const a = half('a', args.a, transA ? args.k : args.m, transA ? args.m : args.k);
+  const b = half('b', args.b, transB ? args.n : args.k, transB ? args.k : args.n);
+  const { split } = f16Split(args, TILE, TILE, opts.config.K);
+  runGemm(ctx, { ...args, a, b }, split, (x, s) => gemmF16DirectProgram(x, s, opts));
+}
