@@ -9,8 +9,10 @@
 # final:   ours with `train`'s defaults at the acceptance shapes and the anchors in the same call.
 # plan:    session 13's gemm_f16 plan (src/webgpu/gemm-f16.ts f16Plan: the vec4 kernel with K split
 #          wherever its grid fills the GPU — the lm_head's input gradient, the q/o products) against
-#          the plan before it: every step GEMM shape and the lm_head's (--only-f16 --flce), the FLCE
-#          op at f16, the mixed 8x512 step on both plans, and Liger bf16-amp in the same call.
+#          the plan before it, and the experimental kernel without workgroup memory
+#          (gemm-f16-direct.ts): every step GEMM shape and the lm_head's (--only-f16 --flce), and
+#          the FLCE op at f16 on both plans.
+# planstep: the mixed 8x512 step on both plans, and Liger / PyTorch bf16-amp in the same call.
 # mixed:   acceptance 2's next lead: a profiled mixed 8x512 step (GPU ms per op) with the current
 #          defaults, then gemm_f16's tile sweep; each run's output kept as it comes (tee).
 # steps:   the 0.5B builder step at the acceptance shapes, ours with the step tape replayed (the
@@ -24,7 +26,7 @@
 #          and beside the builder graph.
 # Results go to $OUT (the run tool's folder), one table printed at the end of each part.
 set -uo pipefail
-part=${1:?plan, replay, final, mixed, steps, more, anchors, sweep or export}
+part=${1:?plan, planstep, replay, final, mixed, steps, more, anchors, sweep or export}
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
 bash .gpu/unpack.sh >/dev/null && tar -xJf .gpu/extra.txz -C .gpu 2>/dev/null
@@ -61,11 +63,15 @@ case "$part" in
     step --flce-chunk 512 --runs fused-mlp-attn-linear:8x512,fused-mlp-attn-linear-mixed:8x512 --out /tmp/f3 2>&1 | grep -v '^\s*$' | tee "$OUT/chunk512.log" | grep '^|'
     for f in f1 f2 f3; do cp /tmp/$f/train-step-webgpu.json "$OUT/$f.json" 2>/dev/null; done ;;
   plan)
-    { timeout 200 node --liftoff-only dist/bench/matmul-webgpu.js --only-f16 --flce --reps 20 --out "$OUT/gemm"
-      timeout 120 node --liftoff-only dist/bench/flce-webgpu.js --preset qwen2-0.5b --chunk 1024 --f16 --json "$OUT/flce-f16.json"
-      step --runs fused-mlp-attn-linear-mixed:8x512 --settings default,gemm-f16-legacy --out /tmp/p1; } 2>&1 | grep -v '^\s*$' | tee "$OUT/plan.log" | grep '^|'
-    cp /tmp/p1/train-step-webgpu.json "$OUT/plan-steps.json" 2>/dev/null
-    PYTHONPATH=$PWD/.scratch/liger/src python3 bench/anchor_torch.py --shapes 8x512 --liger --amp | tee -a "$OUT/anchors.jsonl" ;;
+    { timeout 300 node --liftoff-only dist/bench/matmul-webgpu.js --only-f16 --flce --reps 20 --out "$OUT/gemm"
+      timeout 120 node --liftoff-only dist/bench/flce-webgpu.js --preset qwen2-0.5b --chunk 1024 --f16 --json "$OUT/flce-f16.json"; } 2>&1 | grep -v '^\s*$' | tee "$OUT/plan.log" | grep '^|' ;;
+  planstep)
+    step --runs fused-mlp-attn-linear-mixed:8x512 --settings default,gemm-f16-legacy --out /tmp/p1 2>&1 | grep -v '^\s*$' | tee "$OUT/planstep.log" | grep '^|'
+    cp /tmp/p1/train-step-webgpu.json "$OUT/planstep.json" 2>/dev/null
+    for flags in "--liger --amp" "--amp"; do
+      # shellcheck disable=SC2086
+      PYTHONPATH=$PWD/.scratch/liger/src python3 bench/anchor_torch.py --shapes 8x512 $flags | tee -a "$OUT/anchors.jsonl"
+    done ;;
   mixed)
     { node --liftoff-only dist/bench/train-step-webgpu.js --steps 3 --profile --runs fused-mlp-attn-linear-mixed:8x512 --out /tmp/m1
       timeout 400 node --liftoff-only dist/bench/matmul-webgpu.js --f16-sweep --reps 20 --out "$OUT/sweep"; } 2>&1 | grep -v '^\s*$' | tee "$OUT/mixed.log" | grep '^|'
