@@ -22,7 +22,8 @@
  * (default,attn; default,mlp,attn); a `-linear` suffix (fused-linear, fused-mlp-linear,
  * fused-mlp-attn-linear) adds each remaining projection by a parameter (the attention's q, k, v, o)
  * as one Linear op (`--fuse-linear`), run on our GEMM unless the run names its kernels
- * (default,linear; default,mlp,linear); a final `-mixed` (fused-mlp-mixed, fused-mlp-linear-mixed)
+ * (default,linear; default,mlp,linear), and `-linear-stack` (fused-mlp-attn-linear-stack) stacks the
+ * projections of one input, q, k and v, into one (`--stack-projections`); a final `-mixed` (fused-mlp-mixed, fused-mlp-linear-mixed)
  * trains with `--precision mixed` (the fused ops' GEMMs on f16 operands — the tensor cores where
  * Dawn offers them — and dynamic loss scaling; the row reports where the GEMMs ran). Kernels as
  * `ortfuse train --kernels` (all, none, default, or a '+'-joined list of flce, rmsnorm, swiglu, rope,
@@ -119,14 +120,15 @@ async function child(name: string, batch: number, seq: number, steps: number, ke
   const { dispatchProfile } = await import('../src/webgpu/context.js');
   const fuseMlp = variant.startsWith('fused-mlp');
   const fuseAttention = /^fused(-mlp)?-attn/.test(variant);
-  const fuseLinear = /^fused.*-linear(-mlpkeep|-mlprecompute)?$/.test(variant);
+  const fuseLinear = /^fused.*-linear(-stack)?(-mlpkeep|-mlprecompute)?$/.test(variant);
+  const stackProjections = fuseLinear && variant.includes('-linear-stack');
   const defaultKernels = ['default', ...(fuseMlp ? ['mlp'] : []), ...(fuseAttention ? ['attn'] : []), ...(fuseLinear ? ['linear'] : [])];
   const policy = kernels ? parseKernels(kernels.replace(/\+/g, ',')) : defaultKernels.length > 1 ? parseKernels(defaultKernels.join(',')) : {};
   const { rng } = await import('../src/random.js');
   const t0 = performance.now();
   const { loadFile } = await import('../src/onnx/io.js');
   const mlpRecompute = !fuseMlp ? undefined : variant.includes('-mlpkeep') ? 'off' as const : variant.includes('-mlprecompute') ? 'on' as const : undefined;
-  const prepared = prepareTraining(modelFile ? loadFile(modelFile) : buildQwen2(config, { seed: 0 }), { fuse: variant.startsWith('fused'), fuseMlp, mlpRecompute, fuseAttention, fuseLinear, target: 'webgpu', recompute: !variant.endsWith('-keep'), ...(mixed ? { precision: 'mixed' as const } : {}) });
+  const prepared = prepareTraining(modelFile ? loadFile(modelFile) : buildQwen2(config, { seed: 0 }), { fuse: variant.startsWith('fused'), fuseMlp, mlpRecompute, fuseAttention, fuseLinear, stackProjections, target: 'webgpu', recompute: !variant.endsWith('-keep'), ...(mixed ? { precision: 'mixed' as const } : {}) });
   // --flce-chunk N: the lm_head+loss kernel's rows per chunk (its chunk_size attribute; default 0 = flce.ts gpuChunkRows).
   const flceChunk = process.argv.includes('--flce-chunk') ? Number(arg('flce-chunk', '0')) : 0;
   if (flceChunk) {

@@ -19,6 +19,7 @@ import { fuseSwigluPass } from '../passes/fuse-swiglu.js';
 import { fuseSwigluMlpPass } from '../passes/fuse-swiglu-mlp.js';
 import { removeNoops } from '../passes/remove-noops.js';
 import { scatterAddIntoPass } from '../passes/scatter-add-into.js';
+import { stackProjections } from '../passes/stack-projections.js';
 
 export interface PassReport {
   name: string;
@@ -72,6 +73,11 @@ export interface FusionOptions {
    * `--fuse-linear`; in a Qwen2 the attention projections): off everywhere until its H200 measurement.
    */
   linear?: boolean;
+  /**
+   * With `linear`: the Linear ops that project one input as one Linear over their stacked weights
+   * and a Split (passes/stack-projections.ts; in a Qwen2 q, k and v): off until its H200 measurement.
+   */
+  stackProjections?: boolean;
 }
 
 /** The fusion passes, in order. */
@@ -96,6 +102,8 @@ export function fusionPipeline(opts: FusionOptions = {}): Pass[] {
     // Last: it takes the MatMuls by parameters the rules above left (the MLP's belong to
     // SwiGLUMLP, attention's products read no parameter, and it skips the lm_head's weight).
     ...(opts.linear ? [fuseLinearPass] : []),
+    // After fuse-linear: it stacks the Linear ops that read one input.
+    ...(opts.linear && opts.stackProjections ? [stackProjections] : []),
   ];
 }
 

@@ -178,6 +178,55 @@ describe.skipIf(!env.ctx)('glue kernels on the device (dawn.node)', () => {
     expect(() => scatterKernel.run(ctx, call, [f(15, [5, 3]), idx, f(6, [2, 3])], () => true)).toThrow(/data \[5,3\] is not of the output's shape \[4,3\]/);
   });
 
+  it('Concat, Split and Slice (the glue calls, attributes read from the nodes): block copies along any axis, unused outputs not made', async () => {
+    const m = createModel({ opset: 20 });
+    const g = new GraphBuilder(m.graph);
+    const F = DataType.FLOAT;
+    const [A, B] = [[2, 3, 4], [2, 5, 4]];
+    const a = g.input('a', F, A), b = g.input('b', F, B);
+    const cat = g.op.Concat(a, b, { axis: -2 });
+    const sizes = g.initializer('sizes', Tensor.from(DataType.INT64, [3], [1n, 2n, 1n]));
+    const parts = g.op.call('Split', [cat, sizes], { axis: 2 }, { outputs: 3 });
+    const cut = g.op.Slice(cat, g.initializer('s', Tensor.from(DataType.INT64, [1], [2n])), g.initializer('e', Tensor.from(DataType.INT64, [1], [6n])), g.initializer('ax', Tensor.from(DataType.INT64, [1], [1n])));
+    for (const v of [...parts, cut]) g.output(v);
+    inferShapes(m);
+    const x = randn(r, count(A)), y = randn(r, count(B));
+    const gv = (buffer: GPUBuffer, dims: number[]): GpuValue => ({ buffer, dims, type: 'float32' });
+    const callOf = (op: string, outputs: (string | null)[]) => {
+      const n = m.graph.nodes.find((k) => k.opType === op)!;
+      const rule = GLUE_BY_OP.get(op)!;
+      const rd2 = rule.read(n);
+      if ('why' in rd2) throw new Error(rd2.why);
+      return { rule, call: { op: rule.name, node: n.label, inputs: [], outputs, attrs: rd2.attrs } as KernelCall };
+    };
+    // Concat along axis 1 of [2, 3, 4] and [2, 5, 4] → [2, 8, 4].
+    const c = callOf('Concat', ['cat']);
+    const catOut = c.rule.run(ctx, c.call, [gv(ctx.upload('a', x), A), gv(ctx.upload('b', y), B)], () => false).outputs[0]!;
+    expect(catOut.dims).toEqual([2, 8, 4]);
+    const want = new Float32Array(64).map((_, i) => { const [i0, i1, i2] = unflat(i, [2, 8, 4]); return i1 < 3 ? at(x, A, [i0, i1, i2]) : at(y, B, [i0, i1 - 3, i2]); });
+    expect(await read(catOut.buffer, 64)).toEqual(want);
+    // Split along the last axis into 1, 2, 1 columns; the middle output unused.
+    const sp = callOf('Split', ['p0', null, 'p2']);
+    const outs = sp.rule.run(ctx, sp.call, [catOut], () => false).outputs;
+    expect(outs[1]).toBeUndefined();
+    expect(outs[0]!.dims).toEqual([2, 8, 1]);
+    expect(outs[2]!.dims).toEqual([2, 8, 1]);
+    expect(await read(outs[0]!.buffer, 16)).toEqual(want.filter((_, i) => i % 4 === 0));
+    expect(await read(outs[2]!.buffer, 16)).toEqual(want.filter((_, i) => i % 4 === 3));
+    // Slice rows 2..5 of axis 1.
+    const sl = callOf('Slice', ['cut']);
+    const cutOut = sl.rule.run(ctx, sl.call, [catOut], () => false).outputs[0]!;
+    expect(cutOut.dims).toEqual([2, 4, 4]);
+    expect(await read(cutOut.buffer, 32)).toEqual(want.filter((_, i) => { const j = unflat(i, [2, 8, 4])[1]; return j >= 2 && j < 6; }));
+    // What the glue leaves to ORT: a Slice cutting two axes, a step other than 1.
+    const two = g.op.Slice(cat, g.initializer('s2', Tensor.from(DataType.INT64, [2], [0n, 1n])), g.initializer('e2', Tensor.from(DataType.INT64, [2], [1n, 3n])), g.initializer('ax2', Tensor.from(DataType.INT64, [2], [0n, 1n])));
+    const stepped = g.op.Slice(cat, g.initializer('s3', Tensor.from(DataType.INT64, [1], [0n])), g.initializer('e3', Tensor.from(DataType.INT64, [1], [8n])), g.initializer('ax3', Tensor.from(DataType.INT64, [1], [1n])), g.initializer('st3', Tensor.from(DataType.INT64, [1], [2n])));
+    g.output(two); g.output(stepped);
+    inferShapes(m);
+    expect(GLUE_BY_OP.get('Slice')!.read(two.producer!)).toEqual({ why: 'it cuts 2 axes (our Slice copies one)' });
+    expect(GLUE_BY_OP.get('Slice')!.read(stepped.producer!)).toEqual({ why: 'steps [2] (our Slice copies step 1)' });
+  });
+
   it('errors name the kernel and the shapes', () => {
     const b = ctx.upload('x', new Float32Array(6));
     expect(() => addBroadcast(ctx, { buffer: b, dims: [2, 3] }, { buffer: b, dims: [2] })).toThrow(/Add: shapes \[2,3\] and \[2\] do not broadcast/);

@@ -12,7 +12,8 @@
 #          the plan before it, and the experimental kernel without workgroup memory
 #          (gemm-f16-direct.ts): every step GEMM shape and the lm_head's (--only-f16 --flce), and
 #          the FLCE op at f16 on both plans.
-# planstep: the mixed 8x512 step on both plans, and Liger / PyTorch bf16-amp in the same call.
+# planstep: the mixed 8x512 step on both plans, with and without --stack-projections (q, k, v as
+#          one GEMM), the fp32 one stacked, and Liger / PyTorch bf16-amp in the same call.
 # mixed:   acceptance 2's next lead: a profiled mixed 8x512 step (GPU ms per op) with the current
 #          defaults, then gemm_f16's tile sweep; each run's output kept as it comes (tee).
 # steps:   the 0.5B builder step at the acceptance shapes, ours with the step tape replayed (the
@@ -66,8 +67,9 @@ case "$part" in
     { timeout 300 node --liftoff-only dist/bench/matmul-webgpu.js --only-f16 --flce --reps 20 --out "$OUT/gemm"
       timeout 120 node --liftoff-only dist/bench/flce-webgpu.js --preset qwen2-0.5b --chunk 1024 --f16 --json "$OUT/flce-f16.json"; } 2>&1 | grep -v '^\s*$' | tee "$OUT/plan.log" | grep '^|' ;;
   planstep)
-    step --runs fused-mlp-attn-linear-mixed:8x512 --settings default,gemm-f16-legacy --out /tmp/p1 2>&1 | grep -v '^\s*$' | tee "$OUT/planstep.log" | grep '^|'
-    cp /tmp/p1/train-step-webgpu.json "$OUT/planstep.json" 2>/dev/null
+    { step --runs fused-mlp-attn-linear-mixed:8x512,fused-mlp-attn-linear-stack-mixed:8x512,fused-mlp-attn-linear-stack:8x512 --out /tmp/p1
+      step --runs fused-mlp-attn-linear-mixed:8x512 --settings gemm-f16-legacy --out /tmp/p2; } 2>&1 | grep -v '^\s*$' | tee "$OUT/planstep.log" | grep '^|'
+    cp /tmp/p1/train-step-webgpu.json "$OUT/planstep.json" 2>/dev/null; cp /tmp/p2/train-step-webgpu.json "$OUT/planstep-legacy.json" 2>/dev/null
     for flags in "--liger --amp" "--amp"; do
       # shellcheck disable=SC2086
       PYTHONPATH=$PWD/.scratch/liger/src python3 bench/anchor_torch.py --shapes 8x512 $flags | tee -a "$OUT/anchors.jsonl"

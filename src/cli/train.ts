@@ -75,6 +75,7 @@ export const trainCommand: CliCommand<TrainArgs> = {
       .option('--no-fuse-attention', 'keep the attention as ORT MatMul/Softmax nodes (the default on cpu)')
       .option('--fuse-linear', "also fuse each remaining projection by a parameter (the attention's q, k, v with bias, o) into one Linear op, run on our GEMM by the webgpu kernels (default on the webgpu backend; off on cpu)")
       .option('--no-fuse-linear', 'keep the projections as ORT MatMuls (the default on cpu)')
+      .option('--stack-projections', "with the fused projections: those that read one input (q, k, v) as one Linear over their stacked weights and a Split (off by default until measured on a GPU)")
       .option('--no-fuse-mlp', 'keep the MLP as MatMuls around the SwiGLU op (the webgpu default before 2026-12-04)')
       .option('--seed <n>', 'seed for batch order', '0')
       .option('--warmup <n>', 'warm-up steps (default: min(10, steps/10))')
@@ -112,6 +113,7 @@ export const trainCommand: CliCommand<TrainArgs> = {
     if (!MLP_RECOMPUTE.includes(o.mlpRecompute as MlpRecompute)) fail('usage', `--mlp-recompute ${o.mlpRecompute}: expected one of ${MLP_RECOMPUTE.join(', ')}`);
     if (o.fuse === false && o.fuseAttention === true) fail('usage', '--fuse-attention and --no-fuse contradict each other');
     if (o.fuse === false && o.fuseLinear === true) fail('usage', '--fuse-linear and --no-fuse contradict each other');
+    if (o.stackProjections === true && (o.fuse === false || o.fuseLinear === false)) fail('usage', `--stack-projections stacks the fused projections: drop ${o.fuse === false ? '--no-fuse' : '--no-fuse-linear'}`);
     return {
       input: positionals[0] as string | undefined,
       steps: num(o.steps, 'steps'),
@@ -124,6 +126,7 @@ export const trainCommand: CliCommand<TrainArgs> = {
       mlpRecompute: o.mlpRecompute === 'auto' ? undefined : o.mlpRecompute as MlpRecompute,
       fuseAttention: o.fuseAttention as boolean | undefined,
       fuseLinear: o.fuseLinear as boolean | undefined,
+      ...(o.stackProjections === true ? { stackProjections: true } : {}),
       warmup: o.warmup === undefined ? undefined : num(o.warmup, 'warmup'),
       weightDecay: num(o.weightDecay, 'weight-decay', false),
       maxGradNorm: num(o.clip, 'clip', false),

@@ -73,6 +73,8 @@ export interface TrainingGraphOptions {
   fuseAttention?: boolean;
   /** With `fuse`: also fuse each remaining projection by a parameter into one Linear op (`--fuse-linear`; default false until measured). */
   fuseLinear?: boolean;
+  /** With `fuseLinear`: the Linear ops that project one input stacked into one (passes/stack-projections.ts; q, k, v); default false until measured. */
+  stackProjections?: boolean;
   target?: 'cpu' | 'webgpu';
   /** Recompute cheap forward values in the backward (default true; src/autodiff/recompute.ts). */
   recompute?: boolean;
@@ -122,7 +124,9 @@ export function trainingGraph(model: Model, opts: TrainingGraphOptions): { train
   let report: PipelineReport | undefined;
   const mixedPrecision = opts.precision === 'mixed';
   if (mixedPrecision && !opts.fuse) fail('usage', "mixed precision rounds the fused ops' GEMM operands; it needs fuse");
-  if (opts.fuse) report = runPipeline(model, defaultPipeline({ mlp: opts.fuseMlp, attention: opts.fuseAttention, linear: opts.fuseLinear }), { options: { training: true } });
+  const chosen = opts.parameters;
+  // The trainable set (when chosen) keeps frozen weights out of stacked projections.
+  if (opts.fuse) report = runPipeline(model, defaultPipeline({ mlp: opts.fuseMlp, attention: opts.fuseAttention, linear: opts.fuseLinear, stackProjections: opts.stackProjections }), { options: { training: true, ...(chosen ? { trainable: chosen } : {}) } });
   // On the fused forward, before autodiff: the gradient rules carry the attribute to the backward ops.
   const mixed = mixedPrecision ? { marked: markMixedPrecision(model, FUSED_OPS) } : undefined;
   if (opts.target === 'webgpu')
@@ -131,7 +135,6 @@ export function trainingGraph(model: Model, opts: TrainingGraphOptions): { train
       const r = pass.run(model, newContext());
       report?.passes.push({ name: pass.name, modified: r.modified, counts: r.counts, ms: performance.now() - t0 });
     }
-  const chosen = opts.parameters;
   // Unplanned, the fused MLPs' form is settled here; planned, by the planner.
   const inOps = mlpInOps(opts.mlpRecompute, false, opts.target ?? 'cpu', mixedPrecision) === 'all';
   const recompute = opts.memory ? false : opts.recompute ?? true ? { inOps } : inOps && { accept: () => false, inOps };
@@ -167,7 +170,7 @@ export function prepareTraining(model: Model, opts: TrainingGraphOptions & Selec
   for (const name of ['input_ids', 'labels', 'loss'])
     if (!model.graph.findValue(name)) fail('invalid', `the model must have inputs input_ids and labels and a 'loss' value (missing '${name}')`);
   // buildTrainingGraph works on a copy: the model keeps its initializers for the initial values.
-  const { train, report, memory, mixed } = trainingGraph(model, { fuse: opts.fuse, fuseMlp: opts.fuseMlp, mlpRecompute: opts.mlpRecompute, fuseAttention: opts.fuseAttention, fuseLinear: opts.fuseLinear, target: opts.target, recompute: opts.recompute, memory: opts.memory, parameters: new Set(selected.trained.map((p) => p.name)), precision: opts.precision });
+  const { train, report, memory, mixed } = trainingGraph(model, { fuse: opts.fuse, fuseMlp: opts.fuseMlp, mlpRecompute: opts.mlpRecompute, fuseAttention: opts.fuseAttention, fuseLinear: opts.fuseLinear, stackProjections: opts.stackProjections, target: opts.target, recompute: opts.recompute, memory: opts.memory, parameters: new Set(selected.trained.map((p) => p.name)), precision: opts.precision });
   const values = new Map<string, Float32Array>();
   for (const v of model.graph.initializers) if (v.initializer!.dtype === DataType.FLOAT) values.set(v.name, v.initializer!.toArray() as Float32Array);
   const sig = trainingSignature(train);

@@ -62,6 +62,8 @@ export interface TrainOptions {
   fuseMlp?: boolean;
   /** With `fuse`: each remaining projection by a parameter (the attention's q, k, v, o) as one Linear op (`--fuse-linear`; default: on webgpu, see defaultFuseLinear). */
   fuseLinear?: boolean;
+  /** With the fused projections: those that read one input (q, k, v) stacked into one Linear (`--stack-projections`; passes/stack-projections.ts; default off until measured). */
+  stackProjections?: boolean;
   /** With the fused MLP: whether its backward recomputes gate and up (`--mlp-recompute`; default 'auto': src/runtime/memory-budget.ts mlpInOps). */
   mlpRecompute?: MlpRecompute;
   /** With `fuse`: each layer's causal attention as one op (`--fuse-attention`; default: on webgpu, see defaultFuseAttention). */
@@ -256,7 +258,8 @@ export async function runTraining(model: Model, text: string, tok: Tokenizer, o:
   const precision = o.precision ?? 'fp32';
   const fuseLinear = o.fuseLinear ?? defaultFuseLinear(backend, o.fuse);
   const fuseAttention = o.fuseAttention ?? defaultFuseAttention(backend, o.fuse);
-  const prepared = prepareTraining(model, { fuse: o.fuse, fuseMlp, mlpRecompute: o.mlpRecompute, fuseAttention, fuseLinear, target: backend, trainable: o.trainable, freeze: o.freeze, lora: o.lora, memory: memoryRequest, precision });
+  if (o.stackProjections && !fuseLinear) fail('usage', `--stack-projections stacks the fused projections, which this run does not fuse (${o.fuse ? '--fuse-linear is off' : '--no-fuse'})`);
+  const prepared = prepareTraining(model, { fuse: o.fuse, fuseMlp, mlpRecompute: o.mlpRecompute, fuseAttention, fuseLinear, stackProjections: o.stackProjections, target: backend, trainable: o.trainable, freeze: o.freeze, lora: o.lora, memory: memoryRequest, precision });
   const nParams = [...prepared.initial.values()].reduce((s, p) => s + p.length, 0);
   const shapes: ParamShapes = prepared.train.graph.inputs
     .filter((v) => prepared.initial.has(v.name))

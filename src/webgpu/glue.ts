@@ -118,6 +118,53 @@ export function addBroadcast(ctx: GpuContext, a: { buffer: GPUBuffer; dims: read
   return { buffer: y, dims };
 }
 
+/** A block of `rows` × `cols` 4-byte elements: row r of the source at `srcOffset + r·srcLd`, of the destination at `dstOffset + r·dstLd` (elements). */
+export interface Block {
+  rows: number;
+  cols: number;
+  srcLd: number;
+  srcOffset: number;
+  dstLd: number;
+  dstOffset: number;
+}
+
+/**
+ * dst[block] = src[block]: one column range of a row-major view into another — a Concat input into
+ * its place in the output, a Split or Slice output out of its input, along any axis (rows = the
+ * product of the dims before it, columns = the axis' range times the dims after it).
+ */
+export function copyBlock(ctx: GpuContext, src: GPUBuffer, dst: GPUBuffer, b: Block): void {
+  const k = 'copyBlock';
+  const n = b.rows * b.cols;
+  if (![b.rows, b.cols, b.srcLd, b.srcOffset, b.dstLd, b.dstOffset].every((x) => Number.isInteger(x) && x >= 0) || b.cols > b.srcLd || b.cols > b.dstLd)
+    fail('usage', `${k}: ${JSON.stringify(b)} is not a block of both views`);
+  if (src === dst) fail('usage', `${k}: the source and the destination are one buffer`);
+  if (n === 0) return;
+  checkU32(k, 'block', n);
+  checkBuffer(k, 'src', src, b.srcOffset + (b.rows - 1) * b.srcLd + b.cols);
+  checkBuffer(k, 'dst', dst, b.dstOffset + (b.rows - 1) * b.dstLd + b.cols);
+  const uniforms: Uniform[] = [
+    { name: 'n', type: 'u32', value: n }, { name: 'cols', type: 'u32', value: b.cols },
+    { name: 'srcLd', type: 'u32', value: b.srcLd }, { name: 'srcOff', type: 'u32', value: b.srcOffset },
+    { name: 'dstLd', type: 'u32', value: b.dstLd }, { name: 'dstOff', type: 'u32', value: b.dstOffset },
+  ];
+  ctx.run({
+    name: 'copy_block',
+    cacheKey: 'f32',
+    workgroupSize: [WG],
+    dispatch: dispatch1d(Math.ceil(n / WG)),
+    uniforms,
+    bindings: [{ name: 'X', access: 'read', type: 'f32' }, { name: 'Y', access: 'read_write', type: 'f32' }],
+    source: () => ({
+      main: `
+  let i = flatWorkgroup(wid, nwg) * ${WG}u + lidx;
+  if (i >= u.n) { return; }
+  let r = i / u.cols; let c = i % u.cols;
+  Y[u.dstOff + r * u.dstLd + c] = X[u.srcOff + r * u.srcLd + c];`,
+    }),
+  }, [src, dst]);
+}
+
 /** The output dims of transposing `dims` by `perm` (ONNX: default reverses), or an error. */
 export function transposeDims(kernel: string, dims: readonly number[], perm: readonly number[] | undefined): { dims: number[]; perm: number[] } {
   const p = perm ?? dims.map((_, i) => dims.length - 1 - i);

@@ -27,6 +27,10 @@
  *                                             buffer when the plan no longer reads it, else into a
  *                                             copy. Repeated indices sum in row order from the
  *                                             starting value (deterministic; ORT's CPU sums).
+ *   Concat, Split, Slice (one axis, step 1)   fp32 of static shapes, constant split sizes and slice
+ *                                             bounds: a block copy per input or output (the stacked
+ *                                             projections of passes/stack-projections.ts and their
+ *                                             gradients).
  *   Gather, axis 0                            the embedding: rows of fp32 data [V, H…] (a parameter
  *                                             or a value of ours) by int64 indices — these may be the
  *                                             batch's input_ids, written to the GPU once a step (the
@@ -36,8 +40,8 @@ import { fail } from '../../errors.js';
 import type { Graph, Node, Value } from '../../ir/graph.js';
 import { DataType } from '../../onnx/schema.js';
 import { f32, floatInputs, kernelIo, type KernelCall, type KernelPolicy, type KernelRead, type WebGpuKernel } from '../../ops/kernel.js';
-import { zerosOfShape } from '../../rewrite/constant.js';
-import { addBroadcast, broadcastDims, gatherRows, MAX_RANK, scatterAdd, transpose } from '../../webgpu/glue.js';
+import { constantNumbers, zerosOfShape } from '../../rewrite/constant.js';
+import { addBroadcast, broadcastDims, copyBlock, gatherRows, MAX_RANK, scatterAdd, transpose } from '../../webgpu/glue.js';
 
 /**
  * `--kernels glue`, on by default: with every fused op on our kernels the 0.5B 8×512 mixed step
@@ -186,13 +190,144 @@ const gatherKernel: WebGpuKernel = {
   },
 };
 
+/** Static dims of every value in `vs`, or why not. */
+function staticDims(vs: readonly (Value | null | undefined)[]): number[][] | string {
+  const out: number[][] = [];
+  for (const v of vs) {
+    const s = v?.tensorType?.shape;
+    if (!s || !s.every((d): d is number => typeof d === 'number')) return `the shape of '${v?.name}' is not static`;
+    out.push(s);
+  }
+  return out;
+}
+
+/** `axis` (negative counts from the end) in [0, rank), or undefined. */
+function normAxis(axis: number, rank: number): number | undefined {
+  const a = axis < 0 ? axis + rank : axis;
+  return a >= 0 && a < rank ? a : undefined;
+}
+
+const prod = (dims: readonly number[]) => elements(dims);
+
+/**
+ * Rows and row length of `dims` cut at `axis`: rows = the dims before it, inner = the dims after
+ * it; a range [a, b) of the axis is the column range [a·inner, b·inner) of every row.
+ */
+const cut = (dims: readonly number[], axis: number) => ({ rows: prod(dims.slice(0, axis)), inner: prod(dims.slice(axis + 1)) });
+
+const concatKernel: WebGpuKernel = {
+  name: 'concat', policy: GLUE_POLICY,
+  read(n): KernelRead {
+    const why = floatInputs(n, n.inputs.length) ?? rankOk(n);
+    if (why) return { why };
+    const shapes = staticDims([...n.inputs, n.outputs[0]]);
+    if (typeof shapes === 'string') return { why: shapes };
+    const out = shapes.pop()!;
+    const axis = normAxis(n.attrInt('axis', 0), out.length);
+    if (axis === undefined) return { why: `axis ${n.attrInt('axis', 0)} is outside rank ${out.length}` };
+    return { attrs: { axis, dims: out.join(','), parts: shapes.map((d) => d[axis]).join(',') } };
+  },
+  run(ctx, call, inputs) {
+    const { need, keep, drop, where } = kernelIo(call, inputs);
+    const dims = attrDims(call), axis = Number(call.attrs.axis), parts = String(call.attrs.parts).split(',').map(Number);
+    const { rows, inner } = cut(dims, axis);
+    const out = ctx.buffer('concat.out', elements(dims) * 4, 'any');
+    let at = 0;
+    parts.forEach((size, j) => {
+      const x = need(j, `input ${j}`);
+      if (x.dims.length !== dims.length || x.dims.some((d, i) => d !== (i === axis ? size : dims[i]))) fail('runtime', `${where}: input ${j} [${x.dims}] does not fit the output [${dims}] at axis ${axis}`);
+      copyBlock(ctx, x.buffer, out, { rows, cols: size * inner, srcLd: size * inner, srcOffset: 0, dstLd: dims[axis] * inner, dstOffset: at * inner });
+      at += size;
+    });
+    return { outputs: [keep(0, f32(out, dims))], drop };
+  },
+};
+
+/** Split's sizes along its axis: the `split` input (a constant) or attribute, else equal parts. */
+function splitSizes(n: Node, extent: number): number[] | string {
+  const given = n.inputs[1] ? constantNumbers(n.inputs[1]) : n.attr('split') ? n.attrInts('split') : undefined;
+  if (n.inputs[1] && !given) return `its split sizes '${n.inputs[1].name}' are not a constant`;
+  if (given) return given.reduce((a, b) => a + b, 0) === extent ? given : `split sizes [${given}] do not add up to ${extent}`;
+  const k = n.outputs.length;
+  return extent % k === 0 ? new Array(k).fill(extent / k) : `${extent} does not split into ${k} equal parts`;
+}
+
+const splitKernel: WebGpuKernel = {
+  name: 'split', policy: GLUE_POLICY,
+  read(n): KernelRead {
+    const why = floatInputs(n, 1) ?? rankOk(n);
+    if (why) return { why };
+    const shapes = staticDims([n.inputs[0]]);
+    if (typeof shapes === 'string') return { why: shapes };
+    const dims = shapes[0];
+    const axis = normAxis(n.attrInt('axis', 0), dims.length);
+    if (axis === undefined) return { why: `axis ${n.attrInt('axis', 0)} is outside rank ${dims.length}` };
+    const sizes = splitSizes(n, dims[axis]);
+    if (typeof sizes === 'string') return { why: sizes };
+    if (sizes.length !== n.outputs.length) return { why: `${sizes.length} split sizes for ${n.outputs.length} outputs` };
+    return { attrs: { axis, dims: dims.join(','), sizes: sizes.join(',') } };
+  },
+  run(ctx, call, inputs) {
+    const { need, drop, where } = kernelIo(call, inputs);
+    const x = need(0, 'input');
+    const dims = attrDims(call), axis = Number(call.attrs.axis), sizes = String(call.attrs.sizes).split(',').map(Number);
+    if (x.dims.length !== dims.length || x.dims.some((d, i) => d !== dims[i])) fail('runtime', `${where}: input [${x.dims}] is not the planned [${dims}]`);
+    const { rows, inner } = cut(dims, axis);
+    let at = 0;
+    const outputs = sizes.map((size, k) => {
+      const from = at;
+      at += size;
+      if (call.outputs[k] == null) return undefined;
+      const od = dims.map((d, i) => (i === axis ? size : d));
+      const y = ctx.buffer('split.out', elements(od) * 4, 'any');
+      copyBlock(ctx, x.buffer, y, { rows, cols: size * inner, srcLd: dims[axis] * inner, srcOffset: from * inner, dstLd: size * inner, dstOffset: 0 });
+      return f32(y, od);
+    });
+    return { outputs, drop };
+  },
+};
+
+const sliceKernel: WebGpuKernel = {
+  name: 'slice', policy: GLUE_POLICY,
+  read(n): KernelRead {
+    const why = floatInputs(n, 1) ?? rankOk(n);
+    if (why) return { why };
+    const shapes = staticDims([n.inputs[0], n.outputs[0]]);
+    if (typeof shapes === 'string') return { why: shapes };
+    const [dims, out] = shapes;
+    const [starts, , axes, steps] = [1, 2, 3, 4].map((i) => (n.inputs[i] ? constantNumbers(n.inputs[i]) : undefined));
+    if (!starts || (n.inputs[3] && !axes) || (n.inputs[4] && !steps)) return { why: 'its starts, axes or steps are not constants' };
+    if (steps?.some((x) => x !== 1)) return { why: `steps [${steps}] (our Slice copies step 1)` };
+    // The one axis whose extent changes (any other must be whole), and where its range starts.
+    const cutAxes = dims.map((d, i) => i).filter((i) => out[i] !== dims[i]);
+    if (cutAxes.length > 1) return { why: `it cuts ${cutAxes.length} axes (our Slice copies one)` };
+    const axis = cutAxes[0] ?? 0;
+    const k = (axes ?? starts.map((_, i) => i)).findIndex((a) => normAxis(a, dims.length) === axis);
+    const s = k < 0 ? 0 : starts[k] < 0 ? starts[k] + dims[axis] : starts[k];
+    const start = Math.min(Math.max(s, 0), dims[axis]);
+    if (start + out[axis] > dims[axis]) return { why: `the range [${start}, ${start + out[axis]}) is outside axis ${axis} of [${dims}]` };
+    return { attrs: { axis, start, from: dims.join(','), dims: out.join(',') } };
+  },
+  run(ctx, call, inputs) {
+    const { need, keep, drop, where } = kernelIo(call, inputs);
+    const x = need(0, 'data');
+    const from = String(call.attrs.from).split(',').map(Number), dims = attrDims(call), axis = Number(call.attrs.axis), start = Number(call.attrs.start);
+    if (x.dims.length !== from.length || x.dims.some((d, i) => d !== from[i])) fail('runtime', `${where}: input [${x.dims}] is not the planned [${from}]`);
+    const { rows, inner } = cut(from, axis);
+    const y = ctx.buffer('slice.out', elements(dims) * 4, 'any');
+    copyBlock(ctx, x.buffer, y, { rows, cols: dims[axis] * inner, srcLd: from[axis] * inner, srcOffset: start * inner, dstLd: dims[axis] * inner, dstOffset: 0 });
+    return { outputs: [keep(0, f32(y, dims))], drop };
+  },
+};
+
 /** The glue kernels by ONNX op type (domain ''). */
 export const GLUE_BY_OP: ReadonlyMap<string, WebGpuKernel> = new Map([
   ['Add', addKernel], ['Transpose', transposeKernel], ['ScatterND', scatterAddKernel], ['Gather', gatherKernel], ...[...VIEWS].map((op) => [op, viewKernel] as const),
+  ['Concat', concatKernel], ['Split', splitKernel], ['Slice', sliceKernel],
 ]);
 
 /** The glue kernels by kernel name (KernelCall.op). */
-export const GLUE_KERNELS: ReadonlyMap<string, WebGpuKernel> = new Map([addKernel, transposeKernel, scatterAddKernel, gatherKernel, viewKernel].map((k) => [k.name, k]));
+export const GLUE_KERNELS: ReadonlyMap<string, WebGpuKernel> = new Map([addKernel, transposeKernel, scatterAddKernel, gatherKernel, viewKernel, concatKernel, splitKernel, sliceKernel].map((k) => [k.name, k]));
 
 /** The inputs of `n` (by index) its glue call may read from the host-fed batch: Gather's indices. */
 export function glueHostInputs(n: Node): number[] {
@@ -201,11 +336,12 @@ export function glueHostInputs(n: Node): number[] {
 
 /**
  * The inputs of `n` (by index) that its glue call reads, in the call's input order: input 0 for
- * the views (their shape and axes inputs are read at plan time into the call's attributes), the
+ * the views, Split and Slice (their shape, axes, sizes and bounds are read at plan time into the call's attributes), the
  * indices and updates for a ScatterND onto zeros (the zeros are the kernel's own), all for the others.
  */
 export function glueInputs(n: Node): number[] {
-  if (VIEWS.has(n.opType)) return [0];
+  // Split sizes and Slice bounds are constants read at plan time into the call's attributes.
+  if (VIEWS.has(n.opType) || n.opType === 'Split' || n.opType === 'Slice') return [0];
   if (n.opType === 'ScatterND' && ontoZeros(n)) return [1, 2];
   return n.inputs.map((_, i) => i);
 }
