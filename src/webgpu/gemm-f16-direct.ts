@@ -11,8 +11,9 @@
  * and each subgroup loads its left and right matrices straight from the storage buffers, as
  * stored (row- or column-major), leaving reuse between subgroups to the caches. No barriers.
  *
- * Tiles as the vec4 kernel's default: 128×128 per workgroup of 8 subgroups (2×4), each a 64×32
- * block of cm×cn result matrices, K walked one matrix K at a time. Only whole tiles (M and N
+ * Tiles of 128×128 per workgroup: by default 8 subgroups (2×4), each a 64×32 block of cm×cn result
+ * matrices, as the vec4 kernel's; `opts.variant` may split the tile otherwise (2×2 of 64×64: more
+ * reuse of each loaded matrix, more registers; 4×4 of 32×32). K walked one matrix K at a time. Only whole tiles (M and N
  * multiples of 128, K of the config's K), alpha 1, unbatched; K split as the vec4 kernel's (`f16Split`).
  */
 import { fail } from '../errors.js';
@@ -22,7 +23,14 @@ import { HEAD, range } from './gemm.js';
 import { checkMatmulArgs, gemmUniforms, runGemm, type MatmulArgs, type MatrixView } from './matmul.js';
 import { dispatch1d, type Program } from './program.js';
 
-const SG_ROWS = 2, SG_COLS = 4, TILE = 128;
+const TILE = 128;
+
+/** The subgroup grid of a variant (F16Options.variant: sgRows × sgCols subgroups, each sgm × sgn; its bk is not used), default F16_DEFAULT's. */
+function grid(opts: F16Options): { sgRows: number; sgCols: number; sgm: number; sgn: number } {
+  const v = opts.variant ?? F16_DEFAULT;
+  if (v.sgRows * v.sgm !== TILE || v.sgCols * v.sgn !== TILE) fail('usage', `gemm_f16_direct: ${v.sgRows}x${v.sgCols} subgroups of ${v.sgm}x${v.sgn} do not make its ${TILE}x${TILE} tile`);
+  return v;
+}
 
 /** Why `args` cannot run on gemmF16Direct, or undefined when it can. */
 export function f16DirectWhyNot(args: MatmulArgs, opts: F16Options): string | undefined {
@@ -65,7 +73,7 @@ export function gemmF16DirectProgram(args: MatmulArgs, split: number, opts: F16O
   const { M: cm, N: cn, K: ck } = opts.config;
   const syntax = opts.syntax ?? 'bool';
   const accumulate = split === 1 && (args.accumulate ?? false);
-  const { sgm, sgn } = F16_DEFAULT;
+  const { sgRows, sgCols, sgm, sgn } = grid(opts);
   const mt = sgm / cm, nt = sgn / cn;
   if (!Number.isInteger(mt) || !Number.isInteger(nt)) fail('usage', `gemm_f16_direct: subgroup matrix ${cm}x${cn}x${ck} does not tile a ${sgm}x${sgn} block`);
   const slice = Math.ceil(Math.ceil(args.k / split) / ck) * ck;
@@ -80,8 +88,8 @@ export function gemmF16DirectProgram(args: MatmulArgs, split: number, opts: F16O
   const cells = range(mt).flatMap((i) => range(nt).map((j) => [i, j] as const));
   return {
     name: 'gemm_f16_direct',
-    cacheKey: `${transA ? 'T' : 'N'}${transB ? 'T' : 'N'};acc=${accumulate ? 1 : 0};cfg=${cm}x${cn}x${ck};${syntax}`,
-    workgroupSize: [32 * SG_ROWS * SG_COLS],
+    cacheKey: `${transA ? 'T' : 'N'}${transB ? 'T' : 'N'};acc=${accumulate ? 1 : 0};cfg=${cm}x${cn}x${ck};${syntax};grid=${sgRows}x${sgCols}`,
+    workgroupSize: [32 * sgRows * sgCols],
     dispatch: [args.n / TILE, args.m / TILE, split],
     uniforms: gemmUniforms(args, split, slice),
     bindings: [{ name: 'A', access: 'read', type: 'f16' }, { name: 'B', access: 'read', type: 'f16' }, { name: 'C', access: 'read_write', type: 'f32' }],
@@ -90,7 +98,7 @@ export function gemmF16DirectProgram(args: MatmulArgs, split: number, opts: F16O
     diagnosticsOff: ['chromium.subgroup_matrix_uniformity'],
     source: () => ({
       main: `
-  let sg = lidx / 32u; let sr = sg / ${SG_COLS}u; let sc = sg % ${SG_COLS}u;${HEAD(TILE, TILE)}
+  let sg = lidx / 32u; let sr = sg / ${sgCols}u; let sc = sg % ${sgCols}u;${HEAD(TILE, TILE)}
   ${cells.map(([i, j]) => `var ${acc(i, j)} = ${accumulate ? mLoad(syntax, Res, '&C', cOff(i, j), 'u.ldc') : `${Res}()`};`).join('\n  ')}
   for (var k = kBegin; k < kEnd; k += ${ck}u) {
     ${range(mt).map((i) => `let l${i} = ${left(i)};`).join(' ')}
