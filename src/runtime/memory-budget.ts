@@ -12,7 +12,8 @@ import { planRecompute, type RecomputePlan } from '../autodiff/recompute-plan.js
 import { boundShapes, memoryPlan } from '../autodiff/memory-plan.js';
 import { opWorkspace } from '../autodiff/types.js';
 import { GRAD_PREFIX } from '../autodiff/index.js';
-import { FUSED_OPS } from '../../custom-ops/index.js';
+import { FUSED_OPS, GPU_CHUNK_ROWS, ligerChunkSize } from '../../custom-ops/index.js';
+import { ORTFUSE_DOMAIN } from '../fused/types.js';
 import { FROZEN_COPIES, frozenElements, stepPeak, type MemoryBackend } from './memory-estimate.js';
 import { parseKernels } from './webgpu/policy.js';
 
@@ -106,30 +107,47 @@ function trainedElements(train: Model): number {
 }
 
 /**
- * Budget-free webgpu: what nvidia-smi reads. Weights, AdamW moments and every gradient (clipped:
- * all live at the step's end) at 16 bytes a parameter, plus a multiple of the activation peak with
- * the gradients left out (memoryPlan with them freed): ORT-web's storage-buffer cache, our
- * kernels' pool and what Dawn has not freed yet all hold activation-sized buffers, so the process
- * holds more than the peak of live values; the (negative) overhead takes back the embedding
- * gradient that both terms count. Fitted on the H200 runs of session 7, call 7 (0.5B fused,
- * 'bucket' cache: 8×256 9.83, 8×1024 14.73 GiB); out of sample 8×512 −3.1 … −7.5% (calls 1, 6, 7),
- * and with the 'simple' cache (now the default) 8×512 −8.3%, 8×1024 −3.8% (memory-budget.md).
- * Replaces the live-buffer rule + a quarter of the unfreed bound, which at 8×256 predicted
- * +16.7% and at 8×1024 −11.7% (its activation peak, the step's last node with all gradients, does
- * not grow from 8×256 to 8×512).
+ * Budget-free webgpu: what nvidia-smi reads. The resident buffers — weights, AdamW moments and
+ * every gradient (clipped: all live at the step's end) at 16 bytes a parameter, 12 when gradients
+ * are applied as they come — plus the activation peak with the gradients left out (memoryPlan with
+ * them freed), the lm_head kernel's logits tile (`flceTileBytes`: not in the plan), and what the
+ * process holds beyond its live buffers: a fixed part (the GPU context, Dawn, ORT-web) and a part
+ * per token of the batch (released buffers our pool and Dawn keep for reuse or have not freed yet).
+ *
+ * Fitted on the H200 runs of session 12 (0.5B, all ops fused, replayed steps, 1024-row logits
+ * tiles where the run had them; bench/results/memory-predict-s13.md): within ±3% of 8×512 kept
+ * and recomputed MLP, 8×256 kept and recomputed, 1×128. The rule before (2.34 × activations −
+ * 1.09 GiB, fitted in session 7 when ORT-web still ran most of the step) predicted 17.61 GiB for
+ * 13.82 at 8×512 and 7.68 for 9.08 at 8×256 recomputed.
  */
-export const FREE_WEBGPU_SCALE = 2.34;
-export const FREE_WEBGPU_OVERHEAD = -1.09 * 2 ** 30;
+export const FREE_WEBGPU_FIXED = 1.19 * 2 ** 30;
+export const FREE_WEBGPU_PER_TOKEN = 0.29 * 2 ** 20;
 
-/** The budget-free webgpu prediction for the planned step graph `train` (see FREE_WEBGPU_SCALE). */
+/**
+ * Bytes of the largest [rows, V] fp32 logits tile the webgpu FusedLinearCrossEntropy kernels of
+ * `train` make at B·T = `tokens` rows: their chunk_size, else the kernel's own rule (at least
+ * GPU_CHUNK_ROWS rows: custom-ops/fused-linear-cross-entropy/webgpu/flce.ts gpuChunkRows).
+ */
+export function flceTileBytes(train: Model, tokens: number): number {
+  let most = 0;
+  for (const n of train.graph.nodes) {
+    if (n.domain !== ORTFUSE_DOMAIN || !n.opType.startsWith('FusedLinearCrossEntropy')) continue;
+    const [v, h] = n.inputs[1]?.tensorType?.shape ?? [];
+    if (typeof v !== 'number' || typeof h !== 'number') continue;
+    const rows = Math.min(tokens, n.attrInt('chunk_size', 0) || Math.max(ligerChunkSize(tokens, v, h), GPU_CHUNK_ROWS));
+    most = Math.max(most, rows * v * 4);
+  }
+  return most;
+}
+
+/** The budget-free webgpu prediction for the planned step graph `train` (see FREE_WEBGPU_FIXED). */
 export function budgetFreeWebgpuPeak(train: Model, req: MemoryRequest, parameters: number, frozen: number): number {
   const { dims, size } = boundShapes(train.graph, req.batch, req.seq);
   const act = memoryPlan(train.graph, size, undefined, { workspace: opWorkspace(FUSED_OPS, dims), freeOutputs: (v) => v.name.startsWith(GRAD_PREFIX) }).peakBytes;
   const gradients = req.gradientsApplied ? 0 : 4 * parameters; // applied early, they never all live
   const resident = 12 * parameters + gradients + FROZEN_COPIES.webgpu * 4 * frozen;
-  // The fit's offset is negative: for a small model it alone would predict less than what surely
-  // lives (the resident buffers and one activation peak), down to a negative peak for the tiny one.
-  return Math.max(resident + FREE_WEBGPU_SCALE * act + FREE_WEBGPU_OVERHEAD, resident + act);
+  const tokens = req.batch * req.seq;
+  return resident + act + flceTileBytes(train, tokens) + FREE_WEBGPU_FIXED + FREE_WEBGPU_PER_TOKEN * tokens;
 }
 
 /** Plan the recomputation of `base` (built with recompute: false) for `req` (see the file header). */

@@ -14,7 +14,8 @@ import { createModel, GraphBuilder } from '../ir/index.js';
 import { inferShapes } from '../ir/infer/index.js';
 import { DataType } from '../onnx/schema.js';
 import { boundShapes, memoryPlan } from '../autodiff/memory-plan.js';
-import { planMemory } from './memory-budget.js';
+import { flceTileBytes, FREE_WEBGPU_FIXED, FREE_WEBGPU_PER_TOKEN, planMemory } from './memory-budget.js';
+import { makeAttr } from '../ir/builder.js';
 import { FROZEN_COPIES, frozenElements, largestFitting, memoryLimit, stepMemoryModel } from './memory-estimate.js';
 
 const GiB = 2 ** 30;
@@ -75,7 +76,7 @@ describe('step memory estimate', () => {
     const all = planMemory(base, { batch: B, seq: T, backend: 'webgpu' });
     expect(all.values).toBeGreaterThan(0);
     // Budget-free webgpu: the prediction grows with the sequence (the activations without the
-    // gradients), from 16 bytes a parameter plus the fitted multiple (memory-budget.ts FREE_WEBGPU_SCALE).
+    // gradients), from 16 bytes a parameter plus the fitted parts (memory-budget.ts FREE_WEBGPU_FIXED).
     const free = [256, 512, 1024].map((t) => planMemory(base, { batch: B, seq: t, backend: 'webgpu' }).predictedBytes);
     console.log(`budget-free webgpu 0.5B fused-mlp: 8x256/512/1024 predicted ${free.map((b) => (b / GiB).toFixed(2)).join(' / ')} GiB`);
     expect(free[0]).toBeLessThan(free[1]);
@@ -144,12 +145,19 @@ describe('step memory estimate', () => {
     }
   }, 120_000);
 
-  it('budget-free webgpu: a tiny model is predicted at least its resident buffers and one activation peak (the fit\'s negative offset does not take it below)', () => {
+  it('budget-free webgpu: a tiny model is predicted its resident buffers, a small activation peak and logits tile, and the fixed and per-token parts', () => {
     const base = trainingGraph(buildQwen2Structure(TINY), { fuse: true, fuseMlp: true, recompute: false }).train;
     const tiny = qwen2Parameters(TINY).reduce((s, p) => s + p.dims.reduce((a, b) => a * b, 1), 0);
-    const predicted = planMemory(base, { batch: 2, seq: 32, backend: 'webgpu' }).predictedBytes;
-    expect(predicted).toBeGreaterThan(16 * tiny);
-    expect(predicted).toBeLessThan(64 * 2 ** 20);
+    const [B, T] = [2, 32];
+    const predicted = planMemory(base, { batch: B, seq: T, backend: 'webgpu' }).predictedBytes;
+    const rest = predicted - FREE_WEBGPU_FIXED - FREE_WEBGPU_PER_TOKEN * B * T - 16 * tiny;
+    expect(rest).toBeGreaterThan(flceTileBytes(base, B * T));
+    expect(rest).toBeLessThan(64 * 2 ** 20);
+    // The logits tile: all 64 rows (fewer than the kernel's 1024-row chunks), or a node's own chunk_size.
+    expect(flceTileBytes(base, B * T)).toBe(B * T * TINY.vocab_size * 4);
+    const flce = base.graph.nodes.find((n) => n.opType.startsWith('FusedLinearCrossEntropy'))!;
+    flce.setAttr(makeAttr('chunk_size', 16));
+    expect(flceTileBytes(base, B * T)).toBe(16 * TINY.vocab_size * 4);
   });
 
   it('largestFitting: the most sequences at the asked length, else the longest single sequence', () => {
