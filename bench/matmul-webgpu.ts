@@ -192,6 +192,8 @@ async function childOurs(reps: number): Promise<Row[]> {
     const { gemmF16Direct } = await import('../src/webgpu/gemm-f16-direct.js');
     variants.push(['gemm_f16 direct (f32 in memory, converted per call)', (c, a, b) => gemmF16Direct(ctx, view(c, a, b), { config, syntax }), false]);
     variants.push(['gemm_f16 direct (f16 in memory)', (c, a, b) => gemmF16Direct(ctx, view(c, a, b), { config, syntax, halfOperands: true }), true]);
+    variants.push(['gemm_f16 matrix-staged (f16 in memory)', (c, a, b) => gemmF16Direct(ctx, view(c, a, b), { config, syntax, halfOperands: true }, true), true]);
+    variants.push(['gemm_f16 matrix-staged (f32 in memory, converted per call)', (c, a, b) => gemmF16Direct(ctx, view(c, a, b), { config, syntax }, true), false]);
     for (const [name, variant] of [['2x2 of 64x64', { sgRows: 2, sgCols: 2, sgm: 64, sgn: 64, bk: 32 }], ['4x4 of 32x32', { sgRows: 4, sgCols: 4, sgm: 32, sgn: 32, bk: 32 }]] as const)
       variants.push([`gemm_f16 direct ${name} (f16 in memory)`, (c, a, b) => gemmF16Direct(ctx, view(c, a, b), { config, syntax, halfOperands: true, variant }), true]);
     variants.push(['gemm_f16 scalar staging (f32 in memory)', (c, a, b) => gemmF16(ctx, view(c, a, b), { config, syntax, scalar: true }), false]);

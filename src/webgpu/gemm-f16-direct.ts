@@ -11,6 +11,9 @@
  * and each subgroup loads its left and right matrices straight from the storage buffers, as
  * stored (row- or column-major), leaving reuse between subgroups to the caches. No barriers.
  *
+ * `gemmF16StagedProgram` is the middle way: the vec4 kernel's workgroup tiles, filled by the
+ * subgroups' own 16×16 matrix loads and stores instead of scalar stores.
+ *
  * Tiles of 128×128 per workgroup: by default 8 subgroups (2×4), each a 64×32 block of cm×cn result
  * matrices, as the vec4 kernel's; `opts.variant` may split the tile otherwise (2×2 of 64×64: more
  * reuse of each loaded matrix, more registers; 4×4 of 32×32). K walked one matrix K at a time. Only whole tiles (M and N
@@ -110,11 +113,95 @@ export function gemmF16DirectProgram(args: MatmulArgs, split: number, opts: F16O
   };
 }
 
+/** The K step of the matrix-staged kernel. */
+const STAGED_BK = 32;
+
 /**
- * Record C = op(A)·op(B) (+ C) on gemmF16Direct: f32 operands converted to f16 copies first (temporaries
- * of the context), f16 ones (`opts.halfOperands`) read as they are.
+ * The matrix-staged kernel: as the vec4 kernel (128×128 tiles, 8 subgroups of 64×32, K step 32,
+ * each operand in workgroup memory as stored), but the tiles are copied there by the subgroups'
+ * own matrix loads and stores — each of the 8 subgroups copies 4 of the 32 16×16 blocks of a
+ * K step's A and B tiles (load from the storage buffer, store into workgroup memory, both
+ * row-major: an exact copy whatever the matrix's role) — instead of one scalar store per element.
+ * f16 operands, the 16×16×16 config only (the blocks are carried as 16×16 matrices).
  */
-export function gemmF16Direct(ctx: GpuContext, args: MatmulArgs, opts: F16Options): void {
+export function gemmF16StagedProgram(args: MatmulArgs, split: number, opts: F16Options): Program {
+  const { transA = false, transB = false } = args;
+  const { M: cm, N: cn, K: ck } = opts.config;
+  if (cm !== 16 || cn !== 16 || ck !== 16) fail('usage', `gemm_f16_staged: needs the 16x16x16 matrix config, not ${cm}x${cn}x${ck}`);
+  const syntax = opts.syntax ?? 'bool';
+  const accumulate = split === 1 && (args.accumulate ?? false);
+  const { sgm, sgn } = F16_DEFAULT;
+  const mt = sgm / 16, nt = sgn / 16, bk = STAGED_BK;
+  const slice = Math.ceil(Math.ceil(args.k / split) / bk) * bk;
+  // Workgroup tiles as stored (f16 elements, pitches multiples of 8): A [m][k] or [k][m], B [k][n] or [n][k].
+  const aK = !transA, bN = !transB;
+  const pa = aK ? bk + 8 : TILE + 8, aRows = aK ? TILE : bk;
+  const pb = bN ? TILE + 8 : bk + 8, bRows = bN ? bk : TILE;
+  const blkCols = (cols: number) => cols / 16;
+  const aBlockCols = blkCols(aK ? bk : TILE), bBlockCols = blkCols(bN ? TILE : bk);
+  const aBlocks = (aRows / 16) * aBlockCols, bBlocks = (bRows / 16) * bBlockCols; // 16 each
+  const Blk = 'subgroup_matrix_left<f16, 16, 16>';
+  const L = 'subgroup_matrix_left<f16, 16, 16>', R = 'subgroup_matrix_right<f16, 16, 16>', Res = 'subgroup_matrix_result<f32, 16, 16>';
+  // Block b of the A tile (br, bc) in its stored orientation: global and workgroup offsets.
+  const copy = (i: number) => {
+    const b = `(sg + ${8 * i}u)`;
+    return `{ let b = ${b};
+      if (b < ${aBlocks}u) {
+        let br = b / ${aBlockCols}u; let bc = b % ${aBlockCols}u;
+        let blk = ${mLoad(syntax, Blk, '&A', aK ? 'u.offA + (row0 + br * 16u) * u.lda + k0 + bc * 16u' : 'u.offA + (k0 + br * 16u) * u.lda + row0 + bc * 16u', 'u.lda')};
+        ${mStore(syntax, '&As', `br * ${16 * pa}u + bc * 16u`, 'blk', `${pa}u`)};
+      } else {
+        let c = b - ${aBlocks}u; let br = c / ${bBlockCols}u; let bc = c % ${bBlockCols}u;
+        let blk = ${mLoad(syntax, Blk, '&B', bN ? 'u.offB + (k0 + br * 16u) * u.ldb + col0 + bc * 16u' : 'u.offB + (col0 + br * 16u) * u.ldb + k0 + bc * 16u', 'u.ldb')};
+        ${mStore(syntax, '&Bs', `br * ${16 * pb}u + bc * 16u`, 'blk', `${pb}u`)};
+      } }`;
+  };
+  const copies = (aBlocks + bBlocks) / 8;
+  const left = (i: number, s2: number) => aK
+    ? mLoad(syntax, L, '&As', `(sr * ${sgm}u + ${i * 16}u) * ${pa}u + ${s2 * 16}u`, `${pa}u`)
+    : mLoad(syntax, L, '&As', `${s2 * 16 * pa}u + sr * ${sgm}u + ${i * 16}u`, `${pa}u`, true);
+  const right = (j: number, s2: number) => bN
+    ? mLoad(syntax, R, '&Bs', `${s2 * 16 * pb}u + sc * ${sgn}u + ${j * 16}u`, `${pb}u`)
+    : mLoad(syntax, R, '&Bs', `(sc * ${sgn}u + ${j * 16}u) * ${pb}u + ${s2 * 16}u`, `${pb}u`, true);
+  const cOff = (i: number, j: number) => `offC + (row0 + sr * ${sgm}u + ${i * 16}u) * u.ldc + col0 + sc * ${sgn}u + ${j * 16}u`;
+  const acc = (i: number, j: number) => `acc${i}_${j}`;
+  const cells = range(mt).flatMap((i) => range(nt).map((j) => [i, j] as const));
+  return {
+    name: 'gemm_f16_staged',
+    cacheKey: `${transA ? 'T' : 'N'}${transB ? 'T' : 'N'};acc=${accumulate ? 1 : 0};${syntax}`,
+    workgroupSize: [256],
+    dispatch: [args.n / TILE, args.m / TILE, split],
+    uniforms: gemmUniforms(args, split, slice),
+    bindings: [{ name: 'A', access: 'read', type: 'f16' }, { name: 'B', access: 'read', type: 'f16' }, { name: 'C', access: 'read_write', type: 'f32' }],
+    extensions: ['f16', 'chromium_experimental_subgroup_matrix'],
+    diagnosticsOff: ['chromium.subgroup_matrix_uniformity'],
+    source: () => ({
+      decls: `
+var<workgroup> As: array<f16, ${aRows * pa}>; // A's tile as stored: ${aK ? '[m][k]' : '[k][m]'}
+var<workgroup> Bs: array<f16, ${bRows * pb}>; // B's tile as stored: ${bN ? '[k][n]' : '[n][k]'}`,
+      main: `
+  let sg = lidx / 32u; let sr = sg / 4u; let sc = sg % 4u;${HEAD(TILE, TILE)}
+  ${cells.map(([i, j]) => `var ${acc(i, j)} = ${accumulate ? mLoad(syntax, Res, '&C', cOff(i, j), 'u.ldc') : `${Res}()`};`).join('\n  ')}
+  for (var k0 = kBegin; k0 < kEnd; k0 += ${bk}u) {
+    ${range(copies).map(copy).join('\n    ')}
+    workgroupBarrier();${range(bk / 16).map((s2) => ` {
+      ${range(mt).map((i) => `let l${i} = ${left(i, s2)};`).join(' ')}
+      ${range(nt).map((j) => `let r${j} = ${right(j, s2)};`).join(' ')}
+      ${cells.map(([i, j]) => `${acc(i, j)} = subgroupMatrixMultiplyAccumulate(l${i}, r${j}, ${acc(i, j)});`).join('\n      ')}
+    }`).join('')}
+    workgroupBarrier();
+  }
+  ${cells.map(([i, j]) => `${mStore(syntax, '&C', cOff(i, j), acc(i, j), 'u.ldc')};`).join('\n  ')}`,
+    }),
+  };
+}
+
+/**
+ * Record C = op(A)·op(B) (+ C) on gemmF16Direct (`staged`: gemmF16StagedProgram): f32 operands
+ * converted to f16 copies first (temporaries of the context), f16 ones (`opts.halfOperands`) read
+ * as they are.
+ */
+export function gemmF16Direct(ctx: GpuContext, args: MatmulArgs, opts: F16Options, staged = false): void {
   if (!ctx.device.features.has('chromium-experimental-subgroup-matrix' as GPUFeatureName) || !ctx.device.features.has('shader-f16'))
     fail('usage', "gemm_f16_direct: the device lacks 'chromium-experimental-subgroup-matrix' or 'shader-f16'");
   checkMatmulArgs('gemm_f16_direct', args, opts.halfOperands ? 2 : 4);
@@ -130,6 +217,7 @@ export function gemmF16Direct(ctx: GpuContext, args: MatmulArgs, opts: F16Option
   };
   const a = half('a', args.a, transA ? args.k : args.m, transA ? args.m : args.k);
   const b = half('b', args.b, transB ? args.n : args.k, transB ? args.k : args.n);
-  const { split } = f16Split(args, TILE, TILE, opts.config.K);
-  runGemm(ctx, { ...args, a, b }, split, (x, s) => gemmF16DirectProgram(x, s, opts));
+  if (staged && args.k % STAGED_BK) fail('usage', `gemm_f16_staged: K=${args.k} is not a multiple of ${STAGED_BK}`);
+  const { split } = f16Split(args, TILE, TILE, staged ? STAGED_BK : opts.config.K);
+  runGemm(ctx, { ...args, a, b }, split, (x, s) => (staged ? gemmF16StagedProgram(x, s, opts) : gemmF16DirectProgram(x, s, opts)));
 }
