@@ -4,7 +4,8 @@
  * one Linear and one Split per layer where there were three Linears, the same parameters under the
  * same names, frozen weights left out of the stacks; on the webgpu backend the Concat, Split and
  * the gradient's Slices are glue (still 1 ORT segment), and the loss and every gradient equal the
- * unstacked step's (our kernels, and ORT-web running the copies).
+ * unstacked step's (our kernels, and ORT-web running the copies), on the builder's tiny Qwen2 and on
+ * a default-settings torch export; on the cpu backend the losses equal the unstacked run's.
  */
 import { describe, expect, it } from 'vitest';
 import { FUSED_OPS } from '../custom-ops/registry.js';
@@ -15,6 +16,7 @@ import { mobyDick } from '../src/data/corpus.js';
 import { getTokenizer } from '../src/data/tokenizer.js';
 import { createModel, GraphBuilder } from '../src/ir/builder.js';
 import { Tensor } from '../src/ir/tensor.js';
+import { loadFile } from '../src/onnx/io.js';
 import { DataType } from '../src/onnx/schema.js';
 import { newContext } from '../src/rewrite/pass.js';
 import { prepareTraining } from '../src/runtime/session.js';
@@ -49,6 +51,16 @@ describe('stack-projections on the tiny Qwen2 step', () => {
       return s.segments[0].graph.nodes.map((n) => n.opType).sort();
     };
     expect(hostOps(stacked)).toEqual(hostOps(plain));
+  });
+
+  it('a default-settings torch export (GQA): q, k and v stack in every layer, under the torch names', () => {
+    const file = new URL('../models/fixtures/default/qwen2-default-gqa.onnx', import.meta.url).pathname;
+    const p = prepareTraining(loadFile(file), { fuse: true, fuseMlp: true, fuseLinear: true, fuseAttention: true, stackProjections: true, target: 'webgpu' });
+    const splits = p.train.graph.nodes.filter((n) => n.opType === 'Split' && n.inputs[0]?.producer?.opType === 'Linear');
+    const layers = new Set(p.parameters.filter((n) => /\.self_attn\.q_proj\.weight$/.test(n))).size;
+    expect(layers).toBeGreaterThan(0);
+    expect(splits).toHaveLength(layers);
+    for (const s of splits) expect(s.inputs[0]!.producer!.inputs[1]!.producer!.inputs.map((v) => v!.name.replace(/^.*self_attn\./, ''))).toEqual(['q_proj.weight', 'k_proj.weight', 'v_proj.weight']);
   });
 
   it('stacks only weights that train (a frozen base with trained ones would get a weight gradient for nothing)', () => {
@@ -109,5 +121,16 @@ describe.skipIf(!env.ctx)('stacked projections on the webgpu step (dawn.node)', 
     const worstOrt = expectSameGradients(viaOrt, plain, 1e-5);
     console.log(`stacked vs plain: loss ${stacked.loss} vs ${plain.loss}, worst gradient relative L2 ${worst.toExponential(2)} (copies in ORT-web: ${worstOrt.toExponential(2)})`);
     expect(stacked.grads.size).toBe(plain.grads.size);
+  });
+
+  it('a default-settings torch export (GQA): loss and every gradient equal the unstacked step', async () => {
+    const file = new URL('../models/fixtures/default/qwen2-default-gqa.onnx', import.meta.url).pathname;
+    const tok = await getTokenizer('bytes');
+    const batch = batches(split(tok.encode(mobyDick().slice(0, 50_000)), 16).train, 2, 16, 5).next().value!;
+    const p = (stack: boolean) => prepareTraining(loadFile(file), { fuse: true, fuseMlp: true, fuseLinear: true, fuseAttention: true, stackProjections: stack, target: 'webgpu' });
+    const plain = await stepGradients(p(false), parseKernels('all'), { batch: 2, seq: 16 }, batch);
+    const stacked = await stepGradients(p(true), parseKernels('all'), { batch: 2, seq: 16 }, batch);
+    const worst = expectSameGradients(stacked, plain, 1e-5);
+    console.log(`default export, stacked vs plain: loss ${stacked.loss} vs ${plain.loss}, worst gradient relative L2 ${worst.toExponential(2)}`);
   });
 });
