@@ -26,7 +26,7 @@ import { GLUE_BY_OP, GLUE_KERNELS } from '../src/runtime/webgpu/glue.js';
 import { nodeOrtWeb } from '../src/runtime/webgpu/ort-web-node.js';
 import { splitStages } from '../src/runtime/webgpu/stage-split.js';
 import { parseKernels, webgpuGraph } from '../src/runtime/webgpu/training-spec.js';
-import { addBroadcast, scatterAdd, transpose } from '../src/webgpu/glue.js';
+import { addBroadcast, joinBlocks, scatterAdd, transpose } from '../src/webgpu/glue.js';
 import { expectSameGradients, gpuEnv, randn, relL2, rng } from './webgpu-helpers.js';
 import { stepGradients } from './webgpu-step.js';
 
@@ -225,6 +225,23 @@ describe.skipIf(!env.ctx)('glue kernels on the device (dawn.node)', () => {
     inferShapes(m);
     expect(GLUE_BY_OP.get('Slice')!.read(two.producer!)).toEqual({ why: 'it cuts 2 axes (our Slice copies one)' });
     expect(GLUE_BY_OP.get('Slice')!.read(stepped.producer!)).toEqual({ why: 'steps [2] (our Slice copies step 1)' });
+  });
+
+  it('joinBlocks / splitBlocks: six parts (one empty) side by side and back, two dispatches of at most four', async () => {
+    const rows = 7, cols = [3, 0, 5, 2, 4, 1], total = 15;
+    const parts = cols.map((c) => randn(r, rows * c));
+    const bufs = parts.map((p, j) => ({ buffer: ctx.upload(`p${j}`, p.length ? p : new Float32Array(1)), cols: cols[j] }));
+    const whole = ctx.buffer('whole', rows * total * 4);
+    joinBlocks(ctx, bufs, whole, rows, true);
+    const want = new Float32Array(rows * total);
+    for (let i = 0; i < rows; i++) {
+      let at = 0;
+      cols.forEach((c, j) => { want.set(parts[j].subarray(i * c, (i + 1) * c), i * total + at); at += c; });
+    }
+    expect(await read(whole, rows * total)).toEqual(want);
+    const back = cols.map((c, j) => ({ buffer: ctx.buffer(`b${j}`, Math.max(1, rows * c) * 4), cols: c }));
+    joinBlocks(ctx, back, whole, rows, false);
+    for (const [j, b] of back.entries()) if (cols[j]) expect(await read(b.buffer, rows * cols[j])).toEqual(parts[j]);
   });
 
   it('errors name the kernel and the shapes', () => {

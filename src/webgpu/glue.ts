@@ -165,6 +165,62 @@ export function copyBlock(ctx: GpuContext, src: GPUBuffer, dst: GPUBuffer, b: Bl
   }, [src, dst]);
 }
 
+/** Parts one dispatch of `joinBlocks` / `splitBlocks` takes (a binding each); more go in several. */
+const PARTS = 4;
+
+/**
+ * The column ranges of `rows` × Σ cols side by side: dst row r = [part 0 row r | part 1 row r | …]
+ * (`join`: parts → whole, a Concat), or the reverse (split: whole → parts, a Split). Each part is
+ * contiguous (its row length = its cols); the whole has row length Σ cols. One dispatch per four
+ * parts (a copyBlock each beyond).
+ */
+export function joinBlocks(ctx: GpuContext, parts: readonly { buffer: GPUBuffer; cols: number }[], whole: GPUBuffer, rows: number, join: boolean): void {
+  const k = join ? 'joinBlocks' : 'splitBlocks';
+  const total = parts.reduce((s, p) => s + p.cols, 0);
+  for (let g = 0, at = 0; g < parts.length; g += PARTS) {
+    const group = parts.slice(g, g + PARTS).filter((p) => p.cols > 0);
+    const from = at;
+    at += parts.slice(g, g + PARTS).reduce((s, p) => s + p.cols, 0);
+    if (!group.length || rows === 0) continue;
+    if (group.some((p) => p.buffer === whole)) fail('usage', `${k}: a part is the whole's buffer`);
+    const n = rows * (at - from);
+    checkU32(k, 'block', n);
+    checkBuffer(k, 'whole', whole, rows * total);
+    group.forEach((p, j) => checkBuffer(k, `part ${g + j}`, p.buffer, rows * p.cols));
+    // Column ends of the parts within this group's range, relative to `from`.
+    const ends: number[] = [];
+    group.reduce((e, p) => (ends.push(e + p.cols), e + p.cols), 0);
+    const uniforms: Uniform[] = [
+      { name: 'n', type: 'u32', value: n }, { name: 'cols', type: 'u32', value: at - from },
+      { name: 'ld', type: 'u32', value: total }, { name: 'off', type: 'u32', value: from },
+      ...ends.map((e, j) => ({ name: `e${j}`, type: 'u32' as const, value: e })),
+    ];
+    const names = group.map((_, j) => `P${j}`);
+    const move = (j: number) => {
+      const start = j ? `u.e${j - 1}` : '0u';
+      const part = `${names[j]}[r * (u.e${j} - ${start}) + c - ${start}]`, full = 'W[r * u.ld + u.off + c]';
+      return join ? `${full} = ${part};` : `${part} = ${full};`;
+    };
+    ctx.run({
+      name: join ? 'join_blocks' : 'split_blocks',
+      cacheKey: `f32;parts=${group.length}`,
+      workgroupSize: [WG],
+      dispatch: dispatch1d(Math.ceil(n / WG)),
+      uniforms,
+      bindings: join
+        ? [...names.map((name) => ({ name, access: 'read' as const, type: 'f32' as const })), { name: 'W', access: 'read_write', type: 'f32' }]
+        : [{ name: 'W', access: 'read', type: 'f32' }, ...names.map((name) => ({ name, access: 'read_write' as const, type: 'f32' as const }))],
+      source: () => ({
+        main: `
+  let i = flatWorkgroup(wid, nwg) * ${WG}u + lidx;
+  if (i >= u.n) { return; }
+  let r = i / u.cols; let c = i % u.cols;
+  ${group.map((_, j) => `${j ? 'else ' : ''}${j < group.length - 1 ? `if (c < u.e${j}) ` : ''}{ ${move(j)} }`).join('\n  ')}`,
+      }),
+    }, join ? [...group.map((p) => p.buffer), whole] : [whole, ...group.map((p) => p.buffer)]);
+  }
+}
+
 /** The output dims of transposing `dims` by `perm` (ONNX: default reverses), or an error. */
 export function transposeDims(kernel: string, dims: readonly number[], perm: readonly number[] | undefined): { dims: number[]; perm: number[] } {
   const p = perm ?? dims.map((_, i) => dims.length - 1 - i);

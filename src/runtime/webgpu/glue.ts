@@ -28,7 +28,7 @@
  *                                             copy. Repeated indices sum in row order from the
  *                                             starting value (deterministic; ORT's CPU sums).
  *   Concat, Split, Slice (one axis, step 1)   fp32 of static shapes, constant split sizes and slice
- *                                             bounds: a block copy per input or output (the stacked
+ *                                             bounds: block copies, up to four inputs or outputs a dispatch (the stacked
  *                                             projections of passes/stack-projections.ts and their
  *                                             gradients).
  *   Gather, axis 0                            the embedding: rows of fp32 data [V, H…] (a parameter
@@ -41,7 +41,7 @@ import type { Graph, Node, Value } from '../../ir/graph.js';
 import { DataType } from '../../onnx/schema.js';
 import { f32, floatInputs, kernelIo, type KernelCall, type KernelPolicy, type KernelRead, type WebGpuKernel } from '../../ops/kernel.js';
 import { constantNumbers, zerosOfShape } from '../../rewrite/constant.js';
-import { addBroadcast, broadcastDims, copyBlock, gatherRows, MAX_RANK, scatterAdd, transpose } from '../../webgpu/glue.js';
+import { addBroadcast, broadcastDims, copyBlock, gatherRows, joinBlocks, MAX_RANK, scatterAdd, transpose } from '../../webgpu/glue.js';
 
 /**
  * `--kernels glue`, on by default: with every fused op on our kernels the 0.5B 8×512 mixed step
@@ -232,13 +232,13 @@ const concatKernel: WebGpuKernel = {
     const dims = attrDims(call), axis = Number(call.attrs.axis), parts = String(call.attrs.parts).split(',').map(Number);
     const { rows, inner } = cut(dims, axis);
     const out = ctx.buffer('concat.out', elements(dims) * 4, 'any');
-    let at = 0;
-    parts.forEach((size, j) => {
+    const blocks = parts.map((size, j) => {
       const x = need(j, `input ${j}`);
       if (x.dims.length !== dims.length || x.dims.some((d, i) => d !== (i === axis ? size : dims[i]))) fail('runtime', `${where}: input ${j} [${x.dims}] does not fit the output [${dims}] at axis ${axis}`);
-      copyBlock(ctx, x.buffer, out, { rows, cols: size * inner, srcLd: size * inner, srcOffset: 0, dstLd: dims[axis] * inner, dstOffset: at * inner });
-      at += size;
+      return { buffer: x.buffer, cols: size * inner };
     });
+    if (blocks.some((b) => b.buffer === out)) fail('runtime', `${where}: an input is the output's buffer`);
+    joinBlocks(ctx, blocks, out, rows, true);
     return { outputs: [keep(0, f32(out, dims))], drop };
   },
 };
@@ -273,16 +273,17 @@ const splitKernel: WebGpuKernel = {
     const dims = attrDims(call), axis = Number(call.attrs.axis), sizes = String(call.attrs.sizes).split(',').map(Number);
     if (x.dims.length !== dims.length || x.dims.some((d, i) => d !== dims[i])) fail('runtime', `${where}: input [${x.dims}] is not the planned [${dims}]`);
     const { rows, inner } = cut(dims, axis);
-    let at = 0;
-    const outputs = sizes.map((size, k) => {
-      const from = at;
-      at += size;
-      if (call.outputs[k] == null) return undefined;
-      const od = dims.map((d, i) => (i === axis ? size : d));
-      const y = ctx.buffer('split.out', elements(od) * 4, 'any');
-      copyBlock(ctx, x.buffer, y, { rows, cols: size * inner, srcLd: dims[axis] * inner, srcOffset: from * inner, dstLd: size * inner, dstOffset: 0 });
-      return f32(y, od);
-    });
+    const outputs = sizes.map((size, k) => (call.outputs[k] == null ? undefined : f32(ctx.buffer('split.out', rows * size * inner * 4, 'any'), dims.map((d, i) => (i === axis ? size : d)))));
+    if (outputs.every((o) => o)) joinBlocks(ctx, outputs.map((o, k) => ({ buffer: o!.buffer, cols: sizes[k] * inner })), x.buffer, rows, false);
+    else {
+      // Some outputs unread: copy the others one by one.
+      let at = 0;
+      sizes.forEach((size, k) => {
+        const o = outputs[k];
+        if (o) copyBlock(ctx, x.buffer, o.buffer, { rows, cols: size * inner, srcLd: dims[axis] * inner, srcOffset: at * inner, dstLd: size * inner, dstOffset: 0 });
+        at += size;
+      });
+    }
     return { outputs, drop };
   },
 };
