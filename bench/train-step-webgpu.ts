@@ -221,6 +221,8 @@ const SETTINGS: Record<string, { dawn?: string; ep?: Record<string, string>; lif
   'gemm-legacy': { liftoff: true, env: { ORTFUSE_GEMM_F32: 'legacy' } },
   // gemm_f16's kernel and K split as before session 13 (ORTFUSE_GEMM_F16=legacy; src/webgpu/gemm-f16.ts f16Plan).
   'gemm-f16-legacy': { liftoff: true, env: { ORTFUSE_GEMM_F16: 'legacy' } },
+  // gemm_f16's vec4 kernel on a 64×64 tile where the scalar-staged one would run (attention's batched products, k/v).
+  'gemm-f16-vec64': { liftoff: true, env: { ORTFUSE_GEMM_F16: 'vec64' } },
   'ort-validation-disabled': { ep: { validationMode: 'disabled' }, liftoff: true },
   both: { dawn: 'enable-dawn-features=skip_validation', ep: { validationMode: 'disabled' }, liftoff: true },
   'no-liftoff': { liftoff: false },

@@ -4,7 +4,7 @@
  * kernels themselves are checked on the tensor cores by webgpu-gemm-mixed-matrix.test.ts).
  */
 import { describe, expect, it } from 'vitest';
-import { f16Plan, type F16Options } from '../src/webgpu/gemm-f16.js';
+import { F16_SMALL, f16Plan, type F16Options } from '../src/webgpu/gemm-f16.js';
 import type { MatmulArgs } from '../src/webgpu/matmul.js';
 
 const buf = {} as GPUBuffer;
@@ -46,6 +46,18 @@ describe('f16Plan', () => {
     expect(f16Plan(gemm('NN', 1024, 896, 151936), { ...opts, halfOperands: true }).kernel).toBe('scalar');
     expect(f16Plan(gemm('NT', 4096, 4864, 894), opts).kernel).toBe('scalar');
     expect(f16Plan(gemm('NT', 4096, 4864, 896), { ...opts, scalar: true }).kernel).toBe('scalar');
+  });
+
+  it("'vec64': the vec4 kernel's 64×64 tile where the scalar kernel would run, batched products included", () => {
+    const v64 = { ...opts, plan: 'vec64' as const };
+    expect(f16Plan(gemm('NT', 4096, 128, 896), v64)).toEqual({ kernel: 'vec', small: true, split: 3, variant: F16_SMALL });
+    expect(f16Plan(gemm('NT', 4096, 4864, 896), v64)).toEqual(f16Plan(gemm('NT', 4096, 4864, 896), opts));
+    // Attention's P·V per head (N = 64: the 64×64 tile), batched: never split.
+    const batch = { count: 112, strideA: 512 * 512, strideB: 512 * 64, strideC: 512 * 64 };
+    const pv = gemm('NN', 512, 64, 512, { batch });
+    expect(f16Plan(pv, opts)).toMatchObject({ kernel: 'scalar', small: true, split: 1 });
+    expect(f16Plan(pv, v64)).toEqual({ kernel: 'vec', small: true, split: 1, variant: F16_SMALL });
+    expect(f16Plan(pv, { ...v64, halfOperands: true }).kernel).toBe('scalar');
   });
 
   it("honours an explicit K split and a variant tile's own grid", () => {

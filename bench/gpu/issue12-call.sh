@@ -10,10 +10,11 @@
 # plan:    session 13's gemm_f16 plan (src/webgpu/gemm-f16.ts f16Plan: the vec4 kernel with K split
 #          wherever its grid fills the GPU — the lm_head's input gradient, the q/o products) against
 #          the plan before it, and the experimental kernel without workgroup memory
-#          (gemm-f16-direct.ts): every step GEMM shape and the lm_head's (--only-f16 --flce), and
-#          the FLCE op at f16 on both plans.
-# planstep: the mixed 8x512 step on both plans, with and without --stack-projections (q, k, v as
-#          one GEMM), the fp32 one stacked, and Liger / PyTorch bf16-amp in the same call.
+#          (gemm-f16-direct.ts): every step GEMM shape and the lm_head's (--only-f16 --flce), the
+#          FLCE op at f16 on both plans, and attention at f16 with the 64x64 vec4 tile ('vec64') or not.
+# planstep: the mixed 8x512 step on the three plan rules (fill, legacy, vec64), with and without
+#          --stack-projections (q, k, v as one GEMM), the fp32 one stacked, and Liger / PyTorch
+#          bf16-amp in the same call.
 # mixed:   acceptance 2's next lead: a profiled mixed 8x512 step (GPU ms per op) with the current
 #          defaults, then gemm_f16's tile sweep; each run's output kept as it comes (tee).
 # steps:   the 0.5B builder step at the acceptance shapes, ours with the step tape replayed (the
@@ -65,10 +66,13 @@ case "$part" in
     for f in f1 f2 f3; do cp /tmp/$f/train-step-webgpu.json "$OUT/$f.json" 2>/dev/null; done ;;
   plan)
     { timeout 300 node --liftoff-only dist/bench/matmul-webgpu.js --only-f16 --flce --reps 20 --out "$OUT/gemm"
-      timeout 120 node --liftoff-only dist/bench/flce-webgpu.js --preset qwen2-0.5b --chunk 1024 --f16 --json "$OUT/flce-f16.json"; } 2>&1 | grep -v '^\s*$' | tee "$OUT/plan.log" | grep '^|' ;;
+      timeout 120 node --liftoff-only dist/bench/flce-webgpu.js --preset qwen2-0.5b --chunk 1024 --f16 --json "$OUT/flce-f16.json"
+      for rule in fill vec64; do
+        ORTFUSE_GEMM_F16=$rule timeout 60 node --liftoff-only dist/bench/attention-webgpu.js --preset qwen2-0.5b --precision f16 --json "$OUT/attn-f16-$rule.json"
+      done; } 2>&1 | grep -v '^\s*$' | tee "$OUT/plan.log" | grep '^|' ;;
   planstep)
     { step --runs fused-mlp-attn-linear-mixed:8x512,fused-mlp-attn-linear-stack-mixed:8x512,fused-mlp-attn-linear-stack:8x512 --out /tmp/p1
-      step --runs fused-mlp-attn-linear-mixed:8x512 --settings gemm-f16-legacy --out /tmp/p2; } 2>&1 | grep -v '^\s*$' | tee "$OUT/planstep.log" | grep '^|'
+      step --runs fused-mlp-attn-linear-mixed:8x512 --settings gemm-f16-legacy,gemm-f16-vec64 --out /tmp/p2; } 2>&1 | grep -v '^\s*$' | tee "$OUT/planstep.log" | grep '^|'
     cp /tmp/p1/train-step-webgpu.json "$OUT/planstep.json" 2>/dev/null; cp /tmp/p2/train-step-webgpu.json "$OUT/planstep-legacy.json" 2>/dev/null
     for flags in "--liger --amp" "--amp"; do
       # shellcheck disable=SC2086

@@ -90,9 +90,18 @@ export interface F16Options {
   halfOperands?: boolean;
   /** Always the scalar-staged kernel (gemmF16Program), even where gemmF16VecProgram fits (benches). */
   scalar?: boolean;
-  /** 'legacy' (benches): `f16Plan` as before session 13 — gemmF32's tile and K split (default 'fill'). */
-  plan?: 'fill' | 'legacy';
+  /**
+   * `f16Plan`'s rule (benches): 'fill' (default); 'legacy', as before session 13 — gemmF32's tile
+   * and K split; 'vec64', as 'fill' but the vec4 kernel on a 64×64 tile (F16_SMALL) wherever the
+   * scalar-staged kernel would run, batched products included (attention's). ORTFUSE_GEMM_F16 sets it in Node.
+   */
+  plan?: F16PlanRule;
 }
+
+export type F16PlanRule = 'fill' | 'legacy' | 'vec64';
+
+/** The vec4 kernel's 64×64 tile: 2×2 subgroups of 32×32 (the 'vec64' plan; in the --f16-sweep). */
+export const F16_SMALL: F16Variant = { sgRows: 2, sgCols: 2, sgm: 32, sgn: 32, bk: 32 };
 
 /** One K step of a gemm_f16 kernel: load mt left and nt right matrices per matrix K step, mt·nt MMAs into acc<i>_<j>. */
 function mmaSteps(bk: number, ck: number, mt: number, nt: number, left: (i: number, s: number) => string, right: (j: number, s: number) => string): string {
@@ -282,14 +291,16 @@ var<workgroup> Cs: array<f32, ${subgroups * cm * cn}>; // one result matrix per 
 /** Shortest K range of one gemm_f16 slice: 8 K steps of 32 (gemm_f32's is 512). */
 const F16_MIN_SLICE = 256;
 
-/** ORTFUSE_GEMM_F16=legacy (Node, measurements only): every gemm_f16 on the 'legacy' plan. */
-const LEGACY_F16 = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.ORTFUSE_GEMM_F16 === 'legacy';
+/** ORTFUSE_GEMM_F16=legacy|vec64 (Node, measurements only): the plan rule of every gemm_f16 that names none. */
+const ENV_RULE = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.ORTFUSE_GEMM_F16;
 
 export interface F16Plan {
   /** gemmF16VecProgram ('vec') or gemmF16Program ('scalar'; `small`: its 64×64 tile). */
   kernel: 'vec' | 'scalar';
   small: boolean;
   split: number;
+  /** The vec4 kernel's tile when not the options' own ('vec64': F16_SMALL). */
+  variant?: F16Variant;
 }
 
 /**
@@ -310,13 +321,21 @@ export interface F16Plan {
 export function f16Plan(args: MatmulArgs, opts: F16Options): F16Plan {
   const base = gemmPlan(args);
   const vec = !opts.scalar && f16VecFits(args, opts);
-  const legacy = opts.plan === 'legacy' || (LEGACY_F16 && opts.plan !== 'fill');
+  const rule: F16PlanRule = opts.plan ?? (ENV_RULE === 'legacy' || ENV_RULE === 'vec64' ? ENV_RULE : 'fill');
+  // 'vec64': where the rule below would stage scalars on the 64×64 tile, the vec4 kernel's 64×64 tile.
+  const small64 = (scalar: F16Plan): F16Plan => {
+    if (rule !== 'vec64' || !vec || scalar.kernel !== 'scalar' || opts.variant) return scalar;
+    return { kernel: 'vec', small: true, variant: F16_SMALL, split: args.batch ? 1 : f16Split(args, 64, 64, F16_SMALL.bk).split };
+  };
   // A variant tile (sweeps) runs wherever the vec4 kernel fits, whatever the plan's tile size.
-  if (legacy || args.batch || args.tile) return { kernel: vec && (!base.small || opts.variant) ? 'vec' : 'scalar', ...base };
+  if (rule === 'legacy' || args.batch || args.tile) {
+    const p: F16Plan = { kernel: vec && (!base.small || opts.variant) ? 'vec' : 'scalar', small: base.small, split: base.split };
+    return rule === 'legacy' || args.tile ? p : small64(p);
+  }
   if (!vec) return { kernel: 'scalar', small: base.small, split: base.split };
   const { sgRows, sgCols, sgm, sgn, bk } = opts.variant ?? F16_DEFAULT;
   const { tiles, split } = f16Split(args, sgRows * sgm, sgCols * sgn, bk);
-  if (tiles * split < FILL && args.splitK === undefined && !opts.variant) return { kernel: 'scalar', small: base.small, split: base.split };
+  if (tiles * split < FILL && args.splitK === undefined && !opts.variant) return small64({ kernel: 'scalar', small: base.small, split: base.split });
   return { kernel: 'vec', small: false, split };
 }
 
@@ -337,7 +356,8 @@ export function gemmF16(ctx: GpuContext, args: MatmulArgs, opts: F16Options): vo
     fail('usage', "gemm_f16: the device lacks 'chromium-experimental-subgroup-matrix' or 'shader-f16' (dawn.node: create it with DAWN_F16_MATRIX_TOGGLES and request both features)");
   checkMatmulArgs('gemm_f16', args, opts.halfOperands ? 2 : 4);
   if (args.m === 0 || args.n === 0) return;
-  const { kernel, small, split } = f16Plan(args, opts);
-  if (kernel === 'vec') runGemm(ctx, args, split, (a, s) => gemmF16VecProgram(a, s, opts));
+  const { kernel, small, split, variant } = f16Plan(args, opts);
+  const o = variant ? { ...opts, variant } : opts;
+  if (kernel === 'vec') runGemm(ctx, args, split, (a, s) => gemmF16VecProgram(a, s, o));
   else runGemm(ctx, args, split, (a, s) => gemmF16Program(a, s, opts, small));
 }
