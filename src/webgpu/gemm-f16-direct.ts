@@ -70,6 +70,25 @@ export function toHalfProgram(rows: number, cols: number, view: MatrixView): Pro
   };
 }
 
+/**
+ * What both kernels' programs share: f16 operands A, B and C f32, one workgroup per 128×128 tile
+ * and K slice, and the key's form, accumulation and `key`.
+ */
+function tileProgram(name: string, key: string, invocations: number, args: MatmulArgs, split: number, slice: number): Omit<Program, 'source'> {
+  const accumulate = split === 1 && (args.accumulate ?? false);
+  return {
+    name,
+    cacheKey: `${args.transA ? 'T' : 'N'}${args.transB ? 'T' : 'N'};acc=${accumulate ? 1 : 0};${key}`,
+    workgroupSize: [invocations],
+    dispatch: [args.n / TILE, args.m / TILE, split],
+    uniforms: gemmUniforms(args, split, slice),
+    bindings: [{ name: 'A', access: 'read', type: 'f16' }, { name: 'B', access: 'read', type: 'f16' }, { name: 'C', access: 'read_write', type: 'f32' }],
+    extensions: ['f16', 'chromium_experimental_subgroup_matrix'],
+    // Matrix offsets derive from lidx / 32: uniform within each subgroup of 32 consecutive lanes (NVIDIA's).
+    diagnosticsOff: ['chromium.subgroup_matrix_uniformity'],
+  };
+}
+
 /** The kernel (see header): f16 operands A, B; C f32. */
 export function gemmF16DirectProgram(args: MatmulArgs, split: number, opts: F16Options): Program {
   const { transA = false, transB = false } = args;
@@ -90,15 +109,7 @@ export function gemmF16DirectProgram(args: MatmulArgs, split: number, opts: F16O
   const acc = (i: number, j: number) => `acc${i}_${j}`;
   const cells = range(mt).flatMap((i) => range(nt).map((j) => [i, j] as const));
   return {
-    name: 'gemm_f16_direct',
-    cacheKey: `${transA ? 'T' : 'N'}${transB ? 'T' : 'N'};acc=${accumulate ? 1 : 0};cfg=${cm}x${cn}x${ck};${syntax};grid=${sgRows}x${sgCols}`,
-    workgroupSize: [32 * sgRows * sgCols],
-    dispatch: [args.n / TILE, args.m / TILE, split],
-    uniforms: gemmUniforms(args, split, slice),
-    bindings: [{ name: 'A', access: 'read', type: 'f16' }, { name: 'B', access: 'read', type: 'f16' }, { name: 'C', access: 'read_write', type: 'f32' }],
-    extensions: ['f16', 'chromium_experimental_subgroup_matrix'],
-    // Matrix offsets derive from lidx / 32: uniform within each subgroup of 32 consecutive lanes (NVIDIA's).
-    diagnosticsOff: ['chromium.subgroup_matrix_uniformity'],
+    ...tileProgram('gemm_f16_direct', `cfg=${cm}x${cn}x${ck};${syntax};grid=${sgRows}x${sgCols}`, 32 * sgRows * sgCols, args, split, slice),
     source: () => ({
       main: `
   let sg = lidx / 32u; let sr = sg / ${sgCols}u; let sc = sg % ${sgCols}u;${HEAD(TILE, TILE)}
@@ -167,14 +178,7 @@ export function gemmF16StagedProgram(args: MatmulArgs, split: number, opts: F16O
   const acc = (i: number, j: number) => `acc${i}_${j}`;
   const cells = range(mt).flatMap((i) => range(nt).map((j) => [i, j] as const));
   return {
-    name: 'gemm_f16_staged',
-    cacheKey: `${transA ? 'T' : 'N'}${transB ? 'T' : 'N'};acc=${accumulate ? 1 : 0};${syntax}`,
-    workgroupSize: [256],
-    dispatch: [args.n / TILE, args.m / TILE, split],
-    uniforms: gemmUniforms(args, split, slice),
-    bindings: [{ name: 'A', access: 'read', type: 'f16' }, { name: 'B', access: 'read', type: 'f16' }, { name: 'C', access: 'read_write', type: 'f32' }],
-    extensions: ['f16', 'chromium_experimental_subgroup_matrix'],
-    diagnosticsOff: ['chromium.subgroup_matrix_uniformity'],
+    ...tileProgram('gemm_f16_staged', syntax, 256, args, split, slice),
     source: () => ({
       decls: `
 var<workgroup> As: array<f16, ${aRows * pa}>; // A's tile as stored: ${aK ? '[m][k]' : '[k][m]'}
