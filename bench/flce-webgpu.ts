@@ -145,6 +145,17 @@ async function f16Rows(): Promise<void> {
   }
   if (ctx.f16Matrix) ctx.f16Matrix = { ...ctx.f16Matrix, plan: 'fill' };
   z.destroy();
+  if (!ctx.f16Matrix || n % chunk || chunk % 128 || v % 128 || h % 128) return;
+  // The matrix-staged kernel on f16 copies (src/webgpu/gemm-f16-direct.ts), checked against the default f16 path.
+  const read = async () => ({ loss: await ctx.readF32(out.loss, 1), gx: await ctx.readF32(out.gradHidden, n * h), gw: await ctx.readF32(out.gradWeight, v * h) });
+  fusedLinearCrossEntropy(ctx, { hidden, weight, labels, n, h, v, chunkRows: chunk, out, precision: 'f16' });
+  const ref = await read();
+  fusedLinearCrossEntropy(ctx, { hidden, weight, labels, n, h, v, chunkRows: chunk, out, precision: 'f16', gemm: 'staged' });
+  const got = await read();
+  const rel = (x: Float32Array, y: Float32Array) => Math.sqrt(x.reduce((s2, xi, i) => s2 + (xi - y[i]) ** 2, 0) / y.reduce((s2, yi) => s2 + yi * yi, 0));
+  console.error(`FLCE f16, matrix-staged vs default: loss ${got.loss[0]} vs ${ref.loss[0]}, grad_x rel L2 ${rel(got.gx, ref.gx).toExponential(2)}, grad_W ${rel(got.gw, ref.gw).toExponential(2)}`);
+  const t = await time(() => fusedLinearCrossEntropy(ctx, { hidden, weight, labels, n, h, v, chunkRows: chunk, out, precision: 'f16', gemm: 'staged' }));
+  rows.push({ what: 'FLCE fwd+bwd, precision f16 (matrix-staged kernel on f16 copies)', shape: `N=${n} H=${h} V=${v} chunk=${chunk}`, ms: t, flops: 6 * n * h * v });
 }
 
 const ref = rows.find((r) => r.what.startsWith('matmul x·Wᵀ, whole batch'))!;

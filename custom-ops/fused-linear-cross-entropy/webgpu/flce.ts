@@ -31,7 +31,8 @@ import type { GpuContext } from '../../../src/webgpu/context.js';
 import { gemmF32 } from '../../../src/webgpu/gemm.js';
 import { gemmMixed } from '../../../src/webgpu/gemm-mixed.js';
 import type { Precision } from '../../precision.js';
-import { matmul } from '../../../src/webgpu/matmul.js';
+import { matmul, type MatmulArgs, type MatrixView } from '../../../src/webgpu/matmul.js';
+import { gemmF16Direct, toHalfProgram } from '../../../src/webgpu/gemm-f16-direct.js';
 import { checkBuffer, checkDims, checkU32 } from '../../../src/webgpu/validate.js';
 import { GPU_CHUNK_ROWS, ligerChunkSize, type Reduction } from '../schema.js';
 
@@ -73,8 +74,13 @@ export interface FlceArgs {
   accumulate?: boolean;
   /** Output buffers to fill (allocated when absent). */
   out?: Partial<FlceOutputs>;
-  /** Which GEMM runs the three products: gemmF32 (default) or the shared matmul. */
-  gemm?: 'f32' | 'shared';
+  /**
+   * Which GEMM runs the three products: gemmF32 (default; gemmMixed at 'f16'), the shared matmul,
+   * or ('staged', 'f16' on the tensor cores only; an experiment for bench/flce-webgpu.ts)
+   * src/webgpu/gemm-f16-direct.ts's matrix-staged kernel on f16 copies of hidden, the weight (made
+   * once) and each chunk's dz.
+   */
+  gemm?: 'f32' | 'shared' | 'staged';
   /** 'f16': GEMM operands rounded to half, dz's scalar factor after the GEMMs (see header); default 'fp32'. */
   precision?: Precision;
 }
@@ -127,7 +133,8 @@ export function fusedLinearCrossEntropy(ctx: GpuContext, a: FlceArgs): FlceOutpu
   const sg = ctx.subgroups;
   const f16 = a.precision === 'f16';
   if (f16 && a.gemm === 'shared') fail('usage', `${K}: precision 'f16' runs on gemmMixed, not the shared matmul`);
-  const mm = f16 ? gemmMixed : a.gemm === 'shared' ? matmul : gemmF32;
+  const staged = a.gemm === 'staged' ? stagedOperands(ctx, a, chunk) : undefined;
+  const mm = staged?.mm ?? (f16 ? gemmMixed : a.gemm === 'shared' ? matmul : gemmF32);
   // 'f16' with gradients: the scalar factor comes after the GEMMs (header); accumulating into the
   // caller's buffers goes through temporaries so that it does not scale what they held.
   const unscaled = f16 && grads && gradMode !== 'rows';
@@ -144,8 +151,9 @@ export function fusedLinearCrossEntropy(ctx: GpuContext, a: FlceArgs): FlceOutpu
     if (!grads) continue;
     const acc = c > 0 || (!viaTemp && (a.accumulate ?? false));
     if (gb) ctx.run(biasGradProgram(rows, v, acc), [logits, gb]);
-    mm(ctx, { m: rows, n: h, k: v, a: { buffer: logits, ld: v }, b: { buffer: a.weight, ld: h }, c: { buffer: gradHidden!, offset: r0 * h, ld: h } });
-    mm(ctx, { m: v, n: h, k: rows, a: { buffer: logits, ld: v }, b: { buffer: a.hidden, offset: r0 * h, ld: h }, c: { buffer: gw!, ld: h }, transA: true, accumulate: acc });
+    const dz = staged ? staged.half(logits, rows) : logits;
+    mm(ctx, { m: rows, n: h, k: v, a: { buffer: dz, ld: v }, b: { buffer: a.weight, ld: h }, c: { buffer: gradHidden!, offset: r0 * h, ld: h } });
+    mm(ctx, { m: v, n: h, k: rows, a: { buffer: dz, ld: v }, b: { buffer: a.hidden, offset: r0 * h, ld: h }, c: { buffer: gw!, ld: h }, transA: true, accumulate: acc });
   }
   if (unscaled) {
     const mean = reduction === 'mean', g = gradMode === 'scalar';
@@ -156,4 +164,30 @@ export function fusedLinearCrossEntropy(ctx: GpuContext, a: FlceArgs): FlceOutpu
   }
   if (reduction !== 'none') ctx.run(lossProgram(sg, n, reduction === 'mean'), [rowLoss, stats, loss]);
   return { loss, gradHidden, gradWeight, gradBias, stats, chunkRows: chunk };
+}
+
+/**
+ * `gemm: 'staged'`: f16 copies of hidden and the weight (made once), a function making each
+ * chunk's f16 dz, and a GEMM that reads the copies in place of the f32 buffers the loop names.
+ */
+function stagedOperands(ctx: GpuContext, a: FlceArgs, chunk: number): { mm: (ctx: GpuContext, args: MatmulArgs) => void; half: (logits: GPUBuffer, rows: number) => GPUBuffer } {
+  const K = 'FusedLinearCrossEntropy';
+  const opts = ctx.f16Matrix;
+  if (a.precision !== 'f16' || !opts) fail('usage', `${K}: gemm 'staged' runs precision 'f16' on the tensor cores (ctx.f16Matrix)`);
+  const { n, h, v } = a;
+  if (n % chunk || chunk % 128 || v % 128 || h % 128) fail('usage', `${K}: gemm 'staged' needs whole 128-row chunks and V, H multiples of 128 (N ${n}, chunk ${chunk}, V ${v}, H ${h})`);
+  const toHalf = (label: string, buffer: GPUBuffer, rows: number, cols: number) => {
+    // Scratch: each chunk's dz16 reuses one buffer, as the logits tile does.
+    const y = ctx.scratch(label, rows * cols * 2, 'any');
+    ctx.run(toHalfProgram(rows, cols, { buffer, ld: cols }), [buffer, y]);
+    return y;
+  };
+  const copies = new Map<GPUBuffer, GPUBuffer>([[a.hidden, toHalf('flce.hidden16', a.hidden, n, h)], [a.weight, toHalf('flce.weight16', a.weight, v, h)]]);
+  const half = (logits: GPUBuffer, rows: number) => {
+    const dz = toHalf('flce.dz16', logits, rows, v);
+    copies.set(dz, dz);
+    return dz;
+  };
+  const view = (x: MatrixView) => ({ ...x, buffer: copies.get(x.buffer) ?? fail('runtime', `${K}: gemm 'staged' has no f16 copy of an operand`) });
+  return { mm: (c, args) => gemmF16Direct(c, { ...args, a: view(args.a), b: view(args.b) }, { ...opts, halfOperands: true }, true), half };
 }
