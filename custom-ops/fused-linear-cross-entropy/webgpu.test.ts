@@ -137,5 +137,8 @@ describe.skipIf(!env.ctx)('FusedLinearCrossEntropy WGSL kernel vs float64 refere
     const b = base.buffer('b', 64);
     expect(() => fusedLinearCrossEntropy(base, { hidden: b, weight: b, labels: b, n: 4, h: 8, v: 10 })).toThrow(/FusedLinearCrossEntropy: buffer 'hidden' has 64 bytes, needs 128/);
     expect(() => fusedLinearCrossEntropy(base, { hidden: b, weight: b, labels: b, n: 1, h: 1, v: 1, labelSmoothing: 2 })).toThrow(/label_smoothing=2/);
+    // The matrix-staged experiment needs precision 'f16' on the tensor cores (this context has none).
+    const big = base.buffer('big', 4096);
+    expect(() => fusedLinearCrossEntropy(base, { hidden: big, weight: big, labels: big, n: 2, h: 4, v: 8, precision: 'f16', gemm: 'staged' })).toThrow(/gemm 'staged' runs precision 'f16' on the tensor cores/);
   });
 });
