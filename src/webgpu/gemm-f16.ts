@@ -7,7 +7,8 @@
  * (`pickF16Config`). Two kernels: `gemmF16VecProgram` (fp32 operands whose rows are whole vec4s:
  * the step's shapes) and `gemmF16Program` (any view, f16 operands, the 64×64 tile). Edge tiles go
  * through one cm×cn workgroup slot per subgroup, so bounds, alpha and accumulation are plain
- * per-element code and any M, N, K works. Which kernel runs and how K is split: `f16Plan`.
+ * per-element code and any M, N, K works. Which kernel runs and how K is split: `f16Plan`. (Two
+ * experimental kernels on f16 operands, measured by the benches only: ./gemm-f16-direct.ts.)
  */
 import { fail } from '../errors.js';
 import type { GpuContext } from './context.js';
