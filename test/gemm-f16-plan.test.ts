@@ -4,7 +4,7 @@
  * kernels themselves are checked on the tensor cores by webgpu-gemm-mixed-matrix.test.ts).
  */
 import { describe, expect, it } from 'vitest';
-import { F16_SMALL, f16Plan, type F16Options } from '../src/webgpu/gemm-f16.js';
+import { F16_SMALL, f16Plan, f16Rule, type F16Options } from '../src/webgpu/gemm-f16.js';
 import type { MatmulArgs } from '../src/webgpu/matmul.js';
 
 const buf = {} as GPUBuffer;
@@ -58,6 +58,14 @@ describe('f16Plan', () => {
     expect(f16Plan(pv, opts)).toMatchObject({ kernel: 'scalar', small: true, split: 1 });
     expect(f16Plan(pv, v64)).toEqual({ kernel: 'vec', small: true, split: 1, variant: F16_SMALL });
     expect(f16Plan(pv, { ...v64, halfOperands: true }).kernel).toBe('scalar');
+  });
+
+  it("'staged' and 'direct' plan what the experimental kernels do not take as 'fill'", () => {
+    for (const plan of ['staged', 'direct'] as const) {
+      expect(f16Rule({ plan })).toBe(plan);
+      expect(f16Plan(gemm('NT', 4096, 128, 896), { ...opts, plan })).toEqual(f16Plan(gemm('NT', 4096, 128, 896), opts));
+    }
+    expect(f16Rule({})).toBe('fill');
   });
 
   it("honours an explicit K split and a variant tile's own grid", () => {

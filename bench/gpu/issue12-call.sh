@@ -12,9 +12,10 @@
 #          the plan before it, and the experimental kernel without workgroup memory
 #          (gemm-f16-direct.ts): every step GEMM shape and the lm_head's (--only-f16 --flce), the
 #          FLCE op at f16 on both plans, and attention at f16 with the 64x64 vec4 tile ('vec64') or not.
-# planstep: the mixed 8x512 step on the three plan rules (fill, legacy, vec64), with and without
-#          --stack-projections (q, k, v as one GEMM), the fp32 one stacked, and Liger / PyTorch
-#          bf16-amp in the same call.
+# planstep: the mixed 8x512 step on f16Plan and the legacy plan, with and without
+#          --stack-projections (q, k, v as one GEMM), and Liger / PyTorch bf16-amp in the same call.
+# plankern: the mixed 8x512 step with its f16 GEMMs on the experimental kernels (staged, direct)
+#          and the vec64 rule beside the default; the fp32 step stacked beside the default.
 # mixed:   acceptance 2's next lead: a profiled mixed 8x512 step (GPU ms per op) with the current
 #          defaults, then gemm_f16's tile sweep; each run's output kept as it comes (tee).
 # steps:   the 0.5B builder step at the acceptance shapes, ours with the step tape replayed (the
@@ -28,7 +29,7 @@
 #          and beside the builder graph.
 # Results go to $OUT (the run tool's folder), one table printed at the end of each part.
 set -uo pipefail
-part=${1:?plan, planstep, replay, final, mixed, steps, more, anchors, sweep or export}
+part=${1:?plan, planstep, plankern, replay, final, mixed, steps, more, anchors, sweep or export}
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
 bash .gpu/unpack.sh >/dev/null && tar -xJf .gpu/extra.txz -C .gpu 2>/dev/null
@@ -71,13 +72,18 @@ case "$part" in
         ORTFUSE_GEMM_F16=$rule timeout 60 node --liftoff-only dist/bench/attention-webgpu.js --preset qwen2-0.5b --precision f16 --json "$OUT/attn-f16-$rule.json"
       done; } 2>&1 | grep -v '^\s*$' | tee "$OUT/plan.log" | grep '^|' ;;
   planstep)
-    { step --runs fused-mlp-attn-linear-mixed:8x512,fused-mlp-attn-linear-stack-mixed:8x512,fused-mlp-attn-linear-stack:8x512 --out /tmp/p1
-      step --runs fused-mlp-attn-linear-mixed:8x512 --settings gemm-f16-legacy,gemm-f16-vec64 --out /tmp/p2; } 2>&1 | grep -v '^\s*$' | tee "$OUT/planstep.log" | grep '^|'
-    cp /tmp/p1/train-step-webgpu.json "$OUT/planstep.json" 2>/dev/null; cp /tmp/p2/train-step-webgpu.json "$OUT/planstep-legacy.json" 2>/dev/null
+    step --runs fused-mlp-attn-linear-mixed:8x512,fused-mlp-attn-linear-stack-mixed:8x512 --settings default,gemm-f16-legacy --out /tmp/p1 2>&1 | grep -v '^\s*$' | tee "$OUT/planstep.log" | grep '^|'
+    cp /tmp/p1/train-step-webgpu.json "$OUT/planstep.json" 2>/dev/null
     for flags in "--liger --amp" "--amp"; do
       # shellcheck disable=SC2086
       PYTHONPATH=$PWD/.scratch/liger/src python3 bench/anchor_torch.py --shapes 8x512 $flags | tee -a "$OUT/anchors.jsonl"
     done ;;
+  plankern)
+    # The f16 GEMMs on the experimental kernels (gemm-f16-direct.ts), vec64, and the fp32 step stacked,
+    # beside the default mixed step (same call).
+    { step --runs fused-mlp-attn-linear-mixed:8x512 --settings default,gemm-f16-staged,gemm-f16-direct,gemm-f16-vec64 --out /tmp/k1
+      step --runs fused-mlp-attn-linear-stack:8x512,fused-mlp-attn-linear:8x512 --out /tmp/k2; } 2>&1 | grep -v '^\s*$' | tee "$OUT/plankern.log" | grep '^|'
+    cp /tmp/k1/train-step-webgpu.json "$OUT/plankern-mixed.json" 2>/dev/null; cp /tmp/k2/train-step-webgpu.json "$OUT/plankern-fp32.json" 2>/dev/null ;;
   mixed)
     { node --liftoff-only dist/bench/train-step-webgpu.js --steps 3 --profile --runs fused-mlp-attn-linear-mixed:8x512 --out /tmp/m1
       timeout 400 node --liftoff-only dist/bench/matmul-webgpu.js --f16-sweep --reps 20 --out "$OUT/sweep"; } 2>&1 | grep -v '^\s*$' | tee "$OUT/mixed.log" | grep '^|'

@@ -94,12 +94,24 @@ export interface F16Options {
   /**
    * `f16Plan`'s rule (benches): 'fill' (default); 'legacy', as before session 13 — gemmF32's tile
    * and K split; 'vec64', as 'fill' but the vec4 kernel on a 64×64 tile (F16_SMALL) wherever the
-   * scalar-staged kernel would run, batched products included (attention's). ORTFUSE_GEMM_F16 sets it in Node.
+   * scalar-staged kernel would run, batched products included (attention's); 'staged' / 'direct':
+   * ./gemm-f16-direct.ts's kernels wherever they apply (`f16Rule`). ORTFUSE_GEMM_F16 sets it in Node.
    */
   plan?: F16PlanRule;
 }
 
-export type F16PlanRule = 'fill' | 'legacy' | 'vec64';
+export type F16PlanRule = 'fill' | 'legacy' | 'vec64' | 'staged' | 'direct';
+
+const RULES: readonly F16PlanRule[] = ['fill', 'legacy', 'vec64', 'staged', 'direct'];
+
+/**
+ * The plan rule of `opts` (else ORTFUSE_GEMM_F16, else 'fill'). 'staged' and 'direct' send every
+ * product they can take to ./gemm-f16-direct.ts's kernels (src/webgpu/gemm-mixed.ts) and plan the
+ * rest as 'fill'.
+ */
+export function f16Rule(opts: Pick<F16Options, 'plan'>): F16PlanRule {
+  return opts.plan ?? (RULES.includes(ENV_RULE as F16PlanRule) ? (ENV_RULE as F16PlanRule) : 'fill');
+}
 
 /** The vec4 kernel's 64×64 tile: 2×2 subgroups of 32×32 (the 'vec64' plan; in the --f16-sweep). */
 export const F16_SMALL: F16Variant = { sgRows: 2, sgCols: 2, sgm: 32, sgn: 32, bk: 32 };
@@ -292,7 +304,7 @@ var<workgroup> Cs: array<f32, ${subgroups * cm * cn}>; // one result matrix per 
 /** Shortest K range of one gemm_f16 slice: 8 K steps of 32 (gemm_f32's is 512). */
 const F16_MIN_SLICE = 256;
 
-/** ORTFUSE_GEMM_F16=legacy|vec64 (Node, measurements only): the plan rule of every gemm_f16 that names none. */
+/** ORTFUSE_GEMM_F16=legacy|vec64|staged|direct (Node, measurements only): the plan rule of every gemm_f16 that names none. */
 const ENV_RULE = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.ORTFUSE_GEMM_F16;
 
 export interface F16Plan {
@@ -322,7 +334,7 @@ export interface F16Plan {
 export function f16Plan(args: MatmulArgs, opts: F16Options): F16Plan {
   const base = gemmPlan(args);
   const vec = !opts.scalar && f16VecFits(args, opts);
-  const rule: F16PlanRule = opts.plan ?? (ENV_RULE === 'legacy' || ENV_RULE === 'vec64' ? ENV_RULE : 'fill');
+  const rule = f16Rule(opts);
   // 'vec64': where the rule below would stage scalars on the 64×64 tile, the vec4 kernel's 64×64 tile.
   const small64 = (scalar: F16Plan): F16Plan => {
     if (rule !== 'vec64' || !vec || scalar.kernel !== 'scalar' || opts.variant) return scalar;

@@ -10,12 +10,20 @@
  */
 import type { GpuContext } from './context.js';
 import { F32_DEFAULT, F32_SMALL_DEFAULT, gemmF32, gemmPlan } from './gemm.js';
-import { gemmF16 } from './gemm-f16.js';
+import { f16Rule, gemmF16 } from './gemm-f16.js';
+import { f16DirectWhyNot, gemmF16Direct } from './gemm-f16-direct.js';
 import type { MatmulArgs } from './matmul.js';
 
 /** C = alpha·op(A)·op(B) (+ C) with A and B rounded to half (see header). */
 export function gemmMixed(ctx: GpuContext, args: MatmulArgs): void {
-  if (ctx.f16Matrix) return gemmF16(ctx, args, ctx.f16Matrix);
+  const m = ctx.f16Matrix;
+  if (m) {
+    // The experimental kernels on f16 copies, where the rule asks for them and they apply (measurements).
+    const rule = f16Rule(m);
+    const staged = rule === 'staged' && args.k % 32 === 0 && m.config.M === 16 && m.config.N === 16 && m.config.K === 16;
+    if ((staged || rule === 'direct') && !f16DirectWhyNot(args, m)) return gemmF16Direct(ctx, args, m, staged);
+    return gemmF16(ctx, args, m);
+  }
   const { small } = gemmPlan(args);
   gemmF32(ctx, args, { ...(small ? F32_SMALL_DEFAULT : F32_DEFAULT), roundF16: true });
 }
