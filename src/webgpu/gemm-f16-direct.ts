@@ -202,8 +202,8 @@ var<workgroup> Bs: array<f16, ${bRows * pb}>; // B's tile as stored: ${bN ? '[k]
 
 /**
  * Record C = op(A)·op(B) (+ C) on gemmF16Direct (`staged`: gemmF16StagedProgram): f32 operands
- * converted to f16 copies first (temporaries of the context), f16 ones (`opts.halfOperands`) read
- * as they are.
+ * converted to f16 copies first (scratch of the context), f16 ones (`opts.halfOperands`) read as
+ * they are.
  */
 export function gemmF16Direct(ctx: GpuContext, args: MatmulArgs, opts: F16Options, staged = false): void {
   if (!ctx.device.features.has('chromium-experimental-subgroup-matrix' as GPUFeatureName) || !ctx.device.features.has('shader-f16'))
@@ -215,7 +215,8 @@ export function gemmF16Direct(ctx: GpuContext, args: MatmulArgs, opts: F16Option
   const { transA = false, transB = false } = args;
   const half = (name: string, v: MatrixView, rows: number, cols: number): MatrixView => {
     if (opts.halfOperands) return v;
-    const y = ctx.temp(`gemm_f16_direct.${name}16`, rows * cols * 2, 'any');
+    // Scratch: one buffer per operand role for all calls of a kernel group (each call converts, then reads, in queue order).
+    const y = ctx.scratch(`gemm_f16_direct.${name}16`, rows * cols * 2, 'any');
     ctx.run(toHalfProgram(rows, cols, v), [v.buffer, y]);
     return { buffer: y, ld: cols };
   };
