@@ -31,15 +31,13 @@ import { PRECISION_ATTR } from '../custom-ops/precision.js';
 
 export const NAME = 'stack-projections';
 
-/** The Linear node's weight rows N when it can join a group, else undefined. */
-function stackable(n: Node, trainable: ReadonlySet<string> | undefined): number | undefined {
-  if (n.domain !== ORTFUSE_DOMAIN || n.opType !== 'Linear' || n.attrInt('trans_b', 1) !== 1) return undefined;
+/** Whether the Linear node `n` can join a group (see the header). */
+function stackable(n: Node, trainable: ReadonlySet<string> | undefined): boolean {
+  if (n.domain !== ORTFUSE_DOMAIN || n.opType !== 'Linear' || n.attrInt('trans_b', 1) !== 1 || n.outputs[0].isGraphOutput()) return false;
   const w = n.inputs[1], b = n.inputs[2];
   const s = w?.tensorType?.shape;
-  if (!w || !s || s.length !== 2 || typeof s[0] !== 'number' || typeof s[1] !== 'number') return undefined;
-  if (trainable && (!trainable.has(w.name) || (b && !trainable.has(b.name)))) return undefined;
-  if (n.outputs[0].isGraphOutput()) return undefined;
-  return s[0];
+  if (!w || !s || s.length !== 2 || typeof s[0] !== 'number' || typeof s[1] !== 'number') return false;
+  return !trainable || (trainable.has(w.name) && (!b || trainable.has(b.name)));
 }
 
 /** The key a group's members share: element type, K, precision, bias or not. */
@@ -84,19 +82,18 @@ export const stackProjections: Pass = {
     const seen = new Set<Value>();
     for (const n of [...g.nodes]) {
       const x = n.inputs[0];
-      if (!x || seen.has(x) || stackable(n, trainable) === undefined) continue;
+      if (!x || seen.has(x) || !stackable(n, trainable)) continue;
       seen.add(x);
       const groups = new Map<string, Node[]>();
       for (const u of x.uses())
-        if (u.index === 0 && u.node.graph === g && stackable(u.node, trainable) !== undefined) {
+        if (u.index === 0 && u.node.graph === g && stackable(u.node, trainable)) {
           const key = groupKey(u.node);
           groups.set(key, [...(groups.get(key) ?? []), u.node]);
         }
       for (const group of groups.values()) {
-        const members = [...new Set(group)].sort((a, c) => g.nodes.indexOf(a) - g.nodes.indexOf(c));
-        if (members.length < 2) continue;
-        stack(g, x, members);
-        removed += members.length - 1;
+        if (group.length < 2) continue;
+        stack(g, x, group.sort((a, c) => g.nodes.indexOf(a) - g.nodes.indexOf(c)));
+        removed += group.length - 1;
       }
     }
     return { modified: removed > 0, counts: removed ? { [NAME]: removed } : {} };

@@ -27,6 +27,8 @@ import { checkMatmulArgs, gemmUniforms, runGemm, type MatmulArgs, type MatrixVie
 import { dispatch1d, type Program } from './program.js';
 
 const TILE = 128;
+/** The K step of the matrix-staged kernel. */
+const STAGED_BK = 32;
 
 /** The subgroup grid of a variant (F16Options.variant: sgRows × sgCols subgroups, each sgm × sgn; its bk is not used), default F16_DEFAULT's. */
 function grid(opts: F16Options): { sgRows: number; sgCols: number; sgm: number; sgn: number } {
@@ -35,12 +37,15 @@ function grid(opts: F16Options): { sgRows: number; sgCols: number; sgm: number; 
   return v;
 }
 
-/** Why `args` cannot run on gemmF16Direct, or undefined when it can. */
-export function f16DirectWhyNot(args: MatmulArgs, opts: F16Options): string | undefined {
+/** Why `args` cannot run on gemmF16Direct (`staged`: its matrix-staged kernel), or undefined when it can. */
+export function f16DirectWhyNot(args: MatmulArgs, opts: F16Options, staged = false): string | undefined {
   if (args.batch) return 'batched';
   if ((args.alpha ?? 1) !== 1) return `alpha ${args.alpha}`;
   if (args.m % TILE || args.n % TILE) return `M=${args.m}, N=${args.n} not multiples of ${TILE}`;
-  if (args.k % opts.config.K) return `K=${args.k} not a multiple of the matrix K ${opts.config.K}`;
+  const { M, N, K } = opts.config;
+  if (staged && (M !== 16 || N !== 16 || K !== 16)) return `the matrix config ${M}x${N}x${K} is not 16x16x16`;
+  const bk = staged ? STAGED_BK : K;
+  if (args.k % bk) return `K=${args.k} not a multiple of ${bk}`;
   return undefined;
 }
 
@@ -124,9 +129,6 @@ export function gemmF16DirectProgram(args: MatmulArgs, split: number, opts: F16O
   };
 }
 
-/** The K step of the matrix-staged kernel. */
-const STAGED_BK = 32;
-
 /**
  * The matrix-staged kernel: as the vec4 kernel (128×128 tiles, 8 subgroups of 64×32, K step 32,
  * each operand in workgroup memory as stored), but the tiles are copied there by the subgroups'
@@ -209,8 +211,8 @@ export function gemmF16Direct(ctx: GpuContext, args: MatmulArgs, opts: F16Option
   if (!ctx.device.features.has('chromium-experimental-subgroup-matrix' as GPUFeatureName) || !ctx.device.features.has('shader-f16'))
     fail('usage', "gemm_f16_direct: the device lacks 'chromium-experimental-subgroup-matrix' or 'shader-f16'");
   checkMatmulArgs('gemm_f16_direct', args, opts.halfOperands ? 2 : 4);
-  const why = f16DirectWhyNot(args, opts);
-  if (why) fail('usage', `gemm_f16_direct: ${why}`);
+  const why = f16DirectWhyNot(args, opts, staged);
+  if (why) fail('usage', `gemm_f16_${staged ? 'staged' : 'direct'}: ${why}`);
   if (args.m === 0 || args.n === 0) return;
   const { transA = false, transB = false } = args;
   const half = (name: string, v: MatrixView, rows: number, cols: number): MatrixView => {
@@ -222,7 +224,6 @@ export function gemmF16Direct(ctx: GpuContext, args: MatmulArgs, opts: F16Option
   };
   const a = half('a', args.a, transA ? args.k : args.m, transA ? args.m : args.k);
   const b = half('b', args.b, transB ? args.n : args.k, transB ? args.k : args.n);
-  if (staged && args.k % STAGED_BK) fail('usage', `gemm_f16_staged: K=${args.k} is not a multiple of ${STAGED_BK}`);
   const { split } = f16Split(args, TILE, TILE, staged ? STAGED_BK : opts.config.K);
   runGemm(ctx, { ...args, a, b }, split, (x, s) => (staged ? gemmF16StagedProgram(x, s, opts) : gemmF16DirectProgram(x, s, opts)));
 }

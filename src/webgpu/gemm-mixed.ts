@@ -20,8 +20,8 @@ export function gemmMixed(ctx: GpuContext, args: MatmulArgs): void {
   if (m) {
     // The experimental kernels on f16 copies, where the rule asks for them and they apply (measurements).
     const rule = f16Rule(m);
-    const staged = rule === 'staged' && args.k % 32 === 0 && m.config.M === 16 && m.config.N === 16 && m.config.K === 16;
-    if ((staged || rule === 'direct') && !f16DirectWhyNot(args, m)) return gemmF16Direct(ctx, args, m, staged);
+    const staged = rule === 'staged';
+    if ((staged || rule === 'direct') && !f16DirectWhyNot(args, m, staged)) return gemmF16Direct(ctx, args, m, staged);
     return gemmF16(ctx, args, m);
   }
   const { small } = gemmPlan(args);

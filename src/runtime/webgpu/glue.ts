@@ -207,13 +207,11 @@ function normAxis(axis: number, rank: number): number | undefined {
   return a >= 0 && a < rank ? a : undefined;
 }
 
-const prod = (dims: readonly number[]) => elements(dims);
-
 /**
  * Rows and row length of `dims` cut at `axis`: rows = the dims before it, inner = the dims after
  * it; a range [a, b) of the axis is the column range [a·inner, b·inner) of every row.
  */
-const cut = (dims: readonly number[], axis: number) => ({ rows: prod(dims.slice(0, axis)), inner: prod(dims.slice(axis + 1)) });
+const cut = (dims: readonly number[], axis: number) => ({ rows: elements(dims.slice(0, axis)), inner: elements(dims.slice(axis + 1)) });
 
 const concatKernel: WebGpuKernel = {
   name: 'concat', policy: GLUE_POLICY,
