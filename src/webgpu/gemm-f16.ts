@@ -14,7 +14,7 @@ import { fail } from '../errors.js';
 import type { GpuContext } from './context.js';
 import { checkMatmulArgs, gemmUniforms, runGemm, type MatmulArgs } from './matmul.js';
 import { generateWgsl, type Program } from './program.js';
-import { batchDispatch, bindings, cStore, FILL, gemmPlan, HEAD, range, SPLIT_TARGET, stageTile, vec4Fits, WG } from './gemm.js';
+import { batchDispatch, bindings, cStore, FILL, gemmPlan, HEAD, kSplit, range, stageTile, vec4Fits, WG } from './gemm.js';
 
 
 /** One f16 × f16 → f32 subgroup-matrix shape of the adapter (GPUAdapterInfo.subgroupMatrixConfigs). */
@@ -353,14 +353,12 @@ export function f16Plan(args: MatmulArgs, opts: F16Options): F16Plan {
 }
 
 /**
- * `f16Plan`'s K split for a grid of bm×bn tiles walking K bk at a time (args.splitK wins): K cut
- * until about SPLIT_TARGET workgroups, slices of at least F16_MIN_SLICE, at most 64 of them.
+ * `f16Plan`'s K split for a grid of bm×bn tiles walking K bk at a time (gemm.ts kSplit with slices
+ * of at least F16_MIN_SLICE).
  */
 export function f16Split(args: Pick<MatmulArgs, 'm' | 'n' | 'k' | 'splitK'>, bm: number, bn: number, bk: number): { tiles: number; split: number } {
-  const { m, n, k } = args;
-  const tiles = Math.ceil(m / bm) * Math.ceil(n / bn);
-  const split = args.splitK ?? (tiles >= SPLIT_TARGET ? 1 : Math.max(1, Math.min(Math.ceil(SPLIT_TARGET / tiles), Math.floor(k / F16_MIN_SLICE), 64)));
-  return { tiles, split: Math.max(1, Math.min(split, Math.ceil(k / bk))) };
+  const tiles = Math.ceil(args.m / bm) * Math.ceil(args.n / bn);
+  return { tiles, split: kSplit(tiles, args.k, F16_MIN_SLICE, bk, args.splitK) };
 }
 
 /** Validate and record an f16-operand, f32-accumulate GEMM on subgroup matrices (see header). */

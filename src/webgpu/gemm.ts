@@ -343,7 +343,7 @@ var<workgroup> Bs: array<vec4<f32>, ${bufs * bufB4}>; // [k][n]${pitchB !== pitc
  * 266-tile weight gradients of the MLP (4864×896, K = 4096) run 22 TFLOP/s unsplit and 30-31 in 4-6
  * K slices, the 224-tile K = 4864 products 30 → 33 in 4-5 (bench/results/matmul-h200.md, session 7).
  */
-export const SPLIT_TARGET = 8 * FILL;
+const SPLIT_TARGET = 8 * FILL;
 /** Shortest K range of one slice. */
 const MIN_SLICE = 512;
 
@@ -370,8 +370,16 @@ export function gemmPlan(args: Pick<MatmulArgs, 'm' | 'n' | 'k' | 'tile' | 'spli
   const small = args.tile ? args.tile.tm < 8 : Math.ceil(m / 128) * Math.ceil(n / 128) < FILL;
   const w = widen(small, 1);
   const tiles = grid(small ? [64, 64] : largeTile(w.wide));
-  const split = args.splitK ?? (tiles >= SPLIT_TARGET ? 1 : Math.max(1, Math.min(Math.ceil(SPLIT_TARGET / tiles), Math.floor(k / MIN_SLICE), 64)));
-  return { small, split: Math.max(1, Math.min(split, Math.ceil(k / 32))), ...w };
+  return { small, split: kSplit(tiles, k, MIN_SLICE, 32, args.splitK), ...w };
+}
+
+/**
+ * K slices for `tiles` workgroup tiles walking K `bk` at a time (`splitK` wins): K cut until about
+ * SPLIT_TARGET workgroups, slices of at least `minSlice`, at most 64, never more than K steps.
+ */
+export function kSplit(tiles: number, k: number, minSlice: number, bk: number, splitK?: number): number {
+  const split = splitK ?? (tiles >= SPLIT_TARGET ? 1 : Math.max(1, Math.min(Math.ceil(SPLIT_TARGET / tiles), Math.floor(k / minSlice), 64)));
+  return Math.max(1, Math.min(split, Math.ceil(k / bk)));
 }
 
 /**
