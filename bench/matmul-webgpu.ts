@@ -179,6 +179,10 @@ async function childOurs(reps: number): Promise<Row[]> {
       ['f16 4x2 of 32x64 bk32', { sgRows: 4, sgCols: 2, sgm: 32, sgn: 64, bk: 32 }],
       ['f16 2x2 of 32x32 bk32 (64x64)', { sgRows: 2, sgCols: 2, sgm: 32, sgn: 32, bk: 32 }],
       ['f16 2x4 of 32x32 bk32 (64x128)', { sgRows: 2, sgCols: 4, sgm: 32, sgn: 32, bk: 32 }],
+      // Double-buffered: one barrier per K step (twice the workgroup memory).
+      ['f16 default double-buffered', { ...F16_DEFAULT, double: true }],
+      ['f16 2x2 of 64x64 bk32 double-buffered', { sgRows: 2, sgCols: 2, sgm: 64, sgn: 64, bk: 32, double: true }],
+      ['f16 2x4 of 64x32 bk16 double-buffered', { ...F16_DEFAULT, bk: 16, double: true }],
     ];
     // Each tile on f16Plan's K split for its own grid; the default also on the plan before session 13.
     variants.push(['f16 default, legacy plan', (c, a, b) => gemmF16(ctx, view(c, a, b), { config, syntax, plan: 'legacy' }), false]);
@@ -188,6 +192,7 @@ async function childOurs(reps: number): Promise<Row[]> {
   if (config && syntax && !F32_SWEEP && !F16_SWEEP) {
     variants.push(['gemm_f16 (f32 in memory)', (c, a, b) => gemmF16(ctx, view(c, a, b), { config, syntax }), false]);
     variants.push(['gemm_f16 legacy plan (f32 in memory)', (c, a, b) => gemmF16(ctx, view(c, a, b), { config, syntax, plan: 'legacy' }), false]);
+    variants.push(['gemm_f16 double-buffered (f32 in memory)', (c, a, b) => gemmF16(ctx, view(c, a, b), { config, syntax, plan: 'double' }), false]);
     // No workgroup memory: operands converted to f16 once per call, or already f16 (src/webgpu/gemm-f16-direct.ts).
     const { gemmF16Direct } = await import('../src/webgpu/gemm-f16-direct.js');
     variants.push(['gemm_f16 direct (f32 in memory, converted per call)', (c, a, b) => gemmF16Direct(ctx, view(c, a, b), { config, syntax }), false]);

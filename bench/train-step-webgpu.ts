@@ -223,6 +223,8 @@ const SETTINGS: Record<string, { dawn?: string; ep?: Record<string, string>; lif
   'gemm-f16-legacy': { liftoff: true, env: { ORTFUSE_GEMM_F16: 'legacy' } },
   // gemm_f16's vec4 kernel on a 64×64 tile where the scalar-staged one would run (attention's batched products, k/v).
   'gemm-f16-vec64': { liftoff: true, env: { ORTFUSE_GEMM_F16: 'vec64' } },
+  // gemm_f16's vec4 kernel double-buffered (one barrier per K step; ORTFUSE_GEMM_F16=double).
+  'gemm-f16-double': { liftoff: true, env: { ORTFUSE_GEMM_F16: 'double' } },
   // Every f16 GEMM the experimental kernels take on them (src/webgpu/gemm-f16-direct.ts, operands converted to f16 per call).
   'gemm-f16-staged': { liftoff: true, env: { ORTFUSE_GEMM_F16: 'staged' } },
   'gemm-f16-direct': { liftoff: true, env: { ORTFUSE_GEMM_F16: 'direct' } },

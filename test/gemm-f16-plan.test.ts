@@ -4,7 +4,7 @@
  * kernels themselves are checked on the tensor cores by webgpu-gemm-mixed-matrix.test.ts).
  */
 import { describe, expect, it } from 'vitest';
-import { F16_SMALL, f16Plan, f16Rule, type F16Options } from '../src/webgpu/gemm-f16.js';
+import { F16_DEFAULT, F16_SMALL, f16Plan, f16Rule, type F16Options } from '../src/webgpu/gemm-f16.js';
 import type { MatmulArgs } from '../src/webgpu/matmul.js';
 
 const buf = {} as GPUBuffer;
@@ -66,6 +66,13 @@ describe('f16Plan', () => {
       expect(f16Plan(gemm('NT', 4096, 128, 896), { ...opts, plan })).toEqual(f16Plan(gemm('NT', 4096, 128, 896), opts));
     }
     expect(f16Rule({})).toBe('fill');
+  });
+
+  it("'double': the default tile double-buffered wherever the vec4 kernel runs, the same grid and split", () => {
+    const dbl = { ...opts, plan: 'double' as const };
+    expect(f16Plan(gemm('NN', 1024, 896, 151936), dbl)).toEqual({ kernel: 'vec', small: false, split: 19, variant: { ...F16_DEFAULT, double: true } });
+    expect(f16Plan(gemm('NT', 4096, 128, 896), dbl)).toEqual(f16Plan(gemm('NT', 4096, 128, 896), opts));
+    expect(f16Plan(gemm('NT', 4096, 4864, 896), { ...dbl, variant: F16_SMALL })).not.toHaveProperty('variant');
   });
 
   it("honours an explicit K split and a variant tile's own grid", () => {

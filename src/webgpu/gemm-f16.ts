@@ -77,6 +77,11 @@ export interface F16Variant {
   sgn: number;
   /** K step staged per barrier (a multiple of the config's K and of 4). */
   bk: number;
+  /**
+   * Two workgroup buffers per operand: the next K step is stored into one while the subgroups
+   * multiply out of the other, one barrier per K step instead of two (twice the workgroup memory).
+   */
+  double?: boolean;
 }
 
 /** The tile gemmF16VecProgram has always used. */
@@ -95,14 +100,15 @@ export interface F16Options {
    * `f16Plan`'s rule (benches): 'fill' (default); 'legacy', as before session 13 — gemmF32's tile
    * and K split; 'vec64', as 'fill' but the vec4 kernel on a 64×64 tile (F16_SMALL) wherever the
    * scalar-staged kernel would run, batched products included (attention's); 'staged' / 'direct':
-   * ./gemm-f16-direct.ts's kernels wherever they apply (`f16Rule`). ORTFUSE_GEMM_F16 sets it in Node.
+   * ./gemm-f16-direct.ts's kernels wherever they apply (`f16Rule`); 'double', as 'fill' with the
+   * vec4 kernel's default tile double-buffered (F16Variant.double). ORTFUSE_GEMM_F16 sets it in Node.
    */
   plan?: F16PlanRule;
 }
 
-export type F16PlanRule = 'fill' | 'legacy' | 'vec64' | 'staged' | 'direct';
+export type F16PlanRule = 'fill' | 'legacy' | 'vec64' | 'staged' | 'direct' | 'double';
 
-const RULES: readonly F16PlanRule[] = ['fill', 'legacy', 'vec64', 'staged', 'direct'];
+const RULES: readonly F16PlanRule[] = ['fill', 'legacy', 'vec64', 'staged', 'direct', 'double'];
 
 /**
  * The plan rule of `opts` (else ORTFUSE_GEMM_F16, else 'fill'). 'staged' and 'direct' send every
@@ -209,7 +215,7 @@ export function gemmF16VecProgram(args: MatmulArgs, split: number, opts: F16Opti
   const syntax = opts.syntax ?? 'bool';
   const accumulate = split === 1 && (args.accumulate ?? false);
   const v = opts.variant ?? F16_DEFAULT;
-  const { sgRows, sgCols, sgm, sgn, bk } = v;
+  const { sgRows, sgCols, sgm, sgn, bk, double = false } = v;
   const bm = sgRows * sgm, bn = sgCols * sgn, wg = 32 * sgRows * sgCols, subgroups = sgRows * sgCols;
   const mt = sgm / cm, nt = sgn / cn;
   if (!Number.isInteger(mt) || !Number.isInteger(nt) || bk % ck || bk % 4) fail('usage', `gemm_f16: subgroup matrix ${cm}x${cn}x${ck} does not tile a ${sgm}x${sgn}x${bk} block`);
@@ -245,19 +251,23 @@ export function gemmF16VecProgram(args: MatmulArgs, split: number, opts: F16Opti
   const stores = each((name, i) => {
     const x = vec(name, i, 'k0');
     const [buf, pitch] = name === 'A' ? ['As', pa] : ['Bs', pb];
-    return `{ ${x.rc} let h = vec4<f16>(p${name}${i}); ${range(4).map((t) => `${buf}[r * ${pitch}u + c + ${t}u] = h[${t}];`).join(' ')} }`;
+    const base = double ? `w${name} + ` : '';
+    return `{ ${x.rc} let h = vec4<f16>(p${name}${i}); ${range(4).map((t) => `${buf}[${base}r * ${pitch}u + c + ${t}u] = h[${t}];`).join(' ')} }`;
   });
+  // Double buffering: each operand's tile twice in workgroup memory; rA/rB the halves multiplied
+  // out of this K step, wA/wB the halves the next is stored into.
+  const sizeA = aRows * pa, sizeB = bRows * pb, rA = double ? 'rA + ' : '', rB = double ? 'rB + ' : '';
   const left = (i: number, s: number) => aK
-    ? mLoad(syntax, L, '&As', `(sr * ${sgm}u + ${i * cm}u) * ${pa}u + ${s * ck}u`, `${pa}u`)
-    : mLoad(syntax, L, '&As', `${s * ck * pa}u + sr * ${sgm}u + ${i * cm}u`, `${pa}u`, true);
+    ? mLoad(syntax, L, '&As', `${rA}(sr * ${sgm}u + ${i * cm}u) * ${pa}u + ${s * ck}u`, `${pa}u`)
+    : mLoad(syntax, L, '&As', `${rA}${s * ck * pa}u + sr * ${sgm}u + ${i * cm}u`, `${pa}u`, true);
   const right = (j: number, s: number) => bN
-    ? mLoad(syntax, R, '&Bs', `${s * ck * pb}u + sc * ${sgn}u + ${j * cn}u`, `${pb}u`)
-    : mLoad(syntax, R, '&Bs', `(sc * ${sgn}u + ${j * cn}u) * ${pb}u + ${s * ck}u`, `${pb}u`, true);
+    ? mLoad(syntax, R, '&Bs', `${rB}${s * ck * pb}u + sc * ${sgn}u + ${j * cn}u`, `${pb}u`)
+    : mLoad(syntax, R, '&Bs', `${rB}(sc * ${sgn}u + ${j * cn}u) * ${pb}u + ${s * ck}u`, `${pb}u`, true);
   const acc = (i: number, j: number) => `acc${i}_${j}`;
   const cOff = (i: number, j: number) => `offC + (row0 + sr * ${sgm}u + ${i * cm}u) * u.ldc + col0 + sc * ${sgn}u + ${j * cn}u`;
   return {
     name: 'gemm_f16_sgmatrix_vec',
-    cacheKey: `${transA ? 'T' : 'N'}${transB ? 'T' : 'N'};acc=${accumulate ? 1 : 0};cfg=${cm}x${cn}x${ck};${syntax}${bz.key}${opts.variant ? `;tile=${sgRows}x${sgCols}x${sgm}x${sgn}x${bk}` : ''}`,
+    cacheKey: `${transA ? 'T' : 'N'}${transB ? 'T' : 'N'};acc=${accumulate ? 1 : 0};cfg=${cm}x${cn}x${ck};${syntax}${bz.key}${opts.variant ? `;tile=${sgRows}x${sgCols}x${sgm}x${sgn}x${bk}${double ? 'db' : ''}` : ''}`,
     workgroupSize: [wg],
     dispatch: [Math.ceil(args.n / bn), Math.ceil(args.m / bm), bz.z],
     uniforms: gemmUniforms(args, split, slice),
@@ -271,8 +281,8 @@ export function gemmF16VecProgram(args: MatmulArgs, split: number, opts: F16Opti
       const slow = cellEpilogue(syntax, accumulate, opts.config, sgm, sgn, mt, nt);
       return {
         decls: `
-var<workgroup> As: array<f16, ${aRows * pa}>; // A's tile as stored: ${aK ? '[m][k]' : '[k][m]'}
-var<workgroup> Bs: array<f16, ${bRows * pb}>; // B's tile as stored: ${bN ? '[k][n]' : '[n][k]'}
+var<workgroup> As: array<f16, ${(double ? 2 : 1) * sizeA}>; // A's tile as stored: ${aK ? '[m][k]' : '[k][m]'}${double ? ', twice' : ''}
+var<workgroup> Bs: array<f16, ${(double ? 2 : 1) * sizeB}>; // B's tile as stored: ${bN ? '[k][n]' : '[n][k]'}${double ? ', twice' : ''}
 var<workgroup> Cs: array<f32, ${subgroups * cm * cn}>; // one result matrix per subgroup (edge epilogue)`,
         main: `
   let sg = lidx / 32u; let lane = lidx % 32u; let sr = sg / ${sgCols}u; let sc = sg % ${sgCols}u;${HEAD(bm, bn, false, args.batch)}
@@ -283,7 +293,21 @@ var<workgroup> Cs: array<f32, ${subgroups * cm * cn}>; // one result matrix per 
   }` : ''}
   ${range(Math.max(perA, perB)).map((i) => [i < perA ? `var pA${i} = vec4<f32>(0.0);` : '', i < perB ? `var pB${i} = vec4<f32>(0.0);` : ''].filter(Boolean).join(' ')).join(' ')}
   if (kBegin < kEnd) { let k0 = kBegin;
-      ${loads('k0')} }
+      ${loads('k0')} }${double ? `
+  { let wA = 0u; let wB = 0u;
+    ${stores} }
+  workgroupBarrier();
+  var cur = 0u;
+  for (var k0 = kBegin; k0 < kEnd; k0 += ${bk}u) {
+    let kn = k0 + ${bk}u;
+    if (kn < kEnd) {
+      ${loads('kn')} }
+    let rA = cur * ${sizeA}u; let rB = cur * ${sizeB}u;${steps}
+    if (kn < kEnd) { let wA = ${sizeA}u - rA; let wB = ${sizeB}u - rB;
+      ${stores} }
+    workgroupBarrier();
+    cur = 1u - cur;
+  }` : `
   for (var k0 = kBegin; k0 < kEnd; k0 += ${bk}u) {
     ${stores}
     workgroupBarrier();
@@ -291,7 +315,7 @@ var<workgroup> Cs: array<f32, ${subgroups * cm * cn}>; // one result matrix per 
     if (kn < kEnd) {
       ${loads('kn')} }${steps}
     workgroupBarrier();
-  }
+  }`}
   if (interior) {
     ${range(mt).flatMap((i) => range(nt).map((j) => `${mStore(syntax, '&C', cOff(i, j), acc(i, j), 'u.ldc')};`)).join('\n    ')}
   } else {${slow}
@@ -304,7 +328,7 @@ var<workgroup> Cs: array<f32, ${subgroups * cm * cn}>; // one result matrix per 
 /** Shortest K range of one gemm_f16 slice: 8 K steps of 32 (gemm_f32's is 512). */
 const F16_MIN_SLICE = 256;
 
-/** ORTFUSE_GEMM_F16=legacy|vec64|staged|direct (Node, measurements only): the plan rule of every gemm_f16 that names none. */
+/** ORTFUSE_GEMM_F16=legacy|vec64|staged|direct|double (Node, measurements only): the plan rule of every gemm_f16 that names none. */
 const ENV_RULE = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.ORTFUSE_GEMM_F16;
 
 export interface F16Plan {
@@ -312,7 +336,7 @@ export interface F16Plan {
   kernel: 'vec' | 'scalar';
   small: boolean;
   split: number;
-  /** The vec4 kernel's tile when not the options' own ('vec64': F16_SMALL). */
+  /** The vec4 kernel's tile when not the options' own ('vec64': F16_SMALL; 'double': F16_DEFAULT double-buffered). */
   variant?: F16Variant;
 }
 
@@ -349,7 +373,7 @@ export function f16Plan(args: MatmulArgs, opts: F16Options): F16Plan {
   const { sgRows, sgCols, sgm, sgn, bk } = opts.variant ?? F16_DEFAULT;
   const { tiles, split } = f16Split(args, sgRows * sgm, sgCols * sgn, bk);
   if (tiles * split < FILL && args.splitK === undefined && !opts.variant) return small64({ kernel: 'scalar', small: base.small, split: base.split });
-  return { kernel: 'vec', small: false, split };
+  return { kernel: 'vec', small: false, split, ...(rule === 'double' && !opts.variant ? { variant: { ...F16_DEFAULT, double: true } } : {}) };
 }
 
 /**
