@@ -183,6 +183,9 @@ async function childOurs(reps: number): Promise<Row[]> {
       ['f16 default double-buffered', { ...F16_DEFAULT, double: true }],
       ['f16 2x2 of 64x64 bk32 double-buffered', { sgRows: 2, sgCols: 2, sgm: 64, sgn: 64, bk: 32, double: true }],
       ['f16 2x4 of 64x32 bk16 double-buffered', { ...F16_DEFAULT, bk: 16, double: true }],
+      // Timing probes of the default tile (wrong results): the multiplies alone, the staging alone.
+      ['probe: default, multiplies only', { ...F16_DEFAULT, probe: 'mma' }],
+      ['probe: default, staging only', { ...F16_DEFAULT, probe: 'stage' }],
     ];
     // Each tile on f16Plan's K split for its own grid; the default also on the plan before session 13.
     variants.push(['f16 default, legacy plan', (c, a, b) => gemmF16(ctx, view(c, a, b), { config, syntax, plan: 'legacy' }), false]);

@@ -78,7 +78,10 @@ case "$part" in
       step --runs fused-mlp-attn-linear-stack-mixed:8x512 --out /tmp/a2; } 2>&1 | grep -v '^\s*$' | tee "$OUT/s14a.log" | grep '^|'
     cp /tmp/a1/train-step-webgpu.json "$OUT/s14a-1.json" 2>/dev/null; cp /tmp/a2/train-step-webgpu.json "$OUT/s14a-2.json" 2>/dev/null
     PYTHONPATH=$PWD/.scratch/liger/src timeout 120 python3 bench/anchor_torch.py --shapes 8x512 --liger --amp | tee -a "$OUT/anchors.jsonl"
-    timeout 150 node --liftoff-only dist/bench/matmul-webgpu.js --only-f16 --flce --reps 20 --out "$OUT/gemm" 2>&1 | grep -v '^\s*$' | tee "$OUT/gemm.log" | grep '^|' ;;
+    # gemm_f16's tiles, double buffering and the timing probes at the step's shapes, then the plans
+    # and experimental kernels (the lm_head's shapes included); each row logged as it comes.
+    { timeout 200 node --liftoff-only dist/bench/matmul-webgpu.js --f16-sweep --reps 20 --out /tmp/sw
+      timeout 150 node --liftoff-only dist/bench/matmul-webgpu.js --only-f16 --flce --reps 20 --out /tmp/g; } 2>&1 | grep -v '^\s*$' | tee "$OUT/gemm.log" | grep '^|' ;;
   planstep)
     step --runs fused-mlp-attn-linear-mixed:8x512,fused-mlp-attn-linear-stack-mixed:8x512 --settings default,gemm-f16-legacy --out /tmp/p1 2>&1 | grep -v '^\s*$' | tee "$OUT/planstep.log" | grep '^|'
     cp /tmp/p1/train-step-webgpu.json "$OUT/planstep.json" 2>/dev/null

@@ -82,6 +82,12 @@ export interface F16Variant {
    * multiply out of the other, one barrier per K step instead of two (twice the workgroup memory).
    */
   double?: boolean;
+  /**
+   * Timing probes (bench/matmul-webgpu.ts --f16-sweep; their results are wrong): 'mma' leaves out
+   * the staging (global loads, f16 stores into workgroup memory), 'stage' the matrix loads and
+   * multiplies — what each half of the K loop costs alone.
+   */
+  probe?: 'mma' | 'stage';
 }
 
 /** The tile gemmF16VecProgram has always used. */
@@ -215,7 +221,7 @@ export function gemmF16VecProgram(args: MatmulArgs, split: number, opts: F16Opti
   const syntax = opts.syntax ?? 'bool';
   const accumulate = split === 1 && (args.accumulate ?? false);
   const v = opts.variant ?? F16_DEFAULT;
-  const { sgRows, sgCols, sgm, sgn, bk, double = false } = v;
+  const { sgRows, sgCols, sgm, sgn, bk, double = false, probe } = v;
   const bm = sgRows * sgm, bn = sgCols * sgn, wg = 32 * sgRows * sgCols, subgroups = sgRows * sgCols;
   const mt = sgm / cm, nt = sgn / cn;
   if (!Number.isInteger(mt) || !Number.isInteger(nt) || bk % ck || bk % 4) fail('usage', `gemm_f16: subgroup matrix ${cm}x${cn}x${ck} does not tile a ${sgm}x${sgn}x${bk} block`);
@@ -244,11 +250,11 @@ export function gemmF16VecProgram(args: MatmulArgs, split: number, opts: F16Opti
   // Operand `name`'s vec4s of this invocation, interleaved A, B as far as both have one.
   const each = (f: (name: 'A' | 'B', i: number) => string) =>
     range(Math.max(perA, perB)).map((i) => (['A', 'B'] as const).filter((name) => i < (name === 'A' ? perA : perB)).map((name) => f(name, i)).join('\n      ')).join('\n      ');
-  const loads = (k: string) => each((name, i) => {
+  const loads = (k: string) => probe === 'mma' ? '' : each((name, i) => {
     const x = vec(name, i, k);
     return `{ ${x.rc} p${name}${i} = vec4<f32>(0.0); if (${x.inRange}) { p${name}${i} = ${name}[${x.index}]; } }`;
   });
-  const stores = each((name, i) => {
+  const stores = probe === 'mma' ? '' : each((name, i) => {
     const x = vec(name, i, 'k0');
     const [buf, pitch] = name === 'A' ? ['As', pa] : ['Bs', pb];
     const base = double ? `w${name} + ` : '';
@@ -267,7 +273,7 @@ export function gemmF16VecProgram(args: MatmulArgs, split: number, opts: F16Opti
   const cOff = (i: number, j: number) => `offC + (row0 + sr * ${sgm}u + ${i * cm}u) * u.ldc + col0 + sc * ${sgn}u + ${j * cn}u`;
   return {
     name: 'gemm_f16_sgmatrix_vec',
-    cacheKey: `${transA ? 'T' : 'N'}${transB ? 'T' : 'N'};acc=${accumulate ? 1 : 0};cfg=${cm}x${cn}x${ck};${syntax}${bz.key}${opts.variant ? `;tile=${sgRows}x${sgCols}x${sgm}x${sgn}x${bk}${double ? 'db' : ''}` : ''}`,
+    cacheKey: `${transA ? 'T' : 'N'}${transB ? 'T' : 'N'};acc=${accumulate ? 1 : 0};cfg=${cm}x${cn}x${ck};${syntax}${bz.key}${opts.variant ? `;tile=${sgRows}x${sgCols}x${sgm}x${sgn}x${bk}${double ? 'db' : ''}${probe ? `;probe=${probe}` : ''}` : ''}`,
     workgroupSize: [wg],
     dispatch: [Math.ceil(args.n / bn), Math.ceil(args.m / bm), bz.z],
     uniforms: gemmUniforms(args, split, slice),
@@ -277,7 +283,7 @@ export function gemmF16VecProgram(args: MatmulArgs, split: number, opts: F16Opti
     // NVIDIA's), and the direct-store branch from the workgroup id and uniforms.
     diagnosticsOff: ['chromium.subgroup_matrix_uniformity'],
     source: () => {
-      const steps = mmaSteps(bk, ck, mt, nt, left, right);
+      const steps = probe === 'stage' ? '' : mmaSteps(bk, ck, mt, nt, left, right);
       const slow = cellEpilogue(syntax, accumulate, opts.config, sgm, sgn, mt, nt);
       return {
         decls: `
