@@ -74,6 +74,7 @@ case "$part" in
   s14a)
     # Session 14's first call: the mixed 8x512 step on f16Plan, the legacy plan, the double-buffered
     # vec4 kernel, and stacked q/k/v; Liger bf16-amp in the same call; then the GEMM shapes.
+    nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,power.draw,power.limit --format=csv 2>&1 | tee "$OUT/gpu.txt"
     { step --runs fused-mlp-attn-linear-mixed:8x512 --settings default,gemm-f16-legacy,gemm-f16-double --out /tmp/a1
       step --runs fused-mlp-attn-linear-stack-mixed:8x512 --out /tmp/a2; } 2>&1 | grep -v '^\s*$' | tee "$OUT/s14a.log" | grep '^|'
     cp /tmp/a1/train-step-webgpu.json "$OUT/s14a-1.json" 2>/dev/null; cp /tmp/a2/train-step-webgpu.json "$OUT/s14a-2.json" 2>/dev/null
