@@ -70,7 +70,7 @@ describe('f16Plan', () => {
 
   it("'double': the default tile double-buffered wherever the vec4 kernel runs, the same grid and split", () => {
     const dbl = { ...opts, plan: 'double' as const };
-    expect(f16Plan(gemm('NN', 1024, 896, 151936), dbl)).toEqual({ kernel: 'vec', small: false, split: 19, variant: { ...F16_DEFAULT, double: true } });
+    expect(f16Plan(gemm('NN', 1024, 896, 151936), dbl)).toEqual({ kernel: 'vec', small: false, split: 19, variant: { ...F16_DEFAULT, bk: 16, double: true } });
     expect(f16Plan(gemm('NT', 4096, 128, 896), dbl)).toEqual(f16Plan(gemm('NT', 4096, 128, 896), opts));
     expect(f16Plan(gemm('NT', 4096, 4864, 896), { ...dbl, variant: F16_SMALL })).not.toHaveProperty('variant');
   });

@@ -14,7 +14,7 @@ import { fail } from '../errors.js';
 import type { GpuContext } from './context.js';
 import { checkMatmulArgs, gemmUniforms, runGemm, type MatmulArgs } from './matmul.js';
 import { generateWgsl, type Program } from './program.js';
-import { batchDispatch, bindings, cStore, FILL, gemmPlan, HEAD, kSplit, range, stageTile, vec4Fits, WG } from './gemm.js';
+import { batchDispatch, bindings, cStore, FILL, gemmPlan, HEAD, kSplit, range, stageTile, vec4Fits, WG, WORKGROUP_BYTES } from './gemm.js';
 
 
 /** One f16 × f16 → f32 subgroup-matrix shape of the adapter (GPUAdapterInfo.subgroupMatrixConfigs). */
@@ -107,7 +107,7 @@ export interface F16Options {
    * and K split; 'vec64', as 'fill' but the vec4 kernel on a 64×64 tile (F16_SMALL) wherever the
    * scalar-staged kernel would run, batched products included (attention's); 'staged' / 'direct':
    * ./gemm-f16-direct.ts's kernels wherever they apply (`f16Rule`); 'double', as 'fill' with the
-   * vec4 kernel's default tile double-buffered (F16Variant.double). ORTFUSE_GEMM_F16 sets it in Node.
+   * vec4 kernel's tile double-buffered (F16_DOUBLE). ORTFUSE_GEMM_F16 sets it in Node.
    */
   plan?: F16PlanRule;
 }
@@ -124,6 +124,12 @@ const RULES: readonly F16PlanRule[] = ['fill', 'legacy', 'vec64', 'staged', 'dir
 export function f16Rule(opts: Pick<F16Options, 'plan'>): F16PlanRule {
   return opts.plan ?? (RULES.includes(ENV_RULE as F16PlanRule) ? (ENV_RULE as F16PlanRule) : 'fill');
 }
+
+/**
+ * The default tile double-buffered (the 'double' plan). K step 16: at 32 the two copies of a
+ * 128×128 tile's operands and the epilogue's result matrices need more than WORKGROUP_BYTES.
+ */
+export const F16_DOUBLE: F16Variant = { ...F16_DEFAULT, bk: 16, double: true };
 
 /** The vec4 kernel's 64×64 tile: 2×2 subgroups of 32×32 (the 'vec64' plan; in the --f16-sweep). */
 export const F16_SMALL: F16Variant = { sgRows: 2, sgCols: 2, sgm: 32, sgn: 32, bk: 32 };
@@ -263,6 +269,8 @@ export function gemmF16VecProgram(args: MatmulArgs, split: number, opts: F16Opti
   // Double buffering: each operand's tile twice in workgroup memory; rA/rB the halves multiplied
   // out of this K step, wA/wB the halves the next is stored into.
   const sizeA = aRows * pa, sizeB = bRows * pb, rA = double ? 'rA + ' : '', rB = double ? 'rB + ' : '';
+  const bytes = (double ? 4 : 2) * (sizeA + sizeB) + 4 * subgroups * cm * cn;
+  if (bytes > WORKGROUP_BYTES) fail('usage', `gemm_f16: a ${bm}x${bn} tile with K step ${bk}${double ? ', double-buffered,' : ''} needs ${bytes} bytes of workgroup memory in form ${transA ? 'T' : 'N'}${transB ? 'T' : 'N'} (at most ${WORKGROUP_BYTES})`);
   const left = (i: number, s: number) => aK
     ? mLoad(syntax, L, '&As', `${rA}(sr * ${sgm}u + ${i * cm}u) * ${pa}u + ${s * ck}u`, `${pa}u`)
     : mLoad(syntax, L, '&As', `${rA}${s * ck * pa}u + sr * ${sgm}u + ${i * cm}u`, `${pa}u`, true);
@@ -342,7 +350,7 @@ export interface F16Plan {
   kernel: 'vec' | 'scalar';
   small: boolean;
   split: number;
-  /** The vec4 kernel's tile when not the options' own ('vec64': F16_SMALL; 'double': F16_DEFAULT double-buffered). */
+  /** The vec4 kernel's tile when not the options' own ('vec64': F16_SMALL; 'double': F16_DOUBLE). */
   variant?: F16Variant;
 }
 
@@ -379,7 +387,7 @@ export function f16Plan(args: MatmulArgs, opts: F16Options): F16Plan {
   const { sgRows, sgCols, sgm, sgn, bk } = opts.variant ?? F16_DEFAULT;
   const { tiles, split } = f16Split(args, sgRows * sgm, sgCols * sgn, bk);
   if (tiles * split < FILL && args.splitK === undefined && !opts.variant) return small64({ kernel: 'scalar', small: base.small, split: base.split });
-  return { kernel: 'vec', small: false, split, ...(rule === 'double' && !opts.variant ? { variant: { ...F16_DEFAULT, double: true } } : {}) };
+  return { kernel: 'vec', small: false, split, ...(rule === 'double' && !opts.variant ? { variant: F16_DOUBLE } : {}) };
 }
 
 /**

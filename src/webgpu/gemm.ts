@@ -27,7 +27,7 @@ import type { BindingDecl, Program } from './program.js';
 
 export const WG = 256;
 /** Workgroup memory every kernel may use (Dawn's limit on the H200 and on SwiftShader). */
-const WORKGROUP_BYTES = 32768;
+export const WORKGROUP_BYTES = 32768;
 /** Workgroups that fill a large GPU (132 SMs on an H100/H200). */
 export const FILL = 132;
 
