@@ -72,17 +72,18 @@ case "$part" in
         ORTFUSE_GEMM_F16=$rule timeout 60 node --liftoff-only dist/bench/attention-webgpu.js --preset qwen2-0.5b --precision f16 --json "$OUT/attn-f16-$rule.json"
       done; } 2>&1 | grep -v '^\s*$' | tee "$OUT/plan.log" | grep '^|' ;;
   s14a)
-    # Session 14's first call: the mixed 8x512 step on f16Plan, the legacy plan, the double-buffered
-    # vec4 kernel, and stacked q/k/v; Liger bf16-amp in the same call; then the GEMM shapes.
+    # Session 14's first call, most telling first: the mixed 8x512 step on f16Plan and the legacy
+    # plan; gemm_f16's tiles, double buffering and timing probes at the step's shapes; the step
+    # double-buffered and with stacked q/k/v; Liger bf16-amp; the plans and experimental kernels at
+    # the step's and the lm_head's shapes. Each part's lines kept as they come (tee).
     nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,power.draw,power.limit --format=csv 2>&1 | tee "$OUT/gpu.txt"
-    { step --runs fused-mlp-attn-linear-mixed:8x512 --settings default,gemm-f16-legacy,gemm-f16-double --out /tmp/a1
-      step --runs fused-mlp-attn-linear-stack-mixed:8x512 --out /tmp/a2; } 2>&1 | grep -v '^\s*$' | tee "$OUT/s14a.log" | grep '^|'
-    cp /tmp/a1/train-step-webgpu.json "$OUT/s14a-1.json" 2>/dev/null; cp /tmp/a2/train-step-webgpu.json "$OUT/s14a-2.json" 2>/dev/null
+    step --runs fused-mlp-attn-linear-mixed:8x512 --settings default,gemm-f16-legacy --out /tmp/a1 2>&1 | grep -v '^\s*$' | tee "$OUT/s14a.log" | grep '^|'
+    cp /tmp/a1/train-step-webgpu.json "$OUT/s14a-1.json" 2>/dev/null
+    timeout 200 node --liftoff-only dist/bench/matmul-webgpu.js --f16-sweep --reps 20 --out /tmp/sw 2>&1 | grep -v '^\s*$' | tee "$OUT/sweep.log" | grep '^|'
+    { step --runs fused-mlp-attn-linear-mixed:8x512 --settings gemm-f16-double --out /tmp/a2
+      step --runs fused-mlp-attn-linear-stack-mixed:8x512 --out /tmp/a3; } 2>&1 | grep -v '^\s*$' | tee -a "$OUT/s14a.log" | grep '^|'
     PYTHONPATH=$PWD/.scratch/liger/src timeout 120 python3 bench/anchor_torch.py --shapes 8x512 --liger --amp | tee -a "$OUT/anchors.jsonl"
-    # gemm_f16's tiles, double buffering and the timing probes at the step's shapes, then the plans
-    # and experimental kernels (the lm_head's shapes included); each row logged as it comes.
-    { timeout 200 node --liftoff-only dist/bench/matmul-webgpu.js --f16-sweep --reps 20 --out /tmp/sw
-      timeout 150 node --liftoff-only dist/bench/matmul-webgpu.js --only-f16 --flce --reps 20 --out /tmp/g; } 2>&1 | grep -v '^\s*$' | tee "$OUT/gemm.log" | grep '^|' ;;
+    timeout 150 node --liftoff-only dist/bench/matmul-webgpu.js --only-f16 --flce --reps 20 --out /tmp/g 2>&1 | grep -v '^\s*$' | tee "$OUT/gemm.log" | grep '^|' ;;
   planstep)
     step --runs fused-mlp-attn-linear-mixed:8x512,fused-mlp-attn-linear-stack-mixed:8x512 --settings default,gemm-f16-legacy --out /tmp/p1 2>&1 | grep -v '^\s*$' | tee "$OUT/planstep.log" | grep '^|'
     cp /tmp/p1/train-step-webgpu.json "$OUT/planstep.json" 2>/dev/null
