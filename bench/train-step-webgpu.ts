@@ -216,6 +216,8 @@ const SETTINGS: Record<string, { dawn?: string; ep?: Record<string, string>; lif
   'ort-default': { ep: {}, liftoff: true },
   'dawn-skip-validation': { dawn: 'enable-dawn-features=skip_validation', liftoff: true },
   // Dawn's bounds clamping of every buffer and workgroup-array access off (disable_robustness).
+  // (Since session 14 these flags join the tensor-core toggles; before, dawn.node kept only the
+  // last enable-dawn-features flag, so a mixed run under them lost the subgroup matrices.)
   'no-robustness': { dawn: 'enable-dawn-features=disable_robustness', liftoff: true },
   // gemmF32 as before session 7's sweeps (ORTFUSE_GEMM_F32=legacy: no prefetch, no unrolling, the old K split).
   'gemm-legacy': { liftoff: true, env: { ORTFUSE_GEMM_F32: 'legacy' } },

@@ -87,6 +87,32 @@ interface DawnModule {
 let dawn: Promise<GPU> | undefined;
 
 /**
+ * dawn.node create() flags with each list-valued key given once: dawn.node keeps only the last
+ * value of a key, so 'enable-dawn-features=disable_robustness' after DAWN_F16_MATRIX_TOGGLES would
+ * drop allow_unsafe_apis (and with it the tensor cores). The toggles of every
+ * enable-/disable-dawn-features flag are joined, in order, without repeats; other flags as given.
+ */
+export function mergeDawnFlags(flags: readonly string[]): string[] {
+  const lists = new Map<string, string[]>();
+  const out: string[] = [];
+  for (const f of flags) {
+    const eq = f.indexOf('=');
+    const key = eq < 0 ? f : f.slice(0, eq);
+    if (key !== 'enable-dawn-features' && key !== 'disable-dawn-features') {
+      out.push(f);
+      continue;
+    }
+    if (!lists.has(key)) {
+      lists.set(key, []);
+      out.push(key);
+    }
+    const list = lists.get(key)!;
+    for (const t of f.slice(eq + 1).split(',')) if (t && !list.includes(t)) list.push(t);
+  }
+  return out.map((f) => (lists.has(f) ? `${f}=${lists.get(f)!.join(',')}` : f));
+}
+
+/**
  * Load dawn.node once and return its GPU: preload the Vulkan loader, install the WebGPU globals
  * (GPUBufferUsage, GPUMapMode, ...) and the writeBuffer shim, and set `navigator.gpu` when absent
  * (ORT-web looks there). `options` (dawn.node create() flags) only count on the first call.
@@ -100,7 +126,7 @@ export function loadDawn(options: string[] = []): Promise<GPU> {
     installWriteBufferShim((mod.globals.GPUQueue as { prototype: GPUQueue }).prototype);
     // ORTFUSE_DAWN_FLAGS: extra create() flags, ';'-separated (e.g. 'enable-dawn-features=skip_validation'), for measurements.
     const extra = process.env.ORTFUSE_DAWN_FLAGS?.split(';').filter((f) => f.length > 0) ?? [];
-    const gpu = mod.create([...options, ...extra]);
+    const gpu = mod.create(mergeDawnFlags([...options, ...extra]));
     const nav = g.navigator as { gpu?: GPU } | undefined;
     if (!nav) g.navigator = { gpu };
     else if (!nav.gpu) {
