@@ -4,7 +4,7 @@
  * kernels themselves are checked on the tensor cores by webgpu-gemm-mixed-matrix.test.ts).
  */
 import { describe, expect, it } from 'vitest';
-import { F16_DEFAULT, F16_SMALL, f16Plan, f16Rule, type F16Options } from '../src/webgpu/gemm-f16.js';
+import { F16_DEFAULT, F16_DOUBLE, F16_SMALL, f16Plan, f16Rule, gemmF16VecProgram, type F16Options } from '../src/webgpu/gemm-f16.js';
 import type { MatmulArgs } from '../src/webgpu/matmul.js';
 
 const buf = {} as GPUBuffer;
@@ -73,6 +73,17 @@ describe('f16Plan', () => {
     expect(f16Plan(gemm('NN', 1024, 896, 151936), dbl)).toEqual({ kernel: 'vec', small: false, split: 19, variant: { ...F16_DEFAULT, bk: 16, double: true } });
     expect(f16Plan(gemm('NT', 4096, 128, 896), dbl)).toEqual(f16Plan(gemm('NT', 4096, 128, 896), opts));
     expect(f16Plan(gemm('NT', 4096, 4864, 896), { ...dbl, variant: F16_SMALL })).not.toHaveProperty('variant');
+  });
+
+  it('refuses a vec4 tile whose workgroup memory passes 32 KiB, naming tile, K step and form', () => {
+    const nt = gemm('NT', 4096, 4864, 896);
+    expect(() => gemmF16VecProgram(nt, 1, { ...opts, variant: { ...F16_DEFAULT, bk: 64 } })).toThrow(/128x128 tile with K step 64 needs 45056 bytes .* form NT \(at most 32768\)/);
+    expect(() => gemmF16VecProgram(nt, 1, { ...opts, variant: { ...F16_DEFAULT, double: true } })).toThrow(/K step 32, double-buffered, needs/);
+    expect(() => gemmF16VecProgram(nt, 1, { ...opts, variant: { sgRows: 2, sgCols: 4, sgm: 64, sgn: 64, bk: 32 } })).toThrow(/128x256 tile/);
+    // What the plans and the sweep run fits, in every form.
+    for (const f of [nt, gemm('NN', 4096, 896, 4864), gemm('TN', 4864, 896, 4096)])
+      for (const variant of [F16_DEFAULT, F16_DOUBLE, F16_SMALL, { sgRows: 2, sgCols: 2, sgm: 64, sgn: 64, bk: 16, double: true }])
+        expect(gemmF16VecProgram(f, 1, { ...opts, variant }).source().decls).toContain('var<workgroup> As');
   });
 
   it("honours an explicit K split and a variant tile's own grid", () => {
