@@ -79,10 +79,10 @@ describe('f16Plan', () => {
     const nt = gemm('NT', 4096, 4864, 896);
     expect(() => gemmF16VecProgram(nt, 1, { ...opts, variant: { ...F16_DEFAULT, bk: 64 } })).toThrow(/128x128 tile with K step 64 needs 45056 bytes .* form NT \(at most 32768\)/);
     expect(() => gemmF16VecProgram(nt, 1, { ...opts, variant: { ...F16_DEFAULT, double: true } })).toThrow(/K step 32, double-buffered, needs/);
-    expect(() => gemmF16VecProgram(nt, 1, { ...opts, variant: { sgRows: 2, sgCols: 4, sgm: 64, sgn: 64, bk: 32 } })).toThrow(/128x256 tile/);
+    expect(() => gemmF16VecProgram(nt, 1, { ...opts, variant: { sgRows: 2, sgCols: 4, sgm: 64, sgn: 64, bk: 32 } })).toThrow(/128x256 tile with K step 32/);
     // What the plans and the sweep run fits, in every form.
     for (const f of [nt, gemm('NN', 4096, 896, 4864), gemm('TN', 4864, 896, 4096)])
-      for (const variant of [F16_DEFAULT, F16_DOUBLE, F16_SMALL, { sgRows: 2, sgCols: 2, sgm: 64, sgn: 64, bk: 16, double: true }])
+      for (const variant of [F16_DEFAULT, F16_DOUBLE, F16_SMALL, { sgRows: 2, sgCols: 2, sgm: 64, sgn: 64, bk: 16, double: true }, { sgRows: 4, sgCols: 2, sgm: 64, sgn: 64, bk: 16 }])
         expect(gemmF16VecProgram(f, 1, { ...opts, variant }).source().decls).toContain('var<workgroup> As');
   });
 

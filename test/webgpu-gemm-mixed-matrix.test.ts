@@ -67,6 +67,7 @@ describe.skipIf(!env.ctx)("precision 'f16' on the tensor cores (ctx.f16Matrix) v
     const tiles: F16Variant[] = [
       { ...F16_DEFAULT, bk: 16 }, { sgRows: 2, sgCols: 2, sgm: 64, sgn: 64, bk: 32 },
       { sgRows: 4, sgCols: 2, sgm: 32, sgn: 64, bk: 32 }, { sgRows: 2, sgCols: 2, sgm: 32, sgn: 32, bk: 32 },
+      { sgRows: 2, sgCols: 4, sgm: 64, sgn: 64, bk: 16 }, { sgRows: 4, sgCols: 2, sgm: 64, sgn: 64, bk: 16 },
       { ...F16_DEFAULT, bk: 16, double: true }, { sgRows: 2, sgCols: 2, sgm: 64, sgn: 64, bk: 16, double: true },
     ];
     const forms: [number, number, number, Partial<MatmulArgs>][] = [[520, 300, 136, { transB: true }], [300, 520, 72, {}], [264, 136, 300, { transA: true, accumulate: true }], [136, 264, 700, { transA: true, transB: true, splitK: 3 }]];

@@ -178,17 +178,18 @@ describe('gemm_f16 tile variants (programs)', () => {
     expect(spelled.cacheKey).toBe(`${base.cacheKey};tile=2x4x64x32x32`);
   });
 
-  it('a 128x256 tile of 2x4 subgroups of 64x64: 16 result matrices a subgroup, B staged 8 vec4s an invocation', () => {
-    const p = gemmF16VecProgram(args, 1, { config: cfg, variant: { sgRows: 2, sgCols: 4, sgm: 64, sgn: 64, bk: 32 } });
+  it('a 128x256 tile of 2x4 subgroups of 64x64: 16 result matrices a subgroup, B staged 4 vec4s an invocation (K step 16: 32 passes 32 KiB)', () => {
+    const p = gemmF16VecProgram(args, 1, { config: cfg, variant: { sgRows: 2, sgCols: 4, sgm: 64, sgn: 64, bk: 16 } });
     expect(p.workgroupSize).toEqual([256]);
     expect(p.dispatch).toEqual([4, 32, 1]);
     const w = generateWgsl(p);
     expect(w.match(/var acc\d+_\d+ = /g)).toHaveLength(16);
     expect(w).toContain('var acc3_3 = ');
-    expect(w).toContain('var pA3 = vec4<f32>(0.0); var pB3 = vec4<f32>(0.0); var pB4 = vec4<f32>(0.0);');
-    expect(w).not.toContain('var pA4');
-    expect(w).toContain('var<workgroup> Bs: array<f16, 10240>;'); // B as stored [n][k]: 256 rows of pitch 32 + 8
+    expect(w).toContain('var pA1 = vec4<f32>(0.0); var pB1 = vec4<f32>(0.0); var pB2 = vec4<f32>(0.0); var pB3 = vec4<f32>(0.0);');
+    expect(w).not.toContain('var pA2');
+    expect(w).toContain('var<workgroup> Bs: array<f16, 6144>;'); // B as stored [n][k]: 256 rows of pitch 16 + 8
     expect(w).toContain('let sr = sg / 4u; let sc = sg % 4u;');
+    expect(() => gemmF16VecProgram(args, 1, { config: cfg, variant: { sgRows: 2, sgCols: 4, sgm: 64, sgn: 64, bk: 32 } })).toThrow(/needs 38912 bytes of workgroup memory/);
   });
 
   it('4 subgroups of 64x64 (a 128-invocation workgroup): staging spread over 128, the epilogue slot per subgroup', () => {
