@@ -7,7 +7,7 @@
  *   options: --n --h --v --chunk --iters --warmup --json FILE
  *   --f16: precision 'f16' instead (mixed precision's lm_head: gemm_f16 on the tensor cores where the
  *          device has them, else gemm_f32 rounding operands to half): FLCE on gemm_f16's kernel plan
- *          (src/webgpu/gemm-f16.ts f16Plan) and on the plan before session 13, and its stages at the
+ *          (src/webgpu/gemm-f16-plan.ts f16Plan) and on the plan before session 13, and its stages at the
  *          chunk shape on both.
  *
  * FLCE does three GEMMs of 2·N·H·V flops each (logits x·Wᵀ, grad_x = dz·W, grad_W += dzᵀ·x) plus the

@@ -51,7 +51,7 @@ const SCALE = Number(arg('scale', '1'));
 const ONLY_F16 = process.argv.includes('--only-f16');
 /** --f32-sweep: gemm_f32's variants side by side (no ORT, no torch). */
 const F32_SWEEP = process.argv.includes('--f32-sweep');
-/** --f16-sweep: gemm_f16's vec4 kernel in each tile variant (src/webgpu/gemm-f16.ts F16Variant; no ORT, no torch). */
+/** --f16-sweep: gemm_f16's vec4 kernel in each tile variant (src/webgpu/gemm-f16-plan.ts F16Variant; no ORT, no torch). */
 const F16_SWEEP = process.argv.includes('--f16-sweep');
 /** --flce: the lm_head's GEMM shapes (FusedLinearCrossEntropy, 1024-row chunks) as well. */
 const FLCE = process.argv.includes('--flce');
@@ -164,8 +164,8 @@ async function childOurs(reps: number): Promise<Row[]> {
     ['gemm_f32', (c, a, b) => gemmF32(ctx, view(c, a, b)), false],
   ];
   if (config && syntax && F16_SWEEP) {
-    const { F16_DEFAULT } = await import('../src/webgpu/gemm-f16.js');
-    type F = import('../src/webgpu/gemm-f16.js').F16Variant;
+    const { F16_DEFAULT } = await import('../src/webgpu/gemm-f16-plan.js');
+    type F = import('../src/webgpu/gemm-f16-plan.js').F16Variant;
     // [name, tile]: the default (2×4 subgroups of 64×32, K step 32), larger subgroup blocks (fewer
     // matrix loads per MMA, more registers), other workgroup tiles, another K step. (A K step of 64,
     // and 32 on the 128×256 / 256×128 tiles, need more than the 32 KiB of workgroup memory Dawn gives.)

@@ -221,7 +221,7 @@ const SETTINGS: Record<string, { dawn?: string; ep?: Record<string, string>; lif
   'no-robustness': { dawn: 'enable-dawn-features=disable_robustness', liftoff: true },
   // gemmF32 as before session 7's sweeps (ORTFUSE_GEMM_F32=legacy: no prefetch, no unrolling, the old K split).
   'gemm-legacy': { liftoff: true, env: { ORTFUSE_GEMM_F32: 'legacy' } },
-  // gemm_f16's kernel and K split as before session 13 (ORTFUSE_GEMM_F16=legacy; src/webgpu/gemm-f16.ts f16Plan).
+  // gemm_f16's kernel and K split as before session 13 (ORTFUSE_GEMM_F16=legacy; src/webgpu/gemm-f16-plan.ts f16Plan).
   'gemm-f16-legacy': { liftoff: true, env: { ORTFUSE_GEMM_F16: 'legacy' } },
   // gemm_f16's vec4 kernel on a 64×64 tile where the scalar-staged one would run (attention's batched products, k/v).
   'gemm-f16-vec64': { liftoff: true, env: { ORTFUSE_GEMM_F16: 'vec64' } },

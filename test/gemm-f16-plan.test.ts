@@ -1,10 +1,11 @@
 /**
- * gemm_f16's plan (src/webgpu/gemm-f16.ts f16Plan): which kernel runs each of the step's GEMM
+ * gemm_f16's plan (src/webgpu/gemm-f16-plan.ts f16Plan): which kernel runs each of the step's GEMM
  * shapes under precision 'f16', and in how many K slices. A pure function: no device needed (the
  * kernels themselves are checked on the tensor cores by webgpu-gemm-mixed-matrix.test.ts).
  */
 import { describe, expect, it } from 'vitest';
-import { F16_DEFAULT, F16_DOUBLE, F16_SMALL, f16Plan, f16Rule, gemmF16VecProgram, type F16Options } from '../src/webgpu/gemm-f16.js';
+import { gemmF16VecProgram } from '../src/webgpu/gemm-f16.js';
+import { F16_DEFAULT, F16_DOUBLE, F16_SMALL, f16Plan, f16Rule, type F16Options } from '../src/webgpu/gemm-f16-plan.js';
 import type { MatmulArgs } from '../src/webgpu/matmul.js';
 
 const buf = {} as GPUBuffer;

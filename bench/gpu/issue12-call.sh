@@ -7,7 +7,7 @@
 #
 # replay:  the step tape's effect at the acceptance shapes (replayed vs recorded every step).
 # final:   ours with `train`'s defaults at the acceptance shapes and the anchors in the same call.
-# plan:    session 13's gemm_f16 plan (src/webgpu/gemm-f16.ts f16Plan: the vec4 kernel with K split
+# plan:    session 13's gemm_f16 plan (src/webgpu/gemm-f16-plan.ts f16Plan: the vec4 kernel with K split
 #          wherever its grid fills the GPU — the lm_head's input gradient, the q/o products) against
 #          the plan before it, and the experimental kernel without workgroup memory
 #          (gemm-f16-direct.ts): every step GEMM shape and the lm_head's (--only-f16 --flce), the

@@ -24,7 +24,7 @@ import type { BufferInit, GpuContextOptions } from './context-options.js';
 export type { BufferInit, GpuContextOptions } from './context-options.js';
 import { countReplay, padded4, replayTape, TapeRecorder, type StepTape } from './step-tape.js';
 import { AllocationLog, createBuffer, padTo16, readBuffer, uploadBuffer, type HostArray } from './buffers.js';
-import type { F16Options } from './gemm-f16.js';
+import type { F16Options } from './gemm-f16-plan.js';
 import { getPipeline, type Program } from './program.js';
 import { UniformRing, uniformStructBytes } from './uniform-ring.js';
 

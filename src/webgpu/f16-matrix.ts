@@ -7,7 +7,8 @@
  * matrix config of the adapter, and the WGSL spelling of the matrix builtins its compiler takes.
  * No Node imports (the browser page uses it too).
  */
-import { pickF16Config, probeMatrixSyntax, type F16Options } from './gemm-f16.js';
+import { pickF16Config, probeMatrixSyntax } from './gemm-f16.js';
+import type { F16Options } from './gemm-f16-plan.js';
 
 type Configs = { componentType: string; resultComponentType: string; M: number; N: number; K: number }[];
 

@@ -21,7 +21,8 @@
  */
 import { fail } from '../errors.js';
 import type { GpuContext } from './context.js';
-import { F16_DEFAULT, f16Split, mLoad, mStore, type F16Options } from './gemm-f16.js';
+import { mLoad, mStore } from './gemm-f16.js';
+import { F16_DEFAULT, f16Split, type F16Options } from './gemm-f16-plan.js';
 import { HEAD, range } from './gemm.js';
 import { checkMatmulArgs, gemmUniforms, runGemm, type MatmulArgs, type MatrixView } from './matmul.js';
 import { dispatch1d, type Program } from './program.js';

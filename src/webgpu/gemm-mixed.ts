@@ -10,7 +10,8 @@
  */
 import type { GpuContext } from './context.js';
 import { F32_DEFAULT, F32_SMALL_DEFAULT, gemmF32, gemmPlan } from './gemm.js';
-import { f16Rule, gemmF16 } from './gemm-f16.js';
+import { gemmF16 } from './gemm-f16.js';
+import { f16Rule } from './gemm-f16-plan.js';
 import { f16DirectWhyNot, gemmF16Direct } from './gemm-f16-direct.js';
 import type { MatmulArgs } from './matmul.js';
 
