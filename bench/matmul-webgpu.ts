@@ -164,15 +164,15 @@ async function childOurs(reps: number): Promise<Row[]> {
     ['gemm_f32', (c, a, b) => gemmF32(ctx, view(c, a, b)), false],
   ];
   if (config && syntax && F16_SWEEP) {
-    const { F16_DEFAULT } = await import('../src/webgpu/gemm-f16-plan.js');
+    const { F16_2X4, F16_DEFAULT } = await import('../src/webgpu/gemm-f16-plan.js');
     type F = import('../src/webgpu/gemm-f16-plan.js').F16Variant;
     // [name, tile]: the default (2×4 subgroups of 64×32, K step 32), larger subgroup blocks (fewer
     // matrix loads per MMA, more registers), other workgroup tiles, another K step. (A K step of 64,
     // and 32 on the 128×256 / 256×128 tiles, need more than the 32 KiB of workgroup memory Dawn gives.)
     const tiles: [string, F][] = [
-      ['f16 default 2x4 of 64x32 bk32', F16_DEFAULT],
-      ['f16 2x4 of 64x32 bk16', { ...F16_DEFAULT, bk: 16 }],
-      ['f16 2x2 of 64x64 bk32', { sgRows: 2, sgCols: 2, sgm: 64, sgn: 64, bk: 32 }],
+      ['f16 default 2x2 of 64x64 bk32', F16_DEFAULT],
+      ['f16 2x4 of 64x32 bk32 (the default before session 14)', F16_2X4],
+      ['f16 2x4 of 64x32 bk16', { ...F16_2X4, bk: 16 }],
       ['f16 4x2 of 32x64 bk32', { sgRows: 4, sgCols: 2, sgm: 32, sgn: 64, bk: 32 }],
       ['f16 2x2 of 32x32 bk32 (64x64)', { sgRows: 2, sgCols: 2, sgm: 32, sgn: 32, bk: 32 }],
       ['f16 2x4 of 32x32 bk32 (64x128)', { sgRows: 2, sgCols: 4, sgm: 32, sgn: 32, bk: 32 }],
@@ -180,7 +180,7 @@ async function childOurs(reps: number): Promise<Row[]> {
       ['f16 2x4 of 64x64 bk16 (128x256)', { sgRows: 2, sgCols: 4, sgm: 64, sgn: 64, bk: 16 }],
       ['f16 4x2 of 64x64 bk16 (256x128)', { sgRows: 4, sgCols: 2, sgm: 64, sgn: 64, bk: 16 }],
       // Double-buffered: one barrier per K step (twice the workgroup memory: K step 16 on a 128×128 tile).
-      ['f16 2x4 of 64x32 bk16 double-buffered', { ...F16_DEFAULT, bk: 16, double: true }],
+      ['f16 2x4 of 64x32 bk16 double-buffered', { ...F16_2X4, bk: 16, double: true }],
       ['f16 2x2 of 64x64 bk16 double-buffered', { sgRows: 2, sgCols: 2, sgm: 64, sgn: 64, bk: 16, double: true }],
       // Timing probes of the default tile (wrong results): the multiplies alone, the staging alone.
       ['probe: default, multiplies only', { ...F16_DEFAULT, probe: 'mma' }],

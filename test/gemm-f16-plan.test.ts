@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { gemmF16VecProgram } from '../src/webgpu/gemm-f16.js';
-import { F16_DEFAULT, F16_DOUBLE, F16_SMALL, f16Plan, f16Rule, type F16Options } from '../src/webgpu/gemm-f16-plan.js';
+import { F16_2X4, F16_DEFAULT, F16_DOUBLE, F16_SMALL, f16Plan, f16Rule, type F16Options } from '../src/webgpu/gemm-f16-plan.js';
 import type { MatmulArgs } from '../src/webgpu/matmul.js';
 
 const buf = {} as GPUBuffer;
@@ -32,9 +32,11 @@ describe('f16Plan', () => {
     expect(f16Plan(gemm('NN', 1024, 896, 151936), { ...opts, plan: 'legacy' })).toMatchObject({ kernel: 'scalar', small: true });
   });
 
-  it('splits the short-K q/o products and their weight gradients', () => {
-    expect(f16Plan(gemm('NT', 4096, 896, 896), opts)).toEqual({ kernel: 'vec', small: false, split: 3 });
-    expect(f16Plan(gemm('NT', 4096, 896, 896), { ...opts, plan: 'legacy' })).toEqual({ kernel: 'vec', small: false, split: 1 });
+  it('splits short K only where the tiles alone leave SMs idle: the q/o weight gradients, 8×256 q/o, not 8×512 q/o', () => {
+    // 224 tiles fill the GPU: K = 896 is not cut below 512 (cut in 3 it ran 49 TFLOP/s, whole 91; H200, session 14).
+    expect(f16Plan(gemm('NT', 4096, 896, 896), opts)).toEqual({ kernel: 'vec', small: false, split: 1 });
+    expect(f16Plan(gemm('NN', 4096, 896, 896), opts)).toEqual({ kernel: 'vec', small: false, split: 1 });
+    expect(f16Plan(gemm('NT', 2048, 4864, 896), opts)).toEqual({ kernel: 'vec', small: false, split: 1 });
     expect(f16Plan(gemm('TN', 896, 896, 4096), opts)).toEqual({ kernel: 'vec', small: false, split: 16 });
     expect(f16Plan(gemm('NT', 2048, 896, 896), opts)).toEqual({ kernel: 'vec', small: false, split: 3 });
   });
@@ -78,18 +80,19 @@ describe('f16Plan', () => {
 
   it('refuses a vec4 tile whose workgroup memory passes 32 KiB, naming tile, K step and form', () => {
     const nt = gemm('NT', 4096, 4864, 896);
-    expect(() => gemmF16VecProgram(nt, 1, { ...opts, variant: { ...F16_DEFAULT, bk: 64 } })).toThrow(/128x128 tile with K step 64 needs 45056 bytes .* form NT \(at most 32768\)/);
+    expect(() => gemmF16VecProgram(nt, 1, { ...opts, variant: { ...F16_2X4, bk: 64 } })).toThrow(/128x128 tile with K step 64 needs 45056 bytes .* form NT \(at most 32768\)/);
     expect(() => gemmF16VecProgram(nt, 1, { ...opts, variant: { ...F16_DEFAULT, double: true } })).toThrow(/K step 32, double-buffered, needs/);
     expect(() => gemmF16VecProgram(nt, 1, { ...opts, variant: { sgRows: 2, sgCols: 4, sgm: 64, sgn: 64, bk: 32 } })).toThrow(/128x256 tile with K step 32/);
     // What the plans and the sweep run fits, in every form.
     for (const f of [nt, gemm('NN', 4096, 896, 4864), gemm('TN', 4864, 896, 4096)])
-      for (const variant of [F16_DEFAULT, F16_DOUBLE, F16_SMALL, { sgRows: 2, sgCols: 2, sgm: 64, sgn: 64, bk: 16, double: true }, { sgRows: 4, sgCols: 2, sgm: 64, sgn: 64, bk: 16 }])
+      for (const variant of [F16_DEFAULT, F16_2X4, F16_DOUBLE, F16_SMALL, { sgRows: 2, sgCols: 2, sgm: 64, sgn: 64, bk: 16, double: true }, { sgRows: 4, sgCols: 2, sgm: 64, sgn: 64, bk: 16 }])
         expect(gemmF16VecProgram(f, 1, { ...opts, variant }).source().decls).toContain('var<workgroup> As');
   });
 
   it("honours an explicit K split and a variant tile's own grid", () => {
     expect(f16Plan(gemm('NT', 4096, 128, 896, { splitK: 2 }), opts)).toEqual({ kernel: 'vec', small: false, split: 2 });
-    // 64×64 variant: 64 × 14 = 896 tiles at 4096 × 896, K = 896 → split 2.
-    expect(f16Plan(gemm('NT', 4096, 896, 896), { ...opts, variant: { sgRows: 2, sgCols: 2, sgm: 32, sgn: 32, bk: 32 } })).toEqual({ kernel: 'vec', small: false, split: 2 });
+    // 64×64 variant: 64 × 14 = 896 tiles at 4096 × 896 fill the GPU, K = 896 → no split; 2048 × 128: 32 × 2 = 64 tiles → split 3.
+    expect(f16Plan(gemm('NT', 4096, 896, 896), { ...opts, variant: { sgRows: 2, sgCols: 2, sgm: 32, sgn: 32, bk: 32 } })).toEqual({ kernel: 'vec', small: false, split: 1 });
+    expect(f16Plan(gemm('NT', 2048, 128, 896), { ...opts, variant: { sgRows: 2, sgCols: 2, sgm: 32, sgn: 32, bk: 32 } })).toEqual({ kernel: 'vec', small: false, split: 3 });
   });
 });

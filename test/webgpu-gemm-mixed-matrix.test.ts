@@ -12,7 +12,7 @@ import { GpuContext } from '../src/webgpu/context.js';
 import { DAWN_F16_MATRIX_TOGGLES, loadDawn, requestNodeAdapter, requestNodeDevice, useSwiftShaderIfPresent } from '../src/webgpu/dawn-node.js';
 import { gemmMixed } from '../src/webgpu/gemm-mixed.js';
 import { gemmF16, pickF16Config, probeMatrixSyntax } from '../src/webgpu/gemm-f16.js';
-import { F16_DEFAULT, type F16Variant } from '../src/webgpu/gemm-f16-plan.js';
+import { F16_2X4, type F16Variant } from '../src/webgpu/gemm-f16-plan.js';
 import type { MatmulArgs } from '../src/webgpu/matmul.js';
 import { roundToFloat16 } from '../src/onnx/half.js';
 import { swigluMlpGradRef, swigluMlpRef } from '../custom-ops/swiglu-mlp/reference.js';
@@ -66,10 +66,10 @@ describe.skipIf(!env.ctx)("precision 'f16' on the tensor cores (ctx.f16Matrix) v
 
   it('the tile variants of the sweep (F16Variant) in four layouts, accumulating and split', async () => {
     const tiles: F16Variant[] = [
-      { ...F16_DEFAULT, bk: 16 }, { sgRows: 2, sgCols: 2, sgm: 64, sgn: 64, bk: 32 },
+      { ...F16_2X4, bk: 16 }, { sgRows: 2, sgCols: 2, sgm: 64, sgn: 64, bk: 32 },
       { sgRows: 4, sgCols: 2, sgm: 32, sgn: 64, bk: 32 }, { sgRows: 2, sgCols: 2, sgm: 32, sgn: 32, bk: 32 },
       { sgRows: 2, sgCols: 4, sgm: 64, sgn: 64, bk: 16 }, { sgRows: 4, sgCols: 2, sgm: 64, sgn: 64, bk: 16 },
-      { ...F16_DEFAULT, bk: 16, double: true }, { sgRows: 2, sgCols: 2, sgm: 64, sgn: 64, bk: 16, double: true },
+      { ...F16_2X4, bk: 16, double: true }, { sgRows: 2, sgCols: 2, sgm: 64, sgn: 64, bk: 16, double: true },
     ];
     const forms: [number, number, number, Partial<MatmulArgs>][] = [[520, 300, 136, { transB: true }], [300, 520, 72, {}], [264, 136, 300, { transA: true, accumulate: true }], [136, 264, 700, { transA: true, transB: true, splitK: 3 }]];
     for (const variant of tiles)

@@ -22,7 +22,7 @@
 import { fail } from '../errors.js';
 import type { GpuContext } from './context.js';
 import { mLoad, mStore } from './gemm-f16.js';
-import { F16_DEFAULT, f16Split, type F16Options } from './gemm-f16-plan.js';
+import { F16_2X4, F16_DEFAULT, f16Split, type F16Options } from './gemm-f16-plan.js';
 import { HEAD, range } from './gemm.js';
 import { checkMatmulArgs, gemmUniforms, runGemm, type MatmulArgs, type MatrixView } from './matmul.js';
 import { dispatch1d, type Program } from './program.js';
@@ -144,7 +144,7 @@ export function gemmF16StagedProgram(args: MatmulArgs, split: number, opts: F16O
   if (cm !== 16 || cn !== 16 || ck !== 16) fail('usage', `gemm_f16_staged: needs the 16x16x16 matrix config, not ${cm}x${cn}x${ck}`);
   const syntax = opts.syntax ?? 'bool';
   const accumulate = split === 1 && (args.accumulate ?? false);
-  const { sgm, sgn } = F16_DEFAULT;
+  const { sgm, sgn } = F16_2X4;
   const mt = sgm / 16, nt = sgn / 16, bk = STAGED_BK;
   const slice = Math.ceil(Math.ceil(args.k / split) / bk) * bk;
   // Workgroup tiles as stored (f16 elements, pitches multiples of 8): A [m][k] or [k][m], B [k][n] or [n][k].

@@ -48,8 +48,15 @@ export interface F16Variant {
   probe?: 'mma' | 'stage';
 }
 
-/** The tile gemmF16VecProgram has always used. */
-export const F16_DEFAULT: F16Variant = { sgRows: 2, sgCols: 4, sgm: 64, sgn: 32, bk: 32 };
+/** gemmF16VecProgram's tile until session 14, and the matrix-staged kernel's: 2×4 subgroups of 64×32. */
+export const F16_2X4: F16Variant = { sgRows: 2, sgCols: 4, sgm: 64, sgn: 32, bk: 32 };
+
+/**
+ * gemmF16VecProgram's tile: 2×2 subgroups of 64×64 (128 invocations, 16 result matrices each).
+ * Session 14's sweep (H200, bench/results/step-speed-h200-s14.md) had it 20-36% faster than F16_2X4
+ * on every MLP shape (gate/up forward 136 vs 100 TFLOP/s, down dX 131 vs 101) and faster on the rest.
+ */
+export const F16_DEFAULT: F16Variant = { sgRows: 2, sgCols: 2, sgm: 64, sgn: 64, bk: 32 };
 
 export interface F16Options {
   config: MatrixConfig;
@@ -97,8 +104,14 @@ export function f16VecFits(args: MatmulArgs, opts: F16Options): boolean {
   return !opts.halfOperands && vec4Fits(args);
 }
 
-/** Shortest K range of one gemm_f16 slice: 8 K steps of 32 (gemm_f32's is 512). */
+/**
+ * Shortest K range of one gemm_f16 slice: 8 K steps of 32 where the grid of tiles alone leaves SMs
+ * without a workgroup; 512 (gemm_f32's) where it does not. Session 14 (H200, same call,
+ * bench/results/step-speed-h200-s14.md): K = 896 cut in 2-3 slices of a grid that already filled
+ * the GPU ran at 49-67 TFLOP/s against 91-92 unsplit (q/o 4096×896×896, gate/up 2048×4864×896).
+ */
 const F16_MIN_SLICE = 256;
+const F16_MIN_SLICE_FILLED = 512;
 
 /** ORTFUSE_GEMM_F16=legacy|vec64|staged|direct|double (Node, measurements only): the plan rule of every gemm_f16 that names none. */
 const ENV_RULE = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.ORTFUSE_GEMM_F16;
@@ -117,7 +130,7 @@ export interface F16Plan {
  * operands fit it (`f16VecFits`) and its grid, K split included, gives every SM a workgroup; the
  * scalar-staged kernel (64×64 tile, gemmF32's split) only where they do not — short-K products
  * with an N or M of 128 (the k/v projections). The vec4 kernel splits K until about 8 workgroups per
- * SM (SPLIT_TARGET), in slices of at least 256 (F16_MIN_SLICE).
+ * SM (SPLIT_TARGET), in slices of at least 256 (F16_MIN_SLICE; 512 where the tiles alone fill the GPU).
  *
  * Why (H200, bench/results/matmul-h200.md call 6): the vec4 kernel ran 83-100 TFLOP/s where its
  * grid had ~1,100-1,200 workgroups (the MLP's GEMMs, split or not) but 18 on the 224-tile q/o
@@ -150,9 +163,9 @@ export function f16Plan(args: MatmulArgs, opts: F16Options): F16Plan {
 
 /**
  * `f16Plan`'s K split for a grid of bm×bn tiles walking K bk at a time (gemm.ts kSplit with slices
- * of at least F16_MIN_SLICE).
+ * of at least F16_MIN_SLICE, or F16_MIN_SLICE_FILLED where the tiles alone fill the GPU).
  */
 export function f16Split(args: Pick<MatmulArgs, 'm' | 'n' | 'k' | 'splitK'>, bm: number, bn: number, bk: number): { tiles: number; split: number } {
   const tiles = Math.ceil(args.m / bm) * Math.ceil(args.n / bn);
-  return { tiles, split: kSplit(tiles, args.k, F16_MIN_SLICE, bk, args.splitK) };
+  return { tiles, split: kSplit(tiles, args.k, tiles >= FILL ? F16_MIN_SLICE_FILLED : F16_MIN_SLICE, bk, args.splitK) };
 }
