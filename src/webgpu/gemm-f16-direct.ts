@@ -14,9 +14,9 @@
  * `gemmF16StagedProgram` is the middle way: the vec4 kernel's workgroup tiles, filled by the
  * subgroups' own 16×16 matrix loads and stores instead of scalar stores.
  *
- * Tiles of 128×128 per workgroup: by default 8 subgroups (2×4), each a 64×32 block of cm×cn result
- * matrices, as the vec4 kernel's; `opts.variant` may split the tile otherwise (2×2 of 64×64: more
- * reuse of each loaded matrix, more registers; 4×4 of 32×32). K walked one matrix K at a time. Only whole tiles (M and N
+ * Tiles of 128×128 per workgroup: by default the vec4 kernel's grid (F16_DEFAULT: 2×2 subgroups,
+ * each a 64×64 block of cm×cn result matrices); `opts.variant` may split the tile otherwise (2×4 of
+ * 64×32, 4×4 of 32×32: less reuse of each loaded matrix, fewer registers). K walked one matrix K at a time. Only whole tiles (M and N
  * multiples of 128, K of the config's K), alpha 1, unbatched; K split as the vec4 kernel's (`f16Split`).
  */
 import { fail } from '../errors.js';

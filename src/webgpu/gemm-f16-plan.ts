@@ -21,7 +21,7 @@ export type MatrixSyntax = 'bool' | 'template';
 
 /**
  * gemmF16VecProgram's tile (bench/matmul-webgpu.ts --f16-sweep compares them; absent: the default
- * 2×4 subgroups of 64×32 results, K step 32). A subgroup's block is (sgm/cm)·(sgn/cn) result
+ * F16_DEFAULT, 2×2 subgroups of 64×64 results, K step 32). A subgroup's block is (sgm/cm)·(sgn/cn) result
  * matrices kept in registers: larger blocks load fewer matrices per MMA from workgroup memory but
  * hold more registers; the workgroup tile (sgRows·sgm)×(sgCols·sgn) sets how much each staged
  * operand element is reused.

@@ -2,8 +2,8 @@
 /**
  * `gemmF16`: the step's GEMMs (./gemm.ts) on the tensor cores through
  * `chromium_experimental_subgroup_matrix` — f16 operands (fp32 or f16 in memory, rounded to f16
- * when staged), f32 accumulation. Eight subgroups of 32 lanes per workgroup in a 2×4 grid; each
- * owns a (mt·cm)×(nt·cn) block of cm×cn result matrices of the adapter's f16→f32 config
+ * when staged), f32 accumulation. Subgroups of 32 lanes per workgroup in a grid (the vec4 kernel:
+ * 2×2 by default, F16_DEFAULT; the scalar-staged one: 2×4); each owns a (mt·cm)×(nt·cn) block of cm×cn result matrices of the adapter's f16→f32 config
  * (`pickF16Config`). Two kernels: `gemmF16VecProgram` (fp32 operands whose rows are whole vec4s:
  * the step's shapes) and `gemmF16Program` (any view, f16 operands, the 64×64 tile). Edge tiles go
  * through one cm×cn workgroup slot per subgroup, so bounds, alpha and accumulation are plain
@@ -128,8 +128,9 @@ var<workgroup> Cs: array<f32, ${8 * cm * cn}>; // one result matrix per subgroup
  * workgroup memory, each operand kept in its stored orientation and read as a row- or column-major
  * subgroup matrix, so staging never transposes), the next K step prefetched into registers, and
  * interior tiles stored straight from the result matrices (C loaded into them first when
- * accumulating); edge tiles and alpha ≠ 1 take gemmF16Program's per-element epilogue. 128×128×32
- * tiles, 8 subgroups of 32 lanes in a 2×4 grid, each a 64×32 block of cm×cn results.
+ * accumulating); edge tiles and alpha ≠ 1 take gemmF16Program's per-element epilogue. The tile is
+ * `opts.variant` (default F16_DEFAULT: 128×128×32, 4 subgroups of 32 lanes in a 2×2 grid, each a
+ * 64×64 block of cm×cn results).
  */
 export function gemmF16VecProgram(args: MatmulArgs, split: number, opts: F16Options): Program {
   const { transA = false, transB = false } = args;
