@@ -7,6 +7,9 @@
 #
 # replay:  the step tape's effect at the acceptance shapes (replayed vs recorded every step).
 # final:   ours with `train`'s defaults at the acceptance shapes and the anchors in the same call.
+# s15:     session 14's defaults (gemm_f16's tile and K-split rule) at the acceptance shapes, robustness
+#          off and stacked q/k/v beside them, Liger bf16-amp and fp32 in the same call.
+# s14a:    session 14's call (bench/results/step-speed-h200-s14.md).
 # plan:    session 13's gemm_f16 plan (src/webgpu/gemm-f16-plan.ts f16Plan: the vec4 kernel with K split
 #          wherever its grid fills the GPU — the lm_head's input gradient, the q/o products) against
 #          the plan before it, and the experimental kernel without workgroup memory
@@ -29,7 +32,7 @@
 #          and beside the builder graph.
 # Results go to $OUT (the run tool's folder), one table printed at the end of each part.
 set -uo pipefail
-part=${1:?plan, planstep, plankern, replay, final, mixed, steps, more, anchors, sweep or export}
+part=${1:?s15, s14a, plan, planstep, plankern, replay, final, mixed, steps, more, anchors, sweep or export}
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
 bash .gpu/unpack.sh >/dev/null && tar -xJf .gpu/extra.txz -C .gpu 2>/dev/null
@@ -83,6 +86,18 @@ case "$part" in
     { step --runs fused-mlp-attn-linear-mixed:8x512 --settings gemm-f16-double,no-robustness --out /tmp/a2
       step --runs fused-mlp-attn-linear-stack-mixed:8x512 --out /tmp/a3; } 2>&1 | grep -v '^\s*$' | tee -a "$OUT/s14a.log" | grep '^|'
     PYTHONPATH=$PWD/.scratch/liger/src timeout 120 python3 bench/anchor_torch.py --shapes 8x512 --liger --amp | tee -a "$OUT/anchors.jsonl"
+    timeout 150 node --liftoff-only dist/bench/matmul-webgpu.js --only-f16 --flce --reps 20 --out /tmp/g 2>&1 | grep -v '^\s*$' | tee "$OUT/gemm.log" | grep '^|' ;;
+  s15)
+    # Session 14's defaults (gemm_f16's 2x2-of-64x64 tile, no K split below 512 where the tiles fill
+    # the GPU) at the acceptance shapes, with robustness off and stacked q/k/v beside them; the anchors
+    # (Liger bf16-amp and fp32) in the same call.
+    nvidia-smi --query-gpu=name,clocks.max.sm,power.limit --format=csv 2>&1 | tee "$OUT/gpu.txt"
+    { step --runs fused-mlp-attn-linear-mixed:8x512,fused-mlp-attn-linear-stack-mixed:8x512 --settings default,no-robustness --out /tmp/c1
+      step --runs fused-mlp-attn-linear:8x512,fused-mlp-attn-linear:8x256 --out /tmp/c2; } 2>&1 | grep -v '^\s*$' | tee "$OUT/s15.log" | grep '^|'
+    for flags in "--liger --amp" "--liger"; do
+      # shellcheck disable=SC2086
+      PYTHONPATH=$PWD/.scratch/liger/src timeout 150 python3 bench/anchor_torch.py --shapes 8x512 $flags | tee -a "$OUT/anchors.jsonl"
+    done
     timeout 150 node --liftoff-only dist/bench/matmul-webgpu.js --only-f16 --flce --reps 20 --out /tmp/g 2>&1 | grep -v '^\s*$' | tee "$OUT/gemm.log" | grep '^|' ;;
   planstep)
     step --runs fused-mlp-attn-linear-mixed:8x512,fused-mlp-attn-linear-stack-mixed:8x512 --settings default,gemm-f16-legacy --out /tmp/p1 2>&1 | grep -v '^\s*$' | tee "$OUT/planstep.log" | grep '^|'
