@@ -3,7 +3,7 @@
  * WGSL spelling, the vec4 kernel's tile (`F16Variant`), and `f16Plan` — which kernel runs a product
  * and in how many K slices, under the plan rule of the options or of ORTFUSE_GEMM_F16.
  */
-import { FILL, gemmPlan, kSplit, vec4Fits } from './gemm.js';
+import { FILL, gemmPlan, kSplit, MIN_SLICE, vec4Fits } from './gemm.js';
 import type { MatmulArgs } from './matmul.js';
 
 /** One f16 × f16 → f32 subgroup-matrix shape of the adapter (GPUAdapterInfo.subgroupMatrixConfigs). */
@@ -106,12 +106,11 @@ export function f16VecFits(args: MatmulArgs, opts: F16Options): boolean {
 
 /**
  * Shortest K range of one gemm_f16 slice: 8 K steps of 32 where the grid of tiles alone leaves SMs
- * without a workgroup; 512 (gemm_f32's) where it does not. Session 14 (H200, same call,
+ * without a workgroup; gemm_f32's MIN_SLICE (512) where it does not. Session 14 (H200, same call,
  * bench/results/step-speed-h200-s14.md): K = 896 cut in 2-3 slices of a grid that already filled
  * the GPU ran at 49-67 TFLOP/s against 91-92 unsplit (q/o 4096×896×896, gate/up 2048×4864×896).
  */
 const F16_MIN_SLICE = 256;
-const F16_MIN_SLICE_FILLED = 512;
 
 /** ORTFUSE_GEMM_F16=legacy|vec64|staged|direct|double (Node, measurements only): the plan rule of every gemm_f16 that names none. */
 const ENV_RULE = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.ORTFUSE_GEMM_F16;
@@ -163,9 +162,9 @@ export function f16Plan(args: MatmulArgs, opts: F16Options): F16Plan {
 
 /**
  * `f16Plan`'s K split for a grid of bm×bn tiles walking K bk at a time (gemm.ts kSplit with slices
- * of at least F16_MIN_SLICE, or F16_MIN_SLICE_FILLED where the tiles alone fill the GPU).
+ * of at least F16_MIN_SLICE, or gemm.ts's MIN_SLICE where the tiles alone fill the GPU).
  */
 export function f16Split(args: Pick<MatmulArgs, 'm' | 'n' | 'k' | 'splitK'>, bm: number, bn: number, bk: number): { tiles: number; split: number } {
   const tiles = Math.ceil(args.m / bm) * Math.ceil(args.n / bn);
-  return { tiles, split: kSplit(tiles, args.k, tiles >= FILL ? F16_MIN_SLICE_FILLED : F16_MIN_SLICE, bk, args.splitK) };
+  return { tiles, split: kSplit(tiles, args.k, tiles >= FILL ? MIN_SLICE : F16_MIN_SLICE, bk, args.splitK) };
 }

@@ -345,7 +345,7 @@ var<workgroup> Bs: array<vec4<f32>, ${bufs * bufB4}>; // [k][n]${pitchB !== pitc
  */
 const SPLIT_TARGET = 8 * FILL;
 /** Shortest K range of one slice. */
-const MIN_SLICE = 512;
+export const MIN_SLICE = 512;
 
 /** Rows × columns of the large tile: 128×128, or F32Variant.wide's 128×256 ('n') / 256×128 ('m'). */
 const largeTile = (wide?: 'm' | 'n'): [number, number] => [wide === 'm' ? 256 : 128, wide === 'n' ? 256 : 128];
