@@ -8,7 +8,7 @@
 # replay:  the step tape's effect at the acceptance shapes (replayed vs recorded every step).
 # final:   ours with `train`'s defaults at the acceptance shapes and the anchors in the same call.
 # s15:     session 14's defaults (gemm_f16's tile and K-split rule) at the acceptance shapes, robustness
-#          off and stacked q/k/v beside them, Liger bf16-amp and fp32 in the same call.
+#          off and stacked q/k/v beside them, Liger bf16-amp and fp32 in the same call, a profiled step.
 # s14a:    session 14's call (bench/results/step-speed-h200-s14.md).
 # plan:    session 13's gemm_f16 plan (src/webgpu/gemm-f16-plan.ts f16Plan: the vec4 kernel with K split
 #          wherever its grid fills the GPU — the lm_head's input gradient, the q/o products) against
@@ -98,6 +98,8 @@ case "$part" in
       # shellcheck disable=SC2086
       PYTHONPATH=$PWD/.scratch/liger/src timeout 150 python3 bench/anchor_torch.py --shapes 8x512 $flags | tee -a "$OUT/anchors.jsonl"
     done
+    # Where the mixed step's GPU time goes now (one profiled step: GPU ms per op), then the GEMMs.
+    timeout 120 node --liftoff-only dist/bench/train-step-webgpu.js --steps 3 --profile --runs fused-mlp-attn-linear-mixed:8x512 --out /tmp/c3 2>&1 | grep -v '^\s*$' | tee "$OUT/profile.log" | grep '^|'
     timeout 150 node --liftoff-only dist/bench/matmul-webgpu.js --only-f16 --flce --reps 20 --out /tmp/g 2>&1 | grep -v '^\s*$' | tee "$OUT/gemm.log" | grep '^|' ;;
   planstep)
     step --runs fused-mlp-attn-linear-mixed:8x512,fused-mlp-attn-linear-stack-mixed:8x512 --settings default,gemm-f16-legacy --out /tmp/p1 2>&1 | grep -v '^\s*$' | tee "$OUT/planstep.log" | grep '^|'
