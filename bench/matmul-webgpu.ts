@@ -49,6 +49,8 @@ function arg(name: string, dflt: string): string {
 const SCALE = Number(arg('scale', '1'));
 /** --only-f16: just our subgroup-matrix kernels (no ORT, no torch). */
 const ONLY_F16 = process.argv.includes('--only-f16');
+/** --f16-lean (with --only-f16): gemm_f16's default and its per-subgroup blocks layout only. */
+const F16_LEAN = process.argv.includes('--f16-lean');
 /** --f32-sweep: gemm_f32's variants side by side (no ORT, no torch). */
 const F32_SWEEP = process.argv.includes('--f32-sweep');
 /** --f16-sweep: gemm_f16's vec4 kernel in each tile variant (src/webgpu/gemm-f16-plan.ts F16Variant; no ORT, no torch). */
@@ -191,8 +193,12 @@ async function childOurs(reps: number): Promise<Row[]> {
     for (const [name, variant] of tiles) variants.push([name, (c, a, b) => gemmF16(ctx, view(c, a, b), { config, syntax, variant }), false]);
     for (const [name, variant] of tiles.slice(0, 2)) variants.push([`${name} split4`, (c, a, b) => gemmF16(ctx, { ...view(c, a, b), splitK: 4 }, { config, syntax, variant }), false]);
   }
-  if (config && syntax && !F32_SWEEP && !F16_SWEEP) {
+  if (config && syntax && F16_LEAN) {
     variants.push(['gemm_f16 (f32 in memory)', (c, a, b) => gemmF16(ctx, view(c, a, b), { config, syntax }), false]);
+    variants.push(['gemm_f16 blocks (f32 in memory)', (c, a, b) => gemmF16(ctx, view(c, a, b), { config, syntax, plan: 'blocks' }), false]);
+  } else if (config && syntax && !F32_SWEEP && !F16_SWEEP) {
+    variants.push(['gemm_f16 (f32 in memory)', (c, a, b) => gemmF16(ctx, view(c, a, b), { config, syntax }), false]);
+    variants.push(['gemm_f16 blocks (f32 in memory)', (c, a, b) => gemmF16(ctx, view(c, a, b), { config, syntax, plan: 'blocks' }), false]);
     variants.push(['gemm_f16 legacy plan (f32 in memory)', (c, a, b) => gemmF16(ctx, view(c, a, b), { config, syntax, plan: 'legacy' }), false]);
     variants.push(['gemm_f16 double-buffered (f32 in memory)', (c, a, b) => gemmF16(ctx, view(c, a, b), { config, syntax, plan: 'double' }), false]);
     // No workgroup memory: operands converted to f16 once per call, or already f16 (src/webgpu/gemm-f16-direct.ts).
@@ -333,7 +339,7 @@ async function parent(): Promise<void> {
   const node = [process.execPath, ...process.execArgv, '--liftoff-only', '--max-old-space-size=8192', self];
   const rows: Row[] = [];
   for (const which of ONLY_F16 || F32_SWEEP || F16_SWEEP ? ['ours'] : ['ours', 'ort']) {
-    const text = await runChild([...node, '--child', which, '--reps', reps, '--scale', String(SCALE), ...(ONLY_F16 ? ['--only-f16'] : []), ...(F32_SWEEP ? ['--f32-sweep'] : []), ...(F16_SWEEP ? ['--f16-sweep'] : []), ...(FLCE ? ['--flce'] : [])]);
+    const text = await runChild([...node, '--child', which, '--reps', reps, '--scale', String(SCALE), ...(ONLY_F16 ? ['--only-f16'] : []), ...(F16_LEAN ? ['--f16-lean'] : []), ...(F32_SWEEP ? ['--f32-sweep'] : []), ...(F16_SWEEP ? ['--f16-sweep'] : []), ...(FLCE ? ['--flce'] : [])]);
     try { rows.push(...(JSON.parse(text.trim().split('\n').pop()!) as Row[])); } catch { console.error(`child ${which} failed: ${text.slice(-400)}`); }
   }
   const torchText = ONLY_F16 || F32_SWEEP || F16_SWEEP ? '' : await runChild([arg('python', 'python3'), arg('torch', 'bench/matmul_torch.py'), reps], JSON.stringify(cases()));

@@ -205,6 +205,8 @@ async function child(name: string, batch: number, seq: number, steps: number, ke
   };
 }
 
+const RANGE_TOGGLES = 'enable_integer_range_analysis_in_robustness,vulkan_use_buffer_robust_access_2';
+
 /**
  * --settings (comma-separated names): the cheap settings of issue 12 side by side — Dawn create()
  * flags (ORTFUSE_DAWN_FLAGS), ORT-web WebGPU EP options, and V8's --liftoff-only for ORT's wasm.
@@ -219,6 +221,14 @@ const SETTINGS: Record<string, { dawn?: string; ep?: Record<string, string>; lif
   // (Since session 14 these flags join the tensor-core toggles; before, dawn.node kept only the
   // last enable-dawn-features flag, so a mixed run under them lost the subgroup matrices.)
   'no-robustness': { dawn: 'enable-dawn-features=disable_robustness', liftoff: true },
+  // Robustness kept, its software checks cut where they are provably not needed: Tint's integer
+  // range analysis (no clamp on an index whose range fits) and Vulkan's robustBufferAccess2 for
+  // storage buffers (hardware bounds instead of clamps, where the driver offers it).
+  range: { dawn: `enable-dawn-features=${RANGE_TOGGLES}`, liftoff: true },
+  // gemm_f16's vec4 kernel with each operand's tile in per-subgroup blocks, so every matrix load
+  // has a constant offset (F16Variant.blocks; ORTFUSE_GEMM_F16=blocks), alone and with `range`.
+  'gemm-f16-blocks': { liftoff: true, env: { ORTFUSE_GEMM_F16: 'blocks' } },
+  'blocks-range': { dawn: `enable-dawn-features=${RANGE_TOGGLES}`, liftoff: true, env: { ORTFUSE_GEMM_F16: 'blocks' } },
   // gemmF32 as before session 7's sweeps (ORTFUSE_GEMM_F32=legacy: no prefetch, no unrolling, the old K split).
   'gemm-legacy': { liftoff: true, env: { ORTFUSE_GEMM_F32: 'legacy' } },
   // gemm_f16's kernel and K split as before session 13 (ORTFUSE_GEMM_F16=legacy; src/webgpu/gemm-f16-plan.ts f16Plan).

@@ -7,8 +7,9 @@
 #
 # replay:  the step tape's effect at the acceptance shapes (replayed vs recorded every step).
 # final:   ours with `train`'s defaults at the acceptance shapes and the anchors in the same call.
-# s15:     session 14's defaults (gemm_f16's tile and K-split rule) at the acceptance shapes, robustness
-#          off and stacked q/k/v beside them, Liger bf16-amp and fp32 in the same call, a profiled step.
+# s15:     session 14's defaults (gemm_f16's tile and K-split rule) at the acceptance shapes, beside
+#          robustness off, range-analysis toggles and gemm_f16's per-subgroup blocks; Liger bf16-amp
+#          and fp32 in the same call; default vs blocks GEMMs; a profiled step.
 # s14a:    session 14's call (bench/results/step-speed-h200-s14.md).
 # plan:    session 13's gemm_f16 plan (src/webgpu/gemm-f16-plan.ts f16Plan: the vec4 kernel with K split
 #          wherever its grid fills the GPU — the lm_head's input gradient, the q/o products) against
@@ -89,18 +90,22 @@ case "$part" in
     timeout 150 node --liftoff-only dist/bench/matmul-webgpu.js --only-f16 --flce --reps 20 --out /tmp/g 2>&1 | grep -v '^\s*$' | tee "$OUT/gemm.log" | grep '^|' ;;
   s15)
     # Session 14's defaults (gemm_f16's 2x2-of-64x64 tile, no K split below 512 where the tiles fill
-    # the GPU) at the acceptance shapes, with robustness off and stacked q/k/v beside them; the anchors
-    # (Liger bf16-amp and fp32) in the same call.
+    # the GPU) at the acceptance shapes; beside them robustness off, robustness with its provably
+    # needless checks cut (range: Tint's integer range analysis, robustBufferAccess2), gemm_f16's
+    # per-subgroup blocks (constant matrix-load offsets) alone and with range; the anchors (Liger
+    # bf16-amp and fp32) in the same call; a profiled step; the GEMMs default vs blocks.
     nvidia-smi --query-gpu=name,clocks.max.sm,power.limit --format=csv 2>&1 | tee "$OUT/gpu.txt"
-    { step --runs fused-mlp-attn-linear-mixed:8x512,fused-mlp-attn-linear-stack-mixed:8x512 --settings default,no-robustness --out /tmp/c1
-      step --runs fused-mlp-attn-linear:8x512,fused-mlp-attn-linear:8x256 --out /tmp/c2; } 2>&1 | grep -v '^\s*$' | tee "$OUT/s15.log" | grep '^|'
+    { step --runs fused-mlp-attn-linear-mixed:8x512 --settings default,range,gemm-f16-blocks,blocks-range,no-robustness --out /tmp/c1
+      step --runs fused-mlp-attn-linear:8x512 --settings default,range --out /tmp/c2; } 2>&1 | grep -v '^\s*$' | tee "$OUT/s15.log" | grep '^|'
     for flags in "--liger --amp" "--liger"; do
       # shellcheck disable=SC2086
       PYTHONPATH=$PWD/.scratch/liger/src timeout 150 python3 bench/anchor_torch.py --shapes 8x512 $flags | tee -a "$OUT/anchors.jsonl"
     done
-    # Where the mixed step's GPU time goes now (one profiled step: GPU ms per op), then the GEMMs.
-    timeout 120 node --liftoff-only dist/bench/train-step-webgpu.js --steps 3 --profile --runs fused-mlp-attn-linear-mixed:8x512 --out /tmp/c3 2>&1 | grep -v '^\s*$' | tee "$OUT/profile.log" | grep '^|'
-    timeout 150 node --liftoff-only dist/bench/matmul-webgpu.js --only-f16 --flce --reps 20 --out /tmp/g 2>&1 | grep -v '^\s*$' | tee "$OUT/gemm.log" | grep '^|' ;;
+    cp /tmp/c1/train-step-webgpu.json "$OUT/s15-mixed.json" 2>/dev/null; cp /tmp/c2/train-step-webgpu.json "$OUT/s15-fp32.json" 2>/dev/null
+    # The GEMMs (default vs blocks, checked) with robustness as is and with range; where the mixed step's GPU time goes.
+    { timeout 90 node --liftoff-only dist/bench/matmul-webgpu.js --only-f16 --f16-lean --reps 20 --out /tmp/g1
+      ORTFUSE_DAWN_FLAGS="enable-dawn-features=enable_integer_range_analysis_in_robustness,vulkan_use_buffer_robust_access_2" timeout 90 node --liftoff-only dist/bench/matmul-webgpu.js --only-f16 --f16-lean --reps 20 --out /tmp/g2; } 2>&1 | grep -v '^\s*$' | tee "$OUT/gemm.log" | grep '^|'
+    timeout 120 node --liftoff-only dist/bench/train-step-webgpu.js --steps 3 --profile --runs fused-mlp-attn-linear-mixed:8x512 --out /tmp/c3 2>&1 | grep -v '^\s*$' | tee "$OUT/profile.log" | grep '^|' ;;
   planstep)
     step --runs fused-mlp-attn-linear-mixed:8x512,fused-mlp-attn-linear-stack-mixed:8x512 --settings default,gemm-f16-legacy --out /tmp/p1 2>&1 | grep -v '^\s*$' | tee "$OUT/planstep.log" | grep '^|'
     cp /tmp/p1/train-step-webgpu.json "$OUT/planstep.json" 2>/dev/null

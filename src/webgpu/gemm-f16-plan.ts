@@ -46,6 +46,14 @@ export interface F16Variant {
    * multiplies — what each half of the K loop costs alone.
    */
   probe?: 'mma' | 'stage';
+  /**
+   * Each operand's tile in workgroup memory as one block per subgroup row (A) or column (B), an
+   * array of arrays, so that every matrix load names its block (`&As[sr]`) at a constant offset.
+   * Under Dawn's robustness (on by default) Tint predicates each subgroupMatrixLoad whose offset is
+   * not a constant (an add, a multiply, a compare and two selects per load in the K loop); with a
+   * constant offset into a fixed-size block it proves the load in range when compiling.
+   */
+  blocks?: boolean;
 }
 
 /** gemmF16VecProgram's tile until session 14, and the matrix-staged kernel's: 2×4 subgroups of 64×32. */
@@ -72,14 +80,15 @@ export interface F16Options {
    * and K split; 'vec64', as 'fill' but the vec4 kernel on a 64×64 tile (F16_SMALL) wherever the
    * scalar-staged kernel would run, batched products included (attention's); 'staged' / 'direct':
    * ./gemm-f16-direct.ts's kernels wherever they apply (`f16Rule`); 'double', as 'fill' with the
-   * vec4 kernel's tile double-buffered (F16_DOUBLE). ORTFUSE_GEMM_F16 sets it in Node.
+   * vec4 kernel's tile double-buffered (F16_DOUBLE); 'blocks', as 'fill' with the tile's operands in
+   * per-subgroup blocks (F16_BLOCKS). ORTFUSE_GEMM_F16 sets it in Node.
    */
   plan?: F16PlanRule;
 }
 
-export type F16PlanRule = 'fill' | 'legacy' | 'vec64' | 'staged' | 'direct' | 'double';
+export type F16PlanRule = 'fill' | 'legacy' | 'vec64' | 'staged' | 'direct' | 'double' | 'blocks';
 
-const RULES: readonly F16PlanRule[] = ['fill', 'legacy', 'vec64', 'staged', 'direct', 'double'];
+const RULES: readonly F16PlanRule[] = ['fill', 'legacy', 'vec64', 'staged', 'direct', 'double', 'blocks'];
 
 /**
  * The plan rule of `opts` (else ORTFUSE_GEMM_F16, else 'fill'). 'staged' and 'direct' send every
@@ -95,6 +104,9 @@ export function f16Rule(opts: Pick<F16Options, 'plan'>): F16PlanRule {
  * 128×128 tile's operands and the epilogue's result matrices need more than WORKGROUP_BYTES.
  */
 export const F16_DOUBLE: F16Variant = { ...F16_DEFAULT, bk: 16, double: true };
+
+/** The default tile with its operands in per-subgroup blocks (the 'blocks' plan; `F16Variant.blocks`). */
+export const F16_BLOCKS: F16Variant = { ...F16_DEFAULT, blocks: true };
 
 /** The vec4 kernel's 64×64 tile: 2×2 subgroups of 32×32 (the 'vec64' plan; in the --f16-sweep). */
 export const F16_SMALL: F16Variant = { sgRows: 2, sgCols: 2, sgm: 32, sgn: 32, bk: 32 };
@@ -112,7 +124,7 @@ export function f16VecFits(args: MatmulArgs, opts: F16Options): boolean {
  */
 const F16_MIN_SLICE = 256;
 
-/** ORTFUSE_GEMM_F16=legacy|vec64|staged|direct|double (Node, measurements only): the plan rule of every gemm_f16 that names none. */
+/** ORTFUSE_GEMM_F16=legacy|vec64|staged|direct|double|blocks (Node, measurements only): the plan rule of every gemm_f16 that names none. */
 const ENV_RULE = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.ORTFUSE_GEMM_F16;
 
 export interface F16Plan {
@@ -120,7 +132,7 @@ export interface F16Plan {
   kernel: 'vec' | 'scalar';
   small: boolean;
   split: number;
-  /** The vec4 kernel's tile when not the options' own ('vec64': F16_SMALL; 'double': F16_DOUBLE). */
+  /** The vec4 kernel's tile when not the options' own ('vec64': F16_SMALL; 'double': F16_DOUBLE; 'blocks': F16_BLOCKS). */
   variant?: F16Variant;
 }
 
@@ -157,7 +169,8 @@ export function f16Plan(args: MatmulArgs, opts: F16Options): F16Plan {
   const { sgRows, sgCols, sgm, sgn, bk } = opts.variant ?? F16_DEFAULT;
   const { tiles, split } = f16Split(args, sgRows * sgm, sgCols * sgn, bk);
   if (tiles * split < FILL && args.splitK === undefined && !opts.variant) return small64({ kernel: 'scalar', small: base.small, split: base.split });
-  return { kernel: 'vec', small: false, split, ...(rule === 'double' && !opts.variant ? { variant: F16_DOUBLE } : {}) };
+  const variant = opts.variant ? undefined : rule === 'double' ? F16_DOUBLE : rule === 'blocks' ? F16_BLOCKS : undefined;
+  return { kernel: 'vec', small: false, split, ...(variant ? { variant } : {}) };
 }
 
 /**

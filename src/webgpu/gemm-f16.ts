@@ -138,15 +138,28 @@ export function gemmF16VecProgram(args: MatmulArgs, split: number, opts: F16Opti
   const syntax = opts.syntax ?? 'bool';
   const accumulate = split === 1 && (args.accumulate ?? false);
   const v = opts.variant ?? F16_DEFAULT;
-  const { sgRows, sgCols, sgm, sgn, bk, double = false, probe } = v;
+  const { sgRows, sgCols, sgm, sgn, bk, double = false, probe, blocks = false } = v;
   const bm = sgRows * sgm, bn = sgCols * sgn, wg = 32 * sgRows * sgCols, subgroups = sgRows * sgCols;
   const mt = sgm / cm, nt = sgn / cn;
   if (!Number.isInteger(mt) || !Number.isInteger(nt) || bk % ck || bk % 4) fail('usage', `gemm_f16: subgroup matrix ${cm}x${cn}x${ck} does not tile a ${sgm}x${sgn}x${bk} block`);
+  if (blocks && double) fail('usage', 'gemm_f16: the per-subgroup blocks layout is not double-buffered');
   // Workgroup layouts (f16 elements; pitches multiples of 8 = 16 bytes): A as stored, [m][k] when
-  // K is its contiguous axis, else [k][m]; B as stored, [k][n] or [n][k].
+  // K is its contiguous axis, else [k][m]; B as stored, [k][n] or [n][k]. `blocks`: each operand
+  // cut along M (A) or N (B) into one block per subgroup row or column, As[sr] / Bs[sc], each block
+  // in the operand's stored orientation (a [k][m] block's rows are sgm wide).
   const aK = !transA, bN = !transB;
-  const pa = aK ? bk + 8 : bm + 8, aRows = aK ? bm : bk, aVec = (aK ? bk : bm) / 4;
-  const pb = bN ? bn + 8 : bk + 8, bRows = bN ? bk : bn, bVec = (bN ? bn : bk) / 4;
+  const pa = aK ? bk + 8 : (blocks ? sgm : bm) + 8, aRows = aK ? bm : bk, aVec = (aK ? bk : bm) / 4;
+  const pb = bN ? (blocks ? sgn : bn) + 8 : bk + 8, bRows = bN ? bk : bn, bVec = (bN ? bn : bk) / 4;
+  const blockA = (aK ? sgm : bk) * pa, blockB = (bN ? bk : sgn) * pb;
+  /** Where element t of the staged vec4 at stored row r, column c of operand `name` goes. */
+  const cell = (name: 'A' | 'B', t: number): string => {
+    const [buf, pitch, base] = name === 'A' ? ['As', pa, double ? 'wA + ' : ''] : ['Bs', pb, double ? 'wB + ' : ''];
+    if (!blocks) return `${buf}[${base}r * ${pitch}u + c + ${t}u]`;
+    // The block is the M (A) or N (B) index over the subgroup's extent; rows split when that
+    // index is the stored row (A [m][k], B [n][k]), columns when it is the stored column.
+    const ext = name === 'A' ? sgm : sgn, alongRows = name === 'A' ? aK : !bN;
+    return alongRows ? `${buf}[r / ${ext}u][(r % ${ext}u) * ${pitch}u + c + ${t}u]` : `${buf}[c / ${ext}u][r * ${pitch}u + c % ${ext}u + ${t}u]`;
+  };
   const slice = Math.ceil(Math.ceil(args.k / split) / bk) * bk;
   const batched = !!args.batch, bz = batchDispatch(args, split), ofs = batched ? '' : 'u.';
   const L = `subgroup_matrix_left<f16, ${ck}, ${cm}>`, R = `subgroup_matrix_right<f16, ${cn}, ${ck}>`, Res = `subgroup_matrix_result<f32, ${cn}, ${cm}>`;
@@ -173,26 +186,29 @@ export function gemmF16VecProgram(args: MatmulArgs, split: number, opts: F16Opti
   });
   const stores = probe === 'mma' ? '' : each((name, i) => {
     const x = vec(name, i, 'k0');
-    const [buf, pitch] = name === 'A' ? ['As', pa] : ['Bs', pb];
-    const base = double ? `w${name} + ` : '';
-    return `{ ${x.rc} let h = vec4<f16>(p${name}${i}); ${range(4).map((t) => `${buf}[${base}r * ${pitch}u + c + ${t}u] = h[${t}];`).join(' ')} }`;
+    return `{ ${x.rc} let h = vec4<f16>(p${name}${i}); ${range(4).map((t) => `${cell(name, t)} = h[${t}];`).join(' ')} }`;
   });
   // Double buffering: each operand's tile twice in workgroup memory; rA/rB the halves multiplied
   // out of this K step, wA/wB the halves the next is stored into.
-  const sizeA = aRows * pa, sizeB = bRows * pb, rA = double ? 'rA + ' : '', rB = double ? 'rB + ' : '';
+  const sizeA = blocks ? sgRows * blockA : aRows * pa, sizeB = blocks ? sgCols * blockB : bRows * pb, rA = double ? 'rA + ' : '', rB = double ? 'rB + ' : '';
   const bytes = (double ? 4 : 2) * (sizeA + sizeB) + 4 * subgroups * cm * cn;
   if (bytes > WORKGROUP_BYTES) fail('usage', `gemm_f16: a ${bm}x${bn} tile with K step ${bk}${double ? ', double-buffered,' : ''} needs ${bytes} bytes of workgroup memory in form ${transA ? 'T' : 'N'}${transB ? 'T' : 'N'} (at most ${WORKGROUP_BYTES})`);
-  const left = (i: number, s: number) => aK
-    ? mLoad(syntax, L, '&As', `${rA}(sr * ${sgm}u + ${i * cm}u) * ${pa}u + ${s * ck}u`, `${pa}u`)
-    : mLoad(syntax, L, '&As', `${rA}${s * ck * pa}u + sr * ${sgm}u + ${i * cm}u`, `${pa}u`, true);
-  const right = (j: number, s: number) => bN
-    ? mLoad(syntax, R, '&Bs', `${rB}${s * ck * pb}u + sc * ${sgn}u + ${j * cn}u`, `${pb}u`)
-    : mLoad(syntax, R, '&Bs', `${rB}(sc * ${sgn}u + ${j * cn}u) * ${pb}u + ${s * ck}u`, `${pb}u`, true);
+  // In blocks, the subgroup's block at constant offsets; else its rows or columns of the whole tile.
+  const left = (i: number, s: number) => blocks
+    ? mLoad(syntax, L, '&As[sr]', aK ? `${i * cm * pa + s * ck}u` : `${s * ck * pa + i * cm}u`, `${pa}u`, !aK)
+    : aK
+      ? mLoad(syntax, L, '&As', `${rA}(sr * ${sgm}u + ${i * cm}u) * ${pa}u + ${s * ck}u`, `${pa}u`)
+      : mLoad(syntax, L, '&As', `${rA}${s * ck * pa}u + sr * ${sgm}u + ${i * cm}u`, `${pa}u`, true);
+  const right = (j: number, s: number) => blocks
+    ? mLoad(syntax, R, '&Bs[sc]', bN ? `${s * ck * pb + j * cn}u` : `${j * cn * pb + s * ck}u`, `${pb}u`, !bN)
+    : bN
+      ? mLoad(syntax, R, '&Bs', `${rB}${s * ck * pb}u + sc * ${sgn}u + ${j * cn}u`, `${pb}u`)
+      : mLoad(syntax, R, '&Bs', `${rB}(sc * ${sgn}u + ${j * cn}u) * ${pb}u + ${s * ck}u`, `${pb}u`, true);
   const acc = (i: number, j: number) => `acc${i}_${j}`;
   const cOff = (i: number, j: number) => `offC + (row0 + sr * ${sgm}u + ${i * cm}u) * u.ldc + col0 + sc * ${sgn}u + ${j * cn}u`;
   return {
     name: 'gemm_f16_sgmatrix_vec',
-    cacheKey: `${transA ? 'T' : 'N'}${transB ? 'T' : 'N'};acc=${accumulate ? 1 : 0};cfg=${cm}x${cn}x${ck};${syntax}${bz.key}${opts.variant ? `;tile=${sgRows}x${sgCols}x${sgm}x${sgn}x${bk}${double ? 'db' : ''}${probe ? `;probe=${probe}` : ''}` : ''}`,
+    cacheKey: `${transA ? 'T' : 'N'}${transB ? 'T' : 'N'};acc=${accumulate ? 1 : 0};cfg=${cm}x${cn}x${ck};${syntax}${bz.key}${opts.variant ? `;tile=${sgRows}x${sgCols}x${sgm}x${sgn}x${bk}${double ? 'db' : ''}${blocks ? 'bl' : ''}${probe ? `;probe=${probe}` : ''}` : ''}`,
     workgroupSize: [wg],
     dispatch: [Math.ceil(args.n / bn), Math.ceil(args.m / bm), bz.z],
     uniforms: gemmUniforms(args, split, slice),
@@ -206,8 +222,8 @@ export function gemmF16VecProgram(args: MatmulArgs, split: number, opts: F16Opti
       const slow = cellEpilogue(syntax, accumulate, opts.config, sgm, sgn, mt, nt);
       return {
         decls: `
-var<workgroup> As: array<f16, ${(double ? 2 : 1) * sizeA}>; // A's tile as stored: ${aK ? '[m][k]' : '[k][m]'}${double ? ', twice' : ''}
-var<workgroup> Bs: array<f16, ${(double ? 2 : 1) * sizeB}>; // B's tile as stored: ${bN ? '[k][n]' : '[n][k]'}${double ? ', twice' : ''}
+var<workgroup> As: ${blocks ? `array<array<f16, ${blockA}>, ${sgRows}>` : `array<f16, ${(double ? 2 : 1) * sizeA}>`}; // A's tile as stored: ${aK ? '[m][k]' : '[k][m]'}${double ? ', twice' : ''}${blocks ? ', one block per subgroup row' : ''}
+var<workgroup> Bs: ${blocks ? `array<array<f16, ${blockB}>, ${sgCols}>` : `array<f16, ${(double ? 2 : 1) * sizeB}>`}; // B's tile as stored: ${bN ? '[k][n]' : '[n][k]'}${double ? ', twice' : ''}${blocks ? ', one block per subgroup column' : ''}
 var<workgroup> Cs: array<f32, ${subgroups * cm * cn}>; // one result matrix per subgroup (edge epilogue)`,
         main: `
   let sg = lidx / 32u; let lane = lidx % 32u; let sr = sg / ${sgCols}u; let sc = sg % ${sgCols}u;${HEAD(bm, bn, false, args.batch)}
