@@ -10,6 +10,7 @@
 # s15:     session 14's defaults (gemm_f16's tile and K-split rule) at the acceptance shapes, beside
 #          robustness off, range-analysis toggles and gemm_f16's per-subgroup blocks; Liger bf16-amp
 #          and fp32 in the same call; default vs blocks GEMMs; a profiled step.
+# s15b:    fp32 8x256 and 1x128 (mixed too) with their anchors, then the `export` part.
 # s14a:    session 14's call (bench/results/step-speed-h200-s14.md).
 # plan:    session 13's gemm_f16 plan (src/webgpu/gemm-f16-plan.ts f16Plan: the vec4 kernel with K split
 #          wherever its grid fills the GPU — the lm_head's input gradient, the q/o products) against
@@ -33,7 +34,7 @@
 #          and beside the builder graph.
 # Results go to $OUT (the run tool's folder), one table printed at the end of each part.
 set -uo pipefail
-part=${1:?s15, s14a, plan, planstep, plankern, replay, final, mixed, steps, more, anchors, sweep or export}
+part=${1:?s15, s15b, s14a, plan, planstep, plankern, replay, final, mixed, steps, more, anchors, sweep or export}
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
 bash .gpu/unpack.sh >/dev/null && tar -xJf .gpu/extra.txz -C .gpu 2>/dev/null
@@ -106,6 +107,16 @@ case "$part" in
     { timeout 90 node --liftoff-only dist/bench/matmul-webgpu.js --only-f16 --f16-lean --reps 20 --out /tmp/g1
       ORTFUSE_DAWN_FLAGS="enable-dawn-features=enable_integer_range_analysis_in_robustness,vulkan_use_buffer_robust_access_2" timeout 90 node --liftoff-only dist/bench/matmul-webgpu.js --only-f16 --f16-lean --reps 20 --out /tmp/g2; } 2>&1 | grep -v '^\s*$' | tee "$OUT/gemm.log" | grep '^|'
     timeout 120 node --liftoff-only dist/bench/train-step-webgpu.js --steps 3 --profile --runs fused-mlp-attn-linear-mixed:8x512 --out /tmp/c3 2>&1 | grep -v '^\s*$' | tee "$OUT/profile.log" | grep '^|' ;;
+  s15b)
+    # Acceptance 1's 8x256 and acceptance 3's 1x128 with their anchors (same call), then the
+    # default-settings full-size torch export trained as exported (the `export` part).
+    { step --runs fused-mlp-attn-linear:8x256 --out /tmp/d1
+      step --steps 8 --runs fused-mlp-attn-linear:1x128,fused-mlp-attn-linear-mixed:1x128 --out /tmp/d2; } 2>&1 | grep -v '^\s*$' | tee "$OUT/s15b.log" | grep '^|'
+    for flags in "" "--liger"; do
+      # shellcheck disable=SC2086
+      PYTHONPATH=$PWD/.scratch/liger/src timeout 120 python3 bench/anchor_torch.py --shapes 1x128,8x256 $flags | tee -a "$OUT/anchors.jsonl"
+    done
+    timeout 300 bash "$0" export 2>&1 | grep -v '^\s*$' | tee "$OUT/export.log" | grep '^|' ;;
   planstep)
     step --runs fused-mlp-attn-linear-mixed:8x512,fused-mlp-attn-linear-stack-mixed:8x512 --settings default,gemm-f16-legacy --out /tmp/p1 2>&1 | grep -v '^\s*$' | tee "$OUT/planstep.log" | grep '^|'
     cp /tmp/p1/train-step-webgpu.json "$OUT/planstep.json" 2>/dev/null
