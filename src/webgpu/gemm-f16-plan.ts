@@ -51,7 +51,9 @@ export interface F16Variant {
    * array of arrays, so that every matrix load names its block (`&As[sr]`) at a constant offset.
    * Under Dawn's robustness (on by default) Tint predicates each subgroupMatrixLoad whose offset is
    * not a constant (an add, a multiply, a compare and two selects per load in the K loop); with a
-   * constant offset into a fixed-size block it proves the load in range when compiling.
+   * constant offset into a fixed-size block it proves the load in range when compiling. Measured
+   * (session 15, H200, bench/results/step-speed-h200-s15.md): no gain, in the GEMMs or the mixed
+   * 8×512 step (21,931 vs 22,064 tok/s); not the default.
    */
   blocks?: boolean;
 }
