@@ -193,12 +193,11 @@ async function childOurs(reps: number): Promise<Row[]> {
     for (const [name, variant] of tiles) variants.push([name, (c, a, b) => gemmF16(ctx, view(c, a, b), { config, syntax, variant }), false]);
     for (const [name, variant] of tiles.slice(0, 2)) variants.push([`${name} split4`, (c, a, b) => gemmF16(ctx, { ...view(c, a, b), splitK: 4 }, { config, syntax, variant }), false]);
   }
-  if (config && syntax && F16_LEAN) {
+  if (config && syntax && !F32_SWEEP && !F16_SWEEP) {
     variants.push(['gemm_f16 (f32 in memory)', (c, a, b) => gemmF16(ctx, view(c, a, b), { config, syntax }), false]);
     variants.push(['gemm_f16 blocks (f32 in memory)', (c, a, b) => gemmF16(ctx, view(c, a, b), { config, syntax, plan: 'blocks' }), false]);
-  } else if (config && syntax && !F32_SWEEP && !F16_SWEEP) {
-    variants.push(['gemm_f16 (f32 in memory)', (c, a, b) => gemmF16(ctx, view(c, a, b), { config, syntax }), false]);
-    variants.push(['gemm_f16 blocks (f32 in memory)', (c, a, b) => gemmF16(ctx, view(c, a, b), { config, syntax, plan: 'blocks' }), false]);
+  }
+  if (config && syntax && !F32_SWEEP && !F16_SWEEP && !F16_LEAN) {
     variants.push(['gemm_f16 legacy plan (f32 in memory)', (c, a, b) => gemmF16(ctx, view(c, a, b), { config, syntax, plan: 'legacy' }), false]);
     variants.push(['gemm_f16 double-buffered (f32 in memory)', (c, a, b) => gemmF16(ctx, view(c, a, b), { config, syntax, plan: 'double' }), false]);
     // No workgroup memory: operands converted to f16 once per call, or already f16 (src/webgpu/gemm-f16-direct.ts).

@@ -21,7 +21,7 @@ function expr(src: string, vars: string[]): (...v: number[]) => number {
   return new Function(...vars, `return ${js};`) as (...v: number[]) => number;
 }
 
-/** One array access `As[e]` or `As[e1][e2]` → [array name, outer index fn, inner index fn]. */
+/** One array access `As[e]` or `As[e1][e2]`: the array's name, and [block, index] as a function of `vars` (block 0 for a flat array). */
 function access(src: string, vars: string[]): { buf: string; at: (...v: number[]) => [number, number] } {
   const m = /^(As|Bs)\[(.*)\]$/.exec(src.trim());
   if (!m) throw new Error(`not an access: ${src}`);
@@ -31,21 +31,18 @@ function access(src: string, vars: string[]): { buf: string; at: (...v: number[]
   return { buf: m[1], at: (...v) => (fns.length === 2 ? [fns[0](...v), fns[1](...v)] : [0, fns[0](...v)]) };
 }
 
-interface Layout {
-  sizes: Record<string, [number, number]>;
-}
-
 function check(variant: F16Variant, transA: boolean, transB: boolean, syntax: MatrixSyntax): void {
   const cfg = { M: 16, N: 16, K: 16 };
   const view = { buffer: {} as GPUBuffer, ld: 1024 };
   const code = generateWgsl(gemmF16VecProgram({ m: 1024, n: 1024, k: 1024, a: view, b: view, c: view, transA, transB }, 1, { config: cfg, syntax, variant }));
   const { sgRows, sgCols, sgm, sgn, bk } = variant;
   const wg = 32 * sgRows * sgCols;
-  const layout: Layout = { sizes: {} };
+  /** Each workgroup array's [blocks, elements per block] (a flat array: one block). */
+  const sizes: Record<string, [number, number]> = {};
   for (const name of ['As', 'Bs']) {
     const d = new RegExp(`var<workgroup> ${name}: (?:array<array<f16, (\\d+)>, (\\d+)>|array<f16, (\\d+)>);`).exec(code);
     expect(d, `${name} declaration`).toBeTruthy();
-    layout.sizes[name] = d![3] ? [1, Number(d![3])] : [Number(d![2]), Number(d![1])];
+    sizes[name] = d![3] ? [1, Number(d![3])] : [Number(d![2]), Number(d![1])];
   }
   // Staging: the K loop's stores (the body after `for (var k0`), one block per staged vec4.
   const loop = code.slice(code.indexOf('for (var k0'));
@@ -63,7 +60,7 @@ function check(variant: F16Variant, transA: boolean, transB: boolean, syntax: Ma
       const R = r(lidx), C = c(lidx);
       for (const { a, t } of stores) {
         const [blk, idx] = a.at(R, C);
-        const [nb, size] = layout.sizes[a.buf];
+        const [nb, size] = sizes[a.buf];
         expect(blk < nb && idx < size, `${op} store at [${blk}][${idx}] outside ${a.buf} (${nb}×${size})`).toBe(true);
         // The tile element: A (m, k) stored [m][k] when not transposed, [k][m] when; B (k, n) [k][n] or [n][k].
         const [row, col] = [R, C + t];
