@@ -5,7 +5,8 @@
  * sizes that cut every tile, views at offsets; the argument checks; unbatched programs untouched.
  */
 import { describe, expect, it } from 'vitest';
-import { gemmF32, gemmF32Program, gemmPlan } from '../src/webgpu/gemm.js';
+import { gemmF32, gemmF32Program } from '../src/webgpu/gemm.js';
+import { gemmPlan } from '../src/webgpu/gemm-plan.js';
 import { gemmF16Program, gemmF16VecProgram } from '../src/webgpu/gemm-f16.js';
 import { gemmMixed } from '../src/webgpu/gemm-mixed.js';
 import { matmul, type MatmulArgs } from '../src/webgpu/matmul.js';

@@ -9,7 +9,8 @@
  */
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { F32_DEFAULT, f32Variant, gemmF32, gemmF32Program, gemmPlan, type F32Variant } from '../src/webgpu/gemm.js';
+import { F32_DEFAULT, f32Variant, gemmF32, gemmF32Program, type F32Variant } from '../src/webgpu/gemm.js';
+import { gemmPlan } from '../src/webgpu/gemm-plan.js';
 import { gemmF16Program, gemmF16VecProgram } from '../src/webgpu/gemm-f16.js';
 import { F16_2X4, F16_DEFAULT } from '../src/webgpu/gemm-f16-plan.js';
 import type { MatmulArgs } from '../src/webgpu/matmul.js';

@@ -6,7 +6,8 @@
  * bench/matmul-webgpu.ts on the GPU; here only what can be checked without one.
  */
 import { describe, expect, it } from 'vitest';
-import { gemmF32, gemmF32Program, gemmPlan, type F32Variant } from '../src/webgpu/gemm.js';
+import { gemmF32, gemmF32Program, type F32Variant } from '../src/webgpu/gemm.js';
+import { gemmPlan } from '../src/webgpu/gemm-plan.js';
 import { gemmF16, gemmF16Program, pickF16Config } from '../src/webgpu/gemm-f16.js';
 import type { MatmulArgs } from '../src/webgpu/matmul.js';
 import { generateWgsl } from '../src/webgpu/program.js';

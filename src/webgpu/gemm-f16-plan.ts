@@ -3,7 +3,7 @@
  * WGSL spelling, the vec4 kernel's tile (`F16Variant`), and `f16Plan` — which kernel runs a product
  * and in how many K slices, under the plan rule of the options or of ORTFUSE_GEMM_F16.
  */
-import { FILL, gemmPlan, kSplit, MIN_SLICE, vec4Fits } from './gemm.js';
+import { FILL, gemmPlan, kSplit, MIN_SLICE, vec4Fits } from './gemm-plan.js';
 import type { MatmulArgs } from './matmul.js';
 
 /** One f16 × f16 → f32 subgroup-matrix shape of the adapter (GPUAdapterInfo.subgroupMatrixConfigs). */
@@ -176,8 +176,8 @@ export function f16Plan(args: MatmulArgs, opts: F16Options): F16Plan {
 }
 
 /**
- * `f16Plan`'s K split for a grid of bm×bn tiles walking K bk at a time (gemm.ts kSplit with slices
- * of at least F16_MIN_SLICE, or gemm.ts's MIN_SLICE where the tiles alone fill the GPU).
+ * `f16Plan`'s K split for a grid of bm×bn tiles walking K bk at a time (gemm-plan.ts kSplit with slices
+ * of at least F16_MIN_SLICE, or gemm-plan.ts's MIN_SLICE where the tiles alone fill the GPU).
  */
 export function f16Split(args: Pick<MatmulArgs, 'm' | 'n' | 'k' | 'splitK'>, bm: number, bn: number, bk: number): { tiles: number; split: number } {
   const tiles = Math.ceil(args.m / bm) * Math.ceil(args.n / bn);

@@ -9,7 +9,8 @@
  * Both round the same values the same way; they differ only in accumulation order.
  */
 import type { GpuContext } from './context.js';
-import { F32_DEFAULT, F32_SMALL_DEFAULT, gemmF32, gemmPlan } from './gemm.js';
+import { F32_DEFAULT, F32_SMALL_DEFAULT, gemmF32 } from './gemm.js';
+import { gemmPlan } from './gemm-plan.js';
 import { gemmF16 } from './gemm-f16.js';
 import { f16Rule } from './gemm-f16-plan.js';
 import { f16DirectWhyNot, gemmF16Direct } from './gemm-f16-direct.js';
