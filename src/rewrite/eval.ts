@@ -9,29 +9,10 @@ import { DataType } from '../onnx/schema.js';
 import type { Node } from '../ir/graph.js';
 import { numel, Tensor } from '../ir/tensor.js';
 import type { Dim } from '../ir/types.js';
-
-type Scalar = number | bigint;
-type Data = Scalar[];
+import { arith, castTo, compare, FLOATS, foldableType, INT_BITS, isBig, logical, Skip, skip, wrap, type Data, type Scalar } from './eval-scalar.js';
 
 /** Largest tensor (elements) read or produced by folding. */
 export const FOLD_LIMIT = 1024;
-
-const INT_BITS: Record<number, [number, boolean]> = {
-  [DataType.INT8]: [8, true], [DataType.INT16]: [16, true], [DataType.INT32]: [32, true], [DataType.INT64]: [64, true],
-  [DataType.UINT8]: [8, false], [DataType.UINT16]: [16, false], [DataType.UINT32]: [32, false], [DataType.UINT64]: [64, false],
-};
-const FLOATS = new Set<number>([DataType.FLOAT, DataType.DOUBLE]);
-const isBig = (t: number): boolean => t === DataType.INT64 || t === DataType.UINT64;
-
-/** Element types folding supports (float16/bfloat16 and strings are left alone). */
-export function foldableType(t: number): boolean {
-  return t in INT_BITS || FLOATS.has(t) || t === DataType.BOOL;
-}
-
-class Skip extends Error {}
-const skip = (): never => {
-  throw new Skip();
-};
 
 function data(t: Tensor): Data {
   if (!foldableType(t.dtype) || t.size > FOLD_LIMIT) skip();
@@ -41,13 +22,6 @@ function data(t: Tensor): Data {
 function make(dtype: number, dims: number[], values: Data): Tensor {
   if (numel(dims) > FOLD_LIMIT) skip();
   return Tensor.from(dtype, dims, values as number[]);
-}
-
-/** Wrap an exact integer result to the type's width, as a C++ kernel would. */
-function wrap(dtype: number, v: bigint): Scalar {
-  const [bits, signed] = INT_BITS[dtype];
-  const w = signed ? BigInt.asIntN(bits, v) : BigInt.asUintN(bits, v);
-  return isBig(dtype) ? w : Number(w);
 }
 
 function ints(t: Tensor | undefined): number[] | undefined {
@@ -112,41 +86,6 @@ function elementwise(ts: Tensor[], outType: number, f: (...xs: Scalar[]) => Scal
   return make(outType, out, res);
 }
 
-function arith(op: string, dtype: number, a: Scalar, b: Scalar): Scalar {
-  if (FLOATS.has(dtype)) {
-    const x = Number(a), y = Number(b);
-    switch (op) {
-      case 'Add': return x + y;
-      case 'Sub': return x - y;
-      case 'Mul': return x * y;
-      default: return x / y;
-    }
-  }
-  if (!(dtype in INT_BITS)) skip();
-  const x = BigInt(a), y = BigInt(b);
-  switch (op) {
-    case 'Add': return wrap(dtype, x + y);
-    case 'Sub': return wrap(dtype, x - y);
-    case 'Mul': return wrap(dtype, x * y);
-    default: return y === 0n ? skip() : wrap(dtype, x / y); // C++ integer division truncates
-  }
-}
-
-function compare(op: string, a: Scalar, b: Scalar): number {
-  switch (op) {
-    case 'Equal': return a === b ? 1 : 0;
-    case 'Less': return a < b ? 1 : 0;
-    case 'LessOrEqual': return a <= b ? 1 : 0;
-    case 'GreaterOrEqual': return a >= b ? 1 : 0;
-    default: return a > b ? 1 : 0;
-  }
-}
-
-function logical(op: string, a: Scalar, b: Scalar): number {
-  const x = Number(a) !== 0, y = Number(b) !== 0;
-  return (op === 'And' ? x && y : op === 'Or' ? x || y : x !== y) ? 1 : 0;
-}
-
 /** CumSum along `axis` (exclusive / reverse as the attributes say), in the input's type. */
 function cumsum(n: Node, t: Tensor, axisT: Tensor): Tensor {
   const dt = t.dtype;
@@ -188,21 +127,6 @@ function gatherNd(n: Node, t: Tensor, idx: Tensor): Tensor {
     res.push(...d.slice(off, off + inner));
   }
   return make(t.dtype, [...idx.dims.slice(0, -1), ...t.dims.slice(k)], res);
-}
-
-/** static_cast semantics for the conversions folding accepts. */
-function castTo(to: number, from: number, v: Scalar): Scalar {
-  if (to === DataType.BOOL) return Number(v) !== 0 ? 1 : 0;
-  if (FLOATS.has(to)) return Number(v);
-  if (!(to in INT_BITS)) skip();
-  if (FLOATS.has(from)) {
-    const x = Number(v);
-    if (!Number.isFinite(x)) skip(); // undefined behaviour in C++: leave it to the runtime
-    const tr = BigInt(Math.trunc(x));
-    if (wrap(to, tr) !== (isBig(to) ? tr : Number(tr))) skip(); // out of range: same
-    return wrap(to, tr);
-  }
-  return wrap(to, BigInt(v));
 }
 
 function axisOf(a: number, rank: number): number {
