@@ -11,6 +11,7 @@
 #          robustness off, range-analysis toggles and gemm_f16's per-subgroup blocks; Liger bf16-amp
 #          and fp32 in the same call; default vs blocks GEMMs; a profiled step.
 # s15b:    fp32 8x256 and 1x128 (mixed too) with their anchors, then the `export` part.
+# cli:     `ortfuse train` itself on a default-settings full-size export, mixed and fp32 at 8x512.
 # s14a:    session 14's call (bench/results/step-speed-h200-s14.md).
 # plan:    session 13's gemm_f16 plan (src/webgpu/gemm-f16-plan.ts f16Plan: the vec4 kernel with K split
 #          wherever its grid fills the GPU — the lm_head's input gradient, the q/o products) against
@@ -34,7 +35,7 @@
 #          and beside the builder graph.
 # Results go to $OUT (the run tool's folder), one table printed at the end of each part.
 set -uo pipefail
-part=${1:?s15, s15b, s14a, plan, planstep, plankern, replay, final, mixed, steps, more, anchors, sweep or export}
+part=${1:?s15, s15b, cli, s14a, plan, planstep, plankern, replay, final, mixed, steps, more, anchors, sweep or export}
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
 bash .gpu/unpack.sh >/dev/null && tar -xJf .gpu/extra.txz -C .gpu 2>/dev/null
@@ -117,6 +118,14 @@ case "$part" in
       PYTHONPATH=$PWD/.scratch/liger/src timeout 120 python3 bench/anchor_torch.py --shapes 1x128,8x256 $flags | tee -a "$OUT/anchors.jsonl"
     done
     timeout 300 bash "$0" export 2>&1 | grep -v '^\s*$' | tee "$OUT/export.log" | grep '^|' ;;
+  cli)
+    # The user's path: `ortfuse train` (the CLI, defaults) on a default-settings full-size torch
+    # export, mixed and fp32 at 8x512, one JSON line a step (bytes tokenizer: the pack has no Qwen one).
+    python3 models/export/export_default.py --out /tmp/x --only none --big /tmp/big 2>&1 | grep '^\[0.5b\]' | tee "$OUT/cli.log"
+    for p in mixed fp32; do
+      timeout 200 node --liftoff-only dist/src/cli/main.js train /tmp/big/full/qwen2-0.5b-default.onnx --backend webgpu --precision $p \
+        --batch 8 --seq 512 --steps 12 --tokenizer bytes --text README.md --lr 1e-4 --json "$OUT/cli-$p.jsonl" 2>&1 | tail -12 | tee -a "$OUT/cli.log"
+    done ;;
   planstep)
     step --runs fused-mlp-attn-linear-mixed:8x512,fused-mlp-attn-linear-stack-mixed:8x512 --settings default,gemm-f16-legacy --out /tmp/p1 2>&1 | grep -v '^\s*$' | tee "$OUT/planstep.log" | grep '^|'
     cp /tmp/p1/train-step-webgpu.json "$OUT/planstep.json" 2>/dev/null
