@@ -38,7 +38,8 @@ async function train(o: TrainOptions): Promise<Run> {
   const tok = await getTokenizer('bytes');
   let backend = '';
   const records = await runTraining(buildQwen2(TINY, { seed: 1 }), mobyDick(), tok, o, {
-    onStart: ({ backend: b }) => { backend = `${b.name} (${b.device}, ${b.precision})`; },
+    // The mixed run's GEMM path too (tensor cores or f16-rounded operands on the fp32 GEMM).
+    onStart: ({ backend: b }) => { backend = `${b.name} (${b.device}, ${b.precision}${b.mixed?.gemm ? `, GEMMs: ${b.mixed.gemm}` : ''})`; },
   });
   return { records, backend };
 }
