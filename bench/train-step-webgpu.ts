@@ -40,6 +40,7 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { PerformanceObserver, type PerformanceEntry } from 'node:perf_hooks';
 import { samplePeak } from './nvidia-smi.js';
 import { StepProfiler, type StepProfile } from './stage-probe.js';
 
@@ -61,6 +62,8 @@ interface ChildResult {
   batch: number;
   seq: number;
   stepMs: number[];
+  /** V8 garbage collection inside each step (ms, summed over its pauses): which slow steps a GC explains. */
+  gcMs?: number[];
   tokensPerSecond: number;
   losses: number[];
   webgpuPeakMiB: number;
@@ -149,6 +152,11 @@ async function child(name: string, batch: number, seq: number, steps: number, ke
   const r = rng(7);
   const warm = { steps: 0, ortRuns: 0, ortMs: 0, kernelMs: 0, hostRuns: 0, hostMs: 0 };
   const stepMs: number[] = [];
+  // V8's GC pauses (start, duration), to attribute them to the steps they fall in.
+  const gcs: PerformanceEntry[] = [];
+  const gcObserver = new PerformanceObserver((list) => { gcs.push(...list.getEntries()); });
+  gcObserver.observe({ entryTypes: ['gc'] });
+  const stepSpans: [number, number][] = [];
   const losses: number[] = [];
   let skipped = 0;
   for (let s = 0; s < steps; s++) {
@@ -157,12 +165,16 @@ async function child(name: string, batch: number, seq: number, steps: number, ke
     const t = performance.now();
     const res = await trainer.train({ inputIds: ids, labels: ids.slice(), batch, seq });
     stepMs.push(performance.now() - t);
+    stepSpans.push([t, performance.now()]);
     losses.push(res.loss);
     if (res.skipped) skipped++;
     // Stage times without the warm-up step (shader compiles).
     if (s === 0 && trainer.runner instanceof StagedSteps) Object.assign(warm, trainer.runner.times);
     if (s === 0 && process.argv.includes('--dispatch-profile')) trainer.ctx.profile = dispatchProfile();
   }
+  await new Promise((done) => setImmediate(done)); // the observer's last entries
+  gcObserver.disconnect();
+  const gcMs = stepSpans.map(([a, b]) => gcs.filter((g) => g.startTime >= a && g.startTime < b).reduce((sum, g) => sum + g.duration, 0));
   let stepProfile: (StepProfile & { stepMs: number }) | undefined;
   if (profile && trainer.runner instanceof StagedSteps) {
     // One more step with a wait after every stage (bench/stage-probe.ts); not in tok/s.
@@ -194,7 +206,7 @@ async function child(name: string, batch: number, seq: number, steps: number, ke
   } : { segments: 1, ortRunsPerStep: 1 };
   await trainer.release();
   return {
-    variant: name, batch, seq, stepMs, losses, tokensPerSecond: (batch * seq * 1000) / mean,
+    variant: name, batch, seq, stepMs, gcMs, losses, tokensPerSecond: (batch * seq * 1000) / mean,
     ...(mixed ? { mixedGemm: trainer.mixedGemm, skipped } : {}),
     webgpuPeakMiB: meter.peak / 2 ** 20, largestBufferMiB: meter.largest / 2 ** 20, prepareMs, nodes: prepared.train.graph.nodes.length,
     kernels: formatKernels(policy), ...staged, profile: stepProfile,
