@@ -57,6 +57,7 @@ import { CaptureBuffers } from './capture.js';
 import { memoryMeter } from './memory.js';
 import { StepReplay } from './replay.js';
 import { recordStep, type GpuParam } from './update.js';
+import { ReadbackPacer } from '../../webgpu/readback-pacer.js';
 
 export type { OrtWeb } from './steps.js';
 
@@ -258,13 +259,19 @@ export class WebGpuTrainer {
   }
 
   private async readStats(): Promise<Float32Array> {
-    await this.ctx.sync();
-    await this.staging.mapAsync(GPUMapMode.READ);
+    // Sleep through most of the GPU's step before dawn.node's event polling starts (ReadbackPacer).
+    await this.pacer.around(async () => {
+      await this.ctx.sync();
+      await this.staging.mapAsync(GPUMapMode.READ);
+    });
     const s = new Float32Array(this.staging.getMappedRange().slice(0));
     this.staging.unmap();
     if (!Number.isFinite(s[0])) throw new OrtfuseError('diverged', `step ${this.step + 1}: the loss is ${s[0]}`);
     return s;
   }
+
+  /** When the host starts waiting for each step's stats (../../webgpu/readback-pacer.ts). */
+  private readonly pacer = new ReadbackPacer();
 
   /** Recording steps as step tapes and replaying them (./replay.ts). */
   private readonly replayer: StepReplay;
