@@ -241,6 +241,8 @@ const SETTINGS: Record<string, { dawn?: string; ep?: Record<string, string>; lif
   // gemm_f16's vec4 kernel with each operand's tile in per-subgroup blocks, so every matrix load
   // has a constant offset (F16Variant.blocks; ORTFUSE_GEMM_F16=blocks), alone and with `range`.
   'gemm-f16-blocks': { liftoff: true, env: { ORTFUSE_GEMM_F16: 'blocks' } },
+  // Each step's stats awaited at once, as before the trainer's ReadbackPacer (dawn.node's event poll spins through the GPU's step).
+  'no-pacer': { liftoff: true, env: { ORTFUSE_READBACK_PACER: 'off' } },
   'blocks-range': { dawn: `enable-dawn-features=${RANGE_TOGGLES}`, liftoff: true, env: { ORTFUSE_GEMM_F16: 'blocks' } },
   // gemmF32 as before session 7's sweeps (ORTFUSE_GEMM_F32=legacy: no prefetch, no unrolling, the old K split).
   'gemm-legacy': { liftoff: true, env: { ORTFUSE_GEMM_F32: 'legacy' } },

@@ -12,7 +12,7 @@
 #          and fp32 in the same call; default vs blocks GEMMs; a profiled step.
 # s15b:    fp32 8x256 and 1x128 (mixed too) with their anchors, then the `export` part.
 # cli:     `ortfuse train` itself on a default-settings full-size export, mixed and fp32 at 8x512.
-# gc:      12 steps of mixed and fp32 8x512 with V8's GC pauses per step beside the step times.
+# gc:      12 steps of mixed and fp32 8x512, with and without the ReadbackPacer, V8's GC pauses per step beside the step times.
 # s14a:    session 14's call (bench/results/step-speed-h200-s14.md).
 # plan:    session 13's gemm_f16 plan (src/webgpu/gemm-f16-plan.ts f16Plan: the vec4 kernel with K split
 #          wherever its grid fills the GPU — the lm_head's input gradient, the q/o products) against
@@ -128,10 +128,11 @@ case "$part" in
         --batch 8 --seq 512 --steps 12 --tokenizer bytes --text README.md --lr 1e-4 --json "$OUT/cli-$p.jsonl" 2>&1 | tail -12 | tee -a "$OUT/cli.log"
     done ;;
   gc)
-    # The occasional slow step: V8's GC pauses per step (gcMs) beside the step times, 12 steps.
-    step --steps 12 --runs fused-mlp-attn-linear-mixed:8x512,fused-mlp-attn-linear:8x512 --out /tmp/gc 2>&1 | grep '^|' | tail -2
+    # The occasional slow step: V8's GC pauses per step (gcMs) beside the step times, 12 steps, with the
+    # trainer's ReadbackPacer (default) and without it (no-pacer).
+    step --steps 12 --runs fused-mlp-attn-linear-mixed:8x512,fused-mlp-attn-linear:8x512 --settings default,no-pacer --out /tmp/gc 2>&1 | grep '^|'
     cp /tmp/gc/train-step-webgpu.json "$OUT/gc.json"
-    python3 -c "import json,sys; d=json.load(open(sys.argv[1])); [print(r['variant'], [round(x) for x in r['stepMs']], [round(x) for x in r.get('gcMs', [])]) for r in (d if isinstance(d, list) else [d])]" "$OUT/gc.json" | tee "$OUT/gc.txt" ;;
+    python3 -c "import json,sys; d=json.load(open(sys.argv[1])); [print(r['variant'], r.get('setting'), [round(x) for x in r['stepMs']], [round(x) for x in r.get('gcMs', [])]) for r in (d if isinstance(d, list) else [d])]" "$OUT/gc.json" | tee "$OUT/gc.txt" ;;
   planstep)
     step --runs fused-mlp-attn-linear-mixed:8x512,fused-mlp-attn-linear-stack-mixed:8x512 --settings default,gemm-f16-legacy --out /tmp/p1 2>&1 | grep -v '^\s*$' | tee "$OUT/planstep.log" | grep '^|'
     cp /tmp/p1/train-step-webgpu.json "$OUT/planstep.json" 2>/dev/null

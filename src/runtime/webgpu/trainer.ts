@@ -59,6 +59,9 @@ import { StepReplay } from './replay.js';
 import { recordStep, type GpuParam } from './update.js';
 import { ReadbackPacer } from '../../webgpu/readback-pacer.js';
 
+/** ORTFUSE_READBACK_PACER=off (Node, measurements only): wait for each step's stats at once, as before the pacer. */
+const PACER_OFF = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.ORTFUSE_READBACK_PACER === 'off';
+
 export type { OrtWeb } from './steps.js';
 
 
@@ -270,8 +273,8 @@ export class WebGpuTrainer {
     return s;
   }
 
-  /** When the host starts waiting for each step's stats (../../webgpu/readback-pacer.ts). */
-  private readonly pacer = new ReadbackPacer();
+  /** When the host starts waiting for each step's stats (../../webgpu/readback-pacer.ts; ORTFUSE_READBACK_PACER=off: at once, for measurements). */
+  private readonly pacer = new ReadbackPacer(PACER_OFF ? 0 : undefined);
 
   /** Recording steps as step tapes and replaying them (./replay.ts). */
   private readonly replayer: StepReplay;
