@@ -6,7 +6,7 @@
  * submit, that loop spins the host's main thread through the GPU's whole step. It also fills V8's
  * heap with callbacks whose native finalizers carry them into the old generation. The result is a
  * major GC every step or few, and a slow step wherever one lands (the tiny model on SwiftShader:
- * 100-170 ms of GC a step, bench/train-step-webgpu.ts gcMs).
+ * 129-203 ms of GC a step without the pacer, 7-86 with it: bench/results/readback-pacer-swiftshader-s15.md).
  *
  * The pacer sleeps on a timer for `fraction` of the shortest of the last `keep` waits, measured
  * from the call to the readback's end. The poll then starts near the end of the GPU's work. It
@@ -14,6 +14,7 @@
  * A wait that shrinks costs at most the sleep's overshoot once, and the shorter wait sets the next
  * sleep. Results are unchanged: only when the host starts waiting moves.
  */
+/** The pacer's time source and timer (tests pass a fake one). */
 export interface PacerClock {
   now(): number;
   sleep(ms: number): Promise<void>;
