@@ -22,10 +22,13 @@ export interface PacerClock {
 
 const TIMERS: PacerClock = { now: () => performance.now(), sleep: (ms) => new Promise((done) => setTimeout(done, ms)) };
 
+/** ORTFUSE_READBACK_PACER=off (Node, measurements only): the default pacer never sleeps, as before it existed. */
+const OFF = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.ORTFUSE_READBACK_PACER === 'off';
+
 export class ReadbackPacer {
   private readonly recent: number[] = [];
 
-  constructor(private readonly fraction = 0.75, private readonly keep = 3, private readonly clock: PacerClock = TIMERS) {}
+  constructor(private readonly fraction = OFF ? 0 : 0.75, private readonly keep = 3, private readonly clock: PacerClock = TIMERS) {}
 
   /** The next sleep in ms (0 until `keep` waits were measured). */
   get nap(): number {

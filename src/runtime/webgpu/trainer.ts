@@ -59,9 +59,6 @@ import { StepReplay } from './replay.js';
 import { recordStep, type GpuParam } from './update.js';
 import { ReadbackPacer } from '../../webgpu/readback-pacer.js';
 
-/** ORTFUSE_READBACK_PACER=off (Node, measurements only): wait for each step's stats at once, as before the pacer. */
-const PACER_OFF = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.ORTFUSE_READBACK_PACER === 'off';
-
 export type { OrtWeb } from './steps.js';
 
 
@@ -274,7 +271,7 @@ export class WebGpuTrainer {
   }
 
   /** When the host starts waiting for each step's stats (../../webgpu/readback-pacer.ts; ORTFUSE_READBACK_PACER=off: at once, for measurements). */
-  private readonly pacer = new ReadbackPacer(PACER_OFF ? 0 : undefined);
+  private readonly pacer = new ReadbackPacer();
 
   /** Recording steps as step tapes and replaying them (./replay.ts). */
   private readonly replayer: StepReplay;
